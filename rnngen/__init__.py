@@ -1,0 +1,7 @@
+"""rnngen: recurrent cells written as SymPy specs, compiled to fused Numba kernels with derived backprop."""
+__version__ = "0.1.0"
+
+from .errors import SpecError  # noqa: E402
+from .registry import available, load  # noqa: E402
+
+__all__ = ["SpecError", "load", "available", "__version__"]

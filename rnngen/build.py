@@ -1,0 +1,80 @@
+"""Build generated modules from spec files: load -> derive -> emit -> render, and check freshness."""
+import glob
+import hashlib
+import os
+import time
+
+import sympy
+
+from . import __version__
+from .derive import derive
+from .emit import emit
+from .loader import load_spec
+from .render import render, template_bytes
+
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def builtin_specs_dir():
+    import rnngen.specs
+    return os.path.dirname(os.path.abspath(rnngen.specs.__file__))
+
+
+def builtin_generated_dir():
+    import rnngen.generated
+    return os.path.dirname(os.path.abspath(rnngen.generated.__file__))
+
+
+def versions():
+    major_minor = ".".join(sympy.__version__.split(".")[:2])
+    return f"rnngen {__version__}, sympy {major_minor}"
+
+
+def spec_paths(specs_dir, names=None):
+    """The spec files in `specs_dir` (every *.py not starting with '_'), or those named."""
+    available = {os.path.splitext(os.path.basename(p))[0]: p
+                 for p in sorted(glob.glob(os.path.join(specs_dir, "*.py")))
+                 if not os.path.basename(p).startswith("_")}
+    if not names:
+        return list(available.values())
+    missing = [n for n in names if n not in available]
+    if missing:
+        raise FileNotFoundError(f"no spec named {', '.join(missing)} in {specs_dir} "
+                                f"(available: {', '.join(available)})")
+    return [available[n] for n in names]
+
+
+def generate(path):
+    """Source text of the generated module for the spec at `path`."""
+    with open(path, "rb") as f:
+        spec_source = f.read()
+    vers = versions()
+    sha = hashlib.sha256(spec_source + template_bytes() + vers.encode()).hexdigest()
+    cell = load_spec(path)
+    program = derive(cell)
+    ir = emit(program, sha, vers, os.path.basename(path))
+    return cell.name, render(ir)
+
+
+def build(paths, out_dir, check=False, log=print):
+    """Write (or with check=True, compare) one module per spec. Returns the stale or written files."""
+    os.makedirs(out_dir, exist_ok=True) if not check else None
+    changed = []
+    for path in paths:
+        start = time.perf_counter()
+        name, text = generate(path)
+        target = os.path.join(out_dir, f"{name}.py")
+        old = None
+        if os.path.exists(target):
+            with open(target, encoding="utf-8") as f:
+                old = f.read()
+        state = "fresh" if old == text else ("stale" if check else "written")
+        if old != text:
+            changed.append(target)
+            if not check:
+                tmp = target + ".tmp"
+                with open(tmp, "w", encoding="utf-8") as f:
+                    f.write(text)
+                os.replace(tmp, target)
+        log(f"{name:14s} {state:8s} {time.perf_counter() - start:6.2f} s  {os.path.relpath(target)}")
+    return changed

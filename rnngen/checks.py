@@ -1,0 +1,154 @@
+"""Input checks and small helpers shared by every generated module.
+
+Bad input raises ValueError naming the argument and what was expected; nothing is broadcast.
+"""
+import numpy as np
+
+DTYPES = (np.float32, np.float64)
+
+
+def param_shape(shape, input_size, hidden_size):
+    """('4*H', 'I') -> (4*hidden_size, input_size)."""
+    env = {"H": hidden_size, "I": input_size}
+    out = []
+    for dim in shape:
+        mult, _, sym = dim.rpartition("*")
+        out.append((int(mult) if mult else 1) * env[sym])
+    return tuple(out)
+
+
+def init_params(spec_params, input_size, hidden_size, dtype=np.float32, seed=0):
+    if int(input_size) < 1 or int(hidden_size) < 1:
+        raise ValueError(f"input_size and hidden_size must be >= 1, got {input_size}, {hidden_size}")
+    dtype = np.dtype(dtype)
+    if dtype.type not in DTYPES:
+        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+    rng = np.random.default_rng(seed)
+    bound = 1.0 / np.sqrt(hidden_size)
+    return {name: rng.uniform(-bound, bound, param_shape(shape, input_size, hidden_size)).astype(dtype)
+            for name, shape in spec_params.items()}
+
+
+class Saved:
+    """What forward() keeps for backward(): opaque to callers."""
+
+    def __init__(self, cell, **arrays):
+        self.cell = cell
+        self.__dict__.update(arrays)
+
+    def __repr__(self):
+        return f"<saved forward of {self.cell}: T={self.x.shape[0]}, B={self.x.shape[1]}>"
+
+
+def _array(name, value, ndim, dtype=None):
+    if not isinstance(value, np.ndarray):
+        if hasattr(value, "__cuda_array_interface__") or hasattr(value, "__dlpack_device__") and \
+                value.__dlpack_device__()[0] != 1:
+            raise ValueError(f"{name} is a device array; the CPU kernels take numpy arrays")
+        try:
+            value = np.asarray(value)
+        except Exception as exc:
+            raise ValueError(f"{name} must be an array: {exc}") from None
+    if value.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {value.shape}")
+    if dtype is None:
+        if value.dtype.type not in DTYPES:
+            raise ValueError(f"{name} must be float32 or float64, got {value.dtype}")
+    elif value.dtype != dtype:
+        raise ValueError(f"{name} must have dtype {np.dtype(dtype)} (as x and the parameters), "
+                         f"got {value.dtype}")
+    return np.ascontiguousarray(value)
+
+
+def _finite(name, value):
+    if not np.isfinite(value).all():
+        raise ValueError(f"{name} contains NaN or inf")
+
+
+def forward_inputs(x, params, state0, lengths, reverse, spec_params, states):
+    x = _array("x", x, 3)
+    T, B, I = x.shape
+    if T < 1 or B < 1 or I < 1:
+        raise ValueError(f"x must be (T, B, I) with every size >= 1, got shape {x.shape}")
+    _finite("x", x)
+    if not isinstance(params, dict):
+        raise ValueError("params must be a dict of parameter name -> array")
+    missing = [n for n in spec_params if n not in params]
+    if missing:
+        raise ValueError(f"params is missing {missing}; expected {list(spec_params)}")
+    extra = [n for n in params if n not in spec_params]
+    if extra:
+        raise ValueError(f"params has unknown names {extra}; expected {list(spec_params)}")
+    first = next(iter(spec_params))
+    H = _hidden_size(params[first], spec_params[first], first)
+    checked = {}
+    for name, shape in spec_params.items():
+        expected = param_shape(shape, I, H)
+        arr = _array(f"params[{name!r}]", params[name], len(expected), x.dtype)
+        if arr.shape != expected:
+            raise ValueError(f"params[{name!r}] must have shape {expected} ({', '.join(shape)} with "
+                             f"I={I}, H={H}), got {arr.shape}")
+        checked[name] = arr
+    if state0 is None:
+        state0 = (None,) * len(states)
+    if not isinstance(state0, (tuple, list)) or len(state0) != len(states):
+        raise ValueError(f"state0 must be None or a tuple of {len(states)} arrays {states}, each (B, H)")
+    state0 = tuple(np.zeros((B, H), x.dtype) if s is None else _state(f"state0[{k}] ({states[k]})", s, B, H, x.dtype)
+                   for k, s in enumerate(state0))
+    if lengths is None:
+        lengths = np.full(B, T, np.int64)
+    else:
+        lengths = np.asarray(lengths)
+        if lengths.shape != (B,):
+            raise ValueError(f"lengths must have shape (B,) = ({B},), got {lengths.shape}")
+        if lengths.dtype.kind not in "iu":
+            if lengths.dtype.kind == "f" and np.all(np.isfinite(lengths)) and np.all(lengths == np.round(lengths)):
+                lengths = lengths.astype(np.int64)
+            else:
+                raise ValueError(f"lengths must be integers, got dtype {lengths.dtype}")
+        lengths = np.ascontiguousarray(lengths, dtype=np.int64)
+        if lengths.min() < 0 or lengths.max() > T:
+            raise ValueError(f"lengths must lie in [0, T={T}], got min {lengths.min()} max {lengths.max()}")
+    if not isinstance(reverse, (bool, np.bool_)):
+        raise ValueError(f"reverse must be a bool, got {reverse!r}")
+    return x, checked, state0, lengths, bool(reverse)
+
+
+def _hidden_size(arr, shape, name):
+    arr = np.asarray(arr)
+    if arr.ndim < 1:
+        raise ValueError(f"params[{name!r}] must be an array of shape {shape}")
+    mult, _, sym = shape[0].rpartition("*")
+    mult = int(mult) if mult else 1
+    if arr.shape[0] % mult or arr.shape[0] == 0:
+        raise ValueError(f"params[{name!r}] must have {shape[0]} rows, got {arr.shape[0]}")
+    return arr.shape[0] // mult
+
+
+def _state(name, s, B, H, dtype):
+    arr = _array(name, s, 2, dtype)
+    if arr.shape != (B, H):
+        raise ValueError(f"{name} must have shape (B, H) = ({B}, {H}), got {arr.shape}")
+    _finite(name, arr)
+    return arr.copy()
+
+
+def backward_inputs(dy, d_final, saved, cell_name, states):
+    if not isinstance(saved, Saved) or saved.cell != cell_name:
+        raise ValueError(f"saved must be what forward() of cell {cell_name!r} returned")
+    T, B, _ = saved.x.shape
+    H = getattr(saved, f"s_{states[0]}").shape[2]
+    dtype = saved.x.dtype
+    if dy is None:
+        dy = np.zeros((T, B, H), dtype)
+    dy = _array("dy", dy, 3, dtype)
+    if dy.shape != (T, B, H):
+        raise ValueError(f"dy must have shape (T, B, H) = ({T}, {B}, {H}), got {dy.shape}")
+    _finite("dy", dy)
+    if d_final is None:
+        d_final = (None,) * len(states)
+    if not isinstance(d_final, (tuple, list)) or len(d_final) != len(states):
+        raise ValueError(f"d_final must be None or a tuple of {len(states)} arrays {states}, each (B, H)")
+    d_final = tuple(np.zeros((B, H), dtype) if d is None else _state(f"d_final[{k}] ({states[k]})", d, B, H, dtype)
+                    for k, d in enumerate(d_final))
+    return dy, d_final

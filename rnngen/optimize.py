@@ -1,0 +1,30 @@
+"""Rewrite expressions into numerically stable forms and share common subexpressions."""
+import sympy as sp
+
+from .functions import sigmoid, softplus
+
+_a = sp.Wild("a")
+
+
+def stabilize(expr):
+    """Replace overflow-prone patterns by functions the printers emit in stable form.
+
+    log(sigmoid(a)) -> -softplus(-a); log(1 + exp(a)) -> softplus(a); 1/(1 + exp(-a)) -> sigmoid(a).
+    """
+    expr = expr.replace(lambda e: isinstance(e, sp.log) and isinstance(e.args[0], sigmoid),
+                        lambda e: -softplus(-e.args[0].args[0]))
+    expr = expr.replace(lambda e: isinstance(e, sp.log) and (e.args[0] - 1).func == sp.exp,
+                        lambda e: softplus((e.args[0] - 1).args[0]))
+    expr = expr.replace(lambda e: e.is_Pow and e.exp == -1 and (e.base - 1).func == sp.exp,
+                        lambda e: sigmoid(-(e.base - 1).args[0]))
+    return expr
+
+
+def share(outputs, prefix):
+    """Common-subexpression elimination over a block's outputs [(target, expr)].
+
+    Returns (temporaries [(symbol, expr)], outputs [(target, expr)]) with deterministic names.
+    """
+    exprs = [e for _, e in outputs]
+    temps, reduced = sp.cse(exprs, symbols=sp.numbered_symbols(prefix), order="canonical")
+    return temps, [(t, e) for (t, _), e in zip(outputs, reduced)]

@@ -1,0 +1,47 @@
+"""Find and import generated modules: the built-in ones, or those a user built into a folder."""
+import importlib
+import importlib.util
+import os
+import sys
+
+
+def _builtin_dir():
+    from .build import builtin_generated_dir
+    return builtin_generated_dir()
+
+
+def available(path=None):
+    """Names of the cells whose generated modules are in `path` (default: the built-in ones)."""
+    folder = path or _builtin_dir()
+    return sorted(os.path.splitext(f)[0] for f in os.listdir(folder)
+                  if f.endswith(".py") and not f.startswith("_"))
+
+
+def load(name, path=None):
+    """Import the generated module of cell `name` (built-in, or from folder `path` built with --out)."""
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"cell name must be an identifier, got {name!r}")
+    if path is None:
+        try:
+            return importlib.import_module(f"rnngen.generated.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"rnngen.generated.{name}":
+                raise
+            raise ValueError(f"no built-in cell {name!r}; available: {', '.join(available())}") from None
+    folder = os.path.abspath(path)
+    file = os.path.join(folder, f"{name}.py")
+    if not os.path.isfile(file):
+        raise ValueError(f"no generated module {name}.py in {folder}; build it with "
+                         f"`rnngen build {name} --specs SPECS --out {path}`")
+    module_name = f"rnngen_user_{abs(hash(folder)):x}_{name}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, file)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(module_name, None)
+        raise
+    return module
