@@ -1,0 +1,27 @@
+"""README's examples run as written (the install commands excepted)."""
+import os
+import re
+import subprocess
+import sys
+
+from conftest import REPO
+
+
+def blocks(lang):
+    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+        text = f.read()
+    return re.findall(rf"```{lang}\n(.*?)```", text, re.S)
+
+
+def test_readme_examples_run(tmp_path):
+    env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
+    for code in blocks("bash"):
+        if "pip install" in code:
+            continue
+        result = subprocess.run(["bash", "-euc", code], cwd=tmp_path, capture_output=True, text=True,
+                                env=env, timeout=600)
+        assert result.returncode == 0, code + result.stdout + result.stderr
+    for code in blocks("python"):
+        result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                                text=True, env=env, timeout=600)
+        assert result.returncode == 0, code + result.stderr
