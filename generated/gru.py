@@ -7,7 +7,10 @@ versions: rnngen 0.1.0, sympy 1.14
 The step, for one batch row b and hidden unit j:
     xr, xz, xn = (x) @ weight_ih.T + bias_ih    [hoisted before the loop]
     hr, hz, hn = (h) @ weight_hh.T + bias_hh    [stage 1]
-    h <- h*sigmoid(hz + xz) + (1 - sigmoid(hz + xz))*tanh(hn*sigmoid(hr + xr) + xn)
+    r = sigmoid(hr + xr)
+    z = sigmoid(hz + xz)
+    n = tanh(hn*r + xn)
+    h <- h*z + n*(1 - z)
 
 x is time-major (T, B, I); states and outputs are (B, H) per step. `lengths` gives each
 sequence's length: past it a state is carried and the output is zero; with `reverse` each

@@ -6,7 +6,8 @@ versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
     xz, xh = (x) @ weight_ih.T + bias_ih    [hoisted before the loop]
-    h <- h*(1 - sigmoid(xz)) + xh*sigmoid(xz)
+    z = sigmoid(xz)
+    h <- h*(1 - z) + xh*z
 
 x is time-major (T, B, I); states and outputs are (B, H) per step. `lengths` gives each
 sequence's length: past it a state is carried and the output is zero; with `reverse` each

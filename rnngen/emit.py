@@ -259,16 +259,27 @@ class Emitter:
         return f'params["{arg}"]'
 
     def equations(self):
+        """The step as the spec wrote it, with the spec's own names for its intermediate values."""
         rename = {s: sp.Symbol(n) for s, n in self.names.items()}
-        lines = []
-        for n in self.p.linears:
+        named = getattr(self.cell, "source_exprs", [])
+
+        def show(expr, upto):
+            for var, e in reversed(named[:upto]):
+                expr = expr.xreplace({e: sp.Symbol(var)})
+            return sp.sstr(expr.xreplace(rename))
+
+        def linear_line(n):
             outs = ", ".join(self.names[o] for o in n.linear.outputs)
-            src = "x" if n.level == 0 else sp.sstr(n.linear.input.xreplace(rename))
+            src = "x" if n.level == 0 else show(n.linear.input, len(named))
             bias = f" + bias_{n.name}" if n.linear.bias else ""
             where = "hoisted before the loop" if n.level == 0 else f"stage {n.level}"
-            lines.append(f"{outs} = ({src}) @ weight_{n.name}.T{bias}    [{where}]")
+            return f"{outs} = ({src}) @ weight_{n.name}.T{bias}    [{where}]"
+
+        lines = [linear_line(n) for n in self.p.linears if n.level <= 1]
+        lines += [f"{var} = {show(e, k)}" for k, (var, e) in enumerate(named)]
+        lines += [linear_line(n) for n in self.p.linears if n.level > 1]
         for s in self.cell.states:
-            lines.append(f"{s} <- {sp.sstr(self.cell.updates[s].xreplace(rename))}")
+            lines.append(f"{s} <- {show(self.cell.updates[s], len(named))}")
         return lines
 
 

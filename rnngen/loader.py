@@ -56,6 +56,7 @@ def load_spec(path):
     except SpecError as exc:
         raise exc.located(path, None) from None
     cell.source_names = _source_names(cell, vars(module))
+    cell.source_exprs = _source_exprs(cell, vars(module))
     cell.path = path
     return cell
 
@@ -69,3 +70,18 @@ def _source_names(cell, namespace):
         if not var.startswith("_") and isinstance(value, sp.Symbol) and value in ours:
             names.setdefault(value, var)
     return names
+
+
+def _source_exprs(cell, namespace):
+    """The spec's named intermediate expressions [(name, expr)] in definition order (i = sigmoid(..))."""
+    known = set(cell.source_names) if hasattr(cell, "source_names") else set()
+    ours = {cell.state_symbol(s) for s in cell.states}
+    ours |= {o for lin in cell.linears for o in lin.outputs} | {v.symbol for v in cell.vectors}
+    out, seen = [], set()
+    for var, value in namespace.items():
+        if var.startswith("_") or not isinstance(value, sp.Expr) or isinstance(value, (sp.Symbol, sp.Number)):
+            continue
+        if value.free_symbols <= ours and value not in seen and value not in known:
+            seen.add(value)
+            out.append((var, value))
+    return out
