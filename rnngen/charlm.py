@@ -278,7 +278,7 @@ def _plot(losses, path, V):
     w = min(50, len(losses))
     if w > 1:
         smooth = np.convolve(losses, np.ones(w) / w, mode="valid")
-        ax.plot(np.arange(w - 1, len(losses)), smooth, label=f"mean of {w}")
+        ax.plot(np.arange(len(smooth)) + (w - 1) / 2, smooth, label=f"centred mean of {w}")
     ax.axhline(np.log(V), color="gray", ls="--", label=f"uniform ln({V})")
     ax.set_xlabel("step")
     ax.set_ylabel("loss per character (nats)")
