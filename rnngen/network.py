@@ -95,7 +95,7 @@ class RNN:
         if dtype.type not in checks.DTYPES:
             raise ValueError(f"dtype must be float32 or float64, got {dtype}")
         self.dtype = dtype
-        self.seed = seed
+        self.seed = _int("seed", seed, 0)
         self.training = True
         self.dropout_rng = np.random.default_rng([int(seed), 1])
         seeds = np.random.default_rng([int(seed), 0]).integers(0, 2**62, self.num_layers * self.num_directions)

@@ -167,6 +167,12 @@ def test_checkpoint_round_trip_and_mismatch(tmp_path):
         load_checkpoint(path, CharLM(model.vocab, "gru", 8, num_layers=2))
     with pytest.raises(ValueError, match="vocab"):
         load_checkpoint(path, CharLM("\nabd", "gru", 8))
+    seq = SeqModel("rnn_tanh", 3, 4, 5, num_layers=2, bidirectional=True, dtype=np.float64, seed=2)
+    save_checkpoint(tmp_path / "seq.npz", seq)
+    back = load_checkpoint(tmp_path / "seq.npz")
+    assert type(back) is SeqModel and back.rnn.bidirectional and back.dtype == np.float64
+    for name, p in seq.params.items():
+        np.testing.assert_array_equal(back.params[name], p)
     (tmp_path / "junk.npz").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="not an rnngen checkpoint"):
         load_checkpoint(tmp_path / "junk.npz")
