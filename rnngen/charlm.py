@@ -224,7 +224,7 @@ def cmd_train(args):
     report_every = max(1, args.steps // 5)
     progress_every = max(1, args.steps // 20)
     start = time.perf_counter()
-    state = {"ema": None, "first": None}
+    state = {"ema": None, "first": None, "shown": 0.0}
 
     def callback(step, loss, model):
         state["ema"] = loss if state["ema"] is None else 0.95 * state["ema"] + 0.05 * loss
@@ -233,13 +233,17 @@ def cmd_train(args):
         done = step + 1
         elapsed = time.perf_counter() - start
         rate = done / elapsed
-        line = (f"step {done}/{args.steps}  loss {state['ema']:.3f}  {rate:.1f} steps/s  "
-                f"ETA {_fmt_time((args.steps - done) / rate)}")
+        report = done % report_every == 0 or done == args.steps
+        filled = int(20 * done / args.steps)
+        line = (f"[{'#' * filled}{'.' * (20 - filled)}] step {done}/{args.steps}  "
+                f"loss {state['ema']:.3f}  {rate:.1f} steps/s  ETA {_fmt_time((args.steps - done) / rate)}")
         if tty:
-            print("\r" + line, end="", file=sys.stderr, flush=True)
+            if report or elapsed - state["shown"] >= 0.1:
+                state["shown"] = elapsed
+                print("\r" + line, end="", file=sys.stderr, flush=True)
         elif done % progress_every == 0 or done == args.steps:
             print(line, file=sys.stderr, flush=True)
-        if done % report_every == 0 or done == args.steps:
+        if report:
             if tty:
                 print(file=sys.stderr, flush=True)
             samples = model.sample(args.samples, seed=done)
