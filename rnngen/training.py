@@ -57,6 +57,11 @@ def log_softmax(logits):
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
+def softmax(logits, temperature=1.0):
+    """Probabilities over the last axis, exp(logits / temperature) normalised, computed stably."""
+    return np.exp(log_softmax(np.asarray(logits) / _positive("temperature", temperature)))
+
+
 def softmax_cross_entropy(logits, targets, lengths=None, reduction="sum"):
     """Per-step cross-entropy of softmax(logits) against integer targets, masked past each length.
 

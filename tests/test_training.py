@@ -10,7 +10,7 @@ from rnngen.blas import limit_threads
 from rnngen.charlm import CharLM, read_corpus, train_charlm
 from rnngen.corpus import DEFAULT_FILE, creature_names
 from rnngen.training import (SGD, Adam, SeqModel, clip_by_global_norm, clip_by_value, global_norm,
-                             load_checkpoint, save_checkpoint, softmax_cross_entropy)
+                             load_checkpoint, save_checkpoint, softmax, softmax_cross_entropy)
 
 REPO = Path(__file__).resolve().parents[1]
 DINOS = REPO.parent / "shared" / "data" / "dinos.txt"
@@ -63,6 +63,8 @@ def test_cross_entropy_sums_over_valid_steps():
     expected = -sum(logp[t, b, targets[t, b]] for b in range(2) for t in range(lengths[b]))
     assert total == pytest.approx(expected, rel=1e-12)
     assert np.all(d[1:, 1] == 0)
+    np.testing.assert_allclose(softmax(logits).sum(-1), 1.0)
+    np.testing.assert_allclose(softmax(np.array([0.0, 1e4])), [0.0, 1.0])
     mean, dm = softmax_cross_entropy(logits, targets, lengths, "mean")
     assert mean == pytest.approx(expected / 5, rel=1e-12)
     np.testing.assert_allclose(dm, d / 5, atol=1e-15)
