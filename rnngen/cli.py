@@ -40,6 +40,9 @@ def parser():
     b.add_argument("--out", help="folder for generated modules (default: the built-in generated/)")
     b.add_argument("--check", action="store_true", help="write nothing; exit 1 if any module is stale")
     b.set_defaults(func=_build)
+    from . import charlm
+    charlm.add_train_parser(sub)
+    charlm.add_sample_parser(sub)
     return p
 
 

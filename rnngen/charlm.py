@@ -1,0 +1,306 @@
+"""A character-level language model (the course's "Dinosaurus Island" exercise) and the
+`rnngen train` / `rnngen sample` commands.
+
+Each line of the corpus is one sequence. The model reads '\\n' (start) then the line's characters
+and predicts, at every step, the next character, ending with '\\n': per-step softmax
+cross-entropy summed over time, masked past each line's length.
+"""
+import os
+import sys
+import time
+
+import numpy as np
+
+from .training import (SeqModel, Adam, SGD, clip_by_global_norm, clip_by_value, load_checkpoint,
+                       save_checkpoint, softmax_cross_entropy)
+
+EOS = "\n"
+
+
+class CharLM(SeqModel):
+    """SeqModel over one-hot characters. vocab: a string of distinct characters, vocab[0] == '\\n'."""
+
+    def __init__(self, vocab, cell="lstm", hidden_size=64, num_layers=1, dropout=0.0,
+                 dtype=np.float32, seed=0, bidirectional=False):
+        if not isinstance(vocab, str) or len(set(vocab)) != len(vocab) or not vocab or vocab[0] != EOS:
+            raise ValueError("vocab must be a string of distinct characters starting with '\\n'")
+        if bidirectional:
+            raise ValueError("bidirectional must be False: a language model reads left to right")
+        self.vocab = vocab
+        self.index = {ch: i for i, ch in enumerate(vocab)}
+        super().__init__(cell, len(vocab), hidden_size, len(vocab), num_layers=num_layers,
+                         dropout=dropout, dtype=dtype, seed=seed)
+
+    @classmethod
+    def vocab_of(cls, lines):
+        return EOS + "".join(sorted(set("".join(lines)) - {EOS}))
+
+    def encode(self, lines):
+        """(x one-hot (T, B, V), targets (T, B), lengths (B,)) for a batch of lines."""
+        unknown = sorted(set("".join(lines)) - set(self.vocab))
+        if unknown:
+            raise ValueError(f"lines contain characters outside the vocabulary: {unknown}")
+        lengths = np.array([len(s) + 1 for s in lines], np.int64)
+        T, B, V = int(lengths.max()), len(lines), len(self.vocab)
+        ids = np.zeros((T + 1, B), np.int64)  # 0 is '\n': the start input and the end target
+        for b, s in enumerate(lines):
+            ids[1:len(s) + 1, b] = [self.index[c] for c in s]
+        x = np.zeros((T, B, V), self.dtype)
+        x[np.arange(T)[:, None], np.arange(B)[None, :], ids[:T]] = 1
+        return x, ids[1:], lengths
+
+    def batch_loss(self, lines, reduction="mean", backward=True):
+        x, targets, lengths = self.encode(lines)
+        return self.loss(x, targets, lengths, reduction=reduction, backward=backward)
+
+    def sample(self, n=10, temperature=1.0, seed=0, max_len=40):
+        """n strings drawn one character at a time (the RNN's step() API), each ending at '\\n' or
+        after max_len characters. Reproducible for a given seed."""
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"n must be an integer >= 1, got {n!r}")
+        try:
+            temperature = float(temperature)
+        except (TypeError, ValueError):
+            raise ValueError(f"temperature must be a positive number, got {temperature!r}") from None
+        if not np.isfinite(temperature) or temperature <= 0:
+            raise ValueError(f"temperature must be a positive number, got {temperature}")
+        rng = np.random.default_rng(seed)
+        V = len(self.vocab)
+        was_training = self.rnn.training
+        self.rnn.eval()
+        try:
+            prev = np.zeros(n, np.int64)
+            state, out = None, [[] for _ in range(n)]
+            done = np.zeros(n, bool)
+            for _ in range(max_len):
+                x = np.zeros((n, V), self.dtype)
+                x[np.arange(n), prev] = 1
+                y, state = self.rnn.step(x, state)
+                logits = (y @ self.dense.weight.T + self.dense.bias).astype(np.float64) / temperature
+                p = np.exp(logits - logits.max(axis=1, keepdims=True))
+                cdf = np.cumsum(p, axis=1)
+                u = rng.random(n) * cdf[:, -1]
+                prev = np.minimum((cdf < u[:, None]).sum(axis=1), V - 1)
+                for b in np.flatnonzero(~done):
+                    if prev[b] == 0:
+                        done[b] = True
+                    else:
+                        out[b].append(self.vocab[prev[b]])
+                if done.all():
+                    break
+        finally:
+            self.rnn.train(was_training)
+        return ["".join(s) for s in out]
+
+
+def read_corpus(path=None, lowercase=True, max_len=64):
+    """Lines of a text file (default: the shipped creatures.txt), stripped, empty ones dropped,
+    lines longer than max_len cut into pieces."""
+    from .corpus import DEFAULT_FILE
+    path = path or DEFAULT_FILE
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise ValueError(f"cannot read data file {path}: {exc.strerror}") from None
+    if lowercase:
+        text = text.lower()
+    lines = []
+    for line in text.splitlines():
+        line = line.strip()
+        lines.extend(line[i:i + max_len] for i in range(0, len(line), max_len))
+    if not lines:
+        raise ValueError(f"data file {path} has no non-empty lines")
+    return lines
+
+
+def train_charlm(lines, cell="lstm", hidden_size=64, num_layers=1, steps=1500, batch_size=32,
+                 lr=0.01, optimizer="adam", clip_norm=5.0, clip_value=None, dropout=0.0, seed=0,
+                 dtype=np.float32, callback=None, model=None):
+    """Train a CharLM on `lines` with minibatches of random lines; returns (model, losses) where
+    losses[i] is step i's mean per-character loss. callback(step, loss, model) after each step."""
+    if model is None:
+        model = CharLM(CharLM.vocab_of(lines), cell, hidden_size, num_layers, dropout=dropout,
+                       dtype=dtype, seed=seed)
+    opt = {"adam": Adam, "sgd": SGD}.get(optimizer)
+    if opt is None:
+        raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+    opt = opt(model.params, lr=lr)
+    rng = np.random.default_rng([int(seed), 3])
+    order, pos = rng.permutation(len(lines)), 0
+    model.train()
+    losses = []
+    for step in range(steps):
+        if pos + batch_size > len(order):
+            order, pos = rng.permutation(len(lines)), 0
+        batch = [lines[i] for i in order[pos:pos + batch_size]]
+        pos += batch_size
+        loss = model.batch_loss(batch)
+        grads = model.grads
+        if clip_value is not None:
+            clip_by_value(grads, clip_value)
+        if clip_norm is not None:
+            clip_by_global_norm(grads, clip_norm)
+        opt.step(grads)
+        losses.append(loss)
+        if callback is not None:
+            callback(step, loss, model)
+    model.eval()
+    return model, losses
+
+
+# -- the command line ---------------------------------------------------------------------------
+def _fmt_time(seconds):
+    seconds = int(round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def add_train_parser(sub):
+    t = sub.add_parser("train", help="train a character-level language model (one sequence per line)")
+    t.add_argument("--cell", default="lstm", help="cell name (default lstm)")
+    t.add_argument("--cell-path", help="folder of a user-built cell's generated module")
+    t.add_argument("--data", help="text file, one sequence per line (default: the shipped corpus "
+                                  "of made-up creature names)")
+    t.add_argument("--hidden", type=int, default=128, help="hidden size (default 128)")
+    t.add_argument("--layers", type=int, default=1, help="number of layers (default 1)")
+    t.add_argument("--steps", type=int, default=2000, help="training steps (default 2000)")
+    t.add_argument("--batch", type=int, default=32, help="sequences per step (default 32)")
+    t.add_argument("--lr", type=float, default=0.01, help="learning rate (default 0.01)")
+    t.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
+    t.add_argument("--clip-norm", type=float, default=5.0, help="clip the global gradient norm (default 5)")
+    t.add_argument("--clip-value", type=float, help="also clip every gradient entry into [-m, m]")
+    t.add_argument("--dropout", type=float, default=0.0, help="dropout between layers (default 0)")
+    t.add_argument("--keep-case", action="store_true", help="do not lower-case the data")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", default="charlm.npz", help="checkpoint file (default charlm.npz)")
+    t.add_argument("--plot", help="write the loss curve to this PNG (needs matplotlib)")
+    t.add_argument("--samples", type=int, default=5, help="names printed at each report (default 5)")
+    t.set_defaults(func=cmd_train)
+
+
+def add_sample_parser(sub):
+    s = sub.add_parser("sample", help="sample from a checkpoint written by `rnngen train`")
+    s.add_argument("checkpoint")
+    s.add_argument("--n", type=int, default=10, help="number of samples (default 10)")
+    s.add_argument("--temperature", type=float, default=1.0, help="softmax temperature (default 1)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--max-len", type=int, default=40)
+    s.add_argument("--cell-path", help="folder of a user-built cell's generated module")
+    s.set_defaults(func=cmd_sample)
+
+
+def _error(cmd, message):
+    print(f"rnngen {cmd}: {message}", file=sys.stderr)
+    return 2
+
+
+def cmd_train(args):
+    from .blas import limit_threads
+    limit_threads(1)
+    for name in ("hidden", "layers", "steps", "batch"):
+        if getattr(args, name) < 1:
+            return _error("train", f"--{name} must be >= 1, got {getattr(args, name)}")
+    if args.plot:
+        try:
+            import matplotlib
+            matplotlib.use("Agg")
+            import matplotlib.pyplot  # noqa: F401
+        except ImportError:
+            return _error("train", "--plot needs matplotlib: pip install 'rnngen[plot]' "
+                                   "(or pip install matplotlib)")
+    try:
+        from .registry import load
+        cell = load(args.cell, path=args.cell_path)
+        lines = read_corpus(args.data, lowercase=not args.keep_case)
+        model = CharLM(CharLM.vocab_of(lines), cell, args.hidden, args.layers, dropout=args.dropout,
+                       seed=args.seed)
+    except ValueError as exc:
+        return _error("train", str(exc))
+    V = len(model.vocab)
+    print(f"rnngen train: cell {cell.NAME}, {args.layers} layer(s) of {args.hidden}, "
+          f"{len(lines)} lines from {args.data or 'the shipped creature-names corpus'}, vocab {V}; "
+          f"uniform baseline loss ln({V}) = {np.log(V):.3f} per character", flush=True)
+    tty = sys.stderr.isatty()
+    report_every = max(1, args.steps // 5)
+    progress_every = max(1, args.steps // 20)
+    start = time.perf_counter()
+    state = {"ema": None, "first": None, "shown": 0.0}
+
+    def callback(step, loss, model):
+        state["ema"] = loss if state["ema"] is None else 0.95 * state["ema"] + 0.05 * loss
+        if state["first"] is None:
+            state["first"] = loss
+        done = step + 1
+        elapsed = time.perf_counter() - start
+        rate = done / elapsed
+        report = done % report_every == 0 or done == args.steps
+        filled = int(20 * done / args.steps)
+        line = (f"[{'#' * filled}{'.' * (20 - filled)}] step {done}/{args.steps}  "
+                f"loss {state['ema']:.3f}  {rate:.1f} steps/s  ETA {_fmt_time((args.steps - done) / rate)}")
+        if tty:
+            if report or elapsed - state["shown"] >= 0.1:
+                state["shown"] = elapsed
+                print("\r" + line, end="", file=sys.stderr, flush=True)
+        elif done % progress_every == 0 or done == args.steps:
+            print(line, file=sys.stderr, flush=True)
+        if report:
+            if tty:
+                print(file=sys.stderr, flush=True)
+            samples = model.sample(args.samples, seed=done)
+            print(f"  samples at step {done}: {', '.join(samples)}", flush=True)
+            model.train()
+            save_checkpoint(args.out, model, step=done, seed=args.seed, data=args.data)
+
+    try:
+        model, losses = train_charlm(lines, steps=args.steps, batch_size=args.batch, lr=args.lr,
+                                     optimizer=args.optimizer, clip_norm=args.clip_norm,
+                                     clip_value=args.clip_value, seed=args.seed, callback=callback,
+                                     model=model)
+    except ValueError as exc:
+        return _error("train", str(exc))
+    elapsed = time.perf_counter() - start
+    first = np.mean(losses[:10])
+    last = np.mean(losses[-max(1, min(50, len(losses) // 10)):])
+    save_checkpoint(args.out, model, step=args.steps, seed=args.seed, data=args.data,
+                    loss_start=float(first), loss_end=float(last))
+    print(f"rnngen train: {args.steps} steps in {elapsed:.1f} s ({args.steps / elapsed:.1f} steps/s); "
+          f"loss {first:.3f} (first 10 steps) -> {last:.3f} (last steps); wrote {args.out}; "
+          f"sample it with `rnngen sample {args.out}`", flush=True)
+    if args.plot:
+        _plot(losses, args.plot, V)
+        print(f"rnngen train: wrote the loss curve to {args.plot}")
+    return 0
+
+
+def _plot(losses, path, V):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    losses = np.asarray(losses)
+    ax.plot(losses, lw=0.5, alpha=0.4, label="per step")
+    w = min(50, len(losses))
+    if w > 1:
+        smooth = np.convolve(losses, np.ones(w) / w, mode="valid")
+        ax.plot(np.arange(len(smooth)) + (w - 1) / 2, smooth, label=f"centred mean of {w}")
+    ax.axhline(np.log(V), color="gray", ls="--", label=f"uniform ln({V})")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss per character (nats)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def cmd_sample(args):
+    from .blas import limit_threads
+    limit_threads(1)
+    try:
+        model = load_checkpoint(args.checkpoint, cell_path=args.cell_path)
+        if getattr(model, "vocab", None) is None:
+            return _error("sample", f"{args.checkpoint} is not a character-level language model")
+        for s in model.sample(args.n, temperature=args.temperature, seed=args.seed, max_len=args.max_len):
+            print(s)
+    except ValueError as exc:
+        return _error("sample", str(exc))
+    return 0
