@@ -21,7 +21,8 @@ def test_readme_examples_run(tmp_path):
         result = subprocess.run(["bash", "-euc", code], cwd=tmp_path, capture_output=True, text=True,
                                 env=env, timeout=600)
         assert result.returncode == 0, code + result.stdout + result.stderr
-    for code in blocks("python"):
-        result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
-                                text=True, env=env, timeout=600)
-        assert result.returncode == 0, code + result.stderr
+    # the Python examples continue one another, as in one session
+    code = "\n".join(blocks("python"))
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                            text=True, env=env, timeout=600)
+    assert result.returncode == 0, code + result.stderr
