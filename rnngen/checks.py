@@ -95,23 +95,30 @@ def forward_inputs(x, params, state0, lengths, reverse, spec_params, states):
         raise ValueError(f"state0 must be None or a tuple of {len(states)} arrays {states}, each (B, H)")
     state0 = tuple(np.zeros((B, H), x.dtype) if s is None else _state(f"state0[{k}] ({states[k]})", s, B, H, x.dtype)
                    for k, s in enumerate(state0))
-    if lengths is None:
-        lengths = np.full(B, T, np.int64)
-    else:
-        lengths = np.asarray(lengths)
-        if lengths.shape != (B,):
-            raise ValueError(f"lengths must have shape (B,) = ({B},), got {lengths.shape}")
-        if lengths.dtype.kind not in "iu":
-            if lengths.dtype.kind == "f" and np.all(np.isfinite(lengths)) and np.all(lengths == np.round(lengths)):
-                lengths = lengths.astype(np.int64)
-            else:
-                raise ValueError(f"lengths must be integers, got dtype {lengths.dtype}")
-        lengths = np.ascontiguousarray(lengths, dtype=np.int64)
-        if lengths.min() < 0 or lengths.max() > T:
-            raise ValueError(f"lengths must lie in [0, T={T}], got min {lengths.min()} max {lengths.max()}")
+    lengths = check_lengths(lengths, B, T)
     if not isinstance(reverse, (bool, np.bool_)):
         raise ValueError(f"reverse must be a bool, got {reverse!r}")
     return x, checked, state0, lengths, bool(reverse)
+
+
+def check_lengths(lengths, B, T):
+    """`lengths` as a C-contiguous int64 (B,) array with values in [0, T] (None: all T)."""
+    if lengths is None:
+        return np.full(B, T, np.int64)
+    if hasattr(lengths, "detach") and hasattr(lengths, "cpu"):      # a CPU torch tensor
+        lengths = lengths.detach().cpu().numpy()
+    lengths = np.asarray(lengths)
+    if lengths.shape != (B,):
+        raise ValueError(f"lengths must have shape (B,) = ({B},), got {lengths.shape}")
+    if lengths.dtype.kind not in "iu":
+        if lengths.dtype.kind == "f" and np.all(np.isfinite(lengths)) and np.all(lengths == np.round(lengths)):
+            lengths = lengths.astype(np.int64)
+        else:
+            raise ValueError(f"lengths must be integers, got dtype {lengths.dtype}")
+    lengths = np.ascontiguousarray(lengths, dtype=np.int64)
+    if B and (lengths.min() < 0 or lengths.max() > T):
+        raise ValueError(f"lengths must lie in [0, T={T}], got min {lengths.min()} max {lengths.max()}")
+    return lengths
 
 
 def _hidden_size(arr, shape, name):

@@ -9,6 +9,7 @@ call of the generated kernels; there is no per-step Python loop.
 import numpy as np
 
 from . import checks
+from .checks import check_lengths
 from .registry import load
 
 
@@ -28,24 +29,6 @@ def _as_numpy(name, value):
         return np.asarray(value)
     except Exception as exc:
         raise ValueError(f"{name} must be an array: {exc}") from None
-
-
-def check_lengths(lengths, B, T):
-    """`lengths` as a C-contiguous int64 (B,) array with values in [0, T] (None: all T)."""
-    if lengths is None:
-        return np.full(B, T, np.int64)
-    lengths = _as_numpy("lengths", lengths)
-    if lengths.shape != (B,):
-        raise ValueError(f"lengths must have shape (B,) = ({B},), got {lengths.shape}")
-    if lengths.dtype.kind not in "iu":
-        if lengths.dtype.kind == "f" and np.all(np.isfinite(lengths)) and np.all(lengths == np.round(lengths)):
-            lengths = lengths.astype(np.int64)
-        else:
-            raise ValueError(f"lengths must be integers, got dtype {lengths.dtype}")
-    lengths = np.ascontiguousarray(lengths, dtype=np.int64)
-    if B and (lengths.min() < 0 or lengths.max() > T):
-        raise ValueError(f"lengths must lie in [0, T={T}], got min {lengths.min()} max {lengths.max()}")
-    return lengths
 
 
 class RNN:

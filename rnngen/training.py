@@ -9,7 +9,8 @@ import tempfile
 import numpy as np
 
 from . import checks
-from .network import RNN, check_lengths, _int
+from .checks import check_lengths
+from .network import RNN, _int
 from .registry import load
 
 CHECKPOINT_FORMAT = "rnngen-seqmodel-1"
