@@ -40,6 +40,8 @@ def parser():
     b.add_argument("--out", help="folder for generated modules (default: the built-in generated/)")
     b.add_argument("--check", action="store_true", help="write nothing; exit 1 if any module is stale")
     b.set_defaults(func=_build)
+    from .show import add_parsers as add_show_parsers
+    add_show_parsers(sub)      # show, list
     return p
 
 

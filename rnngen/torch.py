@@ -69,7 +69,6 @@ class CellFunction(torch.autograd.Function):
         ctx.saved_tensors  # noqa: B018 -- raises if x or a parameter was modified in place
         gen, saved = ctx.gen, ctx.saved
         dx, d_state0, d_params = gen.backward(_numpy(dy), tuple(_numpy(d) for d in d_final), saved)
-        ctx.saved = None
         grads = [torch.from_numpy(dx)] + [torch.from_numpy(d) for d in d_state0]
         grads += [torch.from_numpy(d_params[name]) for name in gen.PARAMS]
         return (None, None, None) + tuple(grads)
