@@ -31,7 +31,7 @@ _TORCH_MODES = {"LSTM": "lstm", "GRU": "gru", "RNN_TANH": "rnn_tanh", "RNN_RELU"
 
 def _numpy(t):
     """A numpy view of a CPU tensor (a copy only when it is not C-contiguous)."""
-    if t.device.type != "cpu":
+    if not t.is_cpu:
         raise RuntimeError(
             f"rnngen.torch: got a tensor on {t.device}; only CPU tensors are supported in this "
             "build (the CUDA backend is not available yet). Move the module and its inputs to the "
@@ -46,7 +46,8 @@ class CellFunction(torch.autograd.Function):
     """One run of a generated cell over a padded, time-major sequence.
 
     apply(gen, lengths, reverse, x, *state0, *params) -> (y, *final_states)
-    gen: a generated module; lengths: int64 numpy array (B,) or None; params in gen.PARAMS order.
+    gen: a generated module; lengths: int64 numpy array (B,) or None; state0: one (B, H) tensor per
+    state in gen.STATES, or all None for zeros; params in gen.PARAMS order.
     """
 
     @staticmethod
@@ -56,7 +57,8 @@ class CellFunction(torch.autograd.Function):
         params = tensors[n_states:]
         y, final, saved = gen.forward(
             _numpy(x), {name: _numpy(p) for name, p in zip(gen.PARAMS, params)},
-            tuple(_numpy(s) for s in state0), lengths, reverse)
+            None if state0[0] is None else tuple(_numpy(s) for s in state0), lengths, reverse)
+        ctx.set_materialize_grads(False)   # an unused output's gradient stays None: no zeros made
         ctx.gen = gen
         ctx.saved = saved
         # Not read in backward (the kernels keep their own numpy views in `saved`): saving them lets
@@ -68,10 +70,13 @@ class CellFunction(torch.autograd.Function):
     def backward(ctx, dy, *d_final):
         ctx.saved_tensors  # noqa: B018 -- raises if x or a parameter was modified in place
         gen, saved = ctx.gen, ctx.saved
-        dx, d_state0, d_params = gen.backward(_numpy(dy), tuple(_numpy(d) for d in d_final), saved)
-        grads = [torch.from_numpy(dx)] + [torch.from_numpy(d) for d in d_state0]
-        grads += [torch.from_numpy(d_params[name]) for name in gen.PARAMS]
-        return (None, None, None) + tuple(grads)
+        dx, d_state0, d_params = gen.backward(
+            None if dy is None else _numpy(dy),
+            tuple(None if d is None else _numpy(d) for d in d_final), saved)
+        grads = [dx, *d_state0] + [d_params[name] for name in gen.PARAMS]
+        needed = ctx.needs_input_grad[3:]
+        return (None, None, None) + tuple(torch.from_numpy(g) if need else None
+                                          for g, need in zip(grads, needed))
 
 
 def _resolve(cell, path=None):
@@ -128,7 +133,7 @@ class RNN(torch.nn.Module):
         dtype = dtype or torch.get_default_dtype()
         if dtype not in (torch.float32, torch.float64):
             raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
-        self._param_names = []      # [(layer, direction)] -> [attribute name per gen.PARAMS entry]
+        self._param_names = []      # [layer * D + direction] -> [attribute name per gen.PARAMS entry]
         for layer in range(num_layers):
             layer_input = input_size if layer == 0 else hidden_size * self.num_directions
             for direction in range(self.num_directions):
@@ -166,7 +171,8 @@ class RNN(torch.nn.Module):
         return s
 
     def _layer_params(self, layer, direction):
-        return [getattr(self, n) for n in self._param_names[layer * self.num_directions + direction]]
+        params = self._parameters
+        return [params[n] for n in self._param_names[layer * self.num_directions + direction]]
 
     def forward(self, input, hx=None):
         packed = isinstance(input, PackedSequence)
@@ -186,7 +192,7 @@ class RNN(torch.nn.Module):
             x = x.unsqueeze(1)
         elif self.batch_first and not packed:
             x = x.transpose(0, 1)
-        if x.device.type != "cpu":
+        if not x.is_cpu:
             _numpy(x)   # raises the CPU-only error
         if x.shape[-1] != self.input_size:
             raise ValueError(f"input has {x.shape[-1]} features, expected input_size={self.input_size}")
@@ -204,7 +210,7 @@ class RNN(torch.nn.Module):
             outs = []
             for direction in range(D):
                 k = layer * D + direction
-                s0 = tuple(s[k] for s in state0)
+                s0 = tuple(s[k] for s in state0) if state0 is not None else (None,) * len(self.states)
                 res = CellFunction.apply(self.gen, lengths, bool(direction), layer_input,
                                          *s0, *self._layer_params(layer, direction))
                 outs.append(res[0])
@@ -214,7 +220,7 @@ class RNN(torch.nn.Module):
             if self.dropout and self.training and layer < L - 1:
                 layer_input = torch.nn.functional.dropout(layer_input, self.dropout, True)
         y = layer_input
-        h_n = [torch.stack(f, 0) for f in finals]
+        h_n = [f[0].unsqueeze(0) if len(f) == 1 else torch.stack(f, 0) for f in finals]
 
         if packed:
             data, batch_sizes = pack_padded_sequence(y, torch.from_numpy(lengths))[:2]
@@ -229,15 +235,14 @@ class RNN(torch.nn.Module):
         return y, (h_n[0] if len(h_n) == 1 else tuple(h_n))
 
     def _dtype(self):
-        return next(self.parameters()).dtype
+        return self._parameters[self._param_names[0][0]].dtype
 
     def _initial_states(self, hx, B, dtype, unbatched, sorted_indices):
-        """hx as a list (one per state) of (L*D, B, H) tensors, in the packed order."""
+        """hx as a list (one per state) of (L*D, B, H) tensors, in the packed order; None for zeros."""
         LD, H = self.num_layers * self.num_directions, self.hidden_size
         n = len(self.states)
         if hx is None:
-            zeros = torch.zeros(LD, B, H, dtype=dtype)
-            return [zeros] * n
+            return None
         if isinstance(hx, torch.Tensor):
             hx = (hx,)
         if not isinstance(hx, (tuple, list)) or len(hx) != n:
@@ -252,7 +257,7 @@ class RNN(torch.nn.Module):
                                  f"got {tuple(h.shape)}")
             if h.dtype != dtype:
                 raise ValueError(f"initial state {name!r} has dtype {h.dtype}, expected {dtype}")
-            if h.device.type != "cpu":
+            if not h.is_cpu:
                 _numpy(h)
             if sorted_indices is not None:
                 h = h.index_select(1, sorted_indices)
