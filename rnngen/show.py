@@ -59,6 +59,11 @@ class Analysis:
         self.hoisted = [line for line in fsetup if line.startswith("zx_")]
         self.after_loop = self.em.backward_wrapper(fargs)[3]
         self.params = self.em.params()
+        self.symbols = {}    # parameter -> the names the equations use for it
+        for n in self.program.linears:
+            self.symbols[f"weight_{n.name}"] = ("gates " if n.gates > 1 else "gate ") + ", ".join(self.em.names[o] for o in n.linear.outputs)
+        for v in self.cell.vectors:
+            self.symbols[v.name] = "per unit, " + self.em.names[v.symbol] + " in the equations"
 
     # shapes
     def width(self, node):
@@ -163,7 +168,9 @@ def text(a):
            "",
            "Parameters (I = input size, H = hidden size)"]
     width = max(len(n) for n, _ in a.params)
-    out += [f"  {n:{width}s}  {_shape(s)}" for n, s in a.params]
+    shapes = [_shape(s) for _, s in a.params]
+    sw = max(len(s) for s in shapes)
+    out += [f"  {n:{width}s}  {s:{sw}s}  {a.symbols.get(n, '')}".rstrip() for (n, _), s in zip(a.params, shapes)]
     out += ["", "Forward step, for one batch row b and hidden unit j"]
     out += [f"  {line}" for line in a.em.equations()]
 
@@ -268,8 +275,9 @@ def latex(a):
            f"\\paragraph{{Cell {cell.name.replace('_', chr(92) + '_')}}} states "
            f"${', '.join(cell.states)}$, output ${cell.output}$; primes are values after the step, "
            r"bars gradients of the loss.", "", r"\paragraph{Parameters}"]
-    out += ["\\begin{tabular}{ll}"]
-    out += [f"${_tex_name(n)}$ & $({', '.join(d.replace('*', '') for d in s)})$ \\\\" for n, s in a.params]
+    out += ["\\begin{tabular}{lll}"]
+    out += [f"${_tex_name(n)}$ & $({', '.join(d.replace('*', '') for d in s)})$ & "
+            f"{a.symbols.get(n, '').replace('_', chr(92) + '_')} \\\\" for n, s in a.params]
     out += ["\\end{tabular}", "", r"\paragraph{Forward step} (one batch row, one hidden unit)"]
     lines = []
     for n in a.program.linears:
