@@ -16,6 +16,7 @@ CPU tensors cross to numpy as views (`tensor.detach().numpy()`), copied only whe
 C-contiguous; the kernels' outputs come back with `torch.from_numpy`, again without a copy.
 """
 import math
+import os
 import types
 
 import numpy as np
@@ -146,6 +147,20 @@ class RNN(torch.nn.Module):
                     names.append(attr)
                 self._param_names.append(names)
         self.reset_parameters()
+
+    def __getstate__(self):
+        # a module object does not pickle or deepcopy: keep where to import it from instead
+        state = self.__dict__.copy()
+        gen = state.pop("gen")
+        builtin = gen.__name__.startswith("rnngen.generated.")
+        state["_gen_location"] = (gen.__name__.rpartition(".")[2] if builtin else gen.NAME,
+                                  None if builtin else os.path.dirname(os.path.abspath(gen.__file__)))
+        return state
+
+    def __setstate__(self, state):
+        name, path = state.pop("_gen_location")
+        self.__dict__.update(state)
+        self.gen = registry.load(name, path)
 
     @property
     def num_directions(self):

@@ -193,3 +193,17 @@ def test_import_rnngen_without_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_pickle_and_deepcopy(tmp_path):
+    import copy
+    rnn = rt.RNN("gru_classic", 3, 4, num_layers=2, bidirectional=True)
+    x = torch.randn(5, 2, 3)
+    for clone in (copy.deepcopy(rnn), _roundtrip(rnn, tmp_path / "rnn.pt")):
+        assert clone.gen is rnn.gen
+        torch.testing.assert_close(clone(x)[0], rnn(x)[0], rtol=0, atol=0)
+
+
+def _roundtrip(module, path):
+    torch.save(module, path)
+    return torch.load(path, weights_only=False)
