@@ -146,8 +146,8 @@ def _num(value):
     return f"{value:g} "
 
 
-def _example():
-    return ", ".join(f"{k}={v}" for k, v in EXAMPLE.items())
+def _example(size):
+    return ", ".join(f"{k}={v}" for k, v in size.items())
 
 
 # -- plain text ----------------------------------------------------------------------------------
@@ -161,7 +161,8 @@ def _block_lines(blk, indent):
     return out
 
 
-def text(a):
+def text(a, size=None):
+    size = size or EXAMPLE
     cell = a.cell
     out = [f"cell {cell.name}    spec {a.path}",
            f"states {', '.join(cell.states)}    output {cell.output}",
@@ -204,20 +205,20 @@ def text(a):
         out.append("  constants, typed as the arrays' dtype: " + ", ".join(
             f"{k} = {v}" for k, v in sorted(a.em.constants.items())))
     fwd, bwd = a.flops()
-    out += ["", f"FLOPs per step (B = batch, function calls count 1; example {_example()})"]
+    out += ["", f"FLOPs per step (B = batch, function calls count 1; example {_example(size)})"]
     for title, parts in (("forward", fwd), ("backward", bwd)):
         total = sp.expand(sum(parts.values()))
-        out.append(f"  {title:9s} {_fmt(total)}  = {_num(int(total.subs(EXAMPLE)))}FLOP")
+        out.append(f"  {title:9s} {_fmt(total)}  = {_num(int(total.subs(size)))}FLOP")
         for k, v in parts.items():
             out.append(f"    {k}: {_fmt(v)}")
     saved, work = a.saved_elements(), a.workspace_elements()
     out += ["", "Bytes saved per step for training (kept by forward for backward; x itself not counted)"]
     out.append(f"  {_fmt(saved)} elements: {', '.join(a.saved)}")
-    for dtype, size in (("float32", 4), ("float64", 8)):
-        out.append(f"    {dtype}: {_fmt(size * saved)} bytes = {_num(int((size * saved).subs(EXAMPLE)))}B "
-                   f"at {_example()}")
+    for dtype, nbytes in (("float32", 4), ("float64", 8)):
+        out.append(f"    {dtype}: {_fmt(nbytes * saved)} bytes = {_num(int((nbytes * saved).subs(size)))}B "
+                   f"at {_example(size)}")
     out.append(f"  backward workspace (dZ of every linear, for the after-loop GEMMs): {_fmt(work)} elements "
-               f"= {_num(int((4 * work).subs(EXAMPLE)))}B in float32")
+               f"= {_num(int((4 * work).subs(size)))}B in float32")
     return "\n".join(out) + "\n"
 
 
@@ -322,7 +323,8 @@ def show_command(args):
     except SpecError as exc:
         print(f"rnngen show: SpecError: {exc}", file=sys.stderr)
         return 1
-    sys.stdout.write(latex(analysis) if args.latex else text(analysis))
+    size = dict(zip((B, I, H), args.size)) if args.size else EXAMPLE
+    sys.stdout.write(latex(analysis) if args.latex else text(analysis, size))
     return 0
 
 
@@ -363,6 +365,8 @@ def add_parsers(sub):
     s.add_argument("cell", help="a cell name (built-in, or in --specs) or a spec file path")
     s.add_argument("--specs", help="folder of spec files (default: the built-in specs)")
     s.add_argument("--latex", action="store_true", help="print LaTeX (align* blocks) instead of text")
+    s.add_argument("--size", nargs=3, type=int, metavar=("B", "I", "H"),
+                   help="evaluate FLOPs and bytes at this batch, input and hidden size (default 32 128 128)")
     s.set_defaults(func=show_command)
     lst = sub.add_parser("list", help="list the available cells, one line each")
     lst.add_argument("--specs", help="folder of spec files (default: the built-in specs)")

@@ -137,3 +137,11 @@ def test_console_script():
                          text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "h <- tanh(ha + xa)" in out.stdout
+
+
+def test_show_size(capsys):
+    code, out, _ = run(capsys, "show", "rnn_tanh", "--size", "10", "3", "5")
+    assert code == 0
+    # forward: 2*B*H*I + 2*B*H^2 + pointwise; saved: zx, s_h, z_hh = 3*B*H elements
+    assert "example B=10, I=3, H=5" in out
+    assert "float32: 12*B*H bytes = 600 B at B=10, I=3, H=5" in out
