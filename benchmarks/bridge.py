@@ -8,15 +8,25 @@ every repeat), the median (and the minimum, less sensitive to other load on the 
   forward           direct: gen.forward(x, params)      bridge: rnn(x) with autograd recording
   forward+backward  direct: + gen.backward(dy, None, saved)
                     bridge: + y.backward(dy), parameter .grad set to None before each repeat
+Threads: --threads N (default 1) for BLAS and torch alike.
 One layer, one direction, padded input (no PackedSequence): the bridge's fixed cost per call.
 For lstm, gru and rnn_tanh, torch.nn's own CPU module (same weights) is timed too, for scale.
 """
 import argparse
+import os
 import statistics
+import sys
 import time
 
-import numpy as np
-import torch
+if __name__ == "__main__":
+    # BLAS (numpy/scipy, called from the kernels) and torch's OpenMP pool: the same thread count,
+    # set before they load (default 1: on a shared machine idle OpenMP threads spin and steal cores)
+    THREADS = next((sys.argv[k + 1] for k, a in enumerate(sys.argv) if a == "--threads"), "1")
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ[var] = THREADS
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 import rnngen
 import rnngen.torch
@@ -88,7 +98,9 @@ def main():
     ap.add_argument("--cells", nargs="+", default=["lstm", "gru", "rnn_tanh"])
     ap.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
     ap.add_argument("--repeats", type=int, default=0, help="default: 300 for course, 15 for small")
+    ap.add_argument("--threads", type=int, default=1, help="BLAS and torch threads (default 1)")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median ms, float32, CPU")
     print(f"{'size':7s} {'cell':9s} {'pass':17s} {'direct':>9s} {'bridge':>9s} {'overhead':>18s} "
           f"{'torch.nn':>9s}   overhead of the minima")

@@ -185,6 +185,9 @@ class RNN(torch.nn.Module):
             s += ", batch_first=True"
         return s
 
+    def flatten_parameters(self):
+        """No-op, for code written for torch.nn.LSTM (the kernels take each parameter as it is)."""
+
     def _layer_params(self, layer, direction):
         params = self._parameters
         return [params[n] for n in self._param_names[layer * self.num_directions + direction]]

@@ -113,6 +113,7 @@ def test_load_state_dict_unchanged_and_unbatched():
     ref = torch.nn.GRU(3, 4, num_layers=2)
     ours = rt.RNN("gru", 3, 4, num_layers=2)
     ours.load_state_dict(ref.state_dict())       # strict: same names and shapes
+    ours.flatten_parameters()                     # accepted, as on torch.nn modules
     x = torch.randn(5, 3)                         # unbatched (T, I), as torch.nn accepts
     y1, h1 = ref(x)
     y2, h2 = ours(x)
