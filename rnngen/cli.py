@@ -43,6 +43,8 @@ def parser():
     from . import charlm
     charlm.add_train_parser(sub)
     charlm.add_sample_parser(sub)
+    from .show import add_parsers as add_show_parsers
+    add_show_parsers(sub)      # show, list
     return p
 
 

@@ -1,0 +1,306 @@
+"""PyTorch bridge: any rnngen cell as a `torch.nn.Module` whose forward and backward run the
+generated kernels.
+
+    import rnngen.torch
+    rnn = rnngen.torch.RNN("lstm", input_size=3, hidden_size=5, num_layers=2, bidirectional=True)
+    y, (h_n, c_n) = rnn(x)                   # as torch.nn.LSTM; x may be a PackedSequence
+    rnn.load_state_dict(torch_lstm.state_dict())   # parameter names as in torch.nn.LSTM/GRU/RNN
+
+torch is an optional dependency: this module is imported only when the user asks for it
+(`import rnngen.torch`); `import rnngen` never imports torch.
+
+Each (layer, direction) is one `torch.autograd.Function` call of a generated module's
+`forward`/`backward`; torch composes the stack (concatenation of directions, dropout between
+layers), so the module works with anything built on autograd (optimizers, DDP, gradcheck).
+CPU tensors cross to numpy as views (`tensor.detach().numpy()`), copied only when they are not
+C-contiguous; the kernels' outputs come back with `torch.from_numpy`, again without a copy.
+"""
+import math
+import os
+import types
+
+import numpy as np
+import torch
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from . import registry
+
+__all__ = ["RNN", "from_torch", "CellFunction"]
+
+_TORCH_MODES = {"LSTM": "lstm", "GRU": "gru", "RNN_TANH": "rnn_tanh", "RNN_RELU": "rnn_relu"}
+
+
+def _numpy(t):
+    """A numpy view of a CPU tensor (a copy only when it is not C-contiguous)."""
+    if not t.is_cpu:
+        raise RuntimeError(
+            f"rnngen.torch: got a tensor on {t.device}; only CPU tensors are supported in this "
+            "build (the CUDA backend is not available yet). Move the module and its inputs to the "
+            "CPU with .cpu().")
+    t = t.detach()
+    if not t.is_contiguous():
+        t = t.contiguous()
+    return t.numpy()
+
+
+class CellFunction(torch.autograd.Function):
+    """One run of a generated cell over a padded, time-major sequence.
+
+    apply(gen, lengths, reverse, x, *state0, *params) -> (y, *final_states)
+    gen: a generated module; lengths: int64 numpy array (B,) or None; state0: one (B, H) tensor per
+    state in gen.STATES, or all None for zeros; params in gen.PARAMS order.
+    """
+
+    @staticmethod
+    def forward(ctx, gen, lengths, reverse, x, *tensors):
+        n_states = len(gen.STATES)
+        state0 = tensors[:n_states]
+        params = tensors[n_states:]
+        y, final, saved = gen.forward(
+            _numpy(x), {name: _numpy(p) for name, p in zip(gen.PARAMS, params)},
+            None if state0[0] is None else tuple(_numpy(s) for s in state0), lengths, reverse)
+        ctx.set_materialize_grads(False)   # an unused output's gradient stays None: no zeros made
+        ctx.gen = gen
+        ctx.saved = saved
+        # Not read in backward (the kernels keep their own numpy views in `saved`): saving them lets
+        # autograd report an in-place change (an optimizer step) between forward and backward.
+        ctx.save_for_backward(x, *params)
+        return (torch.from_numpy(y),) + tuple(torch.from_numpy(s) for s in final)
+
+    @staticmethod
+    def backward(ctx, dy, *d_final):
+        ctx.saved_tensors  # noqa: B018 -- raises if x or a parameter was modified in place
+        gen, saved = ctx.gen, ctx.saved
+        dx, d_state0, d_params = gen.backward(
+            None if dy is None else _numpy(dy),
+            tuple(None if d is None else _numpy(d) for d in d_final), saved)
+        grads = [dx, *d_state0] + [d_params[name] for name in gen.PARAMS]
+        needed = ctx.needs_input_grad[3:]
+        return (None, None, None) + tuple(torch.from_numpy(g) if need else None
+                                          for g, need in zip(grads, needed))
+
+
+def _resolve(cell, path=None):
+    if isinstance(cell, types.ModuleType):
+        gen = cell
+    elif isinstance(cell, str):
+        gen = registry.load(cell, path)
+    else:
+        raise TypeError(f"cell must be a cell name or a generated module, got {type(cell).__name__}")
+    for attr in ("STATES", "PARAMS", "forward", "backward"):
+        if not hasattr(gen, attr):
+            raise TypeError(f"{gen.__name__} is not an rnngen generated module (no {attr})")
+    return gen
+
+
+def _param_shape(shape, input_size, hidden_size):
+    from .checks import param_shape
+    return param_shape(shape, input_size, hidden_size)
+
+
+class RNN(torch.nn.Module):
+    """A stack of rnngen cells with the interface of torch.nn.LSTM / GRU / RNN.
+
+    Args:
+        cell: a cell name (`"lstm"`, `"gru"`, a user cell built into `path`) or a generated module.
+        input_size, hidden_size, num_layers, bidirectional, dropout, batch_first: as in torch.nn.
+        path: folder of user-built generated modules (`rnngen build --out`), when `cell` is a name.
+        dtype: parameter dtype, torch.float32 (default) or torch.float64.
+
+    forward(input, hx=None) takes a (T, B, I) tensor ((B, T, I) with batch_first) or a
+    PackedSequence, and hx: for a one-state cell a tensor (L*D, B, H), for a cell with several
+    states a tuple of them in the cell's STATES order (LSTM: (h_0, c_0)). It returns
+    (output, h_n) like torch.nn: output (T, B, D*H) or a PackedSequence, h_n in the form of hx.
+    """
+
+    def __init__(self, cell, input_size, hidden_size, num_layers=1, bidirectional=False,
+                 dropout=0.0, batch_first=False, path=None, dtype=None):
+        super().__init__()
+        self.gen = _resolve(cell, path)
+        self.cell = self.gen.NAME if hasattr(self.gen, "NAME") else self.gen.__name__
+        for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
+                            ("num_layers", num_layers)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not (isinstance(dropout, (int, float)) and 0 <= dropout <= 1) or isinstance(dropout, bool):
+            raise ValueError(f"dropout must be a number in [0, 1], got {dropout!r}")
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bidirectional = bool(bidirectional)
+        self.dropout = float(dropout)
+        self.batch_first = bool(batch_first)
+        self.states = tuple(self.gen.STATES)
+        dtype = dtype or torch.get_default_dtype()
+        if dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+        self._param_names = []      # [layer * D + direction] -> [attribute name per gen.PARAMS entry]
+        for layer in range(num_layers):
+            layer_input = input_size if layer == 0 else hidden_size * self.num_directions
+            for direction in range(self.num_directions):
+                suffix = f"_l{layer}" + ("_reverse" if direction else "")
+                names = []
+                for pname, shape in self.gen.PARAMS.items():
+                    attr = pname + suffix
+                    size = _param_shape(shape, layer_input, hidden_size)
+                    self.register_parameter(attr, torch.nn.Parameter(torch.empty(size, dtype=dtype)))
+                    names.append(attr)
+                self._param_names.append(names)
+        self.reset_parameters()
+
+    def __getstate__(self):
+        # a module object does not pickle or deepcopy: keep where to import it from instead
+        state = self.__dict__.copy()
+        gen = state.pop("gen")
+        builtin = gen.__name__.startswith("rnngen.generated.")
+        state["_gen_location"] = (gen.__name__.rpartition(".")[2] if builtin else gen.NAME,
+                                  None if builtin else os.path.dirname(os.path.abspath(gen.__file__)))
+        return state
+
+    def __setstate__(self, state):
+        name, path = state.pop("_gen_location")
+        self.__dict__.update(state)
+        self.gen = registry.load(name, path)
+
+    @property
+    def num_directions(self):
+        return 2 if self.bidirectional else 1
+
+    def reset_parameters(self):
+        """U(-1/sqrt(H), 1/sqrt(H)) from torch's generator, as torch.nn.LSTM/GRU/RNN do."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.uniform_(-bound, bound)
+
+    def extra_repr(self):
+        s = f"{self.cell!r}, {self.input_size}, {self.hidden_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        if self.bidirectional:
+            s += ", bidirectional=True"
+        if self.dropout:
+            s += f", dropout={self.dropout}"
+        if self.batch_first:
+            s += ", batch_first=True"
+        return s
+
+    def flatten_parameters(self):
+        """No-op, for code written for torch.nn.LSTM (the kernels take each parameter as it is)."""
+
+    def _layer_params(self, layer, direction):
+        params = self._parameters
+        return [params[n] for n in self._param_names[layer * self.num_directions + direction]]
+
+    def forward(self, input, hx=None):
+        packed = isinstance(input, PackedSequence)
+        sorted_indices = unsorted_indices = None
+        if packed:
+            sorted_indices, unsorted_indices = input.sorted_indices, input.unsorted_indices
+            # padded in the packed (length-sorted) order, as torch.nn works on packed input
+            x, lengths_t = pad_packed_sequence(PackedSequence(input.data, input.batch_sizes))
+            lengths = lengths_t.numpy().astype(np.int64)
+        else:
+            x = input
+            if x.dim() not in (2, 3):
+                raise ValueError(f"input must be (T, B, I) or (T, I), got shape {tuple(x.shape)}")
+            lengths = None
+        unbatched = not packed and x.dim() == 2
+        if unbatched:
+            x = x.unsqueeze(1)
+        elif self.batch_first and not packed:
+            x = x.transpose(0, 1)
+        if not x.is_cpu:
+            _numpy(x)   # raises the CPU-only error
+        if x.shape[-1] != self.input_size:
+            raise ValueError(f"input has {x.shape[-1]} features, expected input_size={self.input_size}")
+        dtype = self._dtype()
+        if x.dtype != dtype:
+            raise ValueError(f"input dtype {x.dtype} does not match the parameters' {dtype} "
+                             f"(convert the module with .double()/.float() or the input)")
+        T, B = x.shape[0], x.shape[1]
+        H, L, D = self.hidden_size, self.num_layers, self.num_directions
+        state0 = self._initial_states(hx, B, dtype, unbatched, sorted_indices)
+
+        finals = [[None] * (L * D) for _ in self.states]
+        layer_input = x
+        for layer in range(L):
+            outs = []
+            for direction in range(D):
+                k = layer * D + direction
+                s0 = tuple(s[k] for s in state0) if state0 is not None else (None,) * len(self.states)
+                res = CellFunction.apply(self.gen, lengths, bool(direction), layer_input,
+                                         *s0, *self._layer_params(layer, direction))
+                outs.append(res[0])
+                for n, s in enumerate(res[1:]):
+                    finals[n][k] = s
+            layer_input = outs[0] if D == 1 else torch.cat(outs, dim=2)
+            if self.dropout and self.training and layer < L - 1:
+                layer_input = torch.nn.functional.dropout(layer_input, self.dropout, True)
+        y = layer_input
+        h_n = [f[0].unsqueeze(0) if len(f) == 1 else torch.stack(f, 0) for f in finals]
+
+        if packed:
+            data, batch_sizes = pack_padded_sequence(y, torch.from_numpy(lengths))[:2]
+            y = PackedSequence(data, batch_sizes, sorted_indices, unsorted_indices)
+            if unsorted_indices is not None:
+                h_n = [h.index_select(1, unsorted_indices) for h in h_n]
+        elif unbatched:
+            y = y.squeeze(1)
+            h_n = [h.squeeze(1) for h in h_n]
+        elif self.batch_first:
+            y = y.transpose(0, 1)
+        return y, (h_n[0] if len(h_n) == 1 else tuple(h_n))
+
+    def _dtype(self):
+        return self._parameters[self._param_names[0][0]].dtype
+
+    def _initial_states(self, hx, B, dtype, unbatched, sorted_indices):
+        """hx as a list (one per state) of (L*D, B, H) tensors, in the packed order; None for zeros."""
+        LD, H = self.num_layers * self.num_directions, self.hidden_size
+        n = len(self.states)
+        if hx is None:
+            return None
+        if isinstance(hx, torch.Tensor):
+            hx = (hx,)
+        if not isinstance(hx, (tuple, list)) or len(hx) != n:
+            want = "a tensor" if n == 1 else f"a tuple of {n} tensors {self.states}"
+            raise ValueError(f"hx must be {want}, each ({LD}, B, {H})")
+        out = []
+        for name, h in zip(self.states, hx):
+            if unbatched:
+                h = h.unsqueeze(1) if h.dim() == 2 else h
+            if tuple(h.shape) != (LD, B, H):
+                raise ValueError(f"initial state {name!r} must have shape {(LD, B, H)}, "
+                                 f"got {tuple(h.shape)}")
+            if h.dtype != dtype:
+                raise ValueError(f"initial state {name!r} has dtype {h.dtype}, expected {dtype}")
+            if not h.is_cpu:
+                _numpy(h)
+            if sorted_indices is not None:
+                h = h.index_select(1, sorted_indices)
+            out.append(h)
+        return out
+
+
+def from_torch(module):
+    """An `RNN` equal to a torch.nn.LSTM, GRU or RNN (tanh or relu), with its weights copied."""
+    if not isinstance(module, torch.nn.RNNBase):
+        raise TypeError(f"from_torch expects torch.nn.LSTM, GRU or RNN, got {type(module).__name__}")
+    cell = _TORCH_MODES.get(module.mode)
+    if cell is None:
+        raise ValueError(f"no rnngen cell for torch mode {module.mode!r}")
+    if not module.bias:
+        raise ValueError("from_torch: modules with bias=False are not supported (the built-in "
+                         "cells have biases)")
+    if getattr(module, "proj_size", 0):
+        raise ValueError("from_torch: LSTM with proj_size > 0 is not supported")
+    p = next(module.parameters())
+    if p.device.type != "cpu":
+        raise RuntimeError("from_torch: the module is on " + str(p.device) + "; only CPU modules "
+                           "are supported in this build (the CUDA backend is not available yet)")
+    out = RNN(cell, module.input_size, module.hidden_size, module.num_layers, module.bidirectional,
+              module.dropout, module.batch_first, dtype=p.dtype)
+    out.load_state_dict(module.state_dict())
+    out.train(module.training)
+    return out
