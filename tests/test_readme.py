@@ -14,6 +14,7 @@ def blocks(lang):
 
 
 def test_readme_examples_run(tmp_path):
+    (tmp_path / "examples").symlink_to(os.path.join(REPO, "examples"))   # commands run from the repo root
     env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
     for code in blocks("bash"):
         if "pip install" in code or code.startswith("$ "):     # installs; transcripts of output
