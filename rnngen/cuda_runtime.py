@@ -15,6 +15,7 @@ import numba
 from numba import cuda
 
 from . import checks
+from .device import is_device_array  # noqa: F401  (re-exported)
 
 SIMULATOR = bool(cuda.simulator_enabled) if hasattr(cuda, "simulator_enabled") else \
     os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
@@ -23,14 +24,10 @@ SIMULATOR = bool(cuda.simulator_enabled) if hasattr(cuda, "simulator_enabled") e
 FORCE_GLOBAL_WEIGHTS = False     # skip the shared-memory copy of the recurrent weights (fallback path)
 THREADS = 256                    # threads per block of the persistent kernels
 SIM_THREADS = 4                  # ... under the simulator (each simulated thread costs ~1 ms)
+SIM_UNITS = None                 # units per block under the simulator (None: all H in one block).
+#                                  Several blocks are only right there when nothing waits on grid.sync
 
 _warned = set()
-
-
-def is_device_array(value):
-    """True for numba device arrays and anything exposing __cuda_array_interface__ (torch, cupy)."""
-    return hasattr(value, "__cuda_array_interface__") or \
-        (hasattr(value, "copy_to_host") and hasattr(value, "shape"))
 
 
 def numba_type(dtype):
@@ -223,12 +220,14 @@ SIM_GEMM_TILES = (4, 4, 2, 2, 2)
 def gemm_kernel_for(nt, bm, bn, bk, rm, rn):
     """A register-tiled GEMM: each block computes a (bm, bn) tile, each thread (rm, rn) of it."""
     tx_n = bn // rn
+    ty_m = bm // rm
+    pa, pb = bm + 1, bn + 1      # padded rows: the transposing stores hit different banks
 
     def gemm(a, b, c, trans_a, trans_b, accumulate):
         M, N = c.shape
         K = a.shape[0] if trans_a else a.shape[1]
-        sa = cuda.shared.array((bk, bm + 1), nt)
-        sb = cuda.shared.array((bk, bn + 1), nt)
+        sa = cuda.shared.array((bk, pa), nt)
+        sb = cuda.shared.array((bk, pb), nt)
         acc = cuda.local.array((rm, rn), nt)
         ra = cuda.local.array(rm, nt)
         rb = cuda.local.array(rn, nt)
@@ -272,7 +271,7 @@ def gemm_kernel_for(nt, bm, bn, bk, rm, rn):
             cuda.syncthreads()
             for kk in range(bk):
                 for r in range(rm):
-                    ra[r] = sa[kk, ty + r * (bm // rm)]
+                    ra[r] = sa[kk, ty + r * ty_m]
                 for s in range(rn):
                     rb[s] = sb[kk, tx + s * tx_n]
                 for r in range(rm):
@@ -280,7 +279,7 @@ def gemm_kernel_for(nt, bm, bn, bk, rm, rn):
                         acc[r, s] += ra[r] * rb[s]
             cuda.syncthreads()
         for r in range(rm):
-            m = m0 + ty + r * (bm // rm)
+            m = m0 + ty + r * ty_m
             for s in range(rn):
                 n = n0 + tx + s * tx_n
                 if m < M and n < N:
@@ -400,10 +399,10 @@ def plan(kernel, H, B, rows, num_linears, backward, itemsize):
     grid would not fit; weights in global memory when their slice does not fit in shared memory.
     """
     if SIMULATOR:      # the simulator syncs a cooperative grid of ONE block only
-        units = H
+        units = min(SIM_UNITS or H, H)
         on_chip = not FORCE_GLOBAL_WEIGHTS and rows > 0
         nbytes = shared_elements(units, H, rows, num_linears, backward) * itemsize if on_chip else 0
-        return 1, SIM_THREADS, units, nbytes, on_chip
+        return math.ceil(H / units), SIM_THREADS, units, nbytes, on_chip
     sms, optin = _device_limits()
     threads = THREADS
     units = max(1, math.ceil(H / sms))
