@@ -27,7 +27,29 @@ SIM_THREADS = 4                  # ... under the simulator (each simulated threa
 SIM_UNITS = None                 # units per block under the simulator (None: all H in one block).
 #                                  Several blocks are only right there when nothing waits on grid.sync
 
+PROFILE = None                   # a dict to collect {operation: [seconds, ...]} (synchronizes each op)
+LAST_PLAN = {}                   # (grid, threads, units, shared bytes, on_chip) of the last launches
+
 _warned = set()
+
+
+class _timed:
+    """With PROFILE set, synchronize around an operation and record its wall time."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __enter__(self):
+        if PROFILE is not None:
+            import time
+            cuda.synchronize()
+            self.start = time.perf_counter()
+
+    def __exit__(self, *exc):
+        if PROFILE is not None and exc[0] is None:
+            import time
+            cuda.synchronize()
+            PROFILE.setdefault(self.name, []).append(time.perf_counter() - self.start)
 
 
 def numba_type(dtype):
@@ -197,7 +219,8 @@ def zeros(shape, dtype):
     out = cuda.device_array(shape, np.dtype(dtype))
     flat = out.reshape(out.size)
     fill, _ = _elementwise(np.dtype(dtype))
-    fill[_grid1d(out.size)](flat, 0.0)
+    with _timed("zeros"):
+        fill[_grid1d(out.size)](flat, 0.0)
     return out
 
 
@@ -208,7 +231,8 @@ def copy(src, dst=None):
     if tuple(src.shape) != tuple(dst.shape):
         raise ValueError(f"copy: shapes differ {src.shape} -> {dst.shape}")
     _, copy1d = _elementwise(np.dtype(dst.dtype))
-    copy1d[_grid1d(dst.size)](src.reshape(src.size), dst.reshape(dst.size))
+    with _timed("copy"):
+        copy1d[_grid1d(dst.size)](src.reshape(src.size), dst.reshape(dst.size))
     return dst
 
 
@@ -309,7 +333,8 @@ def gemm(a, b, out=None, trans_a=False, trans_b=False, accumulate=False):
         out = empty((M, N), a.dtype)
     kernel, (bm, bn, bk, rm, rn) = _gemm(np.dtype(a.dtype))
     grid = (math.ceil(N / bn), math.ceil(M / bm))
-    kernel[grid, (bm // rm) * (bn // rn)](a, b, out, bool(trans_a), bool(trans_b), bool(accumulate))
+    with _timed(f"gemm {M}x{N}x{K}"):
+        kernel[grid, (bm // rm) * (bn // rn)](a, b, out, bool(trans_a), bool(trans_b), bool(accumulate))
     return out
 
 
@@ -347,7 +372,8 @@ def column_sum(a):
     out = zeros((N,), a.dtype)
     kernel, cols, rows = _column_sum(np.dtype(a.dtype))
     chunk = max(rows, math.ceil(M / (1 if SIMULATOR else 64)))
-    kernel[(math.ceil(N / cols), math.ceil(M / chunk)), cols * rows](a, out, chunk)
+    with _timed("column_sum"):
+        kernel[(math.ceil(N / cols), math.ceil(M / chunk)), cols * rows](a, out, chunk)
     return out
 
 
@@ -439,4 +465,7 @@ def launch_persistent(dispatcher, H, B, rows, num_linears, backward, args):
     else:
         kernel = dispatcher.compile(tuple(dispatcher.typeof_pyval(a) for a in probe))
     grid, threads, units, nbytes, on_chip = plan(kernel, H, B, rows, num_linears, backward, itemsize)
-    dispatcher[grid, threads, 0, nbytes](*args, units, on_chip)
+    name = "persistent backward" if backward else "persistent forward"
+    LAST_PLAN[name] = (grid, threads, units, nbytes, on_chip)
+    with _timed(name):
+        dispatcher[grid, threads, 0, nbytes](*args, units, on_chip)
