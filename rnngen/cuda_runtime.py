@@ -126,8 +126,8 @@ def forward_inputs(x, params, state0, lengths, reverse, spec_params, states):
         raise ValueError(f"state0 must be None or a tuple of {len(states)} arrays {states}, each (B, H)")
     out = []
     for k, s in enumerate(state0):
-        if s is None:
-            out.append(zeros((B, H), x.dtype))
+        if s is None:          # copy() fills zeros
+            out.append(None)
             continue
         arr = as_device(f"state0[{k}] ({states[k]})", s, 2, x.dtype)
         if tuple(arr.shape) != (B, H):
@@ -135,7 +135,10 @@ def forward_inputs(x, params, state0, lengths, reverse, spec_params, states):
                              f"got {tuple(arr.shape)}")
         out.append(arr)
     if lengths is None:
-        host = np.full(B, T, np.int64)
+        key = (T, B, _context_id())
+        if key not in _FULL_LENGTHS:
+            _FULL_LENGTHS[key] = cuda.to_device(np.full(B, T, np.int64))
+        host = None
     else:
         host = lengths.copy_to_host() if hasattr(lengths, "copy_to_host") else \
             (cuda.as_cuda_array(lengths).copy_to_host() if hasattr(lengths, "__cuda_array_interface__")
@@ -143,7 +146,23 @@ def forward_inputs(x, params, state0, lengths, reverse, spec_params, states):
         host = _lengths(np.asarray(host), T, B)
     if not isinstance(reverse, (bool, np.bool_)):
         raise ValueError(f"reverse must be a bool, got {reverse!r}")
-    return x, checked, tuple(out), cuda.to_device(host), bool(reverse)
+    lengths = _FULL_LENGTHS[key] if host is None else cuda.to_device(host)
+    return x, checked, tuple(out), lengths, bool(reverse)
+
+
+_FULL_LENGTHS = {}
+
+
+def _context_id():
+    if SIMULATOR:
+        return 0
+    return id(cuda.current_context())
+
+
+def hidden_size(params, spec_params):
+    first = next(iter(spec_params))
+    mult, _, _ = spec_params[first][0].rpartition("*")
+    return params[first].shape[0] // (int(mult) if mult else 1)
 
 
 def _lengths(lengths, T, B):
@@ -225,7 +244,12 @@ def zeros(shape, dtype):
 
 
 def copy(src, dst=None):
-    """Device-to-device copy of a C-contiguous array (into `dst`, or a new array)."""
+    """Device-to-device copy of a C-contiguous array (into `dst`, or a new array); None: zeros."""
+    if src is None:
+        fill, _ = _elementwise(np.dtype(dst.dtype))
+        with _timed("zeros"):
+            fill[_grid1d(dst.size)](dst.reshape(dst.size), 0.0)
+        return dst
     if dst is None:
         dst = cuda.device_array(src.shape, src.dtype)
     if tuple(src.shape) != tuple(dst.shape):

@@ -142,7 +142,8 @@ class CudaEmitter(Emitter):
             for n in nodes:
                 steps.append(Step("gemm", gemm=self._forward_gemm(n)))
             steps.append(Step("block_sync"))
-        carry = [f"s_{s}[i + 1, b, j] = s_{s}[i, b, j]" for s in self.cell.states]
+        # past a row's length: carry the states; y[i] (i >= length) is the one output no step writes
+        carry = [f"s_{s}[i + 1, b, j] = s_{s}[i, b, j]" for s in self.cell.states] + ["y[i, b, j] = 0"]
         steps.append(Step("pointwise", block=self.pointwise("fused update", self.p.forward_update.outputs,
                                                             {}, set(), carry)))
         if sync:
@@ -173,9 +174,14 @@ class CudaEmitter(Emitter):
 
     def backward_steps(self):
         written = set()
+        # past a row's length no gradient flows: zero the gate gradients no step writes (dz[i], dzx[i])
+        inactive = []
+        for n in self.p.linears:
+            for g in range(n.gates):
+                inactive.append(f"{'dzx' if n.level == 0 else 'dz'}_{n.name}[i, b, {column(g)}] = 0")
         steps = [Step("pointwise", block=self.pointwise(
             "gradient through the update", self.p.backward_update.outputs,
-            self.p.backward_update.adjoints, written))]
+            self.p.backward_update.adjoints, written, inactive))]
         for s in range(self.p.num_stages, 0, -1):
             nodes = self.p.stage(s)
             steps.append(Step("grid_sync"))
@@ -223,7 +229,7 @@ class CudaEmitter(Emitter):
         for v in self.cell.vectors:
             args.append(f'params["{v.name}"]')
         saved = [a for a in args if a.startswith(("zx_", "s_", "z_", "v_"))]
-        result = ["final_states = (" + "".join(f"rt.copy(s_{s}[T]), " for s in self.cell.states) + ")"]
+        result = ["final_states = (" + "".join(f"s_{s}[T], " for s in self.cell.states) + ")"]
         return setup, args, result, saved
 
     def cuda_backward_wrapper(self, forward_args):
@@ -233,7 +239,7 @@ class CudaEmitter(Emitter):
             args.append(f"d_{s}")
         for n in self.p.linears:
             prefix = "dzx" if n.level == 0 else "dz"
-            setup.append(f"{prefix}_{n.name} = rt.zeros((T, B, {self._width(n)}), dtype)")
+            setup.append(f"{prefix}_{n.name} = rt.empty((T, B, {self._width(n)}), dtype)")
             args.append(f"{prefix}_{n.name}")
             if n.has_expression_input:
                 setup.append(f"dv_{n.name} = rt.empty((B, H), dtype)")
