@@ -71,7 +71,30 @@ def run(cell, case):
     return {"cell": cell, "case": case, "errors": errors, "scale": scale, "device_outputs": devices}
 
 
+def gemm_checks():
+    """The GPU's GEMM tile shapes (not the simulator's default small one), every transposition."""
+    rng = np.random.default_rng(3)
+    default = rt.SIM_GEMM_TILES
+    for tiles in (rt.GEMM_TILES, rt.GEMM_TILES_SMALL):
+        rt.SIM_GEMM_TILES = tiles
+        worst = 0.0
+        for ta in (False, True):
+            for tb in (False, True):
+                M, N, K = 140, 70, 21
+                a = rng.standard_normal((K, M) if ta else (M, K)).astype(np.float32)
+                b = rng.standard_normal((N, K) if tb else (K, N)).astype(np.float32)
+                c = rng.standard_normal((M, N)).astype(np.float32)
+                out = cuda.to_device(c)
+                rt.gemm(cuda.to_device(a), cuda.to_device(b), out, ta, tb, accumulate=True)
+                ref = c + (a.T if ta else a) @ (b.T if tb else b)
+                worst = max(worst, float(np.max(np.abs(out.copy_to_host() - ref) / np.maximum(1, np.abs(ref)))))
+        print(json.dumps({"cell": "gemm", "case": "x".join(map(str, tiles)), "errors": {"c": worst},
+                          "scale": {"c": 1.0}, "device_outputs": True}), flush=True)
+    rt.SIM_GEMM_TILES = default
+
+
 def main(cells):
+    gemm_checks()
     for cell in cells:
         for case in CASES:
             if case == "float64" and cell not in ("lstm", "gru_classic"):

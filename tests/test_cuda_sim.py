@@ -53,3 +53,10 @@ def test_cuda_matches_cpu(results, cell, case):
 @pytest.mark.parametrize("cell", ["lstm", "gru_classic"])
 def test_cuda_float64(results, cell):
     _check(results[cell, "float64"])
+
+
+def test_gemm_tiles_of_the_gpu(results):
+    rows = [r for (cell, _), r in results.items() if cell == "gemm"]
+    assert len(rows) == 2
+    for row in rows:
+        _check(row)
