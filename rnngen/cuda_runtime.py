@@ -22,7 +22,7 @@ SIMULATOR = bool(cuda.simulator_enabled) if hasattr(cuda, "simulator_enabled") e
 
 # Knobs (tests and benchmarks set them; defaults are what a user gets)
 FORCE_GLOBAL_WEIGHTS = False     # skip the shared-memory copy of the recurrent weights (fallback path)
-THREADS = 256                    # threads per block of the persistent kernels
+THREADS = 512                    # most threads per block of the persistent kernels
 SIM_THREADS = 4                  # ... under the simulator (each simulated thread costs ~1 ms)
 SIM_UNITS = None                 # units per block under the simulator (None: all H in one block).
 #                                  Several blocks are only right there when nothing waits on grid.sync
@@ -444,6 +444,10 @@ def _allow_shared(kernel, nbytes):
         fn = kernel._codelibrary.get_cufunc()
         attr = binding.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
         driver.cuKernelSetAttribute(attr, int(nbytes), fn.handle, fn.device.id)
+        try:      # prefer the largest shared-memory carveout of L1 (a hint)
+            fn.set_shared_memory_carveout(100)
+        except Exception:
+            pass
         return True
     except Exception as exc:  # pragma: no cover - depends on the driver binding
         _warn_once(("optin", str(exc)), f"rnngen: cannot raise the shared-memory limit ({exc}); "
@@ -469,12 +473,18 @@ def plan(kernel, H, B, rows, num_linears, backward, itemsize):
         nbytes = shared_elements(units, H, rows, num_linears, backward) * itemsize if on_chip else 0
         return math.ceil(H / units), SIM_THREADS, units, nbytes, on_chip
     sms, optin = _device_limits()
-    threads = THREADS
+    most_threads = THREADS
+    try:      # what the kernel's registers allow
+        most_threads = min(most_threads, kernel._codelibrary.get_cufunc().attrs.maxthreads // 32 * 32)
+    except Exception:
+        pass
     units = max(1, math.ceil(H / sms))
     cooperative = getattr(kernel, "cooperative", False)
     on_chip = rows > 0 and not FORCE_GLOBAL_WEIGHTS
     while True:
         grid = math.ceil(H / units)
+        work = B * units * max(rows, 1)          # dot products per block and step
+        threads = max(32, min(most_threads, math.ceil(work / 32) * 32))
         nbytes = shared_elements(units, H, rows, num_linears, backward) * itemsize if on_chip else 0
         if on_chip and (nbytes > optin or not _allow_shared(kernel, nbytes)):
             on_chip = False

@@ -18,6 +18,18 @@ from .emit import Emitter, column
 from .printer import KernelPrinter
 
 
+def _dot(n, a="_v[_k]", b="_w[_k]", a1="_v[_k + 1]", b1="_w[_k + 1]"):
+    """_acc += sum over _k < n of a * b; while loops compile to tight loops (range does not)."""
+    return ["_k = 0",
+            f"while _k + 1 < {n}:              # two accumulators: independent FMA chains",
+            f"    _acc += {a} * {b}",
+            f"    _acc2 += {a1} * {b1}",
+            "    _k += 2",
+            f"if _k < {n}:",
+            f"    _acc += {a} * {b}",
+            "_acc += _acc2"]
+
+
 class CudaPrinter(KernelPrinter):
     """Same expressions; every helper is a CUDA device function and math.* maps to libdevice."""
 
@@ -113,10 +125,12 @@ class CudaEmitter(Emitter):
                   f"    _wsh[_off_{n.name} + _r * (H + 1) + _k] = {w}[_g * H + _j0 + _r - _g * _nu, _k]"],
             head=head,
             body_shared=[f"_w0 = _off_{n.name} + _r * (H + 1)",
-                         "for _k in range(H):",
-                         f"    _acc += {src}[i, b, _k] * _wsh[_w0 + _k]"],
-            body_global=["for _k in range(H):",
-                         f"    _acc += {src}[i, b, _k] * {w}[_row, _k]"],
+                         f"_w = _wsh[_w0:_w0 + H]",
+                         f"_v = {src}[i, b]",
+                         ] + _dot("H"),
+            body_global=[f"_w = {w}[_row]",
+                         f"_v = {src}[i, b]",
+                         ] + _dot("H"),
             store=[f"z_{n.name}[i, b, _row] = _acc"],
         )
 
@@ -165,10 +179,11 @@ class CudaEmitter(Emitter):
                   f"    _wsh[_off_{n.name} + _u * ({rows} + 1) + _k] = {w}[_k, _j0 + _u]"],
             head=["b = _e // _nu", "j = _j0 + _e - b * _nu"],
             body_shared=[f"_w0 = _off_{n.name} + (j - _j0) * ({rows} + 1)",
-                         f"for _k in range({rows}):",
-                         f"    _acc += dz_{n.name}[i, b, _k] * _wsh[_w0 + _k]"],
-            body_global=[f"for _k in range({rows}):",
-                         f"    _acc += dz_{n.name}[i, b, _k] * {w}[_k, j]"],
+                         f"_w = _wsh[_w0:_w0 + {rows}]",
+                         f"_v = dz_{n.name}[i, b]",
+                         ] + _dot(rows),
+            body_global=[f"_v = dz_{n.name}[i, b]",
+                         ] + _dot(rows, b=f"{w}[_k, j]", b1=f"{w}[_k + 1, j]"),
             store=[store],
         )
 

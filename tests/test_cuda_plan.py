@@ -28,7 +28,7 @@ def fake_kernel(cooperative=True, sms=132, smem=228 * 1024, max_threads=2048):
 
 def test_one_block_per_sm_with_weights_on_chip(rt):
     grid, threads, units, nbytes, on_chip = rt.plan(fake_kernel(), 1024, 64, 4, 1, False, 4)
-    assert (grid, units, on_chip) == (128, 8, True)
+    assert (grid, units, on_chip, threads) == (128, 8, True, 512)
     assert nbytes == 8 * 4 * 1025 * 4
     grid, threads, units, nbytes, on_chip = rt.plan(fake_kernel(), 1024, 64, 4, 1, True, 4)
     assert (grid, units, on_chip, nbytes) == (128, 8, True, 8 * (4 * 1024 + 1) * 4)
@@ -36,7 +36,7 @@ def test_one_block_per_sm_with_weights_on_chip(rt):
 
 def test_small_hidden_size(rt):
     grid, threads, units, nbytes, on_chip = rt.plan(fake_kernel(), 5, 10, 4, 1, False, 4)
-    assert (grid, units, on_chip) == (5, 1, True)
+    assert (grid, units, on_chip, threads) == (5, 1, True, 64)
 
 
 def test_falls_back_to_global_weights_and_warns_once(rt):
