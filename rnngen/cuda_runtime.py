@@ -505,15 +505,21 @@ def plan(kernel, H, B, rows, num_linears, backward, itemsize):
         units += 1
 
 
+_PLANS = {}
+
+
 def launch_persistent(dispatcher, H, B, rows, num_linears, backward, args):
     """Compile (once per signature), size and launch one persistent kernel."""
     itemsize = np.dtype(args[2].dtype).itemsize
-    probe = tuple(args) + (1, True)
-    if SIMULATOR:
+    key = (id(dispatcher), H, B, rows, num_linears, backward, itemsize, FORCE_GLOBAL_WEIGHTS, THREADS,
+           SIM_UNITS, SIM_THREADS, _context_id())
+    if key not in _PLANS:
         kernel = None
-    else:
-        kernel = dispatcher.compile(tuple(dispatcher.typeof_pyval(a) for a in probe))
-    grid, threads, units, nbytes, on_chip = plan(kernel, H, B, rows, num_linears, backward, itemsize)
+        if not SIMULATOR:
+            probe = tuple(args) + (1, True)
+            kernel = dispatcher.compile(tuple(dispatcher.typeof_pyval(a) for a in probe))
+        _PLANS[key] = plan(kernel, H, B, rows, num_linears, backward, itemsize)
+    grid, threads, units, nbytes, on_chip = _PLANS[key]
     name = "persistent backward" if backward else "persistent forward"
     LAST_PLAN[name] = (grid, threads, units, nbytes, on_chip)
     with _timed(name):
