@@ -248,6 +248,38 @@ def timing(sizes, budget_s):
     return results
 
 
+def sweep(cells_sizes, units_list, budget_s):
+    """Forward and fwd+bwd median ms for several units-per-block settings (grid = H / units)."""
+    import torch
+    import rnngen
+    from numba import cuda
+    from rnngen import cuda_runtime as rt
+    for cell, size in cells_sizes:
+        T, B, I, H = SIZES[size]
+        mod = rnngen.load(cell)
+        params = {k: cuda.to_device(v) for k, v in mod.init_params(I, H, np.float32).items()}
+        x = cuda.as_cuda_array(torch.randn(T, B, I, device="cuda"))
+        dy = cuda.as_cuda_array(torch.randn(T, B, H, device="cuda"))
+        for units in units_list:
+            if units > H:
+                continue
+            rt.UNITS = units
+            try:
+                def fwd():
+                    return mod.forward(x, params)
+
+                def fwdbwd():
+                    return mod.backward(dy, None, mod.forward(x, params)[2])
+                f, _ = median_ms(fwd, cuda.synchronize, budget_s)
+                fb, _ = median_ms(fwdbwd, cuda.synchronize, budget_s)
+                log(f"  {cell:9s} {size:9s} units/block {units:3d} grid {rt.LAST_PLAN['persistent forward'][0]:4d} "
+                    f"threads {rt.LAST_PLAN['persistent forward'][1]:4d}: {f:8.3f} / {fb:8.3f} ms")
+            except Exception as exc:
+                log(f"  {cell:9s} {size:9s} units/block {units:3d} FAILED {type(exc).__name__}: {exc}")
+            finally:
+                rt.UNITS = None
+
+
 def table(results):
     log("")
     log("| cell | size (T, B, I, H) | rnngen fwd | cuDNN fwd | ratio | rnngen fwd+bwd | cuDNN fwd+bwd | ratio "
@@ -280,6 +312,10 @@ def main():
     sizes = ["course", "small"] if args.quick else list(SIZES)
     results = timing(sizes, args.budget)
     table(results)
+    if not args.quick and time.perf_counter() - start < 330:
+        log(f"\n== 3. units per block (grid size) sweep, lstm ({time.perf_counter() - start:.0f} s so far)")
+        sweep([("lstm", "small"), ("lstm", "fastrnns")], [1, 2, 4, 8, 16], 0.5)
+        table(results)     # again, so the table is the last thing printed
     log(f"\ntotal {time.perf_counter() - start:.0f} s")
 
 

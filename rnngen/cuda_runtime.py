@@ -23,6 +23,7 @@ SIMULATOR = bool(cuda.simulator_enabled) if hasattr(cuda, "simulator_enabled") e
 # Knobs (tests and benchmarks set them; defaults are what a user gets)
 FORCE_GLOBAL_WEIGHTS = False     # skip the shared-memory copy of the recurrent weights (fallback path)
 THREADS = 512                    # most threads per block of the persistent kernels
+UNITS = None                     # hidden units per block (None: ceil(H / SMs), one block per SM)
 SIM_THREADS = 4                  # ... under the simulator (each simulated thread costs ~1 ms)
 SIM_UNITS = None                 # units per block under the simulator (None: all H in one block).
 #                                  Several blocks are only right there when nothing waits on grid.sync
@@ -478,7 +479,7 @@ def plan(kernel, H, B, rows, num_linears, backward, itemsize):
         most_threads = min(most_threads, kernel._codelibrary.get_cufunc().attrs.maxthreads // 32 * 32)
     except Exception:
         pass
-    units = max(1, math.ceil(H / sms))
+    units = min(H, UNITS) if UNITS else max(1, math.ceil(H / sms))
     cooperative = getattr(kernel, "cooperative", False)
     on_chip = rows > 0 and not FORCE_GLOBAL_WEIGHTS
     while True:
@@ -511,7 +512,7 @@ _PLANS = {}
 def launch_persistent(dispatcher, H, B, rows, num_linears, backward, args):
     """Compile (once per signature), size and launch one persistent kernel."""
     itemsize = np.dtype(args[2].dtype).itemsize
-    key = (id(dispatcher), H, B, rows, num_linears, backward, itemsize, FORCE_GLOBAL_WEIGHTS, THREADS,
+    key = (id(dispatcher), H, B, rows, num_linears, backward, itemsize, FORCE_GLOBAL_WEIGHTS, THREADS, UNITS,
            SIM_UNITS, SIM_THREADS, _context_id())
     if key not in _PLANS:
         kernel = None
