@@ -18,16 +18,31 @@ from .emit import Emitter, column
 from .printer import KernelPrinter
 
 
-def _dot(n, a="_v[_k]", b="_w[_k]", a1="_v[_k + 1]", b1="_w[_k + 1]"):
-    """_acc += sum over _k < n of a * b; while loops compile to tight loops (range does not)."""
+def _tile_loop(n, w0, w1):
+    """The 2x2 register tile: rows _v, _v1 of the input times weight vectors w0, w1 over _k < n.
+    A while loop: Numba's range() loop compiles to ~20 integer instructions per iteration."""
     return ["_k = 0",
-            f"while _k + 1 < {n}:              # two accumulators: independent FMA chains",
-            f"    _acc += {a} * {b}",
-            f"    _acc2 += {a1} * {b1}",
-            "    _k += 2",
-            f"if _k < {n}:",
-            f"    _acc += {a} * {b}",
-            "_acc += _acc2"]
+            f"while _k < {n}:",
+            "    _x0 = _v[_k]",
+            "    _x1 = _v1[_k]",
+            f"    _y0 = {w0}",
+            f"    _y1 = {w1}",
+            "    _a00 += _x0 * _y0",
+            "    _a01 += _x0 * _y1",
+            "    _a10 += _x1 * _y0",
+            "    _a11 += _x1 * _y1",
+            "    _k += 1"]
+
+
+def _tile_store(ref):
+    """Store the 2x2 tile; `ref(b, col)` prints an element. Clamped duplicates are skipped."""
+    return [ref("b", "0"),
+            "if _c1 != _c0:",
+            "    " + ref("b", "1"),
+            "if _b1 != b:",
+            "    " + ref("_b1", "0"),
+            "    if _c1 != _c0:",
+            "        " + ref("_b1", "1")]
 
 
 class CudaPrinter(KernelPrinter):
@@ -40,13 +55,13 @@ class Gemm:
     title: str
     name: str
     gates: int
-    count: str           # work items: (batch row, weight row) forward, (batch row, column) backward
+    count: str           # work items: 2x2 tiles of (batch row, weight row) forward, (b, column) backward
     offset: str          # where this weight's slice starts in shared memory (expression)
     load: list           # lines copying the slice into shared memory (inside `if _on_chip:`)
+    head: list           # lines mapping the work item _e to its tile
     body_shared: list    # dot-product loop reading the weight from shared memory
     body_global: list    # the same loop reading it from global memory (the fallback)
-    head: list           # lines mapping the work item _e to (b, row) or (b, j)
-    store: list          # lines writing the result
+    store: list          # lines writing the tile
 
 
 @dataclass
@@ -113,25 +128,33 @@ class CudaEmitter(Emitter):
         G = n.gates
         src = self._input_seq(n)
         w = f"weight_{n.name}"
-        head = [f"b = _e // ({G} * _nu)", f"_r = _e - b * ({G} * _nu)", "_g = _r // _nu",
-                "_row = _g * H + _j0 + _r - _g * _nu"]
+        rows = "_nu" if G == 1 else f"{G} * _nu"       # this block's rows of the weight
+        head = [f"_nc = ({rows} + 1) // 2              # tile: rows _c0, _c0 + _nc of the slice",
+                "_nb = (B + 1) // 2                    # ... and batch rows b, b + _nb",
+                "b = _e // _nc",
+                "_c0 = _e - b * _nc",
+                f"_c1 = _c0 + _nc if _c0 + _nc < {rows} else _c0   # an odd count: a 1-wide tile",
+                "_b1 = b + _nb if b + _nb < B else b",
+                "_g = _c0 // _nu",
+                "_row0 = _g * H + _j0 + _c0 - _g * _nu",
+                "_g = _c1 // _nu",
+                "_row1 = _g * H + _j0 + _c1 - _g * _nu",
+                f"_v = {src}[i, b]",
+                f"_v1 = {src}[i, _b1]"]
         return Gemm(
             title=f"stage {n.level}: z_{n.name}[i] = {src}[i] @ {w}.T, rows of this block's units",
-            name=n.name, gates=G, count=f"B * {G} * _nu" if G > 1 else "B * _nu", offset=f"_off_{n.name}",
-            load=[f"for _e in range(_tid, {G} * _nu * H, _nt):",
+            name=n.name, gates=G, count=f"((B + 1) // 2) * (({rows} + 1) // 2)", offset=f"_off_{n.name}",
+            load=[f"for _e in range(_tid, {rows} * H, _nt):",
                   "    _r = _e // H",
                   "    _k = _e - _r * H",
                   "    _g = _r // _nu",
                   f"    _wsh[_off_{n.name} + _r * (H + 1) + _k] = {w}[_g * H + _j0 + _r - _g * _nu, _k]"],
             head=head,
-            body_shared=[f"_w0 = _off_{n.name} + _r * (H + 1)",
-                         f"_w = _wsh[_w0:_w0 + H]",
-                         f"_v = {src}[i, b]",
-                         ] + _dot("H"),
-            body_global=[f"_w = {w}[_row]",
-                         f"_v = {src}[i, b]",
-                         ] + _dot("H"),
-            store=[f"z_{n.name}[i, b, _row] = _acc"],
+            body_shared=[f"_w = _wsh[_off_{n.name} + _c0 * (H + 1):_off_{n.name} + _c0 * (H + 1) + H]",
+                         f"_w1 = _wsh[_off_{n.name} + _c1 * (H + 1):_off_{n.name} + _c1 * (H + 1) + H]",
+                         ] + _tile_loop("H", "_w[_k]", "_w1[_k]"),
+            body_global=[f"_w = {w}[_row0]", f"_w1 = {w}[_row1]"] + _tile_loop("H", "_w[_k]", "_w1[_k]"),
+            store=_tile_store(lambda b, c: f"z_{n.name}[i, {b}, _row{c}] = _a{'0' if b == 'b' else '1'}{c}"),
         )
 
     def _offsets(self, nodes, size):
@@ -169,22 +192,35 @@ class CudaEmitter(Emitter):
         G = n.gates
         w = f"weight_{n.name}"
         rows = "H" if G == 1 else f"{G} * H"
-        store = f"d_{n.input_state}[b, j] += _acc" if n.input_state else f"dv_{n.name}[b, j] = _acc"
+
+        def ref(b, c):
+            acc = f"_a{'0' if b == 'b' else '1'}{c}"
+            col = "j" if c == "0" else "_j1"
+            if n.input_state:
+                return f"d_{n.input_state}[{b}, {col}] += {acc}"
+            return f"dv_{n.name}[{b}, {col}] = {acc}"
         return Gemm(
             title=f"stage {n.level}: columns of this block's units of dz_{n.name}[i] @ {w}",
-            name=n.name, gates=G, count="B * _nu", offset=f"_off_{n.name}",
+            name=n.name, gates=G, count="((B + 1) // 2) * ((_nu + 1) // 2)", offset=f"_off_{n.name}",
             load=[f"for _e in range(_tid, _nu * {rows}, _nt):",
                   f"    _u = _e // ({rows})",
                   f"    _k = _e - _u * ({rows})",
                   f"    _wsh[_off_{n.name} + _u * ({rows} + 1) + _k] = {w}[_k, _j0 + _u]"],
-            head=["b = _e // _nu", "j = _j0 + _e - b * _nu"],
-            body_shared=[f"_w0 = _off_{n.name} + (j - _j0) * ({rows} + 1)",
-                         f"_w = _wsh[_w0:_w0 + {rows}]",
-                         f"_v = dz_{n.name}[i, b]",
-                         ] + _dot(rows),
-            body_global=[f"_v = dz_{n.name}[i, b]",
-                         ] + _dot(rows, b=f"{w}[_k, j]", b1=f"{w}[_k + 1, j]"),
-            store=[store],
+            head=["_nc = (_nu + 1) // 2                 # tile: units _c0, _c0 + _nc of this block",
+                  "_nb = (B + 1) // 2                    # ... and batch rows b, b + _nb",
+                  "b = _e // _nc",
+                  "_c0 = _e - b * _nc",
+                  "_c1 = _c0 + _nc if _c0 + _nc < _nu else _c0   # an odd count: a 1-wide tile",
+                  "_b1 = b + _nb if b + _nb < B else b",
+                  "j = _j0 + _c0",
+                  "_j1 = _j0 + _c1",
+                  f"_v = dz_{n.name}[i, b]",
+                  f"_v1 = dz_{n.name}[i, _b1]"],
+            body_shared=[f"_w = _wsh[_off_{n.name} + _c0 * ({rows} + 1):_off_{n.name} + _c0 * ({rows} + 1) + {rows}]",
+                         f"_w1 = _wsh[_off_{n.name} + _c1 * ({rows} + 1):_off_{n.name} + _c1 * ({rows} + 1) + {rows}]",
+                         ] + _tile_loop(rows, "_w[_k]", "_w1[_k]"),
+            body_global=_tile_loop(rows, f"{w}[_k, j]", f"{w}[_k, _j1]"),
+            store=_tile_store(ref),
         )
 
     def backward_steps(self):

@@ -22,7 +22,7 @@ rt.empty = lambda shape, dtype: cuda.to_device(np.full(shape, np.nan, dtype))
 
 CASES = {
     # name: (dtype, T, B, I, H, lengths, reverse, weights in global memory)
-    "lengths": (np.float32, 3, 2, 3, 3, [3, 1], False, False),
+    "lengths": (np.float32, 3, 3, 3, 3, [3, 1, 2], False, False),
     "reverse_global_weights": (np.float32, 3, 2, 2, 3, [2, 3], True, True),
     "float64": (np.float64, 2, 2, 2, 2, None, False, False),
     # several blocks of 2 units (the last one holds 1): the simulator runs blocks one after another,
