@@ -52,7 +52,8 @@ def generate(path):
 
 
 def generate_files(path):
-    """{path relative to the output folder: source text}: the CPU module and its CUDA sibling."""
+    """{file name: source text}: the CPU module <cell>.py and its CUDA sibling _cuda_<cell>.py
+    (the leading underscore keeps it out of rnngen.available())."""
     with open(path, "rb") as f:
         spec_source = f.read()
     vers = versions()
@@ -62,7 +63,7 @@ def generate_files(path):
     ir = emit(program, sha, vers, os.path.basename(path))
     cuda_ir = emit_cuda(program, sha, vers, os.path.basename(path))
     return cell.name, {f"{cell.name}.py": render(ir),
-                       os.path.join("cuda", f"{cell.name}.py"): render_cuda(cuda_ir)}
+                       f"_cuda_{cell.name}.py": render_cuda(cuda_ir)}
 
 
 def build(paths, out_dir, check=False, log=print):
@@ -82,7 +83,6 @@ def build(paths, out_dir, check=False, log=print):
             if old != text:
                 changed.append(target)
                 if not check:
-                    os.makedirs(os.path.dirname(target), exist_ok=True)
                     tmp = target + ".tmp"
                     with open(tmp, "w", encoding="utf-8") as f:
                         f.write(text)

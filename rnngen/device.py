@@ -1,4 +1,4 @@
-"""Route device arrays to a generated module's CUDA sibling (generated/cuda/<cell>.py).
+"""Route device arrays to a generated module's CUDA sibling (generated/_cuda_<cell>.py).
 
 Imports nothing from numba.cuda: a machine without numba-cuda runs the CPU path unchanged.
 """
@@ -15,11 +15,11 @@ def is_device_array(value):
 
 
 def cuda_module(cpu_module_name, cpu_module_file, name):
-    """Import the CUDA module built next to the CPU module `cpu_module_name` (file `cpu_module_file`)."""
+    """Import _cuda_<name>.py, built next to the CPU module `cpu_module_name` (file `cpu_module_file`)."""
     package, _, _ = cpu_module_name.rpartition(".")
     if package:
-        return importlib.import_module(f"{package}.cuda.{name}")
-    file = os.path.join(os.path.dirname(os.path.abspath(cpu_module_file)), "cuda", f"{name}.py")
+        return importlib.import_module(f"{package}._cuda_{name}")
+    file = os.path.join(os.path.dirname(os.path.abspath(cpu_module_file)), f"_cuda_{name}.py")
     if not os.path.isfile(file):
         raise ValueError(f"no CUDA module {file}; rebuild the cell with `rnngen build`")
     module_name = f"{cpu_module_name}_cuda"

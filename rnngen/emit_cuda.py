@@ -1,4 +1,4 @@
-"""Lower a StepProgram to the KernelIR of the CUDA module (generated/cuda/<cell>.py).
+"""Lower a StepProgram to the KernelIR of the CUDA module (generated/_cuda_<cell>.py).
 
 The same derivation and the same printed pointwise lines as the CPU module; only the loop
 structure differs. Forward and backward each run as ONE persistent cooperative kernel per call:

@@ -89,7 +89,7 @@ def report(kind, cell, kernel, dtype, ptx):
 def main(cells):
     for dtype, nt in (("float32", numba.float32), ("float64", numba.float64)):
         for cell in cells:
-            mod = __import__(f"rnngen.generated.cuda.{cell}", fromlist=["_kernels_for"])
+            mod = __import__(f"rnngen.generated._cuda_{cell}", fromlist=["_kernels_for"])
             ks = mod._kernels_for(nt)
             for kernel in ("forward", "backward"):
                 ptx, _ = cuda.compile_ptx(getattr(ks, kernel), signature(mod.KERNEL_ARGS[kernel], nt), cc=CC)

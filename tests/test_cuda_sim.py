@@ -60,3 +60,7 @@ def test_gemm_tiles_of_the_gpu(results):
     assert len(rows) == 2
     for row in rows:
         _check(row)
+
+
+def test_cuda_module_next_to_a_user_built_module(results):
+    _check(results["gru_classic", "user_folder"])
