@@ -119,6 +119,9 @@ def correctness():
     for name in rnngen.available():
         for label, T, B, I, H, lengths, reverse, gw, tol in configs:
             start = time.perf_counter()
+            if over_deadline():
+                log(f"  {name:14s} {label:18s} skipped (past --deadline)")
+                continue
             try:
                 ok, err, where, plan = check_cell(name, T, B, I, H, lengths, reverse, gw, tol)
                 status = "ok" if ok else "MISMATCH"
@@ -222,6 +225,13 @@ def time_case(cell, size, budget_s):
     return result
 
 
+DEADLINE = [None]   # time.perf_counter() after which remaining cases are skipped
+
+
+def over_deadline():
+    return DEADLINE[0] is not None and time.perf_counter() > DEADLINE[0]
+
+
 def timing(sizes, budget_s):
     import torch
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -231,6 +241,10 @@ def timing(sizes, budget_s):
     for size in sizes:
         for cell in TORCH_CELLS:
             start = time.perf_counter()
+            if over_deadline():
+                results[cell, size] = {"error": "skipped: past --deadline"}
+                log(f"  {cell:9s} {size:9s} skipped (past --deadline)")
+                continue
             try:
                 r = time_case(cell, size, budget_s)
                 results[cell, size] = r
@@ -302,17 +316,25 @@ def main():
     ap.add_argument("--quick", action="store_true", help="course and small sizes only")
     ap.add_argument("--skip-check", action="store_true", help="skip the CUDA-vs-CPU check")
     ap.add_argument("--budget", type=float, default=1.5, help="seconds of repetitions per measurement")
+    ap.add_argument("--deadline", type=float, default=420,
+                    help="seconds after which remaining cases are skipped (the table still prints)")
     args = ap.parse_args()
     start = time.perf_counter()
+    import faulthandler
+    faulthandler.dump_traceback_later(args.deadline + 120, exit=True)   # a hung kernel: tracebacks, exit
+    DEADLINE[0] = start + args.deadline
+    correctness_deadline = start + 0.4 * args.deadline
     environment()
     if not args.skip_check:
         log("\n== 1. CUDA against the CPU path, every built-in cell")
+        DEADLINE[0] = correctness_deadline      # leave most of the time to the timings
         correctness()
+        DEADLINE[0] = start + args.deadline
     log(f"\n== 2. timing against cuDNN ({time.perf_counter() - start:.0f} s so far)")
     sizes = ["course", "small"] if args.quick else list(SIZES)
     results = timing(sizes, args.budget)
     table(results)
-    if not args.quick and time.perf_counter() - start < 330:
+    if not args.quick and time.perf_counter() - start < 0.8 * args.deadline:
         log(f"\n== 3. units per block (grid size) sweep, lstm ({time.perf_counter() - start:.0f} s so far)")
         sweep([("lstm", "small"), ("lstm", "fastrnns")], [1, 2, 4, 8, 16], 0.5)
         table(results)     # again, so the table is the last thing printed
