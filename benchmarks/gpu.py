@@ -249,7 +249,7 @@ def timing(sizes, budget_s):
                 r = time_case(cell, size, budget_s)
                 results[cell, size] = r
                 log(f"  {cell:9s} {size:9s} ours {r['ours_f']:8.3f} / {r['ours_fb']:8.3f} ms   cuDNN "
-                    f"{r['cudnn_f']:8.3f} / {r['cudnn_fb']:8.3f} ms   |dy| {r['max |y - y_cudnn|']:.1e} "
+                    f"{r['cudnn_f']:8.3f} / {r['cudnn_fb']:8.3f} ms   |y| {r['max |y - y_cudnn|']:.1e} "
                     f"|dx| {r['max |dx - dx_cudnn|']:.1e} |dW| {r['max |dW_hh - cudnn|']:.1e}   "
                     f"({time.perf_counter() - start:.1f} s)")
                 log(f"      plan (grid, threads, units, shared bytes, on chip): {r['plan']}")
