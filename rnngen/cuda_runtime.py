@@ -479,31 +479,27 @@ def plan(kernel, H, B, rows, num_linears, backward, itemsize):
         most_threads = min(most_threads, kernel._codelibrary.get_cufunc().attrs.maxthreads // 32 * 32)
     except Exception:
         pass
-    units = min(H, UNITS) if UNITS else max(1, math.ceil(H / sms))
+    first_units = min(H, UNITS) if UNITS else max(1, math.ceil(H / sms))
     cooperative = getattr(kernel, "cooperative", False)
-    on_chip = rows > 0 and not FORCE_GLOBAL_WEIGHTS
-    while True:
-        grid = math.ceil(H / units)
-        work = B * units * max(rows, 1)          # dot products per block and step
-        threads = max(32, min(most_threads, math.ceil(work / 32) * 32))
-        nbytes = shared_elements(units, H, rows, num_linears, backward) * itemsize if on_chip else 0
-        if on_chip and (nbytes > optin or not _allow_shared(kernel, nbytes)):
-            on_chip = False
-            _warn_once(("global", H, rows), f"rnngen: the recurrent weights of H={H} do not fit in "
-                       f"shared memory ({nbytes} bytes per block > {optin}); the persistent kernel "
-                       f"reads them from global memory (correct, slower)")
-            continue
-        if not cooperative:
-            return grid, threads, units, nbytes, on_chip
-        most = kernel.max_cooperative_grid_blocks(threads, nbytes)
-        if most >= grid:
-            return grid, threads, units, nbytes, on_chip
-        if units >= H:
-            if on_chip:
-                on_chip = False
-                continue
-            raise RuntimeError(f"rnngen: a cooperative grid of {grid} blocks does not fit this GPU")
-        units += 1
+    for on_chip in ((True, False) if rows > 0 and not FORCE_GLOBAL_WEIGHTS else (False,)):
+        units = first_units
+        while units <= H:
+            grid = math.ceil(H / units)
+            work = B * units * max(rows, 1)          # dot products per block and step
+            threads = max(32, min(most_threads, math.ceil(work / 32) * 32))
+            nbytes = shared_elements(units, H, rows, num_linears, backward) * itemsize if on_chip else 0
+            if on_chip and (nbytes > optin or not _allow_shared(kernel, nbytes)):
+                break                                # more units only need more shared memory
+            if not cooperative or kernel.max_cooperative_grid_blocks(threads, nbytes) >= grid:
+                if rows > 0 and not on_chip and not FORCE_GLOBAL_WEIGHTS:
+                    _warn_once(("global", H, rows, backward),
+                               f"rnngen: the recurrent weights of H={H} do not fit in shared memory "
+                               f"({shared_elements(first_units, H, rows, num_linears, backward) * itemsize}"
+                               f" bytes per block, at most {optin}); the persistent kernel reads them "
+                               f"from global memory (correct, slower)")
+                return grid, threads, units, nbytes, on_chip
+            units += 1
+    raise RuntimeError(f"rnngen: no cooperative grid for H={H} fits this GPU")
 
 
 _PLANS = {}

@@ -58,3 +58,11 @@ def test_cpu_modules_import_without_numba_cuda():
     code = ("import sys, rnngen; [rnngen.load(n) for n in rnngen.available()]; "
             "assert 'numba.cuda' not in sys.modules, 'numba.cuda imported'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+
+
+def test_global_weights_when_the_slice_fits_the_limit_but_not_an_sm(rt):
+    small_sm = fake_kernel(smem=100 * 1024)
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        grid, threads, units, nbytes, on_chip = rt.plan(small_sm, 1024, 64, 4, 1, False, 4)
+    assert (grid, units, on_chip, nbytes) == (128, 8, False, 0)
