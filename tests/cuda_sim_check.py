@@ -103,8 +103,18 @@ def gemm_checks():
     rt.SIM_GEMM_TILES = default
 
 
+def benchmark_script_check():
+    """benchmarks/gpu.py's correctness check (what a GPU session runs first), at a tiny size."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+    import gpu
+    ok, err, where, plan = gpu.check_cell("lstm", 2, 3, 2, 3, [2, 1, 0], True, False, 1e-5)
+    print(json.dumps({"cell": "benchmarks/gpu.py", "case": "check_cell", "errors": {where: err},
+                      "scale": {where: 1.0}, "device_outputs": ok}), flush=True)
+
+
 def main(cells):
     gemm_checks()
+    benchmark_script_check()
     for cell in cells:
         for case in CASES:
             if case == "float64" and cell not in ("lstm", "gru_classic"):

@@ -64,3 +64,7 @@ def test_gemm_tiles_of_the_gpu(results):
 
 def test_cuda_module_next_to_a_user_built_module(results):
     _check(results["gru_classic", "user_folder"])
+
+
+def test_the_gpu_benchmark_scripts_check_runs(results):
+    _check(results["benchmarks/gpu.py", "check_cell"])
