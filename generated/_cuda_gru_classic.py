@@ -267,8 +267,8 @@ def _kernels_for(_dtype):
         _off_rh = _off_hh + _units * (2 * H + 1)
         if _on_chip:
             for _e in range(_tid, _nu * H, _nt):
-                _u = _e // (H)
-                _k = _e - _u * (H)
+                _u = _e // H
+                _k = _e - _u * H
                 _wsh[_off_rh + _u * (H + 1) + _k] = weight_rh[_k, _j0 + _u]
             for _e in range(_tid, _nu * 2 * H, _nt):
                 _u = _e // (2 * H)

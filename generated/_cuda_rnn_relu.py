@@ -188,8 +188,8 @@ def _kernels_for(_dtype):
         _off_hh = 0
         if _on_chip:
             for _e in range(_tid, _nu * H, _nt):
-                _u = _e // (H)
-                _k = _e - _u * (H)
+                _u = _e // H
+                _k = _e - _u * H
                 _wsh[_off_hh + _u * (H + 1) + _k] = weight_hh[_k, _j0 + _u]
         cuda.syncthreads()
         for i in range(T - 1, -1, -1):
