@@ -5,7 +5,7 @@
     python benchmarks/gpu.py --skip-check    # timings only
 
 1. Correctness: every built-in cell's CUDA forward + backward against its CPU path (float32, lengths,
-   reverse), at a size with many blocks (the CUDA simulator in CI runs one block only), and on
+   reverse), at a size with many blocks on real hardware (CI simulates at most three), and on
    the weights-in-global-memory fallback.
 2. Timing: forward and forward+backward of lstm, gru and rnn_tanh at the course, small, fastrnns and
    big sizes, against torch.nn.LSTM/GRU/RNN with cuDNN (fp32, TF32 off), same weights and inputs;
