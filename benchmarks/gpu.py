@@ -31,6 +31,24 @@ import numpy as np  # noqa: E402
 if not hasattr(np, "row_stack"):   # numpy >= 2.5 removed it; numba-cuda 0.30.4 still calls it
     np.row_stack = np.vstack
 
+
+def _source_tree_packages():
+    """Without `pip install`, map rnngen.generated and rnngen.specs to the folders of this tree
+    (pyproject.toml's package-dir does that for an installed rnngen)."""
+    import importlib
+    import rnngen
+    for sub in ("generated", "specs"):
+        name = f"rnngen.{sub}"
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            module = importlib.import_module(sub)
+            sys.modules[name] = module
+            setattr(rnngen, sub, module)
+
+
+_source_tree_packages()
+
 SIZES = {   # name: (T, B, I, H)
     "course": (10, 10, 3, 5),
     "small": (256, 32, 128, 128),
