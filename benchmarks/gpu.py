@@ -280,8 +280,8 @@ def timing(sizes, budget_s):
     return results
 
 
-def sweep(cells_sizes, units_list, budget_s):
-    """Forward and fwd+bwd median ms for several units-per-block settings (grid = H / units)."""
+def sweep(cells_sizes, configs, budget_s):
+    """Forward and fwd+bwd median ms for several (units per block, most threads) settings."""
     import torch
     import rnngen
     from numba import cuda
@@ -292,10 +292,10 @@ def sweep(cells_sizes, units_list, budget_s):
         params = {k: cuda.to_device(v) for k, v in mod.init_params(I, H, np.float32).items()}
         x = cuda.as_cuda_array(torch.randn(T, B, I, device="cuda"))
         dy = cuda.as_cuda_array(torch.randn(T, B, H, device="cuda"))
-        for units in units_list:
+        for units, threads in configs:
             if units > H:
                 continue
-            rt.UNITS = units
+            rt.UNITS, rt.THREADS = units, threads
             try:
                 def fwd():
                     return mod.forward(x, params)
@@ -309,7 +309,7 @@ def sweep(cells_sizes, units_list, budget_s):
             except Exception as exc:
                 log(f"  {cell:9s} {size:9s} units/block {units:3d} FAILED {type(exc).__name__}: {exc}")
             finally:
-                rt.UNITS = None
+                rt.UNITS, rt.THREADS = None, 512
 
 
 def table(results):
@@ -353,8 +353,9 @@ def main():
     results = timing(sizes, args.budget)
     table(results)
     if not args.quick and time.perf_counter() - start < 0.8 * args.deadline:
-        log(f"\n== 3. units per block (grid size) sweep, lstm ({time.perf_counter() - start:.0f} s so far)")
-        sweep([("lstm", "small"), ("lstm", "fastrnns")], [1, 2, 4, 8, 16], 0.5)
+        log(f"\n== 3. units per block (grid size) and threads sweep, lstm ({time.perf_counter() - start:.0f} s so far)")
+        sweep([("lstm", "small"), ("lstm", "fastrnns")],
+              [(1, 512), (2, 512), (4, 512), (4, 256), (8, 512), (8, 256), (16, 512)], 0.4)
         table(results)     # again, so the table is the last thing printed
     log(f"\ntotal {time.perf_counter() - start:.0f} s")
 
