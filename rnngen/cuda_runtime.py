@@ -2,8 +2,8 @@
 GEMM, a column sum, and the launch of the persistent kernels (grid size, shared memory).
 
 Imported only when a device array reaches a generated module, so the CPU path never needs
-numba-cuda. Runs under the CUDA simulator (NUMBA_ENABLE_CUDASIM=1), where a cooperative grid has
-exactly one block.
+numba-cuda. Runs under the CUDA simulator (NUMBA_ENABLE_CUDASIM=1), which runs a grid's blocks one
+after another: there a persistent launch uses one block unless SIM_UNITS says otherwise.
 """
 import functools
 import math
@@ -25,8 +25,9 @@ FORCE_GLOBAL_WEIGHTS = False     # skip the shared-memory copy of the recurrent 
 THREADS = 512                    # most threads per block of the persistent kernels
 UNITS = None                     # hidden units per block (None: ceil(H / SMs), one block per SM)
 SIM_THREADS = 4                  # ... under the simulator (each simulated thread costs ~1 ms)
-SIM_UNITS = None                 # units per block under the simulator (None: all H in one block).
-#                                  Several blocks are only right there when nothing waits on grid.sync
+SIM_UNITS = None                 # units per block under the simulator (None: all H in one block;
+#                                  several blocks need a scheduler that honours grid.sync(), as the
+#                                  one in tests/cuda_sim_check.py)
 
 PROFILE = None                   # a dict to collect {operation: [seconds, ...]} (synchronizes each op)
 LAST_PLAN = {}                   # (grid, threads, units, shared bytes, on_chip) of the last launches
@@ -468,7 +469,7 @@ def plan(kernel, H, B, rows, num_linears, backward, itemsize):
     units = ceil(H / SMs) so that one block runs per SM; more units per block when the cooperative
     grid would not fit; weights in global memory when their slice does not fit in shared memory.
     """
-    if SIMULATOR:      # the simulator syncs a cooperative grid of ONE block only
+    if SIMULATOR:      # the stock simulator syncs a cooperative grid of ONE block only
         units = min(SIM_UNITS or H, H)
         on_chip = not FORCE_GLOBAL_WEIGHTS and rows > 0
         nbytes = shared_elements(units, H, rows, num_linears, backward) * itemsize if on_chip else 0
