@@ -10,7 +10,8 @@ from . import __version__
 from .derive import derive
 from .emit import emit
 from .loader import load_spec
-from .render import render, template_bytes
+from .emit_cuda import emit_cuda
+from .render import render, render_cuda, template_bytes
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -46,6 +47,13 @@ def spec_paths(specs_dir, names=None):
 
 def generate(path):
     """Source text of the generated module for the spec at `path`."""
+    name, files = generate_files(path)
+    return name, files[f"{name}.py"]
+
+
+def generate_files(path):
+    """{file name: source text}: the CPU module <cell>.py and its CUDA sibling _cuda_<cell>.py
+    (the leading underscore keeps it out of rnngen.available())."""
     with open(path, "rb") as f:
         spec_source = f.read()
     vers = versions()
@@ -53,7 +61,9 @@ def generate(path):
     cell = load_spec(path)
     program = derive(cell)
     ir = emit(program, sha, vers, os.path.basename(path))
-    return cell.name, render(ir)
+    cuda_ir = emit_cuda(program, sha, vers, os.path.basename(path))
+    return cell.name, {f"{cell.name}.py": render(ir),
+                       f"_cuda_{cell.name}.py": render_cuda(cuda_ir)}
 
 
 def build(paths, out_dir, check=False, log=print):
@@ -62,19 +72,20 @@ def build(paths, out_dir, check=False, log=print):
     changed = []
     for path in paths:
         start = time.perf_counter()
-        name, text = generate(path)
-        target = os.path.join(out_dir, f"{name}.py")
-        old = None
-        if os.path.exists(target):
-            with open(target, encoding="utf-8") as f:
-                old = f.read()
-        state = "fresh" if old == text else ("stale" if check else "written")
-        if old != text:
-            changed.append(target)
-            if not check:
-                tmp = target + ".tmp"
-                with open(tmp, "w", encoding="utf-8") as f:
-                    f.write(text)
-                os.replace(tmp, target)
-        log(f"{name:14s} {state:8s} {time.perf_counter() - start:6.2f} s  {os.path.relpath(target)}")
+        name, files = generate_files(path)
+        for rel, text in files.items():
+            target = os.path.join(out_dir, rel)
+            old = None
+            if os.path.exists(target):
+                with open(target, encoding="utf-8") as f:
+                    old = f.read()
+            state = "fresh" if old == text else ("stale" if check else "written")
+            if old != text:
+                changed.append(target)
+                if not check:
+                    tmp = target + ".tmp"
+                    with open(tmp, "w", encoding="utf-8") as f:
+                        f.write(text)
+                    os.replace(tmp, target)
+            log(f"{name:14s} {state:8s} {time.perf_counter() - start:6.2f} s  {os.path.relpath(target)}")
     return changed

@@ -5,7 +5,7 @@ import os
 import jinja2
 
 TEMPLATE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
-TEMPLATES = ("cpu_module.py.j2",)
+TEMPLATES = ("cpu_module.py.j2", "cuda_module.py.j2")
 
 
 @functools.lru_cache(maxsize=None)
@@ -26,3 +26,7 @@ def template_bytes():
 
 def render(ir):
     return environment().get_template("cpu_module.py.j2").render(ir=ir)
+
+
+def render_cuda(ir):
+    return environment().get_template("cuda_module.py.j2").render(ir=ir)

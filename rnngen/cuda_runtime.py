@@ -1,0 +1,524 @@
+"""What every generated CUDA module shares: input checks for device arrays, allocation, a tiled
+GEMM, a column sum, and the launch of the persistent kernels (grid size, shared memory).
+
+Imported only when a device array reaches a generated module, so the CPU path never needs
+numba-cuda. Runs under the CUDA simulator (NUMBA_ENABLE_CUDASIM=1), which runs a grid's blocks one
+after another: there a persistent launch uses one block unless SIM_UNITS says otherwise.
+"""
+import functools
+import math
+import os
+import warnings
+
+import numpy as np
+import numba
+from numba import cuda
+
+from . import checks
+from .device import is_device_array  # noqa: F401  (re-exported)
+
+SIMULATOR = bool(cuda.simulator_enabled) if hasattr(cuda, "simulator_enabled") else \
+    os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+
+# Knobs (tests and benchmarks set them; defaults are what a user gets)
+FORCE_GLOBAL_WEIGHTS = False     # skip the shared-memory copy of the recurrent weights (fallback path)
+THREADS = 512                    # most threads per block of the persistent kernels
+UNITS = None                     # hidden units per block (None: ceil(H / SMs), one block per SM)
+SIM_THREADS = 4                  # ... under the simulator (each simulated thread costs ~1 ms)
+SIM_UNITS = None                 # units per block under the simulator (None: all H in one block;
+#                                  several blocks need a scheduler that honours grid.sync(), as the
+#                                  one in tests/cuda_sim_check.py)
+
+PROFILE = None                   # a dict to collect {operation: [seconds, ...]} (synchronizes each op)
+LAST_PLAN = {}                   # (grid, threads, units, shared bytes, on_chip) of the last launches
+
+_warned = set()
+
+
+class _timed:
+    """With PROFILE set, synchronize around an operation and record its wall time."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __enter__(self):
+        if PROFILE is not None:
+            import time
+            cuda.synchronize()
+            self.start = time.perf_counter()
+
+    def __exit__(self, *exc):
+        if PROFILE is not None and exc[0] is None:
+            import time
+            cuda.synchronize()
+            PROFILE.setdefault(self.name, []).append(time.perf_counter() - self.start)
+
+
+def numba_type(dtype):
+    dtype = np.dtype(dtype)
+    if dtype == np.float32:
+        return numba.float32
+    if dtype == np.float64:
+        return numba.float64
+    raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+
+
+# -- inputs --------------------------------------------------------------------------------
+def _contiguous(name, arr):
+    ok = getattr(arr, "is_c_contiguous", None)
+    if ok is not None and not ok():
+        raise ValueError(f"{name} must be C-contiguous on the device (call .contiguous() first)")
+    return arr
+
+
+def as_device(name, value, ndim=None, dtype=None):
+    """A device view of `value` (no copy for device arrays; host arrays are copied over)."""
+    if hasattr(value, "copy_to_host") and hasattr(value, "shape"):
+        arr = value
+    elif hasattr(value, "__cuda_array_interface__"):
+        arr = cuda.as_cuda_array(value)
+    else:
+        try:
+            arr = cuda.to_device(np.ascontiguousarray(np.asarray(value)))
+        except Exception as exc:
+            raise ValueError(f"{name} must be an array: {exc}") from None
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {arr.shape}")
+    if dtype is None:
+        if np.dtype(arr.dtype).type not in checks.DTYPES:
+            raise ValueError(f"{name} must be float32 or float64, got {arr.dtype}")
+    elif np.dtype(arr.dtype) != np.dtype(dtype):
+        raise ValueError(f"{name} must have dtype {np.dtype(dtype)} (as x and the parameters), "
+                         f"got {arr.dtype}")
+    return _contiguous(name, arr)
+
+
+def forward_inputs(x, params, state0, lengths, reverse, spec_params, states):
+    """The checks of the CPU path (shapes, dtypes, lengths) for device arrays. NaN is not checked."""
+    x = as_device("x", x, 3)
+    T, B, I = x.shape
+    if T < 1 or B < 1 or I < 1:
+        raise ValueError(f"x must be (T, B, I) with every size >= 1, got shape {x.shape}")
+    if not isinstance(params, dict):
+        raise ValueError("params must be a dict of parameter name -> array")
+    missing = [n for n in spec_params if n not in params]
+    if missing:
+        raise ValueError(f"params is missing {missing}; expected {list(spec_params)}")
+    extra = [n for n in params if n not in spec_params]
+    if extra:
+        raise ValueError(f"params has unknown names {extra}; expected {list(spec_params)}")
+    first = next(iter(spec_params))
+    mult, _, _ = spec_params[first][0].rpartition("*")
+    rows = params[first].shape[0]
+    mult = int(mult) if mult else 1
+    if rows % mult or rows == 0:
+        raise ValueError(f"params[{first!r}] must have {spec_params[first][0]} rows, got {rows}")
+    H = rows // mult
+    checked = {}
+    for name, shape in spec_params.items():
+        expected = checks.param_shape(shape, I, H)
+        arr = as_device(f"params[{name!r}]", params[name], len(expected), x.dtype)
+        if tuple(arr.shape) != expected:
+            raise ValueError(f"params[{name!r}] must have shape {expected} ({', '.join(shape)} with "
+                             f"I={I}, H={H}), got {tuple(arr.shape)}")
+        checked[name] = arr
+    if state0 is None:
+        state0 = (None,) * len(states)
+    if not isinstance(state0, (tuple, list)) or len(state0) != len(states):
+        raise ValueError(f"state0 must be None or a tuple of {len(states)} arrays {states}, each (B, H)")
+    out = []
+    for k, s in enumerate(state0):
+        if s is None:          # copy() fills zeros
+            out.append(None)
+            continue
+        arr = as_device(f"state0[{k}] ({states[k]})", s, 2, x.dtype)
+        if tuple(arr.shape) != (B, H):
+            raise ValueError(f"state0[{k}] ({states[k]}) must have shape (B, H) = ({B}, {H}), "
+                             f"got {tuple(arr.shape)}")
+        out.append(arr)
+    if lengths is None:
+        key = (T, B, _context_id())
+        if key not in _FULL_LENGTHS:
+            _FULL_LENGTHS[key] = cuda.to_device(np.full(B, T, np.int64))
+        host = None
+    else:
+        host = lengths.copy_to_host() if hasattr(lengths, "copy_to_host") else \
+            (cuda.as_cuda_array(lengths).copy_to_host() if hasattr(lengths, "__cuda_array_interface__")
+             else lengths)
+        host = _lengths(np.asarray(host), T, B)
+    if not isinstance(reverse, (bool, np.bool_)):
+        raise ValueError(f"reverse must be a bool, got {reverse!r}")
+    lengths = _FULL_LENGTHS[key] if host is None else cuda.to_device(host)
+    return x, checked, tuple(out), lengths, bool(reverse)
+
+
+_FULL_LENGTHS = {}
+
+
+def _context_id():
+    if SIMULATOR:
+        return 0
+    return id(cuda.current_context())
+
+
+def hidden_size(params, spec_params):
+    first = next(iter(spec_params))
+    mult, _, _ = spec_params[first][0].rpartition("*")
+    return params[first].shape[0] // (int(mult) if mult else 1)
+
+
+def _lengths(lengths, T, B):
+    """The CPU path's checks of `lengths`, on a host copy."""
+    if lengths.shape != (B,):
+        raise ValueError(f"lengths must have shape (B,) = ({B},), got {lengths.shape}")
+    if lengths.dtype.kind not in "iu":
+        if lengths.dtype.kind == "f" and np.all(np.isfinite(lengths)) and np.all(lengths == np.round(lengths)):
+            lengths = lengths.astype(np.int64)
+        else:
+            raise ValueError(f"lengths must be integers, got dtype {lengths.dtype}")
+    lengths = np.ascontiguousarray(lengths, dtype=np.int64)
+    if lengths.min() < 0 or lengths.max() > T:
+        raise ValueError(f"lengths must lie in [0, T={T}], got min {lengths.min()} max {lengths.max()}")
+    return lengths
+
+
+def backward_inputs(dy, d_final, saved, cell_name, states):
+    if not isinstance(saved, checks.Saved) or saved.cell != cell_name or not getattr(saved, "device", False):
+        raise ValueError(f"saved must be what forward() of cell {cell_name!r} returned for device arrays")
+    T, B, _ = saved.x.shape
+    H = getattr(saved, f"s_{states[0]}").shape[2]
+    dtype = saved.x.dtype
+    dy = zeros((T, B, H), dtype) if dy is None else as_device("dy", dy, 3, dtype)
+    if tuple(dy.shape) != (T, B, H):
+        raise ValueError(f"dy must have shape (T, B, H) = ({T}, {B}, {H}), got {tuple(dy.shape)}")
+    if d_final is None:
+        d_final = (None,) * len(states)
+    if not isinstance(d_final, (tuple, list)) or len(d_final) != len(states):
+        raise ValueError(f"d_final must be None or a tuple of {len(states)} arrays {states}, each (B, H)")
+    out = []
+    for k, d in enumerate(d_final):
+        if d is None:
+            out.append(zeros((B, H), dtype))
+            continue
+        arr = as_device(f"d_final[{k}] ({states[k]})", d, 2, dtype)
+        if tuple(arr.shape) != (B, H):
+            raise ValueError(f"d_final[{k}] ({states[k]}) must have shape (B, H) = ({B}, {H}), "
+                             f"got {tuple(arr.shape)}")
+        out.append(copy(arr))          # backward accumulates into it
+    return dy, tuple(out)
+
+
+# -- small kernels -------------------------------------------------------------------------
+@functools.lru_cache(maxsize=None)
+def _elementwise(dtype):
+    nt = numba_type(dtype)
+
+    @cuda.jit
+    def fill(out, value):
+        v = nt(value)
+        for e in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+            out[e] = v
+
+    @cuda.jit
+    def copy1d(src, dst):
+        for e in range(cuda.grid(1), dst.size, cuda.gridsize(1)):
+            dst[e] = src[e]
+
+    return fill, copy1d
+
+
+def _grid1d(n):
+    threads = 32 if SIMULATOR else 256
+    return max(1, min(math.ceil(n / threads), 4 if SIMULATOR else 4096)), threads
+
+
+def empty(shape, dtype):
+    return cuda.device_array(shape, np.dtype(dtype))
+
+
+def zeros(shape, dtype):
+    out = cuda.device_array(shape, np.dtype(dtype))
+    flat = out.reshape(out.size)
+    fill, _ = _elementwise(np.dtype(dtype))
+    with _timed("zeros"):
+        fill[_grid1d(out.size)](flat, 0.0)
+    return out
+
+
+def copy(src, dst=None):
+    """Device-to-device copy of a C-contiguous array (into `dst`, or a new array); None: zeros."""
+    if src is None:
+        fill, _ = _elementwise(np.dtype(dst.dtype))
+        with _timed("zeros"):
+            fill[_grid1d(dst.size)](dst.reshape(dst.size), 0.0)
+        return dst
+    if dst is None:
+        dst = cuda.device_array(src.shape, src.dtype)
+    if tuple(src.shape) != tuple(dst.shape):
+        raise ValueError(f"copy: shapes differ {src.shape} -> {dst.shape}")
+    _, copy1d = _elementwise(np.dtype(dst.dtype))
+    with _timed("copy"):
+        copy1d[_grid1d(dst.size)](src.reshape(src.size), dst.reshape(dst.size))
+    return dst
+
+
+# -- GEMM: c (M, N) (+)= op(a) @ op(b), op = transpose or not ------------------------------
+# (block rows, block cols, k step, rows and cols per thread): 256 threads each; ptxas for sm_90:
+# 142 registers without spills for the large tile, 64 for the small one (used when the large
+# tile would leave SMs idle)
+GEMM_TILES = (128, 128, 8, 8, 8)
+GEMM_TILES_SMALL = (64, 64, 16, 4, 4)
+SIM_GEMM_TILES = (4, 4, 2, 2, 2)
+
+
+def gemm_kernel_for(nt, bm, bn, bk, rm, rn):
+    """A register-tiled GEMM: each block computes a (bm, bn) tile, each thread (rm, rn) of it."""
+    tx_n = bn // rn
+    ty_m = bm // rm
+    pa, pb = bm + 1, bn + 1      # padded rows: the transposing stores hit different banks
+
+    def gemm(a, b, c, trans_a, trans_b, accumulate):
+        M, N = c.shape
+        K = a.shape[0] if trans_a else a.shape[1]
+        sa = cuda.shared.array((bk, pa), nt)
+        sb = cuda.shared.array((bk, pb), nt)
+        acc = cuda.local.array((rm, rn), nt)
+        ra = cuda.local.array(rm, nt)
+        rb = cuda.local.array(rn, nt)
+        tid = cuda.threadIdx.x
+        nthreads = cuda.blockDim.x
+        tx = tid % tx_n
+        ty = tid // tx_n
+        m0 = cuda.blockIdx.y * bm
+        n0 = cuda.blockIdx.x * bn
+        zero = nt(0)
+        for r in range(rm):
+            for s in range(rn):
+                acc[r, s] = zero
+        for k0 in range(0, K, bk):
+            for e in range(tid, bk * bm, nthreads):
+                if trans_a:            # a is (K, M): consecutive threads read consecutive m
+                    kk = e // bm
+                    mm = e - kk * bm
+                else:                  # a is (M, K): consecutive threads read consecutive k
+                    mm = e // bk
+                    kk = e - mm * bk
+                m = m0 + mm
+                k = k0 + kk
+                v = zero
+                if m < M and k < K:
+                    v = a[k, m] if trans_a else a[m, k]
+                sa[kk, mm] = v
+            for e in range(tid, bk * bn, nthreads):
+                if trans_b:            # b is (N, K)
+                    nn = e // bk
+                    kk = e - nn * bk
+                else:                  # b is (K, N)
+                    kk = e // bn
+                    nn = e - kk * bn
+                n = n0 + nn
+                k = k0 + kk
+                v = zero
+                if n < N and k < K:
+                    v = b[n, k] if trans_b else b[k, n]
+                sb[kk, nn] = v
+            cuda.syncthreads()
+            for kk in range(bk):
+                for r in range(rm):
+                    ra[r] = sa[kk, ty + r * ty_m]
+                for s in range(rn):
+                    rb[s] = sb[kk, tx + s * tx_n]
+                for r in range(rm):
+                    for s in range(rn):
+                        acc[r, s] += ra[r] * rb[s]
+            cuda.syncthreads()
+        for r in range(rm):
+            m = m0 + ty + r * ty_m
+            for s in range(rn):
+                n = n0 + tx + s * tx_n
+                if m < M and n < N:
+                    if accumulate:
+                        c[m, n] += acc[r, s]
+                    else:
+                        c[m, n] = acc[r, s]
+
+    return gemm
+
+
+@functools.lru_cache(maxsize=None)
+def _gemm(dtype, tiles):
+    return cuda.jit(gemm_kernel_for(numba_type(dtype), *tiles))
+
+
+def gemm_tiles(M, N):
+    if SIMULATOR:
+        return SIM_GEMM_TILES
+    bm, bn = GEMM_TILES[:2]
+    if math.ceil(M / bm) * math.ceil(N / bn) >= _device_limits()[0]:
+        return GEMM_TILES
+    return GEMM_TILES_SMALL
+
+
+def gemm(a, b, out=None, trans_a=False, trans_b=False, accumulate=False):
+    """out (M, N) = op(a) @ op(b) (or += with accumulate); returns out."""
+    M = a.shape[1] if trans_a else a.shape[0]
+    K = a.shape[0] if trans_a else a.shape[1]
+    N = b.shape[0] if trans_b else b.shape[1]
+    if (b.shape[1] if trans_b else b.shape[0]) != K:
+        raise ValueError(f"gemm: inner sizes differ: {a.shape}{'.T' if trans_a else ''} @ "
+                         f"{b.shape}{'.T' if trans_b else ''}")
+    if out is None:
+        out = empty((M, N), a.dtype)
+    tiles = gemm_tiles(M, N)
+    bm, bn, bk, rm, rn = tiles
+    kernel = _gemm(np.dtype(a.dtype), tiles)
+    grid = (math.ceil(N / bn), math.ceil(M / bm))
+    with _timed(f"gemm {M}x{N}x{K}"):
+        kernel[grid, (bm // rm) * (bn // rn)](a, b, out, bool(trans_a), bool(trans_b), bool(accumulate))
+    return out
+
+
+def column_sum_kernel_for(nt, cols, rows_per_pass):
+    def column_sum(a, out, chunk):
+        M, N = a.shape
+        part = cuda.shared.array((rows_per_pass, cols), nt)
+        tx = cuda.threadIdx.x % cols
+        ty = cuda.threadIdx.x // cols
+        n = cuda.blockIdx.x * cols + tx
+        start = cuda.blockIdx.y * chunk
+        acc = nt(0)
+        if n < N:
+            for m in range(start + ty, min(start + chunk, M), rows_per_pass):
+                acc += a[m, n]
+        part[ty, tx] = acc
+        cuda.syncthreads()
+        if ty == 0 and n < N:
+            for r in range(1, rows_per_pass):
+                acc += part[r, tx]
+            cuda.atomic.add(out, n, acc)
+
+    return column_sum
+
+
+@functools.lru_cache(maxsize=None)
+def _column_sum(dtype):
+    cols, rows = (2, 2) if SIMULATOR else (32, 8)
+    return cuda.jit(column_sum_kernel_for(numba_type(dtype), cols, rows)), cols, rows
+
+
+def column_sum(a):
+    """Sum over the rows of a (M, N) device array: (N,)."""
+    M, N = a.shape
+    out = zeros((N,), a.dtype)
+    kernel, cols, rows = _column_sum(np.dtype(a.dtype))
+    chunk = max(rows, math.ceil(M / (1 if SIMULATOR else 64)))
+    with _timed("column_sum"):
+        kernel[(math.ceil(N / cols), math.ceil(M / chunk)), cols * rows](a, out, chunk)
+    return out
+
+
+# -- the persistent kernels ----------------------------------------------------------------
+def shared_elements(units, H, rows, num_linears, backward):
+    """Shared-memory elements for `units` hidden units: rows of pitch H + 1 (forward) or columns of
+    pitch rows_of_W + 1 (backward), so that neighbouring threads hit different banks."""
+    if backward:
+        return units * (rows * H + num_linears)
+    return units * rows * (H + 1)
+
+
+@functools.lru_cache(maxsize=None)
+def _device_limits():
+    dev = cuda.get_current_device()
+    sms = dev.MULTIPROCESSOR_COUNT
+    try:
+        optin = dev.MAX_SHARED_MEMORY_PER_BLOCK_OPTIN
+    except Exception:  # an old driver binding: the default limit
+        optin = 48 * 1024
+    return sms, optin
+
+
+def _allow_shared(kernel, nbytes):
+    """Let `kernel` use more than 48 KiB of dynamic shared memory (the per-kernel opt-in)."""
+    if nbytes <= 48 * 1024:
+        return True
+    try:
+        from numba.cuda.cudadrv.driver import binding, driver
+        fn = kernel._codelibrary.get_cufunc()
+        attr = binding.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+        driver.cuKernelSetAttribute(attr, int(nbytes), fn.handle, fn.device.id)
+        try:      # prefer the largest shared-memory carveout of L1 (a hint)
+            fn.set_shared_memory_carveout(100)
+        except Exception:
+            pass
+        return True
+    except Exception as exc:  # pragma: no cover - depends on the driver binding
+        _warn_once(("optin", str(exc)), f"rnngen: cannot raise the shared-memory limit ({exc}); "
+                                        f"using at most 48 KiB per block")
+        return False
+
+
+def _warn_once(key, message):
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+def plan(kernel, H, B, rows, num_linears, backward, itemsize):
+    """(grid, threads, units, shared bytes, on_chip) for a persistent launch.
+
+    units = ceil(H / SMs) so that one block runs per SM; more units per block when the cooperative
+    grid would not fit; weights in global memory when their slice does not fit in shared memory.
+    """
+    if SIMULATOR:      # the stock simulator syncs a cooperative grid of ONE block only
+        units = min(SIM_UNITS or H, H)
+        on_chip = not FORCE_GLOBAL_WEIGHTS and rows > 0
+        nbytes = shared_elements(units, H, rows, num_linears, backward) * itemsize if on_chip else 0
+        return math.ceil(H / units), SIM_THREADS, units, nbytes, on_chip
+    sms, optin = _device_limits()
+    most_threads = THREADS
+    try:      # what the kernel's registers allow
+        most_threads = min(most_threads, kernel._codelibrary.get_cufunc().attrs.maxthreads // 32 * 32)
+    except Exception:
+        pass
+    first_units = min(H, UNITS) if UNITS else max(1, math.ceil(H / sms))
+    cooperative = getattr(kernel, "cooperative", False)
+    for on_chip in ((True, False) if rows > 0 and not FORCE_GLOBAL_WEIGHTS else (False,)):
+        units = first_units
+        while units <= H:
+            grid = math.ceil(H / units)
+            work = B * units * max(rows, 1)          # dot products per block and step
+            threads = max(32, min(most_threads, math.ceil(work / 32) * 32))
+            nbytes = shared_elements(units, H, rows, num_linears, backward) * itemsize if on_chip else 0
+            if on_chip and (nbytes > optin or not _allow_shared(kernel, nbytes)):
+                break                                # more units only need more shared memory
+            if not cooperative or kernel.max_cooperative_grid_blocks(threads, nbytes) >= grid:
+                if rows > 0 and not on_chip and not FORCE_GLOBAL_WEIGHTS:
+                    _warn_once(("global", H, rows, backward),
+                               f"rnngen: the recurrent weights of H={H} do not fit in shared memory "
+                               f"({shared_elements(first_units, H, rows, num_linears, backward) * itemsize}"
+                               f" bytes per block, at most {optin}); the persistent kernel reads them "
+                               f"from global memory (correct, slower)")
+                return grid, threads, units, nbytes, on_chip
+            units += 1
+    raise RuntimeError(f"rnngen: no cooperative grid for H={H} fits this GPU")
+
+
+_PLANS = {}
+
+
+def launch_persistent(dispatcher, H, B, rows, num_linears, backward, args):
+    """Compile (once per signature), size and launch one persistent kernel."""
+    itemsize = np.dtype(args[2].dtype).itemsize
+    key = (id(dispatcher), H, B, rows, num_linears, backward, itemsize, FORCE_GLOBAL_WEIGHTS, THREADS, UNITS,
+           SIM_UNITS, SIM_THREADS, _context_id())
+    if key not in _PLANS:
+        kernel = None
+        if not SIMULATOR:
+            probe = tuple(args) + (1, True)
+            kernel = dispatcher.compile(tuple(dispatcher.typeof_pyval(a) for a in probe))
+        _PLANS[key] = plan(kernel, H, B, rows, num_linears, backward, itemsize)
+    grid, threads, units, nbytes, on_chip = _PLANS[key]
+    name = "persistent backward" if backward else "persistent forward"
+    LAST_PLAN[name] = (grid, threads, units, nbytes, on_chip)
+    with _timed(name):
+        dispatcher[grid, threads, 0, nbytes](*args, units, on_chip)

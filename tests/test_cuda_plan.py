@@ -1,0 +1,68 @@
+"""Launch planning of the persistent kernels (grid, units per block, shared memory), with no GPU."""
+import subprocess
+import sys
+import types
+import warnings
+
+import pytest
+
+pytest.importorskip("numba.cuda")
+
+
+@pytest.fixture
+def rt(monkeypatch):
+    from rnngen import cuda_runtime
+    monkeypatch.setattr(cuda_runtime, "SIMULATOR", False)
+    monkeypatch.setattr(cuda_runtime, "_device_limits", lambda: (132, 227 * 1024))   # an H100
+    monkeypatch.setattr(cuda_runtime, "_allow_shared", lambda kernel, nbytes: True)
+    monkeypatch.setattr(cuda_runtime, "_warned", set())
+    return cuda_runtime
+
+
+def fake_kernel(cooperative=True, sms=132, smem=228 * 1024, max_threads=2048):
+    def most(threads, nbytes):
+        by_smem = smem // nbytes if nbytes else 32
+        return sms * min(by_smem, max_threads // threads, 32)
+    return types.SimpleNamespace(cooperative=cooperative, max_cooperative_grid_blocks=most)
+
+
+def test_one_block_per_sm_with_weights_on_chip(rt):
+    grid, threads, units, nbytes, on_chip = rt.plan(fake_kernel(), 1024, 64, 4, 1, False, 4)
+    assert (grid, units, on_chip, threads) == (128, 8, True, 512)
+    assert nbytes == 8 * 4 * 1025 * 4
+    grid, threads, units, nbytes, on_chip = rt.plan(fake_kernel(), 1024, 64, 4, 1, True, 4)
+    assert (grid, units, on_chip, nbytes) == (128, 8, True, 8 * (4 * 1024 + 1) * 4)
+
+
+def test_small_hidden_size(rt):
+    grid, threads, units, nbytes, on_chip = rt.plan(fake_kernel(), 5, 10, 4, 1, False, 4)
+    assert (grid, units, on_chip, threads) == (5, 1, True, 64)
+
+
+def test_falls_back_to_global_weights_and_warns_once(rt):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        grid, threads, units, nbytes, on_chip = rt.plan(fake_kernel(), 4096, 64, 4, 1, False, 4)
+        rt.plan(fake_kernel(), 4096, 64, 4, 1, False, 4)
+    assert not on_chip and nbytes == 0 and grid * units >= 4096
+    assert len([w for w in caught if "global memory" in str(w.message)]) == 1
+
+
+def test_grows_units_until_the_cooperative_grid_fits(rt):
+    grid, threads, units, nbytes, on_chip = rt.plan(fake_kernel(sms=132, max_threads=256), 2048, 8, 1, 1,
+                                                    False, 4)
+    assert grid <= 132 and grid * units >= 2048 and on_chip
+
+
+def test_cpu_modules_import_without_numba_cuda():
+    code = ("import sys, rnngen; [rnngen.load(n) for n in rnngen.available()]; "
+            "assert 'numba.cuda' not in sys.modules, 'numba.cuda imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+
+
+def test_global_weights_when_the_slice_fits_the_limit_but_not_an_sm(rt):
+    small_sm = fake_kernel(smem=100 * 1024)
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        grid, threads, units, nbytes, on_chip = rt.plan(small_sm, 1024, 64, 4, 1, False, 4)
+    assert (grid, units, on_chip, nbytes) == (128, 8, False, 0)

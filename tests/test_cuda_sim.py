@@ -1,0 +1,76 @@
+"""CUDA kernels of every built-in cell under the CUDA simulator match the CPU path (float32: 1e-5).
+
+The simulator must be switched on before numba.cuda is imported, so the checks run in their own
+process (tests/cuda_sim_check.py); this module runs it once and checks each (cell, case).
+"""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import rnngen
+
+pytest.importorskip("numba.cuda")
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CASES = ("lengths", "reverse_global_weights", "blocks", "blocks_reverse_global_weights")
+TOL = {"float64": 1e-12}
+
+
+@pytest.fixture(scope="module")
+def results():
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    out = subprocess.run([sys.executable, os.path.join(HERE, "cuda_sim_check.py")], env=env,
+                         capture_output=True, text=True, timeout=600)
+    rows = {}
+    for line in out.stdout.splitlines():
+        if line.startswith("{"):
+            row = json.loads(line)
+            rows[row["cell"], row["case"]] = row
+    assert rows, f"the simulator run printed nothing:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    return rows
+
+
+def _check(row):
+    assert "error" not in row, row["error"]
+    assert row["device_outputs"], "outputs must be device arrays"
+    tol = TOL.get(row["case"], 1e-5)
+    bad = {k: v for k, v in row["errors"].items() if not v <= tol}
+    assert not bad, f"{row['cell']} {row['case']}: CUDA differs from CPU: {bad}"
+    assert all(s > 0 for s in row["scale"].values()), f"a reference output is all zero: {row['scale']}"
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("cell", rnngen.available())
+def test_cuda_matches_cpu(results, cell, case):
+    _check(results[cell, case])
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru_classic"])
+def test_cuda_float64(results, cell):
+    _check(results[cell, "float64"])
+
+
+def test_gemm_tiles_of_the_gpu(results):
+    rows = [r for (cell, _), r in results.items() if cell == "gemm"]
+    assert len(rows) == 2
+    for row in rows:
+        _check(row)
+
+
+def test_cuda_module_next_to_a_user_built_module(results):
+    _check(results["gru_classic", "user_folder"])
+
+
+def test_the_gpu_benchmark_scripts_check_runs(results):
+    _check(results["benchmarks/gpu.py", "check_cell"])
+
+
+def test_the_simulated_grid_catches_a_missing_grid_sync(results):
+    """tests/cuda_sim_check.py runs a grid's blocks under a scheduler that honours grid.sync();
+    with one grid.sync() of lstm's backward turned into cuda.syncthreads(), one block still
+    matches the CPU path and three blocks must not."""
+    row = results["negative_control", "missing grid.sync"]
+    assert row["matches_cpu"] == {"one block": True, "three blocks": False}
