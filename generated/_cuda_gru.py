@@ -7,7 +7,10 @@ versions: rnngen 0.1.0, sympy 1.14
 The step, for one batch row b and hidden unit j:
     xr, xz, xn = (x) @ weight_ih.T + bias_ih    [hoisted before the loop]
     hr, hz, hn = (h) @ weight_hh.T + bias_hh    [stage 1]
-    h <- h*sigmoid(hz + xz) + (1 - sigmoid(hz + xz))*tanh(hn*sigmoid(hr + xr) + xn)
+    r = sigmoid(hr + xr)
+    z = sigmoid(hz + xz)
+    n = tanh(hn*r + xn)
+    h <- h*z + n*(1 - z)
 
 forward() and backward() take and return device arrays (numba device arrays, or anything with
 __cuda_array_interface__: torch, cupy) and copy no input. Each runs ONE persistent kernel over all

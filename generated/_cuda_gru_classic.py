@@ -7,8 +7,10 @@ versions: rnngen 0.1.0, sympy 1.14
 The step, for one batch row b and hidden unit j:
     xu, xr, xc = (x) @ weight_ih.T + bias_ih    [hoisted before the loop]
     hu, hr = (h) @ weight_hh.T    [stage 1]
-    hc = (h*sigmoid(hr + xr)) @ weight_rh.T    [stage 2]
-    h <- h*(1 - sigmoid(hu + xu)) + tanh(hc + xc)*sigmoid(hu + xu)
+    u = sigmoid(hu + xu)
+    r = sigmoid(hr + xr)
+    hc = (h*r) @ weight_rh.T    [stage 2]
+    h <- h*(1 - u) + u*tanh(hc + xc)
 
 forward() and backward() take and return device arrays (numba device arrays, or anything with
 __cuda_array_interface__: torch, cupy) and copy no input. Each runs ONE persistent kernel over all

@@ -7,8 +7,12 @@ versions: rnngen 0.1.0, sympy 1.14
 The step, for one batch row b and hidden unit j:
     xi, xf, xg, xo = (x) @ weight_ih.T + bias_ih    [hoisted before the loop]
     hi, hf, hg, ho = (h) @ weight_hh.T + bias_hh    [stage 1]
-    h <- tanh(c*sigmoid(c*pf + hf + xf) + tanh(hg + xg)*sigmoid(c*pi + hi + xi))*sigmoid(ho + po*(c*sigmoid(c*pf + hf + xf) + tanh(hg + xg)*sigmoid(c*pi + hi + xi)) + xo)
-    c <- c*sigmoid(c*pf + hf + xf) + tanh(hg + xg)*sigmoid(c*pi + hi + xi)
+    i = sigmoid(c*pi + hi + xi)
+    f = sigmoid(c*pf + hf + xf)
+    c_next = c*f + i*tanh(hg + xg)
+    o = sigmoid(c_next*po + ho + xo)
+    h <- o*tanh(c_next)
+    c <- c_next
 
 forward() and backward() take and return device arrays (numba device arrays, or anything with
 __cuda_array_interface__: torch, cupy) and copy no input. Each runs ONE persistent kernel over all

@@ -6,7 +6,8 @@ versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
     xz, xh = (x) @ weight_ih.T + bias_ih    [hoisted before the loop]
-    h <- h*(1 - sigmoid(xz)) + xh*sigmoid(xz)
+    z = sigmoid(xz)
+    h <- h*(1 - z) + xh*z
 
 forward() and backward() take and return device arrays (numba device arrays, or anything with
 __cuda_array_interface__: torch, cupy) and copy no input. Each runs ONE persistent kernel over all
