@@ -136,11 +136,15 @@ def forward_inputs(x, params, state0, lengths, reverse, spec_params, states):
             raise ValueError(f"state0[{k}] ({states[k]}) must have shape (B, H) = ({B}, {H}), "
                              f"got {tuple(arr.shape)}")
         out.append(arr)
+    checked = None
     if lengths is None:
         key = (T, B, _context_id())
         if key not in _FULL_LENGTHS:
             _FULL_LENGTHS[key] = cuda.to_device(np.full(B, T, np.int64))
         host = None
+    elif getattr(lengths, "_rnngen_checked", None) == (T, B):
+        host = None                    # checked_lengths() made it for this T and B: no round trip
+        checked = lengths
     else:
         host = lengths.copy_to_host() if hasattr(lengths, "copy_to_host") else \
             (cuda.as_cuda_array(lengths).copy_to_host() if hasattr(lengths, "__cuda_array_interface__")
@@ -148,7 +152,10 @@ def forward_inputs(x, params, state0, lengths, reverse, spec_params, states):
         host = _lengths(np.asarray(host), T, B)
     if not isinstance(reverse, (bool, np.bool_)):
         raise ValueError(f"reverse must be a bool, got {reverse!r}")
-    lengths = _FULL_LENGTHS[key] if host is None else cuda.to_device(host)
+    if checked is not None:
+        lengths = checked
+    else:
+        lengths = _FULL_LENGTHS[key] if host is None else cuda.to_device(host)
     return x, checked, tuple(out), lengths, bool(reverse)
 
 
@@ -414,6 +421,121 @@ def column_sum(a):
     chunk = max(rows, math.ceil(M / (1 if SIMULATOR else 64)))
     with _timed("column_sum"):
         kernel[(math.ceil(N / cols), math.ceil(M / chunk)), cols * rows](a, out, chunk)
+    return out
+
+
+# -- what rnngen.RNN(device="cuda") needs between layers ----------------------------------
+# Hand-written elementwise kernels (no cell math): concatenating the two directions, taking one
+# direction's slice of a gradient, the dropout mask, summing the two directions' dx, batch_first.
+@cuda.jit
+def _into_last(src, dst, offset):
+    """dst[t, b, offset + h] = src[t, b, h]"""
+    T, B, H = src.shape
+    for e in range(cuda.grid(1), T * B * H, cuda.gridsize(1)):
+        t = e // (B * H)
+        r = e - t * (B * H)
+        b = r // H
+        h = r - b * H
+        dst[t, b, offset + h] = src[t, b, h]
+
+
+@cuda.jit
+def _from_last(src, dst, offset):
+    """dst[t, b, h] = src[t, b, offset + h]"""
+    T, B, H = dst.shape
+    for e in range(cuda.grid(1), T * B * H, cuda.gridsize(1)):
+        t = e // (B * H)
+        r = e - t * (B * H)
+        b = r // H
+        h = r - b * H
+        dst[t, b, h] = src[t, b, offset + h]
+
+
+@cuda.jit
+def _multiply(a, b, out):
+    for e in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        out[e] = a[e] * b[e]
+
+
+@cuda.jit
+def _add(a, b, out):
+    for e in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        out[e] = a[e] + b[e]
+
+
+@cuda.jit
+def _swap01(src, dst):
+    """dst[j, i, k] = src[i, j, k]"""
+    P, Q, F = src.shape
+    for e in range(cuda.grid(1), P * Q * F, cuda.gridsize(1)):
+        i = e // (Q * F)
+        r = e - i * (Q * F)
+        j = r // F
+        k = r - j * F
+        dst[j, i, k] = src[i, j, k]
+
+
+def _flat_grid(n):
+    if SIMULATOR:      # each simulated thread costs ~1 ms: a few threads, grid-stride loops
+        return 1, max(1, min(n, SIM_THREADS))
+    return _grid1d(n)
+
+
+def concat_last(parts):
+    """(T, B, H_k) device arrays -> one (T, B, sum H_k) array, concatenated along the last axis."""
+    T, B, _ = parts[0].shape
+    out = empty((T, B, sum(p.shape[2] for p in parts)), parts[0].dtype)
+    offset = 0
+    with _timed("concat"):
+        for p in parts:
+            _into_last[_flat_grid(p.size)](p, out, offset)
+            offset += p.shape[2]
+    return out
+
+
+def take_last(src, offset, width):
+    """A new C-contiguous (T, B, width) copy of src[:, :, offset:offset + width]."""
+    T, B, _ = src.shape
+    out = empty((T, B, width), src.dtype)
+    with _timed("take"):
+        _from_last[_flat_grid(out.size)](src, out, offset)
+    return out
+
+
+def _elementwise2(kernel, name, a, b):
+    if tuple(a.shape) != tuple(b.shape):
+        raise ValueError(f"{name}: shapes differ {tuple(a.shape)} and {tuple(b.shape)}")
+    out = empty(a.shape, a.dtype)
+    with _timed(name):
+        kernel[_flat_grid(out.size)](a.reshape(a.size), b.reshape(b.size), out.reshape(out.size))
+    return out
+
+
+def multiply(a, b):
+    """a * b elementwise (same shapes, C-contiguous): a new device array."""
+    return _elementwise2(_multiply, "multiply", a, b)
+
+
+def add(a, b):
+    """a + b elementwise (same shapes, C-contiguous): a new device array."""
+    return _elementwise2(_add, "add", a, b)
+
+
+def swap01(src):
+    """(P, Q, F) -> a new C-contiguous (Q, P, F) array (time-major <-> batch-first)."""
+    P, Q, F = src.shape
+    out = empty((Q, P, F), src.dtype)
+    with _timed("swap01"):
+        _swap01[_flat_grid(out.size)](src, out)
+    return out
+
+
+def checked_lengths(lengths, T):
+    """A device copy of lengths already checked on the host (int64 (B,), values in [0, T]):
+    forward() of every layer and direction then uses it as is, with no copy back to the host."""
+    lengths = np.ascontiguousarray(lengths, dtype=np.int64)
+    out = cuda.to_device(lengths)
+    out._rnngen_checked = (int(T), int(lengths.shape[0]))
     return out
 
 

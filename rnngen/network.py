@@ -5,12 +5,19 @@ the same parameter names (`weight_ih_l{k}`, `_reverse` suffix), the same state s
 (num_layers * num_directions, B, H), the same concatenation of the two directions, and PyTorch's
 packed semantics for variable-length sequences. Every layer and direction is one whole-sequence
 call of the generated kernels; there is no per-step Python loop.
+
+With device="cuda" the parameters live on the GPU (numba device arrays) and every layer and
+direction runs the generated CUDA module (generated/_cuda_<cell>.py); what passes between layers
+(outputs, the concatenated directions, dropout masks, lengths, gradients) stays on the device.
 """
 import numpy as np
 
 from . import checks
 from .checks import check_lengths
+from .device import is_device_array
 from .registry import load
+
+DEVICES = ("cpu", "cuda")
 
 
 def _int(name, value, minimum):
@@ -22,13 +29,130 @@ def _int(name, value, minimum):
 
 
 def _as_numpy(name, value):
-    """numpy array from an array-like, or from a CPU torch tensor (without importing torch)."""
+    """numpy array from an array-like, a torch tensor (without importing torch) or a device array
+    (copied to the host)."""
     if hasattr(value, "detach") and hasattr(value, "cpu"):
         value = value.detach().cpu().numpy()
+    elif hasattr(value, "copy_to_host") and hasattr(value, "shape"):
+        value = value.copy_to_host()
+    elif hasattr(value, "__cuda_array_interface__"):
+        from numba import cuda
+        value = cuda.as_cuda_array(value).copy_to_host()
     try:
         return np.asarray(value)
     except Exception as exc:
         raise ValueError(f"{name} must be an array: {exc}") from None
+
+
+def _check_device(device):
+    name = getattr(device, "type", device)        # also a torch.device
+    if not isinstance(name, str) or name.split(":")[0] not in DEVICES:
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    if name not in DEVICES:
+        raise ValueError(f"device must be 'cpu' or 'cuda' (the current CUDA device), got {device!r}")
+    return name
+
+
+def require_cuda():
+    """numba.cuda, once it is known to work here; a RuntimeError naming what is missing otherwise."""
+    try:
+        from numba import cuda
+    except Exception as exc:
+        raise RuntimeError(f"device='cuda' needs numba-cuda (pip install 'rnngen[cuda]'); importing "
+                           f"numba.cuda failed: {type(exc).__name__}: {exc}") from None
+    if not cuda.is_available():
+        try:
+            cuda.get_current_device()
+            why = "numba.cuda.is_available() is False"
+        except Exception as exc:
+            why = " ".join(str(exc).split())
+        raise RuntimeError(f"device='cuda' needs an NVIDIA GPU with its driver, and numba-cuda found "
+                           f"none: {why}. Use device='cpu' (or NUMBA_ENABLE_CUDASIM=1 to run the "
+                           f"CUDA kernels in numba's simulator, very slowly)")
+    return cuda
+
+
+class _Host:
+    """The array operations between layers, on numpy arrays."""
+    name = "cpu"
+
+    def __init__(self, dtype):
+        self.dtype = dtype
+
+    def empty(self, shape):
+        return np.empty(shape, self.dtype)
+
+    def zeros(self, shape):
+        return np.zeros(shape, self.dtype)
+
+    def put(self, dst, index, src):
+        dst[index] = src
+
+    def concat(self, parts):
+        return np.concatenate(parts, axis=2)
+
+    def take(self, src, offset, width):
+        return np.ascontiguousarray(src[:, :, offset:offset + width])
+
+    def multiply(self, a, b):
+        return a * b
+
+    def add(self, a, b):
+        return a + b
+
+    def swap01(self, a):
+        return np.ascontiguousarray(a.transpose(1, 0, 2))
+
+    def from_host(self, a):
+        return a
+
+    def lengths(self, lengths, T):
+        return lengths
+
+
+class _Cuda(_Host):
+    """The same operations on numba device arrays (rnngen/cuda_runtime.py's kernels)."""
+    name = "cuda"
+
+    def __init__(self, dtype):
+        super().__init__(dtype)
+        self.cuda = require_cuda()
+        from . import cuda_runtime
+        self.rt = cuda_runtime
+
+    def empty(self, shape):
+        return self.rt.empty(shape, self.dtype)
+
+    def zeros(self, shape):
+        return self.rt.zeros(shape, self.dtype)
+
+    def put(self, dst, index, src):
+        self.rt.copy(src, dst[index])
+
+    def concat(self, parts):
+        return self.rt.concat_last(parts)
+
+    def take(self, src, offset, width):
+        return self.rt.take_last(src, offset, width)
+
+    def multiply(self, a, b):
+        return self.rt.multiply(a, b)
+
+    def add(self, a, b):
+        return self.rt.add(a, b)
+
+    def swap01(self, a):
+        return self.rt.swap01(a)
+
+    def from_host(self, a):
+        return self.cuda.to_device(np.ascontiguousarray(a))
+
+    def lengths(self, lengths, T):
+        return self.rt.checked_lengths(lengths, T)
+
+
+def _ops(device, dtype):
+    return _Cuda(dtype) if device == "cuda" else _Host(dtype)
 
 
 class RNN:
@@ -47,10 +171,19 @@ class RNN:
         every parameter name to its gradient (overwritten, not accumulated, by each call).
     step(x_t, state=None) -> (y_t, state)
         one time step for incremental inference (one-to-many, sampling), unidirectional only.
+
+    device="cuda": the parameters and `.grads` are numba device arrays and every layer and
+    direction runs on the GPU. forward/backward/step take device arrays (numba, or anything with
+    __cuda_array_interface__ such as torch and cupy tensors: no copy) or host arrays (numpy, CPU
+    torch tensors: copied to the device once per call), and return device arrays; NaN in device
+    inputs is not checked. lengths may be host or device (checked on the host once per forward).
+    Dropout masks are drawn on the host from the same generator as on the CPU (so a seed gives the
+    same masks on both devices) and copied over. state_dict() returns host numpy arrays;
+    to("cpu") / to("cuda") moves the network. A CPU network refuses device arrays (ValueError).
     """
 
     def __init__(self, cell, input_size, hidden_size, num_layers=1, bidirectional=False,
-                 dropout=0.0, batch_first=False, dtype=np.float32, seed=0):
+                 dropout=0.0, batch_first=False, dtype=np.float32, seed=0, device="cpu"):
         if isinstance(cell, str):
             cell = load(cell)
         for attr in ("STATES", "OUTPUT", "PARAMS", "forward", "backward", "init_params"):
@@ -79,6 +212,9 @@ class RNN:
             raise ValueError(f"dtype must be float32 or float64, got {dtype}")
         self.dtype = dtype
         self.seed = _int("seed", seed, 0)
+        device = _check_device(device)
+        self._ops = _ops(device, dtype)          # before anything is allocated: fails early
+        self.device = device
         self.training = True
         self.dropout_rng = np.random.default_rng([int(seed), 1])
         seeds = np.random.default_rng([int(seed), 0]).integers(0, 2**62, self.num_layers * self.num_directions)
@@ -88,9 +224,12 @@ class RNN:
             for d in range(self.num_directions):
                 p = cell.init_params(layer_in, self.hidden_size, dtype, int(seeds[k * self.num_directions + d]))
                 for name, value in p.items():
-                    self.params[self._key(name, k, d)] = value
-        self.grads = {name: np.zeros_like(v) for name, v in self.params.items()}
+                    self.params[self._key(name, k, d)] = self._ops.from_host(value)
+        self._zero_grads()
         self._cache = None
+
+    def _zero_grads(self):
+        self.grads = {name: self._ops.zeros(v.shape) for name, v in self.params.items()}
 
     # -- names and shapes -------------------------------------------------------------------------
     @staticmethod
@@ -109,9 +248,10 @@ class RNN:
         return self.hidden_size * self.num_directions
 
     def __repr__(self):
+        where = f", device={self.device!r}" if self.device != "cpu" else ""
         return (f"RNN({getattr(self.cell, 'NAME', self.cell.__name__)!r}, {self.input_size}, "
                 f"{self.hidden_size}, num_layers={self.num_layers}, bidirectional={self.bidirectional}, "
-                f"dropout={self.dropout}, batch_first={self.batch_first}, dtype={self.dtype.name})")
+                f"dropout={self.dropout}, batch_first={self.batch_first}, dtype={self.dtype.name}{where})")
 
     def train(self, mode=True):
         """Training mode (dropout between layers active). Returns self."""
@@ -122,13 +262,39 @@ class RNN:
         """Inference mode (no dropout). Returns self."""
         return self.train(False)
 
+    # -- devices ----------------------------------------------------------------------------------
+    def to(self, device):
+        """Move the parameters to 'cpu' (numpy) or 'cuda' (numba device arrays). Returns self.
+        The gradients start from zero there and the last forward() is forgotten."""
+        device = _check_device(device)
+        if device == self.device:
+            return self
+        ops = _ops(device, self.dtype)
+        host = self.state_dict()
+        self.params = {name: ops.from_host(value) for name, value in host.items()}
+        self._ops, self.device = ops, device
+        self._zero_grads()
+        self._cache = None
+        return self
+
+    def cuda(self):
+        """to('cuda')."""
+        return self.to("cuda")
+
+    def cpu(self):
+        """to('cpu')."""
+        return self.to("cpu")
+
     # -- parameters -------------------------------------------------------------------------------
     def state_dict(self):
-        """Copies of every parameter under torch.nn.LSTM/GRU/RNN names."""
+        """Host numpy copies of every parameter under torch.nn.LSTM/GRU/RNN names (on any device)."""
+        if self.device == "cuda":
+            return {name: value.copy_to_host() for name, value in self.params.items()}
         return {name: value.copy() for name, value in self.params.items()}
 
     def load_state_dict(self, state_dict):
-        """Load parameters by torch name (numpy arrays or CPU torch tensors); every name must match."""
+        """Load parameters by torch name (numpy arrays, torch tensors or device arrays, copied into
+        this network's parameters on its device); every name must match."""
         if not hasattr(state_dict, "keys"):
             raise ValueError("state_dict must be a mapping of parameter name -> array")
         missing = [n for n in self.params if n not in state_dict]
@@ -139,31 +305,61 @@ class RNN:
         new = {}
         for name, old in self.params.items():
             value = _as_numpy(f"state_dict[{name!r}]", state_dict[name])
-            if value.shape != old.shape:
-                raise ValueError(f"state_dict[{name!r}] must have shape {old.shape}, got {value.shape}")
+            if value.shape != tuple(old.shape):
+                raise ValueError(f"state_dict[{name!r}] must have shape {tuple(old.shape)}, got {value.shape}")
             if value.dtype.kind != "f":
                 raise ValueError(f"state_dict[{name!r}] must be floating point, got {value.dtype}")
             if not np.isfinite(value).all():
                 raise ValueError(f"state_dict[{name!r}] contains NaN or inf")
             new[name] = np.ascontiguousarray(value, dtype=self.dtype).copy()
         for name, value in new.items():
-            self.params[name][...] = value
+            if self.device == "cuda":
+                self.params[name].copy_to_device(value)
+            else:
+                self.params[name][...] = value
 
     # -- inputs -----------------------------------------------------------------------------------
-    def _check_x(self, x):
-        if hasattr(x, "detach") and hasattr(x, "cpu"):
-            x = x.detach().cpu().numpy()
-        x = checks._array("x", x, 3)
-        if x.dtype != self.dtype:
-            raise ValueError(f"x must have dtype {self.dtype} (the network's dtype), got {x.dtype}")
+    def _refuse_device(self, name, value):
+        if self.device == "cpu" and is_device_array(value):
+            raise ValueError(f"{name} is a device (GPU) array but this RNN runs on the CPU; create it "
+                             f"with device='cuda' or call .to('cuda'), or pass a host array")
+
+    def _device_input(self, name, value, ndim):
+        """On a CUDA network: a device array (no copy) of the network's dtype, or None for a host
+        array (the caller checks that one on the host and copies it over)."""
+        if self.device != "cuda" or not is_device_array(value):
+            return None
+        return self._ops.rt.as_device(name, value, ndim, self.dtype)
+
+    def _check_x(self, x, name="x", ndim=3):
+        """x checked and time-major, on this network's device."""
+        self._refuse_device(name, x)
+        dev = self._device_input(name, x, ndim)
+        if dev is None:
+            if hasattr(x, "detach") and hasattr(x, "cpu"):
+                x = x.detach().cpu().numpy()
+            x = checks._array(name, x, ndim)
+            if x.dtype != self.dtype:
+                raise ValueError(f"{name} must have dtype {self.dtype} (the network's dtype), got {x.dtype}")
+        else:
+            x = dev
+        if ndim == 2:
+            B, I = x.shape
+            if I != self.input_size or B < 1:
+                raise ValueError(f"{name} must have shape (B, input_size={self.input_size}), got {tuple(x.shape)}")
+            if dev is None:
+                checks._finite(name, x)
+            return self._ops.from_host(x[None]) if dev is None else x.reshape(1, B, I)
         if self.batch_first:
-            x = np.ascontiguousarray(x.transpose(1, 0, 2))
+            x = np.ascontiguousarray(x.transpose(1, 0, 2)) if dev is None else self._ops.swap01(x)
         T, B, I = x.shape
         if T < 1 or B < 1:
-            raise ValueError(f"x must have at least one step and one sequence, got shape {x.shape}")
+            raise ValueError(f"{name} must have at least one step and one sequence, got shape {tuple(x.shape)}")
         if I != self.input_size:
-            raise ValueError(f"x must have {self.input_size} features (input_size), got shape {x.shape}")
-        checks._finite("x", x)
+            raise ValueError(f"{name} must have {self.input_size} features (input_size), got shape {tuple(x.shape)}")
+        if dev is None:
+            checks._finite(name, x)
+            x = self._ops.from_host(x)
         return x
 
     def _check_states(self, name, states, B):
@@ -171,7 +367,7 @@ class RNN:
         n = len(self.states)
         if states is None:
             return (None,) * n
-        if isinstance(states, np.ndarray) or hasattr(states, "detach"):
+        if isinstance(states, np.ndarray) or hasattr(states, "detach") or is_device_array(states):
             if n != 1:
                 raise ValueError(f"{name} must be a tuple of {n} arrays {self.states}, each "
                                  f"(num_layers*num_directions, B, H) = ({L}, {B}, {self.hidden_size})")
@@ -185,22 +381,38 @@ class RNN:
                 out.append(None)
                 continue
             label = f"{name}[{len(out)}] ({state_name})"
-            if hasattr(s, "detach") and hasattr(s, "cpu"):
-                s = s.detach().cpu().numpy()
-            s = checks._array(label, s, 3, self.dtype)
-            if s.shape != (L, B, self.hidden_size):
+            self._refuse_device(label, s)
+            dev = self._device_input(label, s, 3)
+            if dev is None:
+                if hasattr(s, "detach") and hasattr(s, "cpu"):
+                    s = s.detach().cpu().numpy()
+                s = checks._array(label, s, 3, self.dtype)
+            else:
+                s = dev
+            if tuple(s.shape) != (L, B, self.hidden_size):
                 raise ValueError(f"{label} must have shape (num_layers*num_directions, B, H) = "
-                                 f"({L}, {B}, {self.hidden_size}), got {s.shape}")
-            checks._finite(label, s)
+                                 f"({L}, {B}, {self.hidden_size}), got {tuple(s.shape)}")
+            if dev is None:
+                checks._finite(label, s)
+                s = self._ops.from_host(s)
             out.append(s)
         return tuple(out)
 
+    def _check_lengths(self, lengths, B, T):
+        """Checked on the host; on a CUDA network, one device copy for every layer and direction."""
+        self._refuse_device("lengths", lengths)
+        if lengths is not None and is_device_array(lengths) and not hasattr(lengths, "detach"):
+            lengths = _as_numpy("lengths", lengths)
+        lengths = check_lengths(lengths, B, T)
+        return self._ops.lengths(lengths, T)
+
     # -- forward and backward ---------------------------------------------------------------------
     def _run(self, x, state0, lengths):
-        """x time-major, checked. Returns (y time-major, final states, cache for backward)."""
+        """x time-major, checked, on the device. Returns (y time-major, final states, cache)."""
+        ops = self._ops
         T, B, _ = x.shape
         D, H = self.num_directions, self.hidden_size
-        finals = [np.empty((self.num_layers * D, B, H), self.dtype) for _ in self.states]
+        finals = [ops.empty((self.num_layers * D, B, H)) for _ in self.states]
         saved, masks = [], []
         inp = x
         for k in range(self.num_layers):
@@ -212,16 +424,18 @@ class RNN:
                     s0 = None
                 y_d, fin, sv = self.cell.forward(inp, self._layer_params(k, d), s0, lengths, reverse=bool(d))
                 for f, arr in zip(finals, fin):
-                    f[idx] = arr
+                    ops.put(f, idx, arr)
                 outs.append(y_d)
                 layer_saved.append(sv)
             saved.append(layer_saved)
-            out = outs[0] if D == 1 else np.concatenate(outs, axis=2)
+            out = outs[0] if D == 1 else ops.concat(outs)
             mask = None
             if self.training and self.dropout > 0 and k < self.num_layers - 1:
                 keep = 1.0 - self.dropout
-                mask = (self.dropout_rng.random(out.shape) < keep).astype(self.dtype) / self.dtype.type(keep)
-                out = out * mask
+                shape = tuple(out.shape)
+                mask = ops.from_host((self.dropout_rng.random(shape) < keep).astype(self.dtype)
+                                     / self.dtype.type(keep))
+                out = ops.multiply(out, mask)
             masks.append(mask)
             inp = out
         return inp, tuple(finals), (saved, masks, lengths, T, B)
@@ -231,11 +445,11 @@ class RNN:
         x = self._check_x(x)
         T, B, _ = x.shape
         state0 = self._check_states("state0", state0, B)
-        lengths = check_lengths(lengths, B, T)
+        lengths = self._check_lengths(lengths, B, T)
         y, finals, cache = self._run(x, state0, lengths)
         self._cache = cache
         if self.batch_first:
-            y = np.ascontiguousarray(y.transpose(1, 0, 2))
+            y = self._ops.swap01(y)
         return y, finals
 
     __call__ = forward
@@ -245,41 +459,51 @@ class RNN:
         forward(). Returns (dx, d_state0) and fills `.grads`."""
         if self._cache is None:
             raise ValueError("backward() needs a forward() first")
+        ops = self._ops
         saved, masks, lengths, T, B = self._cache
         D, H, L = self.num_directions, self.hidden_size, self.num_layers * self.num_directions
         if dy is None:
-            dy = np.zeros((T, B, D * H), self.dtype)
+            dy = ops.zeros((T, B, D * H))
         else:
-            if hasattr(dy, "detach") and hasattr(dy, "cpu"):
-                dy = dy.detach().cpu().numpy()
-            dy = checks._array("dy", dy, 3, self.dtype)
+            self._refuse_device("dy", dy)
+            dev = self._device_input("dy", dy, 3)
+            if dev is None:
+                if hasattr(dy, "detach") and hasattr(dy, "cpu"):
+                    dy = dy.detach().cpu().numpy()
+                dy = checks._array("dy", dy, 3, self.dtype)
+            else:
+                dy = dev
             shape = (B, T, D * H) if self.batch_first else (T, B, D * H)
-            if dy.shape != shape:
-                raise ValueError(f"dy must have the shape of y, {shape}, got {dy.shape}")
-            if self.batch_first:
-                dy = np.ascontiguousarray(dy.transpose(1, 0, 2))
-            checks._finite("dy", dy)
+            if tuple(dy.shape) != shape:
+                raise ValueError(f"dy must have the shape of y, {shape}, got {tuple(dy.shape)}")
+            if dev is None:
+                checks._finite("dy", dy)
+                if self.batch_first:
+                    dy = np.ascontiguousarray(dy.transpose(1, 0, 2))
+                dy = ops.from_host(dy)
+            elif self.batch_first:
+                dy = ops.swap01(dy)
         d_final = self._check_states("d_final", d_final, B)
-        d_state0 = [np.zeros((L, B, H), self.dtype) for _ in self.states]
+        d_state0 = [ops.empty((L, B, H)) for _ in self.states]
         grad = dy
         for k in range(self.num_layers - 1, -1, -1):
             if masks[k] is not None:
-                grad = grad * masks[k]
+                grad = ops.multiply(grad, masks[k])
             dinp = None
             for d in range(D):
                 idx = k * D + d
-                dy_d = grad if D == 1 else np.ascontiguousarray(grad[:, :, d * H:(d + 1) * H])
+                dy_d = grad if D == 1 else ops.take(grad, d * H, H)
                 df = tuple(None if s is None else s[idx] for s in d_final)
                 dx_d, ds0, dp = self.cell.backward(dy_d, None if all(s is None for s in df) else df,
                                                    saved[k][d])
                 for out, arr in zip(d_state0, ds0):
-                    out[idx] = arr
+                    ops.put(out, idx, arr)
                 for name, value in dp.items():
                     self.grads[self._key(name, k, d)] = value
-                dinp = dx_d if dinp is None else dinp + dx_d
+                dinp = dx_d if dinp is None else ops.add(dinp, dx_d)
             grad = dinp
         if self.batch_first:
-            grad = np.ascontiguousarray(grad.transpose(1, 0, 2))
+            grad = ops.swap01(grad)
         return grad, tuple(d_state0)
 
     # -- incremental inference --------------------------------------------------------------------
@@ -290,17 +514,10 @@ class RNN:
         if self.bidirectional:
             raise ValueError("step() runs one time step forward; a bidirectional network needs the "
                              "whole sequence (use forward())")
-        if hasattr(x_t, "detach") and hasattr(x_t, "cpu"):
-            x_t = x_t.detach().cpu().numpy()
-        x_t = checks._array("x_t", x_t, 2)
-        if x_t.dtype != self.dtype:
-            raise ValueError(f"x_t must have dtype {self.dtype} (the network's dtype), got {x_t.dtype}")
-        if x_t.shape[1] != self.input_size or x_t.shape[0] < 1:
-            raise ValueError(f"x_t must have shape (B, input_size={self.input_size}), got {x_t.shape}")
-        checks._finite("x_t", x_t)
-        B = x_t.shape[0]
+        x = self._check_x(x_t, "x_t", 2)
+        B = x.shape[1]
         state = self._check_states("state", state, B)
-        y, finals, _ = self._run(x_t[None], state, np.full(B, 1, np.int64))
+        y, finals, _ = self._run(x, state, self._ops.lengths(np.full(B, 1, np.int64), 1))
         return y[0], finals
 
 
