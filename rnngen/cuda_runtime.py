@@ -136,7 +136,7 @@ def forward_inputs(x, params, state0, lengths, reverse, spec_params, states):
             raise ValueError(f"state0[{k}] ({states[k]}) must have shape (B, H) = ({B}, {H}), "
                              f"got {tuple(arr.shape)}")
         out.append(arr)
-    checked = None
+    ready_lengths = None
     if lengths is None:
         key = (T, B, _context_id())
         if key not in _FULL_LENGTHS:
@@ -144,7 +144,7 @@ def forward_inputs(x, params, state0, lengths, reverse, spec_params, states):
         host = None
     elif getattr(lengths, "_rnngen_checked", None) == (T, B):
         host = None                    # checked_lengths() made it for this T and B: no round trip
-        checked = lengths
+        ready_lengths = lengths
     else:
         host = lengths.copy_to_host() if hasattr(lengths, "copy_to_host") else \
             (cuda.as_cuda_array(lengths).copy_to_host() if hasattr(lengths, "__cuda_array_interface__")
@@ -152,8 +152,8 @@ def forward_inputs(x, params, state0, lengths, reverse, spec_params, states):
         host = _lengths(np.asarray(host), T, B)
     if not isinstance(reverse, (bool, np.bool_)):
         raise ValueError(f"reverse must be a bool, got {reverse!r}")
-    if checked is not None:
-        lengths = checked
+    if ready_lengths is not None:
+        lengths = ready_lengths
     else:
         lengths = _FULL_LENGTHS[key] if host is None else cuda.to_device(host)
     return x, checked, tuple(out), lengths, bool(reverse)
