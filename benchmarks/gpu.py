@@ -4,9 +4,10 @@
     python benchmarks/gpu.py --quick         # course and small sizes only
     python benchmarks/gpu.py --skip-check    # timings only
 
-1. Correctness: every built-in cell's CUDA forward + backward against its CPU path (float32, lengths,
-   reverse), at a size with many blocks on real hardware (CI simulates at most three), and on
-   the weights-in-global-memory fallback.
+1. Correctness: a 2-layer bidirectional rnngen.RNN(device="cuda") of lstm and gru_classic (lengths,
+   dropout) against the CPU RNN; every built-in cell's CUDA forward + backward against its CPU path
+   (float32, lengths, reverse), at a size with many blocks on real hardware (CI simulates at most
+   three), and on the weights-in-global-memory fallback.
 2. Timing: forward and forward+backward of lstm, gru and rnn_tanh at the course, small, fastrnns and
    big sizes, against torch.nn.LSTM/GRU/RNN with cuDNN (fp32, TF32 off), same weights and inputs;
    median milliseconds, the ratio rnngen / cuDNN (below 1: rnngen is faster), the largest difference
@@ -125,9 +126,52 @@ def check_cell(name, T, B, I, H, lengths, reverse, global_weights, tol):
     return worst <= tol, worst, where, plan
 
 
+def check_rnn(cell, T, B, I, H, lengths, dropout, tol):
+    """rnngen.RNN(device="cuda"), 2 layers, bidirectional, against the CPU RNN with the same seed:
+    outputs, final states, dx, d_state0 and every gradient. Returns (ok, worst error, where)."""
+    import rnngen
+    from numba import cuda
+    kw = dict(num_layers=2, bidirectional=True, dropout=dropout, dtype=np.float32, seed=3)
+    cpu = rnngen.RNN(cell, I, H, **kw)
+    gpu = rnngen.RNN(cell, I, H, device="cuda", **kw)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    s0 = tuple((0.5 * rng.standard_normal((4, B, H))).astype(np.float32) for _ in cpu.states)
+    dy = rng.standard_normal((T, B, 2 * H)).astype(np.float32)
+    df = tuple(rng.standard_normal((4, B, H)).astype(np.float32) for _ in cpu.states)
+    ref_y, ref_f = cpu.forward(x, s0, lengths)
+    ref_dx, ref_d0 = cpu.backward(dy, df)
+    dev = cuda.to_device
+    y, f = gpu.forward(dev(x), tuple(dev(s) for s in s0), lengths)
+    dx, d0 = gpu.backward(dev(dy), tuple(dev(d) for d in df))
+    cuda.synchronize()
+    pairs = [("y", ref_y, y), ("dx", ref_dx, dx)] + [(f"final[{k}]", a, b) for k, (a, b) in enumerate(zip(ref_f, f))]
+    pairs += [(f"d_state0[{k}]", a, b) for k, (a, b) in enumerate(zip(ref_d0, d0))]
+    pairs += [(f"d_{k}", cpu.grads[k], gpu.grads[k]) for k in cpu.params]
+    worst, where = 0.0, ""
+    for label, ref, got in pairs:
+        err = float(np.max(np.abs(got.copy_to_host() - ref) / np.maximum(1.0, np.abs(ref))))
+        if err > worst:
+            worst, where = err, label
+    return worst <= tol, worst, where
+
+
 def correctness():
     import rnngen
     rows = []
+    # the whole stack: rnngen.RNN(device="cuda"), 2 layers, bidirectional, lengths, dropout
+    for name in ("lstm", "gru_classic"):
+        start = time.perf_counter()
+        label = "RNN 2L bidir"
+        try:
+            ok, err, where = check_rnn(name, 7, 5, 6, 37, [7, 3, 7, 1, 0], 0.3, 1e-4)
+            log(f"  {name:14s} {label:18s} {'ok' if ok else 'MISMATCH':8s} max rel err {err:.2e} ({where})"
+                f"  {time.perf_counter() - start:.1f} s")
+            rows.append((name, label, ok))
+        except Exception as exc:
+            log(f"  {name:14s} {label:18s} FAILED   {type(exc).__name__}: {exc}")
+            traceback.print_exc(limit=3)
+            rows.append((name, label, False))
     configs = [
         # T, B, I, H, lengths, reverse, weights in global memory, tolerance
         ("H=300 many blocks", 6, 5, 7, 300, [6, 4, 6, 1, 0], False, False, 1e-4),

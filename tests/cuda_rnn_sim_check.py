@@ -150,11 +150,20 @@ def extras():
     return {"errors": errors, "scale": {}, "device_outputs": devices, "checks": out}
 
 
+def benchmark_script_check():
+    """benchmarks/gpu.py's check of RNN(device="cuda") (what a GPU session runs first), tiny size."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+    import gpu
+    ok, err, where = gpu.check_rnn("lstm", 2, 2, 2, 2, [2, 1], 0.3, 1e-5)
+    return {"errors": {where or "all": err}, "scale": {}, "device_outputs": ok}
+
+
 def main():
     cases = [("lstm", "2 layers bidirectional lengths", lambda: stack("lstm")),
              ("gru_classic", "2 layers bidirectional lengths", lambda: stack("gru_classic", lengths=(3, 0, 2))),
              ("lstm", "dropout batch_first host inputs", dropout_case),
-             ("gru_classic", "step state_dict to errors", extras)]
+             ("gru_classic", "step state_dict to errors", extras),
+             ("benchmarks/gpu.py", "check_rnn", benchmark_script_check)]
     for cell, case, fn in cases:
         try:
             row = fn()

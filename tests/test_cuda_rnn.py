@@ -71,6 +71,10 @@ def test_step_state_dict_to_and_errors(results):
         assert checks[key], key
 
 
+def test_the_gpu_benchmark_scripts_rnn_check_runs(results):
+    _check(results["benchmarks/gpu.py", "check_rnn"])
+
+
 # -- in this process (no simulator) ------------------------------------------------------------
 class _FakeDeviceArray:
     """Looks like a GPU array to rnngen (has __cuda_array_interface__)."""
