@@ -1,5 +1,7 @@
 """What every generated CUDA module shares: input checks for device arrays, allocation, a tiled
-GEMM, a column sum, and the launch of the persistent kernels (grid size, shared memory).
+GEMM, a column sum, and the launch of the persistent kernels (grid size, shared memory); and the
+elementwise kernels rnngen.RNN(device="cuda") runs between layers (concatenating directions,
+dropout masks, summing gradients, batch_first).
 
 Imported only when a device array reaches a generated module, so the CPU path never needs
 numba-cuda. Runs under the CUDA simulator (NUMBA_ENABLE_CUDASIM=1), which runs a grid's blocks one

@@ -101,6 +101,12 @@ def main(cells):
         colsum = rt.column_sum_kernel_for(nt, 32, 8)
         ptx, _ = cuda.compile_ptx(colsum, (a2, numba.types.Array(nt, 1, "C"), numba.int64), cc=CC)
         report("runtime", "runtime", "column_sum", dtype, ptx)
+        # what rnngen.RNN(device="cuda") runs between layers
+        a1, a3 = numba.types.Array(nt, 1, "C"), numba.types.Array(nt, 3, "C")
+        for name, sig in (("_into_last", (a3, a3, numba.int64)), ("_from_last", (a3, a3, numba.int64)),
+                          ("_multiply", (a1, a1, a1)), ("_add", (a1, a1, a1)), ("_swap01", (a3, a3))):
+            ptx, _ = cuda.compile_ptx(getattr(rt, name).py_func, sig, cc=CC)
+            report("runtime", "runtime", name, dtype, ptx)
 
 
 if __name__ == "__main__":

@@ -55,3 +55,11 @@ def test_runtime_kernels_compile(kernels):
         if info is not None and "error" not in info:
             assert info["spill_stores"] == 0
     assert kernels["runtime", "gemm", "float32"]["fma_f32"] >= 16      # the 4x4 register tile
+
+
+def test_network_kernels_compile(kernels):
+    """The elementwise kernels rnngen.RNN(device="cuda") runs between layers."""
+    for kernel in ("_into_last", "_from_last", "_multiply", "_add", "_swap01"):
+        assert ("runtime", kernel, "float64") in kernels
+        f32 = kernels["runtime", kernel, "float32"]
+        assert f32["f64_ops"] == 0 and f32["local"] == 0, f"{kernel}: {f32}"
