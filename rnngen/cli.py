@@ -31,6 +31,11 @@ def _build(args):
     return 0
 
 
+def _bench(args):
+    from .bench import main_args
+    return main_args(args)
+
+
 def parser():
     p = argparse.ArgumentParser(prog="rnngen", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -40,6 +45,10 @@ def parser():
     b.add_argument("--out", help="folder for generated modules (default: the built-in generated/)")
     b.add_argument("--check", action="store_true", help="write nothing; exit 1 if any module is stale")
     b.set_defaults(func=_build)
+    from .bench import add_arguments
+    bench = sub.add_parser("bench", help="time the CPU kernels against torch.nn and the machine's sgemm rate")
+    add_arguments(bench)
+    bench.set_defaults(func=_bench)
     return p
 
 
