@@ -26,6 +26,26 @@ class Emitter:
         self.constants = {}
         self.names = self._local_names()
         self.printer_class = printer_class
+        self.tied = self._tied_linears()
+
+    def _tied_linears(self):
+        """{x-linear name: recurrent linear name} where the x-linear's pre-activation gradient equals,
+        gate for gate, that of a level-1 linear of a state (an LSTM's xi + hi): backward then
+        stores it once and both weight-gradient GEMMs read the same (T, B, gates*H) array."""
+        dz = {(t.name, t.gate): e for t, e in self.p.backward_update.outputs if t.kind == "dz"}
+        later = {t.name for blk in self.p.backward_inputs.values() for t, _ in blk.outputs if t.kind == "dz"}
+        tied = {}
+        for a in self.p.x_linears:
+            if a.name in later:
+                continue
+            for b in self.p.recurrent_linears:
+                if b.level == 1 and b.input_state and b.name not in later and b.gates == a.gates \
+                        and b.name not in tied.values() \
+                        and all((a.name, g) in dz and dz[(a.name, g)] == dz.get((b.name, g))
+                                for g in range(a.gates)):
+                    tied[a.name] = b.name
+                    break
+        return tied
 
     # -- names --------------------------------------------------------------------------------
     def _local_names(self):
@@ -126,7 +146,9 @@ class Emitter:
 
     def backward_stages(self):
         written = set()
-        update = self.pointwise("gradient through the update", self.p.backward_update.outputs,
+        outputs = [(t, e) for t, e in self.p.backward_update.outputs
+                   if not (t.kind == "dz" and t.name in self.tied)]
+        update = self.pointwise("gradient through the update", outputs,
                                 self.p.backward_update.adjoints, written)
         stages = [Stage("gradient through the update", [], [update], [])]
         for s in range(self.p.num_stages, 0, -1):
@@ -219,6 +241,8 @@ class Emitter:
             args.append(f"d_{s}")
             call.append(f"d_{s}")
         for n in self.p.linears:
+            if n.name in self.tied:
+                continue
             prefix = "dzx" if n.level == 0 else "dz"
             setup.append(f"{prefix}_{n.name} = np.zeros((T, B, {self._width(n)}), dtype)")
             args.append(f"{prefix}_{n.name}")
@@ -236,7 +260,19 @@ class Emitter:
         for n in self.p.linears:
             prefix = "dzx" if n.level == 0 else "dz"
             flat = f"{prefix}_{n.name}.reshape(T * B, {self._width(n)})"
-            if n.level == 0:
+            if n.name in self.tied:
+                other = self.tied[n.name]
+                flat = f"dz_{other}.reshape(T * B, {self._width(n)})"
+                result.append(f"# the gradient of {n.name}'s pre-activation is dz_{other} (the two add up); it is")
+                result.append("# in loop order, so a reversed run puts x and dx in loop order too")
+                result.append("x_loop = x2d if not reverse else _loop_order(x, lengths).reshape(T * B, I)")
+                result.append(f'd_params["weight_{n.name}"] = {flat}.T @ x_loop')
+                result.append(f'dx_{n.name} = {flat} @ params["weight_{n.name}"]')
+                op = "=" if first_dx else "+="
+                result.append(f"dx {op} dx_{n.name} if not reverse else "
+                              f"_loop_order(dx_{n.name}.reshape(T, B, I), lengths).reshape(T * B, I)")
+                first_dx = False
+            elif n.level == 0:
                 result.append(f'd_params["weight_{n.name}"] = {flat}.T @ x2d')
                 op = "=" if first_dx else "+="
                 result.append(f'dx {op} {flat} @ params["weight_{n.name}"]')
@@ -245,13 +281,20 @@ class Emitter:
                 result.append(f'd_params["weight_{n.name}"] = {flat}.T @ '
                               f'{self._input_seq(n)}[:T].reshape(T * B, H)')
             if n.linear.bias:
-                result.append(f'd_params["bias_{n.name}"] = {flat}.sum(axis=0)')
+                twin = [a for a, b in self.tied.items() if b == n.name and self._linear(a).linear.bias]
+                if twin:
+                    result.append(f'd_params["bias_{n.name}"] = d_params["bias_{twin[0]}"].copy()')
+                else:
+                    result.append(f'd_params["bias_{n.name}"] = {flat}.sum(axis=0)')
         if first_dx:
             result.append("dx = np.zeros((T * B, I), dtype)")
         for v in self.cell.vectors:
             result.append(f'd_params["{v.name}"] = dvec_{v.name}')
         result.append("d_state0 = (" + "".join(f"d_{s}, " for s in self.cell.states) + ")")
         return setup, args, call, result
+
+    def _linear(self, name):
+        return next(n for n in self.p.linears if n.name == name)
 
     def _param_ref(self, arg):
         if arg.startswith("vec_"):
