@@ -27,6 +27,7 @@ SIZES = {"course": (10, 10, 3, 5), "small": (256, 32, 128, 128), "fastrnns": (10
 TORCH_EQUIVALENT = {"lstm": ("LSTM", {}), "gru": ("GRU", {}), "rnn_tanh": ("RNN", {"nonlinearity": "tanh"}),
                     "rnn_relu": ("RNN", {"nonlinearity": "relu"})}
 SGEMM_N = 1024
+WARMUP = 3
 
 
 # -- the machine ---------------------------------------------------------------------------------
@@ -174,11 +175,13 @@ def bench_case(cell, size, dtype, reps, sgemm_timer):
     t_case = _torch_case(cell, T, B, I, H, dtype, module, params)
     a = np.random.default_rng(1).standard_normal((SGEMM_N, SGEMM_N)).astype(np.float32)
     c = np.empty_like(a)
-    # warm-up: compile (Numba cache), first-touch, BLAS thread start
-    r_forward_backward()
-    if t_case:
-        t_case[0]()
-        t_case[1]()
+    # warm-up: compile (Numba cache), BLAS thread start, and first touch of memory (on a VM the
+    # first calls that touch fresh pages can be many times slower)
+    for _ in range(WARMUP):
+        r_forward_backward()
+        if t_case:
+            t_case[0]()
+            t_case[1]()
     timer = _Timer()
     for _ in range(reps):
         timer.run("rnngen_fwd", r_forward)

@@ -27,11 +27,19 @@ class Emitter:
         self.names = self._local_names()
         self.printer_class = printer_class
         self.tied = self._tied_linears()
+        # A tied pair's gate values only ever appear as their sum (xi + hi), so the forward loop
+        # adds them once and saves the sum in place of the x-linear's output: the recurrent GEMM
+        # writes a (B, gates*H) scratch, and backward reads one array with the biases included.
+        self.merged = {o: sp.Integer(0) for n in self.p.recurrent_linears if n.name in self.tied.values()
+                       for o in n.linear.outputs}
+        self.backward_pass = False
 
     def _tied_linears(self):
         """{x-linear name: recurrent linear name} where the x-linear's pre-activation gradient equals,
         gate for gate, that of a level-1 linear of a state (an LSTM's xi + hi): backward then
         stores it once and both weight-gradient GEMMs read the same (T, B, gates*H) array."""
+        if self.p.num_stages != 1:
+            return {}
         dz = {(t.name, t.gate): e for t, e in self.p.backward_update.outputs if t.kind == "dz"}
         later = {t.name for blk in self.p.backward_inputs.values() for t, _ in blk.outputs if t.kind == "dz"}
         tied = {}
@@ -83,7 +91,16 @@ class Emitter:
             return f"{loc} = vec_{kind[1]}[j]"
         node, gate = kind[1], kind[2]
         col = column(gate)
-        src = f"zx_{node.name}[t, b, {col}]" if node.level == 0 else f"z_{node.name}[i, b, {col}]"
+        zx = self._gate_ref(f"zx_{node.name}", "t, b", gate, node.gates) if node.level == 0 else None
+        if node.name in self.tied:
+            if self.backward_pass:
+                return f"{loc} = {zx}"
+            other = self._linear(self.tied[node.name])
+            bias = f" + bias_{node.name}[{col}]" if node.linear.bias else ""
+            bias_other = f" + bias_{other.name}[{col}]" if other.linear.bias else ""
+            z = self._gate_ref(f"z_{other.name}", "b", gate, other.gates)
+            return f"{loc} = {zx}{bias} + {z}{bias_other}"
+        src = zx if node.level == 0 else self._gate_ref(f"z_{node.name}", "i, b", gate, node.gates)
         bias = f" + bias_{node.name}[{col}]" if node.linear.bias else ""
         return f"{loc} = {src}{bias}"
 
@@ -97,8 +114,8 @@ class Emitter:
         if target.kind == "v":
             return [f"v_{target.name}[i, b, j] = {text}"]
         if target.kind == "dz":
-            col = column(target.gate)
-            ref = f"dzx_{node.name}[t, b, {col}]" if node.level == 0 else f"dz_{node.name}[i, b, {col}]"
+            array, row = (f"dzx_{node.name}", "t") if node.level == 0 else (f"dz_{node.name}", "i")
+            ref = self._gate_ref(array, f"{row}, b", target.gate, node.gates)
         elif target.kind == "dstate":
             ref = f"d_{target.name}[b, j]"
         else:
@@ -107,8 +124,24 @@ class Emitter:
         written.add(target)
         return [f"{ref} {op} {text}"]
 
+    def _gate_ref(self, array, rows, gate, gates):
+        """Store target of one gate column. With several gates, a per-row view of the gate's block
+        (made before the j loop) keeps the stores apart for LLVM's dependence analysis: stores at
+        j, H + j, ... of one array with H unknown stop the j loop from vectorizing."""
+        if gates == 1:
+            return f"{array}[{rows}, j]"
+        view = f"{array}_g{gate}"
+        lo = "0" if gate == 0 else ("H" if gate == 1 else f"{gate} * H")
+        hi = "H" if gate == 0 else f"{gate + 1} * H"
+        line = f"{view} = {array}[{rows}, {lo}:{hi}]"
+        if line not in self._rows:
+            self._rows.append(line)
+        return f"{view}[j]"
+
     def pointwise(self, title, outputs, adjoints, written, inactive=()):
+        self._rows = []
         printer = self.printer_class(self.names, self.constants)
+        outputs = [(t, e.xreplace(self.merged)) for t, e in outputs]
         temps, outs = share(outputs, "tmp")
         for t, _ in temps:
             self.names[t] = t.name
@@ -122,7 +155,13 @@ class Emitter:
         stores = []
         for target, e in outs:
             stores += self._store(target, printer.doprint(e), written)
-        return Pointwise(title, loads, body, stores, list(inactive))
+        if not self.backward_pass:
+            for s in order:
+                kind = self.p.symbols.get(s)
+                if s in used and kind and kind[0] == "z" and kind[1].name in self.tied:
+                    ref = self._gate_ref(f"zx_{kind[1].name}", "t, b", kind[2], kind[1].gates)
+                    stores.append(f"{ref} = {self.names[s]}")
+        return Pointwise(title, loads, body, stores, list(inactive), list(self._rows))
 
     # -- the two loops ------------------------------------------------------------------------
     def forward_stages(self):
@@ -136,7 +175,8 @@ class Emitter:
                 blocks.append(self.pointwise(f"inputs of linear {names}", exprs, {}, set(),
                                              [f"v_{n.name}[i, b, j] = 0" for n in nodes
                                               if n.has_expression_input]))
-            gemms = [f"np.dot({self._input_seq(n)}[i], weight_{n.name}.T, z_{n.name}[i])" for n in nodes]
+            gemms = [f"np.dot({self._input_seq(n)}[i], weight_{n.name}.T, z_{n.name}{self._step_index(n)})"
+                     for n in nodes]
             stages.append(Stage(f"stage {s}: recurrent GEMMs of {', '.join(n.name for n in nodes)}",
                                 [], blocks, gemms))
         carry = [f"s_{s}[i + 1, b, j] = s_{s}[i, b, j]" for s in self.cell.states]
@@ -145,6 +185,7 @@ class Emitter:
         return stages
 
     def backward_stages(self):
+        self.backward_pass = True
         written = set()
         outputs = [(t, e) for t, e in self.p.backward_update.outputs
                    if not (t.kind == "dz" and t.name in self.tied)]
@@ -173,6 +214,10 @@ class Emitter:
             stages.append(Stage(f"stage {s}: GEMM adjoints of {', '.join(n.name for n in nodes)}",
                                 before, blocks, []))
         return stages
+
+    def _step_index(self, n):
+        """z of a tied recurrent linear is a per-step scratch (B, gates*H); others keep all steps."""
+        return "" if n.name in self.tied.values() else "[i]"
 
     def _input_seq(self, n):
         return f"s_{n.input_state}" if n.input_state else f"v_{n.name}"
@@ -214,7 +259,10 @@ class Emitter:
             args.append(f"s_{s}")
             call.append(f"s_{s}")
         for n in self.p.recurrent_linears:
-            setup.append(f"z_{n.name} = np.empty((T, B, {self._width(n)}), dtype)")
+            if n.name in self.tied.values():
+                setup.append(f"z_{n.name} = np.empty((B, {self._width(n)}), dtype)   # scratch: the sum is saved")
+            else:
+                setup.append(f"z_{n.name} = np.empty((T, B, {self._width(n)}), dtype)")
             args += [f"weight_{n.name}", f"z_{n.name}"]
             call += [f'params["weight_{n.name}"]', f"z_{n.name}"]
             if n.linear.bias:
@@ -227,13 +275,17 @@ class Emitter:
         for v in self.cell.vectors:
             args.append(f"vec_{v.name}")
             call.append(f'params["{v.name}"]')
-        saved = [a for a in args if a.startswith(("zx_", "s_", "z_", "v_"))]
+        scratch = {f"z_{name}" for name in self.tied.values()}
+        saved = [a for a in args if a.startswith(("zx_", "s_", "z_", "v_")) and a not in scratch]
         result = ["final_states = (" + "".join(f"s_{s}[T].copy(), " for s in self.cell.states) + ")"]
         return setup, args, call, result, saved
 
     def backward_wrapper(self, forward_args):
         setup, args, call = [], ["lengths", "reverse", "dy"], ["lengths", "reverse", "dy"]
+        scratch = {f"z_{name}" for name in self.tied.values()}
         for a in forward_args[3:]:
+            if a in scratch:
+                continue
             args.append(a)
             call.append(a if a.startswith(("zx_", "s_", "z_", "v_")) else self._param_ref(a))
         for k, s in enumerate(self.cell.states):
