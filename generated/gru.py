@@ -121,7 +121,7 @@ def _softplus(v):
 
 # -- forward: the time loop --------------------------------------------------------------------
 @njit(cache=True, error_model="numpy")
-def _forward_loop(lengths, reverse, y, zx_ih, bias_ih, s_h, weight_hh, z_hh, bias_hh):
+def _forward_loop(lengths, reverse, y, zx_ih, s_h, weight_hh, z_hh, bias_hh):
     T, B, H = y.shape
     c1 = y.dtype.type(1)
     for i in range(T):
@@ -140,9 +140,9 @@ def _forward_loop(lengths, reverse, y, zx_ih, bias_ih, s_h, weight_hh, z_hh, bia
                 z_hh_g2 = z_hh[i, b, 2 * H:3 * H]
                 for j in range(H):
                     h = s_h[i, b, j]
-                    xr = zx_ih_g0[j] + bias_ih[j]
-                    xz = zx_ih_g1[j] + bias_ih[H + j]
-                    xn = zx_ih_g2[j] + bias_ih[2 * H + j]
+                    xr = zx_ih_g0[j]
+                    xz = zx_ih_g1[j]
+                    xn = zx_ih_g2[j]
                     hr = z_hh_g0[j] + bias_hh[j]
                     hz = z_hh_g1[j] + bias_hh[H + j]
                     hn = z_hh_g2[j] + bias_hh[2 * H + j]
@@ -156,7 +156,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, bias_ih, s_h, weight_hh, z_hh, bia
 
 # -- backward: the time loop in reverse --------------------------------------------------------
 @njit(cache=True, error_model="numpy")
-def _backward_loop(lengths, reverse, dy, zx_ih, bias_ih, s_h, weight_hh, z_hh, bias_hh, d_h, dzx_ih, dz_hh, dv_hh):
+def _backward_loop(lengths, reverse, dy, zx_ih, s_h, weight_hh, z_hh, bias_hh, d_h, dzx_ih, dz_hh, dv_hh):
     T, B, H = dy.shape
     c1 = dy.dtype.type(1)
     for i in range(T - 1, -1, -1):
@@ -180,9 +180,9 @@ def _backward_loop(lengths, reverse, dy, zx_ih, bias_ih, s_h, weight_hh, z_hh, b
                 for j in range(H):
                     dnext_h = d_h[b, j] + dy[t, b, j]
                     h = s_h[i, b, j]
-                    xr = zx_ih_g0[j] + bias_ih[j]
-                    xz = zx_ih_g1[j] + bias_ih[H + j]
-                    xn = zx_ih_g2[j] + bias_ih[2 * H + j]
+                    xr = zx_ih_g0[j]
+                    xz = zx_ih_g1[j]
+                    xn = zx_ih_g2[j]
                     hr = z_hh_g0[j] + bias_hh[j]
                     hz = z_hh_g1[j] + bias_hh[H + j]
                     hn = z_hh_g2[j] + bias_hh[2 * H + j]
@@ -227,11 +227,12 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
     zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 3 * H)
+    zx_ih += params["bias_ih"]
     s_h = np.empty((T + 1, B, H), dtype)
     s_h[0] = state0[0]
     z_hh = np.empty((T, B, 3 * H), dtype)
     y = np.zeros((T, B, H), dtype)
-    _forward_loop(lengths, reverse, y, zx_ih, params["bias_ih"], s_h, params["weight_hh"], z_hh, params["bias_hh"])
+    _forward_loop(lengths, reverse, y, zx_ih, s_h, params["weight_hh"], z_hh, params["bias_hh"])
     final_states = (s_h[T].copy(), )
     saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse,
 zx_ih=zx_ih, s_h=s_h, z_hh=z_hh, )
@@ -254,7 +255,7 @@ def backward(dy, d_final, saved):
     dzx_ih = np.zeros((T, B, 3 * H), dtype)
     dz_hh = np.zeros((T, B, 3 * H), dtype)
     dv_hh = np.empty((B, H), dtype)
-    _backward_loop(lengths, reverse, dy, zx_ih, params["bias_ih"], s_h, params["weight_hh"], z_hh, params["bias_hh"], d_h, dzx_ih, dz_hh, dv_hh)
+    _backward_loop(lengths, reverse, dy, zx_ih, s_h, params["weight_hh"], z_hh, params["bias_hh"], d_h, dzx_ih, dz_hh, dv_hh)
     d_params = {}
     d_params["weight_ih"] = dzx_ih.reshape(T * B, 3 * H).T @ x2d
     dx = dzx_ih.reshape(T * B, 3 * H) @ params["weight_ih"]

@@ -122,7 +122,7 @@ def _softplus(v):
 
 # -- forward: the time loop --------------------------------------------------------------------
 @njit(cache=True, error_model="numpy")
-def _forward_loop(lengths, reverse, y, zx_ih, bias_ih, s_h, weight_hh, z_hh, weight_rh, z_rh, v_rh):
+def _forward_loop(lengths, reverse, y, zx_ih, s_h, weight_hh, z_hh, weight_rh, z_rh, v_rh):
     T, B, H = y.shape
     c1 = y.dtype.type(1)
     for i in range(T):
@@ -137,7 +137,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, bias_ih, s_h, weight_hh, z_hh, wei
                 z_hh_g1 = z_hh[i, b, H:2 * H]
                 for j in range(H):
                     h = s_h[i, b, j]
-                    xr = zx_ih_g1[j] + bias_ih[H + j]
+                    xr = zx_ih_g1[j]
                     hr = z_hh_g1[j]
                     v_rh[i, b, j] = h*_sigmoid(hr + xr)
             else:
@@ -154,8 +154,8 @@ def _forward_loop(lengths, reverse, y, zx_ih, bias_ih, s_h, weight_hh, z_hh, wei
                 z_hh_g0 = z_hh[i, b, 0:H]
                 for j in range(H):
                     h = s_h[i, b, j]
-                    xu = zx_ih_g0[j] + bias_ih[j]
-                    xc = zx_ih_g2[j] + bias_ih[2 * H + j]
+                    xu = zx_ih_g0[j]
+                    xc = zx_ih_g2[j]
                     hu = z_hh_g0[j]
                     hc = z_rh[i, b, j]
                     tmp0 = _sigmoid(hu + xu)
@@ -168,7 +168,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, bias_ih, s_h, weight_hh, z_hh, wei
 
 # -- backward: the time loop in reverse --------------------------------------------------------
 @njit(cache=True, error_model="numpy")
-def _backward_loop(lengths, reverse, dy, zx_ih, bias_ih, s_h, weight_hh, z_hh, weight_rh, z_rh, v_rh, d_h, dzx_ih, dz_hh, dv_hh, dz_rh, dv_rh):
+def _backward_loop(lengths, reverse, dy, zx_ih, s_h, weight_hh, z_hh, weight_rh, z_rh, v_rh, d_h, dzx_ih, dz_hh, dv_hh, dz_rh, dv_rh):
     T, B, H = dy.shape
     c1 = dy.dtype.type(1)
     for i in range(T - 1, -1, -1):
@@ -186,8 +186,8 @@ def _backward_loop(lengths, reverse, dy, zx_ih, bias_ih, s_h, weight_hh, z_hh, w
                 for j in range(H):
                     dnext_h = d_h[b, j] + dy[t, b, j]
                     h = s_h[i, b, j]
-                    xu = zx_ih_g0[j] + bias_ih[j]
-                    xc = zx_ih_g2[j] + bias_ih[2 * H + j]
+                    xu = zx_ih_g0[j]
+                    xc = zx_ih_g2[j]
                     hu = z_hh_g0[j]
                     hc = z_rh[i, b, j]
                     tmp0 = _sigmoid(hu + xu)
@@ -213,7 +213,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, bias_ih, s_h, weight_hh, z_hh, w
                 for j in range(H):
                     dv_rh_bj = dv_rh[b, j]
                     h = s_h[i, b, j]
-                    xr = zx_ih_g1[j] + bias_ih[H + j]
+                    xr = zx_ih_g1[j]
                     hr = z_hh_g1[j]
                     tmp0 = _sigmoid(hr + xr)
                     tmp1 = dv_rh_bj*tmp0
@@ -246,13 +246,14 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
     zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 3 * H)
+    zx_ih += params["bias_ih"]
     s_h = np.empty((T + 1, B, H), dtype)
     s_h[0] = state0[0]
     z_hh = np.empty((T, B, 2 * H), dtype)
     z_rh = np.empty((T, B, H), dtype)
     v_rh = np.empty((T, B, H), dtype)
     y = np.zeros((T, B, H), dtype)
-    _forward_loop(lengths, reverse, y, zx_ih, params["bias_ih"], s_h, params["weight_hh"], z_hh, params["weight_rh"], z_rh, v_rh)
+    _forward_loop(lengths, reverse, y, zx_ih, s_h, params["weight_hh"], z_hh, params["weight_rh"], z_rh, v_rh)
     final_states = (s_h[T].copy(), )
     saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse,
 zx_ih=zx_ih, s_h=s_h, z_hh=z_hh, z_rh=z_rh, v_rh=v_rh, )
@@ -279,7 +280,7 @@ def backward(dy, d_final, saved):
     dv_hh = np.empty((B, H), dtype)
     dz_rh = np.zeros((T, B, H), dtype)
     dv_rh = np.empty((B, H), dtype)
-    _backward_loop(lengths, reverse, dy, zx_ih, params["bias_ih"], s_h, params["weight_hh"], z_hh, params["weight_rh"], z_rh, v_rh, d_h, dzx_ih, dz_hh, dv_hh, dz_rh, dv_rh)
+    _backward_loop(lengths, reverse, dy, zx_ih, s_h, params["weight_hh"], z_hh, params["weight_rh"], z_rh, v_rh, d_h, dzx_ih, dz_hh, dv_hh, dz_rh, dv_rh)
     d_params = {}
     d_params["weight_ih"] = dzx_ih.reshape(T * B, 3 * H).T @ x2d
     dx = dzx_ih.reshape(T * B, 3 * H) @ params["weight_ih"]

@@ -119,7 +119,7 @@ def _softplus(v):
 
 # -- forward: the time loop --------------------------------------------------------------------
 @njit(cache=True, error_model="numpy")
-def _forward_loop(lengths, reverse, y, zx_ih, bias_ih, s_h, vec_weight_hh):
+def _forward_loop(lengths, reverse, y, zx_ih, s_h, vec_weight_hh):
     T, B, H = y.shape
     for i in range(T):
         # update: new states
@@ -129,7 +129,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, bias_ih, s_h, vec_weight_hh):
                 t = lengths[b] - 1 - i if reverse else i
                 for j in range(H):
                     h = s_h[i, b, j]
-                    xa = zx_ih[t, b, j] + bias_ih[j]
+                    xa = zx_ih[t, b, j]
                     u = vec_weight_hh[j]
                     s_h[i + 1, b, j] = _relu(h*u + xa)
                     y[t, b, j] = s_h[i + 1, b, j]
@@ -140,7 +140,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, bias_ih, s_h, vec_weight_hh):
 
 # -- backward: the time loop in reverse --------------------------------------------------------
 @njit(cache=True, error_model="numpy")
-def _backward_loop(lengths, reverse, dy, zx_ih, bias_ih, s_h, vec_weight_hh, d_h, dzx_ih, dvec_weight_hh):
+def _backward_loop(lengths, reverse, dy, zx_ih, s_h, vec_weight_hh, d_h, dzx_ih, dvec_weight_hh):
     T, B, H = dy.shape
     for i in range(T - 1, -1, -1):
         # gradient through the update
@@ -151,7 +151,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, bias_ih, s_h, vec_weight_hh, d_h
                 for j in range(H):
                     dnext_h = d_h[b, j] + dy[t, b, j]
                     h = s_h[i, b, j]
-                    xa = zx_ih[t, b, j] + bias_ih[j]
+                    xa = zx_ih[t, b, j]
                     u = vec_weight_hh[j]
                     tmp0 = dnext_h*_step(h*u + xa)
                     d_h[b, j] = tmp0*u
@@ -179,10 +179,11 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
     zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, H)
+    zx_ih += params["bias_ih"]
     s_h = np.empty((T + 1, B, H), dtype)
     s_h[0] = state0[0]
     y = np.zeros((T, B, H), dtype)
-    _forward_loop(lengths, reverse, y, zx_ih, params["bias_ih"], s_h, params["weight_hh"])
+    _forward_loop(lengths, reverse, y, zx_ih, s_h, params["weight_hh"])
     final_states = (s_h[T].copy(), )
     saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse,
 zx_ih=zx_ih, s_h=s_h, )
@@ -203,7 +204,7 @@ def backward(dy, d_final, saved):
     d_h = d_final[0]
     dzx_ih = np.zeros((T, B, H), dtype)
     dvec_weight_hh = np.zeros(H, dtype)
-    _backward_loop(lengths, reverse, dy, zx_ih, params["bias_ih"], s_h, params["weight_hh"], d_h, dzx_ih, dvec_weight_hh)
+    _backward_loop(lengths, reverse, dy, zx_ih, s_h, params["weight_hh"], d_h, dzx_ih, dvec_weight_hh)
     d_params = {}
     d_params["weight_ih"] = dzx_ih.reshape(T * B, H).T @ x2d
     dx = dzx_ih.reshape(T * B, H) @ params["weight_ih"]

@@ -122,7 +122,7 @@ def _softplus(v):
 
 # -- forward: the time loop --------------------------------------------------------------------
 @njit(cache=True, error_model="numpy")
-def _forward_loop(lengths, reverse, y, zx_ih, bias_ih, s_h, s_c, weight_hh, z_hh, bias_hh):
+def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, weight_hh, z_hh, bias_hh):
     T, B, H = y.shape
     c0 = y.dtype.type(0)
     c1 = y.dtype.type(1)
@@ -144,10 +144,10 @@ def _forward_loop(lengths, reverse, y, zx_ih, bias_ih, s_h, s_c, weight_hh, z_hh
                 z_hh_g3 = z_hh[b, 3 * H:4 * H]
                 for j in range(H):
                     c = s_c[i, b, j]
-                    xi = zx_ih_g0[j] + bias_ih[j] + z_hh_g0[j] + bias_hh[j]
-                    xf = zx_ih_g1[j] + bias_ih[H + j] + z_hh_g1[j] + bias_hh[H + j]
-                    xg = zx_ih_g2[j] + bias_ih[2 * H + j] + z_hh_g2[j] + bias_hh[2 * H + j]
-                    xo = zx_ih_g3[j] + bias_ih[3 * H + j] + z_hh_g3[j] + bias_hh[3 * H + j]
+                    xi = zx_ih_g0[j] + z_hh_g0[j] + bias_hh[j]
+                    xf = zx_ih_g1[j] + z_hh_g1[j] + bias_hh[H + j]
+                    xg = zx_ih_g2[j] + z_hh_g2[j] + bias_hh[2 * H + j]
+                    xo = zx_ih_g3[j] + z_hh_g3[j] + bias_hh[3 * H + j]
                     tmp0 = c*_sigmoid(xf) + _tanh(xg)*_sigmoid(xi)
                     s_h[i + 1, b, j] = _tanh(tmp0)*_sigmoid(xo)
                     y[t, b, j] = s_h[i + 1, b, j]
@@ -164,7 +164,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, bias_ih, s_h, s_c, weight_hh, z_hh
 
 # -- backward: the time loop in reverse --------------------------------------------------------
 @njit(cache=True, error_model="numpy")
-def _backward_loop(lengths, reverse, dy, zx_ih, bias_ih, s_h, s_c, weight_hh, bias_hh, d_h, d_c, dz_hh, dv_hh):
+def _backward_loop(lengths, reverse, dy, zx_ih, s_h, s_c, weight_hh, bias_hh, d_h, d_c, dz_hh, dv_hh):
     T, B, H = dy.shape
     c0 = dy.dtype.type(0)
     c1 = dy.dtype.type(1)
@@ -234,13 +234,14 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
     zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 4 * H)
+    zx_ih += params["bias_ih"]
     s_h = np.empty((T + 1, B, H), dtype)
     s_h[0] = state0[0]
     s_c = np.empty((T + 1, B, H), dtype)
     s_c[0] = state0[1]
     z_hh = np.empty((B, 4 * H), dtype)   # scratch: the sum is saved
     y = np.zeros((T, B, H), dtype)
-    _forward_loop(lengths, reverse, y, zx_ih, params["bias_ih"], s_h, s_c, params["weight_hh"], z_hh, params["bias_hh"])
+    _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, params["weight_hh"], z_hh, params["bias_hh"])
     final_states = (s_h[T].copy(), s_c[T].copy(), )
     saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse,
 zx_ih=zx_ih, s_h=s_h, s_c=s_c, )
@@ -263,7 +264,7 @@ def backward(dy, d_final, saved):
     d_c = d_final[1]
     dz_hh = np.zeros((T, B, 4 * H), dtype)
     dv_hh = np.empty((B, H), dtype)
-    _backward_loop(lengths, reverse, dy, zx_ih, params["bias_ih"], s_h, s_c, params["weight_hh"], params["bias_hh"], d_h, d_c, dz_hh, dv_hh)
+    _backward_loop(lengths, reverse, dy, zx_ih, s_h, s_c, params["weight_hh"], params["bias_hh"], d_h, d_c, dz_hh, dv_hh)
     d_params = {}
     # the gradient of ih's pre-activation is dz_hh (the two add up); it is
     # in loop order, so a reversed run puts x and dx in loop order too

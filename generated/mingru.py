@@ -118,7 +118,7 @@ def _softplus(v):
 
 # -- forward: the time loop --------------------------------------------------------------------
 @njit(cache=True, error_model="numpy")
-def _forward_loop(lengths, reverse, y, zx_ih, bias_ih, s_h):
+def _forward_loop(lengths, reverse, y, zx_ih, s_h):
     T, B, H = y.shape
     c1 = y.dtype.type(1)
     for i in range(T):
@@ -131,8 +131,8 @@ def _forward_loop(lengths, reverse, y, zx_ih, bias_ih, s_h):
                 zx_ih_g1 = zx_ih[t, b, H:2 * H]
                 for j in range(H):
                     h = s_h[i, b, j]
-                    xz = zx_ih_g0[j] + bias_ih[j]
-                    xh = zx_ih_g1[j] + bias_ih[H + j]
+                    xz = zx_ih_g0[j]
+                    xh = zx_ih_g1[j]
                     tmp0 = _sigmoid(xz)
                     s_h[i + 1, b, j] = h*(c1 - tmp0) + xh*tmp0
                     y[t, b, j] = s_h[i + 1, b, j]
@@ -143,7 +143,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, bias_ih, s_h):
 
 # -- backward: the time loop in reverse --------------------------------------------------------
 @njit(cache=True, error_model="numpy")
-def _backward_loop(lengths, reverse, dy, zx_ih, bias_ih, s_h, d_h, dzx_ih):
+def _backward_loop(lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih):
     T, B, H = dy.shape
     c1 = dy.dtype.type(1)
     for i in range(T - 1, -1, -1):
@@ -159,8 +159,8 @@ def _backward_loop(lengths, reverse, dy, zx_ih, bias_ih, s_h, d_h, dzx_ih):
                 for j in range(H):
                     dnext_h = d_h[b, j] + dy[t, b, j]
                     h = s_h[i, b, j]
-                    xz = zx_ih_g0[j] + bias_ih[j]
-                    xh = zx_ih_g1[j] + bias_ih[H + j]
+                    xz = zx_ih_g0[j]
+                    xh = zx_ih_g1[j]
                     tmp0 = _sigmoid(xz)
                     tmp1 = c1 - tmp0
                     d_h[b, j] = dnext_h*tmp1
@@ -188,10 +188,11 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
     zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 2 * H)
+    zx_ih += params["bias_ih"]
     s_h = np.empty((T + 1, B, H), dtype)
     s_h[0] = state0[0]
     y = np.zeros((T, B, H), dtype)
-    _forward_loop(lengths, reverse, y, zx_ih, params["bias_ih"], s_h)
+    _forward_loop(lengths, reverse, y, zx_ih, s_h)
     final_states = (s_h[T].copy(), )
     saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse,
 zx_ih=zx_ih, s_h=s_h, )
@@ -211,7 +212,7 @@ def backward(dy, d_final, saved):
     x2d = x.reshape(T * B, I)
     d_h = d_final[0]
     dzx_ih = np.zeros((T, B, 2 * H), dtype)
-    _backward_loop(lengths, reverse, dy, zx_ih, params["bias_ih"], s_h, d_h, dzx_ih)
+    _backward_loop(lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih)
     d_params = {}
     d_params["weight_ih"] = dzx_ih.reshape(T * B, 2 * H).T @ x2d
     dx = dzx_ih.reshape(T * B, 2 * H) @ params["weight_ih"]

@@ -121,7 +121,7 @@ def _softplus(v):
 
 # -- forward: the time loop --------------------------------------------------------------------
 @njit(cache=True, error_model="numpy")
-def _forward_loop(lengths, reverse, y, zx_ih, bias_ih, s_h, weight_hh, z_hh, bias_hh):
+def _forward_loop(lengths, reverse, y, zx_ih, s_h, weight_hh, z_hh, bias_hh):
     T, B, H = y.shape
     c0 = y.dtype.type(0)
     for i in range(T):
@@ -133,7 +133,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, bias_ih, s_h, weight_hh, z_hh, bia
             if i < lengths[b]:
                 t = lengths[b] - 1 - i if reverse else i
                 for j in range(H):
-                    xa = zx_ih[t, b, j] + bias_ih[j] + z_hh[b, j] + bias_hh[j]
+                    xa = zx_ih[t, b, j] + z_hh[b, j] + bias_hh[j]
                     s_h[i + 1, b, j] = _relu(xa)
                     y[t, b, j] = s_h[i + 1, b, j]
                     zx_ih[t, b, j] = xa
@@ -144,7 +144,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, bias_ih, s_h, weight_hh, z_hh, bia
 
 # -- backward: the time loop in reverse --------------------------------------------------------
 @njit(cache=True, error_model="numpy")
-def _backward_loop(lengths, reverse, dy, zx_ih, bias_ih, s_h, weight_hh, bias_hh, d_h, dz_hh, dv_hh):
+def _backward_loop(lengths, reverse, dy, zx_ih, s_h, weight_hh, bias_hh, d_h, dz_hh, dv_hh):
     T, B, H = dy.shape
     c0 = dy.dtype.type(0)
     for i in range(T - 1, -1, -1):
@@ -183,11 +183,12 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
     zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, H)
+    zx_ih += params["bias_ih"]
     s_h = np.empty((T + 1, B, H), dtype)
     s_h[0] = state0[0]
     z_hh = np.empty((B, H), dtype)   # scratch: the sum is saved
     y = np.zeros((T, B, H), dtype)
-    _forward_loop(lengths, reverse, y, zx_ih, params["bias_ih"], s_h, params["weight_hh"], z_hh, params["bias_hh"])
+    _forward_loop(lengths, reverse, y, zx_ih, s_h, params["weight_hh"], z_hh, params["bias_hh"])
     final_states = (s_h[T].copy(), )
     saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse,
 zx_ih=zx_ih, s_h=s_h, )
@@ -208,7 +209,7 @@ def backward(dy, d_final, saved):
     d_h = d_final[0]
     dz_hh = np.zeros((T, B, H), dtype)
     dv_hh = np.empty((B, H), dtype)
-    _backward_loop(lengths, reverse, dy, zx_ih, params["bias_ih"], s_h, params["weight_hh"], params["bias_hh"], d_h, dz_hh, dv_hh)
+    _backward_loop(lengths, reverse, dy, zx_ih, s_h, params["weight_hh"], params["bias_hh"], d_h, dz_hh, dv_hh)
     d_params = {}
     # the gradient of ih's pre-activation is dz_hh (the two add up); it is
     # in loop order, so a reversed run puts x and dx in loop order too

@@ -96,11 +96,12 @@ class Emitter:
             if self.backward_pass:
                 return f"{loc} = {zx}"
             other = self._linear(self.tied[node.name])
-            bias = f" + bias_{node.name}[{col}]" if node.linear.bias else ""
             bias_other = f" + bias_{other.name}[{col}]" if other.linear.bias else ""
             z = self._gate_ref(f"z_{other.name}", "b", gate, other.gates)
-            return f"{loc} = {zx}{bias} + {z}{bias_other}"
-        src = zx if node.level == 0 else self._gate_ref(f"z_{node.name}", "i, b", gate, node.gates)
+            return f"{loc} = {zx} + {z}{bias_other}"
+        if node.level == 0:     # the x-linear's bias was added with its hoisted GEMM
+            return f"{loc} = {zx}"
+        src = self._gate_ref(f"z_{node.name}", "i, b", gate, node.gates)
         bias = f" + bias_{node.name}[{col}]" if node.linear.bias else ""
         return f"{loc} = {src}{bias}"
 
@@ -251,8 +252,7 @@ class Emitter:
             args.append(f"zx_{n.name}")
             call.append(f"zx_{n.name}")
             if n.linear.bias:
-                args.append(f"bias_{n.name}")
-                call.append(f'params["bias_{n.name}"]')
+                setup.append(f'zx_{n.name} += params["bias_{n.name}"]')
         for k, s in enumerate(self.cell.states):
             setup.append(f"s_{s} = np.empty((T + 1, B, H), dtype)")
             setup.append(f"s_{s}[0] = state0[{k}]")
