@@ -237,6 +237,10 @@ def _fmt(v, spec=".2f", none="n/a"):
     return none if v is None else format(v, spec)
 
 
+def _mb(n):
+    return f"{n / 2**20:.1f}" if n >= 2**20 else f"{n / 2**20:.3f}"
+
+
 def table(rows, sgemm_gflops):
     lines = ["| cell | size (T, B, I, H) | rnngen fwd ms | torch fwd ms | fwd torch/rnngen | "
              "rnngen fwd+bwd ms | torch fwd+bwd ms | fwd+bwd torch/rnngen | rnngen fwd+bwd GFLOP/s | "
@@ -249,8 +253,8 @@ def table(rows, sgemm_gflops):
             f"| {r['cell']} | {r['size']} ({r['T']}, {r['B']}, {r['I']}, {r['H']}) | {_fmt(rf, '.3f')} | "
             f"{_fmt(tf, '.3f')} | {_fmt(tf / rf if tf else None, '.2f')}x | {_fmt(rb, '.3f')} | "
             f"{_fmt(tb, '.3f')} | {_fmt(tb / rb if tb else None, '.2f')}x | {gflops:.1f} | "
-            f"{100 * gflops / sgemm_gflops:.0f}% | {r['peak_bytes'] / 2**20:.1f} / "
-            f"{r['expected_bytes'] / 2**20:.1f} = {r['peak_bytes'] / r['expected_bytes']:.2f}x |")
+            f"{100 * gflops / sgemm_gflops:.0f}% | {_mb(r['peak_bytes'])} / "
+            f"{_mb(r['expected_bytes'])} = {r['peak_bytes'] / r['expected_bytes']:.2f}x |")
     return lines
 
 
