@@ -260,6 +260,7 @@ def table(rows, sgemm_gflops):
 
 def run(cells, sizes, dtype, reps, compile_cells, threads=None, log=print, json_path=None):
     torch = _torch()
+    import scipy.linalg  # noqa: F401  (load the BLAS that Numba's np.dot calls before limiting threads)
     if threads:
         try:
             import threadpoolctl
