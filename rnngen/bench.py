@@ -2,7 +2,7 @@
 compile and cached start-up times, and peak memory — one table anyone can rerun.
 
 rnngen and torch are measured interleaved (one rep of each in turn) so that both see the same load;
-the sgemm rate is measured inside the same loop. Times are medians after a warm-up call, so Numba
+the sgemm rate is measured inside the same loop. Times are medians after warm-up calls, so Numba
 compilation is excluded (it is reported separately, from a fresh cache in a subprocess).
 """
 import argparse
@@ -173,7 +173,7 @@ def bench_case(cell, size, dtype, reps, sgemm_timer):
         module.backward(dy, None, saved)
 
     t_case = _torch_case(cell, T, B, I, H, dtype, module, params)
-    a = np.random.default_rng(1).standard_normal((SGEMM_N, SGEMM_N)).astype(np.float32)
+    a = np.random.default_rng(1).standard_normal((SGEMM_N, SGEMM_N)).astype(dtype)
     c = np.empty_like(a)
     # warm-up: compile (Numba cache), BLAS thread start, and first touch of memory (on a VM the
     # first calls that touch fresh pages can be many times slower)
@@ -244,7 +244,7 @@ def _mb(n):
 def table(rows, sgemm_gflops):
     lines = ["| cell | size (T, B, I, H) | rnngen fwd ms | torch fwd ms | fwd torch/rnngen | "
              "rnngen fwd+bwd ms | torch fwd+bwd ms | fwd+bwd torch/rnngen | rnngen fwd+bwd GFLOP/s | "
-             "% of sgemm | peak mem MB / expected MB |",
+             "% of gemm rate | peak mem MB / expected MB |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         rf, tf, rb, tb = r["rnngen_fwd_ms"], r["torch_fwd_ms"], r["rnngen_fb_ms"], r["torch_fb_ms"]
@@ -255,6 +255,41 @@ def table(rows, sgemm_gflops):
             f"{_fmt(tb, '.3f')} | {_fmt(tb / rb if tb else None, '.2f')}x | {gflops:.1f} | "
             f"{100 * gflops / sgemm_gflops:.0f}% | {_mb(r['peak_bytes'])} / "
             f"{_mb(r['expected_bytes'])} = {r['peak_bytes'] / r['expected_bytes']:.2f}x |")
+    return lines
+
+
+def targets(rows, sgemm_gflops):
+    """Issue 4's targets, checked against this run (ratios are torch / rnngen)."""
+    by = {(r["cell"], r["size"]): r for r in rows}
+    lines = []
+
+    def ratio_check(what, key_r, key_t, size, goal):
+        got = [(c, by[(c, size)][key_t] / by[(c, size)][key_r]) for c in ("lstm", "gru", "rnn_tanh")
+               if (c, size) in by and by[(c, size)][key_t]]
+        if got:
+            ok = all(v >= goal for _, v in got)
+            lines.append(f"- {what} >= {goal}x torch at {size}: "
+                         + ", ".join(f"{c} {v:.2f}x" for c, v in got) + (" — met" if ok else " — missed"))
+
+    for size, goal in (("course", 100), ("small", 5), ("fastrnns", 2.5)):
+        ratio_check("fwd+bwd", "rnngen_fb_ms", "torch_fb_ms", size, goal)
+    for size in ("small", "fastrnns"):
+        ratio_check("forward", "rnngen_fwd_ms", "torch_fwd_ms", size, 3)
+    got = [(r["cell"], 3 * r["gemm_flops_fwd"] / (r["rnngen_fb_ms"] * 1e-3) / 1e9 / sgemm_gflops)
+           for r in rows if r["size"] == "fastrnns"]
+    if got:
+        lines.append("- fastrnns fwd+bwd >= 70% of the sgemm rate: " + ", ".join(f"{c} {100 * v:.0f}%" for c, v in got)
+                     + (" — met" if all(v >= 0.7 for _, v in got) else " — missed"))
+    for size in SIZES:
+        if ("lstm", size) in by and ("lstm_peephole", size) in by:
+            v = by[("lstm_peephole", size)]["rnngen_fb_ms"] / by[("lstm", size)]["rnngen_fb_ms"]
+            lines.append(f"- peephole LSTM within 1.3x of LSTM at {size} (fwd+bwd): {v:.2f}x"
+                         + (" — met" if v <= 1.3 else " — missed"))
+    got = [(r["cell"], r["peak_bytes"] / r["expected_bytes"]) for r in rows if r["size"] == "fastrnns"]
+    if got:
+        lines.append("- fastrnns peak memory <= 1.3x (inputs + params + saved + outputs + gradients): "
+                     + ", ".join(f"{c} {v:.2f}x" for c, v in got)
+                     + (" — met" if all(v <= 1.3 for _, v in got) else " — missed"))
     return lines
 
 
@@ -294,11 +329,18 @@ def run(cells, sizes, dtype, reps, compile_cells, threads=None, log=print, json_
     sgemm_s = np.median(sgemm.samples["sgemm"])
     sgemm_gflops = 2 * SGEMM_N ** 3 / sgemm_s / 1e9
     log("")
-    log(f"numpy sgemm ({SGEMM_N}x{SGEMM_N}x{SGEMM_N}, float32), median of {len(sgemm.samples['sgemm'])} "
+    log(f"numpy {'sgemm' if dtype == np.float32 else 'dgemm'} ({SGEMM_N}x{SGEMM_N}x{SGEMM_N}, "
+        f"{np.dtype(dtype).name}), median of {len(sgemm.samples['sgemm'])} "
         f"interleaved with the cases: {sgemm_gflops:.1f} GFLOP/s; load average at end: {_loadavg()}")
     log("")
     for line in table(rows, sgemm_gflops):
         log(line)
+    check = targets(rows, sgemm_gflops) if dtype == np.float32 else []
+    if check:
+        log("")
+        log("Targets of issue 4 on this run:")
+        for line in check:
+            log(line)
     compile_rows = []
     if compile_cells:
         log("")
@@ -310,7 +352,7 @@ def run(cells, sizes, dtype, reps, compile_cells, threads=None, log=print, json_
             compile_rows.append({"cell": cell, "first_s": first, "first_wall_s": first_wall,
                                  "cached_s": second, "cached_wall_s": second_wall})
             log(f"| {cell} | {first:.2f} / {first_wall:.2f} | {second:.2f} / {second_wall:.2f} |")
-    result = {"info": info, "sgemm_gflops": sgemm_gflops, "rows": rows, "compile": compile_rows}
+    result = {"info": info, "gemm_gflops": sgemm_gflops, "dtype": np.dtype(dtype).name, "rows": rows, "compile": compile_rows}
     if json_path:
         with open(json_path, "w") as f:
             json.dump(result, f, indent=1)
