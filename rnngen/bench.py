@@ -319,6 +319,7 @@ def run(cells, sizes, dtype, reps, compile_cells, threads=None, log=print, json_
     log(f"torch threads: {info['torch_threads']}; env: {info['env'] or '(no BLAS/thread variables set)'}")
     log(f"dtype {np.dtype(dtype).name}; {reps} interleaved reps per case (medians); "
         f"load average at start: {_loadavg()}")
+    _prefault(max(4 * T * B * (I + 16 * H) * 4 for T, B, I, H in (SIZES[z] for z in sizes)))
     sgemm = _Timer()
     rows = []
     for size in sizes:
@@ -357,6 +358,14 @@ def run(cells, sizes, dtype, reps, compile_cells, threads=None, log=print, json_
         with open(json_path, "w") as f:
             json.dump(result, f, indent=1)
     return result
+
+
+def _prefault(nbytes):
+    """Touch and free as much memory as the largest case will use. On a VM the first touch of
+    memory the process never had is several times slower (the host backs it page by page); without
+    this, whichever case first grows the heap is penalised."""
+    buf = np.ones(nbytes // 4, np.float32)
+    del buf
 
 
 def _loadavg():
