@@ -308,6 +308,7 @@ class Emitter:
             args.append(f"dvec_{v.name}")
             call.append(f"dvec_{v.name}")
         result = []
+        done = set()        # bias gradients already computed
         first_dx = True
         for n in self.p.linears:
             prefix = "dzx" if n.level == 0 else "dz"
@@ -333,11 +334,12 @@ class Emitter:
                 result.append(f'd_params["weight_{n.name}"] = {flat}.T @ '
                               f'{self._input_seq(n)}[:T].reshape(T * B, H)')
             if n.linear.bias:
-                twin = [a for a, b in self.tied.items() if b == n.name and self._linear(a).linear.bias]
+                twin = [a for a, b in self.tied.items() if b == n.name and f"bias_{a}" in done]
                 if twin:
                     result.append(f'd_params["bias_{n.name}"] = d_params["bias_{twin[0]}"].copy()')
                 else:
                     result.append(f'd_params["bias_{n.name}"] = {flat}.sum(axis=0)')
+                done.add(f"bias_{n.name}")
         if first_dx:
             result.append("dx = np.zeros((T * B, I), dtype)")
         for v in self.cell.vectors:

@@ -104,3 +104,49 @@ def test_pointwise_helpers_keep_relative_accuracy(dtype, ulps):
         err = np.abs(got.astype(np.longdouble) - r)
         bad = np.where(np.abs(r) >= tiny, err > ulps * eps * np.abs(r), err > tiny)
         assert not bad.any(), (what, x[bad][:5], got[bad][:5], r[bad][:5])
+
+
+_HH_FIRST = '''from rnngen.spec import Cell, sigmoid, tanh
+
+cell = Cell("lstm_hh_first", states=("h", "c"), output="h")
+x, h, c = cell.x, cell.h, cell.c
+hi, hf, hg, ho = cell.linear("hh", h, gates=4)
+xi, xf, xg, xo = cell.linear("ih", x, gates=4, bias=False)
+c_next = sigmoid(xf + hf) * c + sigmoid(xi + hi) * tanh(xg + hg)
+cell.update(c=c_next, h=sigmoid(xo + ho) * tanh(c_next))
+'''
+
+
+def test_tied_linears_in_any_declaration_order(tmp_path):
+    """The shared-dZ path (x- and h-parts of a gate only appear summed) with the recurrent linear
+    declared first and no bias on the x-linear."""
+    from rnngen.build import build
+    from rnngen.registry import load
+    spec = tmp_path / "specs" / "lstm_hh_first.py"
+    spec.parent.mkdir()
+    spec.write_text(_HH_FIRST)
+    out = tmp_path / "gen"
+    build([str(spec)], str(out), log=lambda *a: None)
+    m = load("lstm_hh_first", str(out))
+    assert "bias_ih" not in m.PARAMS
+    T, B, I, H = 3, 2, 2, 3
+    rng = np.random.default_rng(5)
+    params = m.init_params(I, H, np.float64, seed=6)
+    x = rng.standard_normal((T, B, I))
+    wy = rng.standard_normal((T, B, H))
+    for reverse in (False, True):
+        lengths = np.array([3, 2])
+        y, final, saved = m.forward(x, params, None, lengths, reverse)
+        dx, _, dparams = m.backward(wy, None, saved)
+        eps = 1e-6
+        for arr, grad in [(x, dx)] + [(params[k], dparams[k]) for k in params]:
+            num = np.zeros_like(arr)
+            for idx in np.ndindex(arr.shape):
+                old = arr[idx]
+                arr[idx] = old + eps
+                up = np.sum(m.forward(x, params, None, lengths, reverse)[0] * wy)
+                arr[idx] = old - eps
+                down = np.sum(m.forward(x, params, None, lengths, reverse)[0] * wy)
+                arr[idx] = old
+                num[idx] = (up - down) / (2 * eps)
+            np.testing.assert_allclose(grad, num, rtol=1e-5, atol=1e-7)
