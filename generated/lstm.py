@@ -7,6 +7,8 @@ versions: rnngen 0.1.0, sympy 1.14
 The step, for one batch row b and hidden unit j:
     xi, xf, xg, xo = (x) @ weight_ih.T + bias_ih    [hoisted before the loop]
     hi, hf, hg, ho = (h) @ weight_hh.T + bias_hh    [stage 1]
+    (xi + hi, xf + hf, xg + hg, xo + ho only appear summed:
+     the loop adds hi, hf, hg, ho into xi, xf, xg, xo and saves the sums for backward)
     h <- tanh(c*sigmoid(hf + xf) + tanh(hg + xg)*sigmoid(hi + xi))*sigmoid(ho + xo)
     c <- c*sigmoid(hf + xf) + tanh(hg + xg)*sigmoid(hi + xi)
 
@@ -170,7 +172,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_h, s_c, weight_hh, bias_hh, d_
     c1 = dy.dtype.type(1)
     for i in range(T - 1, -1, -1):
         # gradient through the update
-        # gradient through the update
+        # fused: pointwise partials of the update, per element
         for b in range(B):
             if i < lengths[b]:
                 t = lengths[b] - 1 - i if reverse else i

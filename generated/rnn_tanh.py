@@ -7,6 +7,8 @@ versions: rnngen 0.1.0, sympy 1.14
 The step, for one batch row b and hidden unit j:
     xa = (x) @ weight_ih.T + bias_ih    [hoisted before the loop]
     ha = (h) @ weight_hh.T + bias_hh    [stage 1]
+    (xa + ha only appear summed:
+     the loop adds ha into xa and saves the sums for backward)
     h <- tanh(ha + xa)
 
 x is time-major (T, B, I); states and outputs are (B, H) per step. `lengths` gives each
@@ -151,7 +153,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_h, weight_hh, bias_hh, d_h, dz
     c1 = dy.dtype.type(1)
     for i in range(T - 1, -1, -1):
         # gradient through the update
-        # gradient through the update
+        # fused: pointwise partials of the update, per element
         for b in range(B):
             if i < lengths[b]:
                 t = lengths[b] - 1 - i if reverse else i

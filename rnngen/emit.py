@@ -190,7 +190,7 @@ class Emitter:
         written = set()
         outputs = [(t, e) for t, e in self.p.backward_update.outputs
                    if not (t.kind == "dz" and t.name in self.tied)]
-        update = self.pointwise("gradient through the update", outputs,
+        update = self.pointwise("fused: pointwise partials of the update, per element", outputs,
                                 self.p.backward_update.adjoints, written)
         stages = [Stage("gradient through the update", [], [update], [])]
         for s in range(self.p.num_stages, 0, -1):
@@ -364,6 +364,11 @@ class Emitter:
             bias = f" + bias_{n.name}" if n.linear.bias else ""
             where = "hoisted before the loop" if n.level == 0 else f"stage {n.level}"
             lines.append(f"{outs} = ({src}) @ weight_{n.name}.T{bias}    [{where}]")
+        for a, b in self.tied.items():
+            xs, hs = self._linear(a).linear.outputs, self._linear(b).linear.outputs
+            lines.append(f"({', '.join(f'{self.names[u]} + {self.names[v]}' for u, v in zip(xs, hs))} only appear summed:")
+            lines.append(f" the loop adds {', '.join(self.names[v] for v in hs)} into "
+                         f"{', '.join(self.names[u] for u in xs)} and saves the sums for backward)")
         for s in self.cell.states:
             lines.append(f"{s} <- {sp.sstr(self.cell.updates[s].xreplace(rename))}")
         return lines
