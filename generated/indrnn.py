@@ -144,7 +144,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_h, vec_weight_hh, d_h, dzx_ih,
     T, B, H = dy.shape
     for i in range(T - 1, -1, -1):
         # gradient through the update
-        # fused: pointwise partials of the update, per element
+        # gradient through the update
         for b in range(B):
             if i < lengths[b]:
                 t = lengths[b] - 1 - i if reverse else i

@@ -153,7 +153,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_h, weight_hh, bias_hh, d_h, dz
     c1 = dy.dtype.type(1)
     for i in range(T - 1, -1, -1):
         # gradient through the update
-        # fused: pointwise partials of the update, per element
+        # gradient through the update
         for b in range(B):
             if i < lengths[b]:
                 t = lengths[b] - 1 - i if reverse else i

@@ -20,13 +20,17 @@ def column(gate):
 
 
 class Emitter:
-    def __init__(self, program, printer_class=KernelPrinter):
+    def __init__(self, program, printer_class=KernelPrinter, cpu_layout=False):
         self.p = program
         self.cell = program.cell
         self.constants = {}
         self.names = self._local_names()
         self.printer_class = printer_class
-        self.tied = self._tied_linears()
+        # The CPU module's memory layout (emit() turns it on; subclasses for other backends keep the
+        # plain one unless they opt in): tied x/h linears share one saved pre-activation and one dZ,
+        # the x-linear's bias is added with its hoisted GEMM, gate columns go through per-row views.
+        self.cpu_layout = cpu_layout
+        self.tied = self._tied_linears() if cpu_layout else {}
         # A tied pair's gate values only ever appear as their sum (xi + hi), so the forward loop
         # adds them once and saves the sum in place of the x-linear's output: the recurrent GEMM
         # writes a (B, gates*H) scratch, and backward reads one array with the biases included.
@@ -99,9 +103,9 @@ class Emitter:
             bias_other = f" + bias_{other.name}[{col}]" if other.linear.bias else ""
             z = self._gate_ref(f"z_{other.name}", "b", gate, other.gates)
             return f"{loc} = {zx} + {z}{bias_other}"
-        if node.level == 0:     # the x-linear's bias was added with its hoisted GEMM
+        if node.level == 0 and self.cpu_layout:     # the bias was added with the hoisted GEMM
             return f"{loc} = {zx}"
-        src = self._gate_ref(f"z_{node.name}", "i, b", gate, node.gates)
+        src = zx if node.level == 0 else self._gate_ref(f"z_{node.name}", "i, b", gate, node.gates)
         bias = f" + bias_{node.name}[{col}]" if node.linear.bias else ""
         return f"{loc} = {src}{bias}"
 
@@ -129,8 +133,8 @@ class Emitter:
         """Store target of one gate column. With several gates, a per-row view of the gate's block
         (made before the j loop) keeps the stores apart for LLVM's dependence analysis: stores at
         j, H + j, ... of one array with H unknown stop the j loop from vectorizing."""
-        if gates == 1:
-            return f"{array}[{rows}, j]"
+        if gates == 1 or not self.cpu_layout:
+            return f"{array}[{rows}, {column(gate)}]"
         view = f"{array}_g{gate}"
         lo = "0" if gate == 0 else ("H" if gate == 1 else f"{gate} * H")
         hi = "H" if gate == 0 else f"{gate + 1} * H"
@@ -190,7 +194,7 @@ class Emitter:
         written = set()
         outputs = [(t, e) for t, e in self.p.backward_update.outputs
                    if not (t.kind == "dz" and t.name in self.tied)]
-        update = self.pointwise("fused: pointwise partials of the update, per element", outputs,
+        update = self.pointwise("gradient through the update", outputs,
                                 self.p.backward_update.adjoints, written)
         stages = [Stage("gradient through the update", [], [update], [])]
         for s in range(self.p.num_stages, 0, -1):
@@ -251,8 +255,11 @@ class Emitter:
             setup.append(f'zx_{n.name} = (x2d @ params["weight_{n.name}"].T).reshape(T, B, {self._width(n)})')
             args.append(f"zx_{n.name}")
             call.append(f"zx_{n.name}")
-            if n.linear.bias:
+            if n.linear.bias and self.cpu_layout:
                 setup.append(f'zx_{n.name} += params["bias_{n.name}"]')
+            elif n.linear.bias:
+                args.append(f"bias_{n.name}")
+                call.append(f'params["bias_{n.name}"]')
         for k, s in enumerate(self.cell.states):
             setup.append(f"s_{s} = np.empty((T + 1, B, H), dtype)")
             setup.append(f"s_{s}[0] = state0[{k}]")
@@ -376,7 +383,7 @@ class Emitter:
 
 def emit(program, sha256, versions, spec_file):
     """Build the KernelIR of one cell."""
-    em = Emitter(program)
+    em = Emitter(program, cpu_layout=True)
     fstages = em.forward_stages()
     bstages = em.backward_stages()
     fsetup, fargs, fcall, fresult, saved = em.forward_wrapper()
