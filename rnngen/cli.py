@@ -31,6 +31,11 @@ def _build(args):
     return 0
 
 
+def _bench(args):
+    from .bench import main_args
+    return main_args(args)
+
+
 def parser():
     p = argparse.ArgumentParser(prog="rnngen", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -45,6 +50,10 @@ def parser():
     charlm.add_sample_parser(sub)
     from .show import add_parsers as add_show_parsers
     add_show_parsers(sub)      # show, list
+    from .bench import add_arguments
+    bench = sub.add_parser("bench", help="time the CPU kernels against torch.nn and the machine's sgemm rate")
+    add_arguments(bench)
+    bench.set_defaults(func=_bench)
     return p
 
 

@@ -20,12 +20,44 @@ def column(gate):
 
 
 class Emitter:
-    def __init__(self, program, printer_class=KernelPrinter):
+    def __init__(self, program, printer_class=KernelPrinter, cpu_layout=False):
         self.p = program
         self.cell = program.cell
         self.constants = {}
         self.names = self._local_names()
         self.printer_class = printer_class
+        # The CPU module's memory layout (emit() turns it on; subclasses for other backends keep the
+        # plain one unless they opt in): tied x/h linears share one saved pre-activation and one dZ,
+        # the x-linear's bias is added with its hoisted GEMM, gate columns go through per-row views.
+        self.cpu_layout = cpu_layout
+        self.tied = self._tied_linears() if cpu_layout else {}
+        # A tied pair's gate values only ever appear as their sum (xi + hi), so the forward loop
+        # adds them once and saves the sum in place of the x-linear's output: the recurrent GEMM
+        # writes a (B, gates*H) scratch, and backward reads one array with the biases included.
+        self.merged = {o: sp.Integer(0) for n in self.p.recurrent_linears if n.name in self.tied.values()
+                       for o in n.linear.outputs}
+        self.backward_pass = False
+
+    def _tied_linears(self):
+        """{x-linear name: recurrent linear name} where the x-linear's pre-activation gradient equals,
+        gate for gate, that of a level-1 linear of a state (an LSTM's xi + hi): backward then
+        stores it once and both weight-gradient GEMMs read the same (T, B, gates*H) array."""
+        if self.p.num_stages != 1:
+            return {}
+        dz = {(t.name, t.gate): e for t, e in self.p.backward_update.outputs if t.kind == "dz"}
+        later = {t.name for blk in self.p.backward_inputs.values() for t, _ in blk.outputs if t.kind == "dz"}
+        tied = {}
+        for a in self.p.x_linears:
+            if a.name in later:
+                continue
+            for b in self.p.recurrent_linears:
+                if b.level == 1 and b.input_state and b.name not in later and b.gates == a.gates \
+                        and b.name not in tied.values() \
+                        and all((a.name, g) in dz and dz[(a.name, g)] == dz.get((b.name, g))
+                                for g in range(a.gates)):
+                    tied[a.name] = b.name
+                    break
+        return tied
 
     # -- names --------------------------------------------------------------------------------
     def _local_names(self):
@@ -63,7 +95,17 @@ class Emitter:
             return f"{loc} = vec_{kind[1]}[j]"
         node, gate = kind[1], kind[2]
         col = column(gate)
-        src = f"zx_{node.name}[t, b, {col}]" if node.level == 0 else f"z_{node.name}[i, b, {col}]"
+        zx = self._gate_ref(f"zx_{node.name}", "t, b", gate, node.gates) if node.level == 0 else None
+        if node.name in self.tied:
+            if self.backward_pass:
+                return f"{loc} = {zx}"
+            other = self._linear(self.tied[node.name])
+            bias_other = f" + bias_{other.name}[{col}]" if other.linear.bias else ""
+            z = self._gate_ref(f"z_{other.name}", "b", gate, other.gates)
+            return f"{loc} = {zx} + {z}{bias_other}"
+        if node.level == 0 and self.cpu_layout:     # the bias was added with the hoisted GEMM
+            return f"{loc} = {zx}"
+        src = zx if node.level == 0 else self._gate_ref(f"z_{node.name}", "i, b", gate, node.gates)
         bias = f" + bias_{node.name}[{col}]" if node.linear.bias else ""
         return f"{loc} = {src}{bias}"
 
@@ -77,8 +119,8 @@ class Emitter:
         if target.kind == "v":
             return [f"v_{target.name}[i, b, j] = {text}"]
         if target.kind == "dz":
-            col = column(target.gate)
-            ref = f"dzx_{node.name}[t, b, {col}]" if node.level == 0 else f"dz_{node.name}[i, b, {col}]"
+            array, row = (f"dzx_{node.name}", "t") if node.level == 0 else (f"dz_{node.name}", "i")
+            ref = self._gate_ref(array, f"{row}, b", target.gate, node.gates)
         elif target.kind == "dstate":
             ref = f"d_{target.name}[b, j]"
         else:
@@ -87,8 +129,24 @@ class Emitter:
         written.add(target)
         return [f"{ref} {op} {text}"]
 
+    def _gate_ref(self, array, rows, gate, gates):
+        """Store target of one gate column. With several gates, a per-row view of the gate's block
+        (made before the j loop) keeps the stores apart for LLVM's dependence analysis: stores at
+        j, H + j, ... of one array with H unknown stop the j loop from vectorizing."""
+        if gates == 1 or not self.cpu_layout:
+            return f"{array}[{rows}, {column(gate)}]"
+        view = f"{array}_g{gate}"
+        lo = "0" if gate == 0 else ("H" if gate == 1 else f"{gate} * H")
+        hi = "H" if gate == 0 else f"{gate + 1} * H"
+        line = f"{view} = {array}[{rows}, {lo}:{hi}]"
+        if line not in self._rows:
+            self._rows.append(line)
+        return f"{view}[j]"
+
     def pointwise(self, title, outputs, adjoints, written, inactive=()):
+        self._rows = []
         printer = self.printer_class(self.names, self.constants)
+        outputs = [(t, e.xreplace(self.merged)) for t, e in outputs]
         temps, outs = share(outputs, "tmp")
         for t, _ in temps:
             self.names[t] = t.name
@@ -102,7 +160,13 @@ class Emitter:
         stores = []
         for target, e in outs:
             stores += self._store(target, printer.doprint(e), written)
-        return Pointwise(title, loads, body, stores, list(inactive))
+        if not self.backward_pass:
+            for s in order:
+                kind = self.p.symbols.get(s)
+                if s in used and kind and kind[0] == "z" and kind[1].name in self.tied:
+                    ref = self._gate_ref(f"zx_{kind[1].name}", "t, b", kind[2], kind[1].gates)
+                    stores.append(f"{ref} = {self.names[s]}")
+        return Pointwise(title, loads, body, stores, list(inactive), list(self._rows))
 
     # -- the two loops ------------------------------------------------------------------------
     def forward_stages(self):
@@ -116,7 +180,8 @@ class Emitter:
                 blocks.append(self.pointwise(f"inputs of linear {names}", exprs, {}, set(),
                                              [f"v_{n.name}[i, b, j] = 0" for n in nodes
                                               if n.has_expression_input]))
-            gemms = [f"np.dot({self._input_seq(n)}[i], weight_{n.name}.T, z_{n.name}[i])" for n in nodes]
+            gemms = [f"np.dot({self._input_seq(n)}[i], weight_{n.name}.T, z_{n.name}{self._step_index(n)})"
+                     for n in nodes]
             stages.append(Stage(f"stage {s}: recurrent GEMMs of {', '.join(n.name for n in nodes)}",
                                 [], blocks, gemms))
         carry = [f"s_{s}[i + 1, b, j] = s_{s}[i, b, j]" for s in self.cell.states]
@@ -125,8 +190,11 @@ class Emitter:
         return stages
 
     def backward_stages(self):
+        self.backward_pass = True
         written = set()
-        update = self.pointwise("gradient through the update", self.p.backward_update.outputs,
+        outputs = [(t, e) for t, e in self.p.backward_update.outputs
+                   if not (t.kind == "dz" and t.name in self.tied)]
+        update = self.pointwise("gradient through the update", outputs,
                                 self.p.backward_update.adjoints, written)
         stages = [Stage("gradient through the update", [], [update], [])]
         for s in range(self.p.num_stages, 0, -1):
@@ -151,6 +219,10 @@ class Emitter:
             stages.append(Stage(f"stage {s}: GEMM adjoints of {', '.join(n.name for n in nodes)}",
                                 before, blocks, []))
         return stages
+
+    def _step_index(self, n):
+        """z of a tied recurrent linear is a per-step scratch (B, gates*H); others keep all steps."""
+        return "" if n.name in self.tied.values() else "[i]"
 
     def _input_seq(self, n):
         return f"s_{n.input_state}" if n.input_state else f"v_{n.name}"
@@ -183,7 +255,9 @@ class Emitter:
             setup.append(f'zx_{n.name} = (x2d @ params["weight_{n.name}"].T).reshape(T, B, {self._width(n)})')
             args.append(f"zx_{n.name}")
             call.append(f"zx_{n.name}")
-            if n.linear.bias:
+            if n.linear.bias and self.cpu_layout:
+                setup.append(f'zx_{n.name} += params["bias_{n.name}"]')
+            elif n.linear.bias:
                 args.append(f"bias_{n.name}")
                 call.append(f'params["bias_{n.name}"]')
         for k, s in enumerate(self.cell.states):
@@ -192,7 +266,10 @@ class Emitter:
             args.append(f"s_{s}")
             call.append(f"s_{s}")
         for n in self.p.recurrent_linears:
-            setup.append(f"z_{n.name} = np.empty((T, B, {self._width(n)}), dtype)")
+            if n.name in self.tied.values():
+                setup.append(f"z_{n.name} = np.empty((B, {self._width(n)}), dtype)   # scratch: the sum is saved")
+            else:
+                setup.append(f"z_{n.name} = np.empty((T, B, {self._width(n)}), dtype)")
             args += [f"weight_{n.name}", f"z_{n.name}"]
             call += [f'params["weight_{n.name}"]', f"z_{n.name}"]
             if n.linear.bias:
@@ -205,13 +282,17 @@ class Emitter:
         for v in self.cell.vectors:
             args.append(f"vec_{v.name}")
             call.append(f'params["{v.name}"]')
-        saved = [a for a in args if a.startswith(("zx_", "s_", "z_", "v_"))]
+        scratch = {f"z_{name}" for name in self.tied.values()}
+        saved = [a for a in args if a.startswith(("zx_", "s_", "z_", "v_")) and a not in scratch]
         result = ["final_states = (" + "".join(f"s_{s}[T].copy(), " for s in self.cell.states) + ")"]
         return setup, args, call, result, saved
 
     def backward_wrapper(self, forward_args):
         setup, args, call = [], ["lengths", "reverse", "dy"], ["lengths", "reverse", "dy"]
+        scratch = {f"z_{name}" for name in self.tied.values()}
         for a in forward_args[3:]:
+            if a in scratch:
+                continue
             args.append(a)
             call.append(a if a.startswith(("zx_", "s_", "z_", "v_")) else self._param_ref(a))
         for k, s in enumerate(self.cell.states):
@@ -219,6 +300,8 @@ class Emitter:
             args.append(f"d_{s}")
             call.append(f"d_{s}")
         for n in self.p.linears:
+            if n.name in self.tied:
+                continue
             prefix = "dzx" if n.level == 0 else "dz"
             setup.append(f"{prefix}_{n.name} = np.zeros((T, B, {self._width(n)}), dtype)")
             args.append(f"{prefix}_{n.name}")
@@ -232,11 +315,24 @@ class Emitter:
             args.append(f"dvec_{v.name}")
             call.append(f"dvec_{v.name}")
         result = []
+        done = set()        # bias gradients already computed
         first_dx = True
         for n in self.p.linears:
             prefix = "dzx" if n.level == 0 else "dz"
             flat = f"{prefix}_{n.name}.reshape(T * B, {self._width(n)})"
-            if n.level == 0:
+            if n.name in self.tied:
+                other = self.tied[n.name]
+                flat = f"dz_{other}.reshape(T * B, {self._width(n)})"
+                result.append(f"# the gradient of {n.name}'s pre-activation is dz_{other} (the two add up); it is")
+                result.append("# in loop order, so a reversed run puts x and dx in loop order too")
+                result.append("x_loop = x2d if not reverse else _loop_order(x, lengths).reshape(T * B, I)")
+                result.append(f'd_params["weight_{n.name}"] = {flat}.T @ x_loop')
+                result.append(f'dx_{n.name} = {flat} @ params["weight_{n.name}"]')
+                op = "=" if first_dx else "+="
+                result.append(f"dx {op} dx_{n.name} if not reverse else "
+                              f"_loop_order(dx_{n.name}.reshape(T, B, I), lengths).reshape(T * B, I)")
+                first_dx = False
+            elif n.level == 0:
                 result.append(f'd_params["weight_{n.name}"] = {flat}.T @ x2d')
                 op = "=" if first_dx else "+="
                 result.append(f'dx {op} {flat} @ params["weight_{n.name}"]')
@@ -245,13 +341,21 @@ class Emitter:
                 result.append(f'd_params["weight_{n.name}"] = {flat}.T @ '
                               f'{self._input_seq(n)}[:T].reshape(T * B, H)')
             if n.linear.bias:
-                result.append(f'd_params["bias_{n.name}"] = {flat}.sum(axis=0)')
+                twin = [a for a, b in self.tied.items() if b == n.name and f"bias_{a}" in done]
+                if twin:
+                    result.append(f'd_params["bias_{n.name}"] = d_params["bias_{twin[0]}"].copy()')
+                else:
+                    result.append(f'd_params["bias_{n.name}"] = {flat}.sum(axis=0)')
+                done.add(f"bias_{n.name}")
         if first_dx:
             result.append("dx = np.zeros((T * B, I), dtype)")
         for v in self.cell.vectors:
             result.append(f'd_params["{v.name}"] = dvec_{v.name}')
         result.append("d_state0 = (" + "".join(f"d_{s}, " for s in self.cell.states) + ")")
         return setup, args, call, result
+
+    def _linear(self, name):
+        return next(n for n in self.p.linears if n.name == name)
 
     def _param_ref(self, arg):
         if arg.startswith("vec_"):
@@ -278,6 +382,11 @@ class Emitter:
         lines = [linear_line(n) for n in self.p.linears if n.level <= 1]
         lines += [f"{var} = {show(e, k)}" for k, (var, e) in enumerate(named)]
         lines += [linear_line(n) for n in self.p.linears if n.level > 1]
+        for a, b in self.tied.items():
+            xs, hs = self._linear(a).linear.outputs, self._linear(b).linear.outputs
+            lines.append(f"({', '.join(f'{self.names[u]} + {self.names[v]}' for u, v in zip(xs, hs))} only appear summed:")
+            lines.append(f" the loop adds {', '.join(self.names[v] for v in hs)} into "
+                         f"{', '.join(self.names[u] for u in xs)} and saves the sums for backward)")
         for s in self.cell.states:
             lines.append(f"{s} <- {show(self.cell.updates[s], len(named))}")
         return lines
@@ -285,7 +394,7 @@ class Emitter:
 
 def emit(program, sha256, versions, spec_file):
     """Build the KernelIR of one cell."""
-    em = Emitter(program)
+    em = Emitter(program, cpu_layout=True)
     fstages = em.forward_stages()
     bstages = em.backward_stages()
     fsetup, fargs, fcall, fresult, saved = em.forward_wrapper()

@@ -13,6 +13,7 @@ class Pointwise:
     body: list
     stores: list
     inactive: list = field(default_factory=list)
+    rows: list = field(default_factory=list)    # per-row views made before the j loop
 
 
 @dataclass

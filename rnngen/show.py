@@ -35,7 +35,7 @@ class _Recorder(Emitter):
     """The build's Emitter, also keeping each fused block's shared (CSE) expressions."""
 
     def __init__(self, program):
-        super().__init__(program)
+        super().__init__(program, cpu_layout=True)
         self.blocks = {}     # id(Pointwise) -> (temps, outs, adjoints)
 
     def pointwise(self, title, outputs, adjoints, written, inactive=()):
@@ -120,7 +120,7 @@ class Analysis:
 
     def workspace_elements(self):
         """Elements per step backward keeps for the after-loop weight GEMMs (dZ of every linear)."""
-        return sp.expand(sum(B * self.width(n) for n in self.program.linears))
+        return sp.expand(sum(B * self.width(n) for n in self.program.linears if n.name not in self.em.tied))
 
     def stage_summary(self):
         parts = []

@@ -1,0 +1,418 @@
+"""`rnngen bench`: CPU timings of the generated kernels against torch.nn, the machine's sgemm rate,
+compile and cached start-up times, and peak memory — one table anyone can rerun.
+
+rnngen and torch are measured interleaved (one rep of each in turn) so that both see the same load;
+the sgemm rate is measured inside the same loop. Times are medians after warm-up calls, so Numba
+compilation is excluded (it is reported separately, from a fresh cache in a subprocess).
+"""
+import argparse
+import datetime
+import gc
+import importlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+
+import numpy as np
+
+CELLS = ("lstm", "gru", "gru_classic", "rnn_tanh", "lstm_peephole")
+#: name -> (T, B, I, H)
+SIZES = {"course": (10, 10, 3, 5), "small": (256, 32, 128, 128), "fastrnns": (100, 64, 512, 512)}
+#: the torch.nn module computing the same cell (same gate order and parameter names), if any
+TORCH_EQUIVALENT = {"lstm": ("LSTM", {}), "gru": ("GRU", {}), "rnn_tanh": ("RNN", {"nonlinearity": "tanh"}),
+                    "rnn_relu": ("RNN", {"nonlinearity": "relu"})}
+SGEMM_N = 1024
+WARMUP = 3
+
+
+# -- the machine ---------------------------------------------------------------------------------
+def machine():
+    model = platform.processor() or platform.machine()
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                model = line.split(":", 1)[1].strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version()}
+
+
+def blas_info():
+    """Which BLAS libraries are loaded, their kernels (architecture) and threads (threadpoolctl)."""
+    import scipy.linalg  # noqa: F401  (loads the BLAS that Numba's np.dot calls)
+    try:
+        import threadpoolctl
+    except ImportError:
+        return ["threadpoolctl not installed: BLAS kernel unknown"]
+    out = []
+    for d in threadpoolctl.threadpool_info():
+        out.append(f"{d.get('internal_api')} {d.get('version')} kernel={d.get('architecture')} "
+                   f"threads={d.get('num_threads')} ({os.path.basename(d.get('filepath', ''))})")
+    return out
+
+
+def versions():
+    import numba
+    import scipy
+    out = {"numpy": np.__version__, "numba": numba.__version__, "scipy": scipy.__version__}
+    torch = _torch()
+    out["torch"] = torch.__version__ if torch else "not installed"
+    return out
+
+
+def _torch():
+    try:
+        import torch
+        return torch
+    except ImportError:
+        return None
+
+
+# -- measurement helpers ---------------------------------------------------------------------------
+def flops(module, T, B, I, H):
+    """GEMM FLOPs of one forward; forward+backward does three times that (dInput and dW per GEMM)."""
+    from .checks import param_shape
+    total = 0
+    for name, shape in module.PARAMS.items():
+        if name.startswith("weight_") and len(shape) == 2:
+            rows, cols = param_shape(shape, I, H)
+            total += 2 * T * B * rows * cols
+    return total
+
+
+def _nbytes(obj):
+    if isinstance(obj, np.ndarray):
+        return obj.nbytes
+    if isinstance(obj, dict):
+        return sum(_nbytes(v) for v in obj.values())
+    if isinstance(obj, (tuple, list)):
+        return sum(_nbytes(v) for v in obj)
+    return 0
+
+
+def memory(module, x, params, dy):
+    """Peak bytes of a forward+backward (tracemalloc sees numpy's allocations) and the expected
+    bytes: inputs + parameters + saved pre-activations and states + outputs + gradients."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        y, final, saved = module.forward(x, params)
+        grads = module.backward(dy, None, saved)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    saved_arrays = {k: v for k, v in vars(saved).items() if isinstance(v, np.ndarray)
+                    and k not in ("x", "lengths")}
+    inputs = x.nbytes + dy.nbytes + _nbytes(params)
+    expected = inputs + _nbytes(saved_arrays) + y.nbytes + _nbytes(final) + _nbytes(grads)
+    return inputs + peak, expected
+
+
+class _Timer:
+    def __init__(self):
+        self.samples = {}
+
+    def run(self, key, fn):
+        t0 = time.perf_counter()
+        fn()
+        self.samples.setdefault(key, []).append(time.perf_counter() - t0)
+
+    def median_ms(self, key):
+        s = self.samples.get(key)
+        return float(np.median(s)) * 1e3 if s else None
+
+
+def _torch_case(cell, T, B, I, H, dtype, module, params):
+    torch = _torch()
+    if torch is None or cell not in TORCH_EQUIVALENT:
+        return None
+    cls_name, kwargs = TORCH_EQUIVALENT[cell]
+    tdtype = torch.float32 if dtype == np.float32 else torch.float64
+    net = getattr(torch.nn, cls_name)(I, H, **kwargs).to(tdtype)
+    with torch.no_grad():     # same parameters as rnngen's run
+        for name, value in params.items():
+            getattr(net, f"{name}_l0").copy_(torch.from_numpy(value))
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(T, B, I, dtype=tdtype, generator=gen)
+    xg = x.clone().requires_grad_(True)
+    dy = torch.ones(T, B, H, dtype=tdtype)
+
+    def forward():
+        with torch.no_grad():       # torch's fastest forward (rnngen's always saves for backward)
+            net(x)
+
+    def forward_backward():
+        for p in net.parameters():
+            p.grad = None
+        xg.grad = None
+        y, _ = net(xg)
+        y.backward(dy)
+
+    return forward, forward_backward
+
+
+def bench_case(cell, size, dtype, reps, sgemm_timer):
+    """Interleaved medians for one cell and size."""
+    T, B, I, H = SIZES[size]
+    module = importlib.import_module(f"rnngen.generated.{cell}")
+    params = module.init_params(I, H, dtype, seed=0)
+    x = np.random.default_rng(0).standard_normal((T, B, I)).astype(dtype)
+    dy = np.ones((T, B, H), dtype)
+
+    def r_forward():
+        module.forward(x, params)
+
+    def r_forward_backward():
+        _, _, saved = module.forward(x, params)
+        module.backward(dy, None, saved)
+
+    t_case = _torch_case(cell, T, B, I, H, dtype, module, params)
+    a = np.random.default_rng(1).standard_normal((SGEMM_N, SGEMM_N)).astype(dtype)
+    c = np.empty_like(a)
+    # warm-up: compile (Numba cache), BLAS thread start, and first touch of memory (on a VM the
+    # first calls that touch fresh pages can be many times slower)
+    for _ in range(WARMUP):
+        r_forward_backward()
+        if t_case:
+            t_case[0]()
+            t_case[1]()
+    timer = _Timer()
+    for _ in range(reps):
+        timer.run("rnngen_fwd", r_forward)
+        if t_case:
+            timer.run("torch_fwd", t_case[0])
+        timer.run("rnngen_fb", r_forward_backward)
+        if t_case:
+            timer.run("torch_fb", t_case[1])
+        sgemm_timer.run("sgemm", lambda: np.matmul(a, a, out=c))
+    peak, expected = memory(module, x, params, dy)
+    fl = flops(module, T, B, I, H)
+    row = {"cell": cell, "size": size, "T": T, "B": B, "I": I, "H": H, "dtype": np.dtype(dtype).name,
+           "reps": reps, "gemm_flops_fwd": fl}
+    for key in ("rnngen_fwd", "torch_fwd", "rnngen_fb", "torch_fb"):
+        row[key + "_ms"] = timer.median_ms(key)
+    row["peak_bytes"], row["expected_bytes"] = peak, expected
+    return row
+
+
+# -- compile and start-up ---------------------------------------------------------------------------
+_STARTUP = """
+import time
+t0 = time.perf_counter()
+import numpy as np
+from rnngen.generated import {cell} as m
+p = m.init_params(3, 5, np.{dtype})
+x = np.zeros((4, 2, 3), np.{dtype})
+y, f, s = m.forward(x, p)
+m.backward(np.ones_like(y), None, s)
+print(time.perf_counter() - t0)
+"""
+
+
+def startup_times(cell, dtype):
+    """(first call in a process with an empty Numba cache, the same in a second process that hits
+    the cache): seconds from `import` to the end of a first forward+backward, and process wall time."""
+    code = _STARTUP.format(cell=cell, dtype=np.dtype(dtype).name)
+    out = []
+    with tempfile.TemporaryDirectory(prefix="rnngen-bench-cache-") as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        for _ in range(2):
+            t0 = time.perf_counter()
+            res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+            wall = time.perf_counter() - t0
+            if res.returncode != 0:
+                raise RuntimeError(f"start-up probe of {cell} failed:\n{res.stderr}")
+            out.append((float(res.stdout.strip().splitlines()[-1]), wall))
+    return out
+
+
+# -- the table ---------------------------------------------------------------------------------------
+def _fmt(v, spec=".2f", none="n/a"):
+    return none if v is None else format(v, spec)
+
+
+def _mb(n):
+    return f"{n / 2**20:.1f}" if n >= 2**20 else f"{n / 2**20:.3f}"
+
+
+def table(rows, sgemm_gflops):
+    lines = ["| cell | size (T, B, I, H) | rnngen fwd ms | torch fwd ms | fwd torch/rnngen | "
+             "rnngen fwd+bwd ms | torch fwd+bwd ms | fwd+bwd torch/rnngen | rnngen fwd+bwd GFLOP/s | "
+             "% of gemm rate | peak mem MB / expected MB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        rf, tf, rb, tb = r["rnngen_fwd_ms"], r["torch_fwd_ms"], r["rnngen_fb_ms"], r["torch_fb_ms"]
+        gflops = 3 * r["gemm_flops_fwd"] / (rb * 1e-3) / 1e9
+        lines.append(
+            f"| {r['cell']} | {r['size']} ({r['T']}, {r['B']}, {r['I']}, {r['H']}) | {_fmt(rf, '.3f')} | "
+            f"{_fmt(tf, '.3f')} | {_fmt(tf / rf if tf else None, '.2f')}x | {_fmt(rb, '.3f')} | "
+            f"{_fmt(tb, '.3f')} | {_fmt(tb / rb if tb else None, '.2f')}x | {gflops:.1f} | "
+            f"{100 * gflops / sgemm_gflops:.0f}% | {_mb(r['peak_bytes'])} / "
+            f"{_mb(r['expected_bytes'])} = {r['peak_bytes'] / r['expected_bytes']:.2f}x |")
+    return lines
+
+
+def targets(rows, sgemm_gflops):
+    """Issue 4's targets, checked against this run (ratios are torch / rnngen)."""
+    by = {(r["cell"], r["size"]): r for r in rows}
+    lines = []
+
+    def ratio_check(what, key_r, key_t, size, goal):
+        got = [(c, by[(c, size)][key_t] / by[(c, size)][key_r]) for c in ("lstm", "gru", "rnn_tanh")
+               if (c, size) in by and by[(c, size)][key_t]]
+        if got:
+            ok = all(v >= goal for _, v in got)
+            lines.append(f"- {what} >= {goal}x torch at {size}: "
+                         + ", ".join(f"{c} {v:.2f}x" for c, v in got) + (" — met" if ok else " — missed"))
+
+    for size, goal in (("course", 100), ("small", 5), ("fastrnns", 2.5)):
+        ratio_check("fwd+bwd", "rnngen_fb_ms", "torch_fb_ms", size, goal)
+    for size in ("small", "fastrnns"):
+        ratio_check("forward", "rnngen_fwd_ms", "torch_fwd_ms", size, 3)
+    got = [(r["cell"], 3 * r["gemm_flops_fwd"] / (r["rnngen_fb_ms"] * 1e-3) / 1e9 / sgemm_gflops)
+           for r in rows if r["size"] == "fastrnns"]
+    if got:
+        lines.append("- fastrnns fwd+bwd >= 70% of the sgemm rate: " + ", ".join(f"{c} {100 * v:.0f}%" for c, v in got)
+                     + (" — met" if all(v >= 0.7 for _, v in got) else " — missed"))
+    for size in SIZES:
+        if ("lstm", size) in by and ("lstm_peephole", size) in by:
+            v = by[("lstm_peephole", size)]["rnngen_fb_ms"] / by[("lstm", size)]["rnngen_fb_ms"]
+            lines.append(f"- peephole LSTM within 1.3x of LSTM at {size} (fwd+bwd): {v:.2f}x"
+                         + (" — met" if v <= 1.3 else " — missed"))
+    got = [(r["cell"], r["peak_bytes"] / r["expected_bytes"]) for r in rows if r["size"] == "fastrnns"]
+    if got:
+        lines.append("- fastrnns peak memory <= 1.3x (inputs + params + saved + outputs + gradients): "
+                     + ", ".join(f"{c} {v:.2f}x" for c, v in got)
+                     + (" — met" if all(v <= 1.3 for _, v in got) else " — missed"))
+    return lines
+
+
+def run(cells, sizes, dtype, reps, compile_cells, threads=None, log=print, json_path=None):
+    torch = _torch()
+    import scipy.linalg  # noqa: F401  (load the BLAS that Numba's np.dot calls before limiting threads)
+    if threads:
+        try:
+            import threadpoolctl
+            threadpoolctl.threadpool_limits(threads)
+        except ImportError:
+            log("threadpoolctl not installed: --threads applies to torch only")
+        if torch:
+            torch.set_num_threads(threads)
+    info = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": machine(), "versions": versions(), "blas": blas_info(),
+            "torch_threads": torch.get_num_threads() if torch else None,
+            "env": {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS",
+                                               "OMP_NUM_THREADS", "NUMBA_NUM_THREADS") if k in os.environ},
+            "command": " ".join(["rnngen", "bench"] + sys.argv[2:]) if sys.argv[1:2] == ["bench"]
+            else " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:])}
+    log(f"# rnngen bench — {info['date']}")
+    log(f"machine: {info['machine']['cpu']}, {info['machine']['cores']} cores; python {info['machine']['python']}; "
+        + ", ".join(f"{k} {v}" for k, v in info["versions"].items()))
+    for line in info["blas"]:
+        log(f"BLAS: {line}")
+    log(f"torch threads: {info['torch_threads']}; env: {info['env'] or '(no BLAS/thread variables set)'}")
+    log(f"dtype {np.dtype(dtype).name}; {reps} interleaved reps per case (medians); "
+        f"load average at start: {_loadavg()}")
+    _prefault(max(4 * T * B * (I + 16 * H) * 4 for T, B, I, H in (SIZES[z] for z in sizes)))
+    sgemm = _Timer()
+    rows = []
+    for size in sizes:
+        for cell in cells:
+            t0 = time.perf_counter()
+            rows.append(bench_case(cell, size, dtype, reps, sgemm))
+            log(f"  measured {cell} at {size} in {time.perf_counter() - t0:.1f} s")
+    sgemm_s = np.median(sgemm.samples["sgemm"])
+    sgemm_gflops = 2 * SGEMM_N ** 3 / sgemm_s / 1e9
+    log("")
+    log(f"numpy {'sgemm' if dtype == np.float32 else 'dgemm'} ({SGEMM_N}x{SGEMM_N}x{SGEMM_N}, "
+        f"{np.dtype(dtype).name}), median of {len(sgemm.samples['sgemm'])} "
+        f"interleaved with the cases: {sgemm_gflops:.1f} GFLOP/s; load average at end: {_loadavg()}")
+    log("")
+    for line in table(rows, sgemm_gflops):
+        log(line)
+    check = targets(rows, sgemm_gflops) if dtype == np.float32 else []
+    if check:
+        log("")
+        log("Targets of issue 4 on this run:")
+        for line in check:
+            log(line)
+    compile_rows = []
+    if compile_cells:
+        log("")
+        log("| cell | first call, empty Numba cache: in-process s / process wall s | "
+            "second process, cache hit: in-process s / process wall s |")
+        log("|---|---|---|")
+        for cell in compile_cells:
+            (first, first_wall), (second, second_wall) = startup_times(cell, dtype)
+            compile_rows.append({"cell": cell, "first_s": first, "first_wall_s": first_wall,
+                                 "cached_s": second, "cached_wall_s": second_wall})
+            log(f"| {cell} | {first:.2f} / {first_wall:.2f} | {second:.2f} / {second_wall:.2f} |")
+    result = {"info": info, "gemm_gflops": sgemm_gflops, "dtype": np.dtype(dtype).name, "rows": rows, "compile": compile_rows}
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(result, f, indent=1)
+    return result
+
+
+def _prefault(nbytes):
+    """Touch and free as much memory as the largest case will use. On a VM the first touch of
+    memory the process never had is several times slower (the host backs it page by page); without
+    this, whichever case first grows the heap is penalised."""
+    buf = np.ones(nbytes // 4, np.float32)
+    del buf
+
+
+def _loadavg():
+    try:
+        return " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def add_arguments(p):
+    p.add_argument("--cells", default=",".join(CELLS),
+                   help=f"comma-separated built-in cells (default: {','.join(CELLS)})")
+    p.add_argument("--sizes", default=None,
+                   help=f"comma-separated sizes among {','.join(SIZES)} (default: all; --quick: course,small)")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--reps", type=int, default=None, help="timed repetitions per case (default 11; --quick 3)")
+    p.add_argument("--quick", action="store_true",
+                   help="a run under a minute: course and small sizes, 3 reps, compile time of lstm only")
+    p.add_argument("--no-compile", action="store_true", help="skip the compile / start-up probes")
+    p.add_argument("--threads", type=int, default=None,
+                   help="BLAS and torch threads (default: leave each library's default)")
+    p.add_argument("--json", help="also write the results as JSON to this file")
+
+
+def main_args(args):
+    cells = [c for c in args.cells.split(",") if c]
+    unknown = [c for c in cells if importlib.util.find_spec(f"rnngen.generated.{c}") is None]
+    if unknown:
+        print(f"rnngen bench: unknown cell(s) {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    sizes = [s for s in (args.sizes or ("course,small" if args.quick else ",".join(SIZES))).split(",") if s]
+    bad = [s for s in sizes if s not in SIZES]
+    if bad:
+        print(f"rnngen bench: unknown size(s) {', '.join(bad)}; choose among {', '.join(SIZES)}",
+              file=sys.stderr)
+        return 2
+    reps = args.reps or (3 if args.quick else 11)
+    compile_cells = [] if args.no_compile else (cells[:1] if args.quick else cells)
+    run(cells, sizes, np.dtype(args.dtype).type, reps, compile_cells, args.threads, json_path=args.json)
+    return 0
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="rnngen bench", description=__doc__)
+    add_arguments(p)
+    return main_args(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
