@@ -63,7 +63,7 @@ class _Host:
 def _require_cuda(device):
     """numba.cuda, once it is known to see a GPU; a RuntimeError naming what is missing otherwise."""
     try:
-        from numba import cuda
+        import numba.cuda as cuda
     except Exception as exc:
         raise RuntimeError(
             f"rnngen.torch: tensors on {device} need rnngen's CUDA backend, numba-cuda "
