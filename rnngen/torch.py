@@ -22,7 +22,9 @@ reference to the numba array: no copy either way). Streams: numba launches on th
 stream (torch's `torch.cuda.default_stream()`). When torch's current stream is another one, the
 default stream first waits for it, and it waits for the kernels afterwards (events, no host
 synchronization); with numba's per-thread default stream (NUMBA_CUDA_PER_THREAD_DEFAULT_STREAM=1)
-both sides synchronize instead. `_Host` and `_Cuda` below are these two crossings.
+both sides synchronize instead. numba-cuda keeps one CUDA context per thread, so a process drives one
+GPU (tensors on another raise a RuntimeError): one process per GPU, as with DDP. `_Host` and `_Cuda`
+below are these two crossings.
 """
 import math
 import os
@@ -118,6 +120,7 @@ class _Cuda:
         stream, and with torch's later work ordered after it."""
         switch = self.device.index is not None and self.device.index != torch.cuda.current_device()
         with torch.cuda.device(self.device) if switch else _nullcontext():
+            self._check_numba_device()
             current = torch.cuda.current_stream(self.device)
             if self.per_thread:
                 current.synchronize()
@@ -132,6 +135,22 @@ class _Cuda:
             if other:
                 current.wait_stream(default)
             return out
+
+
+    def _check_numba_device(self):
+        """numba-cuda keeps one CUDA context per thread and cannot switch it: refuse tensors on another
+        GPU than the one numba works on here, rather than launch on the wrong one."""
+        try:
+            numba_device = self.cuda.current_context().device.id
+        except Exception:      # the simulator's device has no id; a real failure shows up in fn
+            return
+        if self.device.index is not None and numba_device != self.device.index:
+            raise RuntimeError(
+                f"rnngen.torch: the tensors are on {self.device}, but numba-cuda works on GPU "
+                f"{numba_device} in this thread and cannot switch (it keeps one CUDA context per "
+                "thread). Use one GPU per process (torch.cuda.set_device(rank) before any CUDA "
+                "work, as with DistributedDataParallel), or move the module and inputs to "
+                f"cuda:{numba_device}.")
 
 
 class _nullcontext:

@@ -200,6 +200,24 @@ def test_run_switches_device_and_per_thread_stream_synchronizes(fake_gpu, monkey
     assert entered == [CUDA0]
 
 
+def test_run_refuses_a_gpu_numba_is_not_on(fake_gpu):
+    crossing, log, _ = fake_gpu
+
+    class Numba:
+        def __init__(self, dev):
+            self.dev = dev
+
+        def current_context(self):
+            return type("Ctx", (), {"device": type("Dev", (), {"id": self.dev})()})()
+
+    crossing.cuda = Numba(0)
+    assert crossing.run(lambda: 3) == 3
+    crossing.cuda = Numba(1)
+    with pytest.raises(RuntimeError, match="numba-cuda works on GPU 1 in this thread"):
+        crossing.run(lambda: log.append("launched"))
+    assert "launched" not in log
+
+
 def test_to_tensor_refuses_a_copy(fake_gpu, monkeypatch):
     crossing, _, _ = fake_gpu
     a = FakeDeviceArray(np.ones((2, 3), np.float32))
