@@ -7,16 +7,20 @@
 1. Correctness: a 2-layer bidirectional rnngen.RNN(device="cuda") of lstm and gru_classic (lengths,
    dropout) against the CPU RNN; every built-in cell's CUDA forward + backward against its CPU path
    (float32, lengths, reverse), at a size with many blocks on real hardware (CI simulates at most
-   three), and on the weights-in-global-memory fallback.
+   three), and on the weights-in-global-memory fallback. The PyTorch bridge on CUDA tensors:
+   rnngen.torch.from_torch of a 2-layer bidirectional cuDNN LSTM against it (outputs and gradients,
+   float32, default and side stream), and that tensors cross without a copy.
 2. Timing: forward and forward+backward of lstm, gru and rnn_tanh at the course, small, fastrnns and
    big sizes, against torch.nn.LSTM/GRU/RNN with cuDNN (fp32, TF32 off), same weights and inputs;
    median milliseconds, the ratio rnngen / cuDNN (below 1: rnngen is faster), the largest difference
-   of the outputs, and where rnngen's time goes (one synchronized, profiled run).
+   of the outputs, and where rnngen's time goes (one synchronized, profiled run); one row for
+   rnngen.torch.RNN (lstm, small size) against torch.nn.LSTM.
 
 Every case catches its own failure; the tables print whatever finished. Run from the repository
 root; it puts the root on sys.path, so nothing needs installing.
 """
 import argparse
+import math
 import os
 import platform
 import statistics
@@ -197,6 +201,125 @@ def correctness():
     bad = [r for r in rows if not r[2]]
     log(f"correctness: {len(rows) - len(bad)}/{len(rows)} passed")
     return rows
+
+
+# -- 1b. the PyTorch bridge on CUDA tensors -----------------------------------------------------
+def _bridge_pair(I, H, L, bidirectional):
+    import torch
+    import rnngen.torch as bt
+    torch.manual_seed(0)
+    ref = torch.nn.LSTM(I, H, num_layers=L, bidirectional=bidirectional).cuda().float()
+    return ref, bt.from_torch(ref)
+
+
+def _bridge_run(module, x, hx, dy, stream=None):
+    import torch
+    xg = x.clone().requires_grad_(True)
+    hxg = tuple(h.clone().requires_grad_(True) for h in hx)
+    module.zero_grad(set_to_none=True)
+    torch.cuda.synchronize()          # the clones (default stream) are done before a side stream reads
+    with torch.cuda.stream(stream) if stream is not None else _nullcontext():
+        y, (h_n, c_n) = module(xg, hxg)
+        (y * dy).sum().add_(h_n.sum()).add_(c_n.sum() * 2).backward()
+    torch.cuda.synchronize()
+    out = {"y": y, "h_n": h_n, "c_n": c_n, "dx": xg.grad, "dh0": hxg[0].grad, "dc0": hxg[1].grad}
+    out.update({f"d_{n}": p.grad for n, p in module.named_parameters()})
+    return {k: v.detach().float().cpu() for k, v in out.items()}
+
+
+class _nullcontext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def check_bridge():
+    """rnngen.torch.RNN on CUDA tensors (from_torch of a cuDNN LSTM, 2 layers, bidirectional,
+    float32, hx): outputs and gradients against torch.nn.LSTM on cuDNN, on the default stream and
+    on a side stream; that a layer's input and output cross without a copy; one timing row."""
+    import torch
+    rows = []
+    T, B, I, H = 20, 8, 16, 32
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    ref, ours = _bridge_pair(I, H, 2, True)
+    g = torch.Generator(device="cuda").manual_seed(1)
+    x = torch.randn(T, B, I, device="cuda", generator=g)
+    hx = tuple(0.5 * torch.randn(4, B, H, device="cuda", generator=g) for _ in range(2))
+    dy = torch.randn(T, B, 2 * H, device="cuda", generator=g)
+    want = _bridge_run(ref, x, hx, dy)
+    for label, stream in (("default stream", None), ("side stream", torch.cuda.Stream())):
+        start = time.perf_counter()
+        try:
+            got = _bridge_run(ours, x, hx, dy, stream)
+            errs = {k: float(torch.max(torch.abs(got[k] - v) / torch.clamp(v.abs(), min=1.0)))
+                    for k, v in want.items()}
+            where = max(errs, key=lambda k: (math.isnan(errs[k]), errs[k]))   # NaN counts as worst
+            worst = errs[where]
+            ok = all(e <= 1e-4 for e in errs.values())
+            log(f"  bridge lstm 2L bidir {label:15s} {'ok' if ok else 'MISMATCH':8s} max rel err vs cuDNN "
+                f"{worst:.2e} ({where})  {time.perf_counter() - start:.1f} s")
+            rows.append(("bridge", label, ok))
+        except Exception as exc:
+            log(f"  bridge lstm 2L bidir {label:15s} FAILED   {type(exc).__name__}: {exc}")
+            traceback.print_exc(limit=4)
+            rows.append(("bridge", label, False))
+    # zero copy: one layer, one direction: the kernels read x in place and y is the kernels' array
+    try:
+        _, one = _bridge_pair(I, H, 1, False)
+        seen = {}
+        gen = one.gen
+
+        class Spy:
+            def __getattr__(self, name):
+                return getattr(gen, name)
+
+            def forward(self, *args):
+                seen["x"] = args[0].__cuda_array_interface__["data"][0]
+                out = gen.forward(*args)
+                seen["y"] = out[0].__cuda_array_interface__["data"][0]
+                return out
+
+        one.gen = Spy()
+        y, _ = one(x)
+        ok = seen["x"] == x.data_ptr() and seen["y"] == y.data_ptr() and y.is_cuda
+        log(f"  bridge zero copy (x in, y out)      {'ok' if ok else 'COPIED':8s} {seen}")
+        rows.append(("bridge", "zero copy", ok))
+    except Exception as exc:
+        log(f"  bridge zero copy                    FAILED   {type(exc).__name__}: {exc}")
+        traceback.print_exc(limit=4)
+        rows.append(("bridge", "zero copy", False))
+    return rows
+
+
+def time_bridge(budget_s):
+    """Forward+backward medians of rnngen.torch.RNN against torch.nn.LSTM (cuDNN), small size."""
+    import torch
+    T, B, I, H = SIZES["small"]
+    ref, ours = _bridge_pair(I, H, 1, False)
+    x = torch.randn(T, B, I, device="cuda", requires_grad=True)
+    dy = torch.randn(T, B, H, device="cuda")
+
+    def fb(module):
+        def run():
+            x.grad = None
+            module.zero_grad(set_to_none=True)
+            y, _ = module(x)
+            y.backward(dy)
+        return run
+
+    def sync():
+        torch.cuda.synchronize()
+
+    result = {}
+    with torch.no_grad():
+        result["ours_f"], _ = median_ms(lambda: ours(x), sync, budget_s)
+        result["cudnn_f"], _ = median_ms(lambda: ref(x), sync, budget_s)
+    result["ours_fb"], _ = median_ms(fb(ours), sync, budget_s)
+    result["cudnn_fb"], _ = median_ms(fb(ref), sync, budget_s)
+    return result
 
 
 # -- 2. timing ----------------------------------------------------------------------------------
@@ -392,9 +515,24 @@ def main():
         DEADLINE[0] = correctness_deadline      # leave most of the time to the timings
         correctness()
         DEADLINE[0] = start + args.deadline
+    bridge_row = None
+    if not args.skip_check:
+        log("\n== 1b. rnngen.torch.RNN on CUDA tensors against torch.nn.LSTM (cuDNN)")
+        try:
+            rows = check_bridge()
+            log(f"bridge: {sum(r[2] for r in rows)}/{len(rows)} passed")
+        except Exception as exc:
+            log(f"  bridge check FAILED   {type(exc).__name__}: {exc}")
+            traceback.print_exc(limit=4)
+    try:
+        bridge_row = time_bridge(min(args.budget, 1.0))
+    except Exception as exc:
+        bridge_row = {"error": f"{type(exc).__name__}: {exc}"}
+        traceback.print_exc(limit=4)
     log(f"\n== 2. timing against cuDNN ({time.perf_counter() - start:.0f} s so far)")
     sizes = ["course", "small"] if args.quick else list(SIZES)
     results = timing(sizes, args.budget)
+    results[("lstm via rnngen.torch", "small")] = bridge_row
     table(results)
     if not args.quick and time.perf_counter() - start < 0.8 * args.deadline:
         log(f"\n== 3. units per block (grid size) and threads sweep, lstm ({time.perf_counter() - start:.0f} s so far)")

@@ -14,6 +14,17 @@ Each (layer, direction) is one `torch.autograd.Function` call of a generated mod
 layers), so the module works with anything built on autograd (optimizers, DDP, gradcheck).
 CPU tensors cross to numpy as views (`tensor.detach().numpy()`), copied only when they are not
 C-contiguous; the kernels' outputs come back with `torch.from_numpy`, again without a copy.
+
+CUDA tensors go to the generated module's CUDA kernels (generated/_cuda_<cell>.py, numba-cuda) as
+they are: the kernels read them in place through `__cuda_array_interface__`, and the device arrays
+they return come back as CUDA tensors through the same interface (`torch.as_tensor`, which keeps a
+reference to the numba array: no copy either way). Streams: numba launches on the CUDA default
+stream (torch's `torch.cuda.default_stream()`). When torch's current stream is another one, the
+default stream first waits for it, and it waits for the kernels afterwards (events, no host
+synchronization); with numba's per-thread default stream (NUMBA_CUDA_PER_THREAD_DEFAULT_STREAM=1)
+both sides synchronize instead. numba-cuda keeps one CUDA context per thread, so a process drives one
+GPU (tensors on another raise a RuntimeError): one process per GPU, as with DDP. `_Host` and `_Cuda`
+below are these two crossings.
 """
 import math
 import os
@@ -30,17 +41,148 @@ __all__ = ["RNN", "from_torch", "CellFunction"]
 _TORCH_MODES = {"LSTM": "lstm", "GRU": "gru", "RNN_TANH": "rnn_tanh", "RNN_RELU": "rnn_relu"}
 
 
-def _numpy(t):
-    """A numpy view of a CPU tensor (a copy only when it is not C-contiguous)."""
-    if not t.is_cpu:
+class _Host:
+    """CPU tensors <-> numpy arrays, as views."""
+    device = torch.device("cpu")
+
+    @staticmethod
+    def to_kernel(t):
+        """A numpy view of a CPU tensor (a copy only when it is not C-contiguous)."""
+        t = t.detach()
+        if not t.is_contiguous():
+            t = t.contiguous()
+        return t.numpy()
+
+    @staticmethod
+    def to_tensor(a):
+        return torch.from_numpy(a)
+
+    @staticmethod
+    def run(fn, *args):
+        return fn(*args)
+
+
+def _require_cuda(device):
+    """numba.cuda, once it is known to see a GPU; a RuntimeError naming what is missing otherwise."""
+    try:
+        import numba.cuda as cuda
+    except Exception as exc:
         raise RuntimeError(
-            f"rnngen.torch: got a tensor on {t.device}; only CPU tensors are supported in this "
-            "build (the CUDA backend is not available yet). Move the module and its inputs to the "
-            "CPU with .cpu().")
-    t = t.detach()
-    if not t.is_contiguous():
-        t = t.contiguous()
-    return t.numpy()
+            f"rnngen.torch: tensors on {device} need rnngen's CUDA backend, numba-cuda "
+            f"(pip install 'rnngen[cuda]'); importing numba.cuda failed: "
+            f"{type(exc).__name__}: {exc}. Or move the module and its inputs to the CPU "
+            f"with .cpu().") from None
+    if not cuda.is_available():
+        try:
+            cuda.get_current_device()
+            why = "numba.cuda.is_available() is False"
+        except Exception as exc:
+            why = " ".join(str(exc).split())
+        raise RuntimeError(
+            f"rnngen.torch: tensors on {device} need numba-cuda to see the GPU, and it found none: "
+            f"{why}. Or move the module and its inputs to the CPU with .cpu().")
+    return cuda
+
+
+class _Cuda:
+    """CUDA tensors <-> the CUDA kernels, through __cuda_array_interface__: no copies."""
+
+    def __init__(self, device):
+        self.device = device
+        self.cuda = _require_cuda(device)
+        try:
+            from numba.cuda import config
+            self.per_thread = bool(config.CUDA_PER_THREAD_DEFAULT_STREAM)
+        except Exception:
+            self.per_thread = False
+
+    @staticmethod
+    def to_kernel(t):
+        """The tensor itself (detached: a tensor that requires grad refuses to export its
+        __cuda_array_interface__); copied only when it is not C-contiguous. Never leaves the GPU."""
+        t = t.detach()
+        if not t.is_contiguous():
+            t = t.contiguous()
+        return t
+
+    def to_tensor(self, a):
+        """A CUDA tensor over the memory of a numba device array, without a copy (torch keeps a
+        reference to `a`, so the memory lives as long as the tensor)."""
+        out = torch.as_tensor(a, device=self.device)
+        ptr = a.__cuda_array_interface__["data"][0]
+        if out.numel() and out.data_ptr() != ptr:
+            raise RuntimeError(f"rnngen.torch: the CUDA kernels' result is not on {self.device} "
+                               "(torch copied it); numba-cuda ran on another GPU")
+        return out
+
+    def run(self, fn, *args):
+        """fn(*args) (a generated forward/backward) ordered after the work torch queued on its current
+        stream, and with torch's later work ordered after it."""
+        switch = self.device.index is not None and self.device.index != torch.cuda.current_device()
+        with torch.cuda.device(self.device) if switch else _nullcontext():
+            self._check_numba_device()
+            current = torch.cuda.current_stream(self.device)
+            if self.per_thread:
+                current.synchronize()
+                out = fn(*args)
+                self.cuda.synchronize()
+                return out
+            default = torch.cuda.default_stream(self.device)
+            other = current != default
+            if other:
+                default.wait_stream(current)
+            out = fn(*args)
+            if other:
+                current.wait_stream(default)
+            return out
+
+
+    def _check_numba_device(self):
+        """numba-cuda keeps one CUDA context per thread and cannot switch it: refuse tensors on another
+        GPU than the one numba works on here, rather than launch on the wrong one."""
+        try:
+            numba_device = self.cuda.current_context().device.id
+        except Exception:      # the simulator's device has no id; a real failure shows up in fn
+            return
+        if self.device.index is not None and numba_device != self.device.index:
+            raise RuntimeError(
+                f"rnngen.torch: the tensors are on {self.device}, but numba-cuda works on GPU "
+                f"{numba_device} in this thread and cannot switch (it keeps one CUDA context per "
+                "thread). Use one GPU per process (torch.cuda.set_device(rank) before any CUDA "
+                "work, as with DistributedDataParallel), or move the module and inputs to "
+                f"cuda:{numba_device}.")
+
+
+class _nullcontext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+_CROSSINGS = {torch.device("cpu"): _Host()}
+
+
+def _crossing(*tensors):
+    """How tensors (None ignored) reach the kernels: _Host for CPU, _Cuda for one CUDA device."""
+    devices = []
+    for t in tensors:
+        if t is not None and t.device not in devices:
+            devices.append(t.device)
+    if len(devices) > 1:
+        raise RuntimeError(
+            "rnngen.torch: the input, the initial states and the parameters must be on one device, "
+            f"got tensors on {', '.join(str(d) for d in devices)} (move the module with "
+            ".to(device) and the inputs with .to(device))")
+    device = devices[0]
+    crossing = _CROSSINGS.get(device)
+    if crossing is None:
+        if device.type != "cuda":
+            raise RuntimeError(f"rnngen.torch: got a tensor on {device}; only CPU and CUDA tensors "
+                               "are supported")
+        crossing = _CROSSINGS[device] = _Cuda(device)
+    return crossing
 
 
 class CellFunction(torch.autograd.Function):
@@ -56,27 +198,31 @@ class CellFunction(torch.autograd.Function):
         n_states = len(gen.STATES)
         state0 = tensors[:n_states]
         params = tensors[n_states:]
-        y, final, saved = gen.forward(
-            _numpy(x), {name: _numpy(p) for name, p in zip(gen.PARAMS, params)},
-            None if state0[0] is None else tuple(_numpy(s) for s in state0), lengths, reverse)
+        dev = _crossing(x, *tensors)
+        k = dev.to_kernel
+        y, final, saved = dev.run(
+            gen.forward, k(x), {name: k(p) for name, p in zip(gen.PARAMS, params)},
+            None if state0[0] is None else tuple(k(s) for s in state0), lengths, reverse)
         ctx.set_materialize_grads(False)   # an unused output's gradient stays None: no zeros made
         ctx.gen = gen
         ctx.saved = saved
-        # Not read in backward (the kernels keep their own numpy views in `saved`): saving them lets
+        ctx.dev = dev
+        # Not read in backward (the kernels keep their own views in `saved`): saving them lets
         # autograd report an in-place change (an optimizer step) between forward and backward.
         ctx.save_for_backward(x, *params)
-        return (torch.from_numpy(y),) + tuple(torch.from_numpy(s) for s in final)
+        return (dev.to_tensor(y),) + tuple(dev.to_tensor(s) for s in final)
 
     @staticmethod
     def backward(ctx, dy, *d_final):
         ctx.saved_tensors  # noqa: B018 -- raises if x or a parameter was modified in place
-        gen, saved = ctx.gen, ctx.saved
-        dx, d_state0, d_params = gen.backward(
-            None if dy is None else _numpy(dy),
-            tuple(None if d is None else _numpy(d) for d in d_final), saved)
+        gen, saved, dev = ctx.gen, ctx.saved, ctx.dev
+        k = dev.to_kernel
+        dx, d_state0, d_params = dev.run(
+            gen.backward, None if dy is None else k(dy),
+            tuple(None if d is None else k(d) for d in d_final), saved)
         grads = [dx, *d_state0] + [d_params[name] for name in gen.PARAMS]
         needed = ctx.needs_input_grad[3:]
-        return (None, None, None) + tuple(torch.from_numpy(g) if need else None
+        return (None, None, None) + tuple(dev.to_tensor(g) if need else None
                                           for g, need in zip(grads, needed))
 
 
@@ -106,6 +252,8 @@ class RNN(torch.nn.Module):
         input_size, hidden_size, num_layers, bidirectional, dropout, batch_first: as in torch.nn.
         path: folder of user-built generated modules (`rnngen build --out`), when `cell` is a name.
         dtype: parameter dtype, torch.float32 (default) or torch.float64.
+        device: where the parameters are made (as torch.nn's `device=`); `.to("cuda")` works too.
+            On CUDA tensors the module runs rnngen's CUDA kernels (needs numba-cuda and a GPU).
 
     forward(input, hx=None) takes a (T, B, I) tensor ((B, T, I) with batch_first) or a
     PackedSequence, and hx: for a one-state cell a tensor (L*D, B, H), for a cell with several
@@ -114,7 +262,7 @@ class RNN(torch.nn.Module):
     """
 
     def __init__(self, cell, input_size, hidden_size, num_layers=1, bidirectional=False,
-                 dropout=0.0, batch_first=False, path=None, dtype=None):
+                 dropout=0.0, batch_first=False, path=None, dtype=None, device=None):
         super().__init__()
         self.gen = _resolve(cell, path)
         self.cell = self.gen.NAME if hasattr(self.gen, "NAME") else self.gen.__name__
@@ -143,7 +291,8 @@ class RNN(torch.nn.Module):
                 for pname, shape in self.gen.PARAMS.items():
                     attr = pname + suffix
                     size = _param_shape(shape, layer_input, hidden_size)
-                    self.register_parameter(attr, torch.nn.Parameter(torch.empty(size, dtype=dtype)))
+                    self.register_parameter(attr, torch.nn.Parameter(
+                        torch.empty(size, dtype=dtype, device=device)))
                     names.append(attr)
                 self._param_names.append(names)
         self.reset_parameters()
@@ -210,8 +359,7 @@ class RNN(torch.nn.Module):
             x = x.unsqueeze(1)
         elif self.batch_first and not packed:
             x = x.transpose(0, 1)
-        if not x.is_cpu:
-            _numpy(x)   # raises the CPU-only error
+        _crossing(x, *self._parameters.values())   # one device (and its backend) for all
         if x.shape[-1] != self.input_size:
             raise ValueError(f"input has {x.shape[-1]} features, expected input_size={self.input_size}")
         dtype = self._dtype()
@@ -275,8 +423,7 @@ class RNN(torch.nn.Module):
                                  f"got {tuple(h.shape)}")
             if h.dtype != dtype:
                 raise ValueError(f"initial state {name!r} has dtype {h.dtype}, expected {dtype}")
-            if not h.is_cpu:
-                _numpy(h)
+            _crossing(h, self._parameters[self._param_names[0][0]])
             if sorted_indices is not None:
                 h = h.index_select(1, sorted_indices)
             out.append(h)
@@ -284,7 +431,8 @@ class RNN(torch.nn.Module):
 
 
 def from_torch(module):
-    """An `RNN` equal to a torch.nn.LSTM, GRU or RNN (tanh or relu), with its weights copied."""
+    """An `RNN` equal to a torch.nn.LSTM, GRU or RNN (tanh or relu), with its weights copied, on
+    the module's device (a CUDA module gives a module that runs rnngen's CUDA kernels)."""
     if not isinstance(module, torch.nn.RNNBase):
         raise TypeError(f"from_torch expects torch.nn.LSTM, GRU or RNN, got {type(module).__name__}")
     cell = _TORCH_MODES.get(module.mode)
@@ -296,11 +444,8 @@ def from_torch(module):
     if getattr(module, "proj_size", 0):
         raise ValueError("from_torch: LSTM with proj_size > 0 is not supported")
     p = next(module.parameters())
-    if p.device.type != "cpu":
-        raise RuntimeError("from_torch: the module is on " + str(p.device) + "; only CPU modules "
-                           "are supported in this build (the CUDA backend is not available yet)")
     out = RNN(cell, module.input_size, module.hidden_size, module.num_layers, module.bidirectional,
-              module.dropout, module.batch_first, dtype=p.dtype)
+              module.dropout, module.batch_first, dtype=p.dtype, device=p.device)
     out.load_state_dict(module.state_dict())
     out.train(module.training)
     return out

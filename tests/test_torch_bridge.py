@@ -156,8 +156,10 @@ def test_errors():
         rnn(torch.randn(2, 1, 2))
     with pytest.raises(ValueError, match="tuple of 2"):
         rnn(torch.randn(2, 1, 3), torch.zeros(1, 1, 4))
-    with pytest.raises(RuntimeError, match="only CPU tensors"):
+    with pytest.raises(RuntimeError, match="must be on one device.*cpu, meta|on one device.*meta, cpu"):
         rnn(torch.randn(2, 1, 3, device="meta"))
+    with pytest.raises(RuntimeError, match="only CPU and CUDA tensors"):
+        rt.RNN("lstm", 3, 4, device="meta")(torch.randn(2, 1, 3, device="meta"))
     with pytest.raises(ValueError, match="no built-in cell"):
         rt.RNN("nope", 3, 4)
     with pytest.raises(ValueError, match="bias=False"):
