@@ -1,6 +1,6 @@
 """Train a many-to-one sequence classifier on rnngen kernels with torch DistributedDataParallel.
 
-    torchrun --nproc_per_node=2 examples/ddp_classifier.py            # 2 processes, this machine
+    torchrun --standalone --nproc_per_node=2 examples/ddp_classifier.py   # 2 processes, this machine
     python examples/ddp_classifier.py                                 # 1 process, no DDP
     torchrun --nnodes=2 --node_rank=0 --master_addr=HOST --nproc_per_node=2 examples/ddp_classifier.py
 

@@ -66,14 +66,19 @@ def generate_files(path):
                        f"_cuda_{cell.name}.py": render_cuda(cuda_ir)}
 
 
-def build(paths, out_dir, check=False, log=print):
-    """Write (or with check=True, compare) one module per spec. Returns the stale or written files."""
+def build(paths, out_dir, check=False, log=print, complete=False):
+    """Write (or with check=True, compare) one module per spec. Returns the stale or written files.
+
+    complete=True says `paths` are all the specs of the folder: a module in `out_dir` that none of
+    them produces (its spec was removed or renamed) is then stale, and a build removes it.
+    """
     os.makedirs(out_dir, exist_ok=True) if not check else None
-    changed = []
+    changed, produced = [], set()
     for path in paths:
         start = time.perf_counter()
         name, files = generate_files(path)
         for rel, text in files.items():
+            produced.add(rel)
             target = os.path.join(out_dir, rel)
             old = None
             if os.path.exists(target):
@@ -88,4 +93,12 @@ def build(paths, out_dir, check=False, log=print):
                         f.write(text)
                     os.replace(tmp, target)
             log(f"{name:14s} {state:8s} {time.perf_counter() - start:6.2f} s  {os.path.relpath(target)}")
+    if complete and os.path.isdir(out_dir):
+        for rel in sorted(os.listdir(out_dir)):
+            if rel.endswith(".py") and rel != "__init__.py" and rel not in produced:
+                target = os.path.join(out_dir, rel)
+                changed.append(target)
+                if not check:
+                    os.remove(target)
+                log(f"{'(no spec)':14s} {'stale' if check else 'removed':8s} {'':8s}  {os.path.relpath(target)}")
     return changed

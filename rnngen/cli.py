@@ -19,7 +19,7 @@ def _build(args):
         print(f"rnngen build: {exc}", file=sys.stderr)
         return 2
     try:
-        changed = build(paths, out_dir, check=args.check)
+        changed = build(paths, out_dir, check=args.check, complete=not args.names)
     except SpecError as exc:
         print(f"rnngen build: SpecError: {exc}", file=sys.stderr)
         return 1

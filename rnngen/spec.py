@@ -18,8 +18,11 @@ from .errors import SpecError
 from .functions import KNOWN_FUNCTIONS, exp, log, relu, sigmoid, softplus, sqrt, step, tanh  # noqa: F401
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+# names a state cannot take: the Cell's own attributes, and the generated wrappers' locals
 _RESERVED = {"x", "name", "states", "output", "linear", "vector", "update", "linears", "vectors",
-             "updates", "line", "file"}
+             "updates", "line", "file", "path", "check", "state_symbol", "update_line", "source_names",
+             "source_exprs", "params", "final", "state0", "saved", "lengths", "reverse", "dtype",
+             "d_params", "d_final", "d_state0", "final_states", "dx", "dy", "y"}
 
 
 def _caller():

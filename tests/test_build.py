@@ -109,3 +109,16 @@ def test_unknown_names():
         assert "lstm" in str(exc)
     else:
         raise AssertionError("expected ValueError")
+
+
+def test_module_without_spec_is_stale_and_removed(tmp_path):
+    specs, out = tmp_path / "specs", tmp_path / "gen"
+    specs.mkdir()
+    (specs / "leaky_gru.py").write_text(USER_SPEC)
+    assert run_cli("build", "--specs", str(specs), "--out", str(out)).returncode == 0
+    (out / "old_cell.py").write_text("# left from a spec that was removed\n")
+    result = run_cli("build", "--specs", str(specs), "--out", str(out), "--check")
+    assert result.returncode == 1 and "old_cell.py" in result.stderr
+    assert run_cli("build", "--specs", str(specs), "--out", str(out)).returncode == 0
+    assert not (out / "old_cell.py").exists() and (out / "leaky_gru.py").exists()
+    assert run_cli("build", "--specs", str(specs), "--out", str(out), "--check").returncode == 0

@@ -64,8 +64,8 @@ def test_ddp_two_processes_equal_single_process(tmp_path):
 
 def test_ddp_example_runs_under_torchrun():
     example = os.path.join(os.path.dirname(HERE), "examples", "ddp_classifier.py")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           f"--master_port={_free_port()}", example, "--epochs", "1", "--train", "128"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", example,
+           "--epochs", "1", "--train", "128"]
     out = subprocess.run(cmd, env=dict(os.environ, GLOO_SOCKET_IFNAME="lo"), capture_output=True,
                          text=True, timeout=180)
     assert out.returncode == 0, out.stdout + out.stderr

@@ -69,6 +69,9 @@ CASES = {
     "output_not_a_state": ("""
         cell = Cell("bad", states=("h",), output="y")
         """, 4, "y", "not one of the states"),
+    "reserved_state_name": ("""
+        cell = Cell("bad", states=("h", "params"))
+        """, 4, "params", "reserved"),
     "python_error_in_spec": ("""
         cell = Cell("bad", states=("h",))
         (a,) = cell.linear("hh", cell.h)
