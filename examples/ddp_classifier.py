@@ -105,6 +105,7 @@ def main():
         assert torch.equal(flat, ref), "ranks diverged"
         if rank == 0:
             print(f"{world} processes, parameters identical on every rank")
+        torch.distributed.barrier()               # no rank leaves while another still talks
         torch.distributed.destroy_process_group()
 
 

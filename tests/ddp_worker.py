@@ -55,6 +55,7 @@ def main(mode, out):
     ddp = torch.nn.parallel.DistributedDataParallel(model)
     train(ddp, x[share], lengths[share], labels[share])
     torch.save(model.state_dict(), f"{out}.rank{rank}")
+    torch.distributed.barrier()
     torch.distributed.destroy_process_group()
 
 
