@@ -135,6 +135,9 @@ def extras():
         return "no error"
 
     x = rng.standard_normal((3, 2, 2)).astype(np.float32)
+    module = rnngen.load("gru_classic")
+    module_params = module.init_params(2, 3)
+    first = next(iter(module.PARAMS))
     out["errors_raised"] = {
         "cpu net, device x": raises(lambda: cpu.forward(cuda.to_device(x)), "device", "cuda"),
         "cpu net, device state0": raises(lambda: cpu.forward(x, cuda.to_device(np.zeros((2, 2, 3), np.float32))),
@@ -143,6 +146,10 @@ def extras():
         "cuda net, wrong features": raises(lambda: gpu.forward(cuda.to_device(x[:, :, :1].copy())), "x", "input_size"),
         "cuda net, bad lengths": raises(lambda: gpu.forward(x, lengths=[3, 4]), "lengths"),
         "cuda net, wrong dy shape": raises(lambda: (gpu.forward(x), gpu.backward(cuda.to_device(x)))[1], "dy"),
+        "cuda module, list param": raises(lambda: module.forward(cuda.to_device(x), {**module_params, first: [[1.0]]}),
+                                          f"params[{first!r}]"),
+        "cuda module, bad state0": raises(lambda: module.forward(cuda.to_device(x), module_params, ([[0.0]],)),
+                                          "state0[0] (h)"),
         "bad device": raises(lambda: rnngen.RNN("lstm", 2, 3, device="tpu"), "device"),
         "bad state dict": raises(lambda: gpu.load_state_dict({**new, "weight_ih_l0": np.zeros((1, 1))}),
                                  "weight_ih_l0"),
