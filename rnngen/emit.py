@@ -166,7 +166,7 @@ class Emitter:
                 if s in used and kind and kind[0] == "z" and kind[1].name in self.tied:
                     ref = self._gate_ref(f"zx_{kind[1].name}", "t, b", kind[2], kind[1].gates)
                     stores.append(f"{ref} = {self.names[s]}")
-        return Pointwise(title, loads, body, stores, list(inactive), list(self._rows))
+        return Pointwise(title, loads, body, stores, list(inactive), list(self._rows), temps, outs)
 
     # -- the two loops ------------------------------------------------------------------------
     def forward_stages(self):
