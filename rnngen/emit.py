@@ -204,21 +204,26 @@ class Emitter:
                 before.append(f"np.dot(dz_{n.name}[i], weight_{n.name}, dv_{n.name})")
                 if n.input_state:
                     before.append(f"d_{n.input_state} += dv_{n.name}")
-            outputs, adjoints = [], {}
-            for n in nodes:
-                if n.has_expression_input:
-                    blk = self.p.backward_inputs[n.name]
-                    outputs += blk.outputs
-                    adjoints.update(blk.adjoints)
-            # every target of these blocks already holds a value from a later block
-            for tgt, _ in outputs:
-                if tgt.kind in ("dstate",):
-                    written.add(tgt)
+            outputs, adjoints = self._stage_input_grads(s, written)
             blocks = [self.pointwise(f"gradient through the inputs of stage {s}", outputs, adjoints, written)] \
                 if outputs else []
             stages.append(Stage(f"stage {s}: GEMM adjoints of {', '.join(n.name for n in nodes)}",
                                 before, blocks, []))
         return stages
+
+    def _stage_input_grads(self, s, written):
+        """(outputs, adjoints) of the backward block through the expression inputs of stage s's
+        linears; marks the state gradients it adds to as `written` (a later block set them)."""
+        outputs, adjoints = [], {}
+        for n in self.p.stage(s):
+            if n.has_expression_input:
+                blk = self.p.backward_inputs[n.name]
+                outputs += blk.outputs
+                adjoints.update(blk.adjoints)
+        for tgt, _ in outputs:
+            if tgt.kind == "dstate":
+                written.add(tgt)
+        return outputs, adjoints
 
     def _step_index(self, n):
         """z of a tied recurrent linear is a per-step scratch (B, gates*H); others keep all steps."""
@@ -228,6 +233,15 @@ class Emitter:
         return f"s_{n.input_state}" if n.input_state else f"v_{n.name}"
 
     # -- the Python wrappers ------------------------------------------------------------------
+    def constant_lines(self):
+        """[(local name, literal text)] of the typed constants the printed lines use, by name."""
+        out = []
+        for name in sorted(self.constants):
+            num = self.constants[name]
+            text = repr(float(num)) if num.is_Float else (f"{num.p} / {num.q}" if not num.is_Integer else str(num))
+            out.append((name, text))
+        return out
+
     def params(self):
         out = []
         for n in self.p.linears:
@@ -399,16 +413,11 @@ def emit(program, sha256, versions, spec_file):
     bstages = em.backward_stages()
     fsetup, fargs, fcall, fresult, saved = em.forward_wrapper()
     bsetup, bargs, bcall, bresult = em.backward_wrapper(fargs)
-    constants = []
-    for name in sorted(em.constants):
-        num = em.constants[name]
-        text = repr(float(num)) if num.is_Float else (f"{num.p} / {num.q}" if not num.is_Integer else str(num))
-        constants.append((name, text))
     cell = program.cell
     return KernelIR(
         name=cell.name, spec_file=spec_file, sha256=sha256, versions=versions,
         equations=em.equations(), states=cell.states, output=cell.output, params=em.params(),
-        constants=constants,
+        constants=em.constant_lines(),
         forward_args=fargs, forward_call=fcall, forward_setup=fsetup, forward_stages=fstages,
         forward_result=fresult,
         backward_args=bargs, backward_call=bcall, backward_setup=bsetup, backward_stages=bstages,

@@ -239,15 +239,7 @@ class CudaEmitter(Emitter):
             for n in nodes:
                 steps.append(Step("gemm", gemm=self._backward_gemm(n)))
             steps.append(Step("block_sync"))
-            outputs, adjoints = [], {}
-            for n in nodes:
-                if n.has_expression_input:
-                    blk = self.p.backward_inputs[n.name]
-                    outputs += blk.outputs
-                    adjoints.update(blk.adjoints)
-            for tgt, _ in outputs:
-                if tgt.kind == "dstate":
-                    written.add(tgt)
+            outputs, adjoints = self._stage_input_grads(s, written)
             if outputs:
                 steps.append(Step("pointwise", block=self.pointwise(
                     f"gradient through the inputs of stage {s}", outputs, adjoints, written)))
@@ -353,11 +345,6 @@ def emit_cuda(program, sha256, versions, spec_file):
     bsteps = em.backward_steps()
     fsetup, fcall, fresult, saved = em.cuda_forward_wrapper()
     bsetup, bcall, bresult = em.cuda_backward_wrapper(fcall)
-    constants = []
-    for name in sorted(em.constants):
-        num = em.constants[name]
-        text = repr(float(num)) if num.is_Float else (f"{num.p} / {num.q}" if not num.is_Integer else str(num))
-        constants.append((name, text))
     cell = program.cell
     rec = program.recurrent_linears
     fparams, bparams = em.kernel_args(fcall), em.kernel_args(bcall)
@@ -368,7 +355,7 @@ def emit_cuda(program, sha256, versions, spec_file):
     return CudaKernelIR(
         name=cell.name, spec_file=spec_file, sha256=sha256, versions=versions,
         equations=em.equations(), states=cell.states, output=cell.output, params=em.params(),
-        constants=constants, cooperative=bool(rec), rows=sum(n.gates for n in rec),
+        constants=em.constant_lines(), cooperative=bool(rec), rows=sum(n.gates for n in rec),
         num_recurrent=len(rec),
         forward_params=fparams, forward_call=fcall,
         forward_kernel_args=[(a, em.ndim(a)) for a in fparams] + [("_units", 0), ("_on_chip", 0)],

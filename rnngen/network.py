@@ -53,22 +53,23 @@ def _check_device(device):
     return name
 
 
-def require_cuda():
-    """numba.cuda, once it is known to work here; a RuntimeError naming what is missing otherwise."""
+def require_cuda(needs="device='cuda' needs",
+                 advice="Use device='cpu' (or NUMBA_ENABLE_CUDASIM=1 to run the CUDA kernels in numba's "
+                        "simulator, very slowly)"):
+    """numba.cuda, once it is known to work here; a RuntimeError naming what is missing otherwise.
+    `needs` starts the message (who needs it), `advice` ends it."""
     try:
-        from numba import cuda
+        import numba.cuda as cuda
     except Exception as exc:
-        raise RuntimeError(f"device='cuda' needs numba-cuda (pip install 'rnngen[cuda]'); importing "
-                           f"numba.cuda failed: {type(exc).__name__}: {exc}") from None
+        raise RuntimeError(f"{needs} rnngen's CUDA backend, numba-cuda (pip install 'rnngen[cuda]'); "
+                           f"importing numba.cuda failed: {type(exc).__name__}: {exc}. {advice}") from None
     if not cuda.is_available():
         try:
             cuda.get_current_device()
             why = "numba.cuda.is_available() is False"
         except Exception as exc:
             why = " ".join(str(exc).split())
-        raise RuntimeError(f"device='cuda' needs an NVIDIA GPU with its driver, and numba-cuda found "
-                           f"none: {why}. Use device='cpu' (or NUMBA_ENABLE_CUDASIM=1 to run the "
-                           f"CUDA kernels in numba's simulator, very slowly)")
+        raise RuntimeError(f"{needs} an NVIDIA GPU with its driver, and numba-cuda found none: {why}. {advice}")
     return cuda
 
 
