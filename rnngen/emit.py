@@ -20,11 +20,11 @@ def column(gate):
 
 
 class Emitter:
-    def __init__(self, program, printer_class=KernelPrinter, cpu_layout=False):
+    def __init__(self, program, printer_class=KernelPrinter, cpu_layout=False, reserved=()):
         self.p = program
         self.cell = program.cell
         self.constants = {}
-        self.names = self._local_names()
+        self.names = self._local_names(reserved)
         self.printer_class = printer_class
         # The CPU module's memory layout (emit() turns it on; subclasses for other backends keep the
         # plain one unless they opt in): tied x/h linears share one saved pre-activation and one dZ,
@@ -60,14 +60,16 @@ class Emitter:
         return tied
 
     # -- names --------------------------------------------------------------------------------
-    def _local_names(self):
+    def _local_names(self, reserved=()):
+        """Local names of the spec's symbols: its own names where free; `reserved` names (the
+        backend module's globals) are taken as well."""
         source = getattr(self.cell, "source_names", {})
         taken, names = set(), {}
         for sym, kind in self.p.symbols.items():
             fallback = sym.name if kind[0] != "z" else f"{kind[1].name}{kind[2]}"
             for cand in (source.get(sym), fallback, fallback + "_"):
-                if cand and cand.isidentifier() and cand not in _RESERVED and cand not in taken \
-                        and not _RESERVED_PREFIX.match(cand):
+                if cand and cand.isidentifier() and cand not in _RESERVED and cand not in reserved \
+                        and cand not in taken and not _RESERVED_PREFIX.match(cand):
                     break
             else:
                 cand = f"sym{len(taken)}"

@@ -12,10 +12,9 @@ Backward step i:                    gradient through the update (own units)
                                     for s = S..1: grid.sync -> GEMM adjoint: own columns of
                                     dz[i] @ W -> syncthreads -> gradient through inputs of s
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .emit import Emitter, column
-from .printer import KernelPrinter
 
 
 def _tile_loop(n, w0, w1):
@@ -45,18 +44,11 @@ def _tile_store(ref):
             "        " + ref("_b1", "1")]
 
 
-class CudaPrinter(KernelPrinter):
-    """Same expressions; every helper is a CUDA device function and math.* maps to libdevice."""
-
-
 @dataclass
 class Gemm:
     """One recurrent linear's slice of a GEMM inside the persistent kernel (printed lines)."""
     title: str
-    name: str
-    gates: int
     count: str           # work items: 2x2 tiles of (batch row, weight row) forward, (b, column) backward
-    offset: str          # where this weight's slice starts in shared memory (expression)
     load: list           # lines copying the slice into shared memory (inside `if _on_chip:`)
     head: list           # lines mapping the work item _e to its tile
     body_shared: list    # dot-product loop reading the weight from shared memory
@@ -104,17 +96,15 @@ class CudaKernelIR:
     backward_gemms: list
     backward_steps: list
     backward_result: list
-    x_linears: list = field(default_factory=list)
 
 
 class CudaEmitter(Emitter):
     """The CPU emitter with CUDA loop structure; pointwise lines are shared with the CPU module."""
 
     def __init__(self, program):
-        super().__init__(program, CudaPrinter)
-        for sym, name in list(self.names.items()):
-            if name in ("cuda", "rt"):
-                self.names[sym] = name + "_"
+        # the same printer as the CPU module: the helpers are CUDA device functions of the same
+        # names there, and numba-cuda maps math.* to libdevice; `cuda` and `rt` are its globals
+        super().__init__(program, reserved=("cuda", "rt"))
 
     # per-(b, j) accumulation: a thread owns (b, j), so a vector gradient is (B, H), summed after
     def _store(self, target, text, written):
@@ -143,7 +133,7 @@ class CudaEmitter(Emitter):
                 f"_v1 = {src}[i, _b1]"]
         return Gemm(
             title=f"stage {n.level}: z_{n.name}[i] = {src}[i] @ {w}.T, rows of this block's units",
-            name=n.name, gates=G, count=f"((B + 1) // 2) * (({rows} + 1) // 2)", offset=f"_off_{n.name}",
+            count=f"((B + 1) // 2) * (({rows} + 1) // 2)",
             load=[f"for _e in range(_tid, {rows} * H, _nt):",
                   "    _r = _e // H",
                   "    _k = _e - _r * H",
@@ -201,7 +191,7 @@ class CudaEmitter(Emitter):
             return f"dv_{n.name}[{b}, {col}] = {acc}"
         return Gemm(
             title=f"stage {n.level}: columns of this block's units of dz_{n.name}[i] @ {w}",
-            name=n.name, gates=G, count="((B + 1) // 2) * ((_nu + 1) // 2)", offset=f"_off_{n.name}",
+            count="((B + 1) // 2) * ((_nu + 1) // 2)",
             load=[f"for _e in range(_tid, _nu * {rows}, _nt):",
                   f"    _u = _e // {rows if G == 1 else f'({rows})'}",
                   f"    _k = _e - _u * {rows if G == 1 else f'({rows})'}",
@@ -367,5 +357,4 @@ def emit_cuda(program, sha256, versions, spec_file):
         backward_saved=[f"{a} = saved.{a}" for a in saved], backward_setup=bsetup,
         backward_offsets=em._offsets(rec, lambda n: bwd_size[n.name]),
         backward_gemms=bg,
-        backward_steps=bsteps, backward_result=bresult,
-        x_linears=[n.name for n in program.x_linears])
+        backward_steps=bsteps, backward_result=bresult)
