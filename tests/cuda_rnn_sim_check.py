@@ -120,6 +120,11 @@ def extras():
     y_ref, s_ref = cpu.step(x_t)
     y, s = gpu.step(cuda.to_device(x_t))
     errors, _, devices = compare([("step_y", y_ref, y), ("step_h", s_ref[0], s[0])])
+    # a second step() of the same batch size reuses the device lengths of the first
+    lengths_made = dict(gpu._ops._step_lengths)
+    y_again, _ = gpu.step(cuda.to_device(x_t))
+    out["step_lengths_cached"] = len(lengths_made) == 1 and gpu._ops._step_lengths == lengths_made and \
+        np.array_equal(y_again.copy_to_host(), y.copy_to_host())
     # moving: cuda -> cpu gives the same parameters and numpy arrays
     gpu.to("cpu")
     errors["to_cpu_params"] = max(float(np.max(np.abs(gpu.params[k] - v))) for k, v in new.items())

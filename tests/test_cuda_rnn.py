@@ -53,7 +53,7 @@ def test_step_state_dict_to_and_errors(results):
     checks = row["checks"]
     bad = {k: v for k, v in checks["errors_raised"].items() if v is not True}
     assert not bad, f"wrong or missing ValueError: {bad}"
-    for key in ("params_on_device", "state_dict_host", "to_cpu_numpy", "to_cuda_device"):
+    for key in ("params_on_device", "state_dict_host", "to_cpu_numpy", "to_cuda_device", "step_lengths_cached"):
         assert checks[key], key
 
 
