@@ -11,7 +11,8 @@ import time
 
 import numpy as np
 
-from .training import (SeqModel, Adam, SGD, clip_by_global_norm, clip_by_value, load_checkpoint,
+from .network import _int
+from .training import (SeqModel, Adam, SGD, _positive, clip_by_global_norm, clip_by_value, load_checkpoint,
                        save_checkpoint, softmax_cross_entropy)
 
 EOS = "\n"
@@ -56,14 +57,8 @@ class CharLM(SeqModel):
     def sample(self, n=10, temperature=1.0, seed=0, max_len=40):
         """n strings drawn one character at a time (the RNN's step() API), each ending at '\\n' or
         after max_len characters. Reproducible for a given seed."""
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(f"n must be an integer >= 1, got {n!r}")
-        try:
-            temperature = float(temperature)
-        except (TypeError, ValueError):
-            raise ValueError(f"temperature must be a positive number, got {temperature!r}") from None
-        if not np.isfinite(temperature) or temperature <= 0:
-            raise ValueError(f"temperature must be a positive number, got {temperature}")
+        n = _int("n", n, 1)
+        temperature = _positive("temperature", temperature)
         rng = np.random.default_rng(seed)
         V = len(self.vocab)
         was_training = self.rnn.training

@@ -65,12 +65,21 @@ def _finite(name, value):
         raise ValueError(f"{name} contains NaN or inf")
 
 
-def forward_inputs(x, params, state0, lengths, reverse, spec_params, states):
-    x = _array("x", x, 3)
+def check_forward(x, params, state0, lengths, reverse, spec_params, states, array=_array,
+                  lengths_of=None, finite=_finite):
+    """The checks of forward()'s inputs shared by the CPU and the CUDA modules.
+
+    `array(name, value, ndim, dtype=None)` converts and checks one array (checks._array on the host,
+    cuda_runtime.as_device for device arrays); `lengths_of(lengths, B, T)` checks `lengths`
+    (default check_lengths); `finite(name, arr)` rejects NaN and inf (None: not checked).
+    Returns (x, params, state0, lengths, reverse, H), with None for each state not given.
+    """
+    x = array("x", x, 3)
     T, B, I = x.shape
     if T < 1 or B < 1 or I < 1:
-        raise ValueError(f"x must be (T, B, I) with every size >= 1, got shape {x.shape}")
-    _finite("x", x)
+        raise ValueError(f"x must be (T, B, I) with every size >= 1, got shape {tuple(x.shape)}")
+    if finite is not None:
+        finite("x", x)
     if not isinstance(params, dict):
         raise ValueError("params must be a dict of parameter name -> array")
     missing = [n for n in spec_params if n not in params]
@@ -79,26 +88,35 @@ def forward_inputs(x, params, state0, lengths, reverse, spec_params, states):
     extra = [n for n in params if n not in spec_params]
     if extra:
         raise ValueError(f"params has unknown names {extra}; expected {list(spec_params)}")
-    first = next(iter(spec_params))
-    H = _hidden_size(params[first], spec_params[first], first)
     checked = {}
+    H = None
     for name, shape in spec_params.items():
+        arr = array(f"params[{name!r}]", params[name], len(shape), x.dtype)
+        if H is None:        # the first parameter gives H
+            H = hidden_size({name: arr}, {name: shape})
         expected = param_shape(shape, I, H)
-        arr = _array(f"params[{name!r}]", params[name], len(expected), x.dtype)
-        if arr.shape != expected:
+        if tuple(arr.shape) != expected:
             raise ValueError(f"params[{name!r}] must have shape {expected} ({', '.join(shape)} with "
-                             f"I={I}, H={H}), got {arr.shape}")
+                             f"I={I}, H={H}), got {tuple(arr.shape)}")
         checked[name] = arr
     if state0 is None:
         state0 = (None,) * len(states)
     if not isinstance(state0, (tuple, list)) or len(state0) != len(states):
         raise ValueError(f"state0 must be None or a tuple of {len(states)} arrays {states}, each (B, H)")
-    state0 = tuple(np.zeros((B, H), x.dtype) if s is None else _state(f"state0[{k}] ({states[k]})", s, B, H, x.dtype)
+    state0 = tuple(None if s is None else _state(f"state0[{k}] ({states[k]})", s, B, H, x.dtype, array, finite)
                    for k, s in enumerate(state0))
-    lengths = check_lengths(lengths, B, T)
+    lengths = (lengths_of or check_lengths)(lengths, B, T)
     if not isinstance(reverse, (bool, np.bool_)):
         raise ValueError(f"reverse must be a bool, got {reverse!r}")
-    return x, checked, state0, lengths, bool(reverse)
+    return x, checked, state0, lengths, bool(reverse), H
+
+
+def forward_inputs(x, params, state0, lengths, reverse, spec_params, states):
+    x, params, state0, lengths, reverse, H = check_forward(x, params, state0, lengths, reverse,
+                                                           spec_params, states)
+    B = x.shape[1]
+    state0 = tuple(np.zeros((B, H), x.dtype) if s is None else s.copy() for s in state0)
+    return x, params, state0, lengths, reverse
 
 
 def check_lengths(lengths, B, T):
@@ -121,23 +139,24 @@ def check_lengths(lengths, B, T):
     return lengths
 
 
-def _hidden_size(arr, shape, name):
-    arr = np.asarray(arr)
-    if arr.ndim < 1:
-        raise ValueError(f"params[{name!r}] must be an array of shape {shape}")
-    mult, _, sym = shape[0].rpartition("*")
+def hidden_size(params, spec_params):
+    """H from the rows of the first parameter (k*H rows for a shape ('k*H', ...))."""
+    first = next(iter(spec_params))
+    rows = params[first].shape[0]
+    mult, _, _ = spec_params[first][0].rpartition("*")
     mult = int(mult) if mult else 1
-    if arr.shape[0] % mult or arr.shape[0] == 0:
-        raise ValueError(f"params[{name!r}] must have {shape[0]} rows, got {arr.shape[0]}")
-    return arr.shape[0] // mult
+    if rows % mult or rows == 0:
+        raise ValueError(f"params[{first!r}] must have {spec_params[first][0]} rows, got {rows}")
+    return rows // mult
 
 
-def _state(name, s, B, H, dtype):
-    arr = _array(name, s, 2, dtype)
-    if arr.shape != (B, H):
-        raise ValueError(f"{name} must have shape (B, H) = ({B}, {H}), got {arr.shape}")
-    _finite(name, arr)
-    return arr.copy()
+def _state(name, s, B, H, dtype, array=_array, finite=_finite):
+    arr = array(name, s, 2, dtype)
+    if tuple(arr.shape) != (B, H):
+        raise ValueError(f"{name} must have shape (B, H) = ({B}, {H}), got {tuple(arr.shape)}")
+    if finite is not None:
+        finite(name, arr)
+    return arr
 
 
 def backward_inputs(dy, d_final, saved, cell_name, states):
@@ -156,6 +175,6 @@ def backward_inputs(dy, d_final, saved, cell_name, states):
         d_final = (None,) * len(states)
     if not isinstance(d_final, (tuple, list)) or len(d_final) != len(states):
         raise ValueError(f"d_final must be None or a tuple of {len(states)} arrays {states}, each (B, H)")
-    d_final = tuple(np.zeros((B, H), dtype) if d is None else _state(f"d_final[{k}] ({states[k]})", d, B, H, dtype)
-                    for k, d in enumerate(d_final))
+    d_final = tuple(np.zeros((B, H), dtype) if d is None else
+                    _state(f"d_final[{k}] ({states[k]})", d, B, H, dtype).copy() for k, d in enumerate(d_final))
     return dy, d_final

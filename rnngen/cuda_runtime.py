@@ -96,69 +96,12 @@ def as_device(name, value, ndim=None, dtype=None):
 
 
 def forward_inputs(x, params, state0, lengths, reverse, spec_params, states):
-    """The checks of the CPU path (shapes, dtypes, lengths) for device arrays. NaN is not checked."""
-    x = as_device("x", x, 3)
-    T, B, I = x.shape
-    if T < 1 or B < 1 or I < 1:
-        raise ValueError(f"x must be (T, B, I) with every size >= 1, got shape {x.shape}")
-    if not isinstance(params, dict):
-        raise ValueError("params must be a dict of parameter name -> array")
-    missing = [n for n in spec_params if n not in params]
-    if missing:
-        raise ValueError(f"params is missing {missing}; expected {list(spec_params)}")
-    extra = [n for n in params if n not in spec_params]
-    if extra:
-        raise ValueError(f"params has unknown names {extra}; expected {list(spec_params)}")
-    first = next(iter(spec_params))
-    mult, _, _ = spec_params[first][0].rpartition("*")
-    rows = params[first].shape[0]
-    mult = int(mult) if mult else 1
-    if rows % mult or rows == 0:
-        raise ValueError(f"params[{first!r}] must have {spec_params[first][0]} rows, got {rows}")
-    H = rows // mult
-    checked = {}
-    for name, shape in spec_params.items():
-        expected = checks.param_shape(shape, I, H)
-        arr = as_device(f"params[{name!r}]", params[name], len(expected), x.dtype)
-        if tuple(arr.shape) != expected:
-            raise ValueError(f"params[{name!r}] must have shape {expected} ({', '.join(shape)} with "
-                             f"I={I}, H={H}), got {tuple(arr.shape)}")
-        checked[name] = arr
-    if state0 is None:
-        state0 = (None,) * len(states)
-    if not isinstance(state0, (tuple, list)) or len(state0) != len(states):
-        raise ValueError(f"state0 must be None or a tuple of {len(states)} arrays {states}, each (B, H)")
-    out = []
-    for k, s in enumerate(state0):
-        if s is None:          # copy() fills zeros
-            out.append(None)
-            continue
-        arr = as_device(f"state0[{k}] ({states[k]})", s, 2, x.dtype)
-        if tuple(arr.shape) != (B, H):
-            raise ValueError(f"state0[{k}] ({states[k]}) must have shape (B, H) = ({B}, {H}), "
-                             f"got {tuple(arr.shape)}")
-        out.append(arr)
-    ready_lengths = None
-    if lengths is None:
-        key = (T, B, _context_id())
-        if key not in _FULL_LENGTHS:
-            _FULL_LENGTHS[key] = cuda.to_device(np.full(B, T, np.int64))
-        host = None
-    elif getattr(lengths, "_rnngen_checked", None) == (T, B):
-        host = None                    # checked_lengths() made it for this T and B: no round trip
-        ready_lengths = lengths
-    else:
-        host = lengths.copy_to_host() if hasattr(lengths, "copy_to_host") else \
-            (cuda.as_cuda_array(lengths).copy_to_host() if hasattr(lengths, "__cuda_array_interface__")
-             else lengths)
-        host = _lengths(np.asarray(host), T, B)
-    if not isinstance(reverse, (bool, np.bool_)):
-        raise ValueError(f"reverse must be a bool, got {reverse!r}")
-    if ready_lengths is not None:
-        lengths = ready_lengths
-    else:
-        lengths = _FULL_LENGTHS[key] if host is None else cuda.to_device(host)
-    return x, checked, tuple(out), lengths, bool(reverse)
+    """The checks of the CPU path (checks.check_forward) for device arrays. NaN is not checked;
+    a state0 not given stays None (the kernel's copy fills zeros)."""
+    x, params, state0, lengths, reverse, _ = checks.check_forward(
+        x, params, state0, lengths, reverse, spec_params, states, array=as_device,
+        lengths_of=_device_lengths, finite=None)
+    return x, params, state0, lengths, reverse
 
 
 _FULL_LENGTHS = {}
@@ -170,25 +113,23 @@ def _context_id():
     return id(cuda.current_context())
 
 
-def hidden_size(params, spec_params):
-    first = next(iter(spec_params))
-    mult, _, _ = spec_params[first][0].rpartition("*")
-    return params[first].shape[0] // (int(mult) if mult else 1)
-
-
-def _lengths(lengths, T, B):
-    """The CPU path's checks of `lengths`, on a host copy."""
-    if lengths.shape != (B,):
-        raise ValueError(f"lengths must have shape (B,) = ({B},), got {lengths.shape}")
-    if lengths.dtype.kind not in "iu":
-        if lengths.dtype.kind == "f" and np.all(np.isfinite(lengths)) and np.all(lengths == np.round(lengths)):
-            lengths = lengths.astype(np.int64)
-        else:
-            raise ValueError(f"lengths must be integers, got dtype {lengths.dtype}")
-    lengths = np.ascontiguousarray(lengths, dtype=np.int64)
-    if lengths.min() < 0 or lengths.max() > T:
-        raise ValueError(f"lengths must lie in [0, T={T}], got min {lengths.min()} max {lengths.max()}")
-    return lengths
+def _device_lengths(lengths, B, T):
+    """`lengths` on the device, checked on a host copy by checks.check_lengths; None: a cached
+    array of T; an array from checked_lengths() for this T and B is used as is (no round trip)."""
+    if lengths is None:
+        key = (T, B, _context_id())
+        if key not in _FULL_LENGTHS:
+            _FULL_LENGTHS[key] = cuda.to_device(np.full(B, T, np.int64))
+        return _FULL_LENGTHS[key]
+    if getattr(lengths, "_rnngen_checked", None) == (T, B):
+        return lengths
+    if hasattr(lengths, "copy_to_host"):
+        host = lengths.copy_to_host()
+    elif hasattr(lengths, "__cuda_array_interface__"):
+        host = cuda.as_cuda_array(lengths).copy_to_host()
+    else:
+        host = lengths
+    return cuda.to_device(checks.check_lengths(host, B, T))
 
 
 def backward_inputs(dy, d_final, saved, cell_name, states):
@@ -204,17 +145,10 @@ def backward_inputs(dy, d_final, saved, cell_name, states):
         d_final = (None,) * len(states)
     if not isinstance(d_final, (tuple, list)) or len(d_final) != len(states):
         raise ValueError(f"d_final must be None or a tuple of {len(states)} arrays {states}, each (B, H)")
-    out = []
-    for k, d in enumerate(d_final):
-        if d is None:
-            out.append(zeros((B, H), dtype))
-            continue
-        arr = as_device(f"d_final[{k}] ({states[k]})", d, 2, dtype)
-        if tuple(arr.shape) != (B, H):
-            raise ValueError(f"d_final[{k}] ({states[k]}) must have shape (B, H) = ({B}, {H}), "
-                             f"got {tuple(arr.shape)}")
-        out.append(copy(arr))          # backward accumulates into it
-    return dy, tuple(out)
+    # backward accumulates into d_final: copies
+    return dy, tuple(zeros((B, H), dtype) if d is None else
+                     copy(checks._state(f"d_final[{k}] ({states[k]})", d, B, H, dtype, as_device, None))
+                     for k, d in enumerate(d_final))
 
 
 # -- small kernels -------------------------------------------------------------------------

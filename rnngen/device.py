@@ -23,9 +23,14 @@ def cuda_module(cpu_module_name, cpu_module_file, name):
     if not os.path.isfile(file):
         raise ValueError(f"no CUDA module {file}; rebuild the cell with `rnngen build`")
     module_name = f"{cpu_module_name}_cuda"
+    return import_file(module_name, file)
+
+
+def import_file(module_name, path):
+    """Import the Python file `path` as module `module_name` (once: later calls get sys.modules')."""
     if module_name in sys.modules:
         return sys.modules[module_name]
-    spec = importlib.util.spec_from_file_location(module_name, file)
+    spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     try:

@@ -20,11 +20,11 @@ def column(gate):
 
 
 class Emitter:
-    def __init__(self, program, printer_class=KernelPrinter, cpu_layout=False):
+    def __init__(self, program, printer_class=KernelPrinter, cpu_layout=False, reserved=()):
         self.p = program
         self.cell = program.cell
         self.constants = {}
-        self.names = self._local_names()
+        self.names = self._local_names(reserved)
         self.printer_class = printer_class
         # The CPU module's memory layout (emit() turns it on; subclasses for other backends keep the
         # plain one unless they opt in): tied x/h linears share one saved pre-activation and one dZ,
@@ -60,14 +60,16 @@ class Emitter:
         return tied
 
     # -- names --------------------------------------------------------------------------------
-    def _local_names(self):
+    def _local_names(self, reserved=()):
+        """Local names of the spec's symbols: its own names where free; `reserved` names (the
+        backend module's globals) are taken as well."""
         source = getattr(self.cell, "source_names", {})
         taken, names = set(), {}
         for sym, kind in self.p.symbols.items():
             fallback = sym.name if kind[0] != "z" else f"{kind[1].name}{kind[2]}"
             for cand in (source.get(sym), fallback, fallback + "_"):
-                if cand and cand.isidentifier() and cand not in _RESERVED and cand not in taken \
-                        and not _RESERVED_PREFIX.match(cand):
+                if cand and cand.isidentifier() and cand not in _RESERVED and cand not in reserved \
+                        and cand not in taken and not _RESERVED_PREFIX.match(cand):
                     break
             else:
                 cand = f"sym{len(taken)}"
@@ -166,7 +168,7 @@ class Emitter:
                 if s in used and kind and kind[0] == "z" and kind[1].name in self.tied:
                     ref = self._gate_ref(f"zx_{kind[1].name}", "t, b", kind[2], kind[1].gates)
                     stores.append(f"{ref} = {self.names[s]}")
-        return Pointwise(title, loads, body, stores, list(inactive), list(self._rows))
+        return Pointwise(title, loads, body, stores, list(inactive), list(self._rows), temps, outs)
 
     # -- the two loops ------------------------------------------------------------------------
     def forward_stages(self):
@@ -204,21 +206,26 @@ class Emitter:
                 before.append(f"np.dot(dz_{n.name}[i], weight_{n.name}, dv_{n.name})")
                 if n.input_state:
                     before.append(f"d_{n.input_state} += dv_{n.name}")
-            outputs, adjoints = [], {}
-            for n in nodes:
-                if n.has_expression_input:
-                    blk = self.p.backward_inputs[n.name]
-                    outputs += blk.outputs
-                    adjoints.update(blk.adjoints)
-            # every target of these blocks already holds a value from a later block
-            for tgt, _ in outputs:
-                if tgt.kind in ("dstate",):
-                    written.add(tgt)
+            outputs, adjoints = self._stage_input_grads(s, written)
             blocks = [self.pointwise(f"gradient through the inputs of stage {s}", outputs, adjoints, written)] \
                 if outputs else []
             stages.append(Stage(f"stage {s}: GEMM adjoints of {', '.join(n.name for n in nodes)}",
                                 before, blocks, []))
         return stages
+
+    def _stage_input_grads(self, s, written):
+        """(outputs, adjoints) of the backward block through the expression inputs of stage s's
+        linears; marks the state gradients it adds to as `written` (a later block set them)."""
+        outputs, adjoints = [], {}
+        for n in self.p.stage(s):
+            if n.has_expression_input:
+                blk = self.p.backward_inputs[n.name]
+                outputs += blk.outputs
+                adjoints.update(blk.adjoints)
+        for tgt, _ in outputs:
+            if tgt.kind == "dstate":
+                written.add(tgt)
+        return outputs, adjoints
 
     def _step_index(self, n):
         """z of a tied recurrent linear is a per-step scratch (B, gates*H); others keep all steps."""
@@ -228,6 +235,15 @@ class Emitter:
         return f"s_{n.input_state}" if n.input_state else f"v_{n.name}"
 
     # -- the Python wrappers ------------------------------------------------------------------
+    def constant_lines(self):
+        """[(local name, literal text)] of the typed constants the printed lines use, by name."""
+        out = []
+        for name in sorted(self.constants):
+            num = self.constants[name]
+            text = repr(float(num)) if num.is_Float else (f"{num.p} / {num.q}" if not num.is_Integer else str(num))
+            out.append((name, text))
+        return out
+
     def params(self):
         out = []
         for n in self.p.linears:
@@ -399,16 +415,11 @@ def emit(program, sha256, versions, spec_file):
     bstages = em.backward_stages()
     fsetup, fargs, fcall, fresult, saved = em.forward_wrapper()
     bsetup, bargs, bcall, bresult = em.backward_wrapper(fargs)
-    constants = []
-    for name in sorted(em.constants):
-        num = em.constants[name]
-        text = repr(float(num)) if num.is_Float else (f"{num.p} / {num.q}" if not num.is_Integer else str(num))
-        constants.append((name, text))
     cell = program.cell
     return KernelIR(
         name=cell.name, spec_file=spec_file, sha256=sha256, versions=versions,
         equations=em.equations(), states=cell.states, output=cell.output, params=em.params(),
-        constants=constants,
+        constants=em.constant_lines(),
         forward_args=fargs, forward_call=fcall, forward_setup=fsetup, forward_stages=fstages,
         forward_result=fresult,
         backward_args=bargs, backward_call=bcall, backward_setup=bsetup, backward_stages=bstages,

@@ -12,10 +12,9 @@ Backward step i:                    gradient through the update (own units)
                                     for s = S..1: grid.sync -> GEMM adjoint: own columns of
                                     dz[i] @ W -> syncthreads -> gradient through inputs of s
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .emit import Emitter, column
-from .printer import KernelPrinter
 
 
 def _tile_loop(n, w0, w1):
@@ -45,18 +44,11 @@ def _tile_store(ref):
             "        " + ref("_b1", "1")]
 
 
-class CudaPrinter(KernelPrinter):
-    """Same expressions; every helper is a CUDA device function and math.* maps to libdevice."""
-
-
 @dataclass
 class Gemm:
     """One recurrent linear's slice of a GEMM inside the persistent kernel (printed lines)."""
     title: str
-    name: str
-    gates: int
     count: str           # work items: 2x2 tiles of (batch row, weight row) forward, (b, column) backward
-    offset: str          # where this weight's slice starts in shared memory (expression)
     load: list           # lines copying the slice into shared memory (inside `if _on_chip:`)
     head: list           # lines mapping the work item _e to its tile
     body_shared: list    # dot-product loop reading the weight from shared memory
@@ -104,17 +96,15 @@ class CudaKernelIR:
     backward_gemms: list
     backward_steps: list
     backward_result: list
-    x_linears: list = field(default_factory=list)
 
 
 class CudaEmitter(Emitter):
     """The CPU emitter with CUDA loop structure; pointwise lines are shared with the CPU module."""
 
     def __init__(self, program):
-        super().__init__(program, CudaPrinter)
-        for sym, name in list(self.names.items()):
-            if name in ("cuda", "rt"):
-                self.names[sym] = name + "_"
+        # the same printer as the CPU module: the helpers are CUDA device functions of the same
+        # names there, and numba-cuda maps math.* to libdevice; `cuda` and `rt` are its globals
+        super().__init__(program, reserved=("cuda", "rt"))
 
     # per-(b, j) accumulation: a thread owns (b, j), so a vector gradient is (B, H), summed after
     def _store(self, target, text, written):
@@ -143,7 +133,7 @@ class CudaEmitter(Emitter):
                 f"_v1 = {src}[i, _b1]"]
         return Gemm(
             title=f"stage {n.level}: z_{n.name}[i] = {src}[i] @ {w}.T, rows of this block's units",
-            name=n.name, gates=G, count=f"((B + 1) // 2) * (({rows} + 1) // 2)", offset=f"_off_{n.name}",
+            count=f"((B + 1) // 2) * (({rows} + 1) // 2)",
             load=[f"for _e in range(_tid, {rows} * H, _nt):",
                   "    _r = _e // H",
                   "    _k = _e - _r * H",
@@ -201,7 +191,7 @@ class CudaEmitter(Emitter):
             return f"dv_{n.name}[{b}, {col}] = {acc}"
         return Gemm(
             title=f"stage {n.level}: columns of this block's units of dz_{n.name}[i] @ {w}",
-            name=n.name, gates=G, count="((B + 1) // 2) * ((_nu + 1) // 2)", offset=f"_off_{n.name}",
+            count="((B + 1) // 2) * ((_nu + 1) // 2)",
             load=[f"for _e in range(_tid, _nu * {rows}, _nt):",
                   f"    _u = _e // {rows if G == 1 else f'({rows})'}",
                   f"    _k = _e - _u * {rows if G == 1 else f'({rows})'}",
@@ -239,15 +229,7 @@ class CudaEmitter(Emitter):
             for n in nodes:
                 steps.append(Step("gemm", gemm=self._backward_gemm(n)))
             steps.append(Step("block_sync"))
-            outputs, adjoints = [], {}
-            for n in nodes:
-                if n.has_expression_input:
-                    blk = self.p.backward_inputs[n.name]
-                    outputs += blk.outputs
-                    adjoints.update(blk.adjoints)
-            for tgt, _ in outputs:
-                if tgt.kind == "dstate":
-                    written.add(tgt)
+            outputs, adjoints = self._stage_input_grads(s, written)
             if outputs:
                 steps.append(Step("pointwise", block=self.pointwise(
                     f"gradient through the inputs of stage {s}", outputs, adjoints, written)))
@@ -353,11 +335,6 @@ def emit_cuda(program, sha256, versions, spec_file):
     bsteps = em.backward_steps()
     fsetup, fcall, fresult, saved = em.cuda_forward_wrapper()
     bsetup, bcall, bresult = em.cuda_backward_wrapper(fcall)
-    constants = []
-    for name in sorted(em.constants):
-        num = em.constants[name]
-        text = repr(float(num)) if num.is_Float else (f"{num.p} / {num.q}" if not num.is_Integer else str(num))
-        constants.append((name, text))
     cell = program.cell
     rec = program.recurrent_linears
     fparams, bparams = em.kernel_args(fcall), em.kernel_args(bcall)
@@ -368,7 +345,7 @@ def emit_cuda(program, sha256, versions, spec_file):
     return CudaKernelIR(
         name=cell.name, spec_file=spec_file, sha256=sha256, versions=versions,
         equations=em.equations(), states=cell.states, output=cell.output, params=em.params(),
-        constants=constants, cooperative=bool(rec), rows=sum(n.gates for n in rec),
+        constants=em.constant_lines(), cooperative=bool(rec), rows=sum(n.gates for n in rec),
         num_recurrent=len(rec),
         forward_params=fparams, forward_call=fcall,
         forward_kernel_args=[(a, em.ndim(a)) for a in fparams] + [("_units", 0), ("_on_chip", 0)],
@@ -380,5 +357,4 @@ def emit_cuda(program, sha256, versions, spec_file):
         backward_saved=[f"{a} = saved.{a}" for a in saved], backward_setup=bsetup,
         backward_offsets=em._offsets(rec, lambda n: bwd_size[n.name]),
         backward_gemms=bg,
-        backward_steps=bsteps, backward_result=bresult,
-        x_linears=[n.name for n in program.x_linears])
+        backward_steps=bsteps, backward_result=bresult)

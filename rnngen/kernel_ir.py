@@ -14,6 +14,10 @@ class Pointwise:
     stores: list
     inactive: list = field(default_factory=list)
     rows: list = field(default_factory=list)    # per-row views made before the j loop
+    # the SymPy math the printed lines compute, for `rnngen show` (templates do not render it):
+    # [(temporary symbol, expression)] and [(Target, expression)] after CSE
+    temps: list = field(default_factory=list, repr=False)
+    outputs: list = field(default_factory=list, repr=False)
 
 
 @dataclass

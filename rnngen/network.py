@@ -53,22 +53,23 @@ def _check_device(device):
     return name
 
 
-def require_cuda():
-    """numba.cuda, once it is known to work here; a RuntimeError naming what is missing otherwise."""
+def require_cuda(needs="device='cuda' needs",
+                 advice="Use device='cpu' (or NUMBA_ENABLE_CUDASIM=1 to run the CUDA kernels in numba's "
+                        "simulator, very slowly)"):
+    """numba.cuda, once it is known to work here; a RuntimeError naming what is missing otherwise.
+    `needs` starts the message (who needs it), `advice` ends it."""
     try:
-        from numba import cuda
+        import numba.cuda as cuda
     except Exception as exc:
-        raise RuntimeError(f"device='cuda' needs numba-cuda (pip install 'rnngen[cuda]'); importing "
-                           f"numba.cuda failed: {type(exc).__name__}: {exc}") from None
+        raise RuntimeError(f"{needs} rnngen's CUDA backend, numba-cuda (pip install 'rnngen[cuda]'); "
+                           f"importing numba.cuda failed: {type(exc).__name__}: {exc}. {advice}") from None
     if not cuda.is_available():
         try:
             cuda.get_current_device()
             why = "numba.cuda.is_available() is False"
         except Exception as exc:
             why = " ".join(str(exc).split())
-        raise RuntimeError(f"device='cuda' needs an NVIDIA GPU with its driver, and numba-cuda found "
-                           f"none: {why}. Use device='cpu' (or NUMBA_ENABLE_CUDASIM=1 to run the "
-                           f"CUDA kernels in numba's simulator, very slowly)")
+        raise RuntimeError(f"{needs} an NVIDIA GPU with its driver, and numba-cuda found none: {why}. {advice}")
     return cuda
 
 
@@ -109,6 +110,10 @@ class _Host:
     def lengths(self, lengths, T):
         return lengths
 
+    def step_lengths(self, B):
+        """The lengths of one step() (1 for each of B rows)."""
+        return np.ones(B, np.int64)
+
 
 class _Cuda(_Host):
     """The same operations on numba device arrays (rnngen/cuda_runtime.py's kernels)."""
@@ -119,6 +124,7 @@ class _Cuda(_Host):
         self.cuda = require_cuda()
         from . import cuda_runtime
         self.rt = cuda_runtime
+        self._step_lengths = {}
 
     def empty(self, shape):
         return self.rt.empty(shape, self.dtype)
@@ -149,6 +155,13 @@ class _Cuda(_Host):
 
     def lengths(self, lengths, T):
         return self.rt.checked_lengths(lengths, T)
+
+    def step_lengths(self, B):
+        """One device copy per batch size (and CUDA context), not an upload every step()."""
+        key = (B, self.rt._context_id())
+        if key not in self._step_lengths:
+            self._step_lengths[key] = self.lengths(super().step_lengths(B), 1)
+        return self._step_lengths[key]
 
 
 def _ops(device, dtype):
@@ -517,7 +530,7 @@ class RNN:
         x = self._check_x(x_t, "x_t", 2)
         B = x.shape[1]
         state = self._check_states("state", state, B)
-        y, finals, _ = self._run(x, state, self._ops.lengths(np.full(B, 1, np.int64), 1))
+        y, finals, _ = self._run(x, state, self._ops.step_lengths(B))
         return y[0], finals
 
 

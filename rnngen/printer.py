@@ -16,7 +16,7 @@ def constant_name(number):
         return "c" + part(int(number))
     if number.is_Rational:
         return f"c{part(int(number.p))}_{int(number.q)}"
-    text = repr(float(number)).replace("-", "m").replace(".", "p").replace("+", "").replace("e", "e")
+    text = repr(float(number)).replace("-", "m").replace(".", "p").replace("+", "")
     return "c" + text
 
 

@@ -1,8 +1,8 @@
 """Find and import generated modules: the built-in ones, or those a user built into a folder."""
 import importlib
-import importlib.util
 import os
-import sys
+
+from .device import import_file
 
 
 def _builtin_dir():
@@ -34,14 +34,4 @@ def load(name, path=None):
         raise ValueError(f"no generated module {name}.py in {folder}; build it with "
                          f"`rnngen build {name} --specs SPECS --out {path}`")
     module_name = f"rnngen_user_{abs(hash(folder)):x}_{name}"
-    if module_name in sys.modules:
-        return sys.modules[module_name]
-    spec = importlib.util.spec_from_file_location(module_name, file)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(module_name, None)
-        raise
-    return module
+    return import_file(module_name, file)

@@ -6,16 +6,16 @@ the derived backward after common-subexpression elimination exactly as the kerne
 the parameter shapes, FLOPs per step and the bytes kept for training per step.
 """
 import os
+import re
 import sys
 
 import sympy as sp
 
 from .build import builtin_specs_dir, spec_paths
-from .derive import Target, derive
+from .derive import derive
 from .emit import Emitter
 from .errors import SpecError
 from .loader import load_spec
-from .optimize import share
 
 B, I, H = sp.symbols("B I H", positive=True, integer=True)
 EXAMPLE = {B: 32, I: 128, H: 128}       # the "small" size of the design's measured anchors
@@ -31,18 +31,10 @@ def find_spec(cell, specs_dir=None):
 
 
 # -- what the pipeline produced -----------------------------------------------------------------
-class _Recorder(Emitter):
-    """The build's Emitter, also keeping each fused block's shared (CSE) expressions."""
-
-    def __init__(self, program):
-        super().__init__(program, cpu_layout=True)
-        self.blocks = {}     # id(Pointwise) -> (temps, outs, adjoints)
-
-    def pointwise(self, title, outputs, adjoints, written, inactive=()):
-        pw = super().pointwise(title, outputs, adjoints, written, inactive)
-        temps, outs = share(outputs, "tmp")
-        self.blocks[id(pw)] = (temps, outs, dict(adjoints))
-        return pw
+def _load_adds(line):
+    """Additions a fused loop's load line does: `xi = zx_ih_g0[j] + z_hh_g0[j] + bias_hh[j]` is 2
+    (the tied pre-activation sums), `dnext_h = d_h[b, j] + dy[t, b, j]` is 1; index arithmetic aside."""
+    return re.sub(r"\[[^\]]*\]", "", line.partition("=")[2]).count("+")
 
 
 class Analysis:
@@ -52,7 +44,7 @@ class Analysis:
         self.path = path
         self.cell = load_spec(path)
         self.program = derive(self.cell)
-        self.em = _Recorder(self.program)
+        self.em = Emitter(self.program, cpu_layout=True)
         self.forward_stages = self.em.forward_stages()
         self.backward_stages = self.em.backward_stages()
         fsetup, fargs, _, _, self.saved = self.em.forward_wrapper()
@@ -85,10 +77,10 @@ class Analysis:
         total = 0
         for st in stages:
             for blk in st.blocks:
-                temps, outs, _ = self.em.blocks[id(blk)]
+                temps, outs = blk.temps, blk.outputs
                 total += sum(sp.count_ops(e) for _, e in temps)
                 total += sum(sp.count_ops(e) for _, e in outs)
-                total += sum(1 for line in blk.loads if "+ bias_" in line or "+ dy[" in line)
+                total += sum(_load_adds(line) for line in blk.loads)
         return total
 
     def flops(self):
@@ -259,7 +251,7 @@ class _Tex:
         return r"\overline{" + _tex_name(tgt.name) + "}"
 
     def block(self, blk, written):
-        temps, outs, _ = self.a.em.blocks[id(blk)]
+        temps, outs = blk.temps, blk.outputs
         lines = [f"t_{{{t.name[3:]}}} &= {self.expr(e, temps)}" for t, e in temps]
         for tgt, e in outs:
             op = "&\\mathrel{+}=" if (tgt in written or tgt.kind == "dvec") else "&="

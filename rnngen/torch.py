@@ -26,6 +26,7 @@ both sides synchronize instead. numba-cuda keeps one CUDA context per thread, so
 GPU (tensors on another raise a RuntimeError): one process per GPU, as with DDP. `_Host` and `_Cuda`
 below are these two crossings.
 """
+import contextlib
 import math
 import os
 import types
@@ -35,6 +36,8 @@ import torch
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from . import registry
+from .checks import param_shape
+from .network import require_cuda
 
 __all__ = ["RNN", "from_torch", "CellFunction"]
 
@@ -64,24 +67,8 @@ class _Host:
 
 def _require_cuda(device):
     """numba.cuda, once it is known to see a GPU; a RuntimeError naming what is missing otherwise."""
-    try:
-        import numba.cuda as cuda
-    except Exception as exc:
-        raise RuntimeError(
-            f"rnngen.torch: tensors on {device} need rnngen's CUDA backend, numba-cuda "
-            f"(pip install 'rnngen[cuda]'); importing numba.cuda failed: "
-            f"{type(exc).__name__}: {exc}. Or move the module and its inputs to the CPU "
-            f"with .cpu().") from None
-    if not cuda.is_available():
-        try:
-            cuda.get_current_device()
-            why = "numba.cuda.is_available() is False"
-        except Exception as exc:
-            why = " ".join(str(exc).split())
-        raise RuntimeError(
-            f"rnngen.torch: tensors on {device} need numba-cuda to see the GPU, and it found none: "
-            f"{why}. Or move the module and its inputs to the CPU with .cpu().")
-    return cuda
+    return require_cuda(f"rnngen.torch: tensors on {device} need",
+                        "Or move the module and its inputs to the CPU with .cpu().")
 
 
 class _Cuda:
@@ -119,7 +106,7 @@ class _Cuda:
         """fn(*args) (a generated forward/backward) ordered after the work torch queued on its current
         stream, and with torch's later work ordered after it."""
         switch = self.device.index is not None and self.device.index != torch.cuda.current_device()
-        with torch.cuda.device(self.device) if switch else _nullcontext():
+        with torch.cuda.device(self.device) if switch else contextlib.nullcontext():
             self._check_numba_device()
             current = torch.cuda.current_stream(self.device)
             if self.per_thread:
@@ -151,14 +138,6 @@ class _Cuda:
                 "thread). Use one GPU per process (torch.cuda.set_device(rank) before any CUDA "
                 "work, as with DistributedDataParallel), or move the module and inputs to "
                 f"cuda:{numba_device}.")
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 _CROSSINGS = {torch.device("cpu"): _Host()}
@@ -239,11 +218,6 @@ def _resolve(cell, path=None):
     return gen
 
 
-def _param_shape(shape, input_size, hidden_size):
-    from .checks import param_shape
-    return param_shape(shape, input_size, hidden_size)
-
-
 class RNN(torch.nn.Module):
     """A stack of rnngen cells with the interface of torch.nn.LSTM / GRU / RNN.
 
@@ -290,7 +264,7 @@ class RNN(torch.nn.Module):
                 names = []
                 for pname, shape in self.gen.PARAMS.items():
                     attr = pname + suffix
-                    size = _param_shape(shape, layer_input, hidden_size)
+                    size = param_shape(shape, layer_input, hidden_size)
                     self.register_parameter(attr, torch.nn.Parameter(
                         torch.empty(size, dtype=dtype, device=device)))
                     names.append(attr)

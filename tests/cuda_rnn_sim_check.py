@@ -120,6 +120,11 @@ def extras():
     y_ref, s_ref = cpu.step(x_t)
     y, s = gpu.step(cuda.to_device(x_t))
     errors, _, devices = compare([("step_y", y_ref, y), ("step_h", s_ref[0], s[0])])
+    # a second step() of the same batch size reuses the device lengths of the first
+    lengths_made = dict(gpu._ops._step_lengths)
+    y_again, _ = gpu.step(cuda.to_device(x_t))
+    out["step_lengths_cached"] = len(lengths_made) == 1 and gpu._ops._step_lengths == lengths_made and \
+        np.array_equal(y_again.copy_to_host(), y.copy_to_host())
     # moving: cuda -> cpu gives the same parameters and numpy arrays
     gpu.to("cpu")
     errors["to_cpu_params"] = max(float(np.max(np.abs(gpu.params[k] - v))) for k, v in new.items())
@@ -135,6 +140,9 @@ def extras():
         return "no error"
 
     x = rng.standard_normal((3, 2, 2)).astype(np.float32)
+    module = rnngen.load("gru_classic")
+    module_params = module.init_params(2, 3)
+    first = next(iter(module.PARAMS))
     out["errors_raised"] = {
         "cpu net, device x": raises(lambda: cpu.forward(cuda.to_device(x)), "device", "cuda"),
         "cpu net, device state0": raises(lambda: cpu.forward(x, cuda.to_device(np.zeros((2, 2, 3), np.float32))),
@@ -143,6 +151,10 @@ def extras():
         "cuda net, wrong features": raises(lambda: gpu.forward(cuda.to_device(x[:, :, :1].copy())), "x", "input_size"),
         "cuda net, bad lengths": raises(lambda: gpu.forward(x, lengths=[3, 4]), "lengths"),
         "cuda net, wrong dy shape": raises(lambda: (gpu.forward(x), gpu.backward(cuda.to_device(x)))[1], "dy"),
+        "cuda module, list param": raises(lambda: module.forward(cuda.to_device(x), {**module_params, first: [[1.0]]}),
+                                          f"params[{first!r}]"),
+        "cuda module, bad state0": raises(lambda: module.forward(cuda.to_device(x), module_params, ([[0.0]],)),
+                                          "state0[0] (h)"),
         "bad device": raises(lambda: rnngen.RNN("lstm", 2, 3, device="tpu"), "device"),
         "bad state dict": raises(lambda: gpu.load_state_dict({**new, "weight_ih_l0": np.zeros((1, 1))}),
                                  "weight_ih_l0"),

@@ -1,5 +1,12 @@
-"""Shared test helpers: random problems and finite differences."""
+"""Shared test helpers: random problems, finite differences, and the simulator subprocess runs."""
+import json
+import os
+import subprocess
+import sys
+
 import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def random_problem(module, T=5, B=3, I=4, H=3, dtype=np.float64, seed=0, scale=2.0):
@@ -23,3 +30,19 @@ def numeric_gradient(f, arr, eps=1e-6):
         flat[k] = old
         gflat[k] = (up - down) / (2 * eps)
     return grad
+
+
+def simulator_rows(script, key):
+    """Run tests/<script> under the CUDA simulator (NUMBA_ENABLE_CUDASIM=1 must be set before
+    numba.cuda is imported, hence a process of its own) and collect the JSON rows it prints, as
+    {(row[k] for k in key): row}."""
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    out = subprocess.run([sys.executable, os.path.join(HERE, script)], env=env,
+                         capture_output=True, text=True, timeout=600)
+    rows = {}
+    for line in out.stdout.splitlines():
+        if line.startswith("{"):
+            row = json.loads(line)
+            rows[tuple(row[k] for k in key)] = row
+    assert rows, f"the simulator run printed nothing:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    return rows

@@ -3,34 +3,20 @@
 The simulator must be switched on before numba.cuda is imported, so the checks run in their own
 process (tests/cuda_rnn_sim_check.py, about 20 s); each test reads its case from that run.
 """
-import json
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
 import rnngen
+from helpers import simulator_rows
 
 pytest.importorskip("numba.cuda")
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 STACK = "2 layers bidirectional lengths"
 
 
 @pytest.fixture(scope="module")
 def results():
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
-    out = subprocess.run([sys.executable, os.path.join(HERE, "cuda_rnn_sim_check.py")], env=env,
-                         capture_output=True, text=True, timeout=600)
-    rows = {}
-    for line in out.stdout.splitlines():
-        if line.startswith("{"):
-            row = json.loads(line)
-            rows[row["cell"], row["case"]] = row
-    assert rows, f"the simulator run printed nothing:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
-    return rows
+    return simulator_rows("cuda_rnn_sim_check.py", ("cell", "case"))
 
 
 def _check(row, tol=1e-5):
@@ -67,7 +53,7 @@ def test_step_state_dict_to_and_errors(results):
     checks = row["checks"]
     bad = {k: v for k, v in checks["errors_raised"].items() if v is not True}
     assert not bad, f"wrong or missing ValueError: {bad}"
-    for key in ("params_on_device", "state_dict_host", "to_cpu_numpy", "to_cuda_device"):
+    for key in ("params_on_device", "state_dict_host", "to_cpu_numpy", "to_cuda_device", "step_lengths_cached"):
         assert checks[key], key
 
 

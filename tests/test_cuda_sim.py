@@ -3,34 +3,20 @@
 The simulator must be switched on before numba.cuda is imported, so the checks run in their own
 process (tests/cuda_sim_check.py); this module runs it once and checks each (cell, case).
 """
-import json
-import os
-import subprocess
-import sys
-
 import pytest
 
 import rnngen
+from helpers import simulator_rows
 
 pytest.importorskip("numba.cuda")
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 CASES = ("lengths", "reverse_global_weights", "blocks", "blocks_reverse_global_weights")
 TOL = {"float64": 1e-12}
 
 
 @pytest.fixture(scope="module")
 def results():
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
-    out = subprocess.run([sys.executable, os.path.join(HERE, "cuda_sim_check.py")], env=env,
-                         capture_output=True, text=True, timeout=600)
-    rows = {}
-    for line in out.stdout.splitlines():
-        if line.startswith("{"):
-            row = json.loads(line)
-            rows[row["cell"], row["case"]] = row
-    assert rows, f"the simulator run printed nothing:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
-    return rows
+    return simulator_rows("cuda_sim_check.py", ("cell", "case"))
 
 
 def _check(row):

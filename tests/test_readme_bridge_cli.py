@@ -65,3 +65,18 @@ def test_cli_examples(tmp_path):
     for line in shown:
         if line != "...":
             assert " ".join(line.split()) in listed, line
+
+
+def test_show_excerpt_is_what_show_prints():
+    """Every line of the README's `rnngen show lstm` excerpt ("..." aside) is a line of the output."""
+    text = section("Command line: `rnngen show` and `rnngen list`")
+    excerpt = text[text.index("An excerpt of `rnngen show lstm`"):]
+    excerpt = re.search(r"```\n(.*?)```", excerpt, re.S).group(1).splitlines()
+    out = subprocess.run([sys.executable, "-m", "rnngen.cli", "show", "lstm"], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = {line.rstrip() for line in out.stdout.splitlines()}
+    assert len(excerpt) > 10
+    for line in excerpt:
+        if line.strip() != "...":
+            assert line.rstrip() in lines, line

@@ -7,9 +7,6 @@ errors name what is missing). In a subprocess under the CUDA simulator
 and match the CPU bridge. What only a GPU can check (a real torch CUDA tensor handed to numba-cuda
 and back, cuDNN parity) is in benchmarks/gpu.py.
 """
-import json
-import os
-import subprocess
 import sys
 
 import numpy as np
@@ -18,8 +15,8 @@ import pytest
 torch = pytest.importorskip("torch")
 import rnngen.torch as bt  # noqa: E402
 from rnngen import device as rdevice  # noqa: E402
+from helpers import simulator_rows  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 CUDA0 = torch.device("cuda", 0)
 
 
@@ -250,7 +247,7 @@ def test_mixed_devices_and_missing_backend(monkeypatch):
     except Exception:
         gpu = None
     if gpu is False:
-        with pytest.raises(RuntimeError, match="tensors on cuda:0 need numba-cuda to see the GPU"):
+        with pytest.raises(RuntimeError, match="tensors on cuda:0 need an NVIDIA GPU"):
             bt._Cuda(CUDA0)
     # numba-cuda not installed
     monkeypatch.setitem(sys.modules, "numba.cuda", None)
@@ -271,16 +268,7 @@ def test_device_argument_and_from_torch_keep_the_device():
 @pytest.fixture(scope="module")
 def sim_rows():
     pytest.importorskip("numba.cuda")
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
-    out = subprocess.run([sys.executable, os.path.join(HERE, "cuda_bridge_sim_check.py")], env=env,
-                         capture_output=True, text=True, timeout=600)
-    rows = {}
-    for line in out.stdout.splitlines():
-        if line.startswith("{"):
-            row = json.loads(line)
-            rows[row["cell"], row["stream"]] = row
-    assert rows, f"the simulator run printed nothing:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
-    return rows
+    return simulator_rows("cuda_bridge_sim_check.py", ("cell", "stream"))
 
 
 @pytest.mark.parametrize("cell,stream", [("lstm", "default"), ("lstm", "side"),
