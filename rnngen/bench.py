@@ -165,10 +165,12 @@ def _torch_case(cell, T, B, I, H, dtype, module, params):
     return forward, forward_backward
 
 
-def bench_case(cell, size, dtype, reps, sgemm_timer):
-    """Interleaved medians for one cell and size."""
+def bench_case(cell, size, dtype, reps, sgemm_timer, module=None, with_torch=True):
+    """Interleaved medians for one cell and size (module: a generated module to time in place of
+    the built-in rnngen.generated.<cell>)."""
     T, B, I, H = SIZES[size]
-    module = importlib.import_module(f"rnngen.generated.{cell}")
+    if module is None:
+        module = importlib.import_module(f"rnngen.generated.{cell}")
     params = module.init_params(I, H, dtype, seed=0)
     x = np.random.default_rng(0).standard_normal((T, B, I)).astype(dtype)
     dy = np.ones((T, B, H), dtype)
@@ -180,7 +182,7 @@ def bench_case(cell, size, dtype, reps, sgemm_timer):
         _, _, saved = module.forward(x, params)
         module.backward(dy, None, saved)
 
-    t_case = _torch_case(cell, T, B, I, H, dtype, module, params)
+    t_case = _torch_case(cell, T, B, I, H, dtype, module, params) if with_torch else None
     fns = {"rnngen_fwd": r_forward, "rnngen_fb": r_forward_backward}
     if t_case:
         fns["torch_fwd"], fns["torch_fb"] = t_case
