@@ -1,9 +1,12 @@
 """`rnngen bench`: CPU timings of the generated kernels against torch.nn, the machine's sgemm rate,
 compile and cached start-up times, and peak memory — one table anyone can rerun.
 
-rnngen and torch are measured interleaved (one rep of each in turn) so that both see the same load;
-the sgemm rate is measured inside the same loop. Times are medians after warm-up calls, so Numba
-compilation is excluded (it is reported separately, from a fresh cache in a subprocess).
+rnngen and torch are measured interleaved (one sample of each in turn) so that both see the same
+load; the sgemm rate is measured inside the same loop, at the start of each repetition. Every timed
+sample directly follows an untimed call of the same function (so neither side is timed with caches
+just evicted by the 1024^3 sgemm), and tiny cases time back-to-back calls per sample and divide.
+Times are medians after warm-up calls, so Numba compilation is excluded (it is reported
+separately, from a fresh cache in a subprocess).
 """
 import argparse
 import datetime
@@ -28,6 +31,9 @@ TORCH_EQUIVALENT = {"lstm": ("LSTM", {}), "gru": ("GRU", {}), "rnn_tanh": ("RNN"
                     "rnn_relu": ("RNN", {"nonlinearity": "relu"})}
 SGEMM_N = 1024
 WARMUP = 3
+#: a timed sample of a tiny case repeats the call until it lasts this long (at most MAX_CALLS calls)
+MIN_SAMPLE_S = 2e-3
+MAX_CALLS = 50
 
 
 # -- the machine ---------------------------------------------------------------------------------
@@ -118,10 +124,12 @@ class _Timer:
     def __init__(self):
         self.samples = {}
 
-    def run(self, key, fn):
+    def run(self, key, fn, calls=1):
+        """One sample: `calls` back-to-back calls of fn, recorded as the time per call."""
         t0 = time.perf_counter()
-        fn()
-        self.samples.setdefault(key, []).append(time.perf_counter() - t0)
+        for _ in range(calls):
+            fn()
+        self.samples.setdefault(key, []).append((time.perf_counter() - t0) / calls)
 
     def median_ms(self, key):
         s = self.samples.get(key)
@@ -157,10 +165,12 @@ def _torch_case(cell, T, B, I, H, dtype, module, params):
     return forward, forward_backward
 
 
-def bench_case(cell, size, dtype, reps, sgemm_timer):
-    """Interleaved medians for one cell and size."""
+def bench_case(cell, size, dtype, reps, sgemm_timer, module=None, with_torch=True):
+    """Interleaved medians for one cell and size (module: a generated module to time in place of
+    the built-in rnngen.generated.<cell>)."""
     T, B, I, H = SIZES[size]
-    module = importlib.import_module(f"rnngen.generated.{cell}")
+    if module is None:
+        module = importlib.import_module(f"rnngen.generated.{cell}")
     params = module.init_params(I, H, dtype, seed=0)
     x = np.random.default_rng(0).standard_normal((T, B, I)).astype(dtype)
     dy = np.ones((T, B, H), dtype)
@@ -172,29 +182,37 @@ def bench_case(cell, size, dtype, reps, sgemm_timer):
         _, _, saved = module.forward(x, params)
         module.backward(dy, None, saved)
 
-    t_case = _torch_case(cell, T, B, I, H, dtype, module, params)
+    t_case = _torch_case(cell, T, B, I, H, dtype, module, params) if with_torch else None
+    fns = {"rnngen_fwd": r_forward, "rnngen_fb": r_forward_backward}
+    if t_case:
+        fns["torch_fwd"], fns["torch_fb"] = t_case
+    order = [k for k in ("rnngen_fwd", "torch_fwd", "rnngen_fb", "torch_fb") if k in fns]
     a = np.random.default_rng(1).standard_normal((SGEMM_N, SGEMM_N)).astype(dtype)
     c = np.empty_like(a)
     # warm-up: compile (Numba cache), BLAS thread start, and first touch of memory (on a VM the
     # first calls that touch fresh pages can be many times slower)
     for _ in range(WARMUP):
-        r_forward_backward()
-        if t_case:
-            t_case[0]()
-            t_case[1]()
+        for key in order:
+            fns[key]()
+    # calls per sample: tiny cases are timed as back-to-back calls (divided by their number) so
+    # that a sample lasts at least MIN_SAMPLE_S and the timer's resolution does not matter
+    calls = {}
+    for key in order:
+        t0 = time.perf_counter()
+        fns[key]()
+        calls[key] = int(min(MAX_CALLS, max(1, np.ceil(MIN_SAMPLE_S / max(time.perf_counter() - t0, 1e-9)))))
     timer = _Timer()
     for _ in range(reps):
-        timer.run("rnngen_fwd", r_forward)
-        if t_case:
-            timer.run("torch_fwd", t_case[0])
-        timer.run("rnngen_fb", r_forward_backward)
-        if t_case:
-            timer.run("torch_fb", t_case[1])
+        # the sgemm (1024^3, evicts the caches) runs first; every timed sample below follows an
+        # untimed call of the same function, so rnngen and torch both start from warm caches
         sgemm_timer.run("sgemm", lambda: np.matmul(a, a, out=c))
+        for key in order:
+            fns[key]()
+            timer.run(key, fns[key], calls[key])
     peak, expected = memory(module, x, params, dy)
     fl = flops(module, T, B, I, H)
     row = {"cell": cell, "size": size, "T": T, "B": B, "I": I, "H": H, "dtype": np.dtype(dtype).name,
-           "reps": reps, "gemm_flops_fwd": fl}
+           "reps": reps, "calls_per_sample": calls, "gemm_flops_fwd": fl}
     for key in ("rnngen_fwd", "torch_fwd", "rnngen_fb", "torch_fb"):
         row[key + "_ms"] = timer.median_ms(key)
     row["peak_bytes"], row["expected_bytes"] = peak, expected
@@ -258,41 +276,6 @@ def table(rows, sgemm_gflops):
     return lines
 
 
-def targets(rows, sgemm_gflops):
-    """Issue 4's targets, checked against this run (ratios are torch / rnngen)."""
-    by = {(r["cell"], r["size"]): r for r in rows}
-    lines = []
-
-    def ratio_check(what, key_r, key_t, size, goal):
-        got = [(c, by[(c, size)][key_t] / by[(c, size)][key_r]) for c in ("lstm", "gru", "rnn_tanh")
-               if (c, size) in by and by[(c, size)][key_t]]
-        if got:
-            ok = all(v >= goal for _, v in got)
-            lines.append(f"- {what} >= {goal}x torch at {size}: "
-                         + ", ".join(f"{c} {v:.2f}x" for c, v in got) + (" — met" if ok else " — missed"))
-
-    for size, goal in (("course", 100), ("small", 5), ("fastrnns", 2.5)):
-        ratio_check("fwd+bwd", "rnngen_fb_ms", "torch_fb_ms", size, goal)
-    for size in ("small", "fastrnns"):
-        ratio_check("forward", "rnngen_fwd_ms", "torch_fwd_ms", size, 3)
-    got = [(r["cell"], 3 * r["gemm_flops_fwd"] / (r["rnngen_fb_ms"] * 1e-3) / 1e9 / sgemm_gflops)
-           for r in rows if r["size"] == "fastrnns"]
-    if got:
-        lines.append("- fastrnns fwd+bwd >= 70% of the sgemm rate: " + ", ".join(f"{c} {100 * v:.0f}%" for c, v in got)
-                     + (" — met" if all(v >= 0.7 for _, v in got) else " — missed"))
-    for size in SIZES:
-        if ("lstm", size) in by and ("lstm_peephole", size) in by:
-            v = by[("lstm_peephole", size)]["rnngen_fb_ms"] / by[("lstm", size)]["rnngen_fb_ms"]
-            lines.append(f"- peephole LSTM within 1.3x of LSTM at {size} (fwd+bwd): {v:.2f}x"
-                         + (" — met" if v <= 1.3 else " — missed"))
-    got = [(r["cell"], r["peak_bytes"] / r["expected_bytes"]) for r in rows if r["size"] == "fastrnns"]
-    if got:
-        lines.append("- fastrnns peak memory <= 1.3x (inputs + params + saved + outputs + gradients): "
-                     + ", ".join(f"{c} {v:.2f}x" for c, v in got)
-                     + (" — met" if all(v <= 1.3 for _, v in got) else " — missed"))
-    return lines
-
-
 def run(cells, sizes, dtype, reps, compile_cells, threads=None, log=print, json_path=None):
     torch = _torch()
     import scipy.linalg  # noqa: F401  (load the BLAS that Numba's np.dot calls before limiting threads)
@@ -317,7 +300,9 @@ def run(cells, sizes, dtype, reps, compile_cells, threads=None, log=print, json_
     for line in info["blas"]:
         log(f"BLAS: {line}")
     log(f"torch threads: {info['torch_threads']}; env: {info['env'] or '(no BLAS/thread variables set)'}")
-    log(f"dtype {np.dtype(dtype).name}; {reps} interleaved reps per case (medians); "
+    log(f"dtype {np.dtype(dtype).name}; {reps} interleaved reps per case (medians; each timed sample "
+        f"follows an untimed call of the same function; samples of tiny cases are >= {MIN_SAMPLE_S * 1e3:g} ms "
+        f"of back-to-back calls, at most {MAX_CALLS}); "
         f"load average at start: {_loadavg()}")
     _prefault(max(4 * T * B * (I + 16 * H) * 4 for T, B, I, H in (SIZES[z] for z in sizes)))
     sgemm = _Timer()
@@ -336,12 +321,6 @@ def run(cells, sizes, dtype, reps, compile_cells, threads=None, log=print, json_
     log("")
     for line in table(rows, sgemm_gflops):
         log(line)
-    check = targets(rows, sgemm_gflops) if dtype == np.float32 else []
-    if check:
-        log("")
-        log("Targets of issue 4 on this run:")
-        for line in check:
-            log(line)
     compile_rows = []
     if compile_cells:
         log("")
@@ -391,6 +370,12 @@ def add_arguments(p):
 
 
 def main_args(args):
+    res = run_args(args)
+    return res if isinstance(res, int) else 0
+
+
+def run_args(args, log=print):
+    """Run the bench for parsed arguments: the result dict of run(), or 2 for bad arguments."""
     cells = [c for c in args.cells.split(",") if c]
     unknown = [c for c in cells if importlib.util.find_spec(f"rnngen.generated.{c}") is None]
     if unknown:
@@ -404,8 +389,8 @@ def main_args(args):
         return 2
     reps = args.reps or (3 if args.quick else 11)
     compile_cells = [] if args.no_compile else (cells[:1] if args.quick else cells)
-    run(cells, sizes, np.dtype(args.dtype).type, reps, compile_cells, args.threads, json_path=args.json)
-    return 0
+    return run(cells, sizes, np.dtype(args.dtype).type, reps, compile_cells, args.threads, log=log,
+               json_path=args.json)
 
 
 def main(argv=None):

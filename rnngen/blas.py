@@ -1,8 +1,9 @@
 """Limit the threads of the OpenBLAS libraries numpy and scipy (hence Numba's np.dot) load.
 
 The recurrent kernels make one small GEMM per time step. On a small machine, OpenBLAS's thread
-pools (numpy and scipy each bring their own) spin against each other on such GEMMs: `rnngen train`
-measured 4 steps/s with the default threads and 128 steps/s with one thread on 2 cores. The
+pools (numpy and scipy each bring their own) spin against each other on such GEMMs: on a 2-core VM
+shared with other jobs, `rnngen train`'s steps took 4.8 ms with one thread and a median 908 ms with
+the default two (benchmarks/threads.py; the factor depends on the load). The
 `rnngen train` / `sample` commands call limit_threads(1); library users may call it too (or set
 OPENBLAS_NUM_THREADS=1 before importing numpy).
 """

@@ -40,6 +40,34 @@ def test_float32_kernels_compute_in_float32(name, tmp_path):
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-3000:]
 
 
+VECTOR_CHECK = """
+import re, sys, numpy as np, rnngen
+from helpers import random_problem
+m = rnngen.load(sys.argv[1])
+x, params, state0 = random_problem(m, dtype=np.float32)
+y, final, saved = m.forward(x, params, state0)
+m.backward(np.ones_like(y), None, saved)
+for kernel in (m._forward_loop, m._backward_loop):
+    llvm = kernel.inspect_llvm(kernel.signatures[0])
+    # vector arithmetic on 4-, 8- or 16-wide float vectors (not only vector loads or stores)
+    ops = re.findall(r"= f(?:add|sub|mul|div)(?: [a-z]+)* <(4|8|16) x float>", llvm)
+    assert len(ops) >= 8, (kernel, len(ops))
+    print(kernel.__name__, len(ops), sorted(set(ops)))
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru"])
+def test_float32_loops_vectorize(name, tmp_path):
+    """LLVM vectorized the float32 forward and backward loops: their optimized IR does arithmetic
+    on <4 x float> / <8 x float> (/ <16 x float>) vectors."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path),
+           "PYTHONPATH": os.path.dirname(__file__) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    result = subprocess.run([sys.executable, "-c", VECTOR_CHECK, name], capture_output=True, text=True,
+                            env=env, timeout=300)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stdout + result.stderr[-3000:]
+
+
 def test_float32_agrees_with_float64():
     m = rnngen.load("lstm")
     x, params, state0 = random_problem(m, T=20, B=3, H=8)
