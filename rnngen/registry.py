@@ -1,4 +1,5 @@
 """Find and import generated modules: the built-in ones, or those a user built into a folder."""
+import hashlib
 import importlib
 import os
 
@@ -33,5 +34,6 @@ def load(name, path=None):
     if not os.path.isfile(file):
         raise ValueError(f"no generated module {name}.py in {folder}; build it with "
                          f"`rnngen build {name} --specs SPECS --out {path}`")
-    module_name = f"rnngen_user_{abs(hash(folder)):x}_{name}"
+    # the same name in every process (str hash() is salted per process), so Numba's cache is reused
+    module_name = f"rnngen_user_{hashlib.sha256(folder.encode()).hexdigest()[:12]}_{name}"
     return import_file(module_name, file)
