@@ -1,17 +1,10 @@
-"""Build generated modules from spec files: load -> derive -> emit -> render, and check freshness."""
+"""Build generated modules from spec files (the pipeline is rnngen.compiler.driver), and check freshness."""
 import glob
-import hashlib
 import os
 import time
 
-import sympy
-
-from . import __version__
-from .derive import derive
-from .emit import emit
-from .loader import load_spec
-from .emit_cuda import emit_cuda
-from .render import render, render_cuda, template_bytes
+from .compiler import driver
+from .compiler.driver import versions  # noqa: F401  (re-exported)
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -24,11 +17,6 @@ def builtin_specs_dir():
 def builtin_generated_dir():
     import rnngen.generated
     return os.path.dirname(os.path.abspath(rnngen.generated.__file__))
-
-
-def versions():
-    major_minor = ".".join(sympy.__version__.split(".")[:2])
-    return f"rnngen {__version__}, sympy {major_minor}"
 
 
 def spec_paths(specs_dir, names=None):
@@ -54,16 +42,7 @@ def generate(path):
 def generate_files(path):
     """{file name: source text}: the CPU module <cell>.py and its CUDA sibling _cuda_<cell>.py
     (the leading underscore keeps it out of rnngen.available())."""
-    with open(path, "rb") as f:
-        spec_source = f.read()
-    vers = versions()
-    sha = hashlib.sha256(spec_source + template_bytes() + vers.encode()).hexdigest()
-    cell = load_spec(path)
-    program = derive(cell)
-    ir = emit(program, sha, vers, os.path.basename(path))
-    cuda_ir = emit_cuda(program, sha, vers, os.path.basename(path))
-    return cell.name, {f"{cell.name}.py": render(ir),
-                       f"_cuda_{cell.name}.py": render_cuda(cuda_ir)}
+    return driver.generate_files(path)
 
 
 def build(paths, out_dir, check=False, log=print, complete=False):

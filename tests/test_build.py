@@ -62,7 +62,7 @@ def test_header_names_spec_and_hash():
     name, text = generate(spec_paths(builtin_specs_dir(), ["gru_classic"])[0])
     head = text.split('"""')[1]
     assert "source spec: gru_classic.py" in head
-    assert "sha256 of spec + templates + versions: " in head
+    assert "sha256 of spec + templates + math libraries + versions: " in head
     assert "stage 2" in head                     # the second GEMM over r * h
 
 
@@ -122,26 +122,3 @@ def test_module_without_spec_is_stale_and_removed(tmp_path):
     assert run_cli("build", "--specs", str(specs), "--out", str(out)).returncode == 0
     assert not (out / "old_cell.py").exists() and (out / "leaky_gru.py").exists()
     assert run_cli("build", "--specs", str(specs), "--out", str(out), "--check").returncode == 0
-
-
-def test_spec_names_that_are_cuda_module_globals_are_renamed(tmp_path):
-    """`cuda` and `rt` are globals of the generated CUDA module: a spec's symbols of those names get
-    other local names there (the CPU module keeps them)."""
-    from rnngen.derive import derive
-    from rnngen.emit import Emitter
-    from rnngen.emit_cuda import CudaEmitter
-    from rnngen.loader import load_spec
-    spec = tmp_path / "clash.py"
-    spec.write_text(textwrap.dedent("""
-        from rnngen.spec import Cell, sigmoid, tanh
-
-        cell = Cell("clash", states=("h",), output="h")
-        cuda, rt = cell.linear("ih", cell.x, gates=2)
-        (hh,) = cell.linear("hh", cell.h)
-        cell.update(h=sigmoid(cuda + hh) * tanh(rt))
-    """))
-    program = derive(load_spec(str(spec)))
-    cpu = set(Emitter(program).names.values())
-    gpu = set(CudaEmitter(program).names.values())
-    assert {"cuda", "rt"} <= cpu
-    assert not {"cuda", "rt"} & gpu and {"ih0", "ih1"} <= gpu     # the linear's gate names instead
