@@ -177,7 +177,7 @@ def text(a, size=None):
     for st in m.backward_stages:
         out += _stage_lines(st)
     out.append("  after the loop: one GEMM each over all T*B rows")
-    out += [f"    {line}" for line in m.backward_result if not line.startswith("d_state0")]
+    out += [f"    {line}" for line in m.after]
     if m.constants:
         out.append("  constants, typed as the arrays' dtype: " + ", ".join(f"{k} = {v}" for k, v in m.constants))
     fwd, bwd = a.flops()

@@ -42,8 +42,12 @@ def saved_call(saved, device=False):
                          break_long_words=False, break_on_hyphens=False)
 
 
+def d_state0(kernel):
+    return "d_state0 = (" + ", ".join(kernel.buffer("d_state", s).name for s in kernel.states) + ",)"
+
+
 def after_loop(kernel, ops):
-    """The weight, bias, vector and input gradients after the backward loop, then d_state0."""
+    """The weight, bias, vector and input gradients after the backward loop."""
     out, first_dx = [], True
     for op in kernel.after:
         if isinstance(op, (ir.WeightGrad, ir.InputGrad, ir.BiasGrad)):
@@ -73,5 +77,4 @@ def after_loop(kernel, ops):
             out.append(f'd_params["{op.vector.param}"] = {ops.vector_grad.format(a=op.d.name)}')
     if first_dx:
         out.append("dx = " + ops.zeros.format(a="(T * B, I)"))
-    out.append("d_state0 = (" + ", ".join(kernel.buffer("d_state", s).name for s in kernel.states) + ",)")
     return out

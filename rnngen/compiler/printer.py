@@ -5,8 +5,9 @@ from sympy.printing.pycode import PythonCodePrinter
 
 from ..spec.functions import relu, sigmoid, softplus, step, tanh
 
-HELPERS = {sigmoid: "_sigmoid", tanh: "_tanh", relu: "_relu", step: "_step", softplus: "_softplus",
-           sp.exp: "math.exp", sp.log: "math.log"}
+# the backends' math libraries provide these (imported under these names), Python's math the rest
+LIBRARY = {sigmoid: "_sigmoid", tanh: "_tanh", relu: "_relu", step: "_step", softplus: "_softplus"}
+MATH = {sp.exp: "math.exp", sp.log: "math.log"}
 
 
 def constant_name(number):
@@ -87,9 +88,11 @@ class KernelPrinter(PythonCodePrinter):
         return f"{b}**{self._print(e)}"
 
     def _print_Function(self, expr):
-        name = HELPERS[expr.func]
-        if name.startswith("_"):
+        if expr.func in LIBRARY:
+            name = LIBRARY[expr.func]
             self.constants.helpers.add(name)
+        else:
+            name = MATH[expr.func]
         return f"{name}({', '.join(self._print(a) for a in expr.args)})"
 
     _print_exp = _print_log = _print_Function

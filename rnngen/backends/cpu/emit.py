@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 
 from ...compiler import ir
 from ...compiler.printer import Constants, KernelPrinter
-from ..host import HostOps, after_loop, saved_call, saved_key, shape, width
+from ..host import HostOps, after_loop, d_state0, saved_call, saved_key, shape, width
 
 
 @dataclass
@@ -46,6 +46,7 @@ class CpuModule:
     backward_stages: list
     backward_result: list
     hoisted: list            # the forward setup lines that are the hoisted GEMMs
+    after: list              # the backward result lines that are the gradients after the loop
 
 
 class _Printer:
@@ -158,6 +159,7 @@ def emit(kernel, layout, header, equations):
     fsetup, hoisted = _forward_setup(kernel, layout)
     states = [kernel.buffer("states", s).name for s in kernel.states]
     saved = [(saved_key(b), b.name) for b in kernel.saved()]
+    after = after_loop(kernel, OPS)
     return CpuModule(
         header=header, equations=equations,
         params=[(b.param, shape(b)) for b in kernel.params], constants=p.constants.lines(),
@@ -166,4 +168,4 @@ def emit(kernel, layout, header, equations):
         forward_result=["final_states = (" + ", ".join(f"{s}[T].copy()" for s in states) + ",)"],
         saved=saved, saved_call=saved_call(saved),
         backward_args=bargs, backward_call=bcall, backward_setup=_backward_setup(kernel, layout),
-        backward_stages=backward_stages, backward_result=after_loop(kernel, OPS), hoisted=hoisted)
+        backward_stages=backward_stages, backward_result=after + [d_state0(kernel)], hoisted=hoisted, after=after)

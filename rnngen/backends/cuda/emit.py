@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from ...compiler import ir
 from ...compiler.printer import Constants, KernelPrinter
-from ..host import HostOps, after_loop, saved_call, saved_key, shape, width
+from ..host import HostOps, after_loop, d_state0, saved_call, saved_key, shape, width
 from . import slices
 
 
@@ -173,4 +173,4 @@ def emit(kernel, layout, header, equations):
         saved=saved, saved_call=saved_call(saved, device=True),
         backward_params=bparams, backward_call=bcall, backward_kernel_args=bargs,
         backward_setup=_backward_setup(kernel, layout), backward_offsets=slices.offsets(bg),
-        backward_gemms=bg, backward_steps=bsteps, backward_result=after_loop(kernel, OPS))
+        backward_gemms=bg, backward_steps=bsteps, backward_result=after_loop(kernel, OPS) + [d_state0(kernel)])
