@@ -59,10 +59,13 @@ def _check_name(name):
 
 
 def _unknown(name, folder, builtin):
-    where = f"the built-in generated folder {folder}" if builtin else folder
     cells = ", ".join(available(folder)) or "none"
-    return ValueError(f"no generated cell {name!r} in {where} (available: {cells}); "
-                      f"{BUILD_HINT.replace('NAME', name)}")
+    if builtin:
+        return ValueError(f"no built-in cell {name!r} (looked in the built-in generated folder {folder}; "
+                          f"available: {cells}); for a cell of your own, "
+                          f"{BUILD_HINT.replace('NAME', name)}")
+    return ValueError(f"no generated cell {name!r} in {folder} (available: {cells}); build it with "
+                      f"`rnngen build {name} --specs DIR --out {folder}`")
 
 
 def read_generated(file, name):

@@ -128,12 +128,14 @@ def test_an_unknown_cell_says_where_rnngen_looked_and_how_to_build_one(tmp_path)
         with pytest.raises(ValueError) as info:
             make()
         msg = str(info.value)
-        assert "'mgu'" in msg and builtin in msg and "rnngen build mgu --specs DIR --out DIR" in msg, msg
+        assert "no built-in cell 'mgu'" in msg and builtin in msg, msg
+        assert "rnngen build mgu --specs DIR --out DIR` and pass path=DIR" in msg, msg
         assert "available: gru, gru_classic" in msg, msg
         with pytest.raises(ValueError) as info:
             make(path=str(tmp_path))
         msg = str(info.value)
-        assert str(tmp_path) in msg and "(available: gru)" in msg and "rnngen build mgu" in msg, msg
+        assert f"no generated cell 'mgu' in {tmp_path} (available: gru)" in msg, msg
+        assert f"rnngen build mgu --specs DIR --out {tmp_path}`" in msg, msg
         with pytest.raises(ValueError, match="is not a folder"):
             make(path=str(tmp_path / "missing"))
 
