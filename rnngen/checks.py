@@ -60,8 +60,14 @@ def _array(name, value, ndim, dtype=None):
     return np.ascontiguousarray(value)
 
 
+def all_finite(value):
+    """No NaN or inf in the array (count_nonzero: about half the per-call cost of .all() on the
+    small arrays of the course size)."""
+    return np.count_nonzero(np.isfinite(value)) == value.size
+
+
 def _finite(name, value):
-    if not np.isfinite(value).all():
+    if not all_finite(value):
         raise ValueError(f"{name} contains NaN or inf")
 
 

@@ -436,7 +436,7 @@ class RNN:
         in x, naming the parameter; once per network call, vectorised (host parameters only:
         as for device inputs, NaN is not checked on the GPU)."""
         for name, value in self.params.items():
-            if not np.isfinite(value).all():
+            if not checks.all_finite(value):
                 raise ValueError(f"parameter {name} contains NaN or inf")
 
     # -- forward and backward ---------------------------------------------------------------------

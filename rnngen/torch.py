@@ -36,7 +36,7 @@ import torch
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from . import registry
-from .checks import param_shape
+from .checks import all_finite, param_shape
 from .network import require_cuda
 
 __all__ = ["RNN", "from_torch", "CellFunction"]
@@ -298,7 +298,8 @@ class RNN(torch.nn.Module):
     Parameters are named and ordered as in torch.nn (weight_ih_l0, weight_hh_l0, bias_ih_l0,
     bias_hh_l0, weight_ih_l0_reverse, ...; a cell's other parameters follow torch's four of each
     layer, in spec order), so torch.nn state dicts and optimizer states load into it.
-    On CPU tensors the parameters are checked for NaN and inf once per forward (as the input is).
+    On CPU tensors NaN and inf in the input, the initial states and the parameters are refused
+    (ValueError naming the parameter); on CUDA tensors they are not checked.
     Gradients are first order: differentiating them again (create_graph=True, then a backward of
     the gradient) raises a RuntimeError.
     """
@@ -418,8 +419,12 @@ class RNN(torch.nn.Module):
             for direction in range(D):
                 k = layer * D + direction
                 s0 = tuple(s[k] for s in state0) if state0 is not None else (None,) * len(self.states)
-                res = CellFunction.apply(self.gen, lengths, bool(direction), layer_input,
-                                         *s0, *self._layer_params(layer, direction))
+                try:
+                    res = CellFunction.apply(self.gen, lengths, bool(direction), layer_input,
+                                             *s0, *self._layer_params(layer, direction))
+                except ValueError:
+                    self._refuse_non_finite()       # a parameter's NaN, named as torch names it
+                    raise
                 outs.append(res[0])
                 for n, s in enumerate(res[1:]):
                     finals[n][k] = s
@@ -445,17 +450,21 @@ class RNN(torch.nn.Module):
         return self._parameters[self._param_names[0][0]].dtype
 
     def _check_parameters(self):
-        """The parameters' one dtype, after checking that the kernels run it and, for CPU
-        tensors, that no parameter holds NaN or inf (vectorised, on numpy views)."""
+        """The parameters' one dtype, after checking that the kernels run it."""
         dtype = self._dtype()
         for name, p in self._parameters.items():
             _check_dtype(f"parameter {name}", p.dtype)
             if p.dtype != dtype:
                 raise ValueError(f"rnngen.torch: parameter {name} has dtype {p.dtype}, the others "
                                  f"{dtype}; convert the module with .float() or .double()")
-            if p.device.type == "cpu" and not np.isfinite(p.detach().numpy()).all():
-                raise ValueError(f"rnngen.torch: parameter {name} contains NaN or inf")
         return dtype
+
+    def _refuse_non_finite(self):
+        """NaN or inf in a CPU parameter, named as this module names it. The generated modules
+        check every call (as they check x); this runs only once one of them refused an input."""
+        for name, p in self._parameters.items():
+            if p.device.type == "cpu" and not all_finite(p.detach().numpy()):
+                raise ValueError(f"rnngen.torch: parameter {name} contains NaN or inf")
 
     def _initial_states(self, hx, B, dtype, unbatched, sorted_indices):
         """hx as a list (one per state) of (L*D, B, H) tensors, in the packed order; None for zeros."""
