@@ -35,9 +35,14 @@ def load_spec(path):
         spec.loader.exec_module(module)
     except SpecError as exc:
         raise exc.located(path, _spec_line(exc, path)) from None
-    except Exception as exc:  # any failure while running user code is reported at its spec line
+    except KeyboardInterrupt:
+        raise                   # the user's Ctrl-C: the command stops, as any command does
+    except BaseException as exc:  # any failure of user code (sys.exit() too) is reported at its line
         line = _spec_line(exc, path)
         message = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, SystemExit):
+            message = (f"the spec raised SystemExit({exc.code!r}) (as sys.exit() does); a spec file "
+                       f"declares a cell and must not exit")
         if isinstance(exc, ValueError) and "unpack" in str(exc):
             cells = [v for v in vars(module).values() if isinstance(v, Cell)]
             lins = [lin for c in cells for lin in c.linears if lin.line == line]
