@@ -1,8 +1,8 @@
 """Run a spec file and return its Cell, turning every failure into a SpecError with file and line."""
-import importlib.util
 import os
 import sys
 import traceback
+import types
 
 import sympy as sp
 
@@ -29,10 +29,14 @@ def load_spec(path):
         raise SpecError("spec file not found", file=path)
     stem = os.path.splitext(os.path.basename(path))[0]
     module_name = f"_rnngen_spec_{stem}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    module = importlib.util.module_from_spec(spec)
+    module = types.ModuleType(module_name)
+    module.__file__ = path
     try:
-        spec.loader.exec_module(module)
+        with open(path, "rb") as f:
+            source = f.read()
+        # compiled here, not imported: no __pycache__ is written into the user's specs folder, and
+        # no cached bytecode of an earlier version of the file (same size, same second) is run
+        exec(compile(source, path, "exec", dont_inherit=True), module.__dict__)
     except SpecError as exc:
         raise exc.located(path, _spec_line(exc, path)) from None
     except KeyboardInterrupt:
