@@ -166,7 +166,7 @@ def check_out_folder(out_dir, specs_dir, into_package):
 @dataclass
 class Plan:
     """What a build does in its output folder."""
-    writes: list        # [(Generated, target, text, state)], state: "new", "changed" or "fresh"
+    writes: list        # [(Generated, target, text, state, note)], state: "new", "changed" or "fresh"
     removals: list      # [target]: modules of this specs folder whose spec is gone
     kept: list          # [target]: stale-looking modules whose header names no specs folder (older)
     refused: list       # [target]: files in the way that rnngen did not generate
@@ -180,13 +180,16 @@ def plan(generated, out_dir, specs_dir, complete):
         for rel, text in g.files.items():
             target = os.path.join(out_dir, rel)
             if not os.path.lexists(target):
-                writes.append((g, target, text, "new"))
-            elif headers.read(target) is None:
+                writes.append((g, target, text, "new", ""))
+                continue
+            old_header = headers.read(target)
+            if old_header is None:
                 refused.append(target)
-            else:
-                with open(target, "rb") as f:
-                    old = f.read()
-                writes.append((g, target, text, "fresh" if old == text.encode("utf-8") else "changed"))
+                continue
+            with open(target, "rb") as f:
+                old = f.read()
+            state = "fresh" if old == text.encode("utf-8") else "changed"
+            writes.append((g, target, text, state, _replaces(old_header, out_dir, g.path, state)))
     if complete and os.path.isdir(out_dir):
         produced = {rel for g in generated for rel in g.files}
         for rel in sorted(os.listdir(out_dir)):
@@ -200,6 +203,14 @@ def plan(generated, out_dir, specs_dir, complete):
             elif same_folder(folder, specs_dir):
                 removals.append(target)
     return Plan(writes, removals, kept, refused)
+
+
+def _replaces(old_header, out_dir, spec_path, state):
+    """A note for the log when a build replaces the module of another specs folder."""
+    folder = headers.specs_folder_of(old_header, out_dir, builtin_specs_dir())
+    if state == "fresh" or folder is None or same_folder(folder, os.path.dirname(spec_path)):
+        return ""
+    return f"  (replaces the module built from {old_header.specs_folder})"
 
 
 def _refusal(targets, out_dir, check):
@@ -302,8 +313,8 @@ def build(paths, out_dir, check=False, log=print, complete=False, specs_dir=None
 
 def _report(todo, log):
     stale = []
-    for g, target, _, state in todo.writes:
-        log(_log_line(g.cell.name, "fresh" if state == "fresh" else "stale", g.seconds, target))
+    for g, target, _, state, note in todo.writes:
+        log(_log_line(g.cell.name, "fresh" if state == "fresh" else "stale", g.seconds, target) + note)
         if state != "fresh":
             stale.append(target)
     for target in todo.removals:
@@ -320,14 +331,14 @@ def _apply(todo, out_dir, log):
         raise _io_error("create the folder", out_dir, exc, 0) from None
     remove_stale_temps(out_dir)
     changed = []
-    for g, target, text, state in todo.writes:
+    for g, target, text, state, note in todo.writes:
         if state != "fresh":
             try:
                 write_atomic(target, text)
             except OSError as exc:
                 raise _io_error("write", target, exc, len(changed)) from None
             changed.append(target)
-        log(_log_line(g.cell.name, "fresh" if state == "fresh" else "written", g.seconds, target))
+        log(_log_line(g.cell.name, "fresh" if state == "fresh" else "written", g.seconds, target) + note)
     for target in todo.removals:
         try:
             os.remove(target)

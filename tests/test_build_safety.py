@@ -434,6 +434,9 @@ def test_cell_without_parameters_is_a_spec_error(tmp_path, capsys):
 # -- a build that fails or is killed -------------------------------------------------------------
 def test_a_bad_spec_leaves_out_as_it_was(built, capsys):
     specs, out = built
+    make_specs(specs, "z")
+    assert cli(capsys, "build", "--specs", str(specs), "--out", str(out))[0] == 0
+    (specs / "z.py").unlink()                          # z's modules are orphans a good build removes
     (specs / "a.py").write_text(cell_spec("a", tweak="a new version"))     # valid, would rewrite a
     (specs / "b.py").write_text("from rnngen.spec import Cell\ncell = Cell('b')\n")
     (specs / "c.py").write_text(cell_spec("c"))
