@@ -131,8 +131,8 @@ def generate_files(path, out_dir=None):
 # -- step 1: everything that can stop a build, before it writes ----------------------------------
 def check_cell_names(generated):
     """SpecError unless every cell has its own name (also ignoring case: one file on macOS and
-    Windows) and each spec file is named after its cell, which is how `rnngen build NAME`,
-    `rnngen show NAME` and `rnngen.load(NAME, path=...)` all find it."""
+    Windows). A spec file may be named otherwise than its cell: `rnngen build NAME` and
+    `rnngen show NAME` select spec files by file name, `rnngen.load(NAME)` modules by cell name."""
     seen = {}
     for g in generated:
         name = g.cell.name
@@ -142,12 +142,6 @@ def check_cell_names(generated):
             raise SpecError(f"cell {name!r} is also declared{same} by {other.path}; each cell needs its "
                             f"own name", file=g.path, line=g.cell.line, symbol=name)
         seen[name.casefold()] = g
-    for g in generated:
-        stem = os.path.splitext(os.path.basename(g.path))[0]
-        if stem != g.cell.name:
-            raise SpecError(f"the spec file {stem}.py declares cell {g.cell.name!r}: a spec file must be "
-                            f"named after its cell (rename it {g.cell.name}.py, or the cell {stem!r})",
-                            file=g.path, line=g.cell.line, symbol=g.cell.name)
 
 
 def check_out_folder(out_dir, specs_dir, into_package):

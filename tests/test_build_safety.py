@@ -330,16 +330,18 @@ def test_two_specs_of_one_cell_name_name_both_files(tmp_path, capsys, names):
     assert not out.exists()
 
 
-def test_spec_file_must_be_named_after_its_cell(tmp_path, capsys):
+def test_spec_file_named_otherwise_than_its_cell_builds_the_cell(tmp_path, capsys):
     specs = tmp_path / "specs"
     specs.mkdir()
     (specs / "foo.py").write_text(cell_spec("bar"))
     out = tmp_path / "gen"
     code, _, err = cli(capsys, "build", "--specs", str(specs), "--out", str(out))
-    assert code == 1 and "foo.py:3" in err and "declares cell 'bar'" in err and "rename it bar.py" in err
+    assert code == 0, err
+    assert sorted(p.name for p in out.glob("*.py")) == ["_cuda_bar.py", "bar.py"]
     code, _, err = cli(capsys, "build", "bar", "--specs", str(specs), "--out", str(out))
     assert code == 2 and "no spec named bar" in err and "found: foo.py" in err
-    assert not out.exists()
+    code, _, err = cli(capsys, "build", "foo", "--specs", str(specs), "--out", str(out))
+    assert code == 0, err
 
 
 # -- 6. output folders that cannot be written -----------------------------------------------------
