@@ -2,6 +2,7 @@
 import argparse
 import sys
 
+from . import __version__
 from .errors import SpecError
 
 
@@ -38,6 +39,7 @@ def _bench(args):
 
 def parser():
     p = argparse.ArgumentParser(prog="rnngen", description=__doc__)
+    p.add_argument("--version", action="version", version=f"rnngen {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="generate kernel modules from cell specs")
     b.add_argument("names", nargs="*", help="spec names (default: every spec in the folder)")

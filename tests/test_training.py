@@ -176,7 +176,7 @@ def test_checkpoint_round_trip_and_mismatch(tmp_path):
     for name, p in seq.params.items():
         np.testing.assert_array_equal(back.params[name], p)
     (tmp_path / "junk.npz").write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="not an rnngen checkpoint"):
+    with pytest.raises(ValueError, match="junk.npz is not a valid rnngen checkpoint: it is not an .npz"):
         load_checkpoint(tmp_path / "junk.npz")
     with pytest.raises(ValueError, match="does not exist"):
         load_checkpoint(tmp_path / "absent.npz")
