@@ -147,10 +147,9 @@ def train_charlm(lines, cell="lstm", hidden_size=64, num_layers=1, steps=1500, b
             order, pos = rng.permutation(len(lines)), 0
         batch = [lines[i] for i in order[pos:pos + batch_size]]
         pos += batch_size
-        loss = model.batch_loss(batch)
-        grads = model.grads
         try:
-            check_finite_grads(grads)
+            loss = model.batch_loss(batch)
+            grads = check_finite_grads(model.grads)
         except ValueError as exc:
             raise ValueError(f"step {step + 1}: {exc}") from None
         if clip_value is not None:

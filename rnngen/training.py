@@ -9,6 +9,8 @@ import re
 import secrets
 import stat
 import tempfile
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -289,6 +291,9 @@ class SeqModel:
         """Forward, masked per-step softmax cross-entropy, and (by default) backward into .grads."""
         logits, _ = self.logits(x, None, lengths)
         loss, dlogits = softmax_cross_entropy(logits, targets, lengths, reduction)
+        if backward and not np.isfinite(loss):
+            raise ValueError(f"the loss is {loss}: the parameters overflowed (training diverged; "
+                             "try a lower learning rate)")
         if backward:
             self.rnn.backward(self.dense.backward(dlogits))
         return loss
@@ -660,7 +665,10 @@ class _Checkpoint:
 
 def _reason(exc):
     text = str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}" if type(exc).__name__ not in text else text
+    text = f"{type(exc).__name__}: {text}" if type(exc).__name__ not in text else text
+    if isinstance(exc, (zipfile.BadZipFile, EOFError, zlib.error)):
+        return f"it is truncated or corrupted ({text})"
+    return text
 
 
 def _short(value):
