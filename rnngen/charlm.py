@@ -124,8 +124,8 @@ def train_charlm(lines, cell="lstm", hidden_size=64, num_layers=1, steps=1500, b
     """Train a CharLM on `lines` with minibatches of random lines; returns (model, losses) where
     losses[i] is step i's mean per-character loss. callback(step, loss, model) after each step;
     should_stop() is asked after each step too, and training ends there when it returns True
-    (losses then holds the steps done). A gradient holding NaN or inf stops training with a
-    ValueError naming the step and the parameter, before it reaches the parameters."""
+    (losses then holds the steps done). A loss or gradient holding NaN or inf stops training with
+    a ValueError naming the step (and the parameter), before the optimizer sees it."""
     steps = _int("steps", steps, 1)
     batch_size = _int("batch_size", batch_size, 1)
     for name, value in (("clip_norm", clip_norm), ("clip_value", clip_value)):

@@ -1,6 +1,8 @@
 """Training utilities: a dense output layer, masked per-step softmax cross-entropy, gradient
-clipping (by value and by global norm), SGD and Adam, a many-to-many sequence model (RNN + dense),
-and checkpoints (.npz, written atomically, recording the cell's name and spec hash).
+clipping (by value and by global norm, without overflow; NaN/inf reported, never spread), SGD and
+Adam, a many-to-many sequence model (RNN + dense), a memory estimate for training, and checkpoints
+(.npz, written atomically, recording the cell's name, spec hash and folder; every part checked
+when read, and only a module rnngen generated imported on a checkpoint's word).
 """
 import hashlib
 import json
@@ -8,7 +10,6 @@ import os
 import re
 import secrets
 import stat
-import tempfile
 import zipfile
 import zlib
 
@@ -444,6 +445,19 @@ def _fsync_folder(folder):
         os.close(fd)
 
 
+def _create_temp(target):
+    """(fd, name) of a new file .<target name>.tmp-<pid>-<hex>.npz beside `target` (mode: the
+    umask's, as for any new file). Raises OSError."""
+    stem = os.path.join(os.path.dirname(target), _temp_stem(target) + f"{os.getpid()}-")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = stem + secrets.token_hex(4) + ".npz"
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+
+
 def write_atomically(path, write):
     """Call write(binary file) on a new temporary file beside `path`, fsync it, then os.replace it
     onto `path`: `path` is either its old content or the complete new one, never a part. A save
@@ -454,16 +468,8 @@ def write_atomically(path, write):
         raise ValueError(f"cannot write {path}: it is a folder")
     folder = os.path.dirname(target)
     _remove_orphaned_temps(target)
-    stem = os.path.join(folder, _temp_stem(target) + f"{os.getpid()}-")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     try:
-        while True:
-            tmp = stem + secrets.token_hex(4) + ".npz"
-            try:
-                fd = os.open(tmp, flags, 0o666)     # the umask applies, as to any new file
-                break
-            except FileExistsError:
-                continue
+        fd, tmp = _create_temp(target)
     except OSError as exc:
         raise ValueError(f"cannot write {path}: {exc.strerror} ({folder})") from None
     try:
@@ -488,15 +494,17 @@ def write_atomically(path, write):
 
 def check_writable(path, flag="path"):
     """None when `path` can be written by write_atomically, else a one-line reason naming `flag`.
-    Creates nothing: the probe file it makes beside `path` is removed at once."""
+    Creates nothing: the probe file it makes beside `path` is removed at once (and, were the
+    process killed in between, by the next save, as a temporary file of `path`)."""
     target = os.path.abspath(path)
     folder = os.path.dirname(target)
     if os.path.isdir(target):
         return f"{flag} {path} is a folder; name a file in it (e.g. {os.path.join(path, 'charlm.npz')})"
     if not os.path.isdir(folder):
-        return f"{flag} {path}: the folder {folder} does not exist (create it first)"
+        what = "is not a folder" if os.path.exists(folder) else "does not exist (create it first)"
+        return f"{flag} {path}: {folder} {what}"
     try:
-        fd, probe = tempfile.mkstemp(prefix=_temp_stem(target) + "probe-", dir=folder)
+        fd, probe = _create_temp(target)
     except OSError as exc:
         return f"{flag} {path}: cannot write in {folder} ({exc.strerror})"
     os.close(fd)
@@ -512,7 +520,7 @@ def save_checkpoint(path, model, **extra):
     meta = model.metadata()
     meta["extra"] = extra
     try:
-        text = json.dumps(meta, allow_nan=False)
+        text = json.dumps(meta)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"checkpoint metadata must be JSON-serialisable: {exc}") from None
     arrays = {f"param/{name}": value for name, value in model.params.items()}

@@ -97,6 +97,7 @@ def test_out_is_checked_before_training(tmp_path, data, capsys):
     before = sorted(os.listdir(tmp_path))
     cases = [
         (tmp_path / "missing" / "m.npz", "does not exist"),
+        (data / "m.npz", "is not a folder"),
         (tmp_path, "is a folder"),
         ("/sys/m.npz", "cannot write in /sys"),         # sysfs: no one may create files there
         (data, "exists and would be replaced, but"),     # the data file itself: never overwritten
