@@ -2,6 +2,7 @@
 import argparse
 import sys
 
+from . import __version__
 from .errors import SpecError
 
 
@@ -43,6 +44,7 @@ def _bench(args):
 
 def parser():
     p = argparse.ArgumentParser(prog="rnngen", description=__doc__)
+    p.add_argument("--version", action="version", version=f"rnngen {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     b = sub.add_parser(
         "build", help="generate kernel modules from cell specs",
