@@ -17,7 +17,7 @@ import numpy as np
 
 from . import checks
 from .checks import check_lengths
-from .generated_header import check_cell_name, read_generated_header
+from .header import check_cell_name, require as require_generated
 from .network import RNN, _int
 from .registry import load
 
@@ -756,7 +756,7 @@ def _checkpoint_cell(ckpt, cell_path):
                                  f"it there, or pass the folder it is in now (--cell-path DIR, or cell_path=)")
             raise ValueError(f"{trained}: no generated module {name}.py in {folder}; build it with "
                              f"`rnngen build {name} --specs SPECS --out {cell_path}`")
-    sha = read_generated_header(file, name)
+    sha = require_generated(file, name)
     if sha != meta["spec_sha256"]:
         raise ValueError(f"{trained} of spec sha256 {meta['spec_sha256'][:12]}..., but {file} has "
                          f"{sha[:12]}... (the spec changed since)")
