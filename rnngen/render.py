@@ -24,9 +24,10 @@ def template_bytes():
     return out
 
 
-def render(ir):
-    return environment().get_template("cpu_module.py.j2").render(ir=ir)
+def render(ir, specs_folder):
+    """The CPU module; `specs_folder` is the header's record of the folder its spec came from."""
+    return environment().get_template("cpu_module.py.j2").render(ir=ir, specs_folder=specs_folder)
 
 
-def render_cuda(ir):
-    return environment().get_template("cuda_module.py.j2").render(ir=ir)
+def render_cuda(ir, specs_folder):
+    return environment().get_template("cuda_module.py.j2").render(ir=ir, specs_folder=specs_folder)

@@ -84,6 +84,9 @@ class Cell:
     def __init__(self, name, states=("h",), output="h"):
         self.file, self.line = _caller()
         _check_identifier("cell", name)
+        if name.startswith("_"):
+            _fail(f"cell name {name!r} must not start with '_' (reserved for the modules rnngen "
+                  f"generates beside a cell's, like _cuda_<cell>.py)", symbol=name)
         if isinstance(states, str):
             states = (states,)
         states = tuple(states)
@@ -185,6 +188,10 @@ class Cell:
         for s in self.states:
             if s not in self.updates:
                 raise SpecError(f"state {s!r} has no update", file=self.file, line=self.line, symbol=s)
+        if not self.linears and not self.vectors:
+            raise SpecError("the cell has no parameters: declare at least one cell.linear or "
+                            "cell.vector (the kernels take their sizes from them)",
+                            file=self.file, line=self.line, symbol=self.name)
         known = set(self._state_symbols.values())
         known |= {o for lin in self.linears for o in lin.outputs}
         known |= {v.symbol for v in self.vectors}
