@@ -4,10 +4,7 @@ Imports nothing from numba.cuda: a machine without numba-cuda runs the CPU path 
 """
 import importlib
 import os
-import re
 import sys
-
-_SHA = re.compile(rb'^SPEC_SHA256 = "([0-9a-f]{64})"$', re.M)
 
 
 def is_device_array(value):
@@ -30,10 +27,8 @@ def cuda_module(cpu_module_name, cpu_module_file, name):
     file = os.path.join(os.path.dirname(os.path.abspath(cpu_module_file)), f"_cuda_{name}.py")
     if not os.path.isfile(file):
         raise ValueError(f"no CUDA module {file}; rebuild the cell with `rnngen build`")
-    source = registry.read_generated(file, name)
-    built = _SHA.search(source)
-    wanted = getattr(sys.modules.get(cpu_module_name), "SPEC_SHA256", None)
-    if built is None or built.group(1).decode() != wanted:
+    source, sha = registry.read_generated(file, name, "cuda")
+    if sha != getattr(sys.modules.get(cpu_module_name), "SPEC_SHA256", None):
         raise ValueError(f"{file} was not built with the loaded {cpu_module_file} (it was rebuilt "
                          f"since the cell was loaded, or only one of them was); load the cell again "
                          f"with rnngen.load({name!r}, path=...) after `rnngen build`")
