@@ -56,8 +56,10 @@ def claims(py_file, package_dir):
     """True when `py_file` lies inside `package_dir` (None: nothing is claimed)."""
     if package_dir is None:
         return False
-    path = os.path.realpath(py_file)
-    return os.path.commonpath([path, package_dir]) == package_dir
+    try:
+        return os.path.commonpath([os.path.realpath(py_file), package_dir]) == package_dir
+    except ValueError:  # paths on different drives (Windows)
+        return False
 
 
 class InstalledPackageCacheLocator(caching._SourceFileBackedLocatorMixin, caching._CacheLocator):
