@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + versions: 5a6e23750eab69134f62a352994515e768d05d9a468b5d1af19c1e61514ca587
+sha256 of spec + templates + versions: 61f6600613a023fec6b3d85ef032979a79f742414d78eeadfbe57e4312108ef6
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -30,7 +30,7 @@ from rnngen import checks
 from rnngen import cuda_runtime as rt
 
 NAME = "gru"
-SPEC_SHA256 = "5a6e23750eab69134f62a352994515e768d05d9a468b5d1af19c1e61514ca587"
+SPEC_SHA256 = "61f6600613a023fec6b3d85ef032979a79f742414d78eeadfbe57e4312108ef6"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
@@ -305,7 +305,11 @@ def _kernels(dtype):
 
 def forward(x, params, state0=None, lengths=None, reverse=False):
     """Run the cell over x (T, B, I) on the GPU. Returns (y, final states, saved), all on the device;
-    the final states are views of the state sequence kept for backward."""
+    the final states are views of the state sequence kept for backward.
+
+    `saved` keeps references to the device arrays x and params, not copies: do not modify them in
+    place before backward(saved), or backward silently returns the gradients of the modified
+    values. NaN and inf in device inputs are not checked."""
     x, params, state0, lengths, reverse = rt.forward_inputs(x, params, state0, lengths, reverse,
                                                             PARAMS, STATES)
     T, B, I = x.shape
@@ -327,7 +331,10 @@ zx_ih=zx_ih, s_h=s_h, z_hh=z_hh, )
 
 
 def backward(dy, d_final, saved):
-    """Gradients of a scalar loss on the GPU: from dy (T, B, H) and d_final to (dx, d_state0, d_params)."""
+    """Gradients of a scalar loss on the GPU: from dy (T, B, H) and d_final to (dx, d_state0, d_params).
+
+    Reads x and params through `saved`, by reference: they must be unchanged since forward()
+    (not checked). First-order gradients."""
     dy, d_final = rt.backward_inputs(dy, d_final, saved, NAME, STATES)
     x, params, lengths, reverse = saved.x, saved.params, saved.lengths, saved.reverse
     zx_ih = saved.zx_ih

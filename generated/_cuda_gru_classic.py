@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + versions: c461cad6bebd97bad32b22e0cca5c0e57b157e86afcfeefbf09315dde833cdea
+sha256 of spec + templates + versions: 87ae8ba41edba791b5efdd4273c46e1e7762305222268eac88fc3322ca832d4a
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -30,7 +30,7 @@ from rnngen import checks
 from rnngen import cuda_runtime as rt
 
 NAME = "gru_classic"
-SPEC_SHA256 = "c461cad6bebd97bad32b22e0cca5c0e57b157e86afcfeefbf09315dde833cdea"
+SPEC_SHA256 = "87ae8ba41edba791b5efdd4273c46e1e7762305222268eac88fc3322ca832d4a"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
@@ -441,7 +441,11 @@ def _kernels(dtype):
 
 def forward(x, params, state0=None, lengths=None, reverse=False):
     """Run the cell over x (T, B, I) on the GPU. Returns (y, final states, saved), all on the device;
-    the final states are views of the state sequence kept for backward."""
+    the final states are views of the state sequence kept for backward.
+
+    `saved` keeps references to the device arrays x and params, not copies: do not modify them in
+    place before backward(saved), or backward silently returns the gradients of the modified
+    values. NaN and inf in device inputs are not checked."""
     x, params, state0, lengths, reverse = rt.forward_inputs(x, params, state0, lengths, reverse,
                                                             PARAMS, STATES)
     T, B, I = x.shape
@@ -465,7 +469,10 @@ zx_ih=zx_ih, s_h=s_h, z_hh=z_hh, z_rh=z_rh, v_rh=v_rh, )
 
 
 def backward(dy, d_final, saved):
-    """Gradients of a scalar loss on the GPU: from dy (T, B, H) and d_final to (dx, d_state0, d_params)."""
+    """Gradients of a scalar loss on the GPU: from dy (T, B, H) and d_final to (dx, d_state0, d_params).
+
+    Reads x and params through `saved`, by reference: they must be unchanged since forward()
+    (not checked). First-order gradients."""
     dy, d_final = rt.backward_inputs(dy, d_final, saved, NAME, STATES)
     x, params, lengths, reverse = saved.x, saved.params, saved.lengths, saved.reverse
     zx_ih = saved.zx_ih

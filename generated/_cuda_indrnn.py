@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + versions: 59bf2aff89ab8380c4db8d820ec73c42be4102dc7d903753525cdc0cd6154699
+sha256 of spec + templates + versions: fb3157b62c5c096d4f765c537185f513d202f8a412de7beee526a80da1e6cb9a
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -26,7 +26,7 @@ from rnngen import checks
 from rnngen import cuda_runtime as rt
 
 NAME = "indrnn"
-SPEC_SHA256 = "59bf2aff89ab8380c4db8d820ec73c42be4102dc7d903753525cdc0cd6154699"
+SPEC_SHA256 = "fb3157b62c5c096d4f765c537185f513d202f8a412de7beee526a80da1e6cb9a"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
@@ -149,7 +149,11 @@ def _kernels(dtype):
 
 def forward(x, params, state0=None, lengths=None, reverse=False):
     """Run the cell over x (T, B, I) on the GPU. Returns (y, final states, saved), all on the device;
-    the final states are views of the state sequence kept for backward."""
+    the final states are views of the state sequence kept for backward.
+
+    `saved` keeps references to the device arrays x and params, not copies: do not modify them in
+    place before backward(saved), or backward silently returns the gradients of the modified
+    values. NaN and inf in device inputs are not checked."""
     x, params, state0, lengths, reverse = rt.forward_inputs(x, params, state0, lengths, reverse,
                                                             PARAMS, STATES)
     T, B, I = x.shape
@@ -170,7 +174,10 @@ zx_ih=zx_ih, s_h=s_h, )
 
 
 def backward(dy, d_final, saved):
-    """Gradients of a scalar loss on the GPU: from dy (T, B, H) and d_final to (dx, d_state0, d_params)."""
+    """Gradients of a scalar loss on the GPU: from dy (T, B, H) and d_final to (dx, d_state0, d_params).
+
+    Reads x and params through `saved`, by reference: they must be unchanged since forward()
+    (not checked). First-order gradients."""
     dy, d_final = rt.backward_inputs(dy, d_final, saved, NAME, STATES)
     x, params, lengths, reverse = saved.x, saved.params, saved.lengths, saved.reverse
     zx_ih = saved.zx_ih

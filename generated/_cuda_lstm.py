@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + versions: 5e74178c9ac81f44cf17118777e0f5b6334579fbab515461f4ac0f97ae58bd55
+sha256 of spec + templates + versions: 32749f64eb9b17b95f55f9b1a1ca69194ffc41984a60a259e0abc363bdfb357d
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,7 +33,7 @@ from rnngen import checks
 from rnngen import cuda_runtime as rt
 
 NAME = "lstm"
-SPEC_SHA256 = "5e74178c9ac81f44cf17118777e0f5b6334579fbab515461f4ac0f97ae58bd55"
+SPEC_SHA256 = "32749f64eb9b17b95f55f9b1a1ca69194ffc41984a60a259e0abc363bdfb357d"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {
@@ -330,7 +330,11 @@ def _kernels(dtype):
 
 def forward(x, params, state0=None, lengths=None, reverse=False):
     """Run the cell over x (T, B, I) on the GPU. Returns (y, final states, saved), all on the device;
-    the final states are views of the state sequence kept for backward."""
+    the final states are views of the state sequence kept for backward.
+
+    `saved` keeps references to the device arrays x and params, not copies: do not modify them in
+    place before backward(saved), or backward silently returns the gradients of the modified
+    values. NaN and inf in device inputs are not checked."""
     x, params, state0, lengths, reverse = rt.forward_inputs(x, params, state0, lengths, reverse,
                                                             PARAMS, STATES)
     T, B, I = x.shape
@@ -354,7 +358,10 @@ zx_ih=zx_ih, s_h=s_h, s_c=s_c, z_hh=z_hh, )
 
 
 def backward(dy, d_final, saved):
-    """Gradients of a scalar loss on the GPU: from dy (T, B, H) and d_final to (dx, d_state0, d_params)."""
+    """Gradients of a scalar loss on the GPU: from dy (T, B, H) and d_final to (dx, d_state0, d_params).
+
+    Reads x and params through `saved`, by reference: they must be unchanged since forward()
+    (not checked). First-order gradients."""
     dy, d_final = rt.backward_inputs(dy, d_final, saved, NAME, STATES)
     x, params, lengths, reverse = saved.x, saved.params, saved.lengths, saved.reverse
     zx_ih = saved.zx_ih

@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + versions: 748b49a4edd7fd501f950a9cdf4a27df35c596b96ee608f448db6c92c3247f1b
+sha256 of spec + templates + versions: c2e6143a2d1f6e856f151aea463c8d0b55482da573db9feace0a9525eb795fed
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -32,7 +32,7 @@ from rnngen import checks
 from rnngen import cuda_runtime as rt
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "748b49a4edd7fd501f950a9cdf4a27df35c596b96ee608f448db6c92c3247f1b"
+SPEC_SHA256 = "c2e6143a2d1f6e856f151aea463c8d0b55482da573db9feace0a9525eb795fed"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {
@@ -350,7 +350,11 @@ def _kernels(dtype):
 
 def forward(x, params, state0=None, lengths=None, reverse=False):
     """Run the cell over x (T, B, I) on the GPU. Returns (y, final states, saved), all on the device;
-    the final states are views of the state sequence kept for backward."""
+    the final states are views of the state sequence kept for backward.
+
+    `saved` keeps references to the device arrays x and params, not copies: do not modify them in
+    place before backward(saved), or backward silently returns the gradients of the modified
+    values. NaN and inf in device inputs are not checked."""
     x, params, state0, lengths, reverse = rt.forward_inputs(x, params, state0, lengths, reverse,
                                                             PARAMS, STATES)
     T, B, I = x.shape
@@ -374,7 +378,10 @@ zx_ih=zx_ih, s_h=s_h, s_c=s_c, z_hh=z_hh, )
 
 
 def backward(dy, d_final, saved):
-    """Gradients of a scalar loss on the GPU: from dy (T, B, H) and d_final to (dx, d_state0, d_params)."""
+    """Gradients of a scalar loss on the GPU: from dy (T, B, H) and d_final to (dx, d_state0, d_params).
+
+    Reads x and params through `saved`, by reference: they must be unchanged since forward()
+    (not checked). First-order gradients."""
     dy, d_final = rt.backward_inputs(dy, d_final, saved, NAME, STATES)
     x, params, lengths, reverse = saved.x, saved.params, saved.lengths, saved.reverse
     zx_ih = saved.zx_ih

@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + versions: 4d3df78fc50dad4d7a2bbc79f1ef021bf331614edf9510580e7e1690fa1efb68
+sha256 of spec + templates + versions: 9e2829946bc71c786240bef9af178d8943e3f47d566c07ddca7cd41e97ccb184
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -27,7 +27,7 @@ from rnngen import checks
 from rnngen import cuda_runtime as rt
 
 NAME = "mingru"
-SPEC_SHA256 = "4d3df78fc50dad4d7a2bbc79f1ef021bf331614edf9510580e7e1690fa1efb68"
+SPEC_SHA256 = "9e2829946bc71c786240bef9af178d8943e3f47d566c07ddca7cd41e97ccb184"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
@@ -154,7 +154,11 @@ def _kernels(dtype):
 
 def forward(x, params, state0=None, lengths=None, reverse=False):
     """Run the cell over x (T, B, I) on the GPU. Returns (y, final states, saved), all on the device;
-    the final states are views of the state sequence kept for backward."""
+    the final states are views of the state sequence kept for backward.
+
+    `saved` keeps references to the device arrays x and params, not copies: do not modify them in
+    place before backward(saved), or backward silently returns the gradients of the modified
+    values. NaN and inf in device inputs are not checked."""
     x, params, state0, lengths, reverse = rt.forward_inputs(x, params, state0, lengths, reverse,
                                                             PARAMS, STATES)
     T, B, I = x.shape
@@ -175,7 +179,10 @@ zx_ih=zx_ih, s_h=s_h, )
 
 
 def backward(dy, d_final, saved):
-    """Gradients of a scalar loss on the GPU: from dy (T, B, H) and d_final to (dx, d_state0, d_params)."""
+    """Gradients of a scalar loss on the GPU: from dy (T, B, H) and d_final to (dx, d_state0, d_params).
+
+    Reads x and params through `saved`, by reference: they must be unchanged since forward()
+    (not checked). First-order gradients."""
     dy, d_final = rt.backward_inputs(dy, d_final, saved, NAME, STATES)
     x, params, lengths, reverse = saved.x, saved.params, saved.lengths, saved.reverse
     zx_ih = saved.zx_ih

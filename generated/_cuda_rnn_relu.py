@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + versions: ff4732ac0bcec68c9ba39a9a21c5f1301ccac6921f9da154612db693314438fe
+sha256 of spec + templates + versions: e205e4c4048a359178619ebc89cb9bd497ef1cb06183d2cc8be6cd9e55f5a264
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -27,7 +27,7 @@ from rnngen import checks
 from rnngen import cuda_runtime as rt
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "ff4732ac0bcec68c9ba39a9a21c5f1301ccac6921f9da154612db693314438fe"
+SPEC_SHA256 = "e205e4c4048a359178619ebc89cb9bd497ef1cb06183d2cc8be6cd9e55f5a264"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
@@ -275,7 +275,11 @@ def _kernels(dtype):
 
 def forward(x, params, state0=None, lengths=None, reverse=False):
     """Run the cell over x (T, B, I) on the GPU. Returns (y, final states, saved), all on the device;
-    the final states are views of the state sequence kept for backward."""
+    the final states are views of the state sequence kept for backward.
+
+    `saved` keeps references to the device arrays x and params, not copies: do not modify them in
+    place before backward(saved), or backward silently returns the gradients of the modified
+    values. NaN and inf in device inputs are not checked."""
     x, params, state0, lengths, reverse = rt.forward_inputs(x, params, state0, lengths, reverse,
                                                             PARAMS, STATES)
     T, B, I = x.shape
@@ -297,7 +301,10 @@ zx_ih=zx_ih, s_h=s_h, z_hh=z_hh, )
 
 
 def backward(dy, d_final, saved):
-    """Gradients of a scalar loss on the GPU: from dy (T, B, H) and d_final to (dx, d_state0, d_params)."""
+    """Gradients of a scalar loss on the GPU: from dy (T, B, H) and d_final to (dx, d_state0, d_params).
+
+    Reads x and params through `saved`, by reference: they must be unchanged since forward()
+    (not checked). First-order gradients."""
     dy, d_final = rt.backward_inputs(dy, d_final, saved, NAME, STATES)
     x, params, lengths, reverse = saved.x, saved.params, saved.lengths, saved.reverse
     zx_ih = saved.zx_ih

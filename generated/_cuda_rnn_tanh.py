@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + versions: 6fc6a8cc609f225dd01281ac67b185af443698aebddb6f192ce233c03f6d9bee
+sha256 of spec + templates + versions: 63102689b3e51b79105cc5f2c602f82dececc30ef3a6fd48c65fb90e0a304e6a
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -27,7 +27,7 @@ from rnngen import checks
 from rnngen import cuda_runtime as rt
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "6fc6a8cc609f225dd01281ac67b185af443698aebddb6f192ce233c03f6d9bee"
+SPEC_SHA256 = "63102689b3e51b79105cc5f2c602f82dececc30ef3a6fd48c65fb90e0a304e6a"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
@@ -277,7 +277,11 @@ def _kernels(dtype):
 
 def forward(x, params, state0=None, lengths=None, reverse=False):
     """Run the cell over x (T, B, I) on the GPU. Returns (y, final states, saved), all on the device;
-    the final states are views of the state sequence kept for backward."""
+    the final states are views of the state sequence kept for backward.
+
+    `saved` keeps references to the device arrays x and params, not copies: do not modify them in
+    place before backward(saved), or backward silently returns the gradients of the modified
+    values. NaN and inf in device inputs are not checked."""
     x, params, state0, lengths, reverse = rt.forward_inputs(x, params, state0, lengths, reverse,
                                                             PARAMS, STATES)
     T, B, I = x.shape
@@ -299,7 +303,10 @@ zx_ih=zx_ih, s_h=s_h, z_hh=z_hh, )
 
 
 def backward(dy, d_final, saved):
-    """Gradients of a scalar loss on the GPU: from dy (T, B, H) and d_final to (dx, d_state0, d_params)."""
+    """Gradients of a scalar loss on the GPU: from dy (T, B, H) and d_final to (dx, d_state0, d_params).
+
+    Reads x and params through `saved`, by reference: they must be unchanged since forward()
+    (not checked). First-order gradients."""
     dy, d_final = rt.backward_inputs(dy, d_final, saved, NAME, STATES)
     x, params, lengths, reverse = saved.x, saved.params, saved.lengths, saved.reverse
     zx_ih = saved.zx_ih

@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + versions: c461cad6bebd97bad32b22e0cca5c0e57b157e86afcfeefbf09315dde833cdea
+sha256 of spec + templates + versions: 87ae8ba41edba791b5efdd4273c46e1e7762305222268eac88fc3322ca832d4a
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -25,7 +25,7 @@ from numba import float32, njit
 from rnngen import checks, device
 
 NAME = "gru_classic"
-SPEC_SHA256 = "c461cad6bebd97bad32b22e0cca5c0e57b157e86afcfeefbf09315dde833cdea"
+SPEC_SHA256 = "87ae8ba41edba791b5efdd4273c46e1e7762305222268eac88fc3322ca832d4a"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
@@ -241,7 +241,12 @@ def _loop_order(a, lengths):
 
 
 def forward(x, params, state0=None, lengths=None, reverse=False):
-    """Run the cell over x (T, B, I). Returns (y (T, B, H), final states, saved for backward)."""
+    """Run the cell over x (T, B, I). Returns (y (T, B, H), final states, saved for backward).
+
+    Checks its inputs (ValueError naming the argument; NaN or inf in x, state0 or a parameter is
+    refused). `saved` keeps references to x and params, not copies: do not modify them in place
+    before backward(saved) (an optimizer step, x reused as a buffer), or backward silently returns
+    the gradients of the modified values. Update the parameters after backward."""
     if device.is_device_array(x):      # numba, torch or cupy arrays on the GPU: _cuda_gru_classic.py
         return device.cuda_module(__name__, __file__, NAME).forward(x, params, state0, lengths, reverse)
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
@@ -267,7 +272,10 @@ zx_ih=zx_ih, s_h=s_h, z_hh=z_hh, z_rh=z_rh, v_rh=v_rh, )
 
 def backward(dy, d_final, saved):
     """Gradients of a scalar loss: from dy (T, B, H) and d_final (per state, (B, H) or None)
-    to (dx, d_state0, d_params)."""
+    to (dx, d_state0, d_params).
+
+    Reads x and params through `saved`, by reference: they must be unchanged since forward()
+    (this is not checked; the PyTorch bridge, rnngen.torch, checks it). First-order gradients."""
     if getattr(saved, "device", False):
         return device.cuda_module(__name__, __file__, NAME).backward(dy, d_final, saved)
     dy, d_final = checks.backward_inputs(dy, d_final, saved, NAME, STATES)

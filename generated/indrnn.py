@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + versions: 59bf2aff89ab8380c4db8d820ec73c42be4102dc7d903753525cdc0cd6154699
+sha256 of spec + templates + versions: fb3157b62c5c096d4f765c537185f513d202f8a412de7beee526a80da1e6cb9a
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -21,7 +21,7 @@ from numba import float32, njit
 from rnngen import checks, device
 
 NAME = "indrnn"
-SPEC_SHA256 = "59bf2aff89ab8380c4db8d820ec73c42be4102dc7d903753525cdc0cd6154699"
+SPEC_SHA256 = "fb3157b62c5c096d4f765c537185f513d202f8a412de7beee526a80da1e6cb9a"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
@@ -172,7 +172,12 @@ def _loop_order(a, lengths):
 
 
 def forward(x, params, state0=None, lengths=None, reverse=False):
-    """Run the cell over x (T, B, I). Returns (y (T, B, H), final states, saved for backward)."""
+    """Run the cell over x (T, B, I). Returns (y (T, B, H), final states, saved for backward).
+
+    Checks its inputs (ValueError naming the argument; NaN or inf in x, state0 or a parameter is
+    refused). `saved` keeps references to x and params, not copies: do not modify them in place
+    before backward(saved) (an optimizer step, x reused as a buffer), or backward silently returns
+    the gradients of the modified values. Update the parameters after backward."""
     if device.is_device_array(x):      # numba, torch or cupy arrays on the GPU: _cuda_indrnn.py
         return device.cuda_module(__name__, __file__, NAME).forward(x, params, state0, lengths, reverse)
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
@@ -195,7 +200,10 @@ zx_ih=zx_ih, s_h=s_h, )
 
 def backward(dy, d_final, saved):
     """Gradients of a scalar loss: from dy (T, B, H) and d_final (per state, (B, H) or None)
-    to (dx, d_state0, d_params)."""
+    to (dx, d_state0, d_params).
+
+    Reads x and params through `saved`, by reference: they must be unchanged since forward()
+    (this is not checked; the PyTorch bridge, rnngen.torch, checks it). First-order gradients."""
     if getattr(saved, "device", False):
         return device.cuda_module(__name__, __file__, NAME).backward(dy, d_final, saved)
     dy, d_final = checks.backward_inputs(dy, d_final, saved, NAME, STATES)
