@@ -5,15 +5,20 @@ Each line of the corpus is one sequence. The model reads '\\n' (start) then the 
 and predicts, at every step, the next character, ending with '\\n': per-step softmax
 cross-entropy summed over time, masked past each line's length.
 """
+import math
 import os
+import shlex
+import signal
 import sys
+import threading
 import time
 
 import numpy as np
 
 from .network import _int
-from .training import (SeqModel, Adam, SGD, _positive, clip_by_global_norm, clip_by_value, load_checkpoint,
-                       save_checkpoint, softmax_cross_entropy)
+from .training import (SeqModel, Adam, SGD, _positive, available_memory_bytes, check_finite_grads,
+                       check_writable, checkpoint_metadata, clip_by_global_norm, clip_by_value, format_bytes,
+                       load_checkpoint, save_checkpoint, softmax_cross_entropy, training_memory_bytes)
 
 EOS = "\n"
 
@@ -58,6 +63,7 @@ class CharLM(SeqModel):
         """n strings drawn one character at a time (the RNN's step() API), each ending at '\\n' or
         after max_len characters. Reproducible for a given seed."""
         n = _int("n", n, 1)
+        max_len = _int("max_len", max_len, 1)
         temperature = _positive("temperature", temperature)
         rng = np.random.default_rng(seed)
         V = len(self.vocab)
@@ -71,8 +77,9 @@ class CharLM(SeqModel):
                 x = np.zeros((n, V), self.dtype)
                 x[np.arange(n), prev] = 1
                 y, state = self.rnn.step(x, state)
-                logits = (y @ self.dense.weight.T + self.dense.bias).astype(np.float64) / temperature
-                p = np.exp(logits - logits.max(axis=1, keepdims=True))
+                logits = (y @ self.dense.weight.T + self.dense.bias).astype(np.float64)
+                # shifted before dividing: a tiny temperature gives -inf and 0 (argmax), never inf - inf
+                p = np.exp((logits - logits.max(axis=1, keepdims=True)) / temperature)
                 cdf = np.cumsum(p, axis=1)
                 u = rng.random(n) * cdf[:, -1]
                 prev = np.minimum((cdf < u[:, None]).sum(axis=1), V - 1)
@@ -98,6 +105,8 @@ def read_corpus(path=None, lowercase=True, max_len=64):
             text = f.read()
     except OSError as exc:
         raise ValueError(f"cannot read data file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"data file {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     if lowercase:
         text = text.lower()
     lines = []
@@ -111,9 +120,17 @@ def read_corpus(path=None, lowercase=True, max_len=64):
 
 def train_charlm(lines, cell="lstm", hidden_size=64, num_layers=1, steps=1500, batch_size=32,
                  lr=0.01, optimizer="adam", clip_norm=5.0, clip_value=None, dropout=0.0, seed=0,
-                 dtype=np.float32, callback=None, model=None):
+                 dtype=np.float32, callback=None, model=None, should_stop=None):
     """Train a CharLM on `lines` with minibatches of random lines; returns (model, losses) where
-    losses[i] is step i's mean per-character loss. callback(step, loss, model) after each step."""
+    losses[i] is step i's mean per-character loss. callback(step, loss, model) after each step;
+    should_stop() is asked after each step too, and training ends there when it returns True
+    (losses then holds the steps done). A loss or gradient holding NaN or inf stops training with
+    a ValueError naming the step (and the parameter), before the optimizer sees it."""
+    steps = _int("steps", steps, 1)
+    batch_size = _int("batch_size", batch_size, 1)
+    for name, value in (("clip_norm", clip_norm), ("clip_value", clip_value)):
+        if value is not None:
+            _positive(name, value)
     if model is None:
         model = CharLM(CharLM.vocab_of(lines), cell, hidden_size, num_layers, dropout=dropout,
                        dtype=dtype, seed=seed)
@@ -130,8 +147,11 @@ def train_charlm(lines, cell="lstm", hidden_size=64, num_layers=1, steps=1500, b
             order, pos = rng.permutation(len(lines)), 0
         batch = [lines[i] for i in order[pos:pos + batch_size]]
         pos += batch_size
-        loss = model.batch_loss(batch)
-        grads = model.grads
+        try:
+            loss = model.batch_loss(batch)
+            grads = check_finite_grads(model.grads)
+        except ValueError as exc:
+            raise ValueError(f"step {step + 1}: {exc}") from None
         if clip_value is not None:
             clip_by_value(grads, clip_value)
         if clip_norm is not None:
@@ -140,6 +160,8 @@ def train_charlm(lines, cell="lstm", hidden_size=64, num_layers=1, steps=1500, b
         losses.append(loss)
         if callback is not None:
             callback(step, loss, model)
+        if should_stop is not None and should_stop():
+            break
     model.eval()
     return model, losses
 
@@ -151,7 +173,9 @@ def _fmt_time(seconds):
 
 
 def add_train_parser(sub):
-    t = sub.add_parser("train", help="train a character-level language model (one sequence per line)")
+    t = sub.add_parser("train", help="train a character-level language model (one sequence per line)",
+                       description="Train a character-level language model. Ctrl-C stops after the "
+                                   "current step and saves a checkpoint of it (exit status 130).")
     t.add_argument("--cell", default="lstm", help="cell name (default lstm)")
     t.add_argument("--cell-path", help="folder of a user-built cell's generated module")
     t.add_argument("--data", help="text file, one sequence per line (default: the shipped corpus "
@@ -164,10 +188,11 @@ def add_train_parser(sub):
     t.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
     t.add_argument("--clip-norm", type=float, default=5.0, help="clip the global gradient norm (default 5)")
     t.add_argument("--clip-value", type=float, help="also clip every gradient entry into [-m, m]")
-    t.add_argument("--dropout", type=float, default=0.0, help="dropout between layers (default 0)")
+    t.add_argument("--dropout", type=float, default=0.0, help="dropout between layers, in [0, 1) (default 0)")
     t.add_argument("--keep-case", action="store_true", help="do not lower-case the data")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--out", default="charlm.npz", help="checkpoint file (default charlm.npz)")
+    t.add_argument("--out", default="charlm.npz", help="checkpoint file (default charlm.npz); an existing "
+                                                       "file there must be an rnngen checkpoint")
     t.add_argument("--plot", help="write the loss curve to this PNG (needs matplotlib)")
     t.add_argument("--samples", type=int, default=5, help="names printed at each report (default 5)")
     t.set_defaults(func=cmd_train)
@@ -179,8 +204,9 @@ def add_sample_parser(sub):
     s.add_argument("--n", type=int, default=10, help="number of samples (default 10)")
     s.add_argument("--temperature", type=float, default=1.0, help="softmax temperature (default 1)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--max-len", type=int, default=40)
-    s.add_argument("--cell-path", help="folder of a user-built cell's generated module")
+    s.add_argument("--max-len", type=int, default=40, help="characters per sample at most (default 40)")
+    s.add_argument("--cell-path", help="folder of a user-built cell's generated module (default: the "
+                                       "folder the checkpoint records)")
     s.set_defaults(func=cmd_sample)
 
 
@@ -189,12 +215,100 @@ def _error(cmd, message):
     return 2
 
 
+def _positive_option(flag, value):
+    if value is not None and not (math.isfinite(value) and value > 0):
+        return f"{flag} must be a positive number, got {value}"
+    return None
+
+
+def _train_option_problem(args):
+    """The first bad numeric option of `rnngen train`, as one line, or None."""
+    for name, minimum in (("hidden", 1), ("layers", 1), ("steps", 1), ("batch", 1), ("samples", 0),
+                          ("seed", 0)):
+        if getattr(args, name) < minimum:
+            return f"--{name} must be >= {minimum}, got {getattr(args, name)}"
+    for flag, value in (("--lr", args.lr), ("--clip-norm", args.clip_norm), ("--clip-value", args.clip_value)):
+        problem = _positive_option(flag, value)
+        if problem:
+            return problem
+    if not 0.0 <= args.dropout < 1.0:
+        return f"--dropout must lie in [0, 1), got {args.dropout}"
+    return None
+
+
+def _out_problem(path):
+    """Why `rnngen train` cannot write its checkpoint to `path`, or None. Checked before training:
+    the folder must exist and be writable, and a file already there must be an rnngen checkpoint
+    (a data file or anything else of the user's is never replaced)."""
+    problem = check_writable(path, "--out")
+    if problem or not os.path.exists(path):
+        return problem
+    try:
+        checkpoint_metadata(path)
+    except ValueError as exc:
+        return f"--out {path} exists and would be replaced, but {exc}; refusing to overwrite it"
+    return None
+
+
+def _memory_problem(args, cell, lines):
+    V = len(CharLM.vocab_of(lines))
+    T = max(len(line) for line in lines) + 1
+    need = training_memory_bytes(cell, V, args.hidden, V, args.layers, False, T, args.batch,
+                                 np.float32, args.optimizer)
+    have = available_memory_bytes()
+    if have is None or need <= have:
+        return None
+    return (f"--hidden {args.hidden} --layers {args.layers} --batch {args.batch} needs about "
+            f"{format_bytes(need)} to train (parameters, gradients, optimizer state and activations of "
+            f"{T} steps x {args.batch} sequences), but only {format_bytes(have)} of memory is available")
+
+
+def _sample_command(out):
+    return f"rnngen sample {shlex.quote(out)}"
+
+
+class _StopOnCtrlC:
+    """While active, a first Ctrl-C (SIGINT) asks training to stop after the current step (so that
+    a complete step is saved); a second one interrupts at once (KeyboardInterrupt)."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def __call__(self):
+        return self.requested
+
+
 def cmd_train(args):
+    try:
+        return _train(args)
+    except KeyboardInterrupt:
+        print("\nrnngen train: interrupted before training started; nothing written", file=sys.stderr)
+        return 130
+
+
+def _train(args):
     from .blas import limit_threads
     limit_threads(1)
-    for name in ("hidden", "layers", "steps", "batch"):
-        if getattr(args, name) < 1:
-            return _error("train", f"--{name} must be >= 1, got {getattr(args, name)}")
+    problem = _train_option_problem(args) or _out_problem(args.out)
+    if args.plot and not problem:
+        problem = check_writable(args.plot, "--plot")
+    if problem:
+        return _error("train", problem)
     if args.plot:
         try:
             import matplotlib
@@ -207,10 +321,16 @@ def cmd_train(args):
         from .registry import load
         cell = load(args.cell, path=args.cell_path)
         lines = read_corpus(args.data, lowercase=not args.keep_case)
+        problem = _memory_problem(args, cell, lines)
+        if problem:
+            return _error("train", problem)
         model = CharLM(CharLM.vocab_of(lines), cell, args.hidden, args.layers, dropout=args.dropout,
                        seed=args.seed)
     except ValueError as exc:
         return _error("train", str(exc))
+    except MemoryError:
+        return _error("train", f"out of memory building the model (--hidden {args.hidden}, "
+                               f"--layers {args.layers})")
     V = len(model.vocab)
     print(f"rnngen train: cell {cell.NAME}, {args.layers} layer(s) of {args.hidden}, "
           f"{len(lines)} lines from {args.data or 'the shipped creature-names corpus'}, vocab {V}; "
@@ -219,7 +339,8 @@ def cmd_train(args):
     report_every = max(1, args.steps // 5)
     progress_every = max(1, args.steps // 20)
     start = time.perf_counter()
-    state = {"ema": None, "first": None, "shown": 0.0}
+    state = {"ema": None, "first": None, "shown": 0.0, "saved": None}
+    run = dict(seed=args.seed, data=args.data, steps=args.steps)
 
     def callback(step, loss, model):
         state["ema"] = loss if state["ema"] is None else 0.95 * state["ema"] + 0.05 * loss
@@ -241,28 +362,55 @@ def cmd_train(args):
         if report:
             if tty:
                 print(file=sys.stderr, flush=True)
-            samples = model.sample(args.samples, seed=done)
-            print(f"  samples at step {done}: {', '.join(samples)}", flush=True)
+            if args.samples:
+                samples = model.sample(args.samples, seed=done)
+                print(f"  samples at step {done}: {', '.join(samples)}", flush=True)
             model.train()
-            save_checkpoint(args.out, model, step=done, seed=args.seed, data=args.data)
+            save_checkpoint(args.out, model, step=done, **run)
+            state["saved"] = done
 
-    try:
-        model, losses = train_charlm(lines, steps=args.steps, batch_size=args.batch, lr=args.lr,
-                                     optimizer=args.optimizer, clip_norm=args.clip_norm,
-                                     clip_value=args.clip_value, seed=args.seed, callback=callback,
-                                     model=model)
-    except ValueError as exc:
-        return _error("train", str(exc))
-    elapsed = time.perf_counter() - start
-    first = np.mean(losses[:10])
-    last = np.mean(losses[-max(1, min(50, len(losses) // 10)):])
-    save_checkpoint(args.out, model, step=args.steps, seed=args.seed, data=args.data,
-                    loss_start=float(first), loss_end=float(last))
-    print(f"rnngen train: {args.steps} steps in {elapsed:.1f} s ({args.steps / elapsed:.1f} steps/s); "
+    def kept():
+        if state["saved"] is None:
+            return "nothing was written"
+        return f"{args.out} holds the checkpoint of step {state['saved']}"
+
+    with _StopOnCtrlC() as stop:
+        try:
+            model, losses = train_charlm(lines, steps=args.steps, batch_size=args.batch, lr=args.lr,
+                                         optimizer=args.optimizer, clip_norm=args.clip_norm,
+                                         clip_value=args.clip_value, seed=args.seed, callback=callback,
+                                         model=model, should_stop=stop)
+        except KeyboardInterrupt:       # a second Ctrl-C: the step it cut may be half done
+            print(f"\nrnngen train: interrupted again, in the middle of a step; {kept()}", file=sys.stderr)
+            return 130
+        except ValueError as exc:
+            return _error("train", f"{exc}; {kept()}")
+        except MemoryError:
+            return _error("train", f"out of memory while training; {kept()}")
+        done = len(losses)
+        elapsed = time.perf_counter() - start
+        first = float(np.mean(losses[:10]))
+        last = float(np.mean(losses[-max(1, min(50, done // 10)):]))
+        try:
+            save_checkpoint(args.out, model, step=done, **run, loss_start=first, loss_end=last,
+                            interrupted=done < args.steps)
+        except ValueError as exc:
+            return _error("train", f"{exc}; {kept()}")
+    if done < args.steps:
+        if tty:
+            print(file=sys.stderr)                # end the progress line
+        print(f"rnngen train: interrupted (Ctrl-C) at step {done}/{args.steps}; "
+              f"saved a checkpoint of step {done} to {args.out}; sample it with "
+              f"`{_sample_command(args.out)}`", file=sys.stderr, flush=True)
+        return 130
+    print(f"rnngen train: {done} steps in {elapsed:.1f} s ({done / elapsed:.1f} steps/s); "
           f"loss {first:.3f} (first 10 steps) -> {last:.3f} (last steps); wrote {args.out}; "
-          f"sample it with `rnngen sample {args.out}`", flush=True)
+          f"sample it with `{_sample_command(args.out)}`", flush=True)
     if args.plot:
-        _plot(losses, args.plot, V)
+        try:
+            _plot(losses, args.plot, V)
+        except (OSError, ValueError) as exc:
+            return _error("train", f"cannot write the loss curve to {args.plot}: {exc}")
         print(f"rnngen train: wrote the loss curve to {args.plot}")
     return 0
 
@@ -287,15 +435,42 @@ def _plot(losses, path, V):
     plt.close(fig)
 
 
+def _sample_option_problem(args):
+    for flag, value in (("--n", args.n), ("--max-len", args.max_len)):
+        if value < 1:
+            return f"{flag} must be >= 1, got {value}"
+    if args.seed < 0:
+        return f"--seed must be >= 0, got {args.seed}"
+    return _positive_option("--temperature", args.temperature)
+
+
+def _sample_memory_problem(args, model):
+    layers_state = model.rnn.num_layers * len(model.rnn.states) * model.rnn.hidden_size
+    need = args.n * 8 * (6 * len(model.vocab) + 8 * layers_state)    # per-step arrays, from above
+    have = available_memory_bytes()
+    if have is None or need <= have:
+        return None
+    return (f"--n {args.n} needs about {format_bytes(need)} to sample, but only {format_bytes(have)} "
+            f"of memory is available")
+
+
 def cmd_sample(args):
     from .blas import limit_threads
     limit_threads(1)
+    problem = _sample_option_problem(args)
+    if problem:
+        return _error("sample", problem)
     try:
         model = load_checkpoint(args.checkpoint, cell_path=args.cell_path)
         if getattr(model, "vocab", None) is None:
             return _error("sample", f"{args.checkpoint} is not a character-level language model")
+        problem = _sample_memory_problem(args, model)
+        if problem:
+            return _error("sample", problem)
         for s in model.sample(args.n, temperature=args.temperature, seed=args.seed, max_len=args.max_len):
             print(s)
     except ValueError as exc:
         return _error("sample", str(exc))
+    except MemoryError:
+        return _error("sample", f"out of memory sampling {args.n} names")
     return 0

@@ -2,27 +2,33 @@
 import argparse
 import sys
 
+from . import __version__
 from .errors import SpecError
 
 
 def _build(args):
     from .build import build, builtin_generated_dir, builtin_specs_dir, spec_paths
+    from .errors import BuildError
     specs_dir = args.specs or builtin_specs_dir()
-    out_dir = args.out or (builtin_generated_dir() if not args.specs else None)
+    out_dir = args.out or (builtin_generated_dir() if not args.specs or args.into_package else None)
     if out_dir is None:
-        print("rnngen build: --out is required with --specs (the built-in generated/ is for the "
-              "built-in specs)", file=sys.stderr)
+        print("rnngen build: --out is required with --specs (rnngen's own generated/ folder holds the "
+              "built-in cells; add --into-package to build these specs into it)", file=sys.stderr)
         return 2
     try:
         paths = spec_paths(specs_dir, args.names)
-    except FileNotFoundError as exc:
+        changed = build(paths, out_dir, check=args.check, complete=not args.names, specs_dir=specs_dir,
+                        into_package=args.into_package)
+    except (FileNotFoundError, BuildError) as exc:
         print(f"rnngen build: {exc}", file=sys.stderr)
         return 2
-    try:
-        changed = build(paths, out_dir, check=args.check, complete=not args.names)
     except SpecError as exc:
         print(f"rnngen build: SpecError: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"rnngen build: interrupted; each module in {out_dir} is whole (its old or its new text): "
+              f"run the build again", file=sys.stderr)
+        return 130
     if args.check and changed:
         print("rnngen build --check: stale generated files (run `rnngen build`):", file=sys.stderr)
         for path in changed:
@@ -38,12 +44,28 @@ def _bench(args):
 
 def parser():
     p = argparse.ArgumentParser(prog="rnngen", description=__doc__)
+    p.add_argument("--version", action="version", version=f"rnngen {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
-    b = sub.add_parser("build", help="generate kernel modules from cell specs")
-    b.add_argument("names", nargs="*", help="spec names (default: every spec in the folder)")
-    b.add_argument("--specs", help="folder of spec files (default: the built-in specs)")
-    b.add_argument("--out", help="folder for generated modules (default: the built-in generated/)")
-    b.add_argument("--check", action="store_true", help="write nothing; exit 1 if any module is stale")
+    b = sub.add_parser(
+        "build", help="generate kernel modules from cell specs",
+        description="Generate the kernel modules <cell>.py and _cuda_<cell>.py from cell specs. Spec "
+                    "files are Python and are executed: build, show or list only specs you trust. "
+                    "A build overwrites or removes only modules rnngen generated (their header says "
+                    "so); it removes a module only when its header names this same specs folder and "
+                    "its spec is gone, and it stops, writing nothing, when any other file is in the way.")
+    b.add_argument("names", nargs="*",
+                   help="cells to build, by spec file name without .py, which must be the cell's name "
+                        "(default: every spec in the folder; only then are modules whose spec is gone "
+                        "removed)")
+    b.add_argument("--specs", help="folder of spec files (default: the built-in specs); they are Python "
+                                   "and are executed")
+    b.add_argument("--out", help="folder for generated modules (default: the built-in generated/; "
+                                 "required with --specs)")
+    b.add_argument("--into-package", action="store_true",
+                   help="allow --specs to be built into rnngen's own generated/ folder, next to the "
+                        "built-in cells (so rnngen.load(name) finds them without path=)")
+    b.add_argument("--check", action="store_true",
+                   help="write nothing; exit 1 naming the stale modules, 2 if a build would refuse")
     b.set_defaults(func=_build)
     from . import charlm
     charlm.add_train_parser(sub)

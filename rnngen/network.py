@@ -171,8 +171,9 @@ def _ops(device, dtype):
 class RNN:
     """A stack of `num_layers` recurrent layers of one cell, optionally bidirectional.
 
-    cell: a built-in cell name ('lstm', 'gru', 'rnn_tanh', ...) or a generated module
-    (`rnngen.load(name, path=folder)` for one you built).
+    cell: a built-in cell name ('lstm', 'gru', 'rnn_tanh', ...), the name of a cell you built
+    into folder `path` (`rnngen build NAME --specs DIR --out path`), or a generated module
+    (`rnngen.load(name, path=folder)`).
 
     forward(x, state0=None, lengths=None) -> (y, final_states)
         x (T, B, I) (or (B, T, I) with batch_first); y (T, B, D*H), the directions concatenated
@@ -185,6 +186,14 @@ class RNN:
     step(x_t, state=None) -> (y_t, state)
         one time step for incremental inference (one-to-many, sampling), unidirectional only.
 
+    x, the parameters and every other input are checked once per call: a wrong shape or dtype, NaN
+    or inf (in x, the states, dy, or a parameter, e.g. after a diverged update) raise ValueError.
+    Between forward() and backward(), x and the parameters must not be modified in place:
+    forward keeps references to them (no copies) and backward reads them, so an in-place change
+    (an optimizer step before backward, x reused as a buffer) silently gives the gradients of the
+    changed values. Update the parameters after backward(); pass a copy of x if you must reuse
+    it. (The PyTorch bridge, rnngen.torch, detects such changes and raises.)
+
     device="cuda": the parameters and `.grads` are numba device arrays and every layer and
     direction runs on the GPU. forward/backward/step take device arrays (numba, or anything with
     __cuda_array_interface__ such as torch and cupy tensors: no copy) or host arrays (numpy, CPU
@@ -196,9 +205,11 @@ class RNN:
     """
 
     def __init__(self, cell, input_size, hidden_size, num_layers=1, bidirectional=False,
-                 dropout=0.0, batch_first=False, dtype=np.float32, seed=0, device="cpu"):
+                 dropout=0.0, batch_first=False, dtype=np.float32, seed=0, device="cpu", path=None):
         if isinstance(cell, str):
-            cell = load(cell)
+            cell = load(cell, path)
+        elif path is not None:
+            raise ValueError(f"path= says where to find a cell given by name; got a module {cell!r} and path={path!r}")
         for attr in ("STATES", "OUTPUT", "PARAMS", "forward", "backward", "init_params"):
             if not hasattr(cell, attr):
                 raise ValueError(f"cell must be a cell name or a generated module, got {cell!r}")
@@ -369,7 +380,8 @@ class RNN:
         if T < 1 or B < 1:
             raise ValueError(f"{name} must have at least one step and one sequence, got shape {tuple(x.shape)}")
         if I != self.input_size:
-            raise ValueError(f"{name} must have {self.input_size} features (input_size), got shape {tuple(x.shape)}")
+            raise ValueError(f"{name} has feature size {I} (shape {tuple(x.shape)}), but the network expects "
+                             f"input_size={self.input_size}")
         if dev is None:
             checks._finite(name, x)
             x = self._ops.from_host(x)
@@ -419,10 +431,20 @@ class RNN:
         lengths = check_lengths(lengths, B, T)
         return self._ops.lengths(lengths, T)
 
+    def _check_params_finite(self):
+        """NaN or inf in a parameter (a diverged update, a bad assignment to .params) is refused as
+        in x, naming the parameter; once per network call, vectorised (host parameters only:
+        as for device inputs, NaN is not checked on the GPU)."""
+        for name, value in self.params.items():
+            if not checks.all_finite(value):
+                raise ValueError(f"parameter {name} contains NaN or inf")
+
     # -- forward and backward ---------------------------------------------------------------------
     def _run(self, x, state0, lengths):
         """x time-major, checked, on the device. Returns (y time-major, final states, cache)."""
         ops = self._ops
+        if self.device == "cpu":
+            self._check_params_finite()
         T, B, _ = x.shape
         D, H = self.num_directions, self.hidden_size
         finals = [ops.empty((self.num_layers * D, B, H)) for _ in self.states]
@@ -454,7 +476,9 @@ class RNN:
         return inp, tuple(finals), (saved, masks, lengths, T, B)
 
     def forward(self, x, state0=None, lengths=None):
-        """Run the network over x. Returns (y, final_states); keeps what backward() needs."""
+        """Run the network over x. Returns (y, final_states); keeps what backward() needs:
+        references to x and the parameters, which must not be modified in place before
+        backward() (the gradients would be those of the modified values)."""
         x = self._check_x(x)
         T, B, _ = x.shape
         state0 = self._check_states("state0", state0, B)
@@ -469,7 +493,8 @@ class RNN:
 
     def backward(self, dy, d_final=None):
         """Back-propagate dL/dy (shaped like y) and dL/d(final states) (None: zero) through the last
-        forward(). Returns (dx, d_state0) and fills `.grads`."""
+        forward(). Returns (dx, d_state0) and fills `.grads`. Reads the x and parameters that
+        forward() saw, by reference: modify neither in place in between (update after backward)."""
         if self._cache is None:
             raise ValueError("backward() needs a forward() first")
         ops = self._ops

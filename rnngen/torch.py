@@ -36,7 +36,7 @@ import torch
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from . import registry
-from .checks import param_shape
+from .checks import all_finite, param_shape
 from .network import require_cuda
 
 __all__ = ["RNN", "from_torch", "CellFunction"]
@@ -164,6 +164,47 @@ def _crossing(*tensors):
     return crossing
 
 
+_DTYPES = (torch.float32, torch.float64)
+
+
+def _check_dtype(what, dtype):
+    """The one message for every dtype the kernels do not run (float16, bfloat16, complex, ints)."""
+    if dtype not in _DTYPES:
+        raise ValueError(f"rnngen.torch: {what} has dtype {dtype}; rnngen's kernels run torch.float32 "
+                         "and torch.float64 only (convert the module with .float() or .double(), "
+                         "and the input likewise)")
+
+
+class _FirstOrderOnly(torch.autograd.Function):
+    """Passes a cell's gradients through when they were computed with create_graph=True; refuses
+    to differentiate them (rnngen derives first-order gradients only), rather than let autograd
+    treat them as constants and return wrong second-order numbers."""
+
+    @staticmethod
+    def forward(ctx, cell, n, *tensors):
+        ctx.cell = cell
+        return tensors[:n]
+
+    @staticmethod
+    def backward(ctx, *grads):
+        raise RuntimeError(
+            f"rnngen.torch: a gradient through cell {ctx.cell!r} was differentiated again, but "
+            "rnngen's kernels are first-order only (no second derivatives are derived). This comes "
+            "from autograd.grad(..., create_graph=True) or backward(create_graph=True) followed by a "
+            "backward of the gradient (a gradient penalty, a Hessian-vector product, "
+            "gradgradcheck); use torch.nn.LSTM/GRU/RNN for those.")
+
+
+def _first_order_only(cell, grads, anchors):
+    """grads (None kept) as outputs of _FirstOrderOnly, tied to the tensors they depend on."""
+    given = [g for g in grads if g is not None]
+    anchors = [a for a in anchors if a is not None and a.requires_grad]
+    if not given or not anchors:          # nothing to differentiate them with respect to
+        return grads
+    out = iter(_FirstOrderOnly.apply(cell, len(given), *given, *anchors))
+    return tuple(None if g is None else next(out) for g in grads)
+
+
 class CellFunction(torch.autograd.Function):
     """One run of a generated cell over a padded, time-major sequence.
 
@@ -177,6 +218,10 @@ class CellFunction(torch.autograd.Function):
         n_states = len(gen.STATES)
         state0 = tensors[:n_states]
         params = tensors[n_states:]
+        for what, t in zip(["input x", *(f"initial state {s!r}" for s in gen.STATES),
+                            *(f"parameter {p}" for p in gen.PARAMS)], (x, *tensors)):
+            if t is not None:
+                _check_dtype(what, t.dtype)
         dev = _crossing(x, *tensors)
         k = dev.to_kernel
         y, final, saved = dev.run(
@@ -189,11 +234,12 @@ class CellFunction(torch.autograd.Function):
         # Not read in backward (the kernels keep their own views in `saved`): saving them lets
         # autograd report an in-place change (an optimizer step) between forward and backward.
         ctx.save_for_backward(x, *params)
+        ctx.state0 = state0               # only for _first_order_only (backward reads the kernels' copies)
         return (dev.to_tensor(y),) + tuple(dev.to_tensor(s) for s in final)
 
     @staticmethod
     def backward(ctx, dy, *d_final):
-        ctx.saved_tensors  # noqa: B018 -- raises if x or a parameter was modified in place
+        inputs = ctx.saved_tensors  # raises if x or a parameter was modified in place
         gen, saved, dev = ctx.gen, ctx.saved, ctx.dev
         k = dev.to_kernel
         dx, d_state0, d_params = dev.run(
@@ -201,12 +247,17 @@ class CellFunction(torch.autograd.Function):
             tuple(None if d is None else k(d) for d in d_final), saved)
         grads = [dx, *d_state0] + [d_params[name] for name in gen.PARAMS]
         needed = ctx.needs_input_grad[3:]
-        return (None, None, None) + tuple(dev.to_tensor(g) if need else None
-                                          for g, need in zip(grads, needed))
+        grads = tuple(dev.to_tensor(g) if need else None for g, need in zip(grads, needed))
+        if torch.is_grad_enabled():       # create_graph=True: these gradients may be differentiated
+            grads = _first_order_only(gen.NAME, grads, (*inputs, *ctx.state0, dy, *d_final))
+        return (None, None, None) + grads
 
 
 def _resolve(cell, path=None):
     if isinstance(cell, types.ModuleType):
+        if path is not None:
+            raise ValueError(f"path= says where to find a cell given by name; got a module "
+                             f"{cell.__name__} and path={path!r}")
         gen = cell
     elif isinstance(cell, str):
         gen = registry.load(cell, path)
@@ -216,6 +267,16 @@ def _resolve(cell, path=None):
         if not hasattr(gen, attr):
             raise TypeError(f"{gen.__name__} is not an rnngen generated module (no {attr})")
     return gen
+
+
+_TORCH_PARAMS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+
+def torch_order(params):
+    """A layer's parameter names in torch.nn's order (weight_ih, weight_hh, bias_ih, bias_hh), then
+    the cell's other parameters in spec order: parameters() and named_parameters() list them so,
+    and an optimizer state saved with a torch.nn module loads into the same positions."""
+    return [n for n in _TORCH_PARAMS if n in params] + [n for n in params if n not in _TORCH_PARAMS]
 
 
 class RNN(torch.nn.Module):
@@ -233,6 +294,14 @@ class RNN(torch.nn.Module):
     PackedSequence, and hx: for a one-state cell a tensor (L*D, B, H), for a cell with several
     states a tuple of them in the cell's STATES order (LSTM: (h_0, c_0)). It returns
     (output, h_n) like torch.nn: output (T, B, D*H) or a PackedSequence, h_n in the form of hx.
+
+    Parameters are named and ordered as in torch.nn (weight_ih_l0, weight_hh_l0, bias_ih_l0,
+    bias_hh_l0, weight_ih_l0_reverse, ...; a cell's other parameters follow torch's four of each
+    layer, in spec order), so torch.nn state dicts and optimizer states load into it.
+    On CPU tensors NaN and inf in the input, the initial states and the parameters are refused
+    (ValueError naming the parameter); on CUDA tensors they are not checked.
+    Gradients are first order: differentiating them again (create_graph=True, then a backward of
+    the gradient) raises a RuntimeError.
     """
 
     def __init__(self, cell, input_size, hidden_size, num_layers=1, bidirectional=False,
@@ -261,14 +330,11 @@ class RNN(torch.nn.Module):
             layer_input = input_size if layer == 0 else hidden_size * self.num_directions
             for direction in range(self.num_directions):
                 suffix = f"_l{layer}" + ("_reverse" if direction else "")
-                names = []
-                for pname, shape in self.gen.PARAMS.items():
-                    attr = pname + suffix
-                    size = param_shape(shape, layer_input, hidden_size)
-                    self.register_parameter(attr, torch.nn.Parameter(
+                for pname in torch_order(self.gen.PARAMS):
+                    size = param_shape(self.gen.PARAMS[pname], layer_input, hidden_size)
+                    self.register_parameter(pname + suffix, torch.nn.Parameter(
                         torch.empty(size, dtype=dtype, device=device)))
-                    names.append(attr)
-                self._param_names.append(names)
+                self._param_names.append([pname + suffix for pname in self.gen.PARAMS])
         self.reset_parameters()
 
     def __getstate__(self):
@@ -335,8 +401,10 @@ class RNN(torch.nn.Module):
             x = x.transpose(0, 1)
         _crossing(x, *self._parameters.values())   # one device (and its backend) for all
         if x.shape[-1] != self.input_size:
-            raise ValueError(f"input has {x.shape[-1]} features, expected input_size={self.input_size}")
-        dtype = self._dtype()
+            raise ValueError(f"input has feature size {x.shape[-1]} (shape {tuple(input.data.shape if packed else input.shape)}), "
+                             f"but the module expects input_size={self.input_size}")
+        dtype = self._check_parameters()
+        _check_dtype("input", x.dtype)
         if x.dtype != dtype:
             raise ValueError(f"input dtype {x.dtype} does not match the parameters' {dtype} "
                              f"(convert the module with .double()/.float() or the input)")
@@ -351,8 +419,12 @@ class RNN(torch.nn.Module):
             for direction in range(D):
                 k = layer * D + direction
                 s0 = tuple(s[k] for s in state0) if state0 is not None else (None,) * len(self.states)
-                res = CellFunction.apply(self.gen, lengths, bool(direction), layer_input,
-                                         *s0, *self._layer_params(layer, direction))
+                try:
+                    res = CellFunction.apply(self.gen, lengths, bool(direction), layer_input,
+                                             *s0, *self._layer_params(layer, direction))
+                except ValueError:
+                    self._refuse_non_finite()       # a parameter's NaN, named as torch names it
+                    raise
                 outs.append(res[0])
                 for n, s in enumerate(res[1:]):
                     finals[n][k] = s
@@ -376,6 +448,23 @@ class RNN(torch.nn.Module):
 
     def _dtype(self):
         return self._parameters[self._param_names[0][0]].dtype
+
+    def _check_parameters(self):
+        """The parameters' one dtype, after checking that the kernels run it."""
+        dtype = self._dtype()
+        for name, p in self._parameters.items():
+            _check_dtype(f"parameter {name}", p.dtype)
+            if p.dtype != dtype:
+                raise ValueError(f"rnngen.torch: parameter {name} has dtype {p.dtype}, the others "
+                                 f"{dtype}; convert the module with .float() or .double()")
+        return dtype
+
+    def _refuse_non_finite(self):
+        """NaN or inf in a CPU parameter, named as this module names it. The generated modules
+        check every call (as they check x); this runs only once one of them refused an input."""
+        for name, p in self._parameters.items():
+            if p.device.type == "cpu" and not all_finite(p.detach().numpy()):
+                raise ValueError(f"rnngen.torch: parameter {name} contains NaN or inf")
 
     def _initial_states(self, hx, B, dtype, unbatched, sorted_indices):
         """hx as a list (one per state) of (L*D, B, H) tensors, in the packed order; None for zeros."""

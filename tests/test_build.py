@@ -62,6 +62,7 @@ def test_header_names_spec_and_hash():
     name, text = generate(spec_paths(builtin_specs_dir(), ["gru_classic"])[0])
     head = text.split('"""')[1]
     assert "source spec: gru_classic.py" in head
+    assert "\nspecs folder: rnngen.specs\n" in head      # the same in every checkout
     assert "sha256 of spec + templates + math libraries + versions: " in head
     assert "stage 2" in head                     # the second GEMM over r * h
 
@@ -115,10 +116,13 @@ def test_module_without_spec_is_stale_and_removed(tmp_path):
     specs, out = tmp_path / "specs", tmp_path / "gen"
     specs.mkdir()
     (specs / "leaky_gru.py").write_text(USER_SPEC)
+    (specs / "old_cell.py").write_text(USER_SPEC.replace('"leaky_gru"', '"old_cell"'))
     assert run_cli("build", "--specs", str(specs), "--out", str(out)).returncode == 0
-    (out / "old_cell.py").write_text("# left from a spec that was removed\n")
+    (specs / "old_cell.py").unlink()                     # its module is now left without a spec
+    (out / "notes.py").write_text("# the user's own file: never stale, never removed\n")
     result = run_cli("build", "--specs", str(specs), "--out", str(out), "--check")
-    assert result.returncode == 1 and "old_cell.py" in result.stderr
+    assert result.returncode == 1 and "old_cell.py" in result.stderr and "notes.py" not in result.stderr
     assert run_cli("build", "--specs", str(specs), "--out", str(out)).returncode == 0
-    assert not (out / "old_cell.py").exists() and (out / "leaky_gru.py").exists()
+    assert not (out / "old_cell.py").exists() and not (out / "_cuda_old_cell.py").exists()
+    assert (out / "leaky_gru.py").exists() and (out / "notes.py").exists()
     assert run_cli("build", "--specs", str(specs), "--out", str(out), "--check").returncode == 0

@@ -223,3 +223,21 @@ def test_backward_checks_dy_shape():
         net.backward(np.zeros((2, 1, 4), np.float32))
     with pytest.raises(ValueError, match="d_final"):
         net.backward(np.zeros((2, 1, 8), np.float32), (np.zeros((1, 1, 4), np.float32), None))
+
+
+@pytest.mark.parametrize("cell", rnngen.available())
+def test_the_no_in_place_change_contract_is_documented(cell):
+    """forward keeps references to x and the parameters; the numpy API cannot cheaply detect an
+    in-place change before backward, so the generated modules and RNN say so."""
+    from rnngen import device
+
+    def text(f):
+        return " ".join(f.__doc__.split())
+    m = rnngen.load(cell)
+    gpu = device.cuda_module(m.__name__, m.__file__, m.NAME)
+    for module in (m, gpu):
+        assert "not copies: do not modify them in place before backward(saved)" in text(module.forward)
+        assert "by reference: they must be unchanged since forward()" in text(module.backward)
+    assert "x and the parameters must not be modified in place" in text(RNN)
+    assert "which must not be modified in place before backward()" in text(RNN.forward)
+    assert "modify neither in place in between" in text(RNN.backward)

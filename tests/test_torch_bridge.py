@@ -160,7 +160,7 @@ def test_errors():
         rnn(torch.randn(2, 1, 3, device="meta"))
     with pytest.raises(RuntimeError, match="only CPU and CUDA tensors"):
         rt.RNN("lstm", 3, 4, device="meta")(torch.randn(2, 1, 3, device="meta"))
-    with pytest.raises(ValueError, match="no built-in cell"):
+    with pytest.raises(ValueError, match="no built-in cell 'nope'"):
         rt.RNN("nope", 3, 4)
     with pytest.raises(ValueError, match="bias=False"):
         rt.from_torch(torch.nn.GRU(3, 4, bias=False))
@@ -210,3 +210,207 @@ def test_pickle_and_deepcopy(tmp_path):
 def _roundtrip(module, path):
     torch.save(module, path)
     return torch.load(path, weights_only=False)
+
+
+# -- second-order gradients are refused, first-order ones stay exact ----------------------------
+def _penalties(m, x, h0):
+    """Gradient penalties of four kinds (each differentiates a gradient computed with
+    create_graph=True): on the parameters with dy depending on y, with a constant dy (loss y.sum()),
+    on the input (WGAN-GP style), on the initial state only."""
+    params = list(m.parameters())
+
+    def on_params(loss_of):
+        y, _ = m(x, h0)
+        g = torch.autograd.grad(loss_of(y), params, create_graph=True)
+        return sum(gi.pow(2).sum() for gi in g)
+
+    def on_input():
+        y, _ = m(x, h0)
+        (gx,) = torch.autograd.grad(y.pow(2).sum(), x, create_graph=True)
+        return gx.norm()
+
+    def on_state():
+        y, _ = m(x.detach(), h0)
+        with torch.no_grad():
+            frozen = [p.requires_grad_(False) for p in params]
+        g = torch.autograd.grad(y.sum(), h0 if isinstance(h0, tuple) else [h0], create_graph=True)
+        for p in frozen:
+            p.requires_grad_(True)
+        return sum(gi.pow(2).sum() for gi in g)
+
+    return {"params": lambda: on_params(lambda y: y.pow(2).sum()),
+            "params, y.sum()": lambda: on_params(lambda y: y.sum()),
+            "input": on_input, "initial state": on_state}
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
+def test_double_backward_raises_instead_of_returning_wrong_numbers(kind):
+    torch.manual_seed(0)
+    ref = getattr(torch.nn, kind)(3, 4, num_layers=2, bidirectional=True, dtype=torch.float64)
+    ours = rt.from_torch(ref)
+    x = torch.randn(5, 2, 3, dtype=torch.float64, requires_grad=True)
+    shape = (4, 2, 4)
+    h0 = tuple(torch.randn(shape, dtype=torch.float64, requires_grad=True) for _ in range(2)) \
+        if kind == "LSTM" else torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    for what, penalty in _penalties(ours, x, h0).items():
+        with pytest.raises(RuntimeError, match="rnngen's kernels are first-order only"):
+            penalty().backward()
+    for what, penalty in _penalties(ref, x, h0).items():      # the same penalties run on torch.nn
+        penalty().backward()
+    # first order under create_graph=True: the same values as torch.nn
+    for m in (ref, ours):
+        m.zero_grad()
+    y_ref, _ = ref(x, h0)
+    y_ours, _ = ours(x, h0)
+    g_ref = torch.autograd.grad(y_ref.pow(2).sum(), list(ref.parameters()), create_graph=True)
+    g_ours = torch.autograd.grad(y_ours.pow(2).sum(), list(ours.parameters()), create_graph=True)
+    for a, b in zip(g_ours, g_ref):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-10)
+
+
+def test_first_order_paths_are_unchanged():
+    """backward, autograd.grad without create_graph and gradcheck work as before; gradgradcheck,
+    which needs second derivatives, is refused."""
+    rnn = rt.RNN("lstm_peephole", 2, 2, dtype=torch.float64)
+    x = torch.randn(3, 1, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: rnn(x)[0], (x,))
+    rnn(x)[0].sum().backward()
+    assert all(p.grad is not None for p in rnn.parameters()) and x.grad is not None
+    with pytest.raises(RuntimeError, match="first-order only"):
+        torch.autograd.gradgradcheck(lambda x: rnn(x)[0], (x,))
+
+
+# -- dtypes and values the kernels do not run ---------------------------------------------------
+DTYPE_MESSAGE = "rnngen's kernels run torch.float32 and torch.float64 only"
+
+
+@pytest.mark.parametrize("convert, dtype", [
+    (lambda m: m.half(), torch.float16), (lambda m: m.bfloat16(), torch.bfloat16),
+    (lambda m: m.to(torch.bfloat16), torch.bfloat16), (lambda m: m.to(torch.complex64), torch.complex64),
+    (lambda m: m.to(torch.complex128), torch.complex128)])
+def test_every_unsupported_parameter_dtype_gives_the_same_message(convert, dtype):
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")            # torch's note on complex modules
+        rnn = convert(rt.RNN("gru", 3, 4))
+    x = torch.randn(2, 1, 3).to(dtype)
+    with pytest.raises(ValueError, match=f"parameter weight_ih_l0 has dtype {dtype}; {DTYPE_MESSAGE}"):
+        rnn(x)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.int64, torch.complex64])
+def test_every_unsupported_input_or_parameter_dtype_names_it(dtype):
+    rnn = rt.RNN("lstm", 3, 4)
+    with pytest.raises(ValueError, match=f"input has dtype {dtype}; {DTYPE_MESSAGE}"):
+        rnn(torch.zeros(2, 1, 3, dtype=dtype))
+    rnn.weight_hh_l0 = torch.nn.Parameter(rnn.weight_hh_l0.detach().to(dtype),   # .to() refuses ints
+                                          requires_grad=dtype.is_floating_point or dtype.is_complex)
+    with pytest.raises(ValueError, match=f"parameter weight_hh_l0 has dtype {dtype}; {DTYPE_MESSAGE}"):
+        rnn(torch.zeros(2, 1, 3))
+    gen = rnngen.load("rnn_tanh")                               # CellFunction on its own too
+    params = [torch.zeros(4, 3), torch.zeros(4), torch.zeros(4, 4), torch.zeros(4)]
+    with pytest.raises(ValueError, match=f"input x has dtype {dtype}; {DTYPE_MESSAGE}"):
+        rt.CellFunction.apply(gen, None, False, torch.zeros(2, 1, 3, dtype=dtype), None, *params)
+
+
+def test_mixed_parameter_dtypes_are_refused():
+    rnn = rt.RNN("lstm", 3, 4, num_layers=2)
+    rnn.bias_hh_l1.data = rnn.bias_hh_l1.data.double()
+    with pytest.raises(ValueError, match="parameter bias_hh_l1 has dtype torch.float64, the others torch.float32"):
+        rnn(torch.zeros(2, 1, 3))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_nan_or_inf_in_a_parameter_is_refused_naming_it(bad):
+    for cell in ("lstm", "lstm_peephole", "mingru"):
+        rnn = rt.RNN(cell, 3, 4, num_layers=2, bidirectional=True)
+        name, p = list(rnn.named_parameters())[-1]
+        with torch.no_grad():
+            p.view(-1)[0] = bad
+        with pytest.raises(ValueError, match=f"parameter {name} contains NaN or inf"):
+            rnn(torch.zeros(2, 1, 3))
+
+
+def test_x_and_lengths_errors_name_the_input():
+    rnn = rt.RNN("gru", 7, 3)
+    with pytest.raises(ValueError, match=r"input has feature size 4 \(shape \(2, 1, 4\)\), but the module "
+                                         r"expects input_size=7"):
+        rnn(torch.zeros(2, 1, 4))
+    gen = rnngen.load("gru")
+    params = [torch.zeros(9, 7), torch.zeros(9), torch.zeros(9, 3), torch.zeros(9)]
+    with pytest.raises(ValueError, match="x has feature size 4 .* the parameters expect input size 7"):
+        rt.CellFunction.apply(gen, None, False, torch.zeros(2, 1, 4), None, *params)
+    with pytest.raises(ValueError, match=r"lengths\[0\] = 1e\+300"):
+        rt.CellFunction.apply(gen, np.array([1e300]), False, torch.zeros(2, 1, 7), None, *params)
+
+
+# -- parameters in torch.nn's order ---------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
+def test_named_parameters_are_torch_nns(kind):
+    ref = getattr(torch.nn, kind)(3, 4, num_layers=2, bidirectional=True)
+    ours = rt.from_torch(ref)
+    assert [n for n, _ in ours.named_parameters()] == [n for n, _ in ref.named_parameters()]
+    assert list(ours.state_dict()) == list(ref.state_dict())
+    # reset_parameters() draws in the same order as torch.nn: the same seed, the same weights
+    torch.manual_seed(3)
+    ref = getattr(torch.nn, kind)(3, 4, num_layers=2, bidirectional=True)
+    torch.manual_seed(3)
+    ours = rt.RNN(rt._TORCH_MODES[ref.mode], 3, 4, num_layers=2, bidirectional=True)
+    for (n, a), (m, b) in zip(ours.named_parameters(), ref.named_parameters()):
+        assert n == m and torch.equal(a, b), n
+
+
+def test_other_parameters_follow_torchs_four_in_spec_order():
+    rnn = rt.RNN("lstm_peephole", 3, 4, num_layers=2, bidirectional=True)
+    layer = ["weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_ci", "weight_cf", "weight_co"]
+    assert [n for n, _ in rnn.named_parameters()] == [
+        f"{p}_l{k}{s}" for k in (0, 1) for s in ("", "_reverse") for p in layer]
+    gru_classic = rt.RNN("gru_classic", 3, 4)      # no bias_hh: torch's names it has come first
+    assert [n for n, _ in gru_classic.named_parameters()] == [
+        "weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "weight_rh_l0"]
+
+
+def test_an_optimizer_state_saved_with_torch_nn_loads_into_the_bridge(tmp_path):
+    """Adam over torch.nn.LSTM, a few steps, its state_dict saved; an Adam over from_torch()'s
+    parameters loads it and each state sits on the parameter of the same name (shapes match, and
+    the values: bias_ih and bias_hh have the same shape, so only the order tells them apart);
+    the next steps of both give the same parameters."""
+    torch.manual_seed(0)
+    ref = torch.nn.LSTM(3, 4, num_layers=2, bidirectional=True, dtype=torch.float64)
+    opt = torch.optim.Adam(ref.parameters(), lr=0.01)
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+
+    def step(module, optimizer):
+        optimizer.zero_grad()
+        module(x)[0].pow(2).sum().backward()
+        optimizer.step()
+
+    for _ in range(3):
+        step(ref, opt)
+    torch.save(opt.state_dict(), tmp_path / "adam.pt")
+    ours = rt.from_torch(ref)
+    opt2 = torch.optim.Adam(ours.parameters(), lr=0.01)
+    opt2.load_state_dict(torch.load(tmp_path / "adam.pt"))
+    ref_params = dict(ref.named_parameters())
+    for (name, p), index in zip(ours.named_parameters(), opt2.state_dict()["param_groups"][0]["params"]):
+        state = opt2.state[p]
+        assert state["exp_avg"].shape == p.shape, name
+        torch.testing.assert_close(state["exp_avg_sq"], opt.state[ref_params[name]]["exp_avg_sq"],
+                                   rtol=0, atol=0, msg=name)
+    for _ in range(2):
+        step(ref, opt)
+        step(ours, opt2)
+    for (name, a), (_, b) in zip(ours.named_parameters(), ref.named_parameters()):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-10, msg=name)
+
+
+def test_an_in_place_change_of_the_input_before_backward_is_caught():
+    """The numpy API documents the contract; the bridge checks it through torch's version counters."""
+    rnn = rt.RNN("gru", 3, 4)
+    x = torch.randn(2, 1, 3, requires_grad=True)
+    inp = x * 1.0
+    y, _ = rnn(inp)
+    with torch.no_grad():
+        inp.mul_(2)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.sum().backward()

@@ -96,6 +96,102 @@ def test_clip_by_global_norm_rescales_only_above_the_threshold():
         clip_by_global_norm(grads, -1)
 
 
+def _scaled_grads(dtype, scale):
+    """Gradients of three arrays whose entries are `scale` times a fixed pattern (a dtype's
+    extremes included: their squares over- or underflow)."""
+    rng = np.random.default_rng(0)
+    shapes = {"w": (7, 5), "b": (7,), "v": (3, 2, 2)}
+    unit = {n: rng.uniform(0.25, 1.0, s) * rng.choice([-1, 1], s) for n, s in shapes.items()}
+    grads = {n: (u * scale).astype(dtype) for n, u in unit.items()}
+    exact = np.sqrt(sum(np.sum(np.asarray(g, np.longdouble) ** 2) for g in grads.values()))
+    return grads, float(exact)
+
+
+@pytest.mark.parametrize("dtype, scale", [(np.float32, s) for s in (1e-30, 1e-3, 1.0, 1e20, 1e30, 1e38)] +
+                                          [(np.float64, s) for s in (1e-300, 1.0, 1e160, 1e200, 1e300)])
+def test_global_norm_and_clipping_survive_overflow_and_underflow(dtype, scale):
+    """The squared norm overflows float32 from entries of ~1e19 and float64 from ~1e154 (it was
+    inf, and every clipped gradient 0); it underflows from ~1e-20 / 1e-160 (the norm was 0)."""
+    grads, exact = _scaled_grads(dtype, scale)
+    if np.isfinite(exact):
+        assert global_norm(grads) == pytest.approx(exact, rel=1e-5)
+    before = {n: g.astype(np.float64) for n, g in grads.items()}
+    max_norm = 5.0
+    norm = clip_by_global_norm(grads, max_norm)
+    assert norm == pytest.approx(exact, rel=1e-5) if np.isfinite(exact) else norm == np.inf
+    if exact > max_norm:
+        assert global_norm(grads) == pytest.approx(max_norm, rel=1e-5)
+        direction = before["w"].ravel() / np.abs(before["w"]).max()
+        np.testing.assert_allclose(grads["w"].ravel() / np.abs(grads["w"]).max(), direction, rtol=1e-5)
+    else:
+        for n, g in grads.items():
+            np.testing.assert_array_equal(g, before[n].astype(dtype))
+    assert all(g.dtype == dtype and np.isfinite(g).all() for g in grads.values())
+
+
+def test_global_norm_beyond_float64_range_is_inf_but_clipping_still_works():
+    grads = {"a": np.full(4, 1.5e308), "b": np.array([1.0])}
+    assert global_norm(grads) == np.inf
+    assert clip_by_global_norm(grads, 2.0) == np.inf
+    assert global_norm(grads) == pytest.approx(2.0)
+    np.testing.assert_allclose(grads["a"], 1.0)
+    assert grads["b"][0] == pytest.approx(2.0 / 1.5e308 * (1.0 / 2.0) * 2.0, rel=1e-6)
+
+
+def test_mixed_dtypes_and_empty_and_zero_gradients():
+    grads = {"a": np.full(3, 1e20, np.float32), "b": np.full(2, 1e20), "e": np.zeros((0, 4), np.float32)}
+    assert clip_by_global_norm(grads, 1.0) == pytest.approx(np.sqrt(5) * 1e20, rel=1e-6)
+    assert global_norm(grads) == pytest.approx(1.0, rel=1e-6)
+    zeros = {"a": np.zeros(3, np.float32)}
+    assert clip_by_global_norm(zeros, 1.0) == 0.0 and global_norm(zeros) == 0.0
+    assert global_norm({}) == 0.0
+
+
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_non_finite_gradient_is_reported_not_spread(bad, dtype):
+    """One inf entry made every gradient NaN; now it is a ValueError naming the parameter (or, with
+    error_if_nonfinite=False, the non-finite norm is returned), and no gradient is changed."""
+    grads = {"weight_ih_l0": np.full((3, 2), 1e3, dtype), "bias_hh_l0": np.ones(4, dtype)}
+    grads["bias_hh_l0"][2] = bad
+    before = {n: g.copy() for n, g in grads.items()}
+    kind = "NaN" if np.isnan(bad) else "inf"
+    with pytest.raises(ValueError, match=f"gradient 'bias_hh_l0' holds {kind}"):
+        clip_by_global_norm(grads, 1.0)
+    norm = clip_by_global_norm(grads, 1.0, error_if_nonfinite=False)
+    assert np.isnan(norm) if kind == "NaN" else norm == np.inf
+    g = global_norm(grads)
+    assert np.isnan(g) if kind == "NaN" else g == np.inf
+    for n in grads:
+        np.testing.assert_array_equal(grads[n], before[n])
+
+
+def test_training_stops_at_a_diverging_step_naming_it():
+    """A learning rate that overflows the parameters: the first step whose loss or gradient is
+    NaN/inf is named and stops training (it was a raw 'dy contains NaN or inf' from the RNN)."""
+    lines = ["abcabc", "bcabca", "cabcab"] * 4
+    seen = []
+    with pytest.raises(ValueError, match=r"^step (\d+): (the loss is (nan|inf)|gradient '.*' holds (NaN|inf))"):
+        train_charlm(lines, "rnn_tanh", 8, steps=200, batch_size=4, lr=1e38, clip_norm=None,
+                     optimizer="sgd", callback=lambda step, loss, model: seen.append(step))
+    assert len(seen) < 200
+
+
+def test_softmax_and_sampling_at_extreme_temperatures(tmp_path):
+    np.testing.assert_array_equal(softmax(np.array([0.0, 1.0, -2.0]), temperature=1e-300), [0.0, 1.0, 0.0])
+    np.testing.assert_allclose(softmax(np.array([0.0, 1.0]), temperature=1e300), [0.5, 0.5])
+    model = CharLM("\nabc", "gru", 6, seed=1)
+    greedy = model.sample(3, temperature=1e-6, seed=0, max_len=5)
+    assert model.sample(3, temperature=1e-300, seed=4, max_len=5) == greedy   # argmax: no inf - inf
+    assert len(model.sample(3, temperature=1e300, seed=0, max_len=5)) == 3
+    for bad in (0, -1.0, np.nan, np.inf):
+        with pytest.raises(ValueError, match="temperature"):
+            model.sample(2, temperature=bad)
+    for bad in (0, -3):
+        with pytest.raises(ValueError, match="max_len"):
+            model.sample(2, max_len=bad)
+
+
 def test_sgd_and_adam_minimise_a_quadratic():
     for make in (lambda p: SGD(p, lr=0.1, momentum=0.5), lambda p: Adam(p, lr=0.1)):
         params = {"w": np.array([3.0, -2.0])}
@@ -176,7 +272,7 @@ def test_checkpoint_round_trip_and_mismatch(tmp_path):
     for name, p in seq.params.items():
         np.testing.assert_array_equal(back.params[name], p)
     (tmp_path / "junk.npz").write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="not an rnngen checkpoint"):
+    with pytest.raises(ValueError, match="junk.npz is not a valid rnngen checkpoint: it is not an .npz"):
         load_checkpoint(tmp_path / "junk.npz")
     with pytest.raises(ValueError, match="does not exist"):
         load_checkpoint(tmp_path / "absent.npz")

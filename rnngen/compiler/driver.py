@@ -29,9 +29,10 @@ def versions():
 class Compilation:
     """One spec through the pipeline; `comp[stage]` runs the stages up to `stage` once."""
 
-    def __init__(self, path, targets=TARGETS):
+    def __init__(self, path, targets=TARGETS, specs_folder=None):
         self.path = os.path.abspath(path)
         self.targets = {t.NAME: t for t in targets}
+        self.specs_folder = specs_folder or os.path.dirname(self.path)    # the header's record of it
         self.results = {}
 
     def stages(self):
@@ -77,8 +78,8 @@ class Compilation:
 
     def header(self):
         cell = self["load"]
-        return {"name": cell.name, "spec_file": os.path.basename(self.path), "sha256": self.sha256(),
-                "versions": versions(), "states": cell.states, "output": cell.output}
+        return {"name": cell.name, "spec_file": os.path.basename(self.path), "specs_folder": self.specs_folder,
+                "sha256": self.sha256(), "versions": versions(), "states": cell.states, "output": cell.output}
 
     def files(self):
         """{file name: source text} of every target's module."""
@@ -86,7 +87,3 @@ class Compilation:
         return {t.file_name(name): self[f"render:{t.NAME}"] for t in self.targets.values()}
 
 
-def generate_files(path):
-    """(cell name, {file name: source text}) for the spec at `path`."""
-    comp = Compilation(path)
-    return comp["load"].name, comp.files()

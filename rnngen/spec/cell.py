@@ -45,8 +45,9 @@ def _check_identifier(kind, name):
     if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
         _fail(f"{kind} name must be a Python identifier, got {name!r}", symbol=str(name))
     if name.startswith("_"):
-        _fail(f"{kind} name {name!r} starts with '_': such names belong to the generated code",
-              symbol=name)
+        why = ("reserved for the modules rnngen generates beside a cell's, like _cuda_<cell>.py"
+               if kind == "cell" else "such names belong to the generated code")
+        _fail(f"{kind} name {name!r} must not start with '_' ({why})", symbol=name)
 
 
 @dataclass
@@ -188,6 +189,10 @@ class Cell:
         for s in self.states:
             if s not in self.updates:
                 raise SpecError(f"state {s!r} has no update", file=self.file, line=self.line, symbol=s)
+        if not self.linears and not self.vectors:
+            raise SpecError("the cell has no parameters: declare at least one cell.linear or "
+                            "cell.vector (the kernels take their sizes from them)",
+                            file=self.file, line=self.line, symbol=self.name)
         known = set(self._state_symbols.values())
         known |= {o for lin in self.linears for o in lin.outputs}
         known |= {v.symbol for v in self.vectors}

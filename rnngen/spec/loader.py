@@ -1,8 +1,8 @@
 """Run a spec file and return its Cell, turning every failure into a SpecError with file and line."""
-import importlib.util
 import os
 import sys
 import traceback
+import types
 
 import sympy as sp
 
@@ -29,15 +29,24 @@ def load_spec(path):
         raise SpecError("spec file not found", file=path)
     stem = os.path.splitext(os.path.basename(path))[0]
     module_name = f"_rnngen_spec_{stem}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    module = importlib.util.module_from_spec(spec)
+    module = types.ModuleType(module_name)
+    module.__file__ = path
     try:
-        spec.loader.exec_module(module)
+        with open(path, "rb") as f:
+            source = f.read()
+        # compiled here, not imported: no __pycache__ is written into the user's specs folder, and
+        # no cached bytecode of an earlier version of the file (same size, same second) is run
+        exec(compile(source, path, "exec", dont_inherit=True), module.__dict__)
     except SpecError as exc:
         raise exc.located(path, _spec_line(exc, path)) from None
-    except Exception as exc:  # any failure while running user code is reported at its spec line
+    except KeyboardInterrupt:
+        raise                   # the user's Ctrl-C: the command stops, as any command does
+    except BaseException as exc:  # any failure of user code (sys.exit() too) is reported at its line
         line = _spec_line(exc, path)
         message = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, SystemExit):
+            message = (f"the spec raised SystemExit({exc.code!r}) (as sys.exit() does); a spec file "
+                       f"declares a cell and must not exit")
         if isinstance(exc, ValueError) and "unpack" in str(exc):
             cells = [v for v in vars(module).values() if isinstance(v, Cell)]
             lins = [lin for c in cells for lin in c.linears if lin.line == line]

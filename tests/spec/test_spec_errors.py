@@ -81,6 +81,33 @@ CASES = {
         (a,) = cell.linear("hh", cell.h)
         cell.update(h=undefined_name(a))
         """, 6, None, "NameError"),
+    "no_parameters": ("""
+        cell = Cell("bad", states=("h",))
+        cell.update(h=tanh(cell.h))
+        """, 4, "bad", "no parameters"),
+    "sys_exit": ("""
+        import sys
+        cell = Cell("bad", states=("h",))
+        sys.exit(3)
+        """, 6, None, "SystemExit(3)"),
+    "raise_system_exit": ("""
+        cell = Cell("bad", states=("h",))
+        raise SystemExit
+        """, 5, None, "SystemExit(None)"),
+    "base_exception": ("""
+        class Stop(BaseException):
+            pass
+        raise Stop("from the spec")
+        """, 6, None, "Stop: from the spec"),
+    "cell_name_with_underscore": ("""
+        cell = Cell("_cuda_gru", states=("h",))
+        """, 4, "_cuda_gru", "must not start with '_'"),
+    "cell_name_init": ("""
+        cell = Cell("__init__", states=("h",))
+        """, 4, "__init__", "must not start with '_'"),
+    "cell_name_keyword": ("""
+        cell = Cell("class", states=("h",))
+        """, 4, "class", "identifier"),
     "no_cell": ("""
         thing = 1
         """, None, None, "must define"),
