@@ -17,7 +17,7 @@ import tempfile
 
 import numpy as np
 
-from rnngen import bench
+from rnngen.tools import bench
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

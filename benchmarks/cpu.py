@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 
-from rnngen import bench
+from rnngen.tools import bench
 
 #: issue 4's CPU targets: torch / rnngen time ratios (fp32) that rnngen should reach or beat
 FB_RATIO_GOALS = (("course", 100), ("small", 5), ("fastrnns", 2.5))

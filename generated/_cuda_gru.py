@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: f85e6ca9fccc10097a6213bea375b128cdd373cd40578e4c4759c25504820e55
+sha256 of spec + templates + math libraries + versions: cfc3ae33d75dfcd4887619def89c1ab1d3929e2f8fc928f598fc981645734df5
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -26,13 +26,13 @@ import types
 
 from numba import cuda
 
-from rnngen import checks
+from rnngen.backends import checks
 from rnngen import cuda_runtime as rt
 from rnngen.backends.cuda.elementwise import loop_order as _loop_order  # noqa: F401
 from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru"
-SPEC_SHA256 = "f85e6ca9fccc10097a6213bea375b128cdd373cd40578e4c4759c25504820e55"
+SPEC_SHA256 = "cfc3ae33d75dfcd4887619def89c1ab1d3929e2f8fc928f598fc981645734df5"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: e0c1da8877aa0ba5df7e7e6f4f365bfc60739dc3559521cc0f9a6a072e7b180f
+sha256 of spec + templates + math libraries + versions: 039a0db681dfb10c06055436365e47298dd4808be0e516dcc6ce175e3c93acf5
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -26,13 +26,13 @@ import types
 
 from numba import cuda
 
-from rnngen import checks
+from rnngen.backends import checks
 from rnngen import cuda_runtime as rt
 from rnngen.backends.cuda.elementwise import loop_order as _loop_order  # noqa: F401
 from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru_classic"
-SPEC_SHA256 = "e0c1da8877aa0ba5df7e7e6f4f365bfc60739dc3559521cc0f9a6a072e7b180f"
+SPEC_SHA256 = "039a0db681dfb10c06055436365e47298dd4808be0e516dcc6ce175e3c93acf5"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

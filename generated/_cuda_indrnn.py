@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 9ad578589e4c952f5dea6bda28df449f4bebc47423e0ae8b5417254636aca21b
+sha256 of spec + templates + math libraries + versions: 28886565f372bcb96ecd0e075a638aecb2bee8a36dd9e323ef7c816e5acf2c2f
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -22,13 +22,13 @@ import types
 
 from numba import cuda
 
-from rnngen import checks
+from rnngen.backends import checks
 from rnngen import cuda_runtime as rt
 from rnngen.backends.cuda.elementwise import loop_order as _loop_order  # noqa: F401
 from rnngen.backends.cuda.mathlib import tile as _tile, relu as _relu, step as _step  # noqa: F401
 
 NAME = "indrnn"
-SPEC_SHA256 = "9ad578589e4c952f5dea6bda28df449f4bebc47423e0ae8b5417254636aca21b"
+SPEC_SHA256 = "28886565f372bcb96ecd0e075a638aecb2bee8a36dd9e323ef7c816e5acf2c2f"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

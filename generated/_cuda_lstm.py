@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: da1f582fb42851dac4e4d19a4e141ecad4875a0d82c933d12a5b9990b436d9ee
+sha256 of spec + templates + math libraries + versions: c85267d63917164c3c829d1b103e12a16eaada54e57014b81136650d210070b7
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -31,13 +31,13 @@ import types
 
 from numba import cuda
 
-from rnngen import checks
+from rnngen.backends import checks
 from rnngen import cuda_runtime as rt
 from rnngen.backends.cuda.elementwise import loop_order as _loop_order  # noqa: F401
 from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm"
-SPEC_SHA256 = "da1f582fb42851dac4e4d19a4e141ecad4875a0d82c933d12a5b9990b436d9ee"
+SPEC_SHA256 = "c85267d63917164c3c829d1b103e12a16eaada54e57014b81136650d210070b7"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {

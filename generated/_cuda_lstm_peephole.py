@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 44e7f1a82ad56dbe9193f6c8c092ef97a2ffd16dc5360cbe69cb8b0af261f1b2
+sha256 of spec + templates + math libraries + versions: 604c2094f960b9a484f5c628bcc6d04745b4913b4432050bd20546c90fc2f849
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -30,13 +30,13 @@ import types
 
 from numba import cuda
 
-from rnngen import checks
+from rnngen.backends import checks
 from rnngen import cuda_runtime as rt
 from rnngen.backends.cuda.elementwise import loop_order as _loop_order  # noqa: F401
 from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "44e7f1a82ad56dbe9193f6c8c092ef97a2ffd16dc5360cbe69cb8b0af261f1b2"
+SPEC_SHA256 = "604c2094f960b9a484f5c628bcc6d04745b4913b4432050bd20546c90fc2f849"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: dc861c80c8d488ae538a815896308477db846e25f209fb965ff79ce602f9ef6e
+sha256 of spec + templates + math libraries + versions: dd659ba9a8a527cd4d1ee3ef6080a6b5a19420d0b5d31091cf77f25d6c8d279a
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -23,13 +23,13 @@ import types
 
 from numba import cuda
 
-from rnngen import checks
+from rnngen.backends import checks
 from rnngen import cuda_runtime as rt
 from rnngen.backends.cuda.elementwise import loop_order as _loop_order  # noqa: F401
 from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid  # noqa: F401
 
 NAME = "mingru"
-SPEC_SHA256 = "dc861c80c8d488ae538a815896308477db846e25f209fb965ff79ce602f9ef6e"
+SPEC_SHA256 = "dd659ba9a8a527cd4d1ee3ef6080a6b5a19420d0b5d31091cf77f25d6c8d279a"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 9f5b8a1cd9578d7eb678fd8541d814da69ca2052f6ecc2d31a20afbf6e7168d7
+sha256 of spec + templates + math libraries + versions: c161dad274157a08c847a9c342d8325e46a1725bdc2f12a446ee7125a4a27216
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -25,13 +25,13 @@ import types
 
 from numba import cuda
 
-from rnngen import checks
+from rnngen.backends import checks
 from rnngen import cuda_runtime as rt
 from rnngen.backends.cuda.elementwise import loop_order as _loop_order  # noqa: F401
 from rnngen.backends.cuda.mathlib import tile as _tile, relu as _relu, step as _step  # noqa: F401
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "9f5b8a1cd9578d7eb678fd8541d814da69ca2052f6ecc2d31a20afbf6e7168d7"
+SPEC_SHA256 = "c161dad274157a08c847a9c342d8325e46a1725bdc2f12a446ee7125a4a27216"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

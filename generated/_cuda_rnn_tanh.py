@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: fc30194e6cce264fb1e8a29ed51e69374d539d52870aff36774ada38329352bc
+sha256 of spec + templates + math libraries + versions: abebeffba024260f424422401d07fe88f1d3d7a0382cb7476ad3c619a34f2dc6
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -25,13 +25,13 @@ import types
 
 from numba import cuda
 
-from rnngen import checks
+from rnngen.backends import checks
 from rnngen import cuda_runtime as rt
 from rnngen.backends.cuda.elementwise import loop_order as _loop_order  # noqa: F401
 from rnngen.backends.cuda.mathlib import tile as _tile, tanh as _tanh  # noqa: F401
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "fc30194e6cce264fb1e8a29ed51e69374d539d52870aff36774ada38329352bc"
+SPEC_SHA256 = "abebeffba024260f424422401d07fe88f1d3d7a0382cb7476ad3c619a34f2dc6"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

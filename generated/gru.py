@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: f85e6ca9fccc10097a6213bea375b128cdd373cd40578e4c4759c25504820e55
+sha256 of spec + templates + math libraries + versions: cfc3ae33d75dfcd4887619def89c1ab1d3929e2f8fc928f598fc981645734df5
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -22,13 +22,14 @@ import math
 import numpy as np
 from numba import njit
 
-from rnngen import checks, device
+from rnngen.backends.cpu import checks
+from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru"
-SPEC_SHA256 = "f85e6ca9fccc10097a6213bea375b128cdd373cd40578e4c4759c25504820e55"
+SPEC_SHA256 = "cfc3ae33d75dfcd4887619def89c1ab1d3929e2f8fc928f598fc981645734df5"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: e0c1da8877aa0ba5df7e7e6f4f365bfc60739dc3559521cc0f9a6a072e7b180f
+sha256 of spec + templates + math libraries + versions: 039a0db681dfb10c06055436365e47298dd4808be0e516dcc6ce175e3c93acf5
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -22,13 +22,14 @@ import math
 import numpy as np
 from numba import njit
 
-from rnngen import checks, device
+from rnngen.backends.cpu import checks
+from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru_classic"
-SPEC_SHA256 = "e0c1da8877aa0ba5df7e7e6f4f365bfc60739dc3559521cc0f9a6a072e7b180f"
+SPEC_SHA256 = "039a0db681dfb10c06055436365e47298dd4808be0e516dcc6ce175e3c93acf5"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 9ad578589e4c952f5dea6bda28df449f4bebc47423e0ae8b5417254636aca21b
+sha256 of spec + templates + math libraries + versions: 28886565f372bcb96ecd0e075a638aecb2bee8a36dd9e323ef7c816e5acf2c2f
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -18,13 +18,14 @@ import math
 import numpy as np
 from numba import njit
 
-from rnngen import checks, device
+from rnngen.backends.cpu import checks
+from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, relu as _relu, step as _step  # noqa: F401
 
 NAME = "indrnn"
-SPEC_SHA256 = "9ad578589e4c952f5dea6bda28df449f4bebc47423e0ae8b5417254636aca21b"
+SPEC_SHA256 = "28886565f372bcb96ecd0e075a638aecb2bee8a36dd9e323ef7c816e5acf2c2f"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

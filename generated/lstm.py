@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: da1f582fb42851dac4e4d19a4e141ecad4875a0d82c933d12a5b9990b436d9ee
+sha256 of spec + templates + math libraries + versions: c85267d63917164c3c829d1b103e12a16eaada54e57014b81136650d210070b7
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -27,13 +27,14 @@ import math
 import numpy as np
 from numba import njit
 
-from rnngen import checks, device
+from rnngen.backends.cpu import checks
+from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm"
-SPEC_SHA256 = "da1f582fb42851dac4e4d19a4e141ecad4875a0d82c933d12a5b9990b436d9ee"
+SPEC_SHA256 = "c85267d63917164c3c829d1b103e12a16eaada54e57014b81136650d210070b7"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 44e7f1a82ad56dbe9193f6c8c092ef97a2ffd16dc5360cbe69cb8b0af261f1b2
+sha256 of spec + templates + math libraries + versions: 604c2094f960b9a484f5c628bcc6d04745b4913b4432050bd20546c90fc2f849
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -26,13 +26,14 @@ import math
 import numpy as np
 from numba import njit
 
-from rnngen import checks, device
+from rnngen.backends.cpu import checks
+from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "44e7f1a82ad56dbe9193f6c8c092ef97a2ffd16dc5360cbe69cb8b0af261f1b2"
+SPEC_SHA256 = "604c2094f960b9a484f5c628bcc6d04745b4913b4432050bd20546c90fc2f849"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: dc861c80c8d488ae538a815896308477db846e25f209fb965ff79ce602f9ef6e
+sha256 of spec + templates + math libraries + versions: dd659ba9a8a527cd4d1ee3ef6080a6b5a19420d0b5d31091cf77f25d6c8d279a
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -19,13 +19,14 @@ import math
 import numpy as np
 from numba import njit
 
-from rnngen import checks, device
+from rnngen.backends.cpu import checks
+from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid  # noqa: F401
 
 NAME = "mingru"
-SPEC_SHA256 = "dc861c80c8d488ae538a815896308477db846e25f209fb965ff79ce602f9ef6e"
+SPEC_SHA256 = "dd659ba9a8a527cd4d1ee3ef6080a6b5a19420d0b5d31091cf77f25d6c8d279a"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 9f5b8a1cd9578d7eb678fd8541d814da69ca2052f6ecc2d31a20afbf6e7168d7
+sha256 of spec + templates + math libraries + versions: c161dad274157a08c847a9c342d8325e46a1725bdc2f12a446ee7125a4a27216
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -21,13 +21,14 @@ import math
 import numpy as np
 from numba import njit
 
-from rnngen import checks, device
+from rnngen.backends.cpu import checks
+from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, relu as _relu, step as _step  # noqa: F401
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "9f5b8a1cd9578d7eb678fd8541d814da69ca2052f6ecc2d31a20afbf6e7168d7"
+SPEC_SHA256 = "c161dad274157a08c847a9c342d8325e46a1725bdc2f12a446ee7125a4a27216"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

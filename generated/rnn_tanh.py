@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: fc30194e6cce264fb1e8a29ed51e69374d539d52870aff36774ada38329352bc
+sha256 of spec + templates + math libraries + versions: abebeffba024260f424422401d07fe88f1d3d7a0382cb7476ad3c619a34f2dc6
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -21,13 +21,14 @@ import math
 import numpy as np
 from numba import njit
 
-from rnngen import checks, device
+from rnngen.backends.cpu import checks
+from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, tanh as _tanh  # noqa: F401
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "fc30194e6cce264fb1e8a29ed51e69374d539d52870aff36774ada38329352bc"
+SPEC_SHA256 = "abebeffba024260f424422401d07fe88f1d3d7a0382cb7476ad3c619a34f2dc6"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

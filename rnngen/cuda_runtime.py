@@ -16,8 +16,8 @@ import numpy as np
 import numba
 from numba import cuda
 
-from . import checks
-from .device import is_device_array  # noqa: F401  (re-exported)
+from .backends import checks
+from .runtime.device import is_device_array  # noqa: F401  (re-exported)
 
 SIMULATOR = bool(cuda.simulator_enabled) if hasattr(cuda, "simulator_enabled") else \
     os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
@@ -115,14 +115,17 @@ def _context_id():
 
 def _device_lengths(lengths, B, T):
     """`lengths` on the device, checked on a host copy by checks.check_lengths; None: a cached
-    array of T; an array from checked_lengths() for this T and B is used as is (no round trip)."""
+    array of T; CheckedLengths for this (B, T) (a network checks once per call) are used as they
+    are, their device copy if they have one (no round trip)."""
     if lengths is None:
         key = (T, B, _context_id())
         if key not in _FULL_LENGTHS:
             _FULL_LENGTHS[key] = cuda.to_device(np.full(B, T, np.int64))
         return _FULL_LENGTHS[key]
-    if getattr(lengths, "_rnngen_checked", None) == (T, B):
-        return lengths
+    if isinstance(lengths, checks.CheckedLengths) and (lengths.B, lengths.T) == (B, T):
+        if lengths.device is None:
+            lengths.device = cuda.to_device(lengths.host)
+        return lengths.device
     if hasattr(lengths, "copy_to_host"):
         host = lengths.copy_to_host()
     elif hasattr(lengths, "__cuda_array_interface__"):
@@ -147,7 +150,7 @@ def backward_inputs(dy, d_final, saved, cell_name, states):
         raise ValueError(f"d_final must be None or a tuple of {len(states)} arrays {states}, each (B, H)")
     # backward accumulates into d_final: copies
     return dy, tuple(zeros((B, H), dtype) if d is None else
-                     copy(checks._state(f"d_final[{k}] ({states[k]})", d, B, H, dtype, as_device, None))
+                     copy(checks.check_state(f"d_final[{k}] ({states[k]})", d, B, H, dtype, as_device, None))
                      for k, d in enumerate(d_final))
 
 
@@ -463,15 +466,6 @@ def swap01(src):
     out = empty((Q, P, F), src.dtype)
     with _timed("swap01"):
         _swap01[_flat_grid(out.size)](src, out)
-    return out
-
-
-def checked_lengths(lengths, T):
-    """A device copy of lengths already checked on the host (int64 (B,), values in [0, T]):
-    forward() of every layer and direction then uses it as is, with no copy back to the host."""
-    lengths = np.ascontiguousarray(lengths, dtype=np.int64)
-    out = cuda.to_device(lengths)
-    out._rnngen_checked = (int(T), int(lengths.shape[0]))
     return out
 
 

@@ -35,9 +35,10 @@ import numpy as np
 import torch
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from . import registry
-from .checks import all_finite, param_shape
-from .network import require_cuda
+from .backends.checks import CheckedLengths, all_finite, param_shape
+from .runtime import registry
+from .runtime.ops import require_cuda
+from .runtime.stack import forward_layers, unit
 
 __all__ = ["RNN", "from_torch", "CellFunction"]
 
@@ -209,7 +210,7 @@ class CellFunction(torch.autograd.Function):
     """One run of a generated cell over a padded, time-major sequence.
 
     apply(gen, lengths, reverse, x, *state0, *params) -> (y, *final_states)
-    gen: a generated module; lengths: int64 numpy array (B,) or None; state0: one (B, H) tensor per
+    gen: a generated module; lengths: CheckedLengths (or an int64 numpy array (B,)) or None; state0: one (B, H) tensor per
     state in gen.STATES, or all None for zeros; params in gen.PARAMS order.
     """
 
@@ -409,29 +410,31 @@ class RNN(torch.nn.Module):
             raise ValueError(f"input dtype {x.dtype} does not match the parameters' {dtype} "
                              f"(convert the module with .double()/.float() or the input)")
         T, B = x.shape[0], x.shape[1]
-        H, L, D = self.hidden_size, self.num_layers, self.num_directions
+        L, D = self.num_layers, self.num_directions
         state0 = self._initial_states(hx, B, dtype, unbatched, sorted_indices)
+        checked = None if lengths is None else CheckedLengths(lengths, B, T)   # once for every layer
 
         finals = [[None] * (L * D) for _ in self.states]
-        layer_input = x
-        for layer in range(L):
-            outs = []
-            for direction in range(D):
-                k = layer * D + direction
-                s0 = tuple(s[k] for s in state0) if state0 is not None else (None,) * len(self.states)
-                try:
-                    res = CellFunction.apply(self.gen, lengths, bool(direction), layer_input,
-                                             *s0, *self._layer_params(layer, direction))
-                except ValueError:
-                    self._refuse_non_finite()       # a parameter's NaN, named as torch names it
-                    raise
-                outs.append(res[0])
-                for n, s in enumerate(res[1:]):
-                    finals[n][k] = s
-            layer_input = outs[0] if D == 1 else torch.cat(outs, dim=2)
-            if self.dropout and self.training and layer < L - 1:
-                layer_input = torch.nn.functional.dropout(layer_input, self.dropout, True)
-        y = layer_input
+
+        def run(layer, direction, layer_input):
+            k = unit(layer, direction, D)
+            s0 = tuple(s[k] for s in state0) if state0 is not None else (None,) * len(self.states)
+            try:
+                res = CellFunction.apply(self.gen, checked, bool(direction), layer_input,
+                                         *s0, *self._layer_params(layer, direction))
+            except ValueError:
+                self._refuse_non_finite()       # a parameter's NaN, named as torch names it
+                raise
+            for n, s in enumerate(res[1:]):
+                finals[n][k] = s
+            return res[0]
+
+        def dropout(layer, out):
+            if self.dropout and self.training:
+                return torch.nn.functional.dropout(out, self.dropout, True)
+            return out
+
+        y = forward_layers(x, L, D, run, lambda outs: torch.cat(outs, dim=2), dropout)
         h_n = [f[0].unsqueeze(0) if len(f) == 1 else torch.stack(f, 0) for f in finals]
 
         if packed:

@@ -17,7 +17,7 @@ def rng():
 @pytest.fixture
 def compile_builtin():
     """The compiler's Compilation of a built-in spec, by name."""
-    from rnngen.build import builtin_specs_dir
+    from rnngen.tools.build import builtin_specs_dir
     from rnngen.compiler.driver import Compilation
     return lambda name: Compilation(os.path.join(builtin_specs_dir(), f"{name}.py"))
 

@@ -3,7 +3,7 @@ covers the spec, the templates, the math libraries and the versions."""
 import os
 
 from rnngen.backends.cpu import target as cpu
-from rnngen.build import builtin_generated_dir
+from rnngen.tools.build import builtin_generated_dir
 from rnngen.compiler import driver
 
 
@@ -20,7 +20,7 @@ def test_stages_in_order_and_kept(compile_builtin):
 
 
 def test_files_are_the_built_in_modules(compile_builtin):
-    from rnngen.header import BUILTIN_SPECS
+    from rnngen.runtime.header import BUILTIN_SPECS
     comp = compile_builtin("lstm")
     comp.specs_folder = BUILTIN_SPECS        # what `rnngen build` records for the built-in specs
     for name, text in comp.files().items():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import rnngen
-from rnngen.build import build
+from rnngen.tools.build import build
 from helpers import CLASH, numeric_gradient
 
 SPLIT = textwrap.dedent("""

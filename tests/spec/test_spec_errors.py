@@ -4,7 +4,7 @@ import textwrap
 import pytest
 
 from rnngen import SpecError
-from rnngen.build import generate
+from rnngen.tools.build import generate
 
 HEAD = "from rnngen.spec import Cell, sigmoid, tanh\nimport sympy\n"
 

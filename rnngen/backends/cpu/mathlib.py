@@ -14,6 +14,10 @@ import math
 import numpy as np
 from numba import float32, njit
 
+from .numba_cache import register
+
+register()      # before the decorators below: an installed rnngen caches them in a per-user folder
+
 
 @njit(cache=True, error_model="numpy")
 def exp_neg(v):

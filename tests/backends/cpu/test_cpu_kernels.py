@@ -5,7 +5,7 @@ import importlib
 import numpy as np
 import pytest
 
-from rnngen.build import builtin_specs_dir, spec_paths
+from rnngen.tools.build import builtin_specs_dir, spec_paths
 
 CELLS = sorted(p.rsplit("/", 1)[-1][:-3] for p in spec_paths(builtin_specs_dir()))
 
@@ -92,8 +92,8 @@ cell.update(c=c_next, h=sigmoid(xo + ho) * tanh(c_next))
 def test_tied_linears_in_any_declaration_order(tmp_path):
     """The shared-dZ path (x- and h-parts of a gate only appear summed) with the recurrent linear
     declared first and no bias on the x-linear."""
-    from rnngen.build import build
-    from rnngen.registry import load
+    from rnngen.tools.build import build
+    from rnngen.runtime.registry import load
     spec = tmp_path / "specs" / "lstm_hh_first.py"
     spec.parent.mkdir()
     spec.write_text(_HH_FIRST)

@@ -22,7 +22,7 @@ _dispatcher.get_current_device = lambda: types.SimpleNamespace(compute_capabilit
 
 from rnngen import cuda_runtime as rt  # noqa: E402
 from rnngen.backends.cuda import elementwise  # noqa: E402
-from rnngen.registry import available  # noqa: E402
+from rnngen.runtime.registry import available  # noqa: E402
 
 CC = (9, 0)
 F64_OP = re.compile(r"\.f64\b")

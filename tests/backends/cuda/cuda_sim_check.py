@@ -158,7 +158,7 @@ SIM_UNITS = {"blocks": 2, "blocks_reverse_global_weights": 2}
 def user_folder(cell):
     """The cell built with `rnngen build --out DIR` and loaded from there (path-based imports)."""
     import tempfile
-    from rnngen.build import build, builtin_specs_dir, spec_paths
+    from rnngen.tools.build import build, builtin_specs_dir, spec_paths
     out = tempfile.mkdtemp(prefix="rnngen_cuda_")
     build(spec_paths(builtin_specs_dir(), [cell]), out, log=lambda *a: None)
     return rnngen.load(cell, path=out)
@@ -167,7 +167,7 @@ def user_folder(cell):
 def spec_names_module():
     """A spec whose names are the generator's own (tests/helpers.py), built into a folder."""
     import tempfile
-    from rnngen.build import build
+    from rnngen.tools.build import build
     sys.path.insert(0, os.path.join(REPO, "tests"))
     from helpers import CLASH
     folder = tempfile.mkdtemp(prefix="rnngen_clash_")
@@ -250,7 +250,7 @@ def negative_control():
     grid.sync() turned into cuda.syncthreads() has to differ from the CPU path on several blocks."""
     import importlib.util
     import tempfile
-    from rnngen import device
+    from rnngen.runtime import device
     cpu = rnngen.load("lstm")
     good = device.cuda_module(cpu.__name__, cpu.__file__, cpu.NAME)
     with open(good.__file__) as f:

@@ -10,11 +10,11 @@ import sys
 
 import sympy as sp
 
+from ..backends.host import shape
+from ..compiler import ir
+from ..compiler.driver import Compilation
+from ..errors import SpecError
 from .build import builtin_specs_dir, spec_paths
-from .backends.host import shape
-from .compiler import ir
-from .compiler.driver import Compilation
-from .errors import SpecError
 
 B, I, H = ir.B, ir.I, ir.H
 EXAMPLE = {B: 32, I: 128, H: 128}       # the "small" size of the design's measured anchors

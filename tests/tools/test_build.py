@@ -7,7 +7,7 @@ import textwrap
 import numpy as np
 
 import rnngen
-from rnngen.build import builtin_generated_dir, builtin_specs_dir, generate, spec_paths
+from rnngen.tools.build import builtin_generated_dir, builtin_specs_dir, generate, spec_paths
 
 USER_SPEC = textwrap.dedent("""
     # a cell no library ships: a GRU whose candidate uses softplus and a learned per-unit leak

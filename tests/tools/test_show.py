@@ -10,9 +10,9 @@ import pytest
 
 import rnngen
 from rnngen.backends.host import saved_key
-from rnngen.build import builtin_generated_dir
+from rnngen.tools.build import builtin_generated_dir
 from rnngen.cli import main
-from rnngen.show import EXAMPLE, Analysis, B, H, I, find_spec
+from rnngen.tools.show import EXAMPLE, Analysis, B, H, I, find_spec
 
 USER_SPEC = textwrap.dedent("""
     from rnngen.spec import Cell, sigmoid, tanh

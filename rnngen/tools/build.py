@@ -17,11 +17,11 @@ import re
 import time
 from dataclasses import dataclass
 
-from . import header as headers
-from .compiler.driver import Compilation, versions  # noqa: F401  (versions: re-exported)
-from .errors import BuildError, SpecError
+from ..compiler.driver import Compilation, versions  # noqa: F401  (versions: re-exported)
+from ..errors import BuildError, SpecError
+from ..runtime import header as headers
 
-PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # rnngen/
 _TEMP = re.compile(r"^\.(?:_cuda_)?[A-Za-z][A-Za-z0-9_]*\.py\.(\d+)\.rnngen-tmp$")
 
 

@@ -14,7 +14,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 import rnngen.torch as bt  # noqa: E402
-from rnngen import device as rdevice  # noqa: E402
+from rnngen.runtime import device as rdevice  # noqa: E402
 from helpers import simulator_rows  # noqa: E402
 
 CUDA0 = torch.device("cuda", 0)
@@ -268,7 +268,7 @@ def test_device_argument_and_from_torch_keep_the_device():
 @pytest.fixture(scope="module")
 def sim_rows():
     pytest.importorskip("numba.cuda")
-    return simulator_rows("cuda_bridge_sim_check.py", ("cell", "stream"))
+    return simulator_rows("torch/cuda_bridge_sim_check.py", ("cell", "stream"))
 
 
 @pytest.mark.parametrize("cell,stream", [("lstm", "default"), ("lstm", "side"),

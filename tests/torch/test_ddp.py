@@ -63,7 +63,7 @@ def test_ddp_two_processes_equal_single_process(tmp_path):
 
 
 def test_ddp_example_runs_under_torchrun():
-    example = os.path.join(os.path.dirname(HERE), "examples", "ddp_classifier.py")
+    example = os.path.join(os.path.dirname(os.path.dirname(HERE)), "examples", "ddp_classifier.py")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", example,
            "--epochs", "1", "--train", "128"]
     out = subprocess.run(cmd, env=dict(os.environ, GLOO_SOCKET_IFNAME="lo"), capture_output=True,

@@ -15,7 +15,7 @@ import pytest
 import rnngen
 from rnngen import cli
 from rnngen.charlm import CharLM
-from rnngen.corpus import creature_names
+from rnngen.train.corpus import creature_names
 from rnngen.training import checkpoint_metadata, load_checkpoint, save_checkpoint
 
 BIN = os.path.dirname(sys.executable)

@@ -83,7 +83,7 @@ def _torch():
 # -- measurement helpers ---------------------------------------------------------------------------
 def flops(module, T, B, I, H):
     """GEMM FLOPs of one forward; forward+backward does three times that (dInput and dW per GEMM)."""
-    from .checks import param_shape
+    from ..backends.checks import param_shape
     total = 0
     for name, shape in module.PARAMS.items():
         if name.startswith("weight_") and len(shape) == 2:

@@ -11,11 +11,11 @@ import textwrap
 import pytest
 
 from rnngen import SpecError, header
-from rnngen.build import build, builtin_generated_dir, builtin_specs_dir
+from rnngen.tools.build import build, builtin_generated_dir, builtin_specs_dir
 from rnngen.cli import main
 from rnngen.spec.loader import load_spec
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def cell_spec(name, tweak=""):

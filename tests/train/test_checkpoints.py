@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 
 from rnngen import cli
-from rnngen.build import builtin_generated_dir
+from rnngen.tools.build import builtin_generated_dir
 from rnngen.charlm import CharLM
-from rnngen.header import require as require_generated
+from rnngen.runtime.header import require as require_generated
 from rnngen.training import (META_KEYS, SeqModel, checkpoint_metadata, load_checkpoint, read_checkpoint,
                              save_checkpoint)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture()

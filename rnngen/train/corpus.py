@@ -14,7 +14,7 @@ CODAS = ["", "", "", "", "n", "r", "s", "l", "x", "m", "nt", "rk", "ng"]
 SUFFIXES = ["saurus", "saurus", "saurus", "don", "odon", "raptor", "ceratops", "mimus", "titan",
             "venator", "nyx", "suchus", "pteryx", "lophus", "ia", "tops", "rex", "onyx", "ops",
             "ornis", "dromeus", "sauria", "gnathus", "cephale"]
-DEFAULT_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "creatures.txt")
+DEFAULT_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "creatures.txt")
 
 
 def creature_names(n=2000, seed=7):

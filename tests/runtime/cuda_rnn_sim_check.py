@@ -164,7 +164,7 @@ def extras():
 
 def benchmark_script_check():
     """benchmarks/gpu.py's check of RNN(device="cuda") (what a GPU session runs first), tiny size."""
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "benchmarks"))
     import gpu
     ok, err, where = gpu.check_rnn("lstm", 2, 2, 2, 2, [2, 1], 0.3, 1e-5)
     return {"errors": {where or "all": err}, "scale": {}, "device_outputs": ok}

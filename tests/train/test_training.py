@@ -8,11 +8,11 @@ import pytest
 from rnngen import cli
 from rnngen.blas import limit_threads
 from rnngen.charlm import CharLM, read_corpus, train_charlm
-from rnngen.corpus import DEFAULT_FILE, creature_names
+from rnngen.train.corpus import DEFAULT_FILE, creature_names
 from rnngen.training import (SGD, Adam, SeqModel, clip_by_global_norm, clip_by_value, global_norm,
                              load_checkpoint, save_checkpoint, softmax, softmax_cross_entropy)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DINOS = REPO.parent / "shared" / "data" / "dinos.txt"
 
 

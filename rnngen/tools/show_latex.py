@@ -3,7 +3,7 @@ import os
 
 import sympy as sp
 
-from .compiler import ir
+from ..compiler import ir
 
 
 def _tex_name(name):

@@ -17,9 +17,9 @@ import os
 from numba.core import caching, config
 from numba.misc.appdirs import AppDirs
 
-from . import __version__
+from ... import __version__
 
-PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # rnngen/
 
 # numba 0.68 dropped the underscore of these two names
 _CacheImpl = getattr(caching, "CacheImpl", None) or caching._CacheImpl

@@ -16,7 +16,7 @@ STACK = "2 layers bidirectional lengths"
 
 @pytest.fixture(scope="module")
 def results():
-    return simulator_rows("cuda_rnn_sim_check.py", ("cell", "case"))
+    return simulator_rows("runtime/cuda_rnn_sim_check.py", ("cell", "case"))
 
 
 def _check(row, tol=1e-5):

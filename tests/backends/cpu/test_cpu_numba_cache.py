@@ -8,7 +8,8 @@ import textwrap
 
 import pytest
 
-from rnngen import __version__, numba_cache
+from rnngen import __version__
+from rnngen.backends.cpu import numba_cache
 
 
 def fake_site(tmp_path, record_lines):
@@ -87,7 +88,7 @@ def test_registered_first_by_the_generated_package():
 KERNEL = "from numba import njit\n\n\n@njit(cache=True)\ndef twice(x):\n    return 2 * x\n"
 RUN = textwrap.dedent("""
     import importlib.util, sys
-    from rnngen import numba_cache
+    from rnngen.backends.cpu import numba_cache
     numba_cache.PACKAGE_DIR = sys.argv[1]          # the fake installed package stands in for rnngen's
     numba_cache.installed_package_dir.cache_clear()
     numba_cache.register()

@@ -229,7 +229,7 @@ def test_backward_checks_dy_shape():
 def test_the_no_in_place_change_contract_is_documented(cell):
     """forward keeps references to x and the parameters; the numpy API cannot cheaply detect an
     in-place change before backward, so the generated modules and RNN say so."""
-    from rnngen import device
+    from rnngen.runtime import device
 
     def text(f):
         return " ".join(f.__doc__.split())
