@@ -9,6 +9,7 @@ import json
 import os
 import sys
 import threading
+import time
 
 import numpy as np
 
@@ -96,6 +97,8 @@ def _run_grid(self, grid_point, *args):
                     passed.discard(block)
                     _release(mine)
                     break
+        else:
+            time.sleep(0.0005)                    # let the running block's threads have the GIL
         live = set(t for t in live if t.is_alive() or (tuple(t.blockIdx) not in started))
     for t in threads:
         if t.exception:

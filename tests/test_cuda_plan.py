@@ -14,7 +14,8 @@ def rt(monkeypatch):
     from rnngen import cuda_runtime
     monkeypatch.setattr(cuda_runtime, "SIMULATOR", False)
     monkeypatch.setattr(cuda_runtime, "_device_limits", lambda: (132, 227 * 1024))   # an H100
-    monkeypatch.setattr(cuda_runtime, "_allow_shared", lambda kernel, nbytes: True)
+    monkeypatch.setattr(cuda_runtime, "_allow_shared", lambda kernel, nbytes: None)    # granted
+    monkeypatch.setattr(cuda_runtime, "_prefer_carveout", lambda kernel, percent: None)
     monkeypatch.setattr(cuda_runtime, "_warned", set())
     return cuda_runtime
 
