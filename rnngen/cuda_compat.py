@@ -14,6 +14,7 @@ Importing this module imports nothing from numba.cuda.
 """
 import math
 import os
+import re
 
 import numpy as np
 
@@ -216,3 +217,52 @@ def carveout_percent(shared_bytes_per_block, blocks_per_sm, shared_per_sm, reser
         return 0
     need = blocks_per_sm * (shared_bytes_per_block + reserved_per_block)
     return min(100, math.ceil(100 * need / shared_per_sm))
+
+
+# -- linking without a GPU (what numba-cuda does on one) -------------------------------------------
+def link_with_nvjitlink(code, cc, lto=False, cudadevrt=True):
+    """Link PTX (str), or LTO-IR (bytes, lto=True), with libcudadevrt into a cubin for sm_<cc>
+    through nvJitLink, as numba-cuda links a kernel that calls grid.sync() on a GPU; needs no GPU.
+    Returns (cubin size in bytes, nvJitLink's info log: registers, stack, local memory of each
+    function). Raises RuntimeError with nvJitLink's error log when the link fails."""
+    from cuda.bindings import nvjitlink
+    options = [f"-arch=sm_{cc[0]}{cc[1]}", "-verbose"] + (["-lto"] if lto else [])
+    handle = nvjitlink.create(len(options), options)
+    try:
+        data = code.encode() if isinstance(code, str) else bytes(code)
+        kind = nvjitlink.InputType.LTOIR if lto else nvjitlink.InputType.PTX
+        nvjitlink.add_data(handle, kind, data, len(data), "kernel")
+        if cudadevrt:
+            from numba.cuda.cudadrv.libs import get_cudalib
+            nvjitlink.add_file(handle, nvjitlink.InputType.LIBRARY, get_cudalib("cudadevrt", static=True))
+        try:
+            nvjitlink.complete(handle)
+        except Exception as exc:
+            raise RuntimeError(f"nvJitLink failed ({exc}): {_nvjitlink_log(nvjitlink, handle, 'error')}") from None
+        return nvjitlink.get_linked_cubin_size(handle), _nvjitlink_log(nvjitlink, handle, "info")
+    finally:
+        nvjitlink.destroy(handle)
+
+
+def _nvjitlink_log(nvjitlink, handle, which):
+    size = getattr(nvjitlink, f"get_{which}_log_size")(handle)
+    buf = bytearray(size)
+    if size:
+        getattr(nvjitlink, f"get_{which}_log")(handle, buf)
+    return buf.decode(errors="replace").rstrip("\x00")
+
+
+_PROPERTIES = re.compile(r"Function properties for '([^']+)':\s*\n\s*info\s*:\s*used (\d+) registers.*?"
+                         r"(\d+) stack, (\d+) bytes smem.*?(\d+) bytes lmem")
+_SPILLS = re.compile(r"(\d+) bytes spill stores, (\d+) bytes spill loads")
+
+
+def function_properties(info_log):
+    """{mangled function name: {registers, stack, smem, lmem}} from an nvJitLink -verbose log."""
+    out = {}
+    for name, regs, stack, smem, lmem in _PROPERTIES.findall(info_log):
+        out[name] = {"registers": int(regs), "stack": int(stack), "smem": int(smem), "lmem": int(lmem)}
+    spills = _SPILLS.findall(info_log)
+    if spills:
+        out["_spills"] = {"stores": sum(int(s) for s, _ in spills), "loads": sum(int(l) for _, l in spills)}
+    return out

@@ -36,18 +36,18 @@ LAST_PLAN = {}                   # (grid, threads, units, shared bytes, on_chip)
 PLACEMENT = {}                   # launch name -> where its recurrent weights are and why (see plan())
 SHARED_OPTIN = {}                # kernel -> the shared-memory opt-in and carveout asked for and granted
 COUNTS = collections.Counter()   # "launches", "launch <name>", "allocations", "allocated bytes"
-LAUNCH_HOOK = None               # callable(name), called before every kernel launch (the GPU check
-#                                  prints "launching <name>" before a first launch)
+LAUNCH_HOOK = None               # callable(name, detail), called before every kernel launch (the GPU
+#                                  check prints "launching <name>" before each first launch)
 
 _warned = set()
 
 
-def _launched(name):
-    """Count one kernel launch (called just before it)."""
+def _launched(name, **detail):
+    """Count one kernel launch (called just before it); `detail` (kernel, grid, ...) goes to the hook."""
     COUNTS["launches"] += 1
     COUNTS[f"launch {name}"] += 1
     if LAUNCH_HOOK is not None:
-        LAUNCH_HOOK(name)
+        LAUNCH_HOOK(name, detail)
 
 
 def _allocated(arr):
@@ -100,7 +100,7 @@ def event_times(events):
     out = {}
     for name, start, end in events:
         end.synchronize()
-        out.setdefault(name, []).append(cuda.event_elapsed_time(start, end))
+        out.setdefault(name, []).append(start.elapsed_time(end))
     return out
 
 
@@ -233,7 +233,7 @@ def zeros(shape, dtype):
     fill, _ = _elementwise(np.dtype(dtype))
     _launched("fill")
     with _timed("zeros"):
-        fill[_grid1d(out.size)](flat, 0.0)
+        fill[_grid1d(out.size)](flat, np.dtype(dtype).type(0))   # typed: no f64 in float32
     return out
 
 
@@ -243,7 +243,7 @@ def copy(src, dst=None):
         fill, _ = _elementwise(np.dtype(dst.dtype))
         _launched("fill")
         with _timed("zeros"):
-            fill[_grid1d(dst.size)](dst.reshape(dst.size), 0.0)
+            fill[_grid1d(dst.size)](dst.reshape(dst.size), np.dtype(dst.dtype).type(0))
         return dst
     if dst is None:
         dst = _device_array(src.shape, src.dtype)
@@ -367,7 +367,7 @@ def gemm(a, b, out=None, trans_a=False, trans_b=False, accumulate=False):
     bm, bn, bk, rm, rn = tiles
     kernel = _gemm(np.dtype(a.dtype), tiles)
     grid, threads = gemm_launch(M, N, tiles)
-    _launched("gemm")
+    _launched("gemm", kernel=f"gemm{tiles}[{np.dtype(a.dtype)}]", grid=grid, threads=threads)
     with _timed(f"gemm {M}x{N}x{K}"):
         kernel[grid, threads](a, b, out, bool(trans_a), bool(trans_b), bool(accumulate))
     return out
@@ -652,9 +652,11 @@ def plan_details(kernel, H, B, rows, num_linears, backward, itemsize):
         return dict(grid=math.ceil(H / units), threads=SIM_THREADS, units=units, shared_bytes=nbytes,
                     on_chip=on_chip, reason=_offchip_reason(rows, None), carveout=None)
     sms, optin = _device_limits()
-    most_threads = THREADS
-    try:      # what the kernel's registers allow
-        most_threads = min(most_threads, cuda_compat.kernel_function(kernel).attrs.maxthreads // 32 * 32)
+    most_threads, static = THREADS, 0
+    try:      # what the kernel's registers allow, and the shared memory it declares itself
+        attrs = cuda_compat.kernel_function(kernel).attrs
+        most_threads = min(most_threads, attrs.maxthreads // 32 * 32)
+        static = int(attrs.shared)
     except Exception:
         pass
     first_units = min(H, UNITS) if UNITS else max(1, math.ceil(H / sms))
@@ -667,16 +669,16 @@ def plan_details(kernel, H, B, rows, num_linears, backward, itemsize):
             work = B * units * max(rows, 1)          # dot products per block and step
             threads = max(32, min(most_threads, math.ceil(work / 32) * 32))
             nbytes = shared_elements(units, H, rows, num_linears, backward) * itemsize if on_chip else 0
-            if on_chip and nbytes > optin:
-                reason = reason or (f"the weight slice needs {nbytes} bytes of shared memory per block, "
-                                    f"the device allows {optin}")
+            if on_chip and nbytes + static > optin:
+                reason = reason or (f"the weight slice needs {nbytes} bytes of shared memory per block "
+                                    f"(and the kernel {static} of its own), the device allows {optin}")
                 break                                # more units only need more shared memory
             if on_chip:
                 failed = _allow_shared(kernel, nbytes)
                 if failed:
                     reason = failed
                     break
-            carveout = carveout_for(nbytes, grid, sms, optin)
+            carveout = carveout_for(nbytes + static, grid, sms, optin)
             _prefer_carveout(kernel, carveout)
             if not cooperative or kernel.max_cooperative_grid_blocks(threads, nbytes) >= grid:
                 if not on_chip and rows > 0 and not FORCE_GLOBAL_WEIGHTS:
@@ -722,6 +724,7 @@ def launch_persistent(dispatcher, H, B, rows, num_linears, backward, args):
     name = "persistent backward" if backward else "persistent forward"
     LAST_PLAN[name] = (grid, threads, units, nbytes, on_chip)
     PLACEMENT[name] = dict(d, H=H, B=B, kernel=_kernel_key(kernel if kernel is not None else dispatcher))
-    _launched(name)
+    _launched(name, kernel=PLACEMENT[name]["kernel"], grid=grid, threads=threads, shared_bytes=nbytes,
+              on_chip=on_chip)
     with _timed(name):
         dispatcher[grid, threads, 0, nbytes](*args, units, on_chip)
