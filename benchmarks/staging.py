@@ -73,9 +73,9 @@ class Stage:
         if key in self._launched:
             return
         self._launched.add(key)
-        facts = " ".join(f"{k}={v}" for k, v in detail.items() if k != "kernel")
-        where = f" in {self.current['case']}" if self.current else ""
-        log(f"    launching {name} {detail.get('kernel', '')} {facts}{where}".rstrip())
+        parts = [name, detail.get("kernel")] + [f"{k}={v}" for k, v in detail.items() if k != "kernel"]
+        where = f" (in {self.current['case']})" if self.current else ""
+        log(f"    launching {' '.join(str(p) for p in parts if p)}{where}")
 
     # -- cases -----------------------------------------------------------------------------
     def elapsed(self):
