@@ -166,9 +166,10 @@ def shared_optin(stage=None):
     sig = (numba.int32[::1], numba.int64)
     kernel = _shared_kernel()
     compiled = kernel.compile(sig)
-    facts = {"optin_limit": optin, "sizes": {}}
+    static = int(cuda_compat.kernel_function(compiled).attrs.shared)   # what the kernel declares itself
+    facts = {"optin_limit": optin, "static_shared": static, "sizes": {}}
     ok = True
-    for nbytes in sorted({100 * 1024, optin // 16 * 16}):
+    for nbytes in sorted({100 * 1024, (optin - static) // 16 * 16}):
         failed = rt._allow_shared(compiled, nbytes)
         row = {"opt_in": failed or "granted"}
         if not failed:

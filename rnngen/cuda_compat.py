@@ -12,6 +12,7 @@
 
 Importing this module imports nothing from numba.cuda.
 """
+import importlib
 import math
 import os
 import re
@@ -46,7 +47,7 @@ def import_cuda():
     the fix when numba-cuda is missing or broken."""
     apply_numpy_shim()
     try:
-        from numba import cuda
+        cuda = importlib.import_module("numba.cuda")
     except Exception as exc:
         raise CudaImportError(
             f"rnngen's CUDA backend needs numba-cuda (pip install 'rnngen[cuda]'); importing numba.cuda "

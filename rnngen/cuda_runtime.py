@@ -603,8 +603,9 @@ def _prefer_carveout(kernel, percent):
     """Set the kernel's preferred L1 / shared-memory carveout (a hint to the driver); a failure
     warns once and leaves the driver's choice."""
     record = SHARED_OPTIN.setdefault(_kernel_key(kernel), {})
-    if record.get("carveout") == percent:
+    if record.get("carveout_asked") == percent:         # set (or failed) already: no driver call
         return
+    record["carveout_asked"] = percent
     try:
         got = cuda_compat.set_function_attribute(cuda_compat.kernel_function(kernel),
                                                  "PREFERRED_SHARED_MEMORY_CARVEOUT", percent)
