@@ -5,8 +5,10 @@
   NVVM, nvJitLink, which linker numba-cuda uses, libcudadevrt;
 - the device: SM count, shared memory per block (default and opt-in) and per SM, cooperative
   launch;
+- the link alone: a grid.sync kernel's PTX and libcudadevrt through nvJitLink (no driver call;
+  the pip NVVM writes PTX ISA 9.5, which a CUDA 13.0 ptxas or driver JIT rejects);
 - grid.sync: a cooperative kernel of one block per SM links libcudadevrt (the path the
-  persistent kernels need: the pip NVVM writes PTX that only nvJitLink may accept), runs 2000
+  persistent kernels need), loads and runs 2000
   grid-wide barriers with an atomic counter checked after each, and gives microseconds per sync;
 - the > 48 KiB dynamic shared-memory opt-in: rnngen's opt-in on a kernel, the attribute read back,
   a write/read-back of all of that memory in every block, the carveout set and read back, and
@@ -14,6 +16,9 @@
 
 Under the CUDA simulator the same logic runs on one block, and what needs a GPU is skipped.
 """
+import contextlib
+import types
+
 import numba
 
 from gpu_common import MODE, SIMULATOR, cuda, cuda_compat, np, rt
@@ -132,6 +137,43 @@ def grid_sync(stage=None):
     return facts
 
 
+@contextlib.contextmanager
+def _device_functions_for(cc):
+    """Without a GPU, numba-cuda compiles device functions (this_grid() among them) for the
+    "current device": stand in one of compute capability `cc` (None: leave it)."""
+    if cc is None:
+        yield
+        return
+    import numba.cuda.dispatcher as dispatcher
+    real = dispatcher.get_current_device
+    dispatcher.get_current_device = lambda: types.SimpleNamespace(compute_capability=cc)
+    try:
+        yield
+    finally:
+        dispatcher.get_current_device = real
+
+
+def nvjitlink_link():
+    """The grid.sync kernel's PTX (from this NVVM) linked with libcudadevrt by nvJitLink, for the
+    device's architecture (sm_90 without a GPU): the link the persistent kernels need, on its own,
+    before any driver call; the PTX ISA version NVVM writes."""
+    if SIMULATOR:
+        return {"skipped": "simulator: nothing is compiled"}
+    gpu = cuda.is_available()
+    cc = tuple(cuda.get_current_device().compute_capability) if gpu else (9, 0)
+    sig = (numba.int32[::1], numba.int32[::1], numba.int64)
+    with _device_functions_for(None if gpu else cc):
+        ptx, _ = cuda.compile_ptx(_grid_sync_kernel().py_func, sig, cc=cc)
+    version = next((line.split()[1] for line in ptx.splitlines() if line.startswith(".version")), "?")
+    release = next((line.split("release")[1].strip() for line in ptx.splitlines() if "release" in line), "?")
+    size, log = cuda_compat.link_with_nvjitlink(ptx, cc)
+    props = {k: v for k, v in cuda_compat.function_properties(log).items() if "grid_sync_smoke" in k}
+    return {"cc": list(cc), "ptx_version": version, "nvvm_release": release, "cubin_bytes": size,
+            "kernel": next(iter(props.values()), None),
+            "summary": f"PTX {version} (NVVM {release}) linked for sm_{cc[0]}{cc[1]} with libcudadevrt: "
+                       f"{size} bytes"}
+
+
 def _shared_kernel():
     @cuda.jit
     def shared_readback(wrong, n):
@@ -200,6 +242,7 @@ def shared_optin(stage=None):
 def cases(stage, sizes):
     """(name, function) of this stage, in order."""
     return [("versions", versions),
+            ("nvJitLink link (no GPU needed)", nvjitlink_link),
             ("device", device),
             ("grid.sync smoke", lambda: grid_sync(stage)),
             ("shared-memory opt-in", lambda: shared_optin(stage))]

@@ -36,7 +36,7 @@ def test_preflight_under_the_simulator(tmp_path):
     out = _run(["--stage", "preflight", "--out", str(tmp_path)])
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     last = out.stdout.strip().splitlines()[-1]
-    assert last.startswith("preflight: PASS 3/4 passed, 1 skipped") and "preflight.json" in last
+    assert last.startswith("preflight: PASS 3/5 passed, 2 skipped") and "preflight.json" in last
     assert "launching grid.sync smoke" in out.stdout
     data = _json(tmp_path, "preflight")
     assert data["status"] == "pass" and data["mode"] == "simulator"
@@ -55,6 +55,8 @@ def test_preflight_without_a_gpu_fails_and_says_so(tmp_path):
     assert cases["versions"]["status"] == "pass"
     assert cases["versions"]["nvjitlink"][0].isdigit() and cases["versions"]["linker_backend"]
     assert cases["device"]["status"] == "fail" and "no GPU" in cases["device"]["summary"]
+    link = cases["nvJitLink link (no GPU needed)"]
+    assert link["status"] == "pass" and link["cubin_bytes"] > 0 and link["kernel"]["lmem"] == 0
     assert out.stdout.strip().splitlines()[-1].startswith("preflight: FAIL")
 
 
