@@ -4,7 +4,11 @@ elementwise kernels rnngen.RNN(device="cuda") runs between layers (concatenating
 dropout masks, summing gradients, batch_first).
 
 Imported only when a device array reaches a generated module, so the CPU path never needs
-numba-cuda. Runs under the CUDA simulator (NUMBA_ENABLE_CUDASIM=1), which runs a grid's blocks one
+numba-cuda (imported through cuda_compat.import_cuda(), which applies the numpy 2.5 shim). What a
+check reads after a run: LAST_PLAN and PLACEMENT (each persistent launch's grid, threads, shared
+memory, whether the recurrent weights stayed on chip and why not), SHARED_OPTIN (the > 48 KiB
+opt-in and the carveout, as read back from the driver), COUNTS (launches and allocations), and
+the CUDA-event times EVENTS collects. Runs under the CUDA simulator (NUMBA_ENABLE_CUDASIM=1), which runs a grid's blocks one
 after another: there a persistent launch uses one block unless SIM_UNITS says otherwise.
 """
 import collections
@@ -588,7 +592,7 @@ def _allow_shared(kernel, nbytes):
     if nbytes <= DEFAULT_SHARED:
         return None
     record = SHARED_OPTIN.setdefault(_kernel_key(kernel), {})
-    if record.get("granted", 0) >= nbytes:
+    if (record.get("granted") or 0) >= nbytes:
         return None
     try:
         granted = cuda_compat.allow_dynamic_shared(cuda_compat.kernel_function(kernel), nbytes)

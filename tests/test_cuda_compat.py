@@ -176,6 +176,8 @@ def test_a_failed_opt_in_falls_back_loudly_with_the_reason(rt):
     messages = [str(w.message) for w in caught if "global memory" in str(w.message)]
     assert len(messages) == 1 and d["reason"] in messages[0] and "H=1024" in messages[0]
     assert rt.SHARED_OPTIN["m.forward_kernel"]["granted"] is None
+    again = rt.plan_details(kernel, 1024, 64, 4, 1, False, 4)          # the same kernel, planned again
+    assert not again["on_chip"] and "opt-in" in again["reason"]
 
 
 def test_a_granted_opt_in_keeps_the_weights_on_chip(rt, monkeypatch):
