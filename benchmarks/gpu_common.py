@@ -34,7 +34,7 @@ def _source_tree_packages():
 
 _source_tree_packages()
 
-import rnngen  # noqa: E402
+import rnngen  # noqa: E402,F401  (the stages import it from here)
 from rnngen import cuda_runtime as rt  # noqa: E402
 
 SIMULATOR = rt.SIMULATOR

@@ -16,13 +16,10 @@
 Under the CUDA simulator the same logic runs at tiny sizes (its times mean nothing) and the
 cuDNN table skips.
 """
-import math
 import statistics
 import time
 
-import numba
-
-from gpu_common import (ANCHORS, CELLS, SIMULATOR, TIME_SIZES, TORCH_CELLS, cuda, np, placement, problem,
+from gpu_common import (ANCHORS, CELLS, TIME_SIZES, TORCH_CELLS, cuda, np, placement, problem,
                         rnngen, rt, to_device, torch_cuda)
 
 SIZES = {

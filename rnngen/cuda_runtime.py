@@ -687,7 +687,7 @@ def plan_details(kernel, H, B, rows, num_linears, backward, itemsize):
             _prefer_carveout(kernel, carveout)
             if not cooperative or kernel.max_cooperative_grid_blocks(threads, nbytes) >= grid:
                 if not on_chip and rows > 0 and not FORCE_GLOBAL_WEIGHTS:
-                    reason = reason or f"no cooperative grid of blocks with their weight slice in shared memory fits"
+                    reason = reason or "no cooperative grid of blocks with their weight slice in shared memory fits"
                     _warn_once(("global", H, rows, backward, reason),
                                f"rnngen: the recurrent weights of H={H} "
                                f"({'backward' if backward else 'forward'}) are read from global memory "

@@ -14,7 +14,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import cuda_sim_check as sim  # noqa: E402  (installs the grid-wide scheduler, NaN-filled empty)
+import cuda_sim_check  # noqa: E402,F401  (installs the grid-wide scheduler, NaN-filled empty)
 from cuda_sim_check import cuda, np, rnngen, rt  # noqa: E402
 from rnngen import device  # noqa: E402
 
