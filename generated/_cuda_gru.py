@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + versions: 61f6600613a023fec6b3d85ef032979a79f742414d78eeadfbe57e4312108ef6
+sha256 of spec + templates + versions: 9522b1347d4364ad5e78834f557af27d0ce41918fba2b93a0fe2699f1ef84c81
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -24,13 +24,14 @@ import functools
 import math
 import types
 
-from numba import cuda
-
 from rnngen import checks
 from rnngen import cuda_runtime as rt
+from rnngen.cuda_compat import import_cuda
+
+cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru"
-SPEC_SHA256 = "61f6600613a023fec6b3d85ef032979a79f742414d78eeadfbe57e4312108ef6"
+SPEC_SHA256 = "9522b1347d4364ad5e78834f557af27d0ce41918fba2b93a0fe2699f1ef84c81"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

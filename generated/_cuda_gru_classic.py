@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + versions: 87ae8ba41edba791b5efdd4273c46e1e7762305222268eac88fc3322ca832d4a
+sha256 of spec + templates + versions: c71eb8616318d9036fd84a1a0b500ae0f9090439b0b98228b4e46ab4df02325e
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -24,13 +24,14 @@ import functools
 import math
 import types
 
-from numba import cuda
-
 from rnngen import checks
 from rnngen import cuda_runtime as rt
+from rnngen.cuda_compat import import_cuda
+
+cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru_classic"
-SPEC_SHA256 = "87ae8ba41edba791b5efdd4273c46e1e7762305222268eac88fc3322ca832d4a"
+SPEC_SHA256 = "c71eb8616318d9036fd84a1a0b500ae0f9090439b0b98228b4e46ab4df02325e"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + versions: 32749f64eb9b17b95f55f9b1a1ca69194ffc41984a60a259e0abc363bdfb357d
+sha256 of spec + templates + versions: 41d14f591b12ec075280e1ba44a8d574f3a1fa1e0d9aa5c09a754427ec618947
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -27,13 +27,14 @@ import functools
 import math
 import types
 
-from numba import cuda
-
 from rnngen import checks
 from rnngen import cuda_runtime as rt
+from rnngen.cuda_compat import import_cuda
+
+cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm"
-SPEC_SHA256 = "32749f64eb9b17b95f55f9b1a1ca69194ffc41984a60a259e0abc363bdfb357d"
+SPEC_SHA256 = "41d14f591b12ec075280e1ba44a8d574f3a1fa1e0d9aa5c09a754427ec618947"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {

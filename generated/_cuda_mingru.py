@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + versions: 9e2829946bc71c786240bef9af178d8943e3f47d566c07ddca7cd41e97ccb184
+sha256 of spec + templates + versions: fa85d67d2e1b3b6e0078c69943e6a6c43de40a362a39811eee5fa92c6b1504bc
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -21,13 +21,14 @@ import functools
 import math
 import types
 
-from numba import cuda
-
 from rnngen import checks
 from rnngen import cuda_runtime as rt
+from rnngen.cuda_compat import import_cuda
+
+cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "mingru"
-SPEC_SHA256 = "9e2829946bc71c786240bef9af178d8943e3f47d566c07ddca7cd41e97ccb184"
+SPEC_SHA256 = "fa85d67d2e1b3b6e0078c69943e6a6c43de40a362a39811eee5fa92c6b1504bc"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + versions: e205e4c4048a359178619ebc89cb9bd497ef1cb06183d2cc8be6cd9e55f5a264
+sha256 of spec + templates + versions: 03c79a143f4d85b32164b3f6c8e45d441cdd173ec0288ccdc58232e0664736d4
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -21,13 +21,14 @@ import functools
 import math
 import types
 
-from numba import cuda
-
 from rnngen import checks
 from rnngen import cuda_runtime as rt
+from rnngen.cuda_compat import import_cuda
+
+cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "e205e4c4048a359178619ebc89cb9bd497ef1cb06183d2cc8be6cd9e55f5a264"
+SPEC_SHA256 = "03c79a143f4d85b32164b3f6c8e45d441cdd173ec0288ccdc58232e0664736d4"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

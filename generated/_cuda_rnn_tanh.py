@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + versions: 63102689b3e51b79105cc5f2c602f82dececc30ef3a6fd48c65fb90e0a304e6a
+sha256 of spec + templates + versions: f47077f3cf22f32954db4ca2e4fb06672e8c4e29e5bd8837f58846daa89ed0c4
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -21,13 +21,14 @@ import functools
 import math
 import types
 
-from numba import cuda
-
 from rnngen import checks
 from rnngen import cuda_runtime as rt
+from rnngen.cuda_compat import import_cuda
+
+cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "63102689b3e51b79105cc5f2c602f82dececc30ef3a6fd48c65fb90e0a304e6a"
+SPEC_SHA256 = "f47077f3cf22f32954db4ca2e4fb06672e8c4e29e5bd8837f58846daa89ed0c4"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

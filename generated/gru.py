@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + versions: 61f6600613a023fec6b3d85ef032979a79f742414d78eeadfbe57e4312108ef6
+sha256 of spec + templates + versions: 9522b1347d4364ad5e78834f557af27d0ce41918fba2b93a0fe2699f1ef84c81
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -25,7 +25,7 @@ from numba import float32, njit
 from rnngen import checks, device
 
 NAME = "gru"
-SPEC_SHA256 = "61f6600613a023fec6b3d85ef032979a79f742414d78eeadfbe57e4312108ef6"
+SPEC_SHA256 = "9522b1347d4364ad5e78834f557af27d0ce41918fba2b93a0fe2699f1ef84c81"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + versions: fb3157b62c5c096d4f765c537185f513d202f8a412de7beee526a80da1e6cb9a
+sha256 of spec + templates + versions: 53998f23362bcf88cb4a66bb775f47df79da7d2d6cf023f57e8d59a3e9a23aed
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -21,7 +21,7 @@ from numba import float32, njit
 from rnngen import checks, device
 
 NAME = "indrnn"
-SPEC_SHA256 = "fb3157b62c5c096d4f765c537185f513d202f8a412de7beee526a80da1e6cb9a"
+SPEC_SHA256 = "53998f23362bcf88cb4a66bb775f47df79da7d2d6cf023f57e8d59a3e9a23aed"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + versions: c2e6143a2d1f6e856f151aea463c8d0b55482da573db9feace0a9525eb795fed
+sha256 of spec + templates + versions: 5497646d21c0837a7d68240a8c84a22a1f1a61a55b04a765d2a8bde31232888c
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,7 +29,7 @@ from numba import float32, njit
 from rnngen import checks, device
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "c2e6143a2d1f6e856f151aea463c8d0b55482da573db9feace0a9525eb795fed"
+SPEC_SHA256 = "5497646d21c0837a7d68240a8c84a22a1f1a61a55b04a765d2a8bde31232888c"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {

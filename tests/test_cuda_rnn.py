@@ -57,8 +57,8 @@ def test_step_state_dict_to_and_errors(results):
         assert checks[key], key
 
 
-def test_the_gpu_benchmark_scripts_rnn_check_runs(results):
-    _check(results["benchmarks/gpu.py", "check_rnn"])
+def test_the_gpu_checks_rnn_case_runs(results):
+    _check(results["benchmarks/gpu_correct.py", "rnn_case"])
 
 
 # -- in this process (no simulator) ------------------------------------------------------------
