@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: cfc3ae33d75dfcd4887619def89c1ab1d3929e2f8fc928f598fc981645734df5
+sha256 of spec + templates + math libraries + versions: 4f47a698536aabe439e795810adebcf96b1b8b5906147f606ace91d39b2a2034
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -24,15 +24,16 @@ import functools
 import math
 import types
 
-from numba import cuda
-
-from rnngen.backends import checks
 from rnngen import cuda_runtime as rt
+from rnngen.backends import checks
 from rnngen.backends.cuda.elementwise import loop_order as _loop_order  # noqa: F401
 from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
+from rnngen.cuda_compat import import_cuda
+
+cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru"
-SPEC_SHA256 = "cfc3ae33d75dfcd4887619def89c1ab1d3929e2f8fc928f598fc981645734df5"
+SPEC_SHA256 = "4f47a698536aabe439e795810adebcf96b1b8b5906147f606ace91d39b2a2034"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

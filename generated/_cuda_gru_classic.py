@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 039a0db681dfb10c06055436365e47298dd4808be0e516dcc6ce175e3c93acf5
+sha256 of spec + templates + math libraries + versions: bc3743722b8ca363a9c2917f297970d1c54a02b0078f6048975c516673aba43d
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -24,15 +24,16 @@ import functools
 import math
 import types
 
-from numba import cuda
-
-from rnngen.backends import checks
 from rnngen import cuda_runtime as rt
+from rnngen.backends import checks
 from rnngen.backends.cuda.elementwise import loop_order as _loop_order  # noqa: F401
 from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
+from rnngen.cuda_compat import import_cuda
+
+cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru_classic"
-SPEC_SHA256 = "039a0db681dfb10c06055436365e47298dd4808be0e516dcc6ce175e3c93acf5"
+SPEC_SHA256 = "bc3743722b8ca363a9c2917f297970d1c54a02b0078f6048975c516673aba43d"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

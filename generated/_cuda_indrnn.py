@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 28886565f372bcb96ecd0e075a638aecb2bee8a36dd9e323ef7c816e5acf2c2f
+sha256 of spec + templates + math libraries + versions: c63baf064bdb81d6d1d5437650a7a1370a7fa2fe871db75ed9fd9ff218591724
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -20,15 +20,16 @@ import functools
 import math
 import types
 
-from numba import cuda
-
-from rnngen.backends import checks
 from rnngen import cuda_runtime as rt
+from rnngen.backends import checks
 from rnngen.backends.cuda.elementwise import loop_order as _loop_order  # noqa: F401
 from rnngen.backends.cuda.mathlib import tile as _tile, relu as _relu, step as _step  # noqa: F401
+from rnngen.cuda_compat import import_cuda
+
+cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "indrnn"
-SPEC_SHA256 = "28886565f372bcb96ecd0e075a638aecb2bee8a36dd9e323ef7c816e5acf2c2f"
+SPEC_SHA256 = "c63baf064bdb81d6d1d5437650a7a1370a7fa2fe871db75ed9fd9ff218591724"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 604c2094f960b9a484f5c628bcc6d04745b4913b4432050bd20546c90fc2f849
+sha256 of spec + templates + math libraries + versions: d0c79f33324439bc6c374861a55110c5d2710a560fdb24ad42f6ffe0726e487d
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,15 +28,16 @@ import functools
 import math
 import types
 
-from numba import cuda
-
-from rnngen.backends import checks
 from rnngen import cuda_runtime as rt
+from rnngen.backends import checks
 from rnngen.backends.cuda.elementwise import loop_order as _loop_order  # noqa: F401
 from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
+from rnngen.cuda_compat import import_cuda
+
+cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "604c2094f960b9a484f5c628bcc6d04745b4913b4432050bd20546c90fc2f849"
+SPEC_SHA256 = "d0c79f33324439bc6c374861a55110c5d2710a560fdb24ad42f6ffe0726e487d"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {

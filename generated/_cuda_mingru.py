@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: dd659ba9a8a527cd4d1ee3ef6080a6b5a19420d0b5d31091cf77f25d6c8d279a
+sha256 of spec + templates + math libraries + versions: d233d75e1599c1a2e60534942b561530213262db406906a2862a27cc62a4e3a3
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -21,15 +21,16 @@ import functools
 import math
 import types
 
-from numba import cuda
-
-from rnngen.backends import checks
 from rnngen import cuda_runtime as rt
+from rnngen.backends import checks
 from rnngen.backends.cuda.elementwise import loop_order as _loop_order  # noqa: F401
 from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid  # noqa: F401
+from rnngen.cuda_compat import import_cuda
+
+cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "mingru"
-SPEC_SHA256 = "dd659ba9a8a527cd4d1ee3ef6080a6b5a19420d0b5d31091cf77f25d6c8d279a"
+SPEC_SHA256 = "d233d75e1599c1a2e60534942b561530213262db406906a2862a27cc62a4e3a3"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: c161dad274157a08c847a9c342d8325e46a1725bdc2f12a446ee7125a4a27216
+sha256 of spec + templates + math libraries + versions: b5b66cdfa2900ae944a0a3adc9e499d0a2c0a18e63598881d5f8eb304b8f826e
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -23,15 +23,16 @@ import functools
 import math
 import types
 
-from numba import cuda
-
-from rnngen.backends import checks
 from rnngen import cuda_runtime as rt
+from rnngen.backends import checks
 from rnngen.backends.cuda.elementwise import loop_order as _loop_order  # noqa: F401
 from rnngen.backends.cuda.mathlib import tile as _tile, relu as _relu, step as _step  # noqa: F401
+from rnngen.cuda_compat import import_cuda
+
+cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "c161dad274157a08c847a9c342d8325e46a1725bdc2f12a446ee7125a4a27216"
+SPEC_SHA256 = "b5b66cdfa2900ae944a0a3adc9e499d0a2c0a18e63598881d5f8eb304b8f826e"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

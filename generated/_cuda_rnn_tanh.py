@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: abebeffba024260f424422401d07fe88f1d3d7a0382cb7476ad3c619a34f2dc6
+sha256 of spec + templates + math libraries + versions: 339109f80c5afeff38b318a102a747ce60d898e17b0b560406e628f276c51e07
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -23,15 +23,16 @@ import functools
 import math
 import types
 
-from numba import cuda
-
-from rnngen.backends import checks
 from rnngen import cuda_runtime as rt
+from rnngen.backends import checks
 from rnngen.backends.cuda.elementwise import loop_order as _loop_order  # noqa: F401
 from rnngen.backends.cuda.mathlib import tile as _tile, tanh as _tanh  # noqa: F401
+from rnngen.cuda_compat import import_cuda
+
+cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "abebeffba024260f424422401d07fe88f1d3d7a0382cb7476ad3c619a34f2dc6"
+SPEC_SHA256 = "339109f80c5afeff38b318a102a747ce60d898e17b0b560406e628f276c51e07"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 039a0db681dfb10c06055436365e47298dd4808be0e516dcc6ce175e3c93acf5
+sha256 of spec + templates + math libraries + versions: bc3743722b8ca363a9c2917f297970d1c54a02b0078f6048975c516673aba43d
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,7 +29,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru_classic"
-SPEC_SHA256 = "039a0db681dfb10c06055436365e47298dd4808be0e516dcc6ce175e3c93acf5"
+SPEC_SHA256 = "bc3743722b8ca363a9c2917f297970d1c54a02b0078f6048975c516673aba43d"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

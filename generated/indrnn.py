@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 28886565f372bcb96ecd0e075a638aecb2bee8a36dd9e323ef7c816e5acf2c2f
+sha256 of spec + templates + math libraries + versions: c63baf064bdb81d6d1d5437650a7a1370a7fa2fe871db75ed9fd9ff218591724
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -25,7 +25,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, relu as _relu, step as _step  # noqa: F401
 
 NAME = "indrnn"
-SPEC_SHA256 = "28886565f372bcb96ecd0e075a638aecb2bee8a36dd9e323ef7c816e5acf2c2f"
+SPEC_SHA256 = "c63baf064bdb81d6d1d5437650a7a1370a7fa2fe871db75ed9fd9ff218591724"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

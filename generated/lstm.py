@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: c85267d63917164c3c829d1b103e12a16eaada54e57014b81136650d210070b7
+sha256 of spec + templates + math libraries + versions: 8d300c920e5caba4b9e597cdda30316611054fc135fe9a68e22403bc54cd18a3
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm"
-SPEC_SHA256 = "c85267d63917164c3c829d1b103e12a16eaada54e57014b81136650d210070b7"
+SPEC_SHA256 = "8d300c920e5caba4b9e597cdda30316611054fc135fe9a68e22403bc54cd18a3"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {

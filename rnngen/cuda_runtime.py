@@ -4,23 +4,27 @@ elementwise kernels rnngen.RNN(device="cuda") runs between layers (concatenating
 dropout masks, summing gradients, batch_first).
 
 Imported only when a device array reaches a generated module, so the CPU path never needs
-numba-cuda. Runs under the CUDA simulator (NUMBA_ENABLE_CUDASIM=1), which runs a grid's blocks one
+numba-cuda (imported through cuda_compat.import_cuda(), which applies the numpy 2.5 shim). What a
+check reads after a run: LAST_PLAN and PLACEMENT (each persistent launch's grid, threads, shared
+memory, whether the recurrent weights stayed on chip and why not), SHARED_OPTIN (the > 48 KiB
+opt-in and the carveout, as read back from the driver), COUNTS (launches and allocations), and
+the CUDA-event times EVENTS collects. Runs under the CUDA simulator (NUMBA_ENABLE_CUDASIM=1), which runs a grid's blocks one
 after another: there a persistent launch uses one block unless SIM_UNITS says otherwise.
 """
+import collections
 import functools
 import math
-import os
 import warnings
 
 import numpy as np
 import numba
-from numba import cuda
 
+from . import cuda_compat
 from .backends import checks
 from .runtime.device import is_device_array  # noqa: F401  (re-exported)
 
-SIMULATOR = bool(cuda.simulator_enabled) if hasattr(cuda, "simulator_enabled") else \
-    os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+cuda = cuda_compat.import_cuda()         # numba.cuda, after the numpy 2.5 shim
+SIMULATOR = cuda_compat.simulator_enabled(cuda)
 
 # Knobs (tests and benchmarks set them; defaults are what a user gets)
 FORCE_GLOBAL_WEIGHTS = False     # skip the shared-memory copy of the recurrent weights (fallback path)
@@ -32,13 +36,43 @@ SIM_UNITS = None                 # units per block under the simulator (None: al
 #                                  one in tests/cuda_sim_check.py)
 
 PROFILE = None                   # a dict to collect {operation: [seconds, ...]} (synchronizes each op)
+EVENTS = None                    # a list to collect (operation, start event, end event): CUDA-event times
 LAST_PLAN = {}                   # (grid, threads, units, shared bytes, on_chip) of the last launches
+PLACEMENT = {}                   # launch name -> where its recurrent weights are and why (see plan())
+SHARED_OPTIN = {}                # kernel -> the shared-memory opt-in and carveout asked for and granted
+COUNTS = collections.Counter()   # "launches", "launch <name>", "allocations", "allocated bytes"
+LAUNCH_HOOK = None               # callable(name, detail), called before every kernel launch (the GPU
+#                                  check prints "launching <name>" before each first launch)
 
 _warned = set()
 
 
+def _launched(name, **detail):
+    """Count one kernel launch (called just before it); `detail` (kernel, grid, ...) goes to the hook."""
+    COUNTS["launches"] += 1
+    COUNTS[f"launch {name}"] += 1
+    if LAUNCH_HOOK is not None:
+        LAUNCH_HOOK(name, detail)
+
+
+def _allocated(arr):
+    """Count one device allocation; returns it."""
+    COUNTS["allocations"] += 1
+    COUNTS["allocated bytes"] += int(arr.size) * np.dtype(arr.dtype).itemsize
+    return arr
+
+
+def _device_array(shape, dtype):
+    return _allocated(cuda.device_array(shape, np.dtype(dtype)))
+
+
+def _to_device(host):
+    return _allocated(cuda.to_device(host))
+
+
 class _timed:
-    """With PROFILE set, synchronize around an operation and record its wall time."""
+    """With PROFILE set, synchronize around an operation and record its wall time; with EVENTS set,
+    record CUDA events around it (no synchronization)."""
 
     def __init__(self, name):
         self.name = name
@@ -48,12 +82,31 @@ class _timed:
             import time
             cuda.synchronize()
             self.start = time.perf_counter()
+        if EVENTS is not None:
+            self.event = cuda.event()
+            self.event.record()
 
     def __exit__(self, *exc):
-        if PROFILE is not None and exc[0] is None:
+        if exc[0] is not None:
+            return
+        if EVENTS is not None:
+            end = cuda.event()
+            end.record()
+            EVENTS.append((self.name, self.event, end))
+        if PROFILE is not None:
             import time
             cuda.synchronize()
             PROFILE.setdefault(self.name, []).append(time.perf_counter() - self.start)
+
+
+def event_times(events):
+    """{operation: [milliseconds, ...]} from the (name, start, end) triples EVENTS collected
+    (synchronizes)."""
+    out = {}
+    for name, start, end in events:
+        end.synchronize()
+        out.setdefault(name, []).append(start.elapsed_time(end))
+    return out
 
 
 def numba_type(dtype):
@@ -81,7 +134,7 @@ def as_device(name, value, ndim=None, dtype=None):
         arr = cuda.as_cuda_array(value)
     else:
         try:
-            arr = cuda.to_device(np.ascontiguousarray(np.asarray(value)))
+            arr = _to_device(np.ascontiguousarray(np.asarray(value)))
         except Exception as exc:
             raise ValueError(f"{name} must be an array: {exc}") from None
     if ndim is not None and arr.ndim != ndim:
@@ -120,11 +173,11 @@ def _device_lengths(lengths, B, T):
     if lengths is None:
         key = (T, B, _context_id())
         if key not in _FULL_LENGTHS:
-            _FULL_LENGTHS[key] = cuda.to_device(np.full(B, T, np.int64))
+            _FULL_LENGTHS[key] = _to_device(np.full(B, T, np.int64))
         return _FULL_LENGTHS[key]
     if isinstance(lengths, checks.CheckedLengths) and (lengths.B, lengths.T) == (B, T):
         if lengths.device is None:
-            lengths.device = cuda.to_device(lengths.host)
+            lengths.device = _to_device(lengths.host)
         return lengths.device
     if hasattr(lengths, "copy_to_host"):
         host = lengths.copy_to_host()
@@ -132,7 +185,7 @@ def _device_lengths(lengths, B, T):
         host = cuda.as_cuda_array(lengths).copy_to_host()
     else:
         host = lengths
-    return cuda.to_device(checks.check_lengths(host, B, T))
+    return _to_device(checks.check_lengths(host, B, T))
 
 
 def backward_inputs(dy, d_final, saved, cell_name, states):
@@ -179,15 +232,16 @@ def _grid1d(n):
 
 
 def empty(shape, dtype):
-    return cuda.device_array(shape, np.dtype(dtype))
+    return _device_array(shape, dtype)
 
 
 def zeros(shape, dtype):
-    out = cuda.device_array(shape, np.dtype(dtype))
+    out = _device_array(shape, dtype)
     flat = out.reshape(out.size)
     fill, _ = _elementwise(np.dtype(dtype))
+    _launched("fill")
     with _timed("zeros"):
-        fill[_grid1d(out.size)](flat, 0.0)
+        fill[_grid1d(out.size)](flat, np.dtype(dtype).type(0))   # typed: no f64 in float32
     return out
 
 
@@ -195,14 +249,16 @@ def copy(src, dst=None):
     """Device-to-device copy of a C-contiguous array (into `dst`, or a new array); None: zeros."""
     if src is None:
         fill, _ = _elementwise(np.dtype(dst.dtype))
+        _launched("fill")
         with _timed("zeros"):
-            fill[_grid1d(dst.size)](dst.reshape(dst.size), 0.0)
+            fill[_grid1d(dst.size)](dst.reshape(dst.size), np.dtype(dst.dtype).type(0))
         return dst
     if dst is None:
-        dst = cuda.device_array(src.shape, src.dtype)
+        dst = _device_array(src.shape, src.dtype)
     if tuple(src.shape) != tuple(dst.shape):
         raise ValueError(f"copy: shapes differ {src.shape} -> {dst.shape}")
     _, copy1d = _elementwise(np.dtype(dst.dtype))
+    _launched("copy")
     with _timed("copy"):
         copy1d[_grid1d(dst.size)](src.reshape(src.size), dst.reshape(dst.size))
     return dst
@@ -235,8 +291,8 @@ def gemm_kernel_for(nt, bm, bn, bk, rm, rn):
         nthreads = cuda.blockDim.x
         tx = tid % tx_n
         ty = tid // tx_n
-        m0 = cuda.blockIdx.y * bm
-        n0 = cuda.blockIdx.x * bn
+        m0 = cuda.blockIdx.x * bm       # M (T*B rows: millions) on grid.x, which allows 2**31 - 1
+        n0 = cuda.blockIdx.y * bn       # N (a multiple of H) on grid.y, at most 65535 tiles
         zero = nt(0)
         for r in range(rm):
             for s in range(rn):
@@ -318,10 +374,26 @@ def gemm(a, b, out=None, trans_a=False, trans_b=False, accumulate=False):
     tiles = gemm_tiles(M, N)
     bm, bn, bk, rm, rn = tiles
     kernel = _gemm(np.dtype(a.dtype), tiles)
-    grid = (math.ceil(N / bn), math.ceil(M / bm))
+    grid, threads = gemm_launch(M, N, tiles)
+    _launched("gemm", kernel=f"gemm{tiles}[{np.dtype(a.dtype)}]", grid=grid, threads=threads)
     with _timed(f"gemm {M}x{N}x{K}"):
-        kernel[grid, (bm // rm) * (bn // rn)](a, b, out, bool(trans_a), bool(trans_b), bool(accumulate))
+        kernel[grid, threads](a, b, out, bool(trans_a), bool(trans_b), bool(accumulate))
     return out
+
+
+GRID_X_MAX = 2 ** 31 - 1
+GRID_YZ_MAX = 65535
+
+
+def gemm_launch(M, N, tiles):
+    """(grid, threads) of the tiled GEMM for an (M, N) result: M tiles on grid.x (up to 2**31 - 1),
+    N tiles on grid.y (up to 65535). A ValueError names the size that no launch can cover."""
+    bm, bn, _, rm, rn = tiles
+    grid = (math.ceil(M / bm), math.ceil(N / bn))
+    if grid[0] > GRID_X_MAX or grid[1] > GRID_YZ_MAX:
+        raise ValueError(f"gemm: an ({M}, {N}) result needs a grid of {grid} tiles of ({bm}, {bn}); "
+                         f"CUDA allows at most ({GRID_X_MAX}, {GRID_YZ_MAX})")
+    return (max(1, grid[0]), max(1, grid[1])), (bm // rm) * (bn // rn)
 
 
 def column_sum_kernel_for(nt, cols, rows_per_pass):
@@ -358,6 +430,7 @@ def column_sum(a):
     out = zeros((N,), a.dtype)
     kernel, cols, rows = _column_sum(np.dtype(a.dtype))
     chunk = max(rows, math.ceil(M / (1 if SIMULATOR else 64)))
+    _launched("column_sum")
     with _timed("column_sum"):
         kernel[(math.ceil(N / cols), math.ceil(M / chunk)), cols * rows](a, out, chunk)
     return out
@@ -427,6 +500,7 @@ def concat_last(parts):
     offset = 0
     with _timed("concat"):
         for p in parts:
+            _launched("concat")
             _into_last[_flat_grid(p.size)](p, out, offset)
             offset += p.shape[2]
     return out
@@ -436,6 +510,7 @@ def take_last(src, offset, width):
     """A new C-contiguous (T, B, width) copy of src[:, :, offset:offset + width]."""
     T, B, _ = src.shape
     out = empty((T, B, width), src.dtype)
+    _launched("take")
     with _timed("take"):
         _from_last[_flat_grid(out.size)](src, out, offset)
     return out
@@ -445,6 +520,7 @@ def _elementwise2(kernel, name, a, b):
     if tuple(a.shape) != tuple(b.shape):
         raise ValueError(f"{name}: shapes differ {tuple(a.shape)} and {tuple(b.shape)}")
     out = empty(a.shape, a.dtype)
+    _launched(name)
     with _timed(name):
         kernel[_flat_grid(out.size)](a.reshape(a.size), b.reshape(b.size), out.reshape(out.size))
     return out
@@ -464,6 +540,7 @@ def swap01(src):
     """(P, Q, F) -> a new C-contiguous (Q, P, F) array (time-major <-> batch-first)."""
     P, Q, F = src.shape
     out = empty((Q, P, F), src.dtype)
+    _launched("swap01")
     with _timed("swap01"):
         _swap01[_flat_grid(out.size)](src, out)
     return out
@@ -489,24 +566,62 @@ def _device_limits():
     return sms, optin
 
 
+DEFAULT_SHARED = 48 * 1024       # dynamic shared memory per block a kernel gets without the opt-in
+SYSTEM_SHARED = 1024             # what the system keeps of an SM's shared memory per block (sm_80+)
+
+
+def _kernel_key(kernel):
+    """'<module>.<function>' of a dispatcher or compiled kernel, and the element type of a compiled
+    one ('rnngen.generated._cuda_lstm.forward_kernel[float32]')."""
+    fn = getattr(kernel, "py_func", None)
+    name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__name__', type(kernel).__name__)}"
+    dtypes = [str(t.dtype) for t in getattr(kernel, "argument_types", ()) if hasattr(t, "dtype")
+              and str(t.dtype).startswith("float")]
+    return f"{name}[{dtypes[0]}]" if dtypes else name
+
+
 def _allow_shared(kernel, nbytes):
-    """Let `kernel` use more than 48 KiB of dynamic shared memory (the per-kernel opt-in)."""
-    if nbytes <= 48 * 1024:
-        return True
+    """Let `kernel` launch with `nbytes` of dynamic shared memory: above 48 KiB through the
+    per-kernel opt-in (cuda_compat.allow_dynamic_shared, checked by reading the attribute back).
+    Returns None when granted, else the reason (the plan then keeps the weights in global memory)."""
+    if nbytes <= DEFAULT_SHARED:
+        return None
+    record = SHARED_OPTIN.setdefault(_kernel_key(kernel), {})
+    if (record.get("granted") or 0) >= nbytes:
+        return None
     try:
-        from numba.cuda.cudadrv.driver import binding, driver
-        fn = kernel._codelibrary.get_cufunc()
-        attr = binding.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
-        driver.cuKernelSetAttribute(attr, int(nbytes), fn.handle, fn.device.id)
-        try:      # prefer the largest shared-memory carveout of L1 (a hint)
-            fn.set_shared_memory_carveout(100)
-        except Exception:
-            pass
-        return True
-    except Exception as exc:  # pragma: no cover - depends on the driver binding
-        _warn_once(("optin", str(exc)), f"rnngen: cannot raise the shared-memory limit ({exc}); "
-                                        f"using at most 48 KiB per block")
-        return False
+        granted = cuda_compat.allow_dynamic_shared(cuda_compat.kernel_function(kernel), nbytes)
+    except Exception as exc:
+        record.update(requested=nbytes, granted=None, error=f"{type(exc).__name__}: {exc}")
+        return f"the opt-in to {nbytes} bytes of dynamic shared memory per block failed ({record['error']})"
+    record.update(requested=nbytes, granted=granted, error=None)
+    return None
+
+
+def _prefer_carveout(kernel, percent):
+    """Set the kernel's preferred L1 / shared-memory carveout (a hint to the driver); a failure
+    warns once and leaves the driver's choice."""
+    record = SHARED_OPTIN.setdefault(_kernel_key(kernel), {})
+    if record.get("carveout_asked") == percent:         # set (or failed) already: no driver call
+        return
+    record["carveout_asked"] = percent
+    try:
+        got = cuda_compat.set_function_attribute(cuda_compat.kernel_function(kernel),
+                                                 "PREFERRED_SHARED_MEMORY_CARVEOUT", percent)
+        record.update(carveout=percent, carveout_read_back=got, carveout_error=None)
+    except Exception as exc:
+        record.update(carveout=None, carveout_error=f"{type(exc).__name__}: {exc}")
+        _warn_once(("carveout", str(exc)), f"rnngen: cannot set the shared-memory carveout of "
+                                           f"{_kernel_key(kernel)} ({exc}); the driver chooses")
+
+
+def carveout_for(nbytes, grid, sms, optin):
+    """The carveout decision of a persistent launch: the smallest that holds the blocks one SM
+    runs (ceil(grid / SMs), one for a grid of one block per SM) with `nbytes` each, so that the
+    rest of the SM's L1 / shared storage stays L1 cache for the kernel's global loads; 0 (all L1)
+    with the weights in global memory."""
+    return cuda_compat.carveout_percent(nbytes, math.ceil(grid / sms), optin + SYSTEM_SHARED,
+                                        SYSTEM_SHARED)
 
 
 def _warn_once(key, message):
@@ -516,24 +631,37 @@ def _warn_once(key, message):
 
 
 def plan(kernel, H, B, rows, num_linears, backward, itemsize):
-    """(grid, threads, units, shared bytes, on_chip) for a persistent launch.
+    """(grid, threads, units, shared bytes, on_chip) for a persistent launch (plan_details())."""
+    d = plan_details(kernel, H, B, rows, num_linears, backward, itemsize)
+    return d["grid"], d["threads"], d["units"], d["shared_bytes"], d["on_chip"]
+
+
+def plan_details(kernel, H, B, rows, num_linears, backward, itemsize):
+    """The launch of one persistent kernel, as a dict: grid, threads, units (hidden units per
+    block), shared_bytes (dynamic), on_chip (the recurrent weights in shared memory), reason (why
+    they are not, or None), carveout (percent, or None under the simulator).
 
     units = ceil(H / SMs) so that one block runs per SM; more units per block when the cooperative
-    grid would not fit; weights in global memory when their slice does not fit in shared memory.
+    grid would not fit; weights in global memory when their slice does not fit in shared memory or
+    the opt-in above 48 KiB fails (a RuntimeWarning names the reason, once).
     """
     if SIMULATOR:      # the stock simulator syncs a cooperative grid of ONE block only
         units = min(SIM_UNITS or H, H)
         on_chip = not FORCE_GLOBAL_WEIGHTS and rows > 0
         nbytes = shared_elements(units, H, rows, num_linears, backward) * itemsize if on_chip else 0
-        return math.ceil(H / units), SIM_THREADS, units, nbytes, on_chip
+        return dict(grid=math.ceil(H / units), threads=SIM_THREADS, units=units, shared_bytes=nbytes,
+                    on_chip=on_chip, reason=_offchip_reason(rows, None), carveout=None)
     sms, optin = _device_limits()
-    most_threads = THREADS
-    try:      # what the kernel's registers allow
-        most_threads = min(most_threads, kernel._codelibrary.get_cufunc().attrs.maxthreads // 32 * 32)
+    most_threads, static = THREADS, 0
+    try:      # what the kernel's registers allow, and the shared memory it declares itself
+        attrs = cuda_compat.kernel_function(kernel).attrs
+        most_threads = min(most_threads, attrs.maxthreads // 32 * 32)
+        static = int(attrs.shared)
     except Exception:
         pass
     first_units = min(H, UNITS) if UNITS else max(1, math.ceil(H / sms))
     cooperative = getattr(kernel, "cooperative", False)
+    reason = None
     for on_chip in ((True, False) if rows > 0 and not FORCE_GLOBAL_WEIGHTS else (False,)):
         units = first_units
         while units <= H:
@@ -541,25 +669,44 @@ def plan(kernel, H, B, rows, num_linears, backward, itemsize):
             work = B * units * max(rows, 1)          # dot products per block and step
             threads = max(32, min(most_threads, math.ceil(work / 32) * 32))
             nbytes = shared_elements(units, H, rows, num_linears, backward) * itemsize if on_chip else 0
-            if on_chip and (nbytes > optin or not _allow_shared(kernel, nbytes)):
+            if on_chip and nbytes + static > optin:
+                reason = reason or (f"the weight slice needs {nbytes} bytes of shared memory per block "
+                                    f"(and the kernel {static} of its own), the device allows {optin}")
                 break                                # more units only need more shared memory
+            if on_chip:
+                failed = _allow_shared(kernel, nbytes)
+                if failed:
+                    reason = failed
+                    break
+            carveout = carveout_for(nbytes + static, grid, sms, optin)
+            _prefer_carveout(kernel, carveout)
             if not cooperative or kernel.max_cooperative_grid_blocks(threads, nbytes) >= grid:
-                if rows > 0 and not on_chip and not FORCE_GLOBAL_WEIGHTS:
-                    _warn_once(("global", H, rows, backward),
-                               f"rnngen: the recurrent weights of H={H} do not fit in shared memory "
-                               f"({shared_elements(first_units, H, rows, num_linears, backward) * itemsize}"
-                               f" bytes per block, at most {optin}); the persistent kernel reads them "
-                               f"from global memory (correct, slower)")
-                return grid, threads, units, nbytes, on_chip
+                if not on_chip and rows > 0 and not FORCE_GLOBAL_WEIGHTS:
+                    reason = reason or "no cooperative grid of blocks with their weight slice in shared memory fits"
+                    _warn_once(("global", H, rows, backward, reason),
+                               f"rnngen: the recurrent weights of H={H} "
+                               f"({'backward' if backward else 'forward'}) are read from global memory "
+                               f"(correct, slower): {reason}")
+                return dict(grid=grid, threads=threads, units=units, shared_bytes=nbytes, on_chip=on_chip,
+                            reason=_offchip_reason(rows, reason if not on_chip else None), carveout=carveout)
             units += 1
     raise RuntimeError(f"rnngen: no cooperative grid for H={H} fits this GPU")
+
+
+def _offchip_reason(rows, reason):
+    if rows == 0:
+        return "the cell has no recurrent weight matrix"
+    if FORCE_GLOBAL_WEIGHTS:
+        return "FORCE_GLOBAL_WEIGHTS is set"
+    return reason
 
 
 _PLANS = {}
 
 
 def launch_persistent(dispatcher, H, B, rows, num_linears, backward, args):
-    """Compile (once per signature), size and launch one persistent kernel."""
+    """Compile (once per signature), size and launch one persistent kernel. PLACEMENT[name] and
+    LAST_PLAN[name] say how it ran (name: "persistent forward" or "persistent backward")."""
     itemsize = np.dtype(args[2].dtype).itemsize
     key = (id(dispatcher), H, B, rows, num_linears, backward, itemsize, FORCE_GLOBAL_WEIGHTS, THREADS, UNITS,
            SIM_UNITS, SIM_THREADS, _context_id())
@@ -568,9 +715,16 @@ def launch_persistent(dispatcher, H, B, rows, num_linears, backward, args):
         if not SIMULATOR:
             probe = tuple(args) + (1, True)
             kernel = dispatcher.compile(tuple(dispatcher.typeof_pyval(a) for a in probe))
-        _PLANS[key] = plan(kernel, H, B, rows, num_linears, backward, itemsize)
-    grid, threads, units, nbytes, on_chip = _PLANS[key]
+        _PLANS[key] = kernel, plan_details(kernel, H, B, rows, num_linears, backward, itemsize)
+    kernel, d = _PLANS[key]
+    grid, threads, units, nbytes, on_chip = d["grid"], d["threads"], d["units"], d["shared_bytes"], d["on_chip"]
+    if not SIMULATOR:       # the kernel's attributes may have been set for another plan since
+        _allow_shared(kernel, nbytes)
+        _prefer_carveout(kernel, d["carveout"])
     name = "persistent backward" if backward else "persistent forward"
     LAST_PLAN[name] = (grid, threads, units, nbytes, on_chip)
+    PLACEMENT[name] = dict(d, H=H, B=B, kernel=_kernel_key(kernel if kernel is not None else dispatcher))
+    _launched(name, kernel=PLACEMENT[name]["kernel"], grid=grid, threads=threads, shared_bytes=nbytes,
+              on_chip=on_chip)
     with _timed(name):
         dispatcher[grid, threads, 0, nbytes](*args, units, on_chip)

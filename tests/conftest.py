@@ -33,3 +33,8 @@ def compile_text(tmp_path):
         path.write_text(textwrap.dedent(text))
         return Compilation(str(path))
     return make
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: a CUDA-simulator test that takes a minute or more "
+                                       "(still part of the default run and of CI)")

@@ -249,7 +249,7 @@ class RNN:
         T, B, _ = x.shape
         D, H = self.num_directions, self.hidden_size
         finals = [ops.empty((self.num_layers * D, B, H)) for _ in self.states]
-        saved, masks = {}, {}
+        saved, masks = {}, [None] * self.num_layers     # masks[k]: dropout after layer k
 
         def run(k, d, inp):
             idx = unit(k, d, D)
@@ -311,7 +311,7 @@ class RNN:
             return dx_d
 
         def dropout(k, grad):
-            return ops.multiply(grad, masks[k]) if k in masks else grad
+            return grad if masks[k] is None else ops.multiply(grad, masks[k])
 
         grad = backward_layers(dy, self.num_layers, D, run, lambda g, d: ops.take(g, d * H, H), ops.add, dropout)
         if self.batch_first:

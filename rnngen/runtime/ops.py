@@ -14,7 +14,8 @@ def require_cuda(needs="device='cuda' needs",
     """numba.cuda, once it is known to work here; a RuntimeError naming what is missing otherwise.
     `needs` starts the message (who needs it), `advice` ends it."""
     try:
-        import numba.cuda as cuda
+        from ..cuda_compat import import_cuda
+        cuda = import_cuda()          # with the numpy 2.5 shim numba-cuda 0.30.4 needs
     except Exception as exc:
         raise RuntimeError(f"{needs} rnngen's CUDA backend, numba-cuda (pip install 'rnngen[cuda]'); "
                            f"importing numba.cuda failed: {type(exc).__name__}: {exc}. {advice}") from None
@@ -33,8 +34,8 @@ def to_numpy(name, value):
     if hasattr(value, "copy_to_host") and hasattr(value, "shape"):
         value = value.copy_to_host()
     elif hasattr(value, "__cuda_array_interface__"):
-        from numba import cuda
-        value = cuda.as_cuda_array(value).copy_to_host()
+        from ..cuda_compat import import_cuda
+        value = import_cuda().as_cuda_array(value).copy_to_host()
     try:
         return np.asarray(host_view(value))
     except Exception as exc:

@@ -80,11 +80,11 @@ def load(name, path=None):
 
 
 def module_name(folder, name, source):
-    """rnngen_user_<name>_<content hash>: the same in every process (str hash() is salted per
-    process) and wherever the folder lies (Numba's cache, moved with the folder, names the module),
-    different for every content of the file."""
-    what = hashlib.sha256(source).hexdigest()[:16]
-    return f"rnngen_user_{name}_{what}"
+    """rnngen_user_<folder hash>_<name>_<content hash>: the same in every process (str hash() is
+    salted per process), different for every content of the file."""
+    where = hashlib.sha256(folder.encode()).hexdigest()[:12]
+    what = hashlib.sha256(source).hexdigest()[:12]
+    return f"rnngen_user_{where}_{name}_{what}"
 
 
 def import_source(module_name, file, source):

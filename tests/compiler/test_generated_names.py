@@ -108,4 +108,4 @@ def test_spec_names_that_are_kernel_globals_mean_the_same_on_both_backends(tmp_p
     assert comp.kernel("cpu").linears[0].outputs == ("cuda_", "rt")
     for target in ("cpu", "cuda"):
         text = comp[f"render:{target}"]
-        assert "    rt = " in text and "cuda_" in text and not re.search(r"^\s+cuda = ", text, re.M), target
+        assert "    rt = " in text and "cuda_" in text and not re.search(r"^ +cuda = ", text, re.M), target

@@ -1,6 +1,6 @@
 """rnngen.RNN(..., device="cuda") under the CUDA simulator against the CPU RNN (same seed).
 
-Run with NUMBA_ENABLE_CUDASIM=1 in its own process (tests/test_cuda_rnn.py does). Tiny sizes, one
+Run with NUMBA_ENABLE_CUDASIM=1 in its own process (tests/runtime/test_cuda_rnn.py does). Tiny sizes, one
 block per persistent launch. Prints one JSON line per case: the largest error of every output
 relative to max(1, |CPU value|), whether the outputs are device arrays, and how many device -> host
 copies forward + backward made (the stack must make none when its inputs are on the device).
@@ -163,11 +163,11 @@ def extras():
 
 
 def benchmark_script_check():
-    """benchmarks/gpu.py's check of RNN(device="cuda") (what a GPU session runs first), tiny size."""
+    """benchmarks/gpu_check.py's check of RNN(device="cuda") (what a GPU session runs), tiny size."""
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "benchmarks"))
-    import gpu
-    ok, err, where = gpu.check_rnn("lstm", 2, 2, 2, 2, [2, 1], 0.3, 1e-5)
-    return {"errors": {where or "all": err}, "scale": {}, "device_outputs": ok}
+    import gpu_correct
+    facts = gpu_correct.rnn_case("lstm", 2, 2, 2, 2, dropout=0.3)()
+    return {"errors": facts["errors"], "scale": {}, "device_outputs": facts["ok"]}
 
 
 def main():
@@ -175,7 +175,7 @@ def main():
              ("gru_classic", "2 layers bidirectional lengths", lambda: stack("gru_classic", lengths=(3, 0, 2))),
              ("lstm", "dropout batch_first host inputs", dropout_case),
              ("gru_classic", "step state_dict to errors", extras),
-             ("benchmarks/gpu.py", "check_rnn", benchmark_script_check)]
+             ("benchmarks/gpu_correct.py", "rnn_case", benchmark_script_check)]
     for cell, case, fn in cases:
         try:
             row = fn()

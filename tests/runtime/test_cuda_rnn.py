@@ -1,7 +1,7 @@
 """rnngen.RNN(..., device="cuda"): the whole stack on the GPU, checked under the CUDA simulator.
 
 The simulator must be switched on before numba.cuda is imported, so the checks run in their own
-process (tests/cuda_rnn_sim_check.py, about 20 s); each test reads its case from that run.
+process (cuda_rnn_sim_check.py next to this file, about 20 s); each test reads its case from that run.
 """
 import numpy as np
 import pytest
@@ -57,8 +57,8 @@ def test_step_state_dict_to_and_errors(results):
         assert checks[key], key
 
 
-def test_the_gpu_benchmark_scripts_rnn_check_runs(results):
-    _check(results["benchmarks/gpu.py", "check_rnn"])
+def test_the_gpu_checks_rnn_case_runs(results):
+    _check(results["benchmarks/gpu_correct.py", "rnn_case"])
 
 
 # -- in this process (no simulator) ------------------------------------------------------------

@@ -10,7 +10,8 @@ import textwrap
 
 import pytest
 
-from rnngen import SpecError, header
+from rnngen import SpecError
+from rnngen.runtime import header
 from rnngen.tools.build import build, builtin_generated_dir, builtin_specs_dir
 from rnngen.cli import main
 from rnngen.spec.loader import load_spec

@@ -1,6 +1,6 @@
 """rnngen.torch's CUDA crossing under the CUDA simulator, against the same module on the CPU.
 
-Run with NUMBA_ENABLE_CUDASIM=1 in its own process (tests/test_torch_cuda_bridge.py does). This
+Run with NUMBA_ENABLE_CUDASIM=1 in its own process (tests/torch/test_torch_cuda_bridge.py does). This
 machine has neither a GPU nor a CUDA build of torch, so three stand-ins fill the gaps, each as thin
 as possible, and everything else is the real code path:
 

@@ -3,9 +3,9 @@
 Two levels: in this process, fakes for a CUDA tensor's interface check the dispatch (tensors, not
 numpy arrays, reach the generated module; nothing is copied to the host; streams are ordered;
 errors name what is missing). In a subprocess under the CUDA simulator
-(tests/cuda_bridge_sim_check.py, about 20 s) the real generated CUDA kernels run behind the bridge
+(cuda_bridge_sim_check.py next to this file, about 20 s) the real generated CUDA kernels run behind the bridge
 and match the CPU bridge. What only a GPU can check (a real torch CUDA tensor handed to numba-cuda
-and back, cuDNN parity) is in benchmarks/gpu.py.
+and back, cuDNN parity) is in benchmarks/gpu_check.py (stage correct).
 """
 import sys
 

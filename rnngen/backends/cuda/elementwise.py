@@ -1,7 +1,8 @@
 """Elementwise device kernels the generated CUDA modules call outside their persistent kernels."""
-from numba import cuda
-
 from ... import cuda_runtime as rt
+from ...cuda_compat import import_cuda
+
+cuda = import_cuda()          # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 
 @cuda.jit

@@ -9,10 +9,12 @@ import json
 import os
 import sys
 import threading
+import time
 
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
 assert os.environ.get("NUMBA_ENABLE_CUDASIM") == "1", "run with NUMBA_ENABLE_CUDASIM=1"
 
 from numba import cuda  # noqa: E402
@@ -97,18 +99,28 @@ def _run_grid(self, grid_point, *args):
                     passed.discard(block)
                     _release(mine)
                     break
+        else:
+            time.sleep(0.0005)                    # let the running block's threads have the GIL
         live = set(t for t in live if t.is_alive() or (tuple(t.blockIdx) not in started))
     for t in threads:
         if t.exception:
             raise t.exception[0].with_traceback(t.exception[1])
 
 
+_SHARED_LOCK = threading.Lock()
+
+
 def _per_block_shared(self, shape, dtype, alignment=None):
+    """cuda.shared.array under the simulator: the dynamic array per block (under the grid-wide
+    scheduler), a static array per calling line. Created under a lock: the stock simulator's
+    check-then-create lets two threads of a block that arrive together get two different arrays
+    (seen with 256-thread GEMM blocks: a block's threads then read tiles nobody wrote)."""
     if _CONCURRENT[0] and shape == 0:
-        blocks = self.__dict__.setdefault("_blocks", {})
         key = tuple(threading.current_thread().blockIdx)
-        if key not in blocks:
-            blocks[key] = _sim_api.FakeCUDAShared(self._dynshared_size)
+        with _SHARED_LOCK:
+            blocks = self.__dict__.setdefault("_blocks", {})
+            if key not in blocks:
+                blocks[key] = _sim_api.FakeCUDAShared(self._dynshared_size)
         return _shared_array(blocks[key], shape, dtype, alignment)
     if shape == 0:
         return _shared_array(self, shape, dtype, alignment)
@@ -117,9 +129,10 @@ def _per_block_shared(self, shape, dtype, alignment=None):
     if isinstance(dtype, _sim_api.types.Type):
         dtype = _sim_api.numpy_support.as_dtype(dtype)
     caller = _sim_api.traceback.extract_stack(sys._getframe())[-2][0:2]
-    if caller not in self._allocations:
-        self._allocations[caller] = np.empty(shape, dtype)
-    return self._allocations[caller]
+    with _SHARED_LOCK:
+        if caller not in self._allocations:
+            self._allocations[caller] = np.empty(shape, dtype)
+        return self._allocations[caller]
 
 
 _sim_kernel.BlockManager.run = _run_grid
@@ -215,15 +228,18 @@ def run(cell, case):
 
 
 def gemm_checks():
-    """The GPU's GEMM tile shapes (not the simulator's default small one), every transposition."""
+    """The GPU's GEMM tile shapes and the simulator's small one, every transposition, on results of
+    several tiles along M (grid.x) and, for the smaller tiles, along N (grid.y): (2, 1), (3, 2)
+    and (3, 2) tiles."""
     rng = np.random.default_rng(3)
     default = rt.SIM_GEMM_TILES
-    for tiles in (rt.GEMM_TILES, rt.GEMM_TILES_SMALL):
+    sizes = {rt.GEMM_TILES: (140, 70, 21), rt.GEMM_TILES_SMALL: (140, 70, 21), default: (10, 7, 5)}
+    for tiles in (rt.GEMM_TILES, rt.GEMM_TILES_SMALL, default):
         rt.SIM_GEMM_TILES = tiles
         worst = 0.0
+        M, N, K = sizes[tiles]
         for ta in (False, True):
             for tb in (False, True):
-                M, N, K = 140, 70, 21
                 a = rng.standard_normal((K, M) if ta else (M, K)).astype(np.float32)
                 b = rng.standard_normal((N, K) if tb else (K, N)).astype(np.float32)
                 c = rng.standard_normal((M, N)).astype(np.float32)
@@ -232,17 +248,18 @@ def gemm_checks():
                 ref = c + (a.T if ta else a) @ (b.T if tb else b)
                 worst = max(worst, float(np.max(np.abs(out.copy_to_host() - ref) / np.maximum(1, np.abs(ref)))))
         print(json.dumps({"cell": "gemm", "case": "x".join(map(str, tiles)), "errors": {"c": worst},
-                          "scale": {"c": 1.0}, "device_outputs": True}), flush=True)
+                          "scale": {"c": 1.0}, "device_outputs": True,
+                          "grid": list(rt.gemm_launch(M, N, tiles)[0])}), flush=True)
     rt.SIM_GEMM_TILES = default
 
 
 def benchmark_script_check():
-    """benchmarks/gpu.py's correctness check (what a GPU session runs first), at a tiny size."""
+    """A case of benchmarks/gpu_check.py's correct stage (what a GPU session runs), at a tiny size."""
     sys.path.insert(0, os.path.join(REPO, "benchmarks"))
-    import gpu
-    ok, err, where, plan = gpu.check_cell("lstm", 2, 3, 2, 3, [2, 1, 0], True, False, 1e-5)
-    print(json.dumps({"cell": "benchmarks/gpu.py", "case": "check_cell", "errors": {where: err},
-                      "scale": {where: 1.0}, "device_outputs": ok}), flush=True)
+    import gpu_correct
+    facts = gpu_correct.cell_case("lstm", 2, 3, 2, 3, reverse=True, on_chip=True)()
+    print(json.dumps({"cell": "benchmarks/gpu_correct.py", "case": "cell_case", "errors": facts["errors"],
+                      "scale": {k: 1.0 for k in facts["errors"]}, "device_outputs": facts["ok"]}), flush=True)
 
 
 def negative_control():

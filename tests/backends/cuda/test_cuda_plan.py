@@ -4,6 +4,7 @@ import sys
 import types
 import warnings
 
+import numpy as np
 import pytest
 
 pytest.importorskip("numba.cuda")
@@ -14,7 +15,8 @@ def rt(monkeypatch):
     from rnngen import cuda_runtime
     monkeypatch.setattr(cuda_runtime, "SIMULATOR", False)
     monkeypatch.setattr(cuda_runtime, "_device_limits", lambda: (132, 227 * 1024))   # an H100
-    monkeypatch.setattr(cuda_runtime, "_allow_shared", lambda kernel, nbytes: True)
+    monkeypatch.setattr(cuda_runtime, "_allow_shared", lambda kernel, nbytes: None)    # granted
+    monkeypatch.setattr(cuda_runtime, "_prefer_carveout", lambda kernel, percent: None)
     monkeypatch.setattr(cuda_runtime, "_warned", set())
     return cuda_runtime
 
@@ -66,3 +68,40 @@ def test_global_weights_when_the_slice_fits_the_limit_but_not_an_sm(rt):
         warnings.simplefilter("always")
         grid, threads, units, nbytes, on_chip = rt.plan(small_sm, 1024, 64, 4, 1, False, 4)
     assert (grid, units, on_chip, nbytes) == (128, 8, False, 0)
+
+
+# -- the tiled GEMM's launch: M (T*B rows) on grid.x ---------------------------------------------
+def test_gemm_launch_of_five_million_rows(rt):
+    """T*B = 5M rows (T=5000, B=1000, say): more tiles along M than grid.y's 65535 allows with the
+    small tile; on grid.x (up to 2**31 - 1) every tile shape launches."""
+    M = 5_000_000
+    for tiles in (rt.GEMM_TILES, rt.GEMM_TILES_SMALL, rt.SIM_GEMM_TILES):
+        grid, threads = rt.gemm_launch(M, 2048, tiles)
+        bm, bn = tiles[:2]
+        assert grid == (-(-M // bm), -(-2048 // bn)) and grid[0] * bm >= M
+        assert grid[0] <= 2 ** 31 - 1 and grid[1] <= 65535
+        assert threads == (bm // tiles[3]) * (bn // tiles[4])
+    assert rt.gemm_launch(M, 2048, rt.GEMM_TILES_SMALL)[0][0] > 65535       # grid.y could not hold it
+
+
+def test_gemm_launch_refuses_what_no_grid_covers(rt):
+    with pytest.raises(ValueError, match=r"gemm: an \(10, 4194368\) result needs a grid of \(1, 65537\)"):
+        rt.gemm_launch(10, 65537 * 64, rt.GEMM_TILES_SMALL)
+
+
+def test_gemm_launches_with_m_on_grid_x(rt, monkeypatch):
+    """rt.gemm() of a (5M, 512) @ (2048, 512).T product launches the grid gemm_launch() plans
+    (a stand-in kernel records the launch: no GPU, no 40 GB result)."""
+    launches = []
+
+    class Kernel:
+        def __getitem__(self, config):
+            return lambda *args: launches.append((config, args[3:]))
+
+    monkeypatch.setattr(rt, "_gemm", lambda dtype, tiles: Kernel())
+    array = lambda *shape: types.SimpleNamespace(shape=shape, dtype=np.float32)   # noqa: E731
+    M = 5_000_000
+    rt.gemm(array(M, 512), array(2048, 512), array(M, 2048), trans_b=True)
+    (grid, threads), flags = launches[0]
+    assert grid == rt.gemm_launch(M, 2048, rt.GEMM_TILES)[0] == (-(-M // 128), 16) and threads == 256
+    assert flags == (False, True, False)

@@ -40,10 +40,13 @@ def test_cuda_float64(results, cell):
 
 
 def test_gemm_tiles_of_the_gpu(results):
-    rows = [r for (cell, _), r in results.items() if cell == "gemm"]
-    assert len(rows) == 2
-    for row in rows:
+    """The tiled GEMM with M on grid.x and N on grid.y, at the GPU's two tile shapes and the
+    simulator's, on results of several tiles in both directions."""
+    rows = {case: r for (cell, case), r in results.items() if cell == "gemm"}
+    assert len(rows) == 3
+    for row in rows.values():
         _check(row)
+    assert rows["64x64x16x4x4"]["grid"] == [3, 2] and rows["4x4x2x2x2"]["grid"] == [3, 2]
 
 
 def test_cuda_module_next_to_a_user_built_module(results):
@@ -56,8 +59,8 @@ def test_cuda_runs_a_spec_that_takes_the_generators_names(results):
     _check(results["clash", "spec_names"])
 
 
-def test_the_gpu_benchmark_scripts_check_runs(results):
-    _check(results["benchmarks/gpu.py", "check_cell"])
+def test_the_gpu_checks_cell_case_runs(results):
+    _check(results["benchmarks/gpu_correct.py", "cell_case"])
 
 
 def test_the_simulated_grid_catches_a_missing_grid_sync(results):
