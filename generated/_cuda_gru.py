@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 4f47a698536aabe439e795810adebcf96b1b8b5906147f606ace91d39b2a2034
+sha256 of spec + templates + math libraries + versions: 047efc20808d9e590dfd84f6f4f45b9dfa09e6cc058c089ecaf65f7bc2214bbb
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -24,16 +24,15 @@ import functools
 import math
 import types
 
-from rnngen import cuda_runtime as rt
-from rnngen.backends import checks
+from rnngen.backends.cuda import checks, elementwise, gemm, launch
+from rnngen.backends.cuda.compat import import_cuda
 from rnngen.backends.cuda.elementwise import loop_order as _loop_order  # noqa: F401
 from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
-from rnngen.cuda_compat import import_cuda
 
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru"
-SPEC_SHA256 = "4f47a698536aabe439e795810adebcf96b1b8b5906147f606ace91d39b2a2034"
+SPEC_SHA256 = "047efc20808d9e590dfd84f6f4f45b9dfa09e6cc058c089ecaf65f7bc2214bbb"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
@@ -213,7 +212,7 @@ def _kernels_for(_dtype):
 @functools.lru_cache(maxsize=None)
 def _kernels(dtype):
     """Dispatchers that compile on first launch, one set per dtype."""
-    ks = _kernels_for(rt.numba_type(dtype))
+    ks = _kernels_for(checks.numba_type(dtype))
     return types.SimpleNamespace(forward=cuda.jit(ks.forward), backward=cuda.jit(ks.backward))
 
 
@@ -224,20 +223,20 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     `saved` keeps references to the device arrays x and params, not copies: do not modify them in
     place before backward(saved), or backward silently returns the gradients of the modified
     values. NaN and inf in device inputs are not checked."""
-    x, params, state0, lengths, reverse = rt.forward_inputs(x, params, state0, lengths, reverse,
-                                                            PARAMS, STATES)
+    x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
+                                                                PARAMS, STATES)
     T, B, I = x.shape
     H = checks.hidden_size(params, PARAMS)
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
-    zx_ih = rt.empty((T, B, 3 * H), dtype)
-    rt.gemm(x2d, params["weight_ih"], zx_ih.reshape(T * B, 3 * H), trans_b=True)
-    s_h = rt.empty((T + 1, B, H), dtype)
-    rt.copy(state0[0], s_h[0])
-    z_hh = rt.empty((T, B, 3 * H), dtype)
-    y = rt.empty((T, B, H), dtype)
-    rt.launch_persistent(_kernels(dtype).forward, H, B, SHARED_ROWS, RECURRENT_LINEARS, False,
-                         (lengths, reverse, y, zx_ih, s_h, z_hh, params["bias_ih"], params["weight_hh"], params["bias_hh"]))
+    zx_ih = elementwise.empty((T, B, 3 * H), dtype)
+    gemm.gemm(x2d, params["weight_ih"], zx_ih.reshape(T * B, 3 * H), trans_b=True)
+    s_h = elementwise.empty((T + 1, B, H), dtype)
+    elementwise.copy(state0[0], s_h[0])
+    z_hh = elementwise.empty((T, B, 3 * H), dtype)
+    y = elementwise.empty((T, B, H), dtype)
+    launch.persistent(_kernels(dtype).forward, H, B, SHARED_ROWS, RECURRENT_LINEARS, False,
+                      (lengths, reverse, y, zx_ih, s_h, z_hh, params["bias_ih"], params["weight_hh"], params["bias_hh"]))
     final_states = (s_h[T],)
     saved = checks.Saved(NAME, device=True, x=x, params=params, lengths=lengths, reverse=reverse,
                          zx_ih=zx_ih, s_h=s_h, z_hh=z_hh)
@@ -249,7 +248,7 @@ def backward(dy, d_final, saved):
 
     Reads x and params through `saved`, by reference: they must be unchanged since forward()
     (not checked). First-order gradients."""
-    dy, d_final = rt.backward_inputs(dy, d_final, saved, NAME, STATES)
+    dy, d_final = checks.backward_inputs(dy, d_final, saved, NAME, STATES)
     x, params, lengths, reverse = saved.x, saved.params, saved.lengths, saved.reverse
     zx_ih = saved.zx_ih
     s_h = saved.s_h
@@ -259,15 +258,15 @@ def backward(dy, d_final, saved):
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
     d_h = d_final[0]
-    dzx_ih = rt.empty((T, B, 3 * H), dtype)
-    dz_hh = rt.empty((T, B, 3 * H), dtype)
-    rt.launch_persistent(_kernels(dtype).backward, H, B, SHARED_ROWS, RECURRENT_LINEARS, True,
-                         (lengths, reverse, dy, zx_ih, s_h, z_hh, d_h, dzx_ih, dz_hh, params["bias_ih"], params["weight_hh"], params["bias_hh"]))
+    dzx_ih = elementwise.empty((T, B, 3 * H), dtype)
+    dz_hh = elementwise.empty((T, B, 3 * H), dtype)
+    launch.persistent(_kernels(dtype).backward, H, B, SHARED_ROWS, RECURRENT_LINEARS, True,
+                      (lengths, reverse, dy, zx_ih, s_h, z_hh, d_h, dzx_ih, dz_hh, params["bias_ih"], params["weight_hh"], params["bias_hh"]))
     d_params = {}
-    d_params["weight_ih"] = rt.gemm(dzx_ih.reshape(T * B, 3 * H), x2d, trans_a=True)
-    dx = rt.gemm(dzx_ih.reshape(T * B, 3 * H), params["weight_ih"])
-    d_params["bias_ih"] = rt.column_sum(dzx_ih.reshape(T * B, 3 * H))
-    d_params["weight_hh"] = rt.gemm(dz_hh.reshape(T * B, 3 * H), s_h[:T].reshape(T * B, H), trans_a=True)
-    d_params["bias_hh"] = rt.column_sum(dz_hh.reshape(T * B, 3 * H))
+    d_params["weight_ih"] = gemm.gemm(dzx_ih.reshape(T * B, 3 * H), x2d, trans_a=True)
+    dx = gemm.gemm(dzx_ih.reshape(T * B, 3 * H), params["weight_ih"])
+    d_params["bias_ih"] = gemm.column_sum(dzx_ih.reshape(T * B, 3 * H))
+    d_params["weight_hh"] = gemm.gemm(dz_hh.reshape(T * B, 3 * H), s_h[:T].reshape(T * B, H), trans_a=True)
+    d_params["bias_hh"] = gemm.column_sum(dz_hh.reshape(T * B, 3 * H))
     d_state0 = (d_h,)
     return dx.reshape(T, B, I), d_state0, {name: d_params[name] for name in PARAMS}

@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: bc3743722b8ca363a9c2917f297970d1c54a02b0078f6048975c516673aba43d
+sha256 of spec + templates + math libraries + versions: 9cb1f960c5f3235a45ee17eb90e0e248d034126ceeb72089f4badc8a81bc302d
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -24,16 +24,15 @@ import functools
 import math
 import types
 
-from rnngen import cuda_runtime as rt
-from rnngen.backends import checks
+from rnngen.backends.cuda import checks, elementwise, gemm, launch
+from rnngen.backends.cuda.compat import import_cuda
 from rnngen.backends.cuda.elementwise import loop_order as _loop_order  # noqa: F401
 from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
-from rnngen.cuda_compat import import_cuda
 
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru_classic"
-SPEC_SHA256 = "bc3743722b8ca363a9c2917f297970d1c54a02b0078f6048975c516673aba43d"
+SPEC_SHA256 = "9cb1f960c5f3235a45ee17eb90e0e248d034126ceeb72089f4badc8a81bc302d"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
@@ -290,7 +289,7 @@ def _kernels_for(_dtype):
 @functools.lru_cache(maxsize=None)
 def _kernels(dtype):
     """Dispatchers that compile on first launch, one set per dtype."""
-    ks = _kernels_for(rt.numba_type(dtype))
+    ks = _kernels_for(checks.numba_type(dtype))
     return types.SimpleNamespace(forward=cuda.jit(ks.forward), backward=cuda.jit(ks.backward))
 
 
@@ -301,22 +300,22 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     `saved` keeps references to the device arrays x and params, not copies: do not modify them in
     place before backward(saved), or backward silently returns the gradients of the modified
     values. NaN and inf in device inputs are not checked."""
-    x, params, state0, lengths, reverse = rt.forward_inputs(x, params, state0, lengths, reverse,
-                                                            PARAMS, STATES)
+    x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
+                                                                PARAMS, STATES)
     T, B, I = x.shape
     H = checks.hidden_size(params, PARAMS)
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
-    zx_ih = rt.empty((T, B, 3 * H), dtype)
-    rt.gemm(x2d, params["weight_ih"], zx_ih.reshape(T * B, 3 * H), trans_b=True)
-    s_h = rt.empty((T + 1, B, H), dtype)
-    rt.copy(state0[0], s_h[0])
-    z_hh = rt.empty((T, B, 2 * H), dtype)
-    z_rh = rt.empty((T, B, H), dtype)
-    v_rh = rt.empty((T, B, H), dtype)
-    y = rt.empty((T, B, H), dtype)
-    rt.launch_persistent(_kernels(dtype).forward, H, B, SHARED_ROWS, RECURRENT_LINEARS, False,
-                         (lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, params["bias_ih"], params["weight_hh"], params["weight_rh"]))
+    zx_ih = elementwise.empty((T, B, 3 * H), dtype)
+    gemm.gemm(x2d, params["weight_ih"], zx_ih.reshape(T * B, 3 * H), trans_b=True)
+    s_h = elementwise.empty((T + 1, B, H), dtype)
+    elementwise.copy(state0[0], s_h[0])
+    z_hh = elementwise.empty((T, B, 2 * H), dtype)
+    z_rh = elementwise.empty((T, B, H), dtype)
+    v_rh = elementwise.empty((T, B, H), dtype)
+    y = elementwise.empty((T, B, H), dtype)
+    launch.persistent(_kernels(dtype).forward, H, B, SHARED_ROWS, RECURRENT_LINEARS, False,
+                      (lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, params["bias_ih"], params["weight_hh"], params["weight_rh"]))
     final_states = (s_h[T],)
     saved = checks.Saved(NAME, device=True, x=x, params=params, lengths=lengths, reverse=reverse,
                          zx_ih=zx_ih, s_h=s_h, z_hh=z_hh, z_rh=z_rh, v_rh=v_rh)
@@ -328,7 +327,7 @@ def backward(dy, d_final, saved):
 
     Reads x and params through `saved`, by reference: they must be unchanged since forward()
     (not checked). First-order gradients."""
-    dy, d_final = rt.backward_inputs(dy, d_final, saved, NAME, STATES)
+    dy, d_final = checks.backward_inputs(dy, d_final, saved, NAME, STATES)
     x, params, lengths, reverse = saved.x, saved.params, saved.lengths, saved.reverse
     zx_ih = saved.zx_ih
     s_h = saved.s_h
@@ -340,17 +339,17 @@ def backward(dy, d_final, saved):
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
     d_h = d_final[0]
-    dzx_ih = rt.empty((T, B, 3 * H), dtype)
-    dz_hh = rt.empty((T, B, 2 * H), dtype)
-    dz_rh = rt.empty((T, B, H), dtype)
-    dv_rh = rt.empty((B, H), dtype)
-    rt.launch_persistent(_kernels(dtype).backward, H, B, SHARED_ROWS, RECURRENT_LINEARS, True,
-                         (lengths, reverse, dy, zx_ih, s_h, z_hh, z_rh, d_h, dzx_ih, dz_hh, dz_rh, dv_rh, params["bias_ih"], params["weight_hh"], params["weight_rh"]))
+    dzx_ih = elementwise.empty((T, B, 3 * H), dtype)
+    dz_hh = elementwise.empty((T, B, 2 * H), dtype)
+    dz_rh = elementwise.empty((T, B, H), dtype)
+    dv_rh = elementwise.empty((B, H), dtype)
+    launch.persistent(_kernels(dtype).backward, H, B, SHARED_ROWS, RECURRENT_LINEARS, True,
+                      (lengths, reverse, dy, zx_ih, s_h, z_hh, z_rh, d_h, dzx_ih, dz_hh, dz_rh, dv_rh, params["bias_ih"], params["weight_hh"], params["weight_rh"]))
     d_params = {}
-    d_params["weight_ih"] = rt.gemm(dzx_ih.reshape(T * B, 3 * H), x2d, trans_a=True)
-    dx = rt.gemm(dzx_ih.reshape(T * B, 3 * H), params["weight_ih"])
-    d_params["bias_ih"] = rt.column_sum(dzx_ih.reshape(T * B, 3 * H))
-    d_params["weight_hh"] = rt.gemm(dz_hh.reshape(T * B, 2 * H), s_h[:T].reshape(T * B, H), trans_a=True)
-    d_params["weight_rh"] = rt.gemm(dz_rh.reshape(T * B, H), v_rh[:T].reshape(T * B, H), trans_a=True)
+    d_params["weight_ih"] = gemm.gemm(dzx_ih.reshape(T * B, 3 * H), x2d, trans_a=True)
+    dx = gemm.gemm(dzx_ih.reshape(T * B, 3 * H), params["weight_ih"])
+    d_params["bias_ih"] = gemm.column_sum(dzx_ih.reshape(T * B, 3 * H))
+    d_params["weight_hh"] = gemm.gemm(dz_hh.reshape(T * B, 2 * H), s_h[:T].reshape(T * B, H), trans_a=True)
+    d_params["weight_rh"] = gemm.gemm(dz_rh.reshape(T * B, H), v_rh[:T].reshape(T * B, H), trans_a=True)
     d_state0 = (d_h,)
     return dx.reshape(T, B, I), d_state0, {name: d_params[name] for name in PARAMS}

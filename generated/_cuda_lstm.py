@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 8d300c920e5caba4b9e597cdda30316611054fc135fe9a68e22403bc54cd18a3
+sha256 of spec + templates + math libraries + versions: 13ba3a268cd28f60e33c5e0f60692612c54475f271005e1a5eb459cc5255d924
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,16 +29,15 @@ import functools
 import math
 import types
 
-from rnngen import cuda_runtime as rt
-from rnngen.backends import checks
+from rnngen.backends.cuda import checks, elementwise, gemm, launch
+from rnngen.backends.cuda.compat import import_cuda
 from rnngen.backends.cuda.elementwise import loop_order as _loop_order  # noqa: F401
 from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
-from rnngen.cuda_compat import import_cuda
 
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm"
-SPEC_SHA256 = "8d300c920e5caba4b9e597cdda30316611054fc135fe9a68e22403bc54cd18a3"
+SPEC_SHA256 = "13ba3a268cd28f60e33c5e0f60692612c54475f271005e1a5eb459cc5255d924"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {
@@ -221,7 +220,7 @@ def _kernels_for(_dtype):
 @functools.lru_cache(maxsize=None)
 def _kernels(dtype):
     """Dispatchers that compile on first launch, one set per dtype."""
-    ks = _kernels_for(rt.numba_type(dtype))
+    ks = _kernels_for(checks.numba_type(dtype))
     return types.SimpleNamespace(forward=cuda.jit(ks.forward), backward=cuda.jit(ks.backward))
 
 
@@ -232,22 +231,22 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     `saved` keeps references to the device arrays x and params, not copies: do not modify them in
     place before backward(saved), or backward silently returns the gradients of the modified
     values. NaN and inf in device inputs are not checked."""
-    x, params, state0, lengths, reverse = rt.forward_inputs(x, params, state0, lengths, reverse,
-                                                            PARAMS, STATES)
+    x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
+                                                                PARAMS, STATES)
     T, B, I = x.shape
     H = checks.hidden_size(params, PARAMS)
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
-    zx_ih = rt.empty((T, B, 4 * H), dtype)
-    rt.gemm(x2d, params["weight_ih"], zx_ih.reshape(T * B, 4 * H), trans_b=True)
-    s_h = rt.empty((T + 1, B, H), dtype)
-    rt.copy(state0[0], s_h[0])
-    s_c = rt.empty((T + 1, B, H), dtype)
-    rt.copy(state0[1], s_c[0])
-    z_hh = rt.empty((B, 4 * H), dtype)
-    y = rt.empty((T, B, H), dtype)
-    rt.launch_persistent(_kernels(dtype).forward, H, B, SHARED_ROWS, RECURRENT_LINEARS, False,
-                         (lengths, reverse, y, zx_ih, s_h, s_c, z_hh, params["bias_ih"], params["weight_hh"], params["bias_hh"]))
+    zx_ih = elementwise.empty((T, B, 4 * H), dtype)
+    gemm.gemm(x2d, params["weight_ih"], zx_ih.reshape(T * B, 4 * H), trans_b=True)
+    s_h = elementwise.empty((T + 1, B, H), dtype)
+    elementwise.copy(state0[0], s_h[0])
+    s_c = elementwise.empty((T + 1, B, H), dtype)
+    elementwise.copy(state0[1], s_c[0])
+    z_hh = elementwise.empty((B, 4 * H), dtype)
+    y = elementwise.empty((T, B, H), dtype)
+    launch.persistent(_kernels(dtype).forward, H, B, SHARED_ROWS, RECURRENT_LINEARS, False,
+                      (lengths, reverse, y, zx_ih, s_h, s_c, z_hh, params["bias_ih"], params["weight_hh"], params["bias_hh"]))
     final_states = (s_h[T], s_c[T],)
     saved = checks.Saved(NAME, device=True, x=x, params=params, lengths=lengths, reverse=reverse,
                          zx_ih=zx_ih, s_h=s_h, s_c=s_c)
@@ -259,7 +258,7 @@ def backward(dy, d_final, saved):
 
     Reads x and params through `saved`, by reference: they must be unchanged since forward()
     (not checked). First-order gradients."""
-    dy, d_final = rt.backward_inputs(dy, d_final, saved, NAME, STATES)
+    dy, d_final = checks.backward_inputs(dy, d_final, saved, NAME, STATES)
     x, params, lengths, reverse = saved.x, saved.params, saved.lengths, saved.reverse
     zx_ih = saved.zx_ih
     s_h = saved.s_h
@@ -270,18 +269,18 @@ def backward(dy, d_final, saved):
     x2d = x.reshape(T * B, I)
     d_h = d_final[0]
     d_c = d_final[1]
-    dz_hh = rt.empty((T, B, 4 * H), dtype)
-    rt.launch_persistent(_kernels(dtype).backward, H, B, SHARED_ROWS, RECURRENT_LINEARS, True,
-                         (lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, params["weight_hh"]))
+    dz_hh = elementwise.empty((T, B, 4 * H), dtype)
+    launch.persistent(_kernels(dtype).backward, H, B, SHARED_ROWS, RECURRENT_LINEARS, True,
+                      (lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, params["weight_hh"]))
     d_params = {}
     # dz_hh is the gradient of ih's pre-activation too (the two add up); it is in loop order,
     # so a reversed run puts x and dx in loop order too
     x_loop = x2d if not reverse else _loop_order(x, lengths).reshape(T * B, I)
-    d_params["weight_ih"] = rt.gemm(dz_hh.reshape(T * B, 4 * H), x_loop, trans_a=True)
-    dx_ih = rt.gemm(dz_hh.reshape(T * B, 4 * H), params["weight_ih"])
+    d_params["weight_ih"] = gemm.gemm(dz_hh.reshape(T * B, 4 * H), x_loop, trans_a=True)
+    dx_ih = gemm.gemm(dz_hh.reshape(T * B, 4 * H), params["weight_ih"])
     dx = dx_ih if not reverse else _loop_order(dx_ih.reshape(T, B, I), lengths).reshape(T * B, I)
-    d_params["bias_ih"] = rt.column_sum(dz_hh.reshape(T * B, 4 * H))
-    d_params["weight_hh"] = rt.gemm(dz_hh.reshape(T * B, 4 * H), s_h[:T].reshape(T * B, H), trans_a=True)
-    d_params["bias_hh"] = rt.copy(d_params["bias_ih"])
+    d_params["bias_ih"] = gemm.column_sum(dz_hh.reshape(T * B, 4 * H))
+    d_params["weight_hh"] = gemm.gemm(dz_hh.reshape(T * B, 4 * H), s_h[:T].reshape(T * B, H), trans_a=True)
+    d_params["bias_hh"] = elementwise.copy(d_params["bias_ih"])
     d_state0 = (d_h, d_c,)
     return dx.reshape(T, B, I), d_state0, {name: d_params[name] for name in PARAMS}

@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: d0c79f33324439bc6c374861a55110c5d2710a560fdb24ad42f6ffe0726e487d
+sha256 of spec + templates + math libraries + versions: 1d8f20e83287147e889a03dea5ff4c0285287721a9ce2f8cfa2e9748bd3bfe0e
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,16 +28,15 @@ import functools
 import math
 import types
 
-from rnngen import cuda_runtime as rt
-from rnngen.backends import checks
+from rnngen.backends.cuda import checks, elementwise, gemm, launch
+from rnngen.backends.cuda.compat import import_cuda
 from rnngen.backends.cuda.elementwise import loop_order as _loop_order  # noqa: F401
 from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
-from rnngen.cuda_compat import import_cuda
 
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "d0c79f33324439bc6c374861a55110c5d2710a560fdb24ad42f6ffe0726e487d"
+SPEC_SHA256 = "1d8f20e83287147e889a03dea5ff4c0285287721a9ce2f8cfa2e9748bd3bfe0e"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {
@@ -235,7 +234,7 @@ def _kernels_for(_dtype):
 @functools.lru_cache(maxsize=None)
 def _kernels(dtype):
     """Dispatchers that compile on first launch, one set per dtype."""
-    ks = _kernels_for(rt.numba_type(dtype))
+    ks = _kernels_for(checks.numba_type(dtype))
     return types.SimpleNamespace(forward=cuda.jit(ks.forward), backward=cuda.jit(ks.backward))
 
 
@@ -246,22 +245,22 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     `saved` keeps references to the device arrays x and params, not copies: do not modify them in
     place before backward(saved), or backward silently returns the gradients of the modified
     values. NaN and inf in device inputs are not checked."""
-    x, params, state0, lengths, reverse = rt.forward_inputs(x, params, state0, lengths, reverse,
-                                                            PARAMS, STATES)
+    x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
+                                                                PARAMS, STATES)
     T, B, I = x.shape
     H = checks.hidden_size(params, PARAMS)
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
-    zx_ih = rt.empty((T, B, 4 * H), dtype)
-    rt.gemm(x2d, params["weight_ih"], zx_ih.reshape(T * B, 4 * H), trans_b=True)
-    s_h = rt.empty((T + 1, B, H), dtype)
-    rt.copy(state0[0], s_h[0])
-    s_c = rt.empty((T + 1, B, H), dtype)
-    rt.copy(state0[1], s_c[0])
-    z_hh = rt.empty((B, 4 * H), dtype)
-    y = rt.empty((T, B, H), dtype)
-    rt.launch_persistent(_kernels(dtype).forward, H, B, SHARED_ROWS, RECURRENT_LINEARS, False,
-                         (lengths, reverse, y, zx_ih, s_h, s_c, z_hh, params["bias_ih"], params["weight_hh"], params["bias_hh"], params["weight_ci"], params["weight_cf"], params["weight_co"]))
+    zx_ih = elementwise.empty((T, B, 4 * H), dtype)
+    gemm.gemm(x2d, params["weight_ih"], zx_ih.reshape(T * B, 4 * H), trans_b=True)
+    s_h = elementwise.empty((T + 1, B, H), dtype)
+    elementwise.copy(state0[0], s_h[0])
+    s_c = elementwise.empty((T + 1, B, H), dtype)
+    elementwise.copy(state0[1], s_c[0])
+    z_hh = elementwise.empty((B, 4 * H), dtype)
+    y = elementwise.empty((T, B, H), dtype)
+    launch.persistent(_kernels(dtype).forward, H, B, SHARED_ROWS, RECURRENT_LINEARS, False,
+                      (lengths, reverse, y, zx_ih, s_h, s_c, z_hh, params["bias_ih"], params["weight_hh"], params["bias_hh"], params["weight_ci"], params["weight_cf"], params["weight_co"]))
     final_states = (s_h[T], s_c[T],)
     saved = checks.Saved(NAME, device=True, x=x, params=params, lengths=lengths, reverse=reverse,
                          zx_ih=zx_ih, s_h=s_h, s_c=s_c)
@@ -273,7 +272,7 @@ def backward(dy, d_final, saved):
 
     Reads x and params through `saved`, by reference: they must be unchanged since forward()
     (not checked). First-order gradients."""
-    dy, d_final = rt.backward_inputs(dy, d_final, saved, NAME, STATES)
+    dy, d_final = checks.backward_inputs(dy, d_final, saved, NAME, STATES)
     x, params, lengths, reverse = saved.x, saved.params, saved.lengths, saved.reverse
     zx_ih = saved.zx_ih
     s_h = saved.s_h
@@ -284,24 +283,24 @@ def backward(dy, d_final, saved):
     x2d = x.reshape(T * B, I)
     d_h = d_final[0]
     d_c = d_final[1]
-    dz_hh = rt.empty((T, B, 4 * H), dtype)
-    dvec_weight_ci = rt.zeros((B, H), dtype)
-    dvec_weight_cf = rt.zeros((B, H), dtype)
-    dvec_weight_co = rt.zeros((B, H), dtype)
-    rt.launch_persistent(_kernels(dtype).backward, H, B, SHARED_ROWS, RECURRENT_LINEARS, True,
-                         (lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, dvec_weight_ci, dvec_weight_cf, dvec_weight_co, params["weight_hh"], params["weight_ci"], params["weight_cf"], params["weight_co"]))
+    dz_hh = elementwise.empty((T, B, 4 * H), dtype)
+    dvec_weight_ci = elementwise.zeros((B, H), dtype)
+    dvec_weight_cf = elementwise.zeros((B, H), dtype)
+    dvec_weight_co = elementwise.zeros((B, H), dtype)
+    launch.persistent(_kernels(dtype).backward, H, B, SHARED_ROWS, RECURRENT_LINEARS, True,
+                      (lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, dvec_weight_ci, dvec_weight_cf, dvec_weight_co, params["weight_hh"], params["weight_ci"], params["weight_cf"], params["weight_co"]))
     d_params = {}
     # dz_hh is the gradient of ih's pre-activation too (the two add up); it is in loop order,
     # so a reversed run puts x and dx in loop order too
     x_loop = x2d if not reverse else _loop_order(x, lengths).reshape(T * B, I)
-    d_params["weight_ih"] = rt.gemm(dz_hh.reshape(T * B, 4 * H), x_loop, trans_a=True)
-    dx_ih = rt.gemm(dz_hh.reshape(T * B, 4 * H), params["weight_ih"])
+    d_params["weight_ih"] = gemm.gemm(dz_hh.reshape(T * B, 4 * H), x_loop, trans_a=True)
+    dx_ih = gemm.gemm(dz_hh.reshape(T * B, 4 * H), params["weight_ih"])
     dx = dx_ih if not reverse else _loop_order(dx_ih.reshape(T, B, I), lengths).reshape(T * B, I)
-    d_params["bias_ih"] = rt.column_sum(dz_hh.reshape(T * B, 4 * H))
-    d_params["weight_hh"] = rt.gemm(dz_hh.reshape(T * B, 4 * H), s_h[:T].reshape(T * B, H), trans_a=True)
-    d_params["bias_hh"] = rt.copy(d_params["bias_ih"])
-    d_params["weight_ci"] = rt.column_sum(dvec_weight_ci)
-    d_params["weight_cf"] = rt.column_sum(dvec_weight_cf)
-    d_params["weight_co"] = rt.column_sum(dvec_weight_co)
+    d_params["bias_ih"] = gemm.column_sum(dz_hh.reshape(T * B, 4 * H))
+    d_params["weight_hh"] = gemm.gemm(dz_hh.reshape(T * B, 4 * H), s_h[:T].reshape(T * B, H), trans_a=True)
+    d_params["bias_hh"] = elementwise.copy(d_params["bias_ih"])
+    d_params["weight_ci"] = gemm.column_sum(dvec_weight_ci)
+    d_params["weight_cf"] = gemm.column_sum(dvec_weight_cf)
+    d_params["weight_co"] = gemm.column_sum(dvec_weight_co)
     d_state0 = (d_h, d_c,)
     return dx.reshape(T, B, I), d_state0, {name: d_params[name] for name in PARAMS}

@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: d233d75e1599c1a2e60534942b561530213262db406906a2862a27cc62a4e3a3
+sha256 of spec + templates + math libraries + versions: dd7de844ce8db59c7d494974bd56cf0e8bd279f10ab6840cfc563e7ab3e7b5ec
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -21,16 +21,15 @@ import functools
 import math
 import types
 
-from rnngen import cuda_runtime as rt
-from rnngen.backends import checks
+from rnngen.backends.cuda import checks, elementwise, gemm, launch
+from rnngen.backends.cuda.compat import import_cuda
 from rnngen.backends.cuda.elementwise import loop_order as _loop_order  # noqa: F401
 from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid  # noqa: F401
-from rnngen.cuda_compat import import_cuda
 
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "mingru"
-SPEC_SHA256 = "d233d75e1599c1a2e60534942b561530213262db406906a2862a27cc62a4e3a3"
+SPEC_SHA256 = "dd7de844ce8db59c7d494974bd56cf0e8bd279f10ab6840cfc563e7ab3e7b5ec"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
@@ -118,7 +117,7 @@ def _kernels_for(_dtype):
 @functools.lru_cache(maxsize=None)
 def _kernels(dtype):
     """Dispatchers that compile on first launch, one set per dtype."""
-    ks = _kernels_for(rt.numba_type(dtype))
+    ks = _kernels_for(checks.numba_type(dtype))
     return types.SimpleNamespace(forward=cuda.jit(ks.forward), backward=cuda.jit(ks.backward))
 
 
@@ -129,19 +128,19 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     `saved` keeps references to the device arrays x and params, not copies: do not modify them in
     place before backward(saved), or backward silently returns the gradients of the modified
     values. NaN and inf in device inputs are not checked."""
-    x, params, state0, lengths, reverse = rt.forward_inputs(x, params, state0, lengths, reverse,
-                                                            PARAMS, STATES)
+    x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
+                                                                PARAMS, STATES)
     T, B, I = x.shape
     H = checks.hidden_size(params, PARAMS)
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
-    zx_ih = rt.empty((T, B, 2 * H), dtype)
-    rt.gemm(x2d, params["weight_ih"], zx_ih.reshape(T * B, 2 * H), trans_b=True)
-    s_h = rt.empty((T + 1, B, H), dtype)
-    rt.copy(state0[0], s_h[0])
-    y = rt.empty((T, B, H), dtype)
-    rt.launch_persistent(_kernels(dtype).forward, H, B, SHARED_ROWS, RECURRENT_LINEARS, False,
-                         (lengths, reverse, y, zx_ih, s_h, params["bias_ih"]))
+    zx_ih = elementwise.empty((T, B, 2 * H), dtype)
+    gemm.gemm(x2d, params["weight_ih"], zx_ih.reshape(T * B, 2 * H), trans_b=True)
+    s_h = elementwise.empty((T + 1, B, H), dtype)
+    elementwise.copy(state0[0], s_h[0])
+    y = elementwise.empty((T, B, H), dtype)
+    launch.persistent(_kernels(dtype).forward, H, B, SHARED_ROWS, RECURRENT_LINEARS, False,
+                      (lengths, reverse, y, zx_ih, s_h, params["bias_ih"]))
     final_states = (s_h[T],)
     saved = checks.Saved(NAME, device=True, x=x, params=params, lengths=lengths, reverse=reverse,
                          zx_ih=zx_ih, s_h=s_h)
@@ -153,7 +152,7 @@ def backward(dy, d_final, saved):
 
     Reads x and params through `saved`, by reference: they must be unchanged since forward()
     (not checked). First-order gradients."""
-    dy, d_final = rt.backward_inputs(dy, d_final, saved, NAME, STATES)
+    dy, d_final = checks.backward_inputs(dy, d_final, saved, NAME, STATES)
     x, params, lengths, reverse = saved.x, saved.params, saved.lengths, saved.reverse
     zx_ih = saved.zx_ih
     s_h = saved.s_h
@@ -162,12 +161,12 @@ def backward(dy, d_final, saved):
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
     d_h = d_final[0]
-    dzx_ih = rt.empty((T, B, 2 * H), dtype)
-    rt.launch_persistent(_kernels(dtype).backward, H, B, SHARED_ROWS, RECURRENT_LINEARS, True,
-                         (lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih, params["bias_ih"]))
+    dzx_ih = elementwise.empty((T, B, 2 * H), dtype)
+    launch.persistent(_kernels(dtype).backward, H, B, SHARED_ROWS, RECURRENT_LINEARS, True,
+                      (lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih, params["bias_ih"]))
     d_params = {}
-    d_params["weight_ih"] = rt.gemm(dzx_ih.reshape(T * B, 2 * H), x2d, trans_a=True)
-    dx = rt.gemm(dzx_ih.reshape(T * B, 2 * H), params["weight_ih"])
-    d_params["bias_ih"] = rt.column_sum(dzx_ih.reshape(T * B, 2 * H))
+    d_params["weight_ih"] = gemm.gemm(dzx_ih.reshape(T * B, 2 * H), x2d, trans_a=True)
+    dx = gemm.gemm(dzx_ih.reshape(T * B, 2 * H), params["weight_ih"])
+    d_params["bias_ih"] = gemm.column_sum(dzx_ih.reshape(T * B, 2 * H))
     d_state0 = (d_h,)
     return dx.reshape(T, B, I), d_state0, {name: d_params[name] for name in PARAMS}

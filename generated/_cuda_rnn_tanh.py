@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 339109f80c5afeff38b318a102a747ce60d898e17b0b560406e628f276c51e07
+sha256 of spec + templates + math libraries + versions: eb2b65b0bdbaf2d046e5089555bc8e282f75b0214194c27053aadf2d3eec309e
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -23,16 +23,15 @@ import functools
 import math
 import types
 
-from rnngen import cuda_runtime as rt
-from rnngen.backends import checks
+from rnngen.backends.cuda import checks, elementwise, gemm, launch
+from rnngen.backends.cuda.compat import import_cuda
 from rnngen.backends.cuda.elementwise import loop_order as _loop_order  # noqa: F401
 from rnngen.backends.cuda.mathlib import tile as _tile, tanh as _tanh  # noqa: F401
-from rnngen.cuda_compat import import_cuda
 
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "339109f80c5afeff38b318a102a747ce60d898e17b0b560406e628f276c51e07"
+SPEC_SHA256 = "eb2b65b0bdbaf2d046e5089555bc8e282f75b0214194c27053aadf2d3eec309e"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
@@ -178,7 +177,7 @@ def _kernels_for(_dtype):
 @functools.lru_cache(maxsize=None)
 def _kernels(dtype):
     """Dispatchers that compile on first launch, one set per dtype."""
-    ks = _kernels_for(rt.numba_type(dtype))
+    ks = _kernels_for(checks.numba_type(dtype))
     return types.SimpleNamespace(forward=cuda.jit(ks.forward), backward=cuda.jit(ks.backward))
 
 
@@ -189,20 +188,20 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     `saved` keeps references to the device arrays x and params, not copies: do not modify them in
     place before backward(saved), or backward silently returns the gradients of the modified
     values. NaN and inf in device inputs are not checked."""
-    x, params, state0, lengths, reverse = rt.forward_inputs(x, params, state0, lengths, reverse,
-                                                            PARAMS, STATES)
+    x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
+                                                                PARAMS, STATES)
     T, B, I = x.shape
     H = checks.hidden_size(params, PARAMS)
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
-    zx_ih = rt.empty((T, B, H), dtype)
-    rt.gemm(x2d, params["weight_ih"], zx_ih.reshape(T * B, H), trans_b=True)
-    s_h = rt.empty((T + 1, B, H), dtype)
-    rt.copy(state0[0], s_h[0])
-    z_hh = rt.empty((B, H), dtype)
-    y = rt.empty((T, B, H), dtype)
-    rt.launch_persistent(_kernels(dtype).forward, H, B, SHARED_ROWS, RECURRENT_LINEARS, False,
-                         (lengths, reverse, y, zx_ih, s_h, z_hh, params["bias_ih"], params["weight_hh"], params["bias_hh"]))
+    zx_ih = elementwise.empty((T, B, H), dtype)
+    gemm.gemm(x2d, params["weight_ih"], zx_ih.reshape(T * B, H), trans_b=True)
+    s_h = elementwise.empty((T + 1, B, H), dtype)
+    elementwise.copy(state0[0], s_h[0])
+    z_hh = elementwise.empty((B, H), dtype)
+    y = elementwise.empty((T, B, H), dtype)
+    launch.persistent(_kernels(dtype).forward, H, B, SHARED_ROWS, RECURRENT_LINEARS, False,
+                      (lengths, reverse, y, zx_ih, s_h, z_hh, params["bias_ih"], params["weight_hh"], params["bias_hh"]))
     final_states = (s_h[T],)
     saved = checks.Saved(NAME, device=True, x=x, params=params, lengths=lengths, reverse=reverse,
                          zx_ih=zx_ih, s_h=s_h)
@@ -214,7 +213,7 @@ def backward(dy, d_final, saved):
 
     Reads x and params through `saved`, by reference: they must be unchanged since forward()
     (not checked). First-order gradients."""
-    dy, d_final = rt.backward_inputs(dy, d_final, saved, NAME, STATES)
+    dy, d_final = checks.backward_inputs(dy, d_final, saved, NAME, STATES)
     x, params, lengths, reverse = saved.x, saved.params, saved.lengths, saved.reverse
     zx_ih = saved.zx_ih
     s_h = saved.s_h
@@ -223,18 +222,18 @@ def backward(dy, d_final, saved):
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
     d_h = d_final[0]
-    dz_hh = rt.empty((T, B, H), dtype)
-    rt.launch_persistent(_kernels(dtype).backward, H, B, SHARED_ROWS, RECURRENT_LINEARS, True,
-                         (lengths, reverse, dy, zx_ih, d_h, dz_hh, params["weight_hh"]))
+    dz_hh = elementwise.empty((T, B, H), dtype)
+    launch.persistent(_kernels(dtype).backward, H, B, SHARED_ROWS, RECURRENT_LINEARS, True,
+                      (lengths, reverse, dy, zx_ih, d_h, dz_hh, params["weight_hh"]))
     d_params = {}
     # dz_hh is the gradient of ih's pre-activation too (the two add up); it is in loop order,
     # so a reversed run puts x and dx in loop order too
     x_loop = x2d if not reverse else _loop_order(x, lengths).reshape(T * B, I)
-    d_params["weight_ih"] = rt.gemm(dz_hh.reshape(T * B, H), x_loop, trans_a=True)
-    dx_ih = rt.gemm(dz_hh.reshape(T * B, H), params["weight_ih"])
+    d_params["weight_ih"] = gemm.gemm(dz_hh.reshape(T * B, H), x_loop, trans_a=True)
+    dx_ih = gemm.gemm(dz_hh.reshape(T * B, H), params["weight_ih"])
     dx = dx_ih if not reverse else _loop_order(dx_ih.reshape(T, B, I), lengths).reshape(T * B, I)
-    d_params["bias_ih"] = rt.column_sum(dz_hh.reshape(T * B, H))
-    d_params["weight_hh"] = rt.gemm(dz_hh.reshape(T * B, H), s_h[:T].reshape(T * B, H), trans_a=True)
-    d_params["bias_hh"] = rt.copy(d_params["bias_ih"])
+    d_params["bias_ih"] = gemm.column_sum(dz_hh.reshape(T * B, H))
+    d_params["weight_hh"] = gemm.gemm(dz_hh.reshape(T * B, H), s_h[:T].reshape(T * B, H), trans_a=True)
+    d_params["bias_hh"] = elementwise.copy(d_params["bias_ih"])
     d_state0 = (d_h,)
     return dx.reshape(T, B, I), d_state0, {name: d_params[name] for name in PARAMS}

@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 4f47a698536aabe439e795810adebcf96b1b8b5906147f606ace91d39b2a2034
+sha256 of spec + templates + math libraries + versions: 047efc20808d9e590dfd84f6f4f45b9dfa09e6cc058c089ecaf65f7bc2214bbb
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,7 +29,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru"
-SPEC_SHA256 = "4f47a698536aabe439e795810adebcf96b1b8b5906147f606ace91d39b2a2034"
+SPEC_SHA256 = "047efc20808d9e590dfd84f6f4f45b9dfa09e6cc058c089ecaf65f7bc2214bbb"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

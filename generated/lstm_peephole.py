@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: d0c79f33324439bc6c374861a55110c5d2710a560fdb24ad42f6ffe0726e487d
+sha256 of spec + templates + math libraries + versions: 1d8f20e83287147e889a03dea5ff4c0285287721a9ce2f8cfa2e9748bd3bfe0e
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,7 +33,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "d0c79f33324439bc6c374861a55110c5d2710a560fdb24ad42f6ffe0726e487d"
+SPEC_SHA256 = "1d8f20e83287147e889a03dea5ff4c0285287721a9ce2f8cfa2e9748bd3bfe0e"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {

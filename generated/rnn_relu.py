@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: b5b66cdfa2900ae944a0a3adc9e499d0a2c0a18e63598881d5f8eb304b8f826e
+sha256 of spec + templates + math libraries + versions: 2e38957585b31089f9489a67d12c339f7e15e2412b9ad6af838bdfa214c5aeab
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,7 +28,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, relu as _relu, step as _step  # noqa: F401
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "b5b66cdfa2900ae944a0a3adc9e499d0a2c0a18e63598881d5f8eb304b8f826e"
+SPEC_SHA256 = "2e38957585b31089f9489a67d12c339f7e15e2412b9ad6af838bdfa214c5aeab"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

@@ -14,7 +14,8 @@ KERNEL_GLOBALS = ("np", "math", "cuda", "range", "min")
 # what the generated wrappers use: their arguments and locals, the module's globals
 WRAPPER_NAMES = ("x", "params", "state0", "lengths", "reverse", "dy", "d_final", "saved", "T", "B", "I",
                  "H", "dtype", "x2d", "y", "final_states", "d_params", "dx", "d_state0", "x_loop", "name",
-                 "np", "math", "cuda", "rt", "ml", "checks", "device", "functools", "types", "njit",
+                 "np", "math", "cuda", "rt", "checks", "device", "elementwise", "gemm", "launch", "functools",
+                 "types", "njit", "import_cuda",
                  "NAME", "SPEC_SHA256", "STATES", "OUTPUT", "PARAMS", "COOPERATIVE", "SHARED_ROWS",
                  "RECURRENT_LINEARS", "KERNEL_ARGS", "init_params", "forward", "backward")
 

@@ -14,7 +14,7 @@ def require_cuda(needs="device='cuda' needs",
     """numba.cuda, once it is known to work here; a RuntimeError naming what is missing otherwise.
     `needs` starts the message (who needs it), `advice` ends it."""
     try:
-        from ..cuda_compat import import_cuda
+        from ..backends.cuda.compat import import_cuda
         cuda = import_cuda()          # with the numpy 2.5 shim numba-cuda 0.30.4 needs
     except Exception as exc:
         raise RuntimeError(f"{needs} rnngen's CUDA backend, numba-cuda (pip install 'rnngen[cuda]'); "
@@ -34,7 +34,7 @@ def to_numpy(name, value):
     if hasattr(value, "copy_to_host") and hasattr(value, "shape"):
         value = value.copy_to_host()
     elif hasattr(value, "__cuda_array_interface__"):
-        from ..cuda_compat import import_cuda
+        from ..backends.cuda.compat import import_cuda
         value = import_cuda().as_cuda_array(value).copy_to_host()
     try:
         return np.asarray(host_view(value))
@@ -111,21 +111,21 @@ class HostOps:
 
 
 class CudaOps(HostOps):
-    """The same on numba device arrays (the CUDA backend's kernels); inputs may be device arrays
+    """The same on numba device arrays (the CUDA backend's elementwise kernels); inputs may be device arrays
     (no copy, NaN not checked) or host ones (checked on the host, copied over once)."""
     name = "cuda"
 
     def __init__(self, dtype):
         super().__init__(dtype)
         self.cuda = require_cuda()
-        from .. import cuda_runtime
-        self.rt = cuda_runtime
+        from ..backends.cuda import checks, config, elementwise
+        self.checks, self.config, self.ew = checks, config, elementwise
         self._step_lengths = {}
 
     def input(self, name, value, ndim, validate=None, network_dtype=False):
         if not is_device_array(value):
             return super().input(name, value, ndim, validate, network_dtype)
-        arr = self.rt.as_device(name, value, ndim, self.dtype)
+        arr = self.checks.as_device(name, value, ndim, self.dtype)
         return arr if validate is None else validate(arr)
 
     def lengths(self, lengths, B, T):
@@ -137,34 +137,34 @@ class CudaOps(HostOps):
 
     def step_lengths(self, B):
         """One device copy per batch size (and CUDA context), not an upload every step()."""
-        key = (B, self.rt._context_id())
+        key = (B, self.config.context_id())
         if key not in self._step_lengths:
             self._step_lengths[key] = self.lengths(np.ones(B, np.int64), B, 1)
         return self._step_lengths[key]
 
     def empty(self, shape):
-        return self.rt.empty(shape, self.dtype)
+        return self.ew.empty(shape, self.dtype)
 
     def zeros(self, shape):
-        return self.rt.zeros(shape, self.dtype)
+        return self.ew.zeros(shape, self.dtype)
 
     def put(self, dst, index, src):
-        self.rt.copy(src, dst[index])
+        self.ew.copy(src, dst[index])
 
     def concat(self, parts):
-        return self.rt.concat_last(parts)
+        return self.ew.concat_last(parts)
 
     def take(self, src, offset, width):
-        return self.rt.take_last(src, offset, width)
+        return self.ew.take_last(src, offset, width)
 
     def multiply(self, a, b):
-        return self.rt.multiply(a, b)
+        return self.ew.multiply(a, b)
 
     def add(self, a, b):
-        return self.rt.add(a, b)
+        return self.ew.add(a, b)
 
     def swap01(self, a):
-        return self.rt.swap01(a)
+        return self.ew.swap01(a)
 
     def from_host(self, a):
         return self.cuda.to_device(np.ascontiguousarray(a))

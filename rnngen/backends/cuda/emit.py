@@ -131,11 +131,11 @@ def _forward_setup(k, lay):
     setup = []
     for g in k.hoisted:
         w, out = width(g.out), g.out.name
-        setup += [lay.allocate(g.out), f'rt.gemm(x2d, params["{g.weight.param}"], {out}.reshape(T * B, {w}), '
+        setup += [lay.allocate(g.out), f'gemm.gemm(x2d, params["{g.weight.param}"], {out}.reshape(T * B, {w}), '
                                         "trans_b=True)"]
     for i, s in enumerate(k.states):
         buf = k.buffer("states", s)
-        setup += [lay.allocate(buf), f"rt.copy(state0[{i}], {buf.name}[0])"]
+        setup += [lay.allocate(buf), f"elementwise.copy(state0[{i}], {buf.name}[0])"]
     setup += [lay.allocate(b) for b in k.buffers if b.role in ("preact", "linear_input")]
     return setup
 
@@ -146,9 +146,10 @@ def _backward_setup(k, lay):
                     if b.role in ("d_preact", "d_x_preact", "d_linear_input", "d_vector")]
 
 
-OPS = HostOps(gemm_tn="rt.gemm({a}, {b}, trans_a=True)", gemm="rt.gemm({a}, {b})",
-              accumulate="{a} = rt.add({a}, {b})", column_sum="rt.column_sum({a})", copy="rt.copy({a})",
-              vector_grad="rt.column_sum({a})", zeros="rt.zeros({a}, dtype)")
+OPS = HostOps(gemm_tn="gemm.gemm({a}, {b}, trans_a=True)", gemm="gemm.gemm({a}, {b})",
+              accumulate="{a} = elementwise.add({a}, {b})", column_sum="gemm.column_sum({a})",
+              copy="elementwise.copy({a})", vector_grad="gemm.column_sum({a})",
+              zeros="elementwise.zeros({a}, dtype)")
 
 
 def emit(kernel, layout, header, equations):

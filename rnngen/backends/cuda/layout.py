@@ -1,7 +1,7 @@
 """The CUDA module's memory layout: what the Kernel IR's buffers are on the device and how the
 persistent kernels index them.
 
-- Allocation: device arrays from rt.empty; what a step does not write past a row's length (y, the
+- Allocation: device arrays from elementwise.empty; what a step does not write past a row's length (y, the
   rows of dZ) is zeroed by the kernels there, and a vector's gradient is accumulated per (b, j)
   into a (B, H) array of zeros, summed over b after the loop (no atomics).
 - No bias folding: the loops add the biases (the hoisted GEMM has no bias epilogue).
@@ -51,7 +51,7 @@ class CudaLayout:
 
     def allocate(self, buffer):
         fill = "zeros" if buffer.role == "d_vector" else "empty"
-        return f"{buffer.name} = rt.{fill}({shape_text(self.dims(buffer))}, dtype)"
+        return f"{buffer.name} = elementwise.{fill}({shape_text(self.dims(buffer))}, dtype)"
 
     def call_name(self, buffer):
         if buffer.role in ("y", "dy"):

@@ -8,7 +8,7 @@ library, whose kernels Numba caches), so that `rnngen build --check` sees a chan
 """
 import math
 
-from ...cuda_compat import import_cuda
+from .compat import import_cuda
 
 cuda = import_cuda()          # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 

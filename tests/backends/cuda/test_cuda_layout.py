@@ -11,7 +11,7 @@ def test_terms_columns_and_inactive_zeros(compile_builtin):
                                                         "bias_hh[H + j]"]
     dvec = kernel.buffer("d_vector", "weight_ci")
     assert lay.dims(dvec) == (ir.B, ir.H) and lay.element(ir.Ref(dvec, 0, "unit")) == "dvec_weight_ci[b, j]"
-    assert lay.allocate(dvec) == "dvec_weight_ci = rt.zeros((B, H), dtype)"
+    assert lay.allocate(dvec) == "dvec_weight_ci = elementwise.zeros((B, H), dtype)"
     zeros = lay.inactive_zeros(True)
     assert [(w.ref.buffer.name, w.ref.gate, w.ref.at) for w in zeros] == [("dz_hh", g, "step") for g in range(4)]
     assert [w.ref.buffer.name for w in lay.inactive_zeros(False)] == ["y"]
