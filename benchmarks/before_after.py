@@ -50,10 +50,10 @@ def main(argv=None):
     head = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
                           text=True).stdout.strip()
     print(f"# before: generated/ at {args.commit}; after: the working tree (HEAD {head}); "
-          f"threads {args.threads or 'default'}; {args.reps} reps; load average {bench._loadavg()}")
-    bench._prefault(max(4 * T * B * (I + 16 * H) * 4 for T, B, I, H in
+          f"threads {args.threads or 'default'}; {args.reps} reps; load average {bench.loadavg()}")
+    bench.prefault(max(4 * T * B * (I + 16 * H) * 4 for T, B, I, H in
                         (bench.SIZES[z] for z in args.sizes.split(","))))
-    sgemm = bench._Timer()
+    sgemm = bench.Timer()
     print("")
     print("| cell | size | before fwd / fwd+bwd ms | after fwd / fwd+bwd ms | speed-up fwd / fwd+bwd |")
     print("|---|---|---|---|---|")
@@ -73,7 +73,7 @@ def main(argv=None):
                 (bf, bb), (af, ab) = med["before"], med["after"]
                 print(f"| {cell} | {size} | {bf:.1f} / {bb:.1f} | {af:.1f} / {ab:.1f} | "
                       f"{bf / af:.2f}x / {bb / ab:.2f}x |", flush=True)
-    print(f"\nload average at end: {bench._loadavg()}")
+    print(f"\nload average at end: {bench.loadavg()}")
     return 0
 
 

@@ -10,7 +10,7 @@ as possible, and everything else is the real code path:
 - `torch.as_tensor` of a simulator array wraps its memory (no copy) as a CPU tensor, and
   `torch.cuda`'s device and stream functions are fakes that log what the bridge asks of them.
 
-The bridge's `_Cuda` crossing (to_kernel, run with its stream ordering, to_tensor with its no-copy
+The bridge's CUDA crossing (rnngen/runtime/tensors.py) (to_kernel, run with its stream ordering, to_tensor with its no-copy
 check) is then put in place of the CPU one, so that `rnngen.torch.RNN` hands tensors to the real
 generated modules, which route them to the generated CUDA kernels (run by the simulator), and the
 results come back through autograd. Prints one JSON line per case.
@@ -31,6 +31,7 @@ from numba.cuda.simulator.cudadrv import devicearray as simda  # noqa: E402
 from torch.nn.utils.rnn import PackedSequence, pack_sequence  # noqa: E402
 
 import rnngen.torch as bt  # noqa: E402
+import rnngen.runtime.tensors as tensors  # noqa: E402
 from rnngen import cuda_runtime as rt  # noqa: E402
 
 # Uninitialised device memory is NaN here, so an element the kernels leave unwritten shows up.
@@ -172,9 +173,9 @@ def case(cell, stream):
     hx = tuple(0.5 * torch.randn(2 * L, 3, H) for _ in rnn.states)
     ref = run(rnn, packed, hx, gpu=False)
     rnn.gen = Logged(rnn.gen)
-    crossing = bt._Cuda(torch.device("cuda", 0))
-    saved_cpu = bt._CROSSINGS[torch.device("cpu")]
-    bt._CROSSINGS[torch.device("cpu")] = crossing
+    crossing = tensors.CudaCrossing(torch.device("cuda", 0))
+    saved_cpu = tensors._CROSSINGS[torch.device("cpu")]
+    tensors._CROSSINGS[torch.device("cpu")] = crossing
     CURRENT[0] = stream
     LOG.clear()
     for k in HOST_COPIES:
@@ -182,7 +183,7 @@ def case(cell, stream):
     try:
         got = run(rnn, packed, hx, gpu=True)
     finally:
-        bt._CROSSINGS[torch.device("cpu")] = saved_cpu
+        tensors._CROSSINGS[torch.device("cpu")] = saved_cpu
         CURRENT[0] = "default"
     errors = {k: float(np.max(np.abs(got[k] - v) / np.maximum(1.0, np.abs(v)))) if got[k].shape == v.shape
               else float("inf") for k, v in ref.items()}

@@ -14,6 +14,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 import rnngen.torch as bt  # noqa: E402
+import rnngen.runtime.tensors as tensors  # noqa: E402
 from rnngen.runtime import device as rdevice  # noqa: E402
 from helpers import simulator_rows  # noqa: E402
 
@@ -88,10 +89,10 @@ def fake_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "current_device", lambda: state["device"])
     monkeypatch.setattr(torch.cuda, "current_stream", lambda d=None: FakeStream(state["current"], log))
     monkeypatch.setattr(torch.cuda, "default_stream", lambda d=None: FakeStream("default", log))
-    monkeypatch.setattr(bt, "_require_cuda", lambda device: "numba.cuda")
-    crossing = bt._Cuda(CUDA0)
+    monkeypatch.setattr(tensors, "_require_cuda", lambda device: "numba.cuda")
+    crossing = tensors.CudaCrossing(CUDA0)
     crossing.real_numpy = real_numpy
-    monkeypatch.setitem(bt._CROSSINGS, torch.device("cpu"), crossing)   # CPU tensors go this way
+    monkeypatch.setitem(tensors._CROSSINGS, torch.device("cpu"), crossing)   # CPU tensors go this way
     return crossing, log, state
 
 
@@ -150,7 +151,7 @@ def test_cuda_path_passes_tensors_and_wraps_results(fake_gpu, monkeypatch, strea
     x = torch.randn(2, 5, 3)
     hx = tuple(torch.randn(4, 2, 4) for _ in range(2))
     with monkeypatch.context() as m:       # the reference: the ordinary CPU crossing
-        m.setitem(bt._CROSSINGS, torch.device("cpu"), bt._Host())
+        m.setitem(tensors._CROSSINGS, torch.device("cpu"), tensors.HostCrossing())
         m.setattr(torch.Tensor, "numpy", crossing.real_numpy)
         ref = _run(rnn, x, hx)
     rnn.gen = DeviceGen(rnn.gen, crossing, log)
@@ -227,20 +228,20 @@ def test_to_tensor_refuses_a_copy(fake_gpu, monkeypatch):
 
 def test_to_kernel_detaches_and_makes_contiguous():
     x = torch.randn(3, 4, requires_grad=True)
-    assert bt._Cuda.to_kernel(x).data_ptr() == x.data_ptr()
-    assert not bt._Cuda.to_kernel(x).requires_grad
+    assert tensors.CudaCrossing.to_kernel(x).data_ptr() == x.data_ptr()
+    assert not tensors.CudaCrossing.to_kernel(x).requires_grad
     xt = x.detach().t()
-    k = bt._Cuda.to_kernel(xt)
+    k = tensors.CudaCrossing.to_kernel(xt)
     assert k.is_contiguous() and torch.equal(k, xt)
 
 
 def test_mixed_devices_and_missing_backend(monkeypatch):
     cpu, meta = torch.zeros(1), torch.zeros(1, device="meta")
     with pytest.raises(RuntimeError, match="must be on one device, got tensors on cpu, meta"):
-        bt._crossing(cpu, None, meta)
-    assert isinstance(bt._crossing(cpu, None, cpu), bt._Host)
+        tensors.crossing(cpu, None, meta)
+    assert isinstance(tensors.crossing(cpu, None, cpu), tensors.HostCrossing)
     # this machine: numba-cuda imports and sees no GPU
-    monkeypatch.delitem(bt._CROSSINGS, CUDA0, raising=False)
+    monkeypatch.delitem(tensors._CROSSINGS, CUDA0, raising=False)
     try:
         from numba import cuda
         gpu = cuda.is_available()
@@ -248,11 +249,11 @@ def test_mixed_devices_and_missing_backend(monkeypatch):
         gpu = None
     if gpu is False:
         with pytest.raises(RuntimeError, match="tensors on cuda:0 need an NVIDIA GPU"):
-            bt._Cuda(CUDA0)
+            tensors.CudaCrossing(CUDA0)
     # numba-cuda not installed
     monkeypatch.setitem(sys.modules, "numba.cuda", None)
     with pytest.raises(RuntimeError, match=r"need rnngen's CUDA backend, numba-cuda \(pip install"):
-        bt._Cuda(CUDA0)
+        tensors.CudaCrossing(CUDA0)
 
 
 def test_device_argument_and_from_torch_keep_the_device():

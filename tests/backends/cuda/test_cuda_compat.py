@@ -55,7 +55,7 @@ def test_import_cuda_compiles_under_numpy_without_row_stack():
 @pytest.mark.parametrize("entry", [
     "import rnngen\nnet = rnngen.RNN('rnn_tanh', 2, 3, device='cuda')\n"
     "y, _ = net.forward(np.ones((2, 1, 2), np.float32))\nassert y.copy_to_host().shape == (2, 1, 3)\n",
-    "import rnngen.torch as bt\nbt._require_cuda('cuda:0')\n",
+    "import rnngen.torch as bt\nimport rnngen.runtime.tensors as tensors\ntensors._require_cuda('cuda:0')\n",
     "import rnngen.generated._cuda_lstm as m\nassert m.cuda is sys.modules['numba.cuda']\n",
     "from rnngen import cuda_runtime\n",
 ], ids=["RNN(device='cuda')", "torch bridge", "generated CUDA module", "cuda_runtime"])
