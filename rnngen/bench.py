@@ -10,8 +10,10 @@ Timing: for every case the calls are alternated in BLOCKS: one library's block i
 warm-up (at least WARM_S of calls, so that the other library's thread pool, still spinning after
 its own block, is not in a timed sample) followed by BLOCK timed samples; then the other library's
 block, and so on for each thread setting, for --reps rounds. A sample of a tiny case is as many
-back-to-back calls as fill MIN_SAMPLE_S (time per call). Times are medians; compilation is
-excluded (it is reported separately, from an empty Numba cache in a subprocess).
+back-to-back calls as fill MIN_SAMPLE_S, each call timed on its own. Times are medians over the
+calls (the JSON also has means: under load a thread team that waits for a descheduled thread
+stalls single calls for milliseconds); compilation is excluded (it is reported separately, from
+an empty Numba cache in a subprocess).
 
 Forward rows: rnngen's `RNN.forward(x, need_grad=False)` where the runtime has it (else the plain
 forward, which keeps what backward needs; the header says which) against torch under
@@ -169,19 +171,24 @@ class Timer:
         while time.perf_counter() - t0 < WARM_S:
             fn()
         spent = 0.0
+        out = self.samples.setdefault(key, [])
         for _ in range(samples):
-            t0 = time.perf_counter()
-            for _ in range(calls):
+            for _ in range(calls):          # each call timed alone: one stalled call is one sample
+                t0 = time.perf_counter()
                 fn()
-            dt = time.perf_counter() - t0
-            self.samples.setdefault(key, []).append(dt / calls)
-            spent += dt
+                dt = time.perf_counter() - t0
+                out.append(dt)
+                spent += dt
             if spent >= self.budget_s:
                 break
 
     def median_ms(self, key):
         s = self.samples.get(key)
         return float(np.median(s)) * 1e3 if s else None
+
+    def mean_ms(self, key):
+        s = self.samples.get(key)
+        return float(np.mean(s)) * 1e3 if s else None
 
 
 def calls_per_sample(fn):
@@ -381,6 +388,7 @@ def bench_case(case, settings, reps, threads, gemm, budget_s=None):
         for lib in ("rnngen", "torch"):
             for kind in ("fwd", "fb"):
                 row[f"{lib}_{kind}_ms"] = timer.median_ms((lib, kind, n))
+                row[f"{lib}_{kind}_mean_ms"] = timer.mean_ms((lib, kind, n))
         rows.append(row)
     return rows, timer
 
@@ -483,6 +491,19 @@ def table(rows, gemm, dtype):
     return lines
 
 
+def noisy(rows, factor=2.0):
+    """'lib kind cell size ...' for every time whose mean exceeds `factor` times its median."""
+    out = []
+    for r in rows:
+        for lib in ("rnngen", "torch"):
+            for kind, name in (("fwd", "fwd"), ("fb", "fwd+bwd")):
+                med, mean = r[f"{lib}_{kind}_ms"], r.get(f"{lib}_{kind}_mean_ms")
+                if med and mean and mean > factor * med:
+                    out.append(f"{lib} {name} {r['cell']} {r['size']}{' 2 bidir' if r['bidirectional'] else ''} "
+                               f"{r['dtype']} (median {med:.3f}, mean {mean:.3f} ms)")
+    return out
+
+
 def threads_table(rows):
     """Default threads against one thread, per case: time ratios default / one thread."""
     by = {}
@@ -534,7 +555,7 @@ def run(cells, sizes, dtype, reps, compile_cells, settings=(None,), log=print, j
         f"and N BLAS threads via threadpoolctl)")
     log(f"dtype {dtype}; {reps} round(s) of blocks per case, each block an untimed warm-up (>= {WARM_S * 1e3:g} ms) "
         f"then {BLOCK} timed samples, fewer (at least one) once they last {budget_s or BLOCK_BUDGET_S:g} s (tiny cases: >= {MIN_SAMPLE_S * 1e3:g} ms of back-to-back calls, at most "
-        f"{MAX_CALLS}); medians; load average at start: {info['load_start']}")
+        f"{MAX_CALLS}, each timed); medians over the calls; load average at start: {info['load_start']}")
     log("rnngen forward: " + ("RNN.forward(x, need_grad=False)" if info["fwd_need_grad"] else
                               "RNN.forward(x) (this runtime has no need_grad: it keeps what backward needs)")
         + "; torch forward under torch.no_grad()")
@@ -561,8 +582,14 @@ def run(cells, sizes, dtype, reps, compile_cells, settings=(None,), log=print, j
         log("")
         log(f"threads: {setting_name(n)}")
         log("")
-        for line in table([r for r in rows if r["threads"] == setting_name(n)], gemm, dtype):
+        these = [r for r in rows if r["threads"] == setting_name(n)]
+        for line in table(these, gemm, dtype):
             log(line)
+        stalled = noisy(these)
+        if stalled:
+            log("")
+            log("noisy (mean over 2x the median: single calls stalled, e.g. a thread team waiting for a "
+                "descheduled thread): " + "; ".join(stalled))
     if None in settings and 1 in settings:
         log("")
         log("default threads against one thread (time default / time one thread; below 1 is faster with the default):")
