@@ -378,9 +378,11 @@ def bench_case(case, settings, reps, threads, gemm, budget_s=None):
             peak, expected = memory(net.cell, case["size"], dtype)
     else:
         peak = expected = None
+    case_gemm = gemm_gflops([timer])
     rows = []
     for n in settings:
         row = dict(case, T=T, B=B, I=I, H=H, threads=setting_name(n), reps=reps,
+                   gemm_gflops_all=case_gemm["all"], gemm_gflops_one=case_gemm["one"],
                    gemm_flops_fwd=rnn_flops(net, T, B), fwd_need_grad=forward_has_need_grad(net),
                    max_abs_diff_y=diff, peak_bytes=peak, expected_bytes=expected,
                    calls_per_sample={f"{lib}_{kind}": calls[(lib, kind, n)] for lib in fns for kind in ("fwd", "fb")},
@@ -463,24 +465,25 @@ def _mb(n):
     return f"{n / 2**20:.1f}" if n >= 2**20 else f"{n / 2**20:.3f}"
 
 
-def gemm_reference(row, gemm, dtype):
-    """The GEMM rate a row is compared with: one core for a one-thread row, else all cores; None
-    for a row of another dtype than the probe's."""
+def gemm_reference(row, dtype):
+    """The GEMM rate a row is compared with: the probes run in the rounds of the row's own case,
+    one core for a one-thread row, else all cores; None for a row of another dtype than the
+    probe's."""
     if row["dtype"] != dtype:
         return None
-    return gemm["one"] if row["threads"] == "1" else gemm["all"]
+    return row["gemm_gflops_one"] if row["threads"] == "1" else row["gemm_gflops_all"]
 
 
 def fb_gflops(row):
     return 3 * row["gemm_flops_fwd"] / (row["rnngen_fb_ms"] * 1e-3) / 1e9
 
 
-def table(rows, gemm, dtype):
+def table(rows, dtype):
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for r in rows:
         rf, tf, rb, tb = r["rnngen_fwd_ms"], r["torch_fwd_ms"], r["rnngen_fb_ms"], r["torch_fb_ms"]
         gflops = fb_gflops(r)
-        ref = gemm_reference(r, gemm, dtype)
+        ref = gemm_reference(r, dtype)
         mem = "n/a" if r["peak_bytes"] is None else (
             f"{_mb(r['peak_bytes'])} / {_mb(r['expected_bytes'])} = {r['peak_bytes'] / r['expected_bytes']:.2f}x")
         cells = (r["cell"], f"{r['size']} ({r['T']}, {r['B']}, {r['I']}, {r['H']})",
@@ -574,16 +577,17 @@ def run(cells, sizes, dtype, reps, compile_cells, settings=(None,), log=print, j
     gemm = gemm_gflops(timers)
     info["load_end"] = _loadavg()
     log("")
-    log(f"numpy GEMM {GEMM_N}^3 {dtype}, medians of the probes interleaved with the cases: "
+    log(f"numpy GEMM {GEMM_N}^3 {dtype}, medians of the probes interleaved with all cases: "
         f"{_fmt(gemm['all'], '.1f')} GFLOP/s with all {threads.cpus} cores, {_fmt(gemm['one'], '.1f')} with one; "
-        f"'% of gemm rate' is rnngen's forward+backward GFLOP/s over the one-core rate for one-thread rows and "
-        f"the all-cores rate otherwise; load average at end: {info['load_end']}")
+        f"'% of gemm rate' is rnngen's forward+backward GFLOP/s over the rate of the probes run in the same "
+        f"case's rounds (one core for one-thread rows, all cores otherwise; per case in the JSON); "
+        f"load average at end: {info['load_end']}")
     for n in settings:
         log("")
         log(f"threads: {setting_name(n)}")
         log("")
         these = [r for r in rows if r["threads"] == setting_name(n)]
-        for line in table(these, gemm, dtype):
+        for line in table(these, dtype):
             log(line)
         stalled = noisy(these)
         if stalled:
