@@ -1,6 +1,7 @@
 """Before and after the CPU performance work: the generated CPU modules of a git commit (default
 9e719bc, main just before the cpuperf merge 9927948) against the working tree's, timed the way
-`rnngen bench` times them (same sizes, one untimed call before each timed sample, medians).
+`rnngen bench` times them (same sizes, blocks of an untimed call then timed samples, alternating
+before and after; medians).
 
 The old modules are extracted with `git show <commit>:generated/<cell>.py` into a temporary folder
 and imported from there; they import only rnngen.checks / rnngen.device, which still accept them.
@@ -9,6 +10,7 @@ and imported from there; they import only rnngen.checks / rnngen.device, which s
     python benchmarks/before_after.py --threads 1 --sizes small,fastrnns --reps 7
 """
 import argparse
+import importlib
 import importlib.util
 import os
 import subprocess
@@ -40,20 +42,17 @@ def main(argv=None):
     p.add_argument("--commit", default="9e719bc")
     p.add_argument("--cells", default=",".join(bench.CELLS))
     p.add_argument("--sizes", default="small")
-    p.add_argument("--reps", type=int, default=7)
+    p.add_argument("--reps", type=int, default=5, help="rounds of blocks (before, after) per case")
     p.add_argument("--threads", type=int, default=None, help="BLAS threads (default: library default)")
     args = p.parse_args(argv)
-    import scipy.linalg  # noqa: F401
-    if args.threads:
-        import threadpoolctl
-        threadpoolctl.threadpool_limits(args.threads)
+    threads = bench.Threads()
     head = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
                           text=True).stdout.strip()
     print(f"# before: generated/ at {args.commit}; after: the working tree (HEAD {head}); "
-          f"threads {args.threads or 'default'}; {args.reps} reps; load average {bench.loadavg()}")
+          f"threads {args.threads or 'default'}; {args.reps} rounds of blocks (an untimed call, then up to "
+          f"{bench.BLOCK} timed samples) alternating before / after; load average {bench.loadavg()}")
     bench.prefault(max(4 * T * B * (I + 16 * H) * 4 for T, B, I, H in
                         (bench.SIZES[z] for z in args.sizes.split(","))))
-    sgemm = bench.Timer()
     print("")
     print("| cell | size | before fwd / fwd+bwd ms | after fwd / fwd+bwd ms | speed-up fwd / fwd+bwd |")
     print("|---|---|---|---|---|")
@@ -61,16 +60,15 @@ def main(argv=None):
         for size in args.sizes.split(","):
             for cell in args.cells.split(","):
                 old = old_module(args.commit, cell, folder)
-                new = bench.importlib.import_module(f"rnngen.generated.{cell}")
-                # alternate before / after twice so that both see the same load; medians of both halves
-                rows = {"before": [], "after": []}
-                for _ in range(2):
+                new = importlib.import_module(f"rnngen.generated.{cell}")
+                entries = []
+                for kind, index in (("fwd", 0), ("fb", 1)):
                     for which, mod in (("before", old), ("after", new)):
-                        rows[which].append(bench.bench_case(cell, size, np.float32, (args.reps + 1) // 2,
-                                                            sgemm, module=mod, with_torch=False))
-                med = {w: (np.median([r["rnngen_fwd_ms"] for r in rs]), np.median([r["rnngen_fb_ms"] for r in rs]))
-                       for w, rs in rows.items()}
-                (bf, bb), (af, ab) = med["before"], med["after"]
+                        fn = bench.module_fns(mod, size, np.float32)[index]
+                        entries.append(((which, kind), fn, lambda: threads.use(args.threads)))
+                timer, _ = bench.time_blocks(entries, args.reps)
+                bf, bb, af, ab = (timer.median_ms(k) for k in
+                                  (("before", "fwd"), ("before", "fb"), ("after", "fwd"), ("after", "fb")))
                 print(f"| {cell} | {size} | {bf:.1f} / {bb:.1f} | {af:.1f} / {ab:.1f} | "
                       f"{bf / af:.2f}x / {bb / ab:.2f}x |", flush=True)
     print(f"\nload average at end: {bench.loadavg()}")

@@ -1,7 +1,7 @@
-"""The cases `rnngen bench` times: one cell at one size against torch.nn (bench_case), the
-sgemm rate interleaved with them (Timer), FLOPs and peak memory, and compile / start-up times."""
+"""`rnngen bench`'s cases: a cell at a size as rnngen.RNN and as torch.nn, their FLOPs, peak memory
+and timings, and the compile and cached start-up times of a generated module."""
 import gc
-import importlib
+import inspect
 import os
 import subprocess
 import sys
@@ -11,35 +11,114 @@ import tracemalloc
 
 import numpy as np
 
-from ..backends.checks import param_shape
+from .bench_timing import GEMM_N, setting_name, time_blocks, torch_module
 
-SIZES = {"course": (10, 10, 3, 5), "small": (256, 32, 128, 128), "fastrnns": (100, 64, 512, 512)}  # name -> (T, B, I, H)
+CELLS = ("lstm", "gru", "gru_classic", "rnn_tanh", "lstm_peephole")
+#: name -> (T, B, I, H)
+SIZES = {"course": (10, 10, 3, 5), "small": (256, 32, 128, 128), "fastrnns": (100, 64, 512, 512)}
 #: the torch.nn module computing the same cell (same gate order and parameter names), if any
 TORCH_EQUIVALENT = {"lstm": ("LSTM", {}), "gru": ("GRU", {}), "rnn_tanh": ("RNN", {"nonlinearity": "tanh"}),
                     "rnn_relu": ("RNN", {"nonlinearity": "relu"})}
-SGEMM_N = 1024
-WARMUP = 3
-#: a timed sample of a tiny case repeats the call until it lasts this long (at most MAX_CALLS calls)
-MIN_SAMPLE_S = 2e-3
-MAX_CALLS = 50
+#: the cases added when lstm and the small size are measured: (layers, bidirectional, dtype or None
+#: for the run's dtype); the float64 one is added to a float32 run only
+EXTRA_CASES = ((2, True, None), (1, False, "float64"))
 
 
-def torch_module():
-    try:
-        import torch
-        return torch
-    except ImportError:
+
+
+# -- the cases -----------------------------------------------------------------------------------
+def cases(cells, sizes, dtype):
+    """Every cell at every size (one layer), then EXTRA_CASES of lstm at the small size."""
+    out = [dict(cell=c, size=s, layers=1, bidirectional=False, dtype=dtype) for s in sizes for c in cells]
+    if "lstm" in cells and "small" in sizes:
+        for layers, bidirectional, extra_dtype in EXTRA_CASES:
+            if extra_dtype is None or (extra_dtype != dtype and dtype == "float32"):
+                out.append(dict(cell="lstm", size="small", layers=layers, bidirectional=bidirectional,
+                                dtype=extra_dtype or dtype))
+    return out
+
+
+def case_label(case):
+    layers = f"{case['layers']} layer{'s' if case['layers'] > 1 else ''}"
+    return layers + (", bidirectional" if case["bidirectional"] else "")
+
+
+def forward_has_need_grad(net):
+    """Whether rnngen.RNN.forward takes need_grad (a forward with no backward to follow)."""
+    return "need_grad" in inspect.signature(net.forward).parameters
+
+
+def rnn_flops(net, T, B):
+    """GEMM FLOPs of one forward of the whole network: 2*T*B*rows*cols per weight matrix."""
+    return sum(2 * T * B * int(np.prod(v.shape)) for k, v in net.params.items()
+               if k.startswith("weight_") and len(v.shape) == 2)
+
+
+def rnngen_fns(net, x, dy):
+    """(forward with no backward to follow, forward+backward) of an rnngen.RNN."""
+    if forward_has_need_grad(net):
+        def forward():
+            net.forward(x, need_grad=False)
+    else:
+        def forward():
+            net.forward(x)
+
+    def forward_backward():
+        net.forward(x)
+        net.backward(dy)
+
+    return forward, forward_backward
+
+
+def torch_net(case, I, H, state_dict):
+    """The torch.nn module of the case with the rnngen network's parameters, or None."""
+    torch = torch_module()
+    if torch is None or case["cell"] not in TORCH_EQUIVALENT:
         return None
+    cls_name, kwargs = TORCH_EQUIVALENT[case["cell"]]
+    tdtype = getattr(torch, case["dtype"])
+    net = getattr(torch.nn, cls_name)(I, H, num_layers=case["layers"], bidirectional=case["bidirectional"],
+                                      **kwargs).to(tdtype)
+    net.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state_dict.items()})
+    return net
 
 
-def flops(module, T, B, I, H):
-    """GEMM FLOPs of one forward; forward+backward does three times that (dInput and dW per GEMM)."""
-    total = 0
-    for name, shape in module.PARAMS.items():
-        if name.startswith("weight_") and len(shape) == 2:
-            rows, cols = param_shape(shape, I, H)
-            total += 2 * T * B * rows * cols
-    return total
+def torch_fns(net, x, dy):
+    """(forward under torch.no_grad(), forward+backward) of a torch.nn module."""
+    torch = torch_module()
+    xt = torch.from_numpy(x)
+    xg = xt.clone().requires_grad_(True)
+    dyt = torch.from_numpy(dy)
+
+    def forward():
+        with torch.no_grad():
+            net(xt)
+
+    def forward_backward():
+        for p in net.parameters():
+            p.grad = None
+        xg.grad = None
+        y, _ = net(xg)
+        y.backward(dyt)
+
+    return forward, forward_backward
+
+
+def module_fns(module, size, dtype, seed=0):
+    """(forward, forward+backward) of a generated module called directly (benchmarks/before_after.py)."""
+    T, B, I, H = SIZES[size]
+    params = module.init_params(I, H, dtype, seed=seed)
+    x = np.random.default_rng(0).standard_normal((T, B, I)).astype(dtype)
+    dy = np.ones((T, B, H), dtype)
+
+    def forward():
+        module.forward(x, params)
+
+    def forward_backward():
+        _, _, saved = module.forward(x, params)
+        module.backward(dy, None, saved)
+
+    return forward, forward_backward
 
 
 def _nbytes(obj):
@@ -52,9 +131,14 @@ def _nbytes(obj):
     return 0
 
 
-def memory(module, x, params, dy):
-    """Peak bytes of a forward+backward (tracemalloc sees numpy's allocations) and the expected
-    bytes: inputs + parameters + saved pre-activations and states + outputs + gradients."""
+def memory(module, size, dtype):
+    """One layer of the cell's generated module: peak bytes of a forward+backward (tracemalloc sees
+    numpy's allocations) plus the inputs, and the expected bytes: inputs + parameters + saved
+    pre-activations and states + outputs + gradients."""
+    T, B, I, H = SIZES[size]
+    params = module.init_params(I, H, dtype, seed=0)
+    x = np.random.default_rng(0).standard_normal((T, B, I)).astype(dtype)
+    dy = np.ones((T, B, H), dtype)
     gc.collect()
     tracemalloc.start()
     try:
@@ -70,106 +154,75 @@ def memory(module, x, params, dy):
     return inputs + peak, expected
 
 
-class Timer:
-    def __init__(self):
-        self.samples = {}
-
-    def run(self, key, fn, calls=1):
-        """One sample: `calls` back-to-back calls of fn, recorded as the time per call."""
-        t0 = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        self.samples.setdefault(key, []).append((time.perf_counter() - t0) / calls)
-
-    def median_ms(self, key):
-        s = self.samples.get(key)
-        return float(np.median(s)) * 1e3 if s else None
-
-
-def _torch_case(cell, T, B, I, H, dtype, module, params):
-    torch = torch_module()
-    if torch is None or cell not in TORCH_EQUIVALENT:
-        return None
-    cls_name, kwargs = TORCH_EQUIVALENT[cell]
-    tdtype = torch.float32 if dtype == np.float32 else torch.float64
-    net = getattr(torch.nn, cls_name)(I, H, **kwargs).to(tdtype)
-    with torch.no_grad():     # same parameters as rnngen's run
-        for name, value in params.items():
-            getattr(net, f"{name}_l0").copy_(torch.from_numpy(value))
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(T, B, I, dtype=tdtype, generator=gen)
-    xg = x.clone().requires_grad_(True)
-    dy = torch.ones(T, B, H, dtype=tdtype)
-
-    def forward():
-        with torch.no_grad():       # torch's fastest forward (rnngen's always saves for backward)
-            net(x)
-
-    def forward_backward():
-        for p in net.parameters():
-            p.grad = None
-        xg.grad = None
-        y, _ = net(xg)
-        y.backward(dy)
-
-    return forward, forward_backward
-
-
-def bench_case(cell, size, dtype, reps, sgemm_timer, module=None, with_torch=True):
-    """Interleaved medians for one cell and size (module: a generated module to time in place of
-    the built-in rnngen.generated.<cell>)."""
-    T, B, I, H = SIZES[size]
-    if module is None:
-        module = importlib.import_module(f"rnngen.generated.{cell}")
-    params = module.init_params(I, H, dtype, seed=0)
+def bench_case(case, settings, reps, threads, gemm, budget_s=None):
+    """Blocks of rnngen and torch for one case under every thread setting, after a GEMM-rate
+    round (all cores, one) per repetition. Returns one row per setting."""
+    import rnngen
+    T, B, I, H = SIZES[case["size"]]
+    dtype = np.dtype(case["dtype"]).type
+    net = rnngen.RNN(case["cell"], I, H, num_layers=case["layers"], bidirectional=case["bidirectional"],
+                     dtype=dtype, seed=0)
+    D = 2 if case["bidirectional"] else 1
     x = np.random.default_rng(0).standard_normal((T, B, I)).astype(dtype)
-    dy = np.ones((T, B, H), dtype)
+    dy = np.ones((T, B, D * H), dtype)
+    fns = {"rnngen": rnngen_fns(net, x, dy)}
+    tnet = torch_net(case, I, H, net.state_dict())
+    diff = None
+    if tnet is not None:
+        fns["torch"] = torch_fns(tnet, x, dy)
+        torch = torch_module()
+        with threads.use(1), torch.no_grad():     # one thread: quick even on a loaded machine
+            diff = float(np.abs(tnet(torch.from_numpy(x))[0].numpy() - net.forward(x)[0]).max())
+    entries = list(gemm)
+    for kind, index in (("fwd", 0), ("fb", 1)):
+        for n in settings:
+            for lib, pair in fns.items():
+                entries.append(((lib, kind, n), pair[index], lambda n=n: threads.use(n)))
+    timer, calls = time_blocks(entries, reps, budget_s)
+    if case["layers"] == 1 and not case["bidirectional"]:
+        with threads.use(1):
+            peak, expected = memory(net.cell, case["size"], dtype)
+    else:
+        peak = expected = None
+    case_gemm = gemm_gflops([timer])
+    rows = []
+    for n in settings:
+        row = dict(case, T=T, B=B, I=I, H=H, threads=setting_name(n), reps=reps,
+                   gemm_gflops_all=case_gemm["all"], gemm_gflops_one=case_gemm["one"],
+                   gemm_flops_fwd=rnn_flops(net, T, B), fwd_need_grad=forward_has_need_grad(net),
+                   max_abs_diff_y=diff, peak_bytes=peak, expected_bytes=expected,
+                   calls_per_sample={f"{lib}_{kind}": calls[(lib, kind, n)] for lib in fns for kind in ("fwd", "fb")},
+                   samples={f"{lib}_{kind}": len(timer.samples[(lib, kind, n)]) for lib in fns for kind in ("fwd", "fb")})
+        for lib in ("rnngen", "torch"):
+            for kind in ("fwd", "fb"):
+                row[f"{lib}_{kind}_ms"] = timer.median_ms((lib, kind, n))
+                row[f"{lib}_{kind}_mean_ms"] = timer.mean_ms((lib, kind, n))
+        rows.append(row)
+    return rows, timer
 
-    def r_forward():
-        module.forward(x, params)
 
-    def r_forward_backward():
-        _, _, saved = module.forward(x, params)
-        module.backward(dy, None, saved)
-
-    t_case = _torch_case(cell, T, B, I, H, dtype, module, params) if with_torch else None
-    fns = {"rnngen_fwd": r_forward, "rnngen_fb": r_forward_backward}
-    if t_case:
-        fns["torch_fwd"], fns["torch_fb"] = t_case
-    order = [k for k in ("rnngen_fwd", "torch_fwd", "rnngen_fb", "torch_fb") if k in fns]
-    a = np.random.default_rng(1).standard_normal((SGEMM_N, SGEMM_N)).astype(dtype)
+def gemm_entries(threads, dtype):
+    """The GEMM-rate probes: numpy's GEMM of GEMM_N^3 in the run's dtype, all cores and one."""
+    a = np.random.default_rng(1).standard_normal((GEMM_N, GEMM_N)).astype(dtype)
     c = np.empty_like(a)
-    # warm-up: compile (Numba cache), BLAS thread start, and first touch of memory (on a VM the
-    # first calls that touch fresh pages can be many times slower)
-    for _ in range(WARMUP):
-        for key in order:
-            fns[key]()
-    # calls per sample: tiny cases are timed as back-to-back calls (divided by their number) so
-    # that a sample lasts at least MIN_SAMPLE_S and the timer's resolution does not matter
-    calls = {}
-    for key in order:
-        t0 = time.perf_counter()
-        fns[key]()
-        calls[key] = int(min(MAX_CALLS, max(1, np.ceil(MIN_SAMPLE_S / max(time.perf_counter() - t0, 1e-9)))))
-    timer = Timer()
-    for _ in range(reps):
-        # the sgemm (1024^3, evicts the caches) runs first; every timed sample below follows an
-        # untimed call of the same function, so rnngen and torch both start from warm caches
-        sgemm_timer.run("sgemm", lambda: np.matmul(a, a, out=c))
-        for key in order:
-            fns[key]()
-            timer.run(key, fns[key], calls[key])
-    peak, expected = memory(module, x, params, dy)
-    fl = flops(module, T, B, I, H)
-    row = {"cell": cell, "size": size, "T": T, "B": B, "I": I, "H": H, "dtype": np.dtype(dtype).name,
-           "reps": reps, "calls_per_sample": calls, "gemm_flops_fwd": fl}
-    for key in ("rnngen_fwd", "torch_fwd", "rnngen_fb", "torch_fb"):
-        row[key + "_ms"] = timer.median_ms(key)
-    row["peak_bytes"], row["expected_bytes"] = peak, expected
-    return row
+
+    def gemm():
+        np.matmul(a, a, out=c)
+
+    return [(("gemm", "all"), gemm, lambda: threads.blas_only(threads.cpus)),
+            (("gemm", "one"), gemm, lambda: threads.blas_only(1))]
 
 
-# -- compile and start-up ---------------------------------------------------------------------
+def gemm_gflops(timers):
+    """{"all": GFLOP/s with all cores, "one": with one} from the probes' samples of every case."""
+    out = {}
+    for which in ("all", "one"):
+        s = [v for t in timers for v in t.samples.get(("gemm", which), [])]
+        out[which] = 2 * GEMM_N ** 3 / float(np.median(s)) / 1e9 if s else None
+    return out
+
+
+# -- compile and start-up ---------------------------------------------------------------------------
 _STARTUP = """
 import time
 t0 = time.perf_counter()
@@ -200,16 +253,3 @@ def startup_times(cell, dtype):
     return out
 
 
-def prefault(nbytes):
-    """Touch and free as much memory as the largest case will use. On a VM the first touch of
-    memory the process never had is several times slower (the host backs it page by page); without
-    this, whichever case first grows the heap is penalised."""
-    buf = np.ones(nbytes // 4, np.float32)
-    del buf
-
-
-def loadavg():
-    try:
-        return " ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:
-        return "n/a"
