@@ -47,7 +47,7 @@ EOF
 }
 imports_from() {  # rnngen, its submodules and the `rnngen` command come from folder $1
     (cd "$elsewhere" && pyrun -c "
-import os, sys, rnngen, rnngen.training, rnngen.build
+import os, sys, rnngen, rnngen.training, rnngen.tools.build
 where = os.path.realpath(os.path.dirname(rnngen.__file__))
 assert where == os.path.realpath(sys.argv[1]), f'rnngen imported from {where}, not {sys.argv[1]}'
 print('rnngen', rnngen.__version__, 'from', where)" "$1")

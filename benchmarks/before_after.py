@@ -19,7 +19,7 @@ import tempfile
 
 import numpy as np
 
-from rnngen import bench
+from rnngen.tools import bench
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -50,8 +50,8 @@ def main(argv=None):
                           text=True).stdout.strip()
     print(f"# before: generated/ at {args.commit}; after: the working tree (HEAD {head}); "
           f"threads {args.threads or 'default'}; {args.reps} rounds of blocks (an untimed call, then up to "
-          f"{bench.BLOCK} timed samples) alternating before / after; load average {bench._loadavg()}")
-    bench._prefault(max(4 * T * B * (I + 16 * H) * 4 for T, B, I, H in
+          f"{bench.BLOCK} timed samples) alternating before / after; load average {bench.loadavg()}")
+    bench.prefault(max(4 * T * B * (I + 16 * H) * 4 for T, B, I, H in
                         (bench.SIZES[z] for z in args.sizes.split(","))))
     print("")
     print("| cell | size | before fwd / fwd+bwd ms | after fwd / fwd+bwd ms | speed-up fwd / fwd+bwd |")
@@ -71,7 +71,7 @@ def main(argv=None):
                                   (("before", "fwd"), ("before", "fb"), ("after", "fwd"), ("after", "fb")))
                 print(f"| {cell} | {size} | {bf:.1f} / {bb:.1f} | {af:.1f} / {ab:.1f} | "
                       f"{bf / af:.2f}x / {bb / ab:.2f}x |", flush=True)
-    print(f"\nload average at end: {bench._loadavg()}")
+    print(f"\nload average at end: {bench.loadavg()}")
     return 0
 
 

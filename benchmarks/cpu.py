@@ -9,7 +9,7 @@ Ratios are torch time / rnngen time, from rows at the libraries' default threads
 import argparse
 import sys
 
-from rnngen import bench
+from rnngen.tools import bench
 
 #: the cells the ratio goals name
 RATIO_CELLS = ("lstm", "gru", "rnn_tanh")

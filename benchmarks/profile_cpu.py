@@ -29,7 +29,7 @@ import threadpoolctl
 from numba import njit
 
 import rnngen
-from rnngen import bench
+from rnngen.tools import bench
 from rnngen.generated import lstm
 
 BLOCK = 3
@@ -181,8 +181,8 @@ def report(size, ms, a, gemm_one):
     print("|---|---|---|---|---|")
     for label, v, key in rows:
         rate = g[key] / (v * 1e-3) / 1e9 if key in g and v > 0 else None
-        print(f"| {label} | {v:.2f} | {100 * v / total:.1f}% | {bench._fmt(rate, '.1f')} | "
-              f"{bench._fmt(100 * rate / gemm_one if rate else None, '.0f')}{'%' if rate else ''} |")
+        print(f"| {label} | {v:.2f} | {100 * v / total:.1f}% | {bench.fmt(rate, '.1f')} | "
+              f"{bench.fmt(100 * rate / gemm_one if rate else None, '.0f')}{'%' if rate else ''} |")
     gemms = sum(ms[k] for k in g)
     print(f"\nGEMMs {gemms:.2f} ms ({100 * gemms / total:.0f}%), gate math {gate_f + gate_b:.2f} ms "
           f"({100 * (gate_f + gate_b) / total:.0f}%), bias sums and overhead "
@@ -205,14 +205,14 @@ def main(argv=None):
     with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
         m = bench.machine()
         print(f"# benchmarks/profile_cpu.py — {m['cpu']}, {m['cores']} cores; one BLAS thread; "
-              f"load average at start {bench._loadavg()}")
+              f"load average at start {bench.loadavg()}")
         for size in sizes:
             a = _loop_args(size)
             ms = measure(pieces(a), args.reps)
             rate = 2 * bench.GEMM_N ** 3 / (ms["sgemm"] * 1e-3) / 1e9
             print(f"\nnumpy sgemm {bench.GEMM_N}^3, one thread, interleaved with the pieces: {rate:.1f} GFLOP/s")
             report(size, ms, a, rate)
-        print(f"\nload average at end {bench._loadavg()}")
+        print(f"\nload average at end {bench.loadavg()}")
     return 0
 
 

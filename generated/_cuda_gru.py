@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + versions: 9522b1347d4364ad5e78834f557af27d0ce41918fba2b93a0fe2699f1ef84c81
+sha256 of spec + templates + math libraries + versions: 047efc20808d9e590dfd84f6f4f45b9dfa09e6cc058c089ecaf65f7bc2214bbb
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -24,14 +24,15 @@ import functools
 import math
 import types
 
-from rnngen import checks
-from rnngen import cuda_runtime as rt
-from rnngen.cuda_compat import import_cuda
+from rnngen.backends.cuda import checks, elementwise, gemm, launch
+from rnngen.backends.cuda.compat import import_cuda
+from rnngen.backends.cuda.elementwise import loop_order as _loop_order  # noqa: F401
+from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru"
-SPEC_SHA256 = "9522b1347d4364ad5e78834f557af27d0ce41918fba2b93a0fe2699f1ef84c81"
+SPEC_SHA256 = "047efc20808d9e590dfd84f6f4f45b9dfa09e6cc058c089ecaf65f7bc2214bbb"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
@@ -45,60 +46,25 @@ SHARED_ROWS = 3            # weight rows per hidden unit kept on chip (all recur
 RECURRENT_LINEARS = 1
 # (kernel argument, number of dimensions): what compile-only checks need to build signatures
 KERNEL_ARGS = {
-    "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("bias_ih", 1), ("s_h", 3), ("weight_hh", 2), ("z_hh", 3), ("bias_hh", 1), ("_units", 0), ("_on_chip", 0), ),
-    "backward": (("lengths", 1), ("reverse", 0), ("dy", 3), ("zx_ih", 3), ("bias_ih", 1), ("s_h", 3), ("weight_hh", 2), ("z_hh", 3), ("bias_hh", 1), ("d_h", 2), ("dzx_ih", 3), ("dz_hh", 3), ("_units", 0), ("_on_chip", 0), ),
+    "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("z_hh", 3), ("bias_ih", 1), ("weight_hh", 2), ("bias_hh", 1), ("_units", 0), ("_on_chip", 0), ),
+    "backward": (("lengths", 1), ("reverse", 0), ("dy", 3), ("zx_ih", 3), ("s_h", 3), ("z_hh", 3), ("d_h", 2), ("dzx_ih", 3), ("dz_hh", 3), ("bias_ih", 1), ("weight_hh", 2), ("bias_hh", 1), ("_units", 0), ("_on_chip", 0), ),
 }
-
-
-# -- numerically stable pointwise functions, inlined into the kernels ---------------------------
-@cuda.jit(device=True, inline="always")
-def _sigmoid(v):
-    one = type(v)(1)
-    if v >= 0:
-        return one / (one + math.exp(-v))
-    e = math.exp(v)
-    return e / (one + e)
-
-
-@cuda.jit(device=True, inline="always")
-def _tanh(v):
-    # tanh|v| = -m / (2 + m) with m = expm1(-2|v|): no overflow, full relative accuracy near 0
-    two = type(v)(2)
-    m = math.expm1(-two * abs(v))
-    r = -m / (two + m)
-    return r if v >= 0 else -r
-
-
-@cuda.jit(device=True, inline="always")
-def _relu(v):
-    zero = type(v)(0)
-    return v if v > zero else zero
-
-
-@cuda.jit(device=True, inline="always")
-def _step(v):
-    return type(v)(1) if v > 0 else type(v)(0)
-
-
-@cuda.jit(device=True, inline="always")
-def _softplus(v):
-    zero = type(v)(0)
-    return max(v, zero) + math.log1p(math.exp(-abs(v)))
 
 
 def _kernels_for(_dtype):
     """The two persistent kernels for one element type (numba.float32 or numba.float64)."""
 
     # -- forward: one launch runs every time step ------------------------------------------
-    def forward_kernel(lengths, reverse, y, zx_ih, bias_ih, s_h, weight_hh, z_hh, bias_hh, _units, _on_chip):
+    def forward_kernel(lengths, reverse, y, zx_ih, s_h, z_hh, bias_ih, weight_hh, bias_hh, _units, _on_chip):
         T, B, H = y.shape
+        c0 = _dtype(0)
         c1 = _dtype(1)
         _zero = _dtype(0)
         _j0 = cuda.blockIdx.x * _units            # this block's first hidden unit
         _nu = min(_units, H - _j0)                # how many units it owns
         _tid = cuda.threadIdx.x
         _nt = cuda.blockDim.x
-        _wsh = cuda.shared.array(0, _dtype)       # this block's rows of the recurrent weights
+        _wsh = cuda.shared.array(0, _dtype)       # this block's slices of the recurrent weights
         _grid = cuda.cg.this_grid()
         _off_hh = 0
         if _on_chip:
@@ -108,8 +74,8 @@ def _kernels_for(_dtype):
                 _g = _r // _nu
                 _wsh[_off_hh + _r * (H + 1) + _k] = weight_hh[_g * H + _j0 + _r - _g * _nu, _k]
         cuda.syncthreads()
-        for i in range(T):
-            # stage 1: z_hh[i] = s_h[i] @ weight_hh.T, rows of this block's units
+        for step in range(T):
+            # stage 1: z_hh[step] = s_h[step] @ weight_hh.T, rows of this block's units
             for _e in range(_tid, ((B + 1) // 2) * ((3 * _nu + 1) // 2), _nt):
                 _nc = (3 * _nu + 1) // 2              # tile: rows _c0, _c0 + _nc of the slice
                 _nb = (B + 1) // 2                    # ... and batch rows b, b + _nb
@@ -121,80 +87,53 @@ def _kernels_for(_dtype):
                 _row0 = _g * H + _j0 + _c0 - _g * _nu
                 _g = _c1 // _nu
                 _row1 = _g * H + _j0 + _c1 - _g * _nu
-                _v = s_h[i, b]
-                _v1 = s_h[i, _b1]
-                _a00 = _zero
-                _a01 = _zero
-                _a10 = _zero
-                _a11 = _zero
                 if _on_chip:
-                    _w = _wsh[_off_hh + _c0 * (H + 1):_off_hh + _c0 * (H + 1) + H]
-                    _w1 = _wsh[_off_hh + _c1 * (H + 1):_off_hh + _c1 * (H + 1) + H]
-                    _k = 0
-                    while _k < H:
-                        _x0 = _v[_k]
-                        _x1 = _v1[_k]
-                        _y0 = _w[_k]
-                        _y1 = _w1[_k]
-                        _a00 += _x0 * _y0
-                        _a01 += _x0 * _y1
-                        _a10 += _x1 * _y0
-                        _a11 += _x1 * _y1
-                        _k += 1
+                    _a00, _a01, _a10, _a11 = _tile(s_h[step, b], s_h[step, _b1], _wsh[_off_hh + _c0 * (H + 1):], _wsh[_off_hh + _c1 * (H + 1):], H, _zero)
                 else:
-                    _w = weight_hh[_row0]
-                    _w1 = weight_hh[_row1]
-                    _k = 0
-                    while _k < H:
-                        _x0 = _v[_k]
-                        _x1 = _v1[_k]
-                        _y0 = _w[_k]
-                        _y1 = _w1[_k]
-                        _a00 += _x0 * _y0
-                        _a01 += _x0 * _y1
-                        _a10 += _x1 * _y0
-                        _a11 += _x1 * _y1
-                        _k += 1
-                z_hh[i, b, _row0] = _a00
+                    _a00, _a01, _a10, _a11 = _tile(s_h[step, b], s_h[step, _b1], weight_hh[_row0], weight_hh[_row1], H, _zero)
+                z_hh[step, b, _row0] = _a00
                 if _c1 != _c0:
-                    z_hh[i, b, _row1] = _a01
+                    z_hh[step, b, _row1] = _a01
                 if _b1 != b:
-                    z_hh[i, _b1, _row0] = _a10
+                    z_hh[step, _b1, _row0] = _a10
                     if _c1 != _c0:
-                        z_hh[i, _b1, _row1] = _a11
+                        z_hh[step, _b1, _row1] = _a11
             cuda.syncthreads()
-            # fused update (this block's units j, every batch row b)
+            # update: new states (this block's units j, every batch row b)
             for _e in range(_tid, B * _nu, _nt):
                 b = _e // _nu
                 j = _j0 + _e - b * _nu
-                if i < lengths[b]:
-                    t = lengths[b] - 1 - i if reverse else i
-                    h = s_h[i, b, j]
+                if step < lengths[b]:
+                    t = lengths[b] - 1 - step if reverse else step
+                    h = s_h[step, b, j]
                     xr = zx_ih[t, b, j] + bias_ih[j]
                     xz = zx_ih[t, b, H + j] + bias_ih[H + j]
                     xn = zx_ih[t, b, 2 * H + j] + bias_ih[2 * H + j]
-                    hr = z_hh[i, b, j] + bias_hh[j]
-                    hz = z_hh[i, b, H + j] + bias_hh[H + j]
-                    hn = z_hh[i, b, 2 * H + j] + bias_hh[2 * H + j]
-                    tmp0 = _sigmoid(hz + xz)
-                    s_h[i + 1, b, j] = h*tmp0 + (c1 - tmp0)*_tanh(hn*_sigmoid(hr + xr) + xn)
-                    y[t, b, j] = s_h[i + 1, b, j]
+                    hr = z_hh[step, b, j] + bias_hh[j]
+                    hz = z_hh[step, b, H + j] + bias_hh[H + j]
+                    hn = z_hh[step, b, 2 * H + j] + bias_hh[2 * H + j]
+                    r = _sigmoid(hr + xr)
+                    z = _sigmoid(hz + xz)
+                    n = _tanh(hn*r + xn)
+                    s_h[step + 1, b, j] = h*z + n*(c1 - z)
+                    y[t, b, j] = s_h[step + 1, b, j]
                 else:
-                    s_h[i + 1, b, j] = s_h[i, b, j]
-                    y[i, b, j] = 0
+                    s_h[step + 1, b, j] = s_h[step, b, j]
+                    y[step, b, j] = c0
             _grid.sync()
 
 
     # -- backward: one launch runs the time loop in reverse --------------------------------
-    def backward_kernel(lengths, reverse, dy, zx_ih, bias_ih, s_h, weight_hh, z_hh, bias_hh, d_h, dzx_ih, dz_hh, _units, _on_chip):
+    def backward_kernel(lengths, reverse, dy, zx_ih, s_h, z_hh, d_h, dzx_ih, dz_hh, bias_ih, weight_hh, bias_hh, _units, _on_chip):
         T, B, H = dy.shape
+        c0 = _dtype(0)
         c1 = _dtype(1)
         _zero = _dtype(0)
-        _j0 = cuda.blockIdx.x * _units
-        _nu = min(_units, H - _j0)
+        _j0 = cuda.blockIdx.x * _units            # this block's first hidden unit
+        _nu = min(_units, H - _j0)                # how many units it owns
         _tid = cuda.threadIdx.x
         _nt = cuda.blockDim.x
-        _wsh = cuda.shared.array(0, _dtype)       # this block's columns of the recurrent weights
+        _wsh = cuda.shared.array(0, _dtype)       # this block's slices of the recurrent weights
         _grid = cuda.cg.this_grid()
         _off_hh = 0
         if _on_chip:
@@ -203,46 +142,47 @@ def _kernels_for(_dtype):
                 _k = _e - _u * (3 * H)
                 _wsh[_off_hh + _u * (3 * H + 1) + _k] = weight_hh[_k, _j0 + _u]
         cuda.syncthreads()
-        for i in range(T - 1, -1, -1):
+        for step in range(T - 1, -1, -1):
             # gradient through the update (this block's units j, every batch row b)
             for _e in range(_tid, B * _nu, _nt):
                 b = _e // _nu
                 j = _j0 + _e - b * _nu
-                if i < lengths[b]:
-                    t = lengths[b] - 1 - i if reverse else i
+                if step < lengths[b]:
+                    t = lengths[b] - 1 - step if reverse else step
                     dnext_h = d_h[b, j] + dy[t, b, j]
-                    h = s_h[i, b, j]
+                    h = s_h[step, b, j]
                     xr = zx_ih[t, b, j] + bias_ih[j]
                     xz = zx_ih[t, b, H + j] + bias_ih[H + j]
                     xn = zx_ih[t, b, 2 * H + j] + bias_ih[2 * H + j]
-                    hr = z_hh[i, b, j] + bias_hh[j]
-                    hz = z_hh[i, b, H + j] + bias_hh[H + j]
-                    hn = z_hh[i, b, 2 * H + j] + bias_hh[2 * H + j]
-                    tmp0 = _sigmoid(hz + xz)
-                    tmp1 = _sigmoid(hr + xr)
-                    tmp2 = hn*tmp1
-                    tmp3 = c1 - tmp0
-                    tmp4 = _tanh(xn + tmp2)
-                    tmp5 = dnext_h*tmp3*(c1 - (tmp4*tmp4))
-                    tmp6 = tmp2*tmp5*(c1 - tmp1)
-                    tmp7 = tmp0*tmp3
-                    tmp8 = dnext_h*(h*tmp7 - tmp4*tmp7)
-                    d_h[b, j] = dnext_h*tmp0
-                    dz_hh[i, b, j] = tmp6
-                    dz_hh[i, b, H + j] = tmp8
-                    dz_hh[i, b, 2 * H + j] = tmp1*tmp5
-                    dzx_ih[t, b, j] = tmp6
-                    dzx_ih[t, b, H + j] = tmp8
-                    dzx_ih[t, b, 2 * H + j] = tmp5
+                    hr = z_hh[step, b, j] + bias_hh[j]
+                    hz = z_hh[step, b, H + j] + bias_hh[H + j]
+                    hn = z_hh[step, b, 2 * H + j] + bias_hh[2 * H + j]
+                    r = _sigmoid(hr + xr)
+                    z = _sigmoid(hz + xz)
+                    n = _tanh(hn*r + xn)
+                    tmp0 = c1 - z
+                    d_n = dnext_h*tmp0
+                    d_z = dnext_h*(h - n)
+                    tmp1 = d_n*(c1 - (n*n))
+                    d_r = hn*tmp1
+                    tmp2 = d_r*r*(c1 - r)
+                    tmp3 = d_z*tmp0*z
+                    d_h[b, j] = dnext_h*z
+                    dz_hh[step, b, j] = tmp2
+                    dz_hh[step, b, H + j] = tmp3
+                    dz_hh[step, b, 2 * H + j] = r*tmp1
+                    dzx_ih[t, b, j] = tmp2
+                    dzx_ih[t, b, H + j] = tmp3
+                    dzx_ih[t, b, 2 * H + j] = tmp1
                 else:
-                    dzx_ih[i, b, j] = 0
-                    dzx_ih[i, b, H + j] = 0
-                    dzx_ih[i, b, 2 * H + j] = 0
-                    dz_hh[i, b, j] = 0
-                    dz_hh[i, b, H + j] = 0
-                    dz_hh[i, b, 2 * H + j] = 0
+                    dzx_ih[step, b, j] = c0
+                    dzx_ih[step, b, H + j] = c0
+                    dzx_ih[step, b, 2 * H + j] = c0
+                    dz_hh[step, b, j] = c0
+                    dz_hh[step, b, H + j] = c0
+                    dz_hh[step, b, 2 * H + j] = c0
             _grid.sync()
-            # stage 1: columns of this block's units of dz_hh[i] @ weight_hh
+            # stage 1: columns of this block's units of dz_hh[step] @ weight_hh
             for _e in range(_tid, ((B + 1) // 2) * ((_nu + 1) // 2), _nt):
                 _nc = (_nu + 1) // 2                 # tile: units _c0, _c0 + _nc of this block
                 _nb = (B + 1) // 2                    # ... and batch rows b, b + _nb
@@ -252,38 +192,10 @@ def _kernels_for(_dtype):
                 _b1 = b + _nb if b + _nb < B else b
                 j = _j0 + _c0
                 _j1 = _j0 + _c1
-                _v = dz_hh[i, b]
-                _v1 = dz_hh[i, _b1]
-                _a00 = _zero
-                _a01 = _zero
-                _a10 = _zero
-                _a11 = _zero
                 if _on_chip:
-                    _w = _wsh[_off_hh + _c0 * (3 * H + 1):_off_hh + _c0 * (3 * H + 1) + 3 * H]
-                    _w1 = _wsh[_off_hh + _c1 * (3 * H + 1):_off_hh + _c1 * (3 * H + 1) + 3 * H]
-                    _k = 0
-                    while _k < 3 * H:
-                        _x0 = _v[_k]
-                        _x1 = _v1[_k]
-                        _y0 = _w[_k]
-                        _y1 = _w1[_k]
-                        _a00 += _x0 * _y0
-                        _a01 += _x0 * _y1
-                        _a10 += _x1 * _y0
-                        _a11 += _x1 * _y1
-                        _k += 1
+                    _a00, _a01, _a10, _a11 = _tile(dz_hh[step, b], dz_hh[step, _b1], _wsh[_off_hh + _c0 * (3 * H + 1):], _wsh[_off_hh + _c1 * (3 * H + 1):], 3 * H, _zero)
                 else:
-                    _k = 0
-                    while _k < 3 * H:
-                        _x0 = _v[_k]
-                        _x1 = _v1[_k]
-                        _y0 = weight_hh[_k, j]
-                        _y1 = weight_hh[_k, _j1]
-                        _a00 += _x0 * _y0
-                        _a01 += _x0 * _y1
-                        _a10 += _x1 * _y0
-                        _a11 += _x1 * _y1
-                        _k += 1
+                    _a00, _a01, _a10, _a11 = _tile(dz_hh[step, b], dz_hh[step, _b1], weight_hh[:, j], weight_hh[:, _j1], 3 * H, _zero)
                 d_h[b, j] += _a00
                 if _c1 != _c0:
                     d_h[b, _j1] += _a01
@@ -300,7 +212,7 @@ def _kernels_for(_dtype):
 @functools.lru_cache(maxsize=None)
 def _kernels(dtype):
     """Dispatchers that compile on first launch, one set per dtype."""
-    ks = _kernels_for(rt.numba_type(dtype))
+    ks = _kernels_for(checks.numba_type(dtype))
     return types.SimpleNamespace(forward=cuda.jit(ks.forward), backward=cuda.jit(ks.backward))
 
 
@@ -311,23 +223,23 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     `saved` keeps references to the device arrays x and params, not copies: do not modify them in
     place before backward(saved), or backward silently returns the gradients of the modified
     values. NaN and inf in device inputs are not checked."""
-    x, params, state0, lengths, reverse = rt.forward_inputs(x, params, state0, lengths, reverse,
-                                                            PARAMS, STATES)
+    x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
+                                                                PARAMS, STATES)
     T, B, I = x.shape
     H = checks.hidden_size(params, PARAMS)
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
-    zx_ih = rt.empty((T, B, 3 * H), dtype)
-    rt.gemm(x2d, params["weight_ih"], zx_ih.reshape(T * B, 3 * H), trans_b=True)
-    s_h = rt.empty((T + 1, B, H), dtype)
-    rt.copy(state0[0], s_h[0])
-    z_hh = rt.empty((T, B, 3 * H), dtype)
-    y = rt.empty((T, B, H), dtype)
-    rt.launch_persistent(_kernels(dtype).forward, H, B, SHARED_ROWS, RECURRENT_LINEARS, False,
-                         (lengths, reverse, y, zx_ih, params["bias_ih"], s_h, params["weight_hh"], z_hh, params["bias_hh"]))
-    final_states = (s_h[T], )
+    zx_ih = elementwise.empty((T, B, 3 * H), dtype)
+    gemm.gemm(x2d, params["weight_ih"], zx_ih.reshape(T * B, 3 * H), trans_b=True)
+    s_h = elementwise.empty((T + 1, B, H), dtype)
+    elementwise.copy(state0[0], s_h[0])
+    z_hh = elementwise.empty((T, B, 3 * H), dtype)
+    y = elementwise.empty((T, B, H), dtype)
+    launch.persistent(_kernels(dtype).forward, H, B, SHARED_ROWS, RECURRENT_LINEARS, False,
+                      (lengths, reverse, y, zx_ih, s_h, z_hh, params["bias_ih"], params["weight_hh"], params["bias_hh"]))
+    final_states = (s_h[T],)
     saved = checks.Saved(NAME, device=True, x=x, params=params, lengths=lengths, reverse=reverse,
-zx_ih=zx_ih, s_h=s_h, z_hh=z_hh, )
+                         zx_ih=zx_ih, s_h=s_h, z_hh=z_hh)
     return y, final_states, saved
 
 
@@ -336,7 +248,7 @@ def backward(dy, d_final, saved):
 
     Reads x and params through `saved`, by reference: they must be unchanged since forward()
     (not checked). First-order gradients."""
-    dy, d_final = rt.backward_inputs(dy, d_final, saved, NAME, STATES)
+    dy, d_final = checks.backward_inputs(dy, d_final, saved, NAME, STATES)
     x, params, lengths, reverse = saved.x, saved.params, saved.lengths, saved.reverse
     zx_ih = saved.zx_ih
     s_h = saved.s_h
@@ -346,15 +258,15 @@ def backward(dy, d_final, saved):
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
     d_h = d_final[0]
-    dzx_ih = rt.empty((T, B, 3 * H), dtype)
-    dz_hh = rt.empty((T, B, 3 * H), dtype)
-    rt.launch_persistent(_kernels(dtype).backward, H, B, SHARED_ROWS, RECURRENT_LINEARS, True,
-                         (lengths, reverse, dy, zx_ih, params["bias_ih"], s_h, params["weight_hh"], z_hh, params["bias_hh"], d_h, dzx_ih, dz_hh))
+    dzx_ih = elementwise.empty((T, B, 3 * H), dtype)
+    dz_hh = elementwise.empty((T, B, 3 * H), dtype)
+    launch.persistent(_kernels(dtype).backward, H, B, SHARED_ROWS, RECURRENT_LINEARS, True,
+                      (lengths, reverse, dy, zx_ih, s_h, z_hh, d_h, dzx_ih, dz_hh, params["bias_ih"], params["weight_hh"], params["bias_hh"]))
     d_params = {}
-    d_params["weight_ih"] = rt.gemm(dzx_ih.reshape(T * B, 3 * H), x2d, trans_a=True)
-    dx = rt.gemm(dzx_ih.reshape(T * B, 3 * H), params["weight_ih"])
-    d_params["bias_ih"] = rt.column_sum(dzx_ih.reshape(T * B, 3 * H))
-    d_params["weight_hh"] = rt.gemm(dz_hh.reshape(T * B, 3 * H), s_h[:T].reshape(T * B, H), trans_a=True)
-    d_params["bias_hh"] = rt.column_sum(dz_hh.reshape(T * B, 3 * H))
-    d_state0 = (d_h, )
+    d_params["weight_ih"] = gemm.gemm(dzx_ih.reshape(T * B, 3 * H), x2d, trans_a=True)
+    dx = gemm.gemm(dzx_ih.reshape(T * B, 3 * H), params["weight_ih"])
+    d_params["bias_ih"] = gemm.column_sum(dzx_ih.reshape(T * B, 3 * H))
+    d_params["weight_hh"] = gemm.gemm(dz_hh.reshape(T * B, 3 * H), s_h[:T].reshape(T * B, H), trans_a=True)
+    d_params["bias_hh"] = gemm.column_sum(dz_hh.reshape(T * B, 3 * H))
+    d_state0 = (d_h,)
     return dx.reshape(T, B, I), d_state0, {name: d_params[name] for name in PARAMS}

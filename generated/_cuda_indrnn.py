@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + versions: 53998f23362bcf88cb4a66bb775f47df79da7d2d6cf023f57e8d59a3e9a23aed
+sha256 of spec + templates + math libraries + versions: 5f820e1c104036123eb681bf4e0c5a7b4722464ccdb338b46190cc1c008319c6
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -20,14 +20,15 @@ import functools
 import math
 import types
 
-from rnngen import checks
-from rnngen import cuda_runtime as rt
-from rnngen.cuda_compat import import_cuda
+from rnngen.backends.cuda import checks, elementwise, gemm, launch
+from rnngen.backends.cuda.compat import import_cuda
+from rnngen.backends.cuda.elementwise import loop_order as _loop_order  # noqa: F401
+from rnngen.backends.cuda.mathlib import tile as _tile, relu as _relu, step as _step  # noqa: F401
 
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "indrnn"
-SPEC_SHA256 = "53998f23362bcf88cb4a66bb775f47df79da7d2d6cf023f57e8d59a3e9a23aed"
+SPEC_SHA256 = "5f820e1c104036123eb681bf4e0c5a7b4722464ccdb338b46190cc1c008319c6"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
@@ -40,94 +41,60 @@ SHARED_ROWS = 0            # weight rows per hidden unit kept on chip (all recur
 RECURRENT_LINEARS = 0
 # (kernel argument, number of dimensions): what compile-only checks need to build signatures
 KERNEL_ARGS = {
-    "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("bias_ih", 1), ("s_h", 3), ("vec_weight_hh", 1), ("_units", 0), ("_on_chip", 0), ),
-    "backward": (("lengths", 1), ("reverse", 0), ("dy", 3), ("zx_ih", 3), ("bias_ih", 1), ("s_h", 3), ("vec_weight_hh", 1), ("d_h", 2), ("dzx_ih", 3), ("dvec_weight_hh", 2), ("_units", 0), ("_on_chip", 0), ),
+    "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("bias_ih", 1), ("vec_weight_hh", 1), ("_units", 0), ("_on_chip", 0), ),
+    "backward": (("lengths", 1), ("reverse", 0), ("dy", 3), ("zx_ih", 3), ("s_h", 3), ("d_h", 2), ("dzx_ih", 3), ("dvec_weight_hh", 2), ("bias_ih", 1), ("vec_weight_hh", 1), ("_units", 0), ("_on_chip", 0), ),
 }
-
-
-# -- numerically stable pointwise functions, inlined into the kernels ---------------------------
-@cuda.jit(device=True, inline="always")
-def _sigmoid(v):
-    one = type(v)(1)
-    if v >= 0:
-        return one / (one + math.exp(-v))
-    e = math.exp(v)
-    return e / (one + e)
-
-
-@cuda.jit(device=True, inline="always")
-def _tanh(v):
-    # tanh|v| = -m / (2 + m) with m = expm1(-2|v|): no overflow, full relative accuracy near 0
-    two = type(v)(2)
-    m = math.expm1(-two * abs(v))
-    r = -m / (two + m)
-    return r if v >= 0 else -r
-
-
-@cuda.jit(device=True, inline="always")
-def _relu(v):
-    zero = type(v)(0)
-    return v if v > zero else zero
-
-
-@cuda.jit(device=True, inline="always")
-def _step(v):
-    return type(v)(1) if v > 0 else type(v)(0)
-
-
-@cuda.jit(device=True, inline="always")
-def _softplus(v):
-    zero = type(v)(0)
-    return max(v, zero) + math.log1p(math.exp(-abs(v)))
 
 
 def _kernels_for(_dtype):
     """The two persistent kernels for one element type (numba.float32 or numba.float64)."""
 
     # -- forward: one launch runs every time step ------------------------------------------
-    def forward_kernel(lengths, reverse, y, zx_ih, bias_ih, s_h, vec_weight_hh, _units, _on_chip):
+    def forward_kernel(lengths, reverse, y, zx_ih, s_h, bias_ih, vec_weight_hh, _units, _on_chip):
         T, B, H = y.shape
+        c0 = _dtype(0)
         _zero = _dtype(0)
         _j0 = cuda.blockIdx.x * _units            # this block's first hidden unit
         _nu = min(_units, H - _j0)                # how many units it owns
         _tid = cuda.threadIdx.x
         _nt = cuda.blockDim.x
-        _wsh = cuda.shared.array(0, _dtype)       # this block's rows of the recurrent weights
-        for i in range(T):
-            # fused update (this block's units j, every batch row b)
+        _wsh = cuda.shared.array(0, _dtype)       # this block's slices of the recurrent weights
+        for step in range(T):
+            # update: new states (this block's units j, every batch row b)
             for _e in range(_tid, B * _nu, _nt):
                 b = _e // _nu
                 j = _j0 + _e - b * _nu
-                if i < lengths[b]:
-                    t = lengths[b] - 1 - i if reverse else i
-                    h = s_h[i, b, j]
+                if step < lengths[b]:
+                    t = lengths[b] - 1 - step if reverse else step
+                    h = s_h[step, b, j]
                     xa = zx_ih[t, b, j] + bias_ih[j]
                     u = vec_weight_hh[j]
-                    s_h[i + 1, b, j] = _relu(h*u + xa)
-                    y[t, b, j] = s_h[i + 1, b, j]
+                    s_h[step + 1, b, j] = _relu(h*u + xa)
+                    y[t, b, j] = s_h[step + 1, b, j]
                 else:
-                    s_h[i + 1, b, j] = s_h[i, b, j]
-                    y[i, b, j] = 0
+                    s_h[step + 1, b, j] = s_h[step, b, j]
+                    y[step, b, j] = c0
 
 
     # -- backward: one launch runs the time loop in reverse --------------------------------
-    def backward_kernel(lengths, reverse, dy, zx_ih, bias_ih, s_h, vec_weight_hh, d_h, dzx_ih, dvec_weight_hh, _units, _on_chip):
+    def backward_kernel(lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih, dvec_weight_hh, bias_ih, vec_weight_hh, _units, _on_chip):
         T, B, H = dy.shape
+        c0 = _dtype(0)
         _zero = _dtype(0)
-        _j0 = cuda.blockIdx.x * _units
-        _nu = min(_units, H - _j0)
+        _j0 = cuda.blockIdx.x * _units            # this block's first hidden unit
+        _nu = min(_units, H - _j0)                # how many units it owns
         _tid = cuda.threadIdx.x
         _nt = cuda.blockDim.x
-        _wsh = cuda.shared.array(0, _dtype)       # this block's columns of the recurrent weights
-        for i in range(T - 1, -1, -1):
+        _wsh = cuda.shared.array(0, _dtype)       # this block's slices of the recurrent weights
+        for step in range(T - 1, -1, -1):
             # gradient through the update (this block's units j, every batch row b)
             for _e in range(_tid, B * _nu, _nt):
                 b = _e // _nu
                 j = _j0 + _e - b * _nu
-                if i < lengths[b]:
-                    t = lengths[b] - 1 - i if reverse else i
+                if step < lengths[b]:
+                    t = lengths[b] - 1 - step if reverse else step
                     dnext_h = d_h[b, j] + dy[t, b, j]
-                    h = s_h[i, b, j]
+                    h = s_h[step, b, j]
                     xa = zx_ih[t, b, j] + bias_ih[j]
                     u = vec_weight_hh[j]
                     tmp0 = dnext_h*_step(h*u + xa)
@@ -135,7 +102,7 @@ def _kernels_for(_dtype):
                     dzx_ih[t, b, j] = tmp0
                     dvec_weight_hh[b, j] += h*tmp0
                 else:
-                    dzx_ih[i, b, j] = 0
+                    dzx_ih[step, b, j] = c0
 
 
     return types.SimpleNamespace(forward=forward_kernel, backward=backward_kernel)
@@ -144,7 +111,7 @@ def _kernels_for(_dtype):
 @functools.lru_cache(maxsize=None)
 def _kernels(dtype):
     """Dispatchers that compile on first launch, one set per dtype."""
-    ks = _kernels_for(rt.numba_type(dtype))
+    ks = _kernels_for(checks.numba_type(dtype))
     return types.SimpleNamespace(forward=cuda.jit(ks.forward), backward=cuda.jit(ks.backward))
 
 
@@ -155,22 +122,22 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     `saved` keeps references to the device arrays x and params, not copies: do not modify them in
     place before backward(saved), or backward silently returns the gradients of the modified
     values. NaN and inf in device inputs are not checked."""
-    x, params, state0, lengths, reverse = rt.forward_inputs(x, params, state0, lengths, reverse,
-                                                            PARAMS, STATES)
+    x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
+                                                                PARAMS, STATES)
     T, B, I = x.shape
     H = checks.hidden_size(params, PARAMS)
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
-    zx_ih = rt.empty((T, B, H), dtype)
-    rt.gemm(x2d, params["weight_ih"], zx_ih.reshape(T * B, H), trans_b=True)
-    s_h = rt.empty((T + 1, B, H), dtype)
-    rt.copy(state0[0], s_h[0])
-    y = rt.empty((T, B, H), dtype)
-    rt.launch_persistent(_kernels(dtype).forward, H, B, SHARED_ROWS, RECURRENT_LINEARS, False,
-                         (lengths, reverse, y, zx_ih, params["bias_ih"], s_h, params["weight_hh"]))
-    final_states = (s_h[T], )
+    zx_ih = elementwise.empty((T, B, H), dtype)
+    gemm.gemm(x2d, params["weight_ih"], zx_ih.reshape(T * B, H), trans_b=True)
+    s_h = elementwise.empty((T + 1, B, H), dtype)
+    elementwise.copy(state0[0], s_h[0])
+    y = elementwise.empty((T, B, H), dtype)
+    launch.persistent(_kernels(dtype).forward, H, B, SHARED_ROWS, RECURRENT_LINEARS, False,
+                      (lengths, reverse, y, zx_ih, s_h, params["bias_ih"], params["weight_hh"]))
+    final_states = (s_h[T],)
     saved = checks.Saved(NAME, device=True, x=x, params=params, lengths=lengths, reverse=reverse,
-zx_ih=zx_ih, s_h=s_h, )
+                         zx_ih=zx_ih, s_h=s_h)
     return y, final_states, saved
 
 
@@ -179,7 +146,7 @@ def backward(dy, d_final, saved):
 
     Reads x and params through `saved`, by reference: they must be unchanged since forward()
     (not checked). First-order gradients."""
-    dy, d_final = rt.backward_inputs(dy, d_final, saved, NAME, STATES)
+    dy, d_final = checks.backward_inputs(dy, d_final, saved, NAME, STATES)
     x, params, lengths, reverse = saved.x, saved.params, saved.lengths, saved.reverse
     zx_ih = saved.zx_ih
     s_h = saved.s_h
@@ -188,14 +155,14 @@ def backward(dy, d_final, saved):
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
     d_h = d_final[0]
-    dzx_ih = rt.empty((T, B, H), dtype)
-    dvec_weight_hh = rt.zeros((B, H), dtype)
-    rt.launch_persistent(_kernels(dtype).backward, H, B, SHARED_ROWS, RECURRENT_LINEARS, True,
-                         (lengths, reverse, dy, zx_ih, params["bias_ih"], s_h, params["weight_hh"], d_h, dzx_ih, dvec_weight_hh))
+    dzx_ih = elementwise.empty((T, B, H), dtype)
+    dvec_weight_hh = elementwise.zeros((B, H), dtype)
+    launch.persistent(_kernels(dtype).backward, H, B, SHARED_ROWS, RECURRENT_LINEARS, True,
+                      (lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih, dvec_weight_hh, params["bias_ih"], params["weight_hh"]))
     d_params = {}
-    d_params["weight_ih"] = rt.gemm(dzx_ih.reshape(T * B, H), x2d, trans_a=True)
-    dx = rt.gemm(dzx_ih.reshape(T * B, H), params["weight_ih"])
-    d_params["bias_ih"] = rt.column_sum(dzx_ih.reshape(T * B, H))
-    d_params["weight_hh"] = rt.column_sum(dvec_weight_hh)
-    d_state0 = (d_h, )
+    d_params["weight_ih"] = gemm.gemm(dzx_ih.reshape(T * B, H), x2d, trans_a=True)
+    dx = gemm.gemm(dzx_ih.reshape(T * B, H), params["weight_ih"])
+    d_params["bias_ih"] = gemm.column_sum(dzx_ih.reshape(T * B, H))
+    d_params["weight_hh"] = gemm.column_sum(dvec_weight_hh)
+    d_state0 = (d_h,)
     return dx.reshape(T, B, I), d_state0, {name: d_params[name] for name in PARAMS}

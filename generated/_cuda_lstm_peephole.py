@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + versions: 5497646d21c0837a7d68240a8c84a22a1f1a61a55b04a765d2a8bde31232888c
+sha256 of spec + templates + math libraries + versions: 1d8f20e83287147e889a03dea5ff4c0285287721a9ce2f8cfa2e9748bd3bfe0e
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -12,6 +12,8 @@ The step, for one batch row b and hidden unit j:
     f = sigmoid(c*pf + hf + xf)
     c_next = c*f + i*tanh(hg + xg)
     o = sigmoid(c_next*po + ho + xo)
+    (xi + hi, xf + hf, xg + hg, xo + ho only appear summed:
+     the loop adds them once, as xi_hi, xf_hf, xg_hg, xo_ho, and saves the sums for backward)
     h <- o*tanh(c_next)
     c <- c_next
 
@@ -26,14 +28,15 @@ import functools
 import math
 import types
 
-from rnngen import checks
-from rnngen import cuda_runtime as rt
-from rnngen.cuda_compat import import_cuda
+from rnngen.backends.cuda import checks, elementwise, gemm, launch
+from rnngen.backends.cuda.compat import import_cuda
+from rnngen.backends.cuda.elementwise import loop_order as _loop_order  # noqa: F401
+from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "5497646d21c0837a7d68240a8c84a22a1f1a61a55b04a765d2a8bde31232888c"
+SPEC_SHA256 = "1d8f20e83287147e889a03dea5ff4c0285287721a9ce2f8cfa2e9748bd3bfe0e"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {
@@ -50,52 +53,16 @@ SHARED_ROWS = 4            # weight rows per hidden unit kept on chip (all recur
 RECURRENT_LINEARS = 1
 # (kernel argument, number of dimensions): what compile-only checks need to build signatures
 KERNEL_ARGS = {
-    "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("bias_ih", 1), ("s_h", 3), ("s_c", 3), ("weight_hh", 2), ("z_hh", 3), ("bias_hh", 1), ("vec_weight_ci", 1), ("vec_weight_cf", 1), ("vec_weight_co", 1), ("_units", 0), ("_on_chip", 0), ),
-    "backward": (("lengths", 1), ("reverse", 0), ("dy", 3), ("zx_ih", 3), ("bias_ih", 1), ("s_h", 3), ("s_c", 3), ("weight_hh", 2), ("z_hh", 3), ("bias_hh", 1), ("vec_weight_ci", 1), ("vec_weight_cf", 1), ("vec_weight_co", 1), ("d_h", 2), ("d_c", 2), ("dzx_ih", 3), ("dz_hh", 3), ("dvec_weight_ci", 2), ("dvec_weight_cf", 2), ("dvec_weight_co", 2), ("_units", 0), ("_on_chip", 0), ),
+    "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("s_c", 3), ("z_hh", 2), ("bias_ih", 1), ("weight_hh", 2), ("bias_hh", 1), ("vec_weight_ci", 1), ("vec_weight_cf", 1), ("vec_weight_co", 1), ("_units", 0), ("_on_chip", 0), ),
+    "backward": (("lengths", 1), ("reverse", 0), ("dy", 3), ("zx_ih", 3), ("s_c", 3), ("d_h", 2), ("d_c", 2), ("dz_hh", 3), ("dvec_weight_ci", 2), ("dvec_weight_cf", 2), ("dvec_weight_co", 2), ("weight_hh", 2), ("vec_weight_ci", 1), ("vec_weight_cf", 1), ("vec_weight_co", 1), ("_units", 0), ("_on_chip", 0), ),
 }
-
-
-# -- numerically stable pointwise functions, inlined into the kernels ---------------------------
-@cuda.jit(device=True, inline="always")
-def _sigmoid(v):
-    one = type(v)(1)
-    if v >= 0:
-        return one / (one + math.exp(-v))
-    e = math.exp(v)
-    return e / (one + e)
-
-
-@cuda.jit(device=True, inline="always")
-def _tanh(v):
-    # tanh|v| = -m / (2 + m) with m = expm1(-2|v|): no overflow, full relative accuracy near 0
-    two = type(v)(2)
-    m = math.expm1(-two * abs(v))
-    r = -m / (two + m)
-    return r if v >= 0 else -r
-
-
-@cuda.jit(device=True, inline="always")
-def _relu(v):
-    zero = type(v)(0)
-    return v if v > zero else zero
-
-
-@cuda.jit(device=True, inline="always")
-def _step(v):
-    return type(v)(1) if v > 0 else type(v)(0)
-
-
-@cuda.jit(device=True, inline="always")
-def _softplus(v):
-    zero = type(v)(0)
-    return max(v, zero) + math.log1p(math.exp(-abs(v)))
 
 
 def _kernels_for(_dtype):
     """The two persistent kernels for one element type (numba.float32 or numba.float64)."""
 
     # -- forward: one launch runs every time step ------------------------------------------
-    def forward_kernel(lengths, reverse, y, zx_ih, bias_ih, s_h, s_c, weight_hh, z_hh, bias_hh, vec_weight_ci, vec_weight_cf, vec_weight_co, _units, _on_chip):
+    def forward_kernel(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, bias_ih, weight_hh, bias_hh, vec_weight_ci, vec_weight_cf, vec_weight_co, _units, _on_chip):
         T, B, H = y.shape
         c0 = _dtype(0)
         c1 = _dtype(1)
@@ -104,7 +71,7 @@ def _kernels_for(_dtype):
         _nu = min(_units, H - _j0)                # how many units it owns
         _tid = cuda.threadIdx.x
         _nt = cuda.blockDim.x
-        _wsh = cuda.shared.array(0, _dtype)       # this block's rows of the recurrent weights
+        _wsh = cuda.shared.array(0, _dtype)       # this block's slices of the recurrent weights
         _grid = cuda.cg.this_grid()
         _off_hh = 0
         if _on_chip:
@@ -114,8 +81,8 @@ def _kernels_for(_dtype):
                 _g = _r // _nu
                 _wsh[_off_hh + _r * (H + 1) + _k] = weight_hh[_g * H + _j0 + _r - _g * _nu, _k]
         cuda.syncthreads()
-        for i in range(T):
-            # stage 1: z_hh[i] = s_h[i] @ weight_hh.T, rows of this block's units
+        for step in range(T):
+            # stage 1: z_hh[step] = s_h[step] @ weight_hh.T, rows of this block's units
             for _e in range(_tid, ((B + 1) // 2) * ((4 * _nu + 1) // 2), _nt):
                 _nc = (4 * _nu + 1) // 2              # tile: rows _c0, _c0 + _nc of the slice
                 _nb = (B + 1) // 2                    # ... and batch rows b, b + _nb
@@ -127,88 +94,61 @@ def _kernels_for(_dtype):
                 _row0 = _g * H + _j0 + _c0 - _g * _nu
                 _g = _c1 // _nu
                 _row1 = _g * H + _j0 + _c1 - _g * _nu
-                _v = s_h[i, b]
-                _v1 = s_h[i, _b1]
-                _a00 = _zero
-                _a01 = _zero
-                _a10 = _zero
-                _a11 = _zero
                 if _on_chip:
-                    _w = _wsh[_off_hh + _c0 * (H + 1):_off_hh + _c0 * (H + 1) + H]
-                    _w1 = _wsh[_off_hh + _c1 * (H + 1):_off_hh + _c1 * (H + 1) + H]
-                    _k = 0
-                    while _k < H:
-                        _x0 = _v[_k]
-                        _x1 = _v1[_k]
-                        _y0 = _w[_k]
-                        _y1 = _w1[_k]
-                        _a00 += _x0 * _y0
-                        _a01 += _x0 * _y1
-                        _a10 += _x1 * _y0
-                        _a11 += _x1 * _y1
-                        _k += 1
+                    _a00, _a01, _a10, _a11 = _tile(s_h[step, b], s_h[step, _b1], _wsh[_off_hh + _c0 * (H + 1):], _wsh[_off_hh + _c1 * (H + 1):], H, _zero)
                 else:
-                    _w = weight_hh[_row0]
-                    _w1 = weight_hh[_row1]
-                    _k = 0
-                    while _k < H:
-                        _x0 = _v[_k]
-                        _x1 = _v1[_k]
-                        _y0 = _w[_k]
-                        _y1 = _w1[_k]
-                        _a00 += _x0 * _y0
-                        _a01 += _x0 * _y1
-                        _a10 += _x1 * _y0
-                        _a11 += _x1 * _y1
-                        _k += 1
-                z_hh[i, b, _row0] = _a00
+                    _a00, _a01, _a10, _a11 = _tile(s_h[step, b], s_h[step, _b1], weight_hh[_row0], weight_hh[_row1], H, _zero)
+                z_hh[b, _row0] = _a00
                 if _c1 != _c0:
-                    z_hh[i, b, _row1] = _a01
+                    z_hh[b, _row1] = _a01
                 if _b1 != b:
-                    z_hh[i, _b1, _row0] = _a10
+                    z_hh[_b1, _row0] = _a10
                     if _c1 != _c0:
-                        z_hh[i, _b1, _row1] = _a11
+                        z_hh[_b1, _row1] = _a11
             cuda.syncthreads()
-            # fused update (this block's units j, every batch row b)
+            # update: new states (this block's units j, every batch row b)
             for _e in range(_tid, B * _nu, _nt):
                 b = _e // _nu
                 j = _j0 + _e - b * _nu
-                if i < lengths[b]:
-                    t = lengths[b] - 1 - i if reverse else i
-                    c = s_c[i, b, j]
-                    xi = zx_ih[t, b, j] + bias_ih[j]
-                    xf = zx_ih[t, b, H + j] + bias_ih[H + j]
-                    xg = zx_ih[t, b, 2 * H + j] + bias_ih[2 * H + j]
-                    xo = zx_ih[t, b, 3 * H + j] + bias_ih[3 * H + j]
-                    hi = z_hh[i, b, j] + bias_hh[j]
-                    hf = z_hh[i, b, H + j] + bias_hh[H + j]
-                    hg = z_hh[i, b, 2 * H + j] + bias_hh[2 * H + j]
-                    ho = z_hh[i, b, 3 * H + j] + bias_hh[3 * H + j]
+                if step < lengths[b]:
+                    t = lengths[b] - 1 - step if reverse else step
+                    c = s_c[step, b, j]
+                    xi_hi = zx_ih[t, b, j] + bias_ih[j] + z_hh[b, j] + bias_hh[j]
+                    xf_hf = zx_ih[t, b, H + j] + bias_ih[H + j] + z_hh[b, H + j] + bias_hh[H + j]
+                    xg_hg = zx_ih[t, b, 2 * H + j] + bias_ih[2 * H + j] + z_hh[b, 2 * H + j] + bias_hh[2 * H + j]
+                    xo_ho = zx_ih[t, b, 3 * H + j] + bias_ih[3 * H + j] + z_hh[b, 3 * H + j] + bias_hh[3 * H + j]
                     pi = vec_weight_ci[j]
                     pf = vec_weight_cf[j]
                     po = vec_weight_co[j]
-                    tmp0 = c*_sigmoid(c*pf + hf + xf) + _tanh(hg + xg)*_sigmoid(c*pi + hi + xi)
-                    s_h[i + 1, b, j] = _tanh(tmp0)*_sigmoid(ho + xo + tmp0*po)
-                    y[t, b, j] = s_h[i + 1, b, j]
-                    s_c[i + 1, b, j] = tmp0
+                    i = _sigmoid(c*pi + xi_hi)
+                    f = _sigmoid(c*pf + xf_hf)
+                    c_next = c*f + i*_tanh(xg_hg)
+                    o = _sigmoid(c_next*po + xo_ho)
+                    s_h[step + 1, b, j] = o*_tanh(c_next)
+                    y[t, b, j] = s_h[step + 1, b, j]
+                    s_c[step + 1, b, j] = c_next
+                    zx_ih[t, b, j] = xi_hi
+                    zx_ih[t, b, H + j] = xf_hf
+                    zx_ih[t, b, 2 * H + j] = xg_hg
+                    zx_ih[t, b, 3 * H + j] = xo_ho
                 else:
-                    s_h[i + 1, b, j] = s_h[i, b, j]
-                    s_c[i + 1, b, j] = s_c[i, b, j]
-                    y[i, b, j] = 0
+                    s_h[step + 1, b, j] = s_h[step, b, j]
+                    s_c[step + 1, b, j] = s_c[step, b, j]
+                    y[step, b, j] = c0
             _grid.sync()
 
 
     # -- backward: one launch runs the time loop in reverse --------------------------------
-    def backward_kernel(lengths, reverse, dy, zx_ih, bias_ih, s_h, s_c, weight_hh, z_hh, bias_hh, vec_weight_ci, vec_weight_cf, vec_weight_co, d_h, d_c, dzx_ih, dz_hh, dvec_weight_ci, dvec_weight_cf, dvec_weight_co, _units, _on_chip):
+    def backward_kernel(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, dvec_weight_ci, dvec_weight_cf, dvec_weight_co, weight_hh, vec_weight_ci, vec_weight_cf, vec_weight_co, _units, _on_chip):
         T, B, H = dy.shape
         c0 = _dtype(0)
         c1 = _dtype(1)
         _zero = _dtype(0)
-        _j0 = cuda.blockIdx.x * _units
-        _nu = min(_units, H - _j0)
+        _j0 = cuda.blockIdx.x * _units            # this block's first hidden unit
+        _nu = min(_units, H - _j0)                # how many units it owns
         _tid = cuda.threadIdx.x
         _nt = cuda.blockDim.x
-        _wsh = cuda.shared.array(0, _dtype)       # this block's columns of the recurrent weights
+        _wsh = cuda.shared.array(0, _dtype)       # this block's slices of the recurrent weights
         _grid = cuda.cg.this_grid()
         _off_hh = 0
         if _on_chip:
@@ -217,77 +157,54 @@ def _kernels_for(_dtype):
                 _k = _e - _u * (4 * H)
                 _wsh[_off_hh + _u * (4 * H + 1) + _k] = weight_hh[_k, _j0 + _u]
         cuda.syncthreads()
-        for i in range(T - 1, -1, -1):
+        for step in range(T - 1, -1, -1):
             # gradient through the update (this block's units j, every batch row b)
             for _e in range(_tid, B * _nu, _nt):
                 b = _e // _nu
                 j = _j0 + _e - b * _nu
-                if i < lengths[b]:
-                    t = lengths[b] - 1 - i if reverse else i
+                if step < lengths[b]:
+                    t = lengths[b] - 1 - step if reverse else step
                     dnext_h = d_h[b, j] + dy[t, b, j]
                     dnext_c = d_c[b, j]
-                    c = s_c[i, b, j]
-                    xi = zx_ih[t, b, j] + bias_ih[j]
-                    xf = zx_ih[t, b, H + j] + bias_ih[H + j]
-                    xg = zx_ih[t, b, 2 * H + j] + bias_ih[2 * H + j]
-                    xo = zx_ih[t, b, 3 * H + j] + bias_ih[3 * H + j]
-                    hi = z_hh[i, b, j] + bias_hh[j]
-                    hf = z_hh[i, b, H + j] + bias_hh[H + j]
-                    hg = z_hh[i, b, 2 * H + j] + bias_hh[2 * H + j]
-                    ho = z_hh[i, b, 3 * H + j] + bias_hh[3 * H + j]
+                    c = s_c[step, b, j]
+                    xi_hi = zx_ih[t, b, j]
+                    xf_hf = zx_ih[t, b, H + j]
+                    xg_hg = zx_ih[t, b, 2 * H + j]
+                    xo_ho = zx_ih[t, b, 3 * H + j]
                     pi = vec_weight_ci[j]
                     pf = vec_weight_cf[j]
                     po = vec_weight_co[j]
-                    tmp0 = c*pf
-                    tmp1 = _sigmoid(hf + xf + tmp0)
-                    tmp2 = c1 - tmp1
-                    tmp3 = tmp1*tmp2
-                    tmp4 = _sigmoid(c*pi + hi + xi)
-                    tmp5 = _tanh(hg + xg)
-                    tmp6 = tmp4*tmp5
-                    tmp7 = tmp6*(c1 - tmp4)
-                    tmp8 = tmp0*tmp3 + tmp1 + tmp7*pi
-                    tmp9 = c*tmp1
-                    tmp10 = tmp6 + tmp9
-                    tmp11 = _tanh(tmp10)
-                    tmp12 = _sigmoid(ho + xo + tmp10*po)
-                    tmp13 = tmp12*(c1 - (tmp11*tmp11))
-                    tmp14 = tmp11*tmp12*(c1 - tmp12)
-                    tmp15 = tmp14*po
-                    tmp16 = dnext_c*tmp7
-                    tmp17 = tmp13*tmp7
-                    tmp18 = tmp15*tmp7
-                    tmp19 = dnext_h*(tmp17 + tmp18) + tmp16
-                    tmp20 = tmp2*tmp9
-                    tmp21 = dnext_c*tmp20 + dnext_h*(tmp13*tmp20 + tmp15*tmp20)
-                    tmp22 = tmp4*(c1 - (tmp5*tmp5))
-                    tmp23 = dnext_c*tmp22 + dnext_h*(tmp13*tmp22 + tmp15*tmp22)
-                    tmp24 = dnext_h*tmp14
-                    tmp25 = (c*c)*tmp3
+                    i = _sigmoid(c*pi + xi_hi)
+                    f = _sigmoid(c*pf + xf_hf)
+                    tmp0 = c*f
+                    tmp1 = _tanh(xg_hg)
+                    c_next = i*tmp1 + tmp0
+                    o = _sigmoid(c_next*po + xo_ho)
+                    tmp2 = _tanh(c_next)
+                    d_o = dnext_h*tmp2
+                    tmp3 = d_o*o*(c1 - o)
+                    d_c_next = dnext_c + dnext_h*o*(c1 - (tmp2*tmp2)) + po*tmp3
+                    d_f = c*d_c_next
+                    d_i = d_c_next*tmp1
+                    tmp4 = d_f*(c1 - f)
+                    tmp5 = f*tmp4
+                    tmp6 = d_i*i*(c1 - i)
                     d_h[b, j] = c0
-                    d_c[b, j] = dnext_c*tmp8 + dnext_h*(tmp13*tmp8 + tmp15*tmp8)
-                    dz_hh[i, b, j] = tmp19
-                    dz_hh[i, b, H + j] = tmp21
-                    dz_hh[i, b, 2 * H + j] = tmp23
-                    dz_hh[i, b, 3 * H + j] = tmp24
-                    dzx_ih[t, b, j] = tmp19
-                    dzx_ih[t, b, H + j] = tmp21
-                    dzx_ih[t, b, 2 * H + j] = tmp23
-                    dzx_ih[t, b, 3 * H + j] = tmp24
-                    dvec_weight_cf[b, j] += dnext_c*tmp25 + dnext_h*(tmp13*tmp25 + tmp15*tmp25)
-                    dvec_weight_ci[b, j] += c*tmp16 + dnext_h*(c*tmp17 + c*tmp18)
-                    dvec_weight_co[b, j] += tmp10*tmp24
+                    d_c[b, j] = d_c_next*f + pf*tmp5 + pi*tmp6
+                    dz_hh[step, b, j] = tmp6
+                    dz_hh[step, b, H + j] = tmp5
+                    dz_hh[step, b, 2 * H + j] = d_c_next*i*(c1 - (tmp1*tmp1))
+                    dz_hh[step, b, 3 * H + j] = tmp3
+                    dvec_weight_cf[b, j] += tmp0*tmp4
+                    dvec_weight_ci[b, j] += c*tmp6
+                    dvec_weight_co[b, j] += c_next*tmp3
                 else:
-                    dzx_ih[i, b, j] = 0
-                    dzx_ih[i, b, H + j] = 0
-                    dzx_ih[i, b, 2 * H + j] = 0
-                    dzx_ih[i, b, 3 * H + j] = 0
-                    dz_hh[i, b, j] = 0
-                    dz_hh[i, b, H + j] = 0
-                    dz_hh[i, b, 2 * H + j] = 0
-                    dz_hh[i, b, 3 * H + j] = 0
+                    dz_hh[step, b, j] = c0
+                    dz_hh[step, b, H + j] = c0
+                    dz_hh[step, b, 2 * H + j] = c0
+                    dz_hh[step, b, 3 * H + j] = c0
             _grid.sync()
-            # stage 1: columns of this block's units of dz_hh[i] @ weight_hh
+            # stage 1: columns of this block's units of dz_hh[step] @ weight_hh
             for _e in range(_tid, ((B + 1) // 2) * ((_nu + 1) // 2), _nt):
                 _nc = (_nu + 1) // 2                 # tile: units _c0, _c0 + _nc of this block
                 _nb = (B + 1) // 2                    # ... and batch rows b, b + _nb
@@ -297,38 +214,10 @@ def _kernels_for(_dtype):
                 _b1 = b + _nb if b + _nb < B else b
                 j = _j0 + _c0
                 _j1 = _j0 + _c1
-                _v = dz_hh[i, b]
-                _v1 = dz_hh[i, _b1]
-                _a00 = _zero
-                _a01 = _zero
-                _a10 = _zero
-                _a11 = _zero
                 if _on_chip:
-                    _w = _wsh[_off_hh + _c0 * (4 * H + 1):_off_hh + _c0 * (4 * H + 1) + 4 * H]
-                    _w1 = _wsh[_off_hh + _c1 * (4 * H + 1):_off_hh + _c1 * (4 * H + 1) + 4 * H]
-                    _k = 0
-                    while _k < 4 * H:
-                        _x0 = _v[_k]
-                        _x1 = _v1[_k]
-                        _y0 = _w[_k]
-                        _y1 = _w1[_k]
-                        _a00 += _x0 * _y0
-                        _a01 += _x0 * _y1
-                        _a10 += _x1 * _y0
-                        _a11 += _x1 * _y1
-                        _k += 1
+                    _a00, _a01, _a10, _a11 = _tile(dz_hh[step, b], dz_hh[step, _b1], _wsh[_off_hh + _c0 * (4 * H + 1):], _wsh[_off_hh + _c1 * (4 * H + 1):], 4 * H, _zero)
                 else:
-                    _k = 0
-                    while _k < 4 * H:
-                        _x0 = _v[_k]
-                        _x1 = _v1[_k]
-                        _y0 = weight_hh[_k, j]
-                        _y1 = weight_hh[_k, _j1]
-                        _a00 += _x0 * _y0
-                        _a01 += _x0 * _y1
-                        _a10 += _x1 * _y0
-                        _a11 += _x1 * _y1
-                        _k += 1
+                    _a00, _a01, _a10, _a11 = _tile(dz_hh[step, b], dz_hh[step, _b1], weight_hh[:, j], weight_hh[:, _j1], 4 * H, _zero)
                 d_h[b, j] += _a00
                 if _c1 != _c0:
                     d_h[b, _j1] += _a01
@@ -345,7 +234,7 @@ def _kernels_for(_dtype):
 @functools.lru_cache(maxsize=None)
 def _kernels(dtype):
     """Dispatchers that compile on first launch, one set per dtype."""
-    ks = _kernels_for(rt.numba_type(dtype))
+    ks = _kernels_for(checks.numba_type(dtype))
     return types.SimpleNamespace(forward=cuda.jit(ks.forward), backward=cuda.jit(ks.backward))
 
 
@@ -356,25 +245,25 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     `saved` keeps references to the device arrays x and params, not copies: do not modify them in
     place before backward(saved), or backward silently returns the gradients of the modified
     values. NaN and inf in device inputs are not checked."""
-    x, params, state0, lengths, reverse = rt.forward_inputs(x, params, state0, lengths, reverse,
-                                                            PARAMS, STATES)
+    x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
+                                                                PARAMS, STATES)
     T, B, I = x.shape
     H = checks.hidden_size(params, PARAMS)
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
-    zx_ih = rt.empty((T, B, 4 * H), dtype)
-    rt.gemm(x2d, params["weight_ih"], zx_ih.reshape(T * B, 4 * H), trans_b=True)
-    s_h = rt.empty((T + 1, B, H), dtype)
-    rt.copy(state0[0], s_h[0])
-    s_c = rt.empty((T + 1, B, H), dtype)
-    rt.copy(state0[1], s_c[0])
-    z_hh = rt.empty((T, B, 4 * H), dtype)
-    y = rt.empty((T, B, H), dtype)
-    rt.launch_persistent(_kernels(dtype).forward, H, B, SHARED_ROWS, RECURRENT_LINEARS, False,
-                         (lengths, reverse, y, zx_ih, params["bias_ih"], s_h, s_c, params["weight_hh"], z_hh, params["bias_hh"], params["weight_ci"], params["weight_cf"], params["weight_co"]))
-    final_states = (s_h[T], s_c[T], )
+    zx_ih = elementwise.empty((T, B, 4 * H), dtype)
+    gemm.gemm(x2d, params["weight_ih"], zx_ih.reshape(T * B, 4 * H), trans_b=True)
+    s_h = elementwise.empty((T + 1, B, H), dtype)
+    elementwise.copy(state0[0], s_h[0])
+    s_c = elementwise.empty((T + 1, B, H), dtype)
+    elementwise.copy(state0[1], s_c[0])
+    z_hh = elementwise.empty((B, 4 * H), dtype)
+    y = elementwise.empty((T, B, H), dtype)
+    launch.persistent(_kernels(dtype).forward, H, B, SHARED_ROWS, RECURRENT_LINEARS, False,
+                      (lengths, reverse, y, zx_ih, s_h, s_c, z_hh, params["bias_ih"], params["weight_hh"], params["bias_hh"], params["weight_ci"], params["weight_cf"], params["weight_co"]))
+    final_states = (s_h[T], s_c[T],)
     saved = checks.Saved(NAME, device=True, x=x, params=params, lengths=lengths, reverse=reverse,
-zx_ih=zx_ih, s_h=s_h, s_c=s_c, z_hh=z_hh, )
+                         zx_ih=zx_ih, s_h=s_h, s_c=s_c)
     return y, final_states, saved
 
 
@@ -383,33 +272,35 @@ def backward(dy, d_final, saved):
 
     Reads x and params through `saved`, by reference: they must be unchanged since forward()
     (not checked). First-order gradients."""
-    dy, d_final = rt.backward_inputs(dy, d_final, saved, NAME, STATES)
+    dy, d_final = checks.backward_inputs(dy, d_final, saved, NAME, STATES)
     x, params, lengths, reverse = saved.x, saved.params, saved.lengths, saved.reverse
     zx_ih = saved.zx_ih
     s_h = saved.s_h
     s_c = saved.s_c
-    z_hh = saved.z_hh
     T, B, I = x.shape
     H = dy.shape[2]
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
     d_h = d_final[0]
     d_c = d_final[1]
-    dzx_ih = rt.empty((T, B, 4 * H), dtype)
-    dz_hh = rt.empty((T, B, 4 * H), dtype)
-    dvec_weight_ci = rt.zeros((B, H), dtype)
-    dvec_weight_cf = rt.zeros((B, H), dtype)
-    dvec_weight_co = rt.zeros((B, H), dtype)
-    rt.launch_persistent(_kernels(dtype).backward, H, B, SHARED_ROWS, RECURRENT_LINEARS, True,
-                         (lengths, reverse, dy, zx_ih, params["bias_ih"], s_h, s_c, params["weight_hh"], z_hh, params["bias_hh"], params["weight_ci"], params["weight_cf"], params["weight_co"], d_h, d_c, dzx_ih, dz_hh, dvec_weight_ci, dvec_weight_cf, dvec_weight_co))
+    dz_hh = elementwise.empty((T, B, 4 * H), dtype)
+    dvec_weight_ci = elementwise.zeros((B, H), dtype)
+    dvec_weight_cf = elementwise.zeros((B, H), dtype)
+    dvec_weight_co = elementwise.zeros((B, H), dtype)
+    launch.persistent(_kernels(dtype).backward, H, B, SHARED_ROWS, RECURRENT_LINEARS, True,
+                      (lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, dvec_weight_ci, dvec_weight_cf, dvec_weight_co, params["weight_hh"], params["weight_ci"], params["weight_cf"], params["weight_co"]))
     d_params = {}
-    d_params["weight_ih"] = rt.gemm(dzx_ih.reshape(T * B, 4 * H), x2d, trans_a=True)
-    dx = rt.gemm(dzx_ih.reshape(T * B, 4 * H), params["weight_ih"])
-    d_params["bias_ih"] = rt.column_sum(dzx_ih.reshape(T * B, 4 * H))
-    d_params["weight_hh"] = rt.gemm(dz_hh.reshape(T * B, 4 * H), s_h[:T].reshape(T * B, H), trans_a=True)
-    d_params["bias_hh"] = rt.column_sum(dz_hh.reshape(T * B, 4 * H))
-    d_params["weight_ci"] = rt.column_sum(dvec_weight_ci)
-    d_params["weight_cf"] = rt.column_sum(dvec_weight_cf)
-    d_params["weight_co"] = rt.column_sum(dvec_weight_co)
-    d_state0 = (d_h, d_c, )
+    # dz_hh is the gradient of ih's pre-activation too (the two add up); it is in loop order,
+    # so a reversed run puts x and dx in loop order too
+    x_loop = x2d if not reverse else _loop_order(x, lengths).reshape(T * B, I)
+    d_params["weight_ih"] = gemm.gemm(dz_hh.reshape(T * B, 4 * H), x_loop, trans_a=True)
+    dx_ih = gemm.gemm(dz_hh.reshape(T * B, 4 * H), params["weight_ih"])
+    dx = dx_ih if not reverse else _loop_order(dx_ih.reshape(T, B, I), lengths).reshape(T * B, I)
+    d_params["bias_ih"] = gemm.column_sum(dz_hh.reshape(T * B, 4 * H))
+    d_params["weight_hh"] = gemm.gemm(dz_hh.reshape(T * B, 4 * H), s_h[:T].reshape(T * B, H), trans_a=True)
+    d_params["bias_hh"] = elementwise.copy(d_params["bias_ih"])
+    d_params["weight_ci"] = gemm.column_sum(dvec_weight_ci)
+    d_params["weight_cf"] = gemm.column_sum(dvec_weight_cf)
+    d_params["weight_co"] = gemm.column_sum(dvec_weight_co)
+    d_state0 = (d_h, d_c,)
     return dx.reshape(T, B, I), d_state0, {name: d_params[name] for name in PARAMS}

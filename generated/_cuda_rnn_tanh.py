@@ -2,12 +2,14 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + versions: f47077f3cf22f32954db4ca2e4fb06672e8c4e29e5bd8837f58846daa89ed0c4
+sha256 of spec + templates + math libraries + versions: eb2b65b0bdbaf2d046e5089555bc8e282f75b0214194c27053aadf2d3eec309e
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
     xa = (x) @ weight_ih.T + bias_ih    [hoisted before the loop]
     ha = (h) @ weight_hh.T + bias_hh    [stage 1]
+    (xa + ha only appear summed:
+     the loop adds them once, as xa_ha, and saves the sums for backward)
     h <- tanh(ha + xa)
 
 forward() and backward() take and return device arrays (numba device arrays, or anything with
@@ -21,14 +23,15 @@ import functools
 import math
 import types
 
-from rnngen import checks
-from rnngen import cuda_runtime as rt
-from rnngen.cuda_compat import import_cuda
+from rnngen.backends.cuda import checks, elementwise, gemm, launch
+from rnngen.backends.cuda.compat import import_cuda
+from rnngen.backends.cuda.elementwise import loop_order as _loop_order  # noqa: F401
+from rnngen.backends.cuda.mathlib import tile as _tile, tanh as _tanh  # noqa: F401
 
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "f47077f3cf22f32954db4ca2e4fb06672e8c4e29e5bd8837f58846daa89ed0c4"
+SPEC_SHA256 = "eb2b65b0bdbaf2d046e5089555bc8e282f75b0214194c27053aadf2d3eec309e"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
@@ -42,52 +45,16 @@ SHARED_ROWS = 1            # weight rows per hidden unit kept on chip (all recur
 RECURRENT_LINEARS = 1
 # (kernel argument, number of dimensions): what compile-only checks need to build signatures
 KERNEL_ARGS = {
-    "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("bias_ih", 1), ("s_h", 3), ("weight_hh", 2), ("z_hh", 3), ("bias_hh", 1), ("_units", 0), ("_on_chip", 0), ),
-    "backward": (("lengths", 1), ("reverse", 0), ("dy", 3), ("zx_ih", 3), ("bias_ih", 1), ("s_h", 3), ("weight_hh", 2), ("z_hh", 3), ("bias_hh", 1), ("d_h", 2), ("dzx_ih", 3), ("dz_hh", 3), ("_units", 0), ("_on_chip", 0), ),
+    "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("z_hh", 2), ("bias_ih", 1), ("weight_hh", 2), ("bias_hh", 1), ("_units", 0), ("_on_chip", 0), ),
+    "backward": (("lengths", 1), ("reverse", 0), ("dy", 3), ("zx_ih", 3), ("d_h", 2), ("dz_hh", 3), ("weight_hh", 2), ("_units", 0), ("_on_chip", 0), ),
 }
-
-
-# -- numerically stable pointwise functions, inlined into the kernels ---------------------------
-@cuda.jit(device=True, inline="always")
-def _sigmoid(v):
-    one = type(v)(1)
-    if v >= 0:
-        return one / (one + math.exp(-v))
-    e = math.exp(v)
-    return e / (one + e)
-
-
-@cuda.jit(device=True, inline="always")
-def _tanh(v):
-    # tanh|v| = -m / (2 + m) with m = expm1(-2|v|): no overflow, full relative accuracy near 0
-    two = type(v)(2)
-    m = math.expm1(-two * abs(v))
-    r = -m / (two + m)
-    return r if v >= 0 else -r
-
-
-@cuda.jit(device=True, inline="always")
-def _relu(v):
-    zero = type(v)(0)
-    return v if v > zero else zero
-
-
-@cuda.jit(device=True, inline="always")
-def _step(v):
-    return type(v)(1) if v > 0 else type(v)(0)
-
-
-@cuda.jit(device=True, inline="always")
-def _softplus(v):
-    zero = type(v)(0)
-    return max(v, zero) + math.log1p(math.exp(-abs(v)))
 
 
 def _kernels_for(_dtype):
     """The two persistent kernels for one element type (numba.float32 or numba.float64)."""
 
     # -- forward: one launch runs every time step ------------------------------------------
-    def forward_kernel(lengths, reverse, y, zx_ih, bias_ih, s_h, weight_hh, z_hh, bias_hh, _units, _on_chip):
+    def forward_kernel(lengths, reverse, y, zx_ih, s_h, z_hh, bias_ih, weight_hh, bias_hh, _units, _on_chip):
         T, B, H = y.shape
         c0 = _dtype(0)
         c1 = _dtype(1)
@@ -96,7 +63,7 @@ def _kernels_for(_dtype):
         _nu = min(_units, H - _j0)                # how many units it owns
         _tid = cuda.threadIdx.x
         _nt = cuda.blockDim.x
-        _wsh = cuda.shared.array(0, _dtype)       # this block's rows of the recurrent weights
+        _wsh = cuda.shared.array(0, _dtype)       # this block's slices of the recurrent weights
         _grid = cuda.cg.this_grid()
         _off_hh = 0
         if _on_chip:
@@ -106,8 +73,8 @@ def _kernels_for(_dtype):
                 _g = _r // _nu
                 _wsh[_off_hh + _r * (H + 1) + _k] = weight_hh[_g * H + _j0 + _r - _g * _nu, _k]
         cuda.syncthreads()
-        for i in range(T):
-            # stage 1: z_hh[i] = s_h[i] @ weight_hh.T, rows of this block's units
+        for step in range(T):
+            # stage 1: z_hh[step] = s_h[step] @ weight_hh.T, rows of this block's units
             for _e in range(_tid, ((B + 1) // 2) * ((_nu + 1) // 2), _nt):
                 _nc = (_nu + 1) // 2              # tile: rows _c0, _c0 + _nc of the slice
                 _nb = (B + 1) // 2                    # ... and batch rows b, b + _nb
@@ -119,75 +86,45 @@ def _kernels_for(_dtype):
                 _row0 = _g * H + _j0 + _c0 - _g * _nu
                 _g = _c1 // _nu
                 _row1 = _g * H + _j0 + _c1 - _g * _nu
-                _v = s_h[i, b]
-                _v1 = s_h[i, _b1]
-                _a00 = _zero
-                _a01 = _zero
-                _a10 = _zero
-                _a11 = _zero
                 if _on_chip:
-                    _w = _wsh[_off_hh + _c0 * (H + 1):_off_hh + _c0 * (H + 1) + H]
-                    _w1 = _wsh[_off_hh + _c1 * (H + 1):_off_hh + _c1 * (H + 1) + H]
-                    _k = 0
-                    while _k < H:
-                        _x0 = _v[_k]
-                        _x1 = _v1[_k]
-                        _y0 = _w[_k]
-                        _y1 = _w1[_k]
-                        _a00 += _x0 * _y0
-                        _a01 += _x0 * _y1
-                        _a10 += _x1 * _y0
-                        _a11 += _x1 * _y1
-                        _k += 1
+                    _a00, _a01, _a10, _a11 = _tile(s_h[step, b], s_h[step, _b1], _wsh[_off_hh + _c0 * (H + 1):], _wsh[_off_hh + _c1 * (H + 1):], H, _zero)
                 else:
-                    _w = weight_hh[_row0]
-                    _w1 = weight_hh[_row1]
-                    _k = 0
-                    while _k < H:
-                        _x0 = _v[_k]
-                        _x1 = _v1[_k]
-                        _y0 = _w[_k]
-                        _y1 = _w1[_k]
-                        _a00 += _x0 * _y0
-                        _a01 += _x0 * _y1
-                        _a10 += _x1 * _y0
-                        _a11 += _x1 * _y1
-                        _k += 1
-                z_hh[i, b, _row0] = _a00
+                    _a00, _a01, _a10, _a11 = _tile(s_h[step, b], s_h[step, _b1], weight_hh[_row0], weight_hh[_row1], H, _zero)
+                z_hh[b, _row0] = _a00
                 if _c1 != _c0:
-                    z_hh[i, b, _row1] = _a01
+                    z_hh[b, _row1] = _a01
                 if _b1 != b:
-                    z_hh[i, _b1, _row0] = _a10
+                    z_hh[_b1, _row0] = _a10
                     if _c1 != _c0:
-                        z_hh[i, _b1, _row1] = _a11
+                        z_hh[_b1, _row1] = _a11
             cuda.syncthreads()
-            # fused update (this block's units j, every batch row b)
+            # update: new states (this block's units j, every batch row b)
             for _e in range(_tid, B * _nu, _nt):
                 b = _e // _nu
                 j = _j0 + _e - b * _nu
-                if i < lengths[b]:
-                    t = lengths[b] - 1 - i if reverse else i
-                    xa = zx_ih[t, b, j] + bias_ih[j]
-                    ha = z_hh[i, b, j] + bias_hh[j]
-                    s_h[i + 1, b, j] = _tanh(ha + xa)
-                    y[t, b, j] = s_h[i + 1, b, j]
+                if step < lengths[b]:
+                    t = lengths[b] - 1 - step if reverse else step
+                    xa_ha = zx_ih[t, b, j] + bias_ih[j] + z_hh[b, j] + bias_hh[j]
+                    s_h[step + 1, b, j] = _tanh(xa_ha)
+                    y[t, b, j] = s_h[step + 1, b, j]
+                    zx_ih[t, b, j] = xa_ha
                 else:
-                    s_h[i + 1, b, j] = s_h[i, b, j]
-                    y[i, b, j] = 0
+                    s_h[step + 1, b, j] = s_h[step, b, j]
+                    y[step, b, j] = c0
             _grid.sync()
 
 
     # -- backward: one launch runs the time loop in reverse --------------------------------
-    def backward_kernel(lengths, reverse, dy, zx_ih, bias_ih, s_h, weight_hh, z_hh, bias_hh, d_h, dzx_ih, dz_hh, _units, _on_chip):
+    def backward_kernel(lengths, reverse, dy, zx_ih, d_h, dz_hh, weight_hh, _units, _on_chip):
         T, B, H = dy.shape
         c0 = _dtype(0)
         c1 = _dtype(1)
         _zero = _dtype(0)
-        _j0 = cuda.blockIdx.x * _units
-        _nu = min(_units, H - _j0)
+        _j0 = cuda.blockIdx.x * _units            # this block's first hidden unit
+        _nu = min(_units, H - _j0)                # how many units it owns
         _tid = cuda.threadIdx.x
         _nt = cuda.blockDim.x
-        _wsh = cuda.shared.array(0, _dtype)       # this block's columns of the recurrent weights
+        _wsh = cuda.shared.array(0, _dtype)       # this block's slices of the recurrent weights
         _grid = cuda.cg.this_grid()
         _off_hh = 0
         if _on_chip:
@@ -196,25 +133,21 @@ def _kernels_for(_dtype):
                 _k = _e - _u * H
                 _wsh[_off_hh + _u * (H + 1) + _k] = weight_hh[_k, _j0 + _u]
         cuda.syncthreads()
-        for i in range(T - 1, -1, -1):
+        for step in range(T - 1, -1, -1):
             # gradient through the update (this block's units j, every batch row b)
             for _e in range(_tid, B * _nu, _nt):
                 b = _e // _nu
                 j = _j0 + _e - b * _nu
-                if i < lengths[b]:
-                    t = lengths[b] - 1 - i if reverse else i
+                if step < lengths[b]:
+                    t = lengths[b] - 1 - step if reverse else step
                     dnext_h = d_h[b, j] + dy[t, b, j]
-                    xa = zx_ih[t, b, j] + bias_ih[j]
-                    ha = z_hh[i, b, j] + bias_hh[j]
-                    tmp0 = dnext_h*(c1 - (_tanh(ha + xa)*_tanh(ha + xa)))
+                    xa_ha = zx_ih[t, b, j]
                     d_h[b, j] = c0
-                    dz_hh[i, b, j] = tmp0
-                    dzx_ih[t, b, j] = tmp0
+                    dz_hh[step, b, j] = dnext_h*(c1 - (_tanh(xa_ha)*_tanh(xa_ha)))
                 else:
-                    dzx_ih[i, b, j] = 0
-                    dz_hh[i, b, j] = 0
+                    dz_hh[step, b, j] = c0
             _grid.sync()
-            # stage 1: columns of this block's units of dz_hh[i] @ weight_hh
+            # stage 1: columns of this block's units of dz_hh[step] @ weight_hh
             for _e in range(_tid, ((B + 1) // 2) * ((_nu + 1) // 2), _nt):
                 _nc = (_nu + 1) // 2                 # tile: units _c0, _c0 + _nc of this block
                 _nb = (B + 1) // 2                    # ... and batch rows b, b + _nb
@@ -224,38 +157,10 @@ def _kernels_for(_dtype):
                 _b1 = b + _nb if b + _nb < B else b
                 j = _j0 + _c0
                 _j1 = _j0 + _c1
-                _v = dz_hh[i, b]
-                _v1 = dz_hh[i, _b1]
-                _a00 = _zero
-                _a01 = _zero
-                _a10 = _zero
-                _a11 = _zero
                 if _on_chip:
-                    _w = _wsh[_off_hh + _c0 * (H + 1):_off_hh + _c0 * (H + 1) + H]
-                    _w1 = _wsh[_off_hh + _c1 * (H + 1):_off_hh + _c1 * (H + 1) + H]
-                    _k = 0
-                    while _k < H:
-                        _x0 = _v[_k]
-                        _x1 = _v1[_k]
-                        _y0 = _w[_k]
-                        _y1 = _w1[_k]
-                        _a00 += _x0 * _y0
-                        _a01 += _x0 * _y1
-                        _a10 += _x1 * _y0
-                        _a11 += _x1 * _y1
-                        _k += 1
+                    _a00, _a01, _a10, _a11 = _tile(dz_hh[step, b], dz_hh[step, _b1], _wsh[_off_hh + _c0 * (H + 1):], _wsh[_off_hh + _c1 * (H + 1):], H, _zero)
                 else:
-                    _k = 0
-                    while _k < H:
-                        _x0 = _v[_k]
-                        _x1 = _v1[_k]
-                        _y0 = weight_hh[_k, j]
-                        _y1 = weight_hh[_k, _j1]
-                        _a00 += _x0 * _y0
-                        _a01 += _x0 * _y1
-                        _a10 += _x1 * _y0
-                        _a11 += _x1 * _y1
-                        _k += 1
+                    _a00, _a01, _a10, _a11 = _tile(dz_hh[step, b], dz_hh[step, _b1], weight_hh[:, j], weight_hh[:, _j1], H, _zero)
                 d_h[b, j] += _a00
                 if _c1 != _c0:
                     d_h[b, _j1] += _a01
@@ -272,7 +177,7 @@ def _kernels_for(_dtype):
 @functools.lru_cache(maxsize=None)
 def _kernels(dtype):
     """Dispatchers that compile on first launch, one set per dtype."""
-    ks = _kernels_for(rt.numba_type(dtype))
+    ks = _kernels_for(checks.numba_type(dtype))
     return types.SimpleNamespace(forward=cuda.jit(ks.forward), backward=cuda.jit(ks.backward))
 
 
@@ -283,23 +188,23 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     `saved` keeps references to the device arrays x and params, not copies: do not modify them in
     place before backward(saved), or backward silently returns the gradients of the modified
     values. NaN and inf in device inputs are not checked."""
-    x, params, state0, lengths, reverse = rt.forward_inputs(x, params, state0, lengths, reverse,
-                                                            PARAMS, STATES)
+    x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
+                                                                PARAMS, STATES)
     T, B, I = x.shape
     H = checks.hidden_size(params, PARAMS)
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
-    zx_ih = rt.empty((T, B, H), dtype)
-    rt.gemm(x2d, params["weight_ih"], zx_ih.reshape(T * B, H), trans_b=True)
-    s_h = rt.empty((T + 1, B, H), dtype)
-    rt.copy(state0[0], s_h[0])
-    z_hh = rt.empty((T, B, H), dtype)
-    y = rt.empty((T, B, H), dtype)
-    rt.launch_persistent(_kernels(dtype).forward, H, B, SHARED_ROWS, RECURRENT_LINEARS, False,
-                         (lengths, reverse, y, zx_ih, params["bias_ih"], s_h, params["weight_hh"], z_hh, params["bias_hh"]))
-    final_states = (s_h[T], )
+    zx_ih = elementwise.empty((T, B, H), dtype)
+    gemm.gemm(x2d, params["weight_ih"], zx_ih.reshape(T * B, H), trans_b=True)
+    s_h = elementwise.empty((T + 1, B, H), dtype)
+    elementwise.copy(state0[0], s_h[0])
+    z_hh = elementwise.empty((B, H), dtype)
+    y = elementwise.empty((T, B, H), dtype)
+    launch.persistent(_kernels(dtype).forward, H, B, SHARED_ROWS, RECURRENT_LINEARS, False,
+                      (lengths, reverse, y, zx_ih, s_h, z_hh, params["bias_ih"], params["weight_hh"], params["bias_hh"]))
+    final_states = (s_h[T],)
     saved = checks.Saved(NAME, device=True, x=x, params=params, lengths=lengths, reverse=reverse,
-zx_ih=zx_ih, s_h=s_h, z_hh=z_hh, )
+                         zx_ih=zx_ih, s_h=s_h)
     return y, final_states, saved
 
 
@@ -308,25 +213,27 @@ def backward(dy, d_final, saved):
 
     Reads x and params through `saved`, by reference: they must be unchanged since forward()
     (not checked). First-order gradients."""
-    dy, d_final = rt.backward_inputs(dy, d_final, saved, NAME, STATES)
+    dy, d_final = checks.backward_inputs(dy, d_final, saved, NAME, STATES)
     x, params, lengths, reverse = saved.x, saved.params, saved.lengths, saved.reverse
     zx_ih = saved.zx_ih
     s_h = saved.s_h
-    z_hh = saved.z_hh
     T, B, I = x.shape
     H = dy.shape[2]
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
     d_h = d_final[0]
-    dzx_ih = rt.empty((T, B, H), dtype)
-    dz_hh = rt.empty((T, B, H), dtype)
-    rt.launch_persistent(_kernels(dtype).backward, H, B, SHARED_ROWS, RECURRENT_LINEARS, True,
-                         (lengths, reverse, dy, zx_ih, params["bias_ih"], s_h, params["weight_hh"], z_hh, params["bias_hh"], d_h, dzx_ih, dz_hh))
+    dz_hh = elementwise.empty((T, B, H), dtype)
+    launch.persistent(_kernels(dtype).backward, H, B, SHARED_ROWS, RECURRENT_LINEARS, True,
+                      (lengths, reverse, dy, zx_ih, d_h, dz_hh, params["weight_hh"]))
     d_params = {}
-    d_params["weight_ih"] = rt.gemm(dzx_ih.reshape(T * B, H), x2d, trans_a=True)
-    dx = rt.gemm(dzx_ih.reshape(T * B, H), params["weight_ih"])
-    d_params["bias_ih"] = rt.column_sum(dzx_ih.reshape(T * B, H))
-    d_params["weight_hh"] = rt.gemm(dz_hh.reshape(T * B, H), s_h[:T].reshape(T * B, H), trans_a=True)
-    d_params["bias_hh"] = rt.column_sum(dz_hh.reshape(T * B, H))
-    d_state0 = (d_h, )
+    # dz_hh is the gradient of ih's pre-activation too (the two add up); it is in loop order,
+    # so a reversed run puts x and dx in loop order too
+    x_loop = x2d if not reverse else _loop_order(x, lengths).reshape(T * B, I)
+    d_params["weight_ih"] = gemm.gemm(dz_hh.reshape(T * B, H), x_loop, trans_a=True)
+    dx_ih = gemm.gemm(dz_hh.reshape(T * B, H), params["weight_ih"])
+    dx = dx_ih if not reverse else _loop_order(dx_ih.reshape(T, B, I), lengths).reshape(T * B, I)
+    d_params["bias_ih"] = gemm.column_sum(dz_hh.reshape(T * B, H))
+    d_params["weight_hh"] = gemm.gemm(dz_hh.reshape(T * B, H), s_h[:T].reshape(T * B, H), trans_a=True)
+    d_params["bias_hh"] = elementwise.copy(d_params["bias_ih"])
+    d_state0 = (d_h,)
     return dx.reshape(T, B, I), d_state0, {name: d_params[name] for name in PARAMS}

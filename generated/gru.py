@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + versions: 9522b1347d4364ad5e78834f557af27d0ce41918fba2b93a0fe2699f1ef84c81
+sha256 of spec + templates + math libraries + versions: 047efc20808d9e590dfd84f6f4f45b9dfa09e6cc058c089ecaf65f7bc2214bbb
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -20,12 +20,16 @@ sequence runs from its own last element back to its first.
 import math
 
 import numpy as np
-from numba import float32, njit
+from numba import njit
 
-from rnngen import checks, device
+from rnngen.backends.cpu import checks
+from rnngen.runtime import device
+# The kernels call these library functions. Numba caches a kernel against this file's timestamp
+# only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru"
-SPEC_SHA256 = "9522b1347d4364ad5e78834f557af27d0ce41918fba2b93a0fe2699f1ef84c81"
+SPEC_SHA256 = "047efc20808d9e590dfd84f6f4f45b9dfa09e6cc058c089ecaf65f7bc2214bbb"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
@@ -41,185 +45,93 @@ def init_params(input_size, hidden_size, dtype=np.float32, seed=0):
     return checks.init_params(PARAMS, input_size, hidden_size, dtype, seed)
 
 
-# -- numerically stable pointwise functions (exact for float32 and float64 alike) --------------
-# Written in branch-free arithmetic so that LLVM vectorizes the fused gate loops: a call to
-# math.exp/math.tanh is a scalar libm call (~25 ns) that stops the loop from vectorizing.
-@njit(cache=True, error_model="numpy")
-def _exp_neg(v):
-    """exp(v) for v <= 0: v = k*ln2 + r with |r| <= ln2/2, exp(r) by a Cephes polynomial (float32)
-    or rational (float64) form, times 2**k built from exponent bits in two factors, so that results
-    down to the smallest subnormal stay correct (relative error a few ulp)."""
-    f = type(v)
-    if isinstance(v, float32):
-        w = max(v, f(-104))
-        k = np.floor(w * f(1.44269504088896341) + f(0.5))
-        r = w - k * f(0.693359375) + k * f(2.12194440e-4)
-        p = (((((f(1.9875691500e-4) * r + f(1.3981999507e-3)) * r + f(8.3334519073e-3)) * r
-              + f(4.1665795894e-2)) * r + f(1.6666665459e-1)) * r + f(5.0000001201e-1)) * (r * r) + r + f(1)
-        k1 = np.int32(k) >> 1
-        k2 = np.int32(k) - k1
-        return (p * np.int32((k1 + 127) << 23).view(np.float32)
-                * np.int32((k2 + 127) << 23).view(np.float32))
-    w = max(v, f(-745.2))
-    k = np.floor(w * f(1.4426950408889634073599) + f(0.5))
-    r = w - k * f(6.93145751953125e-1) - k * f(1.42860682030941723212e-6)
-    rr = r * r
-    pr = r * ((f(1.26177193074810590878e-4) * rr + f(3.02994407707441961300e-2)) * rr
-              + f(9.99999999999999999910e-1))
-    qr = ((f(3.00198505138664455042e-6) * rr + f(2.52448340349684104192e-3)) * rr
-          + f(2.27265548208155028766e-1)) * rr + f(2.00000000000000000009e0)
-    p = f(1) + f(2) * pr / (qr - pr)
-    k1 = np.int64(k) >> 1
-    k2 = np.int64(k) - k1
-    return (p * np.int64((k1 + 1023) << 52).view(np.float64)
-            * np.int64((k2 + 1023) << 52).view(np.float64))
-
-
-@njit(cache=True, error_model="numpy")
-def _sigmoid(v):
-    # 1 / (1 + exp(-v)) for v >= 0, exp(v) / (1 + exp(v)) below: no overflow, full relative accuracy
-    one = type(v)(1)
-    e = _exp_neg(-abs(v))
-    r = one / (one + e)
-    return r if v >= 0 else e * r
-
-
-@njit(cache=True, error_model="numpy")
-def _tanh(v):
-    # |v| >= 0.625: (1 - e) / (1 + e) with e = exp(-2|v|) (no overflow, no cancellation);
-    # below, an odd polynomial (float32) or rational (float64) form keeps relative accuracy near 0.
-    # Both are computed and one is selected, so the loop has no branch.
-    f = type(v)
-    a = abs(v)
-    e = _exp_neg(f(-2) * a)
-    big = (f(1) - e) / (f(1) + e)
-    big = big if v >= 0 else -big
-    s = v * v
-    if isinstance(v, float32):
-        small = ((((f(-5.70498872745e-3) * s + f(2.06390887954e-2)) * s - f(5.37397155531e-2)) * s
-                  + f(1.33314422036e-1)) * s - f(3.33332819422e-1)) * s * v + v
-    else:
-        small = v + v * s * (((f(-9.64399179425052238628e-1) * s - f(9.92877231001918586564e1)) * s
-                              - f(1.61468768441708447952e3))
-                             / (((s + f(1.12811678491632931402e2)) * s + f(2.23548839060100448583e3)) * s
-                                + f(4.84406305325125486048e3)))
-    return small if a < f(0.625) else big
-
-
-@njit(cache=True, error_model="numpy")
-def _relu(v):
-    zero = type(v)(0)
-    return v if v > zero else zero
-
-
-@njit(cache=True, error_model="numpy")
-def _step(v):
-    return type(v)(1) if v > 0 else type(v)(0)
-
-
-@njit(cache=True, error_model="numpy")
-def _softplus(v):
-    zero = type(v)(0)
-    return max(v, zero) + math.log1p(math.exp(-abs(v)))
-
-
 # -- forward: the time loop --------------------------------------------------------------------
 @njit(cache=True, error_model="numpy")
-def _forward_loop(lengths, reverse, y, zx_ih, s_h, weight_hh, z_hh, bias_hh):
+def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, weight_hh, bias_hh):
     T, B, H = y.shape
     c1 = y.dtype.type(1)
-    for i in range(T):
+    for step in range(T):
         # stage 1: recurrent GEMMs of hh
-        np.dot(s_h[i], weight_hh.T, z_hh[i])
+        np.dot(s_h[step], weight_hh.T, z_hh[step])
         # update: new states
-        # fused update
         for b in range(B):
-            if i < lengths[b]:
-                t = lengths[b] - 1 - i if reverse else i
+            if step < lengths[b]:
+                t = lengths[b] - 1 - step if reverse else step
                 zx_ih_g0 = zx_ih[t, b, 0:H]
                 zx_ih_g1 = zx_ih[t, b, H:2 * H]
                 zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
-                z_hh_g0 = z_hh[i, b, 0:H]
-                z_hh_g1 = z_hh[i, b, H:2 * H]
-                z_hh_g2 = z_hh[i, b, 2 * H:3 * H]
+                z_hh_g0 = z_hh[step, b, 0:H]
+                z_hh_g1 = z_hh[step, b, H:2 * H]
+                z_hh_g2 = z_hh[step, b, 2 * H:3 * H]
                 for j in range(H):
-                    h = s_h[i, b, j]
+                    h = s_h[step, b, j]
                     xr = zx_ih_g0[j]
                     xz = zx_ih_g1[j]
                     xn = zx_ih_g2[j]
                     hr = z_hh_g0[j] + bias_hh[j]
                     hz = z_hh_g1[j] + bias_hh[H + j]
                     hn = z_hh_g2[j] + bias_hh[2 * H + j]
-                    tmp0 = _sigmoid(hz + xz)
-                    s_h[i + 1, b, j] = h*tmp0 + (c1 - tmp0)*_tanh(hn*_sigmoid(hr + xr) + xn)
-                    y[t, b, j] = s_h[i + 1, b, j]
+                    r = _sigmoid(hr + xr)
+                    z = _sigmoid(hz + xz)
+                    n = _tanh(hn*r + xn)
+                    s_h[step + 1, b, j] = h*z + n*(c1 - z)
+                    y[t, b, j] = s_h[step + 1, b, j]
             else:
                 for j in range(H):
-                    s_h[i + 1, b, j] = s_h[i, b, j]
+                    s_h[step + 1, b, j] = s_h[step, b, j]
 
 
 # -- backward: the time loop in reverse --------------------------------------------------------
 @njit(cache=True, error_model="numpy")
-def _backward_loop(lengths, reverse, dy, zx_ih, s_h, weight_hh, z_hh, bias_hh, d_h, dzx_ih, dz_hh, dv_hh):
+def _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_hh, d_h, dzx_ih, dz_hh, weight_hh, bias_hh, dv_hh):
     T, B, H = dy.shape
     c1 = dy.dtype.type(1)
-    for i in range(T - 1, -1, -1):
-        # gradient through the update
+    for step in range(T - 1, -1, -1):
         # gradient through the update
         for b in range(B):
-            if i < lengths[b]:
-                t = lengths[b] - 1 - i if reverse else i
+            if step < lengths[b]:
+                t = lengths[b] - 1 - step if reverse else step
                 zx_ih_g0 = zx_ih[t, b, 0:H]
                 zx_ih_g1 = zx_ih[t, b, H:2 * H]
                 zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
-                z_hh_g0 = z_hh[i, b, 0:H]
-                z_hh_g1 = z_hh[i, b, H:2 * H]
-                z_hh_g2 = z_hh[i, b, 2 * H:3 * H]
-                dz_hh_g0 = dz_hh[i, b, 0:H]
-                dz_hh_g1 = dz_hh[i, b, H:2 * H]
-                dz_hh_g2 = dz_hh[i, b, 2 * H:3 * H]
+                z_hh_g0 = z_hh[step, b, 0:H]
+                z_hh_g1 = z_hh[step, b, H:2 * H]
+                z_hh_g2 = z_hh[step, b, 2 * H:3 * H]
+                dz_hh_g0 = dz_hh[step, b, 0:H]
+                dz_hh_g1 = dz_hh[step, b, H:2 * H]
+                dz_hh_g2 = dz_hh[step, b, 2 * H:3 * H]
                 dzx_ih_g0 = dzx_ih[t, b, 0:H]
                 dzx_ih_g1 = dzx_ih[t, b, H:2 * H]
                 dzx_ih_g2 = dzx_ih[t, b, 2 * H:3 * H]
                 for j in range(H):
                     dnext_h = d_h[b, j] + dy[t, b, j]
-                    h = s_h[i, b, j]
+                    h = s_h[step, b, j]
                     xr = zx_ih_g0[j]
                     xz = zx_ih_g1[j]
                     xn = zx_ih_g2[j]
                     hr = z_hh_g0[j] + bias_hh[j]
                     hz = z_hh_g1[j] + bias_hh[H + j]
                     hn = z_hh_g2[j] + bias_hh[2 * H + j]
-                    tmp0 = _sigmoid(hz + xz)
-                    tmp1 = _sigmoid(hr + xr)
-                    tmp2 = hn*tmp1
-                    tmp3 = c1 - tmp0
-                    tmp4 = _tanh(xn + tmp2)
-                    tmp5 = dnext_h*tmp3*(c1 - (tmp4*tmp4))
-                    tmp6 = tmp2*tmp5*(c1 - tmp1)
-                    tmp7 = tmp0*tmp3
-                    tmp8 = dnext_h*(h*tmp7 - tmp4*tmp7)
-                    d_h[b, j] = dnext_h*tmp0
-                    dz_hh_g0[j] = tmp6
-                    dz_hh_g1[j] = tmp8
-                    dz_hh_g2[j] = tmp1*tmp5
-                    dzx_ih_g0[j] = tmp6
-                    dzx_ih_g1[j] = tmp8
-                    dzx_ih_g2[j] = tmp5
+                    r = _sigmoid(hr + xr)
+                    z = _sigmoid(hz + xz)
+                    n = _tanh(hn*r + xn)
+                    tmp0 = c1 - z
+                    d_n = dnext_h*tmp0
+                    d_z = dnext_h*(h - n)
+                    tmp1 = d_n*(c1 - (n*n))
+                    d_r = hn*tmp1
+                    tmp2 = d_r*r*(c1 - r)
+                    tmp3 = d_z*tmp0*z
+                    d_h[b, j] = dnext_h*z
+                    dz_hh_g0[j] = tmp2
+                    dz_hh_g1[j] = tmp3
+                    dz_hh_g2[j] = r*tmp1
+                    dzx_ih_g0[j] = tmp2
+                    dzx_ih_g1[j] = tmp3
+                    dzx_ih_g2[j] = tmp1
         # stage 1: GEMM adjoints of hh
-        np.dot(dz_hh[i], weight_hh, dv_hh)
+        np.dot(dz_hh[step], weight_hh, dv_hh)
         d_h += dv_hh
-
-
-@njit(cache=True)
-def _loop_order(a, lengths):
-    """(T, B, n) in time order -> the loop order of a reversed run: row i of sequence b is
-    a[lengths[b] - 1 - i, b], zero past its length. The map is its own inverse."""
-    out = np.zeros_like(a)
-    for b in range(a.shape[1]):
-        for i in range(lengths[b]):
-            out[i, b] = a[lengths[b] - 1 - i, b]
-    return out
 
 
 def forward(x, params, state0=None, lengths=None, reverse=False):
@@ -243,10 +155,10 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     s_h[0] = state0[0]
     z_hh = np.empty((T, B, 3 * H), dtype)
     y = np.zeros((T, B, H), dtype)
-    _forward_loop(lengths, reverse, y, zx_ih, s_h, params["weight_hh"], z_hh, params["bias_hh"])
-    final_states = (s_h[T].copy(), )
-    saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse,
-zx_ih=zx_ih, s_h=s_h, z_hh=z_hh, )
+    _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, params["weight_hh"], params["bias_hh"])
+    final_states = (s_h[T].copy(),)
+    saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,
+                         s_h=s_h, z_hh=z_hh)
     return y, final_states, saved
 
 
@@ -270,13 +182,13 @@ def backward(dy, d_final, saved):
     d_h = d_final[0]
     dzx_ih = np.zeros((T, B, 3 * H), dtype)
     dz_hh = np.zeros((T, B, 3 * H), dtype)
-    dv_hh = np.empty((B, H), dtype)
-    _backward_loop(lengths, reverse, dy, zx_ih, s_h, params["weight_hh"], z_hh, params["bias_hh"], d_h, dzx_ih, dz_hh, dv_hh)
+    dv_hh = np.empty((B, H), dtype)   # the product dv = dz @ W, added to the state's gradient
+    _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_hh, d_h, dzx_ih, dz_hh, params["weight_hh"], params["bias_hh"], dv_hh)
     d_params = {}
     d_params["weight_ih"] = dzx_ih.reshape(T * B, 3 * H).T @ x2d
     dx = dzx_ih.reshape(T * B, 3 * H) @ params["weight_ih"]
     d_params["bias_ih"] = dzx_ih.reshape(T * B, 3 * H).sum(axis=0)
     d_params["weight_hh"] = dz_hh.reshape(T * B, 3 * H).T @ s_h[:T].reshape(T * B, H)
     d_params["bias_hh"] = dz_hh.reshape(T * B, 3 * H).sum(axis=0)
-    d_state0 = (d_h, )
+    d_state0 = (d_h,)
     return dx.reshape(T, B, I), d_state0, {name: d_params[name] for name in PARAMS}

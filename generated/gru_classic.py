@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + versions: c71eb8616318d9036fd84a1a0b500ae0f9090439b0b98228b4e46ab4df02325e
+sha256 of spec + templates + math libraries + versions: 9cb1f960c5f3235a45ee17eb90e0e248d034126ceeb72089f4badc8a81bc302d
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -20,12 +20,16 @@ sequence runs from its own last element back to its first.
 import math
 
 import numpy as np
-from numba import float32, njit
+from numba import njit
 
-from rnngen import checks, device
+from rnngen.backends.cpu import checks
+from rnngen.runtime import device
+# The kernels call these library functions. Numba caches a kernel against this file's timestamp
+# only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru_classic"
-SPEC_SHA256 = "c71eb8616318d9036fd84a1a0b500ae0f9090439b0b98228b4e46ab4df02325e"
+SPEC_SHA256 = "9cb1f960c5f3235a45ee17eb90e0e248d034126ceeb72089f4badc8a81bc302d"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
@@ -41,203 +45,112 @@ def init_params(input_size, hidden_size, dtype=np.float32, seed=0):
     return checks.init_params(PARAMS, input_size, hidden_size, dtype, seed)
 
 
-# -- numerically stable pointwise functions (exact for float32 and float64 alike) --------------
-# Written in branch-free arithmetic so that LLVM vectorizes the fused gate loops: a call to
-# math.exp/math.tanh is a scalar libm call (~25 ns) that stops the loop from vectorizing.
-@njit(cache=True, error_model="numpy")
-def _exp_neg(v):
-    """exp(v) for v <= 0: v = k*ln2 + r with |r| <= ln2/2, exp(r) by a Cephes polynomial (float32)
-    or rational (float64) form, times 2**k built from exponent bits in two factors, so that results
-    down to the smallest subnormal stay correct (relative error a few ulp)."""
-    f = type(v)
-    if isinstance(v, float32):
-        w = max(v, f(-104))
-        k = np.floor(w * f(1.44269504088896341) + f(0.5))
-        r = w - k * f(0.693359375) + k * f(2.12194440e-4)
-        p = (((((f(1.9875691500e-4) * r + f(1.3981999507e-3)) * r + f(8.3334519073e-3)) * r
-              + f(4.1665795894e-2)) * r + f(1.6666665459e-1)) * r + f(5.0000001201e-1)) * (r * r) + r + f(1)
-        k1 = np.int32(k) >> 1
-        k2 = np.int32(k) - k1
-        return (p * np.int32((k1 + 127) << 23).view(np.float32)
-                * np.int32((k2 + 127) << 23).view(np.float32))
-    w = max(v, f(-745.2))
-    k = np.floor(w * f(1.4426950408889634073599) + f(0.5))
-    r = w - k * f(6.93145751953125e-1) - k * f(1.42860682030941723212e-6)
-    rr = r * r
-    pr = r * ((f(1.26177193074810590878e-4) * rr + f(3.02994407707441961300e-2)) * rr
-              + f(9.99999999999999999910e-1))
-    qr = ((f(3.00198505138664455042e-6) * rr + f(2.52448340349684104192e-3)) * rr
-          + f(2.27265548208155028766e-1)) * rr + f(2.00000000000000000009e0)
-    p = f(1) + f(2) * pr / (qr - pr)
-    k1 = np.int64(k) >> 1
-    k2 = np.int64(k) - k1
-    return (p * np.int64((k1 + 1023) << 52).view(np.float64)
-            * np.int64((k2 + 1023) << 52).view(np.float64))
-
-
-@njit(cache=True, error_model="numpy")
-def _sigmoid(v):
-    # 1 / (1 + exp(-v)) for v >= 0, exp(v) / (1 + exp(v)) below: no overflow, full relative accuracy
-    one = type(v)(1)
-    e = _exp_neg(-abs(v))
-    r = one / (one + e)
-    return r if v >= 0 else e * r
-
-
-@njit(cache=True, error_model="numpy")
-def _tanh(v):
-    # |v| >= 0.625: (1 - e) / (1 + e) with e = exp(-2|v|) (no overflow, no cancellation);
-    # below, an odd polynomial (float32) or rational (float64) form keeps relative accuracy near 0.
-    # Both are computed and one is selected, so the loop has no branch.
-    f = type(v)
-    a = abs(v)
-    e = _exp_neg(f(-2) * a)
-    big = (f(1) - e) / (f(1) + e)
-    big = big if v >= 0 else -big
-    s = v * v
-    if isinstance(v, float32):
-        small = ((((f(-5.70498872745e-3) * s + f(2.06390887954e-2)) * s - f(5.37397155531e-2)) * s
-                  + f(1.33314422036e-1)) * s - f(3.33332819422e-1)) * s * v + v
-    else:
-        small = v + v * s * (((f(-9.64399179425052238628e-1) * s - f(9.92877231001918586564e1)) * s
-                              - f(1.61468768441708447952e3))
-                             / (((s + f(1.12811678491632931402e2)) * s + f(2.23548839060100448583e3)) * s
-                                + f(4.84406305325125486048e3)))
-    return small if a < f(0.625) else big
-
-
-@njit(cache=True, error_model="numpy")
-def _relu(v):
-    zero = type(v)(0)
-    return v if v > zero else zero
-
-
-@njit(cache=True, error_model="numpy")
-def _step(v):
-    return type(v)(1) if v > 0 else type(v)(0)
-
-
-@njit(cache=True, error_model="numpy")
-def _softplus(v):
-    zero = type(v)(0)
-    return max(v, zero) + math.log1p(math.exp(-abs(v)))
-
-
 # -- forward: the time loop --------------------------------------------------------------------
 @njit(cache=True, error_model="numpy")
-def _forward_loop(lengths, reverse, y, zx_ih, s_h, weight_hh, z_hh, weight_rh, z_rh, v_rh):
+def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, weight_hh, weight_rh):
     T, B, H = y.shape
+    c0 = y.dtype.type(0)
     c1 = y.dtype.type(1)
-    for i in range(T):
+    for step in range(T):
         # stage 1: recurrent GEMMs of hh
-        np.dot(s_h[i], weight_hh.T, z_hh[i])
+        np.dot(s_h[step], weight_hh.T, z_hh[step])
         # stage 2: recurrent GEMMs of rh
         # inputs of linear rh
         for b in range(B):
-            if i < lengths[b]:
-                t = lengths[b] - 1 - i if reverse else i
+            if step < lengths[b]:
+                t = lengths[b] - 1 - step if reverse else step
                 zx_ih_g1 = zx_ih[t, b, H:2 * H]
-                z_hh_g1 = z_hh[i, b, H:2 * H]
+                z_hh_g1 = z_hh[step, b, H:2 * H]
                 for j in range(H):
-                    h = s_h[i, b, j]
+                    h = s_h[step, b, j]
                     xr = zx_ih_g1[j]
                     hr = z_hh_g1[j]
-                    v_rh[i, b, j] = h*_sigmoid(hr + xr)
+                    r = _sigmoid(hr + xr)
+                    v_rh[step, b, j] = h*r
             else:
                 for j in range(H):
-                    v_rh[i, b, j] = 0
-        np.dot(v_rh[i], weight_rh.T, z_rh[i])
+                    v_rh[step, b, j] = c0
+        np.dot(v_rh[step], weight_rh.T, z_rh[step])
         # update: new states
-        # fused update
         for b in range(B):
-            if i < lengths[b]:
-                t = lengths[b] - 1 - i if reverse else i
+            if step < lengths[b]:
+                t = lengths[b] - 1 - step if reverse else step
                 zx_ih_g0 = zx_ih[t, b, 0:H]
                 zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
-                z_hh_g0 = z_hh[i, b, 0:H]
+                z_hh_g0 = z_hh[step, b, 0:H]
                 for j in range(H):
-                    h = s_h[i, b, j]
+                    h = s_h[step, b, j]
                     xu = zx_ih_g0[j]
                     xc = zx_ih_g2[j]
                     hu = z_hh_g0[j]
-                    hc = z_rh[i, b, j]
-                    tmp0 = _sigmoid(hu + xu)
-                    s_h[i + 1, b, j] = h*(c1 - tmp0) + tmp0*_tanh(xc + hc)
-                    y[t, b, j] = s_h[i + 1, b, j]
+                    hc = z_rh[step, b, j]
+                    u = _sigmoid(hu + xu)
+                    s_h[step + 1, b, j] = h*(c1 - u) + u*_tanh(hc + xc)
+                    y[t, b, j] = s_h[step + 1, b, j]
             else:
                 for j in range(H):
-                    s_h[i + 1, b, j] = s_h[i, b, j]
+                    s_h[step + 1, b, j] = s_h[step, b, j]
 
 
 # -- backward: the time loop in reverse --------------------------------------------------------
 @njit(cache=True, error_model="numpy")
-def _backward_loop(lengths, reverse, dy, zx_ih, s_h, weight_hh, z_hh, weight_rh, z_rh, v_rh, d_h, dzx_ih, dz_hh, dv_hh, dz_rh, dv_rh):
+def _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_hh, z_rh, d_h, dzx_ih, dz_hh, dz_rh, dv_rh, weight_hh, weight_rh, dv_hh):
     T, B, H = dy.shape
+    c0 = dy.dtype.type(0)
     c1 = dy.dtype.type(1)
-    for i in range(T - 1, -1, -1):
-        # gradient through the update
+    for step in range(T - 1, -1, -1):
         # gradient through the update
         for b in range(B):
-            if i < lengths[b]:
-                t = lengths[b] - 1 - i if reverse else i
+            if step < lengths[b]:
+                t = lengths[b] - 1 - step if reverse else step
                 zx_ih_g0 = zx_ih[t, b, 0:H]
                 zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
-                z_hh_g0 = z_hh[i, b, 0:H]
-                dz_hh_g0 = dz_hh[i, b, 0:H]
+                z_hh_g0 = z_hh[step, b, 0:H]
+                dz_hh_g0 = dz_hh[step, b, 0:H]
                 dzx_ih_g0 = dzx_ih[t, b, 0:H]
                 dzx_ih_g2 = dzx_ih[t, b, 2 * H:3 * H]
                 for j in range(H):
                     dnext_h = d_h[b, j] + dy[t, b, j]
-                    h = s_h[i, b, j]
+                    h = s_h[step, b, j]
                     xu = zx_ih_g0[j]
                     xc = zx_ih_g2[j]
                     hu = z_hh_g0[j]
-                    hc = z_rh[i, b, j]
-                    tmp0 = _sigmoid(hu + xu)
-                    tmp1 = c1 - tmp0
-                    tmp2 = _tanh(xc + hc)
-                    tmp3 = dnext_h*(-h*tmp0*tmp1 + tmp0*tmp1*tmp2)
-                    tmp4 = dnext_h*tmp0*(c1 - (tmp2*tmp2))
+                    hc = z_rh[step, b, j]
+                    u = _sigmoid(hu + xu)
+                    tmp0 = _tanh(hc + xc)
+                    d_u = dnext_h*(-h + tmp0)
+                    tmp1 = c1 - u
+                    tmp2 = d_u*tmp1*u
+                    tmp3 = dnext_h*u*(c1 - (tmp0*tmp0))
                     d_h[b, j] = dnext_h*tmp1
-                    dz_hh_g0[j] = tmp3
-                    dzx_ih_g0[j] = tmp3
-                    dzx_ih_g2[j] = tmp4
-                    dz_rh[i, b, j] = tmp4
+                    dz_hh_g0[j] = tmp2
+                    dzx_ih_g0[j] = tmp2
+                    dzx_ih_g2[j] = tmp3
+                    dz_rh[step, b, j] = tmp3
         # stage 2: GEMM adjoints of rh
-        np.dot(dz_rh[i], weight_rh, dv_rh)
+        np.dot(dz_rh[step], weight_rh, dv_rh)
         # gradient through the inputs of stage 2
         for b in range(B):
-            if i < lengths[b]:
-                t = lengths[b] - 1 - i if reverse else i
+            if step < lengths[b]:
+                t = lengths[b] - 1 - step if reverse else step
                 zx_ih_g1 = zx_ih[t, b, H:2 * H]
-                z_hh_g1 = z_hh[i, b, H:2 * H]
-                dz_hh_g1 = dz_hh[i, b, H:2 * H]
+                z_hh_g1 = z_hh[step, b, H:2 * H]
+                dz_hh_g1 = dz_hh[step, b, H:2 * H]
                 dzx_ih_g1 = dzx_ih[t, b, H:2 * H]
                 for j in range(H):
                     dv_rh_bj = dv_rh[b, j]
-                    h = s_h[i, b, j]
+                    h = s_h[step, b, j]
                     xr = zx_ih_g1[j]
                     hr = z_hh_g1[j]
-                    tmp0 = _sigmoid(hr + xr)
-                    tmp1 = dv_rh_bj*tmp0
-                    tmp2 = h*tmp1*(c1 - tmp0)
-                    d_h[b, j] += tmp1
-                    dz_hh_g1[j] = tmp2
-                    dzx_ih_g1[j] = tmp2
+                    r = _sigmoid(hr + xr)
+                    d_r = dv_rh_bj*h
+                    tmp0 = d_r*r*(c1 - r)
+                    d_h[b, j] += dv_rh_bj*r
+                    dz_hh_g1[j] = tmp0
+                    dzx_ih_g1[j] = tmp0
         # stage 1: GEMM adjoints of hh
-        np.dot(dz_hh[i], weight_hh, dv_hh)
+        np.dot(dz_hh[step], weight_hh, dv_hh)
         d_h += dv_hh
-
-
-@njit(cache=True)
-def _loop_order(a, lengths):
-    """(T, B, n) in time order -> the loop order of a reversed run: row i of sequence b is
-    a[lengths[b] - 1 - i, b], zero past its length. The map is its own inverse."""
-    out = np.zeros_like(a)
-    for b in range(a.shape[1]):
-        for i in range(lengths[b]):
-            out[i, b] = a[lengths[b] - 1 - i, b]
-    return out
 
 
 def forward(x, params, state0=None, lengths=None, reverse=False):
@@ -263,10 +176,10 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     z_rh = np.empty((T, B, H), dtype)
     v_rh = np.empty((T, B, H), dtype)
     y = np.zeros((T, B, H), dtype)
-    _forward_loop(lengths, reverse, y, zx_ih, s_h, params["weight_hh"], z_hh, params["weight_rh"], z_rh, v_rh)
-    final_states = (s_h[T].copy(), )
-    saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse,
-zx_ih=zx_ih, s_h=s_h, z_hh=z_hh, z_rh=z_rh, v_rh=v_rh, )
+    _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, params["weight_hh"], params["weight_rh"])
+    final_states = (s_h[T].copy(),)
+    saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,
+                         s_h=s_h, z_hh=z_hh, z_rh=z_rh, v_rh=v_rh)
     return y, final_states, saved
 
 
@@ -292,15 +205,15 @@ def backward(dy, d_final, saved):
     d_h = d_final[0]
     dzx_ih = np.zeros((T, B, 3 * H), dtype)
     dz_hh = np.zeros((T, B, 2 * H), dtype)
-    dv_hh = np.empty((B, H), dtype)
     dz_rh = np.zeros((T, B, H), dtype)
     dv_rh = np.empty((B, H), dtype)
-    _backward_loop(lengths, reverse, dy, zx_ih, s_h, params["weight_hh"], z_hh, params["weight_rh"], z_rh, v_rh, d_h, dzx_ih, dz_hh, dv_hh, dz_rh, dv_rh)
+    dv_hh = np.empty((B, H), dtype)   # the product dv = dz @ W, added to the state's gradient
+    _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_hh, z_rh, d_h, dzx_ih, dz_hh, dz_rh, dv_rh, params["weight_hh"], params["weight_rh"], dv_hh)
     d_params = {}
     d_params["weight_ih"] = dzx_ih.reshape(T * B, 3 * H).T @ x2d
     dx = dzx_ih.reshape(T * B, 3 * H) @ params["weight_ih"]
     d_params["bias_ih"] = dzx_ih.reshape(T * B, 3 * H).sum(axis=0)
     d_params["weight_hh"] = dz_hh.reshape(T * B, 2 * H).T @ s_h[:T].reshape(T * B, H)
     d_params["weight_rh"] = dz_rh.reshape(T * B, H).T @ v_rh[:T].reshape(T * B, H)
-    d_state0 = (d_h, )
+    d_state0 = (d_h,)
     return dx.reshape(T, B, I), d_state0, {name: d_params[name] for name in PARAMS}

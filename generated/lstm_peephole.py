@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + versions: 5497646d21c0837a7d68240a8c84a22a1f1a61a55b04a765d2a8bde31232888c
+sha256 of spec + templates + math libraries + versions: 1d8f20e83287147e889a03dea5ff4c0285287721a9ce2f8cfa2e9748bd3bfe0e
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -13,7 +13,7 @@ The step, for one batch row b and hidden unit j:
     c_next = c*f + i*tanh(hg + xg)
     o = sigmoid(c_next*po + ho + xo)
     (xi + hi, xf + hf, xg + hg, xo + ho only appear summed:
-     the loop adds hi, hf, hg, ho into xi, xf, xg, xo and saves the sums for backward)
+     the loop adds them once, as xi_hi, xf_hf, xg_hg, xo_ho, and saves the sums for backward)
     h <- o*tanh(c_next)
     c <- c_next
 
@@ -24,12 +24,16 @@ sequence runs from its own last element back to its first.
 import math
 
 import numpy as np
-from numba import float32, njit
+from numba import njit
 
-from rnngen import checks, device
+from rnngen.backends.cpu import checks
+from rnngen.runtime import device
+# The kernels call these library functions. Numba caches a kernel against this file's timestamp
+# only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "5497646d21c0837a7d68240a8c84a22a1f1a61a55b04a765d2a8bde31232888c"
+SPEC_SHA256 = "1d8f20e83287147e889a03dea5ff4c0285287721a9ce2f8cfa2e9748bd3bfe0e"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {
@@ -48,102 +52,19 @@ def init_params(input_size, hidden_size, dtype=np.float32, seed=0):
     return checks.init_params(PARAMS, input_size, hidden_size, dtype, seed)
 
 
-# -- numerically stable pointwise functions (exact for float32 and float64 alike) --------------
-# Written in branch-free arithmetic so that LLVM vectorizes the fused gate loops: a call to
-# math.exp/math.tanh is a scalar libm call (~25 ns) that stops the loop from vectorizing.
-@njit(cache=True, error_model="numpy")
-def _exp_neg(v):
-    """exp(v) for v <= 0: v = k*ln2 + r with |r| <= ln2/2, exp(r) by a Cephes polynomial (float32)
-    or rational (float64) form, times 2**k built from exponent bits in two factors, so that results
-    down to the smallest subnormal stay correct (relative error a few ulp)."""
-    f = type(v)
-    if isinstance(v, float32):
-        w = max(v, f(-104))
-        k = np.floor(w * f(1.44269504088896341) + f(0.5))
-        r = w - k * f(0.693359375) + k * f(2.12194440e-4)
-        p = (((((f(1.9875691500e-4) * r + f(1.3981999507e-3)) * r + f(8.3334519073e-3)) * r
-              + f(4.1665795894e-2)) * r + f(1.6666665459e-1)) * r + f(5.0000001201e-1)) * (r * r) + r + f(1)
-        k1 = np.int32(k) >> 1
-        k2 = np.int32(k) - k1
-        return (p * np.int32((k1 + 127) << 23).view(np.float32)
-                * np.int32((k2 + 127) << 23).view(np.float32))
-    w = max(v, f(-745.2))
-    k = np.floor(w * f(1.4426950408889634073599) + f(0.5))
-    r = w - k * f(6.93145751953125e-1) - k * f(1.42860682030941723212e-6)
-    rr = r * r
-    pr = r * ((f(1.26177193074810590878e-4) * rr + f(3.02994407707441961300e-2)) * rr
-              + f(9.99999999999999999910e-1))
-    qr = ((f(3.00198505138664455042e-6) * rr + f(2.52448340349684104192e-3)) * rr
-          + f(2.27265548208155028766e-1)) * rr + f(2.00000000000000000009e0)
-    p = f(1) + f(2) * pr / (qr - pr)
-    k1 = np.int64(k) >> 1
-    k2 = np.int64(k) - k1
-    return (p * np.int64((k1 + 1023) << 52).view(np.float64)
-            * np.int64((k2 + 1023) << 52).view(np.float64))
-
-
-@njit(cache=True, error_model="numpy")
-def _sigmoid(v):
-    # 1 / (1 + exp(-v)) for v >= 0, exp(v) / (1 + exp(v)) below: no overflow, full relative accuracy
-    one = type(v)(1)
-    e = _exp_neg(-abs(v))
-    r = one / (one + e)
-    return r if v >= 0 else e * r
-
-
-@njit(cache=True, error_model="numpy")
-def _tanh(v):
-    # |v| >= 0.625: (1 - e) / (1 + e) with e = exp(-2|v|) (no overflow, no cancellation);
-    # below, an odd polynomial (float32) or rational (float64) form keeps relative accuracy near 0.
-    # Both are computed and one is selected, so the loop has no branch.
-    f = type(v)
-    a = abs(v)
-    e = _exp_neg(f(-2) * a)
-    big = (f(1) - e) / (f(1) + e)
-    big = big if v >= 0 else -big
-    s = v * v
-    if isinstance(v, float32):
-        small = ((((f(-5.70498872745e-3) * s + f(2.06390887954e-2)) * s - f(5.37397155531e-2)) * s
-                  + f(1.33314422036e-1)) * s - f(3.33332819422e-1)) * s * v + v
-    else:
-        small = v + v * s * (((f(-9.64399179425052238628e-1) * s - f(9.92877231001918586564e1)) * s
-                              - f(1.61468768441708447952e3))
-                             / (((s + f(1.12811678491632931402e2)) * s + f(2.23548839060100448583e3)) * s
-                                + f(4.84406305325125486048e3)))
-    return small if a < f(0.625) else big
-
-
-@njit(cache=True, error_model="numpy")
-def _relu(v):
-    zero = type(v)(0)
-    return v if v > zero else zero
-
-
-@njit(cache=True, error_model="numpy")
-def _step(v):
-    return type(v)(1) if v > 0 else type(v)(0)
-
-
-@njit(cache=True, error_model="numpy")
-def _softplus(v):
-    zero = type(v)(0)
-    return max(v, zero) + math.log1p(math.exp(-abs(v)))
-
-
 # -- forward: the time loop --------------------------------------------------------------------
 @njit(cache=True, error_model="numpy")
-def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, weight_hh, z_hh, bias_hh, vec_weight_ci, vec_weight_cf, vec_weight_co):
+def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, bias_hh, vec_weight_ci, vec_weight_cf, vec_weight_co):
     T, B, H = y.shape
     c0 = y.dtype.type(0)
     c1 = y.dtype.type(1)
-    for i in range(T):
+    for step in range(T):
         # stage 1: recurrent GEMMs of hh
-        np.dot(s_h[i], weight_hh.T, z_hh)
+        np.dot(s_h[step], weight_hh.T, z_hh)
         # update: new states
-        # fused update
         for b in range(B):
-            if i < lengths[b]:
-                t = lengths[b] - 1 - i if reverse else i
+            if step < lengths[b]:
+                t = lengths[b] - 1 - step if reverse else step
                 zx_ih_g0 = zx_ih[t, b, 0:H]
                 z_hh_g0 = z_hh[b, 0:H]
                 zx_ih_g1 = zx_ih[t, b, H:2 * H]
@@ -153,105 +74,88 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, weight_hh, z_hh, bias_hh
                 zx_ih_g3 = zx_ih[t, b, 3 * H:4 * H]
                 z_hh_g3 = z_hh[b, 3 * H:4 * H]
                 for j in range(H):
-                    c = s_c[i, b, j]
-                    xi = zx_ih_g0[j] + z_hh_g0[j] + bias_hh[j]
-                    xf = zx_ih_g1[j] + z_hh_g1[j] + bias_hh[H + j]
-                    xg = zx_ih_g2[j] + z_hh_g2[j] + bias_hh[2 * H + j]
-                    xo = zx_ih_g3[j] + z_hh_g3[j] + bias_hh[3 * H + j]
+                    c = s_c[step, b, j]
+                    xi_hi = zx_ih_g0[j] + z_hh_g0[j] + bias_hh[j]
+                    xf_hf = zx_ih_g1[j] + z_hh_g1[j] + bias_hh[H + j]
+                    xg_hg = zx_ih_g2[j] + z_hh_g2[j] + bias_hh[2 * H + j]
+                    xo_ho = zx_ih_g3[j] + z_hh_g3[j] + bias_hh[3 * H + j]
                     pi = vec_weight_ci[j]
                     pf = vec_weight_cf[j]
                     po = vec_weight_co[j]
-                    tmp0 = c*_sigmoid(c*pf + xf) + _tanh(xg)*_sigmoid(c*pi + xi)
-                    s_h[i + 1, b, j] = _tanh(tmp0)*_sigmoid(xo + tmp0*po)
-                    y[t, b, j] = s_h[i + 1, b, j]
-                    s_c[i + 1, b, j] = tmp0
-                    zx_ih_g0[j] = xi
-                    zx_ih_g1[j] = xf
-                    zx_ih_g2[j] = xg
-                    zx_ih_g3[j] = xo
+                    i = _sigmoid(c*pi + xi_hi)
+                    f = _sigmoid(c*pf + xf_hf)
+                    c_next = c*f + i*_tanh(xg_hg)
+                    o = _sigmoid(c_next*po + xo_ho)
+                    s_h[step + 1, b, j] = o*_tanh(c_next)
+                    y[t, b, j] = s_h[step + 1, b, j]
+                    s_c[step + 1, b, j] = c_next
+                    zx_ih_g0[j] = xi_hi
+                    zx_ih_g1[j] = xf_hf
+                    zx_ih_g2[j] = xg_hg
+                    zx_ih_g3[j] = xo_ho
             else:
                 for j in range(H):
-                    s_h[i + 1, b, j] = s_h[i, b, j]
-                    s_c[i + 1, b, j] = s_c[i, b, j]
+                    s_h[step + 1, b, j] = s_h[step, b, j]
+                    s_c[step + 1, b, j] = s_c[step, b, j]
 
 
 # -- backward: the time loop in reverse --------------------------------------------------------
 @njit(cache=True, error_model="numpy")
-def _backward_loop(lengths, reverse, dy, zx_ih, s_h, s_c, weight_hh, bias_hh, vec_weight_ci, vec_weight_cf, vec_weight_co, d_h, d_c, dz_hh, dv_hh, dvec_weight_ci, dvec_weight_cf, dvec_weight_co):
+def _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, dvec_weight_ci, dvec_weight_cf, dvec_weight_co, weight_hh, vec_weight_ci, vec_weight_cf, vec_weight_co, dv_hh):
     T, B, H = dy.shape
     c0 = dy.dtype.type(0)
     c1 = dy.dtype.type(1)
-    for i in range(T - 1, -1, -1):
-        # gradient through the update
+    for step in range(T - 1, -1, -1):
         # gradient through the update
         for b in range(B):
-            if i < lengths[b]:
-                t = lengths[b] - 1 - i if reverse else i
+            if step < lengths[b]:
+                t = lengths[b] - 1 - step if reverse else step
                 zx_ih_g0 = zx_ih[t, b, 0:H]
                 zx_ih_g1 = zx_ih[t, b, H:2 * H]
                 zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
                 zx_ih_g3 = zx_ih[t, b, 3 * H:4 * H]
-                dz_hh_g0 = dz_hh[i, b, 0:H]
-                dz_hh_g1 = dz_hh[i, b, H:2 * H]
-                dz_hh_g2 = dz_hh[i, b, 2 * H:3 * H]
-                dz_hh_g3 = dz_hh[i, b, 3 * H:4 * H]
+                dz_hh_g0 = dz_hh[step, b, 0:H]
+                dz_hh_g1 = dz_hh[step, b, H:2 * H]
+                dz_hh_g2 = dz_hh[step, b, 2 * H:3 * H]
+                dz_hh_g3 = dz_hh[step, b, 3 * H:4 * H]
                 for j in range(H):
                     dnext_h = d_h[b, j] + dy[t, b, j]
                     dnext_c = d_c[b, j]
-                    c = s_c[i, b, j]
-                    xi = zx_ih_g0[j]
-                    xf = zx_ih_g1[j]
-                    xg = zx_ih_g2[j]
-                    xo = zx_ih_g3[j]
+                    c = s_c[step, b, j]
+                    xi_hi = zx_ih_g0[j]
+                    xf_hf = zx_ih_g1[j]
+                    xg_hg = zx_ih_g2[j]
+                    xo_ho = zx_ih_g3[j]
                     pi = vec_weight_ci[j]
                     pf = vec_weight_cf[j]
                     po = vec_weight_co[j]
-                    tmp0 = c*pf
-                    tmp1 = _sigmoid(xf + tmp0)
-                    tmp2 = c1 - tmp1
-                    tmp3 = tmp1*tmp2
-                    tmp4 = _sigmoid(c*pi + xi)
-                    tmp5 = _tanh(xg)
-                    tmp6 = tmp4*tmp5
-                    tmp7 = tmp6*(c1 - tmp4)
-                    tmp8 = tmp0*tmp3 + tmp1 + tmp7*pi
-                    tmp9 = c*tmp1
-                    tmp10 = tmp6 + tmp9
-                    tmp11 = _tanh(tmp10)
-                    tmp12 = _sigmoid(xo + tmp10*po)
-                    tmp13 = tmp12*(c1 - (tmp11*tmp11))
-                    tmp14 = tmp11*tmp12*(c1 - tmp12)
-                    tmp15 = tmp14*po
-                    tmp16 = dnext_c*tmp7
-                    tmp17 = tmp13*tmp7
-                    tmp18 = tmp15*tmp7
-                    tmp19 = tmp2*tmp9
-                    tmp20 = tmp4*(c1 - (tmp5*tmp5))
-                    tmp21 = dnext_h*tmp14
-                    tmp22 = (c*c)*tmp3
+                    i = _sigmoid(c*pi + xi_hi)
+                    f = _sigmoid(c*pf + xf_hf)
+                    tmp0 = c*f
+                    tmp1 = _tanh(xg_hg)
+                    c_next = i*tmp1 + tmp0
+                    o = _sigmoid(c_next*po + xo_ho)
+                    tmp2 = _tanh(c_next)
+                    d_o = dnext_h*tmp2
+                    tmp3 = d_o*o*(c1 - o)
+                    d_c_next = dnext_c + dnext_h*o*(c1 - (tmp2*tmp2)) + po*tmp3
+                    d_f = c*d_c_next
+                    d_i = d_c_next*tmp1
+                    tmp4 = d_f*(c1 - f)
+                    tmp5 = f*tmp4
+                    tmp6 = d_i*i*(c1 - i)
                     d_h[b, j] = c0
-                    d_c[b, j] = dnext_c*tmp8 + dnext_h*(tmp13*tmp8 + tmp15*tmp8)
-                    dz_hh_g0[j] = dnext_h*(tmp17 + tmp18) + tmp16
-                    dz_hh_g1[j] = dnext_c*tmp19 + dnext_h*(tmp13*tmp19 + tmp15*tmp19)
-                    dz_hh_g2[j] = dnext_c*tmp20 + dnext_h*(tmp13*tmp20 + tmp15*tmp20)
-                    dz_hh_g3[j] = tmp21
-                    dvec_weight_cf[j] += dnext_c*tmp22 + dnext_h*(tmp13*tmp22 + tmp15*tmp22)
-                    dvec_weight_ci[j] += c*tmp16 + dnext_h*(c*tmp17 + c*tmp18)
-                    dvec_weight_co[j] += tmp10*tmp21
+                    d_c[b, j] = d_c_next*f + pf*tmp5 + pi*tmp6
+                    dz_hh_g0[j] = tmp6
+                    dz_hh_g1[j] = tmp5
+                    dz_hh_g2[j] = d_c_next*i*(c1 - (tmp1*tmp1))
+                    dz_hh_g3[j] = tmp3
+                    dvec_weight_cf[j] += tmp0*tmp4
+                    dvec_weight_ci[j] += c*tmp6
+                    dvec_weight_co[j] += c_next*tmp3
         # stage 1: GEMM adjoints of hh
-        np.dot(dz_hh[i], weight_hh, dv_hh)
+        np.dot(dz_hh[step], weight_hh, dv_hh)
         d_h += dv_hh
-
-
-@njit(cache=True)
-def _loop_order(a, lengths):
-    """(T, B, n) in time order -> the loop order of a reversed run: row i of sequence b is
-    a[lengths[b] - 1 - i, b], zero past its length. The map is its own inverse."""
-    out = np.zeros_like(a)
-    for b in range(a.shape[1]):
-        for i in range(lengths[b]):
-            out[i, b] = a[lengths[b] - 1 - i, b]
-    return out
 
 
 def forward(x, params, state0=None, lengths=None, reverse=False):
@@ -275,12 +179,12 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     s_h[0] = state0[0]
     s_c = np.empty((T + 1, B, H), dtype)
     s_c[0] = state0[1]
-    z_hh = np.empty((B, 4 * H), dtype)   # scratch: the sum is saved
+    z_hh = np.empty((B, 4 * H), dtype)   # this step's product: the loop saves the sums in zx_ih
     y = np.zeros((T, B, H), dtype)
-    _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, params["weight_hh"], z_hh, params["bias_hh"], params["weight_ci"], params["weight_cf"], params["weight_co"])
-    final_states = (s_h[T].copy(), s_c[T].copy(), )
-    saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse,
-zx_ih=zx_ih, s_h=s_h, s_c=s_c, )
+    _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, params["weight_hh"], params["bias_hh"], params["weight_ci"], params["weight_cf"], params["weight_co"])
+    final_states = (s_h[T].copy(), s_c[T].copy(),)
+    saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,
+                         s_h=s_h, s_c=s_c)
     return y, final_states, saved
 
 
@@ -304,14 +208,14 @@ def backward(dy, d_final, saved):
     d_h = d_final[0]
     d_c = d_final[1]
     dz_hh = np.zeros((T, B, 4 * H), dtype)
-    dv_hh = np.empty((B, H), dtype)
+    dv_hh = np.empty((B, H), dtype)   # the product dv = dz @ W, added to the state's gradient
     dvec_weight_ci = np.zeros(H, dtype)
     dvec_weight_cf = np.zeros(H, dtype)
     dvec_weight_co = np.zeros(H, dtype)
-    _backward_loop(lengths, reverse, dy, zx_ih, s_h, s_c, params["weight_hh"], params["bias_hh"], params["weight_ci"], params["weight_cf"], params["weight_co"], d_h, d_c, dz_hh, dv_hh, dvec_weight_ci, dvec_weight_cf, dvec_weight_co)
+    _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, dvec_weight_ci, dvec_weight_cf, dvec_weight_co, params["weight_hh"], params["weight_ci"], params["weight_cf"], params["weight_co"], dv_hh)
     d_params = {}
-    # the gradient of ih's pre-activation is dz_hh (the two add up); it is
-    # in loop order, so a reversed run puts x and dx in loop order too
+    # dz_hh is the gradient of ih's pre-activation too (the two add up); it is in loop order,
+    # so a reversed run puts x and dx in loop order too
     x_loop = x2d if not reverse else _loop_order(x, lengths).reshape(T * B, I)
     d_params["weight_ih"] = dz_hh.reshape(T * B, 4 * H).T @ x_loop
     dx_ih = dz_hh.reshape(T * B, 4 * H) @ params["weight_ih"]
@@ -322,5 +226,5 @@ def backward(dy, d_final, saved):
     d_params["weight_ci"] = dvec_weight_ci
     d_params["weight_cf"] = dvec_weight_cf
     d_params["weight_co"] = dvec_weight_co
-    d_state0 = (d_h, d_c, )
+    d_state0 = (d_h, d_c,)
     return dx.reshape(T, B, I), d_state0, {name: d_params[name] for name in PARAMS}

@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + versions: fa85d67d2e1b3b6e0078c69943e6a6c43de40a362a39811eee5fa92c6b1504bc
+sha256 of spec + templates + math libraries + versions: dd7de844ce8db59c7d494974bd56cf0e8bd279f10ab6840cfc563e7ab3e7b5ec
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -17,12 +17,16 @@ sequence runs from its own last element back to its first.
 import math
 
 import numpy as np
-from numba import float32, njit
+from numba import njit
 
-from rnngen import checks, device
+from rnngen.backends.cpu import checks
+from rnngen.runtime import device
+# The kernels call these library functions. Numba caches a kernel against this file's timestamp
+# only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid  # noqa: F401
 
 NAME = "mingru"
-SPEC_SHA256 = "fa85d67d2e1b3b6e0078c69943e6a6c43de40a362a39811eee5fa92c6b1504bc"
+SPEC_SHA256 = "dd7de844ce8db59c7d494974bd56cf0e8bd279f10ab6840cfc563e7ab3e7b5ec"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
@@ -36,111 +40,28 @@ def init_params(input_size, hidden_size, dtype=np.float32, seed=0):
     return checks.init_params(PARAMS, input_size, hidden_size, dtype, seed)
 
 
-# -- numerically stable pointwise functions (exact for float32 and float64 alike) --------------
-# Written in branch-free arithmetic so that LLVM vectorizes the fused gate loops: a call to
-# math.exp/math.tanh is a scalar libm call (~25 ns) that stops the loop from vectorizing.
-@njit(cache=True, error_model="numpy")
-def _exp_neg(v):
-    """exp(v) for v <= 0: v = k*ln2 + r with |r| <= ln2/2, exp(r) by a Cephes polynomial (float32)
-    or rational (float64) form, times 2**k built from exponent bits in two factors, so that results
-    down to the smallest subnormal stay correct (relative error a few ulp)."""
-    f = type(v)
-    if isinstance(v, float32):
-        w = max(v, f(-104))
-        k = np.floor(w * f(1.44269504088896341) + f(0.5))
-        r = w - k * f(0.693359375) + k * f(2.12194440e-4)
-        p = (((((f(1.9875691500e-4) * r + f(1.3981999507e-3)) * r + f(8.3334519073e-3)) * r
-              + f(4.1665795894e-2)) * r + f(1.6666665459e-1)) * r + f(5.0000001201e-1)) * (r * r) + r + f(1)
-        k1 = np.int32(k) >> 1
-        k2 = np.int32(k) - k1
-        return (p * np.int32((k1 + 127) << 23).view(np.float32)
-                * np.int32((k2 + 127) << 23).view(np.float32))
-    w = max(v, f(-745.2))
-    k = np.floor(w * f(1.4426950408889634073599) + f(0.5))
-    r = w - k * f(6.93145751953125e-1) - k * f(1.42860682030941723212e-6)
-    rr = r * r
-    pr = r * ((f(1.26177193074810590878e-4) * rr + f(3.02994407707441961300e-2)) * rr
-              + f(9.99999999999999999910e-1))
-    qr = ((f(3.00198505138664455042e-6) * rr + f(2.52448340349684104192e-3)) * rr
-          + f(2.27265548208155028766e-1)) * rr + f(2.00000000000000000009e0)
-    p = f(1) + f(2) * pr / (qr - pr)
-    k1 = np.int64(k) >> 1
-    k2 = np.int64(k) - k1
-    return (p * np.int64((k1 + 1023) << 52).view(np.float64)
-            * np.int64((k2 + 1023) << 52).view(np.float64))
-
-
-@njit(cache=True, error_model="numpy")
-def _sigmoid(v):
-    # 1 / (1 + exp(-v)) for v >= 0, exp(v) / (1 + exp(v)) below: no overflow, full relative accuracy
-    one = type(v)(1)
-    e = _exp_neg(-abs(v))
-    r = one / (one + e)
-    return r if v >= 0 else e * r
-
-
-@njit(cache=True, error_model="numpy")
-def _tanh(v):
-    # |v| >= 0.625: (1 - e) / (1 + e) with e = exp(-2|v|) (no overflow, no cancellation);
-    # below, an odd polynomial (float32) or rational (float64) form keeps relative accuracy near 0.
-    # Both are computed and one is selected, so the loop has no branch.
-    f = type(v)
-    a = abs(v)
-    e = _exp_neg(f(-2) * a)
-    big = (f(1) - e) / (f(1) + e)
-    big = big if v >= 0 else -big
-    s = v * v
-    if isinstance(v, float32):
-        small = ((((f(-5.70498872745e-3) * s + f(2.06390887954e-2)) * s - f(5.37397155531e-2)) * s
-                  + f(1.33314422036e-1)) * s - f(3.33332819422e-1)) * s * v + v
-    else:
-        small = v + v * s * (((f(-9.64399179425052238628e-1) * s - f(9.92877231001918586564e1)) * s
-                              - f(1.61468768441708447952e3))
-                             / (((s + f(1.12811678491632931402e2)) * s + f(2.23548839060100448583e3)) * s
-                                + f(4.84406305325125486048e3)))
-    return small if a < f(0.625) else big
-
-
-@njit(cache=True, error_model="numpy")
-def _relu(v):
-    zero = type(v)(0)
-    return v if v > zero else zero
-
-
-@njit(cache=True, error_model="numpy")
-def _step(v):
-    return type(v)(1) if v > 0 else type(v)(0)
-
-
-@njit(cache=True, error_model="numpy")
-def _softplus(v):
-    zero = type(v)(0)
-    return max(v, zero) + math.log1p(math.exp(-abs(v)))
-
-
 # -- forward: the time loop --------------------------------------------------------------------
 @njit(cache=True, error_model="numpy")
 def _forward_loop(lengths, reverse, y, zx_ih, s_h):
     T, B, H = y.shape
     c1 = y.dtype.type(1)
-    for i in range(T):
+    for step in range(T):
         # update: new states
-        # fused update
         for b in range(B):
-            if i < lengths[b]:
-                t = lengths[b] - 1 - i if reverse else i
+            if step < lengths[b]:
+                t = lengths[b] - 1 - step if reverse else step
                 zx_ih_g0 = zx_ih[t, b, 0:H]
                 zx_ih_g1 = zx_ih[t, b, H:2 * H]
                 for j in range(H):
-                    h = s_h[i, b, j]
+                    h = s_h[step, b, j]
                     xz = zx_ih_g0[j]
                     xh = zx_ih_g1[j]
-                    tmp0 = _sigmoid(xz)
-                    s_h[i + 1, b, j] = h*(c1 - tmp0) + xh*tmp0
-                    y[t, b, j] = s_h[i + 1, b, j]
+                    z = _sigmoid(xz)
+                    s_h[step + 1, b, j] = h*(c1 - z) + xh*z
+                    y[t, b, j] = s_h[step + 1, b, j]
             else:
                 for j in range(H):
-                    s_h[i + 1, b, j] = s_h[i, b, j]
+                    s_h[step + 1, b, j] = s_h[step, b, j]
 
 
 # -- backward: the time loop in reverse --------------------------------------------------------
@@ -148,37 +69,26 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h):
 def _backward_loop(lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih):
     T, B, H = dy.shape
     c1 = dy.dtype.type(1)
-    for i in range(T - 1, -1, -1):
-        # gradient through the update
+    for step in range(T - 1, -1, -1):
         # gradient through the update
         for b in range(B):
-            if i < lengths[b]:
-                t = lengths[b] - 1 - i if reverse else i
+            if step < lengths[b]:
+                t = lengths[b] - 1 - step if reverse else step
                 zx_ih_g0 = zx_ih[t, b, 0:H]
                 zx_ih_g1 = zx_ih[t, b, H:2 * H]
                 dzx_ih_g0 = dzx_ih[t, b, 0:H]
                 dzx_ih_g1 = dzx_ih[t, b, H:2 * H]
                 for j in range(H):
                     dnext_h = d_h[b, j] + dy[t, b, j]
-                    h = s_h[i, b, j]
+                    h = s_h[step, b, j]
                     xz = zx_ih_g0[j]
                     xh = zx_ih_g1[j]
-                    tmp0 = _sigmoid(xz)
-                    tmp1 = c1 - tmp0
-                    d_h[b, j] = dnext_h*tmp1
-                    dzx_ih_g0[j] = dnext_h*(-h*tmp0*tmp1 + xh*tmp0*tmp1)
-                    dzx_ih_g1[j] = dnext_h*tmp0
-
-
-@njit(cache=True)
-def _loop_order(a, lengths):
-    """(T, B, n) in time order -> the loop order of a reversed run: row i of sequence b is
-    a[lengths[b] - 1 - i, b], zero past its length. The map is its own inverse."""
-    out = np.zeros_like(a)
-    for b in range(a.shape[1]):
-        for i in range(lengths[b]):
-            out[i, b] = a[lengths[b] - 1 - i, b]
-    return out
+                    z = _sigmoid(xz)
+                    d_z = dnext_h*(-h + xh)
+                    tmp0 = c1 - z
+                    d_h[b, j] = dnext_h*tmp0
+                    dzx_ih_g0[j] = d_z*tmp0*z
+                    dzx_ih_g1[j] = dnext_h*z
 
 
 def forward(x, params, state0=None, lengths=None, reverse=False):
@@ -202,9 +112,9 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     s_h[0] = state0[0]
     y = np.zeros((T, B, H), dtype)
     _forward_loop(lengths, reverse, y, zx_ih, s_h)
-    final_states = (s_h[T].copy(), )
-    saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse,
-zx_ih=zx_ih, s_h=s_h, )
+    final_states = (s_h[T].copy(),)
+    saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,
+                         s_h=s_h)
     return y, final_states, saved
 
 
@@ -231,5 +141,5 @@ def backward(dy, d_final, saved):
     d_params["weight_ih"] = dzx_ih.reshape(T * B, 2 * H).T @ x2d
     dx = dzx_ih.reshape(T * B, 2 * H) @ params["weight_ih"]
     d_params["bias_ih"] = dzx_ih.reshape(T * B, 2 * H).sum(axis=0)
-    d_state0 = (d_h, )
+    d_state0 = (d_h,)
     return dx.reshape(T, B, I), d_state0, {name: d_params[name] for name in PARAMS}

@@ -2,14 +2,14 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + versions: 03c79a143f4d85b32164b3f6c8e45d441cdd173ec0288ccdc58232e0664736d4
+sha256 of spec + templates + math libraries + versions: 2e38957585b31089f9489a67d12c339f7e15e2412b9ad6af838bdfa214c5aeab
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
     xa = (x) @ weight_ih.T + bias_ih    [hoisted before the loop]
     ha = (h) @ weight_hh.T + bias_hh    [stage 1]
     (xa + ha only appear summed:
-     the loop adds ha into xa and saves the sums for backward)
+     the loop adds them once, as xa_ha, and saves the sums for backward)
     h <- relu(ha + xa)
 
 x is time-major (T, B, I); states and outputs are (B, H) per step. `lengths` gives each
@@ -19,12 +19,16 @@ sequence runs from its own last element back to its first.
 import math
 
 import numpy as np
-from numba import float32, njit
+from numba import njit
 
-from rnngen import checks, device
+from rnngen.backends.cpu import checks
+from rnngen.runtime import device
+# The kernels call these library functions. Numba caches a kernel against this file's timestamp
+# only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, relu as _relu, step as _step  # noqa: F401
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "03c79a143f4d85b32164b3f6c8e45d441cdd173ec0288ccdc58232e0664736d4"
+SPEC_SHA256 = "2e38957585b31089f9489a67d12c339f7e15e2412b9ad6af838bdfa214c5aeab"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
@@ -40,141 +44,46 @@ def init_params(input_size, hidden_size, dtype=np.float32, seed=0):
     return checks.init_params(PARAMS, input_size, hidden_size, dtype, seed)
 
 
-# -- numerically stable pointwise functions (exact for float32 and float64 alike) --------------
-# Written in branch-free arithmetic so that LLVM vectorizes the fused gate loops: a call to
-# math.exp/math.tanh is a scalar libm call (~25 ns) that stops the loop from vectorizing.
-@njit(cache=True, error_model="numpy")
-def _exp_neg(v):
-    """exp(v) for v <= 0: v = k*ln2 + r with |r| <= ln2/2, exp(r) by a Cephes polynomial (float32)
-    or rational (float64) form, times 2**k built from exponent bits in two factors, so that results
-    down to the smallest subnormal stay correct (relative error a few ulp)."""
-    f = type(v)
-    if isinstance(v, float32):
-        w = max(v, f(-104))
-        k = np.floor(w * f(1.44269504088896341) + f(0.5))
-        r = w - k * f(0.693359375) + k * f(2.12194440e-4)
-        p = (((((f(1.9875691500e-4) * r + f(1.3981999507e-3)) * r + f(8.3334519073e-3)) * r
-              + f(4.1665795894e-2)) * r + f(1.6666665459e-1)) * r + f(5.0000001201e-1)) * (r * r) + r + f(1)
-        k1 = np.int32(k) >> 1
-        k2 = np.int32(k) - k1
-        return (p * np.int32((k1 + 127) << 23).view(np.float32)
-                * np.int32((k2 + 127) << 23).view(np.float32))
-    w = max(v, f(-745.2))
-    k = np.floor(w * f(1.4426950408889634073599) + f(0.5))
-    r = w - k * f(6.93145751953125e-1) - k * f(1.42860682030941723212e-6)
-    rr = r * r
-    pr = r * ((f(1.26177193074810590878e-4) * rr + f(3.02994407707441961300e-2)) * rr
-              + f(9.99999999999999999910e-1))
-    qr = ((f(3.00198505138664455042e-6) * rr + f(2.52448340349684104192e-3)) * rr
-          + f(2.27265548208155028766e-1)) * rr + f(2.00000000000000000009e0)
-    p = f(1) + f(2) * pr / (qr - pr)
-    k1 = np.int64(k) >> 1
-    k2 = np.int64(k) - k1
-    return (p * np.int64((k1 + 1023) << 52).view(np.float64)
-            * np.int64((k2 + 1023) << 52).view(np.float64))
-
-
-@njit(cache=True, error_model="numpy")
-def _sigmoid(v):
-    # 1 / (1 + exp(-v)) for v >= 0, exp(v) / (1 + exp(v)) below: no overflow, full relative accuracy
-    one = type(v)(1)
-    e = _exp_neg(-abs(v))
-    r = one / (one + e)
-    return r if v >= 0 else e * r
-
-
-@njit(cache=True, error_model="numpy")
-def _tanh(v):
-    # |v| >= 0.625: (1 - e) / (1 + e) with e = exp(-2|v|) (no overflow, no cancellation);
-    # below, an odd polynomial (float32) or rational (float64) form keeps relative accuracy near 0.
-    # Both are computed and one is selected, so the loop has no branch.
-    f = type(v)
-    a = abs(v)
-    e = _exp_neg(f(-2) * a)
-    big = (f(1) - e) / (f(1) + e)
-    big = big if v >= 0 else -big
-    s = v * v
-    if isinstance(v, float32):
-        small = ((((f(-5.70498872745e-3) * s + f(2.06390887954e-2)) * s - f(5.37397155531e-2)) * s
-                  + f(1.33314422036e-1)) * s - f(3.33332819422e-1)) * s * v + v
-    else:
-        small = v + v * s * (((f(-9.64399179425052238628e-1) * s - f(9.92877231001918586564e1)) * s
-                              - f(1.61468768441708447952e3))
-                             / (((s + f(1.12811678491632931402e2)) * s + f(2.23548839060100448583e3)) * s
-                                + f(4.84406305325125486048e3)))
-    return small if a < f(0.625) else big
-
-
-@njit(cache=True, error_model="numpy")
-def _relu(v):
-    zero = type(v)(0)
-    return v if v > zero else zero
-
-
-@njit(cache=True, error_model="numpy")
-def _step(v):
-    return type(v)(1) if v > 0 else type(v)(0)
-
-
-@njit(cache=True, error_model="numpy")
-def _softplus(v):
-    zero = type(v)(0)
-    return max(v, zero) + math.log1p(math.exp(-abs(v)))
-
-
 # -- forward: the time loop --------------------------------------------------------------------
 @njit(cache=True, error_model="numpy")
-def _forward_loop(lengths, reverse, y, zx_ih, s_h, weight_hh, z_hh, bias_hh):
+def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, weight_hh, bias_hh):
     T, B, H = y.shape
     c0 = y.dtype.type(0)
-    for i in range(T):
+    for step in range(T):
         # stage 1: recurrent GEMMs of hh
-        np.dot(s_h[i], weight_hh.T, z_hh)
+        np.dot(s_h[step], weight_hh.T, z_hh)
         # update: new states
-        # fused update
         for b in range(B):
-            if i < lengths[b]:
-                t = lengths[b] - 1 - i if reverse else i
+            if step < lengths[b]:
+                t = lengths[b] - 1 - step if reverse else step
                 for j in range(H):
-                    xa = zx_ih[t, b, j] + z_hh[b, j] + bias_hh[j]
-                    s_h[i + 1, b, j] = _relu(xa)
-                    y[t, b, j] = s_h[i + 1, b, j]
-                    zx_ih[t, b, j] = xa
+                    xa_ha = zx_ih[t, b, j] + z_hh[b, j] + bias_hh[j]
+                    s_h[step + 1, b, j] = _relu(xa_ha)
+                    y[t, b, j] = s_h[step + 1, b, j]
+                    zx_ih[t, b, j] = xa_ha
             else:
                 for j in range(H):
-                    s_h[i + 1, b, j] = s_h[i, b, j]
+                    s_h[step + 1, b, j] = s_h[step, b, j]
 
 
 # -- backward: the time loop in reverse --------------------------------------------------------
 @njit(cache=True, error_model="numpy")
-def _backward_loop(lengths, reverse, dy, zx_ih, s_h, weight_hh, bias_hh, d_h, dz_hh, dv_hh):
+def _backward_loop(lengths, reverse, dy, zx_ih, d_h, dz_hh, weight_hh, dv_hh):
     T, B, H = dy.shape
     c0 = dy.dtype.type(0)
-    for i in range(T - 1, -1, -1):
-        # gradient through the update
+    for step in range(T - 1, -1, -1):
         # gradient through the update
         for b in range(B):
-            if i < lengths[b]:
-                t = lengths[b] - 1 - i if reverse else i
+            if step < lengths[b]:
+                t = lengths[b] - 1 - step if reverse else step
                 for j in range(H):
                     dnext_h = d_h[b, j] + dy[t, b, j]
-                    xa = zx_ih[t, b, j]
+                    xa_ha = zx_ih[t, b, j]
                     d_h[b, j] = c0
-                    dz_hh[i, b, j] = dnext_h*_step(xa)
+                    dz_hh[step, b, j] = dnext_h*_step(xa_ha)
         # stage 1: GEMM adjoints of hh
-        np.dot(dz_hh[i], weight_hh, dv_hh)
+        np.dot(dz_hh[step], weight_hh, dv_hh)
         d_h += dv_hh
-
-
-@njit(cache=True)
-def _loop_order(a, lengths):
-    """(T, B, n) in time order -> the loop order of a reversed run: row i of sequence b is
-    a[lengths[b] - 1 - i, b], zero past its length. The map is its own inverse."""
-    out = np.zeros_like(a)
-    for b in range(a.shape[1]):
-        for i in range(lengths[b]):
-            out[i, b] = a[lengths[b] - 1 - i, b]
-    return out
 
 
 def forward(x, params, state0=None, lengths=None, reverse=False):
@@ -196,12 +105,12 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     zx_ih += params["bias_ih"]
     s_h = np.empty((T + 1, B, H), dtype)
     s_h[0] = state0[0]
-    z_hh = np.empty((B, H), dtype)   # scratch: the sum is saved
+    z_hh = np.empty((B, H), dtype)   # this step's product: the loop saves the sums in zx_ih
     y = np.zeros((T, B, H), dtype)
-    _forward_loop(lengths, reverse, y, zx_ih, s_h, params["weight_hh"], z_hh, params["bias_hh"])
-    final_states = (s_h[T].copy(), )
-    saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse,
-zx_ih=zx_ih, s_h=s_h, )
+    _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, params["weight_hh"], params["bias_hh"])
+    final_states = (s_h[T].copy(),)
+    saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,
+                         s_h=s_h)
     return y, final_states, saved
 
 
@@ -223,11 +132,11 @@ def backward(dy, d_final, saved):
     x2d = x.reshape(T * B, I)
     d_h = d_final[0]
     dz_hh = np.zeros((T, B, H), dtype)
-    dv_hh = np.empty((B, H), dtype)
-    _backward_loop(lengths, reverse, dy, zx_ih, s_h, params["weight_hh"], params["bias_hh"], d_h, dz_hh, dv_hh)
+    dv_hh = np.empty((B, H), dtype)   # the product dv = dz @ W, added to the state's gradient
+    _backward_loop(lengths, reverse, dy, zx_ih, d_h, dz_hh, params["weight_hh"], dv_hh)
     d_params = {}
-    # the gradient of ih's pre-activation is dz_hh (the two add up); it is
-    # in loop order, so a reversed run puts x and dx in loop order too
+    # dz_hh is the gradient of ih's pre-activation too (the two add up); it is in loop order,
+    # so a reversed run puts x and dx in loop order too
     x_loop = x2d if not reverse else _loop_order(x, lengths).reshape(T * B, I)
     d_params["weight_ih"] = dz_hh.reshape(T * B, H).T @ x_loop
     dx_ih = dz_hh.reshape(T * B, H) @ params["weight_ih"]
@@ -235,5 +144,5 @@ def backward(dy, d_final, saved):
     d_params["bias_ih"] = dz_hh.reshape(T * B, H).sum(axis=0)
     d_params["weight_hh"] = dz_hh.reshape(T * B, H).T @ s_h[:T].reshape(T * B, H)
     d_params["bias_hh"] = d_params["bias_ih"].copy()
-    d_state0 = (d_h, )
+    d_state0 = (d_h,)
     return dx.reshape(T, B, I), d_state0, {name: d_params[name] for name in PARAMS}

@@ -2,7 +2,7 @@
 __version__ = "0.1.0"
 
 from .errors import SpecError  # noqa: E402
-from .registry import available, load  # noqa: E402
-from .network import RNN  # noqa: E402
+from .runtime.registry import available, load  # noqa: E402
+from .runtime.network import RNN  # noqa: E402
 
 __all__ = ["SpecError", "load", "available", "RNN", "__version__"]

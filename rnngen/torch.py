@@ -26,7 +26,6 @@ both sides synchronize instead. numba-cuda keeps one CUDA context per thread, so
 GPU (tensors on another raise a RuntimeError): one process per GPU, as with DDP. `_Host` and `_Cuda`
 below are these two crossings.
 """
-import contextlib
 import math
 import os
 import types
@@ -35,144 +34,14 @@ import numpy as np
 import torch
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from . import registry
-from .checks import all_finite, param_shape
-from .network import require_cuda
+from .backends.checks import CheckedLengths, all_finite, param_shape
+from .runtime import registry
+from .runtime.stack import forward_layers, unit
+from .runtime.tensors import check_dtype, crossing
 
 __all__ = ["RNN", "from_torch", "CellFunction"]
 
 _TORCH_MODES = {"LSTM": "lstm", "GRU": "gru", "RNN_TANH": "rnn_tanh", "RNN_RELU": "rnn_relu"}
-
-
-class _Host:
-    """CPU tensors <-> numpy arrays, as views."""
-    device = torch.device("cpu")
-
-    @staticmethod
-    def to_kernel(t):
-        """A numpy view of a CPU tensor (a copy only when it is not C-contiguous)."""
-        t = t.detach()
-        if not t.is_contiguous():
-            t = t.contiguous()
-        return t.numpy()
-
-    @staticmethod
-    def to_tensor(a):
-        return torch.from_numpy(a)
-
-    @staticmethod
-    def run(fn, *args):
-        return fn(*args)
-
-
-def _require_cuda(device):
-    """numba.cuda, once it is known to see a GPU; a RuntimeError naming what is missing otherwise."""
-    return require_cuda(f"rnngen.torch: tensors on {device} need",
-                        "Or move the module and its inputs to the CPU with .cpu().")
-
-
-class _Cuda:
-    """CUDA tensors <-> the CUDA kernels, through __cuda_array_interface__: no copies."""
-
-    def __init__(self, device):
-        self.device = device
-        self.cuda = _require_cuda(device)
-        try:
-            from numba.cuda import config
-            self.per_thread = bool(config.CUDA_PER_THREAD_DEFAULT_STREAM)
-        except Exception:
-            self.per_thread = False
-
-    @staticmethod
-    def to_kernel(t):
-        """The tensor itself (detached: a tensor that requires grad refuses to export its
-        __cuda_array_interface__); copied only when it is not C-contiguous. Never leaves the GPU."""
-        t = t.detach()
-        if not t.is_contiguous():
-            t = t.contiguous()
-        return t
-
-    def to_tensor(self, a):
-        """A CUDA tensor over the memory of a numba device array, without a copy (torch keeps a
-        reference to `a`, so the memory lives as long as the tensor)."""
-        out = torch.as_tensor(a, device=self.device)
-        ptr = a.__cuda_array_interface__["data"][0]
-        if out.numel() and out.data_ptr() != ptr:
-            raise RuntimeError(f"rnngen.torch: the CUDA kernels' result is not on {self.device} "
-                               "(torch copied it); numba-cuda ran on another GPU")
-        return out
-
-    def run(self, fn, *args):
-        """fn(*args) (a generated forward/backward) ordered after the work torch queued on its current
-        stream, and with torch's later work ordered after it."""
-        switch = self.device.index is not None and self.device.index != torch.cuda.current_device()
-        with torch.cuda.device(self.device) if switch else contextlib.nullcontext():
-            self._check_numba_device()
-            current = torch.cuda.current_stream(self.device)
-            if self.per_thread:
-                current.synchronize()
-                out = fn(*args)
-                self.cuda.synchronize()
-                return out
-            default = torch.cuda.default_stream(self.device)
-            other = current != default
-            if other:
-                default.wait_stream(current)
-            out = fn(*args)
-            if other:
-                current.wait_stream(default)
-            return out
-
-
-    def _check_numba_device(self):
-        """numba-cuda keeps one CUDA context per thread and cannot switch it: refuse tensors on another
-        GPU than the one numba works on here, rather than launch on the wrong one."""
-        try:
-            numba_device = self.cuda.current_context().device.id
-        except Exception:      # the simulator's device has no id; a real failure shows up in fn
-            return
-        if self.device.index is not None and numba_device != self.device.index:
-            raise RuntimeError(
-                f"rnngen.torch: the tensors are on {self.device}, but numba-cuda works on GPU "
-                f"{numba_device} in this thread and cannot switch (it keeps one CUDA context per "
-                "thread). Use one GPU per process (torch.cuda.set_device(rank) before any CUDA "
-                "work, as with DistributedDataParallel), or move the module and inputs to "
-                f"cuda:{numba_device}.")
-
-
-_CROSSINGS = {torch.device("cpu"): _Host()}
-
-
-def _crossing(*tensors):
-    """How tensors (None ignored) reach the kernels: _Host for CPU, _Cuda for one CUDA device."""
-    devices = []
-    for t in tensors:
-        if t is not None and t.device not in devices:
-            devices.append(t.device)
-    if len(devices) > 1:
-        raise RuntimeError(
-            "rnngen.torch: the input, the initial states and the parameters must be on one device, "
-            f"got tensors on {', '.join(str(d) for d in devices)} (move the module with "
-            ".to(device) and the inputs with .to(device))")
-    device = devices[0]
-    crossing = _CROSSINGS.get(device)
-    if crossing is None:
-        if device.type != "cuda":
-            raise RuntimeError(f"rnngen.torch: got a tensor on {device}; only CPU and CUDA tensors "
-                               "are supported")
-        crossing = _CROSSINGS[device] = _Cuda(device)
-    return crossing
-
-
-_DTYPES = (torch.float32, torch.float64)
-
-
-def _check_dtype(what, dtype):
-    """The one message for every dtype the kernels do not run (float16, bfloat16, complex, ints)."""
-    if dtype not in _DTYPES:
-        raise ValueError(f"rnngen.torch: {what} has dtype {dtype}; rnngen's kernels run torch.float32 "
-                         "and torch.float64 only (convert the module with .float() or .double(), "
-                         "and the input likewise)")
 
 
 class _FirstOrderOnly(torch.autograd.Function):
@@ -209,7 +78,7 @@ class CellFunction(torch.autograd.Function):
     """One run of a generated cell over a padded, time-major sequence.
 
     apply(gen, lengths, reverse, x, *state0, *params) -> (y, *final_states)
-    gen: a generated module; lengths: int64 numpy array (B,) or None; state0: one (B, H) tensor per
+    gen: a generated module; lengths: CheckedLengths (or an int64 numpy array (B,)) or None; state0: one (B, H) tensor per
     state in gen.STATES, or all None for zeros; params in gen.PARAMS order.
     """
 
@@ -221,8 +90,8 @@ class CellFunction(torch.autograd.Function):
         for what, t in zip(["input x", *(f"initial state {s!r}" for s in gen.STATES),
                             *(f"parameter {p}" for p in gen.PARAMS)], (x, *tensors)):
             if t is not None:
-                _check_dtype(what, t.dtype)
-        dev = _crossing(x, *tensors)
+                check_dtype(what, t.dtype)
+        dev = crossing(x, *tensors)
         k = dev.to_kernel
         y, final, saved = dev.run(
             gen.forward, k(x), {name: k(p) for name, p in zip(gen.PARAMS, params)},
@@ -399,39 +268,41 @@ class RNN(torch.nn.Module):
             x = x.unsqueeze(1)
         elif self.batch_first and not packed:
             x = x.transpose(0, 1)
-        _crossing(x, *self._parameters.values())   # one device (and its backend) for all
+        crossing(x, *self._parameters.values())   # one device (and its backend) for all
         if x.shape[-1] != self.input_size:
             raise ValueError(f"input has feature size {x.shape[-1]} (shape {tuple(input.data.shape if packed else input.shape)}), "
                              f"but the module expects input_size={self.input_size}")
         dtype = self._check_parameters()
-        _check_dtype("input", x.dtype)
+        check_dtype("input", x.dtype)
         if x.dtype != dtype:
             raise ValueError(f"input dtype {x.dtype} does not match the parameters' {dtype} "
                              f"(convert the module with .double()/.float() or the input)")
         T, B = x.shape[0], x.shape[1]
-        H, L, D = self.hidden_size, self.num_layers, self.num_directions
+        L, D = self.num_layers, self.num_directions
         state0 = self._initial_states(hx, B, dtype, unbatched, sorted_indices)
+        checked = None if lengths is None else CheckedLengths(lengths, B, T)   # once for every layer
 
         finals = [[None] * (L * D) for _ in self.states]
-        layer_input = x
-        for layer in range(L):
-            outs = []
-            for direction in range(D):
-                k = layer * D + direction
-                s0 = tuple(s[k] for s in state0) if state0 is not None else (None,) * len(self.states)
-                try:
-                    res = CellFunction.apply(self.gen, lengths, bool(direction), layer_input,
-                                             *s0, *self._layer_params(layer, direction))
-                except ValueError:
-                    self._refuse_non_finite()       # a parameter's NaN, named as torch names it
-                    raise
-                outs.append(res[0])
-                for n, s in enumerate(res[1:]):
-                    finals[n][k] = s
-            layer_input = outs[0] if D == 1 else torch.cat(outs, dim=2)
-            if self.dropout and self.training and layer < L - 1:
-                layer_input = torch.nn.functional.dropout(layer_input, self.dropout, True)
-        y = layer_input
+
+        def run(layer, direction, layer_input):
+            k = unit(layer, direction, D)
+            s0 = tuple(s[k] for s in state0) if state0 is not None else (None,) * len(self.states)
+            try:
+                res = CellFunction.apply(self.gen, checked, bool(direction), layer_input,
+                                         *s0, *self._layer_params(layer, direction))
+            except ValueError:
+                self._refuse_non_finite()       # a parameter's NaN, named as torch names it
+                raise
+            for n, s in enumerate(res[1:]):
+                finals[n][k] = s
+            return res[0]
+
+        def dropout(layer, out):
+            if self.dropout and self.training:
+                return torch.nn.functional.dropout(out, self.dropout, True)
+            return out
+
+        y = forward_layers(x, L, D, run, lambda outs: torch.cat(outs, dim=2), dropout)
         h_n = [f[0].unsqueeze(0) if len(f) == 1 else torch.stack(f, 0) for f in finals]
 
         if packed:
@@ -453,7 +324,7 @@ class RNN(torch.nn.Module):
         """The parameters' one dtype, after checking that the kernels run it."""
         dtype = self._dtype()
         for name, p in self._parameters.items():
-            _check_dtype(f"parameter {name}", p.dtype)
+            check_dtype(f"parameter {name}", p.dtype)
             if p.dtype != dtype:
                 raise ValueError(f"rnngen.torch: parameter {name} has dtype {p.dtype}, the others "
                                  f"{dtype}; convert the module with .float() or .double()")
@@ -486,7 +357,7 @@ class RNN(torch.nn.Module):
                                  f"got {tuple(h.shape)}")
             if h.dtype != dtype:
                 raise ValueError(f"initial state {name!r} has dtype {h.dtype}, expected {dtype}")
-            _crossing(h, self._parameters[self._param_names[0][0]])
+            crossing(h, self._parameters[self._param_names[0][0]])
             if sorted_indices is not None:
                 h = h.index_select(1, sorted_indices)
             out.append(h)

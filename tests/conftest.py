@@ -14,6 +14,27 @@ def rng():
     return np.random.default_rng(12345)
 
 
+@pytest.fixture
+def compile_builtin():
+    """The compiler's Compilation of a built-in spec, by name."""
+    from rnngen.tools.build import builtin_specs_dir
+    from rnngen.compiler.driver import Compilation
+    return lambda name: Compilation(os.path.join(builtin_specs_dir(), f"{name}.py"))
+
+
+@pytest.fixture
+def compile_text(tmp_path):
+    """The compiler's Compilation of a spec given as text (dedented)."""
+    import textwrap
+    from rnngen.compiler.driver import Compilation
+
+    def make(text, name="cell"):
+        path = tmp_path / f"{name}.py"
+        path.write_text(textwrap.dedent(text))
+        return Compilation(str(path))
+    return make
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: a CUDA-simulator test that takes a minute or more "
                                        "(still part of the default run and of CI)")

@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import textwrap
+
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -46,3 +48,24 @@ def simulator_rows(script, key):
             rows[tuple(row[k] for k in key)] = row
     assert rows, f"the simulator run printed nothing:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
     return rows
+
+
+# a spec whose names are the generator's own (tests/compiler/test_generated_names.py, the CUDA
+# simulator check)
+CLASH = textwrap.dedent("""
+    # the names a generated kernel or wrapper uses for itself, taken by the spec
+    from rnngen.spec import Cell, sigmoid, tanh
+
+    cell = Cell("clash", states=("y", "params", "lengths"), output="y")
+    y, params, lengths = cell.y, cell.params, cell.lengths
+    a, a1 = cell.linear("a", cell.x, gates=2)              # buffer zx_a, views zx_a_g0, zx_a_g1
+    (b,) = cell.linear("a_g1", cell.x)                     # buffer zx_a_g1
+    step, j = cell.linear("hh", y, gates=2)
+    (T,) = cell.linear("s", params, bias=False)            # buffer z_s; the state's s_params
+    np = cell.vector("np")                                 # numpy's name in the kernels
+    tmp0 = sigmoid(a + step) * np
+    c1 = tanh(a1 + b + j)
+    d_y = tmp0 * c1 + T
+    dnext_y = sigmoid(lengths)
+    cell.update(y=d_y * dnext_y, params=params * c1, lengths=lengths + tmp0)
+    """)

@@ -1,0 +1,214 @@
+"""Input checks and small helpers shared by the generated modules of every backend (run time).
+
+Bad input raises ValueError naming the argument and what was expected; nothing is broadcast.
+The backends convert arrays their own way (rnngen/backends/cpu/checks.py for numpy arrays,
+rnngen/backends/cuda/checks.py for device arrays) and pass that conversion in.
+"""
+import numpy as np
+
+DTYPES = (np.float32, np.float64)
+
+
+def is_torch_tensor(value):
+    """A torch tensor, told without importing torch (the one place that duck-types it)."""
+    return hasattr(value, "detach") and hasattr(value, "cpu") and hasattr(value, "numpy")
+
+
+def host_view(value):
+    """A CPU torch tensor as a numpy array (no copy); anything else as it is."""
+    return value.detach().cpu().numpy() if is_torch_tensor(value) else value
+
+
+class CheckedLengths:
+    """`lengths` already checked for (B, T) by check_lengths: a network checks them once per call
+    and passes this to every layer and direction, whose own check then takes it as it is. `host`
+    is the int64 (B,) array; `device`, when set, its copy on the GPU."""
+
+    def __init__(self, lengths, B, T):
+        self.host = check_lengths(lengths, B, T)
+        self.B, self.T = B, T
+        self.device = None
+
+    def __repr__(self):
+        return f"CheckedLengths({self.host.tolist()}, T={self.T})"
+
+
+def param_shape(shape, input_size, hidden_size):
+    """('4*H', 'I') -> (4*hidden_size, input_size)."""
+    env = {"H": hidden_size, "I": input_size}
+    out = []
+    for dim in shape:
+        mult, _, sym = dim.rpartition("*")
+        out.append((int(mult) if mult else 1) * env[sym])
+    return tuple(out)
+
+
+def init_params(spec_params, input_size, hidden_size, dtype=np.float32, seed=0):
+    if int(input_size) < 1 or int(hidden_size) < 1:
+        raise ValueError(f"input_size and hidden_size must be >= 1, got {input_size}, {hidden_size}")
+    dtype = np.dtype(dtype)
+    if dtype.type not in DTYPES:
+        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+    rng = np.random.default_rng(seed)
+    bound = 1.0 / np.sqrt(hidden_size)
+    return {name: rng.uniform(-bound, bound, param_shape(shape, input_size, hidden_size)).astype(dtype)
+            for name, shape in spec_params.items()}
+
+
+class Saved:
+    """What forward() keeps for backward(): opaque to callers."""
+
+    def __init__(self, cell, **arrays):
+        self.cell = cell
+        self.__dict__.update(arrays)
+
+    def __repr__(self):
+        return f"<saved forward of {self.cell}: T={self.x.shape[0]}, B={self.x.shape[1]}>"
+
+
+def all_finite(value):
+    """No NaN or inf in the array (count_nonzero: about half the per-call cost of .all() on the
+    small arrays of the course size)."""
+    return np.count_nonzero(np.isfinite(value)) == value.size
+
+
+def check_finite(name, value):
+    if not all_finite(value):
+        raise ValueError(f"{name} contains NaN or inf")
+
+
+def check_forward(x, params, state0, lengths, reverse, spec_params, states, array, lengths_of=None,
+                  finite=check_finite):
+    """The checks of forward()'s inputs shared by the CPU and the CUDA modules.
+
+    `array(name, value, ndim, dtype=None)` converts and checks one array (the backend's: numpy
+    arrays on the CPU, device arrays on the GPU); `lengths_of(lengths, B, T)` checks `lengths`
+    (default check_lengths); `finite(name, arr)` rejects NaN and inf (None: not checked).
+    Returns (x, params, state0, lengths, reverse, H), with None for each state not given.
+    """
+    x = array("x", x, 3)
+    T, B, I = x.shape
+    if T < 1 or B < 1 or I < 1:
+        raise ValueError(f"x must be (T, B, I) with every size >= 1, got shape {tuple(x.shape)}")
+    if finite is not None:
+        finite("x", x)
+    if not isinstance(params, dict):
+        raise ValueError("params must be a dict of parameter name -> array")
+    missing = [n for n in spec_params if n not in params]
+    if missing:
+        raise ValueError(f"params is missing {missing}; expected {list(spec_params)}")
+    extra = [n for n in params if n not in spec_params]
+    if extra:
+        raise ValueError(f"params has unknown names {extra}; expected {list(spec_params)}")
+    checked = {name: array(f"params[{name!r}]", params[name], len(shape), x.dtype)
+               for name, shape in spec_params.items()}
+    H = hidden_size(checked, spec_params)      # from the first parameter
+    check_input_size(x, checked, spec_params, H)
+    for name, shape in spec_params.items():
+        arr = checked[name]
+        expected = param_shape(shape, I, H)
+        if tuple(arr.shape) != expected:
+            raise ValueError(f"params[{name!r}] must have shape {expected} ({', '.join(shape)} with "
+                             f"I={I}, H={H}), got {tuple(arr.shape)}")
+        if finite is not None:
+            finite(f"params[{name!r}]", arr)
+    if state0 is None:
+        state0 = (None,) * len(states)
+    if not isinstance(state0, (tuple, list)) or len(state0) != len(states):
+        raise ValueError(f"state0 must be None or a tuple of {len(states)} arrays {states}, each (B, H)")
+    state0 = tuple(None if s is None else check_state(f"state0[{k}] ({states[k]})", s, B, H, x.dtype, array,
+                                                      finite) for k, s in enumerate(state0))
+    lengths = (lengths_of or check_lengths)(lengths, B, T)
+    if not isinstance(reverse, (bool, np.bool_)):
+        raise ValueError(f"reverse must be a bool, got {reverse!r}")
+    return x, checked, state0, lengths, bool(reverse), H
+
+
+def check_lengths(lengths, B, T):
+    """`lengths` as a C-contiguous int64 (B,) array with values in [0, T] (None: all T).
+    Integers of any dtype and floats with integral values are accepted; anything else (a bool
+    array, 1.5, NaN, a value out of range) is refused naming the first offending value and its index.
+    CheckedLengths for this (B, T) are taken as they are (checked once by the caller)."""
+    if isinstance(lengths, CheckedLengths) and (lengths.B, lengths.T) == (B, T):
+        return lengths.host
+    if isinstance(lengths, CheckedLengths):
+        lengths = lengths.host
+    if lengths is None:
+        return np.full(B, T, np.int64)
+    lengths = host_view(lengths)
+    if isinstance(lengths, (list, tuple)):
+        return _lengths_from_sequence(lengths, B, T)
+    try:
+        lengths = np.asarray(lengths)
+    except Exception as exc:
+        raise ValueError(f"lengths must be an array of integers: {exc}") from None
+    if lengths.shape != (B,):
+        raise ValueError(f"lengths must have shape (B,) = ({B},), got {lengths.shape}")
+    if lengths.dtype.kind == "O":
+        return _lengths_from_sequence(lengths.tolist(), B, T)
+    if lengths.dtype.kind not in "iuf":
+        raise ValueError(f"lengths must be integers in [0, T={T}], got dtype {lengths.dtype}")
+    bad = ~((lengths >= 0) & (lengths <= T))        # NaN compares False: bad
+    if lengths.dtype.kind == "f":
+        bad |= lengths != np.floor(lengths)
+    if bad.any():
+        k = int(np.argmax(bad))
+        _bad_length(k, lengths[k].item(), T)
+    return np.ascontiguousarray(lengths, dtype=np.int64)
+
+
+def _bad_length(k, value, T):
+    raise ValueError(f"lengths must be integers in [0, T={T}], got lengths[{k}] = {value!r}")
+
+
+def _lengths_from_sequence(values, B, T):
+    """A list or tuple of lengths, each value checked as given (exactly, before any conversion)."""
+    if np.shape(np.asarray(values, dtype=object)) != (B,):
+        raise ValueError(f"lengths must have shape (B,) = ({B},), got {np.shape(np.asarray(values, dtype=object))}")
+    for k, v in enumerate(values):
+        integral = isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) or \
+            isinstance(v, (float, np.floating)) and float(v).is_integer()
+        if not integral or not 0 <= v <= T:
+            _bad_length(k, v.item() if isinstance(v, np.generic) else v, T)
+    return np.array(values, dtype=np.int64)
+
+
+def check_input_size(x, params, spec_params, H):
+    """x's feature size against the input size the parameters were made for (the first parameter
+    with an I dimension), so that a wrong x is blamed on x, not on a parameter."""
+    I = x.shape[2]
+    for name, shape in spec_params.items():
+        if "I" not in [dim.rpartition("*")[2] for dim in shape]:
+            continue
+        k = [dim.rpartition("*")[2] for dim in shape].index("I")
+        mult = shape[k].rpartition("*")[0]
+        mult = int(mult) if mult else 1
+        size = params[name].shape[k]
+        if size % mult or size == 0:
+            return              # the parameter itself is wrong: its own check says so
+        expected = size // mult
+        if expected != I and tuple(params[name].shape) == param_shape(shape, expected, H):
+            raise ValueError(f"x has feature size {I} (shape (T, B, I) = {tuple(x.shape)}), but the "
+                             f"parameters expect input size {expected} (params[{name!r}] has shape "
+                             f"{tuple(params[name].shape)}: {', '.join(shape)} with I={expected}, H={H})")
+        return
+
+
+def hidden_size(params, spec_params):
+    """H from the rows of the first parameter (k*H rows for a shape ('k*H', ...))."""
+    first = next(iter(spec_params))
+    rows = params[first].shape[0]
+    mult, _, _ = spec_params[first][0].rpartition("*")
+    mult = int(mult) if mult else 1
+    if rows % mult or rows == 0:
+        raise ValueError(f"params[{first!r}] must have {spec_params[first][0]} rows, got {rows}")
+    return rows // mult
+
+
+def check_state(name, s, B, H, dtype, array, finite=check_finite):
+    arr = array(name, s, 2, dtype)
+    if tuple(arr.shape) != (B, H):
+        raise ValueError(f"{name} must have shape (B, H) = ({B}, {H}), got {tuple(arr.shape)}")
+    if finite is not None:
+        finite(name, arr)
+    return arr

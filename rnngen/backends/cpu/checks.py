@@ -1,0 +1,59 @@
+"""The CPU modules' input checks (run time): numpy arrays, checked by rnngen/backends/checks.py."""
+import numpy as np
+
+from ..checks import (DTYPES, Saved, check_finite, check_forward, check_state, hidden_size,  # noqa: F401
+                      init_params)
+
+
+def host_array(name, value, ndim, dtype=None):
+    """`value` as a C-contiguous numpy array of `ndim` dimensions and float dtype (`dtype` if given);
+    a device array is refused (the CPU kernels take numpy arrays)."""
+    if not isinstance(value, np.ndarray):
+        if hasattr(value, "__cuda_array_interface__") or hasattr(value, "__dlpack_device__") and \
+                value.__dlpack_device__()[0] != 1:
+            raise ValueError(f"{name} is a device array; the CPU kernels take numpy arrays")
+        try:
+            value = np.asarray(value)
+        except Exception as exc:
+            raise ValueError(f"{name} must be an array: {exc}") from None
+    if value.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {value.shape}")
+    if dtype is None:
+        if value.dtype.type not in DTYPES:
+            raise ValueError(f"{name} must be float32 or float64, got {value.dtype}")
+    elif value.dtype != dtype:
+        raise ValueError(f"{name} must have dtype {np.dtype(dtype)} (as x and the parameters), "
+                         f"got {value.dtype}")
+    return np.ascontiguousarray(value)
+
+
+def forward_inputs(x, params, state0, lengths, reverse, spec_params, states):
+    """forward()'s inputs checked; the states not given as zeros, the others copied."""
+    x, params, state0, lengths, reverse, H = check_forward(x, params, state0, lengths, reverse,
+                                                           spec_params, states, host_array)
+    B = x.shape[1]
+    state0 = tuple(np.zeros((B, H), x.dtype) if s is None else s.copy() for s in state0)
+    return x, params, state0, lengths, reverse
+
+
+def backward_inputs(dy, d_final, saved, cell_name, states):
+    """backward()'s inputs checked against what forward() saved; d_final copied (accumulated into)."""
+    if not isinstance(saved, Saved) or saved.cell != cell_name:
+        raise ValueError(f"saved must be what forward() of cell {cell_name!r} returned")
+    T, B, _ = saved.x.shape
+    H = getattr(saved, f"s_{states[0]}").shape[2]
+    dtype = saved.x.dtype
+    if dy is None:
+        dy = np.zeros((T, B, H), dtype)
+    dy = host_array("dy", dy, 3, dtype)
+    if dy.shape != (T, B, H):
+        raise ValueError(f"dy must have shape (T, B, H) = ({T}, {B}, {H}), got {dy.shape}")
+    check_finite("dy", dy)
+    if d_final is None:
+        d_final = (None,) * len(states)
+    if not isinstance(d_final, (tuple, list)) or len(d_final) != len(states):
+        raise ValueError(f"d_final must be None or a tuple of {len(states)} arrays {states}, each (B, H)")
+    d_final = tuple(np.zeros((B, H), dtype) if d is None else
+                    check_state(f"d_final[{k}] ({states[k]})", d, B, H, dtype, host_array).copy()
+                    for k, d in enumerate(d_final))
+    return dy, d_final

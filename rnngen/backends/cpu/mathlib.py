@@ -1,0 +1,109 @@
+"""The CPU math library every generated CPU module imports: numerically stable pointwise functions
+(exact for float32 and float64 alike) and the loop-order permutation of a reversed run.
+
+Written in branch-free arithmetic so that LLVM vectorizes the fused gate loops: a call to
+math.exp/math.tanh is a scalar libm call (~25 ns) that stops the loop from vectorizing.
+
+Numba's cache (cache=True) of a generated kernel is checked against the timestamp of the kernel's
+own file only, not of the functions it calls here. The bytes of this file therefore go into the
+sha256 in the header of every generated module (rnngen/compiler/driver.py): a change here changes
+every generated file, which `rnngen build` rewrites, and that invalidates their cached kernels.
+"""
+import math
+
+import numpy as np
+from numba import float32, njit
+
+from .numba_cache import register
+
+register()      # before the decorators below: an installed rnngen caches them in a per-user folder
+
+
+@njit(cache=True, error_model="numpy")
+def exp_neg(v):
+    """exp(v) for v <= 0: v = k*ln2 + r with |r| <= ln2/2, exp(r) by a Cephes polynomial (float32)
+    or rational (float64) form, times 2**k built from exponent bits in two factors, so that results
+    down to the smallest subnormal stay correct (relative error a few ulp)."""
+    f = type(v)
+    if isinstance(v, float32):
+        w = max(v, f(-104))
+        k = np.floor(w * f(1.44269504088896341) + f(0.5))
+        r = w - k * f(0.693359375) + k * f(2.12194440e-4)
+        p = (((((f(1.9875691500e-4) * r + f(1.3981999507e-3)) * r + f(8.3334519073e-3)) * r
+              + f(4.1665795894e-2)) * r + f(1.6666665459e-1)) * r + f(5.0000001201e-1)) * (r * r) + r + f(1)
+        k1 = np.int32(k) >> 1
+        k2 = np.int32(k) - k1
+        return (p * np.int32((k1 + 127) << 23).view(np.float32)
+                * np.int32((k2 + 127) << 23).view(np.float32))
+    w = max(v, f(-745.2))
+    k = np.floor(w * f(1.4426950408889634073599) + f(0.5))
+    r = w - k * f(6.93145751953125e-1) - k * f(1.42860682030941723212e-6)
+    rr = r * r
+    pr = r * ((f(1.26177193074810590878e-4) * rr + f(3.02994407707441961300e-2)) * rr
+              + f(9.99999999999999999910e-1))
+    qr = ((f(3.00198505138664455042e-6) * rr + f(2.52448340349684104192e-3)) * rr
+          + f(2.27265548208155028766e-1)) * rr + f(2.00000000000000000009e0)
+    p = f(1) + f(2) * pr / (qr - pr)
+    k1 = np.int64(k) >> 1
+    k2 = np.int64(k) - k1
+    return (p * np.int64((k1 + 1023) << 52).view(np.float64)
+            * np.int64((k2 + 1023) << 52).view(np.float64))
+
+
+@njit(cache=True, error_model="numpy")
+def sigmoid(v):
+    # 1 / (1 + exp(-v)) for v >= 0, exp(v) / (1 + exp(v)) below: no overflow, full relative accuracy
+    one = type(v)(1)
+    e = exp_neg(-abs(v))
+    r = one / (one + e)
+    return r if v >= 0 else e * r
+
+
+@njit(cache=True, error_model="numpy")
+def tanh(v):
+    # |v| >= 0.625: (1 - e) / (1 + e) with e = exp(-2|v|) (no overflow, no cancellation);
+    # below, an odd polynomial (float32) or rational (float64) form keeps relative accuracy near 0.
+    # Both are computed and one is selected, so the loop has no branch.
+    f = type(v)
+    a = abs(v)
+    e = exp_neg(f(-2) * a)
+    big = (f(1) - e) / (f(1) + e)
+    big = big if v >= 0 else -big
+    s = v * v
+    if isinstance(v, float32):
+        small = ((((f(-5.70498872745e-3) * s + f(2.06390887954e-2)) * s - f(5.37397155531e-2)) * s
+                  + f(1.33314422036e-1)) * s - f(3.33332819422e-1)) * s * v + v
+    else:
+        small = v + v * s * (((f(-9.64399179425052238628e-1) * s - f(9.92877231001918586564e1)) * s
+                              - f(1.61468768441708447952e3))
+                             / (((s + f(1.12811678491632931402e2)) * s + f(2.23548839060100448583e3)) * s
+                                + f(4.84406305325125486048e3)))
+    return small if a < f(0.625) else big
+
+
+@njit(cache=True, error_model="numpy")
+def relu(v):
+    zero = type(v)(0)
+    return v if v > zero else zero
+
+
+@njit(cache=True, error_model="numpy")
+def step(v):
+    return type(v)(1) if v > 0 else type(v)(0)
+
+
+@njit(cache=True, error_model="numpy")
+def softplus(v):
+    zero = type(v)(0)
+    return max(v, zero) + math.log1p(math.exp(-abs(v)))
+
+
+@njit(cache=True)
+def loop_order(a, lengths):
+    """(T, B, n) in time order -> the loop order of a reversed run: row i of sequence b is
+    a[lengths[b] - 1 - i, b], zero past its length. The map is its own inverse."""
+    out = np.zeros_like(a)
+    for b in range(a.shape[1]):
+        for i in range(lengths[b]):
+            out[i, b] = a[lengths[b] - 1 - i, b]
+    return out

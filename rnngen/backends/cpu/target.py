@@ -1,0 +1,35 @@
+"""The CPU target as the compiler driver sees it: the names its kernels use as globals, its
+layout, its emitter and template, and the files whose bytes go into the build hash."""
+import os
+
+from ...compiler.render import file_bytes, render as render_template
+from . import emit as _emit
+from .layout import CpuLayout
+
+NAME = "cpu"
+KERNEL_GLOBALS = ("np", "math", "range")      # a spec value of such a name is renamed
+TIE_LINEARS = True                            # save one sum and one dZ for tied linears
+_HERE = os.path.dirname(os.path.abspath(__file__))
+TEMPLATE = os.path.join(_HERE, "module.py.j2")
+LIBRARY = os.path.join(_HERE, "mathlib.py")
+
+
+def file_name(cell_name):
+    return f"{cell_name}.py"
+
+
+def source_bytes():
+    """The template and the math library the generated modules import (see mathlib.py)."""
+    return file_bytes(TEMPLATE, LIBRARY)
+
+
+def layout(kernel):
+    return CpuLayout(kernel)
+
+
+def emit(kernel, layout, header, equations):
+    return _emit.emit(kernel, layout, header, equations)
+
+
+def render(module):
+    return render_template(TEMPLATE, m=module, n=module.n)

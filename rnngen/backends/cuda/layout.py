@@ -1,0 +1,61 @@
+"""The CUDA module's memory layout: what the Kernel IR's buffers are on the device and how the
+persistent kernels index them.
+
+- Allocation: device arrays from elementwise.empty; what a step does not write past a row's length (y, the
+  rows of dZ) is zeroed by the kernels there, and a vector's gradient is accumulated per (b, j)
+  into a (B, H) array of zeros, summed over b after the loop (no atomics).
+- No bias folding: the loops add the biases (the hoisted GEMM has no bias epilogue).
+- Flat columns: gate g of unit j is column g * H + j (a thread owns one (b, j)).
+- The persistent kernels' GEMM slices keep the recurrent weights in shared memory.
+"""
+from ...compiler import ir
+
+
+def shape_text(dims):
+    parts = [str(d).replace("*", " * ") for d in dims]
+    return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
+
+
+class CudaLayout:
+    def __init__(self, kernel):
+        self.kernel = kernel
+        self.n = kernel.loop
+        self.namer = kernel.namer.copy()
+
+    def dims(self, buffer):
+        return (ir.B, ir.H) if buffer.role == "d_vector" else buffer.dims
+
+    def terms(self, read):
+        return list(read.terms)
+
+    def column(self, gate):
+        j, H = self.n["j"], self.n["H"]
+        return j if gate == 0 else (f"{H} + {j}" if gate == 1 else f"{gate} * {H} + {j}")
+
+    def element(self, ref):
+        n, name = self.n, ref.buffer.name
+        at = "row" if ref.buffer.role == "d_vector" else ref.at
+        rows = {"t": f"{n['t']}, {n['b']}", "step": f"{n['step']}, {n['b']}",
+                "next": f"{n['step']} + 1, {n['b']}", "row": n["b"], "unit": None}[at]
+        col = self.column(ref.gate) if ref.buffer.gates > 1 else n["j"]
+        return f"{name}[{rows}, {col}]" if rows is not None else f"{name}[{col}]"
+
+    def inactive_zeros(self, backward):
+        """What the update blocks write past a row's length besides the IR's carries: y[step]
+        forward, every gate of the rows dZ[step] backward, which no step writes there (both are
+        allocated uninitialized; y[step] with step >= length is a position no step writes)."""
+        if not backward:
+            return [ir.Write(ir.Ref(self.kernel.buffer("y")), 0)]
+        return [ir.Write(ir.Ref(b, g, "step"), 0) for b in self.kernel.buffers
+                if b.role in ("d_preact", "d_x_preact") for g in range(b.gates)]
+
+    def allocate(self, buffer):
+        fill = "zeros" if buffer.role == "d_vector" else "empty"
+        return f"{buffer.name} = elementwise.{fill}({shape_text(self.dims(buffer))}, dtype)"
+
+    def call_name(self, buffer):
+        if buffer.role in ("y", "dy"):
+            return buffer.role
+        if buffer.param:
+            return f'params["{buffer.param}"]'
+        return buffer.name

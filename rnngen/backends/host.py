@@ -1,0 +1,80 @@
+"""What the Python wrappers of every backend print alike (compile time): the `saved` record and the
+gradients after the backward loop, in each backend's array operations (`HostOps`)."""
+import textwrap
+from dataclasses import dataclass
+
+from ..compiler import ir
+
+
+@dataclass(frozen=True)
+class HostOps:
+    """A backend's array operations as format strings over {a}, {b}."""
+    gemm_tn: str          # a.T @ b
+    gemm: str             # a @ b
+    accumulate: str       # a += b
+    column_sum: str
+    copy: str
+    vector_grad: str      # a vector's gradient from its accumulator
+    zeros: str            # zeros of shape {a}
+
+
+def width(buffer):
+    """The last dimension as the wrappers print it: 4 * H."""
+    return str(buffer.dims[-1]).replace("*", " * ")
+
+
+def shape(buffer):
+    """A parameter's shape as PARAMS lists it: ('4*H', 'I')."""
+    return tuple(str(d) for d in buffer.dims)
+
+
+def saved_key(buffer):
+    """The attribute of `saved` holding a buffer: s_<state> for states (the checks read them)."""
+    return f"s_{buffer.owner}" if buffer.role == "states" else buffer.name
+
+
+def saved_call(saved, device=False):
+    """The lines (to indent by 4) creating `saved`, wrapped at 100 columns."""
+    head = "saved = checks.Saved(NAME, " + ("device=True, " if device else "")
+    text = head + "x=x, params=params, lengths=lengths, reverse=reverse, " + \
+        ", ".join(f"{key}={name}" for key, name in saved) + ")"
+    return textwrap.wrap(text, 96, subsequent_indent=" " * len("saved = checks.Saved("),
+                         break_long_words=False, break_on_hyphens=False)
+
+
+def d_state0(kernel):
+    return "d_state0 = (" + ", ".join(kernel.buffer("d_state", s).name for s in kernel.states) + ",)"
+
+
+def after_loop(kernel, ops):
+    """The weight, bias, vector and input gradients after the backward loop."""
+    out, first_dx = [], True
+    for op in kernel.after:
+        if isinstance(op, (ir.WeightGrad, ir.InputGrad, ir.BiasGrad)):
+            flat = f"{op.d.name}.reshape(T * B, {width(op.d)})"
+        if isinstance(op, ir.WeightGrad):
+            if op.input.role == "x" and op.loop_order:
+                out += [f"# {op.d.name} is the gradient of {op.weight.owner}'s pre-activation too (the two "
+                        "add up); it is in loop order,", "# so a reversed run puts x and dx in loop order too",
+                        "x_loop = x2d if not reverse else _loop_order(x, lengths).reshape(T * B, I)"]
+                src = "x_loop"
+            else:
+                src = "x2d" if op.input.role == "x" else f"{op.input.name}[:T].reshape(T * B, H)"
+            out.append(f'd_params["{op.weight.param}"] = {ops.gemm_tn.format(a=flat, b=src)}')
+        elif isinstance(op, ir.InputGrad):
+            part = ops.gemm.format(a=flat, b=f'params["{op.weight.param}"]')
+            if op.loop_order:
+                name = f"dx_{op.weight.owner}"
+                out.append(f"{name} = {part}")
+                part = f"{name} if not reverse else _loop_order({name}.reshape(T, B, I), lengths).reshape(T * B, I)"
+            out.append(f"dx = {part}" if first_dx else ops.accumulate.format(a="dx", b=part))
+            first_dx = False
+        elif isinstance(op, ir.BiasGrad):
+            src = ops.copy.format(a=f'd_params["{op.same_as.param}"]') if op.same_as else \
+                ops.column_sum.format(a=flat)
+            out.append(f'd_params["{op.bias.param}"] = {src}')
+        else:
+            out.append(f'd_params["{op.vector.param}"] = {ops.vector_grad.format(a=op.d.name)}')
+    if first_dx:
+        out.append("dx = " + ops.zeros.format(a="(T * B, I)"))
+    return out

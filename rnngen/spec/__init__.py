@@ -1,0 +1,11 @@
+"""What users write: `Cell`, the pointwise functions, and the loader that runs a spec file.
+
+    from rnngen.spec import Cell, sigmoid, tanh
+
+Importing this package imports SymPy; the runtime (rnngen.load, rnngen.RNN) never does.
+"""
+from .cell import Cell, Linear, Vector, X
+from .functions import KNOWN_FUNCTIONS, exp, log, relu, sigmoid, softplus, sqrt, step, tanh
+
+__all__ = ["Cell", "Linear", "Vector", "X", "KNOWN_FUNCTIONS", "exp", "log", "relu", "sigmoid",
+           "softplus", "sqrt", "step", "tanh"]

@@ -1,0 +1,182 @@
+"""`rnngen bench`'s measuring: the machine, the BLAS and torch thread settings, and the timers
+(blocks of interleaved samples, tiny cases timed call by call)."""
+import contextlib
+import os
+import platform
+import subprocess
+import time
+
+import numpy as np
+
+GEMM_N = 1024
+#: timed samples per block, rounds of blocks per case (default and --quick)
+BLOCK = 3
+REPS, QUICK_REPS = 5, 1
+#: an untimed warm-up of a block lasts at least this long (one call at least)
+WARM_S = 10e-3
+#: a block stops taking timed samples (after the first) once they have lasted this long
+BLOCK_BUDGET_S, QUICK_BLOCK_BUDGET_S = 3.0, 0.25
+#: a timed sample of a tiny case repeats the call until it lasts this long (at most MAX_CALLS calls)
+MIN_SAMPLE_S = 2e-3
+MAX_CALLS = 50
+
+
+# -- the machine ---------------------------------------------------------------------------------
+def machine():
+    model, flags = platform.processor() or platform.machine(), []
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("Flags:"):
+                flags = line.split(":", 1)[1].split()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    simd = [f for f in ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_bf16", "amx_tile") if f in flags]
+    return {"cpu": model, "cores": os.cpu_count(), "simd": simd, "python": platform.python_version()}
+
+
+def blas_info():
+    """Which BLAS libraries are loaded, their kernels (architecture) and threads (threadpoolctl)."""
+    from ..runtime import threads as blas
+    return [f"{d.get('internal_api')} {d.get('version')} kernel={d.get('architecture')} "
+            f"threads={d.get('num_threads')} ({os.path.basename(d.get('filepath', ''))})" for d in blas.info()]
+
+
+def versions():
+    import numba
+    import scipy
+    out = {"numpy": np.__version__, "numba": numba.__version__, "scipy": scipy.__version__}
+    torch = torch_module()
+    out["torch"] = torch.__version__ if torch else "not installed"
+    return out
+
+
+def torch_module():
+    try:
+        import torch
+        return torch
+    except ImportError:
+        return None
+
+
+def loadavg():
+    try:
+        return " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def prefault(nbytes):
+    """Touch and free as much memory as the largest case will use. On a VM the first touch of
+    memory the process never had is several times slower (the host backs it page by page); without
+    this, whichever case first grows the heap is penalised."""
+    buf = np.ones(nbytes // 4, np.float32)
+    del buf
+
+
+# -- threads -------------------------------------------------------------------------------------
+class Threads:
+    """Sets torch's and the BLAS threads for a block and restores them after it. `None` is each
+    library's default: the counts this process had when the bench started."""
+
+    def __init__(self):
+        import threadpoolctl
+        from ..runtime import threads as blas
+        blas.info()                      # loads numpy's and SciPy's BLAS
+        self.controller = threadpoolctl.ThreadpoolController().select(user_api="blas")
+        self.blas_default = {lib.filepath: lib.get_num_threads() for lib in self.controller.lib_controllers}
+        self.torch = torch_module()
+        self.torch_default = self.torch.get_num_threads() if self.torch else None
+        self.cpus = blas.available_cpus()
+
+    @contextlib.contextmanager
+    def use(self, n):
+        """n threads for torch and every BLAS library (None: their defaults) inside the block."""
+        old_torch = self.torch.get_num_threads() if self.torch else None
+        if self.torch:
+            self.torch.set_num_threads(n or self.torch_default)
+        try:
+            with self.controller.limit(limits=n or self.blas_default):
+                yield
+        finally:
+            if self.torch:
+                self.torch.set_num_threads(old_torch)
+
+    @contextlib.contextmanager
+    def blas_only(self, n):
+        """n BLAS threads inside the block (the GEMM-rate probes)."""
+        with self.controller.limit(limits=n):
+            yield
+
+
+def setting_name(n):
+    return "default" if n is None else str(n)
+
+
+# -- timing --------------------------------------------------------------------------------------
+class Timer:
+    """Samples per key, timed in blocks (see the module's docstring)."""
+
+    def __init__(self, budget_s=None):
+        self.samples = {}
+        self.budget_s = BLOCK_BUDGET_S if budget_s is None else budget_s
+
+    def block(self, key, fn, calls, samples=BLOCK):
+        """An untimed warm-up (>= WARM_S), then `samples` timed samples, fewer (at least one) once
+        the block's timed samples have lasted budget_s."""
+        t0 = time.perf_counter()
+        fn()
+        while time.perf_counter() - t0 < WARM_S:
+            fn()
+        spent = 0.0
+        out = self.samples.setdefault(key, [])
+        for _ in range(samples):
+            for _ in range(calls):          # each call timed alone: one stalled call is one sample
+                t0 = time.perf_counter()
+                fn()
+                dt = time.perf_counter() - t0
+                out.append(dt)
+                spent += dt
+            if spent >= self.budget_s:
+                break
+
+    def median_ms(self, key):
+        s = self.samples.get(key)
+        return float(np.median(s)) * 1e3 if s else None
+
+    def mean_ms(self, key):
+        s = self.samples.get(key)
+        return float(np.mean(s)) * 1e3 if s else None
+
+
+def calls_per_sample(fn):
+    """Back-to-back calls that fill MIN_SAMPLE_S (at most MAX_CALLS). The first call is untimed
+    (compilation, first touch of memory); a second one is timed unless the first was slow."""
+    t0 = time.perf_counter()
+    fn()
+    dt = time.perf_counter() - t0
+    if dt < 0.1:
+        t0 = time.perf_counter()
+        fn()
+        dt = time.perf_counter() - t0
+    return int(min(MAX_CALLS, max(1, np.ceil(MIN_SAMPLE_S / max(dt, 1e-9)))))
+
+
+def time_blocks(entries, reps, budget_s=None):
+    """entries: (key, fn, context) with context() a context manager entered around each of the
+    key's blocks (thread settings). Calls each once or twice untimed (calls per sample), then runs
+    `reps` rounds of one block per entry in turn. Returns (Timer, calls per sample)."""
+    timer = Timer(budget_s)
+    calls = {}
+    for key, fn, context in entries:
+        with context():
+            calls[key] = calls_per_sample(fn)
+    for _ in range(reps):
+        for key, fn, context in entries:
+            with context():
+                timer.block(key, fn, calls[key])
+    return timer, calls
+
+

@@ -1,0 +1,30 @@
+"""The CPU layout: x-linear biases folded into the hoisted GEMM, per-row views of gate blocks, a
+scratch for the GEMM adjoint added into a state's gradient, numpy allocation."""
+from rnngen.compiler import ir
+
+
+def test_bias_folding_views_and_scratch(compile_builtin):
+    comp = compile_builtin("lstm")
+    kernel, lay = comp.kernel("cpu"), comp["layout:cpu"]
+    assert {b.param for b in lay.folded} == {"bias_ih"}
+    read = next(r for op in kernel.forward[-1].ops for r in op.reads if r.symbol.name == "xi_hi")
+    assert [t.buffer.name for t in lay.terms(read)] == ["zx_ih", "z_hh", "bias_hh"]
+    views = []
+    assert lay.element(read.terms[0], views) == "zx_ih_g0[j]"
+    assert lay.element(ir.Ref(read.terms[0].buffer, 2, "t"), views) == "zx_ih_g2[j]"
+    assert views == ["zx_ih_g0 = zx_ih[t, b, 0:H]", "zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]"]
+    assert lay.element(read.terms[3]) == "bias_hh[j]" and lay.element(ir.Ref(read.terms[3].buffer, 1, "unit")) \
+        == "bias_hh[H + j]"
+    assert [b.name for b in lay.scratch.values()] == ["dv_hh"]
+    assert lay.allocate(kernel.buffer("d_preact", "hh")) == "dz_hh = np.zeros((T, B, 4 * H), dtype)"
+    assert lay.allocate(kernel.buffer("preact", "hh")) == "z_hh = np.empty((B, 4 * H), dtype)"
+
+
+def test_printed_module(compile_builtin):
+    m = compile_builtin("gru_classic")["emit:cpu"]
+    assert m.forward_args[:3] == ["lengths", "reverse", "y"]
+    assert m.forward_call[:3] == ["lengths", "reverse", "y"] and 'params["weight_hh"]' in m.forward_call
+    kinds = [[kind for kind, _ in st.items] for st in m.backward_stages]
+    assert kinds == [["block"], ["gemm", "block"], ["gemm", "add"]]
+    assert m.saved == [("zx_ih", "zx_ih"), ("s_h", "s_h"), ("z_hh", "z_hh"), ("z_rh", "z_rh"), ("v_rh", "v_rh")]
+    assert m.helpers == ["_sigmoid", "_tanh"]

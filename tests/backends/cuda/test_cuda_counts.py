@@ -1,0 +1,56 @@
+"""Kernel launches and device allocations per forward and per backward of one layer-direction of
+every built-in cell (cuda_counts_sim_check.py next to this file, under the CUDA simulator, about 20 s).
+
+The counts come from rnngen.cuda_runtime.COUNTS, which counts every launch and allocation the run
+time makes; the simulator's own count of the kernels it ran and the device arrays it made must be
+the same, so the counter misses nothing (on a GPU, benchmarks/gpu_check.py --stage time reads the
+same counter). The test prints the counts; issue 13 sets targets for them. The counts are the same
+on a GPU (the code path does not depend on the device), but a GPU run is what confirms it.
+"""
+import pytest
+
+import rnngen
+from helpers import simulator_rows
+
+pytest.importorskip("numba.cuda")
+
+
+@pytest.fixture(scope="module")
+def results():
+    return simulator_rows("backends/cuda/cuda_counts_sim_check.py", ("cell", "lengths"))
+
+
+def _table(results):
+    lines = ["launches / allocations of one layer-direction (device inputs):",
+             f"{'cell':15s} {'forward':>9s} {'+lengths':>9s} {'backward':>9s}  launches by kernel (forward; backward)"]
+    for cell in rnngen.available():
+        plain, given = results[cell, False], results[cell, True]
+
+        def pair(row, part):
+            c = row[part]["counted"]
+            return f"{c.get('launches', 0)} / {c.get('allocations', 0)}"
+
+        by = {part: ", ".join(f"{k[7:]} {v}" for k, v in sorted(plain[part]["counted"].items())
+                              if k.startswith("launch "))
+              for part in ("forward", "backward")}
+        lines.append(f"{cell:15s} {pair(plain, 'forward'):>9s} {pair(given, 'forward'):>9s} "
+                     f"{pair(plain, 'backward'):>9s}  {by['forward']}; {by['backward']}")
+    return "\n".join(lines)
+
+
+def test_counts_per_forward_and_backward(results, capsys):
+    for (cell, lengths), row in results.items():
+        assert "error" not in row, f"{cell}: {row['error']}"
+        for part in ("forward", "backward"):
+            counted, seen = row[part]["counted"], row[part]["simulator"]
+            assert counted.get("launches", 0) == seen["launches"], f"{cell} {part}: {row[part]}"
+            assert counted.get("allocations", 0) == seen["allocations"], f"{cell} {part}: {row[part]}"
+            assert counted.get(f"launch persistent {part}") == 1, f"{cell} {part}: {counted}"
+            named = sum(v for k, v in counted.items() if k.startswith("launch "))
+            assert named == counted["launches"], f"{cell} {part}: {counted}"
+    for cell in rnngen.available():
+        plain = results[cell, False]["forward"]["counted"]
+        given = results[cell, True]["forward"]["counted"]
+        assert given["allocations"] == plain["allocations"] + 1, "lengths: one upload per forward"
+    with capsys.disabled():
+        print("\n" + _table(results))

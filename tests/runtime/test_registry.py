@@ -1,0 +1,154 @@
+"""rnngen.load / rnngen.available: a rebuilt module is noticed, only rnngen-generated files are
+imported, an unknown cell says where rnngen looked and how to build one."""
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import rnngen
+from rnngen.runtime import device
+from rnngen.cli import main as cli
+
+SPEC = """from rnngen.spec import Cell, tanh
+
+cell = Cell("scaled", states=("h",), output="h")
+(xh,) = cell.linear("ih", cell.x)
+(hh,) = cell.linear("hh", cell.h)
+cell.update(h={scale} * tanh(xh + hh))
+"""
+
+
+def _build(specs, out, scale):
+    """A real `rnngen build` of cell 'scaled' (h = scale * tanh(...)), in this process."""
+    (specs / "scaled.py").write_text(SPEC.format(scale=scale))
+    assert cli(["build", "--specs", str(specs), "--out", str(out)]) == 0
+
+
+def _one_step(module, x, params):
+    """y of one step from a zero state, and the reference scale * tanh(x W_ih^T + b_ih + b_hh)."""
+    y, _, saved = module.forward(x, params)
+    pre = x[0] @ params["weight_ih"].T + params["bias_ih"] + params["bias_hh"]
+    return y[0], pre, saved
+
+
+def test_load_after_a_rebuild_in_the_same_process_gives_the_new_module(tmp_path):
+    specs, out = tmp_path / "specs", tmp_path / "out"
+    specs.mkdir()
+    _build(specs, out, 0.5)
+    old = rnngen.load("scaled", path=str(out))
+    assert rnngen.load("scaled", path=str(out)) is old          # unchanged file: the same module
+    params = old.init_params(3, 4, np.float64)
+    x = np.random.default_rng(0).standard_normal((1, 2, 3))
+    y_old, pre, saved_old = _one_step(old, x, params)
+    np.testing.assert_allclose(y_old, 0.5 * np.tanh(pre), atol=1e-14)
+    old_cuda = device.cuda_module(old.__name__, old.__file__, old.NAME)
+    assert old_cuda.SPEC_SHA256 == old.SPEC_SHA256
+
+    _build(specs, out, 0.7)                                       # same folder, changed spec
+    new = rnngen.load("scaled", path=str(out))
+    assert new is not old and new.SPEC_SHA256 != old.SPEC_SHA256
+    y_new, _, saved_new = _one_step(new, x, params)
+    np.testing.assert_allclose(y_new, 0.7 * np.tanh(pre), atol=1e-14)
+    # the old module keeps its own kernels: forward and backward of the first build
+    y_again, _, _ = _one_step(old, x, params)
+    np.testing.assert_allclose(y_again, 0.5 * np.tanh(pre), atol=1e-14)
+    dy = np.ones((1, 2, 4))
+    dx_old = old.backward(dy, None, saved_old)[0]
+    dx_new = new.backward(dy, None, saved_new)[0]
+    d_pre = 1 - np.tanh(pre) ** 2
+    np.testing.assert_allclose(dx_old[0], 0.5 * d_pre @ params["weight_ih"], atol=1e-13)
+    np.testing.assert_allclose(dx_new[0], 0.7 * d_pre @ params["weight_ih"], atol=1e-13)
+
+    # the CUDA sibling follows the CPU module it belongs to
+    new_cuda = device.cuda_module(new.__name__, new.__file__, new.NAME)
+    assert new_cuda is not old_cuda and new_cuda.SPEC_SHA256 == new.SPEC_SHA256
+    assert device.cuda_module(old.__name__, old.__file__, old.NAME) is old_cuda
+
+
+def test_a_cuda_sibling_first_imported_after_a_rebuild_is_refused(tmp_path):
+    # scales no other test builds: module names follow the content, and a sibling imported by an
+    # earlier test for the same content would be (rightly) reused
+    specs, out = tmp_path / "specs", tmp_path / "out"
+    specs.mkdir()
+    _build(specs, out, 0.375)
+    old = rnngen.load("scaled", path=str(out))
+    _build(specs, out, 0.25)
+    with pytest.raises(ValueError, match=r"_cuda_scaled\.py was not built with the loaded .*rnngen\.load"):
+        device.cuda_module(old.__name__, old.__file__, old.NAME)
+    new = rnngen.load("scaled", path=str(out))
+    assert device.cuda_module(new.__name__, new.__file__, new.NAME).SPEC_SHA256 == new.SPEC_SHA256
+
+
+def test_the_module_name_of_a_user_built_cell_is_the_same_in_every_process(tmp_path):
+    """Numba's cache of each version of a file is reused across processes (str hash() is salted)."""
+    specs, out = tmp_path / "specs", tmp_path / "out"
+    specs.mkdir()
+    _build(specs, out, 0.5)
+    here = rnngen.load("scaled", path=str(out)).__name__
+    code = f"import rnngen; print(rnngen.load('scaled', path={str(out)!r}).__name__)"
+    there = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                           check=True).stdout.strip()
+    assert here == there and here.startswith("rnngen_user_")
+
+
+@pytest.mark.parametrize("name", ["_cuda_lstm", "__init__", "_x", "1cell", "a-b", "", "a.b", None, 3])
+def test_cell_names_must_be_identifiers_not_starting_with_underscore(name, tmp_path):
+    for path in (None, str(tmp_path)):
+        with pytest.raises(ValueError, match="identifier not starting with '_'"):
+            rnngen.load(name, path=path)
+
+
+def test_only_files_that_rnngen_generated_are_imported(tmp_path):
+    marker = tmp_path / "ran"
+    (tmp_path / "setup.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    with pytest.raises(ValueError, match=r"setup\.py is not a module generated by rnngen"):
+        rnngen.load("setup", path=str(tmp_path))
+    assert not marker.exists(), "a file that rnngen did not generate was executed"
+    # a generated module under another cell's name is refused as well (its header names lstm)
+    shutil.copy(os.path.join(rnngen.runtime.registry.builtin_dir(), "lstm.py"), tmp_path / "mgu.py")
+    with pytest.raises(ValueError, match=r"mgu\.py is not a module generated by rnngen for cell 'mgu'"):
+        rnngen.load("mgu", path=str(tmp_path))
+    # a CUDA sibling without rnngen's header is not imported either
+    shutil.copy(os.path.join(rnngen.runtime.registry.builtin_dir(), "lstm.py"), tmp_path / "lstm.py")
+    (tmp_path / "_cuda_lstm.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    m = rnngen.load("lstm", path=str(tmp_path))
+    with pytest.raises(ValueError, match=r"_cuda_lstm\.py is not a module generated by rnngen"):
+        device.cuda_module(m.__name__, m.__file__, "lstm")
+    assert not marker.exists()
+    assert rnngen.available(str(tmp_path)) == ["lstm"]        # setup.py and mgu.py are not cells
+
+
+def test_an_unknown_cell_says_where_rnngen_looked_and_how_to_build_one(tmp_path):
+    import rnngen.torch as rtorch
+    shutil.copy(os.path.join(rnngen.runtime.registry.builtin_dir(), "gru.py"), tmp_path / "gru.py")
+    builtin = rnngen.runtime.registry.builtin_dir()
+    for make in (lambda **kw: rnngen.load("mgu", **kw), lambda **kw: rnngen.RNN("mgu", 3, 4, **kw),
+                 lambda **kw: rtorch.RNN("mgu", 3, 4, **kw)):
+        with pytest.raises(ValueError) as info:
+            make()
+        msg = str(info.value)
+        assert "no built-in cell 'mgu'" in msg and builtin in msg, msg
+        assert "rnngen build mgu --specs DIR --out DIR` and pass path=DIR" in msg, msg
+        assert "available: gru, gru_classic" in msg, msg
+        with pytest.raises(ValueError) as info:
+            make(path=str(tmp_path))
+        msg = str(info.value)
+        assert f"no generated cell 'mgu' in {tmp_path} (available: gru)" in msg, msg
+        assert f"rnngen build mgu --specs DIR --out {tmp_path}`" in msg, msg
+        with pytest.raises(ValueError, match="is not a folder"):
+            make(path=str(tmp_path / "missing"))
+
+
+def test_rnn_takes_path_like_the_torch_bridge(tmp_path):
+    specs, out = tmp_path / "specs", tmp_path / "out"
+    specs.mkdir()
+    _build(specs, out, 0.5)
+    net = rnngen.RNN("scaled", 3, 4, num_layers=2, path=str(out), dtype=np.float64)
+    assert net.cell is rnngen.load("scaled", path=str(out))
+    y, (h,) = net.forward(np.ones((2, 1, 3)))
+    assert y.shape == (2, 1, 4) and np.all(np.abs(y) <= 0.5)
+    with pytest.raises(ValueError, match="path= says where to find a cell given by name"):
+        rnngen.RNN(net.cell, 3, 4, path=str(out))
