@@ -179,22 +179,22 @@ def rnn_today(net, x, backward):
 
 
 # -- (c) batch halves -------------------------------------------------------------------------------
-def run_halves(p, x, backward):
-    """One unidirectional layer as two independent half-batches: hoisted GEMMs per half at 2 BLAS
-    threads, the two loops concurrently at 1 thread each, weight gradients summed."""
+def run_halves(p, x, backward, blas_gemm=2):
+    """One unidirectional layer as two independent half-batches: hoisted GEMMs per half at
+    blas_gemm BLAS threads, the two loops concurrently at 1 thread each, weight gradients summed."""
     T, B, _ = x.shape
     h = B // 2
     parts = [np.ascontiguousarray(x[:, :h]), np.ascontiguousarray(x[:, h:])]
     dirs = [Dir(p, False, np.full(part.shape[1], T, np.int64)) for part in parts]
     for d, part in zip(dirs, parts):
         d.fwd_prep(part)
-    _loops([d.fwd_loop for d in dirs], True, 2)
+    _loops([d.fwd_loop for d in dirs], True, blas_gemm)
     y = np.concatenate([d.y for d in dirs], axis=1)
     if not backward:
         return y, None
     for d in dirs:
         d.bwd_prep(np.ones_like(d.y))
-    _loops([d.bwd_loop for d in dirs], True, 2)
+    _loops([d.bwd_loop for d in dirs], True, blas_gemm)
     for d in dirs:
         d.bwd_post()
     return y, {n: dirs[0].g[n] + dirs[1].g[n] for n in dirs[0].g}
@@ -330,7 +330,7 @@ def spin_empty(w, flags, steps, spins):
         spin_wait(flags, i + 1, spins)
 
 
-def hslice_forward(p, x, barrier, spins=4000):
+def hslice_forward(p, x, barrier, spins=4000, blas_gemm=2):
     """(d) forward of one unidirectional layer: hoisted GEMM at 2 BLAS threads, then the step loop
     by 2 workers owning H/2 units each, BLAS at 1 thread."""
     d = Dir(p, False, np.full(x.shape[1], x.shape[0], np.int64))
@@ -345,7 +345,7 @@ def hslice_forward(p, x, barrier, spins=4000):
         flags = np.zeros(2, np.int64)
         args = (spins, d.lengths, False, d.y, d.zx, d.s_h, d.s_c, wg, zbuf, p["bias_hh"])
         run_two(lambda: hslice_spin_worker(0, flags, *args), lambda: hslice_spin_worker(1, flags, *args))
-    set_blas(2)
+    set_blas(blas_gemm)
     return d.y
 
 
@@ -516,13 +516,17 @@ def section_network(args):
             }
             if bidir:
                 cands["(b) directions concurrent"] = (2, lambda: run_net(net, x, backward, True, 2))
+                cands["(b) directions concurrent, GEMMs BLAS 1"] = (1, lambda: run_net(net, x, backward, True, 1))
             else:
                 p = net_params(net, 0, 0)
                 p["_wg"] = gather_slices(p["weight_hh"], 2)
                 cands["(c) batch halves"] = (2, lambda: run_halves(p, x, backward))
+                cands["(c) batch halves, GEMMs BLAS 1"] = (1, lambda: run_halves(p, x, backward, 1))
                 if not backward:
                     cands["(d) hidden slices, prange"] = (2, lambda: hslice_forward(p, x, "prange"))
                     cands["(d) hidden slices, spin barrier"] = (2, lambda: hslice_forward(p, x, "spin"))
+                    cands["(d) hidden slices, spin barrier, GEMMs BLAS 1"] = (
+                        1, lambda: hslice_forward(p, x, "spin", blas_gemm=1))
             table(f"{label}, {'forward+backward' if backward else 'forward'} "
                   f"(numba threading layer {layer_name()})", cands, args, "today, BLAS 1")
 
@@ -682,7 +686,62 @@ def section_overhead(args):
           per_block=args.per_block * 100)
 
 
-SECTIONS = {"gemm": section_gemm, "overhead": section_overhead, "fused": section_fused,
+@njit(nogil=True, error_model="numpy")
+def hslice_one_worker(w, nw, lengths, reverse, y, zx, s_h, s_c, wg, zbuf, bias_hh):
+    """Worker w's share of every step, alone (no barrier): its time on a free core."""
+    for i in range(y.shape[0]):
+        _slice_step(w, nw, i, lengths, reverse, y, zx, s_h, s_c, wg, zbuf, bias_hh)
+
+
+def section_projection(args):
+    """Single-threaded shares: what a 2-worker schedule would take with two free cores."""
+    print("\n### Idle-machine projection: one worker's share run alone (1 thread, BLAS 1)")
+    for size in ("small", "fastrnns"):
+        net, x = make_net(size)
+        T, B, I, H = SIZES[size]
+        p = net_params(net, 0, 0)
+        wg = gather_slices(p["weight_hh"], 2)
+        full = Dir(p, False, np.full(B, T, np.int64))
+        full.fwd_prep(x)
+        half = Dir(p, False, np.full(B // 2, T, np.int64))
+        half.fwd_prep(np.ascontiguousarray(x[:, :B // 2]))
+        zx_full, zx_half = full.zx.copy(), half.zx.copy()
+        zbuf = np.empty((2, B, 4 * (H // 2)), F32)
+
+        def serial():
+            np.copyto(full.zx, zx_full)
+            full.fwd_loop()
+
+        def one_half():
+            np.copyto(half.zx, zx_half)
+            half.fwd_loop()
+
+        def one_slice():
+            np.copyto(full.zx, zx_full)
+            hslice_one_worker(0, 2, full.lengths, False, full.y, full.zx, full.s_h, full.s_c, wg, zbuf, p["bias_hh"])
+
+        def restore():
+            np.copyto(full.zx, zx_full)
+        cands = {"serial step loop (today's kernel)": (1, serial),
+                 "(c) one half-batch loop alone": (1, one_half),
+                 "(d) one hidden-slice worker alone": (1, one_slice),
+                 "restoring zx (included above)": (1, restore)}
+        table(f"{size} forward step loop, T{T} B{B} H{H} (add T x the barrier for (d): "
+              f"spin ~0.3 us, prange omp ~12 us per step)", cands, args, "serial step loop (today's kernel)")
+        bw = Dir(p, False, np.full(B, T, np.int64))
+        bw.fwd_prep(x)
+        bw.fwd_loop()
+        bw.bwd_prep(np.ones((T, B, H), F32))
+        hb = Dir(p, False, np.full(B // 2, T, np.int64))
+        hb.fwd_prep(np.ascontiguousarray(x[:, :B // 2]))
+        hb.fwd_loop()
+        hb.bwd_prep(np.ones((T, B // 2, H), F32))
+        cands = {"serial backward step loop": (1, bw.bwd_loop),
+                 "(c) one half-batch backward loop alone": (1, hb.bwd_loop)}
+        table(f"{size} backward step loop", cands, args, "serial backward step loop")
+
+
+SECTIONS = {"projection": section_projection, "gemm": section_gemm, "overhead": section_overhead, "fused": section_fused,
             "barrier": section_barrier, "network": section_network, "hslice": section_hslice,
             "layers": section_layers}
 
