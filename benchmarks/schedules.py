@@ -223,21 +223,38 @@ def _slice_step(w, nw, i, lengths, reverse, y, zx, s_h, s_c, wg, zbuf, bias_hh):
     for b in range(B):
         if i < lengths[b]:
             t = lengths[b] - 1 - i if reverse else i
+            # 1-D views, as the generated kernel uses: the j loop then vectorizes
+            zx0 = zx[t, b, lo:lo + hs]
+            zx1 = zx[t, b, H + lo:H + lo + hs]
+            zx2 = zx[t, b, 2 * H + lo:2 * H + lo + hs]
+            zx3 = zx[t, b, 3 * H + lo:3 * H + lo + hs]
+            z0 = z[b, 0:hs]
+            z1 = z[b, hs:2 * hs]
+            z2 = z[b, 2 * hs:3 * hs]
+            z3 = z[b, 3 * hs:4 * hs]
+            b0 = bias_hh[lo:lo + hs]
+            b1 = bias_hh[H + lo:H + lo + hs]
+            b2 = bias_hh[2 * H + lo:2 * H + lo + hs]
+            b3 = bias_hh[3 * H + lo:3 * H + lo + hs]
+            c_in = s_c[i, b, lo:lo + hs]
+            h_out = s_h[i + 1, b, lo:lo + hs]
+            c_out = s_c[i + 1, b, lo:lo + hs]
+            y_out = y[t, b, lo:lo + hs]
             for jj in range(hs):
-                j = lo + jj
-                c = s_c[i, b, j]
-                xi = zx[t, b, j] + z[b, jj] + bias_hh[j]
-                xf = zx[t, b, H + j] + z[b, hs + jj] + bias_hh[H + j]
-                xg = zx[t, b, 2 * H + j] + z[b, 2 * hs + jj] + bias_hh[2 * H + j]
-                xo = zx[t, b, 3 * H + j] + z[b, 3 * hs + jj] + bias_hh[3 * H + j]
+                c = c_in[jj]
+                xi = zx0[jj] + z0[jj] + b0[jj]
+                xf = zx1[jj] + z1[jj] + b1[jj]
+                xg = zx2[jj] + z2[jj] + b2[jj]
+                xo = zx3[jj] + z3[jj] + b3[jj]
                 tmp0 = c * _sigmoid(xf) + _tanh(xg) * _sigmoid(xi)
-                s_h[i + 1, b, j] = _tanh(tmp0) * _sigmoid(xo)
-                y[t, b, j] = s_h[i + 1, b, j]
-                s_c[i + 1, b, j] = tmp0
-                zx[t, b, j] = xi
-                zx[t, b, H + j] = xf
-                zx[t, b, 2 * H + j] = xg
-                zx[t, b, 3 * H + j] = xo
+                hv = _tanh(tmp0) * _sigmoid(xo)
+                h_out[jj] = hv
+                y_out[jj] = hv
+                c_out[jj] = tmp0
+                zx0[jj] = xi
+                zx1[jj] = xf
+                zx2[jj] = xg
+                zx3[jj] = xo
         else:
             for jj in range(hs):
                 s_h[i + 1, b, lo + jj] = s_h[i, b, lo + jj]
@@ -707,6 +724,10 @@ def section_projection(args):
         half.fwd_prep(np.ascontiguousarray(x[:, :B // 2]))
         zx_full, zx_half = full.zx.copy(), half.zx.copy()
         zbuf = np.empty((2, B, 4 * (H // 2)), F32)
+        p["_wg"] = wg
+        set_blas(1)
+        print(f"\n{size}: (d) spin-barrier forward vs rnngen.RNN, max rel diff "
+              f"{rel_err(hslice_forward(p, x, 'spin', blas_gemm=1), net.forward(x)[0]):.1e}")
 
         def serial():
             np.copyto(full.zx, zx_full)
