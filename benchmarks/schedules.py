@@ -18,7 +18,7 @@ nogil=True from their py_func (no generated code is edited). Timing: candidates 
 blocks (one untimed call, then several timed), medians; every table is repeated (--repeats) and
 printed with the load average; ratios are today-one-thread time / candidate time (>1: faster).
 
-    python benchmarks/schedules.py --quick        # about 3-5 minutes on an idle 2-core machine
+    python benchmarks/schedules.py --quick        # 1 repeat; 7 minutes at load 4-9 on 2 cores
     python benchmarks/schedules.py                # the full study (3 repeats)
     python benchmarks/schedules.py --only gemm,overhead,barrier
 """
