@@ -150,7 +150,7 @@ def _offchip_reason(rows, reason):
     if rows == 0:
         return "the cell has no recurrent weight matrix"
     if config.FORCE_GLOBAL_WEIGHTS:
-        return "config.FORCE_GLOBAL_WEIGHTS is set"
+        return "FORCE_GLOBAL_WEIGHTS is set"
     return reason
 
 
