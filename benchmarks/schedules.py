@@ -94,8 +94,8 @@ class Dir:
         self.y = np.zeros((T, B, H), F32)
 
     def fwd_loop(self, loop=fwd_loop_ng):
-        loop(self.lengths, self.reverse, self.y, self.zx, self.s_h, self.s_c, self.p["weight_hh"],
-             self.z, self.p["bias_hh"])
+        loop(self.lengths, self.reverse, self.y, self.zx, self.s_h, self.s_c, self.z, self.p["weight_hh"],
+             self.p["bias_hh"])
 
     def bwd_prep(self, dy):
         T, B, H = dy.shape
@@ -106,8 +106,8 @@ class Dir:
         self.dv = np.empty((B, H), F32)
 
     def bwd_loop(self, loop=bwd_loop_ng):
-        loop(self.lengths, self.reverse, self.dy, self.zx, self.s_h, self.s_c, self.p["weight_hh"],
-             self.p["bias_hh"], self.d_h, self.d_c, self.dz, self.dv)
+        loop(self.lengths, self.reverse, self.dy, self.zx, self.s_c, self.d_h, self.d_c, self.dz,
+             self.p["weight_hh"], self.dv)
 
     def bwd_post(self):
         x, p, dz = self.x, self.p, self.dz
@@ -659,7 +659,11 @@ def section_fused(args):
             s_h = np.zeros((T + 1, B, H), F32)
             s_c = np.zeros((T + 1, B, H), F32)
             y = np.zeros((T, B, H), F32)
-            loop(lengths, False, y, zx, s_h, s_c, w, np.empty((B, 4 * H), F32), p["bias_hh"])
+            z = np.empty((B, 4 * H), F32)
+            if loop is M._forward_loop:          # the generated kernel's argument order
+                loop(lengths, False, y, zx, s_h, s_c, z, w, p["bias_hh"])
+            else:
+                loop(lengths, False, y, zx, s_h, s_c, w, z, p["bias_hh"])
             bufs[key] = y
         call(M._forward_loop, p["weight_hh"], "dot")
         call(fused_forward_loop, wt, "fused")
@@ -695,7 +699,7 @@ def section_overhead(args):
         "net._check_params_finite only": (1, lambda: net._check_params_finite()),
         "hoisted GEMM + allocations (module forward's numpy part)": (1, lambda: Dir(p, False, lengths).fwd_prep(x)),
         "restoring zx (np.copyto, in the two rows below)": (1, lambda: np.copyto(zx, zx0)),
-        "bare _forward_loop (preallocated)": (1, lambda: (np.copyto(zx, zx0), M._forward_loop(lengths, False, y, zx, s_h, s_c, w, z, bh))),
+        "bare _forward_loop (preallocated)": (1, lambda: (np.copyto(zx, zx0), M._forward_loop(lengths, False, y, zx, s_h, s_c, z, w, bh))),
         "(e) fused loop (preallocated)": (1, lambda: (np.copyto(zx, zx0), fused_forward_loop(lengths, False, y, zx, s_h, s_c, wt, z, bh))),
         "empty njit call, 9 array args": (1, lambda: empty9(lengths, False, y, zx, s_h, s_c, w, z, bh)),
     }
