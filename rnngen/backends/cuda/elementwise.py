@@ -68,6 +68,8 @@ def copy(src, dst=None):
     return dst
 
 
+
+
 # -- what rnngen.RNN(device="cuda") needs between layers ----------------------------------
 # Hand-written elementwise kernels (no cell math): concatenating the two directions, taking one
 # direction's slice of a gradient, the dropout mask, summing the two directions' dx, batch_first.
