@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 5f820e1c104036123eb681bf4e0c5a7b4722464ccdb338b46190cc1c008319c6
+sha256 of spec + templates + math libraries + versions: a0902d8d29c60760ebaac073dcdce5293bacb2d52e61b85527c5fd211955e531
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -25,7 +25,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, relu as _relu, step as _step  # noqa: F401
 
 NAME = "indrnn"
-SPEC_SHA256 = "5f820e1c104036123eb681bf4e0c5a7b4722464ccdb338b46190cc1c008319c6"
+SPEC_SHA256 = "a0902d8d29c60760ebaac073dcdce5293bacb2d52e61b85527c5fd211955e531"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: dd7de844ce8db59c7d494974bd56cf0e8bd279f10ab6840cfc563e7ab3e7b5ec
+sha256 of spec + templates + math libraries + versions: 172fa333ed3b99e87e02297c2bf02d40d5b65713f94324690dec37b4d6983aef
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -26,7 +26,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid  # noqa: F401
 
 NAME = "mingru"
-SPEC_SHA256 = "dd7de844ce8db59c7d494974bd56cf0e8bd279f10ab6840cfc563e7ab3e7b5ec"
+SPEC_SHA256 = "172fa333ed3b99e87e02297c2bf02d40d5b65713f94324690dec37b4d6983aef"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

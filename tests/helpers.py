@@ -69,3 +69,15 @@ CLASH = textwrap.dedent("""
     dnext_y = sigmoid(lengths)
     cell.update(y=d_y * dnext_y, params=params * c1, lengths=lengths + tmp0)
     """)
+
+
+def build_spec_text(tmp_path, name, text):
+    """Build the spec `text` (dedented) as cell `name` into a folder under tmp_path and load its
+    CPU module, through `rnngen build` as a user would."""
+    import rnngen
+    from rnngen.tools.build import build
+    specs, out = tmp_path / f"specs_{name}", tmp_path / f"gen_{name}"
+    specs.mkdir()
+    (specs / f"{name}.py").write_text(textwrap.dedent(text))
+    build([str(specs / f"{name}.py")], str(out), log=lambda *a: None, specs_dir=str(specs))
+    return rnngen.load(name, path=str(out))

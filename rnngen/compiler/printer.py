@@ -3,10 +3,11 @@ step's equations as the docstring shows them (the last stage: nothing reads prin
 import sympy as sp
 from sympy.printing.pycode import PythonCodePrinter
 
-from ..spec.functions import relu, sigmoid, softplus, step, tanh
+from ..spec.functions import exp_nonpositive, log_sigmoid, maximum, relu, sigmoid, softplus, step, tanh
 
 # the backends' math libraries provide these (imported under these names), Python's math the rest
-LIBRARY = {sigmoid: "_sigmoid", tanh: "_tanh", relu: "_relu", step: "_step", softplus: "_softplus"}
+LIBRARY = {sigmoid: "_sigmoid", tanh: "_tanh", relu: "_relu", step: "_step", softplus: "_softplus",
+           log_sigmoid: "_log_sigmoid", maximum: "_maximum", exp_nonpositive: "_exp_nonpositive"}
 MATH = {sp.exp: "math.exp", sp.log: "math.log"}
 
 
@@ -97,6 +98,7 @@ class KernelPrinter(PythonCodePrinter):
 
     _print_exp = _print_log = _print_Function
     _print_sigmoid = _print_tanh = _print_relu = _print_step = _print_softplus = _print_Function
+    _print_log_sigmoid = _print_maximum = _print_exp_nonpositive = _print_Function
 
 
 def equations(kernel):

@@ -5,7 +5,8 @@
 Importing this package imports SymPy; the runtime (rnngen.load, rnngen.RNN) never does.
 """
 from .cell import Cell, Linear, Vector, X
-from .functions import KNOWN_FUNCTIONS, exp, log, relu, sigmoid, softplus, sqrt, step, tanh
+from .functions import (KNOWN_FUNCTIONS, exp, exp_nonpositive, log, log_sigmoid, maximum, relu, sigmoid,
+                        softplus, sqrt, step, tanh)
 
-__all__ = ["Cell", "Linear", "Vector", "X", "KNOWN_FUNCTIONS", "exp", "log", "relu", "sigmoid",
-           "softplus", "sqrt", "step", "tanh"]
+__all__ = ["Cell", "Linear", "Vector", "X", "KNOWN_FUNCTIONS", "exp", "exp_nonpositive", "log", "log_sigmoid",
+           "maximum", "relu", "sigmoid", "softplus", "sqrt", "step", "tanh"]

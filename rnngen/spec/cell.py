@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import sympy as sp
 
 from ..errors import SpecError
-from .functions import KNOWN_FUNCTIONS, exp, log, relu, sigmoid, softplus, sqrt, step, tanh  # noqa: F401
+from .functions import (KNOWN_FUNCTIONS, exp, log, log_sigmoid, maximum, relu, sigmoid, softplus,  # noqa: F401
+                        sqrt, step, tanh)
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # rnngen/
 # names a state cannot take: the Cell's own attributes (`cell.<state>` would not reach the state).
@@ -224,5 +225,5 @@ def _check_expression(what, expr, file, line):
             raise SpecError(f"{what} contains the non-finite constant {node}", file=file, line=line,
                             symbol=str(node))
         raise SpecError(f"{what} uses function {fname}, which has no derivative rnngen knows "
-                        f"(use sigmoid, tanh, relu, softplus, exp, log, sqrt or powers)",
+                        f"(use sigmoid, tanh, relu, softplus, log_sigmoid, maximum, exp, log, sqrt or powers)",
                         file=file, line=line, symbol=fname)

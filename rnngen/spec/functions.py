@@ -47,9 +47,37 @@ class softplus(sp.Function):
         return sigmoid(self.args[0])
 
 
+class log_sigmoid(sp.Function):
+    """log(sigmoid(x)) = -softplus(-x), computed without overflow or underflow to -inf."""
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        return sigmoid(-self.args[0])
+
+
+class maximum(sp.Function):
+    """max(a, b). Its subgradient goes to the larger argument, a tie to the first: d/da is 1 where
+    a >= b, d/db is 1 where b > a."""
+    nargs = 2
+
+    def fdiff(self, argindex=1):
+        a, b = self.args
+        return 1 - step(b - a) if argindex == 1 else step(b - a)
+
+
+class exp_nonpositive(sp.Function):
+    """exp(v) of an argument known to be <= 0 (v - maximum(v, w), the sLSTM stabiliser's form):
+    the kernels use the overflow-free exp of the math libraries, which never returns inf. The
+    rewrite stage (rnngen/compiler/rewrite.py) puts exp of such arguments in this form."""
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        return exp_nonpositive(self.args[0])
+
+
 exp = sp.exp
 log = sp.log
 sqrt = sp.sqrt
 
 #: Functions the code printers know how to emit and that have a derivative.
-KNOWN_FUNCTIONS = (sigmoid, tanh, step, relu, softplus, sp.exp, sp.log)
+KNOWN_FUNCTIONS = (sigmoid, tanh, step, relu, softplus, log_sigmoid, maximum, exp_nonpositive, sp.exp, sp.log)

@@ -98,6 +98,26 @@ def softplus(v):
     return max(v, zero) + math.log1p(math.exp(-abs(v)))
 
 
+@njit(cache=True, error_model="numpy")
+def log_sigmoid(v):
+    # log(1 / (1 + exp(-v))) = min(v, 0) - log(1 + exp(-|v|)): exp of a non-positive argument only
+    zero = type(v)(0)
+    return min(v, zero) - math.log1p(exp_neg(-abs(v)))
+
+
+@njit(cache=True, error_model="numpy")
+def maximum(a, b):
+    # the larger argument, the first on a tie (the derivative rnngen takes goes to the same one)
+    return a if a >= b else b
+
+
+@njit(cache=True, error_model="numpy")
+def exp_nonpositive(v):
+    # exp(v) for v <= 0 (v - max(v, w), the sLSTM stabiliser): never overflows; a positive v
+    # (which the spec's form rules out) is clamped to 0
+    return exp_neg(min(v, type(v)(0)))
+
+
 @njit(cache=True)
 def loop_order(a, lengths):
     """(T, B, n) in time order -> the loop order of a reversed run: row i of sequence b is

@@ -49,6 +49,25 @@ def softplus(v):
 
 
 @cuda.jit(device=True, inline="always")
+def log_sigmoid(v):
+    # min(v, 0) - log(1 + exp(-|v|)): exp of a non-positive argument only
+    zero = type(v)(0)
+    return min(v, zero) - math.log1p(math.exp(-abs(v)))
+
+
+@cuda.jit(device=True, inline="always")
+def maximum(a, b):
+    # the larger argument, the first on a tie (the derivative rnngen takes goes to the same one)
+    return a if a >= b else b
+
+
+@cuda.jit(device=True, inline="always")
+def exp_nonpositive(v):
+    # exp(v) for v <= 0 (v - max(v, w), the sLSTM stabiliser); a positive v is clamped to 0
+    return math.exp(min(v, type(v)(0)))
+
+
+@cuda.jit(device=True, inline="always")
 def tile(v0, v1, w0, w1, n, zero):
     """The 2x2 register tile of a GEMM slice: the dot products of input rows v0, v1 with weight
     vectors w0, w1 over k < n, as (v0.w0, v0.w1, v1.w0, v1.w1). A while loop: Numba's range() loop
