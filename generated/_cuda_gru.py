@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: b95ba2b811413f1470685e292cccbc02903ca2ac6879ed1821644bdb2cc0cfe3
+sha256 of spec + templates + math libraries + versions: d749426b028dbde5e06d1892cbf78e9189ce13766189c45565f91a43a17aaafb
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -32,9 +32,10 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru"
-SPEC_SHA256 = "b95ba2b811413f1470685e292cccbc02903ca2ac6879ed1821644bdb2cc0cfe3"
+SPEC_SHA256 = "d749426b028dbde5e06d1892cbf78e9189ce13766189c45565f91a43a17aaafb"
 STATES = ('h',)
 OUTPUT = "h"
+INITIAL = {}     # the states that do not start at zero when state0 leaves them out
 PARAMS = {
     "weight_ih": ('3*H', 'I'),
     "bias_ih": ('3*H',),
@@ -224,7 +225,7 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     place before backward(saved), or backward silently returns the gradients of the modified
     values. NaN and inf in device inputs are not checked."""
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
-                                                                PARAMS, STATES)
+                                                                PARAMS, STATES, INITIAL)
     T, B, I = x.shape
     H = checks.hidden_size(params, PARAMS)
     dtype = x.dtype

@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: a0902d8d29c60760ebaac073dcdce5293bacb2d52e61b85527c5fd211955e531
+sha256 of spec + templates + math libraries + versions: 82950bea2555b939d6dc5d3e152ae6b6eea1d8ab61aff9e0e99c6b6f93fbd37d
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,9 +28,10 @@ from rnngen.backends.cuda.mathlib import tile as _tile, relu as _relu, step as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "indrnn"
-SPEC_SHA256 = "a0902d8d29c60760ebaac073dcdce5293bacb2d52e61b85527c5fd211955e531"
+SPEC_SHA256 = "82950bea2555b939d6dc5d3e152ae6b6eea1d8ab61aff9e0e99c6b6f93fbd37d"
 STATES = ('h',)
 OUTPUT = "h"
+INITIAL = {}     # the states that do not start at zero when state0 leaves them out
 PARAMS = {
     "weight_ih": ('H', 'I'),
     "bias_ih": ('H',),
@@ -123,7 +124,7 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     place before backward(saved), or backward silently returns the gradients of the modified
     values. NaN and inf in device inputs are not checked."""
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
-                                                                PARAMS, STATES)
+                                                                PARAMS, STATES, INITIAL)
     T, B, I = x.shape
     H = checks.hidden_size(params, PARAMS)
     dtype = x.dtype

@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 2a21344b95bc73b6add0f03eefb8039d1653336ffd5626b41e6222a1b9bcc0cf
+sha256 of spec + templates + math libraries + versions: f4afe671fa1dbb7941a55275bfca1cfa2744118b57f62a249e0ff0fc7c48faa5
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -37,9 +37,10 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm"
-SPEC_SHA256 = "2a21344b95bc73b6add0f03eefb8039d1653336ffd5626b41e6222a1b9bcc0cf"
+SPEC_SHA256 = "f4afe671fa1dbb7941a55275bfca1cfa2744118b57f62a249e0ff0fc7c48faa5"
 STATES = ('h', 'c')
 OUTPUT = "h"
+INITIAL = {}     # the states that do not start at zero when state0 leaves them out
 PARAMS = {
     "weight_ih": ('4*H', 'I'),
     "bias_ih": ('4*H',),
@@ -232,7 +233,7 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     place before backward(saved), or backward silently returns the gradients of the modified
     values. NaN and inf in device inputs are not checked."""
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
-                                                                PARAMS, STATES)
+                                                                PARAMS, STATES, INITIAL)
     T, B, I = x.shape
     H = checks.hidden_size(params, PARAMS)
     dtype = x.dtype

@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 7afa42b7bf66c4760bb50030106d596176f7d8861514875956afc7954e178c42
+sha256 of spec + templates + math libraries + versions: 6e30575ecab9fb3ba25c186cff48a8aefd3a6c4df77d8f9103615f94560f74d2
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -36,9 +36,10 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "7afa42b7bf66c4760bb50030106d596176f7d8861514875956afc7954e178c42"
+SPEC_SHA256 = "6e30575ecab9fb3ba25c186cff48a8aefd3a6c4df77d8f9103615f94560f74d2"
 STATES = ('h', 'c')
 OUTPUT = "h"
+INITIAL = {}     # the states that do not start at zero when state0 leaves them out
 PARAMS = {
     "weight_ih": ('4*H', 'I'),
     "bias_ih": ('4*H',),
@@ -246,7 +247,7 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     place before backward(saved), or backward silently returns the gradients of the modified
     values. NaN and inf in device inputs are not checked."""
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
-                                                                PARAMS, STATES)
+                                                                PARAMS, STATES, INITIAL)
     T, B, I = x.shape
     H = checks.hidden_size(params, PARAMS)
     dtype = x.dtype

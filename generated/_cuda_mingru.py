@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 172fa333ed3b99e87e02297c2bf02d40d5b65713f94324690dec37b4d6983aef
+sha256 of spec + templates + math libraries + versions: 9525a1274b748af7459892be18637e3709b9fb7f07eff0103c7013f2a7a8aef0
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,9 +29,10 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid  # n
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "mingru"
-SPEC_SHA256 = "172fa333ed3b99e87e02297c2bf02d40d5b65713f94324690dec37b4d6983aef"
+SPEC_SHA256 = "9525a1274b748af7459892be18637e3709b9fb7f07eff0103c7013f2a7a8aef0"
 STATES = ('h',)
 OUTPUT = "h"
+INITIAL = {}     # the states that do not start at zero when state0 leaves them out
 PARAMS = {
     "weight_ih": ('2*H', 'I'),
     "bias_ih": ('2*H',),
@@ -129,7 +130,7 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     place before backward(saved), or backward silently returns the gradients of the modified
     values. NaN and inf in device inputs are not checked."""
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
-                                                                PARAMS, STATES)
+                                                                PARAMS, STATES, INITIAL)
     T, B, I = x.shape
     H = checks.hidden_size(params, PARAMS)
     dtype = x.dtype

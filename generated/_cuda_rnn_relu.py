@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 0677ce794b20f77bfaa61e19c083af2f51d01d765e387d0d516748159e380486
+sha256 of spec + templates + math libraries + versions: 68c23c818b82680b202a15d76301084c32b6142d45632e9defe33218b45d58f7
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -31,9 +31,10 @@ from rnngen.backends.cuda.mathlib import tile as _tile, relu as _relu, step as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "0677ce794b20f77bfaa61e19c083af2f51d01d765e387d0d516748159e380486"
+SPEC_SHA256 = "68c23c818b82680b202a15d76301084c32b6142d45632e9defe33218b45d58f7"
 STATES = ('h',)
 OUTPUT = "h"
+INITIAL = {}     # the states that do not start at zero when state0 leaves them out
 PARAMS = {
     "weight_ih": ('H', 'I'),
     "bias_ih": ('H',),
@@ -187,7 +188,7 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     place before backward(saved), or backward silently returns the gradients of the modified
     values. NaN and inf in device inputs are not checked."""
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
-                                                                PARAMS, STATES)
+                                                                PARAMS, STATES, INITIAL)
     T, B, I = x.shape
     H = checks.hidden_size(params, PARAMS)
     dtype = x.dtype

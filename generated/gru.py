@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: b95ba2b811413f1470685e292cccbc02903ca2ac6879ed1821644bdb2cc0cfe3
+sha256 of spec + templates + math libraries + versions: d749426b028dbde5e06d1892cbf78e9189ce13766189c45565f91a43a17aaafb
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,9 +29,10 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru"
-SPEC_SHA256 = "b95ba2b811413f1470685e292cccbc02903ca2ac6879ed1821644bdb2cc0cfe3"
+SPEC_SHA256 = "d749426b028dbde5e06d1892cbf78e9189ce13766189c45565f91a43a17aaafb"
 STATES = ('h',)
 OUTPUT = "h"
+INITIAL = {}     # the states that do not start at zero when state0 leaves them out
 PARAMS = {
     "weight_ih": ('3*H', 'I'),
     "bias_ih": ('3*H',),
@@ -144,7 +145,7 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     if device.is_device_array(x):      # numba, torch or cupy arrays on the GPU: _cuda_gru.py
         return device.cuda_module(__name__, __file__, NAME).forward(x, params, state0, lengths, reverse)
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
-                                                                PARAMS, STATES)
+                                                                PARAMS, STATES, INITIAL)
     T, B, I = x.shape
     H = state0[0].shape[1]
     dtype = x.dtype

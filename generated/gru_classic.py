@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: bac688dffba80e8b2d8213cfc08738a3a7ad89c0528e7352ce676b37a0d31875
+sha256 of spec + templates + math libraries + versions: b5069b098a963e3a2752d7ee683a50b10cb46cbaae86c4e639450cca41673db1
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,9 +29,10 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru_classic"
-SPEC_SHA256 = "bac688dffba80e8b2d8213cfc08738a3a7ad89c0528e7352ce676b37a0d31875"
+SPEC_SHA256 = "b5069b098a963e3a2752d7ee683a50b10cb46cbaae86c4e639450cca41673db1"
 STATES = ('h',)
 OUTPUT = "h"
+INITIAL = {}     # the states that do not start at zero when state0 leaves them out
 PARAMS = {
     "weight_ih": ('3*H', 'I'),
     "bias_ih": ('3*H',),
@@ -163,7 +164,7 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     if device.is_device_array(x):      # numba, torch or cupy arrays on the GPU: _cuda_gru_classic.py
         return device.cuda_module(__name__, __file__, NAME).forward(x, params, state0, lengths, reverse)
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
-                                                                PARAMS, STATES)
+                                                                PARAMS, STATES, INITIAL)
     T, B, I = x.shape
     H = state0[0].shape[1]
     dtype = x.dtype

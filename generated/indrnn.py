@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: a0902d8d29c60760ebaac073dcdce5293bacb2d52e61b85527c5fd211955e531
+sha256 of spec + templates + math libraries + versions: 82950bea2555b939d6dc5d3e152ae6b6eea1d8ab61aff9e0e99c6b6f93fbd37d
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -25,9 +25,10 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, relu as _relu, step as _step  # noqa: F401
 
 NAME = "indrnn"
-SPEC_SHA256 = "a0902d8d29c60760ebaac073dcdce5293bacb2d52e61b85527c5fd211955e531"
+SPEC_SHA256 = "82950bea2555b939d6dc5d3e152ae6b6eea1d8ab61aff9e0e99c6b6f93fbd37d"
 STATES = ('h',)
 OUTPUT = "h"
+INITIAL = {}     # the states that do not start at zero when state0 leaves them out
 PARAMS = {
     "weight_ih": ('H', 'I'),
     "bias_ih": ('H',),
@@ -90,7 +91,7 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     if device.is_device_array(x):      # numba, torch or cupy arrays on the GPU: _cuda_indrnn.py
         return device.cuda_module(__name__, __file__, NAME).forward(x, params, state0, lengths, reverse)
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
-                                                                PARAMS, STATES)
+                                                                PARAMS, STATES, INITIAL)
     T, B, I = x.shape
     H = state0[0].shape[1]
     dtype = x.dtype

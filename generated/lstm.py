@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 2a21344b95bc73b6add0f03eefb8039d1653336ffd5626b41e6222a1b9bcc0cf
+sha256 of spec + templates + math libraries + versions: f4afe671fa1dbb7941a55275bfca1cfa2744118b57f62a249e0ff0fc7c48faa5
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,9 +34,10 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm"
-SPEC_SHA256 = "2a21344b95bc73b6add0f03eefb8039d1653336ffd5626b41e6222a1b9bcc0cf"
+SPEC_SHA256 = "f4afe671fa1dbb7941a55275bfca1cfa2744118b57f62a249e0ff0fc7c48faa5"
 STATES = ('h', 'c')
 OUTPUT = "h"
+INITIAL = {}     # the states that do not start at zero when state0 leaves them out
 PARAMS = {
     "weight_ih": ('4*H', 'I'),
     "bias_ih": ('4*H',),
@@ -154,7 +155,7 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     if device.is_device_array(x):      # numba, torch or cupy arrays on the GPU: _cuda_lstm.py
         return device.cuda_module(__name__, __file__, NAME).forward(x, params, state0, lengths, reverse)
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
-                                                                PARAMS, STATES)
+                                                                PARAMS, STATES, INITIAL)
     T, B, I = x.shape
     H = state0[0].shape[1]
     dtype = x.dtype

@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 7afa42b7bf66c4760bb50030106d596176f7d8861514875956afc7954e178c42
+sha256 of spec + templates + math libraries + versions: 6e30575ecab9fb3ba25c186cff48a8aefd3a6c4df77d8f9103615f94560f74d2
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,9 +33,10 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "7afa42b7bf66c4760bb50030106d596176f7d8861514875956afc7954e178c42"
+SPEC_SHA256 = "6e30575ecab9fb3ba25c186cff48a8aefd3a6c4df77d8f9103615f94560f74d2"
 STATES = ('h', 'c')
 OUTPUT = "h"
+INITIAL = {}     # the states that do not start at zero when state0 leaves them out
 PARAMS = {
     "weight_ih": ('4*H', 'I'),
     "bias_ih": ('4*H',),
@@ -168,7 +169,7 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     if device.is_device_array(x):      # numba, torch or cupy arrays on the GPU: _cuda_lstm_peephole.py
         return device.cuda_module(__name__, __file__, NAME).forward(x, params, state0, lengths, reverse)
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
-                                                                PARAMS, STATES)
+                                                                PARAMS, STATES, INITIAL)
     T, B, I = x.shape
     H = state0[0].shape[1]
     dtype = x.dtype

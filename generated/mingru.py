@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 172fa333ed3b99e87e02297c2bf02d40d5b65713f94324690dec37b4d6983aef
+sha256 of spec + templates + math libraries + versions: 9525a1274b748af7459892be18637e3709b9fb7f07eff0103c7013f2a7a8aef0
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -26,9 +26,10 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid  # noqa: F401
 
 NAME = "mingru"
-SPEC_SHA256 = "172fa333ed3b99e87e02297c2bf02d40d5b65713f94324690dec37b4d6983aef"
+SPEC_SHA256 = "9525a1274b748af7459892be18637e3709b9fb7f07eff0103c7013f2a7a8aef0"
 STATES = ('h',)
 OUTPUT = "h"
+INITIAL = {}     # the states that do not start at zero when state0 leaves them out
 PARAMS = {
     "weight_ih": ('2*H', 'I'),
     "bias_ih": ('2*H',),
@@ -101,7 +102,7 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     if device.is_device_array(x):      # numba, torch or cupy arrays on the GPU: _cuda_mingru.py
         return device.cuda_module(__name__, __file__, NAME).forward(x, params, state0, lengths, reverse)
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
-                                                                PARAMS, STATES)
+                                                                PARAMS, STATES, INITIAL)
     T, B, I = x.shape
     H = state0[0].shape[1]
     dtype = x.dtype

@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 0677ce794b20f77bfaa61e19c083af2f51d01d765e387d0d516748159e380486
+sha256 of spec + templates + math libraries + versions: 68c23c818b82680b202a15d76301084c32b6142d45632e9defe33218b45d58f7
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,9 +28,10 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, relu as _relu, step as _step  # noqa: F401
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "0677ce794b20f77bfaa61e19c083af2f51d01d765e387d0d516748159e380486"
+SPEC_SHA256 = "68c23c818b82680b202a15d76301084c32b6142d45632e9defe33218b45d58f7"
 STATES = ('h',)
 OUTPUT = "h"
+INITIAL = {}     # the states that do not start at zero when state0 leaves them out
 PARAMS = {
     "weight_ih": ('H', 'I'),
     "bias_ih": ('H',),
@@ -96,7 +97,7 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     if device.is_device_array(x):      # numba, torch or cupy arrays on the GPU: _cuda_rnn_relu.py
         return device.cuda_module(__name__, __file__, NAME).forward(x, params, state0, lengths, reverse)
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
-                                                                PARAMS, STATES)
+                                                                PARAMS, STATES, INITIAL)
     T, B, I = x.shape
     H = state0[0].shape[1]
     dtype = x.dtype

@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: c78d1369070aea2e69d4cc9534e12c0b097837475b3a6c5450dadc0eed2a8056
+sha256 of spec + templates + math libraries + versions: fb65a3f890acb62ce3ed0cb44f59896e0c17f5b0f5dcddfd46584d5f1d16f194
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,9 +28,10 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, tanh as _tanh  # noqa: F401
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "c78d1369070aea2e69d4cc9534e12c0b097837475b3a6c5450dadc0eed2a8056"
+SPEC_SHA256 = "fb65a3f890acb62ce3ed0cb44f59896e0c17f5b0f5dcddfd46584d5f1d16f194"
 STATES = ('h',)
 OUTPUT = "h"
+INITIAL = {}     # the states that do not start at zero when state0 leaves them out
 PARAMS = {
     "weight_ih": ('H', 'I'),
     "bias_ih": ('H',),
@@ -98,7 +99,7 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     if device.is_device_array(x):      # numba, torch or cupy arrays on the GPU: _cuda_rnn_tanh.py
         return device.cuda_module(__name__, __file__, NAME).forward(x, params, state0, lengths, reverse)
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
-                                                                PARAMS, STATES)
+                                                                PARAMS, STATES, INITIAL)
     T, B, I = x.shape
     H = state0[0].shape[1]
     dtype = x.dtype

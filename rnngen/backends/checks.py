@@ -55,6 +55,13 @@ def init_params(spec_params, input_size, hidden_size, dtype=np.float32, seed=0):
             for name, shape in spec_params.items()}
 
 
+def initial_value(initial, state, dtype):
+    """The value state `state` starts at when state0 leaves it out (INITIAL of a generated module:
+    a number, or 'lowest' for the dtype's most negative finite number; 0 if not listed)."""
+    v = (initial or {}).get(state, 0)
+    return np.finfo(dtype).min if v == "lowest" else np.dtype(dtype).type(v)
+
+
 class Saved:
     """What forward() keeps for backward(): opaque to callers."""
 

@@ -79,7 +79,8 @@ class Compilation:
     def header(self):
         cell = self["load"]
         return {"name": cell.name, "spec_file": os.path.basename(self.path), "specs_folder": self.specs_folder,
-                "sha256": self.sha256(), "versions": versions(), "states": cell.states, "output": cell.output}
+                "sha256": self.sha256(), "versions": versions(), "states": cell.states, "output": cell.output,
+                "initial": dict(cell.initial)}
 
     def files(self):
         """{file name: source text} of every target's module."""

@@ -192,6 +192,7 @@ class Kernel:
     updates: dict              # state -> expr over the named values, for the equations
     loop: dict                 # the generated loops' own names: step, t, b, j, T, B, H, lengths, ...
     namer: object              # names.Namer: every name in use, for the layouts to add theirs
+    initial: dict = field(default_factory=dict)    # state -> its default initial value when not zero
 
     @property
     def num_stages(self):

@@ -190,7 +190,7 @@ class _Lowering:
         return ir.Kernel(self.cell.name, self.cell.states, self.cell.output, self.params, self.buffers,
                          self.linears(), self.hoisted(), self.forward(blocks), self.backward(blocks),
                          self.after(), dict(self.ties), tie_sums, named, self._adjoints(), self._vectors(),
-                         updates, dict(self.loop), self.namer)
+                         updates, dict(self.loop), self.namer, initial=dict(self.cell.initial))
 
     def _adjoints(self):
         return {self.local[adjoint(s)].name: self.local[s].name for s, _ in self.p.named}

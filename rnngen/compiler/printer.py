@@ -3,6 +3,7 @@ step's equations as the docstring shows them (the last stage: nothing reads prin
 import sympy as sp
 from sympy.printing.pycode import PythonCodePrinter
 
+from ..spec.cell import INITIAL_WORDS
 from ..spec.functions import exp_nonpositive, log_sigmoid, maximum, relu, sigmoid, softplus, step, tanh
 
 # the backends' math libraries provide these (imported under these names), Python's math the rest
@@ -118,4 +119,7 @@ def equations(kernel):
         lines.append(f"({', '.join(f'{u} + {v}' for u, v in zip(xs, hs))} only appear summed:")
         lines.append(f" the loop adds them once, as {', '.join(kernel.tie_sums[a])}, and saves the sums for backward)")
     lines += [f"{s} <- {sp.sstr(kernel.updates[s])}" for s in kernel.states]
+    for s, v in kernel.initial.items():
+        what = INITIAL_WORDS.get(v, v) if isinstance(v, str) else repr(v)
+        lines.append(f"(state0=None: {s} starts at {what}; the other states at 0)")
     return lines

@@ -22,7 +22,7 @@ _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # r
 # names a state cannot take: the Cell's own attributes (`cell.<state>` would not reach the state).
 # The generated code's own locals are renamed around the spec's names, so they are not reserved.
 _RESERVED = {"x", "name", "states", "output", "linear", "vector", "update", "linears", "vectors",
-             "updates", "line", "file", "path", "check", "state_symbol", "update_line", "source_names",
+             "updates", "line", "file", "path", "check", "state_symbol", "update_line", "source_names", "initial",
              "source_exprs"}
 
 
@@ -83,10 +83,37 @@ class Vector:
 X = sp.Symbol("x")
 
 
-class Cell:
-    """One recurrent cell: its states, its linears (GEMMs), its vectors and its update."""
+INITIAL_WORDS = {"lowest": "the dtype's most negative finite number"}
 
-    def __init__(self, name, states=("h",), output="h"):
+
+def _initial_values(initial, states):
+    """{state: value} of the states that do not start at zero: a finite number or 'lowest'."""
+    if initial is None:
+        return {}
+    if not isinstance(initial, dict):
+        _fail(f"initial must be a dict of state name -> initial value, got {initial!r}")
+    out = {}
+    for s, v in initial.items():
+        if s not in states:
+            _fail(f"initial value for undeclared state {s!r}; the states are {states}", symbol=str(s))
+        if isinstance(v, str) and v in INITIAL_WORDS:
+            out[s] = v
+        elif isinstance(v, (int, float)) and not isinstance(v, bool) and abs(float(v)) < float("inf"):
+            if float(v) != 0:
+                out[s] = float(v)
+        else:
+            _fail(f"initial value of state {s!r} must be a finite number or one of "
+                  f"{sorted(INITIAL_WORDS)}, got {v!r}", symbol=str(s))
+    return out
+
+
+class Cell:
+    """One recurrent cell: its states, its linears (GEMMs), its vectors and its update.
+
+    `initial` gives the states that do not start at zero when forward() gets no state0 for them:
+    {state: a finite number, or 'lowest' (the dtype's most negative finite number)}."""
+
+    def __init__(self, name, states=("h",), output="h", initial=None):
         self.file, self.line = _caller()
         _check_identifier("cell", name)
         if isinstance(states, str):
@@ -102,6 +129,7 @@ class Cell:
             _fail(f"states are listed twice: {states}")
         if output not in states:
             _fail(f"output {output!r} is not one of the states {states}", symbol=str(output))
+        self.initial = _initial_values(initial, states)
         self.name = name
         self.states = states
         self.output = output

@@ -2,7 +2,7 @@
 import numpy as np
 
 from ..checks import (DTYPES, Saved, check_finite, check_forward, check_state, hidden_size,  # noqa: F401
-                      init_params)
+                      init_params, initial_value)
 
 
 def host_array(name, value, ndim, dtype=None):
@@ -27,12 +27,14 @@ def host_array(name, value, ndim, dtype=None):
     return np.ascontiguousarray(value)
 
 
-def forward_inputs(x, params, state0, lengths, reverse, spec_params, states):
-    """forward()'s inputs checked; the states not given as zeros, the others copied."""
+def forward_inputs(x, params, state0, lengths, reverse, spec_params, states, initial=None):
+    """forward()'s inputs checked; the states not given at their initial values (`initial`, the
+    module's INITIAL; zeros for the others), the others copied."""
     x, params, state0, lengths, reverse, H = check_forward(x, params, state0, lengths, reverse,
                                                            spec_params, states, host_array)
     B = x.shape[1]
-    state0 = tuple(np.zeros((B, H), x.dtype) if s is None else s.copy() for s in state0)
+    state0 = tuple(np.full((B, H), initial_value(initial, name, x.dtype), x.dtype) if s is None else s.copy()
+                   for name, s in zip(states, state0))
     return x, params, state0, lengths, reverse
 
 

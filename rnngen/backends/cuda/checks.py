@@ -3,7 +3,7 @@ __cuda_array_interface__: torch, cupy), checked by rnngen/backends/checks.py wit
 import numpy as np
 
 from .. import checks as shared
-from ..checks import Saved, hidden_size  # noqa: F401  (the generated modules use them from here)
+from ..checks import Saved, hidden_size, initial_value  # noqa: F401  (the generated modules use them from here)
 from . import config, elementwise
 from .config import numba_type  # noqa: F401  (the generated modules use it from here)
 
@@ -39,9 +39,9 @@ def as_device(name, value, ndim=None, dtype=None):
     return _contiguous(name, arr)
 
 
-def forward_inputs(x, params, state0, lengths, reverse, spec_params, states):
+def forward_inputs(x, params, state0, lengths, reverse, spec_params, states, initial=None):
     """The checks of the CPU path (shared.check_forward) for device arrays. NaN is not checked;
-    a state0 not given stays None (the kernel's copy fills zeros)."""
+    a state0 not given stays None (the wrapper's copy fills its INITIAL value, or zeros)."""
     x, params, state0, lengths, reverse, _ = shared.check_forward(
         x, params, state0, lengths, reverse, spec_params, states, array=as_device,
         lengths_of=_device_lengths, finite=None)

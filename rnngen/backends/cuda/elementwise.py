@@ -49,13 +49,14 @@ def zeros(shape, dtype):
     return out
 
 
-def copy(src, dst=None):
-    """Device-to-device copy of a C-contiguous array (into `dst`, or a new array); None: zeros."""
+def copy(src, dst=None, fill=0):
+    """Device-to-device copy of a C-contiguous array (into `dst`, or a new array); None: `dst`
+    filled with `fill` (zeros)."""
     if src is None:
-        fill, _ = _elementwise(np.dtype(dst.dtype))
+        fill_kernel, _ = _elementwise(np.dtype(dst.dtype))
         config.launched("fill")
         with config.timed("zeros"):
-            fill[grid1d(dst.size)](dst.reshape(dst.size), np.dtype(dst.dtype).type(0))
+            fill_kernel[grid1d(dst.size)](dst.reshape(dst.size), np.dtype(dst.dtype).type(fill))
         return dst
     if dst is None:
         dst = config.device_array(src.shape, src.dtype)

@@ -135,7 +135,8 @@ def _forward_setup(k, lay):
                                         "trans_b=True)"]
     for i, s in enumerate(k.states):
         buf = k.buffer("states", s)
-        setup += [lay.allocate(buf), f"elementwise.copy(state0[{i}], {buf.name}[0])"]
+        fill = f', fill=checks.initial_value(INITIAL, "{s}", dtype)' if s in k.initial else ""
+        setup += [lay.allocate(buf), f"elementwise.copy(state0[{i}], {buf.name}[0]{fill})"]
     setup += [lay.allocate(b) for b in k.buffers if b.role in ("preact", "linear_input")]
     return setup
 
