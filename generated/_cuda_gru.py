@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: d749426b028dbde5e06d1892cbf78e9189ce13766189c45565f91a43a17aaafb
+sha256 of spec + templates + math libraries + versions: 228977e37e9cf4e6580d6dc16e9bf0c24e40b9212ea8fddc5f09ebff3671cd9f
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -24,6 +24,8 @@ import functools
 import math
 import types
 
+import numpy as np
+
 from rnngen.backends.cuda import checks, elementwise, gemm, launch
 from rnngen.backends.cuda.compat import import_cuda
 from rnngen.backends.cuda.elementwise import loop_order as _loop_order  # noqa: F401
@@ -32,10 +34,12 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru"
-SPEC_SHA256 = "d749426b028dbde5e06d1892cbf78e9189ce13766189c45565f91a43a17aaafb"
+SPEC_SHA256 = "228977e37e9cf4e6580d6dc16e9bf0c24e40b9212ea8fddc5f09ebff3671cd9f"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
+MASKS = {}     # random keep-masks: name -> (rate, "step" or "sequence", inverted)
+RATES = ()     # the run-time rates of the masks, by name
 PARAMS = {
     "weight_ih": ('3*H', 'I'),
     "bias_ih": ('3*H',),
@@ -217,7 +221,14 @@ def _kernels(dtype):
     return types.SimpleNamespace(forward=cuda.jit(ks.forward), backward=cuda.jit(ks.backward))
 
 
-def forward(x, params, state0=None, lengths=None, reverse=False):
+def draw_masks(T, B, H, rates=None, training=True, rng=None, dtype=np.float32):
+    """The random masks of one forward call ({name: host array}, for forward(masks=...)): each is
+    1 with probability 1 - p for its rate p in `rates` ({name: p}, None: all 0), drawn from `rng`
+    (a numpy Generator or seed); with training=False, or p = 0, its expectation, drawing nothing."""
+    return checks.draw_masks(MASKS, RATES, T, B, H, rates, training, rng, dtype)
+
+
+def forward(x, params, state0=None, lengths=None, reverse=False, masks=None):
     """Run the cell over x (T, B, I) on the GPU. Returns (y, final states, saved), all on the device;
     the final states are views of the state sequence kept for backward.
 
@@ -226,6 +237,7 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     values. NaN and inf in device inputs are not checked."""
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
                                                                 PARAMS, STATES, INITIAL)
+    masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS), x.dtype)
     T, B, I = x.shape
     H = checks.hidden_size(params, PARAMS)
     dtype = x.dtype

@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 9525a1274b748af7459892be18637e3709b9fb7f07eff0103c7013f2a7a8aef0
+sha256 of spec + templates + math libraries + versions: df7afcfae68b8c1741d3479c8a3626eac6eb8ba2ff9f4658c35057e01ad4b8b6
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -21,6 +21,8 @@ import functools
 import math
 import types
 
+import numpy as np
+
 from rnngen.backends.cuda import checks, elementwise, gemm, launch
 from rnngen.backends.cuda.compat import import_cuda
 from rnngen.backends.cuda.elementwise import loop_order as _loop_order  # noqa: F401
@@ -29,10 +31,12 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid  # n
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "mingru"
-SPEC_SHA256 = "9525a1274b748af7459892be18637e3709b9fb7f07eff0103c7013f2a7a8aef0"
+SPEC_SHA256 = "df7afcfae68b8c1741d3479c8a3626eac6eb8ba2ff9f4658c35057e01ad4b8b6"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
+MASKS = {}     # random keep-masks: name -> (rate, "step" or "sequence", inverted)
+RATES = ()     # the run-time rates of the masks, by name
 PARAMS = {
     "weight_ih": ('2*H', 'I'),
     "bias_ih": ('2*H',),
@@ -122,7 +126,14 @@ def _kernels(dtype):
     return types.SimpleNamespace(forward=cuda.jit(ks.forward), backward=cuda.jit(ks.backward))
 
 
-def forward(x, params, state0=None, lengths=None, reverse=False):
+def draw_masks(T, B, H, rates=None, training=True, rng=None, dtype=np.float32):
+    """The random masks of one forward call ({name: host array}, for forward(masks=...)): each is
+    1 with probability 1 - p for its rate p in `rates` ({name: p}, None: all 0), drawn from `rng`
+    (a numpy Generator or seed); with training=False, or p = 0, its expectation, drawing nothing."""
+    return checks.draw_masks(MASKS, RATES, T, B, H, rates, training, rng, dtype)
+
+
+def forward(x, params, state0=None, lengths=None, reverse=False, masks=None):
     """Run the cell over x (T, B, I) on the GPU. Returns (y, final states, saved), all on the device;
     the final states are views of the state sequence kept for backward.
 
@@ -131,6 +142,7 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     values. NaN and inf in device inputs are not checked."""
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
                                                                 PARAMS, STATES, INITIAL)
+    masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS), x.dtype)
     T, B, I = x.shape
     H = checks.hidden_size(params, PARAMS)
     dtype = x.dtype

@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 68c23c818b82680b202a15d76301084c32b6142d45632e9defe33218b45d58f7
+sha256 of spec + templates + math libraries + versions: 8d48bf189370250f8a73c1e78d5e98ba48066fb5967a94ad371f84edd3c853b2
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -23,6 +23,8 @@ import functools
 import math
 import types
 
+import numpy as np
+
 from rnngen.backends.cuda import checks, elementwise, gemm, launch
 from rnngen.backends.cuda.compat import import_cuda
 from rnngen.backends.cuda.elementwise import loop_order as _loop_order  # noqa: F401
@@ -31,10 +33,12 @@ from rnngen.backends.cuda.mathlib import tile as _tile, relu as _relu, step as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "68c23c818b82680b202a15d76301084c32b6142d45632e9defe33218b45d58f7"
+SPEC_SHA256 = "8d48bf189370250f8a73c1e78d5e98ba48066fb5967a94ad371f84edd3c853b2"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
+MASKS = {}     # random keep-masks: name -> (rate, "step" or "sequence", inverted)
+RATES = ()     # the run-time rates of the masks, by name
 PARAMS = {
     "weight_ih": ('H', 'I'),
     "bias_ih": ('H',),
@@ -180,7 +184,14 @@ def _kernels(dtype):
     return types.SimpleNamespace(forward=cuda.jit(ks.forward), backward=cuda.jit(ks.backward))
 
 
-def forward(x, params, state0=None, lengths=None, reverse=False):
+def draw_masks(T, B, H, rates=None, training=True, rng=None, dtype=np.float32):
+    """The random masks of one forward call ({name: host array}, for forward(masks=...)): each is
+    1 with probability 1 - p for its rate p in `rates` ({name: p}, None: all 0), drawn from `rng`
+    (a numpy Generator or seed); with training=False, or p = 0, its expectation, drawing nothing."""
+    return checks.draw_masks(MASKS, RATES, T, B, H, rates, training, rng, dtype)
+
+
+def forward(x, params, state0=None, lengths=None, reverse=False, masks=None):
     """Run the cell over x (T, B, I) on the GPU. Returns (y, final states, saved), all on the device;
     the final states are views of the state sequence kept for backward.
 
@@ -189,6 +200,7 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     values. NaN and inf in device inputs are not checked."""
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
                                                                 PARAMS, STATES, INITIAL)
+    masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS), x.dtype)
     T, B, I = x.shape
     H = checks.hidden_size(params, PARAMS)
     dtype = x.dtype

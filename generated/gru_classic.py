@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: b5069b098a963e3a2752d7ee683a50b10cb46cbaae86c4e639450cca41673db1
+sha256 of spec + templates + math libraries + versions: fcd38a45228e0f2608c1ecfc5159264725af26e33c92c703b56ad4f848b6c7ff
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,10 +29,12 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru_classic"
-SPEC_SHA256 = "b5069b098a963e3a2752d7ee683a50b10cb46cbaae86c4e639450cca41673db1"
+SPEC_SHA256 = "fcd38a45228e0f2608c1ecfc5159264725af26e33c92c703b56ad4f848b6c7ff"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
+MASKS = {}     # random keep-masks: name -> (rate, "step" or "sequence", inverted)
+RATES = ()     # the run-time rates of the masks, by name
 PARAMS = {
     "weight_ih": ('3*H', 'I'),
     "bias_ih": ('3*H',),
@@ -154,7 +156,14 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_hh, z_rh, d_h, dzx_ih, dz
         d_h += dv_hh
 
 
-def forward(x, params, state0=None, lengths=None, reverse=False):
+def draw_masks(T, B, H, rates=None, training=True, rng=None, dtype=np.float32):
+    """The random masks of one forward call ({name: host array}, for forward(masks=...)): each is
+    1 with probability 1 - p for its rate p in `rates` ({name: p}, None: all 0), drawn from `rng`
+    (a numpy Generator or seed); with training=False, or p = 0, its expectation, drawing nothing."""
+    return checks.draw_masks(MASKS, RATES, T, B, H, rates, training, rng, dtype)
+
+
+def forward(x, params, state0=None, lengths=None, reverse=False, masks=None):
     """Run the cell over x (T, B, I). Returns (y (T, B, H), final states, saved for backward).
 
     Checks its inputs (ValueError naming the argument; NaN or inf in x, state0 or a parameter is
@@ -162,9 +171,10 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     before backward(saved) (an optimizer step, x reused as a buffer), or backward silently returns
     the gradients of the modified values. Update the parameters after backward."""
     if device.is_device_array(x):      # numba, torch or cupy arrays on the GPU: _cuda_gru_classic.py
-        return device.cuda_module(__name__, __file__, NAME).forward(x, params, state0, lengths, reverse)
+        return device.cuda_module(__name__, __file__, NAME).forward(x, params, state0, lengths, reverse, masks)
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
                                                                 PARAMS, STATES, INITIAL)
+    masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS), x.dtype)
     T, B, I = x.shape
     H = state0[0].shape[1]
     dtype = x.dtype

@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 9525a1274b748af7459892be18637e3709b9fb7f07eff0103c7013f2a7a8aef0
+sha256 of spec + templates + math libraries + versions: df7afcfae68b8c1741d3479c8a3626eac6eb8ba2ff9f4658c35057e01ad4b8b6
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -26,10 +26,12 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid  # noqa: F401
 
 NAME = "mingru"
-SPEC_SHA256 = "9525a1274b748af7459892be18637e3709b9fb7f07eff0103c7013f2a7a8aef0"
+SPEC_SHA256 = "df7afcfae68b8c1741d3479c8a3626eac6eb8ba2ff9f4658c35057e01ad4b8b6"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
+MASKS = {}     # random keep-masks: name -> (rate, "step" or "sequence", inverted)
+RATES = ()     # the run-time rates of the masks, by name
 PARAMS = {
     "weight_ih": ('2*H', 'I'),
     "bias_ih": ('2*H',),
@@ -92,7 +94,14 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih):
                     dzx_ih_g1[j] = dnext_h*z
 
 
-def forward(x, params, state0=None, lengths=None, reverse=False):
+def draw_masks(T, B, H, rates=None, training=True, rng=None, dtype=np.float32):
+    """The random masks of one forward call ({name: host array}, for forward(masks=...)): each is
+    1 with probability 1 - p for its rate p in `rates` ({name: p}, None: all 0), drawn from `rng`
+    (a numpy Generator or seed); with training=False, or p = 0, its expectation, drawing nothing."""
+    return checks.draw_masks(MASKS, RATES, T, B, H, rates, training, rng, dtype)
+
+
+def forward(x, params, state0=None, lengths=None, reverse=False, masks=None):
     """Run the cell over x (T, B, I). Returns (y (T, B, H), final states, saved for backward).
 
     Checks its inputs (ValueError naming the argument; NaN or inf in x, state0 or a parameter is
@@ -100,9 +109,10 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     before backward(saved) (an optimizer step, x reused as a buffer), or backward silently returns
     the gradients of the modified values. Update the parameters after backward."""
     if device.is_device_array(x):      # numba, torch or cupy arrays on the GPU: _cuda_mingru.py
-        return device.cuda_module(__name__, __file__, NAME).forward(x, params, state0, lengths, reverse)
+        return device.cuda_module(__name__, __file__, NAME).forward(x, params, state0, lengths, reverse, masks)
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
                                                                 PARAMS, STATES, INITIAL)
+    masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS), x.dtype)
     T, B, I = x.shape
     H = state0[0].shape[1]
     dtype = x.dtype

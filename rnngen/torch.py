@@ -35,6 +35,7 @@ import torch
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from .backends.checks import CheckedLengths, all_finite, param_shape
+from .backends.masks import check_rates
 from .runtime import registry
 from .runtime.stack import forward_layers, unit
 from .runtime.tensors import check_dtype, crossing
@@ -122,6 +123,14 @@ class CellFunction(torch.autograd.Function):
         return (None, None, None) + grads
 
 
+def _with_masks(gen, masks):
+    """`gen` whose forward runs with these random masks (what CellFunction is given)."""
+    def forward(x, params, state0=None, lengths=None, reverse=False):
+        return gen.forward(x, params, state0, lengths, reverse, masks=masks)
+    return types.SimpleNamespace(NAME=gen.NAME, STATES=gen.STATES, PARAMS=gen.PARAMS, forward=forward,
+                                 backward=gen.backward)
+
+
 def _resolve(cell, path=None):
     if isinstance(cell, types.ModuleType):
         if path is not None:
@@ -157,6 +166,9 @@ class RNN(torch.nn.Module):
         path: folder of user-built generated modules (`rnngen build --out`), when `cell` is a name.
         dtype: parameter dtype, torch.float32 (default) or torch.float64.
         device: where the parameters are made (as torch.nn's `device=`); `.to("cuda")` works too.
+        rates: the run-time rates of a cell with random masks (its RATES, e.g. {"zoneout": 0.1});
+            in training mode the masks are drawn per call from `mask_rng`, a numpy Generator seeded
+            by `seed` (None: torch.initial_seed()); in eval mode they are their expectation.
             On CUDA tensors the module runs rnngen's CUDA kernels (needs numba-cuda and a GPU).
 
     forward(input, hx=None) takes a (T, B, I) tensor ((B, T, I) with batch_first) or a
@@ -174,9 +186,12 @@ class RNN(torch.nn.Module):
     """
 
     def __init__(self, cell, input_size, hidden_size, num_layers=1, bidirectional=False,
-                 dropout=0.0, batch_first=False, path=None, dtype=None, device=None):
+                 dropout=0.0, batch_first=False, path=None, dtype=None, device=None, rates=None, seed=None):
         super().__init__()
         self.gen = _resolve(cell, path)
+        self.rates = check_rates(rates, getattr(self.gen, "RATES", ()))
+        # the cell's random masks (cell.mask) come from this numpy generator, as in rnngen.RNN
+        self.mask_rng = np.random.default_rng([torch.initial_seed() if seed is None else int(seed), 2])
         self.cell = self.gen.NAME if hasattr(self.gen, "NAME") else self.gen.__name__
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
                             ("num_layers", num_layers)):
@@ -241,6 +256,8 @@ class RNN(torch.nn.Module):
             s += f", dropout={self.dropout}"
         if self.batch_first:
             s += ", batch_first=True"
+        if self.rates:
+            s += f", rates={self.rates}"
         return s
 
     def flatten_parameters(self):
@@ -287,8 +304,13 @@ class RNN(torch.nn.Module):
         def run(layer, direction, layer_input):
             k = unit(layer, direction, D)
             s0 = tuple(s[k] for s in state0) if state0 is not None else (None,) * len(self.states)
+            gen = self.gen
+            if getattr(gen, "MASKS", None):     # this call's masks, fixed for its backward
+                masks = gen.draw_masks(T, B, self.hidden_size, self.rates, self.training, self.mask_rng,
+                                       np.float64 if dtype == torch.float64 else np.float32)
+                gen = _with_masks(gen, masks)
             try:
-                res = CellFunction.apply(self.gen, checked, bool(direction), layer_input,
+                res = CellFunction.apply(gen, checked, bool(direction), layer_input,
                                          *s0, *self._layer_params(layer, direction))
             except ValueError:
                 self._refuse_non_finite()       # a parameter's NaN, named as torch names it

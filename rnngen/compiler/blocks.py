@@ -43,6 +43,9 @@ class BlockBuilder:
             return (ir.Ref(self.get("states", leaf.name)),)
         if leaf.kind == "vec":
             return (ir.Ref(self.get("vector", leaf.name), 0, "unit"),)
+        if leaf.kind == "mask":
+            buf = self.get("mask", leaf.name)
+            return (ir.Ref(buf, 0, "t" if len(buf.dims) == 3 else "row"),)
         return self._z_terms(leaf.name, leaf.gate)
 
     def _seed_terms(self, target):

@@ -80,7 +80,9 @@ class Compilation:
         cell = self["load"]
         return {"name": cell.name, "spec_file": os.path.basename(self.path), "specs_folder": self.specs_folder,
                 "sha256": self.sha256(), "versions": versions(), "states": cell.states, "output": cell.output,
-                "initial": dict(cell.initial)}
+                "initial": dict(cell.initial),
+                "masks": {m.name: (m.rate, m.per, m.inverted) for m in cell.masks},
+                "rates": tuple(dict.fromkeys(m.rate for m in cell.masks))}
 
     def files(self):
         """{file name: source text} of every target's module."""

@@ -38,6 +38,7 @@ ROLES = {
     "d_x_preact": "the gradient of a linear of x (T, B, gates*H), time order",
     "d_linear_input": "the gradient of a linear's pointwise input at this step (B, H)",
     "d_vector": "the gradient of a per-unit parameter (H,)",
+    "mask": "a random keep-mask: (T, B, H) per step, time order, or (B, H) per sequence",
 }
 
 
@@ -193,6 +194,7 @@ class Kernel:
     loop: dict                 # the generated loops' own names: step, t, b, j, T, B, H, lengths, ...
     namer: object              # names.Namer: every name in use, for the layouts to add theirs
     initial: dict = field(default_factory=dict)    # state -> its default initial value when not zero
+    masks: dict = field(default_factory=dict)      # mask -> (rate, per, inverted), declaration order
 
     @property
     def num_stages(self):

@@ -93,6 +93,8 @@ class _Lowering:
             b.append(self._buffer(f"z_{n.name}", "preact", dims, n.name not in scratch, n.name, n.gates))
             if n.has_expression_input:
                 b.append(self._buffer(f"v_{n.name}", "linear_input", (T, B, H), True, n.name))
+        for m in cell.masks:
+            b.append(self._buffer(f"mask_{m.name}", "mask", (T, B, H) if m.per == "step" else (B, H), True, m.name))
         b += [self._buffer(f"d_{s}", "d_state", (B, H), owner=s) for s in cell.states]
         for n in step.linears:
             if n.level == 0 and n.name not in self.ties:
@@ -190,7 +192,8 @@ class _Lowering:
         return ir.Kernel(self.cell.name, self.cell.states, self.cell.output, self.params, self.buffers,
                          self.linears(), self.hoisted(), self.forward(blocks), self.backward(blocks),
                          self.after(), dict(self.ties), tie_sums, named, self._adjoints(), self._vectors(),
-                         updates, dict(self.loop), self.namer, initial=dict(self.cell.initial))
+                         updates, dict(self.loop), self.namer, initial=dict(self.cell.initial),
+                         masks={m.name: (m.rate, m.per, m.inverted) for m in self.cell.masks})
 
     def _adjoints(self):
         return {self.local[adjoint(s)].name: self.local[s].name for s, _ in self.p.named}

@@ -119,6 +119,10 @@ def equations(kernel):
         lines.append(f"({', '.join(f'{u} + {v}' for u, v in zip(xs, hs))} only appear summed:")
         lines.append(f" the loop adds them once, as {', '.join(kernel.tie_sums[a])}, and saves the sums for backward)")
     lines += [f"{s} <- {sp.sstr(kernel.updates[s])}" for s in kernel.states]
+    for name, (rate, per, inverted) in kernel.masks.items():
+        scale = ", scaled by 1/(1 - p)" if inverted else ""
+        lines.append(f"({name}: random keep-mask, 1 with probability 1 - p, p = rate {rate!r}{scale}; "
+                     f"{'one per sequence' if per == 'sequence' else 'drawn every step'}; eval: its expectation)")
     for s, v in kernel.initial.items():
         what = INITIAL_WORDS.get(v, v) if isinstance(v, str) else repr(v)
         lines.append(f"(state0=None: {s} starts at {what}; the other states at 0)")

@@ -14,8 +14,8 @@ from ..errors import SpecError
 
 @dataclass(frozen=True)
 class Leaf:
-    """What a symbol of the step is: a state ('state'), gate `gate` of linear `name` ('z'), or a
-    per-unit parameter ('vec')."""
+    """What a symbol of the step is: a state ('state'), gate `gate` of linear `name` ('z'), a
+    per-unit parameter ('vec') or a random mask ('mask')."""
     kind: str
     name: str
     gate: int = 0
@@ -125,6 +125,8 @@ def step_of(cell):
             leaves[o] = Leaf("z", n.name, g)
     for v in cell.vectors:
         leaves[v.symbol] = Leaf("vec", v.name)
+    for m in cell.masks:
+        leaves[m.symbol] = Leaf("mask", m.name)
     inputs = {n.name: n.linear.input for n in nodes if n.has_expression_input}
     return Step(cell, nodes, leaves, _leaf_names(cell, leaves), list(getattr(cell, "source_exprs", [])),
                 {s: cell.updates[s] for s in cell.states}, inputs)

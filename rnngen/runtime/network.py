@@ -13,6 +13,7 @@ direction runs the generated CUDA module (generated/_cuda_<cell>.py); what passe
 import numpy as np
 
 from ..backends.checks import all_finite, check_lengths, is_torch_tensor
+from ..backends.masks import check_rates
 from .device import is_device_array
 from .ops import ops_for, require_cuda, to_numpy  # noqa: F401  (require_cuda: rnngen.torch uses it)
 from .registry import load
@@ -52,12 +53,19 @@ class RNN:
     torch tensors: copied to the device once per call), and return device arrays; NaN in device
     inputs is not checked. lengths may be host or device (checked on the host once per forward).
     Dropout masks are drawn on the host from the same generator as on the CPU (so a seed gives the
-    same masks on both devices) and copied over. state_dict() returns host numpy arrays;
+    same masks on both devices) and copied over.
+
+    rates: the run-time rates of a cell that declares random masks (`cell.mask`; the cell's RATES,
+    e.g. rates={"zoneout": 0.1} for lstm_zoneout), each in [0, 1), 0 if not given. In training
+    mode each layer and direction draws its masks from the network's seeded generator (mask_rng)
+    at every forward() (on the host, as dropout: the same masks on the CPU and the GPU) and
+    backward() uses exactly those; in eval mode a mask is its expectation. state_dict() returns host numpy arrays;
     to("cpu") / to("cuda") moves the network. A CPU network refuses device arrays (ValueError).
     """
 
     def __init__(self, cell, input_size, hidden_size, num_layers=1, bidirectional=False,
-                 dropout=0.0, batch_first=False, dtype=np.float32, seed=0, device="cpu", path=None):
+                 dropout=0.0, batch_first=False, dtype=np.float32, seed=0, device="cpu", path=None,
+                 rates=None):
         if isinstance(cell, str):
             cell = load(cell, path)
         elif path is not None:
@@ -80,6 +88,8 @@ class RNN:
         self.device = device
         self.training = True
         self.dropout_rng = np.random.default_rng([int(seed), 1])
+        self.rates = check_rates(rates, getattr(cell, "RATES", ()))
+        self.mask_rng = np.random.default_rng([int(seed), 2])   # the cell's own masks (cell.mask)
         seeds = np.random.default_rng([int(seed), 0]).integers(0, 2**62, self.num_layers * self.num_directions)
         self.params = {}
         for k in range(self.num_layers):
@@ -113,17 +123,18 @@ class RNN:
 
     def __repr__(self):
         where = f", device={self.device!r}" if self.device != "cpu" else ""
+        rates = f", rates={self.rates}" if self.rates else ""
         return (f"RNN({getattr(self.cell, 'NAME', self.cell.__name__)!r}, {self.input_size}, "
                 f"{self.hidden_size}, num_layers={self.num_layers}, bidirectional={self.bidirectional}, "
-                f"dropout={self.dropout}, batch_first={self.batch_first}, dtype={self.dtype.name}{where})")
+                f"dropout={self.dropout}, batch_first={self.batch_first}, dtype={self.dtype.name}{rates}{where})")
 
     def train(self, mode=True):
-        """Training mode (dropout between layers active). Returns self."""
+        """Training mode (dropout between layers and the cell's random masks active). Returns self."""
         self.training = bool(mode)
         return self
 
     def eval(self):
-        """Inference mode (no dropout). Returns self."""
+        """Inference mode (no dropout; the cell's masks at their expectation). Returns self."""
         return self.train(False)
 
     # -- devices ----------------------------------------------------------------------------------
@@ -254,9 +265,12 @@ class RNN:
         def run(k, d, inp):
             idx = unit(k, d, D)
             s0 = tuple(None if s is None else s[idx] for s in state0)
+            masks = {}
+            if getattr(self.cell, "MASKS", None):       # drawn on the host: one seed, one set on every device
+                masks = {"masks": self.cell.draw_masks(T, B, H, self.rates, self.training, self.mask_rng, self.dtype)}
             y_d, fin, saved[k, d] = self.cell.forward(inp, self._layer_params(k, d),
                                                       None if all(s is None for s in s0) else s0,
-                                                      lengths, reverse=bool(d))
+                                                      lengths, reverse=bool(d), **masks)
             for f, arr in zip(finals, fin):
                 ops.put(f, idx, arr)
             return y_d

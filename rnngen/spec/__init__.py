@@ -4,9 +4,9 @@
 
 Importing this package imports SymPy; the runtime (rnngen.load, rnngen.RNN) never does.
 """
-from .cell import Cell, Linear, Vector, X
+from .cell import Cell, Linear, Mask, Vector, X
 from .functions import (KNOWN_FUNCTIONS, exp, exp_nonpositive, log, log_sigmoid, maximum, relu, sigmoid,
                         softplus, sqrt, step, tanh)
 
-__all__ = ["Cell", "Linear", "Vector", "X", "KNOWN_FUNCTIONS", "exp", "exp_nonpositive", "log", "log_sigmoid",
+__all__ = ["Cell", "Linear", "Mask", "Vector", "X", "KNOWN_FUNCTIONS", "exp", "exp_nonpositive", "log", "log_sigmoid",
            "maximum", "relu", "sigmoid", "softplus", "sqrt", "step", "tanh"]

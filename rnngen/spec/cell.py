@@ -23,6 +23,7 @@ _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # r
 # The generated code's own locals are renamed around the spec's names, so they are not reserved.
 _RESERVED = {"x", "name", "states", "output", "linear", "vector", "update", "linears", "vectors",
              "updates", "line", "file", "path", "check", "state_symbol", "update_line", "source_names", "initial",
+             "mask", "masks",
              "source_exprs"}
 
 
@@ -75,6 +76,20 @@ class Linear:
 class Vector:
     """A per-unit parameter of shape (H,)."""
     name: str
+    symbol: sp.Symbol
+    file: str
+    line: int
+
+
+@dataclass
+class Mask:
+    """A random keep-mask: 1 with probability 1 - p, where p is the run-time rate named `rate`;
+    `per` "step" (a new mask every step) or "sequence" (one per sequence: variational);
+    `inverted` scales it by 1 / (1 - p) (its expectation is then 1, else 1 - p)."""
+    name: str
+    rate: str
+    per: str
+    inverted: bool
     symbol: sp.Symbol
     file: str
     line: int
@@ -137,6 +152,7 @@ class Cell:
         self._state_symbols = {s: sp.Symbol(s) for s in states}
         self.linears = []
         self.vectors = []
+        self.masks = []
         self.updates = {}
         self.update_line = None
         self._names = set(states) | {"x"}   # symbol names in use
@@ -193,6 +209,25 @@ class Cell:
         self.vectors.append(Vector(name, sym, file, line))
         return sym
 
+    def mask(self, name, rate=None, per="step", inverted=False):
+        """Declare a random keep-mask named `name` (a (B, H) value per step, or per sequence with
+        per="sequence"): 1 with probability 1 - p, 0 with probability p, where p is the run-time
+        rate named `rate` (default: `name`; several masks may share a rate, each drawn on its own).
+        inverted=True scales it by 1 / (1 - p) (inverted dropout). In eval mode, or with p = 0,
+        the mask is its expectation (1 - p; 1 when inverted). Returns its symbol."""
+        file, line = _caller()
+        _check_identifier("mask", name)
+        rate = name if rate is None else rate
+        _check_identifier("rate", rate)
+        if per not in ("step", "sequence"):
+            _fail(f"mask {name!r}: per must be 'step' or 'sequence', got {per!r}", symbol=name)
+        if name in self._names or name in self._params:
+            _fail(f"mask {name!r}: symbol name already in use", symbol=name)
+        self._names.add(name)
+        sym = sp.Symbol(name)
+        self.masks.append(Mask(name, rate, per, bool(inverted), sym, file, line))
+        return sym
+
     def update(self, **new_states):
         """Give each state its value after the step."""
         file, line = _caller()
@@ -225,6 +260,7 @@ class Cell:
         known = set(self._state_symbols.values())
         known |= {o for lin in self.linears for o in lin.outputs}
         known |= {v.symbol for v in self.vectors}
+        known |= {m.symbol for m in self.masks}
         places = [(f"update of {s!r}", e, self.file, self.update_line) for s, e in self.updates.items()]
         places += [(f"input of linear {lin.name!r}", lin.input, lin.file, lin.line)
                    for lin in self.linears if not lin.of_x]

@@ -1,6 +1,8 @@
 """The CPU modules' input checks (run time): numpy arrays, checked by rnngen/backends/checks.py."""
 import numpy as np
 
+from ..masks import check_masks, draw as draw_masks  # noqa: F401  (the generated modules use draw_masks)
+
 from ..checks import (DTYPES, Saved, check_finite, check_forward, check_state, hidden_size,  # noqa: F401
                       init_params, initial_value)
 
@@ -36,6 +38,15 @@ def forward_inputs(x, params, state0, lengths, reverse, spec_params, states, ini
     state0 = tuple(np.full((B, H), initial_value(initial, name, x.dtype), x.dtype) if s is None else s.copy()
                    for name, s in zip(states, state0))
     return x, params, state0, lengths, reverse
+
+
+def forward_masks(masks, spec_masks, T, B, H, dtype):
+    """forward()'s `masks` checked (numpy arrays of x's dtype); those left out are ones."""
+    def array(name, value, ndim):
+        if isinstance(value, (np.ndarray, list, tuple)):
+            value = np.asarray(value, dtype)
+        return host_array(name, value, ndim, dtype)
+    return check_masks(masks, spec_masks, T, B, H, array)
 
 
 def backward_inputs(dy, d_final, saved, cell_name, states):

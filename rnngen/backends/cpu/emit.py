@@ -126,6 +126,7 @@ def _forward_setup(k, lay):
     for i, s in enumerate(k.states):
         buf = k.buffer("states", s)
         setup += [lay.allocate(buf), f"{buf.name}[0] = state0[{i}]"]
+    setup += [f'{b.name} = masks["{b.owner}"]' for b in k.buffers if b.role == "mask"]
     for b in k.buffers:
         if b.role == "preact":
             x = next((a for a, r in k.ties.items() if r == b.owner), None)

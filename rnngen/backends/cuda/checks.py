@@ -4,6 +4,7 @@ import numpy as np
 
 from .. import checks as shared
 from ..checks import Saved, hidden_size, initial_value  # noqa: F401  (the generated modules use them from here)
+from ..masks import check_masks, draw as draw_masks  # noqa: F401  (the generated modules use draw_masks)
 from . import config, elementwise
 from .config import numba_type  # noqa: F401  (the generated modules use it from here)
 
@@ -46,6 +47,15 @@ def forward_inputs(x, params, state0, lengths, reverse, spec_params, states, ini
         x, params, state0, lengths, reverse, spec_params, states, array=as_device,
         lengths_of=_device_lengths, finite=None)
     return x, params, state0, lengths, reverse
+
+
+def forward_masks(masks, spec_masks, T, B, H, dtype):
+    """forward()'s `masks` on the device (host arrays are copied over); those left out are ones."""
+    def array(name, value, ndim):
+        if isinstance(value, np.ndarray) and value.dtype != np.dtype(dtype):
+            value = value.astype(dtype)
+        return as_device(name, value, ndim, dtype)
+    return check_masks(masks, spec_masks, T, B, H, array)
 
 
 _FULL_LENGTHS = {}

@@ -138,6 +138,7 @@ def _forward_setup(k, lay):
         fill = f', fill=checks.initial_value(INITIAL, "{s}", dtype)' if s in k.initial else ""
         setup += [lay.allocate(buf), f"elementwise.copy(state0[{i}], {buf.name}[0]{fill})"]
     setup += [lay.allocate(b) for b in k.buffers if b.role in ("preact", "linear_input")]
+    setup += [f'{b.name} = masks["{b.owner}"]' for b in k.buffers if b.role == "mask"]
     return setup
 
 

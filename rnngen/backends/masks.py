@@ -1,0 +1,83 @@
+"""Random keep-masks of the cells that declare them (`cell.mask`), at run time, shared by the
+generated modules of every backend, rnngen.RNN and the PyTorch bridge.
+
+A module lists MASKS (name -> (rate, per, inverted)) and RATES (the rates' names). `draw` makes
+the masks of one forward call on the host from a numpy Generator, in MASKS order, so that one seed
+gives the same masks on the CPU and on the GPU (the CUDA module copies them over). A mask whose
+rate is 0, or any mask in eval mode, is its expectation (1 - p, or 1 when inverted) and draws
+nothing from the generator. Backward reads the masks forward saved.
+"""
+import numbers
+
+import numpy as np
+
+
+def check_rates(rates, spec_rates, where="rates"):
+    """`rates` ({rate name: p in [0, 1)}, None for all 0) checked against a module's RATES."""
+    if rates is None:
+        return {}
+    if not hasattr(rates, "items"):
+        raise ValueError(f"{where} must be a dict of rate name -> probability, got {rates!r}")
+    out = {}
+    for name, p in rates.items():
+        if name not in spec_rates:
+            known = ", ".join(spec_rates) or "none"
+            raise ValueError(f"{where}: unknown rate {name!r}; this cell's rates are: {known}")
+        if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 <= float(p) < 1:
+            raise ValueError(f"{where}[{name!r}] must be a probability in [0, 1), got {p!r}")
+        out[name] = float(p)
+    return out
+
+
+def shape_of(per, T, B, H):
+    return (T, B, H) if per == "step" else (B, H)
+
+
+def expectation(p, inverted):
+    return 1.0 if inverted else 1.0 - p
+
+
+def draw(spec_masks, spec_rates, T, B, H, rates=None, training=True, rng=None, dtype=np.float32):
+    """{mask name: host array (T, B, H) per step or (B, H) per sequence} for one forward call.
+    rng: a numpy Generator (or a seed; None: fresh entropy), drawn from only for a rate > 0 in
+    training mode. Masks at the same constant share one array."""
+    rates = check_rates(rates, spec_rates)
+    dtype = np.dtype(dtype)
+    out, constant = {}, {}
+    for name, (rate, per, inverted) in spec_masks.items():
+        p, shape = rates.get(rate, 0.0), shape_of(per, T, B, H)
+        if p == 0 or not training:
+            value = expectation(p, inverted)
+            if (shape, value) not in constant:
+                constant[shape, value] = np.full(shape, value, dtype)
+            out[name] = constant[shape, value]
+            continue
+        if not isinstance(rng, np.random.Generator):
+            rng = np.random.default_rng(rng)
+        keep = (rng.random(shape) >= p).astype(dtype)
+        out[name] = keep / dtype.type(1.0 - p) if inverted else keep
+    return out
+
+
+def check_masks(masks, spec_masks, T, B, H, array):
+    """forward()'s `masks` ({name: array}, None: every mask at rate 0) checked; `array(name,
+    value, ndim)` is the backend's conversion. A mask left out is ones (rate 0)."""
+    if masks is None:
+        masks = {}
+    if not hasattr(masks, "items"):
+        raise ValueError("masks must be None or a dict of mask name -> array (see draw_masks())")
+    unknown = [n for n in masks if n not in spec_masks]
+    if unknown:
+        raise ValueError(f"masks has unknown names {unknown}; this cell's masks are {list(spec_masks)}")
+    out = {}
+    for name, (_, per, _) in spec_masks.items():
+        shape = shape_of(per, T, B, H)
+        if name not in masks:
+            out[name] = array(f"masks[{name!r}]", np.ones(shape), len(shape))
+            continue
+        arr = array(f"masks[{name!r}]", masks[name], len(shape))
+        if tuple(arr.shape) != shape:
+            raise ValueError(f"masks[{name!r}] must have shape {shape} ({'(T, B, H)' if per == 'step' else '(B, H)'}),"
+                             f" got {tuple(arr.shape)}")
+        out[name] = arr
+    return out
