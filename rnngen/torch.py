@@ -35,7 +35,7 @@ import torch
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from .backends.checks import CheckedLengths, all_finite, param_shape
-from .backends.masks import check_rates
+from .backends.masks import check_rates, with_masks
 from .runtime import registry
 from .runtime.stack import forward_layers, unit
 from .runtime.tensors import check_dtype, crossing
@@ -121,14 +121,6 @@ class CellFunction(torch.autograd.Function):
         if torch.is_grad_enabled():       # create_graph=True: these gradients may be differentiated
             grads = _first_order_only(gen.NAME, grads, (*inputs, *ctx.state0, dy, *d_final))
         return (None, None, None) + grads
-
-
-def _with_masks(gen, masks):
-    """`gen` whose forward runs with these random masks (what CellFunction is given)."""
-    def forward(x, params, state0=None, lengths=None, reverse=False):
-        return gen.forward(x, params, state0, lengths, reverse, masks=masks)
-    return types.SimpleNamespace(NAME=gen.NAME, STATES=gen.STATES, PARAMS=gen.PARAMS, forward=forward,
-                                 backward=gen.backward)
 
 
 def _resolve(cell, path=None):
@@ -308,7 +300,7 @@ class RNN(torch.nn.Module):
             if getattr(gen, "MASKS", None):     # this call's masks, fixed for its backward
                 masks = gen.draw_masks(T, B, self.hidden_size, self.rates, self.training, self.mask_rng,
                                        np.float64 if dtype == torch.float64 else np.float32)
-                gen = _with_masks(gen, masks)
+                gen = with_masks(gen, masks)
             try:
                 res = CellFunction.apply(gen, checked, bool(direction), layer_input,
                                          *s0, *self._layer_params(layer, direction))

@@ -8,6 +8,7 @@ rate is 0, or any mask in eval mode, is its expectation (1 - p, or 1 when invert
 nothing from the generator. Backward reads the masks forward saved.
 """
 import numbers
+import types
 
 import numpy as np
 
@@ -81,3 +82,12 @@ def check_masks(masks, spec_masks, T, B, H, array):
                              f" got {tuple(arr.shape)}")
         out[name] = arr
     return out
+
+
+def with_masks(gen, masks):
+    """A stand-in for generated module `gen` whose forward runs with these masks (the PyTorch
+    bridge hands it to its autograd Function, which calls forward with the usual arguments)."""
+    def forward(x, params, state0=None, lengths=None, reverse=False):
+        return gen.forward(x, params, state0, lengths, reverse, masks=masks)
+    return types.SimpleNamespace(NAME=gen.NAME, STATES=gen.STATES, PARAMS=gen.PARAMS, forward=forward,
+                                 backward=gen.backward)

@@ -38,6 +38,9 @@ def add_train_parser(sub):
     t.add_argument("--clip-norm", type=float, default=5.0, help="clip the global gradient norm (default 5)")
     t.add_argument("--clip-value", type=float, help="also clip every gradient entry into [-m, m]")
     t.add_argument("--dropout", type=float, default=0.0, help="dropout between layers, in [0, 1) (default 0)")
+    t.add_argument("--rate", action="append", default=[], metavar="NAME=P",
+                   help="a run-time rate of the cell's random masks, e.g. --rate zoneout=0.1 for "
+                        "lstm_zoneout (repeatable; default 0)")
     t.add_argument("--keep-case", action="store_true", help="do not lower-case the data")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", default="charlm.npz", help="checkpoint file (default charlm.npz); an existing "
@@ -82,7 +85,28 @@ def _train_option_problem(args):
             return problem
     if not 0.0 <= args.dropout < 1.0:
         return f"--dropout must lie in [0, 1), got {args.dropout}"
+    try:
+        args.rates = parse_rates(args.rate)
+    except ValueError as exc:
+        return str(exc)
     return None
+
+
+def parse_rates(items):
+    """['zoneout=0.1', ...] -> {'zoneout': 0.1} (the cell checks the names and the range)."""
+    rates = {}
+    for item in items:
+        name, eq, value = item.partition("=")
+        try:
+            p = float(value)
+        except ValueError:
+            p = None
+        if not eq or not name or p is None:
+            raise ValueError(f"--rate must be NAME=P with P a number, e.g. --rate zoneout=0.1, got {item!r}")
+        if name in rates:
+            raise ValueError(f"--rate {name} is given twice")
+        rates[name] = p
+    return rates
 
 
 def _out_problem(path):
@@ -174,7 +198,7 @@ def _train(args):
         if problem:
             return _error("train", problem)
         model = CharLM(CharLM.vocab_of(lines), cell, args.hidden, args.layers, dropout=args.dropout,
-                       seed=args.seed)
+                       seed=args.seed, rates=args.rates or None)
     except ValueError as exc:
         return _error("train", str(exc))
     except MemoryError:

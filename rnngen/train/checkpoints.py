@@ -20,7 +20,7 @@ from .memory import parameter_shapes
 CHECKPOINT_FORMAT = "rnngen-seqmodel-1"
 # A checkpoint is an uncompressed .npz: "meta" (a JSON object, below) and "param/<name>" arrays.
 META_KEYS = ("format", "cell", "spec_sha256", "input_size", "hidden_size", "output_size", "num_layers",
-             "bidirectional", "dropout", "dtype", "vocab")          # required; "cell_path", "extra" optional
+             "bidirectional", "dropout", "dtype", "vocab")          # required; "cell_path", "extra", "rates" optional
 
 
 def cell_folder(cell):
@@ -40,7 +40,7 @@ def model_metadata(model):
             "output_size": model.output_size, "num_layers": rnn.num_layers,
             "bidirectional": rnn.bidirectional, "dropout": rnn.dropout,
             "dtype": model.dtype.name, "vocab": getattr(model, "vocab", None),
-            "cell_path": cell_folder(cell)}
+            "cell_path": cell_folder(cell), "rates": dict(rnn.rates)}
 
 
 def save_checkpoint(path, model, **extra):
@@ -248,6 +248,9 @@ _META_CHECKS = {
     "cell_path": lambda v: None if v is None or (isinstance(v, str) and os.path.isabs(v)) else
     "null or an absolute folder path",
     "extra": lambda v: None if isinstance(v, dict) else "an object",
+    "rates": lambda v: None if isinstance(v, dict) and all(
+        isinstance(k, str) and isinstance(p, (int, float)) and not isinstance(p, bool) and 0 <= p < 1
+        for k, p in v.items()) else "an object of rate name -> number in [0, 1)",
 }
 
 
@@ -301,7 +304,7 @@ def _checkpoint_cell(ckpt, cell_path):
 def _build_model(ckpt, cell):
     meta = ckpt.meta
     kwargs = dict(num_layers=meta["num_layers"], bidirectional=meta["bidirectional"],
-                  dropout=meta["dropout"], dtype=np.dtype(meta["dtype"]))
+                  dropout=meta["dropout"], dtype=np.dtype(meta["dtype"]), rates=meta.get("rates") or None)
     try:
         if meta["vocab"] is not None:
             return CharLM(meta["vocab"], cell, meta["hidden_size"], **kwargs)
