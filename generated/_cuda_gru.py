@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 228977e37e9cf4e6580d6dc16e9bf0c24e40b9212ea8fddc5f09ebff3671cd9f
+sha256 of spec + templates + math libraries + versions: c1afbf21e483028714fb480677928273873e3b8973b094a8816c27cb1f873a89
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru"
-SPEC_SHA256 = "228977e37e9cf4e6580d6dc16e9bf0c24e40b9212ea8fddc5f09ebff3671cd9f"
+SPEC_SHA256 = "c1afbf21e483028714fb480677928273873e3b8973b094a8816c27cb1f873a89"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: fcd38a45228e0f2608c1ecfc5159264725af26e33c92c703b56ad4f848b6c7ff
+sha256 of spec + templates + math libraries + versions: 53c79c0350b96a0f729aa2fb63e038a7d79382a52ba416eabf52978d9268758f
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru_classic"
-SPEC_SHA256 = "fcd38a45228e0f2608c1ecfc5159264725af26e33c92c703b56ad4f848b6c7ff"
+SPEC_SHA256 = "53c79c0350b96a0f729aa2fb63e038a7d79382a52ba416eabf52978d9268758f"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

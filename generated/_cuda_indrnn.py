@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 3b7c67ef87e87377f0ea313fe32db9c4807bb9734a547c2d0a72a91bfb8a9dc2
+sha256 of spec + templates + math libraries + versions: ead42de67740f7493f00962183d10ea4040d32323448567251160a6c5748d31d
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -30,7 +30,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, relu as _relu, step as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "indrnn"
-SPEC_SHA256 = "3b7c67ef87e87377f0ea313fe32db9c4807bb9734a547c2d0a72a91bfb8a9dc2"
+SPEC_SHA256 = "ead42de67740f7493f00962183d10ea4040d32323448567251160a6c5748d31d"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: e21af2cacae3b62c2cace2530eff90e3971e6f87c8836d1bacd8a1bf5af15f7a
+sha256 of spec + templates + math libraries + versions: 4240b7344f448997cf64c07c46b44f1ddf5f0c34e891bc33e1738d87e4e7af80
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -39,7 +39,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm"
-SPEC_SHA256 = "e21af2cacae3b62c2cace2530eff90e3971e6f87c8836d1bacd8a1bf5af15f7a"
+SPEC_SHA256 = "4240b7344f448997cf64c07c46b44f1ddf5f0c34e891bc33e1738d87e4e7af80"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 3dcbcb2f7251cba4c9623bf4ef95de871b86d103f103557f28238aa254dfcc4e
+sha256 of spec + templates + math libraries + versions: 1203138c92982f25f5fa32cb2da3b7dd5daed2b7af286ac1d3620cbb647e96ed
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -38,7 +38,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "3dcbcb2f7251cba4c9623bf4ef95de871b86d103f103557f28238aa254dfcc4e"
+SPEC_SHA256 = "1203138c92982f25f5fa32cb2da3b7dd5daed2b7af286ac1d3620cbb647e96ed"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

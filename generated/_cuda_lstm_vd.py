@@ -2,7 +2,7 @@
 
 source spec: lstm_vd.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: e056dcb598f0a21bea96d1d459d5a358012234845a5b11a3b02e5de7c158a8a5
+sha256 of spec + templates + math libraries + versions: 09208317f8230f14596b342428abe256d1073cabfd0137f92647f7bdad4e6d7f
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -38,7 +38,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_vd"
-SPEC_SHA256 = "e056dcb598f0a21bea96d1d459d5a358012234845a5b11a3b02e5de7c158a8a5"
+SPEC_SHA256 = "09208317f8230f14596b342428abe256d1073cabfd0137f92647f7bdad4e6d7f"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

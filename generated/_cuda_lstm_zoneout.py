@@ -2,7 +2,7 @@
 
 source spec: lstm_zoneout.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: c5e635938e55a70357c4fb97e53caeb7edaaaeeae1ed57ef9367b37539b43934
+sha256 of spec + templates + math libraries + versions: 99822d2d684af7b93b17f0c2e6c2a0fe243c6983d797420fb19668212d655be1
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -42,7 +42,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_zoneout"
-SPEC_SHA256 = "c5e635938e55a70357c4fb97e53caeb7edaaaeeae1ed57ef9367b37539b43934"
+SPEC_SHA256 = "99822d2d684af7b93b17f0c2e6c2a0fe243c6983d797420fb19668212d655be1"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: df7afcfae68b8c1741d3479c8a3626eac6eb8ba2ff9f4658c35057e01ad4b8b6
+sha256 of spec + templates + math libraries + versions: 3d2193e155408c73d6a79567ae19071093d49a90858bacfbbcbff2ae24e74473
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -31,7 +31,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid  # n
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "mingru"
-SPEC_SHA256 = "df7afcfae68b8c1741d3479c8a3626eac6eb8ba2ff9f4658c35057e01ad4b8b6"
+SPEC_SHA256 = "3d2193e155408c73d6a79567ae19071093d49a90858bacfbbcbff2ae24e74473"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

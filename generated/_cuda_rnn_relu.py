@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 8d48bf189370250f8a73c1e78d5e98ba48066fb5967a94ad371f84edd3c853b2
+sha256 of spec + templates + math libraries + versions: 7af02bdda249417fa0a82c4be117ef367cf6456f6ebe647b4246e661d28d17af
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,7 +33,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, relu as _relu, step as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "8d48bf189370250f8a73c1e78d5e98ba48066fb5967a94ad371f84edd3c853b2"
+SPEC_SHA256 = "7af02bdda249417fa0a82c4be117ef367cf6456f6ebe647b4246e661d28d17af"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

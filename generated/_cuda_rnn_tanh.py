@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: d6fe8e4a15aa011b4921e42d013e0aaa1a11c62ac40bcb473b2023e280c0c225
+sha256 of spec + templates + math libraries + versions: fb273b2adf4c06c8755ed89229d3b1e7345863446142536a01b453e020b41179
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,7 +33,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, tanh as _tanh  # noqa: F
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "d6fe8e4a15aa011b4921e42d013e0aaa1a11c62ac40bcb473b2023e280c0c225"
+SPEC_SHA256 = "fb273b2adf4c06c8755ed89229d3b1e7345863446142536a01b453e020b41179"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 228977e37e9cf4e6580d6dc16e9bf0c24e40b9212ea8fddc5f09ebff3671cd9f
+sha256 of spec + templates + math libraries + versions: c1afbf21e483028714fb480677928273873e3b8973b094a8816c27cb1f873a89
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,7 +29,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru"
-SPEC_SHA256 = "228977e37e9cf4e6580d6dc16e9bf0c24e40b9212ea8fddc5f09ebff3671cd9f"
+SPEC_SHA256 = "c1afbf21e483028714fb480677928273873e3b8973b094a8816c27cb1f873a89"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -43,9 +43,12 @@ PARAMS = {
 }
 
 
+SIZES = ()     # run-time sizes besides I and H: keywords of init_params, read back from PARAMS
+
+
 def init_params(input_size, hidden_size, dtype=np.float32, seed=0):
     """Parameters drawn from U(-1/sqrt(H), 1/sqrt(H)), as torch.nn.RNN/GRU/LSTM do."""
-    return checks.init_params(PARAMS, input_size, hidden_size, dtype, seed)
+    return checks.init_params(PARAMS, input_size, hidden_size, dtype, seed, None)
 
 
 # -- forward: the time loop --------------------------------------------------------------------

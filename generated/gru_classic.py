@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: fcd38a45228e0f2608c1ecfc5159264725af26e33c92c703b56ad4f848b6c7ff
+sha256 of spec + templates + math libraries + versions: 53c79c0350b96a0f729aa2fb63e038a7d79382a52ba416eabf52978d9268758f
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,7 +29,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru_classic"
-SPEC_SHA256 = "fcd38a45228e0f2608c1ecfc5159264725af26e33c92c703b56ad4f848b6c7ff"
+SPEC_SHA256 = "53c79c0350b96a0f729aa2fb63e038a7d79382a52ba416eabf52978d9268758f"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -43,9 +43,12 @@ PARAMS = {
 }
 
 
+SIZES = ()     # run-time sizes besides I and H: keywords of init_params, read back from PARAMS
+
+
 def init_params(input_size, hidden_size, dtype=np.float32, seed=0):
     """Parameters drawn from U(-1/sqrt(H), 1/sqrt(H)), as torch.nn.RNN/GRU/LSTM do."""
-    return checks.init_params(PARAMS, input_size, hidden_size, dtype, seed)
+    return checks.init_params(PARAMS, input_size, hidden_size, dtype, seed, None)
 
 
 # -- forward: the time loop --------------------------------------------------------------------

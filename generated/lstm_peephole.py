@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 3dcbcb2f7251cba4c9623bf4ef95de871b86d103f103557f28238aa254dfcc4e
+sha256 of spec + templates + math libraries + versions: 1203138c92982f25f5fa32cb2da3b7dd5daed2b7af286ac1d3620cbb647e96ed
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,7 +33,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "3dcbcb2f7251cba4c9623bf4ef95de871b86d103f103557f28238aa254dfcc4e"
+SPEC_SHA256 = "1203138c92982f25f5fa32cb2da3b7dd5daed2b7af286ac1d3620cbb647e96ed"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -50,9 +50,12 @@ PARAMS = {
 }
 
 
+SIZES = ()     # run-time sizes besides I and H: keywords of init_params, read back from PARAMS
+
+
 def init_params(input_size, hidden_size, dtype=np.float32, seed=0):
     """Parameters drawn from U(-1/sqrt(H), 1/sqrt(H)), as torch.nn.RNN/GRU/LSTM do."""
-    return checks.init_params(PARAMS, input_size, hidden_size, dtype, seed)
+    return checks.init_params(PARAMS, input_size, hidden_size, dtype, seed, None)
 
 
 # -- forward: the time loop --------------------------------------------------------------------

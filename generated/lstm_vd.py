@@ -2,7 +2,7 @@
 
 source spec: lstm_vd.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: e056dcb598f0a21bea96d1d459d5a358012234845a5b11a3b02e5de7c158a8a5
+sha256 of spec + templates + math libraries + versions: 09208317f8230f14596b342428abe256d1073cabfd0137f92647f7bdad4e6d7f
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,7 +33,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_vd"
-SPEC_SHA256 = "e056dcb598f0a21bea96d1d459d5a358012234845a5b11a3b02e5de7c158a8a5"
+SPEC_SHA256 = "09208317f8230f14596b342428abe256d1073cabfd0137f92647f7bdad4e6d7f"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -47,9 +47,12 @@ PARAMS = {
 }
 
 
+SIZES = ()     # run-time sizes besides I and H: keywords of init_params, read back from PARAMS
+
+
 def init_params(input_size, hidden_size, dtype=np.float32, seed=0):
     """Parameters drawn from U(-1/sqrt(H), 1/sqrt(H)), as torch.nn.RNN/GRU/LSTM do."""
-    return checks.init_params(PARAMS, input_size, hidden_size, dtype, seed)
+    return checks.init_params(PARAMS, input_size, hidden_size, dtype, seed, None)
 
 
 # -- forward: the time loop --------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: df7afcfae68b8c1741d3479c8a3626eac6eb8ba2ff9f4658c35057e01ad4b8b6
+sha256 of spec + templates + math libraries + versions: 3d2193e155408c73d6a79567ae19071093d49a90858bacfbbcbff2ae24e74473
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -26,7 +26,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid  # noqa: F401
 
 NAME = "mingru"
-SPEC_SHA256 = "df7afcfae68b8c1741d3479c8a3626eac6eb8ba2ff9f4658c35057e01ad4b8b6"
+SPEC_SHA256 = "3d2193e155408c73d6a79567ae19071093d49a90858bacfbbcbff2ae24e74473"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -38,9 +38,12 @@ PARAMS = {
 }
 
 
+SIZES = ()     # run-time sizes besides I and H: keywords of init_params, read back from PARAMS
+
+
 def init_params(input_size, hidden_size, dtype=np.float32, seed=0):
     """Parameters drawn from U(-1/sqrt(H), 1/sqrt(H)), as torch.nn.RNN/GRU/LSTM do."""
-    return checks.init_params(PARAMS, input_size, hidden_size, dtype, seed)
+    return checks.init_params(PARAMS, input_size, hidden_size, dtype, seed, None)
 
 
 # -- forward: the time loop --------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: d6fe8e4a15aa011b4921e42d013e0aaa1a11c62ac40bcb473b2023e280c0c225
+sha256 of spec + templates + math libraries + versions: fb273b2adf4c06c8755ed89229d3b1e7345863446142536a01b453e020b41179
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,7 +28,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, tanh as _tanh  # noqa: F401
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "d6fe8e4a15aa011b4921e42d013e0aaa1a11c62ac40bcb473b2023e280c0c225"
+SPEC_SHA256 = "fb273b2adf4c06c8755ed89229d3b1e7345863446142536a01b453e020b41179"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -42,9 +42,12 @@ PARAMS = {
 }
 
 
+SIZES = ()     # run-time sizes besides I and H: keywords of init_params, read back from PARAMS
+
+
 def init_params(input_size, hidden_size, dtype=np.float32, seed=0):
     """Parameters drawn from U(-1/sqrt(H), 1/sqrt(H)), as torch.nn.RNN/GRU/LSTM do."""
-    return checks.init_params(PARAMS, input_size, hidden_size, dtype, seed)
+    return checks.init_params(PARAMS, input_size, hidden_size, dtype, seed, None)
 
 
 # -- forward: the time loop --------------------------------------------------------------------

@@ -23,8 +23,7 @@ stream (torch's `torch.cuda.default_stream()`). When torch's current stream is a
 default stream first waits for it, and it waits for the kernels afterwards (events, no host
 synchronization); with numba's per-thread default stream (NUMBA_CUDA_PER_THREAD_DEFAULT_STREAM=1)
 both sides synchronize instead. numba-cuda keeps one CUDA context per thread, so a process drives one
-GPU (tensors on another raise a RuntimeError): one process per GPU, as with DDP. `_Host` and `_Cuda`
-below are these two crossings.
+GPU (tensors on another raise a RuntimeError): one process per GPU, as with DDP (rnngen/runtime/tensors.py).
 """
 import math
 import os
@@ -34,7 +33,7 @@ import numpy as np
 import torch
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from .backends.checks import CheckedLengths, all_finite, param_shape
+from .backends.checks import CheckedLengths, all_finite, check_sizes, param_shape
 from .backends.masks import check_rates, with_masks
 from .runtime import registry
 from .runtime.stack import forward_layers, unit
@@ -156,11 +155,12 @@ class RNN(torch.nn.Module):
         cell: a cell name (`"lstm"`, `"gru"`, a user cell built into `path`) or a generated module.
         input_size, hidden_size, num_layers, bidirectional, dropout, batch_first: as in torch.nn.
         path: folder of user-built generated modules (`rnngen build --out`), when `cell` is a name.
-        dtype: parameter dtype, torch.float32 (default) or torch.float64.
+        dtype: parameter dtype, torch.float32 (default) or torch.float64. **sizes: the cell's
+            run-time sizes (its SIZES), e.g. heads=4 for 'slstm'.
         device: where the parameters are made (as torch.nn's `device=`); `.to("cuda")` works too.
-        rates: the run-time rates of a cell with random masks (its RATES, e.g. {"zoneout": 0.1});
-            in training mode the masks are drawn per call from `mask_rng`, a numpy Generator seeded
-            by `seed` (None: torch.initial_seed()); in eval mode they are their expectation.
+        rates: the rates of a cell's random masks (its RATES, e.g. {"zoneout": 0.1}); training mode
+            draws them per call from `mask_rng`, a numpy Generator seeded by `seed` (None:
+            torch.initial_seed()); eval mode uses their expectation.
             On CUDA tensors the module runs rnngen's CUDA kernels (needs numba-cuda and a GPU).
 
     forward(input, hx=None) takes a (T, B, I) tensor ((B, T, I) with batch_first) or a
@@ -177,8 +177,8 @@ class RNN(torch.nn.Module):
     the gradient) raises a RuntimeError.
     """
 
-    def __init__(self, cell, input_size, hidden_size, num_layers=1, bidirectional=False,
-                 dropout=0.0, batch_first=False, path=None, dtype=None, device=None, rates=None, seed=None):
+    def __init__(self, cell, input_size, hidden_size, num_layers=1, bidirectional=False, dropout=0.0,
+                 batch_first=False, path=None, dtype=None, device=None, rates=None, seed=None, **sizes):
         super().__init__()
         self.gen = _resolve(cell, path)
         self.rates = check_rates(rates, getattr(self.gen, "RATES", ()))
@@ -191,8 +191,8 @@ class RNN(torch.nn.Module):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if not (isinstance(dropout, (int, float)) and 0 <= dropout <= 1) or isinstance(dropout, bool):
             raise ValueError(f"dropout must be a number in [0, 1], got {dropout!r}")
-        self.input_size = input_size
-        self.hidden_size = hidden_size
+        self.sizes = check_sizes(getattr(self.gen, "SIZES", ()), sizes, "rnngen.torch.RNN", hidden_size)
+        self.input_size, self.hidden_size = input_size, hidden_size
         self.num_layers = num_layers
         self.bidirectional = bool(bidirectional)
         self.dropout = float(dropout)
@@ -207,7 +207,7 @@ class RNN(torch.nn.Module):
             for direction in range(self.num_directions):
                 suffix = f"_l{layer}" + ("_reverse" if direction else "")
                 for pname in torch_order(self.gen.PARAMS):
-                    size = param_shape(self.gen.PARAMS[pname], layer_input, hidden_size)
+                    size = param_shape(self.gen.PARAMS[pname], layer_input, hidden_size, self.sizes)
                     self.register_parameter(pname + suffix, torch.nn.Parameter(
                         torch.empty(size, dtype=dtype, device=device)))
                 self._param_names.append([pname + suffix for pname in self.gen.PARAMS])
@@ -248,6 +248,7 @@ class RNN(torch.nn.Module):
             s += f", dropout={self.dropout}"
         if self.batch_first:
             s += ", batch_first=True"
+        s += "".join(f", {k}={v}" for k, v in self.sizes.items())
         if self.rates:
             s += f", rates={self.rates}"
         return s

@@ -33,25 +33,98 @@ class CheckedLengths:
         return f"CheckedLengths({self.host.tolist()}, T={self.T})"
 
 
-def param_shape(shape, input_size, hidden_size):
-    """('4*H', 'I') -> (4*hidden_size, input_size)."""
-    env = {"H": hidden_size, "I": input_size}
+def dim_value(dim, env):
+    """One dimension of a PARAMS shape: a product (and quotient) of integers and size names,
+    '4*H', 'heads', '4*H/heads', evaluated with `env` {name: int}; a quotient that is not whole is
+    a ValueError (H not divisible by heads)."""
+    value, op, factor = 1, "*", ""
+    for ch in str(dim).replace(" ", "") + "*":
+        if ch not in "*/":
+            factor += ch
+            continue
+        v = int(factor) if factor.isdigit() else env[factor]
+        if op == "/" and value % v:
+            raise ValueError(f"{dim} is not whole: {value} is not divisible by {factor}={v}")
+        value = value * v if op == "*" else value // v
+        op, factor = ch, ""
+    return value
+
+
+def param_shape(shape, input_size, hidden_size, sizes=None):
+    """('4*H', 'I') -> (4*hidden_size, input_size); `sizes` {name: int} gives the run-time sizes a
+    spec declares (('heads', '4*H/heads', 'H/heads') with sizes={'heads': 4})."""
+    env = {"H": hidden_size, "I": input_size, **(sizes or {})}
+    return tuple(dim_value(dim, env) for dim in shape)
+
+
+def size_names(spec_params):
+    """The run-time size names in a module's PARAMS, besides I and H, in order of appearance."""
     out = []
-    for dim in shape:
-        mult, _, sym = dim.rpartition("*")
-        out.append((int(mult) if mult else 1) * env[sym])
+    for shape in spec_params.values():
+        for dim in shape:
+            for part in str(dim).replace("/", "*").split("*"):
+                part = part.strip()
+                if part and not part.isdigit() and part not in ("I", "H") and part not in out:
+                    out.append(part)
     return tuple(out)
 
 
-def init_params(spec_params, input_size, hidden_size, dtype=np.float32, seed=0):
+def check_sizes(names, sizes, who="init_params", hidden_size=None):
+    """{name: int} of a cell's run-time sizes from the keywords given: each one a positive integer,
+    all given, no other (a ValueError naming the keyword); `heads` must divide hidden_size."""
+    sizes = dict(sizes or {})
+    unknown = [k for k in sizes if k not in names]
+    if unknown:
+        known = f"its run-time sizes are {', '.join(names)}" if names else "it has no run-time sizes"
+        raise ValueError(f"{who}: unknown keyword {unknown[0]}= for this cell ({known})")
+    out = {}
+    for name in names:
+        if name not in sizes or sizes[name] is None:
+            raise ValueError(f"{who}: this cell needs the run-time size {name}= (a positive integer)")
+        value = sizes[name]
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{who}: {name} must be a positive integer, got {value!r}")
+        out[name] = int(value)
+    if "heads" in out and hidden_size is not None and int(hidden_size) % out["heads"]:
+        raise ValueError(f"{who}: hidden_size {hidden_size} is not divisible by heads={out['heads']} "
+                         f"(each head has hidden_size / heads units)")
+    return out
+
+
+def sizes_of(params, spec_params, names=None):
+    """{name: int} of the run-time sizes read back from the parameters' shapes: each from the
+    first dimension that is 'k*name'."""
+    names = size_names(spec_params) if names is None else names
+    out = {}
+    for name in names:
+        for pname, shape in spec_params.items():
+            for axis, dim in enumerate(shape):
+                mult, _, sym = str(dim).rpartition("*")
+                if sym == name and (not mult or mult.isdigit()) and pname in params:
+                    size = params[pname].shape[axis]
+                    k = int(mult) if mult else 1
+                    if size % k or size == 0:
+                        raise ValueError(f"params[{pname!r}] must have {dim} along axis {axis}, got {size}")
+                    out[name] = size // k
+                    break
+            if name in out:
+                break
+        if name not in out:
+            raise ValueError(f"no parameter shows the size {name} on its own (a dimension k*{name})")
+    return out
+
+
+def init_params(spec_params, input_size, hidden_size, dtype=np.float32, seed=0, sizes=None):
+    """Parameters from U(-1/sqrt(H), 1/sqrt(H)); `sizes` the cell's run-time sizes, checked here."""
     if int(input_size) < 1 or int(hidden_size) < 1:
         raise ValueError(f"input_size and hidden_size must be >= 1, got {input_size}, {hidden_size}")
     dtype = np.dtype(dtype)
     if dtype.type not in DTYPES:
         raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+    sizes = check_sizes(size_names(spec_params), sizes, "init_params", hidden_size)
     rng = np.random.default_rng(seed)
     bound = 1.0 / np.sqrt(hidden_size)
-    return {name: rng.uniform(-bound, bound, param_shape(shape, input_size, hidden_size)).astype(dtype)
+    return {name: rng.uniform(-bound, bound, param_shape(shape, input_size, hidden_size, sizes)).astype(dtype)
             for name, shape in spec_params.items()}
 
 
@@ -110,13 +183,16 @@ def check_forward(x, params, state0, lengths, reverse, spec_params, states, arra
     checked = {name: array(f"params[{name!r}]", params[name], len(shape), x.dtype)
                for name, shape in spec_params.items()}
     H = hidden_size(checked, spec_params)      # from the first parameter
-    check_input_size(x, checked, spec_params, H)
+    sizes = sizes_of(checked, spec_params)     # the run-time sizes (heads), from their shapes
+    check_sizes(tuple(sizes), sizes, "params", H)
+    check_input_size(x, checked, spec_params, H, sizes)
+    given = "".join(f", {k}={v}" for k, v in sizes.items())
     for name, shape in spec_params.items():
         arr = checked[name]
-        expected = param_shape(shape, I, H)
+        expected = param_shape(shape, I, H, sizes)
         if tuple(arr.shape) != expected:
             raise ValueError(f"params[{name!r}] must have shape {expected} ({', '.join(shape)} with "
-                             f"I={I}, H={H}), got {tuple(arr.shape)}")
+                             f"I={I}, H={H}{given}), got {tuple(arr.shape)}")
         if finite is not None:
             finite(f"params[{name!r}]", arr)
     if state0 is None:
@@ -180,7 +256,7 @@ def _lengths_from_sequence(values, B, T):
     return np.array(values, dtype=np.int64)
 
 
-def check_input_size(x, params, spec_params, H):
+def check_input_size(x, params, spec_params, H, sizes=None):
     """x's feature size against the input size the parameters were made for (the first parameter
     with an I dimension), so that a wrong x is blamed on x, not on a parameter."""
     I = x.shape[2]
@@ -194,7 +270,7 @@ def check_input_size(x, params, spec_params, H):
         if size % mult or size == 0:
             return              # the parameter itself is wrong: its own check says so
         expected = size // mult
-        if expected != I and tuple(params[name].shape) == param_shape(shape, expected, H):
+        if expected != I and tuple(params[name].shape) == param_shape(shape, expected, H, sizes):
             raise ValueError(f"x has feature size {I} (shape (T, B, I) = {tuple(x.shape)}), but the "
                              f"parameters expect input size {expected} (params[{name!r}] has shape "
                              f"{tuple(params[name].shape)}: {', '.join(shape)} with I={expected}, H={H})")

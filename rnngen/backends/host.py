@@ -16,6 +16,7 @@ class HostOps:
     copy: str
     vector_grad: str      # a vector's gradient from its accumulator
     zeros: str            # zeros of shape {a}
+    head_gemm_tn: str = ""    # a block-diagonal weight's gradient from {a} = dZ, {b} = its input, {heads}
 
 
 def width(buffer):
@@ -26,6 +27,15 @@ def width(buffer):
 def shape(buffer):
     """A parameter's shape as PARAMS lists it: ('4*H', 'I')."""
     return tuple(str(d) for d in buffer.dims)
+
+
+def size_names(kernel):
+    """The run-time sizes in the parameters' shapes besides I and H (heads), in order."""
+    out = []
+    for b in kernel.params:
+        for d in b.dims:
+            out += [s.name for s in sorted(d.free_symbols, key=str) if s not in (ir.I, ir.H) and s.name not in out]
+    return tuple(out)
 
 
 def saved_key(buffer):
@@ -60,6 +70,10 @@ def after_loop(kernel, ops):
                 src = "x_loop"
             else:
                 src = "x2d" if op.input.role == "x" else f"{op.input.name}[:T].reshape(T * B, H)"
+            if op.heads:
+                heads = f'params["{op.weight.param}"].shape[0]'
+                out.append(f'd_params["{op.weight.param}"] = {ops.head_gemm_tn.format(a=flat, b=src, heads=heads)}')
+                continue
             out.append(f'd_params["{op.weight.param}"] = {ops.gemm_tn.format(a=flat, b=src)}')
         elif isinstance(op, ir.InputGrad):
             part = ops.gemm.format(a=flat, b=f'params["{op.weight.param}"]')

@@ -20,13 +20,15 @@ import sympy as sp
 
 # the sizes buffers are shaped by: steps, batch rows, input size, hidden size
 T, B, I, H = sp.symbols("T B I H", positive=True, integer=True)
+# the number of heads of a block-diagonal linear (`heads=True`), a run-time size
+HEADS = sp.Symbol("heads", positive=True, integer=True)
 
 # What a buffer holds (Buffer.role):
 ROLES = {
     "x": "the input sequence (T, B, I)",
     "y": "the output sequence (T, B, H), time order",
     "dy": "the gradient of the output sequence, time order",
-    "weight": "a linear's weight (gates*H, I or H)",
+    "weight": "a linear's weight (gates*H, I or H); with heads (heads, gates*H/heads, H/heads)",
     "bias": "a linear's bias (gates*H,)",
     "vector": "a per-unit parameter (H,)",
     "states": "a state's sequence (T+1, B, H) in loop order: [0] the initial state",
@@ -96,11 +98,13 @@ class Slice:
 
 @dataclass(frozen=True)
 class Gemm:
-    """Inside the loop: output = input @ weight.T for one recurrent linear."""
+    """Inside the loop: output = input @ weight.T for one recurrent linear; `heads`: block-diagonal,
+    head n's GEMM writes the columns g*H + n*DH + d of every gate g."""
     linear: str
     input: Slice
     weight: Buffer
     output: Slice
+    heads: bool = False
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,7 @@ class GemmAdjoint:
     weight: Buffer
     out: Buffer
     accumulate: bool
+    heads: bool = False
 
 
 @dataclass
@@ -137,6 +142,7 @@ class WeightGrad:
     d: Buffer
     input: Buffer
     loop_order: bool = False
+    heads: bool = False     # a block-diagonal weight: one GEMM per head over its rows and inputs
 
 
 @dataclass(frozen=True)
@@ -170,6 +176,7 @@ class LinearInfo:
     bias: bool
     outputs: tuple     # local names of its gate values
     input: object      # "x", the state's name, or the sympy expression of its input
+    heads: bool = False
 
 
 @dataclass

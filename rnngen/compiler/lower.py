@@ -73,7 +73,8 @@ class _Lowering:
         for lin in cell.linears:
             node = step.node(lin.name)
             rows, cols = _width(lin.gates), (ir.I if node.level == 0 else ir.H)
-            self.params.append(self._buffer(f"weight_{lin.name}", "weight", (rows, cols), owner=lin.name,
+            dims = (ir.HEADS, rows / ir.HEADS, cols / ir.HEADS) if lin.heads else (rows, cols)
+            self.params.append(self._buffer(f"weight_{lin.name}", "weight", dims, owner=lin.name,
                                             gates=lin.gates, param=f"weight_{lin.name}"))
             if lin.bias:
                 self.params.append(self._buffer(f"bias_{lin.name}", "bias", (rows,), owner=lin.name,
@@ -116,12 +117,12 @@ class _Lowering:
         src = self.get("states", n.input_state) if n.input_state else self.get("linear_input", n.name)
         z = self.get("preact", n.name)
         return ir.Gemm(n.name, ir.Slice(src), self.get("weight", n.name),
-                       ir.Slice(z, "all" if n.name in self.ties.values() else "step"))
+                       ir.Slice(z, "all" if n.name in self.ties.values() else "step"), n.linear.heads)
 
     def _gemm_adjoint(self, n):
         out = self.get("d_state", n.input_state) if n.input_state else self.get("d_linear_input", n.name)
         return ir.GemmAdjoint(n.name, ir.Slice(self.get("d_preact", n.name)), self.get("weight", n.name),
-                              out, accumulate=bool(n.input_state))
+                              out, accumulate=bool(n.input_state), heads=n.linear.heads)
 
     def forward(self, blocks):
         stages = []
@@ -164,7 +165,7 @@ class _Lowering:
             else:
                 d = self.get("d_preact", n.name)
                 src = self.get("states", n.input_state) if n.input_state else self.get("linear_input", n.name)
-                out.append(ir.WeightGrad(weight, d, src))
+                out.append(ir.WeightGrad(weight, d, src, heads=n.linear.heads))
             if n.linear.bias:
                 twin = [a for a, r in self.ties.items() if r == n.name and a in done]
                 out.append(ir.BiasGrad(self.get("bias", n.name), d, self.get("bias", twin[0]) if twin else None))
@@ -180,7 +181,7 @@ class _Lowering:
                 blk = self.p.forward_inputs[n.level]
                 src = next(e for t, e in blk.outputs if t.name == n.name).xreplace(self.local)
             out.append(ir.LinearInfo(n.name, n.level, n.gates, n.linear.bias,
-                                     tuple(self.local[o].name for o in n.linear.outputs), src))
+                                     tuple(self.local[o].name for o in n.linear.outputs), src, n.linear.heads))
         return out
 
     def kernel(self):

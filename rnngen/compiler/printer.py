@@ -108,7 +108,9 @@ def equations(kernel):
         src = lin.input if isinstance(lin.input, str) else sp.sstr(lin.input)
         bias = f" + bias_{lin.name}" if lin.bias else ""
         where = "hoisted before the loop" if lin.level == 0 else f"stage {lin.level}"
-        return f"{', '.join(lin.outputs)} = ({src}) @ weight_{lin.name}.T{bias}    [{where}]"
+        weight = f"blockdiag(weight_{lin.name}[0], ..., weight_{lin.name}[heads-1])" if lin.heads else \
+            f"weight_{lin.name}"
+        return f"{', '.join(lin.outputs)} = ({src}) @ {weight}.T{bias}    [{where}]"
 
     by_name = {lin.name: lin for lin in kernel.linears}
     lines = [linear_line(lin) for lin in kernel.linears if lin.level <= 1]

@@ -12,7 +12,7 @@ direction runs the generated CUDA module (generated/_cuda_<cell>.py); what passe
 """
 import numpy as np
 
-from ..backends.checks import all_finite, check_lengths, is_torch_tensor
+from ..backends.checks import all_finite, check_lengths, check_sizes, is_torch_tensor
 from ..backends.masks import check_rates
 from .device import is_device_array
 from .ops import ops_for, require_cuda, to_numpy  # noqa: F401  (require_cuda: rnngen.torch uses it)
@@ -55,6 +55,7 @@ class RNN:
     Dropout masks are drawn on the host from the same generator as on the CPU (so a seed gives the
     same masks on both devices) and copied over.
 
+    **sizes: the run-time sizes of the cell (its module's SIZES), e.g. heads=4 for 'slstm'.
     rates: the run-time rates of a cell that declares random masks (`cell.mask`; the cell's RATES,
     e.g. rates={"zoneout": 0.1} for lstm_zoneout), each in [0, 1), 0 if not given. In training
     mode each layer and direction draws its masks from the network's seeded generator (mask_rng)
@@ -65,7 +66,7 @@ class RNN:
 
     def __init__(self, cell, input_size, hidden_size, num_layers=1, bidirectional=False,
                  dropout=0.0, batch_first=False, dtype=np.float32, seed=0, device="cpu", path=None,
-                 rates=None):
+                 rates=None, **sizes):
         if isinstance(cell, str):
             cell = load(cell, path)
         elif path is not None:
@@ -76,6 +77,7 @@ class RNN:
         self.cell = cell
         self.input_size = as_int("input_size", input_size, 1)
         self.hidden_size = as_int("hidden_size", hidden_size, 1)
+        self.sizes = check_sizes(getattr(cell, "SIZES", ()), sizes, "RNN", self.hidden_size)
         self.num_layers = as_int("num_layers", num_layers, 1)
         self.bidirectional = flag("bidirectional", bidirectional)
         self.num_directions = 2 if self.bidirectional else 1
@@ -96,7 +98,7 @@ class RNN:
             layer_in = self.input_size if k == 0 else self.hidden_size * self.num_directions
             for d in range(self.num_directions):
                 p = cell.init_params(layer_in, self.hidden_size, self.dtype,
-                                     int(seeds[unit(k, d, self.num_directions)]))
+                                     int(seeds[unit(k, d, self.num_directions)]), **self.sizes)
                 for name, value in p.items():
                     self.params[self._key(name, k, d)] = self._ops.from_host(value)
         self._zero_grads()
@@ -124,8 +126,9 @@ class RNN:
     def __repr__(self):
         where = f", device={self.device!r}" if self.device != "cpu" else ""
         rates = f", rates={self.rates}" if self.rates else ""
+        sizes = "".join(f", {k}={v}" for k, v in self.sizes.items())
         return (f"RNN({getattr(self.cell, 'NAME', self.cell.__name__)!r}, {self.input_size}, "
-                f"{self.hidden_size}, num_layers={self.num_layers}, bidirectional={self.bidirectional}, "
+                f"{self.hidden_size}{sizes}, num_layers={self.num_layers}, bidirectional={self.bidirectional}, "
                 f"dropout={self.dropout}, batch_first={self.batch_first}, dtype={self.dtype.name}{rates}{where})")
 
     def train(self, mode=True):

@@ -62,6 +62,7 @@ class Linear:
     outputs: tuple          # one symbol per gate block: element [b, j] of that block
     file: str
     line: int
+    heads: bool = False     # block-diagonal over the run-time size `heads` (see Cell.linear)
 
     @property
     def of_x(self):
@@ -173,10 +174,18 @@ class Cell:
             _fail(f"parameter {pname!r} is declared twice", symbol=pname)
         self._params.add(pname)
 
-    def linear(self, name, v, gates=1, bias=True):
-        """Declare weight_<name> (gates*H, dim v) and bias_<name> (gates*H,); return one symbol per gate."""
+    def linear(self, name, v, gates=1, bias=True, heads=False):
+        """Declare weight_<name> (gates*H, dim v) and bias_<name> (gates*H,); return one symbol per gate.
+
+        heads=True: a block-diagonal linear of NH heads, NH the run-time size `heads` (a keyword of
+        init_params, RNN and the bridge; H must be divisible by it), each head of DH = H / NH
+        units: weight_<name> has shape (NH, gates*DH, DH), and in head n rows g*DH + d hold gate
+        g's weights of unit n*DH + d over the head's inputs v[n*DH:(n+1)*DH]. Only a linear of a
+        state or of an expression of the step (a recurrent linear) can have heads."""
         file, line = _caller()
         _check_identifier("linear", name)
+        if not isinstance(heads, bool):
+            _fail(f"linear {name!r}: heads must be True or False, got {heads!r}", symbol=name)
         if isinstance(gates, bool) or not isinstance(gates, int) or gates < 1:
             _fail(f"linear {name!r}: gates must be a positive integer, got {gates!r}", symbol=name)
         try:
@@ -187,6 +196,9 @@ class Cell:
         if v != X and X in v.free_symbols:
             _fail(f"linear {name!r}: x can only be the whole input of a linear; "
                   f"it cannot be mixed into an expression ({v})", symbol="x")
+        if heads and v == X:
+            _fail(f"linear {name!r}: heads=True needs a recurrent linear (of a state or an expression "
+                  f"of the step), not of x", symbol=name)
         for pname in (f"weight_{name}",) + ((f"bias_{name}",) if bias else ()):
             self._claim_param(pname)
         outputs = tuple(sp.Symbol(f"{name}_{g}") for g in range(gates))
@@ -194,7 +206,7 @@ class Cell:
             if o.name in self._names:
                 _fail(f"linear {name!r}: symbol {o.name!r} is already in use", symbol=o.name)
             self._names.add(o.name)
-        self.linears.append(Linear(name, v, gates, bool(bias), outputs, file, line))
+        self.linears.append(Linear(name, v, gates, bool(bias), outputs, file, line, heads))
         return outputs
 
     def vector(self, name):

@@ -79,15 +79,17 @@ class Analysis:
         """
         lins = self.kernel.linears
         width = {lin.name: lin.gates * H for lin in lins}
-        fan_in = {lin.name: I if lin.level == 0 else H for lin in lins}
+        # a block-diagonal (heads) linear: each output reads its head's H/heads inputs
+        fan_in = {lin.name: I if lin.level == 0 else (H / ir.HEADS if lin.heads else H) for lin in lins}
         state_input = {lin.name: isinstance(lin.input, str) and lin.level > 0 for lin in lins}
         f = {
             "x GEMMs (hoisted, per step)": sum(2 * B * I * width[n.name] for n in lins if n.level == 0),
-            "recurrent GEMMs": sum(2 * B * H * width[n.name] for n in lins if n.level > 0),
+            "recurrent GEMMs": sum(2 * B * fan_in[n.name] * width[n.name] for n in lins if n.level > 0),
             "fused pointwise": self._pointwise_ops(self.kernel.forward) * B * H,
         }
         b = {
-            "recurrent GEMM adjoints (dv = dz W)": sum(2 * B * width[n.name] * H + (B * H if state_input[n.name] else 0)
+            "recurrent GEMM adjoints (dv = dz W)": sum(2 * B * width[n.name] * fan_in[n.name]
+                                                       + (B * H if state_input[n.name] else 0)
                                                        for n in lins if n.level > 0),
             "fused pointwise": self._pointwise_ops(self.kernel.backward) * B * H,
             "after the loop: dW, dx, db (per step)": sum(
@@ -151,7 +153,9 @@ def _stage_lines(stage):
 
 
 def text(a, size=None):
-    size = size or EXAMPLE
+    size = dict(size or EXAMPLE)
+    if any(lin.heads for lin in a.kernel.linears):
+        size.setdefault(ir.HEADS, 4)        # the run-time size of a block-diagonal linear
     cell, m = a.cell, a.module
     out = [f"cell {cell.name}    spec {a.path}",
            f"states {', '.join(cell.states)}    output {cell.output}",

@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 
 from ...compiler import ir
 from ...compiler.printer import Constants, KernelPrinter
-from ..host import HostOps, after_loop, d_state0, saved_call, saved_key, shape, width
+from ..host import HostOps, after_loop, d_state0, saved_call, saved_key, shape, size_names, width
 
 
 @dataclass
@@ -47,6 +47,9 @@ class CpuModule:
     backward_result: list
     hoisted: list            # the forward setup lines that are the hoisted GEMMs
     after: list              # the backward result lines that are the gradients after the loop
+    sizes: tuple = ()        # run-time sizes (heads) in PARAMS
+    size_keywords: str = ""  # init_params' keywords for them
+    size_dict: str = "None"
 
 
 class _Printer:
@@ -79,6 +82,10 @@ class _Printer:
     def gemm(self, op):
         for b in (op.input.buffer, op.weight, op.output.buffer):
             self.used.add(b)
+        if op.heads:
+            lines, scratch = self.lay.head_gemm(op)
+            self.used.update(scratch)
+            return [("gemm", line) for line in lines]
         return [("gemm", f"np.dot({self.lay.step_slice(op.input)}, {op.weight.name}.T, "
                          f"{self.lay.step_slice(op.output)})")]
 
@@ -86,7 +93,12 @@ class _Printer:
         out = self.lay.scratch.get(op.linear, op.out)
         for b in (op.d.buffer, op.weight, out, op.out):
             self.used.add(b)
-        lines = [("gemm", f"np.dot({self.lay.step_slice(op.d)}, {op.weight.name}, {out.name})")]
+        if op.heads:
+            text, scratch = self.lay.head_gemm_adjoint(op, out)
+            self.used.update(scratch)
+            lines = [("gemm", line) for line in text]
+        else:
+            lines = [("gemm", f"np.dot({self.lay.step_slice(op.d)}, {op.weight.name}, {out.name})")]
         if op.accumulate:
             lines.append(("add", f"{op.out.name} += {out.name}"))
         return lines
@@ -108,7 +120,7 @@ class _Printer:
     def args(self, first):
         """Kernel parameters and what the wrapper passes for them: the buffers the kernel uses."""
         order = [first] + [b for b in self.k.buffers if b is not first] + self.k.params \
-            + list(self.lay.scratch.values())
+            + list(self.lay.scratch.values()) + [b for bufs in self.lay.head_scratch.values() for b in bufs]
         used = [b for b in order if b in self.used]
         self.used = set()
         n = self.k.loop
@@ -134,6 +146,7 @@ def _forward_setup(k, lay):
             setup.append(lay.allocate(b, note))
         elif b.role == "linear_input":
             setup.append(lay.allocate(b))
+    setup += lay.allocate_head_scratch("forward")
     return setup, hoisted
 
 
@@ -143,11 +156,13 @@ def _backward_setup(k, lay):
     setup += [lay.allocate(b, "the product dv = dz @ W, added to the state's gradient")
               for b in lay.scratch.values()]
     setup += [lay.allocate(b) for b in k.buffers if b.role == "d_vector"]
+    setup += lay.allocate_head_scratch("backward")
     return setup
 
 
 OPS = HostOps(gemm_tn="{a}.T @ {b}", gemm="{a} @ {b}", accumulate="{a} += {b}", column_sum="{a}.sum(axis=0)",
-              copy="{a}.copy()", vector_grad="{a}", zeros="np.zeros({a}, dtype)")
+              copy="{a}.copy()", vector_grad="{a}", zeros="np.zeros({a}, dtype)",
+              head_gemm_tn="_head_weight_grad({a}, {b}, {heads})")
 
 
 def emit(kernel, layout, header, equations):
@@ -161,10 +176,16 @@ def emit(kernel, layout, header, equations):
     states = [kernel.buffer("states", s).name for s in kernel.states]
     saved = [(saved_key(b), b.name) for b in kernel.saved()]
     after = after_loop(kernel, OPS)
+    sizes = size_names(kernel)
     return CpuModule(
+        sizes=sizes, size_keywords="".join(f", {s}=None" for s in sizes) and
+        ", *" + "".join(f", {s}=None" for s in sizes),
+        size_dict="{" + ", ".join(f'"{s}": {s}' for s in sizes) + "}" if sizes else "None",
         header=header, equations=equations,
         params=[(b.param, shape(b)) for b in kernel.params], constants=p.constants.lines(),
-        helpers=sorted(p.constants.helpers), n=kernel.loop,
+        helpers=sorted(p.constants.helpers | ({"_head_weight_grad"} if any(getattr(op, "heads", False)
+                                                                             for op in kernel.after) else set())),
+        n=kernel.loop,
         forward_args=fargs, forward_call=fcall, forward_setup=fsetup, forward_stages=forward_stages,
         forward_result=["final_states = (" + ", ".join(f"{s}[T].copy()" for s in states) + ",)"],
         saved=saved, saved_call=saved_call(saved),

@@ -10,6 +10,9 @@ loops index them.
   LLVM's dependence analysis from vectorizing the j loop.
 - A GEMM adjoint that adds into a state's gradient writes a (B, H) scratch first (np.dot cannot
   accumulate), then adds it.
+- A block-diagonal linear (heads) runs one np.dot per head on the head's DH inputs, into a
+  (B, gates*DH) scratch whose gate blocks are copied to columns g*H + n*DH of the gate-major
+  output (backward gathers them the same way): the rest of the step reads gate-major columns.
 """
 from ...compiler import ir
 
@@ -35,6 +38,22 @@ class CpuLayout:
                     name = self.namer.claim(f"dv_{op.linear}", ("kernel", "wrapper"))
                     self.scratch[op.linear] = ir.Buffer(name, "d_linear_input", (ir.B, ir.H), owner=op.linear)
         self.views = {}
+        # block-diagonal linears: the loops' names and the per-head scratch arrays (B, gates*DH), (B, DH)
+        self.head_scratch = {}
+        heads = [op for st in kernel.forward + kernel.backward for op in st.ops
+                 if isinstance(op, (ir.Gemm, ir.GemmAdjoint)) and op.heads]
+        if heads:
+            self.head_names = {k: self.namer.claim(k, ("kernel", "wrapper")) for k in ("DH", "head", "gate")}
+        for op in heads:
+            kind = "forward" if isinstance(op, ir.Gemm) else "backward"
+            gates = op.weight.gates
+            pre = "zh" if kind == "forward" else "dzh"
+            bufs = [ir.Buffer(self.namer.claim(f"{pre}_{op.linear}", ("kernel", "wrapper")), "head_scratch",
+                              (ir.B, gates * ir.H / ir.HEADS), owner=op.linear, gates=gates)]
+            if kind == "backward":
+                bufs.append(ir.Buffer(self.namer.claim(f"dvh_{op.linear}", ("kernel", "wrapper")), "head_scratch",
+                                      (ir.B, ir.H / ir.HEADS), owner=op.linear))
+            self.head_scratch[kind, op.linear] = bufs
 
     # -- reading and writing one element ------------------------------------------------------
     def terms(self, read):
@@ -66,6 +85,52 @@ class CpuLayout:
             return f"{view}[{self.n['j']}]"
         col = self.column(ref.gate) if ref.buffer.gates > 1 else self.n["j"]
         return f"{name}[{rows}, {col}]" if rows is not None else f"{name}[{col}]"
+
+    # -- block-diagonal linears (heads) --------------------------------------------------------
+    def _head_cols(self, offset=""):
+        """'lo:hi' of the DH columns of head `head` (after `offset`, e.g. 'gate * H + ')."""
+        n = self.head_names
+        return f"{offset}{n['head']} * {n['DH']}:{offset}({n['head']} + 1) * {n['DH']}"
+
+    def head_gemm(self, op):
+        """The lines of a block-diagonal GEMM: one np.dot per head, gates scattered gate-major."""
+        n, H = self.head_names, self.n["H"]
+        (zh,) = self.head_scratch["forward", op.linear]
+        w, src, out = op.weight.name, self.step_slice(op.input), self.step_slice(op.output)
+        g = n["gate"]
+        return [f"{n['DH']} = {w}.shape[2]   # {op.linear} is block-diagonal: one GEMM per head of DH units",
+                f"for {n['head']} in range({w}.shape[0]):",
+                f"    np.dot(np.ascontiguousarray({src}[:, {self._head_cols()}]), {w}[{n['head']}].T, {zh.name})",
+                f"    for {g} in range({op.weight.gates}):",
+                f"        {out}[:, {self._head_cols(f'{g} * {H} + ')}] = "
+                f"{zh.name}[:, {g} * {n['DH']}:({g} + 1) * {n['DH']}]"], [zh]
+
+    def head_gemm_adjoint(self, op, out):
+        """The lines of dv = dz @ blockdiag(W): per head, gather its gates' columns, one np.dot."""
+        n, H = self.head_names, self.n["H"]
+        dzh, dvh = self.head_scratch["backward", op.linear]
+        w, d = op.weight.name, self.step_slice(op.d)
+        g = n["gate"]
+        return [f"{n['DH']} = {w}.shape[2]   # {op.linear} is block-diagonal: one GEMM per head of DH units",
+                f"for {n['head']} in range({w}.shape[0]):",
+                f"    for {g} in range({op.weight.gates}):",
+                f"        {dzh.name}[:, {g} * {n['DH']}:({g} + 1) * {n['DH']}] = {d}[:, {self._head_cols(f'{g} * {H} + ')}]",
+                f"    np.dot({dzh.name}, {w}[{n['head']}], {dvh.name})",
+                f"    {out.name}[:, {self._head_cols()}] = {dvh.name}"], [dzh, dvh]
+
+    def allocate_head_scratch(self, kind):
+        """The wrapper lines allocating the per-head scratch arrays of forward or backward."""
+        out = []
+        for (k, _), bufs in self.head_scratch.items():
+            if k != kind:
+                continue
+            for b in bufs:
+                if not out:
+                    weight = self.kernel.buffer("weight", b.owner).param
+                    out.append(f'{self.head_names["DH"]} = params["{weight}"].shape[2]   # units per head')
+                width = f"{b.gates} * {self.head_names['DH']}" if b.gates > 1 else self.head_names["DH"]
+                out.append(f"{b.name} = np.empty((B, {width}), dtype)   # one head's GEMM")
+        return out
 
     def step_slice(self, s):
         return f"{s.buffer.name}[{self.n['step']}]" if s.at == "step" else s.buffer.name

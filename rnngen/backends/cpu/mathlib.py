@@ -118,6 +118,16 @@ def exp_nonpositive(v):
     return exp_neg(min(v, type(v)(0)))
 
 
+def head_weight_grad(d, v, heads):
+    """The gradient of a block-diagonal weight (heads, gates*DH, DH): for head n, the rows of d
+    (R, gates*H) at columns g*H + n*DH + i (gate g, unit i of the head) times the head's inputs
+    v[:, n*DH:(n+1)*DH] (R, H), summed over the R rows: `heads` batched GEMMs (numpy, after the loop)."""
+    R, H = v.shape
+    gates, DH = d.shape[1] // H, H // heads
+    dh = d.reshape(R, gates, heads, DH).transpose(2, 1, 3, 0).reshape(heads, gates * DH, R)
+    return dh @ v.reshape(R, heads, DH).transpose(1, 0, 2)
+
+
 @njit(cache=True)
 def loop_order(a, lengths):
     """(T, B, n) in time order -> the loop order of a reversed run: row i of sequence b is

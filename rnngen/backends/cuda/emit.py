@@ -65,6 +65,24 @@ class CudaModule:
     backward_result: list
 
 
+@dataclass
+class Unsupported:
+    """A cell the CUDA kernels cannot run yet: its module says why and raises ValueError."""
+    header: dict
+    equations: list
+    params: list
+    reason: str
+
+
+def unsupported(kernel):
+    """Why the CUDA kernels cannot run `kernel` yet, or None."""
+    heads = [lin.name for lin in kernel.linears if lin.heads]
+    if heads:
+        return (f"the block-diagonal (heads) linear {heads[0]!r} has no CUDA GEMM slice yet "
+                "(the per-step CUDA GEMM kernels are being rewritten)")
+    return None
+
+
 class _Printer:
     def __init__(self, kernel, layout):
         self.k, self.lay = kernel, layout
