@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: c1afbf21e483028714fb480677928273873e3b8973b094a8816c27cb1f873a89
+sha256 of spec + templates + math libraries + versions: 7d9a79181030ab0e3c950bba53eff64f67f924bd974b2eb9fd07b5da038715b2
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -26,7 +26,7 @@ import types
 
 import numpy as np
 
-from rnngen.backends.cuda import checks, elementwise, gemm, launch
+from rnngen.backends.cuda import checks, elementwise, gemm, heads, launch
 from rnngen.backends.cuda.compat import import_cuda
 from rnngen.backends.cuda.elementwise import loop_order as _loop_order  # noqa: F401
 from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
@@ -34,7 +34,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru"
-SPEC_SHA256 = "c1afbf21e483028714fb480677928273873e3b8973b094a8816c27cb1f873a89"
+SPEC_SHA256 = "7d9a79181030ab0e3c950bba53eff64f67f924bd974b2eb9fd07b5da038715b2"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: ead42de67740f7493f00962183d10ea4040d32323448567251160a6c5748d31d
+sha256 of spec + templates + math libraries + versions: fac439125082296955b5e09aebf39a6e53e52eefd423636ea186b5ec93d5deda
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -22,7 +22,7 @@ import types
 
 import numpy as np
 
-from rnngen.backends.cuda import checks, elementwise, gemm, launch
+from rnngen.backends.cuda import checks, elementwise, gemm, heads, launch
 from rnngen.backends.cuda.compat import import_cuda
 from rnngen.backends.cuda.elementwise import loop_order as _loop_order  # noqa: F401
 from rnngen.backends.cuda.mathlib import tile as _tile, relu as _relu, step as _step  # noqa: F401
@@ -30,7 +30,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, relu as _relu, step as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "indrnn"
-SPEC_SHA256 = "ead42de67740f7493f00962183d10ea4040d32323448567251160a6c5748d31d"
+SPEC_SHA256 = "fac439125082296955b5e09aebf39a6e53e52eefd423636ea186b5ec93d5deda"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 4240b7344f448997cf64c07c46b44f1ddf5f0c34e891bc33e1738d87e4e7af80
+sha256 of spec + templates + math libraries + versions: 3cbf55046ee79a22bce42b3082d861182f44b5c409aae7a7a68aa683934aa9e0
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -31,7 +31,7 @@ import types
 
 import numpy as np
 
-from rnngen.backends.cuda import checks, elementwise, gemm, launch
+from rnngen.backends.cuda import checks, elementwise, gemm, heads, launch
 from rnngen.backends.cuda.compat import import_cuda
 from rnngen.backends.cuda.elementwise import loop_order as _loop_order  # noqa: F401
 from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
@@ -39,7 +39,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm"
-SPEC_SHA256 = "4240b7344f448997cf64c07c46b44f1ddf5f0c34e891bc33e1738d87e4e7af80"
+SPEC_SHA256 = "3cbf55046ee79a22bce42b3082d861182f44b5c409aae7a7a68aa683934aa9e0"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

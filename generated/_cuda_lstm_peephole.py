@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 1203138c92982f25f5fa32cb2da3b7dd5daed2b7af286ac1d3620cbb647e96ed
+sha256 of spec + templates + math libraries + versions: b2a172b9e262a60699957e7f11f939624d72895fb92bd7a67bdab40dd0c35822
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -30,7 +30,7 @@ import types
 
 import numpy as np
 
-from rnngen.backends.cuda import checks, elementwise, gemm, launch
+from rnngen.backends.cuda import checks, elementwise, gemm, heads, launch
 from rnngen.backends.cuda.compat import import_cuda
 from rnngen.backends.cuda.elementwise import loop_order as _loop_order  # noqa: F401
 from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
@@ -38,7 +38,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "1203138c92982f25f5fa32cb2da3b7dd5daed2b7af286ac1d3620cbb647e96ed"
+SPEC_SHA256 = "b2a172b9e262a60699957e7f11f939624d72895fb92bd7a67bdab40dd0c35822"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

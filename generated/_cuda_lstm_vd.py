@@ -2,7 +2,7 @@
 
 source spec: lstm_vd.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 09208317f8230f14596b342428abe256d1073cabfd0137f92647f7bdad4e6d7f
+sha256 of spec + templates + math libraries + versions: 9df0c1c01c90e3895e6eeaab2f01f255c4053b623e531b76d3c77c0b2bde4bf3
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -30,7 +30,7 @@ import types
 
 import numpy as np
 
-from rnngen.backends.cuda import checks, elementwise, gemm, launch
+from rnngen.backends.cuda import checks, elementwise, gemm, heads, launch
 from rnngen.backends.cuda.compat import import_cuda
 from rnngen.backends.cuda.elementwise import loop_order as _loop_order  # noqa: F401
 from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
@@ -38,7 +38,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_vd"
-SPEC_SHA256 = "09208317f8230f14596b342428abe256d1073cabfd0137f92647f7bdad4e6d7f"
+SPEC_SHA256 = "9df0c1c01c90e3895e6eeaab2f01f255c4053b623e531b76d3c77c0b2bde4bf3"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_zoneout.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 99822d2d684af7b93b17f0c2e6c2a0fe243c6983d797420fb19668212d655be1
+sha256 of spec + templates + math libraries + versions: c1c67c7a32a5dbedfeb290824d451a7f7e91ed7d0f0d8d750ce5aa84a3248a76
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ import types
 
 import numpy as np
 
-from rnngen.backends.cuda import checks, elementwise, gemm, launch
+from rnngen.backends.cuda import checks, elementwise, gemm, heads, launch
 from rnngen.backends.cuda.compat import import_cuda
 from rnngen.backends.cuda.elementwise import loop_order as _loop_order  # noqa: F401
 from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
@@ -42,7 +42,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_zoneout"
-SPEC_SHA256 = "99822d2d684af7b93b17f0c2e6c2a0fe243c6983d797420fb19668212d655be1"
+SPEC_SHA256 = "c1c67c7a32a5dbedfeb290824d451a7f7e91ed7d0f0d8d750ce5aa84a3248a76"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 3d2193e155408c73d6a79567ae19071093d49a90858bacfbbcbff2ae24e74473
+sha256 of spec + templates + math libraries + versions: a7f0992f8f39969c15a83dff289fbf541d42d8ece8771decfe909647413341e3
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -23,7 +23,7 @@ import types
 
 import numpy as np
 
-from rnngen.backends.cuda import checks, elementwise, gemm, launch
+from rnngen.backends.cuda import checks, elementwise, gemm, heads, launch
 from rnngen.backends.cuda.compat import import_cuda
 from rnngen.backends.cuda.elementwise import loop_order as _loop_order  # noqa: F401
 from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid  # noqa: F401
@@ -31,7 +31,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid  # n
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "mingru"
-SPEC_SHA256 = "3d2193e155408c73d6a79567ae19071093d49a90858bacfbbcbff2ae24e74473"
+SPEC_SHA256 = "a7f0992f8f39969c15a83dff289fbf541d42d8ece8771decfe909647413341e3"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

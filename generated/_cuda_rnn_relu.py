@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 7af02bdda249417fa0a82c4be117ef367cf6456f6ebe647b4246e661d28d17af
+sha256 of spec + templates + math libraries + versions: cde587b1e849c0a6df648802af80bf8dc09fc28e89a46a4ed74dc776c293e8ab
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -25,7 +25,7 @@ import types
 
 import numpy as np
 
-from rnngen.backends.cuda import checks, elementwise, gemm, launch
+from rnngen.backends.cuda import checks, elementwise, gemm, heads, launch
 from rnngen.backends.cuda.compat import import_cuda
 from rnngen.backends.cuda.elementwise import loop_order as _loop_order  # noqa: F401
 from rnngen.backends.cuda.mathlib import tile as _tile, relu as _relu, step as _step  # noqa: F401
@@ -33,7 +33,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, relu as _relu, step as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "7af02bdda249417fa0a82c4be117ef367cf6456f6ebe647b4246e661d28d17af"
+SPEC_SHA256 = "cde587b1e849c0a6df648802af80bf8dc09fc28e89a46a4ed74dc776c293e8ab"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: fb273b2adf4c06c8755ed89229d3b1e7345863446142536a01b453e020b41179
+sha256 of spec + templates + math libraries + versions: f794f85413aadf4529d1ef457128359df07276f7cc31582f27ce31926f0761df
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -25,7 +25,7 @@ import types
 
 import numpy as np
 
-from rnngen.backends.cuda import checks, elementwise, gemm, launch
+from rnngen.backends.cuda import checks, elementwise, gemm, heads, launch
 from rnngen.backends.cuda.compat import import_cuda
 from rnngen.backends.cuda.elementwise import loop_order as _loop_order  # noqa: F401
 from rnngen.backends.cuda.mathlib import tile as _tile, tanh as _tanh  # noqa: F401
@@ -33,7 +33,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, tanh as _tanh  # noqa: F
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "fb273b2adf4c06c8755ed89229d3b1e7345863446142536a01b453e020b41179"
+SPEC_SHA256 = "f794f85413aadf4529d1ef457128359df07276f7cc31582f27ce31926f0761df"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

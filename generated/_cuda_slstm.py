@@ -2,7 +2,7 @@
 
 source spec: slstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 093fa4f3b47935137aac2e47f5895402d8de777e34512907b24b522ded915b81
+sha256 of spec + templates + math libraries + versions: 6402eb9357d85389c8155898deb37661c051999038df5b8b773f3ac0d308ffb4
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -26,27 +26,327 @@ The step, for one batch row b and hidden unit j:
     m <- m_next
     (state0=None: m starts at the dtype's most negative finite number; the other states at 0)
 
-Not yet on the GPU: the block-diagonal (heads) linear 'hh' has no CUDA GEMM slice yet (the per-step CUDA GEMM kernels are being rewritten). forward() and backward() raise ValueError saying so; the
-CPU module slstm.py runs this cell.
+forward() and backward() take and return device arrays (numba device arrays, or anything with
+__cuda_array_interface__: torch, cupy) and copy no input. Each runs ONE persistent kernel over all
+time steps: block k owns hidden units [k * units, (k + 1) * units), all gates of them; it keeps its
+slice of the recurrent weights in shared memory (when they fit; otherwise it reads them from global
+memory and warns once) and `grid.sync()` separates what needs every unit. The input projection
+runs before the loop as one GEMM, the weight gradients after it.
 """
+import functools
+import math
+import types
+
+import numpy as np
+
+from rnngen.backends.cuda import checks, elementwise, gemm, heads, launch
+from rnngen.backends.cuda.compat import import_cuda
+from rnngen.backends.cuda.elementwise import loop_order as _loop_order  # noqa: F401
+from rnngen.backends.cuda.mathlib import tile as _tile, exp_nonpositive as _exp_nonpositive, log_sigmoid as _log_sigmoid, maximum as _maximum, sigmoid as _sigmoid, step as _step, tanh as _tanh  # noqa: F401
+
+cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
+
 NAME = "slstm"
-SPEC_SHA256 = "093fa4f3b47935137aac2e47f5895402d8de777e34512907b24b522ded915b81"
+SPEC_SHA256 = "6402eb9357d85389c8155898deb37661c051999038df5b8b773f3ac0d308ffb4"
 STATES = ('h', 'c', 'n', 'm')
 OUTPUT = "h"
-INITIAL = {'m': 'lowest'}
-MASKS = {}
-RATES = ()
+INITIAL = {'m': 'lowest'}     # the states that do not start at zero when state0 leaves them out
+MASKS = {}     # random keep-masks: name -> (rate, "step" or "sequence", inverted)
+RATES = ()     # the run-time rates of the masks, by name
 PARAMS = {
     "weight_ih": ('4*H', 'I'),
     "bias_ih": ('4*H',),
     "weight_hh": ('heads', '4*H/heads', 'H/heads'),
 }
-UNSUPPORTED = "cell slstm does not run on CUDA yet: the block-diagonal (heads) linear 'hh' has no CUDA GEMM slice yet (the per-step CUDA GEMM kernels are being rewritten); run it on the CPU"
+COOPERATIVE = True     # the kernels call grid.sync()
+SHARED_ROWS = 4            # weight rows per hidden unit kept on chip (all recurrent gates)
+RECURRENT_LINEARS = 1
+# (kernel argument, number of dimensions): what compile-only checks need to build signatures
+KERNEL_ARGS = {
+    "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("s_c", 3), ("s_n", 3), ("s_m", 3), ("z_hh", 2), ("bias_ih", 1), ("weight_hh", 2), ("_units", 0), ("_on_chip", 0), ),
+    "backward": (("lengths", 1), ("reverse", 0), ("dy", 3), ("zx_ih", 3), ("s_c", 3), ("s_n", 3), ("s_m", 3), ("d_h", 2), ("d_c", 2), ("d_n", 2), ("d_m", 2), ("dz_hh", 3), ("weight_hh", 2), ("_units", 0), ("_on_chip", 0), ),
+}
+
+
+def _kernels_for(_dtype):
+    """The two persistent kernels for one element type (numba.float32 or numba.float64)."""
+
+    # -- forward: one launch runs every time step ------------------------------------------
+    def forward_kernel(lengths, reverse, y, zx_ih, s_h, s_c, s_n, s_m, z_hh, bias_ih, weight_hh, _units, _on_chip):
+        T, B, H = y.shape
+        c0 = _dtype(0)
+        c1 = _dtype(1)
+        _zero = _dtype(0)
+        _j0 = cuda.blockIdx.x * _units            # this block's first hidden unit
+        _nu = min(_units, H - _j0)                # how many units it owns
+        _tid = cuda.threadIdx.x
+        _nt = cuda.blockDim.x
+        _wsh = cuda.shared.array(0, _dtype)       # this block's slices of the recurrent weights
+        _grid = cuda.cg.this_grid()
+        _off_hh = 0
+        if _on_chip:
+            for _e in range(_tid, 4 * _nu * H, _nt):
+                _r = _e // H
+                _k = _e - _r * H
+                _g = _r // _nu
+                _wsh[_off_hh + _r * (H + 1) + _k] = weight_hh[_g * H + _j0 + _r - _g * _nu, _k]
+        cuda.syncthreads()
+        for step in range(T):
+            # stage 1: z_hh[step] = s_h[step] @ weight_hh.T, rows of this block's units
+            for _e in range(_tid, ((B + 1) // 2) * ((4 * _nu + 1) // 2), _nt):
+                _nc = (4 * _nu + 1) // 2              # tile: rows _c0, _c0 + _nc of the slice
+                _nb = (B + 1) // 2                    # ... and batch rows b, b + _nb
+                b = _e // _nc
+                _c0 = _e - b * _nc
+                _c1 = _c0 + _nc if _c0 + _nc < 4 * _nu else _c0   # an odd count: a 1-wide tile
+                _b1 = b + _nb if b + _nb < B else b
+                _g = _c0 // _nu
+                _row0 = _g * H + _j0 + _c0 - _g * _nu
+                _g = _c1 // _nu
+                _row1 = _g * H + _j0 + _c1 - _g * _nu
+                if _on_chip:
+                    _a00, _a01, _a10, _a11 = _tile(s_h[step, b], s_h[step, _b1], _wsh[_off_hh + _c0 * (H + 1):], _wsh[_off_hh + _c1 * (H + 1):], H, _zero)
+                else:
+                    _a00, _a01, _a10, _a11 = _tile(s_h[step, b], s_h[step, _b1], weight_hh[_row0], weight_hh[_row1], H, _zero)
+                z_hh[b, _row0] = _a00
+                if _c1 != _c0:
+                    z_hh[b, _row1] = _a01
+                if _b1 != b:
+                    z_hh[_b1, _row0] = _a10
+                    if _c1 != _c0:
+                        z_hh[_b1, _row1] = _a11
+            cuda.syncthreads()
+            # update: new states (this block's units j, every batch row b)
+            for _e in range(_tid, B * _nu, _nt):
+                b = _e // _nu
+                j = _j0 + _e - b * _nu
+                if step < lengths[b]:
+                    t = lengths[b] - 1 - step if reverse else step
+                    c = s_c[step, b, j]
+                    n = s_n[step, b, j]
+                    m = s_m[step, b, j]
+                    xi_hi = zx_ih[t, b, j] + bias_ih[j] + z_hh[b, j]
+                    xf_hf = zx_ih[t, b, H + j] + bias_ih[H + j] + z_hh[b, H + j]
+                    xz_hz = zx_ih[t, b, 2 * H + j] + bias_ih[2 * H + j] + z_hh[b, 2 * H + j]
+                    xo_ho = zx_ih[t, b, 3 * H + j] + bias_ih[3 * H + j] + z_hh[b, 3 * H + j]
+                    i_raw = xi_hi
+                    f_raw = xf_hf
+                    z_raw = xz_hz
+                    o_raw = xo_ho
+                    log_f = _log_sigmoid(f_raw)
+                    tmp0 = log_f + m
+                    m_next = _maximum(tmp0, i_raw)
+                    tmp1 = -m_next
+                    i = _exp_nonpositive(i_raw + tmp1)
+                    f = _exp_nonpositive(tmp0 + tmp1)
+                    c_next = c*f + i*_tanh(z_raw)
+                    n_next = f*n + i
+                    s_h[step + 1, b, j] = c_next*_sigmoid(o_raw)/n_next
+                    y[t, b, j] = s_h[step + 1, b, j]
+                    s_c[step + 1, b, j] = c_next
+                    s_n[step + 1, b, j] = n_next
+                    s_m[step + 1, b, j] = m_next
+                    zx_ih[t, b, j] = xi_hi
+                    zx_ih[t, b, H + j] = xf_hf
+                    zx_ih[t, b, 2 * H + j] = xz_hz
+                    zx_ih[t, b, 3 * H + j] = xo_ho
+                else:
+                    s_h[step + 1, b, j] = s_h[step, b, j]
+                    s_c[step + 1, b, j] = s_c[step, b, j]
+                    s_n[step + 1, b, j] = s_n[step, b, j]
+                    s_m[step + 1, b, j] = s_m[step, b, j]
+                    y[step, b, j] = c0
+            _grid.sync()
+
+
+    # -- backward: one launch runs the time loop in reverse --------------------------------
+    def backward_kernel(lengths, reverse, dy, zx_ih, s_c, s_n, s_m, d_h, d_c, d_n, d_m, dz_hh, weight_hh, _units, _on_chip):
+        T, B, H = dy.shape
+        c0 = _dtype(0)
+        c1 = _dtype(1)
+        _zero = _dtype(0)
+        _j0 = cuda.blockIdx.x * _units            # this block's first hidden unit
+        _nu = min(_units, H - _j0)                # how many units it owns
+        _tid = cuda.threadIdx.x
+        _nt = cuda.blockDim.x
+        _wsh = cuda.shared.array(0, _dtype)       # this block's slices of the recurrent weights
+        _grid = cuda.cg.this_grid()
+        _off_hh = 0
+        if _on_chip:
+            for _e in range(_tid, _nu * 4 * H, _nt):
+                _u = _e // (4 * H)
+                _k = _e - _u * (4 * H)
+                _wsh[_off_hh + _u * (4 * H + 1) + _k] = weight_hh[_k, _j0 + _u]
+        cuda.syncthreads()
+        for step in range(T - 1, -1, -1):
+            # gradient through the update (this block's units j, every batch row b)
+            for _e in range(_tid, B * _nu, _nt):
+                b = _e // _nu
+                j = _j0 + _e - b * _nu
+                if step < lengths[b]:
+                    t = lengths[b] - 1 - step if reverse else step
+                    dnext_h = d_h[b, j] + dy[t, b, j]
+                    dnext_c = d_c[b, j]
+                    dnext_n = d_n[b, j]
+                    dnext_m = d_m[b, j]
+                    c = s_c[step, b, j]
+                    n = s_n[step, b, j]
+                    m = s_m[step, b, j]
+                    xi_hi = zx_ih[t, b, j]
+                    xf_hf = zx_ih[t, b, H + j]
+                    xz_hz = zx_ih[t, b, 2 * H + j]
+                    xo_ho = zx_ih[t, b, 3 * H + j]
+                    i_raw = xi_hi
+                    f_raw = xf_hf
+                    z_raw = xz_hz
+                    o_raw = xo_ho
+                    log_f = _log_sigmoid(f_raw)
+                    tmp0 = log_f + m
+                    m_next = _maximum(tmp0, i_raw)
+                    tmp1 = -m_next
+                    i = _exp_nonpositive(i_raw + tmp1)
+                    f = _exp_nonpositive(tmp0 + tmp1)
+                    tmp2 = _tanh(z_raw)
+                    c_next = c*f + i*tmp2
+                    n_next = f*n + i
+                    tmp3 = _sigmoid(o_raw)
+                    tmp4 = dnext_h*tmp3
+                    d_n_next = -c_next*tmp4/(n_next*n_next) + dnext_n
+                    tmp5 = tmp4/n_next
+                    d_c_next = dnext_c + tmp5
+                    d_f = c*d_c_next + d_n_next*n
+                    d_i = d_c_next*tmp2 + d_n_next
+                    tmp6 = d_f*f
+                    tmp7 = d_i*i
+                    d_m_next = dnext_m - tmp6 - tmp7
+                    tmp8 = _step(i_raw - tmp0)
+                    d_log_f = d_m_next*(c1 - tmp8) + tmp6
+                    d_o_raw = c_next*tmp5*(c1 - tmp3)
+                    d_z_raw = d_c_next*i*(c1 - (tmp2*tmp2))
+                    d_f_raw = d_log_f*_sigmoid(-f_raw)
+                    d_i_raw = d_m_next*tmp8 + tmp7
+                    d_h[b, j] = c0
+                    d_c[b, j] = d_c_next*f
+                    d_n[b, j] = d_n_next*f
+                    d_m[b, j] = d_log_f
+                    dz_hh[step, b, j] = d_i_raw
+                    dz_hh[step, b, H + j] = d_f_raw
+                    dz_hh[step, b, 2 * H + j] = d_z_raw
+                    dz_hh[step, b, 3 * H + j] = d_o_raw
+                else:
+                    dz_hh[step, b, j] = c0
+                    dz_hh[step, b, H + j] = c0
+                    dz_hh[step, b, 2 * H + j] = c0
+                    dz_hh[step, b, 3 * H + j] = c0
+            _grid.sync()
+            # stage 1: columns of this block's units of dz_hh[step] @ weight_hh
+            for _e in range(_tid, ((B + 1) // 2) * ((_nu + 1) // 2), _nt):
+                _nc = (_nu + 1) // 2                 # tile: units _c0, _c0 + _nc of this block
+                _nb = (B + 1) // 2                    # ... and batch rows b, b + _nb
+                b = _e // _nc
+                _c0 = _e - b * _nc
+                _c1 = _c0 + _nc if _c0 + _nc < _nu else _c0   # an odd count: a 1-wide tile
+                _b1 = b + _nb if b + _nb < B else b
+                j = _j0 + _c0
+                _j1 = _j0 + _c1
+                if _on_chip:
+                    _a00, _a01, _a10, _a11 = _tile(dz_hh[step, b], dz_hh[step, _b1], _wsh[_off_hh + _c0 * (4 * H + 1):], _wsh[_off_hh + _c1 * (4 * H + 1):], 4 * H, _zero)
+                else:
+                    _a00, _a01, _a10, _a11 = _tile(dz_hh[step, b], dz_hh[step, _b1], weight_hh[:, j], weight_hh[:, _j1], 4 * H, _zero)
+                d_h[b, j] += _a00
+                if _c1 != _c0:
+                    d_h[b, _j1] += _a01
+                if _b1 != b:
+                    d_h[_b1, j] += _a10
+                    if _c1 != _c0:
+                        d_h[_b1, _j1] += _a11
+            cuda.syncthreads()
+
+
+    return types.SimpleNamespace(forward=forward_kernel, backward=backward_kernel)
+
+
+@functools.lru_cache(maxsize=None)
+def _kernels(dtype):
+    """Dispatchers that compile on first launch, one set per dtype."""
+    ks = _kernels_for(checks.numba_type(dtype))
+    return types.SimpleNamespace(forward=cuda.jit(ks.forward), backward=cuda.jit(ks.backward))
+
+
+def draw_masks(T, B, H, rates=None, training=True, rng=None, dtype=np.float32):
+    """The random masks of one forward call ({name: host array}, for forward(masks=...)): each is
+    1 with probability 1 - p for its rate p in `rates` ({name: p}, None: all 0), drawn from `rng`
+    (a numpy Generator or seed); with training=False, or p = 0, its expectation, drawing nothing."""
+    return checks.draw_masks(MASKS, RATES, T, B, H, rates, training, rng, dtype)
 
 
 def forward(x, params, state0=None, lengths=None, reverse=False, masks=None):
-    raise ValueError(UNSUPPORTED)
+    """Run the cell over x (T, B, I) on the GPU. Returns (y, final states, saved), all on the device;
+    the final states are views of the state sequence kept for backward.
+
+    `saved` keeps references to the device arrays x and params, not copies: do not modify them in
+    place before backward(saved), or backward silently returns the gradients of the modified
+    values. NaN and inf in device inputs are not checked."""
+    x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
+                                                                PARAMS, STATES, INITIAL)
+    masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS), x.dtype)
+    T, B, I = x.shape
+    H = checks.hidden_size(params, PARAMS)
+    dtype = x.dtype
+    x2d = x.reshape(T * B, I)
+    weight_hh_dense = heads.dense(params["weight_hh"])   # block-diagonal, off-diagonal blocks zero
+    zx_ih = elementwise.empty((T, B, 4 * H), dtype)
+    gemm.gemm(x2d, params["weight_ih"], zx_ih.reshape(T * B, 4 * H), trans_b=True)
+    s_h = elementwise.empty((T + 1, B, H), dtype)
+    elementwise.copy(state0[0], s_h[0])
+    s_c = elementwise.empty((T + 1, B, H), dtype)
+    elementwise.copy(state0[1], s_c[0])
+    s_n = elementwise.empty((T + 1, B, H), dtype)
+    elementwise.copy(state0[2], s_n[0])
+    s_m = elementwise.empty((T + 1, B, H), dtype)
+    elementwise.copy(state0[3], s_m[0], fill=checks.initial_value(INITIAL, "m", dtype))
+    z_hh = elementwise.empty((B, 4 * H), dtype)
+    y = elementwise.empty((T, B, H), dtype)
+    launch.persistent(_kernels(dtype).forward, H, B, SHARED_ROWS, RECURRENT_LINEARS, False,
+                      (lengths, reverse, y, zx_ih, s_h, s_c, s_n, s_m, z_hh, params["bias_ih"], weight_hh_dense))
+    final_states = (s_h[T], s_c[T], s_n[T], s_m[T],)
+    saved = checks.Saved(NAME, device=True, x=x, params=params, lengths=lengths, reverse=reverse,
+                         zx_ih=zx_ih, s_h=s_h, s_c=s_c, s_n=s_n, s_m=s_m)
+    return y, final_states, saved
 
 
 def backward(dy, d_final, saved):
-    raise ValueError(UNSUPPORTED)
+    """Gradients of a scalar loss on the GPU: from dy (T, B, H) and d_final to (dx, d_state0, d_params).
+
+    Reads x and params through `saved`, by reference: they must be unchanged since forward()
+    (not checked). First-order gradients."""
+    dy, d_final = checks.backward_inputs(dy, d_final, saved, NAME, STATES)
+    x, params, lengths, reverse = saved.x, saved.params, saved.lengths, saved.reverse
+    zx_ih = saved.zx_ih
+    s_h = saved.s_h
+    s_c = saved.s_c
+    s_n = saved.s_n
+    s_m = saved.s_m
+    T, B, I = x.shape
+    H = dy.shape[2]
+    dtype = x.dtype
+    x2d = x.reshape(T * B, I)
+    weight_hh_dense = heads.dense(params["weight_hh"])   # block-diagonal, off-diagonal blocks zero
+    d_h = d_final[0]
+    d_c = d_final[1]
+    d_n = d_final[2]
+    d_m = d_final[3]
+    dz_hh = elementwise.empty((T, B, 4 * H), dtype)
+    launch.persistent(_kernels(dtype).backward, H, B, SHARED_ROWS, RECURRENT_LINEARS, True,
+                      (lengths, reverse, dy, zx_ih, s_c, s_n, s_m, d_h, d_c, d_n, d_m, dz_hh, weight_hh_dense))
+    d_params = {}
+    # dz_hh is the gradient of ih's pre-activation too (the two add up); it is in loop order,
+    # so a reversed run puts x and dx in loop order too
+    x_loop = x2d if not reverse else _loop_order(x, lengths).reshape(T * B, I)
+    d_params["weight_ih"] = gemm.gemm(dz_hh.reshape(T * B, 4 * H), x_loop, trans_a=True)
+    dx_ih = gemm.gemm(dz_hh.reshape(T * B, 4 * H), params["weight_ih"])
+    dx = dx_ih if not reverse else _loop_order(dx_ih.reshape(T, B, I), lengths).reshape(T * B, I)
+    d_params["bias_ih"] = gemm.column_sum(dz_hh.reshape(T * B, 4 * H))
+    d_params["weight_hh"] = heads.weight_grad(dz_hh.reshape(T * B, 4 * H), s_h[:T].reshape(T * B, H), params["weight_hh"].shape[0])
+    d_state0 = (d_h, d_c, d_n, d_m,)
+    return dx.reshape(T, B, I), d_state0, {name: d_params[name] for name in PARAMS}

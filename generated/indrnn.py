@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: ead42de67740f7493f00962183d10ea4040d32323448567251160a6c5748d31d
+sha256 of spec + templates + math libraries + versions: fac439125082296955b5e09aebf39a6e53e52eefd423636ea186b5ec93d5deda
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -25,7 +25,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, relu as _relu, step as _step  # noqa: F401
 
 NAME = "indrnn"
-SPEC_SHA256 = "ead42de67740f7493f00962183d10ea4040d32323448567251160a6c5748d31d"
+SPEC_SHA256 = "fac439125082296955b5e09aebf39a6e53e52eefd423636ea186b5ec93d5deda"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -39,11 +39,12 @@ PARAMS = {
 
 
 SIZES = ()     # run-time sizes besides I and H: keywords of init_params, read back from PARAMS
+SIZE_DEFAULTS = {}     # the value of a size keyword left out
 
 
 def init_params(input_size, hidden_size, dtype=np.float32, seed=0):
     """Parameters drawn from U(-1/sqrt(H), 1/sqrt(H)), as torch.nn.RNN/GRU/LSTM do."""
-    return checks.init_params(PARAMS, input_size, hidden_size, dtype, seed, None)
+    return checks.init_params(PARAMS, input_size, hidden_size, dtype, seed, None, SIZE_DEFAULTS)
 
 
 # -- forward: the time loop --------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 source spec: lstm_vd.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 09208317f8230f14596b342428abe256d1073cabfd0137f92647f7bdad4e6d7f
+sha256 of spec + templates + math libraries + versions: 9df0c1c01c90e3895e6eeaab2f01f255c4053b623e531b76d3c77c0b2bde4bf3
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,7 +33,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_vd"
-SPEC_SHA256 = "09208317f8230f14596b342428abe256d1073cabfd0137f92647f7bdad4e6d7f"
+SPEC_SHA256 = "9df0c1c01c90e3895e6eeaab2f01f255c4053b623e531b76d3c77c0b2bde4bf3"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -48,11 +48,12 @@ PARAMS = {
 
 
 SIZES = ()     # run-time sizes besides I and H: keywords of init_params, read back from PARAMS
+SIZE_DEFAULTS = {}     # the value of a size keyword left out
 
 
 def init_params(input_size, hidden_size, dtype=np.float32, seed=0):
     """Parameters drawn from U(-1/sqrt(H), 1/sqrt(H)), as torch.nn.RNN/GRU/LSTM do."""
-    return checks.init_params(PARAMS, input_size, hidden_size, dtype, seed, None)
+    return checks.init_params(PARAMS, input_size, hidden_size, dtype, seed, None, SIZE_DEFAULTS)
 
 
 # -- forward: the time loop --------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 3d2193e155408c73d6a79567ae19071093d49a90858bacfbbcbff2ae24e74473
+sha256 of spec + templates + math libraries + versions: a7f0992f8f39969c15a83dff289fbf541d42d8ece8771decfe909647413341e3
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -26,7 +26,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid  # noqa: F401
 
 NAME = "mingru"
-SPEC_SHA256 = "3d2193e155408c73d6a79567ae19071093d49a90858bacfbbcbff2ae24e74473"
+SPEC_SHA256 = "a7f0992f8f39969c15a83dff289fbf541d42d8ece8771decfe909647413341e3"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -39,11 +39,12 @@ PARAMS = {
 
 
 SIZES = ()     # run-time sizes besides I and H: keywords of init_params, read back from PARAMS
+SIZE_DEFAULTS = {}     # the value of a size keyword left out
 
 
 def init_params(input_size, hidden_size, dtype=np.float32, seed=0):
     """Parameters drawn from U(-1/sqrt(H), 1/sqrt(H)), as torch.nn.RNN/GRU/LSTM do."""
-    return checks.init_params(PARAMS, input_size, hidden_size, dtype, seed, None)
+    return checks.init_params(PARAMS, input_size, hidden_size, dtype, seed, None, SIZE_DEFAULTS)
 
 
 # -- forward: the time loop --------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 7af02bdda249417fa0a82c4be117ef367cf6456f6ebe647b4246e661d28d17af
+sha256 of spec + templates + math libraries + versions: cde587b1e849c0a6df648802af80bf8dc09fc28e89a46a4ed74dc776c293e8ab
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,7 +28,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, relu as _relu, step as _step  # noqa: F401
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "7af02bdda249417fa0a82c4be117ef367cf6456f6ebe647b4246e661d28d17af"
+SPEC_SHA256 = "cde587b1e849c0a6df648802af80bf8dc09fc28e89a46a4ed74dc776c293e8ab"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -43,11 +43,12 @@ PARAMS = {
 
 
 SIZES = ()     # run-time sizes besides I and H: keywords of init_params, read back from PARAMS
+SIZE_DEFAULTS = {}     # the value of a size keyword left out
 
 
 def init_params(input_size, hidden_size, dtype=np.float32, seed=0):
     """Parameters drawn from U(-1/sqrt(H), 1/sqrt(H)), as torch.nn.RNN/GRU/LSTM do."""
-    return checks.init_params(PARAMS, input_size, hidden_size, dtype, seed, None)
+    return checks.init_params(PARAMS, input_size, hidden_size, dtype, seed, None, SIZE_DEFAULTS)
 
 
 # -- forward: the time loop --------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: fb273b2adf4c06c8755ed89229d3b1e7345863446142536a01b453e020b41179
+sha256 of spec + templates + math libraries + versions: f794f85413aadf4529d1ef457128359df07276f7cc31582f27ce31926f0761df
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,7 +28,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, tanh as _tanh  # noqa: F401
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "fb273b2adf4c06c8755ed89229d3b1e7345863446142536a01b453e020b41179"
+SPEC_SHA256 = "f794f85413aadf4529d1ef457128359df07276f7cc31582f27ce31926f0761df"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -43,11 +43,12 @@ PARAMS = {
 
 
 SIZES = ()     # run-time sizes besides I and H: keywords of init_params, read back from PARAMS
+SIZE_DEFAULTS = {}     # the value of a size keyword left out
 
 
 def init_params(input_size, hidden_size, dtype=np.float32, seed=0):
     """Parameters drawn from U(-1/sqrt(H), 1/sqrt(H)), as torch.nn.RNN/GRU/LSTM do."""
-    return checks.init_params(PARAMS, input_size, hidden_size, dtype, seed, None)
+    return checks.init_params(PARAMS, input_size, hidden_size, dtype, seed, None, SIZE_DEFAULTS)
 
 
 # -- forward: the time loop --------------------------------------------------------------------

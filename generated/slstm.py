@@ -2,7 +2,7 @@
 
 source spec: slstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 093fa4f3b47935137aac2e47f5895402d8de777e34512907b24b522ded915b81
+sha256 of spec + templates + math libraries + versions: 6402eb9357d85389c8155898deb37661c051999038df5b8b773f3ac0d308ffb4
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -42,7 +42,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, exp_nonpositive as _exp_nonpositive, head_weight_grad as _head_weight_grad, log_sigmoid as _log_sigmoid, maximum as _maximum, sigmoid as _sigmoid, step as _step, tanh as _tanh  # noqa: F401
 
 NAME = "slstm"
-SPEC_SHA256 = "093fa4f3b47935137aac2e47f5895402d8de777e34512907b24b522ded915b81"
+SPEC_SHA256 = "6402eb9357d85389c8155898deb37661c051999038df5b8b773f3ac0d308ffb4"
 STATES = ('h', 'c', 'n', 'm')
 OUTPUT = "h"
 INITIAL = {'m': 'lowest'}     # the states that do not start at zero when state0 leaves them out
@@ -56,11 +56,12 @@ PARAMS = {
 
 
 SIZES = ('heads',)     # run-time sizes besides I and H: keywords of init_params, read back from PARAMS
+SIZE_DEFAULTS = {'heads': 1}     # the value of a size keyword left out
 
 
 def init_params(input_size, hidden_size, dtype=np.float32, seed=0, *, heads=None):
     """Parameters drawn from U(-1/sqrt(H), 1/sqrt(H)), as torch.nn.RNN/GRU/LSTM do."""
-    return checks.init_params(PARAMS, input_size, hidden_size, dtype, seed, {"heads": heads})
+    return checks.init_params(PARAMS, input_size, hidden_size, dtype, seed, {"heads": heads}, SIZE_DEFAULTS)
 
 
 # -- forward: the time loop --------------------------------------------------------------------

@@ -191,7 +191,8 @@ class RNN(torch.nn.Module):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if not (isinstance(dropout, (int, float)) and 0 <= dropout <= 1) or isinstance(dropout, bool):
             raise ValueError(f"dropout must be a number in [0, 1], got {dropout!r}")
-        self.sizes = check_sizes(getattr(self.gen, "SIZES", ()), sizes, "rnngen.torch.RNN", hidden_size)
+        self.sizes = check_sizes(getattr(self.gen, "SIZES", ()), sizes, "rnngen.torch.RNN",
+                                 getattr(self.gen, "SIZE_DEFAULTS", {}), hidden_size)
         self.input_size, self.hidden_size = input_size, hidden_size
         self.num_layers = num_layers
         self.bidirectional = bool(bidirectional)

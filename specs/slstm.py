@@ -1,6 +1,7 @@
 # sLSTM (Beck et al. 2024, xLSTM): exponential input and forget gates with a stabiliser state m,
 # a normaliser state n and a block-diagonal (multi-head) recurrent matrix. Gate order i, f, z, o.
-#   weight_ih (4H, I), bias_ih (4H,); weight_hh (heads, 4*DH, DH) with DH = H / heads, no bias:
+#   weight_ih (4H, I), bias_ih (4H,); weight_hh (heads, 4*DH, DH) with DH = H / heads, no bias
+#   (heads: a run-time size, RNN("slstm", I, H, heads=4); default 1):
 #   in head k, rows g*DH + d hold gate g's weights of unit k*DH + d over h[k*DH:(k+1)*DH].
 # With the raw pre-activations i~, f~, z~, o~ (x @ weight_ih.T + bias_ih + the heads' h GEMMs):
 #   m' = max(log_sigmoid(f~) + m, i~)

@@ -69,10 +69,12 @@ def size_names(spec_params):
     return tuple(out)
 
 
-def check_sizes(names, sizes, who="init_params", hidden_size=None):
-    """{name: int} of a cell's run-time sizes from the keywords given: each one a positive integer,
-    all given, no other (a ValueError naming the keyword); `heads` must divide hidden_size."""
-    sizes = dict(sizes or {})
+def check_sizes(names, sizes, who="init_params", defaults=None, hidden_size=None):
+    """{name: int} of a cell's run-time sizes from the keywords given (None: its default in
+    `defaults`, a module's SIZE_DEFAULTS): each one a positive integer, no other (a ValueError
+    naming the keyword); `heads` must divide hidden_size."""
+    sizes = {k: v for k, v in (sizes or {}).items() if v is not None}
+    sizes = {**{k: v for k, v in (defaults or {}).items() if k in names}, **sizes}
     unknown = [k for k in sizes if k not in names]
     if unknown:
         known = f"its run-time sizes are {', '.join(names)}" if names else "it has no run-time sizes"
@@ -114,14 +116,14 @@ def sizes_of(params, spec_params, names=None):
     return out
 
 
-def init_params(spec_params, input_size, hidden_size, dtype=np.float32, seed=0, sizes=None):
+def init_params(spec_params, input_size, hidden_size, dtype=np.float32, seed=0, sizes=None, defaults=None):
     """Parameters from U(-1/sqrt(H), 1/sqrt(H)); `sizes` the cell's run-time sizes, checked here."""
     if int(input_size) < 1 or int(hidden_size) < 1:
         raise ValueError(f"input_size and hidden_size must be >= 1, got {input_size}, {hidden_size}")
     dtype = np.dtype(dtype)
     if dtype.type not in DTYPES:
         raise ValueError(f"dtype must be float32 or float64, got {dtype}")
-    sizes = check_sizes(size_names(spec_params), sizes, "init_params", hidden_size)
+    sizes = check_sizes(size_names(spec_params), sizes, "init_params", defaults, hidden_size)
     rng = np.random.default_rng(seed)
     bound = 1.0 / np.sqrt(hidden_size)
     return {name: rng.uniform(-bound, bound, param_shape(shape, input_size, hidden_size, sizes)).astype(dtype)
@@ -184,7 +186,7 @@ def check_forward(x, params, state0, lengths, reverse, spec_params, states, arra
                for name, shape in spec_params.items()}
     H = hidden_size(checked, spec_params)      # from the first parameter
     sizes = sizes_of(checked, spec_params)     # the run-time sizes (heads), from their shapes
-    check_sizes(tuple(sizes), sizes, "params", H)
+    check_sizes(tuple(sizes), sizes, "params", hidden_size=H)
     check_input_size(x, checked, spec_params, H, sizes)
     given = "".join(f", {k}={v}" for k, v in sizes.items())
     for name, shape in spec_params.items():

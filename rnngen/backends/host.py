@@ -29,6 +29,10 @@ def shape(buffer):
     return tuple(str(d) for d in buffer.dims)
 
 
+# the default of a run-time size a spec's parameters use (heads: one head, a dense linear)
+SIZE_DEFAULTS = {"heads": 1}
+
+
 def size_names(kernel):
     """The run-time sizes in the parameters' shapes besides I and H (heads), in order."""
     out = []

@@ -77,7 +77,8 @@ class RNN:
         self.cell = cell
         self.input_size = as_int("input_size", input_size, 1)
         self.hidden_size = as_int("hidden_size", hidden_size, 1)
-        self.sizes = check_sizes(getattr(cell, "SIZES", ()), sizes, "RNN", self.hidden_size)
+        self.sizes = check_sizes(getattr(cell, "SIZES", ()), sizes, "RNN", getattr(cell, "SIZE_DEFAULTS", {}),
+                                 self.hidden_size)
         self.num_layers = as_int("num_layers", num_layers, 1)
         self.bidirectional = flag("bidirectional", bidirectional)
         self.num_directions = 2 if self.bidirectional else 1

@@ -178,7 +178,7 @@ class Cell:
         """Declare weight_<name> (gates*H, dim v) and bias_<name> (gates*H,); return one symbol per gate.
 
         heads=True: a block-diagonal linear of NH heads, NH the run-time size `heads` (a keyword of
-        init_params, RNN and the bridge; H must be divisible by it), each head of DH = H / NH
+        init_params, RNN and the bridge, default 1; H must be divisible by it), each head of DH = H / NH
         units: weight_<name> has shape (NH, gates*DH, DH), and in head n rows g*DH + d hold gate
         g's weights of unit n*DH + d over the head's inputs v[n*DH:(n+1)*DH]. Only a linear of a
         state or of an expression of the step (a recurrent linear) can have heads."""

@@ -7,10 +7,12 @@ import sympy as sp
 
 import rnngen
 from rnngen.compiler.derive import substitute
-from rnngen.spec.functions import relu, sigmoid, softplus, step, tanh
+from rnngen.spec.functions import exp_nonpositive, log_sigmoid, maximum, relu, sigmoid, softplus, step, tanh
 
 NUMERIC = {sigmoid: lambda a: 1 / (1 + sp.exp(-a)), tanh: sp.tanh, relu: lambda a: sp.Max(a, 0),
-           step: lambda a: sp.Piecewise((1, a > 0), (0, True)), softplus: lambda a: sp.log(1 + sp.exp(a))}
+           step: lambda a: sp.Piecewise((1, a > 0), (0, True)), softplus: lambda a: sp.log(1 + sp.exp(a)),
+           log_sigmoid: lambda a: -sp.log(1 + sp.exp(-a)), maximum: lambda a, b: sp.Max(a, b),
+           exp_nonpositive: sp.exp}
 
 
 def _number(expr):

@@ -63,8 +63,8 @@ def test_parameters_and_sizes(slstm):
     assert p["weight_hh"].shape == (4, 8, 2) and p["weight_ih"].shape == (32, 3)
     with pytest.raises(ValueError, match="hidden_size 10 is not divisible by heads=4"):
         slstm.init_params(3, 10, heads=4)
-    with pytest.raises(ValueError, match="needs the run-time size heads="):
-        slstm.init_params(3, 8)
+    assert slstm.SIZE_DEFAULTS == {"heads": 1}
+    assert slstm.init_params(3, 8)["weight_hh"].shape == (1, 32, 8)        # one head: a dense matrix
     with pytest.raises(ValueError, match="heads must be a positive integer"):
         slstm.init_params(3, 8, heads=0)
 

@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 
 from ...compiler import ir
 from ...compiler.printer import Constants, KernelPrinter
-from ..host import HostOps, after_loop, d_state0, saved_call, saved_key, shape, size_names, width
+from ..host import SIZE_DEFAULTS, HostOps, after_loop, d_state0, saved_call, saved_key, shape, size_names, width
 
 
 @dataclass
@@ -50,6 +50,7 @@ class CpuModule:
     sizes: tuple = ()        # run-time sizes (heads) in PARAMS
     size_keywords: str = ""  # init_params' keywords for them
     size_dict: str = "None"
+    size_defaults: dict = None
 
 
 class _Printer:
@@ -181,6 +182,7 @@ def emit(kernel, layout, header, equations):
         sizes=sizes, size_keywords="".join(f", {s}=None" for s in sizes) and
         ", *" + "".join(f", {s}=None" for s in sizes),
         size_dict="{" + ", ".join(f'"{s}": {s}' for s in sizes) + "}" if sizes else "None",
+        size_defaults={s: SIZE_DEFAULTS[s] for s in sizes if s in SIZE_DEFAULTS},
         header=header, equations=equations,
         params=[(b.param, shape(b)) for b in kernel.params], constants=p.constants.lines(),
         helpers=sorted(p.constants.helpers | ({"_head_weight_grad"} if any(getattr(op, "heads", False)

@@ -65,24 +65,6 @@ class CudaModule:
     backward_result: list
 
 
-@dataclass
-class Unsupported:
-    """A cell the CUDA kernels cannot run yet: its module says why and raises ValueError."""
-    header: dict
-    equations: list
-    params: list
-    reason: str
-
-
-def unsupported(kernel):
-    """Why the CUDA kernels cannot run `kernel` yet, or None."""
-    heads = [lin.name for lin in kernel.linears if lin.heads]
-    if heads:
-        return (f"the block-diagonal (heads) linear {heads[0]!r} has no CUDA GEMM slice yet "
-                "(the per-step CUDA GEMM kernels are being rewritten)")
-    return None
-
-
 class _Printer:
     def __init__(self, kernel, layout):
         self.k, self.lay = kernel, layout
@@ -157,11 +139,11 @@ def _forward_setup(k, lay):
         setup += [lay.allocate(buf), f"elementwise.copy(state0[{i}], {buf.name}[0]{fill})"]
     setup += [lay.allocate(b) for b in k.buffers if b.role in ("preact", "linear_input")]
     setup += [f'{b.name} = masks["{b.owner}"]' for b in k.buffers if b.role == "mask"]
-    return setup
+    return lay.dense_heads() + setup
 
 
 def _backward_setup(k, lay):
-    setup = [f"{k.buffer('d_state', s).name} = d_final[{i}]" for i, s in enumerate(k.states)]
+    setup = lay.dense_heads() + [f"{k.buffer('d_state', s).name} = d_final[{i}]" for i, s in enumerate(k.states)]
     return setup + [lay.allocate(b) for b in k.buffers
                     if b.role in ("d_preact", "d_x_preact", "d_linear_input", "d_vector")]
 
@@ -169,7 +151,7 @@ def _backward_setup(k, lay):
 OPS = HostOps(gemm_tn="gemm.gemm({a}, {b}, trans_a=True)", gemm="gemm.gemm({a}, {b})",
               accumulate="{a} = elementwise.add({a}, {b})", column_sum="gemm.column_sum({a})",
               copy="elementwise.copy({a})", vector_grad="gemm.column_sum({a})",
-              zeros="elementwise.zeros({a}, dtype)")
+              zeros="elementwise.zeros({a}, dtype)", head_gemm_tn="heads.weight_grad({a}, {b}, {heads})")
 
 
 def emit(kernel, layout, header, equations):

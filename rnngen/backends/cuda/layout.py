@@ -7,6 +7,10 @@ persistent kernels index them.
 - No bias folding: the loops add the biases (the hoisted GEMM has no bias epilogue).
 - Flat columns: gate g of unit j is column g * H + j (a thread owns one (b, j)).
 - The persistent kernels' GEMM slices keep the recurrent weights in shared memory.
+- A block-diagonal (heads) weight (heads, gates*DH, DH) reaches the kernels as its dense
+  (gates*H, H) matrix with the off-diagonal blocks zero (heads.dense, once per call); its
+  gradient is the dense one's diagonal blocks (heads.weight_grad). Correct, but it does the dense
+  FLOPs: a GEMM slice per head is left to the rewrite of the per-step CUDA GEMM kernels.
 """
 from ...compiler import ir
 
@@ -21,9 +25,18 @@ class CudaLayout:
         self.kernel = kernel
         self.n = kernel.loop
         self.namer = kernel.namer.copy()
+        self.dense = {lin.name: self.namer.claim(f"weight_{lin.name}_dense", ("kernel", "wrapper"))
+                      for lin in kernel.linears if lin.heads}
 
     def dims(self, buffer):
+        if buffer.role == "weight" and buffer.owner in self.dense:
+            return (buffer.gates * ir.H, ir.H)
         return (ir.B, ir.H) if buffer.role == "d_vector" else buffer.dims
+
+    def dense_heads(self):
+        """The wrapper lines making the dense matrix of every block-diagonal weight."""
+        return [f'{name} = heads.dense(params["{self.kernel.buffer("weight", lin).param}"])   # block-diagonal, '
+                "off-diagonal blocks zero" for lin, name in self.dense.items()]
 
     def terms(self, read):
         return list(read.terms)
@@ -56,6 +69,8 @@ class CudaLayout:
     def call_name(self, buffer):
         if buffer.role in ("y", "dy"):
             return buffer.role
+        if buffer.role == "weight" and buffer.owner in self.dense:
+            return self.dense[buffer.owner]
         if buffer.param:
             return f'params["{buffer.param}"]'
         return buffer.name

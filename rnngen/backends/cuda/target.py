@@ -11,8 +11,8 @@ KERNEL_GLOBALS = ("cuda", "math", "range", "min")     # a spec value of such a n
 TIE_LINEARS = True                                    # save one sum and one dZ for tied linears
 _HERE = os.path.dirname(os.path.abspath(__file__))
 TEMPLATE = os.path.join(_HERE, "module.py.j2")
-UNSUPPORTED = os.path.join(_HERE, "unsupported.py.j2")     # a cell the CUDA kernels cannot run yet
-LIBRARIES = (os.path.join(_HERE, "mathlib.py"), os.path.join(_HERE, "elementwise.py"))
+LIBRARIES = (os.path.join(_HERE, "mathlib.py"), os.path.join(_HERE, "elementwise.py"),
+             os.path.join(_HERE, "heads.py"))
 
 
 def file_name(cell_name):
@@ -20,7 +20,7 @@ def file_name(cell_name):
 
 
 def source_bytes():
-    return file_bytes(TEMPLATE, UNSUPPORTED, *LIBRARIES)
+    return file_bytes(TEMPLATE, *LIBRARIES)
 
 
 def layout(kernel):
@@ -28,13 +28,8 @@ def layout(kernel):
 
 
 def emit(kernel, layout, header, equations):
-    reason = _emit.unsupported(kernel)
-    if reason:
-        return _emit.Unsupported(header, equations, [(b.param, _emit.shape(b)) for b in kernel.params], reason)
     return _emit.emit(kernel, layout, header, equations)
 
 
 def render(module):
-    if isinstance(module, _emit.Unsupported):
-        return render_template(UNSUPPORTED, m=module)
     return render_template(TEMPLATE, m=module, n=module.n)

@@ -164,8 +164,15 @@ CASES = {
     "blocks_reverse_global_weights": (np.float32, 3, 3, 2, 5, [2, 3, 0], True, True),
 }
 CASES["user_folder"] = CASES["lengths"]
+# a block-diagonal linear of 3 heads of 2 units, on 3 blocks of 2 units (cells with SIZES)
+CASES["heads"] = (np.float32, 3, 3, 2, 6, [3, 1, 2], True, False)
 CASES["spec_names"] = (np.float32, 3, 3, 2, 5, [3, 1, 2], True, False)
-SIM_UNITS = {"blocks": 2, "blocks_reverse_global_weights": 2}
+SIM_UNITS = {"blocks": 2, "blocks_reverse_global_weights": 2, "heads": 2}
+
+
+def sizes_for(mod, H, case):
+    """The run-time sizes of a cell with SIZES (heads): H heads of one unit, or 3 in case 'heads'."""
+    return {"heads": 3 if case == "heads" else H} if "heads" in getattr(mod, "SIZES", ()) else {}
 
 
 def user_folder(cell):
@@ -195,12 +202,17 @@ def run(cell, case):
     dtype, T, B, I, H, lengths, reverse, global_weights = CASES[case]
     mod = {"user_folder": user_folder, "spec_names": lambda _: spec_names_module()}.get(case, rnngen.load)(cell)
     rng = np.random.default_rng(7)
-    params = mod.init_params(I, H, dtype, seed=11)
+    params = mod.init_params(I, H, dtype, seed=11, **sizes_for(mod, H, case))
     x = rng.standard_normal((T, B, I)).astype(dtype)
     state0 = tuple((0.5 * rng.standard_normal((B, H))).astype(dtype) for _ in mod.STATES)
     dy = rng.standard_normal((T, B, H)).astype(dtype)
     d_final = tuple(rng.standard_normal((B, H)).astype(dtype) for _ in mod.STATES)
-    ref_y, ref_final, saved = mod.forward(x, params, state0, lengths, reverse)
+    # a cell with masks runs with the same drawn masks (rate 0.5) on both; one with initial values
+    # (slstm: a normaliser n) from positive states (initial_case checks state0=None)
+    masks = mod.draw_masks(T, B, H, {r: 0.5 for r in mod.RATES}, rng=3, dtype=dtype) if mod.MASKS else None
+    if mod.INITIAL:
+        state0 = tuple(np.abs(s) + dtype(0.5) for s in state0)
+    ref_y, ref_final, saved = mod.forward(x, params, state0, lengths, reverse, masks=masks)
     ref_dx, ref_d0, ref_dp = mod.backward(dy, d_final, saved)
 
     rt.FORCE_GLOBAL_WEIGHTS = global_weights
@@ -208,8 +220,8 @@ def run(cell, case):
     dev = cuda.to_device
     # through the CPU module: a device array routes to generated/_cuda_<cell>.py
     y, final, saved_d = mod.forward(dev(x), {k: dev(v) for k, v in params.items()},
-                                    tuple(dev(s) for s in state0),
-                                    None if lengths is None else np.array(lengths), reverse)
+                                    None if state0 is None else tuple(dev(s) for s in state0),
+                                    None if lengths is None else np.array(lengths), reverse, masks=masks)
     dx, d0, dp = mod.backward(dev(dy), tuple(dev(d) for d in d_final), saved_d)
     rt.FORCE_GLOBAL_WEIGHTS = False
     rt.SIM_UNITS = None
@@ -225,6 +237,24 @@ def run(cell, case):
         errors[name] = float(np.max(np.abs(got - ref) / np.maximum(1.0, np.abs(ref))))
         scale[name] = float(np.max(np.abs(ref)))
     return {"cell": cell, "case": case, "errors": errors, "scale": scale, "device_outputs": devices}
+
+
+def initial_case(cell):
+    """A cell whose spec gives initial values (slstm's m): forward with state0=None on the device
+    (its wrapper fills them) against the CPU module, 3 blocks."""
+    mod = rnngen.load(cell)
+    T, B, I, H = 3, 2, 2, 6
+    params = mod.init_params(I, H, np.float32, seed=4, **sizes_for(mod, H, "heads"))
+    x = np.random.default_rng(2).standard_normal((T, B, I)).astype(np.float32)
+    ref_y, ref_final, _ = mod.forward(x, params)
+    rt.SIM_UNITS = 2
+    y, final, _ = mod.forward(cuda.to_device(x), {k: cuda.to_device(v) for k, v in params.items()})
+    rt.SIM_UNITS = None
+    errors = {"y": float(np.max(np.abs(y.copy_to_host() - ref_y) / np.maximum(1, np.abs(ref_y))))}
+    errors.update({f"final_{s}": float(np.max(np.abs(f.copy_to_host() - r) / np.maximum(1, np.abs(r))))
+                   for s, f, r in zip(mod.STATES, final, ref_final)})
+    print(json.dumps({"cell": cell, "case": "initial", "errors": errors, "scale": {"y": float(np.abs(ref_y).max())},
+                      "device_outputs": rt.is_device_array(y)}), flush=True)
 
 
 def gemm_checks():
@@ -302,6 +332,12 @@ def main(cells):
     gemm_checks()
     benchmark_script_check()
     negative_control()
+    for cell in cells:
+        if getattr(rnngen.load(cell), "INITIAL", None):
+            try:
+                initial_case(cell)
+            except Exception as exc:  # report, keep going
+                print(json.dumps({"cell": cell, "case": "initial", "error": f"{type(exc).__name__}: {exc}"}))
     for cell in cells + ["clash"]:
         for case in CASES:
             if (cell == "clash") != (case == "spec_names"):
@@ -309,6 +345,8 @@ def main(cells):
             if case == "float64" and cell not in ("lstm", "gru_classic"):
                 continue
             if case == "user_folder" and cell != "gru_classic":
+                continue
+            if case == "heads" and not getattr(rnngen.load(cell), "SIZES", ()):
                 continue
             try:
                 row = run(cell, case)

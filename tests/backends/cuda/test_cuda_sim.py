@@ -49,6 +49,17 @@ def test_gemm_tiles_of_the_gpu(results):
     assert rows["64x64x16x4x4"]["grid"] == [3, 2] and rows["4x4x2x2x2"]["grid"] == [3, 2]
 
 
+@pytest.mark.parametrize("cell", [c for c in rnngen.available() if "heads" in getattr(rnngen.load(c), "SIZES", ())])
+def test_cuda_heads_on_several_blocks(results, cell):
+    """A block-diagonal linear of 3 heads of 2 units (its dense matrix on the device), 3 blocks."""
+    _check(results[cell, "heads"])
+
+
+@pytest.mark.parametrize("cell", [c for c in rnngen.available() if getattr(rnngen.load(c), "INITIAL", None)])
+def test_cuda_fills_the_specs_initial_values(results, cell):
+    _check(results[cell, "initial"])
+
+
 def test_cuda_module_next_to_a_user_built_module(results):
     _check(results["gru_classic", "user_folder"])
 

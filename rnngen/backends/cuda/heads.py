@@ -1,0 +1,63 @@
+"""Block-diagonal (heads) weights on the device, for the generated CUDA modules: the dense
+(gates*H, H) matrix the persistent kernels' GEMM slices read (off-diagonal blocks zero), and the
+block-diagonal weight's gradient from the dense GEMM's diagonal blocks.
+
+A head's weight W[n] (gates*DH, DH) holds, at row g*DH + d, gate g's weights of unit n*DH + d over
+the head's inputs n*DH .. (n+1)*DH - 1; in the dense matrix that is row g*H + n*DH + d.
+"""
+from . import config, elementwise, gemm
+
+cuda = config.cuda
+
+
+@cuda.jit
+def _dense(w, out):
+    heads, rows, DH = w.shape
+    GH, H = out.shape
+    for e in range(cuda.grid(1), GH * H, cuda.gridsize(1)):
+        r = e // H
+        k = e - r * H
+        g = r // H
+        u = r - g * H
+        n = u // DH
+        if k // DH == n:
+            out[r, k] = w[n, g * DH + u - n * DH, k - n * DH]
+        else:
+            out[r, k] = 0
+
+
+@cuda.jit
+def _blocks(dense, out):
+    heads, rows, DH = out.shape
+    H = heads * DH
+    for e in range(cuda.grid(1), heads * rows * DH, cuda.gridsize(1)):
+        n = e // (rows * DH)
+        r = e - n * (rows * DH)
+        i = r // DH
+        k = r - i * DH
+        g = i // DH
+        out[n, i, k] = dense[g * H + n * DH + i - g * DH, n * DH + k]
+
+
+def dense(w):
+    """(heads, gates*DH, DH) device array -> a new (gates*H, H) one, zero off the diagonal blocks."""
+    heads, rows, DH = w.shape
+    H = heads * DH
+    out = elementwise.empty((rows * heads, H), w.dtype)
+    config.launched("heads_dense")
+    with config.timed("heads_dense"):
+        _dense[elementwise.flat_grid(out.size)](w, out)
+    return out
+
+
+def weight_grad(d, v, heads):
+    """The gradient of a (heads, gates*DH, DH) weight from d (R, gates*H) and its input v (R, H):
+    the diagonal blocks of d.T @ v."""
+    full = gemm.gemm(d, v, trans_a=True)
+    GH, H = full.shape
+    DH = H // heads
+    out = elementwise.empty((heads, GH // heads, DH), full.dtype)
+    config.launched("heads_blocks")
+    with config.timed("heads_blocks"):
+        _blocks[elementwise.flat_grid(out.size)](full, out)
+    return out
