@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 7d9a79181030ab0e3c950bba53eff64f67f924bd974b2eb9fd07b5da038715b2
+sha256 of spec + templates + math libraries + versions: f9b0e2f8f95b7b1995301bb76ca6a0a035e89090cfab0de995e37dfc2404aab8
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,11 +34,11 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru"
-SPEC_SHA256 = "7d9a79181030ab0e3c950bba53eff64f67f924bd974b2eb9fd07b5da038715b2"
+SPEC_SHA256 = "f9b0e2f8f95b7b1995301bb76ca6a0a035e89090cfab0de995e37dfc2404aab8"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
-MASKS = {}     # random keep-masks: name -> (rate, "step" or "sequence", inverted)
+MASKS = {}     # random keep-masks: name -> (rate, "step", "sequence" or "weight", inverted)
 RATES = ()     # the run-time rates of the masks, by name
 PARAMS = {
     "weight_ih": ('3*H', 'I'),
@@ -221,11 +221,12 @@ def _kernels(dtype):
     return types.SimpleNamespace(forward=cuda.jit(ks.forward), backward=cuda.jit(ks.backward))
 
 
-def draw_masks(T, B, H, rates=None, training=True, rng=None, dtype=np.float32):
+def draw_masks(T, B, H, rates=None, training=True, rng=None, dtype=np.float32, params=None):
     """The random masks of one forward call ({name: host array}, for forward(masks=...)): each is
     1 with probability 1 - p for its rate p in `rates` ({name: p}, None: all 0), drawn from `rng`
-    (a numpy Generator or seed); with training=False, or p = 0, its expectation, drawing nothing."""
-    return checks.draw_masks(MASKS, RATES, T, B, H, rates, training, rng, dtype)
+    (a numpy Generator or seed); with training=False, or p = 0, its expectation, drawing nothing.
+    A DropConnect mask of a weight takes its shape from `params`."""
+    return checks.draw_masks(MASKS, RATES, T, B, H, rates, training, rng, dtype, params)
 
 
 def forward(x, params, state0=None, lengths=None, reverse=False, masks=None):
@@ -237,7 +238,8 @@ def forward(x, params, state0=None, lengths=None, reverse=False, masks=None):
     values. NaN and inf in device inputs are not checked."""
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
                                                                 PARAMS, STATES, INITIAL)
-    masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS), x.dtype)
+    masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS), x.dtype,
+                                 params)
     T, B, I = x.shape
     H = checks.hidden_size(params, PARAMS)
     dtype = x.dtype

@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: fac439125082296955b5e09aebf39a6e53e52eefd423636ea186b5ec93d5deda
+sha256 of spec + templates + math libraries + versions: c5093eed51b456f2785013a2fb2bd0827a475b03e9b4331a747dbf53da253fd7
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -30,11 +30,11 @@ from rnngen.backends.cuda.mathlib import tile as _tile, relu as _relu, step as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "indrnn"
-SPEC_SHA256 = "fac439125082296955b5e09aebf39a6e53e52eefd423636ea186b5ec93d5deda"
+SPEC_SHA256 = "c5093eed51b456f2785013a2fb2bd0827a475b03e9b4331a747dbf53da253fd7"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
-MASKS = {}     # random keep-masks: name -> (rate, "step" or "sequence", inverted)
+MASKS = {}     # random keep-masks: name -> (rate, "step", "sequence" or "weight", inverted)
 RATES = ()     # the run-time rates of the masks, by name
 PARAMS = {
     "weight_ih": ('H', 'I'),
@@ -120,11 +120,12 @@ def _kernels(dtype):
     return types.SimpleNamespace(forward=cuda.jit(ks.forward), backward=cuda.jit(ks.backward))
 
 
-def draw_masks(T, B, H, rates=None, training=True, rng=None, dtype=np.float32):
+def draw_masks(T, B, H, rates=None, training=True, rng=None, dtype=np.float32, params=None):
     """The random masks of one forward call ({name: host array}, for forward(masks=...)): each is
     1 with probability 1 - p for its rate p in `rates` ({name: p}, None: all 0), drawn from `rng`
-    (a numpy Generator or seed); with training=False, or p = 0, its expectation, drawing nothing."""
-    return checks.draw_masks(MASKS, RATES, T, B, H, rates, training, rng, dtype)
+    (a numpy Generator or seed); with training=False, or p = 0, its expectation, drawing nothing.
+    A DropConnect mask of a weight takes its shape from `params`."""
+    return checks.draw_masks(MASKS, RATES, T, B, H, rates, training, rng, dtype, params)
 
 
 def forward(x, params, state0=None, lengths=None, reverse=False, masks=None):
@@ -136,7 +137,8 @@ def forward(x, params, state0=None, lengths=None, reverse=False, masks=None):
     values. NaN and inf in device inputs are not checked."""
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
                                                                 PARAMS, STATES, INITIAL)
-    masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS), x.dtype)
+    masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS), x.dtype,
+                                 params)
     T, B, I = x.shape
     H = checks.hidden_size(params, PARAMS)
     dtype = x.dtype

@@ -2,7 +2,7 @@
 
 source spec: lstm_zoneout.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: c1c67c7a32a5dbedfeb290824d451a7f7e91ed7d0f0d8d750ce5aa84a3248a76
+sha256 of spec + templates + math libraries + versions: 814b7395d45cf37d938cbf7490c25c261c4ed05178dfbf15ef037ceff9286afb
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -42,11 +42,11 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_zoneout"
-SPEC_SHA256 = "c1c67c7a32a5dbedfeb290824d451a7f7e91ed7d0f0d8d750ce5aa84a3248a76"
+SPEC_SHA256 = "814b7395d45cf37d938cbf7490c25c261c4ed05178dfbf15ef037ceff9286afb"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
-MASKS = {'m_h': ('zoneout', 'step', False), 'm_c': ('zoneout', 'step', False)}     # random keep-masks: name -> (rate, "step" or "sequence", inverted)
+MASKS = {'m_h': ('zoneout', 'step', False), 'm_c': ('zoneout', 'step', False)}     # random keep-masks: name -> (rate, "step", "sequence" or "weight", inverted)
 RATES = ('zoneout',)     # the run-time rates of the masks, by name
 PARAMS = {
     "weight_ih": ('4*H', 'I'),
@@ -239,11 +239,12 @@ def _kernels(dtype):
     return types.SimpleNamespace(forward=cuda.jit(ks.forward), backward=cuda.jit(ks.backward))
 
 
-def draw_masks(T, B, H, rates=None, training=True, rng=None, dtype=np.float32):
+def draw_masks(T, B, H, rates=None, training=True, rng=None, dtype=np.float32, params=None):
     """The random masks of one forward call ({name: host array}, for forward(masks=...)): each is
     1 with probability 1 - p for its rate p in `rates` ({name: p}, None: all 0), drawn from `rng`
-    (a numpy Generator or seed); with training=False, or p = 0, its expectation, drawing nothing."""
-    return checks.draw_masks(MASKS, RATES, T, B, H, rates, training, rng, dtype)
+    (a numpy Generator or seed); with training=False, or p = 0, its expectation, drawing nothing.
+    A DropConnect mask of a weight takes its shape from `params`."""
+    return checks.draw_masks(MASKS, RATES, T, B, H, rates, training, rng, dtype, params)
 
 
 def forward(x, params, state0=None, lengths=None, reverse=False, masks=None):
@@ -255,7 +256,8 @@ def forward(x, params, state0=None, lengths=None, reverse=False, masks=None):
     values. NaN and inf in device inputs are not checked."""
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
                                                                 PARAMS, STATES, INITIAL)
-    masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS), x.dtype)
+    masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS), x.dtype,
+                                 params)
     T, B, I = x.shape
     H = checks.hidden_size(params, PARAMS)
     dtype = x.dtype

@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: a7f0992f8f39969c15a83dff289fbf541d42d8ece8771decfe909647413341e3
+sha256 of spec + templates + math libraries + versions: 0fc607e289b46364e45b13e399df7c8d745093b9dc2fed373309492b0e6fbcdd
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -31,11 +31,11 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid  # n
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "mingru"
-SPEC_SHA256 = "a7f0992f8f39969c15a83dff289fbf541d42d8ece8771decfe909647413341e3"
+SPEC_SHA256 = "0fc607e289b46364e45b13e399df7c8d745093b9dc2fed373309492b0e6fbcdd"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
-MASKS = {}     # random keep-masks: name -> (rate, "step" or "sequence", inverted)
+MASKS = {}     # random keep-masks: name -> (rate, "step", "sequence" or "weight", inverted)
 RATES = ()     # the run-time rates of the masks, by name
 PARAMS = {
     "weight_ih": ('2*H', 'I'),
@@ -126,11 +126,12 @@ def _kernels(dtype):
     return types.SimpleNamespace(forward=cuda.jit(ks.forward), backward=cuda.jit(ks.backward))
 
 
-def draw_masks(T, B, H, rates=None, training=True, rng=None, dtype=np.float32):
+def draw_masks(T, B, H, rates=None, training=True, rng=None, dtype=np.float32, params=None):
     """The random masks of one forward call ({name: host array}, for forward(masks=...)): each is
     1 with probability 1 - p for its rate p in `rates` ({name: p}, None: all 0), drawn from `rng`
-    (a numpy Generator or seed); with training=False, or p = 0, its expectation, drawing nothing."""
-    return checks.draw_masks(MASKS, RATES, T, B, H, rates, training, rng, dtype)
+    (a numpy Generator or seed); with training=False, or p = 0, its expectation, drawing nothing.
+    A DropConnect mask of a weight takes its shape from `params`."""
+    return checks.draw_masks(MASKS, RATES, T, B, H, rates, training, rng, dtype, params)
 
 
 def forward(x, params, state0=None, lengths=None, reverse=False, masks=None):
@@ -142,7 +143,8 @@ def forward(x, params, state0=None, lengths=None, reverse=False, masks=None):
     values. NaN and inf in device inputs are not checked."""
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
                                                                 PARAMS, STATES, INITIAL)
-    masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS), x.dtype)
+    masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS), x.dtype,
+                                 params)
     T, B, I = x.shape
     H = checks.hidden_size(params, PARAMS)
     dtype = x.dtype

@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 3cbf55046ee79a22bce42b3082d861182f44b5c409aae7a7a68aa683934aa9e0
+sha256 of spec + templates + math libraries + versions: c659d5353a14312bef77bb13442163ee6209cac5a4bf2149fd4a6b26409f9bb8
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,11 +34,11 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm"
-SPEC_SHA256 = "3cbf55046ee79a22bce42b3082d861182f44b5c409aae7a7a68aa683934aa9e0"
+SPEC_SHA256 = "c659d5353a14312bef77bb13442163ee6209cac5a4bf2149fd4a6b26409f9bb8"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
-MASKS = {}     # random keep-masks: name -> (rate, "step" or "sequence", inverted)
+MASKS = {}     # random keep-masks: name -> (rate, "step", "sequence" or "weight", inverted)
 RATES = ()     # the run-time rates of the masks, by name
 PARAMS = {
     "weight_ih": ('4*H', 'I'),
@@ -151,11 +151,12 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, weight_hh,
         d_h += dv_hh
 
 
-def draw_masks(T, B, H, rates=None, training=True, rng=None, dtype=np.float32):
+def draw_masks(T, B, H, rates=None, training=True, rng=None, dtype=np.float32, params=None):
     """The random masks of one forward call ({name: host array}, for forward(masks=...)): each is
     1 with probability 1 - p for its rate p in `rates` ({name: p}, None: all 0), drawn from `rng`
-    (a numpy Generator or seed); with training=False, or p = 0, its expectation, drawing nothing."""
-    return checks.draw_masks(MASKS, RATES, T, B, H, rates, training, rng, dtype)
+    (a numpy Generator or seed); with training=False, or p = 0, its expectation, drawing nothing.
+    A DropConnect mask of a weight takes its shape from `params`."""
+    return checks.draw_masks(MASKS, RATES, T, B, H, rates, training, rng, dtype, params)
 
 
 def forward(x, params, state0=None, lengths=None, reverse=False, masks=None):
@@ -169,7 +170,8 @@ def forward(x, params, state0=None, lengths=None, reverse=False, masks=None):
         return device.cuda_module(__name__, __file__, NAME).forward(x, params, state0, lengths, reverse, masks)
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
                                                                 PARAMS, STATES, INITIAL)
-    masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS), x.dtype)
+    masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS), x.dtype,
+                                 params)
     T, B, I = x.shape
     H = state0[0].shape[1]
     dtype = x.dtype

@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: b2a172b9e262a60699957e7f11f939624d72895fb92bd7a67bdab40dd0c35822
+sha256 of spec + templates + math libraries + versions: 2e0a8a5ba0691e90cb4a8b4e6399ac417663a845b9703ee4d22e56b1dd254a73
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,11 +33,11 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "b2a172b9e262a60699957e7f11f939624d72895fb92bd7a67bdab40dd0c35822"
+SPEC_SHA256 = "2e0a8a5ba0691e90cb4a8b4e6399ac417663a845b9703ee4d22e56b1dd254a73"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
-MASKS = {}     # random keep-masks: name -> (rate, "step" or "sequence", inverted)
+MASKS = {}     # random keep-masks: name -> (rate, "step", "sequence" or "weight", inverted)
 RATES = ()     # the run-time rates of the masks, by name
 PARAMS = {
     "weight_ih": ('4*H', 'I'),
@@ -165,11 +165,12 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, dvec_weigh
         d_h += dv_hh
 
 
-def draw_masks(T, B, H, rates=None, training=True, rng=None, dtype=np.float32):
+def draw_masks(T, B, H, rates=None, training=True, rng=None, dtype=np.float32, params=None):
     """The random masks of one forward call ({name: host array}, for forward(masks=...)): each is
     1 with probability 1 - p for its rate p in `rates` ({name: p}, None: all 0), drawn from `rng`
-    (a numpy Generator or seed); with training=False, or p = 0, its expectation, drawing nothing."""
-    return checks.draw_masks(MASKS, RATES, T, B, H, rates, training, rng, dtype)
+    (a numpy Generator or seed); with training=False, or p = 0, its expectation, drawing nothing.
+    A DropConnect mask of a weight takes its shape from `params`."""
+    return checks.draw_masks(MASKS, RATES, T, B, H, rates, training, rng, dtype, params)
 
 
 def forward(x, params, state0=None, lengths=None, reverse=False, masks=None):
@@ -183,7 +184,8 @@ def forward(x, params, state0=None, lengths=None, reverse=False, masks=None):
         return device.cuda_module(__name__, __file__, NAME).forward(x, params, state0, lengths, reverse, masks)
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
                                                                 PARAMS, STATES, INITIAL)
-    masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS), x.dtype)
+    masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS), x.dtype,
+                                 params)
     T, B, I = x.shape
     H = state0[0].shape[1]
     dtype = x.dtype

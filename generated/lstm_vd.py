@@ -2,7 +2,7 @@
 
 source spec: lstm_vd.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 9df0c1c01c90e3895e6eeaab2f01f255c4053b623e531b76d3c77c0b2bde4bf3
+sha256 of spec + templates + math libraries + versions: 5213b5c709988c3719d6241fe9146f07154c5c7886fa1eafc4621f03319a8a74
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,11 +33,11 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_vd"
-SPEC_SHA256 = "9df0c1c01c90e3895e6eeaab2f01f255c4053b623e531b76d3c77c0b2bde4bf3"
+SPEC_SHA256 = "5213b5c709988c3719d6241fe9146f07154c5c7886fa1eafc4621f03319a8a74"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
-MASKS = {'m_h': ('dropout_h', 'sequence', True)}     # random keep-masks: name -> (rate, "step" or "sequence", inverted)
+MASKS = {'m_h': ('dropout_h', 'sequence', True)}     # random keep-masks: name -> (rate, "step", "sequence" or "weight", inverted)
 RATES = ('dropout_h',)     # the run-time rates of the masks, by name
 PARAMS = {
     "weight_ih": ('4*H', 'I'),
@@ -188,11 +188,12 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, mask_m_h, d_h, d_c, d
                     d_h[b, j] += dv_hh_bj*m_h
 
 
-def draw_masks(T, B, H, rates=None, training=True, rng=None, dtype=np.float32):
+def draw_masks(T, B, H, rates=None, training=True, rng=None, dtype=np.float32, params=None):
     """The random masks of one forward call ({name: host array}, for forward(masks=...)): each is
     1 with probability 1 - p for its rate p in `rates` ({name: p}, None: all 0), drawn from `rng`
-    (a numpy Generator or seed); with training=False, or p = 0, its expectation, drawing nothing."""
-    return checks.draw_masks(MASKS, RATES, T, B, H, rates, training, rng, dtype)
+    (a numpy Generator or seed); with training=False, or p = 0, its expectation, drawing nothing.
+    A DropConnect mask of a weight takes its shape from `params`."""
+    return checks.draw_masks(MASKS, RATES, T, B, H, rates, training, rng, dtype, params)
 
 
 def forward(x, params, state0=None, lengths=None, reverse=False, masks=None):
@@ -206,7 +207,8 @@ def forward(x, params, state0=None, lengths=None, reverse=False, masks=None):
         return device.cuda_module(__name__, __file__, NAME).forward(x, params, state0, lengths, reverse, masks)
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
                                                                 PARAMS, STATES, INITIAL)
-    masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS), x.dtype)
+    masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS), x.dtype,
+                                 params)
     T, B, I = x.shape
     H = state0[0].shape[1]
     dtype = x.dtype

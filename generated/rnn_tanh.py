@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: f794f85413aadf4529d1ef457128359df07276f7cc31582f27ce31926f0761df
+sha256 of spec + templates + math libraries + versions: 48cf96ed7d310fe39fdf80b1bcd14983fcb3c5085899d28226566fa9677fd834
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,11 +28,11 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, tanh as _tanh  # noqa: F401
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "f794f85413aadf4529d1ef457128359df07276f7cc31582f27ce31926f0761df"
+SPEC_SHA256 = "48cf96ed7d310fe39fdf80b1bcd14983fcb3c5085899d28226566fa9677fd834"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
-MASKS = {}     # random keep-masks: name -> (rate, "step" or "sequence", inverted)
+MASKS = {}     # random keep-masks: name -> (rate, "step", "sequence" or "weight", inverted)
 RATES = ()     # the run-time rates of the masks, by name
 PARAMS = {
     "weight_ih": ('H', 'I'),
@@ -95,11 +95,12 @@ def _backward_loop(lengths, reverse, dy, zx_ih, d_h, dz_hh, weight_hh, dv_hh):
         d_h += dv_hh
 
 
-def draw_masks(T, B, H, rates=None, training=True, rng=None, dtype=np.float32):
+def draw_masks(T, B, H, rates=None, training=True, rng=None, dtype=np.float32, params=None):
     """The random masks of one forward call ({name: host array}, for forward(masks=...)): each is
     1 with probability 1 - p for its rate p in `rates` ({name: p}, None: all 0), drawn from `rng`
-    (a numpy Generator or seed); with training=False, or p = 0, its expectation, drawing nothing."""
-    return checks.draw_masks(MASKS, RATES, T, B, H, rates, training, rng, dtype)
+    (a numpy Generator or seed); with training=False, or p = 0, its expectation, drawing nothing.
+    A DropConnect mask of a weight takes its shape from `params`."""
+    return checks.draw_masks(MASKS, RATES, T, B, H, rates, training, rng, dtype, params)
 
 
 def forward(x, params, state0=None, lengths=None, reverse=False, masks=None):
@@ -113,7 +114,8 @@ def forward(x, params, state0=None, lengths=None, reverse=False, masks=None):
         return device.cuda_module(__name__, __file__, NAME).forward(x, params, state0, lengths, reverse, masks)
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
                                                                 PARAMS, STATES, INITIAL)
-    masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS), x.dtype)
+    masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS), x.dtype,
+                                 params)
     T, B, I = x.shape
     H = state0[0].shape[1]
     dtype = x.dtype

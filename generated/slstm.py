@@ -2,7 +2,7 @@
 
 source spec: slstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 6402eb9357d85389c8155898deb37661c051999038df5b8b773f3ac0d308ffb4
+sha256 of spec + templates + math libraries + versions: f36d16cd47ccd67f5820eb056425791197078b6cbdd5d06f097c64e9ff5057c8
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -42,11 +42,11 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, exp_nonpositive as _exp_nonpositive, head_weight_grad as _head_weight_grad, log_sigmoid as _log_sigmoid, maximum as _maximum, sigmoid as _sigmoid, step as _step, tanh as _tanh  # noqa: F401
 
 NAME = "slstm"
-SPEC_SHA256 = "6402eb9357d85389c8155898deb37661c051999038df5b8b773f3ac0d308ffb4"
+SPEC_SHA256 = "f36d16cd47ccd67f5820eb056425791197078b6cbdd5d06f097c64e9ff5057c8"
 STATES = ('h', 'c', 'n', 'm')
 OUTPUT = "h"
 INITIAL = {'m': 'lowest'}     # the states that do not start at zero when state0 leaves them out
-MASKS = {}     # random keep-masks: name -> (rate, "step" or "sequence", inverted)
+MASKS = {}     # random keep-masks: name -> (rate, "step", "sequence" or "weight", inverted)
 RATES = ()     # the run-time rates of the masks, by name
 PARAMS = {
     "weight_ih": ('4*H', 'I'),
@@ -204,11 +204,12 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, s_n, s_m, d_h, d_c, d_n, d_
         d_h += dv_hh
 
 
-def draw_masks(T, B, H, rates=None, training=True, rng=None, dtype=np.float32):
+def draw_masks(T, B, H, rates=None, training=True, rng=None, dtype=np.float32, params=None):
     """The random masks of one forward call ({name: host array}, for forward(masks=...)): each is
     1 with probability 1 - p for its rate p in `rates` ({name: p}, None: all 0), drawn from `rng`
-    (a numpy Generator or seed); with training=False, or p = 0, its expectation, drawing nothing."""
-    return checks.draw_masks(MASKS, RATES, T, B, H, rates, training, rng, dtype)
+    (a numpy Generator or seed); with training=False, or p = 0, its expectation, drawing nothing.
+    A DropConnect mask of a weight takes its shape from `params`."""
+    return checks.draw_masks(MASKS, RATES, T, B, H, rates, training, rng, dtype, params)
 
 
 def forward(x, params, state0=None, lengths=None, reverse=False, masks=None):
@@ -222,7 +223,8 @@ def forward(x, params, state0=None, lengths=None, reverse=False, masks=None):
         return device.cuda_module(__name__, __file__, NAME).forward(x, params, state0, lengths, reverse, masks)
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
                                                                 PARAMS, STATES, INITIAL)
-    masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS), x.dtype)
+    masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS), x.dtype,
+                                 params)
     T, B, I = x.shape
     H = state0[0].shape[1]
     dtype = x.dtype

@@ -298,11 +298,8 @@ class RNN(torch.nn.Module):
         def run(layer, direction, layer_input):
             k = unit(layer, direction, D)
             s0 = tuple(s[k] for s in state0) if state0 is not None else (None,) * len(self.states)
-            gen = self.gen
-            if getattr(gen, "MASKS", None):     # this call's masks, fixed for its backward
-                masks = gen.draw_masks(T, B, self.hidden_size, self.rates, self.training, self.mask_rng,
-                                       np.float64 if dtype == torch.float64 else np.float32)
-                gen = with_masks(gen, masks)
+            gen = with_masks(self.gen, T, B, self.hidden_size, self.rates, self.training, self.mask_rng,  # drawn now
+                             np.float64 if dtype == torch.float64 else np.float32, self._layer_params(layer, direction))
             try:
                 res = CellFunction.apply(gen, checked, bool(direction), layer_input,
                                          *s0, *self._layer_params(layer, direction))

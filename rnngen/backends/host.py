@@ -42,6 +42,25 @@ def size_names(kernel):
     return tuple(out)
 
 
+def dropped_weights(kernel, namer):
+    """{linear: the wrapper's local name of its weight of this call} for the DropConnect linears."""
+    return {b.owner: namer.claim(f"{kernel.buffer('weight', b.owner).name}_drop", ("kernel", "wrapper"))
+            for b in kernel.buffers if b.role == "weight_mask"}
+
+
+def weight_setup(kernel, dropped, forward):
+    """The wrapper lines giving each DropConnect linear its weight of this call (weight * mask):
+    forward takes the mask from `masks` (backward from `saved`)."""
+    lines = []
+    for b in kernel.buffers:
+        if b.role == "weight_mask":
+            w = kernel.buffer("weight", b.owner)
+            if forward:
+                lines.append(f'{b.name} = masks["{w.param}"]   # DropConnect of {w.param}: None at rate 0 and in eval')
+            lines.append(f'{dropped[b.owner]} = checks.drop_weight(params["{w.param}"], {b.name})')
+    return lines
+
+
 def saved_key(buffer):
     """The attribute of `saved` holding a buffer: s_<state> for states (the checks read them)."""
     return f"s_{buffer.owner}" if buffer.role == "states" else buffer.name
@@ -76,9 +95,12 @@ def after_loop(kernel, ops):
                 src = "x2d" if op.input.role == "x" else f"{op.input.name}[:T].reshape(T * B, H)"
             if op.heads:
                 heads = f'params["{op.weight.param}"].shape[0]'
-                out.append(f'd_params["{op.weight.param}"] = {ops.head_gemm_tn.format(a=flat, b=src, heads=heads)}')
-                continue
-            out.append(f'd_params["{op.weight.param}"] = {ops.gemm_tn.format(a=flat, b=src)}')
+                grad = ops.head_gemm_tn.format(a=flat, b=src, heads=heads)
+            else:
+                grad = ops.gemm_tn.format(a=flat, b=src)
+            if op.mask is not None:        # DropConnect: the gradient of weight * mask
+                grad = f"checks.drop_weight({grad}, {op.mask.name})"
+            out.append(f'd_params["{op.weight.param}"] = {grad}')
         elif isinstance(op, ir.InputGrad):
             part = ops.gemm.format(a=flat, b=f'params["{op.weight.param}"]')
             if op.loop_order:

@@ -6,6 +6,11 @@ the masks of one forward call on the host from a numpy Generator, in MASKS order
 gives the same masks on the CPU and on the GPU (the CUDA module copies them over). A mask whose
 rate is 0, or any mask in eval mode, is its expectation (1 - p, or 1 when inverted) and draws
 nothing from the generator. Backward reads the masks forward saved.
+
+per "weight" is DropConnect of a linear's weight (`cell.linear(..., dropconnect=rate)`): the
+mask is named as the weight parameter, has its shape, is drawn once per forward call and is
+inverted; at rate 0 or in eval mode it is None and the weight is used as it is (nothing drawn,
+nothing multiplied).
 """
 import numbers
 import types
@@ -30,7 +35,11 @@ def check_rates(rates, spec_rates, where="rates"):
     return out
 
 
-def shape_of(per, T, B, H):
+def shape_of(per, T, B, H, name=None, params=None):
+    if per == "weight":
+        if params is None or name not in params:
+            raise ValueError(f"the DropConnect mask of {name} needs the parameters (draw_masks(..., params=))")
+        return tuple(params[name].shape)
     return (T, B, H) if per == "step" else (B, H)
 
 
@@ -38,15 +47,20 @@ def expectation(p, inverted):
     return 1.0 if inverted else 1.0 - p
 
 
-def draw(spec_masks, spec_rates, T, B, H, rates=None, training=True, rng=None, dtype=np.float32):
-    """{mask name: host array (T, B, H) per step or (B, H) per sequence} for one forward call.
-    rng: a numpy Generator (or a seed; None: fresh entropy), drawn from only for a rate > 0 in
-    training mode. Masks at the same constant share one array."""
+def draw(spec_masks, spec_rates, T, B, H, rates=None, training=True, rng=None, dtype=np.float32, params=None):
+    """{mask name: host array (T, B, H) per step, (B, H) per sequence, a weight's shape for
+    DropConnect (from `params`; None when not drawn)} for one forward call. rng: a numpy Generator
+    (or a seed; None: fresh entropy), drawn from only for a rate > 0 in training mode. Masks at the
+    same constant share one array."""
     rates = check_rates(rates, spec_rates)
     dtype = np.dtype(dtype)
     out, constant = {}, {}
     for name, (rate, per, inverted) in spec_masks.items():
-        p, shape = rates.get(rate, 0.0), shape_of(per, T, B, H)
+        p = rates.get(rate, 0.0)
+        if per == "weight" and (p == 0 or not training):
+            out[name] = None
+            continue
+        shape = shape_of(per, T, B, H, name, params)
         if p == 0 or not training:
             value = expectation(p, inverted)
             if (shape, value) not in constant:
@@ -60,9 +74,10 @@ def draw(spec_masks, spec_rates, T, B, H, rates=None, training=True, rng=None, d
     return out
 
 
-def check_masks(masks, spec_masks, T, B, H, array):
+def check_masks(masks, spec_masks, T, B, H, array, params=None):
     """forward()'s `masks` ({name: array}, None: every mask at rate 0) checked; `array(name,
-    value, ndim)` is the backend's conversion. A mask left out is ones (rate 0)."""
+    value, ndim)` is the backend's conversion. A mask left out is ones (rate 0); a DropConnect
+    mask left out (or None) is None: the weight as it is."""
     if masks is None:
         masks = {}
     if not hasattr(masks, "items"):
@@ -72,21 +87,29 @@ def check_masks(masks, spec_masks, T, B, H, array):
         raise ValueError(f"masks has unknown names {unknown}; this cell's masks are {list(spec_masks)}")
     out = {}
     for name, (_, per, _) in spec_masks.items():
-        shape = shape_of(per, T, B, H)
+        if per == "weight" and masks.get(name) is None:
+            out[name] = None
+            continue
+        shape = shape_of(per, T, B, H, name, params)
         if name not in masks:
             out[name] = array(f"masks[{name!r}]", np.ones(shape), len(shape))
             continue
         arr = array(f"masks[{name!r}]", masks[name], len(shape))
         if tuple(arr.shape) != shape:
-            raise ValueError(f"masks[{name!r}] must have shape {shape} ({'(T, B, H)' if per == 'step' else '(B, H)'}),"
-                             f" got {tuple(arr.shape)}")
+            what = {"step": "(T, B, H)", "sequence": "(B, H)", "weight": f"the shape of params[{name!r}]"}[per]
+            raise ValueError(f"masks[{name!r}] must have shape {shape} ({what}), got {tuple(arr.shape)}")
         out[name] = arr
     return out
 
 
-def with_masks(gen, masks):
-    """A stand-in for generated module `gen` whose forward runs with these masks (the PyTorch
-    bridge hands it to its autograd Function, which calls forward with the usual arguments)."""
+def with_masks(gen, T, B, H, rates, training, rng, dtype, params):
+    """`gen`, or (a cell with masks) a stand-in whose forward runs with the masks drawn now
+    (draw_masks; `params` in PARAMS order): the PyTorch bridge hands it to its autograd Function,
+    which calls forward with the usual arguments, and backward uses the masks that forward saved."""
+    if not getattr(gen, "MASKS", None):
+        return gen
+    masks = gen.draw_masks(T, B, H, rates, training, rng, dtype, dict(zip(gen.PARAMS, params)))
+
     def forward(x, params, state0=None, lengths=None, reverse=False):
         return gen.forward(x, params, state0, lengths, reverse, masks=masks)
     return types.SimpleNamespace(NAME=gen.NAME, STATES=gen.STATES, PARAMS=gen.PARAMS, forward=forward,

@@ -18,6 +18,7 @@ import sympy
 from .. import __version__
 from ..spec.loader import load_spec
 from . import cse, derive, lower, names, printer, rewrite, step
+from .masks import masks_of
 from .targets import TARGETS
 
 
@@ -81,8 +82,7 @@ class Compilation:
         return {"name": cell.name, "spec_file": os.path.basename(self.path), "specs_folder": self.specs_folder,
                 "sha256": self.sha256(), "versions": versions(), "states": cell.states, "output": cell.output,
                 "initial": dict(cell.initial),
-                "masks": {m.name: (m.rate, m.per, m.inverted) for m in cell.masks},
-                "rates": tuple(dict.fromkeys(m.rate for m in cell.masks))}
+                "masks": masks_of(cell), "rates": tuple(dict.fromkeys(r for r, _, _ in masks_of(cell).values()))}
 
     def files(self):
         """{file name: source text} of every target's module."""

@@ -41,6 +41,7 @@ ROLES = {
     "d_linear_input": "the gradient of a linear's pointwise input at this step (B, H)",
     "d_vector": "the gradient of a per-unit parameter (H,)",
     "mask": "a random keep-mask: (T, B, H) per step, time order, or (B, H) per sequence",
+    "weight_mask": "a DropConnect keep-mask of a linear's weight (its shape), or None at rate 0",
 }
 
 
@@ -143,6 +144,7 @@ class WeightGrad:
     input: Buffer
     loop_order: bool = False
     heads: bool = False     # a block-diagonal weight: one GEMM per head over its rows and inputs
+    mask: object = None     # DropConnect: the weight_mask Buffer the gradient is multiplied by
 
 
 @dataclass(frozen=True)

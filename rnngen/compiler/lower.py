@@ -10,6 +10,7 @@ import sympy as sp
 from . import ir
 from .blocks import BlockBuilder
 from .derive import adjoint
+from .masks import masks_of
 from .names import KERNEL_GLOBALS, WRAPPER_NAMES, Namer
 
 _LOOP_NAMES = ("step", "t", "b", "j", "T", "B", "H", "lengths", "reverse")
@@ -96,6 +97,10 @@ class _Lowering:
                 b.append(self._buffer(f"v_{n.name}", "linear_input", (T, B, H), True, n.name))
         for m in cell.masks:
             b.append(self._buffer(f"mask_{m.name}", "mask", (T, B, H) if m.per == "step" else (B, H), True, m.name))
+        for lin in cell.linears:
+            if lin.dropconnect:
+                w = next(p for p in self.params if p.role == "weight" and p.owner == lin.name)
+                b.append(self._buffer(f"mask_{w.name}", "weight_mask", w.dims, True, lin.name, lin.gates))
         b += [self._buffer(f"d_{s}", "d_state", (B, H), owner=s) for s in cell.states]
         for n in step.linears:
             if n.level == 0 and n.name not in self.ties:
@@ -165,7 +170,8 @@ class _Lowering:
             else:
                 d = self.get("d_preact", n.name)
                 src = self.get("states", n.input_state) if n.input_state else self.get("linear_input", n.name)
-                out.append(ir.WeightGrad(weight, d, src, heads=n.linear.heads))
+                out.append(ir.WeightGrad(weight, d, src, heads=n.linear.heads,
+                                         mask=self.get("weight_mask", n.name) if n.linear.dropconnect else None))
             if n.linear.bias:
                 twin = [a for a, r in self.ties.items() if r == n.name and a in done]
                 out.append(ir.BiasGrad(self.get("bias", n.name), d, self.get("bias", twin[0]) if twin else None))
@@ -194,7 +200,7 @@ class _Lowering:
                          self.linears(), self.hoisted(), self.forward(blocks), self.backward(blocks),
                          self.after(), dict(self.ties), tie_sums, named, self._adjoints(), self._vectors(),
                          updates, dict(self.loop), self.namer, initial=dict(self.cell.initial),
-                         masks={m.name: (m.rate, m.per, m.inverted) for m in self.cell.masks})
+                         masks=masks_of(self.cell))
 
     def _adjoints(self):
         return {self.local[adjoint(s)].name: self.local[s].name for s, _ in self.p.named}

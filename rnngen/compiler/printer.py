@@ -122,6 +122,10 @@ def equations(kernel):
         lines.append(f" the loop adds them once, as {', '.join(kernel.tie_sums[a])}, and saves the sums for backward)")
     lines += [f"{s} <- {sp.sstr(kernel.updates[s])}" for s in kernel.states]
     for name, (rate, per, inverted) in kernel.masks.items():
+        if per == "weight":
+            lines.append(f"({name} is DropConnect: times a keep-mask of its shape drawn once per forward, 1 with "
+                         f"probability 1 - p, scaled by 1/(1 - p), p = rate {rate!r}; eval: {name} itself)")
+            continue
         scale = ", scaled by 1/(1 - p)" if inverted else ""
         lines.append(f"({name}: random keep-mask, 1 with probability 1 - p, p = rate {rate!r}{scale}; "
                      f"{'one per sequence' if per == 'sequence' else 'drawn every step'}; eval: its expectation)")

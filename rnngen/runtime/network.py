@@ -271,7 +271,8 @@ class RNN:
             s0 = tuple(None if s is None else s[idx] for s in state0)
             masks = {}
             if getattr(self.cell, "MASKS", None):       # drawn on the host: one seed, one set on every device
-                masks = {"masks": self.cell.draw_masks(T, B, H, self.rates, self.training, self.mask_rng, self.dtype)}
+                masks = {"masks": self.cell.draw_masks(T, B, H, self.rates, self.training, self.mask_rng, self.dtype,
+                                                       self._layer_params(k, d))}
             y_d, fin, saved[k, d] = self.cell.forward(inp, self._layer_params(k, d),
                                                       None if all(s is None for s in s0) else s0,
                                                       lengths, reverse=bool(d), **masks)

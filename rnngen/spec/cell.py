@@ -63,6 +63,7 @@ class Linear:
     file: str
     line: int
     heads: bool = False     # block-diagonal over the run-time size `heads` (see Cell.linear)
+    dropconnect: str = None  # the rate of DropConnect on its weight (see Cell.linear), or None
 
     @property
     def of_x(self):
@@ -174,14 +175,19 @@ class Cell:
             _fail(f"parameter {pname!r} is declared twice", symbol=pname)
         self._params.add(pname)
 
-    def linear(self, name, v, gates=1, bias=True, heads=False):
+    def linear(self, name, v, gates=1, bias=True, heads=False, dropconnect=None):
         """Declare weight_<name> (gates*H, dim v) and bias_<name> (gates*H,); return one symbol per gate.
 
         heads=True: a block-diagonal linear of NH heads, NH the run-time size `heads` (a keyword of
         init_params, RNN and the bridge, default 1; H must be divisible by it), each head of DH = H / NH
         units: weight_<name> has shape (NH, gates*DH, DH), and in head n rows g*DH + d hold gate
         g's weights of unit n*DH + d over the head's inputs v[n*DH:(n+1)*DH]. Only a linear of a
-        state or of an expression of the step (a recurrent linear) can have heads."""
+        state or of an expression of the step (a recurrent linear) can have heads.
+
+        dropconnect="rate": DropConnect of the weight of a recurrent linear: each forward call in
+        training mode multiplies it by a keep-mask of its shape (1 with probability 1 - p, p the
+        run-time rate of that name), scaled by 1 / (1 - p); backward uses the same mask; at p = 0
+        and in eval mode the weight is used as it is."""
         file, line = _caller()
         _check_identifier("linear", name)
         if not isinstance(heads, bool):
@@ -196,6 +202,11 @@ class Cell:
         if v != X and X in v.free_symbols:
             _fail(f"linear {name!r}: x can only be the whole input of a linear; "
                   f"it cannot be mixed into an expression ({v})", symbol="x")
+        if dropconnect is not None:
+            _check_identifier("rate", dropconnect)
+            if v == X:
+                _fail(f"linear {name!r}: dropconnect needs a recurrent linear (of a state or an expression "
+                      f"of the step), not of x", symbol=name)
         if heads and v == X:
             _fail(f"linear {name!r}: heads=True needs a recurrent linear (of a state or an expression "
                   f"of the step), not of x", symbol=name)
@@ -206,7 +217,7 @@ class Cell:
             if o.name in self._names:
                 _fail(f"linear {name!r}: symbol {o.name!r} is already in use", symbol=o.name)
             self._names.add(o.name)
-        self.linears.append(Linear(name, v, gates, bool(bias), outputs, file, line, heads))
+        self.linears.append(Linear(name, v, gates, bool(bias), outputs, file, line, heads, dropconnect))
         return outputs
 
     def vector(self, name):

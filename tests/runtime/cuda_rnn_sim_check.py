@@ -55,10 +55,12 @@ def compare(pairs):
 MASKS = [None]
 
 
-def stack(cell, T=3, B=3, I=2, H=3, lengths=(3, 1, 2), dropout=0.0, batch_first=False, host_inputs=False):
-    """A 2-layer bidirectional RNN on the CPU and on the (simulated) GPU: forward + backward."""
+def stack(cell, T=3, B=3, I=2, H=3, lengths=(3, 1, 2), dropout=0.0, batch_first=False, host_inputs=False,
+          **extra):
+    """A 2-layer bidirectional RNN on the CPU and on the (simulated) GPU: forward + backward;
+    `extra`: the cell's rates and run-time sizes (the same seed draws the same masks on both)."""
     kw = dict(num_layers=2, bidirectional=True, dropout=dropout, batch_first=batch_first,
-              dtype=np.float32, seed=5)
+              dtype=np.float32, seed=5, **extra)
     cpu = rnngen.RNN(cell, I, H, **kw)
     gpu = rnngen.RNN(cell, I, H, device="cuda", **kw)
     rng = np.random.default_rng(7)
@@ -67,6 +69,8 @@ def stack(cell, T=3, B=3, I=2, H=3, lengths=(3, 1, 2), dropout=0.0, batch_first=
     shape_y = (B, T, 2 * H) if batch_first else (T, B, 2 * H)
     x = rng.standard_normal(shape_x).astype(np.float32)
     state0 = tuple((0.5 * rng.standard_normal((L, B, H))).astype(np.float32) for _ in cpu.states)
+    if getattr(cpu.cell, "INITIAL", None):      # slstm: a positive normaliser n
+        state0 = tuple(np.abs(s) + np.float32(0.5) for s in state0)
     dy = rng.standard_normal(shape_y).astype(np.float32)
     d_final = tuple(rng.standard_normal((L, B, H)).astype(np.float32) for _ in cpu.states)
     lengths = np.array(lengths)
@@ -174,6 +178,9 @@ def main():
     cases = [("lstm", "2 layers bidirectional lengths", lambda: stack("lstm")),
              ("gru_classic", "2 layers bidirectional lengths", lambda: stack("gru_classic", lengths=(3, 0, 2))),
              ("lstm", "dropout batch_first host inputs", dropout_case),
+             ("lstm_zoneout", "rates", lambda: stack("lstm_zoneout", rates={"zoneout": 0.5})),
+             ("lstm_vd", "rates", lambda: stack("lstm_vd", rates={"dropout_h": 0.5}, dropout=0.3)),
+             ("slstm", "heads", lambda: stack("slstm", H=4, heads=2)),
              ("gru_classic", "step state_dict to errors", extras),
              ("benchmarks/gpu_correct.py", "rnn_case", benchmark_script_check)]
     for cell, case, fn in cases:

@@ -40,13 +40,18 @@ def forward_inputs(x, params, state0, lengths, reverse, spec_params, states, ini
     return x, params, state0, lengths, reverse
 
 
-def forward_masks(masks, spec_masks, T, B, H, dtype):
+def forward_masks(masks, spec_masks, T, B, H, dtype, params=None):
     """forward()'s `masks` checked (numpy arrays of x's dtype); those left out are ones."""
     def array(name, value, ndim):
         if isinstance(value, (np.ndarray, list, tuple)):
             value = np.asarray(value, dtype)
         return host_array(name, value, ndim, dtype)
-    return check_masks(masks, spec_masks, T, B, H, array)
+    return check_masks(masks, spec_masks, T, B, H, array, params)
+
+
+def drop_weight(weight, mask):
+    """A DropConnect linear's weight in this call (weight * mask; the weight itself at rate 0)."""
+    return weight if mask is None else weight * mask
 
 
 def backward_inputs(dy, d_final, saved, cell_name, states):

@@ -4,7 +4,8 @@ from dataclasses import dataclass, field
 
 from ...compiler import ir
 from ...compiler.printer import Constants, KernelPrinter
-from ..host import SIZE_DEFAULTS, HostOps, after_loop, d_state0, saved_call, saved_key, shape, size_names, width
+from ..host import (SIZE_DEFAULTS, HostOps, after_loop, d_state0, saved_call, saved_key, shape, size_names,
+                    weight_setup, width)
 
 
 @dataclass
@@ -140,6 +141,7 @@ def _forward_setup(k, lay):
         buf = k.buffer("states", s)
         setup += [lay.allocate(buf), f"{buf.name}[0] = state0[{i}]"]
     setup += [f'{b.name} = masks["{b.owner}"]' for b in k.buffers if b.role == "mask"]
+    setup += weight_setup(k, lay.dropped, True)
     for b in k.buffers:
         if b.role == "preact":
             x = next((a for a, r in k.ties.items() if r == b.owner), None)
@@ -152,7 +154,8 @@ def _forward_setup(k, lay):
 
 
 def _backward_setup(k, lay):
-    setup = [f"{k.buffer('d_state', s).name} = d_final[{i}]" for i, s in enumerate(k.states)]
+    setup = weight_setup(k, lay.dropped, False)
+    setup += [f"{k.buffer('d_state', s).name} = d_final[{i}]" for i, s in enumerate(k.states)]
     setup += [lay.allocate(b) for b in k.buffers if b.role in ("d_preact", "d_x_preact", "d_linear_input")]
     setup += [lay.allocate(b, "the product dv = dz @ W, added to the state's gradient")
               for b in lay.scratch.values()]

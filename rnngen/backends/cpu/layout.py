@@ -15,6 +15,7 @@ loops index them.
   output (backward gathers them the same way): the rest of the step reads gate-major columns.
 """
 from ...compiler import ir
+from ..host import dropped_weights
 
 _ZEROED = ("d_preact", "d_x_preact", "d_vector")
 
@@ -38,6 +39,7 @@ class CpuLayout:
                     name = self.namer.claim(f"dv_{op.linear}", ("kernel", "wrapper"))
                     self.scratch[op.linear] = ir.Buffer(name, "d_linear_input", (ir.B, ir.H), owner=op.linear)
         self.views = {}
+        self.dropped = dropped_weights(kernel, self.namer)   # DropConnect: linear -> its weight of the call
         # block-diagonal linears: the loops' names and the per-head scratch arrays (B, gates*DH), (B, DH)
         self.head_scratch = {}
         heads = [op for st in kernel.forward + kernel.backward for op in st.ops
@@ -145,6 +147,8 @@ class CpuLayout:
         """How the wrappers pass a kernel argument."""
         if buffer.role in ("y", "dy"):
             return buffer.role
+        if buffer.role == "weight" and buffer.owner in self.dropped:
+            return self.dropped[buffer.owner]
         if buffer.param:
             return f'params["{buffer.param}"]'
         return buffer.name

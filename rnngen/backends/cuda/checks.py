@@ -49,13 +49,18 @@ def forward_inputs(x, params, state0, lengths, reverse, spec_params, states, ini
     return x, params, state0, lengths, reverse
 
 
-def forward_masks(masks, spec_masks, T, B, H, dtype):
+def forward_masks(masks, spec_masks, T, B, H, dtype, params=None):
     """forward()'s `masks` on the device (host arrays are copied over); those left out are ones."""
     def array(name, value, ndim):
         if isinstance(value, np.ndarray) and value.dtype != np.dtype(dtype):
             value = value.astype(dtype)
         return as_device(name, value, ndim, dtype)
-    return check_masks(masks, spec_masks, T, B, H, array)
+    return check_masks(masks, spec_masks, T, B, H, array, params)
+
+
+def drop_weight(weight, mask):
+    """A DropConnect linear's weight in this call (weight * mask; the weight itself at rate 0)."""
+    return weight if mask is None else elementwise.multiply(weight, mask)
 
 
 _FULL_LENGTHS = {}

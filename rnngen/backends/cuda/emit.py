@@ -139,11 +139,11 @@ def _forward_setup(k, lay):
         setup += [lay.allocate(buf), f"elementwise.copy(state0[{i}], {buf.name}[0]{fill})"]
     setup += [lay.allocate(b) for b in k.buffers if b.role in ("preact", "linear_input")]
     setup += [f'{b.name} = masks["{b.owner}"]' for b in k.buffers if b.role == "mask"]
-    return lay.dense_heads() + setup
+    return lay.dense_heads(True) + setup
 
 
 def _backward_setup(k, lay):
-    setup = lay.dense_heads() + [f"{k.buffer('d_state', s).name} = d_final[{i}]" for i, s in enumerate(k.states)]
+    setup = lay.dense_heads(False) + [f"{k.buffer('d_state', s).name} = d_final[{i}]" for i, s in enumerate(k.states)]
     return setup + [lay.allocate(b) for b in k.buffers
                     if b.role in ("d_preact", "d_x_preact", "d_linear_input", "d_vector")]
 

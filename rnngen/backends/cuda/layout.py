@@ -13,6 +13,7 @@ persistent kernels index them.
   FLOPs: a GEMM slice per head is left to the rewrite of the per-step CUDA GEMM kernels.
 """
 from ...compiler import ir
+from ..host import dropped_weights, weight_setup
 
 
 def shape_text(dims):
@@ -27,16 +28,21 @@ class CudaLayout:
         self.namer = kernel.namer.copy()
         self.dense = {lin.name: self.namer.claim(f"weight_{lin.name}_dense", ("kernel", "wrapper"))
                       for lin in kernel.linears if lin.heads}
+        self.dropped = dropped_weights(kernel, self.namer)   # DropConnect: linear -> its weight of the call
 
     def dims(self, buffer):
         if buffer.role == "weight" and buffer.owner in self.dense:
             return (buffer.gates * ir.H, ir.H)
         return (ir.B, ir.H) if buffer.role == "d_vector" else buffer.dims
 
-    def dense_heads(self):
-        """The wrapper lines making the dense matrix of every block-diagonal weight."""
-        return [f'{name} = heads.dense(params["{self.kernel.buffer("weight", lin).param}"])   # block-diagonal, '
-                "off-diagonal blocks zero" for lin, name in self.dense.items()]
+    def dense_heads(self, forward):
+        """The wrapper lines of the weights the kernels read: a DropConnect linear's weight * mask,
+        then the dense matrix of every block-diagonal weight."""
+        lines = weight_setup(self.kernel, self.dropped, forward)
+        for lin, name in self.dense.items():
+            src = self.dropped.get(lin) or f'params["{self.kernel.buffer("weight", lin).param}"]'
+            lines.append(f"{name} = heads.dense({src})   # block-diagonal, off-diagonal blocks zero")
+        return lines
 
     def terms(self, read):
         return list(read.terms)
@@ -71,6 +77,8 @@ class CudaLayout:
             return buffer.role
         if buffer.role == "weight" and buffer.owner in self.dense:
             return self.dense[buffer.owner]
+        if buffer.role == "weight" and buffer.owner in self.dropped:
+            return self.dropped[buffer.owner]
         if buffer.param:
             return f'params["{buffer.param}"]'
         return buffer.name
