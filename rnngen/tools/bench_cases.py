@@ -18,7 +18,11 @@ CELLS = ("lstm", "gru", "gru_classic", "rnn_tanh", "lstm_peephole")
 SIZES = {"course": (10, 10, 3, 5), "small": (256, 32, 128, 128), "fastrnns": (100, 64, 512, 512)}
 #: the torch.nn module computing the same cell (same gate order and parameter names), if any
 TORCH_EQUIVALENT = {"lstm": ("LSTM", {}), "gru": ("GRU", {}), "rnn_tanh": ("RNN", {"nonlinearity": "tanh"}),
-                    "rnn_relu": ("RNN", {"nonlinearity": "relu"})}
+                    "rnn_relu": ("RNN", {"nonlinearity": "relu"}),
+                    # the regularised LSTMs at their default rate 0 (bench runs them so) are lstm
+                    "lstm_zoneout": ("LSTM", {}), "lstm_vd": ("LSTM", {}), "lstm_weightdrop": ("LSTM", {})}
+#: the run-time sizes a cell is measured with
+CELL_SIZES = {"slstm": {"heads": 4}}
 #: the cases added when lstm and the small size are measured: (layers, bidirectional, dtype or None
 #: for the run's dtype); the float64 one is added to a float32 run only
 EXTRA_CASES = ((2, True, None), (1, False, "float64"))
@@ -51,7 +55,7 @@ def forward_has_need_grad(net):
 def rnn_flops(net, T, B):
     """GEMM FLOPs of one forward of the whole network: 2*T*B*rows*cols per weight matrix."""
     return sum(2 * T * B * int(np.prod(v.shape)) for k, v in net.params.items()
-               if k.startswith("weight_") and len(v.shape) == 2)
+               if k.startswith("weight_") and len(v.shape) >= 2)     # a heads weight: its blocks only
 
 
 def rnngen_fns(net, x, dy):
@@ -161,7 +165,7 @@ def bench_case(case, settings, reps, threads, gemm, budget_s=None):
     T, B, I, H = SIZES[case["size"]]
     dtype = np.dtype(case["dtype"]).type
     net = rnngen.RNN(case["cell"], I, H, num_layers=case["layers"], bidirectional=case["bidirectional"],
-                     dtype=dtype, seed=0)
+                     dtype=dtype, seed=0, **CELL_SIZES.get(case["cell"], {}))
     D = 2 if case["bidirectional"] else 1
     x = np.random.default_rng(0).standard_normal((T, B, I)).astype(dtype)
     dy = np.ones((T, B, D * H), dtype)

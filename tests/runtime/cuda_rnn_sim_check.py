@@ -180,6 +180,7 @@ def main():
              ("lstm", "dropout batch_first host inputs", dropout_case),
              ("lstm_zoneout", "rates", lambda: stack("lstm_zoneout", rates={"zoneout": 0.5})),
              ("lstm_vd", "rates", lambda: stack("lstm_vd", rates={"dropout_h": 0.5}, dropout=0.3)),
+             ("lstm_weightdrop", "rates", lambda: stack("lstm_weightdrop", rates={"weight_drop": 0.5})),
              ("slstm", "heads", lambda: stack("slstm", H=4, heads=2)),
              ("gru_classic", "step state_dict to errors", extras),
              ("benchmarks/gpu_correct.py", "rnn_case", benchmark_script_check)]

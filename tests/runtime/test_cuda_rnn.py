@@ -38,7 +38,8 @@ def test_deep_bidirectional_stack_with_lengths_matches_cpu(results, cell):
     assert row["host_copies"] == 0, "the stack copied device data back to the host"
 
 
-@pytest.mark.parametrize("cell, case", [("lstm_zoneout", "rates"), ("lstm_vd", "rates"), ("slstm", "heads")])
+@pytest.mark.parametrize("cell, case", [("lstm_zoneout", "rates"), ("lstm_vd", "rates"), ("lstm_weightdrop", "rates"),
+                                        ("slstm", "heads")])
 def test_masks_and_heads_match_cpu_with_the_same_seed(results, cell, case):
     """The cell's random masks (training mode, rate 0.5) drawn from the same seed on both devices,
     forward and backward; slstm with 2 heads: the same on the GPU as on the CPU."""
