@@ -209,7 +209,9 @@ def run(cell, case):
     d_final = tuple(rng.standard_normal((B, H)).astype(dtype) for _ in mod.STATES)
     # a cell with masks runs with the same drawn masks (rate 0.5) on both; one with initial values
     # (slstm: a normaliser n) from positive states (initial_case checks state0=None)
-    masks = mod.draw_masks(T, B, H, {r: 0.5 for r in mod.RATES}, rng=3, dtype=dtype) if mod.MASKS else None
+    masks = None
+    if mod.MASKS:
+        masks = mod.draw_masks(T, B, H, {r: 0.5 for r in mod.RATES}, rng=3, dtype=dtype, params=params)
     if mod.INITIAL:
         state0 = tuple(np.abs(s) + dtype(0.5) for s in state0)
     ref_y, ref_final, saved = mod.forward(x, params, state0, lengths, reverse, masks=masks)

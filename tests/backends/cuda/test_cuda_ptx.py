@@ -21,7 +21,8 @@ import rnngen
 pytest.importorskip("numba.cuda")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-RECURRENT = {"gru", "gru_classic", "lstm", "lstm_peephole", "rnn_relu", "rnn_tanh"}
+RECURRENT = {"gru", "gru_classic", "lstm", "lstm_peephole", "rnn_relu", "rnn_tanh", "lstm_zoneout", "lstm_vd",
+             "lstm_weightdrop", "slstm"}
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +70,7 @@ def test_persistent_kernels_compile(kernels, cell):
 
 
 RUNTIME = ("gemm 128x128x8x8x8", "gemm 64x64x16x4x4", "column_sum", "fill", "copy1d",
-           "_into_last", "_from_last", "_multiply", "_add", "_swap01", "_loop_order")
+           "_into_last", "_from_last", "_multiply", "_add", "_swap01", "_loop_order", "heads _dense", "heads _blocks")
 
 
 @pytest.mark.parametrize("kernel", RUNTIME)
