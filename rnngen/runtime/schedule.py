@@ -8,9 +8,10 @@ module on part of the work, with no synchronisation until the end:
   the whole sequence): each slice's hoisted GEMM, time loop and weight-gradient GEMMs are its own,
   and the weight gradients of the slices are added up;
 - the layers of a stack run one after another.
-Every BLAS call inside a parallel call runs on one BLAS thread (OpenBLAS's own threads fight over
-the per-step GEMMs of 16-64 rows; see BENCHMARKS.md), set and restored around the call through
-threadpoolctl (rnngen.runtime.threads), unless the user owns the BLAS threads.
+Every BLAS call inside a call that is not tiny runs on one BLAS thread, serial or parallel
+(OpenBLAS's own threads fight over the per-step GEMMs of 16-64 rows; see BENCHMARKS.md), set and
+restored around the call through threadpoolctl (rnngen.runtime.threads), unless the user owns the
+BLAS threads.
 
 `set_num_threads(n)` is the user's setting (like torch.set_num_threads): at most n threads per
 call; the default is the CPUs this process may use. If the user owns the BLAS threads
@@ -28,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ..backends.checks import CheckedLengths
+from ..backends.checks import CheckedLengths, hidden_size
 from . import threads as blas
 
 MIN_WORK = 32768        # T * B * H of one direction below which a call runs serially
@@ -60,10 +61,11 @@ def get_num_threads():
 class Plan:
     """The tasks of one layer: directions run concurrently or not, and slices per direction."""
 
-    def __init__(self, parallel_directions, slices, threads):
+    def __init__(self, parallel_directions, slices, threads, one_blas_thread=False):
         self.parallel_directions = parallel_directions
         self.slices = slices            # batch slices per direction
         self.threads = threads
+        self.one_blas_thread = one_blas_thread or self.parallel
 
     @property
     def parallel(self):
@@ -76,8 +78,10 @@ SERIAL = Plan(False, 1, 1)
 def plan(T, B, H, directions, threads=None):
     """The schedule of a layer of `directions` directions over (T, B, H) on `threads` threads."""
     threads = get_num_threads() if threads is None else threads
-    if threads < 2 or T * B * H < MIN_WORK:
+    if T * B * H < MIN_WORK:
         return SERIAL
+    if threads < 2:
+        return Plan(False, 1, threads, one_blas_thread=True)
     parallel_directions = directions > 1
     per_direction = threads // directions if parallel_directions else threads
     slices = max(1, min(per_direction, B // MIN_ROWS))
@@ -86,8 +90,8 @@ def plan(T, B, H, directions, threads=None):
 
 @contextlib.contextmanager
 def blas_for(p):
-    """One BLAS thread inside a parallel call (unless the user owns the BLAS threads)."""
-    if not p.parallel:
+    """One BLAS thread inside a call that is not tiny (unless the user owns the BLAS threads)."""
+    if not p.one_blas_thread:
         yield
         return
     with blas.threads_limited(1):
@@ -185,3 +189,25 @@ def backward(gen, dy, d_final, saved):
         for name, g in r[2].items():
             d_params[name] = d_params[name] + g
     return dx, d_state0, d_params
+
+
+# -- one layer-direction on its own (the PyTorch bridge's cell calls) ----------------------------
+def cell_forward(gen, need_grad=True):
+    """A function (x, params, state0, lengths, reverse) -> gen.forward's results that plans the
+    call from its shapes (one direction) and runs it in batch slices, with the BLAS threads set."""
+    def run(x, params, state0, lengths, reverse):
+        T, B, _ = x.shape
+        p = plan(T, B, hidden_size(params, gen.PARAMS), 1)
+        with blas_for(p):
+            return forward(gen, x, params, state0, lengths, reverse, need_grad, p.slices)
+    return run
+
+
+def cell_backward(gen):
+    """backward() above with the BLAS threads set as its forward had them."""
+    def run(dy, d_final, saved):
+        big = dy is not None and plan(*dy.shape, 1).one_blas_thread
+        p = Plan(False, 1, 1, one_blas_thread=big or isinstance(saved, SlicedSaved))
+        with blas_for(p):
+            return backward(gen, dy, d_final, saved)
+    return run
