@@ -1,7 +1,7 @@
 """How one network call uses the cores (CPU): the schedule, the worker threads, the BLAS threads.
 
-The generated kernels run with the GIL released (`nogil=True`), so Python threads run them truly
-in parallel. A call is split into independent tasks, each a whole-sequence run of the generated
+The generated kernels run with the GIL released (`nogil=True`), so rnngen's worker threads
+(workers.py: one per CPU, pinned) run them truly in parallel. A call is split into independent tasks, each a whole-sequence run of the generated
 module on part of the work, with no synchronisation until the end:
 - the two directions of a bidirectional layer run at the same time;
 - a layer-direction runs as batch slices, one per remaining core (batch rows are independent for
@@ -24,21 +24,17 @@ rows with the same kernels (outputs and input gradients identical up to BLAS's b
 gradients summed in another order: equal to ~1e-6 relative in float32).
 """
 import contextlib
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from ..backends.checks import CheckedLengths, hidden_size
 from . import threads as blas
+from .workers import run_all
 
 MIN_WORK = 32768        # T * B * H of one direction below which a call runs serially
 MIN_ROWS = 8            # the fewest batch rows a slice gets
 
 _num_threads = None
-_pool = None
-_pool_size = 0
-_lock = threading.Lock()
 
 
 def set_num_threads(n=None):
@@ -82,9 +78,8 @@ def plan(T, B, H, directions, threads=None):
         return SERIAL
     if threads < 2:
         return Plan(False, 1, threads, one_blas_thread=True)
-    parallel_directions = directions > 1
-    per_direction = threads // directions if parallel_directions else threads
-    slices = max(1, min(per_direction, B // MIN_ROWS))
+    parallel_directions = directions > 1      # then one task per direction (tasks do not nest)
+    slices = 1 if parallel_directions else max(1, min(threads, B // MIN_ROWS))
     return Plan(parallel_directions, slices, threads)
 
 
@@ -96,38 +91,6 @@ def blas_for(p):
         return
     with blas.threads_limited(1):
         yield
-
-
-def _executor(n):
-    global _pool, _pool_size
-    with _lock:
-        if _pool is None or _pool_size < n:
-            if _pool is not None:
-                _pool.shutdown(wait=False)
-            _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="rnngen")
-            _pool_size = n
-        return _pool
-
-
-def run_all(tasks):
-    """Run the callables at the same time (the first on this thread) and return their results in
-    order; the first exception raised by any of them is raised after all have finished."""
-    if len(tasks) == 1:
-        return [tasks[0]()]
-    futures = [_executor(len(tasks) - 1).submit(t) for t in tasks[1:]]
-    results, error = [None] * len(tasks), None
-    try:
-        results[0] = tasks[0]()
-    except BaseException as exc:        # noqa: B902 - re-raised below, after the others finish
-        error = exc
-    for k, f in enumerate(futures, 1):
-        try:
-            results[k] = f.result()
-        except BaseException as exc:    # noqa: B902
-            error = error or exc
-    if error is not None:
-        raise error
-    return results
 
 
 # -- one layer-direction in batch slices ----------------------------------------------------------
