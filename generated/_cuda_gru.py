@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 6cdb497e11d19a777f460d92e25f90a57089535d9261aefeaaf87eaa0b900f25
+sha256 of spec + templates + math libraries + versions: 1e74a98cbe63448baf6dc850009246eeb363109b0939c36bfd11f2105d7d6559
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -32,7 +32,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru"
-SPEC_SHA256 = "6cdb497e11d19a777f460d92e25f90a57089535d9261aefeaaf87eaa0b900f25"
+SPEC_SHA256 = "1e74a98cbe63448baf6dc850009246eeb363109b0939c36bfd11f2105d7d6559"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: b979e38eb52bae81db16982b9572fdfb1b0f2f7a43389b0ae30d72bc8b9298a3
+sha256 of spec + templates + math libraries + versions: 61234351b49b796e7987edcab15f2e58fff4dc66b6f84c6da4a719117629f208
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -32,7 +32,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru_classic"
-SPEC_SHA256 = "b979e38eb52bae81db16982b9572fdfb1b0f2f7a43389b0ae30d72bc8b9298a3"
+SPEC_SHA256 = "61234351b49b796e7987edcab15f2e58fff4dc66b6f84c6da4a719117629f208"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: c09ea7ff99e8b5069481fee5b1dc49f0effbce38856d8d34060fca048784c325
+sha256 of spec + templates + math libraries + versions: a40c130d484cd73f682e9bfb8fccf5ccbb2fe3303fa11832bf1bb733207d7e59
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,7 +28,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, relu as _relu, step as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "indrnn"
-SPEC_SHA256 = "c09ea7ff99e8b5069481fee5b1dc49f0effbce38856d8d34060fca048784c325"
+SPEC_SHA256 = "a40c130d484cd73f682e9bfb8fccf5ccbb2fe3303fa11832bf1bb733207d7e59"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

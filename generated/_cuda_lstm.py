@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 6fd427d1f630b706d5c2edff1c31752b19c9cdf7da691c7ebb5cb2d2e3cf1b31
+sha256 of spec + templates + math libraries + versions: d6f0aac5fd053650239e478e277e5f624e35c2b5132e0d953c5bcf9723f3d439
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -37,7 +37,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm"
-SPEC_SHA256 = "6fd427d1f630b706d5c2edff1c31752b19c9cdf7da691c7ebb5cb2d2e3cf1b31"
+SPEC_SHA256 = "d6f0aac5fd053650239e478e277e5f624e35c2b5132e0d953c5bcf9723f3d439"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: ca6946f2f206bcbcac785d42694b0e4686324787c18eab753c40790ee0073e54
+sha256 of spec + templates + math libraries + versions: cfeaab55f0bd7b96b759f17d67c03f81b1968858e004728aa54729feec36cdec
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -36,7 +36,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "ca6946f2f206bcbcac785d42694b0e4686324787c18eab753c40790ee0073e54"
+SPEC_SHA256 = "cfeaab55f0bd7b96b759f17d67c03f81b1968858e004728aa54729feec36cdec"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {

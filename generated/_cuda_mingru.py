@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: a18d68aeec6f7806a49cb6c85593a496a95b85eb5aae41724d9eb1ea7f82a908
+sha256 of spec + templates + math libraries + versions: f2d4d50c86f646bf6f0cad9a6c7e14c5977360e14a1e84b6ecdcca6af6171019
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,7 +29,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid  # n
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "mingru"
-SPEC_SHA256 = "a18d68aeec6f7806a49cb6c85593a496a95b85eb5aae41724d9eb1ea7f82a908"
+SPEC_SHA256 = "f2d4d50c86f646bf6f0cad9a6c7e14c5977360e14a1e84b6ecdcca6af6171019"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 342395b524d6ab03ae312a647215783ab41799b7129125f88ad70ee33d5cb950
+sha256 of spec + templates + math libraries + versions: 67471786c4846262d2413aa7c2b171c339d181a0b39289bfc2ab5f1dd90eb97c
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -31,7 +31,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, relu as _relu, step as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "342395b524d6ab03ae312a647215783ab41799b7129125f88ad70ee33d5cb950"
+SPEC_SHA256 = "67471786c4846262d2413aa7c2b171c339d181a0b39289bfc2ab5f1dd90eb97c"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

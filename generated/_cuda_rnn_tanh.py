@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 6682a349d20119c27a193251967af74918d822f8496d050841dd460040275cfb
+sha256 of spec + templates + math libraries + versions: 33e469001a437592a6820899c4e862448e6234b18eeac13bd87d52342fa0a709
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -31,7 +31,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, tanh as _tanh  # noqa: F
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "6682a349d20119c27a193251967af74918d822f8496d050841dd460040275cfb"
+SPEC_SHA256 = "33e469001a437592a6820899c4e862448e6234b18eeac13bd87d52342fa0a709"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 6fd427d1f630b706d5c2edff1c31752b19c9cdf7da691c7ebb5cb2d2e3cf1b31
+sha256 of spec + templates + math libraries + versions: d6f0aac5fd053650239e478e277e5f624e35c2b5132e0d953c5bcf9723f3d439
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm"
-SPEC_SHA256 = "6fd427d1f630b706d5c2edff1c31752b19c9cdf7da691c7ebb5cb2d2e3cf1b31"
+SPEC_SHA256 = "d6f0aac5fd053650239e478e277e5f624e35c2b5132e0d953c5bcf9723f3d439"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {
@@ -185,10 +185,11 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, bias_hh):
                     s_c[(step + 1) % 2, b, j] = s_c[step % 2, b, j]
 
 
-def forward(x, params, state0=None, lengths=None, reverse=False, need_grad=True):
+def forward(x, params, state0=None, lengths=None, reverse=False, need_grad=True, params_checked=False):
     """Run the cell over x (T, B, I). Returns (y (T, B, H), final states, saved for backward).
     With need_grad=False nothing is kept for backward (saved is None): the loop keeps only the
-    states of the current step.
+    states of the current step. params_checked=True: the caller has checked the parameters for NaN
+    and inf (rnngen.RNN does, once per call); they are not checked again here.
 
     Checks its inputs (ValueError naming the argument; NaN or inf in x, state0 or a parameter is
     refused). `saved` keeps references to x and params, not copies: do not modify them in place
@@ -197,7 +198,7 @@ def forward(x, params, state0=None, lengths=None, reverse=False, need_grad=True)
     if device.is_device_array(x):      # numba, torch or cupy arrays on the GPU: _cuda_lstm.py
         return device.cuda_module(__name__, __file__, NAME).forward(x, params, state0, lengths, reverse)
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
-                                                                PARAMS, STATES)
+                                                                PARAMS, STATES, params_checked)
     T, B, I = x.shape
     H = state0[0].shape[1]
     dtype = x.dtype

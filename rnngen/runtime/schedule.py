@@ -29,6 +29,7 @@ import numpy as np
 
 from ..backends.checks import CheckedLengths, hidden_size
 from . import threads as blas
+from .stack import in_order
 from .workers import run_all
 
 MIN_WORK = 32768        # T * B * H of one direction below which a call runs serially
@@ -67,15 +68,20 @@ class Plan:
     def parallel(self):
         return self.parallel_directions or self.slices > 1
 
+    @property
+    def each(self):
+        """How a layer's directions run: at the same time, or one after another."""
+        return run_all if self.parallel_directions else in_order
+
 
 SERIAL = Plan(False, 1, 1)
 
 
 def plan(T, B, H, directions, threads=None):
     """The schedule of a layer of `directions` directions over (T, B, H) on `threads` threads."""
-    threads = get_num_threads() if threads is None else threads
     if T * B * H < MIN_WORK:
         return SERIAL
+    threads = get_num_threads() if threads is None else threads
     if threads < 2:
         return Plan(False, 1, threads, one_blas_thread=True)
     parallel_directions = directions > 1      # then one task per direction (tasks do not nest)
@@ -114,10 +120,13 @@ def _rows(lengths, b0, b1):
     return lengths.rows(b0, b1) if isinstance(lengths, CheckedLengths) else lengths[b0:b1]
 
 
-def forward(gen, x, params, state0, lengths, reverse, need_grad=True, slices=1):
+def forward(gen, x, params, state0, lengths, reverse, need_grad=True, slices=1, params_checked=False):
     """gen.forward over x (T, B, I), in `slices` batch slices run at the same time. Returns what
-    gen.forward returns; `saved` is a SlicedSaved when sliced (backward() below takes either)."""
+    gen.forward returns; `saved` is a SlicedSaved when sliced (backward() below takes either).
+    params_checked: the caller checked the parameters for NaN/inf (passed on to gen.forward)."""
     kw = {} if need_grad else {"need_grad": False}
+    if params_checked:
+        kw["params_checked"] = True
     if slices == 1:
         return gen.forward(x, params, state0, lengths, reverse, **kw)
     parts = bounds(x.shape[1], slices)
