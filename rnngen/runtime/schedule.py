@@ -25,6 +25,8 @@ rows with the same kernels (outputs and input gradients identical up to BLAS's b
 gradients summed in another order: equal to ~1e-7 relative (2-norm) in float32).
 """
 import contextlib
+import functools
+import inspect
 
 import numpy as np
 
@@ -121,15 +123,23 @@ def _rows(lengths, b0, b1):
     return lengths.rows(b0, b1) if isinstance(lengths, CheckedLengths) else lengths[b0:b1]
 
 
+@functools.lru_cache(maxsize=None)
+def _keywords(fn):
+    """The parameter names of a generated module's forward."""
+    return frozenset(inspect.signature(fn).parameters)
+
+
 def forward(gen, x, params, state0, lengths, reverse, need_grad=True, slices=1, params_checked=False):
     """gen.forward over x (T, B, I), in `slices` batch slices run at the same time. Returns what
     gen.forward returns; `saved` is a SlicedSaved when sliced (backward() below takes either).
     params_checked: the caller checked the parameters for NaN/inf (passed on to gen.forward)."""
-    kw = {} if need_grad else {"need_grad": False}
-    if params_checked:
+    takes = _keywords(gen.forward)     # a module built by an older rnngen has neither
+    kw = {} if need_grad or "need_grad" not in takes else {"need_grad": False}
+    if params_checked and "params_checked" in takes:
         kw["params_checked"] = True
     if slices == 1:
-        return gen.forward(x, params, state0, lengths, reverse, **kw)
+        y, finals, saved = gen.forward(x, params, state0, lengths, reverse, **kw)
+        return y, finals, saved if need_grad else None
     parts = bounds(x.shape[1], slices)
 
     def task(b0, b1):
