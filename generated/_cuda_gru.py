@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: f9b0e2f8f95b7b1995301bb76ca6a0a035e89090cfab0de995e37dfc2404aab8
+sha256 of spec + templates + math libraries + versions: 001488c95dfa543d6a418311e6c1799e5fc849a8599f94fba3a30535647e8790
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru"
-SPEC_SHA256 = "f9b0e2f8f95b7b1995301bb76ca6a0a035e89090cfab0de995e37dfc2404aab8"
+SPEC_SHA256 = "001488c95dfa543d6a418311e6c1799e5fc849a8599f94fba3a30535647e8790"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: ce9eec3cbf2166cf5ed743f71595426f8810975905c61dbc3ad5b0a39b840df7
+sha256 of spec + templates + math libraries + versions: b078f9172aa3646f08b35f5376174c8aee3f6953f5d393c3d59fb7c88f75af52
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru_classic"
-SPEC_SHA256 = "ce9eec3cbf2166cf5ed743f71595426f8810975905c61dbc3ad5b0a39b840df7"
+SPEC_SHA256 = "b078f9172aa3646f08b35f5376174c8aee3f6953f5d393c3d59fb7c88f75af52"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

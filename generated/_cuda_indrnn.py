@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: c5093eed51b456f2785013a2fb2bd0827a475b03e9b4331a747dbf53da253fd7
+sha256 of spec + templates + math libraries + versions: 0c77b7c445893435b2f5ad9a94629830da90aa0158b161d768d954bb26b0b34e
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -30,7 +30,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, relu as _relu, step as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "indrnn"
-SPEC_SHA256 = "c5093eed51b456f2785013a2fb2bd0827a475b03e9b4331a747dbf53da253fd7"
+SPEC_SHA256 = "0c77b7c445893435b2f5ad9a94629830da90aa0158b161d768d954bb26b0b34e"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

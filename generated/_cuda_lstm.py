@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: c659d5353a14312bef77bb13442163ee6209cac5a4bf2149fd4a6b26409f9bb8
+sha256 of spec + templates + math libraries + versions: f8a1dc35fc820257720560de77933e9e75308e7060f86991e2e4cbf158cee6fb
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -39,7 +39,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm"
-SPEC_SHA256 = "c659d5353a14312bef77bb13442163ee6209cac5a4bf2149fd4a6b26409f9bb8"
+SPEC_SHA256 = "f8a1dc35fc820257720560de77933e9e75308e7060f86991e2e4cbf158cee6fb"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

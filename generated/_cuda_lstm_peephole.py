@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 2e0a8a5ba0691e90cb4a8b4e6399ac417663a845b9703ee4d22e56b1dd254a73
+sha256 of spec + templates + math libraries + versions: d1469643f5dd158260f01a12ce71bb490808b44dd52b5a47557c8cc5ad4021ce
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -38,7 +38,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "2e0a8a5ba0691e90cb4a8b4e6399ac417663a845b9703ee4d22e56b1dd254a73"
+SPEC_SHA256 = "d1469643f5dd158260f01a12ce71bb490808b44dd52b5a47557c8cc5ad4021ce"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

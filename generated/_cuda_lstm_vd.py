@@ -2,7 +2,7 @@
 
 source spec: lstm_vd.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 5213b5c709988c3719d6241fe9146f07154c5c7886fa1eafc4621f03319a8a74
+sha256 of spec + templates + math libraries + versions: 053566f520c66038d7da590c8cf988f07a905e6e84e08f6011d6f749ed75814c
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -38,7 +38,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_vd"
-SPEC_SHA256 = "5213b5c709988c3719d6241fe9146f07154c5c7886fa1eafc4621f03319a8a74"
+SPEC_SHA256 = "053566f520c66038d7da590c8cf988f07a905e6e84e08f6011d6f749ed75814c"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

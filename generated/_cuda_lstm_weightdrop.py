@@ -2,7 +2,7 @@
 
 source spec: lstm_weightdrop.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 650350c0c84496eaee735d01d39d900cf06dbb42b5476c689bb4f2334a1ef3cd
+sha256 of spec + templates + math libraries + versions: 1b526a0ae1f702041c4a68ed69a73a6be30835f268bbadaee2bb2faa66a4838f
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -40,7 +40,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_weightdrop"
-SPEC_SHA256 = "650350c0c84496eaee735d01d39d900cf06dbb42b5476c689bb4f2334a1ef3cd"
+SPEC_SHA256 = "1b526a0ae1f702041c4a68ed69a73a6be30835f268bbadaee2bb2faa66a4838f"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_zoneout.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 814b7395d45cf37d938cbf7490c25c261c4ed05178dfbf15ef037ceff9286afb
+sha256 of spec + templates + math libraries + versions: 3dad0c938ee2ff68748efeaf000082fe52f4ee952f02d13a0f428e7ce5875b3a
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -42,7 +42,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_zoneout"
-SPEC_SHA256 = "814b7395d45cf37d938cbf7490c25c261c4ed05178dfbf15ef037ceff9286afb"
+SPEC_SHA256 = "3dad0c938ee2ff68748efeaf000082fe52f4ee952f02d13a0f428e7ce5875b3a"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

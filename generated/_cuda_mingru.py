@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 0fc607e289b46364e45b13e399df7c8d745093b9dc2fed373309492b0e6fbcdd
+sha256 of spec + templates + math libraries + versions: c8bd652923d6795f8d11a3b8dc46dd3c8cc5e934ca37b9791396eca490d0f8fa
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -31,7 +31,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid  # n
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "mingru"
-SPEC_SHA256 = "0fc607e289b46364e45b13e399df7c8d745093b9dc2fed373309492b0e6fbcdd"
+SPEC_SHA256 = "c8bd652923d6795f8d11a3b8dc46dd3c8cc5e934ca37b9791396eca490d0f8fa"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

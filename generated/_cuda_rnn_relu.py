@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 161eb627cd798c6239bfb155352d02829e9ceee7131e752d1feb55bf7b1f1b77
+sha256 of spec + templates + math libraries + versions: 0558136a680f547503a6babde5d16f2ef85c0484f9a4f437c8077e1cbee362b4
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,7 +33,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, relu as _relu, step as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "161eb627cd798c6239bfb155352d02829e9ceee7131e752d1feb55bf7b1f1b77"
+SPEC_SHA256 = "0558136a680f547503a6babde5d16f2ef85c0484f9a4f437c8077e1cbee362b4"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

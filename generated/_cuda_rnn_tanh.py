@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 48cf96ed7d310fe39fdf80b1bcd14983fcb3c5085899d28226566fa9677fd834
+sha256 of spec + templates + math libraries + versions: 6f307390e74a794aded482fbf26885efa40349d075aedb2509b4a4eba4ce5433
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,7 +33,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, tanh as _tanh  # noqa: F
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "48cf96ed7d310fe39fdf80b1bcd14983fcb3c5085899d28226566fa9677fd834"
+SPEC_SHA256 = "6f307390e74a794aded482fbf26885efa40349d075aedb2509b4a4eba4ce5433"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

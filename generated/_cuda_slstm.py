@@ -2,7 +2,7 @@
 
 source spec: slstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: f36d16cd47ccd67f5820eb056425791197078b6cbdd5d06f097c64e9ff5057c8
+sha256 of spec + templates + math libraries + versions: 92b4535e464891ef22fc52978b3faf70b41b546a12e3b91e32462b2fd11a22bd
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -47,7 +47,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, exp_nonpositive as _exp_
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "slstm"
-SPEC_SHA256 = "f36d16cd47ccd67f5820eb056425791197078b6cbdd5d06f097c64e9ff5057c8"
+SPEC_SHA256 = "92b4535e464891ef22fc52978b3faf70b41b546a12e3b91e32462b2fd11a22bd"
 STATES = ('h', 'c', 'n', 'm')
 OUTPUT = "h"
 INITIAL = {'m': 'lowest'}     # the states that do not start at zero when state0 leaves them out

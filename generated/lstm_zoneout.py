@@ -2,7 +2,7 @@
 
 source spec: lstm_zoneout.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 814b7395d45cf37d938cbf7490c25c261c4ed05178dfbf15ef037ceff9286afb
+sha256 of spec + templates + math libraries + versions: 3dad0c938ee2ff68748efeaf000082fe52f4ee952f02d13a0f428e7ce5875b3a
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -37,7 +37,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_zoneout"
-SPEC_SHA256 = "814b7395d45cf37d938cbf7490c25c261c4ed05178dfbf15ef037ceff9286afb"
+SPEC_SHA256 = "3dad0c938ee2ff68748efeaf000082fe52f4ee952f02d13a0f428e7ce5875b3a"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -61,7 +61,7 @@ def init_params(input_size, hidden_size, dtype=np.float32, seed=0):
 
 
 # -- forward: the time loop --------------------------------------------------------------------
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, mask_m_h, mask_m_c, weight_hh, bias_hh):
     T, B, H = y.shape
     c1 = y.dtype.type(1)
@@ -109,7 +109,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, mask_m_h, mask_m_c
 
 
 # -- backward: the time loop in reverse --------------------------------------------------------
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _backward_loop(lengths, reverse, dy, zx_ih, s_c, mask_m_h, mask_m_c, d_h, d_c, dz_hh, weight_hh, dv_hh):
     T, B, H = dy.shape
     c1 = dy.dtype.type(1)
@@ -159,6 +159,50 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, mask_m_h, mask_m_c, d_h, d_
         d_h += dv_hh
 
 
+# -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
+@njit(cache=True, nogil=True, error_model="numpy")
+def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, mask_m_h, mask_m_c, weight_hh, bias_hh):
+    T, B, H = y.shape
+    c1 = y.dtype.type(1)
+    for step in range(T):
+        # stage 1: recurrent GEMMs of hh
+        np.dot(s_h[step % 2], weight_hh.T, z_hh)
+        # update: new states
+        for b in range(B):
+            if step < lengths[b]:
+                t = lengths[b] - 1 - step if reverse else step
+                zx_ih_g0 = zx_ih[t, b, 0:H]
+                z_hh_g0 = z_hh[b, 0:H]
+                zx_ih_g1 = zx_ih[t, b, H:2 * H]
+                z_hh_g1 = z_hh[b, H:2 * H]
+                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
+                z_hh_g2 = z_hh[b, 2 * H:3 * H]
+                zx_ih_g3 = zx_ih[t, b, 3 * H:4 * H]
+                z_hh_g3 = z_hh[b, 3 * H:4 * H]
+                for j in range(H):
+                    h = s_h[step % 2, b, j]
+                    c = s_c[step % 2, b, j]
+                    xi_hi = zx_ih_g0[j] + z_hh_g0[j] + bias_hh[j]
+                    xf_hf = zx_ih_g1[j] + z_hh_g1[j] + bias_hh[H + j]
+                    xg_hg = zx_ih_g2[j] + z_hh_g2[j] + bias_hh[2 * H + j]
+                    xo_ho = zx_ih_g3[j] + z_hh_g3[j] + bias_hh[3 * H + j]
+                    m_h = mask_m_h[t, b, j]
+                    m_c = mask_m_c[t, b, j]
+                    i = _sigmoid(xi_hi)
+                    f = _sigmoid(xf_hf)
+                    g = _tanh(xg_hg)
+                    o = _sigmoid(xo_ho)
+                    c_new = c*f + g*i
+                    h_new = o*_tanh(c_new)
+                    s_h[(step + 1) % 2, b, j] = h*(c1 - m_h) + h_new*m_h
+                    y[t, b, j] = s_h[(step + 1) % 2, b, j]
+                    s_c[(step + 1) % 2, b, j] = c*(c1 - m_c) + c_new*m_c
+            else:
+                for j in range(H):
+                    s_h[(step + 1) % 2, b, j] = s_h[step % 2, b, j]
+                    s_c[(step + 1) % 2, b, j] = s_c[step % 2, b, j]
+
+
 def draw_masks(T, B, H, rates=None, training=True, rng=None, dtype=np.float32, params=None):
     """The random masks of one forward call ({name: host array}, for forward(masks=...)): each is
     1 with probability 1 - p for its rate p in `rates` ({name: p}, None: all 0), drawn from `rng`
@@ -167,8 +211,11 @@ def draw_masks(T, B, H, rates=None, training=True, rng=None, dtype=np.float32, p
     return checks.draw_masks(MASKS, RATES, T, B, H, rates, training, rng, dtype, params)
 
 
-def forward(x, params, state0=None, lengths=None, reverse=False, masks=None):
+def forward(x, params, state0=None, lengths=None, reverse=False, need_grad=True, params_checked=False, masks=None):
     """Run the cell over x (T, B, I). Returns (y (T, B, H), final states, saved for backward).
+    With need_grad=False nothing is kept for backward (saved is None): the loop keeps only the
+    states of the current step. params_checked=True: the caller has checked the parameters for NaN
+    and inf (rnngen.RNN does, once per call); they are not checked again here.
 
     Checks its inputs (ValueError naming the argument; NaN or inf in x, state0 or a parameter is
     refused). `saved` keeps references to x and params, not copies: do not modify them in place
@@ -177,13 +224,27 @@ def forward(x, params, state0=None, lengths=None, reverse=False, masks=None):
     if device.is_device_array(x):      # numba, torch or cupy arrays on the GPU: _cuda_lstm_zoneout.py
         return device.cuda_module(__name__, __file__, NAME).forward(x, params, state0, lengths, reverse, masks)
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
-                                                                PARAMS, STATES, INITIAL)
+                                                                PARAMS, STATES, INITIAL, params_checked)
     masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS), x.dtype,
                                  params)
     T, B, I = x.shape
     H = state0[0].shape[1]
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
+    y = np.zeros((T, B, H), dtype)
+    if not need_grad:
+        zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 4 * H)
+        zx_ih += params["bias_ih"]
+        s_h = np.empty((2, B, H), dtype)
+        s_h[0] = state0[0]
+        s_c = np.empty((2, B, H), dtype)
+        s_c[0] = state0[1]
+        mask_m_h = masks["m_h"]
+        mask_m_c = masks["m_c"]
+        z_hh = np.empty((B, 4 * H), dtype)
+        _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, mask_m_h, mask_m_c, params["weight_hh"], params["bias_hh"])
+        final_states = (s_h[T % 2].copy(), s_c[T % 2].copy(),)
+        return y, final_states, None
     zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 4 * H)
     zx_ih += params["bias_ih"]
     s_h = np.empty((T + 1, B, H), dtype)
@@ -193,7 +254,6 @@ def forward(x, params, state0=None, lengths=None, reverse=False, masks=None):
     mask_m_h = masks["m_h"]
     mask_m_c = masks["m_c"]
     z_hh = np.empty((B, 4 * H), dtype)   # this step's product: the loop saves the sums in zx_ih
-    y = np.zeros((T, B, H), dtype)
     _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, mask_m_h, mask_m_c, params["weight_hh"], params["bias_hh"])
     final_states = (s_h[T].copy(), s_c[T].copy(),)
     saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,

@@ -2,7 +2,7 @@
 
 source spec: slstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: f36d16cd47ccd67f5820eb056425791197078b6cbdd5d06f097c64e9ff5057c8
+sha256 of spec + templates + math libraries + versions: 92b4535e464891ef22fc52978b3faf70b41b546a12e3b91e32462b2fd11a22bd
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -42,7 +42,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, exp_nonpositive as _exp_nonpositive, head_weight_grad as _head_weight_grad, log_sigmoid as _log_sigmoid, maximum as _maximum, sigmoid as _sigmoid, step as _step, tanh as _tanh  # noqa: F401
 
 NAME = "slstm"
-SPEC_SHA256 = "f36d16cd47ccd67f5820eb056425791197078b6cbdd5d06f097c64e9ff5057c8"
+SPEC_SHA256 = "92b4535e464891ef22fc52978b3faf70b41b546a12e3b91e32462b2fd11a22bd"
 STATES = ('h', 'c', 'n', 'm')
 OUTPUT = "h"
 INITIAL = {'m': 'lowest'}     # the states that do not start at zero when state0 leaves them out
@@ -65,7 +65,7 @@ def init_params(input_size, hidden_size, dtype=np.float32, seed=0, *, heads=None
 
 
 # -- forward: the time loop --------------------------------------------------------------------
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, s_n, s_m, z_hh, weight_hh, zh_hh):
     T, B, H = y.shape
     c0 = y.dtype.type(0)
@@ -127,7 +127,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, s_n, s_m, z_hh, weight_h
 
 
 # -- backward: the time loop in reverse --------------------------------------------------------
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _backward_loop(lengths, reverse, dy, zx_ih, s_c, s_n, s_m, d_h, d_c, d_n, d_m, dz_hh, weight_hh, dv_hh, dzh_hh, dvh_hh):
     T, B, H = dy.shape
     c0 = dy.dtype.type(0)
@@ -204,6 +204,64 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, s_n, s_m, d_h, d_c, d_n, d_
         d_h += dv_hh
 
 
+# -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
+@njit(cache=True, nogil=True, error_model="numpy")
+def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, s_n, s_m, z_hh, weight_hh, zh_hh):
+    T, B, H = y.shape
+    c0 = y.dtype.type(0)
+    c1 = y.dtype.type(1)
+    for step in range(T):
+        # stage 1: recurrent GEMMs of hh
+        DH = weight_hh.shape[2]   # hh is block-diagonal: one GEMM per head of DH units
+        for head in range(weight_hh.shape[0]):
+            np.dot(np.ascontiguousarray(s_h[step % 2][:, head * DH:(head + 1) * DH]), weight_hh[head].T, zh_hh)
+            for gate in range(4):
+                z_hh[:, gate * H + head * DH:gate * H + (head + 1) * DH] = zh_hh[:, gate * DH:(gate + 1) * DH]
+        # update: new states
+        for b in range(B):
+            if step < lengths[b]:
+                t = lengths[b] - 1 - step if reverse else step
+                zx_ih_g0 = zx_ih[t, b, 0:H]
+                z_hh_g0 = z_hh[b, 0:H]
+                zx_ih_g1 = zx_ih[t, b, H:2 * H]
+                z_hh_g1 = z_hh[b, H:2 * H]
+                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
+                z_hh_g2 = z_hh[b, 2 * H:3 * H]
+                zx_ih_g3 = zx_ih[t, b, 3 * H:4 * H]
+                z_hh_g3 = z_hh[b, 3 * H:4 * H]
+                for j in range(H):
+                    c = s_c[step % 2, b, j]
+                    n = s_n[step % 2, b, j]
+                    m = s_m[step % 2, b, j]
+                    xi_hi = zx_ih_g0[j] + z_hh_g0[j]
+                    xf_hf = zx_ih_g1[j] + z_hh_g1[j]
+                    xz_hz = zx_ih_g2[j] + z_hh_g2[j]
+                    xo_ho = zx_ih_g3[j] + z_hh_g3[j]
+                    i_raw = xi_hi
+                    f_raw = xf_hf
+                    z_raw = xz_hz
+                    o_raw = xo_ho
+                    log_f = _log_sigmoid(f_raw)
+                    tmp0 = log_f + m
+                    m_next = _maximum(tmp0, i_raw)
+                    tmp1 = -m_next
+                    i = _exp_nonpositive(i_raw + tmp1)
+                    f = _exp_nonpositive(tmp0 + tmp1)
+                    c_next = c*f + i*_tanh(z_raw)
+                    n_next = f*n + i
+                    s_h[(step + 1) % 2, b, j] = c_next*_sigmoid(o_raw)/n_next
+                    y[t, b, j] = s_h[(step + 1) % 2, b, j]
+                    s_c[(step + 1) % 2, b, j] = c_next
+                    s_n[(step + 1) % 2, b, j] = n_next
+                    s_m[(step + 1) % 2, b, j] = m_next
+            else:
+                for j in range(H):
+                    s_h[(step + 1) % 2, b, j] = s_h[step % 2, b, j]
+                    s_c[(step + 1) % 2, b, j] = s_c[step % 2, b, j]
+                    s_n[(step + 1) % 2, b, j] = s_n[step % 2, b, j]
+                    s_m[(step + 1) % 2, b, j] = s_m[step % 2, b, j]
+
+
 def draw_masks(T, B, H, rates=None, training=True, rng=None, dtype=np.float32, params=None):
     """The random masks of one forward call ({name: host array}, for forward(masks=...)): each is
     1 with probability 1 - p for its rate p in `rates` ({name: p}, None: all 0), drawn from `rng`
@@ -212,8 +270,11 @@ def draw_masks(T, B, H, rates=None, training=True, rng=None, dtype=np.float32, p
     return checks.draw_masks(MASKS, RATES, T, B, H, rates, training, rng, dtype, params)
 
 
-def forward(x, params, state0=None, lengths=None, reverse=False, masks=None):
+def forward(x, params, state0=None, lengths=None, reverse=False, need_grad=True, params_checked=False, masks=None):
     """Run the cell over x (T, B, I). Returns (y (T, B, H), final states, saved for backward).
+    With need_grad=False nothing is kept for backward (saved is None): the loop keeps only the
+    states of the current step. params_checked=True: the caller has checked the parameters for NaN
+    and inf (rnngen.RNN does, once per call); they are not checked again here.
 
     Checks its inputs (ValueError naming the argument; NaN or inf in x, state0 or a parameter is
     refused). `saved` keeps references to x and params, not copies: do not modify them in place
@@ -222,13 +283,31 @@ def forward(x, params, state0=None, lengths=None, reverse=False, masks=None):
     if device.is_device_array(x):      # numba, torch or cupy arrays on the GPU: _cuda_slstm.py
         return device.cuda_module(__name__, __file__, NAME).forward(x, params, state0, lengths, reverse, masks)
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
-                                                                PARAMS, STATES, INITIAL)
+                                                                PARAMS, STATES, INITIAL, params_checked)
     masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS), x.dtype,
                                  params)
     T, B, I = x.shape
     H = state0[0].shape[1]
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
+    y = np.zeros((T, B, H), dtype)
+    if not need_grad:
+        zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 4 * H)
+        zx_ih += params["bias_ih"]
+        s_h = np.empty((2, B, H), dtype)
+        s_h[0] = state0[0]
+        s_c = np.empty((2, B, H), dtype)
+        s_c[0] = state0[1]
+        s_n = np.empty((2, B, H), dtype)
+        s_n[0] = state0[2]
+        s_m = np.empty((2, B, H), dtype)
+        s_m[0] = state0[3]
+        z_hh = np.empty((B, 4 * H), dtype)
+        DH = params["weight_hh"].shape[2]   # units per head
+        zh_hh = np.empty((B, 4 * DH), dtype)   # one head's GEMM
+        _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, s_n, s_m, z_hh, params["weight_hh"], zh_hh)
+        final_states = (s_h[T % 2].copy(), s_c[T % 2].copy(), s_n[T % 2].copy(), s_m[T % 2].copy(),)
+        return y, final_states, None
     zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 4 * H)
     zx_ih += params["bias_ih"]
     s_h = np.empty((T + 1, B, H), dtype)
@@ -242,7 +321,6 @@ def forward(x, params, state0=None, lengths=None, reverse=False, masks=None):
     z_hh = np.empty((B, 4 * H), dtype)   # this step's product: the loop saves the sums in zx_ih
     DH = params["weight_hh"].shape[2]   # units per head
     zh_hh = np.empty((B, 4 * DH), dtype)   # one head's GEMM
-    y = np.zeros((T, B, H), dtype)
     _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, s_n, s_m, z_hh, params["weight_hh"], zh_hh)
     final_states = (s_h[T].copy(), s_c[T].copy(), s_n[T].copy(), s_m[T].copy(),)
     saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,

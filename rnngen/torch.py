@@ -33,11 +33,11 @@ import numpy as np
 import torch
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from .backends.checks import CheckedLengths, all_finite, check_sizes, param_shape
-from .backends.masks import check_rates, with_masks
-from .runtime import registry
+from .backends.checks import CheckedLengths, all_finite, param_shape
+from .runtime import registry, schedule
+from .runtime.options import cell_options, options_text, with_masks
 from .runtime.stack import forward_layers, unit
-from .runtime.tensors import check_dtype, crossing
+from .runtime.tensors import HostCrossing, check_dtype, crossing
 
 __all__ = ["RNN", "from_torch", "CellFunction"]
 
@@ -74,6 +74,26 @@ def _first_order_only(cell, grads, anchors):
     return tuple(None if g is None else next(out) for g in grads)
 
 
+def run_cell(gen, lengths, reverse, x, tensors, need_grad=True):
+    """gen's forward on tensors (x, *state0, *params as CellFunction takes them), outside autograd.
+    Returns (the output tensors, saved, the crossing). On the CPU the call is planned and run in
+    batch slices (rnngen/runtime/schedule.py); need_grad=False keeps nothing for backward."""
+    n_states = len(gen.STATES)
+    state0 = tensors[:n_states]
+    params = tensors[n_states:]
+    for what, t in zip(["input x", *(f"initial state {s!r}" for s in gen.STATES),
+                        *(f"parameter {p}" for p in gen.PARAMS)], (x, *tensors)):
+        if t is not None:
+            check_dtype(what, t.dtype)
+    dev = crossing(x, *tensors)
+    k = dev.to_kernel
+    forward = schedule.cell_forward(gen, need_grad) if isinstance(dev, HostCrossing) else gen.forward
+    y, final, saved = dev.run(
+        forward, k(x), {name: k(p) for name, p in zip(gen.PARAMS, params)},
+        None if state0[0] is None else tuple(k(s) for s in state0), lengths, reverse)
+    return (dev.to_tensor(y),) + tuple(dev.to_tensor(s) for s in final), saved, dev
+
+
 class CellFunction(torch.autograd.Function):
     """One run of a generated cell over a padded, time-major sequence.
 
@@ -84,35 +104,25 @@ class CellFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, gen, lengths, reverse, x, *tensors):
-        n_states = len(gen.STATES)
-        state0 = tensors[:n_states]
-        params = tensors[n_states:]
-        for what, t in zip(["input x", *(f"initial state {s!r}" for s in gen.STATES),
-                            *(f"parameter {p}" for p in gen.PARAMS)], (x, *tensors)):
-            if t is not None:
-                check_dtype(what, t.dtype)
-        dev = crossing(x, *tensors)
-        k = dev.to_kernel
-        y, final, saved = dev.run(
-            gen.forward, k(x), {name: k(p) for name, p in zip(gen.PARAMS, params)},
-            None if state0[0] is None else tuple(k(s) for s in state0), lengths, reverse)
+        outputs, saved, dev = run_cell(gen, lengths, reverse, x, tensors)
         ctx.set_materialize_grads(False)   # an unused output's gradient stays None: no zeros made
         ctx.gen = gen
         ctx.saved = saved
         ctx.dev = dev
         # Not read in backward (the kernels keep their own views in `saved`): saving them lets
         # autograd report an in-place change (an optimizer step) between forward and backward.
-        ctx.save_for_backward(x, *params)
-        ctx.state0 = state0               # only for _first_order_only (backward reads the kernels' copies)
-        return (dev.to_tensor(y),) + tuple(dev.to_tensor(s) for s in final)
+        ctx.save_for_backward(x, *tensors[len(gen.STATES):])
+        ctx.state0 = tensors[:len(gen.STATES)]   # only for _first_order_only (backward reads the kernels' copies)
+        return outputs
 
     @staticmethod
     def backward(ctx, dy, *d_final):
         inputs = ctx.saved_tensors  # raises if x or a parameter was modified in place
         gen, saved, dev = ctx.gen, ctx.saved, ctx.dev
         k = dev.to_kernel
+        backward = schedule.cell_backward(gen) if isinstance(dev, HostCrossing) else gen.backward
         dx, d_state0, d_params = dev.run(
-            gen.backward, None if dy is None else k(dy),
+            backward, None if dy is None else k(dy),
             tuple(None if d is None else k(d) for d in d_final), saved)
         grads = [dx, *d_state0] + [d_params[name] for name in gen.PARAMS]
         needed = ctx.needs_input_grad[3:]
@@ -155,12 +165,8 @@ class RNN(torch.nn.Module):
         cell: a cell name (`"lstm"`, `"gru"`, a user cell built into `path`) or a generated module.
         input_size, hidden_size, num_layers, bidirectional, dropout, batch_first: as in torch.nn.
         path: folder of user-built generated modules (`rnngen build --out`), when `cell` is a name.
-        dtype: parameter dtype, torch.float32 (default) or torch.float64. **sizes: the cell's
-            run-time sizes (its SIZES), e.g. heads=4 for 'slstm'.
+        dtype: parameter dtype, torch.float32 (default) or torch.float64. rates, seed, **sizes: as in rnngen.RNN.
         device: where the parameters are made (as torch.nn's `device=`); `.to("cuda")` works too.
-        rates: the rates of a cell's random masks (its RATES, e.g. {"zoneout": 0.1}); training mode
-            draws them per call from `mask_rng`, a numpy Generator seeded by `seed` (None:
-            torch.initial_seed()); eval mode uses their expectation.
             On CUDA tensors the module runs rnngen's CUDA kernels (needs numba-cuda and a GPU).
 
     forward(input, hx=None) takes a (T, B, I) tensor ((B, T, I) with batch_first) or a
@@ -181,9 +187,6 @@ class RNN(torch.nn.Module):
                  batch_first=False, path=None, dtype=None, device=None, rates=None, seed=None, **sizes):
         super().__init__()
         self.gen = _resolve(cell, path)
-        self.rates = check_rates(rates, getattr(self.gen, "RATES", ()))
-        # the cell's random masks (cell.mask) come from this numpy generator, as in rnngen.RNN
-        self.mask_rng = np.random.default_rng([torch.initial_seed() if seed is None else int(seed), 2])
         self.cell = self.gen.NAME if hasattr(self.gen, "NAME") else self.gen.__name__
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
                             ("num_layers", num_layers)):
@@ -191,8 +194,7 @@ class RNN(torch.nn.Module):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if not (isinstance(dropout, (int, float)) and 0 <= dropout <= 1) or isinstance(dropout, bool):
             raise ValueError(f"dropout must be a number in [0, 1], got {dropout!r}")
-        self.sizes = check_sizes(getattr(self.gen, "SIZES", ()), sizes, "rnngen.torch.RNN",
-                                 getattr(self.gen, "SIZE_DEFAULTS", {}), hidden_size)
+        self.sizes, self.rates, self.mask_rng = cell_options(self.gen, hidden_size, sizes, rates, seed, "rnngen.torch.RNN")
         self.input_size, self.hidden_size = input_size, hidden_size
         self.num_layers = num_layers
         self.bidirectional = bool(bidirectional)
@@ -249,10 +251,7 @@ class RNN(torch.nn.Module):
             s += f", dropout={self.dropout}"
         if self.batch_first:
             s += ", batch_first=True"
-        s += "".join(f", {k}={v}" for k, v in self.sizes.items())
-        if self.rates:
-            s += f", rates={self.rates}"
-        return s
+        return s + options_text(self.sizes, self.rates)
 
     def flatten_parameters(self):
         """No-op, for code written for torch.nn.LSTM (the kernels take each parameter as it is)."""
@@ -298,11 +297,14 @@ class RNN(torch.nn.Module):
         def run(layer, direction, layer_input):
             k = unit(layer, direction, D)
             s0 = tuple(s[k] for s in state0) if state0 is not None else (None,) * len(self.states)
-            gen = with_masks(self.gen, T, B, self.hidden_size, self.rates, self.training, self.mask_rng,  # drawn now
-                             np.float64 if dtype == torch.float64 else np.float32, self._layer_params(layer, direction))
+            params = self._layer_params(layer, direction)
+            gen = with_masks(self.gen, T, B, self.hidden_size, self.rates, self.training, self.mask_rng, params)
             try:
-                res = CellFunction.apply(gen, checked, bool(direction), layer_input,
-                                         *s0, *self._layer_params(layer, direction))
+                if torch.is_grad_enabled() and any(t is not None and t.requires_grad
+                                                   for t in (layer_input, *s0, *params)):
+                    res = CellFunction.apply(gen, checked, bool(direction), layer_input, *s0, *params)
+                else:       # under torch.no_grad() (or nothing requires grad): no backward follows
+                    res = run_cell(gen, checked, bool(direction), layer_input, (*s0, *params), need_grad=False)[0]
             except ValueError:
                 self._refuse_non_finite()       # a parameter's NaN, named as torch names it
                 raise

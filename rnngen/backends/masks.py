@@ -13,7 +13,6 @@ inverted; at rate 0 or in eval mode it is None and the weight is used as it is (
 nothing multiplied).
 """
 import numbers
-import types
 
 import numpy as np
 
@@ -102,15 +101,39 @@ def check_masks(masks, spec_masks, T, B, H, array, params=None):
     return out
 
 
-def with_masks(gen, T, B, H, rates, training, rng, dtype, params):
-    """`gen`, or (a cell with masks) a stand-in whose forward runs with the masks drawn now
-    (draw_masks; `params` in PARAMS order): the PyTorch bridge hands it to its autograd Function,
-    which calls forward with the usual arguments, and backward uses the masks that forward saved."""
+def rows(masks, spec_masks, b0, b1):
+    """The masks of batch rows b0:b1 (a batch slice of a call): per step [:, b0:b1], per sequence
+    [b0:b1], a weight's (DropConnect) whole."""
+    out = {}
+    for name, m in masks.items():
+        per = spec_masks[name][1]
+        out[name] = m if m is None or per == "weight" else (m[:, b0:b1] if per == "step" else m[b0:b1])
+    return out
+
+
+class WithMasks:
+    """Generated module `gen` with the masks of one call drawn (`drawn_masks`): its forward runs
+    with them (or with the rows of them it is given: rnngen/runtime/schedule.py's batch slices).
+    The PyTorch bridge hands it to its autograd Function, which calls forward with the usual
+    arguments; backward uses the masks that forward saved."""
+
+    def __init__(self, gen, masks):
+        self.gen, self.drawn_masks = gen, masks
+        self.NAME, self.STATES, self.PARAMS, self.MASKS = gen.NAME, gen.STATES, gen.PARAMS, gen.MASKS
+
+    def forward(self, x, params, state0=None, lengths=None, reverse=False, need_grad=True, params_checked=False,
+                masks=None):
+        return self.gen.forward(x, params, state0, lengths, reverse, need_grad=need_grad, params_checked=params_checked,
+                                masks=self.drawn_masks if masks is None else masks)
+
+    def backward(self, dy, d_final, saved):
+        return self.gen.backward(dy, d_final, saved)
+
+
+def with_masks(gen, T, B, H, rates, training, rng, params):
+    """`gen`, or (a cell with masks) WithMasks of the masks drawn now (draw_masks; `params` in
+    PARAMS order, numpy arrays or tensors: the masks take their dtype's name)."""
     if not getattr(gen, "MASKS", None):
         return gen
-    masks = gen.draw_masks(T, B, H, rates, training, rng, dtype, dict(zip(gen.PARAMS, params)))
-
-    def forward(x, params, state0=None, lengths=None, reverse=False):
-        return gen.forward(x, params, state0, lengths, reverse, masks=masks)
-    return types.SimpleNamespace(NAME=gen.NAME, STATES=gen.STATES, PARAMS=gen.PARAMS, forward=forward,
-                                 backward=gen.backward)
+    dtype = np.dtype(str(params[0].dtype).rpartition(".")[2])         # torch.float64 -> float64
+    return WithMasks(gen, gen.draw_masks(T, B, H, rates, training, rng, dtype, dict(zip(gen.PARAMS, params))))

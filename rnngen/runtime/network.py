@@ -12,13 +12,17 @@ direction runs the generated CUDA module (generated/_cuda_<cell>.py); what passe
 """
 import numpy as np
 
-from ..backends.checks import all_finite, check_lengths, check_sizes, is_torch_tensor
-from ..backends.masks import check_rates
+from ..backends.checks import all_finite, check_lengths, is_torch_tensor
 from .device import is_device_array
 from .ops import ops_for, require_cuda, to_numpy  # noqa: F401  (require_cuda: rnngen.torch uses it)
+from . import schedule
+from .options import cell_options, layer_masks, options_text
 from .registry import load
 from .stack import backward_layers, forward_layers, unit
 from .validation import as_int, device_name, flag, float_dtype, probability
+
+
+_NO_GRAD = "forward(need_grad=False)"      # the cache after an inference forward
 
 
 class RNN:
@@ -28,11 +32,13 @@ class RNN:
     into folder `path` (`rnngen build NAME --specs DIR --out path`), or a generated module
     (`rnngen.load(name, path=folder)`).
 
-    forward(x, state0=None, lengths=None) -> (y, final_states)
+    forward(x, state0=None, lengths=None, need_grad=True) -> (y, final_states)
         x (T, B, I) (or (B, T, I) with batch_first); y (T, B, D*H), the directions concatenated
         as torch does; zero past each sequence's length. state0 and final_states are tuples in the
         cell's STATES order, each (num_layers*D, B, H) like torch's h_n / c_n (state0 may also be
-        a single array for a one-state cell).
+        a single array for a one-state cell). need_grad=False: no backward follows (inference):
+        nothing is kept for it (only the current step's states while running), and backward()
+        after it is an error. eval() does not imply it: it only switches dropout off, as in torch.
     backward(dy, d_final=None) -> (dx, d_state0)
         gradients of a scalar loss given dL/dy and dL/d(final states); after it, `.grads` maps
         every parameter name to its gradient (overwritten, not accumulated, by each call).
@@ -52,21 +58,14 @@ class RNN:
     __cuda_array_interface__ such as torch and cupy tensors: no copy) or host arrays (numpy, CPU
     torch tensors: copied to the device once per call), and return device arrays; NaN in device
     inputs is not checked. lengths may be host or device (checked on the host once per forward).
-    Dropout masks are drawn on the host from the same generator as on the CPU (so a seed gives the
-    same masks on both devices) and copied over.
-
-    **sizes: the run-time sizes of the cell (its module's SIZES), e.g. heads=4 for 'slstm'.
-    rates: the run-time rates of a cell that declares random masks (`cell.mask`; the cell's RATES,
-    e.g. rates={"zoneout": 0.1} for lstm_zoneout), each in [0, 1), 0 if not given. In training
-    mode each layer and direction draws its masks from the network's seeded generator (mask_rng)
-    at every forward() (on the host, as dropout: the same masks on the CPU and the GPU) and
-    backward() uses exactly those; in eval mode a mask is its expectation. state_dict() returns host numpy arrays;
-    to("cpu") / to("cuda") moves the network. A CPU network refuses device arrays (ValueError).
+    Dropout masks, and the cell's own (rates={"zoneout": 0.1}: from `mask_rng`; eval: expectation),
+    are drawn on the host from the same generator as on the CPU (one seed, the same masks on both
+    devices) and copied over. **sizes: the cell's SIZES (heads=4). state_dict() returns host numpy
+    arrays; to("cpu") / to("cuda") moves the network. A CPU network refuses device arrays (ValueError).
     """
 
     def __init__(self, cell, input_size, hidden_size, num_layers=1, bidirectional=False,
-                 dropout=0.0, batch_first=False, dtype=np.float32, seed=0, device="cpu", path=None,
-                 rates=None, **sizes):
+                 dropout=0.0, batch_first=False, dtype=np.float32, seed=0, device="cpu", path=None, rates=None, **sizes):
         if isinstance(cell, str):
             cell = load(cell, path)
         elif path is not None:
@@ -77,8 +76,7 @@ class RNN:
         self.cell = cell
         self.input_size = as_int("input_size", input_size, 1)
         self.hidden_size = as_int("hidden_size", hidden_size, 1)
-        self.sizes = check_sizes(getattr(cell, "SIZES", ()), sizes, "RNN", getattr(cell, "SIZE_DEFAULTS", {}),
-                                 self.hidden_size)
+        self.sizes, self.rates, self.mask_rng = cell_options(cell, self.hidden_size, sizes, rates, seed, "RNN")
         self.num_layers = as_int("num_layers", num_layers, 1)
         self.bidirectional = flag("bidirectional", bidirectional)
         self.num_directions = 2 if self.bidirectional else 1
@@ -91,8 +89,6 @@ class RNN:
         self.device = device
         self.training = True
         self.dropout_rng = np.random.default_rng([int(seed), 1])
-        self.rates = check_rates(rates, getattr(cell, "RATES", ()))
-        self.mask_rng = np.random.default_rng([int(seed), 2])   # the cell's own masks (cell.mask)
         seeds = np.random.default_rng([int(seed), 0]).integers(0, 2**62, self.num_layers * self.num_directions)
         self.params = {}
         for k in range(self.num_layers):
@@ -125,15 +121,13 @@ class RNN:
         return self.hidden_size * self.num_directions
 
     def __repr__(self):
-        where = f", device={self.device!r}" if self.device != "cpu" else ""
-        rates = f", rates={self.rates}" if self.rates else ""
-        sizes = "".join(f", {k}={v}" for k, v in self.sizes.items())
+        where = options_text(self.sizes, self.rates) + (f", device={self.device!r}" if self.device != "cpu" else "")
         return (f"RNN({getattr(self.cell, 'NAME', self.cell.__name__)!r}, {self.input_size}, "
-                f"{self.hidden_size}{sizes}, num_layers={self.num_layers}, bidirectional={self.bidirectional}, "
-                f"dropout={self.dropout}, batch_first={self.batch_first}, dtype={self.dtype.name}{rates}{where})")
+                f"{self.hidden_size}, num_layers={self.num_layers}, bidirectional={self.bidirectional}, "
+                f"dropout={self.dropout}, batch_first={self.batch_first}, dtype={self.dtype.name}{where})")
 
     def train(self, mode=True):
-        """Training mode (dropout between layers and the cell's random masks active). Returns self."""
+        """Training mode (dropout between layers and the cell's masks active). Returns self."""
         self.training = bool(mode)
         return self
 
@@ -256,26 +250,34 @@ class RNN:
                 raise ValueError(f"parameter {name} contains NaN or inf")
 
     # -- forward and backward ---------------------------------------------------------------------
-    def _run(self, x, state0, lengths):
+    def _plan(self, T, B):
+        """How this call uses the cores (rnngen/runtime/schedule.py); serial on the GPU."""
+        if self.device != "cpu":
+            return schedule.SERIAL
+        return schedule.plan(T, B, self.hidden_size, self.num_directions)
+
+    def _run(self, x, state0, lengths, need_grad=True):
         """x time-major, checked, on the device. Returns (y time-major, final states, cache)."""
         ops = self._ops
         if self.device == "cpu":
             self._check_params_finite()
         T, B, _ = x.shape
         D, H = self.num_directions, self.hidden_size
+        plan = self._plan(T, B)
         finals = [ops.empty((self.num_layers * D, B, H)) for _ in self.states]
         saved, masks = {}, [None] * self.num_layers     # masks[k]: dropout after layer k
 
         def run(k, d, inp):
             idx = unit(k, d, D)
             s0 = tuple(None if s is None else s[idx] for s in state0)
-            masks = {}
-            if getattr(self.cell, "MASKS", None):       # drawn on the host: one seed, one set on every device
-                masks = {"masks": self.cell.draw_masks(T, B, H, self.rates, self.training, self.mask_rng, self.dtype,
-                                                       self._layer_params(k, d))}
-            y_d, fin, saved[k, d] = self.cell.forward(inp, self._layer_params(k, d),
-                                                      None if all(s is None for s in s0) else s0,
-                                                      lengths, reverse=bool(d), **masks)
+            s0 = None if all(s is None for s in s0) else s0
+            params, masks = layer_masks(self, k, d, T, B)
+            if self.device == "cpu":
+                y_d, fin, saved[k, d] = schedule.forward(self.cell, inp, params, s0, lengths, bool(d), need_grad,
+                                                         plan.slices, params_checked=True, masks=masks)
+            else:
+                y_d, fin, saved[k, d] = self.cell.forward(inp, params, s0, lengths, reverse=bool(d),
+                                                          **({"masks": masks} if masks else {}))
             for f, arr in zip(finals, fin):
                 ops.put(f, idx, arr)
             return y_d
@@ -288,18 +290,21 @@ class RNN:
                                      / self.dtype.type(keep))
             return ops.multiply(out, masks[k])
 
-        y = forward_layers(x, self.num_layers, D, run, ops.concat, dropout)
-        return y, tuple(finals), (saved, masks, lengths, T, B)
+        with schedule.blas_for(plan):
+            y = forward_layers(x, self.num_layers, D, run, ops.concat, dropout, plan.each)
+        return y, tuple(finals), (saved, masks, lengths, T, B, plan)
 
-    def forward(self, x, state0=None, lengths=None):
+    def forward(self, x, state0=None, lengths=None, need_grad=True):
         """Run the network over x. Returns (y, final_states); keeps what backward() needs:
         references to x and the parameters, which must not be modified in place before
-        backward() (the gradients would be those of the modified values)."""
+        backward() (the gradients would be those of the modified values).
+        need_grad=False: inference; nothing is kept and backward() cannot follow."""
+        need_grad = flag("need_grad", need_grad)
         x = self._x(x)
         T, B, _ = x.shape
         state0 = self._states("state0", state0, B)
-        y, finals, cache = self._run(x, state0, self._ops.lengths(lengths, B, T))
-        self._cache = cache
+        y, finals, cache = self._run(x, state0, self._ops.lengths(lengths, B, T), need_grad)
+        self._cache = cache if need_grad else _NO_GRAD
         if self.batch_first:
             y = self._ops.swap01(y)
         return y, finals
@@ -312,8 +317,11 @@ class RNN:
         forward() saw, by reference: modify neither in place in between (update after backward)."""
         if self._cache is None:
             raise ValueError("backward() needs a forward() first")
+        if self._cache is _NO_GRAD:
+            raise ValueError("backward() after forward(..., need_grad=False): that forward kept nothing "
+                             "for backward; run forward() with need_grad=True (the default) first")
         ops = self._ops
-        saved, masks, lengths, T, B = self._cache
+        saved, masks, lengths, T, B, plan = self._cache
         D, H, L = self.num_directions, self.hidden_size, self.num_layers * self.num_directions
         dy = ops.zeros((T, B, D * H)) if dy is None else self._dy(dy, T, B)
         d_final = self._states("d_final", d_final, B)
@@ -322,7 +330,11 @@ class RNN:
         def run(k, d, grad):
             idx = unit(k, d, D)
             df = tuple(None if s is None else s[idx] for s in d_final)
-            dx_d, ds0, dp = self.cell.backward(grad, None if all(s is None for s in df) else df, saved[k, d])
+            df = None if all(s is None for s in df) else df
+            if self.device == "cpu":
+                dx_d, ds0, dp = schedule.backward(self.cell, grad, df, saved[k, d])
+            else:
+                dx_d, ds0, dp = self.cell.backward(grad, df, saved[k, d])
             for out, arr in zip(d_state0, ds0):
                 ops.put(out, idx, arr)
             for name, value in dp.items():
@@ -332,7 +344,9 @@ class RNN:
         def dropout(k, grad):
             return grad if masks[k] is None else ops.multiply(grad, masks[k])
 
-        grad = backward_layers(dy, self.num_layers, D, run, lambda g, d: ops.take(g, d * H, H), ops.add, dropout)
+        with schedule.blas_for(plan):
+            grad = backward_layers(dy, self.num_layers, D, run, lambda g, d: ops.take(g, d * H, H), ops.add,
+                                   dropout, plan.each)
         if self.batch_first:
             grad = ops.swap01(grad)
         return grad, tuple(d_state0)
@@ -352,7 +366,7 @@ class RNN:
         x = self._ops.input("x_t", x_t, 2, validate, network_dtype=True)
         B, I = x.shape
         state = self._states("state", state, B)
-        y, finals, _ = self._run(x.reshape(1, B, I), state, self._ops.step_lengths(B))
+        y, finals, _ = self._run(x.reshape(1, B, I), state, self._ops.step_lengths(B), need_grad=False)
         return y[0], finals
 
 

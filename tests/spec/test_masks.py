@@ -193,3 +193,27 @@ def test_torch_bridge_rates_and_gradcheck_with_masks_fixed_by_the_seed():
     torch.testing.assert_close(mod(x)[0], mod(x)[0])
     with pytest.raises(ValueError, match="unknown rate"):
         rt.RNN("lstm_zoneout", 2, 3, rates={"zone": 0.1})
+
+
+@pytest.mark.parametrize("cell, rates", [("lstm_zoneout", {"zoneout": 0.3}), ("lstm_vd", {"dropout_h": 0.3}),
+                                         ("lstm_weightdrop", {"weight_drop": 0.3})])
+def test_batch_slices_run_with_their_rows_of_the_masks(cell, rates):
+    """A call big enough to run in batch slices (rnngen/runtime/schedule.py) gives each slice its
+    rows of the layer's masks: the same results as one serial call with the same seed."""
+    from rnngen.runtime import schedule
+    T, B, I, H = 20, 32, 4, 64
+    assert schedule.plan(T, B, H, 1, threads=2).slices == 2
+    x = np.random.default_rng(0).standard_normal((T, B, I))
+    lengths = np.random.default_rng(1).integers(0, T + 1, B)
+    out = []
+    try:
+        for threads in (1, 2):
+            rnngen.set_num_threads(threads)
+            net = rnngen.RNN(cell, I, H, rates=rates, dtype=np.float64, seed=3)
+            y, fin = net.forward(x, lengths=lengths)
+            dx, _ = net.backward(np.ones_like(y))
+            out.append((y, dx, net.grads["weight_hh_l0"], net.grads["weight_ih_l0"]))
+    finally:
+        rnngen.set_num_threads(None)
+    for a, b in zip(*out):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)

@@ -29,11 +29,13 @@ def host_array(name, value, ndim, dtype=None):
     return np.ascontiguousarray(value)
 
 
-def forward_inputs(x, params, state0, lengths, reverse, spec_params, states, initial=None):
-    """forward()'s inputs checked; the states not given at their initial values (`initial`, the
-    module's INITIAL; zeros for the others), the others copied."""
+def forward_inputs(x, params, state0, lengths, reverse, spec_params, states, initial=None, params_checked=False):
+    """forward()'s inputs checked (params_checked: but for NaN/inf in the parameters, which the
+    caller checked); the states not given at their initial values (`initial`, the module's
+    INITIAL; zeros for the others), the others copied."""
     x, params, state0, lengths, reverse, H = check_forward(x, params, state0, lengths, reverse,
-                                                           spec_params, states, host_array)
+                                                           spec_params, states, host_array,
+                                                           params_finite=not params_checked)
     B = x.shape[1]
     state0 = tuple(np.full((B, H), initial_value(initial, name, x.dtype), x.dtype) if s is None else s.copy()
                    for name, s in zip(states, state0))
@@ -56,6 +58,9 @@ def drop_weight(weight, mask):
 
 def backward_inputs(dy, d_final, saved, cell_name, states):
     """backward()'s inputs checked against what forward() saved; d_final copied (accumulated into)."""
+    if saved is None:
+        raise ValueError("saved is None: forward(..., need_grad=False) keeps nothing for backward; "
+                         "run forward() with need_grad=True (the default) before backward()")
     if not isinstance(saved, Saved) or saved.cell != cell_name:
         raise ValueError(f"saved must be what forward() of cell {cell_name!r} returned")
     T, B, _ = saved.x.shape
