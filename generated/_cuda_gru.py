@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 047efc20808d9e590dfd84f6f4f45b9dfa09e6cc058c089ecaf65f7bc2214bbb
+sha256 of spec + templates + math libraries + versions: bd57b01b1400b0e7cb47438a21ca34294dcefc629dcf8c0904d56dffcfec5b44
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -32,7 +32,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru"
-SPEC_SHA256 = "047efc20808d9e590dfd84f6f4f45b9dfa09e6cc058c089ecaf65f7bc2214bbb"
+SPEC_SHA256 = "bd57b01b1400b0e7cb47438a21ca34294dcefc629dcf8c0904d56dffcfec5b44"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

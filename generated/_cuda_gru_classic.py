@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 9cb1f960c5f3235a45ee17eb90e0e248d034126ceeb72089f4badc8a81bc302d
+sha256 of spec + templates + math libraries + versions: e5fc4c026d8908272e725e464e8a180859b9f1202896d899c1ce74f4b6917a3c
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -32,7 +32,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru_classic"
-SPEC_SHA256 = "9cb1f960c5f3235a45ee17eb90e0e248d034126ceeb72089f4badc8a81bc302d"
+SPEC_SHA256 = "e5fc4c026d8908272e725e464e8a180859b9f1202896d899c1ce74f4b6917a3c"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 5f820e1c104036123eb681bf4e0c5a7b4722464ccdb338b46190cc1c008319c6
+sha256 of spec + templates + math libraries + versions: 215332c881af3d83b6453199e8d77620bb69b300d9f57bed7ffb3c3a58e40b0d
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,7 +28,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, relu as _relu, step as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "indrnn"
-SPEC_SHA256 = "5f820e1c104036123eb681bf4e0c5a7b4722464ccdb338b46190cc1c008319c6"
+SPEC_SHA256 = "215332c881af3d83b6453199e8d77620bb69b300d9f57bed7ffb3c3a58e40b0d"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 13ba3a268cd28f60e33c5e0f60692612c54475f271005e1a5eb459cc5255d924
+sha256 of spec + templates + math libraries + versions: cc1b78da6654661c91a5e37c6b140d1a8b03621435e6adcac0729bd8341fd7a6
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -37,7 +37,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm"
-SPEC_SHA256 = "13ba3a268cd28f60e33c5e0f60692612c54475f271005e1a5eb459cc5255d924"
+SPEC_SHA256 = "cc1b78da6654661c91a5e37c6b140d1a8b03621435e6adcac0729bd8341fd7a6"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 1d8f20e83287147e889a03dea5ff4c0285287721a9ce2f8cfa2e9748bd3bfe0e
+sha256 of spec + templates + math libraries + versions: 4d7414c320acc9eddf32fe864aba66c72790ff5006dad6afacc648b6d56bf18b
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -36,7 +36,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "1d8f20e83287147e889a03dea5ff4c0285287721a9ce2f8cfa2e9748bd3bfe0e"
+SPEC_SHA256 = "4d7414c320acc9eddf32fe864aba66c72790ff5006dad6afacc648b6d56bf18b"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {

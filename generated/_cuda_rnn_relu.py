@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 2e38957585b31089f9489a67d12c339f7e15e2412b9ad6af838bdfa214c5aeab
+sha256 of spec + templates + math libraries + versions: 157be7f5df6155203ad1a3b63f056506e5939869715b402309cfabbd06299c5e
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -31,7 +31,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, relu as _relu, step as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "2e38957585b31089f9489a67d12c339f7e15e2412b9ad6af838bdfa214c5aeab"
+SPEC_SHA256 = "157be7f5df6155203ad1a3b63f056506e5939869715b402309cfabbd06299c5e"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

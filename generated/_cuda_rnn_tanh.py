@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: eb2b65b0bdbaf2d046e5089555bc8e282f75b0214194c27053aadf2d3eec309e
+sha256 of spec + templates + math libraries + versions: 5eb74f8065cd7780cf2055a36a67b8fb09d336df0900f03a8cab2c947820b2fe
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -31,7 +31,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, tanh as _tanh  # noqa: F
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "eb2b65b0bdbaf2d046e5089555bc8e282f75b0214194c27053aadf2d3eec309e"
+SPEC_SHA256 = "5eb74f8065cd7780cf2055a36a67b8fb09d336df0900f03a8cab2c947820b2fe"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

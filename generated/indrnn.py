@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 5f820e1c104036123eb681bf4e0c5a7b4722464ccdb338b46190cc1c008319c6
+sha256 of spec + templates + math libraries + versions: 215332c881af3d83b6453199e8d77620bb69b300d9f57bed7ffb3c3a58e40b0d
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -25,7 +25,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, relu as _relu, step as _step  # noqa: F401
 
 NAME = "indrnn"
-SPEC_SHA256 = "5f820e1c104036123eb681bf4e0c5a7b4722464ccdb338b46190cc1c008319c6"
+SPEC_SHA256 = "215332c881af3d83b6453199e8d77620bb69b300d9f57bed7ffb3c3a58e40b0d"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
@@ -33,11 +33,20 @@ PARAMS = {
     "bias_ih": ('H',),
     "weight_hh": ('H',),
 }
+SIZES = ()
+SIZE_DEFAULTS = {}
+STATE_SIZES = {'h': 'H'}
+INIT = {}
 
 
 def init_params(input_size, hidden_size, dtype=np.float32, seed=0):
     """Parameters drawn from U(-1/sqrt(H), 1/sqrt(H)), as torch.nn.RNN/GRU/LSTM do."""
-    return checks.init_params(PARAMS, input_size, hidden_size, dtype, seed)
+    return checks.init_params(PARAMS, input_size, hidden_size, dtype, seed, init=INIT)
+
+
+def sizes_of(params):
+    """{size name: value} of the run-time sizes (SIZES), read back from the parameters' shapes."""
+    return checks.sizes_of(params, PARAMS, SIZES)
 
 
 # -- forward: the time loop --------------------------------------------------------------------
@@ -108,14 +117,14 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
 
 
 def backward(dy, d_final, saved):
-    """Gradients of a scalar loss: from dy (T, B, H) and d_final (per state, (B, H) or None)
+    """Gradients of a scalar loss: from dy (T, B, H) and d_final (per state, (B, its size) or None)
     to (dx, d_state0, d_params).
 
     Reads x and params through `saved`, by reference: they must be unchanged since forward()
     (this is not checked; the PyTorch bridge, rnngen.torch, checks it). First-order gradients."""
     if getattr(saved, "device", False):
         return device.cuda_module(__name__, __file__, NAME).backward(dy, d_final, saved)
-    dy, d_final = checks.backward_inputs(dy, d_final, saved, NAME, STATES)
+    dy, d_final = checks.backward_inputs(dy, d_final, saved, NAME, STATES, OUTPUT)
     x, params, lengths, reverse = saved.x, saved.params, saved.lengths, saved.reverse
     zx_ih = saved.zx_ih
     s_h = saved.s_h

@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: dd7de844ce8db59c7d494974bd56cf0e8bd279f10ab6840cfc563e7ab3e7b5ec
+sha256 of spec + templates + math libraries + versions: 6661d0c1169039b00de19557acddadc105ad66c9edbda3eec744645642981534
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -26,18 +26,27 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid  # noqa: F401
 
 NAME = "mingru"
-SPEC_SHA256 = "dd7de844ce8db59c7d494974bd56cf0e8bd279f10ab6840cfc563e7ab3e7b5ec"
+SPEC_SHA256 = "6661d0c1169039b00de19557acddadc105ad66c9edbda3eec744645642981534"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
     "weight_ih": ('2*H', 'I'),
     "bias_ih": ('2*H',),
 }
+SIZES = ()
+SIZE_DEFAULTS = {}
+STATE_SIZES = {'h': 'H'}
+INIT = {}
 
 
 def init_params(input_size, hidden_size, dtype=np.float32, seed=0):
     """Parameters drawn from U(-1/sqrt(H), 1/sqrt(H)), as torch.nn.RNN/GRU/LSTM do."""
-    return checks.init_params(PARAMS, input_size, hidden_size, dtype, seed)
+    return checks.init_params(PARAMS, input_size, hidden_size, dtype, seed, init=INIT)
+
+
+def sizes_of(params):
+    """{size name: value} of the run-time sizes (SIZES), read back from the parameters' shapes."""
+    return checks.sizes_of(params, PARAMS, SIZES)
 
 
 # -- forward: the time loop --------------------------------------------------------------------
@@ -119,14 +128,14 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
 
 
 def backward(dy, d_final, saved):
-    """Gradients of a scalar loss: from dy (T, B, H) and d_final (per state, (B, H) or None)
+    """Gradients of a scalar loss: from dy (T, B, H) and d_final (per state, (B, its size) or None)
     to (dx, d_state0, d_params).
 
     Reads x and params through `saved`, by reference: they must be unchanged since forward()
     (this is not checked; the PyTorch bridge, rnngen.torch, checks it). First-order gradients."""
     if getattr(saved, "device", False):
         return device.cuda_module(__name__, __file__, NAME).backward(dy, d_final, saved)
-    dy, d_final = checks.backward_inputs(dy, d_final, saved, NAME, STATES)
+    dy, d_final = checks.backward_inputs(dy, d_final, saved, NAME, STATES, OUTPUT)
     x, params, lengths, reverse = saved.x, saved.params, saved.lengths, saved.reverse
     zx_ih = saved.zx_ih
     s_h = saved.s_h

@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: eb2b65b0bdbaf2d046e5089555bc8e282f75b0214194c27053aadf2d3eec309e
+sha256 of spec + templates + math libraries + versions: 5eb74f8065cd7780cf2055a36a67b8fb09d336df0900f03a8cab2c947820b2fe
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,7 +28,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, tanh as _tanh  # noqa: F401
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "eb2b65b0bdbaf2d046e5089555bc8e282f75b0214194c27053aadf2d3eec309e"
+SPEC_SHA256 = "5eb74f8065cd7780cf2055a36a67b8fb09d336df0900f03a8cab2c947820b2fe"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
@@ -37,11 +37,20 @@ PARAMS = {
     "weight_hh": ('H', 'H'),
     "bias_hh": ('H',),
 }
+SIZES = ()
+SIZE_DEFAULTS = {}
+STATE_SIZES = {'h': 'H'}
+INIT = {}
 
 
 def init_params(input_size, hidden_size, dtype=np.float32, seed=0):
     """Parameters drawn from U(-1/sqrt(H), 1/sqrt(H)), as torch.nn.RNN/GRU/LSTM do."""
-    return checks.init_params(PARAMS, input_size, hidden_size, dtype, seed)
+    return checks.init_params(PARAMS, input_size, hidden_size, dtype, seed, init=INIT)
+
+
+def sizes_of(params):
+    """{size name: value} of the run-time sizes (SIZES), read back from the parameters' shapes."""
+    return checks.sizes_of(params, PARAMS, SIZES)
 
 
 # -- forward: the time loop --------------------------------------------------------------------
@@ -117,14 +126,14 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
 
 
 def backward(dy, d_final, saved):
-    """Gradients of a scalar loss: from dy (T, B, H) and d_final (per state, (B, H) or None)
+    """Gradients of a scalar loss: from dy (T, B, H) and d_final (per state, (B, its size) or None)
     to (dx, d_state0, d_params).
 
     Reads x and params through `saved`, by reference: they must be unchanged since forward()
     (this is not checked; the PyTorch bridge, rnngen.torch, checks it). First-order gradients."""
     if getattr(saved, "device", False):
         return device.cuda_module(__name__, __file__, NAME).backward(dy, d_final, saved)
-    dy, d_final = checks.backward_inputs(dy, d_final, saved, NAME, STATES)
+    dy, d_final = checks.backward_inputs(dy, d_final, saved, NAME, STATES, OUTPUT)
     x, params, lengths, reverse = saved.x, saved.params, saved.lengths, saved.reverse
     zx_ih = saved.zx_ih
     s_h = saved.s_h

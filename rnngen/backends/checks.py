@@ -33,26 +33,111 @@ class CheckedLengths:
         return f"CheckedLengths({self.host.tolist()}, T={self.T})"
 
 
-def param_shape(shape, input_size, hidden_size):
-    """('4*H', 'I') -> (4*hidden_size, input_size)."""
-    env = {"H": hidden_size, "I": input_size}
+def dim_value(dim, env):
+    """One dimension of a PARAMS shape: a product (and quotient) of integers and size names,
+    '4*H', 'proj_size', '4*H/heads', evaluated with `env` {name: int}."""
+    value, op, factor = 1, "*", ""
+    for ch in str(dim).replace(" ", "") + "*":
+        if ch not in "*/":
+            factor += ch
+            continue
+        v = int(factor) if factor.isdigit() else env[factor]
+        value = value * v if op == "*" else value // v
+        op, factor = ch, ""
+    return value
+
+
+def param_shape(shape, input_size, hidden_size, sizes=None):
+    """('4*H', 'I') -> (4*hidden_size, input_size); `sizes` {name: int} gives the run-time sizes a
+    spec declares (('4*H', 'proj_size') with sizes={'proj_size': 2})."""
+    env = {"H": hidden_size, "I": input_size, **(sizes or {})}
+    return tuple(dim_value(dim, env) for dim in shape)
+
+
+def size_names(spec_params):
+    """The run-time size names in a module's PARAMS, besides I and H, in order of appearance."""
     out = []
-    for dim in shape:
-        mult, _, sym = dim.rpartition("*")
-        out.append((int(mult) if mult else 1) * env[sym])
+    for shape in spec_params.values():
+        for dim in shape:
+            for part in str(dim).replace("/", "*").split("*"):
+                part = part.strip()
+                if part and not part.isdigit() and part not in ("I", "H") and part not in out:
+                    out.append(part)
     return tuple(out)
 
 
-def init_params(spec_params, input_size, hidden_size, dtype=np.float32, seed=0):
+def check_sizes(names, sizes, who="init_params", defaults=None, hidden_size=None):
+    """{name: int} of a cell's run-time sizes from the keywords given: each one a positive integer,
+    given or with a default (`defaults` {name: int or "H"}: the hidden size), no other (a
+    ValueError naming the keyword)."""
+    sizes = dict(sizes or {})
+    for name, default in (defaults or {}).items():
+        if sizes.get(name) is None and (default != "H" or hidden_size is not None):
+            sizes[name] = hidden_size if default == "H" else default
+    unknown = [k for k in sizes if k not in names]
+    if unknown:
+        known = f"its run-time sizes are {', '.join(names)}" if names else "it has no run-time sizes"
+        raise ValueError(f"{who}: unknown keyword {unknown[0]}= for this cell ({known})")
+    out = {}
+    for name in names:
+        if name not in sizes or sizes[name] is None:
+            raise ValueError(f"{who}: this cell needs the run-time size {name}= (a positive integer)")
+        value = sizes[name]
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{who}: {name} must be a positive integer, got {value!r}")
+        out[name] = int(value)
+    return out
+
+
+def sizes_of(params, spec_params, names=None):
+    """{name: int} of the run-time sizes read back from the parameters' shapes: each from the
+    first dimension that is 'k*name' (H from the first parameter's rows, as hidden_size())."""
+    names = size_names(spec_params) if names is None else names
+    out = {}
+    for name in names:
+        for pname, shape in spec_params.items():
+            for axis, dim in enumerate(shape):
+                mult, _, sym = str(dim).rpartition("*")
+                if sym == name and (not mult or mult.isdigit()) and pname in params:
+                    size = params[pname].shape[axis]
+                    k = int(mult) if mult else 1
+                    if size % k or size == 0:
+                        raise ValueError(f"params[{pname!r}] must have {dim} along axis {axis}, got {size}")
+                    out[name] = size // k
+                    break
+            if name in out:
+                break
+        if name not in out:
+            raise ValueError(f"no parameter shows the size {name} on its own (a dimension k*{name})")
+    return out
+
+
+def state_dims(state_sizes, states, H, sizes):
+    """The size of each state, (B, size) per state: H unless STATE_SIZES names another size."""
+    env = {"H": H, **sizes}
+    return tuple(env[(state_sizes or {}).get(s, "H")] for s in states)
+
+
+def init_params(spec_params, input_size, hidden_size, dtype=np.float32, seed=0, sizes=None, init=None,
+                defaults=None):
+    """Parameters from U(-1/sqrt(H), 1/sqrt(H)) (`init` {name: constant} sets the others: a
+    LayerNorm gain to 1, a bias to 0); `sizes` the cell's run-time sizes, checked here, with
+    `defaults` for those not given."""
     if int(input_size) < 1 or int(hidden_size) < 1:
         raise ValueError(f"input_size and hidden_size must be >= 1, got {input_size}, {hidden_size}")
     dtype = np.dtype(dtype)
     if dtype.type not in DTYPES:
         raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+    sizes = check_sizes(size_names(spec_params), sizes, "init_params", defaults, int(hidden_size))
     rng = np.random.default_rng(seed)
     bound = 1.0 / np.sqrt(hidden_size)
-    return {name: rng.uniform(-bound, bound, param_shape(shape, input_size, hidden_size)).astype(dtype)
-            for name, shape in spec_params.items()}
+    out = {}
+    for name, shape in spec_params.items():
+        dims = param_shape(shape, input_size, hidden_size, sizes)
+        out[name] = rng.uniform(-bound, bound, dims).astype(dtype)
+        if init and name in init:
+            out[name][...] = init[name]
+    return out
 
 
 class Saved:
@@ -78,12 +163,13 @@ def check_finite(name, value):
 
 
 def check_forward(x, params, state0, lengths, reverse, spec_params, states, array, lengths_of=None,
-                  finite=check_finite):
+                  finite=check_finite, state_sizes=None):
     """The checks of forward()'s inputs shared by the CPU and the CUDA modules.
 
     `array(name, value, ndim, dtype=None)` converts and checks one array (the backend's: numpy
     arrays on the CPU, device arrays on the GPU); `lengths_of(lengths, B, T)` checks `lengths`
     (default check_lengths); `finite(name, arr)` rejects NaN and inf (None: not checked).
+    `state_sizes` {state: size name}: the states whose size is not H (STATE_SIZES).
     Returns (x, params, state0, lengths, reverse, H), with None for each state not given.
     """
     x = array("x", x, 3)
@@ -103,21 +189,24 @@ def check_forward(x, params, state0, lengths, reverse, spec_params, states, arra
     checked = {name: array(f"params[{name!r}]", params[name], len(shape), x.dtype)
                for name, shape in spec_params.items()}
     H = hidden_size(checked, spec_params)      # from the first parameter
-    check_input_size(x, checked, spec_params, H)
+    sizes = sizes_of(checked, spec_params)     # the run-time sizes (proj_size, ...), from their shapes
+    check_input_size(x, checked, spec_params, H, sizes)
+    given = "".join(f", {k}={v}" for k, v in sizes.items())
     for name, shape in spec_params.items():
         arr = checked[name]
-        expected = param_shape(shape, I, H)
+        expected = param_shape(shape, I, H, sizes)
         if tuple(arr.shape) != expected:
             raise ValueError(f"params[{name!r}] must have shape {expected} ({', '.join(shape)} with "
-                             f"I={I}, H={H}), got {tuple(arr.shape)}")
+                             f"I={I}, H={H}{given}), got {tuple(arr.shape)}")
         if finite is not None:
             finite(f"params[{name!r}]", arr)
     if state0 is None:
         state0 = (None,) * len(states)
     if not isinstance(state0, (tuple, list)) or len(state0) != len(states):
         raise ValueError(f"state0 must be None or a tuple of {len(states)} arrays {states}, each (B, H)")
-    state0 = tuple(None if s is None else check_state(f"state0[{k}] ({states[k]})", s, B, H, x.dtype, array,
-                                                      finite) for k, s in enumerate(state0))
+    dims = state_dims(state_sizes, states, H, sizes)
+    state0 = tuple(None if s is None else check_state(f"state0[{k}] ({states[k]})", s, B, dims[k], x.dtype,
+                                                      array, finite) for k, s in enumerate(state0))
     lengths = (lengths_of or check_lengths)(lengths, B, T)
     if not isinstance(reverse, (bool, np.bool_)):
         raise ValueError(f"reverse must be a bool, got {reverse!r}")
@@ -173,7 +262,7 @@ def _lengths_from_sequence(values, B, T):
     return np.array(values, dtype=np.int64)
 
 
-def check_input_size(x, params, spec_params, H):
+def check_input_size(x, params, spec_params, H, sizes=None):
     """x's feature size against the input size the parameters were made for (the first parameter
     with an I dimension), so that a wrong x is blamed on x, not on a parameter."""
     I = x.shape[2]
@@ -187,7 +276,7 @@ def check_input_size(x, params, spec_params, H):
         if size % mult or size == 0:
             return              # the parameter itself is wrong: its own check says so
         expected = size // mult
-        if expected != I and tuple(params[name].shape) == param_shape(shape, expected, H):
+        if expected != I and tuple(params[name].shape) == param_shape(shape, expected, H, sizes):
             raise ValueError(f"x has feature size {I} (shape (T, B, I) = {tuple(x.shape)}), but the "
                              f"parameters expect input size {expected} (params[{name!r}] has shape "
                              f"{tuple(params[name].shape)}: {', '.join(shape)} with I={expected}, H={H})")
@@ -206,6 +295,7 @@ def hidden_size(params, spec_params):
 
 
 def check_state(name, s, B, H, dtype, array, finite=check_finite):
+    """A (B, H) state; H is the state's own size (proj_size for a projected LSTM's h)."""
     arr = array(name, s, 2, dtype)
     if tuple(arr.shape) != (B, H):
         raise ValueError(f"{name} must have shape (B, H) = ({B}, {H}), got {tuple(arr.shape)}")

@@ -59,7 +59,7 @@ def after_loop(kernel, ops):
                         "x_loop = x2d if not reverse else _loop_order(x, lengths).reshape(T * B, I)"]
                 src = "x_loop"
             else:
-                src = "x2d" if op.input.role == "x" else f"{op.input.name}[:T].reshape(T * B, H)"
+                src = "x2d" if op.input.role == "x" else f"{op.input.name}[:T].reshape(T * B, {width(op.input)})"
             out.append(f'd_params["{op.weight.param}"] = {ops.gemm_tn.format(a=flat, b=src)}')
         elif isinstance(op, ir.InputGrad):
             part = ops.gemm.format(a=flat, b=f'params["{op.weight.param}"]')

@@ -4,8 +4,9 @@
 
 Importing this package imports SymPy; the runtime (rnngen.load, rnngen.RNN) never does.
 """
-from .cell import Cell, Linear, Vector, X
+from .cell import Cell, Linear, Mean, Vector, X
+from .sizes import HIDDEN, Size
 from .functions import KNOWN_FUNCTIONS, exp, log, relu, sigmoid, softplus, sqrt, step, tanh
 
-__all__ = ["Cell", "Linear", "Vector", "X", "KNOWN_FUNCTIONS", "exp", "log", "relu", "sigmoid",
+__all__ = ["Cell", "Linear", "Mean", "Vector", "X", "Size", "HIDDEN", "KNOWN_FUNCTIONS", "exp", "log", "relu", "sigmoid",
            "softplus", "sqrt", "step", "tanh"]

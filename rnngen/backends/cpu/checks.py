@@ -2,7 +2,7 @@
 import numpy as np
 
 from ..checks import (DTYPES, Saved, check_finite, check_forward, check_state, hidden_size,  # noqa: F401
-                      init_params)
+                      init_params, sizes_of, state_dims)
 
 
 def host_array(name, value, ndim, dtype=None):
@@ -27,21 +27,25 @@ def host_array(name, value, ndim, dtype=None):
     return np.ascontiguousarray(value)
 
 
-def forward_inputs(x, params, state0, lengths, reverse, spec_params, states):
-    """forward()'s inputs checked; the states not given as zeros, the others copied."""
+def forward_inputs(x, params, state0, lengths, reverse, spec_params, states, state_sizes=None):
+    """forward()'s inputs checked; the states not given as zeros (B, the state's size), the others
+    copied. `state_sizes`: STATE_SIZES of a cell whose states are not all of size H."""
     x, params, state0, lengths, reverse, H = check_forward(x, params, state0, lengths, reverse,
-                                                           spec_params, states, host_array)
+                                                           spec_params, states, host_array,
+                                                           state_sizes=state_sizes)
     B = x.shape[1]
-    state0 = tuple(np.zeros((B, H), x.dtype) if s is None else s.copy() for s in state0)
+    dims = state_dims(state_sizes, states, H, sizes_of(params, spec_params)) if state_sizes else (H,) * len(states)
+    state0 = tuple(np.zeros((B, n), x.dtype) if s is None else s.copy() for s, n in zip(state0, dims))
     return x, params, state0, lengths, reverse
 
 
-def backward_inputs(dy, d_final, saved, cell_name, states):
+def backward_inputs(dy, d_final, saved, cell_name, states, output=None):
     """backward()'s inputs checked against what forward() saved; d_final copied (accumulated into)."""
     if not isinstance(saved, Saved) or saved.cell != cell_name:
         raise ValueError(f"saved must be what forward() of cell {cell_name!r} returned")
     T, B, _ = saved.x.shape
-    H = getattr(saved, f"s_{states[0]}").shape[2]
+    dims = [getattr(saved, f"s_{s}").shape[2] for s in states]     # each state's own size
+    H = getattr(saved, f"s_{output or states[0]}").shape[2]         # the output's
     dtype = saved.x.dtype
     if dy is None:
         dy = np.zeros((T, B, H), dtype)
@@ -53,7 +57,7 @@ def backward_inputs(dy, d_final, saved, cell_name, states):
         d_final = (None,) * len(states)
     if not isinstance(d_final, (tuple, list)) or len(d_final) != len(states):
         raise ValueError(f"d_final must be None or a tuple of {len(states)} arrays {states}, each (B, H)")
-    d_final = tuple(np.zeros((B, H), dtype) if d is None else
-                    check_state(f"d_final[{k}] ({states[k]})", d, B, H, dtype, host_array).copy()
+    d_final = tuple(np.zeros((B, dims[k]), dtype) if d is None else
+                    check_state(f"d_final[{k}] ({states[k]})", d, B, dims[k], dtype, host_array).copy()
                     for k, d in enumerate(d_final))
     return dy, d_final

@@ -2,6 +2,8 @@
 places. Each printed line keeps its kind (read, share, write, gemm, add) for `rnngen show`."""
 from dataclasses import dataclass, field
 
+import sympy as sp
+
 from ...compiler import ir
 from ...compiler.printer import Constants, KernelPrinter
 from ..host import HostOps, after_loop, d_state0, saved_call, saved_key, shape, width
@@ -16,6 +18,8 @@ class Block:
     stores: list             # write lines
     inactive: list = field(default_factory=list)    # past a row's length
     ir: object = None        # the ir.Pointwise it prints
+    size: str = "H"          # the units the j loop runs over
+    after: list = field(default_factory=list)       # after the j loop: a reduction's per-row store
 
 
 @dataclass
@@ -30,6 +34,12 @@ class CpuModule:
     header: dict
     equations: list
     params: list             # [(name, shape)]
+    sizes: tuple             # the run-time size names beyond I and H
+    size_defaults: dict      # size -> its default (an int or "H")
+    state_sizes: dict        # state -> the name of its size
+    init: dict               # parameter -> constant initial value
+    kernel_sizes: dict       # "forward"/"backward" -> the kernel's lines reading T, B and the sizes
+    wrapper_sizes: dict      # "forward"/"backward" -> the wrapper's lines reading H and the sizes
     constants: list          # [(local name, literal)]
     helpers: list            # mathlib functions the kernels call
     n: dict                  # the loops' names
@@ -65,16 +75,28 @@ class _Printer:
         self.used.add(ref.buffer)
         return self.lay.element(ref, views)
 
+    def sized(self, e):
+        """A sympy expression over size symbols, printed with the kernels' locals for them."""
+        return self.printer.doprint(e.xreplace({q: type(q)(self.lay.size_name(q)) for q in e.free_symbols}))
+
     def block(self, blk, stage_title):
         views = []
         loads = [f"{r.symbol.name} = " + " + ".join(self.element(t, views) for t in self.lay.terms(r))
                  for r in blk.reads]
         body = [f"{s.name} = {self.printer.doprint(e)}" for s, e in blk.assigns]
-        stores = [f"{self.element(w.ref, views)} {'+=' if w.accumulate else '='} {self.value(w.value, views)}"
-                  for w in blk.writes]
+        stores, after = [], []
+        for w in blk.writes:
+            if w.reduce is None:
+                stores.append(f"{self.element(w.ref, views)} {'+=' if w.accumulate else '='} "
+                              f"{self.value(w.value, views)}")
+                continue
+            acc = self.lay.sum_name(w.ref)      # a reduction: summed over j in a local, stored per row
+            views.append(f"{acc} = {self.printer.doprint(sp.Integer(0))}")
+            stores.append(f"{acc} += {self.value(w.value, views)}")
+            after.append(f"{self.element(w.ref)} {'+=' if w.accumulate else '='} {acc}*{self.sized(w.reduce)}")
         inactive = [f"{self.element(w.ref)} = {self.value(w.value, None)}" for w in blk.inactive]
         title = blk.title if blk.title != stage_title else ""
-        return Block(title, views, loads, body, stores, inactive, blk)
+        return Block(title, views, loads, body, stores, inactive, blk, self.lay.size_name(blk.size), after)
 
     def gemm(self, op):
         for b in (op.input.buffer, op.weight, op.output.buffer):
@@ -106,14 +128,48 @@ class _Printer:
         return out
 
     def args(self, first):
-        """Kernel parameters and what the wrapper passes for them: the buffers the kernel uses."""
+        """Kernel parameters and what the wrapper passes for them: the buffers the kernel uses; and
+        the kernel's lines reading its sizes from them."""
         order = [first] + [b for b in self.k.buffers if b is not first] + self.k.params \
             + list(self.lay.scratch.values())
         used = [b for b in order if b in self.used]
         self.used = set()
         n = self.k.loop
         return ([n["lengths"], n["reverse"]] + [b.name for b in used],
-                ["lengths", "reverse"] + [self.lay.call_name(b) for b in used])
+                ["lengths", "reverse"] + [self.lay.call_name(b) for b in used],
+                kernel_sizes(self.k, self.lay, used, first))
+
+
+def _size_sources(kernel, args, sizes):
+    """(size name, how a kernel reads it) from the first buffer among `args` with that dimension."""
+    out = []
+    for size in sizes:
+        sym = ir.H if size == "H" else sp.Symbol(size, positive=True, integer=True)
+        for b in args:
+            k = next((a for a, d in enumerate(b.dims) if d == sym or (d / sym).is_Integer), None)
+            if k is not None:
+                mult = b.dims[k] / sym
+                out.append((size, f"{b.name}.shape[{k}]" + (f" // {mult}" if mult != 1 else "")))
+                break
+    return out
+
+
+def kernel_sizes(kernel, layout, buffers, first):
+    """The kernel's first lines: T, B, H and each run-time size from the shapes of its arguments
+    (`T, B, H = y.shape` when the output is of size H and there is no other size)."""
+    n = kernel.loop
+    if not kernel.sizes and kernel.output_size == ir.H:
+        return [f"{n['T']}, {n['B']}, {n['H']} = {first.name}.shape"]
+    lines = [f"{n['T']} = {first.name}.shape[0]", f"{n['B']} = {first.name}.shape[1]"]
+    return lines + [f"{layout.n[size]} = {src}" for size, src in _size_sources(kernel, buffers, ("H",) + kernel.sizes)]
+
+
+def wrapper_sizes(kernel, backward):
+    """The wrappers' lines reading H and the run-time sizes (from the parameters' shapes)."""
+    if not kernel.sizes and kernel.output_size == ir.H:
+        return ["H = dy.shape[2]" if backward else "H = state0[0].shape[1]"]
+    return ["H = checks.hidden_size(params, PARAMS)"] + \
+        [f'{size} = checks.sizes_of(params, PARAMS)["{size}"]' for size in kernel.sizes]
 
 
 def _forward_setup(k, lay):
@@ -153,16 +209,21 @@ def emit(kernel, layout, header, equations):
     """The CpuModule of one cell."""
     p = _Printer(kernel, layout)
     forward_stages = p.stages(kernel.forward)
-    fargs, fcall = p.args(kernel.buffer("y"))
+    fargs, fcall, fsizes = p.args(kernel.buffer("y"))
     backward_stages = p.stages(kernel.backward)
-    bargs, bcall = p.args(kernel.buffer("dy"))
+    bargs, bcall, bsizes = p.args(kernel.buffer("dy"))
     fsetup, hoisted = _forward_setup(kernel, layout)
     states = [kernel.buffer("states", s).name for s in kernel.states]
     saved = [(saved_key(b), b.name) for b in kernel.saved()]
     after = after_loop(kernel, OPS)
     return CpuModule(
         header=header, equations=equations,
-        params=[(b.param, shape(b)) for b in kernel.params], constants=p.constants.lines(),
+        params=[(b.param, shape(b)) for b in kernel.params], sizes=tuple(kernel.sizes),
+        size_defaults=dict(kernel.size_defaults),
+        state_sizes={s: str(kernel.state_sizes[s]) for s in kernel.states}, init=dict(kernel.init),
+        kernel_sizes={"forward": fsizes, "backward": bsizes},
+        wrapper_sizes={"forward": wrapper_sizes(kernel, False), "backward": wrapper_sizes(kernel, True)},
+        constants=p.constants.lines(),
         helpers=sorted(p.constants.helpers), n=kernel.loop,
         forward_args=fargs, forward_call=fcall, forward_setup=fsetup, forward_stages=forward_stages,
         forward_result=["final_states = (" + ", ".join(f"{s}[T].copy()" for s in states) + ",)"],

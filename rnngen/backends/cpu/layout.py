@@ -33,16 +33,33 @@ class CpuLayout:
             for op in st.ops:
                 if isinstance(op, ir.GemmAdjoint) and op.accumulate:
                     name = self.namer.claim(f"dv_{op.linear}", ("kernel", "wrapper"))
-                    self.scratch[op.linear] = ir.Buffer(name, "d_linear_input", (ir.B, ir.H), owner=op.linear)
+                    self.scratch[op.linear] = ir.Buffer(name, "d_linear_input", op.out.dims, owner=op.linear)
         self.views = {}
+        self.sums = {}
+
+    # -- sizes --------------------------------------------------------------------------------
+    def size_name(self, size):
+        """The kernels' local of a size symbol (H, or a run-time size such as proj_size)."""
+        return self.n[str(size)]
+
+    def unit_size(self, buffer):
+        """The local name of the units in one gate block of a buffer's last dimension."""
+        return self.size_name(buffer.dims[-1] / buffer.gates)
+
+    def sum_name(self, ref):
+        """The per-row accumulator of a reduction's sum into `ref` (sum_m_mu)."""
+        key = (ref.buffer.name, ref.at)
+        if key not in self.sums:
+            self.sums[key] = self.namer.claim(f"sum_{ref.buffer.name}")
+        return self.sums[key]
 
     # -- reading and writing one element ------------------------------------------------------
     def terms(self, read):
         """The refs a read adds up here: a folded bias is already in the hoisted GEMM's output."""
         return [t for t in read.terms if t.buffer not in self.folded]
 
-    def column(self, gate):
-        j, H = self.n["j"], self.n["H"]
+    def column(self, gate, H=None):
+        j, H = self.n["j"], H or self.n["H"]
         return j if gate == 0 else (f"{H} + {j}" if gate == 1 else f"{gate} * {H} + {j}")
 
     def rows(self, at):
@@ -53,18 +70,20 @@ class CpuLayout:
     def element(self, ref, views=None):
         """The element `ref` names, through a per-row view of its gate when `views` collects them."""
         rows, name = self.rows(ref.at), ref.buffer.name
+        if ref.buffer.per_row:
+            return f"{name}[{rows}]"
         if ref.buffer.gates > 1 and rows is not None and views is not None:
             key = (name, ref.gate, ref.at)
             if key not in self.views:
                 self.views[key] = self.namer.claim(f"{name}_g{ref.gate}")
-            view, H, g = self.views[key], self.n["H"], ref.gate
+            view, H, g = self.views[key], self.unit_size(ref.buffer), ref.gate
             lo = "0" if g == 0 else (H if g == 1 else f"{g} * {H}")
             hi = H if g == 0 else f"{g + 1} * {H}"
             line = f"{view} = {name}[{rows}, {lo}:{hi}]"
             if line not in views:
                 views.append(line)
             return f"{view}[{self.n['j']}]"
-        col = self.column(ref.gate) if ref.buffer.gates > 1 else self.n["j"]
+        col = self.column(ref.gate, self.unit_size(ref.buffer)) if ref.buffer.gates > 1 else self.n["j"]
         return f"{name}[{rows}, {col}]" if rows is not None else f"{name}[{col}]"
 
     def step_slice(self, s):
