@@ -6,7 +6,8 @@ Importing this package imports SymPy; the runtime (rnngen.load, rnngen.RNN) neve
 """
 from .cell import Cell, Linear, Mean, Vector, X
 from .sizes import HIDDEN, Size
+from .norms import layer_norm
 from .functions import KNOWN_FUNCTIONS, exp, log, relu, sigmoid, softplus, sqrt, step, tanh
 
 __all__ = ["Cell", "Linear", "Mean", "Vector", "X", "Size", "HIDDEN", "KNOWN_FUNCTIONS", "exp", "log", "relu", "sigmoid",
-           "softplus", "sqrt", "step", "tanh"]
+           "softplus", "sqrt", "step", "tanh", "layer_norm"]

@@ -257,11 +257,16 @@ class Cell:
         self.vectors.append(Vector(name, symbols, file, line, size, init))
         return symbols[0] if gates is None else symbols
 
-    def mean(self, *exprs):
+    def mean(self, *exprs, name=None):
         """The mean, over the hidden units j of one batch row and over the listed expressions, of
         pointwise expressions of the step: a per-row symbol usable in later expressions and in
-        further reductions (cell.mean(v) is mean_j v[j]; cell.mean(a, b) averages 2*H values)."""
+        further reductions (cell.mean(v) is mean_j v[j]; cell.mean(a, b) averages 2*H values).
+        `name`: the symbol's name in the generated code (default: the spec's variable, or meanN)."""
         file, line = _caller()
+        if name is not None:
+            _check_identifier("mean", name)
+            if name in self._names or name in {lin.name for lin in self.linears}:
+                _fail(f"cell.mean: name {name!r} is already in use", symbol=name)
         if len(exprs) == 1 and isinstance(exprs[0], (list, tuple)):
             exprs = tuple(exprs[0])
         if not exprs:
@@ -275,9 +280,9 @@ class Cell:
             if X in out[-1].free_symbols:
                 _fail("cell.mean: x can only enter through cell.linear", symbol="x")
         k = len(self.means)
-        while f"mean{k}" in self._names or f"mean{k}" in {lin.name for lin in self.linears}:
+        while name is None and (f"mean{k}" in self._names or f"mean{k}" in {lin.name for lin in self.linears}):
             k += 1
-        name = f"mean{k}"
+        name = name or f"mean{k}"
         self._names.add(name)
         sym = sp.Symbol(name)
         self.means.append(Mean(name, sym, tuple(out), file, line))

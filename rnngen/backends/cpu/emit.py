@@ -187,14 +187,14 @@ def _forward_setup(k, lay):
             x = next((a for a, r in k.ties.items() if r == b.owner), None)
             note = f"this step's product: the loop saves the sums in {k.buffer('x_preact', x).name}" if x else ""
             setup.append(lay.allocate(b, note))
-        elif b.role == "linear_input":
+        elif b.role in ("linear_input", "mean"):
             setup.append(lay.allocate(b))
     return setup, hoisted
 
 
 def _backward_setup(k, lay):
     setup = [f"{k.buffer('d_state', s).name} = d_final[{i}]" for i, s in enumerate(k.states)]
-    setup += [lay.allocate(b) for b in k.buffers if b.role in ("d_preact", "d_x_preact", "d_linear_input")]
+    setup += [lay.allocate(b) for b in k.buffers if b.role in ("d_preact", "d_x_preact", "d_linear_input", "d_mean")]
     setup += [lay.allocate(b, "the product dv = dz @ W, added to the state's gradient")
               for b in lay.scratch.values()]
     setup += [lay.allocate(b) for b in k.buffers if b.role == "d_vector"]
