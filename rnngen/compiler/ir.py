@@ -215,7 +215,8 @@ class Kernel:
 
     @property
     def num_stages(self):
-        return max((lin.level for lin in self.linears), default=0)
+        """Stages of the step before the update: those of the linears and of the reductions."""
+        return max([lin.level for lin in self.linears] + [len(self.forward) - 1])
 
     def buffer(self, role, owner=""):
         """The buffer of `role` for `owner`, or None."""

@@ -60,11 +60,11 @@ def load_spec(path):
     cell = getattr(module, "cell", None)
     if not isinstance(cell, Cell):
         raise SpecError("spec file must define `cell = Cell(...)`", file=path)
+    cell.source_names = _source_names(cell, vars(module))     # before check(): errors use the spec's names
     try:
         cell.check()
     except SpecError as exc:
         raise exc.located(path, None) from None
-    cell.source_names = _source_names(cell, vars(module))
     cell.source_exprs = _source_exprs(cell, vars(module))
     cell.path = path
     return cell

@@ -34,13 +34,25 @@ def symbol_sizes(cell):
     return out
 
 
+def spec_name(cell, sym):
+    """The spec's variable for a symbol (xi for ih_0) once the loader knows it, else its name."""
+    return getattr(cell, "source_names", {}).get(sym, sym.name)
+
+
+def spec_text(cell, expr):
+    """An expression as the spec wrote it: its symbols under the spec's variable names."""
+    names = getattr(cell, "source_names", {})
+    return str(expr.xreplace({s: sp.Symbol(names[s]) for s in expr.free_symbols if s in names}))
+
+
 def expression_size(cell, what, expr, file, line):
-    """The Size of a pointwise expression (None: per row only); mixing sizes is a SpecError."""
+    """The Size of a pointwise expression (None: per row only); mixing sizes is a SpecError naming
+    the symbols of each size."""
     sizes = symbol_sizes(cell)
     found = {}
     for sym in sorted(expr.free_symbols, key=str):
         if sym in sizes:
-            found.setdefault(sizes[sym], []).append(sym.name)
+            found.setdefault(sizes[sym], []).append(spec_name(cell, sym))
     if len(found) > 1:
         parts = "; ".join(f"{', '.join(names)} of size {size}" for size, names in found.items())
         raise SpecError(f"{what} mixes sizes in one pointwise expression: {parts} (a linear "
@@ -55,17 +67,18 @@ def check(cell):
     per_unit = {cell.state_symbol(s) for s in cell.states} | {o for lin in cell.linears for o in lin.outputs}
     for m in cell.means:
         sizes = set()
+        name = spec_name(cell, m.symbol)
         for e in m.exprs:
-            what = f"cell.mean (the value {m.name})"
+            what = f"cell.mean (the value {name})"
             if not e.free_symbols & per_unit:
-                raise SpecError(f"{what}: {e} is not pointwise in the step (it depends on no state and "
-                                f"no linear output, so there are no hidden units to average over)",
-                                file=m.file, line=m.line, symbol=str(e))
+                raise SpecError(f"{what}: {spec_text(cell, e)} is not pointwise in the step (it depends on "
+                                f"no state and no linear output, so there are no hidden units to average "
+                                f"over)", file=m.file, line=m.line, symbol=spec_text(cell, e))
             sizes.add(cell.expression_size(what, e, m.file, m.line))
         if len(sizes) > 1:
-            raise SpecError(f"cell.mean (the value {m.name}) averages expressions of different sizes "
+            raise SpecError(f"cell.mean (the value {name}) averages expressions of different sizes "
                             f"({', '.join(sorted(map(str, sizes)))})", file=m.file, line=m.line,
-                            symbol=m.name)
+                            symbol=name)
     for s, e in cell.updates.items():
         size = cell.expression_size(f"update of {s!r}", e, cell.file, cell.update_line)
         if size is not None and size != cell.state_sizes[s]:
@@ -76,5 +89,5 @@ def check(cell):
             continue
         what = f"input of linear {lin.name!r}"
         if cell.expression_size(what, lin.input, lin.file, lin.line) is None:
-            raise SpecError(f"{what} is per row only (no hidden units): {lin.input}", file=lin.file,
-                            line=lin.line, symbol=lin.name)
+            raise SpecError(f"{what} is per row only (no hidden units): {spec_text(cell, lin.input)}",
+                            file=lin.file, line=lin.line, symbol=lin.name)
