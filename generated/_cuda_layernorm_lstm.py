@@ -8,11 +8,17 @@ versions: rnngen 0.1.0, sympy 1.14
 The step, for one batch row b and hidden unit j:
     ih0, ih1, ih2, ih3 = (x) @ weight_ih.T    [hoisted before the loop]
     hh0, hh1, hh2, hh3 = (h) @ weight_hh.T    [stage 1]
+    ln_hh_mean = sum over the units j of (hh0 + hh1 + hh2 + hh3) / (4*H)    [mean, stage 2]
+    ln_hh_var = sum over the units j of ((hh0 - ln_hh_mean)**2 + (hh1 - ln_hh_mean)**2 + (hh2 - ln_hh_mean)**2 + (hh3 - ln_hh_mean)**2) / (4*H)    [mean, stage 3]
+    ln_ih_mean = sum over the units j of (ih0 + ih1 + ih2 + ih3) / (4*H)    [mean, stage 1]
+    ln_ih_var = sum over the units j of ((ih0 - ln_ih_mean)**2 + (ih1 - ln_ih_mean)**2 + (ih2 - ln_ih_mean)**2 + (ih3 - ln_ih_mean)**2) / (4*H)    [mean, stage 2]
     zi = bias_0 + ln_hh_gain_0*(hh0 - ln_hh_mean)/sqrt(ln_hh_var + 1.0e-5) + ln_ih_gain_0*(ih0 - ln_ih_mean)/sqrt(ln_ih_var + 1.0e-5)
     zf = bias_1 + ln_hh_gain_1*(hh1 - ln_hh_mean)/sqrt(ln_hh_var + 1.0e-5) + ln_ih_gain_1*(ih1 - ln_ih_mean)/sqrt(ln_ih_var + 1.0e-5)
     zg = bias_2 + ln_hh_gain_2*(hh2 - ln_hh_mean)/sqrt(ln_hh_var + 1.0e-5) + ln_ih_gain_2*(ih2 - ln_ih_mean)/sqrt(ln_ih_var + 1.0e-5)
     zo = bias_3 + ln_hh_gain_3*(hh3 - ln_hh_mean)/sqrt(ln_hh_var + 1.0e-5) + ln_ih_gain_3*(ih3 - ln_ih_mean)/sqrt(ln_ih_var + 1.0e-5)
     c_next = c*sigmoid(zf) + tanh(zg)*sigmoid(zi)
+    ln_c_mean = sum over the units j of (c_next) / (H)    [mean, stage 4]
+    ln_c_var = sum over the units j of ((c_next - ln_c_mean)**2) / (H)    [mean, stage 5]
     h <- tanh(bc + gc*(c_next - ln_c_mean)/sqrt(ln_c_var + 1.0e-5))*sigmoid(zo)
     c <- c_next
 
@@ -53,7 +59,7 @@ RECURRENT_LINEARS = 1
 # (kernel argument, number of dimensions): what compile-only checks need to build signatures
 KERNEL_ARGS = {
     "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("s_c", 3), ("z_hh", 3), ("m_ln_ih_mean", 2), ("m_ln_ih_var", 2), ("m_ln_hh_mean", 2), ("m_ln_hh_var", 2), ("m_ln_c_mean", 2), ("m_ln_c_var", 2), ("weight_hh", 2), ("vec_ln_ih_gain", 1), ("vec_ln_hh_gain", 1), ("vec_bias", 1), ("vec_ln_c_gain", 1), ("vec_ln_c_bias", 1), ("_units", 0), ("_on_chip", 0), ),
-    "backward": (("lengths", 1), ("reverse", 0), ("dy", 3), ("zx_ih", 3), ("s_c", 3), ("z_hh", 3), ("m_ln_ih_mean", 2), ("m_ln_ih_var", 2), ("m_ln_hh_mean", 2), ("m_ln_hh_var", 2), ("m_ln_c_mean", 2), ("m_ln_c_var", 2), ("d_h", 2), ("d_c", 2), ("dzx_ih", 3), ("dz_hh", 3), ("dm_ln_ih_mean_", 1), ("dm_ln_ih_var_", 1), ("dm_ln_hh_mean_", 1), ("dm_ln_hh_var_", 1), ("dm_ln_c_mean_", 1), ("dm_ln_c_var_", 1), ("dvec_ln_ih_gain", 2), ("dvec_ln_hh_gain", 2), ("dvec_bias", 2), ("dvec_ln_c_gain", 2), ("dvec_ln_c_bias", 2), ("weight_hh", 2), ("vec_ln_ih_gain", 1), ("vec_ln_hh_gain", 1), ("vec_bias", 1), ("vec_ln_c_gain", 1), ("vec_ln_c_bias", 1), ("_units", 0), ("_on_chip", 0), ),
+    "backward": (("lengths", 1), ("reverse", 0), ("dy", 3), ("zx_ih", 3), ("s_c", 3), ("z_hh", 3), ("m_ln_ih_mean", 2), ("m_ln_ih_var", 2), ("m_ln_hh_mean", 2), ("m_ln_hh_var", 2), ("m_ln_c_mean", 2), ("m_ln_c_var", 2), ("d_h", 2), ("d_c", 2), ("dzx_ih", 3), ("dz_hh", 3), ("dmean_ln_ih_mean", 1), ("dmean_ln_ih_var", 1), ("dmean_ln_hh_mean", 1), ("dmean_ln_hh_var", 1), ("dmean_ln_c_mean", 1), ("dmean_ln_c_var", 1), ("dvec_ln_ih_gain", 2), ("dvec_ln_hh_gain", 2), ("dvec_bias", 2), ("dvec_ln_c_gain", 2), ("dvec_ln_c_bias", 2), ("weight_hh", 2), ("vec_ln_ih_gain", 1), ("vec_ln_hh_gain", 1), ("vec_bias", 1), ("vec_ln_c_gain", 1), ("vec_ln_c_bias", 1), ("_units", 0), ("_on_chip", 0), ),
 }
 
 
@@ -287,7 +293,7 @@ def _kernels_for(_dtype):
 
 
     # -- backward: one launch runs the time loop in reverse --------------------------------
-    def backward_kernel(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih_var, m_ln_hh_mean, m_ln_hh_var, m_ln_c_mean, m_ln_c_var, d_h, d_c, dzx_ih, dz_hh, dm_ln_ih_mean_, dm_ln_ih_var_, dm_ln_hh_mean_, dm_ln_hh_var_, dm_ln_c_mean_, dm_ln_c_var_, dvec_ln_ih_gain, dvec_ln_hh_gain, dvec_bias, dvec_ln_c_gain, dvec_ln_c_bias, weight_hh, vec_ln_ih_gain, vec_ln_hh_gain, vec_bias, vec_ln_c_gain, vec_ln_c_bias, _units, _on_chip):
+    def backward_kernel(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih_var, m_ln_hh_mean, m_ln_hh_var, m_ln_c_mean, m_ln_c_var, d_h, d_c, dzx_ih, dz_hh, dmean_ln_ih_mean, dmean_ln_ih_var, dmean_ln_hh_mean, dmean_ln_hh_var, dmean_ln_c_mean, dmean_ln_c_var, dvec_ln_ih_gain, dvec_ln_hh_gain, dvec_bias, dvec_ln_c_gain, dvec_ln_c_bias, weight_hh, vec_ln_ih_gain, vec_ln_hh_gain, vec_bias, vec_ln_c_gain, vec_ln_c_bias, _units, _on_chip):
         T, B, H = dy.shape
         c0 = _dtype(0)
         c1 = _dtype(1)
@@ -429,20 +435,20 @@ def _kernels_for(_dtype):
                     dzx_ih[t, b, 3 * H + j] = tmp43
                     dvec_ln_c_bias[b, j] += tmp34
                     dvec_ln_c_gain[b, j] += tmp28*tmp44
-                    dm_ln_c_mean_[b, j] = -tmp35
-                    dm_ln_c_var_[b, j] = -c1_2*gc*tmp44/tmp27**c3_2
+                    dmean_ln_c_mean[b, j] = -tmp35
+                    dmean_ln_c_var[b, j] = -c1_2*gc*tmp44/tmp27**c3_2
                     dvec_ln_hh_gain[b, j] += tmp3*tmp45
                     dvec_ln_hh_gain[b, H + j] += tmp3*tmp46
                     dvec_ln_hh_gain[b, 2 * H + j] += tmp3*tmp47
                     dvec_ln_hh_gain[b, 3 * H + j] += tmp3*tmp48
-                    dm_ln_hh_mean_[b, j] = -tmp36 - tmp37 - tmp38 - tmp39
-                    dm_ln_hh_var_[b, j] = -ln_hh_gain_0*tmp45*tmp49 - ln_hh_gain_1*tmp46*tmp49 - ln_hh_gain_2*tmp47*tmp49 - ln_hh_gain_3*tmp48*tmp49
+                    dmean_ln_hh_mean[b, j] = -tmp36 - tmp37 - tmp38 - tmp39
+                    dmean_ln_hh_var[b, j] = -ln_hh_gain_0*tmp45*tmp49 - ln_hh_gain_1*tmp46*tmp49 - ln_hh_gain_2*tmp47*tmp49 - ln_hh_gain_3*tmp48*tmp49
                     dvec_ln_ih_gain[b, j] += tmp50*tmp8
                     dvec_ln_ih_gain[b, H + j] += tmp51*tmp8
                     dvec_ln_ih_gain[b, 2 * H + j] += tmp52*tmp8
                     dvec_ln_ih_gain[b, 3 * H + j] += tmp53*tmp8
-                    dm_ln_ih_mean_[b, j] = -tmp40 - tmp41 - tmp42 - tmp43
-                    dm_ln_ih_var_[b, j] = -ln_ih_gain_0*tmp50*tmp54 - ln_ih_gain_1*tmp51*tmp54 - ln_ih_gain_2*tmp52*tmp54 - ln_ih_gain_3*tmp53*tmp54
+                    dmean_ln_ih_mean[b, j] = -tmp40 - tmp41 - tmp42 - tmp43
+                    dmean_ln_ih_var[b, j] = -ln_ih_gain_0*tmp50*tmp54 - ln_ih_gain_1*tmp51*tmp54 - ln_ih_gain_2*tmp52*tmp54 - ln_ih_gain_3*tmp53*tmp54
                 else:
                     dzx_ih[step, b, j] = c0
                     dzx_ih[step, b, H + j] = c0
@@ -460,7 +466,7 @@ def _kernels_for(_dtype):
                 j = _j0 + _e - b * _nu
                 if step < lengths[b]:
                     t = lengths[b] - 1 - step if reverse else step
-                    dm_ln_c_var = dm_ln_c_var_[b, j]
+                    dm_ln_c_var = dmean_ln_c_var[b, j]
                     c = s_c[step, b, j]
                     ih0 = zx_ih[t, b, j]
                     ih1 = zx_ih[t, b, H + j]
@@ -538,17 +544,17 @@ def _kernels_for(_dtype):
                     dzx_ih[t, b, j] += tmp27
                     dzx_ih[t, b, H + j] += tmp28
                     dzx_ih[t, b, 2 * H + j] += tmp29
-                    dm_ln_c_mean_[b, j] += -dm_ln_c_var*tmp23
+                    dmean_ln_c_mean[b, j] += -dm_ln_c_var*tmp23
                     dvec_ln_hh_gain[b, j] += tmp3*tmp30
                     dvec_ln_hh_gain[b, H + j] += tmp3*tmp31
                     dvec_ln_hh_gain[b, 2 * H + j] += tmp3*tmp32
-                    dm_ln_hh_mean_[b, j] += -tmp24 - tmp25 - tmp26
-                    dm_ln_hh_var_[b, j] += -ln_hh_gain_0*tmp30*tmp33 - ln_hh_gain_1*tmp31*tmp33 - ln_hh_gain_2*tmp32*tmp33
+                    dmean_ln_hh_mean[b, j] += -tmp24 - tmp25 - tmp26
+                    dmean_ln_hh_var[b, j] += -ln_hh_gain_0*tmp30*tmp33 - ln_hh_gain_1*tmp31*tmp33 - ln_hh_gain_2*tmp32*tmp33
                     dvec_ln_ih_gain[b, j] += tmp34*tmp8
                     dvec_ln_ih_gain[b, H + j] += tmp35*tmp8
                     dvec_ln_ih_gain[b, 2 * H + j] += tmp36*tmp8
-                    dm_ln_ih_mean_[b, j] += -tmp27 - tmp28 - tmp29
-                    dm_ln_ih_var_[b, j] += -ln_ih_gain_0*tmp34*tmp37 - ln_ih_gain_1*tmp35*tmp37 - ln_ih_gain_2*tmp36*tmp37
+                    dmean_ln_ih_mean[b, j] += -tmp27 - tmp28 - tmp29
+                    dmean_ln_ih_var[b, j] += -ln_ih_gain_0*tmp34*tmp37 - ln_ih_gain_1*tmp35*tmp37 - ln_ih_gain_2*tmp36*tmp37
             cuda.syncthreads()
             _grid.sync()
             cuda.syncthreads()
@@ -558,7 +564,7 @@ def _kernels_for(_dtype):
                 j = _j0 + _e - b * _nu
                 if step < lengths[b]:
                     t = lengths[b] - 1 - step if reverse else step
-                    dm_ln_c_mean = dm_ln_c_mean_[b, j]
+                    dm_ln_c_mean = dmean_ln_c_mean[b, j]
                     c = s_c[step, b, j]
                     ih0 = zx_ih[t, b, j]
                     ih1 = zx_ih[t, b, H + j]
@@ -636,13 +642,13 @@ def _kernels_for(_dtype):
                     dvec_ln_hh_gain[b, j] += tmp29*tmp3
                     dvec_ln_hh_gain[b, H + j] += tmp3*tmp30
                     dvec_ln_hh_gain[b, 2 * H + j] += tmp3*tmp31
-                    dm_ln_hh_mean_[b, j] += -tmp23 - tmp24 - tmp25
-                    dm_ln_hh_var_[b, j] += -ln_hh_gain_0*tmp29*tmp32 - ln_hh_gain_1*tmp30*tmp32 - ln_hh_gain_2*tmp31*tmp32
+                    dmean_ln_hh_mean[b, j] += -tmp23 - tmp24 - tmp25
+                    dmean_ln_hh_var[b, j] += -ln_hh_gain_0*tmp29*tmp32 - ln_hh_gain_1*tmp30*tmp32 - ln_hh_gain_2*tmp31*tmp32
                     dvec_ln_ih_gain[b, j] += tmp33*tmp8
                     dvec_ln_ih_gain[b, H + j] += tmp34*tmp8
                     dvec_ln_ih_gain[b, 2 * H + j] += tmp35*tmp8
-                    dm_ln_ih_mean_[b, j] += -tmp26 - tmp27 - tmp28
-                    dm_ln_ih_var_[b, j] += -ln_ih_gain_0*tmp33*tmp36 - ln_ih_gain_1*tmp34*tmp36 - ln_ih_gain_2*tmp35*tmp36
+                    dmean_ln_ih_mean[b, j] += -tmp26 - tmp27 - tmp28
+                    dmean_ln_ih_var[b, j] += -ln_ih_gain_0*tmp33*tmp36 - ln_ih_gain_1*tmp34*tmp36 - ln_ih_gain_2*tmp35*tmp36
             cuda.syncthreads()
             _grid.sync()
             cuda.syncthreads()
@@ -652,7 +658,7 @@ def _kernels_for(_dtype):
                 j = _j0 + _e - b * _nu
                 if step < lengths[b]:
                     t = lengths[b] - 1 - step if reverse else step
-                    dm_ln_hh_var = dm_ln_hh_var_[b, j]
+                    dm_ln_hh_var = dmean_ln_hh_var[b, j]
                     hh0 = z_hh[step, b, j]
                     hh1 = z_hh[step, b, H + j]
                     hh2 = z_hh[step, b, 2 * H + j]
@@ -667,7 +673,7 @@ def _kernels_for(_dtype):
                     dz_hh[step, b, H + j] += dm_ln_hh_var*(tmp1 + tmp2)
                     dz_hh[step, b, 2 * H + j] += dm_ln_hh_var*(tmp1 + tmp3)
                     dz_hh[step, b, 3 * H + j] += dm_ln_hh_var*(tmp1 + tmp4)
-                    dm_ln_hh_mean_[b, j] += dm_ln_hh_var*(c8*ln_hh_mean - tmp0 - tmp2 - tmp3 - tmp4)
+                    dmean_ln_hh_mean[b, j] += dm_ln_hh_var*(c8*ln_hh_mean - tmp0 - tmp2 - tmp3 - tmp4)
             cuda.syncthreads()
             _grid.sync()
             cuda.syncthreads()
@@ -677,8 +683,8 @@ def _kernels_for(_dtype):
                 j = _j0 + _e - b * _nu
                 if step < lengths[b]:
                     t = lengths[b] - 1 - step if reverse else step
-                    dm_ln_ih_var = dm_ln_ih_var_[b, j]
-                    dm_ln_hh_mean = dm_ln_hh_mean_[b, j]
+                    dm_ln_ih_var = dmean_ln_ih_var[b, j]
+                    dm_ln_hh_mean = dmean_ln_hh_mean[b, j]
                     ih0 = zx_ih[t, b, j]
                     ih1 = zx_ih[t, b, H + j]
                     ih2 = zx_ih[t, b, 2 * H + j]
@@ -697,7 +703,7 @@ def _kernels_for(_dtype):
                     dzx_ih[t, b, H + j] += dm_ln_ih_var*(tmp1 + tmp2)
                     dzx_ih[t, b, 2 * H + j] += dm_ln_ih_var*(tmp1 + tmp3)
                     dzx_ih[t, b, 3 * H + j] += dm_ln_ih_var*(tmp1 + tmp4)
-                    dm_ln_ih_mean_[b, j] += dm_ln_ih_var*(c8*ln_ih_mean - tmp0 - tmp2 - tmp3 - tmp4)
+                    dmean_ln_ih_mean[b, j] += dm_ln_ih_var*(c8*ln_ih_mean - tmp0 - tmp2 - tmp3 - tmp4)
             cuda.syncthreads()
             _grid.sync()
             # stage 1: columns of this block's units of dz_hh[step] @ weight_hh
@@ -728,7 +734,7 @@ def _kernels_for(_dtype):
                 j = _j0 + _e - b * _nu
                 if step < lengths[b]:
                     t = lengths[b] - 1 - step if reverse else step
-                    dm_ln_ih_mean = dm_ln_ih_mean_[b, j]
+                    dm_ln_ih_mean = dmean_ln_ih_mean[b, j]
                     dzx_ih[t, b, j] += dm_ln_ih_mean
                     dzx_ih[t, b, H + j] += dm_ln_ih_mean
                     dzx_ih[t, b, 2 * H + j] += dm_ln_ih_mean
@@ -808,7 +814,7 @@ def backward(dy, d_final, saved):
     dvec_ln_c_gain = elementwise.zeros((B, H), dtype)
     dvec_ln_c_bias = elementwise.zeros((B, H), dtype)
     launch.persistent(_kernels(dtype).backward, H, B, SHARED_ROWS, RECURRENT_LINEARS, True,
-                      (lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih_var, m_ln_hh_mean, m_ln_hh_var, m_ln_c_mean, m_ln_c_var, d_h, d_c, dzx_ih, dz_hh, dm_ln_ih_mean_, dm_ln_ih_var_, dm_ln_hh_mean_, dm_ln_hh_var_, dm_ln_c_mean_, dm_ln_c_var_, dvec_ln_ih_gain, dvec_ln_hh_gain, dvec_bias, dvec_ln_c_gain, dvec_ln_c_bias, params["weight_hh"], params["ln_ih_gain"], params["ln_hh_gain"], params["bias"], params["ln_c_gain"], params["ln_c_bias"]))
+                      (lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih_var, m_ln_hh_mean, m_ln_hh_var, m_ln_c_mean, m_ln_c_var, d_h, d_c, dzx_ih, dz_hh, dmean_ln_ih_mean, dmean_ln_ih_var, dmean_ln_hh_mean, dmean_ln_hh_var, dmean_ln_c_mean, dmean_ln_c_var, dvec_ln_ih_gain, dvec_ln_hh_gain, dvec_bias, dvec_ln_c_gain, dvec_ln_c_bias, params["weight_hh"], params["ln_ih_gain"], params["ln_hh_gain"], params["bias"], params["ln_c_gain"], params["ln_c_bias"]))
     d_params = {}
     d_params["weight_ih"] = gemm.gemm(dzx_ih.reshape(T * B, 4 * H), x2d, trans_a=True)
     dx = gemm.gemm(dzx_ih.reshape(T * B, 4 * H), params["weight_ih"])

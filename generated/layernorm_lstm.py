@@ -8,11 +8,17 @@ versions: rnngen 0.1.0, sympy 1.14
 The step, for one batch row b and hidden unit j:
     ih0, ih1, ih2, ih3 = (x) @ weight_ih.T    [hoisted before the loop]
     hh0, hh1, hh2, hh3 = (h) @ weight_hh.T    [stage 1]
+    ln_hh_mean = sum over the units j of (hh0 + hh1 + hh2 + hh3) / (4*H)    [mean, stage 2]
+    ln_hh_var = sum over the units j of ((hh0 - ln_hh_mean)**2 + (hh1 - ln_hh_mean)**2 + (hh2 - ln_hh_mean)**2 + (hh3 - ln_hh_mean)**2) / (4*H)    [mean, stage 3]
+    ln_ih_mean = sum over the units j of (ih0 + ih1 + ih2 + ih3) / (4*H)    [mean, stage 1]
+    ln_ih_var = sum over the units j of ((ih0 - ln_ih_mean)**2 + (ih1 - ln_ih_mean)**2 + (ih2 - ln_ih_mean)**2 + (ih3 - ln_ih_mean)**2) / (4*H)    [mean, stage 2]
     zi = bias_0 + ln_hh_gain_0*(hh0 - ln_hh_mean)/sqrt(ln_hh_var + 1.0e-5) + ln_ih_gain_0*(ih0 - ln_ih_mean)/sqrt(ln_ih_var + 1.0e-5)
     zf = bias_1 + ln_hh_gain_1*(hh1 - ln_hh_mean)/sqrt(ln_hh_var + 1.0e-5) + ln_ih_gain_1*(ih1 - ln_ih_mean)/sqrt(ln_ih_var + 1.0e-5)
     zg = bias_2 + ln_hh_gain_2*(hh2 - ln_hh_mean)/sqrt(ln_hh_var + 1.0e-5) + ln_ih_gain_2*(ih2 - ln_ih_mean)/sqrt(ln_ih_var + 1.0e-5)
     zo = bias_3 + ln_hh_gain_3*(hh3 - ln_hh_mean)/sqrt(ln_hh_var + 1.0e-5) + ln_ih_gain_3*(ih3 - ln_ih_mean)/sqrt(ln_ih_var + 1.0e-5)
     c_next = c*sigmoid(zf) + tanh(zg)*sigmoid(zi)
+    ln_c_mean = sum over the units j of (c_next) / (H)    [mean, stage 4]
+    ln_c_var = sum over the units j of ((c_next - ln_c_mean)**2) / (H)    [mean, stage 5]
     h <- tanh(bc + gc*(c_next - ln_c_mean)/sqrt(ln_c_var + 1.0e-5))*sigmoid(zo)
     c <- c_next
 
@@ -290,7 +296,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln
 
 # -- backward: the time loop in reverse --------------------------------------------------------
 @njit(cache=True, error_model="numpy")
-def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih_var, m_ln_hh_mean, m_ln_hh_var, m_ln_c_mean, m_ln_c_var, d_h, d_c, dzx_ih, dz_hh, dm_ln_ih_mean_, dm_ln_ih_var_, dm_ln_hh_mean_, dm_ln_hh_var_, dm_ln_c_mean_, dm_ln_c_var_, dvec_ln_ih_gain, dvec_ln_hh_gain, dvec_bias, dvec_ln_c_gain, dvec_ln_c_bias, weight_hh, vec_ln_ih_gain, vec_ln_hh_gain, vec_bias, vec_ln_c_gain, vec_ln_c_bias, dv_hh):
+def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih_var, m_ln_hh_mean, m_ln_hh_var, m_ln_c_mean, m_ln_c_var, d_h, d_c, dzx_ih, dz_hh, dmean_ln_ih_mean, dmean_ln_ih_var, dmean_ln_hh_mean, dmean_ln_hh_var, dmean_ln_c_mean, dmean_ln_c_var, dvec_ln_ih_gain, dvec_ln_hh_gain, dvec_bias, dvec_ln_c_gain, dvec_ln_c_bias, weight_hh, vec_ln_ih_gain, vec_ln_hh_gain, vec_bias, vec_ln_c_gain, vec_ln_c_bias, dv_hh):
     T, B, H = dy.shape
     c0 = dy.dtype.type(0)
     c1 = dy.dtype.type(1)
@@ -321,12 +327,12 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                 dzx_ih_g1 = dzx_ih[t, b, H:2 * H]
                 dzx_ih_g2 = dzx_ih[t, b, 2 * H:3 * H]
                 dzx_ih_g3 = dzx_ih[t, b, 3 * H:4 * H]
-                sum_dm_ln_c_mean_ = c0
-                sum_dm_ln_c_var_ = c0
-                sum_dm_ln_hh_mean_ = c0
-                sum_dm_ln_hh_var_ = c0
-                sum_dm_ln_ih_mean_ = c0
-                sum_dm_ln_ih_var_ = c0
+                sum_dmean_ln_c_mean = c0
+                sum_dmean_ln_c_var = c0
+                sum_dmean_ln_hh_mean = c0
+                sum_dmean_ln_hh_var = c0
+                sum_dmean_ln_ih_mean = c0
+                sum_dmean_ln_ih_var = c0
                 for j in range(H):
                     dnext_h = d_h[b, j] + dy[t, b, j]
                     dnext_c = d_c[b, j]
@@ -440,26 +446,26 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                     dzx_ih_g3[j] = tmp43
                     dvec_ln_c_bias[j] += tmp34
                     dvec_ln_c_gain[j] += tmp28*tmp44
-                    sum_dm_ln_c_mean_ += -tmp35
-                    sum_dm_ln_c_var_ += -c1_2*gc*tmp44/tmp27**c3_2
+                    sum_dmean_ln_c_mean += -tmp35
+                    sum_dmean_ln_c_var += -c1_2*gc*tmp44/tmp27**c3_2
                     dvec_ln_hh_gain[j] += tmp3*tmp45
                     dvec_ln_hh_gain[H + j] += tmp3*tmp46
                     dvec_ln_hh_gain[2 * H + j] += tmp3*tmp47
                     dvec_ln_hh_gain[3 * H + j] += tmp3*tmp48
-                    sum_dm_ln_hh_mean_ += -tmp36 - tmp37 - tmp38 - tmp39
-                    sum_dm_ln_hh_var_ += -ln_hh_gain_0*tmp45*tmp49 - ln_hh_gain_1*tmp46*tmp49 - ln_hh_gain_2*tmp47*tmp49 - ln_hh_gain_3*tmp48*tmp49
+                    sum_dmean_ln_hh_mean += -tmp36 - tmp37 - tmp38 - tmp39
+                    sum_dmean_ln_hh_var += -ln_hh_gain_0*tmp45*tmp49 - ln_hh_gain_1*tmp46*tmp49 - ln_hh_gain_2*tmp47*tmp49 - ln_hh_gain_3*tmp48*tmp49
                     dvec_ln_ih_gain[j] += tmp50*tmp8
                     dvec_ln_ih_gain[H + j] += tmp51*tmp8
                     dvec_ln_ih_gain[2 * H + j] += tmp52*tmp8
                     dvec_ln_ih_gain[3 * H + j] += tmp53*tmp8
-                    sum_dm_ln_ih_mean_ += -tmp40 - tmp41 - tmp42 - tmp43
-                    sum_dm_ln_ih_var_ += -ln_ih_gain_0*tmp50*tmp54 - ln_ih_gain_1*tmp51*tmp54 - ln_ih_gain_2*tmp52*tmp54 - ln_ih_gain_3*tmp53*tmp54
-                dm_ln_c_mean_[b] = sum_dm_ln_c_mean_*(c1/(H))
-                dm_ln_c_var_[b] = sum_dm_ln_c_var_*(c1/(H))
-                dm_ln_hh_mean_[b] = sum_dm_ln_hh_mean_*(c1_4)/H
-                dm_ln_hh_var_[b] = sum_dm_ln_hh_var_*(c1_4)/H
-                dm_ln_ih_mean_[b] = sum_dm_ln_ih_mean_*(c1_4)/H
-                dm_ln_ih_var_[b] = sum_dm_ln_ih_var_*(c1_4)/H
+                    sum_dmean_ln_ih_mean += -tmp40 - tmp41 - tmp42 - tmp43
+                    sum_dmean_ln_ih_var += -ln_ih_gain_0*tmp50*tmp54 - ln_ih_gain_1*tmp51*tmp54 - ln_ih_gain_2*tmp52*tmp54 - ln_ih_gain_3*tmp53*tmp54
+                dmean_ln_c_mean[b] = sum_dmean_ln_c_mean*(c1/(H))
+                dmean_ln_c_var[b] = sum_dmean_ln_c_var*(c1/(H))
+                dmean_ln_hh_mean[b] = sum_dmean_ln_hh_mean*(c1_4)/H
+                dmean_ln_hh_var[b] = sum_dmean_ln_hh_var*(c1_4)/H
+                dmean_ln_ih_mean[b] = sum_dmean_ln_ih_mean*(c1_4)/H
+                dmean_ln_ih_var[b] = sum_dmean_ln_ih_var*(c1_4)/H
         # stage 5: means ln_c_var (sums over the units)
         # gradient through the inputs of stage 5
         for b in range(B):
@@ -477,13 +483,13 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                 dzx_ih_g0 = dzx_ih[t, b, 0:H]
                 dzx_ih_g1 = dzx_ih[t, b, H:2 * H]
                 dzx_ih_g2 = dzx_ih[t, b, 2 * H:3 * H]
-                sum_dm_ln_c_mean_ = c0
-                sum_dm_ln_hh_mean_ = c0
-                sum_dm_ln_hh_var_ = c0
-                sum_dm_ln_ih_mean_ = c0
-                sum_dm_ln_ih_var_ = c0
+                sum_dmean_ln_c_mean = c0
+                sum_dmean_ln_hh_mean = c0
+                sum_dmean_ln_hh_var = c0
+                sum_dmean_ln_ih_mean = c0
+                sum_dmean_ln_ih_var = c0
                 for j in range(H):
-                    dm_ln_c_var = dm_ln_c_var_[b]
+                    dm_ln_c_var = dmean_ln_c_var[b]
                     c = s_c[step, b, j]
                     ih0 = zx_ih_g0[j]
                     ih1 = zx_ih_g1[j]
@@ -561,22 +567,22 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                     dzx_ih_g0[j] += tmp27
                     dzx_ih_g1[j] += tmp28
                     dzx_ih_g2[j] += tmp29
-                    sum_dm_ln_c_mean_ += -dm_ln_c_var*tmp23
+                    sum_dmean_ln_c_mean += -dm_ln_c_var*tmp23
                     dvec_ln_hh_gain[j] += tmp3*tmp30
                     dvec_ln_hh_gain[H + j] += tmp3*tmp31
                     dvec_ln_hh_gain[2 * H + j] += tmp3*tmp32
-                    sum_dm_ln_hh_mean_ += -tmp24 - tmp25 - tmp26
-                    sum_dm_ln_hh_var_ += -ln_hh_gain_0*tmp30*tmp33 - ln_hh_gain_1*tmp31*tmp33 - ln_hh_gain_2*tmp32*tmp33
+                    sum_dmean_ln_hh_mean += -tmp24 - tmp25 - tmp26
+                    sum_dmean_ln_hh_var += -ln_hh_gain_0*tmp30*tmp33 - ln_hh_gain_1*tmp31*tmp33 - ln_hh_gain_2*tmp32*tmp33
                     dvec_ln_ih_gain[j] += tmp34*tmp8
                     dvec_ln_ih_gain[H + j] += tmp35*tmp8
                     dvec_ln_ih_gain[2 * H + j] += tmp36*tmp8
-                    sum_dm_ln_ih_mean_ += -tmp27 - tmp28 - tmp29
-                    sum_dm_ln_ih_var_ += -ln_ih_gain_0*tmp34*tmp37 - ln_ih_gain_1*tmp35*tmp37 - ln_ih_gain_2*tmp36*tmp37
-                dm_ln_c_mean_[b] += sum_dm_ln_c_mean_*(c1/(H))
-                dm_ln_hh_mean_[b] += sum_dm_ln_hh_mean_*(c1_4)/H
-                dm_ln_hh_var_[b] += sum_dm_ln_hh_var_*(c1_4)/H
-                dm_ln_ih_mean_[b] += sum_dm_ln_ih_mean_*(c1_4)/H
-                dm_ln_ih_var_[b] += sum_dm_ln_ih_var_*(c1_4)/H
+                    sum_dmean_ln_ih_mean += -tmp27 - tmp28 - tmp29
+                    sum_dmean_ln_ih_var += -ln_ih_gain_0*tmp34*tmp37 - ln_ih_gain_1*tmp35*tmp37 - ln_ih_gain_2*tmp36*tmp37
+                dmean_ln_c_mean[b] += sum_dmean_ln_c_mean*(c1/(H))
+                dmean_ln_hh_mean[b] += sum_dmean_ln_hh_mean*(c1_4)/H
+                dmean_ln_hh_var[b] += sum_dmean_ln_hh_var*(c1_4)/H
+                dmean_ln_ih_mean[b] += sum_dmean_ln_ih_mean*(c1_4)/H
+                dmean_ln_ih_var[b] += sum_dmean_ln_ih_var*(c1_4)/H
         # stage 4: means ln_c_mean (sums over the units)
         # gradient through the inputs of stage 4
         for b in range(B):
@@ -594,12 +600,12 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                 dzx_ih_g0 = dzx_ih[t, b, 0:H]
                 dzx_ih_g1 = dzx_ih[t, b, H:2 * H]
                 dzx_ih_g2 = dzx_ih[t, b, 2 * H:3 * H]
-                sum_dm_ln_hh_mean_ = c0
-                sum_dm_ln_hh_var_ = c0
-                sum_dm_ln_ih_mean_ = c0
-                sum_dm_ln_ih_var_ = c0
+                sum_dmean_ln_hh_mean = c0
+                sum_dmean_ln_hh_var = c0
+                sum_dmean_ln_ih_mean = c0
+                sum_dmean_ln_ih_var = c0
                 for j in range(H):
-                    dm_ln_c_mean = dm_ln_c_mean_[b]
+                    dm_ln_c_mean = dmean_ln_c_mean[b]
                     c = s_c[step, b, j]
                     ih0 = zx_ih_g0[j]
                     ih1 = zx_ih_g1[j]
@@ -677,17 +683,17 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                     dvec_ln_hh_gain[j] += tmp29*tmp3
                     dvec_ln_hh_gain[H + j] += tmp3*tmp30
                     dvec_ln_hh_gain[2 * H + j] += tmp3*tmp31
-                    sum_dm_ln_hh_mean_ += -tmp23 - tmp24 - tmp25
-                    sum_dm_ln_hh_var_ += -ln_hh_gain_0*tmp29*tmp32 - ln_hh_gain_1*tmp30*tmp32 - ln_hh_gain_2*tmp31*tmp32
+                    sum_dmean_ln_hh_mean += -tmp23 - tmp24 - tmp25
+                    sum_dmean_ln_hh_var += -ln_hh_gain_0*tmp29*tmp32 - ln_hh_gain_1*tmp30*tmp32 - ln_hh_gain_2*tmp31*tmp32
                     dvec_ln_ih_gain[j] += tmp33*tmp8
                     dvec_ln_ih_gain[H + j] += tmp34*tmp8
                     dvec_ln_ih_gain[2 * H + j] += tmp35*tmp8
-                    sum_dm_ln_ih_mean_ += -tmp26 - tmp27 - tmp28
-                    sum_dm_ln_ih_var_ += -ln_ih_gain_0*tmp33*tmp36 - ln_ih_gain_1*tmp34*tmp36 - ln_ih_gain_2*tmp35*tmp36
-                dm_ln_hh_mean_[b] += sum_dm_ln_hh_mean_*(c1_4)/H
-                dm_ln_hh_var_[b] += sum_dm_ln_hh_var_*(c1_4)/H
-                dm_ln_ih_mean_[b] += sum_dm_ln_ih_mean_*(c1_4)/H
-                dm_ln_ih_var_[b] += sum_dm_ln_ih_var_*(c1_4)/H
+                    sum_dmean_ln_ih_mean += -tmp26 - tmp27 - tmp28
+                    sum_dmean_ln_ih_var += -ln_ih_gain_0*tmp33*tmp36 - ln_ih_gain_1*tmp34*tmp36 - ln_ih_gain_2*tmp35*tmp36
+                dmean_ln_hh_mean[b] += sum_dmean_ln_hh_mean*(c1_4)/H
+                dmean_ln_hh_var[b] += sum_dmean_ln_hh_var*(c1_4)/H
+                dmean_ln_ih_mean[b] += sum_dmean_ln_ih_mean*(c1_4)/H
+                dmean_ln_ih_var[b] += sum_dmean_ln_ih_var*(c1_4)/H
         # stage 3: means ln_hh_var (sums over the units)
         # gradient through the inputs of stage 3
         for b in range(B):
@@ -701,9 +707,9 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                 dz_hh_g1 = dz_hh[step, b, H:2 * H]
                 dz_hh_g2 = dz_hh[step, b, 2 * H:3 * H]
                 dz_hh_g3 = dz_hh[step, b, 3 * H:4 * H]
-                sum_dm_ln_hh_mean_ = c0
+                sum_dmean_ln_hh_mean = c0
                 for j in range(H):
-                    dm_ln_hh_var = dm_ln_hh_var_[b]
+                    dm_ln_hh_var = dmean_ln_hh_var[b]
                     hh0 = z_hh_g0[j]
                     hh1 = z_hh_g1[j]
                     hh2 = z_hh_g2[j]
@@ -718,8 +724,8 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                     dz_hh_g1[j] += dm_ln_hh_var*(tmp1 + tmp2)
                     dz_hh_g2[j] += dm_ln_hh_var*(tmp1 + tmp3)
                     dz_hh_g3[j] += dm_ln_hh_var*(tmp1 + tmp4)
-                    sum_dm_ln_hh_mean_ += dm_ln_hh_var*(c8*ln_hh_mean - tmp0 - tmp2 - tmp3 - tmp4)
-                dm_ln_hh_mean_[b] += sum_dm_ln_hh_mean_*(c1_4)/H
+                    sum_dmean_ln_hh_mean += dm_ln_hh_var*(c8*ln_hh_mean - tmp0 - tmp2 - tmp3 - tmp4)
+                dmean_ln_hh_mean[b] += sum_dmean_ln_hh_mean*(c1_4)/H
         # stage 2: means ln_ih_var, ln_hh_mean (sums over the units)
         # gradient through the inputs of stage 2
         for b in range(B):
@@ -737,10 +743,10 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                 dzx_ih_g1 = dzx_ih[t, b, H:2 * H]
                 dzx_ih_g2 = dzx_ih[t, b, 2 * H:3 * H]
                 dzx_ih_g3 = dzx_ih[t, b, 3 * H:4 * H]
-                sum_dm_ln_ih_mean_ = c0
+                sum_dmean_ln_ih_mean = c0
                 for j in range(H):
-                    dm_ln_ih_var = dm_ln_ih_var_[b]
-                    dm_ln_hh_mean = dm_ln_hh_mean_[b]
+                    dm_ln_ih_var = dmean_ln_ih_var[b]
+                    dm_ln_hh_mean = dmean_ln_hh_mean[b]
                     ih0 = zx_ih_g0[j]
                     ih1 = zx_ih_g1[j]
                     ih2 = zx_ih_g2[j]
@@ -759,8 +765,8 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                     dzx_ih_g1[j] += dm_ln_ih_var*(tmp1 + tmp2)
                     dzx_ih_g2[j] += dm_ln_ih_var*(tmp1 + tmp3)
                     dzx_ih_g3[j] += dm_ln_ih_var*(tmp1 + tmp4)
-                    sum_dm_ln_ih_mean_ += dm_ln_ih_var*(c8*ln_ih_mean - tmp0 - tmp2 - tmp3 - tmp4)
-                dm_ln_ih_mean_[b] += sum_dm_ln_ih_mean_*(c1_4)/H
+                    sum_dmean_ln_ih_mean += dm_ln_ih_var*(c8*ln_ih_mean - tmp0 - tmp2 - tmp3 - tmp4)
+                dmean_ln_ih_mean[b] += sum_dmean_ln_ih_mean*(c1_4)/H
         # stage 1: GEMM adjoints of hh; means ln_ih_mean (sums over the units)
         np.dot(dz_hh[step], weight_hh, dv_hh)
         d_h += dv_hh
@@ -773,7 +779,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                 dzx_ih_g2 = dzx_ih[t, b, 2 * H:3 * H]
                 dzx_ih_g3 = dzx_ih[t, b, 3 * H:4 * H]
                 for j in range(H):
-                    dm_ln_ih_mean = dm_ln_ih_mean_[b]
+                    dm_ln_ih_mean = dmean_ln_ih_mean[b]
                     dzx_ih_g0[j] += dm_ln_ih_mean
                     dzx_ih_g1[j] += dm_ln_ih_mean
                     dzx_ih_g2[j] += dm_ln_ih_mean
@@ -845,19 +851,19 @@ def backward(dy, d_final, saved):
     d_c = d_final[1]
     dzx_ih = np.zeros((T, B, 4 * H), dtype)
     dz_hh = np.zeros((T, B, 4 * H), dtype)
-    dm_ln_ih_mean_ = np.empty(B, dtype)
-    dm_ln_ih_var_ = np.empty(B, dtype)
-    dm_ln_hh_mean_ = np.empty(B, dtype)
-    dm_ln_hh_var_ = np.empty(B, dtype)
-    dm_ln_c_mean_ = np.empty(B, dtype)
-    dm_ln_c_var_ = np.empty(B, dtype)
+    dmean_ln_ih_mean = np.empty(B, dtype)
+    dmean_ln_ih_var = np.empty(B, dtype)
+    dmean_ln_hh_mean = np.empty(B, dtype)
+    dmean_ln_hh_var = np.empty(B, dtype)
+    dmean_ln_c_mean = np.empty(B, dtype)
+    dmean_ln_c_var = np.empty(B, dtype)
     dv_hh = np.empty((B, H), dtype)   # the product dv = dz @ W, added to the state's gradient
     dvec_ln_ih_gain = np.zeros(4 * H, dtype)
     dvec_ln_hh_gain = np.zeros(4 * H, dtype)
     dvec_bias = np.zeros(4 * H, dtype)
     dvec_ln_c_gain = np.zeros(H, dtype)
     dvec_ln_c_bias = np.zeros(H, dtype)
-    _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih_var, m_ln_hh_mean, m_ln_hh_var, m_ln_c_mean, m_ln_c_var, d_h, d_c, dzx_ih, dz_hh, dm_ln_ih_mean_, dm_ln_ih_var_, dm_ln_hh_mean_, dm_ln_hh_var_, dm_ln_c_mean_, dm_ln_c_var_, dvec_ln_ih_gain, dvec_ln_hh_gain, dvec_bias, dvec_ln_c_gain, dvec_ln_c_bias, params["weight_hh"], params["ln_ih_gain"], params["ln_hh_gain"], params["bias"], params["ln_c_gain"], params["ln_c_bias"], dv_hh)
+    _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih_var, m_ln_hh_mean, m_ln_hh_var, m_ln_c_mean, m_ln_c_var, d_h, d_c, dzx_ih, dz_hh, dmean_ln_ih_mean, dmean_ln_ih_var, dmean_ln_hh_mean, dmean_ln_hh_var, dmean_ln_c_mean, dmean_ln_c_var, dvec_ln_ih_gain, dvec_ln_hh_gain, dvec_bias, dvec_ln_c_gain, dvec_ln_c_bias, params["weight_hh"], params["ln_ih_gain"], params["ln_hh_gain"], params["bias"], params["ln_c_gain"], params["ln_c_bias"], dv_hh)
     d_params = {}
     d_params["weight_ih"] = dzx_ih.reshape(T * B, 4 * H).T @ x2d
     dx = dzx_ih.reshape(T * B, 4 * H) @ params["weight_ih"]

@@ -208,6 +208,7 @@ class Kernel:
     init: dict = field(default_factory=dict)          # parameter -> its constant initial value
     means: dict = field(default_factory=dict)         # reduction -> the local name of its value
     size_defaults: dict = field(default_factory=dict)  # run-time size -> its default (int or "H")
+    mean_defs: list = field(default_factory=list)    # [(local Symbol, sum expr, count, size, level)]
 
     @property
     def output_size(self):

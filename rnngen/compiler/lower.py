@@ -115,7 +115,7 @@ class _Lowering:
                 b.append(self._buffer(f"dz_{n.name}", "d_preact", (T, B, width), owner=n.name, gates=n.gates))
                 if n.has_expression_input:
                     b.append(self._buffer(f"dv_{n.name}", "d_linear_input", (B, _dim(n.input_size)), owner=n.name))
-        b += [self._buffer(f"dm_{self._mean_name(r)}", "d_mean", (B,), owner=r.name) for r in step.reductions]
+        b += [self._buffer(f"dmean_{self._mean_name(r)}", "d_mean", (B,), owner=r.name) for r in step.reductions]
         b += [self._buffer(f"dvec_{v.name}", "d_vector", (_width(v.gates, v.size),), owner=v.name, gates=v.gates)
               for v in cell.vectors]
         self.buffers = b
@@ -218,7 +218,15 @@ class _Lowering:
                          updates, dict(self.loop), self.namer, self.sizes,
                          {s: self.cell.size_of(s).symbol for s in self.cell.states}, init,
                          {r.name: self.local[r.mean.symbol].name for r in self.step.reductions},
-                         dict(self.cell.size_defaults))
+                         dict(self.cell.size_defaults), self._mean_defs())
+
+    def _mean_defs(self):
+        out = []
+        for r in self.step.reductions:
+            blk = self.p.forward_inputs[r.level]
+            e = next(e for t, e in blk.outputs if t.kind == "mean" and t.name == r.name)
+            out.append((self.local[r.mean.symbol], e.xreplace(self.local), r.count, r.size.symbol, r.level))
+        return out
 
     def _adjoints(self):
         return {self.local[adjoint(s)].name: self.local[s].name for s, _ in self.p.named}

@@ -99,6 +99,33 @@ class KernelPrinter(PythonCodePrinter):
     _print_sigmoid = _print_tanh = _print_relu = _print_step = _print_softplus = _print_Function
 
 
+def _values(kernel):
+    """The named values and the reductions, each after what it uses."""
+    defs = {sym: ("named", e) for sym, e in kernel.named}
+    defs.update({sym: ("mean", (e, count, size, level)) for sym, e, count, size, level in kernel.mean_defs})
+    done, out = set(), []
+
+    def emit(sym):
+        if sym in done or sym not in defs:
+            return
+        done.add(sym)
+        kind, what = defs[sym]
+        e = what if kind == "named" else what[0]
+        for dep in sorted(e.free_symbols & defs.keys(), key=str):
+            emit(dep)
+        if kind == "named":
+            out.append(f"{sym} = {sp.sstr(e)}")
+        else:
+            _, count, size, level = what
+            terms = " + ".join(sp.sstr(t) for t in (sp.Add.make_args(e) if count > 1 else (e,)))
+            over = f"{count}*{size}" if count > 1 else f"{size}"
+            out.append(f"{sym} = sum over the units j of ({terms}) / ({over})    [mean, stage {level}]")
+
+    for sym in list(defs):
+        emit(sym)
+    return out
+
+
 def equations(kernel):
     """The step as the spec wrote it, with the spec's names: linears, named values, tied sums, updates."""
     def linear_line(lin):
@@ -109,7 +136,7 @@ def equations(kernel):
 
     by_name = {lin.name: lin for lin in kernel.linears}
     lines = [linear_line(lin) for lin in kernel.linears if lin.level <= 1]
-    lines += [f"{sym} = {sp.sstr(e)}" for sym, e in kernel.named]
+    lines += _values(kernel)
     lines += [linear_line(lin) for lin in kernel.linears if lin.level > 1]
     for a, b in kernel.ties.items():
         xs, hs = by_name[a].outputs, by_name[b].outputs

@@ -24,7 +24,7 @@ _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # r
 # The generated code's own locals are renamed around the spec's names, so they are not reserved.
 _RESERVED = {"x", "name", "states", "output", "linear", "vector", "update", "linears", "vectors",
              "updates", "line", "file", "path", "check", "state_symbol", "update_line", "source_names",
-             "source_exprs", "size", "sizes", "state_sizes", "mean", "means", "size_of", "size_defaults"}
+             "source_exprs", "doc", "size", "sizes", "state_sizes", "mean", "means", "size_of", "size_defaults"}
 # the sizes every cell has: the input size and the hidden size (I, H in parameter shapes)
 _BUILTIN_SIZES = {"I": "input_size", "H": "hidden_size"}
 

@@ -67,6 +67,8 @@ def load_spec(path):
         raise exc.located(path, None) from None
     cell.source_exprs = _source_exprs(cell, vars(module))
     cell.path = path
+    doc = vars(module).get("__doc__")
+    cell.doc = doc.strip() if isinstance(doc, str) else ""      # the spec's docstring, for `rnngen show`
     return cell
 
 

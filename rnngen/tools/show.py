@@ -181,8 +181,10 @@ def text(a, size=None):
     states = ", ".join(f"{s} ({m.state_sizes[s]})" for s in cell.states) if a.kernel.sizes else ", ".join(cell.states)
     out = [f"cell {cell.name}    spec {a.path}",
            f"states {states}    output {cell.output}",
-           "",
-           f"Parameters (I = input size, H = hidden size{sizes})"]
+           ""]
+    if getattr(cell, "doc", ""):
+        out += ["The spec's docstring"] + [f"  {line}".rstrip() for line in cell.doc.splitlines()] + [""]
+    out += [f"Parameters (I = input size, H = hidden size{sizes})"]
     width = max(len(n) for n, _ in a.params)
     shapes = [_shape(s) for _, s in a.params]
     sw = max(len(s) for s in shapes)
