@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: bd57b01b1400b0e7cb47438a21ca34294dcefc629dcf8c0904d56dffcfec5b44
+sha256 of spec + templates + math libraries + versions: d5ba1d48f2c16a046314762ab83b92e3ce69e2eb415f2e6a5cf93526c95d5aa4
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -32,7 +32,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru"
-SPEC_SHA256 = "bd57b01b1400b0e7cb47438a21ca34294dcefc629dcf8c0904d56dffcfec5b44"
+SPEC_SHA256 = "d5ba1d48f2c16a046314762ab83b92e3ce69e2eb415f2e6a5cf93526c95d5aa4"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
@@ -41,6 +41,9 @@ PARAMS = {
     "weight_hh": ('3*H', 'H'),
     "bias_hh": ('3*H',),
 }
+SIZES = ()
+SIZE_DEFAULTS = {}
+STATE_SIZES = {'h': 'H'}
 COOPERATIVE = True     # the kernels call grid.sync()
 SHARED_ROWS = 3            # weight rows per hidden unit kept on chip (all recurrent gates)
 RECURRENT_LINEARS = 1

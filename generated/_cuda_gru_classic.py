@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: e5fc4c026d8908272e725e464e8a180859b9f1202896d899c1ce74f4b6917a3c
+sha256 of spec + templates + math libraries + versions: 385adbacee54f9efaec5e9ef451561f58795f291f8914d56730889ce0085f68d
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -32,7 +32,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru_classic"
-SPEC_SHA256 = "e5fc4c026d8908272e725e464e8a180859b9f1202896d899c1ce74f4b6917a3c"
+SPEC_SHA256 = "385adbacee54f9efaec5e9ef451561f58795f291f8914d56730889ce0085f68d"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
@@ -41,6 +41,9 @@ PARAMS = {
     "weight_hh": ('2*H', 'H'),
     "weight_rh": ('H', 'H'),
 }
+SIZES = ()
+SIZE_DEFAULTS = {}
+STATE_SIZES = {'h': 'H'}
 COOPERATIVE = True     # the kernels call grid.sync()
 SHARED_ROWS = 3            # weight rows per hidden unit kept on chip (all recurrent gates)
 RECURRENT_LINEARS = 2

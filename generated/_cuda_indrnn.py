@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 215332c881af3d83b6453199e8d77620bb69b300d9f57bed7ffb3c3a58e40b0d
+sha256 of spec + templates + math libraries + versions: e357b8205538b3528cb664166ecf814123f4c8e1a613583ffeed5cf0956a5462
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,7 +28,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, relu as _relu, step as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "indrnn"
-SPEC_SHA256 = "215332c881af3d83b6453199e8d77620bb69b300d9f57bed7ffb3c3a58e40b0d"
+SPEC_SHA256 = "e357b8205538b3528cb664166ecf814123f4c8e1a613583ffeed5cf0956a5462"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
@@ -36,6 +36,9 @@ PARAMS = {
     "bias_ih": ('H',),
     "weight_hh": ('H',),
 }
+SIZES = ()
+SIZE_DEFAULTS = {}
+STATE_SIZES = {'h': 'H'}
 COOPERATIVE = False     # the kernels call grid.sync()
 SHARED_ROWS = 0            # weight rows per hidden unit kept on chip (all recurrent gates)
 RECURRENT_LINEARS = 0

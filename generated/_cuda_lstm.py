@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: cc1b78da6654661c91a5e37c6b140d1a8b03621435e6adcac0729bd8341fd7a6
+sha256 of spec + templates + math libraries + versions: 0d50c08bbe3b789e0b1a4b8c44b146b9720de798bbf3c700947ddb987b9aa30f
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -37,7 +37,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm"
-SPEC_SHA256 = "cc1b78da6654661c91a5e37c6b140d1a8b03621435e6adcac0729bd8341fd7a6"
+SPEC_SHA256 = "0d50c08bbe3b789e0b1a4b8c44b146b9720de798bbf3c700947ddb987b9aa30f"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {
@@ -46,6 +46,9 @@ PARAMS = {
     "weight_hh": ('4*H', 'H'),
     "bias_hh": ('4*H',),
 }
+SIZES = ()
+SIZE_DEFAULTS = {}
+STATE_SIZES = {'h': 'H', 'c': 'H'}
 COOPERATIVE = True     # the kernels call grid.sync()
 SHARED_ROWS = 4            # weight rows per hidden unit kept on chip (all recurrent gates)
 RECURRENT_LINEARS = 1

@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 4d7414c320acc9eddf32fe864aba66c72790ff5006dad6afacc648b6d56bf18b
+sha256 of spec + templates + math libraries + versions: 624631a6606ce6578b738edf172b074296fbd99031efcc8768b4a9a1067b6ce0
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -36,7 +36,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "4d7414c320acc9eddf32fe864aba66c72790ff5006dad6afacc648b6d56bf18b"
+SPEC_SHA256 = "624631a6606ce6578b738edf172b074296fbd99031efcc8768b4a9a1067b6ce0"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {
@@ -48,6 +48,9 @@ PARAMS = {
     "weight_cf": ('H',),
     "weight_co": ('H',),
 }
+SIZES = ()
+SIZE_DEFAULTS = {}
+STATE_SIZES = {'h': 'H', 'c': 'H'}
 COOPERATIVE = True     # the kernels call grid.sync()
 SHARED_ROWS = 4            # weight rows per hidden unit kept on chip (all recurrent gates)
 RECURRENT_LINEARS = 1

@@ -2,7 +2,7 @@
 
 source spec: lstm_proj.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: fdf466673961a40d5739ae8c0a9d917789e80f07fae0db323a8d97ee3a377852
+sha256 of spec + templates + math libraries + versions: 5fe127cec08da06a7ab6e91e6aa3080353ce55895ed5d6631f5467bbde0e76c1
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -36,7 +36,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_proj"
-SPEC_SHA256 = "fdf466673961a40d5739ae8c0a9d917789e80f07fae0db323a8d97ee3a377852"
+SPEC_SHA256 = "5fe127cec08da06a7ab6e91e6aa3080353ce55895ed5d6631f5467bbde0e76c1"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {
@@ -46,6 +46,9 @@ PARAMS = {
     "bias_hh": ('4*H',),
     "weight_hr": ('proj_size', 'H'),
 }
+SIZES = ('proj_size',)
+SIZE_DEFAULTS = {'proj_size': 'H'}
+STATE_SIZES = {'h': 'proj_size', 'c': 'H'}
 COOPERATIVE = True     # the kernels call grid.sync()
 SHARED_ROWS = 5            # weight rows per hidden unit kept on chip (all recurrent gates)
 RECURRENT_LINEARS = 2
@@ -61,29 +64,33 @@ def _kernels_for(_dtype):
 
     # -- forward: one launch runs every time step ------------------------------------------
     def forward_kernel(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, bias_ih, weight_hh, bias_hh, weight_hr, _units, _on_chip):
-        T, B, H = y.shape
+        T = y.shape[0]
+        B = y.shape[1]
+        H = zx_ih.shape[2] // 4
+        proj_size = y.shape[2]
         c0 = _dtype(0)
         c1 = _dtype(1)
         _zero = _dtype(0)
         _j0 = cuda.blockIdx.x * _units            # this block's first hidden unit
-        _nu = min(_units, H - _j0)                # how many units it owns
+        _nu = max(0, min(_units, H - _j0))        # how many units of H it owns
+        _nu_proj_size = max(0, min(_units, proj_size - _j0))
         _tid = cuda.threadIdx.x
         _nt = cuda.blockDim.x
         _wsh = cuda.shared.array(0, _dtype)       # this block's slices of the recurrent weights
         _grid = cuda.cg.this_grid()
         _off_hh = 0
-        _off_hr = _off_hh + 4 * _units * (H + 1)
+        _off_hr = _off_hh + 4 * _units * (proj_size + 1)
         if _on_chip:
-            for _e in range(_tid, 4 * _nu * H, _nt):
+            for _e in range(_tid, 4 * _nu * proj_size, _nt):
+                _r = _e // proj_size
+                _k = _e - _r * proj_size
+                _g = _r // _nu
+                _wsh[_off_hh + _r * (proj_size + 1) + _k] = weight_hh[_g * H + _j0 + _r - _g * _nu, _k]
+            for _e in range(_tid, _nu_proj_size * H, _nt):
                 _r = _e // H
                 _k = _e - _r * H
-                _g = _r // _nu
-                _wsh[_off_hh + _r * (H + 1) + _k] = weight_hh[_g * H + _j0 + _r - _g * _nu, _k]
-            for _e in range(_tid, _nu * H, _nt):
-                _r = _e // H
-                _k = _e - _r * H
-                _g = _r // _nu
-                _wsh[_off_hr + _r * (H + 1) + _k] = weight_hr[_g * H + _j0 + _r - _g * _nu, _k]
+                _g = _r // _nu_proj_size
+                _wsh[_off_hr + _r * (H + 1) + _k] = weight_hr[_g * proj_size + _j0 + _r - _g * _nu_proj_size, _k]
         cuda.syncthreads()
         for step in range(T):
             # stage 1: z_hh[step] = s_h[step] @ weight_hh.T, rows of this block's units
@@ -99,9 +106,9 @@ def _kernels_for(_dtype):
                 _g = _c1 // _nu
                 _row1 = _g * H + _j0 + _c1 - _g * _nu
                 if _on_chip:
-                    _a00, _a01, _a10, _a11 = _tile(s_h[step, b], s_h[step, _b1], _wsh[_off_hh + _c0 * (H + 1):], _wsh[_off_hh + _c1 * (H + 1):], H, _zero)
+                    _a00, _a01, _a10, _a11 = _tile(s_h[step, b], s_h[step, _b1], _wsh[_off_hh + _c0 * (proj_size + 1):], _wsh[_off_hh + _c1 * (proj_size + 1):], proj_size, _zero)
                 else:
-                    _a00, _a01, _a10, _a11 = _tile(s_h[step, b], s_h[step, _b1], weight_hh[_row0], weight_hh[_row1], H, _zero)
+                    _a00, _a01, _a10, _a11 = _tile(s_h[step, b], s_h[step, _b1], weight_hh[_row0], weight_hh[_row1], proj_size, _zero)
                 z_hh[step, b, _row0] = _a00
                 if _c1 != _c0:
                     z_hh[step, b, _row1] = _a01
@@ -135,17 +142,17 @@ def _kernels_for(_dtype):
                     v_hr[step, b, j] = c0
             _grid.sync()
             # stage 2: z_hr[step] = v_hr[step] @ weight_hr.T, rows of this block's units
-            for _e in range(_tid, ((B + 1) // 2) * ((_nu + 1) // 2), _nt):
-                _nc = (_nu + 1) // 2              # tile: rows _c0, _c0 + _nc of the slice
+            for _e in range(_tid, ((B + 1) // 2) * ((_nu_proj_size + 1) // 2), _nt):
+                _nc = (_nu_proj_size + 1) // 2              # tile: rows _c0, _c0 + _nc of the slice
                 _nb = (B + 1) // 2                    # ... and batch rows b, b + _nb
                 b = _e // _nc
                 _c0 = _e - b * _nc
-                _c1 = _c0 + _nc if _c0 + _nc < _nu else _c0   # an odd count: a 1-wide tile
+                _c1 = _c0 + _nc if _c0 + _nc < _nu_proj_size else _c0   # an odd count: a 1-wide tile
                 _b1 = b + _nb if b + _nb < B else b
-                _g = _c0 // _nu
-                _row0 = _g * H + _j0 + _c0 - _g * _nu
-                _g = _c1 // _nu
-                _row1 = _g * H + _j0 + _c1 - _g * _nu
+                _g = _c0 // _nu_proj_size
+                _row0 = _g * proj_size + _j0 + _c0 - _g * _nu_proj_size
+                _g = _c1 // _nu_proj_size
+                _row1 = _g * proj_size + _j0 + _c1 - _g * _nu_proj_size
                 if _on_chip:
                     _a00, _a01, _a10, _a11 = _tile(v_hr[step, b], v_hr[step, _b1], _wsh[_off_hr + _c0 * (H + 1):], _wsh[_off_hr + _c1 * (H + 1):], H, _zero)
                 else:
@@ -159,9 +166,9 @@ def _kernels_for(_dtype):
                         z_hr[step, _b1, _row1] = _a11
             cuda.syncthreads()
             # update: new states (this block's units j, every batch row b)
-            for _e in range(_tid, B * _nu, _nt):
-                b = _e // _nu
-                j = _j0 + _e - b * _nu
+            for _e in range(_tid, B * _nu_proj_size, _nt):
+                b = _e // _nu_proj_size
+                j = _j0 + _e - b * _nu_proj_size
                 if step < lengths[b]:
                     t = lengths[b] - 1 - step if reverse else step
                     h_next = z_hr[step, b, j]
@@ -170,43 +177,100 @@ def _kernels_for(_dtype):
                 else:
                     s_h[step + 1, b, j] = s_h[step, b, j]
                     y[step, b, j] = c0
+            # update: new states (this block's units j, every batch row b)
+            for _e in range(_tid, B * _nu, _nt):
+                b = _e // _nu
+                j = _j0 + _e - b * _nu
+                if step < lengths[b]:
+                    t = lengths[b] - 1 - step if reverse else step
+                    c = s_c[step, b, j]
+                    xi = zx_ih[t, b, j] + bias_ih[j]
+                    xf = zx_ih[t, b, H + j] + bias_ih[H + j]
+                    xg = zx_ih[t, b, 2 * H + j] + bias_ih[2 * H + j]
+                    hi = z_hh[step, b, j] + bias_hh[j]
+                    hf = z_hh[step, b, H + j] + bias_hh[H + j]
+                    hg = z_hh[step, b, 2 * H + j] + bias_hh[2 * H + j]
+                    i = _sigmoid(hi + xi)
+                    f = _sigmoid(hf + xf)
+                    g = _tanh(hg + xg)
+                    c_next = c*f + g*i
+                    s_c[step + 1, b, j] = c_next
+                else:
+                    s_c[step + 1, b, j] = s_c[step, b, j]
             _grid.sync()
 
 
     # -- backward: one launch runs the time loop in reverse --------------------------------
     def backward_kernel(lengths, reverse, dy, zx_ih, s_c, z_hh, d_h, d_c, dzx_ih, dz_hh, dz_hr, dv_hr, bias_ih, weight_hh, bias_hh, weight_hr, _units, _on_chip):
-        T, B, H = dy.shape
+        T = dy.shape[0]
+        B = dy.shape[1]
+        H = zx_ih.shape[2] // 4
+        proj_size = dy.shape[2]
         c0 = _dtype(0)
         c1 = _dtype(1)
         _zero = _dtype(0)
         _j0 = cuda.blockIdx.x * _units            # this block's first hidden unit
-        _nu = min(_units, H - _j0)                # how many units it owns
+        _nu = max(0, min(_units, H - _j0))        # how many units of H it owns
+        _nu_proj_size = max(0, min(_units, proj_size - _j0))
         _tid = cuda.threadIdx.x
         _nt = cuda.blockDim.x
         _wsh = cuda.shared.array(0, _dtype)       # this block's slices of the recurrent weights
         _grid = cuda.cg.this_grid()
         _off_hr = 0
-        _off_hh = _off_hr + _units * (H + 1)
+        _off_hh = _off_hr + _units * (proj_size + 1)
         if _on_chip:
-            for _e in range(_tid, _nu * H, _nt):
-                _u = _e // H
-                _k = _e - _u * H
-                _wsh[_off_hr + _u * (H + 1) + _k] = weight_hr[_k, _j0 + _u]
-            for _e in range(_tid, _nu * 4 * H, _nt):
+            for _e in range(_tid, _nu * proj_size, _nt):
+                _u = _e // proj_size
+                _k = _e - _u * proj_size
+                _wsh[_off_hr + _u * (proj_size + 1) + _k] = weight_hr[_k, _j0 + _u]
+            for _e in range(_tid, _nu_proj_size * 4 * H, _nt):
                 _u = _e // (4 * H)
                 _k = _e - _u * (4 * H)
                 _wsh[_off_hh + _u * (4 * H + 1) + _k] = weight_hh[_k, _j0 + _u]
         cuda.syncthreads()
         for step in range(T - 1, -1, -1):
             # gradient through the update (this block's units j, every batch row b)
-            for _e in range(_tid, B * _nu, _nt):
-                b = _e // _nu
-                j = _j0 + _e - b * _nu
+            for _e in range(_tid, B * _nu_proj_size, _nt):
+                b = _e // _nu_proj_size
+                j = _j0 + _e - b * _nu_proj_size
                 if step < lengths[b]:
                     t = lengths[b] - 1 - step if reverse else step
                     dnext_h = d_h[b, j] + dy[t, b, j]
                     d_h[b, j] = c0
                     dz_hr[step, b, j] = dnext_h
+                else:
+                    dz_hr[step, b, j] = c0
+            # gradient through the update (this block's units j, every batch row b)
+            for _e in range(_tid, B * _nu, _nt):
+                b = _e // _nu
+                j = _j0 + _e - b * _nu
+                if step < lengths[b]:
+                    t = lengths[b] - 1 - step if reverse else step
+                    dnext_c = d_c[b, j]
+                    c = s_c[step, b, j]
+                    xi = zx_ih[t, b, j] + bias_ih[j]
+                    xf = zx_ih[t, b, H + j] + bias_ih[H + j]
+                    xg = zx_ih[t, b, 2 * H + j] + bias_ih[2 * H + j]
+                    hi = z_hh[step, b, j] + bias_hh[j]
+                    hf = z_hh[step, b, H + j] + bias_hh[H + j]
+                    hg = z_hh[step, b, 2 * H + j] + bias_hh[2 * H + j]
+                    i = _sigmoid(hi + xi)
+                    f = _sigmoid(hf + xf)
+                    g = _tanh(hg + xg)
+                    d_c_next = dnext_c
+                    d_g = d_c_next*i
+                    d_f = c*d_c_next
+                    d_i = d_c_next*g
+                    tmp0 = d_i*i*(c1 - i)
+                    tmp1 = d_f*f*(c1 - f)
+                    tmp2 = d_g*(c1 - (g*g))
+                    d_c[b, j] = d_c_next*f
+                    dz_hh[step, b, j] = tmp0
+                    dz_hh[step, b, H + j] = tmp1
+                    dz_hh[step, b, 2 * H + j] = tmp2
+                    dzx_ih[t, b, j] = tmp0
+                    dzx_ih[t, b, H + j] = tmp1
+                    dzx_ih[t, b, 2 * H + j] = tmp2
                 else:
                     dzx_ih[step, b, j] = c0
                     dzx_ih[step, b, H + j] = c0
@@ -216,7 +280,6 @@ def _kernels_for(_dtype):
                     dz_hh[step, b, H + j] = c0
                     dz_hh[step, b, 2 * H + j] = c0
                     dz_hh[step, b, 3 * H + j] = c0
-                    dz_hr[step, b, j] = c0
             _grid.sync()
             # stage 2: columns of this block's units of dz_hr[step] @ weight_hr
             for _e in range(_tid, ((B + 1) // 2) * ((_nu + 1) // 2), _nt):
@@ -229,9 +292,9 @@ def _kernels_for(_dtype):
                 j = _j0 + _c0
                 _j1 = _j0 + _c1
                 if _on_chip:
-                    _a00, _a01, _a10, _a11 = _tile(dz_hr[step, b], dz_hr[step, _b1], _wsh[_off_hr + _c0 * (H + 1):], _wsh[_off_hr + _c1 * (H + 1):], H, _zero)
+                    _a00, _a01, _a10, _a11 = _tile(dz_hr[step, b], dz_hr[step, _b1], _wsh[_off_hr + _c0 * (proj_size + 1):], _wsh[_off_hr + _c1 * (proj_size + 1):], proj_size, _zero)
                 else:
-                    _a00, _a01, _a10, _a11 = _tile(dz_hr[step, b], dz_hr[step, _b1], weight_hr[:, j], weight_hr[:, _j1], H, _zero)
+                    _a00, _a01, _a10, _a11 = _tile(dz_hr[step, b], dz_hr[step, _b1], weight_hr[:, j], weight_hr[:, _j1], proj_size, _zero)
                 dv_hr[b, j] = _a00
                 if _c1 != _c0:
                     dv_hr[b, _j1] = _a01
@@ -283,12 +346,12 @@ def _kernels_for(_dtype):
             cuda.syncthreads()
             _grid.sync()
             # stage 1: columns of this block's units of dz_hh[step] @ weight_hh
-            for _e in range(_tid, ((B + 1) // 2) * ((_nu + 1) // 2), _nt):
-                _nc = (_nu + 1) // 2                 # tile: units _c0, _c0 + _nc of this block
+            for _e in range(_tid, ((B + 1) // 2) * ((_nu_proj_size + 1) // 2), _nt):
+                _nc = (_nu_proj_size + 1) // 2                 # tile: units _c0, _c0 + _nc of this block
                 _nb = (B + 1) // 2                    # ... and batch rows b, b + _nb
                 b = _e // _nc
                 _c0 = _e - b * _nc
-                _c1 = _c0 + _nc if _c0 + _nc < _nu else _c0   # an odd count: a 1-wide tile
+                _c1 = _c0 + _nc if _c0 + _nc < _nu_proj_size else _c0   # an odd count: a 1-wide tile
                 _b1 = b + _nb if b + _nb < B else b
                 j = _j0 + _c0
                 _j1 = _j0 + _c1
@@ -324,9 +387,10 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     place before backward(saved), or backward silently returns the gradients of the modified
     values. NaN and inf in device inputs are not checked."""
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
-                                                                PARAMS, STATES)
+                                                                PARAMS, STATES, STATE_SIZES)
     T, B, I = x.shape
     H = checks.hidden_size(params, PARAMS)
+    proj_size = checks.sizes_of(params, PARAMS)["proj_size"]
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
     zx_ih = elementwise.empty((T, B, 4 * H), dtype)
@@ -338,8 +402,8 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     z_hh = elementwise.empty((T, B, 4 * H), dtype)
     z_hr = elementwise.empty((T, B, proj_size), dtype)
     v_hr = elementwise.empty((T, B, H), dtype)
-    y = elementwise.empty((T, B, H), dtype)
-    launch.persistent(_kernels(dtype).forward, H, B, SHARED_ROWS, RECURRENT_LINEARS, False,
+    y = elementwise.empty((T, B, proj_size), dtype)
+    launch.persistent(_kernels(dtype).forward, max(H, proj_size), B, SHARED_ROWS, RECURRENT_LINEARS, False,
                       (lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, params["bias_ih"], params["weight_hh"], params["bias_hh"], params["weight_hr"]))
     final_states = (s_h[T], s_c[T],)
     saved = checks.Saved(NAME, device=True, x=x, params=params, lengths=lengths, reverse=reverse,
@@ -352,7 +416,7 @@ def backward(dy, d_final, saved):
 
     Reads x and params through `saved`, by reference: they must be unchanged since forward()
     (not checked). First-order gradients."""
-    dy, d_final = checks.backward_inputs(dy, d_final, saved, NAME, STATES)
+    dy, d_final = checks.backward_inputs(dy, d_final, saved, NAME, STATES, OUTPUT)
     x, params, lengths, reverse = saved.x, saved.params, saved.lengths, saved.reverse
     zx_ih = saved.zx_ih
     s_h = saved.s_h
@@ -361,7 +425,8 @@ def backward(dy, d_final, saved):
     z_hr = saved.z_hr
     v_hr = saved.v_hr
     T, B, I = x.shape
-    H = dy.shape[2]
+    H = checks.hidden_size(params, PARAMS)
+    proj_size = checks.sizes_of(params, PARAMS)["proj_size"]
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
     d_h = d_final[0]
@@ -370,7 +435,7 @@ def backward(dy, d_final, saved):
     dz_hh = elementwise.empty((T, B, 4 * H), dtype)
     dz_hr = elementwise.empty((T, B, proj_size), dtype)
     dv_hr = elementwise.empty((B, H), dtype)
-    launch.persistent(_kernels(dtype).backward, H, B, SHARED_ROWS, RECURRENT_LINEARS, True,
+    launch.persistent(_kernels(dtype).backward, max(H, proj_size), B, SHARED_ROWS, RECURRENT_LINEARS, True,
                       (lengths, reverse, dy, zx_ih, s_c, z_hh, d_h, d_c, dzx_ih, dz_hh, dz_hr, dv_hr, params["bias_ih"], params["weight_hh"], params["bias_hh"], params["weight_hr"]))
     d_params = {}
     d_params["weight_ih"] = gemm.gemm(dzx_ih.reshape(T * B, 4 * H), x2d, trans_a=True)

@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 6661d0c1169039b00de19557acddadc105ad66c9edbda3eec744645642981534
+sha256 of spec + templates + math libraries + versions: bcef0cf289807dee6c8dbbd3c3aabb7677de6dff355111b9d928be74ca3d961c
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,13 +29,16 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid  # n
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "mingru"
-SPEC_SHA256 = "6661d0c1169039b00de19557acddadc105ad66c9edbda3eec744645642981534"
+SPEC_SHA256 = "bcef0cf289807dee6c8dbbd3c3aabb7677de6dff355111b9d928be74ca3d961c"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
     "weight_ih": ('2*H', 'I'),
     "bias_ih": ('2*H',),
 }
+SIZES = ()
+SIZE_DEFAULTS = {}
+STATE_SIZES = {'h': 'H'}
 COOPERATIVE = False     # the kernels call grid.sync()
 SHARED_ROWS = 0            # weight rows per hidden unit kept on chip (all recurrent gates)
 RECURRENT_LINEARS = 0

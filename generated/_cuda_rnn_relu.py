@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 157be7f5df6155203ad1a3b63f056506e5939869715b402309cfabbd06299c5e
+sha256 of spec + templates + math libraries + versions: dc78f0d80ab2e68899acdfa6f85742dd9ad2ad66eb22009b57f736fe79565725
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -31,7 +31,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, relu as _relu, step as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "157be7f5df6155203ad1a3b63f056506e5939869715b402309cfabbd06299c5e"
+SPEC_SHA256 = "dc78f0d80ab2e68899acdfa6f85742dd9ad2ad66eb22009b57f736fe79565725"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
@@ -40,6 +40,9 @@ PARAMS = {
     "weight_hh": ('H', 'H'),
     "bias_hh": ('H',),
 }
+SIZES = ()
+SIZE_DEFAULTS = {}
+STATE_SIZES = {'h': 'H'}
 COOPERATIVE = True     # the kernels call grid.sync()
 SHARED_ROWS = 1            # weight rows per hidden unit kept on chip (all recurrent gates)
 RECURRENT_LINEARS = 1

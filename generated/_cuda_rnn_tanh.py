@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 5eb74f8065cd7780cf2055a36a67b8fb09d336df0900f03a8cab2c947820b2fe
+sha256 of spec + templates + math libraries + versions: 6e77fbe8a136379c93655b75905da5ec7ca4c3e8aee4f5e434ec7a028dd3c826
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -31,7 +31,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, tanh as _tanh  # noqa: F
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "5eb74f8065cd7780cf2055a36a67b8fb09d336df0900f03a8cab2c947820b2fe"
+SPEC_SHA256 = "6e77fbe8a136379c93655b75905da5ec7ca4c3e8aee4f5e434ec7a028dd3c826"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
@@ -40,6 +40,9 @@ PARAMS = {
     "weight_hh": ('H', 'H'),
     "bias_hh": ('H',),
 }
+SIZES = ()
+SIZE_DEFAULTS = {}
+STATE_SIZES = {'h': 'H'}
 COOPERATIVE = True     # the kernels call grid.sync()
 SHARED_ROWS = 1            # weight rows per hidden unit kept on chip (all recurrent gates)
 RECURRENT_LINEARS = 1

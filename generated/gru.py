@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: bd57b01b1400b0e7cb47438a21ca34294dcefc629dcf8c0904d56dffcfec5b44
+sha256 of spec + templates + math libraries + versions: d5ba1d48f2c16a046314762ab83b92e3ce69e2eb415f2e6a5cf93526c95d5aa4
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,7 +29,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru"
-SPEC_SHA256 = "bd57b01b1400b0e7cb47438a21ca34294dcefc629dcf8c0904d56dffcfec5b44"
+SPEC_SHA256 = "d5ba1d48f2c16a046314762ab83b92e3ce69e2eb415f2e6a5cf93526c95d5aa4"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: e5fc4c026d8908272e725e464e8a180859b9f1202896d899c1ce74f4b6917a3c
+sha256 of spec + templates + math libraries + versions: 385adbacee54f9efaec5e9ef451561f58795f291f8914d56730889ce0085f68d
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,7 +29,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru_classic"
-SPEC_SHA256 = "e5fc4c026d8908272e725e464e8a180859b9f1202896d899c1ce74f4b6917a3c"
+SPEC_SHA256 = "385adbacee54f9efaec5e9ef451561f58795f291f8914d56730889ce0085f68d"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

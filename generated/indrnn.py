@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 215332c881af3d83b6453199e8d77620bb69b300d9f57bed7ffb3c3a58e40b0d
+sha256 of spec + templates + math libraries + versions: e357b8205538b3528cb664166ecf814123f4c8e1a613583ffeed5cf0956a5462
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -25,7 +25,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, relu as _relu, step as _step  # noqa: F401
 
 NAME = "indrnn"
-SPEC_SHA256 = "215332c881af3d83b6453199e8d77620bb69b300d9f57bed7ffb3c3a58e40b0d"
+SPEC_SHA256 = "e357b8205538b3528cb664166ecf814123f4c8e1a613583ffeed5cf0956a5462"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

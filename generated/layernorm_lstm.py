@@ -2,7 +2,7 @@
 
 source spec: layernorm_lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: bc19de4b11172972fa1bf5a6054dfee26ae232d25490d018ac381ba0d8a6bc72
+sha256 of spec + templates + math libraries + versions: cfe0077663dadc681a6ccd1bc1033aede842c958e12c1a132d566ce0089d2f0d
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -38,7 +38,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "layernorm_lstm"
-SPEC_SHA256 = "bc19de4b11172972fa1bf5a6054dfee26ae232d25490d018ac381ba0d8a6bc72"
+SPEC_SHA256 = "cfe0077663dadc681a6ccd1bc1033aede842c958e12c1a132d566ce0089d2f0d"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {

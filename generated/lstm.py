@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: cc1b78da6654661c91a5e37c6b140d1a8b03621435e6adcac0729bd8341fd7a6
+sha256 of spec + templates + math libraries + versions: 0d50c08bbe3b789e0b1a4b8c44b146b9720de798bbf3c700947ddb987b9aa30f
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm"
-SPEC_SHA256 = "cc1b78da6654661c91a5e37c6b140d1a8b03621435e6adcac0729bd8341fd7a6"
+SPEC_SHA256 = "0d50c08bbe3b789e0b1a4b8c44b146b9720de798bbf3c700947ddb987b9aa30f"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {

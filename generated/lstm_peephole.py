@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 4d7414c320acc9eddf32fe864aba66c72790ff5006dad6afacc648b6d56bf18b
+sha256 of spec + templates + math libraries + versions: 624631a6606ce6578b738edf172b074296fbd99031efcc8768b4a9a1067b6ce0
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,7 +33,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "4d7414c320acc9eddf32fe864aba66c72790ff5006dad6afacc648b6d56bf18b"
+SPEC_SHA256 = "624631a6606ce6578b738edf172b074296fbd99031efcc8768b4a9a1067b6ce0"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {

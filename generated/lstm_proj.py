@@ -2,7 +2,7 @@
 
 source spec: lstm_proj.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: fdf466673961a40d5739ae8c0a9d917789e80f07fae0db323a8d97ee3a377852
+sha256 of spec + templates + math libraries + versions: 5fe127cec08da06a7ab6e91e6aa3080353ce55895ed5d6631f5467bbde0e76c1
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,7 +33,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_proj"
-SPEC_SHA256 = "fdf466673961a40d5739ae8c0a9d917789e80f07fae0db323a8d97ee3a377852"
+SPEC_SHA256 = "5fe127cec08da06a7ab6e91e6aa3080353ce55895ed5d6631f5467bbde0e76c1"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 6661d0c1169039b00de19557acddadc105ad66c9edbda3eec744645642981534
+sha256 of spec + templates + math libraries + versions: bcef0cf289807dee6c8dbbd3c3aabb7677de6dff355111b9d928be74ca3d961c
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -26,7 +26,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid  # noqa: F401
 
 NAME = "mingru"
-SPEC_SHA256 = "6661d0c1169039b00de19557acddadc105ad66c9edbda3eec744645642981534"
+SPEC_SHA256 = "bcef0cf289807dee6c8dbbd3c3aabb7677de6dff355111b9d928be74ca3d961c"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 157be7f5df6155203ad1a3b63f056506e5939869715b402309cfabbd06299c5e
+sha256 of spec + templates + math libraries + versions: dc78f0d80ab2e68899acdfa6f85742dd9ad2ad66eb22009b57f736fe79565725
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,7 +28,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, relu as _relu, step as _step  # noqa: F401
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "157be7f5df6155203ad1a3b63f056506e5939869715b402309cfabbd06299c5e"
+SPEC_SHA256 = "dc78f0d80ab2e68899acdfa6f85742dd9ad2ad66eb22009b57f736fe79565725"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 5eb74f8065cd7780cf2055a36a67b8fb09d336df0900f03a8cab2c947820b2fe
+sha256 of spec + templates + math libraries + versions: 6e77fbe8a136379c93655b75905da5ec7ca4c3e8aee4f5e434ec7a028dd3c826
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,7 +28,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, tanh as _tanh  # noqa: F401
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "5eb74f8065cd7780cf2055a36a67b8fb09d336df0900f03a8cab2c947820b2fe"
+SPEC_SHA256 = "6e77fbe8a136379c93655b75905da5ec7ca4c3e8aee4f5e434ec7a028dd3c826"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

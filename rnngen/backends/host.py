@@ -3,6 +3,8 @@ gradients after the backward loop, in each backend's array operations (`HostOps`
 import textwrap
 from dataclasses import dataclass
 
+import sympy as sp
+
 from ..compiler import ir
 
 
@@ -78,3 +80,27 @@ def after_loop(kernel, ops):
     if first_dx:
         out.append("dx = " + ops.zeros.format(a="(T * B, I)"))
     return out
+
+
+def _size_sources(kernel, args, sizes):
+    """(size name, how a kernel reads it) from the first buffer among `args` with that dimension."""
+    out = []
+    for size in sizes:
+        sym = ir.H if size == "H" else sp.Symbol(size, positive=True, integer=True)
+        for b in args:
+            k = next((a for a, d in enumerate(b.dims) if d == sym or (d / sym).is_Integer), None)
+            if k is not None:
+                mult = b.dims[k] / sym
+                out.append((size, f"{b.name}.shape[{k}]" + (f" // {mult}" if mult != 1 else "")))
+                break
+    return out
+
+
+def kernel_sizes(kernel, layout, buffers, first):
+    """The kernel's first lines: T, B, H and each run-time size from the shapes of its arguments
+    (`T, B, H = y.shape` when the output is of size H and there is no other size)."""
+    n = kernel.loop
+    if not kernel.sizes and kernel.output_size == ir.H:
+        return [f"{n['T']}, {n['B']}, {n['H']} = {first.name}.shape"]
+    lines = [f"{n['T']} = {first.name}.shape[0]", f"{n['B']} = {first.name}.shape[1]"]
+    return lines + [f"{layout.n[size]} = {src}" for size, src in _size_sources(kernel, buffers, ("H",) + kernel.sizes)]

@@ -6,7 +6,7 @@ import sympy as sp
 
 from ...compiler import ir
 from ...compiler.printer import Constants, KernelPrinter
-from ..host import HostOps, after_loop, d_state0, saved_call, saved_key, shape, width
+from ..host import HostOps, after_loop, d_state0, kernel_sizes, saved_call, saved_key, shape, width
 
 
 @dataclass
@@ -138,30 +138,6 @@ class _Printer:
         return ([n["lengths"], n["reverse"]] + [b.name for b in used],
                 ["lengths", "reverse"] + [self.lay.call_name(b) for b in used],
                 kernel_sizes(self.k, self.lay, used, first))
-
-
-def _size_sources(kernel, args, sizes):
-    """(size name, how a kernel reads it) from the first buffer among `args` with that dimension."""
-    out = []
-    for size in sizes:
-        sym = ir.H if size == "H" else sp.Symbol(size, positive=True, integer=True)
-        for b in args:
-            k = next((a for a, d in enumerate(b.dims) if d == sym or (d / sym).is_Integer), None)
-            if k is not None:
-                mult = b.dims[k] / sym
-                out.append((size, f"{b.name}.shape[{k}]" + (f" // {mult}" if mult != 1 else "")))
-                break
-    return out
-
-
-def kernel_sizes(kernel, layout, buffers, first):
-    """The kernel's first lines: T, B, H and each run-time size from the shapes of its arguments
-    (`T, B, H = y.shape` when the output is of size H and there is no other size)."""
-    n = kernel.loop
-    if not kernel.sizes and kernel.output_size == ir.H:
-        return [f"{n['T']}, {n['B']}, {n['H']} = {first.name}.shape"]
-    lines = [f"{n['T']} = {first.name}.shape[0]", f"{n['B']} = {first.name}.shape[1]"]
-    return lines + [f"{layout.n[size]} = {src}" for size, src in _size_sources(kernel, buffers, ("H",) + kernel.sizes)]
 
 
 def wrapper_sizes(kernel, backward):
