@@ -2,24 +2,24 @@
 
 source spec: layernorm_lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: cfe0077663dadc681a6ccd1bc1033aede842c958e12c1a132d566ce0089d2f0d
+sha256 of spec + templates + math libraries + versions: 6c6abad4f15eb01457de7b3256bb89b51f08251870401007daf7ce7c9aedecda
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
     ih0, ih1, ih2, ih3 = (x) @ weight_ih.T    [hoisted before the loop]
     hh0, hh1, hh2, hh3 = (h) @ weight_hh.T    [stage 1]
     ln_hh_mean = sum over the units j of (hh0 + hh1 + hh2 + hh3) / (4*H)    [mean, stage 2]
-    ln_hh_var = sum over the units j of ((hh0 - ln_hh_mean)**2 + (hh1 - ln_hh_mean)**2 + (hh2 - ln_hh_mean)**2 + (hh3 - ln_hh_mean)**2) / (4*H)    [mean, stage 3]
+    ln_hh_sq = sum over the units j of (hh0**2 + hh1**2 + hh2**2 + hh3**2) / (4*H)    [mean, stage 2]
     ln_ih_mean = sum over the units j of (ih0 + ih1 + ih2 + ih3) / (4*H)    [mean, stage 1]
-    ln_ih_var = sum over the units j of ((ih0 - ln_ih_mean)**2 + (ih1 - ln_ih_mean)**2 + (ih2 - ln_ih_mean)**2 + (ih3 - ln_ih_mean)**2) / (4*H)    [mean, stage 2]
-    zi = bias_0 + ln_hh_gain_0*(hh0 - ln_hh_mean)/sqrt(ln_hh_var + 1.0e-5) + ln_ih_gain_0*(ih0 - ln_ih_mean)/sqrt(ln_ih_var + 1.0e-5)
-    zf = bias_1 + ln_hh_gain_1*(hh1 - ln_hh_mean)/sqrt(ln_hh_var + 1.0e-5) + ln_ih_gain_1*(ih1 - ln_ih_mean)/sqrt(ln_ih_var + 1.0e-5)
-    zg = bias_2 + ln_hh_gain_2*(hh2 - ln_hh_mean)/sqrt(ln_hh_var + 1.0e-5) + ln_ih_gain_2*(ih2 - ln_ih_mean)/sqrt(ln_ih_var + 1.0e-5)
-    zo = bias_3 + ln_hh_gain_3*(hh3 - ln_hh_mean)/sqrt(ln_hh_var + 1.0e-5) + ln_ih_gain_3*(ih3 - ln_ih_mean)/sqrt(ln_ih_var + 1.0e-5)
+    ln_ih_sq = sum over the units j of (ih0**2 + ih1**2 + ih2**2 + ih3**2) / (4*H)    [mean, stage 1]
+    zi = bias_0 + ln_hh_gain_0*(hh0 - ln_hh_mean)/sqrt(-ln_hh_mean**2 + ln_hh_sq + 1.0e-5) + ln_ih_gain_0*(ih0 - ln_ih_mean)/sqrt(-ln_ih_mean**2 + ln_ih_sq + 1.0e-5)
+    zf = bias_1 + ln_hh_gain_1*(hh1 - ln_hh_mean)/sqrt(-ln_hh_mean**2 + ln_hh_sq + 1.0e-5) + ln_ih_gain_1*(ih1 - ln_ih_mean)/sqrt(-ln_ih_mean**2 + ln_ih_sq + 1.0e-5)
+    zg = bias_2 + ln_hh_gain_2*(hh2 - ln_hh_mean)/sqrt(-ln_hh_mean**2 + ln_hh_sq + 1.0e-5) + ln_ih_gain_2*(ih2 - ln_ih_mean)/sqrt(-ln_ih_mean**2 + ln_ih_sq + 1.0e-5)
+    zo = bias_3 + ln_hh_gain_3*(hh3 - ln_hh_mean)/sqrt(-ln_hh_mean**2 + ln_hh_sq + 1.0e-5) + ln_ih_gain_3*(ih3 - ln_ih_mean)/sqrt(-ln_ih_mean**2 + ln_ih_sq + 1.0e-5)
     c_next = c*sigmoid(zf) + tanh(zg)*sigmoid(zi)
-    ln_c_mean = sum over the units j of (c_next) / (H)    [mean, stage 4]
-    ln_c_var = sum over the units j of ((c_next - ln_c_mean)**2) / (H)    [mean, stage 5]
-    h <- tanh(bc + gc*(c_next - ln_c_mean)/sqrt(ln_c_var + 1.0e-5))*sigmoid(zo)
+    ln_c_mean = sum over the units j of (c_next) / (H)    [mean, stage 3]
+    ln_c_sq = sum over the units j of (c_next**2) / (H)    [mean, stage 3]
+    h <- tanh(bc + gc*(c_next - ln_c_mean)/sqrt(-ln_c_mean**2 + ln_c_sq + 1.0e-5))*sigmoid(zo)
     c <- c_next
 
 forward() and backward() take and return device arrays (numba device arrays, or anything with
@@ -41,7 +41,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "layernorm_lstm"
-SPEC_SHA256 = "cfe0077663dadc681a6ccd1bc1033aede842c958e12c1a132d566ce0089d2f0d"
+SPEC_SHA256 = "6c6abad4f15eb01457de7b3256bb89b51f08251870401007daf7ce7c9aedecda"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {
@@ -61,8 +61,8 @@ SHARED_ROWS = 4            # weight rows per hidden unit kept on chip (all recur
 RECURRENT_LINEARS = 1
 # (kernel argument, number of dimensions): what compile-only checks need to build signatures
 KERNEL_ARGS = {
-    "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("s_c", 3), ("z_hh", 3), ("m_ln_ih_mean", 2), ("m_ln_ih_var", 2), ("m_ln_hh_mean", 2), ("m_ln_hh_var", 2), ("m_ln_c_mean", 2), ("m_ln_c_var", 2), ("weight_hh", 2), ("vec_ln_ih_gain", 1), ("vec_ln_hh_gain", 1), ("vec_bias", 1), ("vec_ln_c_gain", 1), ("vec_ln_c_bias", 1), ("part_m_ln_ih_mean", 2), ("part_m_ln_ih_var", 2), ("part_m_ln_hh_mean", 2), ("part_m_ln_hh_var", 2), ("part_m_ln_c_mean", 2), ("part_m_ln_c_var", 2), ("_units", 0), ("_on_chip", 0), ),
-    "backward": (("lengths", 1), ("reverse", 0), ("dy", 3), ("zx_ih", 3), ("s_c", 3), ("z_hh", 3), ("m_ln_ih_mean", 2), ("m_ln_ih_var", 2), ("m_ln_hh_mean", 2), ("m_ln_hh_var", 2), ("m_ln_c_mean", 2), ("m_ln_c_var", 2), ("d_h", 2), ("d_c", 2), ("dzx_ih", 3), ("dz_hh", 3), ("dmean_ln_ih_mean", 1), ("dmean_ln_ih_var", 1), ("dmean_ln_hh_mean", 1), ("dmean_ln_hh_var", 1), ("dmean_ln_c_mean", 1), ("dmean_ln_c_var", 1), ("dvec_ln_ih_gain", 2), ("dvec_ln_hh_gain", 2), ("dvec_bias", 2), ("dvec_ln_c_gain", 2), ("dvec_ln_c_bias", 2), ("weight_hh", 2), ("vec_ln_ih_gain", 1), ("vec_ln_hh_gain", 1), ("vec_bias", 1), ("vec_ln_c_gain", 1), ("vec_ln_c_bias", 1), ("part_dmean_ln_c_mean", 2), ("part_dmean_ln_c_var", 2), ("part_dmean_ln_hh_mean", 2), ("part_dmean_ln_hh_var", 2), ("part_dmean_ln_ih_mean", 2), ("part_dmean_ln_ih_var", 2), ("_units", 0), ("_on_chip", 0), ),
+    "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("s_c", 3), ("z_hh", 3), ("m_ln_ih_mean", 2), ("m_ln_ih_sq", 2), ("m_ln_hh_mean", 2), ("m_ln_hh_sq", 2), ("m_ln_c_mean", 2), ("m_ln_c_sq", 2), ("weight_hh", 2), ("vec_ln_ih_gain", 1), ("vec_ln_hh_gain", 1), ("vec_bias", 1), ("vec_ln_c_gain", 1), ("vec_ln_c_bias", 1), ("part_m_ln_ih_mean", 2), ("part_m_ln_ih_sq", 2), ("part_m_ln_hh_mean", 2), ("part_m_ln_hh_sq", 2), ("part_m_ln_c_mean", 2), ("part_m_ln_c_sq", 2), ("_units", 0), ("_on_chip", 0), ),
+    "backward": (("lengths", 1), ("reverse", 0), ("dy", 3), ("zx_ih", 3), ("s_c", 3), ("z_hh", 3), ("m_ln_ih_mean", 2), ("m_ln_ih_sq", 2), ("m_ln_hh_mean", 2), ("m_ln_hh_sq", 2), ("m_ln_c_mean", 2), ("m_ln_c_sq", 2), ("d_h", 2), ("d_c", 2), ("dzx_ih", 3), ("dz_hh", 3), ("dmean_ln_ih_mean", 1), ("dmean_ln_ih_sq", 1), ("dmean_ln_hh_mean", 1), ("dmean_ln_hh_sq", 1), ("dmean_ln_c_mean", 1), ("dmean_ln_c_sq", 1), ("dvec_ln_ih_gain", 2), ("dvec_ln_hh_gain", 2), ("dvec_bias", 2), ("dvec_ln_c_gain", 2), ("dvec_ln_c_bias", 2), ("weight_hh", 2), ("vec_ln_ih_gain", 1), ("vec_ln_hh_gain", 1), ("vec_bias", 1), ("vec_ln_c_gain", 1), ("vec_ln_c_bias", 1), ("part_dmean_ln_c_mean", 2), ("part_dmean_ln_c_sq", 2), ("part_dmean_ln_hh_mean", 2), ("part_dmean_ln_hh_sq", 2), ("part_dmean_ln_ih_mean", 2), ("part_dmean_ln_ih_sq", 2), ("_units", 0), ("_on_chip", 0), ),
 }
 
 
@@ -70,7 +70,7 @@ def _kernels_for(_dtype):
     """The two persistent kernels for one element type (numba.float32 or numba.float64)."""
 
     # -- forward: one launch runs every time step ------------------------------------------
-    def forward_kernel(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_var, m_ln_hh_mean, m_ln_hh_var, m_ln_c_mean, m_ln_c_var, weight_hh, vec_ln_ih_gain, vec_ln_hh_gain, vec_bias, vec_ln_c_gain, vec_ln_c_bias, part_m_ln_ih_mean, part_m_ln_ih_var, part_m_ln_hh_mean, part_m_ln_hh_var, part_m_ln_c_mean, part_m_ln_c_var, _units, _on_chip):
+    def forward_kernel(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, weight_hh, vec_ln_ih_gain, vec_ln_hh_gain, vec_bias, vec_ln_c_gain, vec_ln_c_bias, part_m_ln_ih_mean, part_m_ln_ih_sq, part_m_ln_hh_mean, part_m_ln_hh_sq, part_m_ln_c_mean, part_m_ln_c_sq, _units, _on_chip):
         T, B, H = y.shape
         c0 = _dtype(0)
         c1 = _dtype(1)
@@ -78,8 +78,6 @@ def _kernels_for(_dtype):
         c1_4 = _dtype(1 / 4)
         c1em05 = _dtype(1e-05)
         c2 = _dtype(2)
-        c3_2 = _dtype(3 / 2)
-        c8 = _dtype(8)
         _zero = _dtype(0)
         _j0 = cuda.blockIdx.x * _units            # this block's first hidden unit
         _nu = min(_units, H - _j0)                # how many units it owns
@@ -96,11 +94,12 @@ def _kernels_for(_dtype):
                 _wsh[_off_hh + _r * (H + 1) + _k] = weight_hh[_g * H + _j0 + _r - _g * _nu, _k]
         cuda.syncthreads()
         for step in range(T):
-            # sums of ln_ih_mean: this block's partial sums, one batch row b per thread over its units
+            # sums of ln_ih_mean, ln_ih_sq: this block's partial sums, one batch row b per thread over its units
             for b in range(_tid, B, _nt):
                 if step < lengths[b]:
                     t = lengths[b] - 1 - step if reverse else step
                     sum_m_ln_ih_mean = _zero
+                    sum_m_ln_ih_sq = _zero
                     for _u in range(_nu):
                         j = _j0 + _u
                         ih0 = zx_ih[t, b, j]
@@ -108,7 +107,9 @@ def _kernels_for(_dtype):
                         ih2 = zx_ih[t, b, 2 * H + j]
                         ih3 = zx_ih[t, b, 3 * H + j]
                         sum_m_ln_ih_mean += ih0 + ih1 + ih2 + ih3
+                        sum_m_ln_ih_sq += (ih0*ih0) + (ih1*ih1) + (ih2*ih2) + (ih3*ih3)
                     part_m_ln_ih_mean[cuda.blockIdx.x, b] = sum_m_ln_ih_mean
+                    part_m_ln_ih_sq[cuda.blockIdx.x, b] = sum_m_ln_ih_sq
             _grid.sync()
             # the rows finished across the grid: the blocks' partial sums in block order
             for b in range(cuda.blockIdx.x * _nt + _tid, B, cuda.gridDim.x * _nt):
@@ -117,6 +118,10 @@ def _kernels_for(_dtype):
                     for _k in range(cuda.gridDim.x):
                         sum_m_ln_ih_mean += part_m_ln_ih_mean[_k, b]
                     m_ln_ih_mean[step, b] = sum_m_ln_ih_mean*(c1_4)/H
+                    sum_m_ln_ih_sq = _zero
+                    for _k in range(cuda.gridDim.x):
+                        sum_m_ln_ih_sq += part_m_ln_ih_sq[_k, b]
+                    m_ln_ih_sq[step, b] = sum_m_ln_ih_sq*(c1_4)/H
             _grid.sync()
             _grid.sync()
             # stage 1: z_hh[step] = s_h[step] @ weight_hh.T, rows of this block's units
@@ -143,74 +148,43 @@ def _kernels_for(_dtype):
                     if _c1 != _c0:
                         z_hh[step, _b1, _row1] = _a11
             cuda.syncthreads()
-            # sums of ln_ih_var, ln_hh_mean: this block's partial sums, one batch row b per thread over its units
+            # sums of ln_hh_mean, ln_hh_sq: this block's partial sums, one batch row b per thread over its units
             for b in range(_tid, B, _nt):
                 if step < lengths[b]:
                     t = lengths[b] - 1 - step if reverse else step
-                    sum_m_ln_ih_var = _zero
                     sum_m_ln_hh_mean = _zero
+                    sum_m_ln_hh_sq = _zero
                     for _u in range(_nu):
                         j = _j0 + _u
-                        ih0 = zx_ih[t, b, j]
-                        ih1 = zx_ih[t, b, H + j]
-                        ih2 = zx_ih[t, b, 2 * H + j]
-                        ih3 = zx_ih[t, b, 3 * H + j]
                         hh0 = z_hh[step, b, j]
                         hh1 = z_hh[step, b, H + j]
                         hh2 = z_hh[step, b, 2 * H + j]
                         hh3 = z_hh[step, b, 3 * H + j]
-                        ln_ih_mean = m_ln_ih_mean[step, b]
-                        tmp0 = -ln_ih_mean
-                        sum_m_ln_ih_var += ((ih0 + tmp0)*(ih0 + tmp0)) + ((ih1 + tmp0)*(ih1 + tmp0)) + ((ih2 + tmp0)*(ih2 + tmp0)) + ((ih3 + tmp0)*(ih3 + tmp0))
                         sum_m_ln_hh_mean += hh0 + hh1 + hh2 + hh3
-                    part_m_ln_ih_var[cuda.blockIdx.x, b] = sum_m_ln_ih_var
+                        sum_m_ln_hh_sq += (hh0*hh0) + (hh1*hh1) + (hh2*hh2) + (hh3*hh3)
                     part_m_ln_hh_mean[cuda.blockIdx.x, b] = sum_m_ln_hh_mean
+                    part_m_ln_hh_sq[cuda.blockIdx.x, b] = sum_m_ln_hh_sq
             _grid.sync()
             # the rows finished across the grid: the blocks' partial sums in block order
             for b in range(cuda.blockIdx.x * _nt + _tid, B, cuda.gridDim.x * _nt):
                 if step < lengths[b]:
-                    sum_m_ln_ih_var = _zero
-                    for _k in range(cuda.gridDim.x):
-                        sum_m_ln_ih_var += part_m_ln_ih_var[_k, b]
-                    m_ln_ih_var[step, b] = sum_m_ln_ih_var*(c1_4)/H
                     sum_m_ln_hh_mean = _zero
                     for _k in range(cuda.gridDim.x):
                         sum_m_ln_hh_mean += part_m_ln_hh_mean[_k, b]
                     m_ln_hh_mean[step, b] = sum_m_ln_hh_mean*(c1_4)/H
-            _grid.sync()
-            _grid.sync()
-            cuda.syncthreads()
-            # sums of ln_hh_var: this block's partial sums, one batch row b per thread over its units
-            for b in range(_tid, B, _nt):
-                if step < lengths[b]:
-                    t = lengths[b] - 1 - step if reverse else step
-                    sum_m_ln_hh_var = _zero
-                    for _u in range(_nu):
-                        j = _j0 + _u
-                        hh0 = z_hh[step, b, j]
-                        hh1 = z_hh[step, b, H + j]
-                        hh2 = z_hh[step, b, 2 * H + j]
-                        hh3 = z_hh[step, b, 3 * H + j]
-                        ln_hh_mean = m_ln_hh_mean[step, b]
-                        tmp0 = -ln_hh_mean
-                        sum_m_ln_hh_var += ((hh0 + tmp0)*(hh0 + tmp0)) + ((hh1 + tmp0)*(hh1 + tmp0)) + ((hh2 + tmp0)*(hh2 + tmp0)) + ((hh3 + tmp0)*(hh3 + tmp0))
-                    part_m_ln_hh_var[cuda.blockIdx.x, b] = sum_m_ln_hh_var
-            _grid.sync()
-            # the rows finished across the grid: the blocks' partial sums in block order
-            for b in range(cuda.blockIdx.x * _nt + _tid, B, cuda.gridDim.x * _nt):
-                if step < lengths[b]:
-                    sum_m_ln_hh_var = _zero
+                    sum_m_ln_hh_sq = _zero
                     for _k in range(cuda.gridDim.x):
-                        sum_m_ln_hh_var += part_m_ln_hh_var[_k, b]
-                    m_ln_hh_var[step, b] = sum_m_ln_hh_var*(c1_4)/H
+                        sum_m_ln_hh_sq += part_m_ln_hh_sq[_k, b]
+                    m_ln_hh_sq[step, b] = sum_m_ln_hh_sq*(c1_4)/H
             _grid.sync()
             _grid.sync()
             cuda.syncthreads()
-            # sums of ln_c_mean: this block's partial sums, one batch row b per thread over its units
+            # sums of ln_c_mean, ln_c_sq: this block's partial sums, one batch row b per thread over its units
             for b in range(_tid, B, _nt):
                 if step < lengths[b]:
                     t = lengths[b] - 1 - step if reverse else step
                     sum_m_ln_c_mean = _zero
+                    sum_m_ln_c_sq = _zero
                     for _u in range(_nu):
                         j = _j0 + _u
                         c = s_c[step, b, j]
@@ -230,19 +204,21 @@ def _kernels_for(_dtype):
                         bias_1 = vec_bias[H + j]
                         bias_2 = vec_bias[2 * H + j]
                         ln_ih_mean = m_ln_ih_mean[step, b]
-                        ln_ih_var = m_ln_ih_var[step, b]
+                        ln_ih_sq = m_ln_ih_sq[step, b]
                         ln_hh_mean = m_ln_hh_mean[step, b]
-                        ln_hh_var = m_ln_hh_var[step, b]
-                        tmp0 = (c1/math.sqrt(ln_hh_var + c1em05))
-                        tmp1 = -ln_hh_mean
-                        tmp2 = (c1/math.sqrt(ln_ih_var + c1em05))
-                        tmp3 = -ln_ih_mean
-                        zi = bias_0 + ln_hh_gain_0*tmp0*(hh0 + tmp1) + ln_ih_gain_0*tmp2*(ih0 + tmp3)
-                        zf = bias_1 + ln_hh_gain_1*tmp0*(hh1 + tmp1) + ln_ih_gain_1*tmp2*(ih1 + tmp3)
-                        zg = bias_2 + ln_hh_gain_2*tmp0*(hh2 + tmp1) + ln_ih_gain_2*tmp2*(ih2 + tmp3)
+                        ln_hh_sq = m_ln_hh_sq[step, b]
+                        tmp0 = -ln_hh_mean
+                        tmp1 = (c1/math.sqrt(-(ln_hh_mean*ln_hh_mean) + ln_hh_sq + c1em05))
+                        tmp2 = -ln_ih_mean
+                        tmp3 = (c1/math.sqrt(-(ln_ih_mean*ln_ih_mean) + ln_ih_sq + c1em05))
+                        zi = bias_0 + ln_hh_gain_0*tmp1*(hh0 + tmp0) + ln_ih_gain_0*tmp3*(ih0 + tmp2)
+                        zf = bias_1 + ln_hh_gain_1*tmp1*(hh1 + tmp0) + ln_ih_gain_1*tmp3*(ih1 + tmp2)
+                        zg = bias_2 + ln_hh_gain_2*tmp1*(hh2 + tmp0) + ln_ih_gain_2*tmp3*(ih2 + tmp2)
                         c_next = c*_sigmoid(zf) + _tanh(zg)*_sigmoid(zi)
                         sum_m_ln_c_mean += c_next
+                        sum_m_ln_c_sq += (c_next*c_next)
                     part_m_ln_c_mean[cuda.blockIdx.x, b] = sum_m_ln_c_mean
+                    part_m_ln_c_sq[cuda.blockIdx.x, b] = sum_m_ln_c_sq
             _grid.sync()
             # the rows finished across the grid: the blocks' partial sums in block order
             for b in range(cuda.blockIdx.x * _nt + _tid, B, cuda.gridDim.x * _nt):
@@ -251,55 +227,10 @@ def _kernels_for(_dtype):
                     for _k in range(cuda.gridDim.x):
                         sum_m_ln_c_mean += part_m_ln_c_mean[_k, b]
                     m_ln_c_mean[step, b] = sum_m_ln_c_mean*(c1/(H))
-            _grid.sync()
-            _grid.sync()
-            cuda.syncthreads()
-            # sums of ln_c_var: this block's partial sums, one batch row b per thread over its units
-            for b in range(_tid, B, _nt):
-                if step < lengths[b]:
-                    t = lengths[b] - 1 - step if reverse else step
-                    sum_m_ln_c_var = _zero
-                    for _u in range(_nu):
-                        j = _j0 + _u
-                        c = s_c[step, b, j]
-                        ih0 = zx_ih[t, b, j]
-                        ih1 = zx_ih[t, b, H + j]
-                        ih2 = zx_ih[t, b, 2 * H + j]
-                        hh0 = z_hh[step, b, j]
-                        hh1 = z_hh[step, b, H + j]
-                        hh2 = z_hh[step, b, 2 * H + j]
-                        ln_ih_gain_0 = vec_ln_ih_gain[j]
-                        ln_ih_gain_1 = vec_ln_ih_gain[H + j]
-                        ln_ih_gain_2 = vec_ln_ih_gain[2 * H + j]
-                        ln_hh_gain_0 = vec_ln_hh_gain[j]
-                        ln_hh_gain_1 = vec_ln_hh_gain[H + j]
-                        ln_hh_gain_2 = vec_ln_hh_gain[2 * H + j]
-                        bias_0 = vec_bias[j]
-                        bias_1 = vec_bias[H + j]
-                        bias_2 = vec_bias[2 * H + j]
-                        ln_ih_mean = m_ln_ih_mean[step, b]
-                        ln_ih_var = m_ln_ih_var[step, b]
-                        ln_hh_mean = m_ln_hh_mean[step, b]
-                        ln_hh_var = m_ln_hh_var[step, b]
-                        ln_c_mean = m_ln_c_mean[step, b]
-                        tmp0 = (c1/math.sqrt(ln_hh_var + c1em05))
-                        tmp1 = -ln_hh_mean
-                        tmp2 = (c1/math.sqrt(ln_ih_var + c1em05))
-                        tmp3 = -ln_ih_mean
-                        zi = bias_0 + ln_hh_gain_0*tmp0*(hh0 + tmp1) + ln_ih_gain_0*tmp2*(ih0 + tmp3)
-                        zf = bias_1 + ln_hh_gain_1*tmp0*(hh1 + tmp1) + ln_ih_gain_1*tmp2*(ih1 + tmp3)
-                        zg = bias_2 + ln_hh_gain_2*tmp0*(hh2 + tmp1) + ln_ih_gain_2*tmp2*(ih2 + tmp3)
-                        c_next = c*_sigmoid(zf) + _tanh(zg)*_sigmoid(zi)
-                        sum_m_ln_c_var += ((c_next - ln_c_mean)*(c_next - ln_c_mean))
-                    part_m_ln_c_var[cuda.blockIdx.x, b] = sum_m_ln_c_var
-            _grid.sync()
-            # the rows finished across the grid: the blocks' partial sums in block order
-            for b in range(cuda.blockIdx.x * _nt + _tid, B, cuda.gridDim.x * _nt):
-                if step < lengths[b]:
-                    sum_m_ln_c_var = _zero
+                    sum_m_ln_c_sq = _zero
                     for _k in range(cuda.gridDim.x):
-                        sum_m_ln_c_var += part_m_ln_c_var[_k, b]
-                    m_ln_c_var[step, b] = sum_m_ln_c_var*(c1/(H))
+                        sum_m_ln_c_sq += part_m_ln_c_sq[_k, b]
+                    m_ln_c_sq[step, b] = sum_m_ln_c_sq*(c1/(H))
             _grid.sync()
             _grid.sync()
             cuda.syncthreads()
@@ -333,21 +264,21 @@ def _kernels_for(_dtype):
                     gc = vec_ln_c_gain[j]
                     bc = vec_ln_c_bias[j]
                     ln_ih_mean = m_ln_ih_mean[step, b]
-                    ln_ih_var = m_ln_ih_var[step, b]
+                    ln_ih_sq = m_ln_ih_sq[step, b]
                     ln_hh_mean = m_ln_hh_mean[step, b]
-                    ln_hh_var = m_ln_hh_var[step, b]
+                    ln_hh_sq = m_ln_hh_sq[step, b]
                     ln_c_mean = m_ln_c_mean[step, b]
-                    ln_c_var = m_ln_c_var[step, b]
-                    tmp0 = (c1/math.sqrt(ln_hh_var + c1em05))
-                    tmp1 = -ln_hh_mean
-                    tmp2 = (c1/math.sqrt(ln_ih_var + c1em05))
-                    tmp3 = -ln_ih_mean
-                    zi = bias_0 + ln_hh_gain_0*tmp0*(hh0 + tmp1) + ln_ih_gain_0*tmp2*(ih0 + tmp3)
-                    zf = bias_1 + ln_hh_gain_1*tmp0*(hh1 + tmp1) + ln_ih_gain_1*tmp2*(ih1 + tmp3)
-                    zg = bias_2 + ln_hh_gain_2*tmp0*(hh2 + tmp1) + ln_ih_gain_2*tmp2*(ih2 + tmp3)
-                    zo = bias_3 + ln_hh_gain_3*tmp0*(hh3 + tmp1) + ln_ih_gain_3*tmp2*(ih3 + tmp3)
+                    ln_c_sq = m_ln_c_sq[step, b]
+                    tmp0 = -ln_hh_mean
+                    tmp1 = (c1/math.sqrt(-(ln_hh_mean*ln_hh_mean) + ln_hh_sq + c1em05))
+                    tmp2 = -ln_ih_mean
+                    tmp3 = (c1/math.sqrt(-(ln_ih_mean*ln_ih_mean) + ln_ih_sq + c1em05))
+                    zi = bias_0 + ln_hh_gain_0*tmp1*(hh0 + tmp0) + ln_ih_gain_0*tmp3*(ih0 + tmp2)
+                    zf = bias_1 + ln_hh_gain_1*tmp1*(hh1 + tmp0) + ln_ih_gain_1*tmp3*(ih1 + tmp2)
+                    zg = bias_2 + ln_hh_gain_2*tmp1*(hh2 + tmp0) + ln_ih_gain_2*tmp3*(ih2 + tmp2)
+                    zo = bias_3 + ln_hh_gain_3*tmp1*(hh3 + tmp0) + ln_ih_gain_3*tmp3*(ih3 + tmp2)
                     c_next = c*_sigmoid(zf) + _tanh(zg)*_sigmoid(zi)
-                    s_h[step + 1, b, j] = _tanh(bc + gc*(c_next - ln_c_mean)/math.sqrt(ln_c_var + c1em05))*_sigmoid(zo)
+                    s_h[step + 1, b, j] = _tanh(bc + gc*(c_next - ln_c_mean)/math.sqrt(-(ln_c_mean*ln_c_mean) + ln_c_sq + c1em05))*_sigmoid(zo)
                     y[t, b, j] = s_h[step + 1, b, j]
                     s_c[step + 1, b, j] = c_next
                 else:
@@ -358,7 +289,7 @@ def _kernels_for(_dtype):
 
 
     # -- backward: one launch runs the time loop in reverse --------------------------------
-    def backward_kernel(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih_var, m_ln_hh_mean, m_ln_hh_var, m_ln_c_mean, m_ln_c_var, d_h, d_c, dzx_ih, dz_hh, dmean_ln_ih_mean, dmean_ln_ih_var, dmean_ln_hh_mean, dmean_ln_hh_var, dmean_ln_c_mean, dmean_ln_c_var, dvec_ln_ih_gain, dvec_ln_hh_gain, dvec_bias, dvec_ln_c_gain, dvec_ln_c_bias, weight_hh, vec_ln_ih_gain, vec_ln_hh_gain, vec_bias, vec_ln_c_gain, vec_ln_c_bias, part_dmean_ln_c_mean, part_dmean_ln_c_var, part_dmean_ln_hh_mean, part_dmean_ln_hh_var, part_dmean_ln_ih_mean, part_dmean_ln_ih_var, _units, _on_chip):
+    def backward_kernel(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, d_h, d_c, dzx_ih, dz_hh, dmean_ln_ih_mean, dmean_ln_ih_sq, dmean_ln_hh_mean, dmean_ln_hh_sq, dmean_ln_c_mean, dmean_ln_c_sq, dvec_ln_ih_gain, dvec_ln_hh_gain, dvec_bias, dvec_ln_c_gain, dvec_ln_c_bias, weight_hh, vec_ln_ih_gain, vec_ln_hh_gain, vec_bias, vec_ln_c_gain, vec_ln_c_bias, part_dmean_ln_c_mean, part_dmean_ln_c_sq, part_dmean_ln_hh_mean, part_dmean_ln_hh_sq, part_dmean_ln_ih_mean, part_dmean_ln_ih_sq, _units, _on_chip):
         T, B, H = dy.shape
         c0 = _dtype(0)
         c1 = _dtype(1)
@@ -366,8 +297,6 @@ def _kernels_for(_dtype):
         c1_4 = _dtype(1 / 4)
         c1em05 = _dtype(1e-05)
         c2 = _dtype(2)
-        c3_2 = _dtype(3 / 2)
-        c8 = _dtype(8)
         _zero = _dtype(0)
         _j0 = cuda.blockIdx.x * _units            # this block's first hidden unit
         _nu = min(_units, H - _j0)                # how many units it owns
@@ -388,11 +317,11 @@ def _kernels_for(_dtype):
                 if step < lengths[b]:
                     t = lengths[b] - 1 - step if reverse else step
                     sum_dmean_ln_c_mean = _zero
-                    sum_dmean_ln_c_var = _zero
+                    sum_dmean_ln_c_sq = _zero
                     sum_dmean_ln_hh_mean = _zero
-                    sum_dmean_ln_hh_var = _zero
+                    sum_dmean_ln_hh_sq = _zero
                     sum_dmean_ln_ih_mean = _zero
-                    sum_dmean_ln_ih_var = _zero
+                    sum_dmean_ln_ih_sq = _zero
                     for _u in range(_nu):
                         j = _j0 + _u
                         dnext_h = d_h[b, j] + dy[t, b, j]
@@ -421,19 +350,19 @@ def _kernels_for(_dtype):
                         gc = vec_ln_c_gain[j]
                         bc = vec_ln_c_bias[j]
                         ln_ih_mean = m_ln_ih_mean[step, b]
-                        ln_ih_var = m_ln_ih_var[step, b]
+                        ln_ih_sq = m_ln_ih_sq[step, b]
                         ln_hh_mean = m_ln_hh_mean[step, b]
-                        ln_hh_var = m_ln_hh_var[step, b]
+                        ln_hh_sq = m_ln_hh_sq[step, b]
                         ln_c_mean = m_ln_c_mean[step, b]
-                        ln_c_var = m_ln_c_var[step, b]
+                        ln_c_sq = m_ln_c_sq[step, b]
                         tmp0 = -ln_hh_mean
                         tmp1 = hh0 + tmp0
-                        tmp2 = ln_hh_var + c1em05
+                        tmp2 = -(ln_hh_mean*ln_hh_mean) + ln_hh_sq + c1em05
                         tmp3 = (c1/math.sqrt(tmp2))
                         tmp4 = ln_hh_gain_0*tmp3
                         tmp5 = -ln_ih_mean
                         tmp6 = ih0 + tmp5
-                        tmp7 = ln_ih_var + c1em05
+                        tmp7 = -(ln_ih_mean*ln_ih_mean) + ln_ih_sq + c1em05
                         tmp8 = (c1/math.sqrt(tmp7))
                         tmp9 = ln_ih_gain_0*tmp8
                         zi = bias_0 + tmp1*tmp4 + tmp6*tmp9
@@ -458,7 +387,7 @@ def _kernels_for(_dtype):
                         tmp25 = _sigmoid(zi)
                         tmp26 = tmp24*tmp25
                         c_next = tmp23 + tmp26
-                        tmp27 = ln_c_var + c1em05
+                        tmp27 = -(ln_c_mean*ln_c_mean) + ln_c_sq + c1em05
                         tmp28 = (c1/math.sqrt(tmp27))
                         tmp29 = gc*tmp28
                         tmp30 = c_next - ln_c_mean
@@ -466,67 +395,62 @@ def _kernels_for(_dtype):
                         tmp32 = _sigmoid(zo)
                         tmp33 = dnext_h*tmp32
                         tmp34 = tmp33*(c1 - (tmp31*tmp31))
-                        tmp35 = tmp29*tmp34
-                        d_c_next = dnext_c + tmp35
+                        d_c_next = dnext_c + tmp29*tmp34
                         d_zo = tmp31*tmp33*(c1 - tmp32)
                         d_zg = d_c_next*tmp25*(c1 - (tmp24*tmp24))
                         d_zf = d_c_next*tmp23*(c1 - tmp22)
                         d_zi = d_c_next*tmp26*(c1 - tmp25)
-                        tmp36 = d_zi*tmp4
-                        tmp37 = d_zf*tmp11
-                        tmp38 = d_zg*tmp15
-                        tmp39 = d_zo*tmp19
-                        tmp40 = d_zi*tmp9
-                        tmp41 = d_zf*tmp13
-                        tmp42 = d_zg*tmp17
-                        tmp43 = d_zo*tmp21
-                        tmp44 = tmp30*tmp34
-                        tmp45 = d_zi*tmp1
-                        tmp46 = d_zf*tmp10
-                        tmp47 = d_zg*tmp14
-                        tmp48 = d_zo*tmp18
-                        tmp49 = (c1_2)/tmp2**c3_2
-                        tmp50 = d_zi*tmp6
-                        tmp51 = d_zf*tmp12
-                        tmp52 = d_zg*tmp16
-                        tmp53 = d_zo*tmp20
-                        tmp54 = (c1_2)/tmp7**c3_2
+                        tmp35 = gc*tmp30/(tmp27*math.sqrt(tmp27))
+                        tmp36 = d_zi*tmp1
+                        tmp37 = d_zf*tmp10
+                        tmp38 = d_zg*tmp14
+                        tmp39 = d_zo*tmp18
+                        tmp40 = (c1/(tmp2*math.sqrt(tmp2)))
+                        tmp41 = ln_hh_mean*tmp40
+                        tmp42 = (c1_2)*tmp40
+                        tmp43 = d_zi*tmp6
+                        tmp44 = d_zf*tmp12
+                        tmp45 = d_zg*tmp16
+                        tmp46 = d_zo*tmp20
+                        tmp47 = (c1/(tmp7*math.sqrt(tmp7)))
+                        tmp48 = ln_ih_mean*tmp47
+                        tmp49 = (c1_2)*tmp47
                         d_h[b, j] = c0
                         d_c[b, j] = d_c_next*tmp22
                         dvec_bias[b, j] += d_zi
                         dvec_bias[b, H + j] += d_zf
                         dvec_bias[b, 2 * H + j] += d_zg
                         dvec_bias[b, 3 * H + j] += d_zo
-                        dz_hh[step, b, j] = tmp36
-                        dz_hh[step, b, H + j] = tmp37
-                        dz_hh[step, b, 2 * H + j] = tmp38
-                        dz_hh[step, b, 3 * H + j] = tmp39
-                        dzx_ih[t, b, j] = tmp40
-                        dzx_ih[t, b, H + j] = tmp41
-                        dzx_ih[t, b, 2 * H + j] = tmp42
-                        dzx_ih[t, b, 3 * H + j] = tmp43
+                        dz_hh[step, b, j] = d_zi*tmp4
+                        dz_hh[step, b, H + j] = d_zf*tmp11
+                        dz_hh[step, b, 2 * H + j] = d_zg*tmp15
+                        dz_hh[step, b, 3 * H + j] = d_zo*tmp19
+                        dzx_ih[t, b, j] = d_zi*tmp9
+                        dzx_ih[t, b, H + j] = d_zf*tmp13
+                        dzx_ih[t, b, 2 * H + j] = d_zg*tmp17
+                        dzx_ih[t, b, 3 * H + j] = d_zo*tmp21
                         dvec_ln_c_bias[b, j] += tmp34
-                        dvec_ln_c_gain[b, j] += tmp28*tmp44
-                        sum_dmean_ln_c_mean += -tmp35
-                        sum_dmean_ln_c_var += -c1_2*gc*tmp44/tmp27**c3_2
-                        dvec_ln_hh_gain[b, j] += tmp3*tmp45
-                        dvec_ln_hh_gain[b, H + j] += tmp3*tmp46
-                        dvec_ln_hh_gain[b, 2 * H + j] += tmp3*tmp47
-                        dvec_ln_hh_gain[b, 3 * H + j] += tmp3*tmp48
-                        sum_dmean_ln_hh_mean += -tmp36 - tmp37 - tmp38 - tmp39
-                        sum_dmean_ln_hh_var += -ln_hh_gain_0*tmp45*tmp49 - ln_hh_gain_1*tmp46*tmp49 - ln_hh_gain_2*tmp47*tmp49 - ln_hh_gain_3*tmp48*tmp49
-                        dvec_ln_ih_gain[b, j] += tmp50*tmp8
-                        dvec_ln_ih_gain[b, H + j] += tmp51*tmp8
-                        dvec_ln_ih_gain[b, 2 * H + j] += tmp52*tmp8
-                        dvec_ln_ih_gain[b, 3 * H + j] += tmp53*tmp8
-                        sum_dmean_ln_ih_mean += -tmp40 - tmp41 - tmp42 - tmp43
-                        sum_dmean_ln_ih_var += -ln_ih_gain_0*tmp50*tmp54 - ln_ih_gain_1*tmp51*tmp54 - ln_ih_gain_2*tmp52*tmp54 - ln_ih_gain_3*tmp53*tmp54
+                        dvec_ln_c_gain[b, j] += tmp28*tmp30*tmp34
+                        sum_dmean_ln_c_mean += tmp34*(ln_c_mean*tmp35 - tmp29)
+                        sum_dmean_ln_c_sq += -c1_2*tmp34*tmp35
+                        dvec_ln_hh_gain[b, j] += tmp3*tmp36
+                        dvec_ln_hh_gain[b, H + j] += tmp3*tmp37
+                        dvec_ln_hh_gain[b, 2 * H + j] += tmp3*tmp38
+                        dvec_ln_hh_gain[b, 3 * H + j] += tmp3*tmp39
+                        sum_dmean_ln_hh_mean += d_zf*(ln_hh_gain_1*tmp10*tmp41 - tmp11) + d_zg*(ln_hh_gain_2*tmp14*tmp41 - tmp15) + d_zi*(ln_hh_gain_0*tmp1*tmp41 - tmp4) + d_zo*(ln_hh_gain_3*tmp18*tmp41 - tmp19)
+                        sum_dmean_ln_hh_sq += -ln_hh_gain_0*tmp36*tmp42 - ln_hh_gain_1*tmp37*tmp42 - ln_hh_gain_2*tmp38*tmp42 - ln_hh_gain_3*tmp39*tmp42
+                        dvec_ln_ih_gain[b, j] += tmp43*tmp8
+                        dvec_ln_ih_gain[b, H + j] += tmp44*tmp8
+                        dvec_ln_ih_gain[b, 2 * H + j] += tmp45*tmp8
+                        dvec_ln_ih_gain[b, 3 * H + j] += tmp46*tmp8
+                        sum_dmean_ln_ih_mean += d_zf*(ln_ih_gain_1*tmp12*tmp48 - tmp13) + d_zg*(ln_ih_gain_2*tmp16*tmp48 - tmp17) + d_zi*(ln_ih_gain_0*tmp48*tmp6 - tmp9) + d_zo*(ln_ih_gain_3*tmp20*tmp48 - tmp21)
+                        sum_dmean_ln_ih_sq += -ln_ih_gain_0*tmp43*tmp49 - ln_ih_gain_1*tmp44*tmp49 - ln_ih_gain_2*tmp45*tmp49 - ln_ih_gain_3*tmp46*tmp49
                     part_dmean_ln_c_mean[cuda.blockIdx.x, b] = sum_dmean_ln_c_mean
-                    part_dmean_ln_c_var[cuda.blockIdx.x, b] = sum_dmean_ln_c_var
+                    part_dmean_ln_c_sq[cuda.blockIdx.x, b] = sum_dmean_ln_c_sq
                     part_dmean_ln_hh_mean[cuda.blockIdx.x, b] = sum_dmean_ln_hh_mean
-                    part_dmean_ln_hh_var[cuda.blockIdx.x, b] = sum_dmean_ln_hh_var
+                    part_dmean_ln_hh_sq[cuda.blockIdx.x, b] = sum_dmean_ln_hh_sq
                     part_dmean_ln_ih_mean[cuda.blockIdx.x, b] = sum_dmean_ln_ih_mean
-                    part_dmean_ln_ih_var[cuda.blockIdx.x, b] = sum_dmean_ln_ih_var
+                    part_dmean_ln_ih_sq[cuda.blockIdx.x, b] = sum_dmean_ln_ih_sq
                 else:
                     for _u in range(_nu):
                         j = _j0 + _u
@@ -546,41 +470,41 @@ def _kernels_for(_dtype):
                     for _k in range(cuda.gridDim.x):
                         sum_dmean_ln_c_mean += part_dmean_ln_c_mean[_k, b]
                     dmean_ln_c_mean[b] = sum_dmean_ln_c_mean*(c1/(H))
-                    sum_dmean_ln_c_var = _zero
+                    sum_dmean_ln_c_sq = _zero
                     for _k in range(cuda.gridDim.x):
-                        sum_dmean_ln_c_var += part_dmean_ln_c_var[_k, b]
-                    dmean_ln_c_var[b] = sum_dmean_ln_c_var*(c1/(H))
+                        sum_dmean_ln_c_sq += part_dmean_ln_c_sq[_k, b]
+                    dmean_ln_c_sq[b] = sum_dmean_ln_c_sq*(c1/(H))
                     sum_dmean_ln_hh_mean = _zero
                     for _k in range(cuda.gridDim.x):
                         sum_dmean_ln_hh_mean += part_dmean_ln_hh_mean[_k, b]
                     dmean_ln_hh_mean[b] = sum_dmean_ln_hh_mean*(c1_4)/H
-                    sum_dmean_ln_hh_var = _zero
+                    sum_dmean_ln_hh_sq = _zero
                     for _k in range(cuda.gridDim.x):
-                        sum_dmean_ln_hh_var += part_dmean_ln_hh_var[_k, b]
-                    dmean_ln_hh_var[b] = sum_dmean_ln_hh_var*(c1_4)/H
+                        sum_dmean_ln_hh_sq += part_dmean_ln_hh_sq[_k, b]
+                    dmean_ln_hh_sq[b] = sum_dmean_ln_hh_sq*(c1_4)/H
                     sum_dmean_ln_ih_mean = _zero
                     for _k in range(cuda.gridDim.x):
                         sum_dmean_ln_ih_mean += part_dmean_ln_ih_mean[_k, b]
                     dmean_ln_ih_mean[b] = sum_dmean_ln_ih_mean*(c1_4)/H
-                    sum_dmean_ln_ih_var = _zero
+                    sum_dmean_ln_ih_sq = _zero
                     for _k in range(cuda.gridDim.x):
-                        sum_dmean_ln_ih_var += part_dmean_ln_ih_var[_k, b]
-                    dmean_ln_ih_var[b] = sum_dmean_ln_ih_var*(c1_4)/H
+                        sum_dmean_ln_ih_sq += part_dmean_ln_ih_sq[_k, b]
+                    dmean_ln_ih_sq[b] = sum_dmean_ln_ih_sq*(c1_4)/H
             _grid.sync()
             _grid.sync()
             cuda.syncthreads()
-            # gradient through the inputs of stage 5: this block's partial sums, one batch row b per thread over its units
+            # gradient through the inputs of stage 3: this block's partial sums, one batch row b per thread over its units
             for b in range(_tid, B, _nt):
                 if step < lengths[b]:
                     t = lengths[b] - 1 - step if reverse else step
-                    sum_dmean_ln_c_mean_ = _zero
                     sum_dmean_ln_hh_mean_ = _zero
-                    sum_dmean_ln_hh_var_ = _zero
+                    sum_dmean_ln_hh_sq_ = _zero
                     sum_dmean_ln_ih_mean_ = _zero
-                    sum_dmean_ln_ih_var_ = _zero
+                    sum_dmean_ln_ih_sq_ = _zero
                     for _u in range(_nu):
                         j = _j0 + _u
-                        dm_ln_c_var = dmean_ln_c_var[b]
+                        dm_ln_c_mean = dmean_ln_c_mean[b]
+                        dm_ln_c_sq = dmean_ln_c_sq[b]
                         c = s_c[step, b, j]
                         ih0 = zx_ih[t, b, j]
                         ih1 = zx_ih[t, b, H + j]
@@ -598,18 +522,17 @@ def _kernels_for(_dtype):
                         bias_1 = vec_bias[H + j]
                         bias_2 = vec_bias[2 * H + j]
                         ln_ih_mean = m_ln_ih_mean[step, b]
-                        ln_ih_var = m_ln_ih_var[step, b]
+                        ln_ih_sq = m_ln_ih_sq[step, b]
                         ln_hh_mean = m_ln_hh_mean[step, b]
-                        ln_hh_var = m_ln_hh_var[step, b]
-                        ln_c_mean = m_ln_c_mean[step, b]
+                        ln_hh_sq = m_ln_hh_sq[step, b]
                         tmp0 = -ln_hh_mean
                         tmp1 = hh0 + tmp0
-                        tmp2 = ln_hh_var + c1em05
+                        tmp2 = -(ln_hh_mean*ln_hh_mean) + ln_hh_sq + c1em05
                         tmp3 = (c1/math.sqrt(tmp2))
                         tmp4 = ln_hh_gain_0*tmp3
                         tmp5 = -ln_ih_mean
                         tmp6 = ih0 + tmp5
-                        tmp7 = ln_ih_var + c1em05
+                        tmp7 = -(ln_ih_mean*ln_ih_mean) + ln_ih_sq + c1em05
                         tmp8 = (c1/math.sqrt(tmp7))
                         tmp9 = ln_ih_gain_0*tmp8
                         zi = bias_0 + tmp1*tmp4 + tmp6*tmp9
@@ -629,276 +552,87 @@ def _kernels_for(_dtype):
                         tmp21 = _sigmoid(zi)
                         tmp22 = tmp20*tmp21
                         c_next = tmp19 + tmp22
-                        tmp23 = c2*c_next - c2*ln_c_mean
-                        d_c_next = dm_ln_c_var*tmp23
+                        d_c_next = c2*c_next*dm_ln_c_sq + dm_ln_c_mean
                         d_zg = d_c_next*tmp21*(c1 - (tmp20*tmp20))
                         d_zf = d_c_next*tmp19*(c1 - tmp18)
                         d_zi = d_c_next*tmp22*(c1 - tmp21)
-                        tmp24 = d_zi*tmp4
-                        tmp25 = d_zf*tmp11
-                        tmp26 = d_zg*tmp15
-                        tmp27 = d_zi*tmp9
-                        tmp28 = d_zf*tmp13
-                        tmp29 = d_zg*tmp17
-                        tmp30 = d_zi*tmp1
-                        tmp31 = d_zf*tmp10
-                        tmp32 = d_zg*tmp14
-                        tmp33 = (c1_2)/tmp2**c3_2
-                        tmp34 = d_zi*tmp6
-                        tmp35 = d_zf*tmp12
-                        tmp36 = d_zg*tmp16
-                        tmp37 = (c1_2)/tmp7**c3_2
+                        tmp23 = d_zi*tmp1
+                        tmp24 = d_zf*tmp10
+                        tmp25 = d_zg*tmp14
+                        tmp26 = (c1/(tmp2*math.sqrt(tmp2)))
+                        tmp27 = ln_hh_mean*tmp26
+                        tmp28 = (c1_2)*tmp26
+                        tmp29 = d_zi*tmp6
+                        tmp30 = d_zf*tmp12
+                        tmp31 = d_zg*tmp16
+                        tmp32 = (c1/(tmp7*math.sqrt(tmp7)))
+                        tmp33 = ln_ih_mean*tmp32
+                        tmp34 = (c1_2)*tmp32
                         dvec_bias[b, j] += d_zi
                         dvec_bias[b, H + j] += d_zf
                         dvec_bias[b, 2 * H + j] += d_zg
                         d_c[b, j] += d_c_next*tmp18
-                        dz_hh[step, b, j] += tmp24
-                        dz_hh[step, b, H + j] += tmp25
-                        dz_hh[step, b, 2 * H + j] += tmp26
-                        dzx_ih[t, b, j] += tmp27
-                        dzx_ih[t, b, H + j] += tmp28
-                        dzx_ih[t, b, 2 * H + j] += tmp29
-                        sum_dmean_ln_c_mean_ += -dm_ln_c_var*tmp23
-                        dvec_ln_hh_gain[b, j] += tmp3*tmp30
-                        dvec_ln_hh_gain[b, H + j] += tmp3*tmp31
-                        dvec_ln_hh_gain[b, 2 * H + j] += tmp3*tmp32
-                        sum_dmean_ln_hh_mean_ += -tmp24 - tmp25 - tmp26
-                        sum_dmean_ln_hh_var_ += -ln_hh_gain_0*tmp30*tmp33 - ln_hh_gain_1*tmp31*tmp33 - ln_hh_gain_2*tmp32*tmp33
-                        dvec_ln_ih_gain[b, j] += tmp34*tmp8
-                        dvec_ln_ih_gain[b, H + j] += tmp35*tmp8
-                        dvec_ln_ih_gain[b, 2 * H + j] += tmp36*tmp8
-                        sum_dmean_ln_ih_mean_ += -tmp27 - tmp28 - tmp29
-                        sum_dmean_ln_ih_var_ += -ln_ih_gain_0*tmp34*tmp37 - ln_ih_gain_1*tmp35*tmp37 - ln_ih_gain_2*tmp36*tmp37
-                    part_dmean_ln_c_mean[cuda.blockIdx.x, b] = sum_dmean_ln_c_mean_
+                        dz_hh[step, b, j] += d_zi*tmp4
+                        dz_hh[step, b, H + j] += d_zf*tmp11
+                        dz_hh[step, b, 2 * H + j] += d_zg*tmp15
+                        dzx_ih[t, b, j] += d_zi*tmp9
+                        dzx_ih[t, b, H + j] += d_zf*tmp13
+                        dzx_ih[t, b, 2 * H + j] += d_zg*tmp17
+                        dvec_ln_hh_gain[b, j] += tmp23*tmp3
+                        dvec_ln_hh_gain[b, H + j] += tmp24*tmp3
+                        dvec_ln_hh_gain[b, 2 * H + j] += tmp25*tmp3
+                        sum_dmean_ln_hh_mean_ += d_zf*(ln_hh_gain_1*tmp10*tmp27 - tmp11) + d_zg*(ln_hh_gain_2*tmp14*tmp27 - tmp15) + d_zi*(ln_hh_gain_0*tmp1*tmp27 - tmp4)
+                        sum_dmean_ln_hh_sq_ += -ln_hh_gain_0*tmp23*tmp28 - ln_hh_gain_1*tmp24*tmp28 - ln_hh_gain_2*tmp25*tmp28
+                        dvec_ln_ih_gain[b, j] += tmp29*tmp8
+                        dvec_ln_ih_gain[b, H + j] += tmp30*tmp8
+                        dvec_ln_ih_gain[b, 2 * H + j] += tmp31*tmp8
+                        sum_dmean_ln_ih_mean_ += d_zf*(ln_ih_gain_1*tmp12*tmp33 - tmp13) + d_zg*(ln_ih_gain_2*tmp16*tmp33 - tmp17) + d_zi*(ln_ih_gain_0*tmp33*tmp6 - tmp9)
+                        sum_dmean_ln_ih_sq_ += -ln_ih_gain_0*tmp29*tmp34 - ln_ih_gain_1*tmp30*tmp34 - ln_ih_gain_2*tmp31*tmp34
                     part_dmean_ln_hh_mean[cuda.blockIdx.x, b] = sum_dmean_ln_hh_mean_
-                    part_dmean_ln_hh_var[cuda.blockIdx.x, b] = sum_dmean_ln_hh_var_
+                    part_dmean_ln_hh_sq[cuda.blockIdx.x, b] = sum_dmean_ln_hh_sq_
                     part_dmean_ln_ih_mean[cuda.blockIdx.x, b] = sum_dmean_ln_ih_mean_
-                    part_dmean_ln_ih_var[cuda.blockIdx.x, b] = sum_dmean_ln_ih_var_
+                    part_dmean_ln_ih_sq[cuda.blockIdx.x, b] = sum_dmean_ln_ih_sq_
             _grid.sync()
             # the rows finished across the grid: the blocks' partial sums in block order
             for b in range(cuda.blockIdx.x * _nt + _tid, B, cuda.gridDim.x * _nt):
                 if step < lengths[b]:
-                    sum_dmean_ln_c_mean_ = _zero
-                    for _k in range(cuda.gridDim.x):
-                        sum_dmean_ln_c_mean_ += part_dmean_ln_c_mean[_k, b]
-                    dmean_ln_c_mean[b] += sum_dmean_ln_c_mean_*(c1/(H))
                     sum_dmean_ln_hh_mean_ = _zero
                     for _k in range(cuda.gridDim.x):
                         sum_dmean_ln_hh_mean_ += part_dmean_ln_hh_mean[_k, b]
                     dmean_ln_hh_mean[b] += sum_dmean_ln_hh_mean_*(c1_4)/H
-                    sum_dmean_ln_hh_var_ = _zero
+                    sum_dmean_ln_hh_sq_ = _zero
                     for _k in range(cuda.gridDim.x):
-                        sum_dmean_ln_hh_var_ += part_dmean_ln_hh_var[_k, b]
-                    dmean_ln_hh_var[b] += sum_dmean_ln_hh_var_*(c1_4)/H
+                        sum_dmean_ln_hh_sq_ += part_dmean_ln_hh_sq[_k, b]
+                    dmean_ln_hh_sq[b] += sum_dmean_ln_hh_sq_*(c1_4)/H
                     sum_dmean_ln_ih_mean_ = _zero
                     for _k in range(cuda.gridDim.x):
                         sum_dmean_ln_ih_mean_ += part_dmean_ln_ih_mean[_k, b]
                     dmean_ln_ih_mean[b] += sum_dmean_ln_ih_mean_*(c1_4)/H
-                    sum_dmean_ln_ih_var_ = _zero
+                    sum_dmean_ln_ih_sq_ = _zero
                     for _k in range(cuda.gridDim.x):
-                        sum_dmean_ln_ih_var_ += part_dmean_ln_ih_var[_k, b]
-                    dmean_ln_ih_var[b] += sum_dmean_ln_ih_var_*(c1_4)/H
+                        sum_dmean_ln_ih_sq_ += part_dmean_ln_ih_sq[_k, b]
+                    dmean_ln_ih_sq[b] += sum_dmean_ln_ih_sq_*(c1_4)/H
             _grid.sync()
             cuda.syncthreads()
             _grid.sync()
             cuda.syncthreads()
-            # gradient through the inputs of stage 4: this block's partial sums, one batch row b per thread over its units
-            for b in range(_tid, B, _nt):
+            # gradient through the inputs of stage 2 (this block's units j, every batch row b)
+            for _e in range(_tid, B * _nu, _nt):
+                b = _e // _nu
+                j = _j0 + _e - b * _nu
                 if step < lengths[b]:
                     t = lengths[b] - 1 - step if reverse else step
-                    sum_dmean_ln_hh_mean_2 = _zero
-                    sum_dmean_ln_hh_var_2 = _zero
-                    sum_dmean_ln_ih_mean_2 = _zero
-                    sum_dmean_ln_ih_var_2 = _zero
-                    for _u in range(_nu):
-                        j = _j0 + _u
-                        dm_ln_c_mean = dmean_ln_c_mean[b]
-                        c = s_c[step, b, j]
-                        ih0 = zx_ih[t, b, j]
-                        ih1 = zx_ih[t, b, H + j]
-                        ih2 = zx_ih[t, b, 2 * H + j]
-                        hh0 = z_hh[step, b, j]
-                        hh1 = z_hh[step, b, H + j]
-                        hh2 = z_hh[step, b, 2 * H + j]
-                        ln_ih_gain_0 = vec_ln_ih_gain[j]
-                        ln_ih_gain_1 = vec_ln_ih_gain[H + j]
-                        ln_ih_gain_2 = vec_ln_ih_gain[2 * H + j]
-                        ln_hh_gain_0 = vec_ln_hh_gain[j]
-                        ln_hh_gain_1 = vec_ln_hh_gain[H + j]
-                        ln_hh_gain_2 = vec_ln_hh_gain[2 * H + j]
-                        bias_0 = vec_bias[j]
-                        bias_1 = vec_bias[H + j]
-                        bias_2 = vec_bias[2 * H + j]
-                        ln_ih_mean = m_ln_ih_mean[step, b]
-                        ln_ih_var = m_ln_ih_var[step, b]
-                        ln_hh_mean = m_ln_hh_mean[step, b]
-                        ln_hh_var = m_ln_hh_var[step, b]
-                        tmp0 = -ln_hh_mean
-                        tmp1 = hh0 + tmp0
-                        tmp2 = ln_hh_var + c1em05
-                        tmp3 = (c1/math.sqrt(tmp2))
-                        tmp4 = ln_hh_gain_0*tmp3
-                        tmp5 = -ln_ih_mean
-                        tmp6 = ih0 + tmp5
-                        tmp7 = ln_ih_var + c1em05
-                        tmp8 = (c1/math.sqrt(tmp7))
-                        tmp9 = ln_ih_gain_0*tmp8
-                        zi = bias_0 + tmp1*tmp4 + tmp6*tmp9
-                        tmp10 = hh1 + tmp0
-                        tmp11 = ln_hh_gain_1*tmp3
-                        tmp12 = ih1 + tmp5
-                        tmp13 = ln_ih_gain_1*tmp8
-                        zf = bias_1 + tmp10*tmp11 + tmp12*tmp13
-                        tmp14 = hh2 + tmp0
-                        tmp15 = ln_hh_gain_2*tmp3
-                        tmp16 = ih2 + tmp5
-                        tmp17 = ln_ih_gain_2*tmp8
-                        zg = bias_2 + tmp14*tmp15 + tmp16*tmp17
-                        d_c_next = dm_ln_c_mean
-                        tmp18 = _tanh(zg)
-                        tmp19 = _sigmoid(zi)
-                        d_zg = d_c_next*tmp19*(c1 - (tmp18*tmp18))
-                        tmp20 = _sigmoid(zf)
-                        tmp21 = c*tmp20
-                        d_zf = d_c_next*tmp21*(c1 - tmp20)
-                        tmp22 = tmp18*tmp19
-                        d_zi = d_c_next*tmp22*(c1 - tmp19)
-                        tmp23 = d_zi*tmp4
-                        tmp24 = d_zf*tmp11
-                        tmp25 = d_zg*tmp15
-                        tmp26 = d_zi*tmp9
-                        tmp27 = d_zf*tmp13
-                        tmp28 = d_zg*tmp17
-                        tmp29 = d_zi*tmp1
-                        tmp30 = d_zf*tmp10
-                        tmp31 = d_zg*tmp14
-                        tmp32 = (c1_2)/tmp2**c3_2
-                        tmp33 = d_zi*tmp6
-                        tmp34 = d_zf*tmp12
-                        tmp35 = d_zg*tmp16
-                        tmp36 = (c1_2)/tmp7**c3_2
-                        dvec_bias[b, j] += d_zi
-                        dvec_bias[b, H + j] += d_zf
-                        dvec_bias[b, 2 * H + j] += d_zg
-                        d_c[b, j] += d_c_next*tmp20
-                        dz_hh[step, b, j] += tmp23
-                        dz_hh[step, b, H + j] += tmp24
-                        dz_hh[step, b, 2 * H + j] += tmp25
-                        dzx_ih[t, b, j] += tmp26
-                        dzx_ih[t, b, H + j] += tmp27
-                        dzx_ih[t, b, 2 * H + j] += tmp28
-                        dvec_ln_hh_gain[b, j] += tmp29*tmp3
-                        dvec_ln_hh_gain[b, H + j] += tmp3*tmp30
-                        dvec_ln_hh_gain[b, 2 * H + j] += tmp3*tmp31
-                        sum_dmean_ln_hh_mean_2 += -tmp23 - tmp24 - tmp25
-                        sum_dmean_ln_hh_var_2 += -ln_hh_gain_0*tmp29*tmp32 - ln_hh_gain_1*tmp30*tmp32 - ln_hh_gain_2*tmp31*tmp32
-                        dvec_ln_ih_gain[b, j] += tmp33*tmp8
-                        dvec_ln_ih_gain[b, H + j] += tmp34*tmp8
-                        dvec_ln_ih_gain[b, 2 * H + j] += tmp35*tmp8
-                        sum_dmean_ln_ih_mean_2 += -tmp26 - tmp27 - tmp28
-                        sum_dmean_ln_ih_var_2 += -ln_ih_gain_0*tmp33*tmp36 - ln_ih_gain_1*tmp34*tmp36 - ln_ih_gain_2*tmp35*tmp36
-                    part_dmean_ln_hh_mean[cuda.blockIdx.x, b] = sum_dmean_ln_hh_mean_2
-                    part_dmean_ln_hh_var[cuda.blockIdx.x, b] = sum_dmean_ln_hh_var_2
-                    part_dmean_ln_ih_mean[cuda.blockIdx.x, b] = sum_dmean_ln_ih_mean_2
-                    part_dmean_ln_ih_var[cuda.blockIdx.x, b] = sum_dmean_ln_ih_var_2
-            _grid.sync()
-            # the rows finished across the grid: the blocks' partial sums in block order
-            for b in range(cuda.blockIdx.x * _nt + _tid, B, cuda.gridDim.x * _nt):
-                if step < lengths[b]:
-                    sum_dmean_ln_hh_mean_2 = _zero
-                    for _k in range(cuda.gridDim.x):
-                        sum_dmean_ln_hh_mean_2 += part_dmean_ln_hh_mean[_k, b]
-                    dmean_ln_hh_mean[b] += sum_dmean_ln_hh_mean_2*(c1_4)/H
-                    sum_dmean_ln_hh_var_2 = _zero
-                    for _k in range(cuda.gridDim.x):
-                        sum_dmean_ln_hh_var_2 += part_dmean_ln_hh_var[_k, b]
-                    dmean_ln_hh_var[b] += sum_dmean_ln_hh_var_2*(c1_4)/H
-                    sum_dmean_ln_ih_mean_2 = _zero
-                    for _k in range(cuda.gridDim.x):
-                        sum_dmean_ln_ih_mean_2 += part_dmean_ln_ih_mean[_k, b]
-                    dmean_ln_ih_mean[b] += sum_dmean_ln_ih_mean_2*(c1_4)/H
-                    sum_dmean_ln_ih_var_2 = _zero
-                    for _k in range(cuda.gridDim.x):
-                        sum_dmean_ln_ih_var_2 += part_dmean_ln_ih_var[_k, b]
-                    dmean_ln_ih_var[b] += sum_dmean_ln_ih_var_2*(c1_4)/H
-            _grid.sync()
-            cuda.syncthreads()
-            _grid.sync()
-            cuda.syncthreads()
-            # gradient through the inputs of stage 3: this block's partial sums, one batch row b per thread over its units
-            for b in range(_tid, B, _nt):
-                if step < lengths[b]:
-                    t = lengths[b] - 1 - step if reverse else step
-                    sum_dmean_ln_hh_mean_3 = _zero
-                    for _u in range(_nu):
-                        j = _j0 + _u
-                        dm_ln_hh_var = dmean_ln_hh_var[b]
-                        hh0 = z_hh[step, b, j]
-                        hh1 = z_hh[step, b, H + j]
-                        hh2 = z_hh[step, b, 2 * H + j]
-                        hh3 = z_hh[step, b, 3 * H + j]
-                        ln_hh_mean = m_ln_hh_mean[step, b]
-                        tmp0 = c2*hh0
-                        tmp1 = -c2*ln_hh_mean
-                        tmp2 = c2*hh1
-                        tmp3 = c2*hh2
-                        tmp4 = c2*hh3
-                        dz_hh[step, b, j] += dm_ln_hh_var*(tmp0 + tmp1)
-                        dz_hh[step, b, H + j] += dm_ln_hh_var*(tmp1 + tmp2)
-                        dz_hh[step, b, 2 * H + j] += dm_ln_hh_var*(tmp1 + tmp3)
-                        dz_hh[step, b, 3 * H + j] += dm_ln_hh_var*(tmp1 + tmp4)
-                        sum_dmean_ln_hh_mean_3 += dm_ln_hh_var*(c8*ln_hh_mean - tmp0 - tmp2 - tmp3 - tmp4)
-                    part_dmean_ln_hh_mean[cuda.blockIdx.x, b] = sum_dmean_ln_hh_mean_3
-            _grid.sync()
-            # the rows finished across the grid: the blocks' partial sums in block order
-            for b in range(cuda.blockIdx.x * _nt + _tid, B, cuda.gridDim.x * _nt):
-                if step < lengths[b]:
-                    sum_dmean_ln_hh_mean_3 = _zero
-                    for _k in range(cuda.gridDim.x):
-                        sum_dmean_ln_hh_mean_3 += part_dmean_ln_hh_mean[_k, b]
-                    dmean_ln_hh_mean[b] += sum_dmean_ln_hh_mean_3*(c1_4)/H
-            _grid.sync()
-            cuda.syncthreads()
-            _grid.sync()
-            cuda.syncthreads()
-            # gradient through the inputs of stage 2: this block's partial sums, one batch row b per thread over its units
-            for b in range(_tid, B, _nt):
-                if step < lengths[b]:
-                    t = lengths[b] - 1 - step if reverse else step
-                    sum_dmean_ln_ih_mean_3 = _zero
-                    for _u in range(_nu):
-                        j = _j0 + _u
-                        dm_ln_ih_var = dmean_ln_ih_var[b]
-                        dm_ln_hh_mean = dmean_ln_hh_mean[b]
-                        ih0 = zx_ih[t, b, j]
-                        ih1 = zx_ih[t, b, H + j]
-                        ih2 = zx_ih[t, b, 2 * H + j]
-                        ih3 = zx_ih[t, b, 3 * H + j]
-                        ln_ih_mean = m_ln_ih_mean[step, b]
-                        tmp0 = c2*ih0
-                        tmp1 = -c2*ln_ih_mean
-                        tmp2 = c2*ih1
-                        tmp3 = c2*ih2
-                        tmp4 = c2*ih3
-                        dz_hh[step, b, j] += dm_ln_hh_mean
-                        dz_hh[step, b, H + j] += dm_ln_hh_mean
-                        dz_hh[step, b, 2 * H + j] += dm_ln_hh_mean
-                        dz_hh[step, b, 3 * H + j] += dm_ln_hh_mean
-                        dzx_ih[t, b, j] += dm_ln_ih_var*(tmp0 + tmp1)
-                        dzx_ih[t, b, H + j] += dm_ln_ih_var*(tmp1 + tmp2)
-                        dzx_ih[t, b, 2 * H + j] += dm_ln_ih_var*(tmp1 + tmp3)
-                        dzx_ih[t, b, 3 * H + j] += dm_ln_ih_var*(tmp1 + tmp4)
-                        sum_dmean_ln_ih_mean_3 += dm_ln_ih_var*(c8*ln_ih_mean - tmp0 - tmp2 - tmp3 - tmp4)
-                    part_dmean_ln_ih_mean[cuda.blockIdx.x, b] = sum_dmean_ln_ih_mean_3
-            _grid.sync()
-            # the rows finished across the grid: the blocks' partial sums in block order
-            for b in range(cuda.blockIdx.x * _nt + _tid, B, cuda.gridDim.x * _nt):
-                if step < lengths[b]:
-                    sum_dmean_ln_ih_mean_3 = _zero
-                    for _k in range(cuda.gridDim.x):
-                        sum_dmean_ln_ih_mean_3 += part_dmean_ln_ih_mean[_k, b]
-                    dmean_ln_ih_mean[b] += sum_dmean_ln_ih_mean_3*(c1_4)/H
-            _grid.sync()
+                    dm_ln_hh_mean = dmean_ln_hh_mean[b]
+                    dm_ln_hh_sq = dmean_ln_hh_sq[b]
+                    hh0 = z_hh[step, b, j]
+                    hh1 = z_hh[step, b, H + j]
+                    hh2 = z_hh[step, b, 2 * H + j]
+                    hh3 = z_hh[step, b, 3 * H + j]
+                    tmp0 = c2*dm_ln_hh_sq
+                    dz_hh[step, b, j] += dm_ln_hh_mean + hh0*tmp0
+                    dz_hh[step, b, H + j] += dm_ln_hh_mean + hh1*tmp0
+                    dz_hh[step, b, 2 * H + j] += dm_ln_hh_mean + hh2*tmp0
+                    dz_hh[step, b, 3 * H + j] += dm_ln_hh_mean + hh3*tmp0
             cuda.syncthreads()
             _grid.sync()
             # stage 1: columns of this block's units of dz_hh[step] @ weight_hh
@@ -930,10 +664,16 @@ def _kernels_for(_dtype):
                 if step < lengths[b]:
                     t = lengths[b] - 1 - step if reverse else step
                     dm_ln_ih_mean = dmean_ln_ih_mean[b]
-                    dzx_ih[t, b, j] += dm_ln_ih_mean
-                    dzx_ih[t, b, H + j] += dm_ln_ih_mean
-                    dzx_ih[t, b, 2 * H + j] += dm_ln_ih_mean
-                    dzx_ih[t, b, 3 * H + j] += dm_ln_ih_mean
+                    dm_ln_ih_sq = dmean_ln_ih_sq[b]
+                    ih0 = zx_ih[t, b, j]
+                    ih1 = zx_ih[t, b, H + j]
+                    ih2 = zx_ih[t, b, 2 * H + j]
+                    ih3 = zx_ih[t, b, 3 * H + j]
+                    tmp0 = c2*dm_ln_ih_sq
+                    dzx_ih[t, b, j] += dm_ln_ih_mean + ih0*tmp0
+                    dzx_ih[t, b, H + j] += dm_ln_ih_mean + ih1*tmp0
+                    dzx_ih[t, b, 2 * H + j] += dm_ln_ih_mean + ih2*tmp0
+                    dzx_ih[t, b, 3 * H + j] += dm_ln_ih_mean + ih3*tmp0
             cuda.syncthreads()
 
 
@@ -968,25 +708,25 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     elementwise.copy(state0[1], s_c[0])
     z_hh = elementwise.empty((T, B, 4 * H), dtype)
     m_ln_ih_mean = elementwise.empty((T, B), dtype)
-    m_ln_ih_var = elementwise.empty((T, B), dtype)
+    m_ln_ih_sq = elementwise.empty((T, B), dtype)
     m_ln_hh_mean = elementwise.empty((T, B), dtype)
-    m_ln_hh_var = elementwise.empty((T, B), dtype)
+    m_ln_hh_sq = elementwise.empty((T, B), dtype)
     m_ln_c_mean = elementwise.empty((T, B), dtype)
-    m_ln_c_var = elementwise.empty((T, B), dtype)
+    m_ln_c_sq = elementwise.empty((T, B), dtype)
     part_m_ln_ih_mean = elementwise.empty((H, B), dtype)   # partial sums, one row per block
-    part_m_ln_ih_var = elementwise.empty((H, B), dtype)   # partial sums, one row per block
+    part_m_ln_ih_sq = elementwise.empty((H, B), dtype)   # partial sums, one row per block
     part_m_ln_hh_mean = elementwise.empty((H, B), dtype)   # partial sums, one row per block
-    part_m_ln_hh_var = elementwise.empty((H, B), dtype)   # partial sums, one row per block
+    part_m_ln_hh_sq = elementwise.empty((H, B), dtype)   # partial sums, one row per block
     part_m_ln_c_mean = elementwise.empty((H, B), dtype)   # partial sums, one row per block
-    part_m_ln_c_var = elementwise.empty((H, B), dtype)   # partial sums, one row per block
+    part_m_ln_c_sq = elementwise.empty((H, B), dtype)   # partial sums, one row per block
     y = elementwise.empty((T, B, H), dtype)
     launch.persistent(_kernels(dtype).forward, H, B, SHARED_ROWS, RECURRENT_LINEARS, False,
-                      (lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_var, m_ln_hh_mean, m_ln_hh_var, m_ln_c_mean, m_ln_c_var, params["weight_hh"], params["ln_ih_gain"], params["ln_hh_gain"], params["bias"], params["ln_c_gain"], params["ln_c_bias"], part_m_ln_ih_mean, part_m_ln_ih_var, part_m_ln_hh_mean, part_m_ln_hh_var, part_m_ln_c_mean, part_m_ln_c_var))
+                      (lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, params["weight_hh"], params["ln_ih_gain"], params["ln_hh_gain"], params["bias"], params["ln_c_gain"], params["ln_c_bias"], part_m_ln_ih_mean, part_m_ln_ih_sq, part_m_ln_hh_mean, part_m_ln_hh_sq, part_m_ln_c_mean, part_m_ln_c_sq))
     final_states = (s_h[T], s_c[T],)
     saved = checks.Saved(NAME, device=True, x=x, params=params, lengths=lengths, reverse=reverse,
                          zx_ih=zx_ih, s_h=s_h, s_c=s_c, z_hh=z_hh, m_ln_ih_mean=m_ln_ih_mean,
-                         m_ln_ih_var=m_ln_ih_var, m_ln_hh_mean=m_ln_hh_mean,
-                         m_ln_hh_var=m_ln_hh_var, m_ln_c_mean=m_ln_c_mean, m_ln_c_var=m_ln_c_var)
+                         m_ln_ih_sq=m_ln_ih_sq, m_ln_hh_mean=m_ln_hh_mean, m_ln_hh_sq=m_ln_hh_sq,
+                         m_ln_c_mean=m_ln_c_mean, m_ln_c_sq=m_ln_c_sq)
     return y, final_states, saved
 
 
@@ -1002,11 +742,11 @@ def backward(dy, d_final, saved):
     s_c = saved.s_c
     z_hh = saved.z_hh
     m_ln_ih_mean = saved.m_ln_ih_mean
-    m_ln_ih_var = saved.m_ln_ih_var
+    m_ln_ih_sq = saved.m_ln_ih_sq
     m_ln_hh_mean = saved.m_ln_hh_mean
-    m_ln_hh_var = saved.m_ln_hh_var
+    m_ln_hh_sq = saved.m_ln_hh_sq
     m_ln_c_mean = saved.m_ln_c_mean
-    m_ln_c_var = saved.m_ln_c_var
+    m_ln_c_sq = saved.m_ln_c_sq
     T, B, I = x.shape
     H = dy.shape[2]
     dtype = x.dtype
@@ -1016,24 +756,24 @@ def backward(dy, d_final, saved):
     dzx_ih = elementwise.empty((T, B, 4 * H), dtype)
     dz_hh = elementwise.empty((T, B, 4 * H), dtype)
     dmean_ln_ih_mean = elementwise.empty((B,), dtype)
-    dmean_ln_ih_var = elementwise.empty((B,), dtype)
+    dmean_ln_ih_sq = elementwise.empty((B,), dtype)
     dmean_ln_hh_mean = elementwise.empty((B,), dtype)
-    dmean_ln_hh_var = elementwise.empty((B,), dtype)
+    dmean_ln_hh_sq = elementwise.empty((B,), dtype)
     dmean_ln_c_mean = elementwise.empty((B,), dtype)
-    dmean_ln_c_var = elementwise.empty((B,), dtype)
+    dmean_ln_c_sq = elementwise.empty((B,), dtype)
     dvec_ln_ih_gain = elementwise.zeros((B, 4 * H), dtype)
     dvec_ln_hh_gain = elementwise.zeros((B, 4 * H), dtype)
     dvec_bias = elementwise.zeros((B, 4 * H), dtype)
     dvec_ln_c_gain = elementwise.zeros((B, H), dtype)
     dvec_ln_c_bias = elementwise.zeros((B, H), dtype)
     part_dmean_ln_c_mean = elementwise.empty((H, B), dtype)   # partial sums, one row per block
-    part_dmean_ln_c_var = elementwise.empty((H, B), dtype)   # partial sums, one row per block
+    part_dmean_ln_c_sq = elementwise.empty((H, B), dtype)   # partial sums, one row per block
     part_dmean_ln_hh_mean = elementwise.empty((H, B), dtype)   # partial sums, one row per block
-    part_dmean_ln_hh_var = elementwise.empty((H, B), dtype)   # partial sums, one row per block
+    part_dmean_ln_hh_sq = elementwise.empty((H, B), dtype)   # partial sums, one row per block
     part_dmean_ln_ih_mean = elementwise.empty((H, B), dtype)   # partial sums, one row per block
-    part_dmean_ln_ih_var = elementwise.empty((H, B), dtype)   # partial sums, one row per block
+    part_dmean_ln_ih_sq = elementwise.empty((H, B), dtype)   # partial sums, one row per block
     launch.persistent(_kernels(dtype).backward, H, B, SHARED_ROWS, RECURRENT_LINEARS, True,
-                      (lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih_var, m_ln_hh_mean, m_ln_hh_var, m_ln_c_mean, m_ln_c_var, d_h, d_c, dzx_ih, dz_hh, dmean_ln_ih_mean, dmean_ln_ih_var, dmean_ln_hh_mean, dmean_ln_hh_var, dmean_ln_c_mean, dmean_ln_c_var, dvec_ln_ih_gain, dvec_ln_hh_gain, dvec_bias, dvec_ln_c_gain, dvec_ln_c_bias, params["weight_hh"], params["ln_ih_gain"], params["ln_hh_gain"], params["bias"], params["ln_c_gain"], params["ln_c_bias"], part_dmean_ln_c_mean, part_dmean_ln_c_var, part_dmean_ln_hh_mean, part_dmean_ln_hh_var, part_dmean_ln_ih_mean, part_dmean_ln_ih_var))
+                      (lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, d_h, d_c, dzx_ih, dz_hh, dmean_ln_ih_mean, dmean_ln_ih_sq, dmean_ln_hh_mean, dmean_ln_hh_sq, dmean_ln_c_mean, dmean_ln_c_sq, dvec_ln_ih_gain, dvec_ln_hh_gain, dvec_bias, dvec_ln_c_gain, dvec_ln_c_bias, params["weight_hh"], params["ln_ih_gain"], params["ln_hh_gain"], params["bias"], params["ln_c_gain"], params["ln_c_bias"], part_dmean_ln_c_mean, part_dmean_ln_c_sq, part_dmean_ln_hh_mean, part_dmean_ln_hh_sq, part_dmean_ln_ih_mean, part_dmean_ln_ih_sq))
     d_params = {}
     d_params["weight_ih"] = gemm.gemm(dzx_ih.reshape(T * B, 4 * H), x2d, trans_a=True)
     dx = gemm.gemm(dzx_ih.reshape(T * B, 4 * H), params["weight_ih"])

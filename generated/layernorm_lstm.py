@@ -2,24 +2,24 @@
 
 source spec: layernorm_lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: cfe0077663dadc681a6ccd1bc1033aede842c958e12c1a132d566ce0089d2f0d
+sha256 of spec + templates + math libraries + versions: 6c6abad4f15eb01457de7b3256bb89b51f08251870401007daf7ce7c9aedecda
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
     ih0, ih1, ih2, ih3 = (x) @ weight_ih.T    [hoisted before the loop]
     hh0, hh1, hh2, hh3 = (h) @ weight_hh.T    [stage 1]
     ln_hh_mean = sum over the units j of (hh0 + hh1 + hh2 + hh3) / (4*H)    [mean, stage 2]
-    ln_hh_var = sum over the units j of ((hh0 - ln_hh_mean)**2 + (hh1 - ln_hh_mean)**2 + (hh2 - ln_hh_mean)**2 + (hh3 - ln_hh_mean)**2) / (4*H)    [mean, stage 3]
+    ln_hh_sq = sum over the units j of (hh0**2 + hh1**2 + hh2**2 + hh3**2) / (4*H)    [mean, stage 2]
     ln_ih_mean = sum over the units j of (ih0 + ih1 + ih2 + ih3) / (4*H)    [mean, stage 1]
-    ln_ih_var = sum over the units j of ((ih0 - ln_ih_mean)**2 + (ih1 - ln_ih_mean)**2 + (ih2 - ln_ih_mean)**2 + (ih3 - ln_ih_mean)**2) / (4*H)    [mean, stage 2]
-    zi = bias_0 + ln_hh_gain_0*(hh0 - ln_hh_mean)/sqrt(ln_hh_var + 1.0e-5) + ln_ih_gain_0*(ih0 - ln_ih_mean)/sqrt(ln_ih_var + 1.0e-5)
-    zf = bias_1 + ln_hh_gain_1*(hh1 - ln_hh_mean)/sqrt(ln_hh_var + 1.0e-5) + ln_ih_gain_1*(ih1 - ln_ih_mean)/sqrt(ln_ih_var + 1.0e-5)
-    zg = bias_2 + ln_hh_gain_2*(hh2 - ln_hh_mean)/sqrt(ln_hh_var + 1.0e-5) + ln_ih_gain_2*(ih2 - ln_ih_mean)/sqrt(ln_ih_var + 1.0e-5)
-    zo = bias_3 + ln_hh_gain_3*(hh3 - ln_hh_mean)/sqrt(ln_hh_var + 1.0e-5) + ln_ih_gain_3*(ih3 - ln_ih_mean)/sqrt(ln_ih_var + 1.0e-5)
+    ln_ih_sq = sum over the units j of (ih0**2 + ih1**2 + ih2**2 + ih3**2) / (4*H)    [mean, stage 1]
+    zi = bias_0 + ln_hh_gain_0*(hh0 - ln_hh_mean)/sqrt(-ln_hh_mean**2 + ln_hh_sq + 1.0e-5) + ln_ih_gain_0*(ih0 - ln_ih_mean)/sqrt(-ln_ih_mean**2 + ln_ih_sq + 1.0e-5)
+    zf = bias_1 + ln_hh_gain_1*(hh1 - ln_hh_mean)/sqrt(-ln_hh_mean**2 + ln_hh_sq + 1.0e-5) + ln_ih_gain_1*(ih1 - ln_ih_mean)/sqrt(-ln_ih_mean**2 + ln_ih_sq + 1.0e-5)
+    zg = bias_2 + ln_hh_gain_2*(hh2 - ln_hh_mean)/sqrt(-ln_hh_mean**2 + ln_hh_sq + 1.0e-5) + ln_ih_gain_2*(ih2 - ln_ih_mean)/sqrt(-ln_ih_mean**2 + ln_ih_sq + 1.0e-5)
+    zo = bias_3 + ln_hh_gain_3*(hh3 - ln_hh_mean)/sqrt(-ln_hh_mean**2 + ln_hh_sq + 1.0e-5) + ln_ih_gain_3*(ih3 - ln_ih_mean)/sqrt(-ln_ih_mean**2 + ln_ih_sq + 1.0e-5)
     c_next = c*sigmoid(zf) + tanh(zg)*sigmoid(zi)
-    ln_c_mean = sum over the units j of (c_next) / (H)    [mean, stage 4]
-    ln_c_var = sum over the units j of ((c_next - ln_c_mean)**2) / (H)    [mean, stage 5]
-    h <- tanh(bc + gc*(c_next - ln_c_mean)/sqrt(ln_c_var + 1.0e-5))*sigmoid(zo)
+    ln_c_mean = sum over the units j of (c_next) / (H)    [mean, stage 3]
+    ln_c_sq = sum over the units j of (c_next**2) / (H)    [mean, stage 3]
+    h <- tanh(bc + gc*(c_next - ln_c_mean)/sqrt(-ln_c_mean**2 + ln_c_sq + 1.0e-5))*sigmoid(zo)
     c <- c_next
 
 x is time-major (T, B, I); states and outputs are (B, H) per step. `lengths` gives each
@@ -38,7 +38,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "layernorm_lstm"
-SPEC_SHA256 = "cfe0077663dadc681a6ccd1bc1033aede842c958e12c1a132d566ce0089d2f0d"
+SPEC_SHA256 = "6c6abad4f15eb01457de7b3256bb89b51f08251870401007daf7ce7c9aedecda"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {
@@ -69,19 +69,23 @@ def sizes_of(params):
 
 # -- forward: the time loop --------------------------------------------------------------------
 @njit(cache=True, error_model="numpy")
-def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_var, m_ln_hh_mean, m_ln_hh_var, m_ln_c_mean, m_ln_c_var, weight_hh, vec_ln_ih_gain, vec_ln_hh_gain, vec_bias, vec_ln_c_gain, vec_ln_c_bias):
+def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, weight_hh, vec_ln_ih_gain, vec_ln_hh_gain, vec_bias, vec_ln_c_gain, vec_ln_c_bias):
     T, B, H = y.shape
+    terms_m_ln_ih_mean = np.empty(H, y.dtype)   # a reduction's terms, one row at a time
+    terms_m_ln_ih_sq = np.empty(H, y.dtype)   # a reduction's terms, one row at a time
+    terms_m_ln_hh_mean = np.empty(H, y.dtype)   # a reduction's terms, one row at a time
+    terms_m_ln_hh_sq = np.empty(H, y.dtype)   # a reduction's terms, one row at a time
+    terms_m_ln_c_mean = np.empty(H, y.dtype)   # a reduction's terms, one row at a time
+    terms_m_ln_c_sq = np.empty(H, y.dtype)   # a reduction's terms, one row at a time
     c0 = y.dtype.type(0)
     c1 = y.dtype.type(1)
     c1_2 = y.dtype.type(1 / 2)
     c1_4 = y.dtype.type(1 / 4)
     c1em05 = y.dtype.type(1e-05)
     c2 = y.dtype.type(2)
-    c3_2 = y.dtype.type(3 / 2)
-    c8 = y.dtype.type(8)
     for step in range(T):
-        # stage 1: recurrent GEMMs of hh; means ln_ih_mean (sums over the units)
-        # sums of ln_ih_mean
+        # stage 1: recurrent GEMMs of hh; means ln_ih_mean, ln_ih_sq (sums over the units)
+        # sums of ln_ih_mean, ln_ih_sq
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
@@ -89,66 +93,48 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln
                 zx_ih_g1 = zx_ih[t, b, H:2 * H]
                 zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
                 zx_ih_g3 = zx_ih[t, b, 3 * H:4 * H]
+                for j in range(H):
+                    ih0 = zx_ih_g0[j]
+                    ih1 = zx_ih_g1[j]
+                    ih2 = zx_ih_g2[j]
+                    ih3 = zx_ih_g3[j]
+                    terms_m_ln_ih_mean[j] = ih0 + ih1 + ih2 + ih3
+                    terms_m_ln_ih_sq[j] = (ih0*ih0) + (ih1*ih1) + (ih2*ih2) + (ih3*ih3)
                 sum_m_ln_ih_mean = c0
                 for j in range(H):
-                    ih0 = zx_ih_g0[j]
-                    ih1 = zx_ih_g1[j]
-                    ih2 = zx_ih_g2[j]
-                    ih3 = zx_ih_g3[j]
-                    sum_m_ln_ih_mean += ih0 + ih1 + ih2 + ih3
+                    sum_m_ln_ih_mean += terms_m_ln_ih_mean[j]
                 m_ln_ih_mean[step, b] = sum_m_ln_ih_mean*(c1_4)/H
+                sum_m_ln_ih_sq = c0
+                for j in range(H):
+                    sum_m_ln_ih_sq += terms_m_ln_ih_sq[j]
+                m_ln_ih_sq[step, b] = sum_m_ln_ih_sq*(c1_4)/H
         np.dot(s_h[step], weight_hh.T, z_hh[step])
-        # stage 2: means ln_ih_var, ln_hh_mean (sums over the units)
-        # sums of ln_ih_var, ln_hh_mean
+        # stage 2: means ln_hh_mean, ln_hh_sq (sums over the units)
+        # sums of ln_hh_mean, ln_hh_sq
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
-                zx_ih_g0 = zx_ih[t, b, 0:H]
-                zx_ih_g1 = zx_ih[t, b, H:2 * H]
-                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
-                zx_ih_g3 = zx_ih[t, b, 3 * H:4 * H]
                 z_hh_g0 = z_hh[step, b, 0:H]
                 z_hh_g1 = z_hh[step, b, H:2 * H]
                 z_hh_g2 = z_hh[step, b, 2 * H:3 * H]
                 z_hh_g3 = z_hh[step, b, 3 * H:4 * H]
-                sum_m_ln_ih_var = c0
+                for j in range(H):
+                    hh0 = z_hh_g0[j]
+                    hh1 = z_hh_g1[j]
+                    hh2 = z_hh_g2[j]
+                    hh3 = z_hh_g3[j]
+                    terms_m_ln_hh_mean[j] = hh0 + hh1 + hh2 + hh3
+                    terms_m_ln_hh_sq[j] = (hh0*hh0) + (hh1*hh1) + (hh2*hh2) + (hh3*hh3)
                 sum_m_ln_hh_mean = c0
                 for j in range(H):
-                    ih0 = zx_ih_g0[j]
-                    ih1 = zx_ih_g1[j]
-                    ih2 = zx_ih_g2[j]
-                    ih3 = zx_ih_g3[j]
-                    hh0 = z_hh_g0[j]
-                    hh1 = z_hh_g1[j]
-                    hh2 = z_hh_g2[j]
-                    hh3 = z_hh_g3[j]
-                    ln_ih_mean = m_ln_ih_mean[step, b]
-                    tmp0 = -ln_ih_mean
-                    sum_m_ln_ih_var += ((ih0 + tmp0)*(ih0 + tmp0)) + ((ih1 + tmp0)*(ih1 + tmp0)) + ((ih2 + tmp0)*(ih2 + tmp0)) + ((ih3 + tmp0)*(ih3 + tmp0))
-                    sum_m_ln_hh_mean += hh0 + hh1 + hh2 + hh3
-                m_ln_ih_var[step, b] = sum_m_ln_ih_var*(c1_4)/H
+                    sum_m_ln_hh_mean += terms_m_ln_hh_mean[j]
                 m_ln_hh_mean[step, b] = sum_m_ln_hh_mean*(c1_4)/H
-        # stage 3: means ln_hh_var (sums over the units)
-        # sums of ln_hh_var
-        for b in range(B):
-            if step < lengths[b]:
-                t = lengths[b] - 1 - step if reverse else step
-                z_hh_g0 = z_hh[step, b, 0:H]
-                z_hh_g1 = z_hh[step, b, H:2 * H]
-                z_hh_g2 = z_hh[step, b, 2 * H:3 * H]
-                z_hh_g3 = z_hh[step, b, 3 * H:4 * H]
-                sum_m_ln_hh_var = c0
+                sum_m_ln_hh_sq = c0
                 for j in range(H):
-                    hh0 = z_hh_g0[j]
-                    hh1 = z_hh_g1[j]
-                    hh2 = z_hh_g2[j]
-                    hh3 = z_hh_g3[j]
-                    ln_hh_mean = m_ln_hh_mean[step, b]
-                    tmp0 = -ln_hh_mean
-                    sum_m_ln_hh_var += ((hh0 + tmp0)*(hh0 + tmp0)) + ((hh1 + tmp0)*(hh1 + tmp0)) + ((hh2 + tmp0)*(hh2 + tmp0)) + ((hh3 + tmp0)*(hh3 + tmp0))
-                m_ln_hh_var[step, b] = sum_m_ln_hh_var*(c1_4)/H
-        # stage 4: means ln_c_mean (sums over the units)
-        # sums of ln_c_mean
+                    sum_m_ln_hh_sq += terms_m_ln_hh_sq[j]
+                m_ln_hh_sq[step, b] = sum_m_ln_hh_sq*(c1_4)/H
+        # stage 3: means ln_c_mean, ln_c_sq (sums over the units)
+        # sums of ln_c_mean, ln_c_sq
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
@@ -158,82 +144,45 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln
                 z_hh_g0 = z_hh[step, b, 0:H]
                 z_hh_g1 = z_hh[step, b, H:2 * H]
                 z_hh_g2 = z_hh[step, b, 2 * H:3 * H]
+                ln_ih_mean = m_ln_ih_mean[step, b]
+                ln_ih_sq = m_ln_ih_sq[step, b]
+                ln_hh_mean = m_ln_hh_mean[step, b]
+                ln_hh_sq = m_ln_hh_sq[step, b]
+                for j in range(H):
+                    c = s_c[step, b, j]
+                    ih0 = zx_ih_g0[j]
+                    ih1 = zx_ih_g1[j]
+                    ih2 = zx_ih_g2[j]
+                    hh0 = z_hh_g0[j]
+                    hh1 = z_hh_g1[j]
+                    hh2 = z_hh_g2[j]
+                    ln_ih_gain_0 = vec_ln_ih_gain[j]
+                    ln_ih_gain_1 = vec_ln_ih_gain[H + j]
+                    ln_ih_gain_2 = vec_ln_ih_gain[2 * H + j]
+                    ln_hh_gain_0 = vec_ln_hh_gain[j]
+                    ln_hh_gain_1 = vec_ln_hh_gain[H + j]
+                    ln_hh_gain_2 = vec_ln_hh_gain[2 * H + j]
+                    bias_0 = vec_bias[j]
+                    bias_1 = vec_bias[H + j]
+                    bias_2 = vec_bias[2 * H + j]
+                    tmp0 = -ln_hh_mean
+                    tmp1 = (c1/math.sqrt(-(ln_hh_mean*ln_hh_mean) + ln_hh_sq + c1em05))
+                    tmp2 = -ln_ih_mean
+                    tmp3 = (c1/math.sqrt(-(ln_ih_mean*ln_ih_mean) + ln_ih_sq + c1em05))
+                    zi = bias_0 + ln_hh_gain_0*tmp1*(hh0 + tmp0) + ln_ih_gain_0*tmp3*(ih0 + tmp2)
+                    zf = bias_1 + ln_hh_gain_1*tmp1*(hh1 + tmp0) + ln_ih_gain_1*tmp3*(ih1 + tmp2)
+                    zg = bias_2 + ln_hh_gain_2*tmp1*(hh2 + tmp0) + ln_ih_gain_2*tmp3*(ih2 + tmp2)
+                    c_next = c*_sigmoid(zf) + _tanh(zg)*_sigmoid(zi)
+                    terms_m_ln_c_mean[j] = c_next
+                    terms_m_ln_c_sq[j] = (c_next*c_next)
                 sum_m_ln_c_mean = c0
                 for j in range(H):
-                    c = s_c[step, b, j]
-                    ih0 = zx_ih_g0[j]
-                    ih1 = zx_ih_g1[j]
-                    ih2 = zx_ih_g2[j]
-                    hh0 = z_hh_g0[j]
-                    hh1 = z_hh_g1[j]
-                    hh2 = z_hh_g2[j]
-                    ln_ih_gain_0 = vec_ln_ih_gain[j]
-                    ln_ih_gain_1 = vec_ln_ih_gain[H + j]
-                    ln_ih_gain_2 = vec_ln_ih_gain[2 * H + j]
-                    ln_hh_gain_0 = vec_ln_hh_gain[j]
-                    ln_hh_gain_1 = vec_ln_hh_gain[H + j]
-                    ln_hh_gain_2 = vec_ln_hh_gain[2 * H + j]
-                    bias_0 = vec_bias[j]
-                    bias_1 = vec_bias[H + j]
-                    bias_2 = vec_bias[2 * H + j]
-                    ln_ih_mean = m_ln_ih_mean[step, b]
-                    ln_ih_var = m_ln_ih_var[step, b]
-                    ln_hh_mean = m_ln_hh_mean[step, b]
-                    ln_hh_var = m_ln_hh_var[step, b]
-                    tmp0 = (c1/math.sqrt(ln_hh_var + c1em05))
-                    tmp1 = -ln_hh_mean
-                    tmp2 = (c1/math.sqrt(ln_ih_var + c1em05))
-                    tmp3 = -ln_ih_mean
-                    zi = bias_0 + ln_hh_gain_0*tmp0*(hh0 + tmp1) + ln_ih_gain_0*tmp2*(ih0 + tmp3)
-                    zf = bias_1 + ln_hh_gain_1*tmp0*(hh1 + tmp1) + ln_ih_gain_1*tmp2*(ih1 + tmp3)
-                    zg = bias_2 + ln_hh_gain_2*tmp0*(hh2 + tmp1) + ln_ih_gain_2*tmp2*(ih2 + tmp3)
-                    c_next = c*_sigmoid(zf) + _tanh(zg)*_sigmoid(zi)
-                    sum_m_ln_c_mean += c_next
+                    sum_m_ln_c_mean += terms_m_ln_c_mean[j]
                 m_ln_c_mean[step, b] = sum_m_ln_c_mean*(c1/(H))
-        # stage 5: means ln_c_var (sums over the units)
-        # sums of ln_c_var
-        for b in range(B):
-            if step < lengths[b]:
-                t = lengths[b] - 1 - step if reverse else step
-                zx_ih_g0 = zx_ih[t, b, 0:H]
-                zx_ih_g1 = zx_ih[t, b, H:2 * H]
-                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
-                z_hh_g0 = z_hh[step, b, 0:H]
-                z_hh_g1 = z_hh[step, b, H:2 * H]
-                z_hh_g2 = z_hh[step, b, 2 * H:3 * H]
-                sum_m_ln_c_var = c0
+                sum_m_ln_c_sq = c0
                 for j in range(H):
-                    c = s_c[step, b, j]
-                    ih0 = zx_ih_g0[j]
-                    ih1 = zx_ih_g1[j]
-                    ih2 = zx_ih_g2[j]
-                    hh0 = z_hh_g0[j]
-                    hh1 = z_hh_g1[j]
-                    hh2 = z_hh_g2[j]
-                    ln_ih_gain_0 = vec_ln_ih_gain[j]
-                    ln_ih_gain_1 = vec_ln_ih_gain[H + j]
-                    ln_ih_gain_2 = vec_ln_ih_gain[2 * H + j]
-                    ln_hh_gain_0 = vec_ln_hh_gain[j]
-                    ln_hh_gain_1 = vec_ln_hh_gain[H + j]
-                    ln_hh_gain_2 = vec_ln_hh_gain[2 * H + j]
-                    bias_0 = vec_bias[j]
-                    bias_1 = vec_bias[H + j]
-                    bias_2 = vec_bias[2 * H + j]
-                    ln_ih_mean = m_ln_ih_mean[step, b]
-                    ln_ih_var = m_ln_ih_var[step, b]
-                    ln_hh_mean = m_ln_hh_mean[step, b]
-                    ln_hh_var = m_ln_hh_var[step, b]
-                    ln_c_mean = m_ln_c_mean[step, b]
-                    tmp0 = (c1/math.sqrt(ln_hh_var + c1em05))
-                    tmp1 = -ln_hh_mean
-                    tmp2 = (c1/math.sqrt(ln_ih_var + c1em05))
-                    tmp3 = -ln_ih_mean
-                    zi = bias_0 + ln_hh_gain_0*tmp0*(hh0 + tmp1) + ln_ih_gain_0*tmp2*(ih0 + tmp3)
-                    zf = bias_1 + ln_hh_gain_1*tmp0*(hh1 + tmp1) + ln_ih_gain_1*tmp2*(ih1 + tmp3)
-                    zg = bias_2 + ln_hh_gain_2*tmp0*(hh2 + tmp1) + ln_ih_gain_2*tmp2*(ih2 + tmp3)
-                    c_next = c*_sigmoid(zf) + _tanh(zg)*_sigmoid(zi)
-                    sum_m_ln_c_var += ((c_next - ln_c_mean)*(c_next - ln_c_mean))
-                m_ln_c_var[step, b] = sum_m_ln_c_var*(c1/(H))
+                    sum_m_ln_c_sq += terms_m_ln_c_sq[j]
+                m_ln_c_sq[step, b] = sum_m_ln_c_sq*(c1/(H))
         # update: new states
         for b in range(B):
             if step < lengths[b]:
@@ -246,6 +195,12 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln
                 z_hh_g1 = z_hh[step, b, H:2 * H]
                 z_hh_g2 = z_hh[step, b, 2 * H:3 * H]
                 z_hh_g3 = z_hh[step, b, 3 * H:4 * H]
+                ln_ih_mean = m_ln_ih_mean[step, b]
+                ln_ih_sq = m_ln_ih_sq[step, b]
+                ln_hh_mean = m_ln_hh_mean[step, b]
+                ln_hh_sq = m_ln_hh_sq[step, b]
+                ln_c_mean = m_ln_c_mean[step, b]
+                ln_c_sq = m_ln_c_sq[step, b]
                 for j in range(H):
                     c = s_c[step, b, j]
                     ih0 = zx_ih_g0[j]
@@ -270,22 +225,16 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln
                     bias_3 = vec_bias[3 * H + j]
                     gc = vec_ln_c_gain[j]
                     bc = vec_ln_c_bias[j]
-                    ln_ih_mean = m_ln_ih_mean[step, b]
-                    ln_ih_var = m_ln_ih_var[step, b]
-                    ln_hh_mean = m_ln_hh_mean[step, b]
-                    ln_hh_var = m_ln_hh_var[step, b]
-                    ln_c_mean = m_ln_c_mean[step, b]
-                    ln_c_var = m_ln_c_var[step, b]
-                    tmp0 = (c1/math.sqrt(ln_hh_var + c1em05))
-                    tmp1 = -ln_hh_mean
-                    tmp2 = (c1/math.sqrt(ln_ih_var + c1em05))
-                    tmp3 = -ln_ih_mean
-                    zi = bias_0 + ln_hh_gain_0*tmp0*(hh0 + tmp1) + ln_ih_gain_0*tmp2*(ih0 + tmp3)
-                    zf = bias_1 + ln_hh_gain_1*tmp0*(hh1 + tmp1) + ln_ih_gain_1*tmp2*(ih1 + tmp3)
-                    zg = bias_2 + ln_hh_gain_2*tmp0*(hh2 + tmp1) + ln_ih_gain_2*tmp2*(ih2 + tmp3)
-                    zo = bias_3 + ln_hh_gain_3*tmp0*(hh3 + tmp1) + ln_ih_gain_3*tmp2*(ih3 + tmp3)
+                    tmp0 = -ln_hh_mean
+                    tmp1 = (c1/math.sqrt(-(ln_hh_mean*ln_hh_mean) + ln_hh_sq + c1em05))
+                    tmp2 = -ln_ih_mean
+                    tmp3 = (c1/math.sqrt(-(ln_ih_mean*ln_ih_mean) + ln_ih_sq + c1em05))
+                    zi = bias_0 + ln_hh_gain_0*tmp1*(hh0 + tmp0) + ln_ih_gain_0*tmp3*(ih0 + tmp2)
+                    zf = bias_1 + ln_hh_gain_1*tmp1*(hh1 + tmp0) + ln_ih_gain_1*tmp3*(ih1 + tmp2)
+                    zg = bias_2 + ln_hh_gain_2*tmp1*(hh2 + tmp0) + ln_ih_gain_2*tmp3*(ih2 + tmp2)
+                    zo = bias_3 + ln_hh_gain_3*tmp1*(hh3 + tmp0) + ln_ih_gain_3*tmp3*(ih3 + tmp2)
                     c_next = c*_sigmoid(zf) + _tanh(zg)*_sigmoid(zi)
-                    s_h[step + 1, b, j] = _tanh(bc + gc*(c_next - ln_c_mean)/math.sqrt(ln_c_var + c1em05))*_sigmoid(zo)
+                    s_h[step + 1, b, j] = _tanh(bc + gc*(c_next - ln_c_mean)/math.sqrt(-(ln_c_mean*ln_c_mean) + ln_c_sq + c1em05))*_sigmoid(zo)
                     y[t, b, j] = s_h[step + 1, b, j]
                     s_c[step + 1, b, j] = c_next
             else:
@@ -296,16 +245,20 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln
 
 # -- backward: the time loop in reverse --------------------------------------------------------
 @njit(cache=True, error_model="numpy")
-def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih_var, m_ln_hh_mean, m_ln_hh_var, m_ln_c_mean, m_ln_c_var, d_h, d_c, dzx_ih, dz_hh, dmean_ln_ih_mean, dmean_ln_ih_var, dmean_ln_hh_mean, dmean_ln_hh_var, dmean_ln_c_mean, dmean_ln_c_var, dvec_ln_ih_gain, dvec_ln_hh_gain, dvec_bias, dvec_ln_c_gain, dvec_ln_c_bias, weight_hh, vec_ln_ih_gain, vec_ln_hh_gain, vec_bias, vec_ln_c_gain, vec_ln_c_bias, dv_hh):
+def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, d_h, d_c, dzx_ih, dz_hh, dmean_ln_ih_mean, dmean_ln_ih_sq, dmean_ln_hh_mean, dmean_ln_hh_sq, dmean_ln_c_mean, dmean_ln_c_sq, dvec_ln_ih_gain, dvec_ln_hh_gain, dvec_bias, dvec_ln_c_gain, dvec_ln_c_bias, weight_hh, vec_ln_ih_gain, vec_ln_hh_gain, vec_bias, vec_ln_c_gain, vec_ln_c_bias, dv_hh):
     T, B, H = dy.shape
+    terms_dmean_ln_c_mean = np.empty(H, dy.dtype)   # a reduction's terms, one row at a time
+    terms_dmean_ln_c_sq = np.empty(H, dy.dtype)   # a reduction's terms, one row at a time
+    terms_dmean_ln_hh_mean = np.empty(H, dy.dtype)   # a reduction's terms, one row at a time
+    terms_dmean_ln_hh_sq = np.empty(H, dy.dtype)   # a reduction's terms, one row at a time
+    terms_dmean_ln_ih_mean = np.empty(H, dy.dtype)   # a reduction's terms, one row at a time
+    terms_dmean_ln_ih_sq = np.empty(H, dy.dtype)   # a reduction's terms, one row at a time
     c0 = dy.dtype.type(0)
     c1 = dy.dtype.type(1)
     c1_2 = dy.dtype.type(1 / 2)
     c1_4 = dy.dtype.type(1 / 4)
     c1em05 = dy.dtype.type(1e-05)
     c2 = dy.dtype.type(2)
-    c3_2 = dy.dtype.type(3 / 2)
-    c8 = dy.dtype.type(8)
     for step in range(T - 1, -1, -1):
         # gradient through the update
         for b in range(B):
@@ -319,6 +272,16 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                 z_hh_g1 = z_hh[step, b, H:2 * H]
                 z_hh_g2 = z_hh[step, b, 2 * H:3 * H]
                 z_hh_g3 = z_hh[step, b, 3 * H:4 * H]
+                ln_ih_mean = m_ln_ih_mean[step, b]
+                ln_ih_sq = m_ln_ih_sq[step, b]
+                ln_hh_mean = m_ln_hh_mean[step, b]
+                ln_hh_sq = m_ln_hh_sq[step, b]
+                ln_c_mean = m_ln_c_mean[step, b]
+                ln_c_sq = m_ln_c_sq[step, b]
+                dvec_bias_g0 = dvec_bias[0:H]
+                dvec_bias_g1 = dvec_bias[H:2 * H]
+                dvec_bias_g2 = dvec_bias[2 * H:3 * H]
+                dvec_bias_g3 = dvec_bias[3 * H:4 * H]
                 dz_hh_g0 = dz_hh[step, b, 0:H]
                 dz_hh_g1 = dz_hh[step, b, H:2 * H]
                 dz_hh_g2 = dz_hh[step, b, 2 * H:3 * H]
@@ -327,12 +290,14 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                 dzx_ih_g1 = dzx_ih[t, b, H:2 * H]
                 dzx_ih_g2 = dzx_ih[t, b, 2 * H:3 * H]
                 dzx_ih_g3 = dzx_ih[t, b, 3 * H:4 * H]
-                sum_dmean_ln_c_mean = c0
-                sum_dmean_ln_c_var = c0
-                sum_dmean_ln_hh_mean = c0
-                sum_dmean_ln_hh_var = c0
-                sum_dmean_ln_ih_mean = c0
-                sum_dmean_ln_ih_var = c0
+                dvec_ln_hh_gain_g0 = dvec_ln_hh_gain[0:H]
+                dvec_ln_hh_gain_g1 = dvec_ln_hh_gain[H:2 * H]
+                dvec_ln_hh_gain_g2 = dvec_ln_hh_gain[2 * H:3 * H]
+                dvec_ln_hh_gain_g3 = dvec_ln_hh_gain[3 * H:4 * H]
+                dvec_ln_ih_gain_g0 = dvec_ln_ih_gain[0:H]
+                dvec_ln_ih_gain_g1 = dvec_ln_ih_gain[H:2 * H]
+                dvec_ln_ih_gain_g2 = dvec_ln_ih_gain[2 * H:3 * H]
+                dvec_ln_ih_gain_g3 = dvec_ln_ih_gain[3 * H:4 * H]
                 for j in range(H):
                     dnext_h = d_h[b, j] + dy[t, b, j]
                     dnext_c = d_c[b, j]
@@ -359,20 +324,14 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                     bias_3 = vec_bias[3 * H + j]
                     gc = vec_ln_c_gain[j]
                     bc = vec_ln_c_bias[j]
-                    ln_ih_mean = m_ln_ih_mean[step, b]
-                    ln_ih_var = m_ln_ih_var[step, b]
-                    ln_hh_mean = m_ln_hh_mean[step, b]
-                    ln_hh_var = m_ln_hh_var[step, b]
-                    ln_c_mean = m_ln_c_mean[step, b]
-                    ln_c_var = m_ln_c_var[step, b]
                     tmp0 = -ln_hh_mean
                     tmp1 = hh0 + tmp0
-                    tmp2 = ln_hh_var + c1em05
+                    tmp2 = -(ln_hh_mean*ln_hh_mean) + ln_hh_sq + c1em05
                     tmp3 = (c1/math.sqrt(tmp2))
                     tmp4 = ln_hh_gain_0*tmp3
                     tmp5 = -ln_ih_mean
                     tmp6 = ih0 + tmp5
-                    tmp7 = ln_ih_var + c1em05
+                    tmp7 = -(ln_ih_mean*ln_ih_mean) + ln_ih_sq + c1em05
                     tmp8 = (c1/math.sqrt(tmp7))
                     tmp9 = ln_ih_gain_0*tmp8
                     zi = bias_0 + tmp1*tmp4 + tmp6*tmp9
@@ -397,7 +356,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                     tmp25 = _sigmoid(zi)
                     tmp26 = tmp24*tmp25
                     c_next = tmp23 + tmp26
-                    tmp27 = ln_c_var + c1em05
+                    tmp27 = -(ln_c_mean*ln_c_mean) + ln_c_sq + c1em05
                     tmp28 = (c1/math.sqrt(tmp27))
                     tmp29 = gc*tmp28
                     tmp30 = c_next - ln_c_mean
@@ -405,91 +364,113 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                     tmp32 = _sigmoid(zo)
                     tmp33 = dnext_h*tmp32
                     tmp34 = tmp33*(c1 - (tmp31*tmp31))
-                    tmp35 = tmp29*tmp34
-                    d_c_next = dnext_c + tmp35
+                    d_c_next = dnext_c + tmp29*tmp34
                     d_zo = tmp31*tmp33*(c1 - tmp32)
                     d_zg = d_c_next*tmp25*(c1 - (tmp24*tmp24))
                     d_zf = d_c_next*tmp23*(c1 - tmp22)
                     d_zi = d_c_next*tmp26*(c1 - tmp25)
-                    tmp36 = d_zi*tmp4
-                    tmp37 = d_zf*tmp11
-                    tmp38 = d_zg*tmp15
-                    tmp39 = d_zo*tmp19
-                    tmp40 = d_zi*tmp9
-                    tmp41 = d_zf*tmp13
-                    tmp42 = d_zg*tmp17
-                    tmp43 = d_zo*tmp21
-                    tmp44 = tmp30*tmp34
-                    tmp45 = d_zi*tmp1
-                    tmp46 = d_zf*tmp10
-                    tmp47 = d_zg*tmp14
-                    tmp48 = d_zo*tmp18
-                    tmp49 = (c1_2)/tmp2**c3_2
-                    tmp50 = d_zi*tmp6
-                    tmp51 = d_zf*tmp12
-                    tmp52 = d_zg*tmp16
-                    tmp53 = d_zo*tmp20
-                    tmp54 = (c1_2)/tmp7**c3_2
+                    tmp35 = gc*tmp30/(tmp27*math.sqrt(tmp27))
+                    tmp36 = d_zi*tmp1
+                    tmp37 = d_zf*tmp10
+                    tmp38 = d_zg*tmp14
+                    tmp39 = d_zo*tmp18
+                    tmp40 = (c1/(tmp2*math.sqrt(tmp2)))
+                    tmp41 = ln_hh_mean*tmp40
+                    tmp42 = (c1_2)*tmp40
+                    tmp43 = d_zi*tmp6
+                    tmp44 = d_zf*tmp12
+                    tmp45 = d_zg*tmp16
+                    tmp46 = d_zo*tmp20
+                    tmp47 = (c1/(tmp7*math.sqrt(tmp7)))
+                    tmp48 = ln_ih_mean*tmp47
+                    tmp49 = (c1_2)*tmp47
                     d_h[b, j] = c0
                     d_c[b, j] = d_c_next*tmp22
-                    dvec_bias[j] += d_zi
-                    dvec_bias[H + j] += d_zf
-                    dvec_bias[2 * H + j] += d_zg
-                    dvec_bias[3 * H + j] += d_zo
-                    dz_hh_g0[j] = tmp36
-                    dz_hh_g1[j] = tmp37
-                    dz_hh_g2[j] = tmp38
-                    dz_hh_g3[j] = tmp39
-                    dzx_ih_g0[j] = tmp40
-                    dzx_ih_g1[j] = tmp41
-                    dzx_ih_g2[j] = tmp42
-                    dzx_ih_g3[j] = tmp43
+                    dvec_bias_g0[j] += d_zi
+                    dvec_bias_g1[j] += d_zf
+                    dvec_bias_g2[j] += d_zg
+                    dvec_bias_g3[j] += d_zo
+                    dz_hh_g0[j] = d_zi*tmp4
+                    dz_hh_g1[j] = d_zf*tmp11
+                    dz_hh_g2[j] = d_zg*tmp15
+                    dz_hh_g3[j] = d_zo*tmp19
+                    dzx_ih_g0[j] = d_zi*tmp9
+                    dzx_ih_g1[j] = d_zf*tmp13
+                    dzx_ih_g2[j] = d_zg*tmp17
+                    dzx_ih_g3[j] = d_zo*tmp21
                     dvec_ln_c_bias[j] += tmp34
-                    dvec_ln_c_gain[j] += tmp28*tmp44
-                    sum_dmean_ln_c_mean += -tmp35
-                    sum_dmean_ln_c_var += -c1_2*gc*tmp44/tmp27**c3_2
-                    dvec_ln_hh_gain[j] += tmp3*tmp45
-                    dvec_ln_hh_gain[H + j] += tmp3*tmp46
-                    dvec_ln_hh_gain[2 * H + j] += tmp3*tmp47
-                    dvec_ln_hh_gain[3 * H + j] += tmp3*tmp48
-                    sum_dmean_ln_hh_mean += -tmp36 - tmp37 - tmp38 - tmp39
-                    sum_dmean_ln_hh_var += -ln_hh_gain_0*tmp45*tmp49 - ln_hh_gain_1*tmp46*tmp49 - ln_hh_gain_2*tmp47*tmp49 - ln_hh_gain_3*tmp48*tmp49
-                    dvec_ln_ih_gain[j] += tmp50*tmp8
-                    dvec_ln_ih_gain[H + j] += tmp51*tmp8
-                    dvec_ln_ih_gain[2 * H + j] += tmp52*tmp8
-                    dvec_ln_ih_gain[3 * H + j] += tmp53*tmp8
-                    sum_dmean_ln_ih_mean += -tmp40 - tmp41 - tmp42 - tmp43
-                    sum_dmean_ln_ih_var += -ln_ih_gain_0*tmp50*tmp54 - ln_ih_gain_1*tmp51*tmp54 - ln_ih_gain_2*tmp52*tmp54 - ln_ih_gain_3*tmp53*tmp54
+                    dvec_ln_c_gain[j] += tmp28*tmp30*tmp34
+                    terms_dmean_ln_c_mean[j] = tmp34*(ln_c_mean*tmp35 - tmp29)
+                    terms_dmean_ln_c_sq[j] = -c1_2*tmp34*tmp35
+                    dvec_ln_hh_gain_g0[j] += tmp3*tmp36
+                    dvec_ln_hh_gain_g1[j] += tmp3*tmp37
+                    dvec_ln_hh_gain_g2[j] += tmp3*tmp38
+                    dvec_ln_hh_gain_g3[j] += tmp3*tmp39
+                    terms_dmean_ln_hh_mean[j] = d_zf*(ln_hh_gain_1*tmp10*tmp41 - tmp11) + d_zg*(ln_hh_gain_2*tmp14*tmp41 - tmp15) + d_zi*(ln_hh_gain_0*tmp1*tmp41 - tmp4) + d_zo*(ln_hh_gain_3*tmp18*tmp41 - tmp19)
+                    terms_dmean_ln_hh_sq[j] = -ln_hh_gain_0*tmp36*tmp42 - ln_hh_gain_1*tmp37*tmp42 - ln_hh_gain_2*tmp38*tmp42 - ln_hh_gain_3*tmp39*tmp42
+                    dvec_ln_ih_gain_g0[j] += tmp43*tmp8
+                    dvec_ln_ih_gain_g1[j] += tmp44*tmp8
+                    dvec_ln_ih_gain_g2[j] += tmp45*tmp8
+                    dvec_ln_ih_gain_g3[j] += tmp46*tmp8
+                    terms_dmean_ln_ih_mean[j] = d_zf*(ln_ih_gain_1*tmp12*tmp48 - tmp13) + d_zg*(ln_ih_gain_2*tmp16*tmp48 - tmp17) + d_zi*(ln_ih_gain_0*tmp48*tmp6 - tmp9) + d_zo*(ln_ih_gain_3*tmp20*tmp48 - tmp21)
+                    terms_dmean_ln_ih_sq[j] = -ln_ih_gain_0*tmp43*tmp49 - ln_ih_gain_1*tmp44*tmp49 - ln_ih_gain_2*tmp45*tmp49 - ln_ih_gain_3*tmp46*tmp49
+                sum_dmean_ln_c_mean = c0
+                for j in range(H):
+                    sum_dmean_ln_c_mean += terms_dmean_ln_c_mean[j]
                 dmean_ln_c_mean[b] = sum_dmean_ln_c_mean*(c1/(H))
-                dmean_ln_c_var[b] = sum_dmean_ln_c_var*(c1/(H))
+                sum_dmean_ln_c_sq = c0
+                for j in range(H):
+                    sum_dmean_ln_c_sq += terms_dmean_ln_c_sq[j]
+                dmean_ln_c_sq[b] = sum_dmean_ln_c_sq*(c1/(H))
+                sum_dmean_ln_hh_mean = c0
+                for j in range(H):
+                    sum_dmean_ln_hh_mean += terms_dmean_ln_hh_mean[j]
                 dmean_ln_hh_mean[b] = sum_dmean_ln_hh_mean*(c1_4)/H
-                dmean_ln_hh_var[b] = sum_dmean_ln_hh_var*(c1_4)/H
+                sum_dmean_ln_hh_sq = c0
+                for j in range(H):
+                    sum_dmean_ln_hh_sq += terms_dmean_ln_hh_sq[j]
+                dmean_ln_hh_sq[b] = sum_dmean_ln_hh_sq*(c1_4)/H
+                sum_dmean_ln_ih_mean = c0
+                for j in range(H):
+                    sum_dmean_ln_ih_mean += terms_dmean_ln_ih_mean[j]
                 dmean_ln_ih_mean[b] = sum_dmean_ln_ih_mean*(c1_4)/H
-                dmean_ln_ih_var[b] = sum_dmean_ln_ih_var*(c1_4)/H
-        # stage 5: means ln_c_var (sums over the units)
-        # gradient through the inputs of stage 5
+                sum_dmean_ln_ih_sq = c0
+                for j in range(H):
+                    sum_dmean_ln_ih_sq += terms_dmean_ln_ih_sq[j]
+                dmean_ln_ih_sq[b] = sum_dmean_ln_ih_sq*(c1_4)/H
+        # stage 3: means ln_c_mean, ln_c_sq (sums over the units)
+        # gradient through the inputs of stage 3
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
+                dm_ln_c_mean = dmean_ln_c_mean[b]
+                dm_ln_c_sq = dmean_ln_c_sq[b]
                 zx_ih_g0 = zx_ih[t, b, 0:H]
                 zx_ih_g1 = zx_ih[t, b, H:2 * H]
                 zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
                 z_hh_g0 = z_hh[step, b, 0:H]
                 z_hh_g1 = z_hh[step, b, H:2 * H]
                 z_hh_g2 = z_hh[step, b, 2 * H:3 * H]
+                ln_ih_mean = m_ln_ih_mean[step, b]
+                ln_ih_sq = m_ln_ih_sq[step, b]
+                ln_hh_mean = m_ln_hh_mean[step, b]
+                ln_hh_sq = m_ln_hh_sq[step, b]
+                dvec_bias_g0 = dvec_bias[0:H]
+                dvec_bias_g1 = dvec_bias[H:2 * H]
+                dvec_bias_g2 = dvec_bias[2 * H:3 * H]
                 dz_hh_g0 = dz_hh[step, b, 0:H]
                 dz_hh_g1 = dz_hh[step, b, H:2 * H]
                 dz_hh_g2 = dz_hh[step, b, 2 * H:3 * H]
                 dzx_ih_g0 = dzx_ih[t, b, 0:H]
                 dzx_ih_g1 = dzx_ih[t, b, H:2 * H]
                 dzx_ih_g2 = dzx_ih[t, b, 2 * H:3 * H]
-                sum_dmean_ln_c_mean = c0
-                sum_dmean_ln_hh_mean = c0
-                sum_dmean_ln_hh_var = c0
-                sum_dmean_ln_ih_mean = c0
-                sum_dmean_ln_ih_var = c0
+                dvec_ln_hh_gain_g0 = dvec_ln_hh_gain[0:H]
+                dvec_ln_hh_gain_g1 = dvec_ln_hh_gain[H:2 * H]
+                dvec_ln_hh_gain_g2 = dvec_ln_hh_gain[2 * H:3 * H]
+                dvec_ln_ih_gain_g0 = dvec_ln_ih_gain[0:H]
+                dvec_ln_ih_gain_g1 = dvec_ln_ih_gain[H:2 * H]
+                dvec_ln_ih_gain_g2 = dvec_ln_ih_gain[2 * H:3 * H]
                 for j in range(H):
-                    dm_ln_c_var = dmean_ln_c_var[b]
                     c = s_c[step, b, j]
                     ih0 = zx_ih_g0[j]
                     ih1 = zx_ih_g1[j]
@@ -506,19 +487,14 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                     bias_0 = vec_bias[j]
                     bias_1 = vec_bias[H + j]
                     bias_2 = vec_bias[2 * H + j]
-                    ln_ih_mean = m_ln_ih_mean[step, b]
-                    ln_ih_var = m_ln_ih_var[step, b]
-                    ln_hh_mean = m_ln_hh_mean[step, b]
-                    ln_hh_var = m_ln_hh_var[step, b]
-                    ln_c_mean = m_ln_c_mean[step, b]
                     tmp0 = -ln_hh_mean
                     tmp1 = hh0 + tmp0
-                    tmp2 = ln_hh_var + c1em05
+                    tmp2 = -(ln_hh_mean*ln_hh_mean) + ln_hh_sq + c1em05
                     tmp3 = (c1/math.sqrt(tmp2))
                     tmp4 = ln_hh_gain_0*tmp3
                     tmp5 = -ln_ih_mean
                     tmp6 = ih0 + tmp5
-                    tmp7 = ln_ih_var + c1em05
+                    tmp7 = -(ln_ih_mean*ln_ih_mean) + ln_ih_sq + c1em05
                     tmp8 = (c1/math.sqrt(tmp7))
                     tmp9 = ln_ih_gain_0*tmp8
                     zi = bias_0 + tmp1*tmp4 + tmp6*tmp9
@@ -538,167 +514,65 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                     tmp21 = _sigmoid(zi)
                     tmp22 = tmp20*tmp21
                     c_next = tmp19 + tmp22
-                    tmp23 = c2*c_next - c2*ln_c_mean
-                    d_c_next = dm_ln_c_var*tmp23
+                    d_c_next = c2*c_next*dm_ln_c_sq + dm_ln_c_mean
                     d_zg = d_c_next*tmp21*(c1 - (tmp20*tmp20))
                     d_zf = d_c_next*tmp19*(c1 - tmp18)
                     d_zi = d_c_next*tmp22*(c1 - tmp21)
-                    tmp24 = d_zi*tmp4
-                    tmp25 = d_zf*tmp11
-                    tmp26 = d_zg*tmp15
-                    tmp27 = d_zi*tmp9
-                    tmp28 = d_zf*tmp13
-                    tmp29 = d_zg*tmp17
-                    tmp30 = d_zi*tmp1
-                    tmp31 = d_zf*tmp10
-                    tmp32 = d_zg*tmp14
-                    tmp33 = (c1_2)/tmp2**c3_2
-                    tmp34 = d_zi*tmp6
-                    tmp35 = d_zf*tmp12
-                    tmp36 = d_zg*tmp16
-                    tmp37 = (c1_2)/tmp7**c3_2
-                    dvec_bias[j] += d_zi
-                    dvec_bias[H + j] += d_zf
-                    dvec_bias[2 * H + j] += d_zg
+                    tmp23 = d_zi*tmp1
+                    tmp24 = d_zf*tmp10
+                    tmp25 = d_zg*tmp14
+                    tmp26 = (c1/(tmp2*math.sqrt(tmp2)))
+                    tmp27 = ln_hh_mean*tmp26
+                    tmp28 = (c1_2)*tmp26
+                    tmp29 = d_zi*tmp6
+                    tmp30 = d_zf*tmp12
+                    tmp31 = d_zg*tmp16
+                    tmp32 = (c1/(tmp7*math.sqrt(tmp7)))
+                    tmp33 = ln_ih_mean*tmp32
+                    tmp34 = (c1_2)*tmp32
+                    dvec_bias_g0[j] += d_zi
+                    dvec_bias_g1[j] += d_zf
+                    dvec_bias_g2[j] += d_zg
                     d_c[b, j] += d_c_next*tmp18
-                    dz_hh_g0[j] += tmp24
-                    dz_hh_g1[j] += tmp25
-                    dz_hh_g2[j] += tmp26
-                    dzx_ih_g0[j] += tmp27
-                    dzx_ih_g1[j] += tmp28
-                    dzx_ih_g2[j] += tmp29
-                    sum_dmean_ln_c_mean += -dm_ln_c_var*tmp23
-                    dvec_ln_hh_gain[j] += tmp3*tmp30
-                    dvec_ln_hh_gain[H + j] += tmp3*tmp31
-                    dvec_ln_hh_gain[2 * H + j] += tmp3*tmp32
-                    sum_dmean_ln_hh_mean += -tmp24 - tmp25 - tmp26
-                    sum_dmean_ln_hh_var += -ln_hh_gain_0*tmp30*tmp33 - ln_hh_gain_1*tmp31*tmp33 - ln_hh_gain_2*tmp32*tmp33
-                    dvec_ln_ih_gain[j] += tmp34*tmp8
-                    dvec_ln_ih_gain[H + j] += tmp35*tmp8
-                    dvec_ln_ih_gain[2 * H + j] += tmp36*tmp8
-                    sum_dmean_ln_ih_mean += -tmp27 - tmp28 - tmp29
-                    sum_dmean_ln_ih_var += -ln_ih_gain_0*tmp34*tmp37 - ln_ih_gain_1*tmp35*tmp37 - ln_ih_gain_2*tmp36*tmp37
-                dmean_ln_c_mean[b] += sum_dmean_ln_c_mean*(c1/(H))
-                dmean_ln_hh_mean[b] += sum_dmean_ln_hh_mean*(c1_4)/H
-                dmean_ln_hh_var[b] += sum_dmean_ln_hh_var*(c1_4)/H
-                dmean_ln_ih_mean[b] += sum_dmean_ln_ih_mean*(c1_4)/H
-                dmean_ln_ih_var[b] += sum_dmean_ln_ih_var*(c1_4)/H
-        # stage 4: means ln_c_mean (sums over the units)
-        # gradient through the inputs of stage 4
-        for b in range(B):
-            if step < lengths[b]:
-                t = lengths[b] - 1 - step if reverse else step
-                zx_ih_g0 = zx_ih[t, b, 0:H]
-                zx_ih_g1 = zx_ih[t, b, H:2 * H]
-                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
-                z_hh_g0 = z_hh[step, b, 0:H]
-                z_hh_g1 = z_hh[step, b, H:2 * H]
-                z_hh_g2 = z_hh[step, b, 2 * H:3 * H]
-                dz_hh_g0 = dz_hh[step, b, 0:H]
-                dz_hh_g1 = dz_hh[step, b, H:2 * H]
-                dz_hh_g2 = dz_hh[step, b, 2 * H:3 * H]
-                dzx_ih_g0 = dzx_ih[t, b, 0:H]
-                dzx_ih_g1 = dzx_ih[t, b, H:2 * H]
-                dzx_ih_g2 = dzx_ih[t, b, 2 * H:3 * H]
+                    dz_hh_g0[j] += d_zi*tmp4
+                    dz_hh_g1[j] += d_zf*tmp11
+                    dz_hh_g2[j] += d_zg*tmp15
+                    dzx_ih_g0[j] += d_zi*tmp9
+                    dzx_ih_g1[j] += d_zf*tmp13
+                    dzx_ih_g2[j] += d_zg*tmp17
+                    dvec_ln_hh_gain_g0[j] += tmp23*tmp3
+                    dvec_ln_hh_gain_g1[j] += tmp24*tmp3
+                    dvec_ln_hh_gain_g2[j] += tmp25*tmp3
+                    terms_dmean_ln_hh_mean[j] = d_zf*(ln_hh_gain_1*tmp10*tmp27 - tmp11) + d_zg*(ln_hh_gain_2*tmp14*tmp27 - tmp15) + d_zi*(ln_hh_gain_0*tmp1*tmp27 - tmp4)
+                    terms_dmean_ln_hh_sq[j] = -ln_hh_gain_0*tmp23*tmp28 - ln_hh_gain_1*tmp24*tmp28 - ln_hh_gain_2*tmp25*tmp28
+                    dvec_ln_ih_gain_g0[j] += tmp29*tmp8
+                    dvec_ln_ih_gain_g1[j] += tmp30*tmp8
+                    dvec_ln_ih_gain_g2[j] += tmp31*tmp8
+                    terms_dmean_ln_ih_mean[j] = d_zf*(ln_ih_gain_1*tmp12*tmp33 - tmp13) + d_zg*(ln_ih_gain_2*tmp16*tmp33 - tmp17) + d_zi*(ln_ih_gain_0*tmp33*tmp6 - tmp9)
+                    terms_dmean_ln_ih_sq[j] = -ln_ih_gain_0*tmp29*tmp34 - ln_ih_gain_1*tmp30*tmp34 - ln_ih_gain_2*tmp31*tmp34
                 sum_dmean_ln_hh_mean = c0
-                sum_dmean_ln_hh_var = c0
-                sum_dmean_ln_ih_mean = c0
-                sum_dmean_ln_ih_var = c0
                 for j in range(H):
-                    dm_ln_c_mean = dmean_ln_c_mean[b]
-                    c = s_c[step, b, j]
-                    ih0 = zx_ih_g0[j]
-                    ih1 = zx_ih_g1[j]
-                    ih2 = zx_ih_g2[j]
-                    hh0 = z_hh_g0[j]
-                    hh1 = z_hh_g1[j]
-                    hh2 = z_hh_g2[j]
-                    ln_ih_gain_0 = vec_ln_ih_gain[j]
-                    ln_ih_gain_1 = vec_ln_ih_gain[H + j]
-                    ln_ih_gain_2 = vec_ln_ih_gain[2 * H + j]
-                    ln_hh_gain_0 = vec_ln_hh_gain[j]
-                    ln_hh_gain_1 = vec_ln_hh_gain[H + j]
-                    ln_hh_gain_2 = vec_ln_hh_gain[2 * H + j]
-                    bias_0 = vec_bias[j]
-                    bias_1 = vec_bias[H + j]
-                    bias_2 = vec_bias[2 * H + j]
-                    ln_ih_mean = m_ln_ih_mean[step, b]
-                    ln_ih_var = m_ln_ih_var[step, b]
-                    ln_hh_mean = m_ln_hh_mean[step, b]
-                    ln_hh_var = m_ln_hh_var[step, b]
-                    tmp0 = -ln_hh_mean
-                    tmp1 = hh0 + tmp0
-                    tmp2 = ln_hh_var + c1em05
-                    tmp3 = (c1/math.sqrt(tmp2))
-                    tmp4 = ln_hh_gain_0*tmp3
-                    tmp5 = -ln_ih_mean
-                    tmp6 = ih0 + tmp5
-                    tmp7 = ln_ih_var + c1em05
-                    tmp8 = (c1/math.sqrt(tmp7))
-                    tmp9 = ln_ih_gain_0*tmp8
-                    zi = bias_0 + tmp1*tmp4 + tmp6*tmp9
-                    tmp10 = hh1 + tmp0
-                    tmp11 = ln_hh_gain_1*tmp3
-                    tmp12 = ih1 + tmp5
-                    tmp13 = ln_ih_gain_1*tmp8
-                    zf = bias_1 + tmp10*tmp11 + tmp12*tmp13
-                    tmp14 = hh2 + tmp0
-                    tmp15 = ln_hh_gain_2*tmp3
-                    tmp16 = ih2 + tmp5
-                    tmp17 = ln_ih_gain_2*tmp8
-                    zg = bias_2 + tmp14*tmp15 + tmp16*tmp17
-                    d_c_next = dm_ln_c_mean
-                    tmp18 = _tanh(zg)
-                    tmp19 = _sigmoid(zi)
-                    d_zg = d_c_next*tmp19*(c1 - (tmp18*tmp18))
-                    tmp20 = _sigmoid(zf)
-                    tmp21 = c*tmp20
-                    d_zf = d_c_next*tmp21*(c1 - tmp20)
-                    tmp22 = tmp18*tmp19
-                    d_zi = d_c_next*tmp22*(c1 - tmp19)
-                    tmp23 = d_zi*tmp4
-                    tmp24 = d_zf*tmp11
-                    tmp25 = d_zg*tmp15
-                    tmp26 = d_zi*tmp9
-                    tmp27 = d_zf*tmp13
-                    tmp28 = d_zg*tmp17
-                    tmp29 = d_zi*tmp1
-                    tmp30 = d_zf*tmp10
-                    tmp31 = d_zg*tmp14
-                    tmp32 = (c1_2)/tmp2**c3_2
-                    tmp33 = d_zi*tmp6
-                    tmp34 = d_zf*tmp12
-                    tmp35 = d_zg*tmp16
-                    tmp36 = (c1_2)/tmp7**c3_2
-                    dvec_bias[j] += d_zi
-                    dvec_bias[H + j] += d_zf
-                    dvec_bias[2 * H + j] += d_zg
-                    d_c[b, j] += d_c_next*tmp20
-                    dz_hh_g0[j] += tmp23
-                    dz_hh_g1[j] += tmp24
-                    dz_hh_g2[j] += tmp25
-                    dzx_ih_g0[j] += tmp26
-                    dzx_ih_g1[j] += tmp27
-                    dzx_ih_g2[j] += tmp28
-                    dvec_ln_hh_gain[j] += tmp29*tmp3
-                    dvec_ln_hh_gain[H + j] += tmp3*tmp30
-                    dvec_ln_hh_gain[2 * H + j] += tmp3*tmp31
-                    sum_dmean_ln_hh_mean += -tmp23 - tmp24 - tmp25
-                    sum_dmean_ln_hh_var += -ln_hh_gain_0*tmp29*tmp32 - ln_hh_gain_1*tmp30*tmp32 - ln_hh_gain_2*tmp31*tmp32
-                    dvec_ln_ih_gain[j] += tmp33*tmp8
-                    dvec_ln_ih_gain[H + j] += tmp34*tmp8
-                    dvec_ln_ih_gain[2 * H + j] += tmp35*tmp8
-                    sum_dmean_ln_ih_mean += -tmp26 - tmp27 - tmp28
-                    sum_dmean_ln_ih_var += -ln_ih_gain_0*tmp33*tmp36 - ln_ih_gain_1*tmp34*tmp36 - ln_ih_gain_2*tmp35*tmp36
+                    sum_dmean_ln_hh_mean += terms_dmean_ln_hh_mean[j]
                 dmean_ln_hh_mean[b] += sum_dmean_ln_hh_mean*(c1_4)/H
-                dmean_ln_hh_var[b] += sum_dmean_ln_hh_var*(c1_4)/H
+                sum_dmean_ln_hh_sq = c0
+                for j in range(H):
+                    sum_dmean_ln_hh_sq += terms_dmean_ln_hh_sq[j]
+                dmean_ln_hh_sq[b] += sum_dmean_ln_hh_sq*(c1_4)/H
+                sum_dmean_ln_ih_mean = c0
+                for j in range(H):
+                    sum_dmean_ln_ih_mean += terms_dmean_ln_ih_mean[j]
                 dmean_ln_ih_mean[b] += sum_dmean_ln_ih_mean*(c1_4)/H
-                dmean_ln_ih_var[b] += sum_dmean_ln_ih_var*(c1_4)/H
-        # stage 3: means ln_hh_var (sums over the units)
-        # gradient through the inputs of stage 3
+                sum_dmean_ln_ih_sq = c0
+                for j in range(H):
+                    sum_dmean_ln_ih_sq += terms_dmean_ln_ih_sq[j]
+                dmean_ln_ih_sq[b] += sum_dmean_ln_ih_sq*(c1_4)/H
+        # stage 2: means ln_hh_mean, ln_hh_sq (sums over the units)
+        # gradient through the inputs of stage 2
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
+                dm_ln_hh_mean = dmean_ln_hh_mean[b]
+                dm_ln_hh_sq = dmean_ln_hh_sq[b]
                 z_hh_g0 = z_hh[step, b, 0:H]
                 z_hh_g1 = z_hh[step, b, H:2 * H]
                 z_hh_g2 = z_hh[step, b, 2 * H:3 * H]
@@ -707,83 +581,43 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                 dz_hh_g1 = dz_hh[step, b, H:2 * H]
                 dz_hh_g2 = dz_hh[step, b, 2 * H:3 * H]
                 dz_hh_g3 = dz_hh[step, b, 3 * H:4 * H]
-                sum_dmean_ln_hh_mean = c0
                 for j in range(H):
-                    dm_ln_hh_var = dmean_ln_hh_var[b]
                     hh0 = z_hh_g0[j]
                     hh1 = z_hh_g1[j]
                     hh2 = z_hh_g2[j]
                     hh3 = z_hh_g3[j]
-                    ln_hh_mean = m_ln_hh_mean[step, b]
-                    tmp0 = c2*hh0
-                    tmp1 = -c2*ln_hh_mean
-                    tmp2 = c2*hh1
-                    tmp3 = c2*hh2
-                    tmp4 = c2*hh3
-                    dz_hh_g0[j] += dm_ln_hh_var*(tmp0 + tmp1)
-                    dz_hh_g1[j] += dm_ln_hh_var*(tmp1 + tmp2)
-                    dz_hh_g2[j] += dm_ln_hh_var*(tmp1 + tmp3)
-                    dz_hh_g3[j] += dm_ln_hh_var*(tmp1 + tmp4)
-                    sum_dmean_ln_hh_mean += dm_ln_hh_var*(c8*ln_hh_mean - tmp0 - tmp2 - tmp3 - tmp4)
-                dmean_ln_hh_mean[b] += sum_dmean_ln_hh_mean*(c1_4)/H
-        # stage 2: means ln_ih_var, ln_hh_mean (sums over the units)
-        # gradient through the inputs of stage 2
-        for b in range(B):
-            if step < lengths[b]:
-                t = lengths[b] - 1 - step if reverse else step
-                zx_ih_g0 = zx_ih[t, b, 0:H]
-                zx_ih_g1 = zx_ih[t, b, H:2 * H]
-                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
-                zx_ih_g3 = zx_ih[t, b, 3 * H:4 * H]
-                dz_hh_g0 = dz_hh[step, b, 0:H]
-                dz_hh_g1 = dz_hh[step, b, H:2 * H]
-                dz_hh_g2 = dz_hh[step, b, 2 * H:3 * H]
-                dz_hh_g3 = dz_hh[step, b, 3 * H:4 * H]
-                dzx_ih_g0 = dzx_ih[t, b, 0:H]
-                dzx_ih_g1 = dzx_ih[t, b, H:2 * H]
-                dzx_ih_g2 = dzx_ih[t, b, 2 * H:3 * H]
-                dzx_ih_g3 = dzx_ih[t, b, 3 * H:4 * H]
-                sum_dmean_ln_ih_mean = c0
-                for j in range(H):
-                    dm_ln_ih_var = dmean_ln_ih_var[b]
-                    dm_ln_hh_mean = dmean_ln_hh_mean[b]
-                    ih0 = zx_ih_g0[j]
-                    ih1 = zx_ih_g1[j]
-                    ih2 = zx_ih_g2[j]
-                    ih3 = zx_ih_g3[j]
-                    ln_ih_mean = m_ln_ih_mean[step, b]
-                    tmp0 = c2*ih0
-                    tmp1 = -c2*ln_ih_mean
-                    tmp2 = c2*ih1
-                    tmp3 = c2*ih2
-                    tmp4 = c2*ih3
-                    dz_hh_g0[j] += dm_ln_hh_mean
-                    dz_hh_g1[j] += dm_ln_hh_mean
-                    dz_hh_g2[j] += dm_ln_hh_mean
-                    dz_hh_g3[j] += dm_ln_hh_mean
-                    dzx_ih_g0[j] += dm_ln_ih_var*(tmp0 + tmp1)
-                    dzx_ih_g1[j] += dm_ln_ih_var*(tmp1 + tmp2)
-                    dzx_ih_g2[j] += dm_ln_ih_var*(tmp1 + tmp3)
-                    dzx_ih_g3[j] += dm_ln_ih_var*(tmp1 + tmp4)
-                    sum_dmean_ln_ih_mean += dm_ln_ih_var*(c8*ln_ih_mean - tmp0 - tmp2 - tmp3 - tmp4)
-                dmean_ln_ih_mean[b] += sum_dmean_ln_ih_mean*(c1_4)/H
-        # stage 1: GEMM adjoints of hh; means ln_ih_mean (sums over the units)
+                    tmp0 = c2*dm_ln_hh_sq
+                    dz_hh_g0[j] += dm_ln_hh_mean + hh0*tmp0
+                    dz_hh_g1[j] += dm_ln_hh_mean + hh1*tmp0
+                    dz_hh_g2[j] += dm_ln_hh_mean + hh2*tmp0
+                    dz_hh_g3[j] += dm_ln_hh_mean + hh3*tmp0
+        # stage 1: GEMM adjoints of hh; means ln_ih_mean, ln_ih_sq (sums over the units)
         np.dot(dz_hh[step], weight_hh, dv_hh)
         d_h += dv_hh
         # gradient through the inputs of stage 1
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
+                dm_ln_ih_mean = dmean_ln_ih_mean[b]
+                dm_ln_ih_sq = dmean_ln_ih_sq[b]
+                zx_ih_g0 = zx_ih[t, b, 0:H]
+                zx_ih_g1 = zx_ih[t, b, H:2 * H]
+                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
+                zx_ih_g3 = zx_ih[t, b, 3 * H:4 * H]
                 dzx_ih_g0 = dzx_ih[t, b, 0:H]
                 dzx_ih_g1 = dzx_ih[t, b, H:2 * H]
                 dzx_ih_g2 = dzx_ih[t, b, 2 * H:3 * H]
                 dzx_ih_g3 = dzx_ih[t, b, 3 * H:4 * H]
                 for j in range(H):
-                    dm_ln_ih_mean = dmean_ln_ih_mean[b]
-                    dzx_ih_g0[j] += dm_ln_ih_mean
-                    dzx_ih_g1[j] += dm_ln_ih_mean
-                    dzx_ih_g2[j] += dm_ln_ih_mean
-                    dzx_ih_g3[j] += dm_ln_ih_mean
+                    ih0 = zx_ih_g0[j]
+                    ih1 = zx_ih_g1[j]
+                    ih2 = zx_ih_g2[j]
+                    ih3 = zx_ih_g3[j]
+                    tmp0 = c2*dm_ln_ih_sq
+                    dzx_ih_g0[j] += dm_ln_ih_mean + ih0*tmp0
+                    dzx_ih_g1[j] += dm_ln_ih_mean + ih1*tmp0
+                    dzx_ih_g2[j] += dm_ln_ih_mean + ih2*tmp0
+                    dzx_ih_g3[j] += dm_ln_ih_mean + ih3*tmp0
 
 
 def forward(x, params, state0=None, lengths=None, reverse=False):
@@ -808,18 +642,18 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     s_c[0] = state0[1]
     z_hh = np.empty((T, B, 4 * H), dtype)
     m_ln_ih_mean = np.empty((T, B), dtype)
-    m_ln_ih_var = np.empty((T, B), dtype)
+    m_ln_ih_sq = np.empty((T, B), dtype)
     m_ln_hh_mean = np.empty((T, B), dtype)
-    m_ln_hh_var = np.empty((T, B), dtype)
+    m_ln_hh_sq = np.empty((T, B), dtype)
     m_ln_c_mean = np.empty((T, B), dtype)
-    m_ln_c_var = np.empty((T, B), dtype)
+    m_ln_c_sq = np.empty((T, B), dtype)
     y = np.zeros((T, B, H), dtype)
-    _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_var, m_ln_hh_mean, m_ln_hh_var, m_ln_c_mean, m_ln_c_var, params["weight_hh"], params["ln_ih_gain"], params["ln_hh_gain"], params["bias"], params["ln_c_gain"], params["ln_c_bias"])
+    _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, params["weight_hh"], params["ln_ih_gain"], params["ln_hh_gain"], params["bias"], params["ln_c_gain"], params["ln_c_bias"])
     final_states = (s_h[T].copy(), s_c[T].copy(),)
     saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,
                          s_h=s_h, s_c=s_c, z_hh=z_hh, m_ln_ih_mean=m_ln_ih_mean,
-                         m_ln_ih_var=m_ln_ih_var, m_ln_hh_mean=m_ln_hh_mean,
-                         m_ln_hh_var=m_ln_hh_var, m_ln_c_mean=m_ln_c_mean, m_ln_c_var=m_ln_c_var)
+                         m_ln_ih_sq=m_ln_ih_sq, m_ln_hh_mean=m_ln_hh_mean, m_ln_hh_sq=m_ln_hh_sq,
+                         m_ln_c_mean=m_ln_c_mean, m_ln_c_sq=m_ln_c_sq)
     return y, final_states, saved
 
 
@@ -838,11 +672,11 @@ def backward(dy, d_final, saved):
     s_c = saved.s_c
     z_hh = saved.z_hh
     m_ln_ih_mean = saved.m_ln_ih_mean
-    m_ln_ih_var = saved.m_ln_ih_var
+    m_ln_ih_sq = saved.m_ln_ih_sq
     m_ln_hh_mean = saved.m_ln_hh_mean
-    m_ln_hh_var = saved.m_ln_hh_var
+    m_ln_hh_sq = saved.m_ln_hh_sq
     m_ln_c_mean = saved.m_ln_c_mean
-    m_ln_c_var = saved.m_ln_c_var
+    m_ln_c_sq = saved.m_ln_c_sq
     T, B, I = x.shape
     H = dy.shape[2]
     dtype = x.dtype
@@ -852,18 +686,18 @@ def backward(dy, d_final, saved):
     dzx_ih = np.zeros((T, B, 4 * H), dtype)
     dz_hh = np.zeros((T, B, 4 * H), dtype)
     dmean_ln_ih_mean = np.empty(B, dtype)
-    dmean_ln_ih_var = np.empty(B, dtype)
+    dmean_ln_ih_sq = np.empty(B, dtype)
     dmean_ln_hh_mean = np.empty(B, dtype)
-    dmean_ln_hh_var = np.empty(B, dtype)
+    dmean_ln_hh_sq = np.empty(B, dtype)
     dmean_ln_c_mean = np.empty(B, dtype)
-    dmean_ln_c_var = np.empty(B, dtype)
+    dmean_ln_c_sq = np.empty(B, dtype)
     dv_hh = np.empty((B, H), dtype)   # the product dv = dz @ W, added to the state's gradient
     dvec_ln_ih_gain = np.zeros(4 * H, dtype)
     dvec_ln_hh_gain = np.zeros(4 * H, dtype)
     dvec_bias = np.zeros(4 * H, dtype)
     dvec_ln_c_gain = np.zeros(H, dtype)
     dvec_ln_c_bias = np.zeros(H, dtype)
-    _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih_var, m_ln_hh_mean, m_ln_hh_var, m_ln_c_mean, m_ln_c_var, d_h, d_c, dzx_ih, dz_hh, dmean_ln_ih_mean, dmean_ln_ih_var, dmean_ln_hh_mean, dmean_ln_hh_var, dmean_ln_c_mean, dmean_ln_c_var, dvec_ln_ih_gain, dvec_ln_hh_gain, dvec_bias, dvec_ln_c_gain, dvec_ln_c_bias, params["weight_hh"], params["ln_ih_gain"], params["ln_hh_gain"], params["bias"], params["ln_c_gain"], params["ln_c_bias"], dv_hh)
+    _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, d_h, d_c, dzx_ih, dz_hh, dmean_ln_ih_mean, dmean_ln_ih_sq, dmean_ln_hh_mean, dmean_ln_hh_sq, dmean_ln_c_mean, dmean_ln_c_sq, dvec_ln_ih_gain, dvec_ln_hh_gain, dvec_bias, dvec_ln_c_gain, dvec_ln_c_bias, params["weight_hh"], params["ln_ih_gain"], params["ln_hh_gain"], params["bias"], params["ln_c_gain"], params["ln_c_bias"], dv_hh)
     d_params = {}
     d_params["weight_ih"] = dzx_ih.reshape(T * B, 4 * H).T @ x2d
     dx = dzx_ih.reshape(T * B, 4 * H) @ params["weight_ih"]

@@ -2,6 +2,7 @@
 linears' outputs over all 4H gate values, and of the new cell state over its H units.
 
     LN(v) = (v - mean(v)) / sqrt(var(v) + 1e-5), over all the values listed
+            (var(v) = mean(v**2) - mean(v)**2: both means in one pass over the units)
     z = LN_4H(W_ih x) * ln_ih_gain + LN_4H(W_hh h) * ln_hh_gain + bias,   split as i, f, g, o
     c' = sigmoid(f) * c + sigmoid(i) * tanh(g)
     h' = sigmoid(o) * tanh(LN_H(c') * ln_c_gain + ln_c_bias)

@@ -85,6 +85,10 @@ class KernelPrinter(PythonCodePrinter):
             return f"math.sqrt({self._print(base)})"
         if e == sp.Rational(-1, 2):
             return f"({self._constant(sp.Integer(1))}/math.sqrt({self._print(base)}))"
+        if e == sp.Rational(3, 2):         # a square root and a product: no pow() call
+            return f"({b}*math.sqrt({self._print(base)}))"
+        if e == sp.Rational(-3, 2):
+            return f"({self._constant(sp.Integer(1))}/({b}*math.sqrt({self._print(base)})))"
         return f"{b}**{self._print(e)}"
 
     def _print_Function(self, expr):

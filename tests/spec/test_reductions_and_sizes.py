@@ -107,12 +107,14 @@ def test_mean_vector_and_sizes_declarations():
     a, b = cell.linear("hh", cell.h, gates=2)
     (hr,) = cell.linear("hr", a * b, size=P, bias=False)
     assert cell.linears[-1].size == P
-    n = layer_norm(cell, [a, b], "ln")
+    n = layer_norm(cell, [a, b], "ln", two_pass=True)
     assert [m.name for m in cell.means] == ["ln_mean", "ln_var"]
     assert len(n) == 2 and cell.means[1].exprs[0].has(cell.means[0].symbol)
+    one = layer_norm(cell, [a, b], "one")              # default: mean and mean of squares, one stage
+    assert [m.name for m in cell.means[2:]] == ["one_mean", "one_sq"] and one[0].has(cell.means[3].symbol)
     single = layer_norm(cell, a * gi)
     assert not isinstance(single, list)
-    cell.update(c=tanh(n[0] * gi + n[1] * gf + single), h=hr)
+    cell.update(c=tanh(n[0] * gi + n[1] * gf + single + one[1]), h=hr)
     cell.check()
 
 

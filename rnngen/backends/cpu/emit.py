@@ -65,6 +65,7 @@ class _Printer:
         self.constants = Constants(layout.namer)
         self.printer = KernelPrinter(self.constants)
         self.used = set()      # buffers a kernel references
+        self.terms = {}        # a kernel's reductions' terms arrays -> their size
 
     def value(self, v, views):
         if isinstance(v, ir.Ref):
@@ -80,9 +81,10 @@ class _Printer:
         return self.printer.doprint(e.xreplace({q: type(q)(self.lay.size_name(q)) for q in e.free_symbols}))
 
     def block(self, blk, stage_title):
-        views = []
-        loads = [f"{r.symbol.name} = " + " + ".join(self.element(t, views) for t in self.lay.terms(r))
-                 for r in blk.reads]
+        views, loads = [], []
+        for r in blk.reads:         # a per-row value (a mean, its gradient) is read before the j loop
+            line = f"{r.symbol.name} = " + " + ".join(self.element(t, views) for t in self.lay.terms(r))
+            (views if all(t.buffer.per_row for t in r.terms) else loads).append(line)
         body = [f"{s.name} = {self.printer.doprint(e)}" for s, e in blk.assigns]
         stores, after = [], []
         for w in blk.writes:
@@ -90,10 +92,13 @@ class _Printer:
                 stores.append(f"{self.element(w.ref, views)} {'+=' if w.accumulate else '='} "
                               f"{self.value(w.value, views)}")
                 continue
-            acc = self.lay.sum_name(w.ref)      # a reduction: summed over j in a local, stored per row
-            views.append(f"{acc} = {self.printer.doprint(sp.Integer(0))}")
-            stores.append(f"{acc} += {self.value(w.value, views)}")
-            after.append(f"{self.element(w.ref)} {'+=' if w.accumulate else '='} {acc}*{self.sized(w.reduce)}")
+            acc, terms = self.lay.sum_name(w.ref)    # a reduction: terms per unit, summed after the loop
+            self.terms[terms] = self.lay.size_name(blk.size)
+            stores.append(f"{terms}[{self.k.loop['j']}] = {self.value(w.value, views)}")
+            after += [f"{acc} = {self.printer.doprint(sp.Integer(0))}",
+                      f"for {self.k.loop['j']} in range({self.lay.size_name(blk.size)}):",
+                      f"    {acc} += {terms}[{self.k.loop['j']}]",
+                      f"{self.element(w.ref)} {'+=' if w.accumulate else '='} {acc}*{self.sized(w.reduce)}"]
         inactive = [f"{self.element(w.ref)} = {self.value(w.value, None)}" for w in blk.inactive]
         title = blk.title if blk.title != stage_title else ""
         return Block(title, views, loads, body, stores, inactive, blk, self.lay.size_name(blk.size), after)
@@ -135,9 +140,12 @@ class _Printer:
         used = [b for b in order if b in self.used]
         self.used = set()
         n = self.k.loop
+        terms = [f"{name} = np.empty({size}, {first.name}.dtype)   # a reduction's terms, one row at a time"
+                 for name, size in self.terms.items()]
+        self.terms = {}
         return ([n["lengths"], n["reverse"]] + [b.name for b in used],
                 ["lengths", "reverse"] + [self.lay.call_name(b) for b in used],
-                kernel_sizes(self.k, self.lay, used, first))
+                kernel_sizes(self.k, self.lay, used, first) + terms)
 
 
 def wrapper_sizes(kernel, backward):

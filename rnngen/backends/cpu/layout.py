@@ -7,9 +7,12 @@ loops index them.
   read `xi = zx_ih[t, b, j]`.
 - Views: with several gates, each gate's block of a row is a view made before the j loop
   (`zx_ih_g1 = zx_ih[t, b, H:2 * H]`): stores at j, H + j, ... of one array with H unknown stop
-  LLVM's dependence analysis from vectorizing the j loop.
+  LLVM's dependence analysis from vectorizing the j loop. So is the gradient of a vector of
+  several gates (`dvec_bias_g1 = dvec_bias[H:2 * H]`).
 - A GEMM adjoint that adds into a state's gradient writes a (B, H) scratch first (np.dot cannot
   accumulate), then adds it.
+- A reduction (cell.mean): the fused j loop stores each unit's term into terms_<m> (one array of
+  the units per kernel), a loop after it sums them into sum_<m>, stored per row times 1/count.
 """
 from ...compiler import ir
 
@@ -47,10 +50,13 @@ class CpuLayout:
         return self.size_name(buffer.dims[-1] / buffer.gates)
 
     def sum_name(self, ref):
-        """The per-row accumulator of a reduction's sum into `ref` (sum_m_mu)."""
+        """(the per-row accumulator, the per-unit terms array) of a reduction into `ref`:
+        sum_m_mu, terms_m_mu. The fused loop stores each unit's term (a store keeps the loop
+        vectorized; a float sum in it would not be, without reassociation), a loop of adds after
+        it sums them in order."""
         key = (ref.buffer.name, ref.at)
         if key not in self.sums:
-            self.sums[key] = self.namer.claim(f"sum_{ref.buffer.name}")
+            self.sums[key] = (self.namer.claim(f"sum_{ref.buffer.name}"), self.namer.claim(f"terms_{ref.buffer.name}"))
         return self.sums[key]
 
     # -- reading and writing one element ------------------------------------------------------
@@ -72,14 +78,14 @@ class CpuLayout:
         rows, name = self.rows(ref.at), ref.buffer.name
         if ref.buffer.per_row:
             return f"{name}[{rows}]"
-        if ref.buffer.gates > 1 and rows is not None and views is not None:
+        if ref.buffer.gates > 1 and views is not None and (rows is not None or ref.buffer.role == "d_vector"):
             key = (name, ref.gate, ref.at)
             if key not in self.views:
                 self.views[key] = self.namer.claim(f"{name}_g{ref.gate}")
             view, H, g = self.views[key], self.unit_size(ref.buffer), ref.gate
             lo = "0" if g == 0 else (H if g == 1 else f"{g} * {H}")
             hi = H if g == 0 else f"{g + 1} * {H}"
-            line = f"{view} = {name}[{rows}, {lo}:{hi}]"
+            line = f"{view} = {name}[{rows + ', ' if rows else ''}{lo}:{hi}]"
             if line not in views:
                 views.append(line)
             return f"{view}[{self.n['j']}]"

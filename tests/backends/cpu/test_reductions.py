@@ -81,7 +81,7 @@ def test_layernorm_lstm_declares_the_issues_parameters_and_initial_values():
     for name in ("bias", "ln_c_bias"):
         assert np.all(p[name] == 0), name
     assert np.all(np.abs(p["weight_hh"]) <= 1 / np.sqrt(5)) and p["weight_hh"].std() > 0
-    assert "ln_ih_mean" in m.__doc__ and "ln_c_var" in m.__doc__     # the equations, reductions named
+    assert "ln_ih_mean" in m.__doc__ and "ln_c_sq" in m.__doc__     # the equations, reductions named
 
 
 def test_show_documents_the_equations_and_parameter_names(capsys):
@@ -116,7 +116,8 @@ def test_layernorm_lstm_gradients_match_finite_differences(reverse):
 
 
 GRU_LN = textwrap.dedent("""
-    # GRU with layer norm on its candidate's pre-activation: two reductions in one step
+    # GRU with layer norm on its candidate's pre-activation: two reductions in one step, the
+    # variance a mean of the deviations from the first (a reduction of a reduction)
     from rnngen.spec import Cell, layer_norm, sigmoid, tanh
 
     cell = Cell("gru_ln", states=("h",), output="h")
@@ -125,7 +126,7 @@ GRU_LN = textwrap.dedent("""
     hr, hz, hn = cell.linear("hh", h, gates=3)
     r, z = sigmoid(xr + hr), sigmoid(xz + hz)
     gain, shift = cell.vector("ln_gain", init=1.0), cell.vector("ln_bias", init=0.0)
-    n = tanh(layer_norm(cell, xn + r * hn, "ln_n") * gain + shift)
+    n = tanh(layer_norm(cell, xn + r * hn, "ln_n", two_pass=True) * gain + shift)
     cell.update(h=(1 - z) * n + z * h)
 """)
 
@@ -171,7 +172,7 @@ def test_reductions_are_loops_inside_the_fused_step():
     source = open(inspect.getfile(rnngen.load("layernorm_lstm")), encoding="utf-8").read()
     forward = source[source.index("def _forward_loop"):source.index("def _backward_loop")]
     backward = source[source.index("def _backward_loop"):source.index("\ndef forward(")]
-    for name in ("ln_ih_mean", "ln_ih_var", "ln_hh_mean", "ln_hh_var", "ln_c_mean", "ln_c_var"):
+    for name in ("ln_ih_mean", "ln_ih_sq", "ln_hh_mean", "ln_hh_sq", "ln_c_mean", "ln_c_sq"):
         assert f"sum_m_{name} += " in forward, name
         assert f"sum_dmean_{name} += " in backward, name
     assert ".sum(" not in forward and "np.mean" not in forward and ".mean(" not in forward
