@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: d5ba1d48f2c16a046314762ab83b92e3ce69e2eb415f2e6a5cf93526c95d5aa4
+sha256 of spec + templates + math libraries + versions: 7cb0204a2d7f3f5793ee6bda40297eab83c159ee58163ce49f9f264d7ac25b6f
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -32,7 +32,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru"
-SPEC_SHA256 = "d5ba1d48f2c16a046314762ab83b92e3ce69e2eb415f2e6a5cf93526c95d5aa4"
+SPEC_SHA256 = "7cb0204a2d7f3f5793ee6bda40297eab83c159ee58163ce49f9f264d7ac25b6f"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

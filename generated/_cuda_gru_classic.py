@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 385adbacee54f9efaec5e9ef451561f58795f291f8914d56730889ce0085f68d
+sha256 of spec + templates + math libraries + versions: 533b08713b273dfe6675dc4deee81fb1c96ec55c746bfbe6b52542fd43df468e
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -32,7 +32,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru_classic"
-SPEC_SHA256 = "385adbacee54f9efaec5e9ef451561f58795f291f8914d56730889ce0085f68d"
+SPEC_SHA256 = "533b08713b273dfe6675dc4deee81fb1c96ec55c746bfbe6b52542fd43df468e"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

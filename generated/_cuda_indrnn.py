@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: e357b8205538b3528cb664166ecf814123f4c8e1a613583ffeed5cf0956a5462
+sha256 of spec + templates + math libraries + versions: 448da02c2b1c687956592193e6c615249826852495524abcf8a71fbfc16c9b73
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,7 +28,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, relu as _relu, step as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "indrnn"
-SPEC_SHA256 = "e357b8205538b3528cb664166ecf814123f4c8e1a613583ffeed5cf0956a5462"
+SPEC_SHA256 = "448da02c2b1c687956592193e6c615249826852495524abcf8a71fbfc16c9b73"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

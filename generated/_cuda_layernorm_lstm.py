@@ -2,7 +2,7 @@
 
 source spec: layernorm_lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 6c6abad4f15eb01457de7b3256bb89b51f08251870401007daf7ce7c9aedecda
+sha256 of spec + templates + math libraries + versions: d68d589271b8fe64e3bac1297b795f281a45242d727ca2755ac513ab029c67b5
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -41,7 +41,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "layernorm_lstm"
-SPEC_SHA256 = "6c6abad4f15eb01457de7b3256bb89b51f08251870401007daf7ce7c9aedecda"
+SPEC_SHA256 = "d68d589271b8fe64e3bac1297b795f281a45242d727ca2755ac513ab029c67b5"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 0d50c08bbe3b789e0b1a4b8c44b146b9720de798bbf3c700947ddb987b9aa30f
+sha256 of spec + templates + math libraries + versions: f225658637d759d47d1490818040f6d3a14d16f002b80610f1190544ca28cfcb
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -37,7 +37,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm"
-SPEC_SHA256 = "0d50c08bbe3b789e0b1a4b8c44b146b9720de798bbf3c700947ddb987b9aa30f"
+SPEC_SHA256 = "f225658637d759d47d1490818040f6d3a14d16f002b80610f1190544ca28cfcb"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {

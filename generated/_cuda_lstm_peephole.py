@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 624631a6606ce6578b738edf172b074296fbd99031efcc8768b4a9a1067b6ce0
+sha256 of spec + templates + math libraries + versions: 5406ecfda04a871058f611f3b00770fc4a574a57c68f43237906f666e55173f6
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -36,7 +36,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "624631a6606ce6578b738edf172b074296fbd99031efcc8768b4a9a1067b6ce0"
+SPEC_SHA256 = "5406ecfda04a871058f611f3b00770fc4a574a57c68f43237906f666e55173f6"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: lstm_proj.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 5fe127cec08da06a7ab6e91e6aa3080353ce55895ed5d6631f5467bbde0e76c1
+sha256 of spec + templates + math libraries + versions: 5146fb4989da0ab3da14f34dba1b3d0518a16a21b668b50ef91897432def9498
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -36,7 +36,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_proj"
-SPEC_SHA256 = "5fe127cec08da06a7ab6e91e6aa3080353ce55895ed5d6631f5467bbde0e76c1"
+SPEC_SHA256 = "5146fb4989da0ab3da14f34dba1b3d0518a16a21b668b50ef91897432def9498"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {

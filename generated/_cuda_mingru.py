@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: bcef0cf289807dee6c8dbbd3c3aabb7677de6dff355111b9d928be74ca3d961c
+sha256 of spec + templates + math libraries + versions: 6efedf0259e3cea8eb486c37f5bf5c50b00cb8096b3ccbc88e5c1558291c7bcf
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,7 +29,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid  # n
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "mingru"
-SPEC_SHA256 = "bcef0cf289807dee6c8dbbd3c3aabb7677de6dff355111b9d928be74ca3d961c"
+SPEC_SHA256 = "6efedf0259e3cea8eb486c37f5bf5c50b00cb8096b3ccbc88e5c1558291c7bcf"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: dc78f0d80ab2e68899acdfa6f85742dd9ad2ad66eb22009b57f736fe79565725
+sha256 of spec + templates + math libraries + versions: 1c0c1eb89a3590e20fe1e302a05e97f1487148e86c9776d886e95622f959b610
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -31,7 +31,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, relu as _relu, step as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "dc78f0d80ab2e68899acdfa6f85742dd9ad2ad66eb22009b57f736fe79565725"
+SPEC_SHA256 = "1c0c1eb89a3590e20fe1e302a05e97f1487148e86c9776d886e95622f959b610"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

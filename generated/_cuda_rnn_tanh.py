@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 6e77fbe8a136379c93655b75905da5ec7ca4c3e8aee4f5e434ec7a028dd3c826
+sha256 of spec + templates + math libraries + versions: 2f5b743f3425eabe21755061de837cc7d89f4a47dcb43c70f7adacfc1d0e322a
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -31,7 +31,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, tanh as _tanh  # noqa: F
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "6e77fbe8a136379c93655b75905da5ec7ca4c3e8aee4f5e434ec7a028dd3c826"
+SPEC_SHA256 = "2f5b743f3425eabe21755061de837cc7d89f4a47dcb43c70f7adacfc1d0e322a"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: layernorm_lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 6c6abad4f15eb01457de7b3256bb89b51f08251870401007daf7ce7c9aedecda
+sha256 of spec + templates + math libraries + versions: d68d589271b8fe64e3bac1297b795f281a45242d727ca2755ac513ab029c67b5
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -38,7 +38,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "layernorm_lstm"
-SPEC_SHA256 = "6c6abad4f15eb01457de7b3256bb89b51f08251870401007daf7ce7c9aedecda"
+SPEC_SHA256 = "d68d589271b8fe64e3bac1297b795f281a45242d727ca2755ac513ab029c67b5"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {
@@ -68,7 +68,7 @@ def sizes_of(params):
 
 
 # -- forward: the time loop --------------------------------------------------------------------
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, weight_hh, vec_ln_ih_gain, vec_ln_hh_gain, vec_bias, vec_ln_c_gain, vec_ln_c_bias):
     T, B, H = y.shape
     terms_m_ln_ih_mean = np.empty(H, y.dtype)   # a reduction's terms, one row at a time
@@ -244,7 +244,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln
 
 
 # -- backward: the time loop in reverse --------------------------------------------------------
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, d_h, d_c, dzx_ih, dz_hh, dmean_ln_ih_mean, dmean_ln_ih_sq, dmean_ln_hh_mean, dmean_ln_hh_sq, dmean_ln_c_mean, dmean_ln_c_sq, dvec_ln_ih_gain, dvec_ln_hh_gain, dvec_bias, dvec_ln_c_gain, dvec_ln_c_bias, weight_hh, vec_ln_ih_gain, vec_ln_hh_gain, vec_bias, vec_ln_c_gain, vec_ln_c_bias, dv_hh):
     T, B, H = dy.shape
     terms_dmean_ln_c_mean = np.empty(H, dy.dtype)   # a reduction's terms, one row at a time
@@ -620,8 +620,187 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                     dzx_ih_g3[j] += dm_ln_ih_mean + ih3*tmp0
 
 
-def forward(x, params, state0=None, lengths=None, reverse=False):
+# -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
+@njit(cache=True, nogil=True, error_model="numpy")
+def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, weight_hh, vec_ln_ih_gain, vec_ln_hh_gain, vec_bias, vec_ln_c_gain, vec_ln_c_bias):
+    T, B, H = y.shape
+    terms_m_ln_ih_mean = np.empty(H, y.dtype)   # a reduction's terms, one row at a time
+    terms_m_ln_ih_sq = np.empty(H, y.dtype)   # a reduction's terms, one row at a time
+    terms_m_ln_hh_mean = np.empty(H, y.dtype)   # a reduction's terms, one row at a time
+    terms_m_ln_hh_sq = np.empty(H, y.dtype)   # a reduction's terms, one row at a time
+    terms_m_ln_c_mean = np.empty(H, y.dtype)   # a reduction's terms, one row at a time
+    terms_m_ln_c_sq = np.empty(H, y.dtype)   # a reduction's terms, one row at a time
+    c0 = y.dtype.type(0)
+    c1 = y.dtype.type(1)
+    c1_2 = y.dtype.type(1 / 2)
+    c1_4 = y.dtype.type(1 / 4)
+    c1em05 = y.dtype.type(1e-05)
+    c2 = y.dtype.type(2)
+    for step in range(T):
+        # stage 1: recurrent GEMMs of hh; means ln_ih_mean, ln_ih_sq (sums over the units)
+        # sums of ln_ih_mean, ln_ih_sq
+        for b in range(B):
+            if step < lengths[b]:
+                t = lengths[b] - 1 - step if reverse else step
+                zx_ih_g0 = zx_ih[t, b, 0:H]
+                zx_ih_g1 = zx_ih[t, b, H:2 * H]
+                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
+                zx_ih_g3 = zx_ih[t, b, 3 * H:4 * H]
+                for j in range(H):
+                    ih0 = zx_ih_g0[j]
+                    ih1 = zx_ih_g1[j]
+                    ih2 = zx_ih_g2[j]
+                    ih3 = zx_ih_g3[j]
+                    terms_m_ln_ih_mean[j] = ih0 + ih1 + ih2 + ih3
+                    terms_m_ln_ih_sq[j] = (ih0*ih0) + (ih1*ih1) + (ih2*ih2) + (ih3*ih3)
+                sum_m_ln_ih_mean = c0
+                for j in range(H):
+                    sum_m_ln_ih_mean += terms_m_ln_ih_mean[j]
+                m_ln_ih_mean[step % 2, b] = sum_m_ln_ih_mean*(c1_4)/H
+                sum_m_ln_ih_sq = c0
+                for j in range(H):
+                    sum_m_ln_ih_sq += terms_m_ln_ih_sq[j]
+                m_ln_ih_sq[step % 2, b] = sum_m_ln_ih_sq*(c1_4)/H
+        np.dot(s_h[step % 2], weight_hh.T, z_hh[step % 2])
+        # stage 2: means ln_hh_mean, ln_hh_sq (sums over the units)
+        # sums of ln_hh_mean, ln_hh_sq
+        for b in range(B):
+            if step < lengths[b]:
+                t = lengths[b] - 1 - step if reverse else step
+                z_hh_g0 = z_hh[step % 2, b, 0:H]
+                z_hh_g1 = z_hh[step % 2, b, H:2 * H]
+                z_hh_g2 = z_hh[step % 2, b, 2 * H:3 * H]
+                z_hh_g3 = z_hh[step % 2, b, 3 * H:4 * H]
+                for j in range(H):
+                    hh0 = z_hh_g0[j]
+                    hh1 = z_hh_g1[j]
+                    hh2 = z_hh_g2[j]
+                    hh3 = z_hh_g3[j]
+                    terms_m_ln_hh_mean[j] = hh0 + hh1 + hh2 + hh3
+                    terms_m_ln_hh_sq[j] = (hh0*hh0) + (hh1*hh1) + (hh2*hh2) + (hh3*hh3)
+                sum_m_ln_hh_mean = c0
+                for j in range(H):
+                    sum_m_ln_hh_mean += terms_m_ln_hh_mean[j]
+                m_ln_hh_mean[step % 2, b] = sum_m_ln_hh_mean*(c1_4)/H
+                sum_m_ln_hh_sq = c0
+                for j in range(H):
+                    sum_m_ln_hh_sq += terms_m_ln_hh_sq[j]
+                m_ln_hh_sq[step % 2, b] = sum_m_ln_hh_sq*(c1_4)/H
+        # stage 3: means ln_c_mean, ln_c_sq (sums over the units)
+        # sums of ln_c_mean, ln_c_sq
+        for b in range(B):
+            if step < lengths[b]:
+                t = lengths[b] - 1 - step if reverse else step
+                zx_ih_g0 = zx_ih[t, b, 0:H]
+                zx_ih_g1 = zx_ih[t, b, H:2 * H]
+                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
+                z_hh_g0 = z_hh[step % 2, b, 0:H]
+                z_hh_g1 = z_hh[step % 2, b, H:2 * H]
+                z_hh_g2 = z_hh[step % 2, b, 2 * H:3 * H]
+                ln_ih_mean = m_ln_ih_mean[step % 2, b]
+                ln_ih_sq = m_ln_ih_sq[step % 2, b]
+                ln_hh_mean = m_ln_hh_mean[step % 2, b]
+                ln_hh_sq = m_ln_hh_sq[step % 2, b]
+                for j in range(H):
+                    c = s_c[step % 2, b, j]
+                    ih0 = zx_ih_g0[j]
+                    ih1 = zx_ih_g1[j]
+                    ih2 = zx_ih_g2[j]
+                    hh0 = z_hh_g0[j]
+                    hh1 = z_hh_g1[j]
+                    hh2 = z_hh_g2[j]
+                    ln_ih_gain_0 = vec_ln_ih_gain[j]
+                    ln_ih_gain_1 = vec_ln_ih_gain[H + j]
+                    ln_ih_gain_2 = vec_ln_ih_gain[2 * H + j]
+                    ln_hh_gain_0 = vec_ln_hh_gain[j]
+                    ln_hh_gain_1 = vec_ln_hh_gain[H + j]
+                    ln_hh_gain_2 = vec_ln_hh_gain[2 * H + j]
+                    bias_0 = vec_bias[j]
+                    bias_1 = vec_bias[H + j]
+                    bias_2 = vec_bias[2 * H + j]
+                    tmp0 = -ln_hh_mean
+                    tmp1 = (c1/math.sqrt(-(ln_hh_mean*ln_hh_mean) + ln_hh_sq + c1em05))
+                    tmp2 = -ln_ih_mean
+                    tmp3 = (c1/math.sqrt(-(ln_ih_mean*ln_ih_mean) + ln_ih_sq + c1em05))
+                    zi = bias_0 + ln_hh_gain_0*tmp1*(hh0 + tmp0) + ln_ih_gain_0*tmp3*(ih0 + tmp2)
+                    zf = bias_1 + ln_hh_gain_1*tmp1*(hh1 + tmp0) + ln_ih_gain_1*tmp3*(ih1 + tmp2)
+                    zg = bias_2 + ln_hh_gain_2*tmp1*(hh2 + tmp0) + ln_ih_gain_2*tmp3*(ih2 + tmp2)
+                    c_next = c*_sigmoid(zf) + _tanh(zg)*_sigmoid(zi)
+                    terms_m_ln_c_mean[j] = c_next
+                    terms_m_ln_c_sq[j] = (c_next*c_next)
+                sum_m_ln_c_mean = c0
+                for j in range(H):
+                    sum_m_ln_c_mean += terms_m_ln_c_mean[j]
+                m_ln_c_mean[step % 2, b] = sum_m_ln_c_mean*(c1/(H))
+                sum_m_ln_c_sq = c0
+                for j in range(H):
+                    sum_m_ln_c_sq += terms_m_ln_c_sq[j]
+                m_ln_c_sq[step % 2, b] = sum_m_ln_c_sq*(c1/(H))
+        # update: new states
+        for b in range(B):
+            if step < lengths[b]:
+                t = lengths[b] - 1 - step if reverse else step
+                zx_ih_g0 = zx_ih[t, b, 0:H]
+                zx_ih_g1 = zx_ih[t, b, H:2 * H]
+                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
+                zx_ih_g3 = zx_ih[t, b, 3 * H:4 * H]
+                z_hh_g0 = z_hh[step % 2, b, 0:H]
+                z_hh_g1 = z_hh[step % 2, b, H:2 * H]
+                z_hh_g2 = z_hh[step % 2, b, 2 * H:3 * H]
+                z_hh_g3 = z_hh[step % 2, b, 3 * H:4 * H]
+                ln_ih_mean = m_ln_ih_mean[step % 2, b]
+                ln_ih_sq = m_ln_ih_sq[step % 2, b]
+                ln_hh_mean = m_ln_hh_mean[step % 2, b]
+                ln_hh_sq = m_ln_hh_sq[step % 2, b]
+                ln_c_mean = m_ln_c_mean[step % 2, b]
+                ln_c_sq = m_ln_c_sq[step % 2, b]
+                for j in range(H):
+                    c = s_c[step % 2, b, j]
+                    ih0 = zx_ih_g0[j]
+                    ih1 = zx_ih_g1[j]
+                    ih2 = zx_ih_g2[j]
+                    ih3 = zx_ih_g3[j]
+                    hh0 = z_hh_g0[j]
+                    hh1 = z_hh_g1[j]
+                    hh2 = z_hh_g2[j]
+                    hh3 = z_hh_g3[j]
+                    ln_ih_gain_0 = vec_ln_ih_gain[j]
+                    ln_ih_gain_1 = vec_ln_ih_gain[H + j]
+                    ln_ih_gain_2 = vec_ln_ih_gain[2 * H + j]
+                    ln_ih_gain_3 = vec_ln_ih_gain[3 * H + j]
+                    ln_hh_gain_0 = vec_ln_hh_gain[j]
+                    ln_hh_gain_1 = vec_ln_hh_gain[H + j]
+                    ln_hh_gain_2 = vec_ln_hh_gain[2 * H + j]
+                    ln_hh_gain_3 = vec_ln_hh_gain[3 * H + j]
+                    bias_0 = vec_bias[j]
+                    bias_1 = vec_bias[H + j]
+                    bias_2 = vec_bias[2 * H + j]
+                    bias_3 = vec_bias[3 * H + j]
+                    gc = vec_ln_c_gain[j]
+                    bc = vec_ln_c_bias[j]
+                    tmp0 = -ln_hh_mean
+                    tmp1 = (c1/math.sqrt(-(ln_hh_mean*ln_hh_mean) + ln_hh_sq + c1em05))
+                    tmp2 = -ln_ih_mean
+                    tmp3 = (c1/math.sqrt(-(ln_ih_mean*ln_ih_mean) + ln_ih_sq + c1em05))
+                    zi = bias_0 + ln_hh_gain_0*tmp1*(hh0 + tmp0) + ln_ih_gain_0*tmp3*(ih0 + tmp2)
+                    zf = bias_1 + ln_hh_gain_1*tmp1*(hh1 + tmp0) + ln_ih_gain_1*tmp3*(ih1 + tmp2)
+                    zg = bias_2 + ln_hh_gain_2*tmp1*(hh2 + tmp0) + ln_ih_gain_2*tmp3*(ih2 + tmp2)
+                    zo = bias_3 + ln_hh_gain_3*tmp1*(hh3 + tmp0) + ln_ih_gain_3*tmp3*(ih3 + tmp2)
+                    c_next = c*_sigmoid(zf) + _tanh(zg)*_sigmoid(zi)
+                    s_h[(step + 1) % 2, b, j] = _tanh(bc + gc*(c_next - ln_c_mean)/math.sqrt(-(ln_c_mean*ln_c_mean) + ln_c_sq + c1em05))*_sigmoid(zo)
+                    y[t, b, j] = s_h[(step + 1) % 2, b, j]
+                    s_c[(step + 1) % 2, b, j] = c_next
+            else:
+                for j in range(H):
+                    s_h[(step + 1) % 2, b, j] = s_h[step % 2, b, j]
+                    s_c[(step + 1) % 2, b, j] = s_c[step % 2, b, j]
+
+
+def forward(x, params, state0=None, lengths=None, reverse=False, need_grad=True, params_checked=False):
     """Run the cell over x (T, B, I). Returns (y (T, B, H), final states, saved for backward).
+    With need_grad=False nothing is kept for backward (saved is None): the loop keeps only the
+    states of the current step. params_checked=True: the caller has checked the parameters for NaN
+    and inf (rnngen.RNN does, once per call); they are not checked again here.
 
     Checks its inputs (ValueError naming the argument; NaN or inf in x, state0 or a parameter is
     refused). `saved` keeps references to x and params, not copies: do not modify them in place
@@ -630,11 +809,28 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     if device.is_device_array(x):      # numba, torch or cupy arrays on the GPU: _cuda_layernorm_lstm.py
         return device.cuda_module(__name__, __file__, NAME).forward(x, params, state0, lengths, reverse)
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
-                                                                PARAMS, STATES)
+                                                                PARAMS, STATES, params_checked)
     T, B, I = x.shape
     H = state0[0].shape[1]
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
+    y = np.zeros((T, B, H), dtype)
+    if not need_grad:
+        zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 4 * H)
+        s_h = np.empty((2, B, H), dtype)
+        s_h[0] = state0[0]
+        s_c = np.empty((2, B, H), dtype)
+        s_c[0] = state0[1]
+        z_hh = np.empty((2, B, 4 * H), dtype)
+        m_ln_ih_mean = np.empty((2, B), dtype)
+        m_ln_ih_sq = np.empty((2, B), dtype)
+        m_ln_hh_mean = np.empty((2, B), dtype)
+        m_ln_hh_sq = np.empty((2, B), dtype)
+        m_ln_c_mean = np.empty((2, B), dtype)
+        m_ln_c_sq = np.empty((2, B), dtype)
+        _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, params["weight_hh"], params["ln_ih_gain"], params["ln_hh_gain"], params["bias"], params["ln_c_gain"], params["ln_c_bias"])
+        final_states = (s_h[T % 2].copy(), s_c[T % 2].copy(),)
+        return y, final_states, None
     zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 4 * H)
     s_h = np.empty((T + 1, B, H), dtype)
     s_h[0] = state0[0]
@@ -647,7 +843,6 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     m_ln_hh_sq = np.empty((T, B), dtype)
     m_ln_c_mean = np.empty((T, B), dtype)
     m_ln_c_sq = np.empty((T, B), dtype)
-    y = np.zeros((T, B, H), dtype)
     _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, params["weight_hh"], params["ln_ih_gain"], params["ln_hh_gain"], params["bias"], params["ln_c_gain"], params["ln_c_bias"])
     final_states = (s_h[T].copy(), s_c[T].copy(),)
     saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,

@@ -2,7 +2,7 @@
 
 source spec: lstm_proj.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 5fe127cec08da06a7ab6e91e6aa3080353ce55895ed5d6631f5467bbde0e76c1
+sha256 of spec + templates + math libraries + versions: 5146fb4989da0ab3da14f34dba1b3d0518a16a21b668b50ef91897432def9498
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,7 +33,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_proj"
-SPEC_SHA256 = "5fe127cec08da06a7ab6e91e6aa3080353ce55895ed5d6631f5467bbde0e76c1"
+SPEC_SHA256 = "5146fb4989da0ab3da14f34dba1b3d0518a16a21b668b50ef91897432def9498"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {
@@ -63,7 +63,7 @@ def sizes_of(params):
 
 
 # -- forward: the time loop --------------------------------------------------------------------
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, weight_hh, bias_hh, weight_hr):
     T = y.shape[0]
     B = y.shape[1]
@@ -146,7 +146,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, weight
 
 
 # -- backward: the time loop in reverse --------------------------------------------------------
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, d_h, d_c, dzx_ih, dz_hh, dz_hr, dv_hr, weight_hh, bias_hh, weight_hr, dv_hh):
     T = dy.shape[0]
     B = dy.shape[1]
@@ -266,8 +266,94 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, d_h, d_c, dzx_ih, dz_
         d_h += dv_hh
 
 
-def forward(x, params, state0=None, lengths=None, reverse=False):
+# -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
+@njit(cache=True, nogil=True, error_model="numpy")
+def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, weight_hh, bias_hh, weight_hr):
+    T = y.shape[0]
+    B = y.shape[1]
+    H = zx_ih.shape[2] // 4
+    proj_size = y.shape[2]
+    c0 = y.dtype.type(0)
+    c1 = y.dtype.type(1)
+    for step in range(T):
+        # stage 1: recurrent GEMMs of hh
+        np.dot(s_h[step % 2], weight_hh.T, z_hh[step % 2])
+        # stage 2: recurrent GEMMs of hr
+        # inputs of linear hr
+        for b in range(B):
+            if step < lengths[b]:
+                t = lengths[b] - 1 - step if reverse else step
+                zx_ih_g0 = zx_ih[t, b, 0:H]
+                zx_ih_g1 = zx_ih[t, b, H:2 * H]
+                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
+                zx_ih_g3 = zx_ih[t, b, 3 * H:4 * H]
+                z_hh_g0 = z_hh[step % 2, b, 0:H]
+                z_hh_g1 = z_hh[step % 2, b, H:2 * H]
+                z_hh_g2 = z_hh[step % 2, b, 2 * H:3 * H]
+                z_hh_g3 = z_hh[step % 2, b, 3 * H:4 * H]
+                for j in range(H):
+                    c = s_c[step % 2, b, j]
+                    xi = zx_ih_g0[j]
+                    xf = zx_ih_g1[j]
+                    xg = zx_ih_g2[j]
+                    xo = zx_ih_g3[j]
+                    hi = z_hh_g0[j] + bias_hh[j]
+                    hf = z_hh_g1[j] + bias_hh[H + j]
+                    hg = z_hh_g2[j] + bias_hh[2 * H + j]
+                    ho = z_hh_g3[j] + bias_hh[3 * H + j]
+                    i = _sigmoid(hi + xi)
+                    f = _sigmoid(hf + xf)
+                    g = _tanh(hg + xg)
+                    o = _sigmoid(ho + xo)
+                    c_next = c*f + g*i
+                    v_hr[step % 2, b, j] = o*_tanh(c_next)
+            else:
+                for j in range(H):
+                    v_hr[step % 2, b, j] = c0
+        np.dot(v_hr[step % 2], weight_hr.T, z_hr[step % 2])
+        # update: new states
+        for b in range(B):
+            if step < lengths[b]:
+                t = lengths[b] - 1 - step if reverse else step
+                for j in range(proj_size):
+                    h_next = z_hr[step % 2, b, j]
+                    s_h[(step + 1) % 2, b, j] = h_next
+                    y[t, b, j] = s_h[(step + 1) % 2, b, j]
+            else:
+                for j in range(proj_size):
+                    s_h[(step + 1) % 2, b, j] = s_h[step % 2, b, j]
+        for b in range(B):
+            if step < lengths[b]:
+                t = lengths[b] - 1 - step if reverse else step
+                zx_ih_g0 = zx_ih[t, b, 0:H]
+                zx_ih_g1 = zx_ih[t, b, H:2 * H]
+                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
+                z_hh_g0 = z_hh[step % 2, b, 0:H]
+                z_hh_g1 = z_hh[step % 2, b, H:2 * H]
+                z_hh_g2 = z_hh[step % 2, b, 2 * H:3 * H]
+                for j in range(H):
+                    c = s_c[step % 2, b, j]
+                    xi = zx_ih_g0[j]
+                    xf = zx_ih_g1[j]
+                    xg = zx_ih_g2[j]
+                    hi = z_hh_g0[j] + bias_hh[j]
+                    hf = z_hh_g1[j] + bias_hh[H + j]
+                    hg = z_hh_g2[j] + bias_hh[2 * H + j]
+                    i = _sigmoid(hi + xi)
+                    f = _sigmoid(hf + xf)
+                    g = _tanh(hg + xg)
+                    c_next = c*f + g*i
+                    s_c[(step + 1) % 2, b, j] = c_next
+            else:
+                for j in range(H):
+                    s_c[(step + 1) % 2, b, j] = s_c[step % 2, b, j]
+
+
+def forward(x, params, state0=None, lengths=None, reverse=False, need_grad=True, params_checked=False):
     """Run the cell over x (T, B, I). Returns (y (T, B, proj_size), final states, saved for backward).
+    With need_grad=False nothing is kept for backward (saved is None): the loop keeps only the
+    states of the current step. params_checked=True: the caller has checked the parameters for NaN
+    and inf (rnngen.RNN does, once per call); they are not checked again here.
 
     Checks its inputs (ValueError naming the argument; NaN or inf in x, state0 or a parameter is
     refused). `saved` keeps references to x and params, not copies: do not modify them in place
@@ -276,12 +362,26 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     if device.is_device_array(x):      # numba, torch or cupy arrays on the GPU: _cuda_lstm_proj.py
         return device.cuda_module(__name__, __file__, NAME).forward(x, params, state0, lengths, reverse)
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
-                                                                PARAMS, STATES, STATE_SIZES)
+                                                                PARAMS, STATES, params_checked, state_sizes=STATE_SIZES)
     T, B, I = x.shape
     H = checks.hidden_size(params, PARAMS)
     proj_size = checks.sizes_of(params, PARAMS)["proj_size"]
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
+    y = np.zeros((T, B, proj_size), dtype)
+    if not need_grad:
+        zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 4 * H)
+        zx_ih += params["bias_ih"]
+        s_h = np.empty((2, B, proj_size), dtype)
+        s_h[0] = state0[0]
+        s_c = np.empty((2, B, H), dtype)
+        s_c[0] = state0[1]
+        z_hh = np.empty((2, B, 4 * H), dtype)
+        z_hr = np.empty((2, B, proj_size), dtype)
+        v_hr = np.empty((2, B, H), dtype)
+        _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, params["weight_hh"], params["bias_hh"], params["weight_hr"])
+        final_states = (s_h[T % 2].copy(), s_c[T % 2].copy(),)
+        return y, final_states, None
     zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 4 * H)
     zx_ih += params["bias_ih"]
     s_h = np.empty((T + 1, B, proj_size), dtype)
@@ -291,7 +391,6 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     z_hh = np.empty((T, B, 4 * H), dtype)
     z_hr = np.empty((T, B, proj_size), dtype)
     v_hr = np.empty((T, B, H), dtype)
-    y = np.zeros((T, B, proj_size), dtype)
     _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, params["weight_hh"], params["bias_hh"], params["weight_hr"])
     final_states = (s_h[T].copy(), s_c[T].copy(),)
     saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,

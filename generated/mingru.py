@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: bcef0cf289807dee6c8dbbd3c3aabb7677de6dff355111b9d928be74ca3d961c
+sha256 of spec + templates + math libraries + versions: 6efedf0259e3cea8eb486c37f5bf5c50b00cb8096b3ccbc88e5c1558291c7bcf
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -26,7 +26,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid  # noqa: F401
 
 NAME = "mingru"
-SPEC_SHA256 = "bcef0cf289807dee6c8dbbd3c3aabb7677de6dff355111b9d928be74ca3d961c"
+SPEC_SHA256 = "6efedf0259e3cea8eb486c37f5bf5c50b00cb8096b3ccbc88e5c1558291c7bcf"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
@@ -50,7 +50,7 @@ def sizes_of(params):
 
 
 # -- forward: the time loop --------------------------------------------------------------------
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _forward_loop(lengths, reverse, y, zx_ih, s_h):
     T, B, H = y.shape
     c1 = y.dtype.type(1)
@@ -74,7 +74,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h):
 
 
 # -- backward: the time loop in reverse --------------------------------------------------------
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _backward_loop(lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih):
     T, B, H = dy.shape
     c1 = dy.dtype.type(1)
@@ -100,8 +100,35 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih):
                     dzx_ih_g1[j] = dnext_h*z
 
 
-def forward(x, params, state0=None, lengths=None, reverse=False):
+# -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
+@njit(cache=True, nogil=True, error_model="numpy")
+def _infer_loop(lengths, reverse, y, zx_ih, s_h):
+    T, B, H = y.shape
+    c1 = y.dtype.type(1)
+    for step in range(T):
+        # update: new states
+        for b in range(B):
+            if step < lengths[b]:
+                t = lengths[b] - 1 - step if reverse else step
+                zx_ih_g0 = zx_ih[t, b, 0:H]
+                zx_ih_g1 = zx_ih[t, b, H:2 * H]
+                for j in range(H):
+                    h = s_h[step % 2, b, j]
+                    xz = zx_ih_g0[j]
+                    xh = zx_ih_g1[j]
+                    z = _sigmoid(xz)
+                    s_h[(step + 1) % 2, b, j] = h*(c1 - z) + xh*z
+                    y[t, b, j] = s_h[(step + 1) % 2, b, j]
+            else:
+                for j in range(H):
+                    s_h[(step + 1) % 2, b, j] = s_h[step % 2, b, j]
+
+
+def forward(x, params, state0=None, lengths=None, reverse=False, need_grad=True, params_checked=False):
     """Run the cell over x (T, B, I). Returns (y (T, B, H), final states, saved for backward).
+    With need_grad=False nothing is kept for backward (saved is None): the loop keeps only the
+    states of the current step. params_checked=True: the caller has checked the parameters for NaN
+    and inf (rnngen.RNN does, once per call); they are not checked again here.
 
     Checks its inputs (ValueError naming the argument; NaN or inf in x, state0 or a parameter is
     refused). `saved` keeps references to x and params, not copies: do not modify them in place
@@ -110,16 +137,24 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     if device.is_device_array(x):      # numba, torch or cupy arrays on the GPU: _cuda_mingru.py
         return device.cuda_module(__name__, __file__, NAME).forward(x, params, state0, lengths, reverse)
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
-                                                                PARAMS, STATES)
+                                                                PARAMS, STATES, params_checked)
     T, B, I = x.shape
     H = state0[0].shape[1]
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
+    y = np.zeros((T, B, H), dtype)
+    if not need_grad:
+        zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 2 * H)
+        zx_ih += params["bias_ih"]
+        s_h = np.empty((2, B, H), dtype)
+        s_h[0] = state0[0]
+        _infer_loop(lengths, reverse, y, zx_ih, s_h)
+        final_states = (s_h[T % 2].copy(),)
+        return y, final_states, None
     zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 2 * H)
     zx_ih += params["bias_ih"]
     s_h = np.empty((T + 1, B, H), dtype)
     s_h[0] = state0[0]
-    y = np.zeros((T, B, H), dtype)
     _forward_loop(lengths, reverse, y, zx_ih, s_h)
     final_states = (s_h[T].copy(),)
     saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,

@@ -39,7 +39,7 @@ from .runtime import registry
 from .runtime.sizes import checked_sizes, output_size, state_sizes
 from .runtime.stack import forward_layers, unit
 from .runtime.tensors import crossing, check_dtype
-from .torch_cell import CellFunction
+from .torch_cell import CellFunction, run_cell
 
 __all__ = ["RNN", "from_torch", "CellFunction"]
 
@@ -225,9 +225,14 @@ class RNN(torch.nn.Module):
         def run(layer, direction, layer_input):
             k = unit(layer, direction, D)
             s0 = tuple(s[k] for s in state0) if state0 is not None else (None,) * len(self.states)
+            params = self._layer_params(layer, direction)
             try:
-                res = CellFunction.apply(self.gen, checked, bool(direction), layer_input,
-                                         *s0, *self._layer_params(layer, direction))
+                if torch.is_grad_enabled() and any(t is not None and t.requires_grad
+                                                   for t in (layer_input, *s0, *params)):
+                    res = CellFunction.apply(self.gen, checked, bool(direction), layer_input, *s0, *params)
+                else:       # under torch.no_grad() (or nothing requires grad): no backward follows
+                    res = run_cell(self.gen, checked, bool(direction), layer_input, (*s0, *params),
+                                   need_grad=False)[0]
             except ValueError:
                 self._refuse_non_finite()       # a parameter's NaN, named as torch names it
                 raise

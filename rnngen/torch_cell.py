@@ -1,8 +1,10 @@
-"""The autograd Function of one generated cell's run (rnngen.torch.CellFunction), and the guard that
-refuses second-order gradients through it (the PyTorch bridge, rnngen/torch.py, stacks these)."""
+"""The autograd Function of one generated cell's run (rnngen.torch.CellFunction), the run itself
+outside autograd (run_cell: planned in batch slices on the CPU), and the guard that refuses
+second-order gradients through it. The PyTorch bridge, rnngen/torch.py, stacks these."""
 import torch
 
-from .runtime.tensors import check_dtype, crossing
+from .runtime import schedule
+from .runtime.tensors import HostCrossing, check_dtype, crossing
 
 
 class _FirstOrderOnly(torch.autograd.Function):
@@ -35,6 +37,26 @@ def _first_order_only(cell, grads, anchors):
     return tuple(None if g is None else next(out) for g in grads)
 
 
+def run_cell(gen, lengths, reverse, x, tensors, need_grad=True):
+    """gen's forward on tensors (x, *state0, *params as CellFunction takes them), outside autograd.
+    Returns (the output tensors, saved, the crossing). On the CPU the call is planned and run in
+    batch slices (rnngen/runtime/schedule.py); need_grad=False keeps nothing for backward."""
+    n_states = len(gen.STATES)
+    state0 = tensors[:n_states]
+    params = tensors[n_states:]
+    for what, t in zip(["input x", *(f"initial state {s!r}" for s in gen.STATES),
+                        *(f"parameter {p}" for p in gen.PARAMS)], (x, *tensors)):
+        if t is not None:
+            check_dtype(what, t.dtype)
+    dev = crossing(x, *tensors)
+    k = dev.to_kernel
+    forward = schedule.cell_forward(gen, need_grad) if isinstance(dev, HostCrossing) else gen.forward
+    y, final, saved = dev.run(
+        forward, k(x), {name: k(p) for name, p in zip(gen.PARAMS, params)},
+        None if state0[0] is None else tuple(k(s) for s in state0), lengths, reverse)
+    return (dev.to_tensor(y),) + tuple(dev.to_tensor(s) for s in final), saved, dev
+
+
 class CellFunction(torch.autograd.Function):
     """One run of a generated cell over a padded, time-major sequence.
 
@@ -45,35 +67,25 @@ class CellFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, gen, lengths, reverse, x, *tensors):
-        n_states = len(gen.STATES)
-        state0 = tensors[:n_states]
-        params = tensors[n_states:]
-        for what, t in zip(["input x", *(f"initial state {s!r}" for s in gen.STATES),
-                            *(f"parameter {p}" for p in gen.PARAMS)], (x, *tensors)):
-            if t is not None:
-                check_dtype(what, t.dtype)
-        dev = crossing(x, *tensors)
-        k = dev.to_kernel
-        y, final, saved = dev.run(
-            gen.forward, k(x), {name: k(p) for name, p in zip(gen.PARAMS, params)},
-            None if state0[0] is None else tuple(k(s) for s in state0), lengths, reverse)
+        outputs, saved, dev = run_cell(gen, lengths, reverse, x, tensors)
         ctx.set_materialize_grads(False)   # an unused output's gradient stays None: no zeros made
         ctx.gen = gen
         ctx.saved = saved
         ctx.dev = dev
         # Not read in backward (the kernels keep their own views in `saved`): saving them lets
         # autograd report an in-place change (an optimizer step) between forward and backward.
-        ctx.save_for_backward(x, *params)
-        ctx.state0 = state0               # only for _first_order_only (backward reads the kernels' copies)
-        return (dev.to_tensor(y),) + tuple(dev.to_tensor(s) for s in final)
+        ctx.save_for_backward(x, *tensors[len(gen.STATES):])
+        ctx.state0 = tensors[:len(gen.STATES)]   # only for _first_order_only (backward reads the kernels' copies)
+        return outputs
 
     @staticmethod
     def backward(ctx, dy, *d_final):
         inputs = ctx.saved_tensors  # raises if x or a parameter was modified in place
         gen, saved, dev = ctx.gen, ctx.saved, ctx.dev
         k = dev.to_kernel
+        backward = schedule.cell_backward(gen) if isinstance(dev, HostCrossing) else gen.backward
         dx, d_state0, d_params = dev.run(
-            gen.backward, None if dy is None else k(dy),
+            backward, None if dy is None else k(dy),
             tuple(None if d is None else k(d) for d in d_final), saved)
         grads = [dx, *d_state0] + [d_params[name] for name in gen.PARAMS]
         needed = ctx.needs_input_grad[3:]

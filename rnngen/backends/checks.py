@@ -32,6 +32,12 @@ class CheckedLengths:
     def __repr__(self):
         return f"CheckedLengths({self.host.tolist()}, T={self.T})"
 
+    def rows(self, b0, b1):
+        """The lengths of batch rows b0:b1, checked already (host only)."""
+        part = object.__new__(CheckedLengths)
+        part.host, part.B, part.T, part.device = self.host[b0:b1], b1 - b0, self.T, None
+        return part
+
 
 def dim_value(dim, env):
     """One dimension of a PARAMS shape: a product (and quotient) of integers and size names,
@@ -163,12 +169,13 @@ def check_finite(name, value):
 
 
 def check_forward(x, params, state0, lengths, reverse, spec_params, states, array, lengths_of=None,
-                  finite=check_finite, state_sizes=None):
+                  finite=check_finite, params_finite=True, state_sizes=None):
     """The checks of forward()'s inputs shared by the CPU and the CUDA modules.
 
     `array(name, value, ndim, dtype=None)` converts and checks one array (the backend's: numpy
     arrays on the CPU, device arrays on the GPU); `lengths_of(lengths, B, T)` checks `lengths`
-    (default check_lengths); `finite(name, arr)` rejects NaN and inf (None: not checked).
+    (default check_lengths); `finite(name, arr)` rejects NaN and inf (None: not checked;
+    params_finite=False: not for the parameters, which the caller checked).
     `state_sizes` {state: size name}: the states whose size is not H (STATE_SIZES).
     Returns (x, params, state0, lengths, reverse, H), with None for each state not given.
     """
@@ -198,7 +205,7 @@ def check_forward(x, params, state0, lengths, reverse, spec_params, states, arra
         if tuple(arr.shape) != expected:
             raise ValueError(f"params[{name!r}] must have shape {expected} ({', '.join(shape)} with "
                              f"I={I}, H={H}{given}), got {tuple(arr.shape)}")
-        if finite is not None:
+        if finite is not None and params_finite:
             finite(f"params[{name!r}]", arr)
     if state0 is None:
         state0 = (None,) * len(states)

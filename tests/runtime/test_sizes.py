@@ -105,3 +105,18 @@ def test_train_a_layernorm_lstm(tmp_path, capsys):
                  "--dropout", "0.2"]) == 0
     assert checkpoint_metadata(out)["cell"] == "layernorm_lstm"
     assert main(["sample", str(out), "--n", "2"]) == 0
+
+
+@pytest.mark.parametrize("cell, sizes", [("lstm_proj", {"proj_size": 2}), ("layernorm_lstm", {})])
+def test_the_inference_forward_equals_the_training_forward(cell, sizes):
+    m = rnngen.load(cell)
+    p = {k: v + 0.3 for k, v in m.init_params(3, 5, np.float64, **sizes).items()}
+    x = np.random.default_rng(0).standard_normal((6, 4, 3))
+    lengths = np.array([6, 0, 3, 1])
+    for reverse in (False, True):
+        y, final, _ = m.forward(x, p, lengths=lengths, reverse=reverse)
+        y2, final2, saved = m.forward(x, p, lengths=lengths, reverse=reverse, need_grad=False)
+        assert saved is None
+        np.testing.assert_array_equal(y, y2)
+        for a, b in zip(final, final2):
+            np.testing.assert_array_equal(a, b)

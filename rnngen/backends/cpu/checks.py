@@ -27,11 +27,14 @@ def host_array(name, value, ndim, dtype=None):
     return np.ascontiguousarray(value)
 
 
-def forward_inputs(x, params, state0, lengths, reverse, spec_params, states, state_sizes=None):
-    """forward()'s inputs checked; the states not given as zeros (B, the state's size), the others
-    copied. `state_sizes`: STATE_SIZES of a cell whose states are not all of size H."""
+def forward_inputs(x, params, state0, lengths, reverse, spec_params, states, params_checked=False,
+                   state_sizes=None):
+    """forward()'s inputs checked (params_checked: but for NaN/inf in the parameters, which the
+    caller checked); the states not given as zeros (B, the state's size), the others copied.
+    `state_sizes`: STATE_SIZES of a cell whose states are not all of size H."""
     x, params, state0, lengths, reverse, H = check_forward(x, params, state0, lengths, reverse,
                                                            spec_params, states, host_array,
+                                                           params_finite=not params_checked,
                                                            state_sizes=state_sizes)
     B = x.shape[1]
     dims = state_dims(state_sizes, states, H, sizes_of(params, spec_params)) if state_sizes else (H,) * len(states)
@@ -41,6 +44,9 @@ def forward_inputs(x, params, state0, lengths, reverse, spec_params, states, sta
 
 def backward_inputs(dy, d_final, saved, cell_name, states, output=None):
     """backward()'s inputs checked against what forward() saved; d_final copied (accumulated into)."""
+    if saved is None:
+        raise ValueError("saved is None: forward(..., need_grad=False) keeps nothing for backward; "
+                         "run forward() with need_grad=True (the default) before backward()")
     if not isinstance(saved, Saved) or saved.cell != cell_name:
         raise ValueError(f"saved must be what forward() of cell {cell_name!r} returned")
     T, B, _ = saved.x.shape
