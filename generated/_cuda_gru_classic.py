@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: b078f9172aa3646f08b35f5376174c8aee3f6953f5d393c3d59fb7c88f75af52
+sha256 of spec + templates + math libraries + versions: b7df301b1ee64e24bf72894ce22b6dae2e6154503add95a2d84f496769c9f4c7
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru_classic"
-SPEC_SHA256 = "b078f9172aa3646f08b35f5376174c8aee3f6953f5d393c3d59fb7c88f75af52"
+SPEC_SHA256 = "b7df301b1ee64e24bf72894ce22b6dae2e6154503add95a2d84f496769c9f4c7"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -46,6 +46,9 @@ PARAMS = {
     "weight_hh": ('2*H', 'H'),
     "weight_rh": ('H', 'H'),
 }
+SIZES = ()
+SIZE_DEFAULTS = {}
+STATE_SIZES = {'h': 'H'}
 COOPERATIVE = True     # the kernels call grid.sync()
 SHARED_ROWS = 3            # weight rows per hidden unit kept on chip (all recurrent gates)
 RECURRENT_LINEARS = 2
@@ -314,7 +317,7 @@ def forward(x, params, state0=None, lengths=None, reverse=False, masks=None):
     place before backward(saved), or backward silently returns the gradients of the modified
     values. NaN and inf in device inputs are not checked."""
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
-                                                                PARAMS, STATES, INITIAL)
+                                                                PARAMS, STATES, initial=INITIAL)
     masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS), x.dtype,
                                  params)
     T, B, I = x.shape

@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: f8a1dc35fc820257720560de77933e9e75308e7060f86991e2e4cbf158cee6fb
+sha256 of spec + templates + math libraries + versions: 410974edb864d7be15855cbee410efab8f4f6da3ccccdc27b210ced55b44b0be
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -39,7 +39,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm"
-SPEC_SHA256 = "f8a1dc35fc820257720560de77933e9e75308e7060f86991e2e4cbf158cee6fb"
+SPEC_SHA256 = "410974edb864d7be15855cbee410efab8f4f6da3ccccdc27b210ced55b44b0be"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -51,6 +51,9 @@ PARAMS = {
     "weight_hh": ('4*H', 'H'),
     "bias_hh": ('4*H',),
 }
+SIZES = ()
+SIZE_DEFAULTS = {}
+STATE_SIZES = {'h': 'H', 'c': 'H'}
 COOPERATIVE = True     # the kernels call grid.sync()
 SHARED_ROWS = 4            # weight rows per hidden unit kept on chip (all recurrent gates)
 RECURRENT_LINEARS = 1
@@ -245,7 +248,7 @@ def forward(x, params, state0=None, lengths=None, reverse=False, masks=None):
     place before backward(saved), or backward silently returns the gradients of the modified
     values. NaN and inf in device inputs are not checked."""
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
-                                                                PARAMS, STATES, INITIAL)
+                                                                PARAMS, STATES, initial=INITIAL)
     masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS), x.dtype,
                                  params)
     T, B, I = x.shape

@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: d1469643f5dd158260f01a12ce71bb490808b44dd52b5a47557c8cc5ad4021ce
+sha256 of spec + templates + math libraries + versions: 626f57a72192b3d77c71ad46ba1976ca4d7ab14fb0beeaffe6296101ccd95af1
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -38,7 +38,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "d1469643f5dd158260f01a12ce71bb490808b44dd52b5a47557c8cc5ad4021ce"
+SPEC_SHA256 = "626f57a72192b3d77c71ad46ba1976ca4d7ab14fb0beeaffe6296101ccd95af1"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -53,6 +53,9 @@ PARAMS = {
     "weight_cf": ('H',),
     "weight_co": ('H',),
 }
+SIZES = ()
+SIZE_DEFAULTS = {}
+STATE_SIZES = {'h': 'H', 'c': 'H'}
 COOPERATIVE = True     # the kernels call grid.sync()
 SHARED_ROWS = 4            # weight rows per hidden unit kept on chip (all recurrent gates)
 RECURRENT_LINEARS = 1
@@ -259,7 +262,7 @@ def forward(x, params, state0=None, lengths=None, reverse=False, masks=None):
     place before backward(saved), or backward silently returns the gradients of the modified
     values. NaN and inf in device inputs are not checked."""
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
-                                                                PARAMS, STATES, INITIAL)
+                                                                PARAMS, STATES, initial=INITIAL)
     masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS), x.dtype,
                                  params)
     T, B, I = x.shape

@@ -2,7 +2,7 @@
 
 source spec: lstm_vd.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 053566f520c66038d7da590c8cf988f07a905e6e84e08f6011d6f749ed75814c
+sha256 of spec + templates + math libraries + versions: 8e2019fd7561b0f8e15e9fb314e46ff7d3fc094cd0d52a190119799e3b1fe2ab
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -38,7 +38,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_vd"
-SPEC_SHA256 = "053566f520c66038d7da590c8cf988f07a905e6e84e08f6011d6f749ed75814c"
+SPEC_SHA256 = "8e2019fd7561b0f8e15e9fb314e46ff7d3fc094cd0d52a190119799e3b1fe2ab"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -50,6 +50,9 @@ PARAMS = {
     "weight_hh": ('4*H', 'H'),
     "bias_hh": ('4*H',),
 }
+SIZES = ()
+SIZE_DEFAULTS = {}
+STATE_SIZES = {'h': 'H', 'c': 'H'}
 COOPERATIVE = True     # the kernels call grid.sync()
 SHARED_ROWS = 4            # weight rows per hidden unit kept on chip (all recurrent gates)
 RECURRENT_LINEARS = 1
@@ -282,7 +285,7 @@ def forward(x, params, state0=None, lengths=None, reverse=False, masks=None):
     place before backward(saved), or backward silently returns the gradients of the modified
     values. NaN and inf in device inputs are not checked."""
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
-                                                                PARAMS, STATES, INITIAL)
+                                                                PARAMS, STATES, initial=INITIAL)
     masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS), x.dtype,
                                  params)
     T, B, I = x.shape

@@ -2,7 +2,7 @@
 
 source spec: lstm_weightdrop.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 1b526a0ae1f702041c4a68ed69a73a6be30835f268bbadaee2bb2faa66a4838f
+sha256 of spec + templates + math libraries + versions: 77b723220fdd17dc93d4f3b14fd8a2af276e1dc3bb6a627cf66781febdf68695
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -40,7 +40,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_weightdrop"
-SPEC_SHA256 = "1b526a0ae1f702041c4a68ed69a73a6be30835f268bbadaee2bb2faa66a4838f"
+SPEC_SHA256 = "77b723220fdd17dc93d4f3b14fd8a2af276e1dc3bb6a627cf66781febdf68695"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -52,6 +52,9 @@ PARAMS = {
     "weight_hh": ('4*H', 'H'),
     "bias_hh": ('4*H',),
 }
+SIZES = ()
+SIZE_DEFAULTS = {}
+STATE_SIZES = {'h': 'H', 'c': 'H'}
 COOPERATIVE = True     # the kernels call grid.sync()
 SHARED_ROWS = 4            # weight rows per hidden unit kept on chip (all recurrent gates)
 RECURRENT_LINEARS = 1
@@ -246,7 +249,7 @@ def forward(x, params, state0=None, lengths=None, reverse=False, masks=None):
     place before backward(saved), or backward silently returns the gradients of the modified
     values. NaN and inf in device inputs are not checked."""
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
-                                                                PARAMS, STATES, INITIAL)
+                                                                PARAMS, STATES, initial=INITIAL)
     masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS), x.dtype,
                                  params)
     T, B, I = x.shape

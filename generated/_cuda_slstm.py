@@ -2,7 +2,7 @@
 
 source spec: slstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 92b4535e464891ef22fc52978b3faf70b41b546a12e3b91e32462b2fd11a22bd
+sha256 of spec + templates + math libraries + versions: 4441149aeac8809512f4ab7e9616f0be26ab594d81db9fc032092801736bb33e
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -47,7 +47,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, exp_nonpositive as _exp_
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "slstm"
-SPEC_SHA256 = "92b4535e464891ef22fc52978b3faf70b41b546a12e3b91e32462b2fd11a22bd"
+SPEC_SHA256 = "4441149aeac8809512f4ab7e9616f0be26ab594d81db9fc032092801736bb33e"
 STATES = ('h', 'c', 'n', 'm')
 OUTPUT = "h"
 INITIAL = {'m': 'lowest'}     # the states that do not start at zero when state0 leaves them out
@@ -58,6 +58,9 @@ PARAMS = {
     "bias_ih": ('4*H',),
     "weight_hh": ('heads', '4*H/heads', 'H/heads'),
 }
+SIZES = ('heads',)
+SIZE_DEFAULTS = {'heads': 1}
+STATE_SIZES = {'h': 'H', 'c': 'H', 'n': 'H', 'm': 'H'}
 COOPERATIVE = True     # the kernels call grid.sync()
 SHARED_ROWS = 4            # weight rows per hidden unit kept on chip (all recurrent gates)
 RECURRENT_LINEARS = 1
@@ -73,12 +76,16 @@ def _kernels_for(_dtype):
 
     # -- forward: one launch runs every time step ------------------------------------------
     def forward_kernel(lengths, reverse, y, zx_ih, s_h, s_c, s_n, s_m, z_hh, bias_ih, weight_hh, _units, _on_chip):
-        T, B, H = y.shape
+        T = y.shape[0]
+        B = y.shape[1]
+        H = y.shape[2]
+        heads = weight_hh.shape[0]
         c0 = _dtype(0)
         c1 = _dtype(1)
         _zero = _dtype(0)
         _j0 = cuda.blockIdx.x * _units            # this block's first hidden unit
-        _nu = min(_units, H - _j0)                # how many units it owns
+        _nu = max(0, min(_units, H - _j0))        # how many units of H it owns
+        _nu_heads = max(0, min(_units, heads - _j0))
         _tid = cuda.threadIdx.x
         _nt = cuda.blockDim.x
         _wsh = cuda.shared.array(0, _dtype)       # this block's slices of the recurrent weights
@@ -161,12 +168,16 @@ def _kernels_for(_dtype):
 
     # -- backward: one launch runs the time loop in reverse --------------------------------
     def backward_kernel(lengths, reverse, dy, zx_ih, s_c, s_n, s_m, d_h, d_c, d_n, d_m, dz_hh, weight_hh, _units, _on_chip):
-        T, B, H = dy.shape
+        T = dy.shape[0]
+        B = dy.shape[1]
+        H = dy.shape[2]
+        heads = weight_hh.shape[0]
         c0 = _dtype(0)
         c1 = _dtype(1)
         _zero = _dtype(0)
         _j0 = cuda.blockIdx.x * _units            # this block's first hidden unit
-        _nu = min(_units, H - _j0)                # how many units it owns
+        _nu = max(0, min(_units, H - _j0))        # how many units of H it owns
+        _nu_heads = max(0, min(_units, heads - _j0))
         _tid = cuda.threadIdx.x
         _nt = cuda.blockDim.x
         _wsh = cuda.shared.array(0, _dtype)       # this block's slices of the recurrent weights
@@ -289,11 +300,12 @@ def forward(x, params, state0=None, lengths=None, reverse=False, masks=None):
     place before backward(saved), or backward silently returns the gradients of the modified
     values. NaN and inf in device inputs are not checked."""
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
-                                                                PARAMS, STATES, INITIAL)
+                                                                PARAMS, STATES, STATE_SIZES, initial=INITIAL)
     masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS), x.dtype,
                                  params)
     T, B, I = x.shape
     H = checks.hidden_size(params, PARAMS)
+    heads = checks.sizes_of(params, PARAMS)["heads"]
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
     weight_hh_dense = heads.dense(params["weight_hh"])   # block-diagonal, off-diagonal blocks zero
@@ -309,7 +321,7 @@ def forward(x, params, state0=None, lengths=None, reverse=False, masks=None):
     elementwise.copy(state0[3], s_m[0], fill=checks.initial_value(INITIAL, "m", dtype))
     z_hh = elementwise.empty((B, 4 * H), dtype)
     y = elementwise.empty((T, B, H), dtype)
-    launch.persistent(_kernels(dtype).forward, H, B, SHARED_ROWS, RECURRENT_LINEARS, False,
+    launch.persistent(_kernels(dtype).forward, max(H, heads), B, SHARED_ROWS, RECURRENT_LINEARS, False,
                       (lengths, reverse, y, zx_ih, s_h, s_c, s_n, s_m, z_hh, params["bias_ih"], weight_hh_dense))
     final_states = (s_h[T], s_c[T], s_n[T], s_m[T],)
     saved = checks.Saved(NAME, device=True, x=x, params=params, lengths=lengths, reverse=reverse,
@@ -322,7 +334,7 @@ def backward(dy, d_final, saved):
 
     Reads x and params through `saved`, by reference: they must be unchanged since forward()
     (not checked). First-order gradients."""
-    dy, d_final = checks.backward_inputs(dy, d_final, saved, NAME, STATES)
+    dy, d_final = checks.backward_inputs(dy, d_final, saved, NAME, STATES, OUTPUT)
     x, params, lengths, reverse = saved.x, saved.params, saved.lengths, saved.reverse
     zx_ih = saved.zx_ih
     s_h = saved.s_h
@@ -330,7 +342,8 @@ def backward(dy, d_final, saved):
     s_n = saved.s_n
     s_m = saved.s_m
     T, B, I = x.shape
-    H = dy.shape[2]
+    H = checks.hidden_size(params, PARAMS)
+    heads = checks.sizes_of(params, PARAMS)["heads"]
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
     weight_hh_dense = heads.dense(params["weight_hh"])   # block-diagonal, off-diagonal blocks zero
@@ -339,7 +352,7 @@ def backward(dy, d_final, saved):
     d_n = d_final[2]
     d_m = d_final[3]
     dz_hh = elementwise.empty((T, B, 4 * H), dtype)
-    launch.persistent(_kernels(dtype).backward, H, B, SHARED_ROWS, RECURRENT_LINEARS, True,
+    launch.persistent(_kernels(dtype).backward, max(H, heads), B, SHARED_ROWS, RECURRENT_LINEARS, True,
                       (lengths, reverse, dy, zx_ih, s_c, s_n, s_m, d_h, d_c, d_n, d_m, dz_hh, weight_hh_dense))
     d_params = {}
     # dz_hh is the gradient of ih's pre-activation too (the two add up); it is in loop order,

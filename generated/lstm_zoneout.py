@@ -2,7 +2,7 @@
 
 source spec: lstm_zoneout.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 3dad0c938ee2ff68748efeaf000082fe52f4ee952f02d13a0f428e7ce5875b3a
+sha256 of spec + templates + math libraries + versions: 194e2735ca8711668013ef521e29925a5368b648f0feb5ff9bc87e2de8e7a310
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -37,7 +37,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_zoneout"
-SPEC_SHA256 = "3dad0c938ee2ff68748efeaf000082fe52f4ee952f02d13a0f428e7ce5875b3a"
+SPEC_SHA256 = "194e2735ca8711668013ef521e29925a5368b648f0feb5ff9bc87e2de8e7a310"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -49,15 +49,20 @@ PARAMS = {
     "weight_hh": ('4*H', 'H'),
     "bias_hh": ('4*H',),
 }
-
-
-SIZES = ()     # run-time sizes besides I and H: keywords of init_params, read back from PARAMS
-SIZE_DEFAULTS = {}     # the value of a size keyword left out
+SIZES = ()
+SIZE_DEFAULTS = {}
+STATE_SIZES = {'h': 'H', 'c': 'H'}
+INIT = {}
 
 
 def init_params(input_size, hidden_size, dtype=np.float32, seed=0):
     """Parameters drawn from U(-1/sqrt(H), 1/sqrt(H)), as torch.nn.RNN/GRU/LSTM do."""
-    return checks.init_params(PARAMS, input_size, hidden_size, dtype, seed, None, SIZE_DEFAULTS)
+    return checks.init_params(PARAMS, input_size, hidden_size, dtype, seed, init=INIT)
+
+
+def sizes_of(params):
+    """{size name: value} of the run-time sizes (SIZES), read back from the parameters' shapes."""
+    return checks.sizes_of(params, PARAMS, SIZES)
 
 
 # -- forward: the time loop --------------------------------------------------------------------
@@ -224,7 +229,7 @@ def forward(x, params, state0=None, lengths=None, reverse=False, need_grad=True,
     if device.is_device_array(x):      # numba, torch or cupy arrays on the GPU: _cuda_lstm_zoneout.py
         return device.cuda_module(__name__, __file__, NAME).forward(x, params, state0, lengths, reverse, masks)
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
-                                                                PARAMS, STATES, INITIAL, params_checked)
+                                                                PARAMS, STATES, params_checked, initial=INITIAL)
     masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS), x.dtype,
                                  params)
     T, B, I = x.shape
@@ -262,14 +267,14 @@ def forward(x, params, state0=None, lengths=None, reverse=False, need_grad=True,
 
 
 def backward(dy, d_final, saved):
-    """Gradients of a scalar loss: from dy (T, B, H) and d_final (per state, (B, H) or None)
+    """Gradients of a scalar loss: from dy (T, B, H) and d_final (per state, (B, its size) or None)
     to (dx, d_state0, d_params).
 
     Reads x and params through `saved`, by reference: they must be unchanged since forward()
     (this is not checked; the PyTorch bridge, rnngen.torch, checks it). First-order gradients."""
     if getattr(saved, "device", False):
         return device.cuda_module(__name__, __file__, NAME).backward(dy, d_final, saved)
-    dy, d_final = checks.backward_inputs(dy, d_final, saved, NAME, STATES)
+    dy, d_final = checks.backward_inputs(dy, d_final, saved, NAME, STATES, OUTPUT)
     x, params, lengths, reverse = saved.x, saved.params, saved.lengths, saved.reverse
     zx_ih = saved.zx_ih
     s_h = saved.s_h

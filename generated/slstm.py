@@ -2,7 +2,7 @@
 
 source spec: slstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 92b4535e464891ef22fc52978b3faf70b41b546a12e3b91e32462b2fd11a22bd
+sha256 of spec + templates + math libraries + versions: 4441149aeac8809512f4ab7e9616f0be26ab594d81db9fc032092801736bb33e
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -42,7 +42,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, exp_nonpositive as _exp_nonpositive, head_weight_grad as _head_weight_grad, log_sigmoid as _log_sigmoid, maximum as _maximum, sigmoid as _sigmoid, step as _step, tanh as _tanh  # noqa: F401
 
 NAME = "slstm"
-SPEC_SHA256 = "92b4535e464891ef22fc52978b3faf70b41b546a12e3b91e32462b2fd11a22bd"
+SPEC_SHA256 = "4441149aeac8809512f4ab7e9616f0be26ab594d81db9fc032092801736bb33e"
 STATES = ('h', 'c', 'n', 'm')
 OUTPUT = "h"
 INITIAL = {'m': 'lowest'}     # the states that do not start at zero when state0 leaves them out
@@ -53,21 +53,32 @@ PARAMS = {
     "bias_ih": ('4*H',),
     "weight_hh": ('heads', '4*H/heads', 'H/heads'),
 }
-
-
-SIZES = ('heads',)     # run-time sizes besides I and H: keywords of init_params, read back from PARAMS
-SIZE_DEFAULTS = {'heads': 1}     # the value of a size keyword left out
+SIZES = ('heads',)
+SIZE_DEFAULTS = {'heads': 1}
+STATE_SIZES = {'h': 'H', 'c': 'H', 'n': 'H', 'm': 'H'}
+INIT = {}
 
 
 def init_params(input_size, hidden_size, dtype=np.float32, seed=0, *, heads=None):
-    """Parameters drawn from U(-1/sqrt(H), 1/sqrt(H)), as torch.nn.RNN/GRU/LSTM do."""
-    return checks.init_params(PARAMS, input_size, hidden_size, dtype, seed, {"heads": heads}, SIZE_DEFAULTS)
+    """Parameters drawn from U(-1/sqrt(H), 1/sqrt(H)), as torch.nn.RNN/GRU/LSTM do; the run-time sizes
+    heads are keywords (None: SIZE_DEFAULTS, "H" there meaning hidden_size)."""
+    return checks.init_params(PARAMS, input_size, hidden_size, dtype, seed,
+                              {"heads": heads}, INIT,
+                              SIZE_DEFAULTS)
+
+
+def sizes_of(params):
+    """{size name: value} of the run-time sizes (SIZES), read back from the parameters' shapes."""
+    return checks.sizes_of(params, PARAMS, SIZES)
 
 
 # -- forward: the time loop --------------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy")
 def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, s_n, s_m, z_hh, weight_hh, zh_hh):
-    T, B, H = y.shape
+    T = y.shape[0]
+    B = y.shape[1]
+    H = y.shape[2]
+    heads = weight_hh.shape[0]
     c0 = y.dtype.type(0)
     c1 = y.dtype.type(1)
     for step in range(T):
@@ -129,7 +140,10 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, s_n, s_m, z_hh, weight_h
 # -- backward: the time loop in reverse --------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy")
 def _backward_loop(lengths, reverse, dy, zx_ih, s_c, s_n, s_m, d_h, d_c, d_n, d_m, dz_hh, weight_hh, dv_hh, dzh_hh, dvh_hh):
-    T, B, H = dy.shape
+    T = dy.shape[0]
+    B = dy.shape[1]
+    H = dy.shape[2]
+    heads = weight_hh.shape[0]
     c0 = dy.dtype.type(0)
     c1 = dy.dtype.type(1)
     for step in range(T - 1, -1, -1):
@@ -207,7 +221,10 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, s_n, s_m, d_h, d_c, d_n, d_
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
 @njit(cache=True, nogil=True, error_model="numpy")
 def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, s_n, s_m, z_hh, weight_hh, zh_hh):
-    T, B, H = y.shape
+    T = y.shape[0]
+    B = y.shape[1]
+    H = y.shape[2]
+    heads = weight_hh.shape[0]
     c0 = y.dtype.type(0)
     c1 = y.dtype.type(1)
     for step in range(T):
@@ -283,11 +300,12 @@ def forward(x, params, state0=None, lengths=None, reverse=False, need_grad=True,
     if device.is_device_array(x):      # numba, torch or cupy arrays on the GPU: _cuda_slstm.py
         return device.cuda_module(__name__, __file__, NAME).forward(x, params, state0, lengths, reverse, masks)
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
-                                                                PARAMS, STATES, INITIAL, params_checked)
+                                                                PARAMS, STATES, params_checked, state_sizes=STATE_SIZES, initial=INITIAL)
     masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS), x.dtype,
                                  params)
     T, B, I = x.shape
-    H = state0[0].shape[1]
+    H = checks.hidden_size(params, PARAMS)
+    heads = checks.sizes_of(params, PARAMS)["heads"]
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
     y = np.zeros((T, B, H), dtype)
@@ -329,14 +347,14 @@ def forward(x, params, state0=None, lengths=None, reverse=False, need_grad=True,
 
 
 def backward(dy, d_final, saved):
-    """Gradients of a scalar loss: from dy (T, B, H) and d_final (per state, (B, H) or None)
+    """Gradients of a scalar loss: from dy (T, B, H) and d_final (per state, (B, its size) or None)
     to (dx, d_state0, d_params).
 
     Reads x and params through `saved`, by reference: they must be unchanged since forward()
     (this is not checked; the PyTorch bridge, rnngen.torch, checks it). First-order gradients."""
     if getattr(saved, "device", False):
         return device.cuda_module(__name__, __file__, NAME).backward(dy, d_final, saved)
-    dy, d_final = checks.backward_inputs(dy, d_final, saved, NAME, STATES)
+    dy, d_final = checks.backward_inputs(dy, d_final, saved, NAME, STATES, OUTPUT)
     x, params, lengths, reverse = saved.x, saved.params, saved.lengths, saved.reverse
     zx_ih = saved.zx_ih
     s_h = saved.s_h
@@ -344,7 +362,8 @@ def backward(dy, d_final, saved):
     s_n = saved.s_n
     s_m = saved.s_m
     T, B, I = x.shape
-    H = dy.shape[2]
+    H = checks.hidden_size(params, PARAMS)
+    heads = checks.sizes_of(params, PARAMS)["heads"]
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
     d_h = d_final[0]

@@ -34,102 +34,16 @@ import torch
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from .backends.checks import CheckedLengths, all_finite, param_shape
-from .runtime import registry, schedule
+from .runtime import registry
 from .runtime.options import cell_options, options_text, with_masks
+from .runtime.sizes import output_size, state_sizes
 from .runtime.stack import forward_layers, unit
-from .runtime.tensors import HostCrossing, check_dtype, crossing
+from .runtime.tensors import crossing, check_dtype
+from .torch_cell import CellFunction, run_cell
 
 __all__ = ["RNN", "from_torch", "CellFunction"]
 
 _TORCH_MODES = {"LSTM": "lstm", "GRU": "gru", "RNN_TANH": "rnn_tanh", "RNN_RELU": "rnn_relu"}
-
-
-class _FirstOrderOnly(torch.autograd.Function):
-    """Passes a cell's gradients through when they were computed with create_graph=True; refuses
-    to differentiate them (rnngen derives first-order gradients only), rather than let autograd
-    treat them as constants and return wrong second-order numbers."""
-
-    @staticmethod
-    def forward(ctx, cell, n, *tensors):
-        ctx.cell = cell
-        return tensors[:n]
-
-    @staticmethod
-    def backward(ctx, *grads):
-        raise RuntimeError(
-            f"rnngen.torch: a gradient through cell {ctx.cell!r} was differentiated again, but "
-            "rnngen's kernels are first-order only (no second derivatives are derived). This comes "
-            "from autograd.grad(..., create_graph=True) or backward(create_graph=True) followed by a "
-            "backward of the gradient (a gradient penalty, a Hessian-vector product, "
-            "gradgradcheck); use torch.nn.LSTM/GRU/RNN for those.")
-
-
-def _first_order_only(cell, grads, anchors):
-    """grads (None kept) as outputs of _FirstOrderOnly, tied to the tensors they depend on."""
-    given = [g for g in grads if g is not None]
-    anchors = [a for a in anchors if a is not None and a.requires_grad]
-    if not given or not anchors:          # nothing to differentiate them with respect to
-        return grads
-    out = iter(_FirstOrderOnly.apply(cell, len(given), *given, *anchors))
-    return tuple(None if g is None else next(out) for g in grads)
-
-
-def run_cell(gen, lengths, reverse, x, tensors, need_grad=True):
-    """gen's forward on tensors (x, *state0, *params as CellFunction takes them), outside autograd.
-    Returns (the output tensors, saved, the crossing). On the CPU the call is planned and run in
-    batch slices (rnngen/runtime/schedule.py); need_grad=False keeps nothing for backward."""
-    n_states = len(gen.STATES)
-    state0 = tensors[:n_states]
-    params = tensors[n_states:]
-    for what, t in zip(["input x", *(f"initial state {s!r}" for s in gen.STATES),
-                        *(f"parameter {p}" for p in gen.PARAMS)], (x, *tensors)):
-        if t is not None:
-            check_dtype(what, t.dtype)
-    dev = crossing(x, *tensors)
-    k = dev.to_kernel
-    forward = schedule.cell_forward(gen, need_grad) if isinstance(dev, HostCrossing) else gen.forward
-    y, final, saved = dev.run(
-        forward, k(x), {name: k(p) for name, p in zip(gen.PARAMS, params)},
-        None if state0[0] is None else tuple(k(s) for s in state0), lengths, reverse)
-    return (dev.to_tensor(y),) + tuple(dev.to_tensor(s) for s in final), saved, dev
-
-
-class CellFunction(torch.autograd.Function):
-    """One run of a generated cell over a padded, time-major sequence.
-
-    apply(gen, lengths, reverse, x, *state0, *params) -> (y, *final_states)
-    gen: a generated module; lengths: CheckedLengths (or an int64 numpy array (B,)) or None; state0: one (B, H) tensor per
-    state in gen.STATES, or all None for zeros; params in gen.PARAMS order.
-    """
-
-    @staticmethod
-    def forward(ctx, gen, lengths, reverse, x, *tensors):
-        outputs, saved, dev = run_cell(gen, lengths, reverse, x, tensors)
-        ctx.set_materialize_grads(False)   # an unused output's gradient stays None: no zeros made
-        ctx.gen = gen
-        ctx.saved = saved
-        ctx.dev = dev
-        # Not read in backward (the kernels keep their own views in `saved`): saving them lets
-        # autograd report an in-place change (an optimizer step) between forward and backward.
-        ctx.save_for_backward(x, *tensors[len(gen.STATES):])
-        ctx.state0 = tensors[:len(gen.STATES)]   # only for _first_order_only (backward reads the kernels' copies)
-        return outputs
-
-    @staticmethod
-    def backward(ctx, dy, *d_final):
-        inputs = ctx.saved_tensors  # raises if x or a parameter was modified in place
-        gen, saved, dev = ctx.gen, ctx.saved, ctx.dev
-        k = dev.to_kernel
-        backward = schedule.cell_backward(gen) if isinstance(dev, HostCrossing) else gen.backward
-        dx, d_state0, d_params = dev.run(
-            backward, None if dy is None else k(dy),
-            tuple(None if d is None else k(d) for d in d_final), saved)
-        grads = [dx, *d_state0] + [d_params[name] for name in gen.PARAMS]
-        needed = ctx.needs_input_grad[3:]
-        grads = tuple(dev.to_tensor(g) if need else None for g, need in zip(grads, needed))
-        if torch.is_grad_enabled():       # create_graph=True: these gradients may be differentiated
-            grads = _first_order_only(gen.NAME, grads, (*inputs, *ctx.state0, dy, *d_final))
-        return (None, None, None) + grads
 
 
 def _resolve(cell, path=None):
@@ -168,6 +82,8 @@ class RNN(torch.nn.Module):
         dtype: parameter dtype, torch.float32 (default) or torch.float64. rates, seed, **sizes: as in rnngen.RNN.
         device: where the parameters are made (as torch.nn's `device=`); `.to("cuda")` works too.
             On CUDA tensors the module runs rnngen's CUDA kernels (needs numba-cuda and a GPU).
+        **sizes: the cell's run-time sizes (its module's SIZES): proj_size=P for "lstm_proj", as
+            torch.nn.LSTM(proj_size=P) (h_n and the output have P units per direction, c_n H).
 
     forward(input, hx=None) takes a (T, B, I) tensor ((B, T, I) with batch_first) or a
     PackedSequence, and hx: for a one-state cell a tensor (L*D, B, H), for a cell with several
@@ -194,8 +110,11 @@ class RNN(torch.nn.Module):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if not (isinstance(dropout, (int, float)) and 0 <= dropout <= 1) or isinstance(dropout, bool):
             raise ValueError(f"dropout must be a number in [0, 1], got {dropout!r}")
+        self.input_size = input_size
+        self.hidden_size = hidden_size
         self.sizes, self.rates, self.mask_rng = cell_options(self.gen, hidden_size, sizes, rates, seed, "rnngen.torch.RNN")
-        self.input_size, self.hidden_size = input_size, hidden_size
+        if "proj_size" in self.sizes:
+            self.proj_size = self.sizes["proj_size"]       # as torch.nn.LSTM names it
         self.num_layers = num_layers
         self.bidirectional = bool(bidirectional)
         self.dropout = float(dropout)
@@ -204,9 +123,11 @@ class RNN(torch.nn.Module):
         dtype = dtype or torch.get_default_dtype()
         if dtype not in (torch.float32, torch.float64):
             raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+        self.state_sizes = state_sizes(self.gen, hidden_size, self.sizes)
+        self.unit_output_size = output_size(self.gen, hidden_size, self.sizes)
         self._param_names = []      # [layer * D + direction] -> [attribute name per gen.PARAMS entry]
         for layer in range(num_layers):
-            layer_input = input_size if layer == 0 else hidden_size * self.num_directions
+            layer_input = input_size if layer == 0 else self.unit_output_size * self.num_directions
             for direction in range(self.num_directions):
                 suffix = f"_l{layer}" + ("_reverse" if direction else "")
                 for pname in torch_order(self.gen.PARAMS):
@@ -235,14 +156,21 @@ class RNN(torch.nn.Module):
         return 2 if self.bidirectional else 1
 
     def reset_parameters(self):
-        """U(-1/sqrt(H), 1/sqrt(H)) from torch's generator, as torch.nn.LSTM/GRU/RNN do."""
+        """U(-1/sqrt(H), 1/sqrt(H)) from torch's generator, as torch.nn.LSTM/GRU/RNN do; the
+        parameters the cell's INIT names (a LayerNorm gain, a bias) get that constant."""
         bound = 1.0 / math.sqrt(self.hidden_size)
+        init = getattr(self.gen, "INIT", {})
         with torch.no_grad():
             for p in self.parameters():
                 p.uniform_(-bound, bound)
+            for names in self._param_names:
+                for pname, attr in zip(self.gen.PARAMS, names):
+                    if pname in init:
+                        self._parameters[attr].fill_(init[pname])
 
     def extra_repr(self):
         s = f"{self.cell!r}, {self.input_size}, {self.hidden_size}"
+        s += "".join(f", {k}={v}" for k, v in self.sizes.items())
         if self.num_layers != 1:
             s += f", num_layers={self.num_layers}"
         if self.bidirectional:
@@ -353,8 +281,8 @@ class RNN(torch.nn.Module):
                 raise ValueError(f"rnngen.torch: parameter {name} contains NaN or inf")
 
     def _initial_states(self, hx, B, dtype, unbatched, sorted_indices):
-        """hx as a list (one per state) of (L*D, B, H) tensors, in the packed order; None for zeros."""
-        LD, H = self.num_layers * self.num_directions, self.hidden_size
+        """hx as a list (one per state) of (L*D, B, size) tensors, in the packed order; None for zeros."""
+        LD = self.num_layers * self.num_directions
         n = len(self.states)
         if hx is None:
             return None
@@ -362,9 +290,10 @@ class RNN(torch.nn.Module):
             hx = (hx,)
         if not isinstance(hx, (tuple, list)) or len(hx) != n:
             want = "a tensor" if n == 1 else f"a tuple of {n} tensors {self.states}"
-            raise ValueError(f"hx must be {want}, each ({LD}, B, {H})")
+            raise ValueError(f"hx must be {want}, each ({LD}, B, " +
+                             ("/".join(sorted({str(z) for z in self.state_sizes}))) + ")")
         out = []
-        for name, h in zip(self.states, hx):
+        for name, h, H in zip(self.states, hx, self.state_sizes):
             if unbatched:
                 h = h.unsqueeze(1) if h.dim() == 2 else h
             if tuple(h.shape) != (LD, B, H):
@@ -380,8 +309,9 @@ class RNN(torch.nn.Module):
 
 
 def from_torch(module):
-    """An `RNN` equal to a torch.nn.LSTM, GRU or RNN (tanh or relu), with its weights copied, on
-    the module's device (a CUDA module gives a module that runs rnngen's CUDA kernels)."""
+    """An `RNN` equal to a torch.nn.LSTM (with proj_size: cell "lstm_proj"), GRU or RNN (tanh or
+    relu), with its weights copied, on the module's device (a CUDA module gives a module that runs
+    rnngen's CUDA kernels)."""
     if not isinstance(module, torch.nn.RNNBase):
         raise TypeError(f"from_torch expects torch.nn.LSTM, GRU or RNN, got {type(module).__name__}")
     cell = _TORCH_MODES.get(module.mode)
@@ -390,11 +320,12 @@ def from_torch(module):
     if not module.bias:
         raise ValueError("from_torch: modules with bias=False are not supported (the built-in "
                          "cells have biases)")
+    sizes = {}
     if getattr(module, "proj_size", 0):
-        raise ValueError("from_torch: LSTM with proj_size > 0 is not supported")
+        cell, sizes = "lstm_proj", {"proj_size": module.proj_size}
     p = next(module.parameters())
     out = RNN(cell, module.input_size, module.hidden_size, module.num_layers, module.bidirectional,
-              module.dropout, module.batch_first, dtype=p.dtype, device=p.device)
+              module.dropout, module.batch_first, dtype=p.dtype, device=p.device, **sizes)
     out.load_state_dict(module.state_dict())
     out.train(module.training)
     return out

@@ -41,8 +41,8 @@ class CheckedLengths:
 
 def dim_value(dim, env):
     """One dimension of a PARAMS shape: a product (and quotient) of integers and size names,
-    '4*H', 'heads', '4*H/heads', evaluated with `env` {name: int}; a quotient that is not whole is
-    a ValueError (H not divisible by heads)."""
+    '4*H', 'proj_size', '4*H/heads', evaluated with `env` {name: int}; a quotient that is not whole
+    is a ValueError (H not divisible by heads)."""
     value, op, factor = 1, "*", ""
     for ch in str(dim).replace(" ", "") + "*":
         if ch not in "*/":
@@ -58,7 +58,7 @@ def dim_value(dim, env):
 
 def param_shape(shape, input_size, hidden_size, sizes=None):
     """('4*H', 'I') -> (4*hidden_size, input_size); `sizes` {name: int} gives the run-time sizes a
-    spec declares (('heads', '4*H/heads', 'H/heads') with sizes={'heads': 4})."""
+    spec declares (('4*H', 'proj_size') with sizes={'proj_size': 2})."""
     env = {"H": hidden_size, "I": input_size, **(sizes or {})}
     return tuple(dim_value(dim, env) for dim in shape)
 
@@ -76,11 +76,13 @@ def size_names(spec_params):
 
 
 def check_sizes(names, sizes, who="init_params", defaults=None, hidden_size=None):
-    """{name: int} of a cell's run-time sizes from the keywords given (None: its default in
-    `defaults`, a module's SIZE_DEFAULTS): each one a positive integer, no other (a ValueError
-    naming the keyword); `heads` must divide hidden_size."""
-    sizes = {k: v for k, v in (sizes or {}).items() if v is not None}
-    sizes = {**{k: v for k, v in (defaults or {}).items() if k in names}, **sizes}
+    """{name: int} of a cell's run-time sizes from the keywords given: each one a positive integer,
+    given or with a default (`defaults` {name: int or "H"}: the hidden size), no other (a
+    ValueError naming the keyword)."""
+    sizes = dict(sizes or {})
+    for name, default in (defaults or {}).items():
+        if sizes.get(name) is None and (default != "H" or hidden_size is not None):
+            sizes[name] = hidden_size if default == "H" else default
     unknown = [k for k in sizes if k not in names]
     if unknown:
         known = f"its run-time sizes are {', '.join(names)}" if names else "it has no run-time sizes"
@@ -101,7 +103,7 @@ def check_sizes(names, sizes, who="init_params", defaults=None, hidden_size=None
 
 def sizes_of(params, spec_params, names=None):
     """{name: int} of the run-time sizes read back from the parameters' shapes: each from the
-    first dimension that is 'k*name'."""
+    first dimension that is 'k*name' (H from the first parameter's rows, as hidden_size())."""
     names = size_names(spec_params) if names is None else names
     out = {}
     for name in names:
@@ -122,18 +124,32 @@ def sizes_of(params, spec_params, names=None):
     return out
 
 
-def init_params(spec_params, input_size, hidden_size, dtype=np.float32, seed=0, sizes=None, defaults=None):
-    """Parameters from U(-1/sqrt(H), 1/sqrt(H)); `sizes` the cell's run-time sizes, checked here."""
+def state_dims(state_sizes, states, H, sizes):
+    """The size of each state, (B, size) per state: H unless STATE_SIZES names another size."""
+    env = {"H": H, **sizes}
+    return tuple(env[(state_sizes or {}).get(s, "H")] for s in states)
+
+
+def init_params(spec_params, input_size, hidden_size, dtype=np.float32, seed=0, sizes=None, init=None,
+                defaults=None):
+    """Parameters from U(-1/sqrt(H), 1/sqrt(H)) (`init` {name: constant} sets the others: a
+    LayerNorm gain to 1, a bias to 0); `sizes` the cell's run-time sizes, checked here, with
+    `defaults` for those not given."""
     if int(input_size) < 1 or int(hidden_size) < 1:
         raise ValueError(f"input_size and hidden_size must be >= 1, got {input_size}, {hidden_size}")
     dtype = np.dtype(dtype)
     if dtype.type not in DTYPES:
         raise ValueError(f"dtype must be float32 or float64, got {dtype}")
-    sizes = check_sizes(size_names(spec_params), sizes, "init_params", defaults, hidden_size)
+    sizes = check_sizes(size_names(spec_params), sizes, "init_params", defaults, int(hidden_size))
     rng = np.random.default_rng(seed)
     bound = 1.0 / np.sqrt(hidden_size)
-    return {name: rng.uniform(-bound, bound, param_shape(shape, input_size, hidden_size, sizes)).astype(dtype)
-            for name, shape in spec_params.items()}
+    out = {}
+    for name, shape in spec_params.items():
+        dims = param_shape(shape, input_size, hidden_size, sizes)
+        out[name] = rng.uniform(-bound, bound, dims).astype(dtype)
+        if init and name in init:
+            out[name][...] = init[name]
+    return out
 
 
 def initial_value(initial, state, dtype):
@@ -166,13 +182,14 @@ def check_finite(name, value):
 
 
 def check_forward(x, params, state0, lengths, reverse, spec_params, states, array, lengths_of=None,
-                  finite=check_finite, params_finite=True):
+                  finite=check_finite, params_finite=True, state_sizes=None):
     """The checks of forward()'s inputs shared by the CPU and the CUDA modules.
 
     `array(name, value, ndim, dtype=None)` converts and checks one array (the backend's: numpy
     arrays on the CPU, device arrays on the GPU); `lengths_of(lengths, B, T)` checks `lengths`
     (default check_lengths); `finite(name, arr)` rejects NaN and inf (None: not checked;
     params_finite=False: not for the parameters, which the caller checked).
+    `state_sizes` {state: size name}: the states whose size is not H (STATE_SIZES).
     Returns (x, params, state0, lengths, reverse, H), with None for each state not given.
     """
     x = array("x", x, 3)
@@ -192,8 +209,8 @@ def check_forward(x, params, state0, lengths, reverse, spec_params, states, arra
     checked = {name: array(f"params[{name!r}]", params[name], len(shape), x.dtype)
                for name, shape in spec_params.items()}
     H = hidden_size(checked, spec_params)      # from the first parameter
-    sizes = sizes_of(checked, spec_params)     # the run-time sizes (heads), from their shapes
-    check_sizes(tuple(sizes), sizes, "params", hidden_size=H)
+    sizes = sizes_of(checked, spec_params)     # the run-time sizes (proj_size, heads, ...), from their shapes
+    check_sizes(tuple(sizes), sizes, "params", hidden_size=H)      # heads must divide H
     check_input_size(x, checked, spec_params, H, sizes)
     given = "".join(f", {k}={v}" for k, v in sizes.items())
     for name, shape in spec_params.items():
@@ -208,8 +225,9 @@ def check_forward(x, params, state0, lengths, reverse, spec_params, states, arra
         state0 = (None,) * len(states)
     if not isinstance(state0, (tuple, list)) or len(state0) != len(states):
         raise ValueError(f"state0 must be None or a tuple of {len(states)} arrays {states}, each (B, H)")
-    state0 = tuple(None if s is None else check_state(f"state0[{k}] ({states[k]})", s, B, H, x.dtype, array,
-                                                      finite) for k, s in enumerate(state0))
+    dims = state_dims(state_sizes, states, H, sizes)
+    state0 = tuple(None if s is None else check_state(f"state0[{k}] ({states[k]})", s, B, dims[k], x.dtype,
+                                                      array, finite) for k, s in enumerate(state0))
     lengths = (lengths_of or check_lengths)(lengths, B, T)
     if not isinstance(reverse, (bool, np.bool_)):
         raise ValueError(f"reverse must be a bool, got {reverse!r}")
@@ -298,6 +316,7 @@ def hidden_size(params, spec_params):
 
 
 def check_state(name, s, B, H, dtype, array, finite=check_finite):
+    """A (B, H) state; H is the state's own size (proj_size for a projected LSTM's h)."""
     arr = array(name, s, 2, dtype)
     if tuple(arr.shape) != (B, H):
         raise ValueError(f"{name} must have shape (B, H) = ({B}, {H}), got {tuple(arr.shape)}")

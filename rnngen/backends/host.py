@@ -3,6 +3,8 @@ gradients after the backward loop, in each backend's array operations (`HostOps`
 import textwrap
 from dataclasses import dataclass
 
+import sympy as sp
+
 from ..compiler import ir
 
 
@@ -27,19 +29,6 @@ def width(buffer):
 def shape(buffer):
     """A parameter's shape as PARAMS lists it: ('4*H', 'I')."""
     return tuple(str(d) for d in buffer.dims)
-
-
-# the default of a run-time size a spec's parameters use (heads: one head, a dense linear)
-SIZE_DEFAULTS = {"heads": 1}
-
-
-def size_names(kernel):
-    """The run-time sizes in the parameters' shapes besides I and H (heads), in order."""
-    out = []
-    for b in kernel.params:
-        for d in b.dims:
-            out += [s.name for s in sorted(d.free_symbols, key=str) if s not in (ir.I, ir.H) and s.name not in out]
-    return tuple(out)
 
 
 def dropped_weights(kernel, namer):
@@ -92,7 +81,7 @@ def after_loop(kernel, ops):
                         "x_loop = x2d if not reverse else _loop_order(x, lengths).reshape(T * B, I)"]
                 src = "x_loop"
             else:
-                src = "x2d" if op.input.role == "x" else f"{op.input.name}[:T].reshape(T * B, H)"
+                src = "x2d" if op.input.role == "x" else f"{op.input.name}[:T].reshape(T * B, {width(op.input)})"
             if op.heads:
                 heads = f'params["{op.weight.param}"].shape[0]'
                 grad = ops.head_gemm_tn.format(a=flat, b=src, heads=heads)
@@ -118,3 +107,27 @@ def after_loop(kernel, ops):
     if first_dx:
         out.append("dx = " + ops.zeros.format(a="(T * B, I)"))
     return out
+
+
+def _size_sources(kernel, args, sizes):
+    """(size name, how a kernel reads it) from the first buffer among `args` with that dimension."""
+    out = []
+    for size in sizes:
+        sym = ir.H if size == "H" else sp.Symbol(size, positive=True, integer=True)
+        for b in args:
+            k = next((a for a, d in enumerate(b.dims) if d == sym or (d / sym).is_Integer), None)
+            if k is not None:
+                mult = b.dims[k] / sym
+                out.append((size, f"{b.name}.shape[{k}]" + (f" // {mult}" if mult != 1 else "")))
+                break
+    return out
+
+
+def kernel_sizes(kernel, layout, buffers, first):
+    """The kernel's first lines: T, B, H and each run-time size from the shapes of its arguments
+    (`T, B, H = y.shape` when the output is of size H and there is no other size)."""
+    n = kernel.loop
+    if not kernel.sizes and kernel.output_size == ir.H:
+        return [f"{n['T']}, {n['B']}, {n['H']} = {first.name}.shape"]
+    lines = [f"{n['T']} = {first.name}.shape[0]", f"{n['B']} = {first.name}.shape[1]"]
+    return lines + [f"{layout.n[size]} = {src}" for size, src in _size_sources(kernel, buffers, ("H",) + kernel.sizes)]

@@ -10,14 +10,18 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
+from ..spec.sizes import HIDDEN
+
 
 @dataclass(frozen=True)
 class Target:
     """Where a pointwise result goes.
 
-    kind: 'state' (new state value), 'v' (input of a linear), 'dz' (gradient of a linear's gate),
-    'dstate' (gradient of the previous state), 'dvec' (gradient of a vector parameter); incoming
-    gradients: 'dnew' (of a new state), 'dv' (of a linear's input).
+    kind: 'state' (new state value), 'v' (input of a linear), 'mean' (the sum over j a reduction
+    averages), 'dz' (gradient of a linear's gate), 'dstate' (gradient of the previous state),
+    'dvec' (gradient of gate `gate` of a vector parameter), 'dmean' (gradient of a reduction's
+    value: a sum over j); incoming gradients: 'dnew' (of a new state), 'dv' (of a linear's input),
+    'dm' (of a reduction's operands: its value's gradient over the count, broadcast over j).
     """
     kind: str
     name: str
@@ -27,11 +31,13 @@ class Target:
 @dataclass
 class Block:
     """Pointwise math for one (b, j) element: `defs` the named values and their adjoints in the
-    order they are computed, `outputs` [(Target, expr)], `seeds` incoming gradient -> Target."""
+    order they are computed, `outputs` [(Target, expr)], `seeds` incoming gradient -> Target;
+    `sizes` the spec Size each output runs over (its j), parallel to `outputs`."""
     title: str
     defs: list
     outputs: list
     seeds: dict = field(default_factory=dict)
+    sizes: list = field(default_factory=list)
 
 
 @dataclass
@@ -162,7 +168,36 @@ def _targets(grads, leaves, all_states=()):
         elif leaf.kind == "z":
             out.append((Target("dz", leaf.name, leaf.gate), g))
         elif leaf.kind == "vec":
-            out.append((Target("dvec", leaf.name), g))
+            out.append((Target("dvec", leaf.name, leaf.gate), g))
+        elif leaf.kind == "mean":
+            out.append((Target("dmean", leaf.name), g))
+    return out
+
+
+def _sized(block, known):
+    """`block` with the size of each output: that of the per-unit symbols it reads (leaves, named
+    values, incoming gradients; a reduction is per row and mixes with any), H when none."""
+    sizes = dict(known)
+    for sym, expr in block.defs:
+        found = {sizes[q] for q in expr.free_symbols if sizes.get(q) is not None}
+        sizes[sym] = next(iter(sorted(found, key=str)), None)
+    out = []
+    for target, expr in block.outputs:
+        found = {sizes[q] for q in expr.free_symbols if sizes.get(q) is not None}
+        out.append(next(iter(sorted(found, key=str)), None) or HIDDEN)
+    block.sizes = out
+    return block
+
+
+def _seed_sizes(step, block):
+    out = {}
+    for seed, target in block.seeds.items():
+        if target.kind == "dnew":
+            out[seed] = step.cell.size_of(target.name)
+        elif target.kind == "dv":
+            out[seed] = step.node(target.name).input_size
+        else:
+            out[seed] = next(r.size for r in step.reductions if r.name == target.name)
     return out
 
 
@@ -180,21 +215,33 @@ def derive(step):
     forward_inputs, backward_inputs = {}, {}
     for level in range(1, step.num_stages + 1):
         nodes = [n for n in step.stage(level) if n.has_expression_input]
-        if not nodes:
+        means = step.stage_reductions(level)
+        if not nodes and not means:
             continue
         exprs = {n.name: substitute(step.inputs[n.name], table) for n in nodes}
-        forward_inputs[level] = Block(f"inputs of linear {', '.join(exprs)}", _used(exprs.values(), named),
-                                      [(Target("v", k), e) for k, e in exprs.items()])
+        sums = {r.name: substitute(step.inputs[r.name], table) for r in means}
+        title = ", ".join([f"inputs of linear {', '.join(exprs)}"] * bool(exprs) +
+                          [f"sums of {', '.join(spec_names.get(r.mean.symbol, r.name) for r in means)}"] * bool(means))
+        forward_inputs[level] = Block(title, _used(list(exprs.values()) + list(sums.values()), named),
+                                      [(Target("v", k), e) for k, e in exprs.items()] +
+                                      [(Target("mean", k), e) for k, e in sums.items()])
         seeds = {k: sp.Symbol(f"_gv_{k}") for k in exprs}
+        seeds.update({k: sp.Symbol(f"_gm_{k}") for k in sums})
         derived_names.update({seeds[k]: f"dv_{k}_bj" for k in exprs})
-        used, adjoints, grads = _reverse([(seeds[k], e) for k, e in exprs.items()], named, leaves)
+        derived_names.update({seeds[r.name]: f"dm_{spec_names.get(r.mean.symbol, r.name)}" for r in means})
+        used, adjoints, grads = _reverse([(seeds[k], e) for k, e in {**exprs, **sums}.items()], named, leaves)
         backward_inputs[level] = Block(f"gradient through the inputs of stage {level}", used + adjoints,
-                                       _targets(grads, leaves), {seeds[k]: Target("dv", k) for k in exprs})
+                                       _targets(grads, leaves),
+                                       {**{seeds[k]: Target("dv", k) for k in exprs},
+                                        **{seeds[k]: Target("dm", k) for k in sums}})
     seeds = {s: sp.Symbol(f"_g_{s}") for s in step.cell.states}
     derived_names.update({seeds[s]: f"dnext_{s}" for s in step.cell.states})
     used, adjoints, grads = _reverse([(seeds[s], e) for s, e in updates], named, leaves)
     backward_update = Block("gradient through the update", used + adjoints,
                             _targets(grads, leaves, step.cell.states),
                             {seeds[s]: Target("dnew", s) for s in step.cell.states})
+    known = {sym: leaf.size for sym, leaf in leaves.items()}
+    for blk in [forward_update, backward_update, *forward_inputs.values(), *backward_inputs.values()]:
+        _sized(blk, {**known, **_seed_sizes(step, blk)})
     return StepProgram(step, named, spec_names, derived_names, forward_inputs, forward_update,
                        backward_update, backward_inputs)

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-# the sizes buffers are shaped by: steps, batch rows, input size, hidden size
+# the sizes buffers are shaped by: steps, batch rows, input size, hidden size; a spec's run-time
+# sizes (proj_size, ...) are sympy symbols of their own names (spec.Size.symbol)
 T, B, I, H = sp.symbols("T B I H", positive=True, integer=True)
 # the number of heads of a block-diagonal linear (`heads=True`), a run-time size
 HEADS = sp.Symbol("heads", positive=True, integer=True)
@@ -42,7 +43,10 @@ ROLES = {
     "d_vector": "the gradient of a per-unit parameter (H,)",
     "mask": "a random keep-mask: (T, B, H) per step, time order, or (B, H) per sequence",
     "weight_mask": "a DropConnect keep-mask of a linear's weight (its shape), or None at rate 0",
+    "mean": "a reduction's value per row, every step (T, B), loop order",
+    "d_mean": "the gradient of a reduction's value at this step, over its count (B,)",
 }
+PER_ROW = ("mean", "d_mean")        # roles without a column: one value per batch row
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,10 @@ class Buffer:
     owner: str = ""    # the linear, state or vector it belongs to
     gates: int = 1     # blocks of H columns in its last dimension
     param: str = ""    # parameters: the name in PARAMS
+
+    @property
+    def per_row(self):
+        return self.role in PER_ROW
 
 
 @dataclass(frozen=True)
@@ -73,10 +81,12 @@ class Read:
 
 @dataclass(frozen=True)
 class Write:
-    """`ref = value` or `ref += value`; value is a sympy expression, or a Ref to copy."""
+    """`ref = value` or `ref += value`; value is a sympy expression, or a Ref to copy. With
+    `reduce` (a sympy scale, 1/(4*H)): ref is per row and gets (the sum over j of value) * reduce."""
     ref: Ref
     value: object
     accumulate: bool = False
+    reduce: object = None
 
 
 @dataclass
@@ -88,6 +98,7 @@ class Pointwise:
     assigns: list               # [(Symbol, expr)]: the spec's named values, d_<name>, tmpN
     writes: list                # [Write]
     inactive: list = field(default_factory=list)    # [Write]
+    size: object = H            # the units j runs over: H, or a run-time size's symbol
 
 
 @dataclass(frozen=True)
@@ -202,12 +213,23 @@ class Kernel:
     updates: dict              # state -> expr over the named values, for the equations
     loop: dict                 # the generated loops' own names: step, t, b, j, T, B, H, lengths, ...
     namer: object              # names.Namer: every name in use, for the layouts to add theirs
+    sizes: tuple = ()          # the run-time size names beyond I and H (proj_size, ...)
+    state_sizes: dict = field(default_factory=dict)   # state -> its size's symbol (H or another)
+    init: dict = field(default_factory=dict)          # parameter -> its constant initial value
+    means: dict = field(default_factory=dict)         # reduction -> the local name of its value
+    size_defaults: dict = field(default_factory=dict)  # run-time size -> its default (int or "H")
+    mean_defs: list = field(default_factory=list)    # [(local Symbol, sum expr, count, size, level)]
+
+    @property
+    def output_size(self):
+        return self.state_sizes.get(self.output, H)
     initial: dict = field(default_factory=dict)    # state -> its default initial value when not zero
     masks: dict = field(default_factory=dict)      # mask -> (rate, per, inverted), declaration order
 
     @property
     def num_stages(self):
-        return max((lin.level for lin in self.linears), default=0)
+        """Stages of the step before the update: those of the linears and of the reductions."""
+        return max([lin.level for lin in self.linears] + [len(self.forward) - 1])
 
     def buffer(self, role, owner=""):
         """The buffer of `role` for `owner`, or None."""

@@ -37,8 +37,13 @@ def find_ties(program):
     return tied
 
 
-def _width(gates):
-    return gates * ir.H
+def _width(gates, size=None):
+    return gates * (size.symbol if size is not None else ir.H)
+
+
+def _dim(size):
+    """A spec Size's dimension (None: the input size I)."""
+    return ir.I if size is None else size.symbol
 
 
 class _Lowering:
@@ -49,6 +54,9 @@ class _Lowering:
         self.namer = Namer(kernel_globals, WRAPPER_NAMES)
         self.local = {sym: sp.Symbol(self.namer.claim(name)) for sym, name in program.spec_names.items()}
         self.loop = {key: self.namer.claim(key) for key in _LOOP_NAMES}
+        self.sizes = tuple(self.cell.sizes)
+        # a run-time size is a local of the kernels and the wrappers under its own name
+        self.loop.update({key: self.namer.claim(key, ("kernel", "wrapper")) for key in self.sizes})
         self.local.update({sym: sp.Symbol(self.namer.claim(name))
                            for sym, name in program.derived_names.items()})
         self.ties = find_ties(program) if tie_linears else {}
@@ -73,46 +81,57 @@ class _Lowering:
         self.params = []
         for lin in cell.linears:
             node = step.node(lin.name)
-            rows, cols = _width(lin.gates), (ir.I if node.level == 0 else ir.H)
+            rows, cols = _width(lin.gates, lin.size), _dim(node.input_size)
             dims = (ir.HEADS, rows / ir.HEADS, cols / ir.HEADS) if lin.heads else (rows, cols)
             self.params.append(self._buffer(f"weight_{lin.name}", "weight", dims, owner=lin.name,
                                             gates=lin.gates, param=f"weight_{lin.name}"))
             if lin.bias:
                 self.params.append(self._buffer(f"bias_{lin.name}", "bias", (rows,), owner=lin.name,
                                                 gates=lin.gates, param=f"bias_{lin.name}"))
-        self.params += [self._buffer(f"vec_{v.name}", "vector", (ir.H,), owner=v.name, param=v.name)
-                        for v in cell.vectors]
+        self.params += [self._buffer(f"vec_{v.name}", "vector", (_width(v.gates, v.size),), owner=v.name,
+                                     gates=v.gates, param=v.name) for v in cell.vectors]
         scratch = set(self.ties.values())
-        T, B, H = ir.T, ir.B, ir.H
+        T, B = ir.T, ir.B
+        size = {s: cell.size_of(s).symbol for s in cell.states}
+        out = size[cell.output]
         b = [ir.Buffer("x", "x", (T, B, ir.I)),
-             self._buffer("y", "y", (T, B, H), scopes=("kernel",)),
-             self._buffer("dy", "dy", (T, B, H), scopes=("kernel",))]
+             self._buffer("y", "y", (T, B, out), scopes=("kernel",)),
+             self._buffer("dy", "dy", (T, B, out), scopes=("kernel",))]
         for n in step.x_linears:
-            b.append(self._buffer(f"zx_{n.name}", "x_preact", (T, B, _width(n.gates)), True, n.name, n.gates))
-        b += [self._buffer(f"s_{s}", "states", (T + 1, B, H), True, s) for s in cell.states]
+            b.append(self._buffer(f"zx_{n.name}", "x_preact", (T, B, _width(n.gates, n.size)), True, n.name,
+                                  n.gates))
+        b += [self._buffer(f"s_{s}", "states", (T + 1, B, size[s]), True, s) for s in cell.states]
         for n in step.recurrent_linears:
-            dims = (B, _width(n.gates)) if n.name in scratch else (T, B, _width(n.gates))
+            width = _width(n.gates, n.size)
+            dims = (B, width) if n.name in scratch else (T, B, width)
             b.append(self._buffer(f"z_{n.name}", "preact", dims, n.name not in scratch, n.name, n.gates))
             if n.has_expression_input:
-                b.append(self._buffer(f"v_{n.name}", "linear_input", (T, B, H), True, n.name))
+                b.append(self._buffer(f"v_{n.name}", "linear_input", (T, B, _dim(n.input_size)), True, n.name))
+        b += [self._buffer(f"m_{self._mean_name(r)}", "mean", (T, B), True, r.name) for r in step.reductions]
         for m in cell.masks:
-            b.append(self._buffer(f"mask_{m.name}", "mask", (T, B, H) if m.per == "step" else (B, H), True, m.name))
+            b.append(self._buffer(f"mask_{m.name}", "mask", (T, B, ir.H) if m.per == "step" else (B, ir.H), True,
+                                  m.name))
         for lin in cell.linears:
             if lin.dropconnect:
                 w = next(p for p in self.params if p.role == "weight" and p.owner == lin.name)
                 b.append(self._buffer(f"mask_{w.name}", "weight_mask", w.dims, True, lin.name, lin.gates))
-        b += [self._buffer(f"d_{s}", "d_state", (B, H), owner=s) for s in cell.states]
+        b += [self._buffer(f"d_{s}", "d_state", (B, size[s]), owner=s) for s in cell.states]
         for n in step.linears:
+            width = _width(n.gates, n.size)
             if n.level == 0 and n.name not in self.ties:
-                b.append(self._buffer(f"dzx_{n.name}", "d_x_preact", (T, B, _width(n.gates)),
-                                      owner=n.name, gates=n.gates))
+                b.append(self._buffer(f"dzx_{n.name}", "d_x_preact", (T, B, width), owner=n.name, gates=n.gates))
             elif n.level > 0:
-                b.append(self._buffer(f"dz_{n.name}", "d_preact", (T, B, _width(n.gates)),
-                                      owner=n.name, gates=n.gates))
+                b.append(self._buffer(f"dz_{n.name}", "d_preact", (T, B, width), owner=n.name, gates=n.gates))
                 if n.has_expression_input:
-                    b.append(self._buffer(f"dv_{n.name}", "d_linear_input", (B, H), owner=n.name))
-        b += [self._buffer(f"dvec_{v.name}", "d_vector", (H,), owner=v.name) for v in cell.vectors]
+                    b.append(self._buffer(f"dv_{n.name}", "d_linear_input", (B, _dim(n.input_size)), owner=n.name))
+        b += [self._buffer(f"dmean_{self._mean_name(r)}", "d_mean", (B,), owner=r.name) for r in step.reductions]
+        b += [self._buffer(f"dvec_{v.name}", "d_vector", (_width(v.gates, v.size),), owner=v.name, gates=v.gates)
+              for v in cell.vectors]
         self.buffers = b
+
+    def _mean_name(self, r):
+        """A reduction's buffers are named after the spec's variable for it (m_mu, dm_mu)."""
+        return self.p.spec_names.get(r.mean.symbol, r.name)
 
     def get(self, role, owner=""):
         return next(x for x in self.params + self.buffers if x.role == role and x.owner == owner)
@@ -129,25 +148,31 @@ class _Lowering:
         return ir.GemmAdjoint(n.name, ir.Slice(self.get("d_preact", n.name)), self.get("weight", n.name),
                               out, accumulate=bool(n.input_state), heads=n.linear.heads)
 
+    def _stage_title(self, s, gemms):
+        nodes = self.step.stage(s)
+        means = [self.p.spec_names.get(r.mean.symbol, r.name) for r in self.step.stage_reductions(s)]
+        parts = [f"{gemms} of {', '.join(n.name for n in nodes)}"] * bool(nodes)
+        parts += [f"means {', '.join(means)} (sums over the units)"] * bool(means)
+        return f"stage {s}: " + "; ".join(parts)
+
     def forward(self, blocks):
         stages = []
         for s in range(1, self.step.num_stages + 1):
             nodes = self.step.stage(s)
-            ops = [blocks.forward_inputs(self.p.forward_inputs[s])] if s in self.p.forward_inputs else []
-            stages.append(ir.Stage(f"stage {s}: recurrent GEMMs of {', '.join(n.name for n in nodes)}",
-                                   ops + [self._gemm(n) for n in nodes]))
-        stages.append(ir.Stage("update: new states", [blocks.forward_update(self.p.forward_update)]))
+            ops = blocks.forward_inputs(self.p.forward_inputs[s]) if s in self.p.forward_inputs else []
+            stages.append(ir.Stage(self._stage_title(s, "recurrent GEMMs"), ops + [self._gemm(n) for n in nodes]))
+        stages.append(ir.Stage("update: new states", blocks.forward_update(self.p.forward_update)))
         return stages
 
     def backward(self, blocks):
         written = set()
-        stages = [ir.Stage("gradient through the update", [blocks.backward_update(self.p.backward_update, written)])]
+        stages = [ir.Stage("gradient through the update", blocks.backward_update(self.p.backward_update, written))]
         for s in range(self.step.num_stages, 0, -1):
             nodes = self.step.stage(s)
             ops = [self._gemm_adjoint(n) for n in nodes]
             if s in self.p.backward_inputs:
-                ops.append(blocks.backward_inputs(self.p.backward_inputs[s], written))
-            stages.append(ir.Stage(f"stage {s}: GEMM adjoints of {', '.join(n.name for n in nodes)}", ops))
+                ops += blocks.backward_inputs(self.p.backward_inputs[s], written)
+            stages.append(ir.Stage(self._stage_title(s, "GEMM adjoints"), ops))
         return stages
 
     # -- before and after the loop ------------------------------------------------------------
@@ -196,17 +221,29 @@ class _Lowering:
         updates = {t.name: e.xreplace(self.local) for t, e in self.p.forward_update.outputs}
         tie_sums = {a: tuple(self.tie_sums[(a, g)].name for g in range(self.step.node(a).gates))
                     for a in self.ties}
+        init = {v.name: v.init for v in self.cell.vectors if v.init is not None}
         return ir.Kernel(self.cell.name, self.cell.states, self.cell.output, self.params, self.buffers,
                          self.linears(), self.hoisted(), self.forward(blocks), self.backward(blocks),
                          self.after(), dict(self.ties), tie_sums, named, self._adjoints(), self._vectors(),
-                         updates, dict(self.loop), self.namer, initial=dict(self.cell.initial),
+                         updates, dict(self.loop), self.namer, self.sizes,
+                         {s: self.cell.size_of(s).symbol for s in self.cell.states}, init,
+                         {r.name: self.local[r.mean.symbol].name for r in self.step.reductions},
+                         dict(self.cell.size_defaults), self._mean_defs(), initial=dict(self.cell.initial),
                          masks=masks_of(self.cell))
+
+    def _mean_defs(self):
+        out = []
+        for r in self.step.reductions:
+            blk = self.p.forward_inputs[r.level]
+            e = next(e for t, e in blk.outputs if t.kind == "mean" and t.name == r.name)
+            out.append((self.local[r.mean.symbol], e.xreplace(self.local), r.count, r.size.symbol, r.level))
+        return out
 
     def _adjoints(self):
         return {self.local[adjoint(s)].name: self.local[s].name for s, _ in self.p.named}
 
     def _vectors(self):
-        return {v.name: self.local[v.symbol].name for v in self.cell.vectors}
+        return {v.name: ", ".join(self.local[sym].name for sym in v.symbols) for v in self.cell.vectors}
 
 
 def lower(program, kernel_globals=KERNEL_GLOBALS, tie_linears=True):

@@ -87,6 +87,10 @@ class KernelPrinter(PythonCodePrinter):
             return f"math.sqrt({self._print(base)})"
         if e == sp.Rational(-1, 2):
             return f"({self._constant(sp.Integer(1))}/math.sqrt({self._print(base)}))"
+        if e == sp.Rational(3, 2):         # a square root and a product: no pow() call
+            return f"({b}*math.sqrt({self._print(base)}))"
+        if e == sp.Rational(-3, 2):
+            return f"({self._constant(sp.Integer(1))}/({b}*math.sqrt({self._print(base)})))"
         return f"{b}**{self._print(e)}"
 
     def _print_Function(self, expr):
@@ -102,6 +106,33 @@ class KernelPrinter(PythonCodePrinter):
     _print_log_sigmoid = _print_maximum = _print_exp_nonpositive = _print_Function
 
 
+def _values(kernel):
+    """The named values and the reductions, each after what it uses."""
+    defs = {sym: ("named", e) for sym, e in kernel.named}
+    defs.update({sym: ("mean", (e, count, size, level)) for sym, e, count, size, level in kernel.mean_defs})
+    done, out = set(), []
+
+    def emit(sym):
+        if sym in done or sym not in defs:
+            return
+        done.add(sym)
+        kind, what = defs[sym]
+        e = what if kind == "named" else what[0]
+        for dep in sorted(e.free_symbols & defs.keys(), key=str):
+            emit(dep)
+        if kind == "named":
+            out.append(f"{sym} = {sp.sstr(e)}")
+        else:
+            _, count, size, level = what
+            terms = " + ".join(sp.sstr(t) for t in (sp.Add.make_args(e) if count > 1 else (e,)))
+            over = f"{count}*{size}" if count > 1 else f"{size}"
+            out.append(f"{sym} = sum over the units j of ({terms}) / ({over})    [mean, stage {level}]")
+
+    for sym in list(defs):
+        emit(sym)
+    return out
+
+
 def equations(kernel):
     """The step as the spec wrote it, with the spec's names: linears, named values, tied sums, updates."""
     def linear_line(lin):
@@ -114,7 +145,7 @@ def equations(kernel):
 
     by_name = {lin.name: lin for lin in kernel.linears}
     lines = [linear_line(lin) for lin in kernel.linears if lin.level <= 1]
-    lines += [f"{sym} = {sp.sstr(e)}" for sym, e in kernel.named]
+    lines += _values(kernel)
     lines += [linear_line(lin) for lin in kernel.linears if lin.level > 1]
     for a, b in kernel.ties.items():
         xs, hs = by_name[a].outputs, by_name[b].outputs

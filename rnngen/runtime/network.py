@@ -12,13 +12,15 @@ direction runs the generated CUDA module (generated/_cuda_<cell>.py); what passe
 """
 import numpy as np
 
-from ..backends.checks import all_finite, check_lengths, is_torch_tensor
+from ..backends.checks import all_finite, is_torch_tensor
 from .device import is_device_array
 from .ops import ops_for, require_cuda, to_numpy  # noqa: F401  (require_cuda: rnngen.torch uses it)
 from . import schedule
 from .options import cell_options, layer_masks, options_text
 from .registry import load
+from .sizes import output_size, state_sizes
 from .stack import backward_layers, forward_layers, unit
+from .sequences import last_valid, last_valid_backward  # noqa: F401  (rnngen.network's public path)
 from .validation import as_int, device_name, flag, float_dtype, probability
 
 
@@ -31,6 +33,8 @@ class RNN:
     cell: a built-in cell name ('lstm', 'gru', 'rnn_tanh', ...), the name of a cell you built
     into folder `path` (`rnngen build NAME --specs DIR --out path`), or a generated module
     (`rnngen.load(name, path=folder)`).
+    **sizes: the cell's run-time sizes (its module's SIZES), e.g. proj_size=P for 'lstm_proj':
+    then h and y have P units per direction and c has H, as in torch.nn.LSTM(proj_size=P).
 
     forward(x, state0=None, lengths=None, need_grad=True) -> (y, final_states)
         x (T, B, I) (or (B, T, I) with batch_first); y (T, B, D*H), the directions concatenated
@@ -77,6 +81,8 @@ class RNN:
         self.input_size = as_int("input_size", input_size, 1)
         self.hidden_size = as_int("hidden_size", hidden_size, 1)
         self.sizes, self.rates, self.mask_rng = cell_options(cell, self.hidden_size, sizes, rates, seed, "RNN")
+        self.state_sizes = state_sizes(cell, self.hidden_size, self.sizes)     # per state, STATES order
+        self.unit_output_size = output_size(cell, self.hidden_size, self.sizes)    # one direction's
         self.num_layers = as_int("num_layers", num_layers, 1)
         self.bidirectional = flag("bidirectional", bidirectional)
         self.num_directions = 2 if self.bidirectional else 1
@@ -92,7 +98,7 @@ class RNN:
         seeds = np.random.default_rng([int(seed), 0]).integers(0, 2**62, self.num_layers * self.num_directions)
         self.params = {}
         for k in range(self.num_layers):
-            layer_in = self.input_size if k == 0 else self.hidden_size * self.num_directions
+            layer_in = self.input_size if k == 0 else self.unit_output_size * self.num_directions
             for d in range(self.num_directions):
                 p = cell.init_params(layer_in, self.hidden_size, self.dtype,
                                      int(seeds[unit(k, d, self.num_directions)]), **self.sizes)
@@ -118,12 +124,13 @@ class RNN:
 
     @property
     def output_size(self):
-        return self.hidden_size * self.num_directions
+        return self.unit_output_size * self.num_directions
 
     def __repr__(self):
-        where = options_text(self.sizes, self.rates) + (f", device={self.device!r}" if self.device != "cpu" else "")
+        where = f", device={self.device!r}" if self.device != "cpu" else ""
+        sizes = options_text(self.sizes, self.rates)
         return (f"RNN({getattr(self.cell, 'NAME', self.cell.__name__)!r}, {self.input_size}, "
-                f"{self.hidden_size}, num_layers={self.num_layers}, bidirectional={self.bidirectional}, "
+                f"{self.hidden_size}{sizes}, num_layers={self.num_layers}, bidirectional={self.bidirectional}, "
                 f"dropout={self.dropout}, batch_first={self.batch_first}, dtype={self.dtype.name}{where})")
 
     def train(self, mode=True):
@@ -215,28 +222,29 @@ class RNN:
         return self._ops.input("dy", dy, 3, validate)
 
     def _states(self, name, states, B):
-        """state0 / d_final: one (L*D, B, H) array per state (None: zeros), on this device; a
-        one-state cell's may be a single array."""
+        """state0 / d_final: one (L*D, B, size) array per state (None: zeros), on this device; a
+        one-state cell's may be a single array. size is H, or the state's run-time size."""
         L = self.num_layers * self.num_directions
         n = len(self.states)
         if states is None:
             return (None,) * n
+        shapes = ", ".join(f"{s} ({L}, {B}, {z})" for s, z in zip(self.states, self.state_sizes))
         if isinstance(states, np.ndarray) or is_torch_tensor(states) or is_device_array(states):
             if n != 1:
-                raise ValueError(f"{name} must be a tuple of {n} arrays {self.states}, each "
-                                 f"(num_layers*num_directions, B, H) = ({L}, {B}, {self.hidden_size})")
+                raise ValueError(f"{name} must be a tuple of {n} arrays (num_layers*num_directions, B, "
+                                 f"size): {shapes}")
             states = (states,)
         if not isinstance(states, (tuple, list)) or len(states) != n:
-            raise ValueError(f"{name} must be None or a tuple of {n} arrays {self.states}, each "
-                             f"(num_layers*num_directions, B, H) = ({L}, {B}, {self.hidden_size})")
+            raise ValueError(f"{name} must be None or a tuple of {n} arrays (num_layers*num_directions, B, "
+                             f"size): {shapes}")
         out = []
         for k, (s, state_name) in enumerate(zip(states, self.states)):
             label = f"{name}[{k}] ({state_name})"
 
-            def validate(s, label=label):
-                if tuple(s.shape) != (L, B, self.hidden_size):
+            def validate(s, label=label, size=self.state_sizes[k]):
+                if tuple(s.shape) != (L, B, size):
                     raise ValueError(f"{label} must have shape (num_layers*num_directions, B, H) = "
-                                     f"({L}, {B}, {self.hidden_size}), got {tuple(s.shape)}")
+                                     f"({L}, {B}, {size}), got {tuple(s.shape)}")
                 return s
             out.append(None if s is None else self._ops.input(label, s, 3, validate))
         return tuple(out)
@@ -262,9 +270,9 @@ class RNN:
         if self.device == "cpu":
             self._check_params_finite()
         T, B, _ = x.shape
-        D, H = self.num_directions, self.hidden_size
+        D = self.num_directions
         plan = self._plan(T, B)
-        finals = [ops.empty((self.num_layers * D, B, H)) for _ in self.states]
+        finals = [ops.empty((self.num_layers * D, B, size)) for size in self.state_sizes]
         saved, masks = {}, [None] * self.num_layers     # masks[k]: dropout after layer k
 
         def run(k, d, inp):
@@ -322,10 +330,10 @@ class RNN:
                              "for backward; run forward() with need_grad=True (the default) first")
         ops = self._ops
         saved, masks, lengths, T, B, plan = self._cache
-        D, H, L = self.num_directions, self.hidden_size, self.num_layers * self.num_directions
+        D, H, L = self.num_directions, self.unit_output_size, self.num_layers * self.num_directions
         dy = ops.zeros((T, B, D * H)) if dy is None else self._dy(dy, T, B)
         d_final = self._states("d_final", d_final, B)
-        d_state0 = [ops.empty((L, B, H)) for _ in self.states]
+        d_state0 = [ops.empty((L, B, size)) for size in self.state_sizes]
 
         def run(k, d, grad):
             idx = unit(k, d, D)
@@ -368,33 +376,3 @@ class RNN:
         state = self._states("state", state, B)
         y, finals, _ = self._run(x.reshape(1, B, I), state, self._ops.step_lengths(B), need_grad=False)
         return y[0], finals
-
-
-def last_valid(y, lengths, batch_first=False):
-    """Many-to-one: each sequence's last valid output, y[lengths[b]-1, b] -> (B, F).
-
-    For a bidirectional network this takes the forward direction at the last step and the reverse
-    direction there too (which has seen only that step); use the final states (h_n) to read the
-    reverse direction's summary of the whole sequence."""
-    y = np.asarray(y)
-    if y.ndim != 3:
-        raise ValueError(f"y must have 3 dimensions, got shape {y.shape}")
-    if batch_first:
-        y = y.transpose(1, 0, 2)
-    T, B, _ = y.shape
-    lengths = check_lengths(lengths, B, T)
-    if B and lengths.min() < 1:
-        raise ValueError("lengths must be >= 1 to take a last valid output")
-    return y[lengths - 1, np.arange(B)]
-
-
-def last_valid_backward(d_last, lengths, T, batch_first=False):
-    """The gradient of last_valid(): d_last (B, F) scattered into a zero dy shaped like y."""
-    d_last = np.asarray(d_last)
-    if d_last.ndim != 2:
-        raise ValueError(f"d_last must have shape (B, F), got {d_last.shape}")
-    B, F = d_last.shape
-    lengths = check_lengths(lengths, B, T)
-    dy = np.zeros((T, B, F), d_last.dtype)
-    dy[lengths - 1, np.arange(B)] = d_last
-    return np.ascontiguousarray(dy.transpose(1, 0, 2)) if batch_first else dy

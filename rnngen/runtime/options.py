@@ -6,14 +6,14 @@ import sys
 
 import numpy as np
 
-from ..backends.checks import check_sizes
 from ..backends.masks import check_rates, with_masks  # noqa: F401  (the PyTorch bridge's)
+from .sizes import checked_sizes
 
 
 def cell_options(cell, hidden_size, sizes, rates, seed, who):
     """(sizes, rates, mask generator) checked for `cell` (ValueError naming the keyword). The
     generator is seeded by `seed`; None (the bridge's default): torch.initial_seed()."""
-    sizes = check_sizes(getattr(cell, "SIZES", ()), sizes, who, getattr(cell, "SIZE_DEFAULTS", {}), hidden_size)
+    sizes = checked_sizes(cell, sizes, who, hidden_size)
     if seed is None:
         seed = sys.modules["torch"].initial_seed() if "torch" in sys.modules else 0
     return sizes, check_rates(rates, getattr(cell, "RATES", ())), np.random.default_rng([int(seed), 2])

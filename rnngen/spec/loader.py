@@ -60,20 +60,23 @@ def load_spec(path):
     cell = getattr(module, "cell", None)
     if not isinstance(cell, Cell):
         raise SpecError("spec file must define `cell = Cell(...)`", file=path)
+    cell.source_names = _source_names(cell, vars(module))     # before check(): errors use the spec's names
     try:
         cell.check()
     except SpecError as exc:
         raise exc.located(path, None) from None
-    cell.source_names = _source_names(cell, vars(module))
     cell.source_exprs = _source_exprs(cell, vars(module))
     cell.path = path
+    doc = vars(module).get("__doc__")
+    cell.doc = doc.strip() if isinstance(doc, str) else ""      # the spec's docstring, for `rnngen show`
     return cell
 
 
 def _source_names(cell, namespace):
     """The spec's own variable names for its symbols (xi for ih_0), used to name kernel locals."""
     ours = {cell.state_symbol(s) for s in cell.states}
-    ours |= {o for lin in cell.linears for o in lin.outputs} | {v.symbol for v in cell.vectors}
+    ours |= {o for lin in cell.linears for o in lin.outputs} | {s for v in cell.vectors for s in v.symbols}
+    ours |= {m.symbol for m in cell.means}
     names = {}
     for var, value in namespace.items():
         if not var.startswith("_") and isinstance(value, sp.Symbol) and value in ours:
@@ -85,7 +88,8 @@ def _source_exprs(cell, namespace):
     """The spec's named intermediate expressions [(name, expr)] in definition order (i = sigmoid(..))."""
     known = set(cell.source_names) if hasattr(cell, "source_names") else set()
     ours = {cell.state_symbol(s) for s in cell.states}
-    ours |= {o for lin in cell.linears for o in lin.outputs} | {v.symbol for v in cell.vectors}
+    ours |= {o for lin in cell.linears for o in lin.outputs} | {s for v in cell.vectors for s in v.symbols}
+    ours |= {m.symbol for m in cell.means}
     out, seen = [], set()
     for var, value in namespace.items():
         if var.startswith("_") or not isinstance(value, sp.Expr) or isinstance(value, (sp.Symbol, sp.Number)):

@@ -11,6 +11,7 @@ import tracemalloc
 
 import numpy as np
 
+from ..runtime.sizes import output_size
 from .bench_timing import GEMM_N, setting_name, time_blocks, torch_module
 
 CELLS = ("lstm", "gru", "gru_classic", "rnn_tanh", "lstm_peephole")
@@ -18,11 +19,16 @@ CELLS = ("lstm", "gru", "gru_classic", "rnn_tanh", "lstm_peephole")
 SIZES = {"course": (10, 10, 3, 5), "small": (256, 32, 128, 128), "fastrnns": (100, 64, 512, 512)}
 #: the torch.nn module computing the same cell (same gate order and parameter names), if any
 TORCH_EQUIVALENT = {"lstm": ("LSTM", {}), "gru": ("GRU", {}), "rnn_tanh": ("RNN", {"nonlinearity": "tanh"}),
-                    "rnn_relu": ("RNN", {"nonlinearity": "relu"}),
+                    "rnn_relu": ("RNN", {"nonlinearity": "relu"}), "lstm_proj": ("LSTM", {}),
                     # the regularised LSTMs at their default rate 0 (bench runs them so) are lstm
                     "lstm_zoneout": ("LSTM", {}), "lstm_vd": ("LSTM", {}), "lstm_weightdrop": ("LSTM", {})}
-#: the run-time sizes a cell is measured with
-CELL_SIZES = {"slstm": {"heads": 4}}
+#: the run-time sizes a cell is measured with, from H (lstm_proj: proj_size = H / 2; slstm: 4 heads)
+RUN_SIZES = {"lstm_proj": lambda H: {"proj_size": max(1, H // 2)}, "slstm": lambda H: {"heads": 4 if H % 4 == 0 else 1}}
+
+
+def run_sizes(cell, H):
+    """The run-time sizes (keywords of RNN / init_params) of `cell` at hidden size H."""
+    return RUN_SIZES[cell](H) if cell in RUN_SIZES else {}
 #: the cases added when lstm and the small size are measured: (layers, bidirectional, dtype or None
 #: for the run's dtype); the float64 one is added to a float32 run only
 EXTRA_CASES = ((2, True, None), (1, False, "float64"))
@@ -80,6 +86,7 @@ def torch_net(case, I, H, state_dict):
     if torch is None or case["cell"] not in TORCH_EQUIVALENT:
         return None
     cls_name, kwargs = TORCH_EQUIVALENT[case["cell"]]
+    kwargs = dict(kwargs, **run_sizes(case["cell"], H))
     tdtype = getattr(torch, case["dtype"])
     net = getattr(torch.nn, cls_name)(I, H, num_layers=case["layers"], bidirectional=case["bidirectional"],
                                       **kwargs).to(tdtype)
@@ -111,9 +118,9 @@ def torch_fns(net, x, dy):
 def module_fns(module, size, dtype, seed=0):
     """(forward, forward+backward) of a generated module called directly (benchmarks/before_after.py)."""
     T, B, I, H = SIZES[size]
-    params = module.init_params(I, H, dtype, seed=seed)
+    params = module.init_params(I, H, dtype, seed=seed, **run_sizes(module.NAME, H))
     x = np.random.default_rng(0).standard_normal((T, B, I)).astype(dtype)
-    dy = np.ones((T, B, H), dtype)
+    dy = np.ones((T, B, output_size(module, H, module.sizes_of(params))), dtype)
 
     def forward():
         module.forward(x, params)
@@ -140,9 +147,9 @@ def memory(module, size, dtype):
     numpy's allocations) plus the inputs, and the expected bytes: inputs + parameters + saved
     pre-activations and states + outputs + gradients."""
     T, B, I, H = SIZES[size]
-    params = module.init_params(I, H, dtype, seed=0)
+    params = module.init_params(I, H, dtype, seed=0, **run_sizes(module.NAME, H))
     x = np.random.default_rng(0).standard_normal((T, B, I)).astype(dtype)
-    dy = np.ones((T, B, H), dtype)
+    dy = np.ones((T, B, output_size(module, H, module.sizes_of(params))), dtype)
     gc.collect()
     tracemalloc.start()
     try:
@@ -165,10 +172,10 @@ def bench_case(case, settings, reps, threads, gemm, budget_s=None):
     T, B, I, H = SIZES[case["size"]]
     dtype = np.dtype(case["dtype"]).type
     net = rnngen.RNN(case["cell"], I, H, num_layers=case["layers"], bidirectional=case["bidirectional"],
-                     dtype=dtype, seed=0, **CELL_SIZES.get(case["cell"], {}))
+                     dtype=dtype, seed=0, **run_sizes(case["cell"], H))
     D = 2 if case["bidirectional"] else 1
     x = np.random.default_rng(0).standard_normal((T, B, I)).astype(dtype)
-    dy = np.ones((T, B, D * H), dtype)
+    dy = np.ones((T, B, net.output_size), dtype)
     fns = {"rnngen": rnngen_fns(net, x, dy)}
     tnet = torch_net(case, I, H, net.state_dict())
     diff = None

@@ -49,6 +49,17 @@ class Analysis:
             self.symbols[f"weight_{lin.name}"] = ("gates " if lin.gates > 1 else "gate ") + ", ".join(lin.outputs)
         for v, local in self.kernel.vectors.items():
             self.symbols[v] = f"per unit, {local} in the equations"
+        self.weights = {b.owner: b for b in self.kernel.params if b.role == "weight"}
+        self.size_symbols = [sp.Symbol(n, positive=True, integer=True) for n in self.kernel.sizes]
+
+    def example(self, size):
+        """`size` {B, I, H: value} with a value for each run-time size: its default (H's value for
+        "H"), else half of H."""
+        out = dict(size)
+        for sym in self.size_symbols:
+            default = self.kernel.size_defaults.get(sym.name)
+            out[sym] = size[H] if default == "H" else (default or max(1, size[H] // 2))
+        return out
 
     @property
     def module(self):
@@ -66,9 +77,11 @@ class Analysis:
         for st in stages:
             for op in st.ops:
                 if isinstance(op, ir.Pointwise):
-                    total += sum(sp.count_ops(e) for _, e in op.assigns)
-                    total += sum(sp.count_ops(w.value) for w in op.writes if isinstance(w.value, sp.Basic))
-                    total += sum(len(self.layout.terms(r)) - 1 for r in op.reads)
+                    ops = sum(sp.count_ops(e) for _, e in op.assigns)
+                    ops += sum(sp.count_ops(w.value) + (w.reduce is not None)     # a sum's add
+                               for w in op.writes if isinstance(w.value, sp.Basic))
+                    ops += sum(len(self.layout.terms(r)) - 1 for r in op.reads)
+                    total += ops * op.size
         return total
 
     def flops(self):
@@ -78,20 +91,22 @@ class Analysis:
         tanh) is 1 per element of (B, H). Hoisted GEMMs run once over all T steps: counted per step.
         """
         lins = self.kernel.linears
-        width = {lin.name: lin.gates * H for lin in lins}
-        # a block-diagonal (heads) linear: each output reads its head's H/heads inputs
-        fan_in = {lin.name: I if lin.level == 0 else (H / ir.HEADS if lin.heads else H) for lin in lins}
+        width = {lin.name: self.weights[lin.name].dims[0] for lin in lins}
+        fan_in = {lin.name: self.weights[lin.name].dims[1] for lin in lins}
+        for lin in lins:        # a block-diagonal (heads) linear: each output reads its head's H/heads inputs
+            if lin.heads:
+                width[lin.name], fan_in[lin.name] = lin.gates * H, H / ir.HEADS
         state_input = {lin.name: isinstance(lin.input, str) and lin.level > 0 for lin in lins}
         f = {
             "x GEMMs (hoisted, per step)": sum(2 * B * I * width[n.name] for n in lins if n.level == 0),
             "recurrent GEMMs": sum(2 * B * fan_in[n.name] * width[n.name] for n in lins if n.level > 0),
-            "fused pointwise": self._pointwise_ops(self.kernel.forward) * B * H,
+            "fused pointwise": self._pointwise_ops(self.kernel.forward) * B,
         }
         b = {
             "recurrent GEMM adjoints (dv = dz W)": sum(2 * B * width[n.name] * fan_in[n.name]
-                                                       + (B * H if state_input[n.name] else 0)
+                                                       + (B * fan_in[n.name] if state_input[n.name] else 0)
                                                        for n in lins if n.level > 0),
-            "fused pointwise": self._pointwise_ops(self.kernel.backward) * B * H,
+            "fused pointwise": self._pointwise_ops(self.kernel.backward) * B,
             "after the loop: dW, dx, db (per step)": sum(
                 2 * B * width[n.name] * fan_in[n.name] + (2 * B * width[n.name] * I if n.level == 0 else 0)
                 + (B * width[n.name] if n.bias else 0) for n in lins),
@@ -110,8 +125,15 @@ class Analysis:
     def stage_summary(self):
         lins = self.kernel.linears
         parts = ["x:" + ",".join(n.name for n in lins if n.level == 0)] if any(n.level == 0 for n in lins) else []
+        means = {}      # stage number -> the reductions it sums
+        for k, st in enumerate(self.kernel.forward, 1):
+            for op in st.ops:
+                for w in getattr(op, "writes", []):
+                    if w.reduce is not None:
+                        means.setdefault(k, []).append(self.kernel.means.get(w.ref.buffer.owner, w.ref.buffer.owner))
         for s in range(1, self.kernel.num_stages + 1):
-            parts.append(f"{s}:" + ",".join(n.name for n in lins if n.level == s))
+            names = [n.name for n in lins if n.level == s] + [f"mean {m}" for m in means.get(s, [])]
+            parts.append(f"{s}:" + ",".join(names))
         return " | ".join(parts) + " | update"
 
 
@@ -134,6 +156,7 @@ def _example(size):
     return ", ".join(f"{k}={v}" for k, v in size.items())
 
 
+
 # -- plain text ----------------------------------------------------------------------------------
 _LABEL = {"gemm": "GEMM  ", "add": "add   "}
 
@@ -148,19 +171,23 @@ def _stage_lines(stage):
         out += [f"      read   {line}" for line in item.loads]
         out += [f"      share  {line}" for line in item.body]
         out += [f"      write  {line}" for line in item.stores]
+        out += [f"      write  {line}" for line in item.after]
         out += [f"      past a row's length: {line}" for line in item.inactive]
     return out
 
 
 def text(a, size=None):
-    size = dict(size or EXAMPLE)
-    if any(lin.heads for lin in a.kernel.linears):
-        size.setdefault(ir.HEADS, 4)        # the run-time size of a block-diagonal linear
+    size = a.example(size or EXAMPLE)
     cell, m = a.cell, a.module
+    sizes = "".join(f", {n} = a run-time size (a keyword of init_params, RNN, the bridge, "
+                    f"rnngen train --size; default {a.kernel.size_defaults.get(n, 'none')})" for n in a.kernel.sizes)
+    states = ", ".join(f"{s} ({m.state_sizes[s]})" for s in cell.states) if a.kernel.sizes else ", ".join(cell.states)
     out = [f"cell {cell.name}    spec {a.path}",
-           f"states {', '.join(cell.states)}    output {cell.output}",
-           "",
-           "Parameters (I = input size, H = hidden size)"]
+           f"states {states}    output {cell.output}",
+           ""]
+    if getattr(cell, "doc", ""):
+        out += ["The spec's docstring"] + [f"  {line}".rstrip() for line in cell.doc.splitlines()] + [""]
+    out += [f"Parameters (I = input size, H = hidden size{sizes})"]
     width = max(len(n) for n, _ in a.params)
     shapes = [_shape(s) for _, s in a.params]
     sw = max(len(s) for s in shapes)

@@ -13,6 +13,7 @@ import numpy as np
 from ..train.charlm import CharLM, read_corpus, train_charlm
 from ..train.checkpoints import checkpoint_metadata, load_checkpoint, save_checkpoint
 from ..train.files import check_writable
+from ..runtime.sizes import checked_sizes
 from ..train.memory import available_memory_bytes, format_bytes, training_memory_bytes
 
 
@@ -30,6 +31,8 @@ def add_train_parser(sub):
     t.add_argument("--data", help="text file, one sequence per line (default: the shipped corpus "
                                   "of made-up creature names)")
     t.add_argument("--hidden", type=int, default=128, help="hidden size (default 128)")
+    t.add_argument("--size", action="append", default=[], metavar="NAME=VALUE",
+                   help="a run-time size of the cell, e.g. --size proj_size=32 for lstm_proj (repeatable)")
     t.add_argument("--layers", type=int, default=1, help="number of layers (default 1)")
     t.add_argument("--steps", type=int, default=2000, help="training steps (default 2000)")
     t.add_argument("--batch", type=int, default=32, help="sequences per step (default 32)")
@@ -123,11 +126,27 @@ def _out_problem(path):
     return None
 
 
-def _memory_problem(args, cell, lines):
+def parse_sizes(items):
+    """{name: int} from --size NAME=VALUE options (ValueError naming the bad one)."""
+    out = {}
+    for item in items:
+        name, eq, value = item.partition("=")
+        if not eq or not name.isidentifier():
+            raise ValueError(f"--size must be NAME=VALUE (e.g. --size proj_size=32), got {item!r}")
+        try:
+            out[name] = int(value)
+        except ValueError:
+            raise ValueError(f"--size {name} must be an integer, got {value!r}") from None
+        if out[name] < 1:
+            raise ValueError(f"--size {name} must be >= 1, got {out[name]}")
+    return out
+
+
+def _memory_problem(args, cell, lines, sizes=None):
     V = len(CharLM.vocab_of(lines))
     T = max(len(line) for line in lines) + 1
     need = training_memory_bytes(cell, V, args.hidden, V, args.layers, False, T, args.batch,
-                                 np.float32, args.optimizer)
+                                 np.float32, args.optimizer, sizes)
     have = available_memory_bytes()
     if have is None or need <= have:
         return None
@@ -193,19 +212,21 @@ def _train(args):
     try:
         from ..runtime.registry import load
         cell = load(args.cell, path=args.cell_path)
+        sizes = checked_sizes(cell, parse_sizes(args.size), f"cell {cell.NAME} (--size NAME=VALUE)", args.hidden)
         lines = read_corpus(args.data, lowercase=not args.keep_case)
-        problem = _memory_problem(args, cell, lines)
+        problem = _memory_problem(args, cell, lines, sizes)
         if problem:
             return _error("train", problem)
         model = CharLM(CharLM.vocab_of(lines), cell, args.hidden, args.layers, dropout=args.dropout,
-                       seed=args.seed, rates=args.rates or None)
+                       seed=args.seed, sizes=sizes, rates=args.rates or None)
     except ValueError as exc:
         return _error("train", str(exc))
     except MemoryError:
         return _error("train", f"out of memory building the model (--hidden {args.hidden}, "
                                f"--layers {args.layers})")
     V = len(model.vocab)
-    print(f"rnngen train: cell {cell.NAME}, {args.layers} layer(s) of {args.hidden}, "
+    print(f"rnngen train: cell {cell.NAME}, {args.layers} layer(s) of {args.hidden}"
+          f"{''.join(f', {k}={v}' for k, v in sizes.items())}, "
           f"{len(lines)} lines from {args.data or 'the shipped creature-names corpus'}, vocab {V}; "
           f"uniform baseline loss ln({V}) = {np.log(V):.3f} per character", flush=True)
     tty = sys.stderr.isatty()

@@ -19,7 +19,7 @@ class CharLM(SeqModel):
     """SeqModel over one-hot characters. vocab: a string of distinct characters, vocab[0] == '\\n'."""
 
     def __init__(self, vocab, cell="lstm", hidden_size=64, num_layers=1, dropout=0.0,
-                 dtype=np.float32, seed=0, bidirectional=False, rates=None):
+                 dtype=np.float32, seed=0, bidirectional=False, sizes=None, rates=None):
         if not isinstance(vocab, str) or len(set(vocab)) != len(vocab) or not vocab or vocab[0] != EOS:
             raise ValueError("vocab must be a string of distinct characters starting with '\\n'")
         if bidirectional:
@@ -27,7 +27,7 @@ class CharLM(SeqModel):
         self.vocab = vocab
         self.index = {ch: i for i, ch in enumerate(vocab)}
         super().__init__(cell, len(vocab), hidden_size, len(vocab), num_layers=num_layers,
-                         dropout=dropout, dtype=dtype, seed=seed, rates=rates)
+                         dropout=dropout, dtype=dtype, seed=seed, sizes=sizes, rates=rates)
 
     @classmethod
     def vocab_of(cls, lines):
@@ -111,7 +111,7 @@ def read_corpus(path=None, lowercase=True, max_len=64):
 
 def train_charlm(lines, cell="lstm", hidden_size=64, num_layers=1, steps=1500, batch_size=32,
                  lr=0.01, optimizer="adam", clip_norm=5.0, clip_value=None, dropout=0.0, seed=0,
-                 dtype=np.float32, callback=None, model=None, should_stop=None, rates=None):
+                 dtype=np.float32, callback=None, model=None, should_stop=None, sizes=None, rates=None):
     """Train a CharLM on `lines` with minibatches of random lines; returns (model, losses) where
     losses[i] is step i's mean per-character loss. callback(step, loss, model) after each step;
     should_stop() is asked after each step too, and training ends there when it returns True
@@ -124,7 +124,7 @@ def train_charlm(lines, cell="lstm", hidden_size=64, num_layers=1, steps=1500, b
             positive(name, value)
     if model is None:
         model = CharLM(CharLM.vocab_of(lines), cell, hidden_size, num_layers, dropout=dropout,
-                       dtype=dtype, seed=seed, rates=rates)
+                       dtype=dtype, seed=seed, sizes=sizes, rates=rates)
     opt = {"adam": Adam, "sgd": SGD}.get(optimizer)
     if opt is None:
         raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")

@@ -20,7 +20,9 @@ from .memory import parameter_shapes
 CHECKPOINT_FORMAT = "rnngen-seqmodel-1"
 # A checkpoint is an uncompressed .npz: "meta" (a JSON object, below) and "param/<name>" arrays.
 META_KEYS = ("format", "cell", "spec_sha256", "input_size", "hidden_size", "output_size", "num_layers",
-             "bidirectional", "dropout", "dtype", "vocab")          # required; "cell_path", "extra", "rates" optional
+             "bidirectional", "dropout", "dtype", "vocab")          # required; "cell_path", "extra",
+# "sizes" ({name: int}: the cell's run-time sizes, e.g. proj_size; absent means none) and "rates"
+# ({name: p}: the rates of the cell's random masks) optional
 
 
 def cell_folder(cell):
@@ -40,7 +42,7 @@ def model_metadata(model):
             "output_size": model.output_size, "num_layers": rnn.num_layers,
             "bidirectional": rnn.bidirectional, "dropout": rnn.dropout,
             "dtype": model.dtype.name, "vocab": getattr(model, "vocab", None),
-            "cell_path": cell_folder(cell), "rates": dict(rnn.rates)}
+            "cell_path": cell_folder(cell), "sizes": dict(rnn.sizes), "rates": dict(rnn.rates)}
 
 
 def save_checkpoint(path, model, **extra):
@@ -227,6 +229,12 @@ def _bad_vocab(value):
     return None if ok else "null or a string of distinct characters starting with '\\n'"
 
 
+def _bad_sizes(value):
+    ok = isinstance(value, dict) and all(isinstance(k, str) and k.isidentifier() and _bad_int(v) is None
+                                         for k, v in value.items())
+    return None if ok else "an object of size name -> integer >= 1"
+
+
 def _bad_cell(value):
     try:
         check_cell_name(value)
@@ -248,6 +256,7 @@ _META_CHECKS = {
     "cell_path": lambda v: None if v is None or (isinstance(v, str) and os.path.isabs(v)) else
     "null or an absolute folder path",
     "extra": lambda v: None if isinstance(v, dict) else "an object",
+    "sizes": _bad_sizes,
     "rates": lambda v: None if isinstance(v, dict) and all(
         isinstance(k, str) and isinstance(p, (int, float)) and not isinstance(p, bool) and 0 <= p < 1
         for k, p in v.items()) else "an object of rate name -> number in [0, 1)",
@@ -304,7 +313,8 @@ def _checkpoint_cell(ckpt, cell_path):
 def _build_model(ckpt, cell):
     meta = ckpt.meta
     kwargs = dict(num_layers=meta["num_layers"], bidirectional=meta["bidirectional"],
-                  dropout=meta["dropout"], dtype=np.dtype(meta["dtype"]), rates=meta.get("rates") or None)
+                  dropout=meta["dropout"], dtype=np.dtype(meta["dtype"]), sizes=meta.get("sizes") or {},
+                  rates=meta.get("rates") or None)
     try:
         if meta["vocab"] is not None:
             return CharLM(meta["vocab"], cell, meta["hidden_size"], **kwargs)
@@ -327,15 +337,20 @@ def load_checkpoint(path, model=None, cell_path=None):
         meta = ckpt.meta
         if model is None:
             cell = _checkpoint_cell(ckpt, cell_path)
-            ckpt.check_shapes(parameter_shapes(cell, meta["input_size"], meta["hidden_size"],
-                                               meta["output_size"], meta["num_layers"], meta["bidirectional"]))
+            try:
+                shapes = parameter_shapes(cell, meta["input_size"], meta["hidden_size"], meta["output_size"],
+                                          meta["num_layers"], meta["bidirectional"], meta.get("sizes") or {})
+            except ValueError as exc:
+                raise ckpt.error(f"its metadata 'sizes' do not fit cell {meta['cell']!r}: {exc}") from None
+            ckpt.check_shapes(shapes)
             params = ckpt.read_params()
             model = _build_model(ckpt, cell)
         else:
             mine = model_metadata(model)
+            meta = dict(meta, sizes=meta.get("sizes") or {})
             diffs = [f"{key}: checkpoint {meta.get(key)!r}, model {mine[key]!r}"
                      for key in ("cell", "spec_sha256", "input_size", "hidden_size", "output_size",
-                                 "num_layers", "bidirectional", "vocab") if meta.get(key) != mine[key]]
+                                 "num_layers", "bidirectional", "vocab", "sizes") if meta.get(key) != mine[key]]
             if diffs:
                 raise ValueError(f"checkpoint {ckpt.path} does not fit this model: " + "; ".join(diffs))
             ckpt.check_shapes({name: p.shape for name, p in model.params.items()})

@@ -39,9 +39,9 @@ class SeqModel:
     torch names plus 'dense.weight' and 'dense.bias'."""
 
     def __init__(self, cell, input_size, hidden_size, output_size, num_layers=1, bidirectional=False,
-                 dropout=0.0, dtype=np.float32, seed=0, rates=None):
+                 dropout=0.0, dtype=np.float32, seed=0, sizes=None, rates=None):
         self.rnn = RNN(cell, input_size, hidden_size, num_layers=num_layers, bidirectional=bidirectional,
-                       dropout=dropout, dtype=dtype, seed=seed, rates=rates)
+                       dropout=dropout, dtype=dtype, seed=seed, rates=rates, **(sizes or {}))
         self.dense = Dense(self.rnn.output_size, output_size, dtype, seed)
         self.output_size = self.dense.weight.shape[0]
         self.params = dict(self.rnn.params)

@@ -63,14 +63,17 @@ def test_gradients_equal_the_whole_derivative(compile_builtin, cell):
     comp = compile_builtin(cell)
     step, program = comp["rewrite"], comp["derive"]
     rng = random.Random(cell)
-    leaves = {s: sp.Float(rng.uniform(-1, 1)) for s in step.leaves}
+    # a reduction's value may be a variance under a square root: positive there
+    leaves = {s: sp.Float(rng.uniform(0.1, 1) if lf.kind == "mean" else rng.uniform(-1, 1))
+              for s, lf in step.leaves.items()}
     blk = program.backward_update
     seeds = {s: sp.Float(rng.uniform(-1, 1)) for s in blk.seeds}
     values = _evaluate(blk.defs, {**leaves, **seeds})
     loss = sum(seeds[s] * step.updates[t.name] for s, t in blk.seeds.items())
     for target, expr in blk.outputs:
         leaf = next(q for q, lf in step.leaves.items()
-                    if (lf.kind, lf.name, lf.gate) == ({"dstate": "state", "dz": "z", "dvec": "vec"}[target.kind],
+                    if (lf.kind, lf.name, lf.gate) == ({"dstate": "state", "dz": "z", "dvec": "vec",
+                                                        "dmean": "mean"}[target.kind],
                                                        target.name, target.gate))
         got = _number(expr.xreplace(values))
         want = _number(sp.diff(loss, leaf).xreplace(leaves))

@@ -23,7 +23,9 @@ def test_gradcheck_packed(cell):
     """float64 gradcheck of (output, final states) w.r.t. input, initial states and every parameter,
     2 layers, bidirectional, variable-length packed sequences in unsorted order."""
     torch.manual_seed(0)
-    I, H = 2, 2
+    # layer norm over H = 2 values is ill-conditioned (derivatives ~70 here): central differences
+    # then err by ~eps^2 * 1e8 > atol; with 3 units they are accurate
+    I, H = 2, (3 if cell == "layernorm_lstm" else 2)
     rnn = rt.RNN(cell, I, H, num_layers=2, bidirectional=True, dtype=torch.float64)
     if cell == "rnn_relu" or cell == "indrnn":
         with torch.no_grad():   # keep pre-activations away from relu's kink

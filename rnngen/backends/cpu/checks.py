@@ -4,7 +4,7 @@ import numpy as np
 from ..masks import check_masks, draw as draw_masks  # noqa: F401  (the generated modules use draw_masks)
 
 from ..checks import (DTYPES, Saved, check_finite, check_forward, check_state, hidden_size,  # noqa: F401
-                      init_params, initial_value)
+                      init_params, initial_value, sizes_of, state_dims)
 
 
 def host_array(name, value, ndim, dtype=None):
@@ -29,16 +29,20 @@ def host_array(name, value, ndim, dtype=None):
     return np.ascontiguousarray(value)
 
 
-def forward_inputs(x, params, state0, lengths, reverse, spec_params, states, initial=None, params_checked=False):
+def forward_inputs(x, params, state0, lengths, reverse, spec_params, states, params_checked=False,
+                   state_sizes=None, initial=None):
     """forward()'s inputs checked (params_checked: but for NaN/inf in the parameters, which the
     caller checked); the states not given at their initial values (`initial`, the module's
-    INITIAL; zeros for the others), the others copied."""
+    INITIAL; zeros for the others; (B, the state's size)), the others copied. `state_sizes`:
+    STATE_SIZES of a cell whose states are not all of size H."""
     x, params, state0, lengths, reverse, H = check_forward(x, params, state0, lengths, reverse,
                                                            spec_params, states, host_array,
-                                                           params_finite=not params_checked)
+                                                           params_finite=not params_checked,
+                                                           state_sizes=state_sizes)
     B = x.shape[1]
-    state0 = tuple(np.full((B, H), initial_value(initial, name, x.dtype), x.dtype) if s is None else s.copy()
-                   for name, s in zip(states, state0))
+    dims = state_dims(state_sizes, states, H, sizes_of(params, spec_params)) if state_sizes else (H,) * len(states)
+    state0 = tuple(np.full((B, n), initial_value(initial, name, x.dtype), x.dtype) if s is None else s.copy()
+                   for name, s, n in zip(states, state0, dims))
     return x, params, state0, lengths, reverse
 
 
@@ -56,7 +60,7 @@ def drop_weight(weight, mask):
     return weight if mask is None else weight * mask
 
 
-def backward_inputs(dy, d_final, saved, cell_name, states):
+def backward_inputs(dy, d_final, saved, cell_name, states, output=None):
     """backward()'s inputs checked against what forward() saved; d_final copied (accumulated into)."""
     if saved is None:
         raise ValueError("saved is None: forward(..., need_grad=False) keeps nothing for backward; "
@@ -64,7 +68,8 @@ def backward_inputs(dy, d_final, saved, cell_name, states):
     if not isinstance(saved, Saved) or saved.cell != cell_name:
         raise ValueError(f"saved must be what forward() of cell {cell_name!r} returned")
     T, B, _ = saved.x.shape
-    H = getattr(saved, f"s_{states[0]}").shape[2]
+    dims = [getattr(saved, f"s_{s}").shape[2] for s in states]     # each state's own size
+    H = getattr(saved, f"s_{output or states[0]}").shape[2]         # the output's
     dtype = saved.x.dtype
     if dy is None:
         dy = np.zeros((T, B, H), dtype)
@@ -76,7 +81,7 @@ def backward_inputs(dy, d_final, saved, cell_name, states):
         d_final = (None,) * len(states)
     if not isinstance(d_final, (tuple, list)) or len(d_final) != len(states):
         raise ValueError(f"d_final must be None or a tuple of {len(states)} arrays {states}, each (B, H)")
-    d_final = tuple(np.zeros((B, H), dtype) if d is None else
-                    check_state(f"d_final[{k}] ({states[k]})", d, B, H, dtype, host_array).copy()
+    d_final = tuple(np.zeros((B, dims[k]), dtype) if d is None else
+                    check_state(f"d_final[{k}] ({states[k]})", d, B, dims[k], dtype, host_array).copy()
                     for k, d in enumerate(d_final))
     return dy, d_final

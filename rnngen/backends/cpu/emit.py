@@ -2,11 +2,13 @@
 places. Each printed line keeps its kind (read, share, write, gemm, add) for `rnngen show`."""
 from dataclasses import dataclass, field
 
+import sympy as sp
+
 from ...compiler import ir
 from ...compiler.printer import Constants, KernelPrinter
+from ..host import HostOps, after_loop, d_state0, kernel_sizes, saved_call, saved_key, shape, width
 from .infer import InferLayout, pruned_forward
-from ..host import (SIZE_DEFAULTS, HostOps, after_loop, d_state0, saved_call, saved_key, shape, size_names,
-                    weight_setup, width)
+from ..host import weight_setup
 
 
 @dataclass
@@ -18,6 +20,8 @@ class Block:
     stores: list             # write lines
     inactive: list = field(default_factory=list)    # past a row's length
     ir: object = None        # the ir.Pointwise it prints
+    size: str = "H"          # the units the j loop runs over
+    after: list = field(default_factory=list)       # after the j loop: a reduction's per-row store
 
 
 @dataclass
@@ -32,6 +36,12 @@ class CpuModule:
     header: dict
     equations: list
     params: list             # [(name, shape)]
+    sizes: tuple             # the run-time size names beyond I and H
+    size_defaults: dict      # size -> its default (an int or "H")
+    state_sizes: dict        # state -> the name of its size
+    init: dict               # parameter -> constant initial value
+    kernel_sizes: dict       # "forward"/"backward" -> the kernel's lines reading T, B and the sizes
+    wrapper_sizes: dict      # "forward"/"backward" -> the wrapper's lines reading H and the sizes
     constants: list          # [(local name, literal)]
     helpers: list            # mathlib functions the kernels call
     n: dict                  # the loops' names
@@ -54,10 +64,6 @@ class CpuModule:
     infer_setup: list
     infer_stages: list
     infer_result: list
-    sizes: tuple = ()        # run-time sizes (heads) in PARAMS
-    size_keywords: str = ""  # init_params' keywords for them
-    size_dict: str = "None"
-    size_defaults: dict = None
 
 
 class _Printer:
@@ -66,6 +72,7 @@ class _Printer:
         self.constants = Constants(layout.namer)
         self.printer = KernelPrinter(self.constants)
         self.used = set()      # buffers a kernel references
+        self.terms = {}        # a kernel's reductions' terms arrays -> their size
 
     def value(self, v, views):
         if isinstance(v, ir.Ref):
@@ -76,16 +83,32 @@ class _Printer:
         self.used.add(ref.buffer)
         return self.lay.element(ref, views)
 
+    def sized(self, e):
+        """A sympy expression over size symbols, printed with the kernels' locals for them."""
+        return self.printer.doprint(e.xreplace({q: type(q)(self.lay.size_name(q)) for q in e.free_symbols}))
+
     def block(self, blk, stage_title):
-        views = []
-        loads = [f"{r.symbol.name} = " + " + ".join(self.element(t, views) for t in self.lay.terms(r))
-                 for r in blk.reads]
+        views, loads = [], []
+        for r in blk.reads:         # a per-row value (a mean, its gradient) is read before the j loop
+            line = f"{r.symbol.name} = " + " + ".join(self.element(t, views) for t in self.lay.terms(r))
+            (views if all(t.buffer.per_row for t in r.terms) else loads).append(line)
         body = [f"{s.name} = {self.printer.doprint(e)}" for s, e in blk.assigns]
-        stores = [f"{self.element(w.ref, views)} {'+=' if w.accumulate else '='} {self.value(w.value, views)}"
-                  for w in blk.writes]
+        stores, after = [], []
+        for w in blk.writes:
+            if w.reduce is None:
+                stores.append(f"{self.element(w.ref, views)} {'+=' if w.accumulate else '='} "
+                              f"{self.value(w.value, views)}")
+                continue
+            acc, terms = self.lay.sum_name(w.ref)    # a reduction: terms per unit, summed after the loop
+            self.terms[terms] = self.lay.size_name(blk.size)
+            stores.append(f"{terms}[{self.k.loop['j']}] = {self.value(w.value, views)}")
+            after += [f"{acc} = {self.printer.doprint(sp.Integer(0))}",
+                      f"for {self.k.loop['j']} in range({self.lay.size_name(blk.size)}):",
+                      f"    {acc} += {terms}[{self.k.loop['j']}]",
+                      f"{self.element(w.ref)} {'+=' if w.accumulate else '='} {acc}*{self.sized(w.reduce)}"]
         inactive = [f"{self.element(w.ref)} = {self.value(w.value, None)}" for w in blk.inactive]
         title = blk.title if blk.title != stage_title else ""
-        return Block(title, views, loads, body, stores, inactive, blk)
+        return Block(title, views, loads, body, stores, inactive, blk, self.lay.size_name(blk.size), after)
 
     def gemm(self, op):
         for b in (op.input.buffer, op.weight, op.output.buffer):
@@ -126,14 +149,27 @@ class _Printer:
         return out
 
     def args(self, first):
-        """Kernel parameters and what the wrapper passes for them: the buffers the kernel uses."""
+        """Kernel parameters and what the wrapper passes for them: the buffers the kernel uses; and
+        the kernel's lines reading its sizes from them."""
         order = [first] + [b for b in self.k.buffers if b is not first] + self.k.params \
             + list(self.lay.scratch.values()) + [b for bufs in self.lay.head_scratch.values() for b in bufs]
         used = [b for b in order if b in self.used]
         self.used = set()
         n = self.k.loop
+        terms = [f"{name} = np.empty({size}, {first.name}.dtype)   # a reduction's terms, one row at a time"
+                 for name, size in self.terms.items()]
+        self.terms = {}
         return ([n["lengths"], n["reverse"]] + [b.name for b in used],
-                ["lengths", "reverse"] + [self.lay.call_name(b) for b in used])
+                ["lengths", "reverse"] + [self.lay.call_name(b) for b in used],
+                kernel_sizes(self.k, self.lay, used, first) + terms)
+
+
+def wrapper_sizes(kernel, backward):
+    """The wrappers' lines reading H and the run-time sizes (from the parameters' shapes)."""
+    if not kernel.sizes and kernel.output_size == ir.H:
+        return ["H = dy.shape[2]" if backward else "H = state0[0].shape[1]"]
+    return ["H = checks.hidden_size(params, PARAMS)"] + \
+        [f'{size} = checks.sizes_of(params, PARAMS)["{size}"]' for size in kernel.sizes]
 
 
 def _forward_setup(k, lay, saving=True):
@@ -154,7 +190,7 @@ def _forward_setup(k, lay, saving=True):
             note = (f"this step's product: the loop saves the sums in {k.buffer('x_preact', x).name}"
                     if x and saving else "")
             setup.append(lay.allocate(b, note))
-        elif b.role == "linear_input":
+        elif b.role in ("linear_input", "mean"):
             setup.append(lay.allocate(b))
     setup += lay.allocate_head_scratch("forward")
     return setup, hoisted
@@ -163,7 +199,7 @@ def _forward_setup(k, lay, saving=True):
 def _backward_setup(k, lay):
     setup = weight_setup(k, lay.dropped, False)
     setup += [f"{k.buffer('d_state', s).name} = d_final[{i}]" for i, s in enumerate(k.states)]
-    setup += [lay.allocate(b) for b in k.buffers if b.role in ("d_preact", "d_x_preact", "d_linear_input")]
+    setup += [lay.allocate(b) for b in k.buffers if b.role in ("d_preact", "d_x_preact", "d_linear_input", "d_mean")]
     setup += [lay.allocate(b, "the product dv = dz @ W, added to the state's gradient")
               for b in lay.scratch.values()]
     setup += [lay.allocate(b) for b in k.buffers if b.role == "d_vector"]
@@ -180,9 +216,9 @@ def emit(kernel, layout, header, equations):
     """The CpuModule of one cell."""
     p = _Printer(kernel, layout)
     forward_stages = p.stages(kernel.forward)
-    fargs, fcall = p.args(kernel.buffer("y"))
+    fargs, fcall, fsizes = p.args(kernel.buffer("y"))
     backward_stages = p.stages(kernel.backward)
-    bargs, bcall = p.args(kernel.buffer("dy"))
+    bargs, bcall, bsizes = p.args(kernel.buffer("dy"))
     fsetup, hoisted = _forward_setup(kernel, layout)
     states = [kernel.buffer("states", s).name for s in kernel.states]
     saved = [(saved_key(b), b.name) for b in kernel.saved()]
@@ -192,15 +228,15 @@ def emit(kernel, layout, header, equations):
     ip.constants = p.constants
     ip.printer = p.printer
     infer_stages = ip.stages(pruned_forward(kernel))
-    iargs, icall = ip.args(kernel.buffer("y"))
-    sizes = size_names(kernel)
+    iargs, icall, isizes = ip.args(kernel.buffer("y"))
     return CpuModule(
-        sizes=sizes, size_keywords="".join(f", {s}=None" for s in sizes) and
-        ", *" + "".join(f", {s}=None" for s in sizes),
-        size_dict="{" + ", ".join(f'"{s}": {s}' for s in sizes) + "}" if sizes else "None",
-        size_defaults={s: SIZE_DEFAULTS[s] for s in sizes if s in SIZE_DEFAULTS},
         header=header, equations=equations,
-        params=[(b.param, shape(b)) for b in kernel.params], constants=p.constants.lines(),
+        params=[(b.param, shape(b)) for b in kernel.params], sizes=tuple(kernel.sizes),
+        size_defaults=dict(kernel.size_defaults),
+        state_sizes={s: str(kernel.state_sizes[s]) for s in kernel.states}, init=dict(kernel.init),
+        kernel_sizes={"forward": fsizes, "backward": bsizes, "infer": isizes},
+        wrapper_sizes={"forward": wrapper_sizes(kernel, False), "backward": wrapper_sizes(kernel, True)},
+        constants=p.constants.lines(),
         helpers=sorted(p.constants.helpers | ({"_head_weight_grad"} if any(getattr(op, "heads", False)
                                                                              for op in kernel.after) else set())),
         n=kernel.loop,

@@ -14,7 +14,7 @@ from dataclasses import replace
 from ...compiler import ir
 from .layout import CpuLayout, shape_text
 
-_RING_ROLES = ("states", "preact", "linear_input")
+_RING_ROLES = ("states", "preact", "linear_input", "mean")
 
 
 def ring_buffers(kernel):
@@ -62,7 +62,7 @@ def pruned_forward(kernel):
     """The forward stages without the writes nothing later in the step reads (saved for backward
     only). States and y are always written."""
     ops = [op for st in kernel.forward for op in st.ops]
-    keep_roles = ("states", "y", "preact", "linear_input")
+    keep_roles = ("states", "y", "preact", "linear_input", "mean")
     stages, index = [], 0
     for st in kernel.forward:
         new_ops = []

@@ -7,12 +7,15 @@ loops index them.
   read `xi = zx_ih[t, b, j]`.
 - Views: with several gates, each gate's block of a row is a view made before the j loop
   (`zx_ih_g1 = zx_ih[t, b, H:2 * H]`): stores at j, H + j, ... of one array with H unknown stop
-  LLVM's dependence analysis from vectorizing the j loop.
+  LLVM's dependence analysis from vectorizing the j loop. So is the gradient of a vector of
+  several gates (`dvec_bias_g1 = dvec_bias[H:2 * H]`).
 - A GEMM adjoint that adds into a state's gradient writes a (B, H) scratch first (np.dot cannot
   accumulate), then adds it.
 - A block-diagonal linear (heads) runs one np.dot per head on the head's DH inputs, into a
   (B, gates*DH) scratch whose gate blocks are copied to columns g*H + n*DH of the gate-major
   output (backward gathers them the same way): the rest of the step reads gate-major columns.
+- A reduction (cell.mean): the fused j loop stores each unit's term into terms_<m> (one array of
+  the units per kernel), a loop after it sums them into sum_<m>, stored per row times 1/count.
 """
 from ...compiler import ir
 from ..host import dropped_weights
@@ -37,7 +40,7 @@ class CpuLayout:
             for op in st.ops:
                 if isinstance(op, ir.GemmAdjoint) and op.accumulate:
                     name = self.namer.claim(f"dv_{op.linear}", ("kernel", "wrapper"))
-                    self.scratch[op.linear] = ir.Buffer(name, "d_linear_input", (ir.B, ir.H), owner=op.linear)
+                    self.scratch[op.linear] = ir.Buffer(name, "d_linear_input", op.out.dims, owner=op.linear)
         self.views = {}
         self.dropped = dropped_weights(kernel, self.namer)   # DropConnect: linear -> its weight of the call
         # block-diagonal linears: the loops' names and the per-head scratch arrays (B, gates*DH), (B, DH)
@@ -56,14 +59,34 @@ class CpuLayout:
                 bufs.append(ir.Buffer(self.namer.claim(f"dvh_{op.linear}", ("kernel", "wrapper")), "head_scratch",
                                       (ir.B, ir.H / ir.HEADS), owner=op.linear))
             self.head_scratch[kind, op.linear] = bufs
+        self.sums = {}
+
+    # -- sizes --------------------------------------------------------------------------------
+    def size_name(self, size):
+        """The kernels' local of a size symbol (H, or a run-time size such as proj_size)."""
+        return self.n[str(size)]
+
+    def unit_size(self, buffer):
+        """The local name of the units in one gate block of a buffer's last dimension."""
+        return self.size_name(buffer.dims[-1] / buffer.gates)
+
+    def sum_name(self, ref):
+        """(the per-row accumulator, the per-unit terms array) of a reduction into `ref`:
+        sum_m_mu, terms_m_mu. The fused loop stores each unit's term (a store keeps the loop
+        vectorized; a float sum in it would not be, without reassociation), a loop of adds after
+        it sums them in order."""
+        key = (ref.buffer.name, ref.at)
+        if key not in self.sums:
+            self.sums[key] = (self.namer.claim(f"sum_{ref.buffer.name}"), self.namer.claim(f"terms_{ref.buffer.name}"))
+        return self.sums[key]
 
     # -- reading and writing one element ------------------------------------------------------
     def terms(self, read):
         """The refs a read adds up here: a folded bias is already in the hoisted GEMM's output."""
         return [t for t in read.terms if t.buffer not in self.folded]
 
-    def column(self, gate):
-        j, H = self.n["j"], self.n["H"]
+    def column(self, gate, H=None):
+        j, H = self.n["j"], H or self.n["H"]
         return j if gate == 0 else (f"{H} + {j}" if gate == 1 else f"{gate} * {H} + {j}")
 
     def rows(self, at):
@@ -78,18 +101,20 @@ class CpuLayout:
     def element(self, ref, views=None):
         """The element `ref` names, through a per-row view of its gate when `views` collects them."""
         rows, name = self.rows_of(ref), ref.buffer.name
-        if ref.buffer.gates > 1 and rows is not None and views is not None:
+        if ref.buffer.per_row:
+            return f"{name}[{rows}]"
+        if ref.buffer.gates > 1 and views is not None and (rows is not None or ref.buffer.role == "d_vector"):
             key = (name, ref.gate, ref.at)
             if key not in self.views:
                 self.views[key] = self.namer.claim(f"{name}_g{ref.gate}")
-            view, H, g = self.views[key], self.n["H"], ref.gate
+            view, H, g = self.views[key], self.unit_size(ref.buffer), ref.gate
             lo = "0" if g == 0 else (H if g == 1 else f"{g} * {H}")
             hi = H if g == 0 else f"{g + 1} * {H}"
-            line = f"{view} = {name}[{rows}, {lo}:{hi}]"
+            line = f"{view} = {name}[{rows + ', ' if rows else ''}{lo}:{hi}]"
             if line not in views:
                 views.append(line)
             return f"{view}[{self.n['j']}]"
-        col = self.column(ref.gate) if ref.buffer.gates > 1 else self.n["j"]
+        col = self.column(ref.gate, self.unit_size(ref.buffer)) if ref.buffer.gates > 1 else self.n["j"]
         return f"{name}[{rows}, {col}]" if rows is not None else f"{name}[{col}]"
 
     # -- block-diagonal linears (heads) --------------------------------------------------------

@@ -3,7 +3,7 @@ __cuda_array_interface__: torch, cupy), checked by rnngen/backends/checks.py wit
 import numpy as np
 
 from .. import checks as shared
-from ..checks import Saved, hidden_size, initial_value  # noqa: F401  (the generated modules use them from here)
+from ..checks import Saved, hidden_size, initial_value, sizes_of  # noqa: F401  (the generated modules use them from here)
 from ..masks import check_masks, draw as draw_masks  # noqa: F401  (the generated modules use draw_masks)
 from . import config, elementwise
 from .config import numba_type  # noqa: F401  (the generated modules use it from here)
@@ -40,12 +40,12 @@ def as_device(name, value, ndim=None, dtype=None):
     return _contiguous(name, arr)
 
 
-def forward_inputs(x, params, state0, lengths, reverse, spec_params, states, initial=None):
+def forward_inputs(x, params, state0, lengths, reverse, spec_params, states, state_sizes=None, initial=None):
     """The checks of the CPU path (shared.check_forward) for device arrays. NaN is not checked;
     a state0 not given stays None (the wrapper's copy fills its INITIAL value, or zeros)."""
     x, params, state0, lengths, reverse, _ = shared.check_forward(
         x, params, state0, lengths, reverse, spec_params, states, array=as_device,
-        lengths_of=_device_lengths, finite=None)
+        lengths_of=_device_lengths, finite=None, state_sizes=state_sizes)
     return x, params, state0, lengths, reverse
 
 
@@ -88,11 +88,12 @@ def _device_lengths(lengths, B, T):
     return config.to_device(shared.check_lengths(host, B, T))
 
 
-def backward_inputs(dy, d_final, saved, cell_name, states):
+def backward_inputs(dy, d_final, saved, cell_name, states, output=None):
     if not isinstance(saved, shared.Saved) or saved.cell != cell_name or not getattr(saved, "device", False):
         raise ValueError(f"saved must be what forward() of cell {cell_name!r} returned for device arrays")
     T, B, _ = saved.x.shape
-    H = getattr(saved, f"s_{states[0]}").shape[2]
+    dims = [getattr(saved, f"s_{s}").shape[2] for s in states]      # each state's own size
+    H = getattr(saved, f"s_{output or states[0]}").shape[2]
     dtype = saved.x.dtype
     dy = elementwise.zeros((T, B, H), dtype) if dy is None else as_device("dy", dy, 3, dtype)
     if tuple(dy.shape) != (T, B, H):
@@ -102,6 +103,7 @@ def backward_inputs(dy, d_final, saved, cell_name, states):
     if not isinstance(d_final, (tuple, list)) or len(d_final) != len(states):
         raise ValueError(f"d_final must be None or a tuple of {len(states)} arrays {states}, each (B, H)")
     # backward accumulates into d_final: copies
-    return dy, tuple(elementwise.zeros((B, H), dtype) if d is None else
-                     elementwise.copy(shared.check_state(f"d_final[{k}] ({states[k]})", d, B, H, dtype, as_device, None))
+    return dy, tuple(elementwise.zeros((B, dims[k]), dtype) if d is None else
+                     elementwise.copy(shared.check_state(f"d_final[{k}] ({states[k]})", d, B, dims[k], dtype,
+                                                         as_device, None))
                      for k, d in enumerate(d_final))

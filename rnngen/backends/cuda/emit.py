@@ -16,8 +16,9 @@ from dataclasses import dataclass
 
 from ...compiler import ir
 from ...compiler.printer import Constants, KernelPrinter
-from ..host import HostOps, after_loop, d_state0, saved_call, saved_key, shape, width
+from ..host import HostOps, after_loop, d_state0, kernel_sizes, saved_call, saved_key, shape, width
 from . import slices
+from .reductions import has_reduction, reduction
 
 
 @dataclass
@@ -25,11 +26,13 @@ class Block:
     title: str
     lines: list          # reads, assignments and writes of an active (b, j)
     inactive: list       # past a row's length
+    nu: str = "_nu"      # how many units of its size this block owns
 
 
 @dataclass
 class Step:
-    """One phase of a time step: kind is 'gemm', 'pointwise', 'grid_sync' or 'block_sync'."""
+    """One phase of a time step: kind is 'gemm', 'pointwise', 'reduction' (reductions.py),
+    'grid_sync' or 'block_sync'."""
     kind: str
     item: object = None
 
@@ -63,6 +66,14 @@ class CudaModule:
     backward_gemms: list
     backward_steps: list
     backward_result: list
+    sizes: tuple = ()         # the run-time size names
+    size_defaults: dict = None
+    state_sizes: dict = None  # state -> its size's name
+    kernel_sizes: dict = None  # "forward"/"backward": the kernel lines reading T, B and the sizes
+    unit_lines: list = None   # the kernel lines counting this block's units of each run-time size
+    wrapper_sizes: list = None    # the wrappers' lines reading the run-time sizes
+    grid_units: str = "H"     # the units the grid covers: the largest size
+    partials: list = None     # the wrappers' allocations of the reductions' partial sums
 
 
 class _Printer:
@@ -80,51 +91,69 @@ class _Printer:
     def value(self, v):
         return self.element(v) if isinstance(v, ir.Ref) else self.printer.doprint(v)
 
+    def sized(self, e):
+        """A sympy expression over size symbols, printed with the kernels' locals for them."""
+        return self.printer.doprint(e.xreplace({q: type(q)(self.lay.size_name(q)) for q in e.free_symbols}))
+
     def block(self, blk, extra_inactive=()):
         lines = [f"{r.symbol.name} = " + " + ".join(self.element(t) for t in self.lay.terms(r)) for r in blk.reads]
         lines += [f"{s.name} = {self.printer.doprint(e)}" for s, e in blk.assigns]
         lines += [f"{self.element(w.ref)} {'+=' if w.accumulate else '='} {self.value(w.value)}" for w in blk.writes]
         inactive = [f"{self.element(w.ref)} = {self.value(w.value)}" for w in list(blk.inactive) + list(extra_inactive)]
-        return Block(blk.title, lines, inactive)
+        return Block(blk.title, lines, inactive, self.lay.units_name(blk.size))
+
+    def pointwise(self, blk, extra_inactive=()):
+        """The steps of one pointwise block: a reduction's sums, then the grid's, end with grid.sync."""
+        if has_reduction(blk):
+            return [Step("reduction", reduction(self, blk, extra_inactive)), Step("grid_sync")]
+        return [Step("pointwise", self.block(blk, extra_inactive))]
+
+    def _extra_inactive(self, blk, backward):
+        """inactive_zeros() for the blocks of the state's (or the output's) size only."""
+        zeros = self.lay.inactive_zeros(backward)
+        return [w for w in zeros if w.ref.buffer.dims[-1] / w.ref.buffer.gates == blk.size]
 
     def forward(self):
-        steps, sync = [], any(lin.level > 0 for lin in self.k.linears)
+        steps, sync = [], any(lin.level > 0 for lin in self.k.linears) or bool(self.k.mean_defs)
         for st in self.k.forward[:-1]:
             for op in st.ops:
                 if isinstance(op, ir.Pointwise):
-                    steps += [Step("pointwise", self.block(op)), Step("grid_sync")]
+                    steps += self.pointwise(op) + [Step("grid_sync")]
                 else:
                     self.used |= {op.input.buffer, op.weight, op.output.buffer}
-                    steps.append(Step("gemm", slices.forward(op, self.k.loop, self.level[op.linear])))
+                    steps.append(Step("gemm", slices.forward(op, self.k.loop, self.level[op.linear], self.lay)))
             steps.append(Step("block_sync"))
-        update = self.k.forward[-1].ops[0]
-        steps.append(Step("pointwise", self.block(update, self.lay.inactive_zeros(False))))
+        for update in self.k.forward[-1].ops:
+            steps += self.pointwise(update, self._extra_inactive(update, False))
         return steps + ([Step("grid_sync")] if sync else [])
 
     def backward(self):
-        first = self.k.backward[0].ops[0]
-        steps = [Step("pointwise", self.block(first, self.lay.inactive_zeros(True)))]
+        steps = []
+        for first in self.k.backward[0].ops:
+            steps += self.pointwise(first, self._extra_inactive(first, True))
         for st in self.k.backward[1:]:
             steps.append(Step("grid_sync"))
             for op in st.ops:
                 if isinstance(op, ir.GemmAdjoint):
                     self.used |= {op.d.buffer, op.weight, op.out}
-                    steps.append(Step("gemm", slices.backward(op, self.k.loop, self.level[op.linear])))
+                    steps.append(Step("gemm", slices.backward(op, self.k.loop, self.level[op.linear], self.lay)))
             steps.append(Step("block_sync"))
             for op in st.ops:
                 if isinstance(op, ir.Pointwise):
-                    steps += [Step("pointwise", self.block(op)), Step("block_sync")]
+                    steps += self.pointwise(op) + [Step("block_sync")]
         return steps
 
     def args(self, first):
-        order = [first] + [b for b in self.k.buffers if b is not first] + self.k.params
+        order = [first] + [b for b in self.k.buffers if b is not first] + self.k.params \
+            + list(self.lay.partials.values())
         used = [b for b in order if b in self.used]
         self.used = set()
         n = self.k.loop
         params = [n["lengths"], n["reverse"]] + [b.name for b in used]
         call = ["lengths", "reverse"] + [self.lay.call_name(b) for b in used]
         ndims = [("lengths", 1), ("reverse", 0)] + [(b.name, len(self.lay.dims(b))) for b in used]
-        return params, call, ndims + [("_units", 0), ("_on_chip", 0)]
+        sizes = kernel_sizes(self.k, self.lay, [b for b in used if b.role not in ("d_vector", "partial")], first)
+        return params, call, ndims + [("_units", 0), ("_on_chip", 0)], sizes
 
 
 def _forward_setup(k, lay):
@@ -137,7 +166,7 @@ def _forward_setup(k, lay):
         buf = k.buffer("states", s)
         fill = f', fill=checks.initial_value(INITIAL, "{s}", dtype)' if s in k.initial else ""
         setup += [lay.allocate(buf), f"elementwise.copy(state0[{i}], {buf.name}[0]{fill})"]
-    setup += [lay.allocate(b) for b in k.buffers if b.role in ("preact", "linear_input")]
+    setup += [lay.allocate(b) for b in k.buffers if b.role in ("preact", "linear_input", "mean")]
     setup += [f'{b.name} = masks["{b.owner}"]' for b in k.buffers if b.role == "mask"]
     return lay.dense_heads(True) + setup
 
@@ -145,7 +174,17 @@ def _forward_setup(k, lay):
 def _backward_setup(k, lay):
     setup = lay.dense_heads(False) + [f"{k.buffer('d_state', s).name} = d_final[{i}]" for i, s in enumerate(k.states)]
     return setup + [lay.allocate(b) for b in k.buffers
-                    if b.role in ("d_preact", "d_x_preact", "d_linear_input", "d_vector")]
+                    if b.role in ("d_preact", "d_x_preact", "d_linear_input", "d_vector", "d_mean")]
+
+
+def _grid_units(kernel):
+    """The units the persistent grid covers: H, or the largest of H and the run-time sizes."""
+    return "H" if not kernel.sizes else f"max(H, {', '.join(kernel.sizes)})"
+
+
+def _partials(layout, grid_units):
+    return [f"{b.name} = elementwise.empty(({grid_units}, B), dtype)   # partial sums, one row per block"
+            for b in layout.partials.values()]
 
 
 OPS = HostOps(gemm_tn="gemm.gemm({a}, {b}, trans_a=True)", gemm="gemm.gemm({a}, {b})",
@@ -158,9 +197,11 @@ def emit(kernel, layout, header, equations):
     """The CudaModule of one cell."""
     p = _Printer(kernel, layout)
     fsteps = p.forward()
-    fparams, fcall, fargs = p.args(kernel.buffer("y"))
+    fparams, fcall, fargs, fsizes = p.args(kernel.buffer("y"))
+    fpartials = _partials(layout, _grid_units(kernel))
     bsteps = p.backward()
-    bparams, bcall, bargs = p.args(kernel.buffer("dy"))
+    bparams, bcall, bargs, bsizes = p.args(kernel.buffer("dy"))
+    bpartials = [line for line in _partials(layout, _grid_units(kernel)) if line not in fpartials]
     rec = [lin for lin in kernel.linears if lin.level > 0]
     fg = [s.item for s in fsteps if s.kind == "gemm"]
     bg = [s.item for s in bsteps if s.kind == "gemm"]
@@ -171,9 +212,17 @@ def emit(kernel, layout, header, equations):
         constants=p.constants.lines(), helpers=sorted(p.constants.helpers), n=kernel.loop,
         cooperative=bool(rec), rows=sum(lin.gates for lin in rec), num_recurrent=len(rec),
         forward_params=fparams, forward_call=fcall, forward_kernel_args=fargs,
-        forward_setup=_forward_setup(kernel, layout), forward_offsets=slices.offsets(fg), forward_gemms=fg,
+        forward_setup=_forward_setup(kernel, layout) + fpartials, forward_offsets=slices.offsets(fg),
+        forward_gemms=fg,
         forward_steps=fsteps, forward_result=["final_states = (" + ", ".join(f"{s}[T]" for s in states) + ",)"],
         saved=saved, saved_call=saved_call(saved, device=True),
         backward_params=bparams, backward_call=bcall, backward_kernel_args=bargs,
-        backward_setup=_backward_setup(kernel, layout), backward_offsets=slices.offsets(bg),
-        backward_gemms=bg, backward_steps=bsteps, backward_result=after_loop(kernel, OPS) + [d_state0(kernel)])
+        backward_setup=_backward_setup(kernel, layout) + bpartials, backward_offsets=slices.offsets(bg),
+        backward_gemms=bg, backward_steps=bsteps, backward_result=after_loop(kernel, OPS) + [d_state0(kernel)],
+        sizes=tuple(kernel.sizes), size_defaults=dict(kernel.size_defaults),
+        state_sizes={s: str(kernel.state_sizes[s]) for s in kernel.states},
+        kernel_sizes={"forward": fsizes, "backward": bsizes},
+        unit_lines=[f"{layout.units_name(sp_)} = max(0, min(_units, {layout.size_name(sp_)} - _j0))"
+                    for sp_ in kernel.sizes],
+        wrapper_sizes=[f'{size} = checks.sizes_of(params, PARAMS)["{size}"]' for size in kernel.sizes],
+        grid_units=_grid_units(kernel))

@@ -11,6 +11,11 @@ persistent kernels index them.
   (gates*H, H) matrix with the off-diagonal blocks zero (heads.dense, once per call); its
   gradient is the dense one's diagonal blocks (heads.weight_grad). Correct, but it does the dense
   FLOPs: a GEMM slice per head is left to the rewrite of the per-step CUDA GEMM kernels.
+- Run-time sizes (a projected LSTM's proj_size): block k owns units [k*units, (k+1)*units) of
+  every size; `_nu_<size>` of them exist (0 past the size's end).
+- A reduction's sum: each block writes its partial sum of a row to part_<buffer>[block, b]
+  (allocated for as many blocks as units, an upper bound of the grid); after grid.sync the rows
+  are finished across the grid (reductions.py).
 """
 from ...compiler import ir
 from ..host import dropped_weights, weight_setup
@@ -26,6 +31,7 @@ class CudaLayout:
         self.kernel = kernel
         self.n = kernel.loop
         self.namer = kernel.namer.copy()
+        self.partials = {}          # reduction buffer name -> its partial sums' buffer
         self.dense = {lin.name: self.namer.claim(f"weight_{lin.name}_dense", ("kernel", "wrapper"))
                       for lin in kernel.linears if lin.heads}
         self.dropped = dropped_weights(kernel, self.namer)   # DropConnect: linear -> its weight of the call
@@ -33,7 +39,7 @@ class CudaLayout:
     def dims(self, buffer):
         if buffer.role == "weight" and buffer.owner in self.dense:
             return (buffer.gates * ir.H, ir.H)
-        return (ir.B, ir.H) if buffer.role == "d_vector" else buffer.dims
+        return (ir.B, buffer.dims[-1]) if buffer.role == "d_vector" else buffer.dims
 
     def dense_heads(self, forward):
         """The wrapper lines of the weights the kernels read: a DropConnect linear's weight * mask,
@@ -47,8 +53,23 @@ class CudaLayout:
     def terms(self, read):
         return list(read.terms)
 
-    def column(self, gate):
-        j, H = self.n["j"], self.n["H"]
+    def size_name(self, size):
+        """The kernels' local of a size symbol (H or a run-time size)."""
+        return self.n[str(size)]
+
+    def units_name(self, size):
+        """How many units of `size` this block owns: _nu for H, _nu_<size> for another."""
+        return "_nu" if str(size) == "H" else f"_nu_{self.size_name(size)}"
+
+    def partial(self, buffer):
+        """The (units bound, B) buffer of the blocks' partial sums of a reduction into `buffer`."""
+        if buffer.name not in self.partials:
+            name = self.namer.claim(f"part_{buffer.name}", ("kernel", "wrapper"))
+            self.partials[buffer.name] = ir.Buffer(name, "partial", (ir.H, ir.B), owner=buffer.name)
+        return self.partials[buffer.name]
+
+    def column(self, gate, H=None):
+        j, H = self.n["j"], H or self.n["H"]
         return j if gate == 0 else (f"{H} + {j}" if gate == 1 else f"{gate} * {H} + {j}")
 
     def element(self, ref):
@@ -56,7 +77,10 @@ class CudaLayout:
         at = "row" if ref.buffer.role == "d_vector" else ref.at
         rows = {"t": f"{n['t']}, {n['b']}", "step": f"{n['step']}, {n['b']}",
                 "next": f"{n['step']} + 1, {n['b']}", "row": n["b"], "unit": None}[at]
-        col = self.column(ref.gate) if ref.buffer.gates > 1 else n["j"]
+        if ref.buffer.per_row:
+            return f"{name}[{rows}]"
+        unit = self.size_name(ref.buffer.dims[-1] / ref.buffer.gates)
+        col = self.column(ref.gate, unit) if ref.buffer.gates > 1 else n["j"]
         return f"{name}[{rows}, {col}]" if rows is not None else f"{name}[{col}]"
 
     def inactive_zeros(self, backward):

@@ -18,11 +18,23 @@ class Gemm:
     size: str            # shared-memory elements of the slice
 
 
-def forward(op, n, level):
+def _sizes(op, lay):
+    """(K: the linear's input size, O: its output size per gate, this block's units of O and of
+    K): the kernels' locals (H unless the spec declares another size)."""
+    if lay is None:
+        return "H", "H", "_nu", "_nu"
+    dims = lay.dims(op.weight)          # a block-diagonal (heads) weight: its dense matrix's
+    out = dims[0] / op.weight.gates
+    k = dims[1]
+    return lay.size_name(k), lay.size_name(out), lay.units_name(out), lay.units_name(k)
+
+
+def forward(op, n, level, lay=None):
     """z[step, b, rows of this block's units] = v[step, b] @ W[rows].T"""
-    G, b, H, B, step = op.weight.gates, n["b"], n["H"], n["B"], n["step"]
+    G, b, B, step = op.weight.gates, n["b"], n["B"], n["step"]
+    H, O, nu, _ = _sizes(op, lay)       # H: the input size (the dot products' length)
     src, w, lin = op.input.buffer.name, op.weight.name, op.linear
-    rows = "_nu" if G == 1 else f"{G} * _nu"       # this block's rows of the weight
+    rows = nu if G == 1 else f"{G} * {nu}"       # this block's rows of the weight
     z = op.output.buffer.name
     at = f"{step}, " if op.output.at == "step" else ""
     off = f"_off_{lin}"
@@ -37,18 +49,18 @@ def forward(op, n, level):
         load=[f"for _e in range(_tid, {rows} * {H}, _nt):",
               f"    _r = _e // {H}",
               f"    _k = _e - _r * {H}",
-              "    _g = _r // _nu",
-              f"    _wsh[{off} + _r * ({H} + 1) + _k] = {w}[_g * {H} + _j0 + _r - _g * _nu, _k]"],
+              f"    _g = _r // {nu}",
+              f"    _wsh[{off} + _r * ({H} + 1) + _k] = {w}[_g * {O} + _j0 + _r - _g * {nu}, _k]"],
         head=[f"_nc = ({rows} + 1) // 2              # tile: rows _c0, _c0 + _nc of the slice",
               f"_nb = ({B} + 1) // 2                    # ... and batch rows {b}, {b} + _nb",
               f"{b} = _e // _nc",
               f"_c0 = _e - {b} * _nc",
               f"_c1 = _c0 + _nc if _c0 + _nc < {rows} else _c0   # an odd count: a 1-wide tile",
               f"_b1 = {b} + _nb if {b} + _nb < {B} else {b}",
-              "_g = _c0 // _nu",
-              f"_row0 = _g * {H} + _j0 + _c0 - _g * _nu",
-              "_g = _c1 // _nu",
-              f"_row1 = _g * {H} + _j0 + _c1 - _g * _nu"],
+              f"_g = _c0 // {nu}",
+              f"_row0 = _g * {O} + _j0 + _c0 - _g * {nu}",
+              f"_g = _c1 // {nu}",
+              f"_row1 = _g * {O} + _j0 + _c1 - _g * {nu}"],
         shared=f"_tile({src}[{step}, {b}], {src}[{step}, _b1], _wsh[{off} + _c0 * ({H} + 1):], "
                f"_wsh[{off} + _c1 * ({H} + 1):], {H}, _zero)",
         global_=f"_tile({src}[{step}, {b}], {src}[{step}, _b1], {w}[_row0], {w}[_row1], {H}, _zero)",
@@ -56,9 +68,10 @@ def forward(op, n, level):
         size=f"{G} * _units * ({H} + 1)")
 
 
-def backward(op, n, level):
+def backward(op, n, level, lay=None):
     """columns of this block's units of dz[step] @ W, into d_state (+=) or dv (=)"""
-    G, b, j, H, B, step = op.weight.gates, n["b"], n["j"], n["H"], n["B"], n["step"]
+    G, b, j, B, step = op.weight.gates, n["b"], n["j"], n["B"], n["step"]
+    _, H, _, nu = _sizes(op, lay)       # H: the output size per gate; nu: this block's input units
     w, lin, dz = op.weight.name, op.linear, op.d.buffer.name
     rows = H if G == 1 else f"{G} * {H}"
     prows = rows if G == 1 else f"({rows})"
@@ -71,16 +84,16 @@ def backward(op, n, level):
     return Gemm(
         linear=lin,
         title=f"stage {level}: columns of this block's units of {dz}[{step}] @ {w}",
-        count=f"(({B} + 1) // 2) * ((_nu + 1) // 2)",
-        load=[f"for _e in range(_tid, _nu * {rows}, _nt):",
+        count=f"(({B} + 1) // 2) * (({nu} + 1) // 2)",
+        load=[f"for _e in range(_tid, {nu} * {rows}, _nt):",
               f"    _u = _e // {prows}",
               f"    _k = _e - _u * {prows}",
               f"    _wsh[{off} + _u * ({rows} + 1) + _k] = {w}[_k, _j0 + _u]"],
-        head=["_nc = (_nu + 1) // 2                 # tile: units _c0, _c0 + _nc of this block",
+        head=[f"_nc = ({nu} + 1) // 2                 # tile: units _c0, _c0 + _nc of this block",
               f"_nb = ({B} + 1) // 2                    # ... and batch rows {b}, {b} + _nb",
               f"{b} = _e // _nc",
               f"_c0 = _e - {b} * _nc",
-              "_c1 = _c0 + _nc if _c0 + _nc < _nu else _c0   # an odd count: a 1-wide tile",
+              f"_c1 = _c0 + _nc if _c0 + _nc < {nu} else _c0   # an odd count: a 1-wide tile",
               f"_b1 = {b} + _nb if {b} + _nb < {B} else {b}",
               f"{j} = _j0 + _c0",
               "_j1 = _j0 + _c1"],
