@@ -3,7 +3,7 @@ step's equations as the docstring shows them (the last stage: nothing reads prin
 import sympy as sp
 from sympy.printing.pycode import PythonCodePrinter
 
-from ..spec.cell import INITIAL_WORDS
+from ..spec.masks import INITIAL_WORDS
 from ..spec.functions import exp_nonpositive, log_sigmoid, maximum, relu, sigmoid, softplus, step, tanh
 
 # the backends' math libraries provide these (imported under these names), Python's math the rest

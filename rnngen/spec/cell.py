@@ -8,19 +8,18 @@
 Every call records the spec line it came from, so a later check can name it.
 """
 import keyword
-import os
-import sys
 from dataclasses import dataclass
 
 import sympy as sp
 
 from ..errors import SpecError
+from .masks import INITIAL_WORDS, Mask, initial_values as _initial_values, new_mask  # noqa: F401
+from .where import caller as _caller, check_identifier as _check_identifier, fail as _fail
 from .sizes import HIDDEN, Size, check as _check_sizes, expression_size as _expression_size, \
     symbol_sizes as _symbol_sizes
 from .functions import (KNOWN_FUNCTIONS, exp, log, log_sigmoid, maximum, relu, sigmoid, softplus,  # noqa: F401
                         sqrt, step, tanh)
 
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # rnngen/
 # names a state cannot take: the Cell's own attributes (`cell.<state>` would not reach the state).
 # The generated code's own locals are renamed around the spec's names, so they are not reserved.
 _RESERVED = {"x", "name", "states", "output", "linear", "vector", "update", "linears", "vectors",
@@ -29,33 +28,6 @@ _RESERVED = {"x", "name", "states", "output", "linear", "vector", "update", "lin
              "initial", "mask", "masks"}
 # the sizes every cell has: the input size and the hidden size (I, H in parameter shapes)
 _BUILTIN_SIZES = {"I": "input_size", "H": "hidden_size"}
-
-
-def _caller():
-    """(file, line) of the first frame outside the rnngen package: the spec's own line."""
-    frame = sys._getframe(1)
-    while frame is not None:
-        path = os.path.abspath(frame.f_code.co_filename)
-        if not path.startswith(_PACKAGE_DIR + os.sep):
-            return frame.f_code.co_filename, frame.f_lineno
-        frame = frame.f_back
-    return None, None
-
-
-def _fail(message, symbol=None):
-    file, line = _caller()
-    raise SpecError(message, file=file, line=line, symbol=symbol)
-
-
-def _check_identifier(kind, name):
-    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
-        _fail(f"{kind} name must be a Python identifier, got {name!r}", symbol=str(name))
-    if name.startswith("_"):
-        why = ("reserved for the modules rnngen generates beside a cell's, like _cuda_<cell>.py"
-               if kind == "cell" else "such names belong to the generated code")
-        _fail(f"{kind} name {name!r} must not start with '_' ({why})", symbol=name)
-
-
 
 
 @dataclass
@@ -111,45 +83,7 @@ class Mean:
     line: int
 
 
-@dataclass
-class Mask:
-    """A random keep-mask: 1 with probability 1 - p, where p is the run-time rate named `rate`;
-    `per` "step" (a new mask every step) or "sequence" (one per sequence: variational);
-    `inverted` scales it by 1 / (1 - p) (its expectation is then 1, else 1 - p)."""
-    name: str
-    rate: str
-    per: str
-    inverted: bool
-    symbol: sp.Symbol
-    file: str
-    line: int
-
-
 X = sp.Symbol("x")
-
-
-INITIAL_WORDS = {"lowest": "the dtype's most negative finite number"}
-
-
-def _initial_values(initial, states):
-    """{state: value} of the states that do not start at zero: a finite number or 'lowest'."""
-    if initial is None:
-        return {}
-    if not isinstance(initial, dict):
-        _fail(f"initial must be a dict of state name -> initial value, got {initial!r}")
-    out = {}
-    for s, v in initial.items():
-        if s not in states:
-            _fail(f"initial value for undeclared state {s!r}; the states are {states}", symbol=str(s))
-        if isinstance(v, str) and v in INITIAL_WORDS:
-            out[s] = v
-        elif isinstance(v, (int, float)) and not isinstance(v, bool) and abs(float(v)) < float("inf"):
-            if float(v) != 0:
-                out[s] = float(v)
-        else:
-            _fail(f"initial value of state {s!r} must be a finite number or one of "
-                  f"{sorted(INITIAL_WORDS)}, got {v!r}", symbol=str(s))
-    return out
 
 
 class Cell:
@@ -366,18 +300,9 @@ class Cell:
         rate named `rate` (default: `name`; several masks may share a rate, each drawn on its own).
         inverted=True scales it by 1 / (1 - p) (inverted dropout). In eval mode, or with p = 0,
         the mask is its expectation (1 - p; 1 when inverted). Returns its symbol."""
-        file, line = _caller()
-        _check_identifier("mask", name)
-        rate = name if rate is None else rate
-        _check_identifier("rate", rate)
-        if per not in ("step", "sequence"):
-            _fail(f"mask {name!r}: per must be 'step' or 'sequence', got {per!r}", symbol=name)
-        if name in self._names or name in self._params:
-            _fail(f"mask {name!r}: symbol name already in use", symbol=name)
-        self._names.add(name)
-        sym = sp.Symbol(name)
-        self.masks.append(Mask(name, rate, per, bool(inverted), sym, file, line))
-        return sym
+        mask = new_mask(self, name, rate, per, inverted)
+        self.masks.append(mask)
+        return mask.symbol
 
     def update(self, **new_states):
         """Give each state its value after the step."""
