@@ -72,10 +72,11 @@ def _kernels_for(_dtype):
     # -- forward: one launch runs every time step ------------------------------------------
     def forward_kernel(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, weight_hh, vec_ln_ih_gain, vec_ln_hh_gain, vec_bias, vec_ln_c_gain, vec_ln_c_bias, part_m_ln_ih_mean, part_m_ln_ih_sq, part_m_ln_hh_mean, part_m_ln_hh_sq, part_m_ln_c_mean, part_m_ln_c_sq, _units, _on_chip):
         T, B, H = y.shape
+        inv_4H = _dtype(1) / _dtype(4 * H)
+        inv_H = _dtype(1) / _dtype(H)
         c0 = _dtype(0)
         c1 = _dtype(1)
         c1_2 = _dtype(1 / 2)
-        c1_4 = _dtype(1 / 4)
         c1em05 = _dtype(1e-05)
         c2 = _dtype(2)
         _zero = _dtype(0)
@@ -117,11 +118,11 @@ def _kernels_for(_dtype):
                     sum_m_ln_ih_mean = _zero
                     for _k in range(cuda.gridDim.x):
                         sum_m_ln_ih_mean += part_m_ln_ih_mean[_k, b]
-                    m_ln_ih_mean[step, b] = sum_m_ln_ih_mean*(c1_4)/H
+                    m_ln_ih_mean[step, b] = sum_m_ln_ih_mean*inv_4H
                     sum_m_ln_ih_sq = _zero
                     for _k in range(cuda.gridDim.x):
                         sum_m_ln_ih_sq += part_m_ln_ih_sq[_k, b]
-                    m_ln_ih_sq[step, b] = sum_m_ln_ih_sq*(c1_4)/H
+                    m_ln_ih_sq[step, b] = sum_m_ln_ih_sq*inv_4H
             _grid.sync()
             _grid.sync()
             # stage 1: z_hh[step] = s_h[step] @ weight_hh.T, rows of this block's units
@@ -171,11 +172,11 @@ def _kernels_for(_dtype):
                     sum_m_ln_hh_mean = _zero
                     for _k in range(cuda.gridDim.x):
                         sum_m_ln_hh_mean += part_m_ln_hh_mean[_k, b]
-                    m_ln_hh_mean[step, b] = sum_m_ln_hh_mean*(c1_4)/H
+                    m_ln_hh_mean[step, b] = sum_m_ln_hh_mean*inv_4H
                     sum_m_ln_hh_sq = _zero
                     for _k in range(cuda.gridDim.x):
                         sum_m_ln_hh_sq += part_m_ln_hh_sq[_k, b]
-                    m_ln_hh_sq[step, b] = sum_m_ln_hh_sq*(c1_4)/H
+                    m_ln_hh_sq[step, b] = sum_m_ln_hh_sq*inv_4H
             _grid.sync()
             _grid.sync()
             cuda.syncthreads()
@@ -226,11 +227,11 @@ def _kernels_for(_dtype):
                     sum_m_ln_c_mean = _zero
                     for _k in range(cuda.gridDim.x):
                         sum_m_ln_c_mean += part_m_ln_c_mean[_k, b]
-                    m_ln_c_mean[step, b] = sum_m_ln_c_mean*(c1/(H))
+                    m_ln_c_mean[step, b] = sum_m_ln_c_mean*inv_H
                     sum_m_ln_c_sq = _zero
                     for _k in range(cuda.gridDim.x):
                         sum_m_ln_c_sq += part_m_ln_c_sq[_k, b]
-                    m_ln_c_sq[step, b] = sum_m_ln_c_sq*(c1/(H))
+                    m_ln_c_sq[step, b] = sum_m_ln_c_sq*inv_H
             _grid.sync()
             _grid.sync()
             cuda.syncthreads()
@@ -291,10 +292,11 @@ def _kernels_for(_dtype):
     # -- backward: one launch runs the time loop in reverse --------------------------------
     def backward_kernel(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, d_h, d_c, dzx_ih, dz_hh, dmean_ln_ih_mean, dmean_ln_ih_sq, dmean_ln_hh_mean, dmean_ln_hh_sq, dmean_ln_c_mean, dmean_ln_c_sq, dvec_ln_ih_gain, dvec_ln_hh_gain, dvec_bias, dvec_ln_c_gain, dvec_ln_c_bias, weight_hh, vec_ln_ih_gain, vec_ln_hh_gain, vec_bias, vec_ln_c_gain, vec_ln_c_bias, part_dmean_ln_c_mean, part_dmean_ln_c_sq, part_dmean_ln_hh_mean, part_dmean_ln_hh_sq, part_dmean_ln_ih_mean, part_dmean_ln_ih_sq, _units, _on_chip):
         T, B, H = dy.shape
+        inv_H_ = _dtype(1) / _dtype(H)
+        inv_4H_ = _dtype(1) / _dtype(4 * H)
         c0 = _dtype(0)
         c1 = _dtype(1)
         c1_2 = _dtype(1 / 2)
-        c1_4 = _dtype(1 / 4)
         c1em05 = _dtype(1e-05)
         c2 = _dtype(2)
         _zero = _dtype(0)
@@ -469,27 +471,27 @@ def _kernels_for(_dtype):
                     sum_dmean_ln_c_mean = _zero
                     for _k in range(cuda.gridDim.x):
                         sum_dmean_ln_c_mean += part_dmean_ln_c_mean[_k, b]
-                    dmean_ln_c_mean[b] = sum_dmean_ln_c_mean*(c1/(H))
+                    dmean_ln_c_mean[b] = sum_dmean_ln_c_mean*inv_H_
                     sum_dmean_ln_c_sq = _zero
                     for _k in range(cuda.gridDim.x):
                         sum_dmean_ln_c_sq += part_dmean_ln_c_sq[_k, b]
-                    dmean_ln_c_sq[b] = sum_dmean_ln_c_sq*(c1/(H))
+                    dmean_ln_c_sq[b] = sum_dmean_ln_c_sq*inv_H_
                     sum_dmean_ln_hh_mean = _zero
                     for _k in range(cuda.gridDim.x):
                         sum_dmean_ln_hh_mean += part_dmean_ln_hh_mean[_k, b]
-                    dmean_ln_hh_mean[b] = sum_dmean_ln_hh_mean*(c1_4)/H
+                    dmean_ln_hh_mean[b] = sum_dmean_ln_hh_mean*inv_4H_
                     sum_dmean_ln_hh_sq = _zero
                     for _k in range(cuda.gridDim.x):
                         sum_dmean_ln_hh_sq += part_dmean_ln_hh_sq[_k, b]
-                    dmean_ln_hh_sq[b] = sum_dmean_ln_hh_sq*(c1_4)/H
+                    dmean_ln_hh_sq[b] = sum_dmean_ln_hh_sq*inv_4H_
                     sum_dmean_ln_ih_mean = _zero
                     for _k in range(cuda.gridDim.x):
                         sum_dmean_ln_ih_mean += part_dmean_ln_ih_mean[_k, b]
-                    dmean_ln_ih_mean[b] = sum_dmean_ln_ih_mean*(c1_4)/H
+                    dmean_ln_ih_mean[b] = sum_dmean_ln_ih_mean*inv_4H_
                     sum_dmean_ln_ih_sq = _zero
                     for _k in range(cuda.gridDim.x):
                         sum_dmean_ln_ih_sq += part_dmean_ln_ih_sq[_k, b]
-                    dmean_ln_ih_sq[b] = sum_dmean_ln_ih_sq*(c1_4)/H
+                    dmean_ln_ih_sq[b] = sum_dmean_ln_ih_sq*inv_4H_
             _grid.sync()
             _grid.sync()
             cuda.syncthreads()
@@ -599,19 +601,19 @@ def _kernels_for(_dtype):
                     sum_dmean_ln_hh_mean_ = _zero
                     for _k in range(cuda.gridDim.x):
                         sum_dmean_ln_hh_mean_ += part_dmean_ln_hh_mean[_k, b]
-                    dmean_ln_hh_mean[b] += sum_dmean_ln_hh_mean_*(c1_4)/H
+                    dmean_ln_hh_mean[b] += sum_dmean_ln_hh_mean_*inv_4H_
                     sum_dmean_ln_hh_sq_ = _zero
                     for _k in range(cuda.gridDim.x):
                         sum_dmean_ln_hh_sq_ += part_dmean_ln_hh_sq[_k, b]
-                    dmean_ln_hh_sq[b] += sum_dmean_ln_hh_sq_*(c1_4)/H
+                    dmean_ln_hh_sq[b] += sum_dmean_ln_hh_sq_*inv_4H_
                     sum_dmean_ln_ih_mean_ = _zero
                     for _k in range(cuda.gridDim.x):
                         sum_dmean_ln_ih_mean_ += part_dmean_ln_ih_mean[_k, b]
-                    dmean_ln_ih_mean[b] += sum_dmean_ln_ih_mean_*(c1_4)/H
+                    dmean_ln_ih_mean[b] += sum_dmean_ln_ih_mean_*inv_4H_
                     sum_dmean_ln_ih_sq_ = _zero
                     for _k in range(cuda.gridDim.x):
                         sum_dmean_ln_ih_sq_ += part_dmean_ln_ih_sq[_k, b]
-                    dmean_ln_ih_sq[b] += sum_dmean_ln_ih_sq_*(c1_4)/H
+                    dmean_ln_ih_sq[b] += sum_dmean_ln_ih_sq_*inv_4H_
             _grid.sync()
             cuda.syncthreads()
             _grid.sync()

@@ -83,6 +83,7 @@ class _Printer:
         self.printer = KernelPrinter(self.constants)
         self.used = set()
         self.level = {lin.name: lin.level for lin in kernel.linears}
+        self.scales = {}
 
     def element(self, ref):
         self.used.add(ref.buffer)
@@ -94,6 +95,18 @@ class _Printer:
     def sized(self, e):
         """A sympy expression over size symbols, printed with the kernels' locals for them."""
         return self.printer.doprint(e.xreplace({q: type(q)(self.lay.size_name(q)) for q in e.free_symbols}))
+
+    def count_text(self, e):
+        """A reduction's count as plain Python over the kernels' size locals (4 * H): no typed
+        constants, which the kernels set after their sizes."""
+        return str(e.xreplace({q: type(q)(self.lay.size_name(q)) for q in e.free_symbols})).replace("*", " * ")
+
+    def scale(self, e):
+        """A reduction's 1/count as a kernel local of the element type (inv_4H = _dtype(1) / _dtype(4 * H))."""
+        if e not in self.scales:
+            label = str(1 / e).replace("*", "").replace(" ", "")
+            self.scales[e] = self.lay.namer.claim(f"inv_{label}")
+        return self.scales[e]
 
     def block(self, blk, extra_inactive=()):
         lines = [f"{r.symbol.name} = " + " + ".join(self.element(t) for t in self.lay.terms(r)) for r in blk.reads]
@@ -153,6 +166,8 @@ class _Printer:
         call = ["lengths", "reverse"] + [self.lay.call_name(b) for b in used]
         ndims = [("lengths", 1), ("reverse", 0)] + [(b.name, len(self.lay.dims(b))) for b in used]
         sizes = kernel_sizes(self.k, self.lay, [b for b in used if b.role not in ("d_vector", "partial")], first)
+        sizes += [f"{name} = _dtype(1) / _dtype({self.count_text(1 / e)})" for e, name in self.scales.items()]
+        self.scales = {}
         return params, call, ndims + [("_units", 0), ("_on_chip", 0)], sizes
 
 
