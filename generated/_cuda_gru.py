@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 7cb0204a2d7f3f5793ee6bda40297eab83c159ee58163ce49f9f264d7ac25b6f
+sha256 of spec + templates + math libraries + versions: f0b0031c1bb2142ebf61788a3273c4e25b2c5e89f6cf08702925f9ed10267e2d
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -32,7 +32,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru"
-SPEC_SHA256 = "7cb0204a2d7f3f5793ee6bda40297eab83c159ee58163ce49f9f264d7ac25b6f"
+SPEC_SHA256 = "f0b0031c1bb2142ebf61788a3273c4e25b2c5e89f6cf08702925f9ed10267e2d"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
@@ -47,6 +47,7 @@ STATE_SIZES = {'h': 'H'}
 COOPERATIVE = True     # the kernels call grid.sync()
 SHARED_ROWS = 3            # weight rows per hidden unit kept on chip (all recurrent gates)
 RECURRENT_LINEARS = 1
+MAX_THREADS = None     # threads per block at most (None: config.THREADS); reductions' kernels need more registers
 # (kernel argument, number of dimensions): what compile-only checks need to build signatures
 KERNEL_ARGS = {
     "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("z_hh", 3), ("bias_ih", 1), ("weight_hh", 2), ("bias_hh", 1), ("_units", 0), ("_on_chip", 0), ),

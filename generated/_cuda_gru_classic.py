@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 533b08713b273dfe6675dc4deee81fb1c96ec55c746bfbe6b52542fd43df468e
+sha256 of spec + templates + math libraries + versions: 03a3ac46c7ddca888b7580fd53c4a110b82fea80b3f613b12cbea15378067245
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -32,7 +32,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru_classic"
-SPEC_SHA256 = "533b08713b273dfe6675dc4deee81fb1c96ec55c746bfbe6b52542fd43df468e"
+SPEC_SHA256 = "03a3ac46c7ddca888b7580fd53c4a110b82fea80b3f613b12cbea15378067245"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
@@ -47,6 +47,7 @@ STATE_SIZES = {'h': 'H'}
 COOPERATIVE = True     # the kernels call grid.sync()
 SHARED_ROWS = 3            # weight rows per hidden unit kept on chip (all recurrent gates)
 RECURRENT_LINEARS = 2
+MAX_THREADS = None     # threads per block at most (None: config.THREADS); reductions' kernels need more registers
 # (kernel argument, number of dimensions): what compile-only checks need to build signatures
 KERNEL_ARGS = {
     "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("z_hh", 3), ("z_rh", 3), ("v_rh", 3), ("bias_ih", 1), ("weight_hh", 2), ("weight_rh", 2), ("_units", 0), ("_on_chip", 0), ),

@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 448da02c2b1c687956592193e6c615249826852495524abcf8a71fbfc16c9b73
+sha256 of spec + templates + math libraries + versions: 100f1529f249cba81967b7436085a1a2b6b0e0c6c292a3facf8b124a9b927e28
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,7 +28,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, relu as _relu, step as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "indrnn"
-SPEC_SHA256 = "448da02c2b1c687956592193e6c615249826852495524abcf8a71fbfc16c9b73"
+SPEC_SHA256 = "100f1529f249cba81967b7436085a1a2b6b0e0c6c292a3facf8b124a9b927e28"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
@@ -42,6 +42,7 @@ STATE_SIZES = {'h': 'H'}
 COOPERATIVE = False     # the kernels call grid.sync()
 SHARED_ROWS = 0            # weight rows per hidden unit kept on chip (all recurrent gates)
 RECURRENT_LINEARS = 0
+MAX_THREADS = None     # threads per block at most (None: config.THREADS); reductions' kernels need more registers
 # (kernel argument, number of dimensions): what compile-only checks need to build signatures
 KERNEL_ARGS = {
     "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("bias_ih", 1), ("vec_weight_hh", 1), ("_units", 0), ("_on_chip", 0), ),

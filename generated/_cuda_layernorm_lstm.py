@@ -2,7 +2,7 @@
 
 source spec: layernorm_lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: d68d589271b8fe64e3bac1297b795f281a45242d727ca2755ac513ab029c67b5
+sha256 of spec + templates + math libraries + versions: 3e3db19979507e0eff304e5fa070b1ff3cecbff45271f96b4fc96fd770bfa28e
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -41,7 +41,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "layernorm_lstm"
-SPEC_SHA256 = "d68d589271b8fe64e3bac1297b795f281a45242d727ca2755ac513ab029c67b5"
+SPEC_SHA256 = "3e3db19979507e0eff304e5fa070b1ff3cecbff45271f96b4fc96fd770bfa28e"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {
@@ -59,6 +59,7 @@ STATE_SIZES = {'h': 'H', 'c': 'H'}
 COOPERATIVE = True     # the kernels call grid.sync()
 SHARED_ROWS = 4            # weight rows per hidden unit kept on chip (all recurrent gates)
 RECURRENT_LINEARS = 1
+MAX_THREADS = 256     # threads per block at most (None: config.THREADS); reductions' kernels need more registers
 # (kernel argument, number of dimensions): what compile-only checks need to build signatures
 KERNEL_ARGS = {
     "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("s_c", 3), ("z_hh", 3), ("m_ln_ih_mean", 2), ("m_ln_ih_sq", 2), ("m_ln_hh_mean", 2), ("m_ln_hh_sq", 2), ("m_ln_c_mean", 2), ("m_ln_c_sq", 2), ("weight_hh", 2), ("vec_ln_ih_gain", 1), ("vec_ln_hh_gain", 1), ("vec_bias", 1), ("vec_ln_c_gain", 1), ("vec_ln_c_bias", 1), ("part_m_ln_ih_mean", 2), ("part_m_ln_ih_sq", 2), ("part_m_ln_hh_mean", 2), ("part_m_ln_hh_sq", 2), ("part_m_ln_c_mean", 2), ("part_m_ln_c_sq", 2), ("_units", 0), ("_on_chip", 0), ),
@@ -723,7 +724,7 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     part_m_ln_c_sq = elementwise.empty((H, B), dtype)   # partial sums, one row per block
     y = elementwise.empty((T, B, H), dtype)
     launch.persistent(_kernels(dtype).forward, H, B, SHARED_ROWS, RECURRENT_LINEARS, False,
-                      (lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, params["weight_hh"], params["ln_ih_gain"], params["ln_hh_gain"], params["bias"], params["ln_c_gain"], params["ln_c_bias"], part_m_ln_ih_mean, part_m_ln_ih_sq, part_m_ln_hh_mean, part_m_ln_hh_sq, part_m_ln_c_mean, part_m_ln_c_sq))
+                      (lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, params["weight_hh"], params["ln_ih_gain"], params["ln_hh_gain"], params["bias"], params["ln_c_gain"], params["ln_c_bias"], part_m_ln_ih_mean, part_m_ln_ih_sq, part_m_ln_hh_mean, part_m_ln_hh_sq, part_m_ln_c_mean, part_m_ln_c_sq), MAX_THREADS)
     final_states = (s_h[T], s_c[T],)
     saved = checks.Saved(NAME, device=True, x=x, params=params, lengths=lengths, reverse=reverse,
                          zx_ih=zx_ih, s_h=s_h, s_c=s_c, z_hh=z_hh, m_ln_ih_mean=m_ln_ih_mean,
@@ -775,7 +776,7 @@ def backward(dy, d_final, saved):
     part_dmean_ln_ih_mean = elementwise.empty((H, B), dtype)   # partial sums, one row per block
     part_dmean_ln_ih_sq = elementwise.empty((H, B), dtype)   # partial sums, one row per block
     launch.persistent(_kernels(dtype).backward, H, B, SHARED_ROWS, RECURRENT_LINEARS, True,
-                      (lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, d_h, d_c, dzx_ih, dz_hh, dmean_ln_ih_mean, dmean_ln_ih_sq, dmean_ln_hh_mean, dmean_ln_hh_sq, dmean_ln_c_mean, dmean_ln_c_sq, dvec_ln_ih_gain, dvec_ln_hh_gain, dvec_bias, dvec_ln_c_gain, dvec_ln_c_bias, params["weight_hh"], params["ln_ih_gain"], params["ln_hh_gain"], params["bias"], params["ln_c_gain"], params["ln_c_bias"], part_dmean_ln_c_mean, part_dmean_ln_c_sq, part_dmean_ln_hh_mean, part_dmean_ln_hh_sq, part_dmean_ln_ih_mean, part_dmean_ln_ih_sq))
+                      (lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, d_h, d_c, dzx_ih, dz_hh, dmean_ln_ih_mean, dmean_ln_ih_sq, dmean_ln_hh_mean, dmean_ln_hh_sq, dmean_ln_c_mean, dmean_ln_c_sq, dvec_ln_ih_gain, dvec_ln_hh_gain, dvec_bias, dvec_ln_c_gain, dvec_ln_c_bias, params["weight_hh"], params["ln_ih_gain"], params["ln_hh_gain"], params["bias"], params["ln_c_gain"], params["ln_c_bias"], part_dmean_ln_c_mean, part_dmean_ln_c_sq, part_dmean_ln_hh_mean, part_dmean_ln_hh_sq, part_dmean_ln_ih_mean, part_dmean_ln_ih_sq), MAX_THREADS)
     d_params = {}
     d_params["weight_ih"] = gemm.gemm(dzx_ih.reshape(T * B, 4 * H), x2d, trans_a=True)
     dx = gemm.gemm(dzx_ih.reshape(T * B, 4 * H), params["weight_ih"])

@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: f225658637d759d47d1490818040f6d3a14d16f002b80610f1190544ca28cfcb
+sha256 of spec + templates + math libraries + versions: 899ff042735fd3e65fd57e46495f2eee94ec49214f18f3484a529944432f4cf1
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -37,7 +37,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm"
-SPEC_SHA256 = "f225658637d759d47d1490818040f6d3a14d16f002b80610f1190544ca28cfcb"
+SPEC_SHA256 = "899ff042735fd3e65fd57e46495f2eee94ec49214f18f3484a529944432f4cf1"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {
@@ -52,6 +52,7 @@ STATE_SIZES = {'h': 'H', 'c': 'H'}
 COOPERATIVE = True     # the kernels call grid.sync()
 SHARED_ROWS = 4            # weight rows per hidden unit kept on chip (all recurrent gates)
 RECURRENT_LINEARS = 1
+MAX_THREADS = None     # threads per block at most (None: config.THREADS); reductions' kernels need more registers
 # (kernel argument, number of dimensions): what compile-only checks need to build signatures
 KERNEL_ARGS = {
     "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("s_c", 3), ("z_hh", 2), ("bias_ih", 1), ("weight_hh", 2), ("bias_hh", 1), ("_units", 0), ("_on_chip", 0), ),

@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 5406ecfda04a871058f611f3b00770fc4a574a57c68f43237906f666e55173f6
+sha256 of spec + templates + math libraries + versions: 12d169e0bb543ab8c4ed496c93529b0bc5a61525e7959804464da301b454a5e1
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -36,7 +36,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "5406ecfda04a871058f611f3b00770fc4a574a57c68f43237906f666e55173f6"
+SPEC_SHA256 = "12d169e0bb543ab8c4ed496c93529b0bc5a61525e7959804464da301b454a5e1"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {
@@ -54,6 +54,7 @@ STATE_SIZES = {'h': 'H', 'c': 'H'}
 COOPERATIVE = True     # the kernels call grid.sync()
 SHARED_ROWS = 4            # weight rows per hidden unit kept on chip (all recurrent gates)
 RECURRENT_LINEARS = 1
+MAX_THREADS = None     # threads per block at most (None: config.THREADS); reductions' kernels need more registers
 # (kernel argument, number of dimensions): what compile-only checks need to build signatures
 KERNEL_ARGS = {
     "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("s_c", 3), ("z_hh", 2), ("bias_ih", 1), ("weight_hh", 2), ("bias_hh", 1), ("vec_weight_ci", 1), ("vec_weight_cf", 1), ("vec_weight_co", 1), ("_units", 0), ("_on_chip", 0), ),

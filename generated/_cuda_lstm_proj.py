@@ -2,7 +2,7 @@
 
 source spec: lstm_proj.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 5146fb4989da0ab3da14f34dba1b3d0518a16a21b668b50ef91897432def9498
+sha256 of spec + templates + math libraries + versions: a85040bc391acfa04b8dca3af899cf92b85205ba770453b27bfcd430054a155b
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -36,7 +36,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_proj"
-SPEC_SHA256 = "5146fb4989da0ab3da14f34dba1b3d0518a16a21b668b50ef91897432def9498"
+SPEC_SHA256 = "a85040bc391acfa04b8dca3af899cf92b85205ba770453b27bfcd430054a155b"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {
@@ -52,6 +52,7 @@ STATE_SIZES = {'h': 'proj_size', 'c': 'H'}
 COOPERATIVE = True     # the kernels call grid.sync()
 SHARED_ROWS = 5            # weight rows per hidden unit kept on chip (all recurrent gates)
 RECURRENT_LINEARS = 2
+MAX_THREADS = None     # threads per block at most (None: config.THREADS); reductions' kernels need more registers
 # (kernel argument, number of dimensions): what compile-only checks need to build signatures
 KERNEL_ARGS = {
     "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("s_c", 3), ("z_hh", 3), ("z_hr", 3), ("v_hr", 3), ("bias_ih", 1), ("weight_hh", 2), ("bias_hh", 1), ("weight_hr", 2), ("_units", 0), ("_on_chip", 0), ),

@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 6efedf0259e3cea8eb486c37f5bf5c50b00cb8096b3ccbc88e5c1558291c7bcf
+sha256 of spec + templates + math libraries + versions: 85ed30a58a417ba12a74fa912d92ac5ba37a629ef450e41eba92e432e7fe7e44
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,7 +29,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid  # n
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "mingru"
-SPEC_SHA256 = "6efedf0259e3cea8eb486c37f5bf5c50b00cb8096b3ccbc88e5c1558291c7bcf"
+SPEC_SHA256 = "85ed30a58a417ba12a74fa912d92ac5ba37a629ef450e41eba92e432e7fe7e44"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
@@ -42,6 +42,7 @@ STATE_SIZES = {'h': 'H'}
 COOPERATIVE = False     # the kernels call grid.sync()
 SHARED_ROWS = 0            # weight rows per hidden unit kept on chip (all recurrent gates)
 RECURRENT_LINEARS = 0
+MAX_THREADS = None     # threads per block at most (None: config.THREADS); reductions' kernels need more registers
 # (kernel argument, number of dimensions): what compile-only checks need to build signatures
 KERNEL_ARGS = {
     "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("bias_ih", 1), ("_units", 0), ("_on_chip", 0), ),

@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 1c0c1eb89a3590e20fe1e302a05e97f1487148e86c9776d886e95622f959b610
+sha256 of spec + templates + math libraries + versions: 98bf2620b63febd4a5211bd0895f63e4e544dcdb36c61e41e4d18bfac812b7fd
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -31,7 +31,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, relu as _relu, step as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "1c0c1eb89a3590e20fe1e302a05e97f1487148e86c9776d886e95622f959b610"
+SPEC_SHA256 = "98bf2620b63febd4a5211bd0895f63e4e544dcdb36c61e41e4d18bfac812b7fd"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
@@ -46,6 +46,7 @@ STATE_SIZES = {'h': 'H'}
 COOPERATIVE = True     # the kernels call grid.sync()
 SHARED_ROWS = 1            # weight rows per hidden unit kept on chip (all recurrent gates)
 RECURRENT_LINEARS = 1
+MAX_THREADS = None     # threads per block at most (None: config.THREADS); reductions' kernels need more registers
 # (kernel argument, number of dimensions): what compile-only checks need to build signatures
 KERNEL_ARGS = {
     "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("z_hh", 2), ("bias_ih", 1), ("weight_hh", 2), ("bias_hh", 1), ("_units", 0), ("_on_chip", 0), ),

@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 2f5b743f3425eabe21755061de837cc7d89f4a47dcb43c70f7adacfc1d0e322a
+sha256 of spec + templates + math libraries + versions: f0cd9ec99b0963b2f7e92e38d52fd1d06232bf8bfc0604113c4ad04ba641079b
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -31,7 +31,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, tanh as _tanh  # noqa: F
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "2f5b743f3425eabe21755061de837cc7d89f4a47dcb43c70f7adacfc1d0e322a"
+SPEC_SHA256 = "f0cd9ec99b0963b2f7e92e38d52fd1d06232bf8bfc0604113c4ad04ba641079b"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
@@ -46,6 +46,7 @@ STATE_SIZES = {'h': 'H'}
 COOPERATIVE = True     # the kernels call grid.sync()
 SHARED_ROWS = 1            # weight rows per hidden unit kept on chip (all recurrent gates)
 RECURRENT_LINEARS = 1
+MAX_THREADS = None     # threads per block at most (None: config.THREADS); reductions' kernels need more registers
 # (kernel argument, number of dimensions): what compile-only checks need to build signatures
 KERNEL_ARGS = {
     "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("z_hh", 2), ("bias_ih", 1), ("weight_hh", 2), ("bias_hh", 1), ("_units", 0), ("_on_chip", 0), ),

@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 448da02c2b1c687956592193e6c615249826852495524abcf8a71fbfc16c9b73
+sha256 of spec + templates + math libraries + versions: 100f1529f249cba81967b7436085a1a2b6b0e0c6c292a3facf8b124a9b927e28
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -25,7 +25,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, relu as _relu, step as _step  # noqa: F401
 
 NAME = "indrnn"
-SPEC_SHA256 = "448da02c2b1c687956592193e6c615249826852495524abcf8a71fbfc16c9b73"
+SPEC_SHA256 = "100f1529f249cba81967b7436085a1a2b6b0e0c6c292a3facf8b124a9b927e28"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 5406ecfda04a871058f611f3b00770fc4a574a57c68f43237906f666e55173f6
+sha256 of spec + templates + math libraries + versions: 12d169e0bb543ab8c4ed496c93529b0bc5a61525e7959804464da301b454a5e1
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,7 +33,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "5406ecfda04a871058f611f3b00770fc4a574a57c68f43237906f666e55173f6"
+SPEC_SHA256 = "12d169e0bb543ab8c4ed496c93529b0bc5a61525e7959804464da301b454a5e1"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: lstm_proj.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 5146fb4989da0ab3da14f34dba1b3d0518a16a21b668b50ef91897432def9498
+sha256 of spec + templates + math libraries + versions: a85040bc391acfa04b8dca3af899cf92b85205ba770453b27bfcd430054a155b
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,7 +33,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_proj"
-SPEC_SHA256 = "5146fb4989da0ab3da14f34dba1b3d0518a16a21b668b50ef91897432def9498"
+SPEC_SHA256 = "a85040bc391acfa04b8dca3af899cf92b85205ba770453b27bfcd430054a155b"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 6efedf0259e3cea8eb486c37f5bf5c50b00cb8096b3ccbc88e5c1558291c7bcf
+sha256 of spec + templates + math libraries + versions: 85ed30a58a417ba12a74fa912d92ac5ba37a629ef450e41eba92e432e7fe7e44
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -26,7 +26,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid  # noqa: F401
 
 NAME = "mingru"
-SPEC_SHA256 = "6efedf0259e3cea8eb486c37f5bf5c50b00cb8096b3ccbc88e5c1558291c7bcf"
+SPEC_SHA256 = "85ed30a58a417ba12a74fa912d92ac5ba37a629ef450e41eba92e432e7fe7e44"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 2f5b743f3425eabe21755061de837cc7d89f4a47dcb43c70f7adacfc1d0e322a
+sha256 of spec + templates + math libraries + versions: f0cd9ec99b0963b2f7e92e38d52fd1d06232bf8bfc0604113c4ad04ba641079b
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,7 +28,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, tanh as _tanh  # noqa: F401
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "2f5b743f3425eabe21755061de837cc7d89f4a47dcb43c70f7adacfc1d0e322a"
+SPEC_SHA256 = "f0cd9ec99b0963b2f7e92e38d52fd1d06232bf8bfc0604113c4ad04ba641079b"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

@@ -74,6 +74,7 @@ class CudaModule:
     wrapper_sizes: list = None    # the wrappers' lines reading the run-time sizes
     grid_units: str = "H"     # the units the grid covers: the largest size
     partials: list = None     # the wrappers' allocations of the reductions' partial sums
+    max_threads: object = None    # threads per block at most (kernels with reductions: 256), or None
 
 
 class _Printer:
@@ -190,6 +191,11 @@ def _backward_setup(k, lay):
                     if b.role in ("d_preact", "d_x_preact", "d_linear_input", "d_vector", "d_mean")]
 
 
+# the persistent kernels of a cell with reductions hold more values per thread (up to ~170
+# registers in float32 for layernorm_lstm): at most 256 threads per block keep every block resident
+REDUCTION_THREADS = 256
+
+
 def _grid_units(kernel):
     """The units the persistent grid covers: H, or the largest of H and the run-time sizes."""
     return "H" if not kernel.sizes else f"max(H, {', '.join(kernel.sizes)})"
@@ -238,4 +244,4 @@ def emit(kernel, layout, header, equations):
         unit_lines=[f"{layout.units_name(sp_)} = max(0, min(_units, {layout.size_name(sp_)} - _j0))"
                     for sp_ in kernel.sizes],
         wrapper_sizes=[f'{size} = checks.sizes_of(params, PARAMS)["{size}"]' for size in kernel.sizes],
-        grid_units=_grid_units(kernel))
+        grid_units=_grid_units(kernel), max_threads=REDUCTION_THREADS if kernel.mean_defs else None)
