@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 047efc20808d9e590dfd84f6f4f45b9dfa09e6cc058c089ecaf65f7bc2214bbb
+sha256 of spec + templates + math libraries + versions: 17c4a158528a4e5282d017837a82810bc93aa25801d29c6efb3248a152d53abf
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,7 +29,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru"
-SPEC_SHA256 = "047efc20808d9e590dfd84f6f4f45b9dfa09e6cc058c089ecaf65f7bc2214bbb"
+SPEC_SHA256 = "17c4a158528a4e5282d017837a82810bc93aa25801d29c6efb3248a152d53abf"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 9cb1f960c5f3235a45ee17eb90e0e248d034126ceeb72089f4badc8a81bc302d
+sha256 of spec + templates + math libraries + versions: 48be0c951a765dc36da0408215e990a46e3a1e07daa7a116c9883df68c836aad
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,7 +29,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru_classic"
-SPEC_SHA256 = "9cb1f960c5f3235a45ee17eb90e0e248d034126ceeb72089f4badc8a81bc302d"
+SPEC_SHA256 = "48be0c951a765dc36da0408215e990a46e3a1e07daa7a116c9883df68c836aad"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 5f820e1c104036123eb681bf4e0c5a7b4722464ccdb338b46190cc1c008319c6
+sha256 of spec + templates + math libraries + versions: 53067dabe683d8fd057e4a61ca836bc2a587258c9789f19bd5fed490edb67136
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -25,7 +25,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, relu as _relu, step as _step  # noqa: F401
 
 NAME = "indrnn"
-SPEC_SHA256 = "5f820e1c104036123eb681bf4e0c5a7b4722464ccdb338b46190cc1c008319c6"
+SPEC_SHA256 = "53067dabe683d8fd057e4a61ca836bc2a587258c9789f19bd5fed490edb67136"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

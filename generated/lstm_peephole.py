@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 1d8f20e83287147e889a03dea5ff4c0285287721a9ce2f8cfa2e9748bd3bfe0e
+sha256 of spec + templates + math libraries + versions: 0f77afc982772de62267012b9f1bba654ad92a573c189cf9b2cf742637dfc5d5
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,7 +33,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "1d8f20e83287147e889a03dea5ff4c0285287721a9ce2f8cfa2e9748bd3bfe0e"
+SPEC_SHA256 = "0f77afc982772de62267012b9f1bba654ad92a573c189cf9b2cf742637dfc5d5"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {

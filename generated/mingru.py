@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: dd7de844ce8db59c7d494974bd56cf0e8bd279f10ab6840cfc563e7ab3e7b5ec
+sha256 of spec + templates + math libraries + versions: 7e63fd06e8d908c78ab093556c5823e88eb16884e1fe198e1d134a32f12bd201
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -26,7 +26,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid  # noqa: F401
 
 NAME = "mingru"
-SPEC_SHA256 = "dd7de844ce8db59c7d494974bd56cf0e8bd279f10ab6840cfc563e7ab3e7b5ec"
+SPEC_SHA256 = "7e63fd06e8d908c78ab093556c5823e88eb16884e1fe198e1d134a32f12bd201"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

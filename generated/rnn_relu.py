@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 2e38957585b31089f9489a67d12c339f7e15e2412b9ad6af838bdfa214c5aeab
+sha256 of spec + templates + math libraries + versions: 2ab2bc5854ca93b383189d5f2f9111691f873c559ad7ccc6c794e6ebb0eb40a1
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,7 +28,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, relu as _relu, step as _step  # noqa: F401
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "2e38957585b31089f9489a67d12c339f7e15e2412b9ad6af838bdfa214c5aeab"
+SPEC_SHA256 = "2ab2bc5854ca93b383189d5f2f9111691f873c559ad7ccc6c794e6ebb0eb40a1"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: eb2b65b0bdbaf2d046e5089555bc8e282f75b0214194c27053aadf2d3eec309e
+sha256 of spec + templates + math libraries + versions: 77049efda05d16fb9d52217ea8535eec9c157e84681bbe55d5b6808fcc50723e
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,7 +28,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, tanh as _tanh  # noqa: F401
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "eb2b65b0bdbaf2d046e5089555bc8e282f75b0214194c27053aadf2d3eec309e"
+SPEC_SHA256 = "77049efda05d16fb9d52217ea8535eec9c157e84681bbe55d5b6808fcc50723e"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

@@ -4,7 +4,7 @@ import numpy as np
 
 from .. import checks as shared
 from ..checks import Saved, hidden_size  # noqa: F401  (the generated modules use them from here)
-from . import config, elementwise
+from . import config, workspace
 from .config import numba_type  # noqa: F401  (the generated modules use it from here)
 
 cuda = config.cuda
@@ -79,14 +79,19 @@ def backward_inputs(dy, d_final, saved, cell_name, states):
     T, B, _ = saved.x.shape
     H = getattr(saved, f"s_{states[0]}").shape[2]
     dtype = saved.x.dtype
-    dy = elementwise.zeros((T, B, H), dtype) if dy is None else as_device("dy", dy, 3, dtype)
+    dy = workspace.zeros((T, B, H), dtype) if dy is None else as_device("dy", dy, 3, dtype)
     if tuple(dy.shape) != (T, B, H):
         raise ValueError(f"dy must have shape (T, B, H) = ({T}, {B}, {H}), got {tuple(dy.shape)}")
     if d_final is None:
         d_final = (None,) * len(states)
     if not isinstance(d_final, (tuple, list)) or len(d_final) != len(states):
         raise ValueError(f"d_final must be None or a tuple of {len(states)} arrays {states}, each (B, H)")
-    # backward accumulates into d_final: copies
-    return dy, tuple(elementwise.zeros((B, H), dtype) if d is None else
-                     elementwise.copy(shared.check_state(f"d_final[{k}] ({states[k]})", d, B, H, dtype, as_device, None))
-                     for k, d in enumerate(d_final))
+    # the kernel reads d_final (it writes d_state0 into new arrays): no copies
+    return dy, initial(tuple(None if d is None else
+                             shared.check_state(f"d_final[{k}] ({states[k]})", d, B, H, dtype, as_device, None)
+                             for k, d in enumerate(d_final)), B, H, dtype)
+
+
+def initial(arrays, B, H, dtype):
+    """state0 or d_final for the kernels: cached zeros (B, H) for each one not given (read only)."""
+    return tuple(workspace.zeros((B, H), dtype) if a is None else a for a in arrays)

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 from ...compiler import ir
 from ...compiler.printer import Constants, KernelPrinter
-from ..host import HostOps, after_loop, d_state0, saved_call, saved_key, shape, width
-from . import slices
+from ..host import saved_call, saved_key, shape
+from . import slices, wrapper
 
 
 @dataclass
@@ -49,6 +49,7 @@ class CudaModule:
     forward_call: list        # what the wrapper passes for them
     forward_kernel_args: list # [(name, ndim)]: kernel parameters for compile-only checks
     forward_setup: list
+    forward_init: list        # kernel lines before the loop: row 0 of the state sequences from state0
     forward_offsets: list     # offsets of each weight slice in shared memory
     forward_gemms: list       # [slices.Gemm] (for the shared-memory loads)
     forward_steps: list       # [Step]
@@ -59,9 +60,11 @@ class CudaModule:
     backward_call: list
     backward_kernel_args: list
     backward_setup: list
+    backward_init: list       # kernel lines before the loop: d_state from d_final, accumulators zero
     backward_offsets: list
     backward_gemms: list
     backward_steps: list
+    backward_epilogue: list   # kernel lines after the loop: the bias and vector gradients
     backward_result: list
 
 
@@ -72,6 +75,7 @@ class _Printer:
         self.printer = KernelPrinter(self.constants)
         self.used = set()
         self.level = {lin.name: lin.level for lin in kernel.linears}
+        self.acc = wrapper.accumulators(kernel, layout)     # bias sums accumulated in the kernel
 
     def element(self, ref):
         self.used.add(ref.buffer)
@@ -83,7 +87,10 @@ class _Printer:
     def block(self, blk, extra_inactive=()):
         lines = [f"{r.symbol.name} = " + " + ".join(self.element(t) for t in self.lay.terms(r)) for r in blk.reads]
         lines += [f"{s.name} = {self.printer.doprint(e)}" for s, e in blk.assigns]
-        lines += [f"{self.element(w.ref)} {'+=' if w.accumulate else '='} {self.value(w.value)}" for w in blk.writes]
+        for w in blk.writes:
+            lines.append(f"{self.element(w.ref)} {'+=' if w.accumulate else '='} {self.value(w.value)}")
+            if w.ref.buffer.name in self.acc:
+                lines.append(self.acc[w.ref.buffer.name](w.ref, self.value(w.value)))
         inactive = [f"{self.element(w.ref)} = {self.value(w.value)}" for w in list(blk.inactive) + list(extra_inactive)]
         return Block(blk.title, lines, inactive)
 
@@ -116,49 +123,27 @@ class _Printer:
                     steps += [Step("pointwise", self.block(op)), Step("block_sync")]
         return steps
 
-    def args(self, first):
+    def args(self, first, extra):
+        """Kernel parameters, the wrapper's arguments for them, (name, ndim) of each; `extra`:
+        (parameter, argument, ndim) beyond the IR's buffers (state0, accumulators, bias outputs)."""
         order = [first] + [b for b in self.k.buffers if b is not first] + self.k.params
         used = [b for b in order if b in self.used]
         self.used = set()
         n = self.k.loop
-        params = [n["lengths"], n["reverse"]] + [b.name for b in used]
-        call = ["lengths", "reverse"] + [self.lay.call_name(b) for b in used]
+        params = [n["lengths"], n["reverse"]] + [b.name for b in used] + [e[0] for e in extra]
+        call = ["lengths", "reverse"] + [self.lay.call_name(b) for b in used] + [e[1] for e in extra]
         ndims = [("lengths", 1), ("reverse", 0)] + [(b.name, len(self.lay.dims(b))) for b in used]
+        ndims += [(e[0], e[2]) for e in extra]
         return params, call, ndims + [("_units", 0), ("_on_chip", 0)]
-
-
-def _forward_setup(k, lay):
-    setup = []
-    for g in k.hoisted:
-        w, out = width(g.out), g.out.name
-        setup += [lay.allocate(g.out), f'gemm.gemm(x2d, params["{g.weight.param}"], {out}.reshape(T * B, {w}), '
-                                        "trans_b=True)"]
-    for i, s in enumerate(k.states):
-        buf = k.buffer("states", s)
-        setup += [lay.allocate(buf), f"elementwise.copy(state0[{i}], {buf.name}[0])"]
-    setup += [lay.allocate(b) for b in k.buffers if b.role in ("preact", "linear_input")]
-    return setup
-
-
-def _backward_setup(k, lay):
-    setup = [f"{k.buffer('d_state', s).name} = d_final[{i}]" for i, s in enumerate(k.states)]
-    return setup + [lay.allocate(b) for b in k.buffers
-                    if b.role in ("d_preact", "d_x_preact", "d_linear_input", "d_vector")]
-
-
-OPS = HostOps(gemm_tn="gemm.gemm({a}, {b}, trans_a=True)", gemm="gemm.gemm({a}, {b})",
-              accumulate="{a} = elementwise.add({a}, {b})", column_sum="gemm.column_sum({a})",
-              copy="elementwise.copy({a})", vector_grad="gemm.column_sum({a})",
-              zeros="elementwise.zeros({a}, dtype)")
 
 
 def emit(kernel, layout, header, equations):
     """The CudaModule of one cell."""
     p = _Printer(kernel, layout)
     fsteps = p.forward()
-    fparams, fcall, fargs = p.args(kernel.buffer("y"))
+    fparams, fcall, fargs = p.args(kernel.buffer("y"), wrapper.forward_extra_args(kernel))
     bsteps = p.backward()
-    bparams, bcall, bargs = p.args(kernel.buffer("dy"))
+    bparams, bcall, bargs = p.args(kernel.buffer("dy"), wrapper.backward_extra_args(kernel))
     rec = [lin for lin in kernel.linears if lin.level > 0]
     fg = [s.item for s in fsteps if s.kind == "gemm"]
     bg = [s.item for s in bsteps if s.kind == "gemm"]
@@ -169,9 +154,10 @@ def emit(kernel, layout, header, equations):
         constants=p.constants.lines(), helpers=sorted(p.constants.helpers), n=kernel.loop,
         cooperative=bool(rec), rows=sum(lin.gates for lin in rec), num_recurrent=len(rec),
         forward_params=fparams, forward_call=fcall, forward_kernel_args=fargs,
-        forward_setup=_forward_setup(kernel, layout), forward_offsets=slices.offsets(fg), forward_gemms=fg,
+        forward_setup=wrapper.forward_setup(kernel, layout), forward_init=wrapper.forward_init(kernel, layout), forward_offsets=slices.offsets(fg), forward_gemms=fg,
         forward_steps=fsteps, forward_result=["final_states = (" + ", ".join(f"{s}[T]" for s in states) + ",)"],
         saved=saved, saved_call=saved_call(saved, device=True),
         backward_params=bparams, backward_call=bcall, backward_kernel_args=bargs,
-        backward_setup=_backward_setup(kernel, layout), backward_offsets=slices.offsets(bg),
-        backward_gemms=bg, backward_steps=bsteps, backward_result=after_loop(kernel, OPS) + [d_state0(kernel)])
+        backward_setup=wrapper.backward_setup(kernel, layout), backward_init=wrapper.backward_init(kernel, layout),
+        backward_offsets=slices.offsets(bg), backward_gemms=bg, backward_steps=bsteps,
+        backward_epilogue=wrapper.backward_epilogue(kernel, bsteps[-1].kind == "block_sync"), backward_result=wrapper.after_loop(kernel))

@@ -134,7 +134,7 @@ def runtime_kernels(nt):
                       ("_multiply", (a1, a1, a1)), ("_add", (a1, a1, a1)), ("_swap01", (a3, a3))):
         out.append((name, getattr(rt, name).py_func, sig))
     # what the generated modules call after a reversed run's tied-linear backward
-    out.append(("_loop_order", elementwise._loop_order.py_func, (a3, numba.int64[::1], a3)))
+    out.append(("_loop_order", elementwise._loop_order.py_func, (a3, numba.int64[::1], a3, nt)))
     return out
 
 

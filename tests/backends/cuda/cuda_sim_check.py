@@ -21,6 +21,7 @@ from numba import cuda  # noqa: E402
 
 import rnngen  # noqa: E402
 from rnngen import cuda_runtime as rt  # noqa: E402
+from rnngen.backends.cuda import workspace  # noqa: E402
 
 # -- a simulator whose cooperative grids really synchronise ------------------------------------
 # numba-cuda's simulator runs the blocks of a launch one after another, so grid.sync() does not
@@ -205,6 +206,7 @@ def run(cell, case):
 
     rt.FORCE_GLOBAL_WEIGHTS = global_weights
     rt.SIM_UNITS = SIM_UNITS.get(case)
+    workspace.release()              # NaN workspaces: an element a kernel reads before it writes shows
     dev = cuda.to_device
     # through the CPU module: a device array routes to generated/_cuda_<cell>.py
     y, final, saved_d = mod.forward(dev(x), {k: dev(v) for k, v in params.items()},
@@ -290,6 +292,7 @@ def negative_control():
     found = {}
     for units in (None, 2):          # one block: a block barrier is enough; three blocks: it is not
         rt.SIM_UNITS = units
+        workspace.release()          # NaN workspaces: no values left by the run before
         _, _, sv = broken.forward(cuda.to_device(x), {k: cuda.to_device(v) for k, v in params.items()})
         dx = broken.backward(cuda.to_device(dy), None, sv)[0].copy_to_host()
         found["one block" if units is None else "three blocks"] = bool(np.allclose(dx, ref_dx, atol=1e-5))
