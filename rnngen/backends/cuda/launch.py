@@ -176,9 +176,10 @@ _PLANS = {}
 def _configured(dispatcher, kernel, grid, threads, nbytes):
     """The launch of one plan, made once: on a GPU the compiled kernel's own launch (no type
     dispatch over the arguments, no launch configuration object, no occupancy query per call);
-    under the simulator the dispatcher configured for the grid."""
+    under the simulator the dispatcher configured for the grid at each call (the simulator's
+    configured kernel is the dispatcher itself, holding the last configuration)."""
     if kernel is None:
-        return dispatcher[grid, threads, 0, nbytes]
+        return lambda *args: dispatcher[grid, threads, 0, nbytes](*args)
     griddim, blockdim = (grid, 1, 1), (threads, 1, 1)
     return lambda *args: kernel.launch(args, griddim, blockdim, 0, nbytes)
 
