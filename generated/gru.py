@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 17c4a158528a4e5282d017837a82810bc93aa25801d29c6efb3248a152d53abf
+sha256 of spec + templates + math libraries + versions: acbf8caeac12df3860a67c06286084326b7164384c21aa8e5841eba1ce1e4add
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,7 +29,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru"
-SPEC_SHA256 = "17c4a158528a4e5282d017837a82810bc93aa25801d29c6efb3248a152d53abf"
+SPEC_SHA256 = "acbf8caeac12df3860a67c06286084326b7164384c21aa8e5841eba1ce1e4add"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 48be0c951a765dc36da0408215e990a46e3a1e07daa7a116c9883df68c836aad
+sha256 of spec + templates + math libraries + versions: b4e9d33b54f86cbf6ca314e678f8f8d9f99694b233a4f8cc172571629c713a94
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,7 +29,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru_classic"
-SPEC_SHA256 = "48be0c951a765dc36da0408215e990a46e3a1e07daa7a116c9883df68c836aad"
+SPEC_SHA256 = "b4e9d33b54f86cbf6ca314e678f8f8d9f99694b233a4f8cc172571629c713a94"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

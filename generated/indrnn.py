@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 53067dabe683d8fd057e4a61ca836bc2a587258c9789f19bd5fed490edb67136
+sha256 of spec + templates + math libraries + versions: a816706e29f6f3231aa5fa9f36464cc139e542a84f3513ee67f422e20e737e4d
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -25,7 +25,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, relu as _relu, step as _step  # noqa: F401
 
 NAME = "indrnn"
-SPEC_SHA256 = "53067dabe683d8fd057e4a61ca836bc2a587258c9789f19bd5fed490edb67136"
+SPEC_SHA256 = "a816706e29f6f3231aa5fa9f36464cc139e542a84f3513ee67f422e20e737e4d"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 7ca9e24c778a6ca1c69f4ce51bd3a9017bd3cac973dea9a1b88f8536d7f3a48a
+sha256 of spec + templates + math libraries + versions: 4b01c92cf9b63f9ca2fa7a45c1b5c8549e25224ad70c15b1418fbe048b072e40
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm"
-SPEC_SHA256 = "7ca9e24c778a6ca1c69f4ce51bd3a9017bd3cac973dea9a1b88f8536d7f3a48a"
+SPEC_SHA256 = "4b01c92cf9b63f9ca2fa7a45c1b5c8549e25224ad70c15b1418fbe048b072e40"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 0f77afc982772de62267012b9f1bba654ad92a573c189cf9b2cf742637dfc5d5
+sha256 of spec + templates + math libraries + versions: 6042a35b0bc57382e57b3d5406f3a1655790ce7fa4bcd3604048c06f82bc754a
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,7 +33,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "0f77afc982772de62267012b9f1bba654ad92a573c189cf9b2cf742637dfc5d5"
+SPEC_SHA256 = "6042a35b0bc57382e57b3d5406f3a1655790ce7fa4bcd3604048c06f82bc754a"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 7e63fd06e8d908c78ab093556c5823e88eb16884e1fe198e1d134a32f12bd201
+sha256 of spec + templates + math libraries + versions: dbc37bc22b11393d0077e996bf96a3855ab9aa3ae39f78fe5ff09331c1aecc18
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -26,7 +26,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid  # noqa: F401
 
 NAME = "mingru"
-SPEC_SHA256 = "7e63fd06e8d908c78ab093556c5823e88eb16884e1fe198e1d134a32f12bd201"
+SPEC_SHA256 = "dbc37bc22b11393d0077e996bf96a3855ab9aa3ae39f78fe5ff09331c1aecc18"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 2ab2bc5854ca93b383189d5f2f9111691f873c559ad7ccc6c794e6ebb0eb40a1
+sha256 of spec + templates + math libraries + versions: 97dd811f15e2c0401ffb4670b0461fe70a576fd18e9b337ee6a6ad30368653b2
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,7 +28,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, relu as _relu, step as _step  # noqa: F401
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "2ab2bc5854ca93b383189d5f2f9111691f873c559ad7ccc6c794e6ebb0eb40a1"
+SPEC_SHA256 = "97dd811f15e2c0401ffb4670b0461fe70a576fd18e9b337ee6a6ad30368653b2"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

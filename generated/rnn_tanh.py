@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 77049efda05d16fb9d52217ea8535eec9c157e84681bbe55d5b6808fcc50723e
+sha256 of spec + templates + math libraries + versions: 1f4427c60d660c77497941c5087a370c3b5214c1e79a337a4f887368baaf56fb
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,7 +28,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, tanh as _tanh  # noqa: F401
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "77049efda05d16fb9d52217ea8535eec9c157e84681bbe55d5b6808fcc50723e"
+SPEC_SHA256 = "1f4427c60d660c77497941c5087a370c3b5214c1e79a337a4f887368baaf56fb"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

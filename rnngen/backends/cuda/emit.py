@@ -5,12 +5,20 @@ differs. Forward and backward each run as ONE persistent cooperative kernel per 
 hidden units [k*units, (k+1)*units) (all gates of those units), keeps its slice of every recurrent
 weight in shared memory, and `grid.sync()` separates what needs every unit.
 
+Forward, before the loop:         row 0 of the state sequences from state0 (own units) -> grid.sync
 Forward step, for each stage s:   [inputs of stage s (pointwise, own units) -> grid.sync]
                                   GEMM slice: z[step, b, rows of own units] -> syncthreads
                                   fused update (pointwise, own units) -> grid.sync
-Backward step:                    gradient through the update (own units)
+Backward, before the loop:        d_state from d_final, bias/vector accumulators zero -> syncthreads
+Backward step:                    gradient through the update (own units; adds each written dz
+                                  to its bias accumulator)
                                   for s = S..1: grid.sync -> GEMM adjoint: own columns of
                                   dz[step] @ W -> syncthreads -> gradient through inputs of s
+Backward, after the loop:         the bias and vector gradients: own columns of the accumulators
+                                  summed over the batch rows (a warp per column, fixed order)
+
+The GEMM slices are printed by slices.py (warp tiles), the wrappers' lines by wrapper.py; each
+stage is one list of Steps, so a new kind of stage is one more Step kind and its printer.
 """
 from dataclasses import dataclass
 
