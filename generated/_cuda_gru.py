@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: acbf8caeac12df3860a67c06286084326b7164384c21aa8e5841eba1ce1e4add
+sha256 of spec + templates + math libraries + versions: 1b176b4a3db9eb8fd9114764fa59fcf2c2277eb7b3f0ca19a058dba5b415fbcd
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -35,7 +35,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru"
-SPEC_SHA256 = "acbf8caeac12df3860a67c06286084326b7164384c21aa8e5841eba1ce1e4add"
+SPEC_SHA256 = "1b176b4a3db9eb8fd9114764fa59fcf2c2277eb7b3f0ca19a058dba5b415fbcd"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: b4e9d33b54f86cbf6ca314e678f8f8d9f99694b233a4f8cc172571629c713a94
+sha256 of spec + templates + math libraries + versions: aae8be181600a9576c489f3735b62391be1aa1ef1017a30fe1d1c133b8a474d0
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -35,7 +35,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru_classic"
-SPEC_SHA256 = "b4e9d33b54f86cbf6ca314e678f8f8d9f99694b233a4f8cc172571629c713a94"
+SPEC_SHA256 = "aae8be181600a9576c489f3735b62391be1aa1ef1017a30fe1d1c133b8a474d0"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

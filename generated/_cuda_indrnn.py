@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: a816706e29f6f3231aa5fa9f36464cc139e542a84f3513ee67f422e20e737e4d
+sha256 of spec + templates + math libraries + versions: 421c734bc12800c9e3a574edd3dd2d640d0a984e562731412c57911d1aafef1c
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -31,7 +31,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "indrnn"
-SPEC_SHA256 = "a816706e29f6f3231aa5fa9f36464cc139e542a84f3513ee67f422e20e737e4d"
+SPEC_SHA256 = "421c734bc12800c9e3a574edd3dd2d640d0a984e562731412c57911d1aafef1c"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

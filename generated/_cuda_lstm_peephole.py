@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 6042a35b0bc57382e57b3d5406f3a1655790ce7fa4bcd3604048c06f82bc754a
+sha256 of spec + templates + math libraries + versions: baae105612198d533545f3c809c42ec4b53c4103cf0f3a71c76fb65bc2fb1267
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -39,7 +39,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "6042a35b0bc57382e57b3d5406f3a1655790ce7fa4bcd3604048c06f82bc754a"
+SPEC_SHA256 = "baae105612198d533545f3c809c42ec4b53c4103cf0f3a71c76fb65bc2fb1267"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 97dd811f15e2c0401ffb4670b0461fe70a576fd18e9b337ee6a6ad30368653b2
+sha256 of spec + templates + math libraries + versions: 3e45508d79a489d2416166a3555b242fb569b1bdc4e822692737dbac5266cad1
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "97dd811f15e2c0401ffb4670b0461fe70a576fd18e9b337ee6a6ad30368653b2"
+SPEC_SHA256 = "3e45508d79a489d2416166a3555b242fb569b1bdc4e822692737dbac5266cad1"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: acbf8caeac12df3860a67c06286084326b7164384c21aa8e5841eba1ce1e4add
+sha256 of spec + templates + math libraries + versions: 1b176b4a3db9eb8fd9114764fa59fcf2c2277eb7b3f0ca19a058dba5b415fbcd
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,7 +29,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru"
-SPEC_SHA256 = "acbf8caeac12df3860a67c06286084326b7164384c21aa8e5841eba1ce1e4add"
+SPEC_SHA256 = "1b176b4a3db9eb8fd9114764fa59fcf2c2277eb7b3f0ca19a058dba5b415fbcd"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
@@ -46,7 +46,7 @@ def init_params(input_size, hidden_size, dtype=np.float32, seed=0):
 
 
 # -- forward: the time loop --------------------------------------------------------------------
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, weight_hh, bias_hh):
     T, B, H = y.shape
     c1 = y.dtype.type(1)
@@ -82,7 +82,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, weight_hh, bias_hh):
 
 
 # -- backward: the time loop in reverse --------------------------------------------------------
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_hh, d_h, dzx_ih, dz_hh, weight_hh, bias_hh, dv_hh):
     T, B, H = dy.shape
     c1 = dy.dtype.type(1)
@@ -134,8 +134,46 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_hh, d_h, dzx_ih, dz_hh, w
         d_h += dv_hh
 
 
-def forward(x, params, state0=None, lengths=None, reverse=False):
+# -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
+@njit(cache=True, nogil=True, error_model="numpy")
+def _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, weight_hh, bias_hh):
+    T, B, H = y.shape
+    c1 = y.dtype.type(1)
+    for step in range(T):
+        # stage 1: recurrent GEMMs of hh
+        np.dot(s_h[step % 2], weight_hh.T, z_hh[step % 2])
+        # update: new states
+        for b in range(B):
+            if step < lengths[b]:
+                t = lengths[b] - 1 - step if reverse else step
+                zx_ih_g0 = zx_ih[t, b, 0:H]
+                zx_ih_g1 = zx_ih[t, b, H:2 * H]
+                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
+                z_hh_g0 = z_hh[step % 2, b, 0:H]
+                z_hh_g1 = z_hh[step % 2, b, H:2 * H]
+                z_hh_g2 = z_hh[step % 2, b, 2 * H:3 * H]
+                for j in range(H):
+                    h = s_h[step % 2, b, j]
+                    xr = zx_ih_g0[j]
+                    xz = zx_ih_g1[j]
+                    xn = zx_ih_g2[j]
+                    hr = z_hh_g0[j] + bias_hh[j]
+                    hz = z_hh_g1[j] + bias_hh[H + j]
+                    hn = z_hh_g2[j] + bias_hh[2 * H + j]
+                    r = _sigmoid(hr + xr)
+                    z = _sigmoid(hz + xz)
+                    n = _tanh(hn*r + xn)
+                    s_h[(step + 1) % 2, b, j] = h*z + n*(c1 - z)
+                    y[t, b, j] = s_h[(step + 1) % 2, b, j]
+            else:
+                for j in range(H):
+                    s_h[(step + 1) % 2, b, j] = s_h[step % 2, b, j]
+
+
+def forward(x, params, state0=None, lengths=None, reverse=False, need_grad=True):
     """Run the cell over x (T, B, I). Returns (y (T, B, H), final states, saved for backward).
+    With need_grad=False nothing is kept for backward (saved is None): the loop keeps only the
+    states of the current step.
 
     Checks its inputs (ValueError naming the argument; NaN or inf in x, state0 or a parameter is
     refused). `saved` keeps references to x and params, not copies: do not modify them in place
@@ -149,12 +187,21 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     H = state0[0].shape[1]
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
+    y = np.zeros((T, B, H), dtype)
+    if not need_grad:
+        zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 3 * H)
+        zx_ih += params["bias_ih"]
+        s_h = np.empty((2, B, H), dtype)
+        s_h[0] = state0[0]
+        z_hh = np.empty((2, B, 3 * H), dtype)
+        _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, params["weight_hh"], params["bias_hh"])
+        final_states = (s_h[T % 2].copy(),)
+        return y, final_states, None
     zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 3 * H)
     zx_ih += params["bias_ih"]
     s_h = np.empty((T + 1, B, H), dtype)
     s_h[0] = state0[0]
     z_hh = np.empty((T, B, 3 * H), dtype)
-    y = np.zeros((T, B, H), dtype)
     _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, params["weight_hh"], params["bias_hh"])
     final_states = (s_h[T].copy(),)
     saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,

@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: b4e9d33b54f86cbf6ca314e678f8f8d9f99694b233a4f8cc172571629c713a94
+sha256 of spec + templates + math libraries + versions: aae8be181600a9576c489f3735b62391be1aa1ef1017a30fe1d1c133b8a474d0
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,7 +29,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru_classic"
-SPEC_SHA256 = "b4e9d33b54f86cbf6ca314e678f8f8d9f99694b233a4f8cc172571629c713a94"
+SPEC_SHA256 = "aae8be181600a9576c489f3735b62391be1aa1ef1017a30fe1d1c133b8a474d0"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
@@ -46,7 +46,7 @@ def init_params(input_size, hidden_size, dtype=np.float32, seed=0):
 
 
 # -- forward: the time loop --------------------------------------------------------------------
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, weight_hh, weight_rh):
     T, B, H = y.shape
     c0 = y.dtype.type(0)
@@ -93,7 +93,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, weight_hh, 
 
 
 # -- backward: the time loop in reverse --------------------------------------------------------
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_hh, z_rh, d_h, dzx_ih, dz_hh, dz_rh, dv_rh, weight_hh, weight_rh, dv_hh):
     T, B, H = dy.shape
     c0 = dy.dtype.type(0)
@@ -153,8 +153,57 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_hh, z_rh, d_h, dzx_ih, dz
         d_h += dv_hh
 
 
-def forward(x, params, state0=None, lengths=None, reverse=False):
+# -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
+@njit(cache=True, nogil=True, error_model="numpy")
+def _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, weight_hh, weight_rh):
+    T, B, H = y.shape
+    c0 = y.dtype.type(0)
+    c1 = y.dtype.type(1)
+    for step in range(T):
+        # stage 1: recurrent GEMMs of hh
+        np.dot(s_h[step % 2], weight_hh.T, z_hh[step % 2])
+        # stage 2: recurrent GEMMs of rh
+        # inputs of linear rh
+        for b in range(B):
+            if step < lengths[b]:
+                t = lengths[b] - 1 - step if reverse else step
+                zx_ih_g1 = zx_ih[t, b, H:2 * H]
+                z_hh_g1 = z_hh[step % 2, b, H:2 * H]
+                for j in range(H):
+                    h = s_h[step % 2, b, j]
+                    xr = zx_ih_g1[j]
+                    hr = z_hh_g1[j]
+                    r = _sigmoid(hr + xr)
+                    v_rh[step % 2, b, j] = h*r
+            else:
+                for j in range(H):
+                    v_rh[step % 2, b, j] = c0
+        np.dot(v_rh[step % 2], weight_rh.T, z_rh[step % 2])
+        # update: new states
+        for b in range(B):
+            if step < lengths[b]:
+                t = lengths[b] - 1 - step if reverse else step
+                zx_ih_g0 = zx_ih[t, b, 0:H]
+                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
+                z_hh_g0 = z_hh[step % 2, b, 0:H]
+                for j in range(H):
+                    h = s_h[step % 2, b, j]
+                    xu = zx_ih_g0[j]
+                    xc = zx_ih_g2[j]
+                    hu = z_hh_g0[j]
+                    hc = z_rh[step % 2, b, j]
+                    u = _sigmoid(hu + xu)
+                    s_h[(step + 1) % 2, b, j] = h*(c1 - u) + u*_tanh(hc + xc)
+                    y[t, b, j] = s_h[(step + 1) % 2, b, j]
+            else:
+                for j in range(H):
+                    s_h[(step + 1) % 2, b, j] = s_h[step % 2, b, j]
+
+
+def forward(x, params, state0=None, lengths=None, reverse=False, need_grad=True):
     """Run the cell over x (T, B, I). Returns (y (T, B, H), final states, saved for backward).
+    With need_grad=False nothing is kept for backward (saved is None): the loop keeps only the
+    states of the current step.
 
     Checks its inputs (ValueError naming the argument; NaN or inf in x, state0 or a parameter is
     refused). `saved` keeps references to x and params, not copies: do not modify them in place
@@ -168,6 +217,18 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     H = state0[0].shape[1]
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
+    y = np.zeros((T, B, H), dtype)
+    if not need_grad:
+        zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 3 * H)
+        zx_ih += params["bias_ih"]
+        s_h = np.empty((2, B, H), dtype)
+        s_h[0] = state0[0]
+        z_hh = np.empty((2, B, 2 * H), dtype)
+        z_rh = np.empty((2, B, H), dtype)
+        v_rh = np.empty((2, B, H), dtype)
+        _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, params["weight_hh"], params["weight_rh"])
+        final_states = (s_h[T % 2].copy(),)
+        return y, final_states, None
     zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 3 * H)
     zx_ih += params["bias_ih"]
     s_h = np.empty((T + 1, B, H), dtype)
@@ -175,7 +236,6 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     z_hh = np.empty((T, B, 2 * H), dtype)
     z_rh = np.empty((T, B, H), dtype)
     v_rh = np.empty((T, B, H), dtype)
-    y = np.zeros((T, B, H), dtype)
     _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, params["weight_hh"], params["weight_rh"])
     final_states = (s_h[T].copy(),)
     saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,

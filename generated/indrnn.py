@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: a816706e29f6f3231aa5fa9f36464cc139e542a84f3513ee67f422e20e737e4d
+sha256 of spec + templates + math libraries + versions: 421c734bc12800c9e3a574edd3dd2d640d0a984e562731412c57911d1aafef1c
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -25,7 +25,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, relu as _relu, step as _step  # noqa: F401
 
 NAME = "indrnn"
-SPEC_SHA256 = "a816706e29f6f3231aa5fa9f36464cc139e542a84f3513ee67f422e20e737e4d"
+SPEC_SHA256 = "421c734bc12800c9e3a574edd3dd2d640d0a984e562731412c57911d1aafef1c"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
@@ -41,7 +41,7 @@ def init_params(input_size, hidden_size, dtype=np.float32, seed=0):
 
 
 # -- forward: the time loop --------------------------------------------------------------------
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _forward_loop(lengths, reverse, y, zx_ih, s_h, vec_weight_hh):
     T, B, H = y.shape
     for step in range(T):
@@ -61,7 +61,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, vec_weight_hh):
 
 
 # -- backward: the time loop in reverse --------------------------------------------------------
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _backward_loop(lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih, dvec_weight_hh, vec_weight_hh):
     T, B, H = dy.shape
     for step in range(T - 1, -1, -1):
@@ -80,8 +80,30 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih, dvec_weight_hh
                     dvec_weight_hh[j] += h*tmp0
 
 
-def forward(x, params, state0=None, lengths=None, reverse=False):
+# -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
+@njit(cache=True, nogil=True, error_model="numpy")
+def _infer_loop(lengths, reverse, y, zx_ih, s_h, vec_weight_hh):
+    T, B, H = y.shape
+    for step in range(T):
+        # update: new states
+        for b in range(B):
+            if step < lengths[b]:
+                t = lengths[b] - 1 - step if reverse else step
+                for j in range(H):
+                    h = s_h[step % 2, b, j]
+                    xa = zx_ih[t, b, j]
+                    u = vec_weight_hh[j]
+                    s_h[(step + 1) % 2, b, j] = _relu(h*u + xa)
+                    y[t, b, j] = s_h[(step + 1) % 2, b, j]
+            else:
+                for j in range(H):
+                    s_h[(step + 1) % 2, b, j] = s_h[step % 2, b, j]
+
+
+def forward(x, params, state0=None, lengths=None, reverse=False, need_grad=True):
     """Run the cell over x (T, B, I). Returns (y (T, B, H), final states, saved for backward).
+    With need_grad=False nothing is kept for backward (saved is None): the loop keeps only the
+    states of the current step.
 
     Checks its inputs (ValueError naming the argument; NaN or inf in x, state0 or a parameter is
     refused). `saved` keeps references to x and params, not copies: do not modify them in place
@@ -95,11 +117,19 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     H = state0[0].shape[1]
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
+    y = np.zeros((T, B, H), dtype)
+    if not need_grad:
+        zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, H)
+        zx_ih += params["bias_ih"]
+        s_h = np.empty((2, B, H), dtype)
+        s_h[0] = state0[0]
+        _infer_loop(lengths, reverse, y, zx_ih, s_h, params["weight_hh"])
+        final_states = (s_h[T % 2].copy(),)
+        return y, final_states, None
     zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, H)
     zx_ih += params["bias_ih"]
     s_h = np.empty((T + 1, B, H), dtype)
     s_h[0] = state0[0]
-    y = np.zeros((T, B, H), dtype)
     _forward_loop(lengths, reverse, y, zx_ih, s_h, params["weight_hh"])
     final_states = (s_h[T].copy(),)
     saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,

@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 6042a35b0bc57382e57b3d5406f3a1655790ce7fa4bcd3604048c06f82bc754a
+sha256 of spec + templates + math libraries + versions: baae105612198d533545f3c809c42ec4b53c4103cf0f3a71c76fb65bc2fb1267
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,7 +33,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "6042a35b0bc57382e57b3d5406f3a1655790ce7fa4bcd3604048c06f82bc754a"
+SPEC_SHA256 = "baae105612198d533545f3c809c42ec4b53c4103cf0f3a71c76fb65bc2fb1267"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {
@@ -53,7 +53,7 @@ def init_params(input_size, hidden_size, dtype=np.float32, seed=0):
 
 
 # -- forward: the time loop --------------------------------------------------------------------
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, bias_hh, vec_weight_ci, vec_weight_cf, vec_weight_co):
     T, B, H = y.shape
     c0 = y.dtype.type(0)
@@ -100,7 +100,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, bias_hh
 
 
 # -- backward: the time loop in reverse --------------------------------------------------------
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, dvec_weight_ci, dvec_weight_cf, dvec_weight_co, weight_hh, vec_weight_ci, vec_weight_cf, vec_weight_co, dv_hh):
     T, B, H = dy.shape
     c0 = dy.dtype.type(0)
@@ -158,8 +158,53 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, dvec_weigh
         d_h += dv_hh
 
 
-def forward(x, params, state0=None, lengths=None, reverse=False):
+# -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
+@njit(cache=True, nogil=True, error_model="numpy")
+def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, bias_hh, vec_weight_ci, vec_weight_cf, vec_weight_co):
+    T, B, H = y.shape
+    c0 = y.dtype.type(0)
+    c1 = y.dtype.type(1)
+    for step in range(T):
+        # stage 1: recurrent GEMMs of hh
+        np.dot(s_h[step % 2], weight_hh.T, z_hh)
+        # update: new states
+        for b in range(B):
+            if step < lengths[b]:
+                t = lengths[b] - 1 - step if reverse else step
+                zx_ih_g0 = zx_ih[t, b, 0:H]
+                z_hh_g0 = z_hh[b, 0:H]
+                zx_ih_g1 = zx_ih[t, b, H:2 * H]
+                z_hh_g1 = z_hh[b, H:2 * H]
+                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
+                z_hh_g2 = z_hh[b, 2 * H:3 * H]
+                zx_ih_g3 = zx_ih[t, b, 3 * H:4 * H]
+                z_hh_g3 = z_hh[b, 3 * H:4 * H]
+                for j in range(H):
+                    c = s_c[step % 2, b, j]
+                    xi_hi = zx_ih_g0[j] + z_hh_g0[j] + bias_hh[j]
+                    xf_hf = zx_ih_g1[j] + z_hh_g1[j] + bias_hh[H + j]
+                    xg_hg = zx_ih_g2[j] + z_hh_g2[j] + bias_hh[2 * H + j]
+                    xo_ho = zx_ih_g3[j] + z_hh_g3[j] + bias_hh[3 * H + j]
+                    pi = vec_weight_ci[j]
+                    pf = vec_weight_cf[j]
+                    po = vec_weight_co[j]
+                    i = _sigmoid(c*pi + xi_hi)
+                    f = _sigmoid(c*pf + xf_hf)
+                    c_next = c*f + i*_tanh(xg_hg)
+                    o = _sigmoid(c_next*po + xo_ho)
+                    s_h[(step + 1) % 2, b, j] = o*_tanh(c_next)
+                    y[t, b, j] = s_h[(step + 1) % 2, b, j]
+                    s_c[(step + 1) % 2, b, j] = c_next
+            else:
+                for j in range(H):
+                    s_h[(step + 1) % 2, b, j] = s_h[step % 2, b, j]
+                    s_c[(step + 1) % 2, b, j] = s_c[step % 2, b, j]
+
+
+def forward(x, params, state0=None, lengths=None, reverse=False, need_grad=True):
     """Run the cell over x (T, B, I). Returns (y (T, B, H), final states, saved for backward).
+    With need_grad=False nothing is kept for backward (saved is None): the loop keeps only the
+    states of the current step.
 
     Checks its inputs (ValueError naming the argument; NaN or inf in x, state0 or a parameter is
     refused). `saved` keeps references to x and params, not copies: do not modify them in place
@@ -173,6 +218,18 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     H = state0[0].shape[1]
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
+    y = np.zeros((T, B, H), dtype)
+    if not need_grad:
+        zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 4 * H)
+        zx_ih += params["bias_ih"]
+        s_h = np.empty((2, B, H), dtype)
+        s_h[0] = state0[0]
+        s_c = np.empty((2, B, H), dtype)
+        s_c[0] = state0[1]
+        z_hh = np.empty((B, 4 * H), dtype)
+        _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, params["weight_hh"], params["bias_hh"], params["weight_ci"], params["weight_cf"], params["weight_co"])
+        final_states = (s_h[T % 2].copy(), s_c[T % 2].copy(),)
+        return y, final_states, None
     zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 4 * H)
     zx_ih += params["bias_ih"]
     s_h = np.empty((T + 1, B, H), dtype)
@@ -180,7 +237,6 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     s_c = np.empty((T + 1, B, H), dtype)
     s_c[0] = state0[1]
     z_hh = np.empty((B, 4 * H), dtype)   # this step's product: the loop saves the sums in zx_ih
-    y = np.zeros((T, B, H), dtype)
     _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, params["weight_hh"], params["bias_hh"], params["weight_ci"], params["weight_cf"], params["weight_co"])
     final_states = (s_h[T].copy(), s_c[T].copy(),)
     saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,

@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: dbc37bc22b11393d0077e996bf96a3855ab9aa3ae39f78fe5ff09331c1aecc18
+sha256 of spec + templates + math libraries + versions: c303b6ef1be5b119abc59ef89a84fa2e34ef49402e50617411aa7f9488babc69
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -26,7 +26,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid  # noqa: F401
 
 NAME = "mingru"
-SPEC_SHA256 = "dbc37bc22b11393d0077e996bf96a3855ab9aa3ae39f78fe5ff09331c1aecc18"
+SPEC_SHA256 = "c303b6ef1be5b119abc59ef89a84fa2e34ef49402e50617411aa7f9488babc69"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
@@ -41,7 +41,7 @@ def init_params(input_size, hidden_size, dtype=np.float32, seed=0):
 
 
 # -- forward: the time loop --------------------------------------------------------------------
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _forward_loop(lengths, reverse, y, zx_ih, s_h):
     T, B, H = y.shape
     c1 = y.dtype.type(1)
@@ -65,7 +65,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h):
 
 
 # -- backward: the time loop in reverse --------------------------------------------------------
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _backward_loop(lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih):
     T, B, H = dy.shape
     c1 = dy.dtype.type(1)
@@ -91,8 +91,34 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih):
                     dzx_ih_g1[j] = dnext_h*z
 
 
-def forward(x, params, state0=None, lengths=None, reverse=False):
+# -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
+@njit(cache=True, nogil=True, error_model="numpy")
+def _infer_loop(lengths, reverse, y, zx_ih, s_h):
+    T, B, H = y.shape
+    c1 = y.dtype.type(1)
+    for step in range(T):
+        # update: new states
+        for b in range(B):
+            if step < lengths[b]:
+                t = lengths[b] - 1 - step if reverse else step
+                zx_ih_g0 = zx_ih[t, b, 0:H]
+                zx_ih_g1 = zx_ih[t, b, H:2 * H]
+                for j in range(H):
+                    h = s_h[step % 2, b, j]
+                    xz = zx_ih_g0[j]
+                    xh = zx_ih_g1[j]
+                    z = _sigmoid(xz)
+                    s_h[(step + 1) % 2, b, j] = h*(c1 - z) + xh*z
+                    y[t, b, j] = s_h[(step + 1) % 2, b, j]
+            else:
+                for j in range(H):
+                    s_h[(step + 1) % 2, b, j] = s_h[step % 2, b, j]
+
+
+def forward(x, params, state0=None, lengths=None, reverse=False, need_grad=True):
     """Run the cell over x (T, B, I). Returns (y (T, B, H), final states, saved for backward).
+    With need_grad=False nothing is kept for backward (saved is None): the loop keeps only the
+    states of the current step.
 
     Checks its inputs (ValueError naming the argument; NaN or inf in x, state0 or a parameter is
     refused). `saved` keeps references to x and params, not copies: do not modify them in place
@@ -106,11 +132,19 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     H = state0[0].shape[1]
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
+    y = np.zeros((T, B, H), dtype)
+    if not need_grad:
+        zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 2 * H)
+        zx_ih += params["bias_ih"]
+        s_h = np.empty((2, B, H), dtype)
+        s_h[0] = state0[0]
+        _infer_loop(lengths, reverse, y, zx_ih, s_h)
+        final_states = (s_h[T % 2].copy(),)
+        return y, final_states, None
     zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 2 * H)
     zx_ih += params["bias_ih"]
     s_h = np.empty((T + 1, B, H), dtype)
     s_h[0] = state0[0]
-    y = np.zeros((T, B, H), dtype)
     _forward_loop(lengths, reverse, y, zx_ih, s_h)
     final_states = (s_h[T].copy(),)
     saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,

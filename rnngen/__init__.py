@@ -4,5 +4,6 @@ __version__ = "0.1.0"
 from .errors import SpecError  # noqa: E402
 from .runtime.registry import available, load  # noqa: E402
 from .runtime.network import RNN  # noqa: E402
+from .runtime.schedule import get_num_threads, set_num_threads  # noqa: E402
 
-__all__ = ["SpecError", "load", "available", "RNN", "__version__"]
+__all__ = ["SpecError", "load", "available", "RNN", "get_num_threads", "set_num_threads", "__version__"]

@@ -35,9 +35,9 @@ import torch
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from .backends.checks import CheckedLengths, all_finite, param_shape
-from .runtime import registry
+from .runtime import registry, schedule
 from .runtime.stack import forward_layers, unit
-from .runtime.tensors import check_dtype, crossing
+from .runtime.tensors import HostCrossing, check_dtype, crossing
 
 __all__ = ["RNN", "from_torch", "CellFunction"]
 
@@ -74,6 +74,26 @@ def _first_order_only(cell, grads, anchors):
     return tuple(None if g is None else next(out) for g in grads)
 
 
+def run_cell(gen, lengths, reverse, x, tensors, need_grad=True):
+    """gen's forward on tensors (x, *state0, *params as CellFunction takes them), outside autograd.
+    Returns (the output tensors, saved, the crossing). On the CPU the call is planned and run in
+    batch slices (rnngen/runtime/schedule.py); need_grad=False keeps nothing for backward."""
+    n_states = len(gen.STATES)
+    state0 = tensors[:n_states]
+    params = tensors[n_states:]
+    for what, t in zip(["input x", *(f"initial state {s!r}" for s in gen.STATES),
+                        *(f"parameter {p}" for p in gen.PARAMS)], (x, *tensors)):
+        if t is not None:
+            check_dtype(what, t.dtype)
+    dev = crossing(x, *tensors)
+    k = dev.to_kernel
+    forward = schedule.cell_forward(gen, need_grad) if isinstance(dev, HostCrossing) else gen.forward
+    y, final, saved = dev.run(
+        forward, k(x), {name: k(p) for name, p in zip(gen.PARAMS, params)},
+        None if state0[0] is None else tuple(k(s) for s in state0), lengths, reverse)
+    return (dev.to_tensor(y),) + tuple(dev.to_tensor(s) for s in final), saved, dev
+
+
 class CellFunction(torch.autograd.Function):
     """One run of a generated cell over a padded, time-major sequence.
 
@@ -84,35 +104,25 @@ class CellFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, gen, lengths, reverse, x, *tensors):
-        n_states = len(gen.STATES)
-        state0 = tensors[:n_states]
-        params = tensors[n_states:]
-        for what, t in zip(["input x", *(f"initial state {s!r}" for s in gen.STATES),
-                            *(f"parameter {p}" for p in gen.PARAMS)], (x, *tensors)):
-            if t is not None:
-                check_dtype(what, t.dtype)
-        dev = crossing(x, *tensors)
-        k = dev.to_kernel
-        y, final, saved = dev.run(
-            gen.forward, k(x), {name: k(p) for name, p in zip(gen.PARAMS, params)},
-            None if state0[0] is None else tuple(k(s) for s in state0), lengths, reverse)
+        outputs, saved, dev = run_cell(gen, lengths, reverse, x, tensors)
         ctx.set_materialize_grads(False)   # an unused output's gradient stays None: no zeros made
         ctx.gen = gen
         ctx.saved = saved
         ctx.dev = dev
         # Not read in backward (the kernels keep their own views in `saved`): saving them lets
         # autograd report an in-place change (an optimizer step) between forward and backward.
-        ctx.save_for_backward(x, *params)
-        ctx.state0 = state0               # only for _first_order_only (backward reads the kernels' copies)
-        return (dev.to_tensor(y),) + tuple(dev.to_tensor(s) for s in final)
+        ctx.save_for_backward(x, *tensors[len(gen.STATES):])
+        ctx.state0 = tensors[:len(gen.STATES)]   # only for _first_order_only (backward reads the kernels' copies)
+        return outputs
 
     @staticmethod
     def backward(ctx, dy, *d_final):
         inputs = ctx.saved_tensors  # raises if x or a parameter was modified in place
         gen, saved, dev = ctx.gen, ctx.saved, ctx.dev
         k = dev.to_kernel
+        backward = schedule.cell_backward(gen) if isinstance(dev, HostCrossing) else gen.backward
         dx, d_state0, d_params = dev.run(
-            gen.backward, None if dy is None else k(dy),
+            backward, None if dy is None else k(dy),
             tuple(None if d is None else k(d) for d in d_final), saved)
         grads = [dx, *d_state0] + [d_params[name] for name in gen.PARAMS]
         needed = ctx.needs_input_grad[3:]
@@ -287,9 +297,14 @@ class RNN(torch.nn.Module):
         def run(layer, direction, layer_input):
             k = unit(layer, direction, D)
             s0 = tuple(s[k] for s in state0) if state0 is not None else (None,) * len(self.states)
+            params = self._layer_params(layer, direction)
             try:
-                res = CellFunction.apply(self.gen, checked, bool(direction), layer_input,
-                                         *s0, *self._layer_params(layer, direction))
+                if torch.is_grad_enabled() and any(t is not None and t.requires_grad
+                                                   for t in (layer_input, *s0, *params)):
+                    res = CellFunction.apply(self.gen, checked, bool(direction), layer_input, *s0, *params)
+                else:       # under torch.no_grad() (or nothing requires grad): no backward follows
+                    res = run_cell(self.gen, checked, bool(direction), layer_input, (*s0, *params),
+                                   need_grad=False)[0]
             except ValueError:
                 self._refuse_non_finite()       # a parameter's NaN, named as torch names it
                 raise

@@ -32,6 +32,12 @@ class CheckedLengths:
     def __repr__(self):
         return f"CheckedLengths({self.host.tolist()}, T={self.T})"
 
+    def rows(self, b0, b1):
+        """The lengths of batch rows b0:b1, checked already (host only)."""
+        part = object.__new__(CheckedLengths)
+        part.host, part.B, part.T, part.device = self.host[b0:b1], b1 - b0, self.T, None
+        return part
+
 
 def param_shape(shape, input_size, hidden_size):
     """('4*H', 'I') -> (4*hidden_size, input_size)."""

@@ -15,9 +15,13 @@ import numpy as np
 from ..backends.checks import all_finite, check_lengths, is_torch_tensor
 from .device import is_device_array
 from .ops import ops_for, require_cuda, to_numpy  # noqa: F401  (require_cuda: rnngen.torch uses it)
+from . import schedule
 from .registry import load
-from .stack import backward_layers, forward_layers, unit
+from .stack import backward_layers, forward_layers, in_order, unit
 from .validation import as_int, device_name, flag, float_dtype, probability
+
+
+_NO_GRAD = "forward(need_grad=False)"      # the cache after an inference forward
 
 
 class RNN:
@@ -27,11 +31,13 @@ class RNN:
     into folder `path` (`rnngen build NAME --specs DIR --out path`), or a generated module
     (`rnngen.load(name, path=folder)`).
 
-    forward(x, state0=None, lengths=None) -> (y, final_states)
+    forward(x, state0=None, lengths=None, need_grad=True) -> (y, final_states)
         x (T, B, I) (or (B, T, I) with batch_first); y (T, B, D*H), the directions concatenated
         as torch does; zero past each sequence's length. state0 and final_states are tuples in the
         cell's STATES order, each (num_layers*D, B, H) like torch's h_n / c_n (state0 may also be
-        a single array for a one-state cell).
+        a single array for a one-state cell). need_grad=False: no backward follows (inference):
+        nothing is kept for it (only the current step's states while running), and backward()
+        after it is an error. eval() does not imply it: it only switches dropout off, as in torch.
     backward(dy, d_final=None) -> (dx, d_state0)
         gradients of a scalar loss given dL/dy and dL/d(final states); after it, `.grads` maps
         every parameter name to its gradient (overwritten, not accumulated, by each call).
@@ -241,22 +247,37 @@ class RNN:
                 raise ValueError(f"parameter {name} contains NaN or inf")
 
     # -- forward and backward ---------------------------------------------------------------------
-    def _run(self, x, state0, lengths):
+    def _plan(self, T, B):
+        """How this call uses the cores (rnngen/runtime/schedule.py); serial on the GPU."""
+        if self.device != "cpu":
+            return schedule.SERIAL
+        return schedule.plan(T, B, self.hidden_size, self.num_directions)
+
+    @staticmethod
+    def _each(plan):
+        return schedule.run_all if plan.parallel_directions else in_order
+
+    def _run(self, x, state0, lengths, need_grad=True):
         """x time-major, checked, on the device. Returns (y time-major, final states, cache)."""
         ops = self._ops
         if self.device == "cpu":
             self._check_params_finite()
         T, B, _ = x.shape
         D, H = self.num_directions, self.hidden_size
+        plan = self._plan(T, B)
         finals = [ops.empty((self.num_layers * D, B, H)) for _ in self.states]
         saved, masks = {}, [None] * self.num_layers     # masks[k]: dropout after layer k
 
         def run(k, d, inp):
             idx = unit(k, d, D)
             s0 = tuple(None if s is None else s[idx] for s in state0)
-            y_d, fin, saved[k, d] = self.cell.forward(inp, self._layer_params(k, d),
-                                                      None if all(s is None for s in s0) else s0,
-                                                      lengths, reverse=bool(d))
+            s0 = None if all(s is None for s in s0) else s0
+            if self.device == "cpu":
+                y_d, fin, saved[k, d] = schedule.forward(self.cell, inp, self._layer_params(k, d), s0,
+                                                         lengths, bool(d), need_grad, plan.slices)
+            else:
+                y_d, fin, saved[k, d] = self.cell.forward(inp, self._layer_params(k, d), s0,
+                                                          lengths, reverse=bool(d))
             for f, arr in zip(finals, fin):
                 ops.put(f, idx, arr)
             return y_d
@@ -269,18 +290,21 @@ class RNN:
                                      / self.dtype.type(keep))
             return ops.multiply(out, masks[k])
 
-        y = forward_layers(x, self.num_layers, D, run, ops.concat, dropout)
-        return y, tuple(finals), (saved, masks, lengths, T, B)
+        with schedule.blas_for(plan):
+            y = forward_layers(x, self.num_layers, D, run, ops.concat, dropout, self._each(plan))
+        return y, tuple(finals), (saved, masks, lengths, T, B, plan)
 
-    def forward(self, x, state0=None, lengths=None):
+    def forward(self, x, state0=None, lengths=None, need_grad=True):
         """Run the network over x. Returns (y, final_states); keeps what backward() needs:
         references to x and the parameters, which must not be modified in place before
-        backward() (the gradients would be those of the modified values)."""
+        backward() (the gradients would be those of the modified values).
+        need_grad=False: inference; nothing is kept and backward() cannot follow."""
+        need_grad = flag("need_grad", need_grad)
         x = self._x(x)
         T, B, _ = x.shape
         state0 = self._states("state0", state0, B)
-        y, finals, cache = self._run(x, state0, self._ops.lengths(lengths, B, T))
-        self._cache = cache
+        y, finals, cache = self._run(x, state0, self._ops.lengths(lengths, B, T), need_grad)
+        self._cache = cache if need_grad else _NO_GRAD
         if self.batch_first:
             y = self._ops.swap01(y)
         return y, finals
@@ -293,8 +317,11 @@ class RNN:
         forward() saw, by reference: modify neither in place in between (update after backward)."""
         if self._cache is None:
             raise ValueError("backward() needs a forward() first")
+        if self._cache is _NO_GRAD:
+            raise ValueError("backward() after forward(..., need_grad=False): that forward kept nothing "
+                             "for backward; run forward() with need_grad=True (the default) first")
         ops = self._ops
-        saved, masks, lengths, T, B = self._cache
+        saved, masks, lengths, T, B, plan = self._cache
         D, H, L = self.num_directions, self.hidden_size, self.num_layers * self.num_directions
         dy = ops.zeros((T, B, D * H)) if dy is None else self._dy(dy, T, B)
         d_final = self._states("d_final", d_final, B)
@@ -303,7 +330,11 @@ class RNN:
         def run(k, d, grad):
             idx = unit(k, d, D)
             df = tuple(None if s is None else s[idx] for s in d_final)
-            dx_d, ds0, dp = self.cell.backward(grad, None if all(s is None for s in df) else df, saved[k, d])
+            df = None if all(s is None for s in df) else df
+            if self.device == "cpu":
+                dx_d, ds0, dp = schedule.backward(self.cell, grad, df, saved[k, d])
+            else:
+                dx_d, ds0, dp = self.cell.backward(grad, df, saved[k, d])
             for out, arr in zip(d_state0, ds0):
                 ops.put(out, idx, arr)
             for name, value in dp.items():
@@ -313,7 +344,9 @@ class RNN:
         def dropout(k, grad):
             return grad if masks[k] is None else ops.multiply(grad, masks[k])
 
-        grad = backward_layers(dy, self.num_layers, D, run, lambda g, d: ops.take(g, d * H, H), ops.add, dropout)
+        with schedule.blas_for(plan):
+            grad = backward_layers(dy, self.num_layers, D, run, lambda g, d: ops.take(g, d * H, H), ops.add,
+                                   dropout, self._each(plan))
         if self.batch_first:
             grad = ops.swap01(grad)
         return grad, tuple(d_state0)
@@ -333,7 +366,7 @@ class RNN:
         x = self._ops.input("x_t", x_t, 2, validate, network_dtype=True)
         B, I = x.shape
         state = self._states("state", state, B)
-        y, finals, _ = self._run(x.reshape(1, B, I), state, self._ops.step_lengths(B))
+        y, finals, _ = self._run(x.reshape(1, B, I), state, self._ops.step_lengths(B), need_grad=False)
         return y[0], finals
 
 

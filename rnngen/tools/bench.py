@@ -2,9 +2,10 @@
 machine's GEMM rate (all cores and one) measured in the same run, compile and cached start-up
 times, and peak memory.
 
-Both libraries run at their DEFAULT threads unless `--threads N` (torch.set_num_threads(N) and N
-BLAS threads through threadpoolctl for numpy's and SciPy's BLAS, which Numba's np.dot calls) or
-`--compare-threads` (default threads and one thread, alternated in the same run).
+Both libraries run at their DEFAULT threads unless `--threads N` (torch.set_num_threads(N) and
+rnngen.set_num_threads(N): rnngen's calls then use N threads, and set the BLAS threads of numpy's
+and SciPy's OpenBLAS, which Numba's np.dot calls, themselves) or `--compare-threads` (default
+threads and one thread, alternated in the same run).
 
 Timing: for every case the calls are alternated in BLOCKS: one library's block is an untimed
 warm-up (at least WARM_S of calls, so that the other library's thread pool, still spinning after
@@ -147,7 +148,7 @@ def run(cells, sizes, dtype, reps, compile_cells, settings=(None,), log=print, j
         log(f"BLAS at start: {line}")
     log(f"torch threads at start: {info['torch_threads']}; env: {info['env'] or '(no BLAS/thread variables set)'}")
     log(f"thread settings: {', '.join(info['settings'])} (default: each library's own; N: torch.set_num_threads(N) "
-        f"and N BLAS threads via threadpoolctl)")
+        f"and rnngen.set_num_threads(N))")
     log(f"dtype {dtype}; {reps} round(s) of blocks per case, each block an untimed warm-up (>= {WARM_S * 1e3:g} ms) "
         f"then {BLOCK} timed samples, fewer (at least one) once they last {budget_s or BLOCK_BUDGET_S:g} s (tiny cases: >= {MIN_SAMPLE_S * 1e3:g} ms of back-to-back calls, at most "
         f"{MAX_CALLS}, each timed); medians over the calls; load average at start: {info['load_start']}")
@@ -228,7 +229,8 @@ def add_arguments(p):
                         f"once they last {QUICK_BLOCK_BUDGET_S:g} s, no compile probe")
     p.add_argument("--no-compile", action="store_true", help="skip the compile / start-up probes")
     p.add_argument("--threads", type=int, default=None,
-                   help="torch and BLAS threads for both libraries (default: each library's default)")
+                   help="threads for both libraries: torch.set_num_threads(N) and rnngen.set_num_threads(N) "
+                        "(default: each library's default)")
     p.add_argument("--compare-threads", action="store_true",
                    help="measure at the default threads and at one thread, alternated in the same run")
     p.add_argument("--json", help="also write the results as JSON to this file")

@@ -93,14 +93,17 @@ class Threads:
 
     @contextlib.contextmanager
     def use(self, n):
-        """n threads for torch and every BLAS library (None: their defaults) inside the block."""
+        """n threads for torch (torch.set_num_threads) and for rnngen (rnngen.set_num_threads, which
+        sets the BLAS threads of its calls) inside the block; None: their defaults."""
+        from ..runtime import schedule
         old_torch = self.torch.get_num_threads() if self.torch else None
         if self.torch:
             self.torch.set_num_threads(n or self.torch_default)
+        schedule.set_num_threads(n)
         try:
-            with self.controller.limit(limits=n or self.blas_default):
-                yield
+            yield
         finally:
+            schedule.set_num_threads(None)
             if self.torch:
                 self.torch.set_num_threads(old_torch)
 

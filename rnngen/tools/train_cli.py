@@ -143,16 +143,16 @@ class _StopOnCtrlC:
 
 
 def cmd_train(args):
+    from ..runtime.threads import threads_limited
     try:
-        return _train(args)
+        with threads_limited(1):       # the dense layers' small GEMMs; RNN calls use every core
+            return _train(args)
     except KeyboardInterrupt:
         print("\nrnngen train: interrupted before training started; nothing written", file=sys.stderr)
         return 130
 
 
 def _train(args):
-    from ..runtime.threads import limit_threads
-    limit_threads(1)
     problem = _train_option_problem(args) or _out_problem(args.out)
     if args.plot and not problem:
         problem = check_writable(args.plot, "--plot")
@@ -304,8 +304,12 @@ def _sample_memory_problem(args, model):
 
 
 def cmd_sample(args):
-    from ..runtime.threads import limit_threads
-    limit_threads(1)
+    from ..runtime.threads import threads_limited
+    with threads_limited(1):
+        return _sample(args)
+
+
+def _sample(args):
     problem = _sample_option_problem(args)
     if problem:
         return _error("sample", problem)

@@ -38,6 +38,9 @@ def forward_inputs(x, params, state0, lengths, reverse, spec_params, states):
 
 def backward_inputs(dy, d_final, saved, cell_name, states):
     """backward()'s inputs checked against what forward() saved; d_final copied (accumulated into)."""
+    if saved is None:
+        raise ValueError("saved is None: forward(..., need_grad=False) keeps nothing for backward; "
+                         "run forward() with need_grad=True (the default) before backward()")
     if not isinstance(saved, Saved) or saved.cell != cell_name:
         raise ValueError(f"saved must be what forward() of cell {cell_name!r} returned")
     T, B, _ = saved.x.shape

@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 
 from ...compiler import ir
 from ...compiler.printer import Constants, KernelPrinter
+from .infer import InferLayout, pruned_forward
 from ..host import HostOps, after_loop, d_state0, saved_call, saved_key, shape, width
 
 
@@ -47,6 +48,11 @@ class CpuModule:
     backward_result: list
     hoisted: list            # the forward setup lines that are the hoisted GEMMs
     after: list              # the backward result lines that are the gradients after the loop
+    infer_args: list         # the inference forward (need_grad=False, infer.py): the loop's
+    infer_call: list         # parameters, what the wrapper passes, its set-up, stages, result
+    infer_setup: list
+    infer_stages: list
+    infer_result: list
 
 
 class _Printer:
@@ -116,7 +122,7 @@ class _Printer:
                 ["lengths", "reverse"] + [self.lay.call_name(b) for b in used])
 
 
-def _forward_setup(k, lay):
+def _forward_setup(k, lay, saving=True):
     setup = []
     for g in k.hoisted:
         setup.append(f'{g.out.name} = (x2d @ params["{g.weight.param}"].T).reshape(T, B, {width(g.out)})')
@@ -129,7 +135,8 @@ def _forward_setup(k, lay):
     for b in k.buffers:
         if b.role == "preact":
             x = next((a for a, r in k.ties.items() if r == b.owner), None)
-            note = f"this step's product: the loop saves the sums in {k.buffer('x_preact', x).name}" if x else ""
+            note = (f"this step's product: the loop saves the sums in {k.buffer('x_preact', x).name}"
+                    if x and saving else "")
             setup.append(lay.allocate(b, note))
         elif b.role == "linear_input":
             setup.append(lay.allocate(b))
@@ -160,6 +167,12 @@ def emit(kernel, layout, header, equations):
     states = [kernel.buffer("states", s).name for s in kernel.states]
     saved = [(saved_key(b), b.name) for b in kernel.saved()]
     after = after_loop(kernel, OPS)
+    infer_layout = InferLayout(kernel)
+    ip = _Printer(kernel, infer_layout)
+    ip.constants = p.constants
+    ip.printer = p.printer
+    infer_stages = ip.stages(pruned_forward(kernel))
+    iargs, icall = ip.args(kernel.buffer("y"))
     return CpuModule(
         header=header, equations=equations,
         params=[(b.param, shape(b)) for b in kernel.params], constants=p.constants.lines(),
@@ -168,4 +181,7 @@ def emit(kernel, layout, header, equations):
         forward_result=["final_states = (" + ", ".join(f"{s}[T].copy()" for s in states) + ",)"],
         saved=saved, saved_call=saved_call(saved),
         backward_args=bargs, backward_call=bcall, backward_setup=_backward_setup(kernel, layout),
-        backward_stages=backward_stages, backward_result=after + [d_state0(kernel)], hoisted=hoisted, after=after)
+        backward_stages=backward_stages, backward_result=after + [d_state0(kernel)], hoisted=hoisted, after=after,
+        infer_args=iargs, infer_call=icall, infer_setup=_forward_setup(kernel, infer_layout, saving=False)[0],
+        infer_stages=infer_stages,
+        infer_result=["final_states = (" + ", ".join(f"{s}[T % 2].copy()" for s in states) + ",)"])

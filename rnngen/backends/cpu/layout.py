@@ -50,9 +50,13 @@ class CpuLayout:
         return {"t": f"{n['t']}, {n['b']}", "step": f"{n['step']}, {n['b']}",
                 "next": f"{n['step']} + 1, {n['b']}", "row": n["b"], "unit": None}[at]
 
+    def rows_of(self, ref):
+        """The row index of the buffer `ref` reads or writes (None: a per-unit buffer)."""
+        return self.rows(ref.at)
+
     def element(self, ref, views=None):
         """The element `ref` names, through a per-row view of its gate when `views` collects them."""
-        rows, name = self.rows(ref.at), ref.buffer.name
+        rows, name = self.rows_of(ref), ref.buffer.name
         if ref.buffer.gates > 1 and rows is not None and views is not None:
             key = (name, ref.gate, ref.at)
             if key not in self.views:

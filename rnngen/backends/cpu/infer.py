@@ -1,0 +1,80 @@
+"""The inference forward of a CPU module (`forward(..., need_grad=False)`): the same step as the
+training forward, but it keeps only what the next step needs.
+
+- Ring buffers: every loop-ordered sequence (a state's (T + 1, B, H), a per-step GEMM output or
+  linear input (T, B, n)) becomes two rows, [step % 2] and [(step + 1) % 2]: the step reads the
+  previous states from one and writes the new ones into the other. A state is read and written at
+  the same unit j only (the step is pointwise between GEMMs), and the rows past a sequence's length
+  copy their state across, so after T steps row T % 2 holds every final state.
+- No saving: a write into a buffer that nothing later in the step reads (the sums of tied linears,
+  kept only for backward) is left out.
+"""
+from dataclasses import replace
+
+from ...compiler import ir
+from .layout import CpuLayout, shape_text
+
+_RING_ROLES = ("states", "preact", "linear_input")
+
+
+def ring_buffers(kernel):
+    """The loop-ordered per-step sequences of the forward, by name."""
+    return {b.name for b in kernel.buffers
+            if b.role in _RING_ROLES and b.dims and b.dims[0] in (ir.T, ir.T + 1)}
+
+
+class InferLayout(CpuLayout):
+    """CpuLayout with the ring buffers indexed by the step's parity."""
+
+    def __init__(self, kernel):
+        super().__init__(kernel)
+        self.ring = ring_buffers(kernel)
+
+    def rows_of(self, ref):
+        step, b = self.n["step"], self.n["b"]
+        if ref.buffer.name in self.ring and ref.at == "step":
+            return f"{step} % 2, {b}"
+        if ref.buffer.name in self.ring and ref.at == "next":
+            return f"({step} + 1) % 2, {b}"
+        return super().rows_of(ref)
+
+    def step_slice(self, s):
+        if s.buffer.name in self.ring and s.at == "step":
+            return f"{s.buffer.name}[{self.n['step']} % 2]"
+        return super().step_slice(s)
+
+    def allocate(self, buffer, comment=""):
+        if buffer.name in self.ring:
+            buffer = replace(buffer, dims=(2,) + tuple(buffer.dims[1:]))
+        return super().allocate(buffer, comment)
+
+
+def _reads(op):
+    """(buffer name, gate) pairs an op reads."""
+    if isinstance(op, ir.Pointwise):
+        return {(t.buffer.name, t.gate) for r in op.reads for t in r.terms}
+    if isinstance(op, ir.Gemm):
+        return {(op.input.buffer.name, None)}
+    return set()
+
+
+def pruned_forward(kernel):
+    """The forward stages without the writes nothing later in the step reads (saved for backward
+    only). States and y are always written."""
+    ops = [op for st in kernel.forward for op in st.ops]
+    keep_roles = ("states", "y", "preact", "linear_input")
+    stages, index = [], 0
+    for st in kernel.forward:
+        new_ops = []
+        for op in st.ops:
+            index += 1
+            if isinstance(op, ir.Pointwise):
+                later = set().union(*[_reads(o) for o in ops[index:]]) if index < len(ops) else set()
+                writes = [w for w in op.writes
+                          if w.ref.buffer.role in keep_roles
+                          or (w.ref.buffer.name, w.ref.gate) in later
+                          or (w.ref.buffer.name, None) in later]
+                op = replace(op, writes=writes)
+            new_ops.append(op)
+        stages.append(ir.Stage(st.title, new_ops))
+    return stages
