@@ -264,6 +264,41 @@ def benchmark_script_check():
                       "scale": {k: 1.0 for k in facts["errors"]}, "device_outputs": facts["ok"]}), flush=True)
 
 
+def reuse_check():
+    """Workspaces are reused, returned arrays are not: two forward + backward calls of the same
+    shapes (lstm_peephole: states, saved pre-activations, bias and vector gradients; reversed,
+    with lengths, so that the loop-order workspaces are used too) on different inputs, the
+    second one while the first call's results are still held. Both must equal the CPU path, and
+    the first call's y, final states, dx, d_state0 and gradients must be unchanged by the second."""
+    cell = "lstm_peephole"
+    mod = rnngen.load(cell)
+    T, B, I, H, lengths = 3, 3, 2, 3, np.array([3, 1, 2])
+    workspace.release()
+    calls, held = [], []
+    for seed in (1, 2):
+        rng = np.random.default_rng(seed)
+        params = mod.init_params(I, H, np.float32, seed=seed)
+        x = rng.standard_normal((T, B, I)).astype(np.float32)
+        dy = rng.standard_normal((T, B, H)).astype(np.float32)
+        ref_y, ref_final, saved = mod.forward(x, params, None, lengths, True)
+        ref_dx, ref_d0, ref_dp = mod.backward(dy, None, saved)
+        y, final, sv = mod.forward(cuda.to_device(x), {k: cuda.to_device(v) for k, v in params.items()}, None,
+                                   lengths, True)
+        dx, d0, dp = mod.backward(cuda.to_device(dy), None, sv)
+        held.append({"y": y, "dx": dx, **{f"final_{i}": f for i, f in enumerate(final)},
+                     **{f"d_state0_{i}": d for i, d in enumerate(d0)}, **{f"d_{k}": v for k, v in dp.items()}})
+        calls.append({"y": ref_y, "dx": ref_dx, **{f"final_{i}": f for i, f in enumerate(ref_final)},
+                      **{f"d_state0_{i}": d for i, d in enumerate(ref_d0)},
+                      **{f"d_{k}": v for k, v in ref_dp.items()}})
+    errors = {}
+    for n, (ref, got) in enumerate(zip(calls, held)):
+        for k in ref:
+            g = got[k].copy_to_host()
+            errors[f"call {n + 1} {k}"] = float(np.max(np.abs(g - ref[k]) / np.maximum(1.0, np.abs(ref[k]))))
+    print(json.dumps({"cell": "reuse", "case": "two calls", "errors": errors, "scale": {"any": 1.0},
+                      "device_outputs": True}), flush=True)
+
+
 def negative_control():
     """The scheduler above must catch a missing grid.sync(): lstm's backward with its first
     grid.sync() turned into cuda.syncthreads() has to differ from the CPU path on several blocks."""
@@ -305,6 +340,7 @@ def main(cells):
     gemm_checks()
     benchmark_script_check()
     negative_control()
+    reuse_check()
     for cell in cells + ["clash"]:
         for case in CASES:
             if (cell == "clash") != (case == "spec_names"):

@@ -98,3 +98,38 @@ def test_gemm_dispatches_to_the_library(monkeypatch):
     assert gemm.gemm(a, b, out, trans_b=True) is out
     assert calls == [("torch", "module", a, b, out, False, True, False)]
     assert config.COUNTS["launch gemm"] == before + 1
+
+
+def test_run_through_torch_shares_the_arrays_and_uses_the_default_stream():
+    """blas.run("torch", ...) with a stand-in torch whose tensors are CPU tensors over the same
+    numpy memory: as_tensor asked for device "cuda" on each array, the product written into the
+    caller's array, TF32 off during the call, and torch's default stream (where numba launches)
+    entered when torch's current stream is another one."""
+    import contextlib
+    torch = pytest.importorskip("torch")
+    seen = {"devices": [], "streams": [], "precision": []}
+    matmul = types.SimpleNamespace(fp32_precision="tf32")
+
+    def as_tensor(v, device):
+        seen["devices"].append(device)
+        return torch.from_numpy(v)
+
+    def mm(a, b, out):
+        seen["precision"].append(matmul.fp32_precision)
+        return torch.mm(a, b, out=out)
+
+    @contextlib.contextmanager
+    def stream(s):
+        seen["streams"].append(s)
+        yield
+
+    fake = types.SimpleNamespace(
+        as_tensor=as_tensor, mm=mm, backends=types.SimpleNamespace(cuda=types.SimpleNamespace(matmul=matmul)),
+        cuda=types.SimpleNamespace(default_stream=lambda: "legacy", current_stream=lambda: "side", stream=stream))
+    rng = np.random.default_rng(2)
+    a, b = rng.standard_normal((4, 3)), rng.standard_normal((5, 3))
+    out = np.zeros((4, 5))
+    assert blas.run("torch", fake, a, b, out, False, True, False) is out
+    np.testing.assert_allclose(out, a @ b.T, rtol=1e-12)
+    assert seen == {"devices": ["cuda"] * 3, "streams": ["legacy"], "precision": ["ieee"]}
+    assert matmul.fp32_precision == "tf32"
