@@ -281,15 +281,15 @@ def table(stage):
     return {"markdown": "\n".join(lines), "summary": f"{len(rows)} rows"}
 
 
+SUMMARIES = ("table", "goals")    # read the cases before them: run even when the budget is used up
+
+
 def cases(stage, sizes):
+    """In order of what the goals need most, in case the stage's budget runs out: the cheap facts,
+    the counts, the table against cuDNN, per FLOP, then the per-kernel times; the summaries last."""
     s = SIZES[sizes]
     out = [("overhead", lambda: overhead(s["reps"])),
            ("gemm TFLOP/s", lambda: gemm_rates(s["gemm"], max(3, s["timed_reps"])))]
-    for size, B, I, H in s["kernels"]:
-        for cell in CELLS:
-            out.append((f"kernel times {cell} {size} T={s['steps']}",
-                        lambda cell=cell, size=size, B=B, I=I, H=H: kernel_times(cell, size, B, I, H, s["steps"],
-                                                                                s["timed_reps"])))
     size, B, I, H = s["kernels"][0]
     for cell in CELLS:
         out.append((f"launches and allocations {cell} {size}",
@@ -303,6 +303,11 @@ def cases(stage, sizes):
             versus_cudnn("lstm", "fastrnns", s["budget_s"], "tiled"), cell="lstm", size="fastrnns")))
     for cell in s["per_flop"]:
         out.append((f"per FLOP {cell} fastrnns", lambda cell=cell: per_flop(cell, "fastrnns", s["budget_s"])))
+    for size, B, I, H in s["kernels"]:
+        for cell in CELLS:
+            out.append((f"kernel times {cell} {size} T={s['steps']}",
+                        lambda cell=cell, size=size, B=B, I=I, H=H: kernel_times(cell, size, B, I, H, s["steps"],
+                                                                                s["timed_reps"])))
     out.append(("table", lambda: table(stage)))
     out.append(("goals", lambda: goals(stage)))
     return out
