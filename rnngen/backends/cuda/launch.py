@@ -175,13 +175,32 @@ _PLANS = {}
 
 def _configured(dispatcher, kernel, grid, threads, nbytes):
     """The launch of one plan, made once: on a GPU the compiled kernel's own launch (no type
-    dispatch over the arguments, no launch configuration object, no occupancy query per call);
-    under the simulator the dispatcher configured for the grid at each call (the simulator's
-    configured kernel is the dispatcher itself, holding the last configuration)."""
-    if kernel is None:
-        return lambda *args: dispatcher[grid, threads, 0, nbytes](*args)
+    dispatch over the arguments, no launch configuration object, no occupancy query per call) on
+    the legacy default stream, as numba's dispatcher would launch it; under the simulator (or with
+    config.DIRECT_LAUNCH off) the dispatcher configured for the grid at each call (the simulator's
+    configured kernel is the dispatcher itself, holding the last configuration). Should the
+    direct launch fail before launching (a numba-cuda whose _Kernel.launch differs), it warns once
+    and uses the dispatcher from then on."""
+    def through_dispatcher(*args):
+        return dispatcher[grid, threads, 0, nbytes](*args)
+    if kernel is None or not config.DIRECT_LAUNCH:
+        return through_dispatcher
+    from numba.cuda.cudadrv import driver
+    stream = driver._to_core_stream(0) if hasattr(driver, "_to_core_stream") else 0
     griddim, blockdim = (grid, 1, 1), (threads, 1, 1)
-    return lambda *args: kernel.launch(args, griddim, blockdim, 0, nbytes)
+    state = {"direct": True}
+
+    def run(*args):
+        if state["direct"]:
+            try:
+                return kernel.launch(args, griddim, blockdim, stream, nbytes)
+            except (TypeError, AttributeError) as exc:
+                state["direct"] = False
+                _warn_once(("direct launch", type(exc).__name__), f"rnngen: the direct launch of "
+                           f"{_kernel_key(kernel)} failed ({type(exc).__name__}: {exc}); launching "
+                           "through numba's dispatcher")
+        return through_dispatcher(*args)
+    return run
 
 
 def persistent(dispatcher, H, B, rows, num_linears, backward, args):

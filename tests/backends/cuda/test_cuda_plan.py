@@ -135,3 +135,50 @@ def test_gemm_launches_with_m_on_grid_x(rt, monkeypatch):
     (grid, threads), flags = launches[0]
     assert grid == rt.gemm_launch(M, 2048, rt.GEMM_TILES)[0] == (-(-M // 128), 16) and threads == 256
     assert flags == (False, True, False)
+
+
+# -- the cached launch (issue 13, item 10) -------------------------------------------------------
+class _Compiled:
+    def __init__(self, fail=False):
+        self.calls, self.fail = [], fail
+
+    def launch(self, args, griddim, blockdim, stream, sharedmem):
+        if self.fail:
+            raise TypeError("launch() takes 5 arguments")
+        self.calls.append((args, griddim, blockdim, stream, sharedmem))
+
+
+class _Dispatcher:
+    def __init__(self):
+        self.calls = []
+
+    def __getitem__(self, conf):
+        return lambda *args: self.calls.append((conf, args))
+
+
+def test_the_configured_launch_goes_to_the_compiled_kernel(rt):
+    """One configured launch per plan: the compiled kernel's launch with the plan's grid, threads,
+    shared memory and numba's default stream, no dispatcher in between."""
+    from numba.cuda.cudadrv import driver
+    from rnngen.backends.cuda import launch
+    kernel, dispatcher = _Compiled(), _Dispatcher()
+    run = launch._configured(dispatcher, kernel, 128, 512, 65600)
+    run("a", "b", 4, True)
+    run("c", "d", 4, True)
+    assert [c[0] for c in kernel.calls] == [("a", "b", 4, True), ("c", "d", 4, True)] and not dispatcher.calls
+    args, griddim, blockdim, stream, nbytes = kernel.calls[0]
+    assert (griddim, blockdim, nbytes) == ((128, 1, 1), (512, 1, 1), 65600)
+    assert type(stream) is type(driver._to_core_stream(0))
+
+
+def test_a_failing_direct_launch_falls_back_to_the_dispatcher(rt):
+    from rnngen.backends.cuda import launch
+    kernel, dispatcher = _Compiled(fail=True), _Dispatcher()
+    run = launch._configured(dispatcher, kernel, 5, 160, 0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run(1)
+        run(2)
+    assert dispatcher.calls == [((5, 160, 0, 0), (1,)), ((5, 160, 0, 0), (2,))]
+    assert len([w for w in caught if "direct launch" in str(w.message)]) == 1
+    assert launch._configured(dispatcher, None, 5, 160, 0) is not None        # the simulator's
