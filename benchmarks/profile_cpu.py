@@ -86,8 +86,12 @@ def pieces(a):
         a["zx_work"][...] = a["zx_pre"]
 
     def fwd_loop():
-        lstm._forward_loop(lengths, False, a["y"], a["zx_work"], a["s_h"], a["s_c"], p["weight_hh"],
-                           a["z_hh"], p["bias_hh"])
+        lstm._forward_loop(lengths, False, a["y"], a["zx_work"], a["s_h"], a["s_c"], a["z_hh"],
+                           p["weight_hh"], p["bias_hh"])
+
+    def infer_loop():          # need_grad=False: two rows of states, nothing saved
+        lstm._infer_loop(lengths, False, a["y"], a["zx_work"], a["s_h"][:2], a["s_c"][:2], a["z_hh"],
+                         p["weight_hh"], p["bias_hh"])
 
     def step_fwd():
         _step_gemms_forward(a["s_h"], p["weight_hh"], a["z_hh"])
@@ -97,8 +101,8 @@ def pieces(a):
         a["d_c"][...] = 0
 
     def bwd_loop():
-        lstm._backward_loop(lengths, False, a["dy"], a["zx_sum"], a["saved"].s_h, a["saved"].s_c, p["weight_hh"],
-                            p["bias_hh"], a["d_h"], a["d_c"], a["dz_hh"], a["dv_hh"])
+        lstm._backward_loop(lengths, False, a["dy"], a["zx_sum"], a["saved"].s_c, a["d_h"], a["d_c"],
+                            a["dz_hh"], p["weight_hh"], a["dv_hh"])
 
     def step_bwd():
         _step_gemms_backward(a["dz_hh"], p["weight_hh"], a["d_h"], a["dv_hh"])
@@ -126,6 +130,7 @@ def pieces(a):
         net.backward(a["dy"])
 
     return {"hoisted input GEMM": (hoisted, None), "forward loop": (fwd_loop, fwd_setup),
+            "inference loop": (infer_loop, fwd_setup),
             "forward per-step GEMMs": (step_fwd, None), "backward loop": (bwd_loop, bwd_setup),
             "backward per-step GEMMs": (step_bwd, bwd_setup), "dW_ih GEMM": (dw_ih, None),
             "dW_hh GEMM": (dw_hh, None), "dx GEMM": (dx, None), "bias sums": (dbias, None),
@@ -158,6 +163,7 @@ def report(size, ms, a, gemm_one):
          "dW_hh GEMM": 2 * T * B * H * 4 * H, "dx GEMM": 2 * T * B * I * 4 * H}
     gate_f = ms["forward loop"] - ms["forward per-step GEMMs"]
     gate_b = ms["backward loop"] - ms["backward per-step GEMMs"]
+    gate_i = ms["inference loop"] - ms["forward per-step GEMMs"]
     over_f = ms["module forward"] - ms["hoisted input GEMM"] - ms["forward loop"]
     after = ms["dW_ih GEMM"] + ms["dW_hh GEMM"] + ms["dx GEMM"] + ms["bias sums"]
     over_b = ms["module backward"] - ms["backward loop"] - after
@@ -167,6 +173,8 @@ def report(size, ms, a, gemm_one):
             ("forward per-step GEMMs (h_t @ W_hh.T)", ms["forward per-step GEMMs"], "forward per-step GEMMs"),
             (f"forward gate math (loop - its GEMMs): {1e6 * gate_f / el:.1f} ns/element", gate_f, None),
             ("forward overhead (module forward - its pieces)", over_f, None),
+            (f"(need_grad=False: inference loop {ms['inference loop']:.2f} ms, gate math "
+             f"{1e6 * gate_i / el:.1f} ns/element; not in the total)", gate_i, None),
             ("backward per-step GEMMs (dz_t @ W_hh, dh +=)", ms["backward per-step GEMMs"], "backward per-step GEMMs"),
             (f"backward gate math (loop - its GEMMs): {1e6 * gate_b / el:.1f} ns/element", gate_b, None),
             ("weight-gradient GEMM dW_ih = dZ.T @ x", ms["dW_ih GEMM"], "dW_ih GEMM"),

@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 1b176b4a3db9eb8fd9114764fa59fcf2c2277eb7b3f0ca19a058dba5b415fbcd
+sha256 of spec + templates + math libraries + versions: 9268558001c46c16107549b19e6c4daf87cc5459ff3deedb79656e4d60cb9f4a
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -35,7 +35,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru"
-SPEC_SHA256 = "1b176b4a3db9eb8fd9114764fa59fcf2c2277eb7b3f0ca19a058dba5b415fbcd"
+SPEC_SHA256 = "9268558001c46c16107549b19e6c4daf87cc5459ff3deedb79656e4d60cb9f4a"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: aae8be181600a9576c489f3735b62391be1aa1ef1017a30fe1d1c133b8a474d0
+sha256 of spec + templates + math libraries + versions: 732d191cd08281d6c3ba838b6ec480d262f96140ce3d515fca148f90e138eacb
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -35,7 +35,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru_classic"
-SPEC_SHA256 = "aae8be181600a9576c489f3735b62391be1aa1ef1017a30fe1d1c133b8a474d0"
+SPEC_SHA256 = "732d191cd08281d6c3ba838b6ec480d262f96140ce3d515fca148f90e138eacb"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 421c734bc12800c9e3a574edd3dd2d640d0a984e562731412c57911d1aafef1c
+sha256 of spec + templates + math libraries + versions: ca68a1fde2becfe2cd8ab1dd01e2b54fa75f1e378a86661efc462a25896b0429
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -31,7 +31,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "indrnn"
-SPEC_SHA256 = "421c734bc12800c9e3a574edd3dd2d640d0a984e562731412c57911d1aafef1c"
+SPEC_SHA256 = "ca68a1fde2becfe2cd8ab1dd01e2b54fa75f1e378a86661efc462a25896b0429"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

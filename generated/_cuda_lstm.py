@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 1af254b9978f86aad4dc5395a8ff53f245f4ffaf823c29420c79b1e9648e97d0
+sha256 of spec + templates + math libraries + versions: ed3ec1a78e404648df7a0dc28a5701f8b196a5cb9ca17e243740bdf28292c27d
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -40,7 +40,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm"
-SPEC_SHA256 = "1af254b9978f86aad4dc5395a8ff53f245f4ffaf823c29420c79b1e9648e97d0"
+SPEC_SHA256 = "ed3ec1a78e404648df7a0dc28a5701f8b196a5cb9ca17e243740bdf28292c27d"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: baae105612198d533545f3c809c42ec4b53c4103cf0f3a71c76fb65bc2fb1267
+sha256 of spec + templates + math libraries + versions: eda9a5d34ceca8fdf1097643c864b9f132c644fb7b81e09a025d8698f2e85aed
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -39,7 +39,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "baae105612198d533545f3c809c42ec4b53c4103cf0f3a71c76fb65bc2fb1267"
+SPEC_SHA256 = "eda9a5d34ceca8fdf1097643c864b9f132c644fb7b81e09a025d8698f2e85aed"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: c303b6ef1be5b119abc59ef89a84fa2e34ef49402e50617411aa7f9488babc69
+sha256 of spec + templates + math libraries + versions: f8f3e6851290683255457465bb76dc481c6531267a3d1e2c5d6b9be16f7255a4
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -32,7 +32,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "mingru"
-SPEC_SHA256 = "c303b6ef1be5b119abc59ef89a84fa2e34ef49402e50617411aa7f9488babc69"
+SPEC_SHA256 = "f8f3e6851290683255457465bb76dc481c6531267a3d1e2c5d6b9be16f7255a4"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 3e45508d79a489d2416166a3555b242fb569b1bdc4e822692737dbac5266cad1
+sha256 of spec + templates + math libraries + versions: 46199fb54acfecf0bbd6fd022c26d820d97ba901dd500a091ff4609c71c7917e
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "3e45508d79a489d2416166a3555b242fb569b1bdc4e822692737dbac5266cad1"
+SPEC_SHA256 = "46199fb54acfecf0bbd6fd022c26d820d97ba901dd500a091ff4609c71c7917e"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

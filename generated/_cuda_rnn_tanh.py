@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: aaac1e559b7289c058809e38b2aa49819b9c1ad76692c0764f133c4f90265c1e
+sha256 of spec + templates + math libraries + versions: f3167e609438232f12e4cd82c0cbba8c89f330335d2d757229fd401ab08f79a0
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "aaac1e559b7289c058809e38b2aa49819b9c1ad76692c0764f133c4f90265c1e"
+SPEC_SHA256 = "f3167e609438232f12e4cd82c0cbba8c89f330335d2d757229fd401ab08f79a0"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 1b176b4a3db9eb8fd9114764fa59fcf2c2277eb7b3f0ca19a058dba5b415fbcd
+sha256 of spec + templates + math libraries + versions: 9268558001c46c16107549b19e6c4daf87cc5459ff3deedb79656e4d60cb9f4a
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,7 +29,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru"
-SPEC_SHA256 = "1b176b4a3db9eb8fd9114764fa59fcf2c2277eb7b3f0ca19a058dba5b415fbcd"
+SPEC_SHA256 = "9268558001c46c16107549b19e6c4daf87cc5459ff3deedb79656e4d60cb9f4a"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
@@ -170,10 +170,11 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, weight_hh, bias_hh):
                     s_h[(step + 1) % 2, b, j] = s_h[step % 2, b, j]
 
 
-def forward(x, params, state0=None, lengths=None, reverse=False, need_grad=True):
+def forward(x, params, state0=None, lengths=None, reverse=False, need_grad=True, params_checked=False):
     """Run the cell over x (T, B, I). Returns (y (T, B, H), final states, saved for backward).
     With need_grad=False nothing is kept for backward (saved is None): the loop keeps only the
-    states of the current step.
+    states of the current step. params_checked=True: the caller has checked the parameters for NaN
+    and inf (rnngen.RNN does, once per call); they are not checked again here.
 
     Checks its inputs (ValueError naming the argument; NaN or inf in x, state0 or a parameter is
     refused). `saved` keeps references to x and params, not copies: do not modify them in place
@@ -182,7 +183,7 @@ def forward(x, params, state0=None, lengths=None, reverse=False, need_grad=True)
     if device.is_device_array(x):      # numba, torch or cupy arrays on the GPU: _cuda_gru.py
         return device.cuda_module(__name__, __file__, NAME).forward(x, params, state0, lengths, reverse)
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
-                                                                PARAMS, STATES)
+                                                                PARAMS, STATES, params_checked)
     T, B, I = x.shape
     H = state0[0].shape[1]
     dtype = x.dtype

@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 421c734bc12800c9e3a574edd3dd2d640d0a984e562731412c57911d1aafef1c
+sha256 of spec + templates + math libraries + versions: ca68a1fde2becfe2cd8ab1dd01e2b54fa75f1e378a86661efc462a25896b0429
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -25,7 +25,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, relu as _relu, step as _step  # noqa: F401
 
 NAME = "indrnn"
-SPEC_SHA256 = "421c734bc12800c9e3a574edd3dd2d640d0a984e562731412c57911d1aafef1c"
+SPEC_SHA256 = "ca68a1fde2becfe2cd8ab1dd01e2b54fa75f1e378a86661efc462a25896b0429"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
@@ -100,10 +100,11 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, vec_weight_hh):
                     s_h[(step + 1) % 2, b, j] = s_h[step % 2, b, j]
 
 
-def forward(x, params, state0=None, lengths=None, reverse=False, need_grad=True):
+def forward(x, params, state0=None, lengths=None, reverse=False, need_grad=True, params_checked=False):
     """Run the cell over x (T, B, I). Returns (y (T, B, H), final states, saved for backward).
     With need_grad=False nothing is kept for backward (saved is None): the loop keeps only the
-    states of the current step.
+    states of the current step. params_checked=True: the caller has checked the parameters for NaN
+    and inf (rnngen.RNN does, once per call); they are not checked again here.
 
     Checks its inputs (ValueError naming the argument; NaN or inf in x, state0 or a parameter is
     refused). `saved` keeps references to x and params, not copies: do not modify them in place
@@ -112,7 +113,7 @@ def forward(x, params, state0=None, lengths=None, reverse=False, need_grad=True)
     if device.is_device_array(x):      # numba, torch or cupy arrays on the GPU: _cuda_indrnn.py
         return device.cuda_module(__name__, __file__, NAME).forward(x, params, state0, lengths, reverse)
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
-                                                                PARAMS, STATES)
+                                                                PARAMS, STATES, params_checked)
     T, B, I = x.shape
     H = state0[0].shape[1]
     dtype = x.dtype

@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: baae105612198d533545f3c809c42ec4b53c4103cf0f3a71c76fb65bc2fb1267
+sha256 of spec + templates + math libraries + versions: eda9a5d34ceca8fdf1097643c864b9f132c644fb7b81e09a025d8698f2e85aed
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,7 +33,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "baae105612198d533545f3c809c42ec4b53c4103cf0f3a71c76fb65bc2fb1267"
+SPEC_SHA256 = "eda9a5d34ceca8fdf1097643c864b9f132c644fb7b81e09a025d8698f2e85aed"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {
@@ -201,10 +201,11 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, bias_hh, 
                     s_c[(step + 1) % 2, b, j] = s_c[step % 2, b, j]
 
 
-def forward(x, params, state0=None, lengths=None, reverse=False, need_grad=True):
+def forward(x, params, state0=None, lengths=None, reverse=False, need_grad=True, params_checked=False):
     """Run the cell over x (T, B, I). Returns (y (T, B, H), final states, saved for backward).
     With need_grad=False nothing is kept for backward (saved is None): the loop keeps only the
-    states of the current step.
+    states of the current step. params_checked=True: the caller has checked the parameters for NaN
+    and inf (rnngen.RNN does, once per call); they are not checked again here.
 
     Checks its inputs (ValueError naming the argument; NaN or inf in x, state0 or a parameter is
     refused). `saved` keeps references to x and params, not copies: do not modify them in place
@@ -213,7 +214,7 @@ def forward(x, params, state0=None, lengths=None, reverse=False, need_grad=True)
     if device.is_device_array(x):      # numba, torch or cupy arrays on the GPU: _cuda_lstm_peephole.py
         return device.cuda_module(__name__, __file__, NAME).forward(x, params, state0, lengths, reverse)
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
-                                                                PARAMS, STATES)
+                                                                PARAMS, STATES, params_checked)
     T, B, I = x.shape
     H = state0[0].shape[1]
     dtype = x.dtype

@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: c303b6ef1be5b119abc59ef89a84fa2e34ef49402e50617411aa7f9488babc69
+sha256 of spec + templates + math libraries + versions: f8f3e6851290683255457465bb76dc481c6531267a3d1e2c5d6b9be16f7255a4
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -26,7 +26,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid  # noqa: F401
 
 NAME = "mingru"
-SPEC_SHA256 = "c303b6ef1be5b119abc59ef89a84fa2e34ef49402e50617411aa7f9488babc69"
+SPEC_SHA256 = "f8f3e6851290683255457465bb76dc481c6531267a3d1e2c5d6b9be16f7255a4"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
@@ -115,10 +115,11 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h):
                     s_h[(step + 1) % 2, b, j] = s_h[step % 2, b, j]
 
 
-def forward(x, params, state0=None, lengths=None, reverse=False, need_grad=True):
+def forward(x, params, state0=None, lengths=None, reverse=False, need_grad=True, params_checked=False):
     """Run the cell over x (T, B, I). Returns (y (T, B, H), final states, saved for backward).
     With need_grad=False nothing is kept for backward (saved is None): the loop keeps only the
-    states of the current step.
+    states of the current step. params_checked=True: the caller has checked the parameters for NaN
+    and inf (rnngen.RNN does, once per call); they are not checked again here.
 
     Checks its inputs (ValueError naming the argument; NaN or inf in x, state0 or a parameter is
     refused). `saved` keeps references to x and params, not copies: do not modify them in place
@@ -127,7 +128,7 @@ def forward(x, params, state0=None, lengths=None, reverse=False, need_grad=True)
     if device.is_device_array(x):      # numba, torch or cupy arrays on the GPU: _cuda_mingru.py
         return device.cuda_module(__name__, __file__, NAME).forward(x, params, state0, lengths, reverse)
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
-                                                                PARAMS, STATES)
+                                                                PARAMS, STATES, params_checked)
     T, B, I = x.shape
     H = state0[0].shape[1]
     dtype = x.dtype

@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 3e45508d79a489d2416166a3555b242fb569b1bdc4e822692737dbac5266cad1
+sha256 of spec + templates + math libraries + versions: 46199fb54acfecf0bbd6fd022c26d820d97ba901dd500a091ff4609c71c7917e
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,7 +28,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, relu as _relu, step as _step  # noqa: F401
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "3e45508d79a489d2416166a3555b242fb569b1bdc4e822692737dbac5266cad1"
+SPEC_SHA256 = "46199fb54acfecf0bbd6fd022c26d820d97ba901dd500a091ff4609c71c7917e"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
@@ -107,10 +107,11 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, weight_hh, bias_hh):
                     s_h[(step + 1) % 2, b, j] = s_h[step % 2, b, j]
 
 
-def forward(x, params, state0=None, lengths=None, reverse=False, need_grad=True):
+def forward(x, params, state0=None, lengths=None, reverse=False, need_grad=True, params_checked=False):
     """Run the cell over x (T, B, I). Returns (y (T, B, H), final states, saved for backward).
     With need_grad=False nothing is kept for backward (saved is None): the loop keeps only the
-    states of the current step.
+    states of the current step. params_checked=True: the caller has checked the parameters for NaN
+    and inf (rnngen.RNN does, once per call); they are not checked again here.
 
     Checks its inputs (ValueError naming the argument; NaN or inf in x, state0 or a parameter is
     refused). `saved` keeps references to x and params, not copies: do not modify them in place
@@ -119,7 +120,7 @@ def forward(x, params, state0=None, lengths=None, reverse=False, need_grad=True)
     if device.is_device_array(x):      # numba, torch or cupy arrays on the GPU: _cuda_rnn_relu.py
         return device.cuda_module(__name__, __file__, NAME).forward(x, params, state0, lengths, reverse)
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
-                                                                PARAMS, STATES)
+                                                                PARAMS, STATES, params_checked)
     T, B, I = x.shape
     H = state0[0].shape[1]
     dtype = x.dtype

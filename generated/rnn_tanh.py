@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: aaac1e559b7289c058809e38b2aa49819b9c1ad76692c0764f133c4f90265c1e
+sha256 of spec + templates + math libraries + versions: f3167e609438232f12e4cd82c0cbba8c89f330335d2d757229fd401ab08f79a0
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,7 +28,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, tanh as _tanh  # noqa: F401
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "aaac1e559b7289c058809e38b2aa49819b9c1ad76692c0764f133c4f90265c1e"
+SPEC_SHA256 = "f3167e609438232f12e4cd82c0cbba8c89f330335d2d757229fd401ab08f79a0"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
@@ -110,10 +110,11 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, weight_hh, bias_hh):
                     s_h[(step + 1) % 2, b, j] = s_h[step % 2, b, j]
 
 
-def forward(x, params, state0=None, lengths=None, reverse=False, need_grad=True):
+def forward(x, params, state0=None, lengths=None, reverse=False, need_grad=True, params_checked=False):
     """Run the cell over x (T, B, I). Returns (y (T, B, H), final states, saved for backward).
     With need_grad=False nothing is kept for backward (saved is None): the loop keeps only the
-    states of the current step.
+    states of the current step. params_checked=True: the caller has checked the parameters for NaN
+    and inf (rnngen.RNN does, once per call); they are not checked again here.
 
     Checks its inputs (ValueError naming the argument; NaN or inf in x, state0 or a parameter is
     refused). `saved` keeps references to x and params, not copies: do not modify them in place
@@ -122,7 +123,7 @@ def forward(x, params, state0=None, lengths=None, reverse=False, need_grad=True)
     if device.is_device_array(x):      # numba, torch or cupy arrays on the GPU: _cuda_rnn_tanh.py
         return device.cuda_module(__name__, __file__, NAME).forward(x, params, state0, lengths, reverse)
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
-                                                                PARAMS, STATES)
+                                                                PARAMS, STATES, params_checked)
     T, B, I = x.shape
     H = state0[0].shape[1]
     dtype = x.dtype

@@ -84,12 +84,13 @@ def check_finite(name, value):
 
 
 def check_forward(x, params, state0, lengths, reverse, spec_params, states, array, lengths_of=None,
-                  finite=check_finite):
+                  finite=check_finite, params_finite=True):
     """The checks of forward()'s inputs shared by the CPU and the CUDA modules.
 
     `array(name, value, ndim, dtype=None)` converts and checks one array (the backend's: numpy
     arrays on the CPU, device arrays on the GPU); `lengths_of(lengths, B, T)` checks `lengths`
-    (default check_lengths); `finite(name, arr)` rejects NaN and inf (None: not checked).
+    (default check_lengths); `finite(name, arr)` rejects NaN and inf (None: not checked;
+    params_finite=False: not for the parameters, which the caller checked).
     Returns (x, params, state0, lengths, reverse, H), with None for each state not given.
     """
     x = array("x", x, 3)
@@ -116,7 +117,7 @@ def check_forward(x, params, state0, lengths, reverse, spec_params, states, arra
         if tuple(arr.shape) != expected:
             raise ValueError(f"params[{name!r}] must have shape {expected} ({', '.join(shape)} with "
                              f"I={I}, H={H}), got {tuple(arr.shape)}")
-        if finite is not None:
+        if finite is not None and params_finite:
             finite(f"params[{name!r}]", arr)
     if state0 is None:
         state0 = (None,) * len(states)

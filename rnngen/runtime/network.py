@@ -17,7 +17,7 @@ from .device import is_device_array
 from .ops import ops_for, require_cuda, to_numpy  # noqa: F401  (require_cuda: rnngen.torch uses it)
 from . import schedule
 from .registry import load
-from .stack import backward_layers, forward_layers, in_order, unit
+from .stack import backward_layers, forward_layers, unit
 from .validation import as_int, device_name, flag, float_dtype, probability
 
 
@@ -253,10 +253,6 @@ class RNN:
             return schedule.SERIAL
         return schedule.plan(T, B, self.hidden_size, self.num_directions)
 
-    @staticmethod
-    def _each(plan):
-        return schedule.run_all if plan.parallel_directions else in_order
-
     def _run(self, x, state0, lengths, need_grad=True):
         """x time-major, checked, on the device. Returns (y time-major, final states, cache)."""
         ops = self._ops
@@ -274,7 +270,8 @@ class RNN:
             s0 = None if all(s is None for s in s0) else s0
             if self.device == "cpu":
                 y_d, fin, saved[k, d] = schedule.forward(self.cell, inp, self._layer_params(k, d), s0,
-                                                         lengths, bool(d), need_grad, plan.slices)
+                                                         lengths, bool(d), need_grad, plan.slices,
+                                                         params_checked=True)
             else:
                 y_d, fin, saved[k, d] = self.cell.forward(inp, self._layer_params(k, d), s0,
                                                           lengths, reverse=bool(d))
@@ -291,7 +288,7 @@ class RNN:
             return ops.multiply(out, masks[k])
 
         with schedule.blas_for(plan):
-            y = forward_layers(x, self.num_layers, D, run, ops.concat, dropout, self._each(plan))
+            y = forward_layers(x, self.num_layers, D, run, ops.concat, dropout, plan.each)
         return y, tuple(finals), (saved, masks, lengths, T, B, plan)
 
     def forward(self, x, state0=None, lengths=None, need_grad=True):
@@ -346,7 +343,7 @@ class RNN:
 
         with schedule.blas_for(plan):
             grad = backward_layers(dy, self.num_layers, D, run, lambda g, d: ops.take(g, d * H, H), ops.add,
-                                   dropout, self._each(plan))
+                                   dropout, plan.each)
         if self.batch_first:
             grad = ops.swap01(grad)
         return grad, tuple(d_state0)

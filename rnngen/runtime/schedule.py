@@ -1,8 +1,9 @@
 """How one network call uses the cores (CPU): the schedule, the worker threads, the BLAS threads.
 
-The generated kernels run with the GIL released (`nogil=True`), so Python threads run them truly
-in parallel. A call is split into independent tasks, each a whole-sequence run of the generated
-module on part of the work, with no synchronisation until the end:
+The generated kernels run with the GIL released (`nogil=True`), so rnngen's worker threads
+(workers.py: one per CPU, pinned) run them truly in parallel. A call is split into independent
+tasks, each a whole-sequence run of the generated module on part of the work, with no
+synchronisation until the end:
 - the two directions of a bidirectional layer run at the same time;
 - a layer-direction runs as batch slices, one per remaining core (batch rows are independent for
   the whole sequence): each slice's hoisted GEMM, time loop and weight-gradient GEMMs are its own,
@@ -21,24 +22,23 @@ limits) rnngen runs serially with their BLAS setting. Calls too small to gain fr
 
 Results: the directions' arithmetic is the serial one (bit-identical); a batch slice computes its
 rows with the same kernels (outputs and input gradients identical up to BLAS's blocking, weight
-gradients summed in another order: equal to ~1e-6 relative in float32).
+gradients summed in another order: equal to ~1e-7 relative (2-norm) in float32).
 """
 import contextlib
-import threading
-from concurrent.futures import ThreadPoolExecutor
+import functools
+import inspect
 
 import numpy as np
 
 from ..backends.checks import CheckedLengths, hidden_size
 from . import threads as blas
+from .stack import in_order
+from .workers import run_all
 
 MIN_WORK = 32768        # T * B * H of one direction below which a call runs serially
 MIN_ROWS = 8            # the fewest batch rows a slice gets
 
 _num_threads = None
-_pool = None
-_pool_size = 0
-_lock = threading.Lock()
 
 
 def set_num_threads(n=None):
@@ -71,20 +71,24 @@ class Plan:
     def parallel(self):
         return self.parallel_directions or self.slices > 1
 
+    @property
+    def each(self):
+        """How a layer's directions run: at the same time, or one after another."""
+        return run_all if self.parallel_directions else in_order
+
 
 SERIAL = Plan(False, 1, 1)
 
 
 def plan(T, B, H, directions, threads=None):
     """The schedule of a layer of `directions` directions over (T, B, H) on `threads` threads."""
-    threads = get_num_threads() if threads is None else threads
     if T * B * H < MIN_WORK:
         return SERIAL
+    threads = get_num_threads() if threads is None else threads
     if threads < 2:
         return Plan(False, 1, threads, one_blas_thread=True)
-    parallel_directions = directions > 1
-    per_direction = threads // directions if parallel_directions else threads
-    slices = max(1, min(per_direction, B // MIN_ROWS))
+    parallel_directions = directions > 1      # then one task per direction (tasks do not nest)
+    slices = 1 if parallel_directions else max(1, min(threads, B // MIN_ROWS))
     return Plan(parallel_directions, slices, threads)
 
 
@@ -96,38 +100,6 @@ def blas_for(p):
         return
     with blas.threads_limited(1):
         yield
-
-
-def _executor(n):
-    global _pool, _pool_size
-    with _lock:
-        if _pool is None or _pool_size < n:
-            if _pool is not None:
-                _pool.shutdown(wait=False)
-            _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="rnngen")
-            _pool_size = n
-        return _pool
-
-
-def run_all(tasks):
-    """Run the callables at the same time (the first on this thread) and return their results in
-    order; the first exception raised by any of them is raised after all have finished."""
-    if len(tasks) == 1:
-        return [tasks[0]()]
-    futures = [_executor(len(tasks) - 1).submit(t) for t in tasks[1:]]
-    results, error = [None] * len(tasks), None
-    try:
-        results[0] = tasks[0]()
-    except BaseException as exc:        # noqa: B902 - re-raised below, after the others finish
-        error = exc
-    for k, f in enumerate(futures, 1):
-        try:
-            results[k] = f.result()
-        except BaseException as exc:    # noqa: B902
-            error = error or exc
-    if error is not None:
-        raise error
-    return results
 
 
 # -- one layer-direction in batch slices ----------------------------------------------------------
@@ -151,12 +123,23 @@ def _rows(lengths, b0, b1):
     return lengths.rows(b0, b1) if isinstance(lengths, CheckedLengths) else lengths[b0:b1]
 
 
-def forward(gen, x, params, state0, lengths, reverse, need_grad=True, slices=1):
+@functools.lru_cache(maxsize=None)
+def _keywords(fn):
+    """The parameter names of a generated module's forward."""
+    return frozenset(inspect.signature(fn).parameters)
+
+
+def forward(gen, x, params, state0, lengths, reverse, need_grad=True, slices=1, params_checked=False):
     """gen.forward over x (T, B, I), in `slices` batch slices run at the same time. Returns what
-    gen.forward returns; `saved` is a SlicedSaved when sliced (backward() below takes either)."""
-    kw = {} if need_grad else {"need_grad": False}
+    gen.forward returns; `saved` is a SlicedSaved when sliced (backward() below takes either).
+    params_checked: the caller checked the parameters for NaN/inf (passed on to gen.forward)."""
+    takes = _keywords(gen.forward)     # a module built by an older rnngen has neither
+    kw = {} if need_grad or "need_grad" not in takes else {"need_grad": False}
+    if params_checked and "params_checked" in takes:
+        kw["params_checked"] = True
     if slices == 1:
-        return gen.forward(x, params, state0, lengths, reverse, **kw)
+        y, finals, saved = gen.forward(x, params, state0, lengths, reverse, **kw)
+        return y, finals, saved if need_grad else None
     parts = bounds(x.shape[1], slices)
 
     def task(b0, b1):

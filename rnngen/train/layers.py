@@ -66,13 +66,13 @@ class SeqModel:
     def eval(self):
         return self.train(False)
 
-    def logits(self, x, state0=None, lengths=None):
-        y, final = self.rnn.forward(x, state0, lengths)
+    def logits(self, x, state0=None, lengths=None, need_grad=True):
+        y, final = self.rnn.forward(x, state0, lengths, need_grad=need_grad)
         return self.dense.forward(y), final
 
     def loss(self, x, targets, lengths=None, reduction="sum", backward=True):
         """Forward, masked per-step softmax cross-entropy, and (by default) backward into .grads."""
-        logits, _ = self.logits(x, None, lengths)
+        logits, _ = self.logits(x, None, lengths, need_grad=backward)
         loss, dlogits = softmax_cross_entropy(logits, targets, lengths, reduction)
         if backward and not np.isfinite(loss):
             raise ValueError(f"the loss is {loss}: the parameters overflowed (training diverged; "

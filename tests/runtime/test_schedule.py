@@ -97,7 +97,7 @@ def test_plan_rules():
     p = schedule.plan(256, 32, 128, 2, threads=2)
     assert p.parallel_directions and p.slices == 1
     assert schedule.plan(1000, 4, 512, 1, threads=4).slices == 1          # 4 rows: not split
-    assert schedule.plan(100, 64, 512, 2, threads=4).slices == 2
+    assert schedule.plan(100, 64, 512, 1, threads=4).slices == 4
 
 
 def test_thread_settings(serial_then_default):

@@ -27,10 +27,12 @@ def host_array(name, value, ndim, dtype=None):
     return np.ascontiguousarray(value)
 
 
-def forward_inputs(x, params, state0, lengths, reverse, spec_params, states):
-    """forward()'s inputs checked; the states not given as zeros, the others copied."""
+def forward_inputs(x, params, state0, lengths, reverse, spec_params, states, params_checked=False):
+    """forward()'s inputs checked (params_checked: but for NaN/inf in the parameters, which the
+    caller checked); the states not given as zeros, the others copied."""
     x, params, state0, lengths, reverse, H = check_forward(x, params, state0, lengths, reverse,
-                                                           spec_params, states, host_array)
+                                                           spec_params, states, host_array,
+                                                           params_finite=not params_checked)
     B = x.shape[1]
     state0 = tuple(np.zeros((B, H), x.dtype) if s is None else s.copy() for s in state0)
     return x, params, state0, lengths, reverse

@@ -47,7 +47,8 @@ m = rnngen.load(sys.argv[1])
 x, params, state0 = random_problem(m, dtype=np.float32)
 y, final, saved = m.forward(x, params, state0)
 m.backward(np.ones_like(y), None, saved)
-for kernel in (m._forward_loop, m._backward_loop):
+m.forward(x, params, state0, need_grad=False)
+for kernel in (m._forward_loop, m._backward_loop, m._infer_loop):
     llvm = kernel.inspect_llvm(kernel.signatures[0])
     # vector arithmetic on 4-, 8- or 16-wide float vectors (not only vector loads or stores)
     ops = re.findall(r"= f(?:add|sub|mul|div)(?: [a-z]+)* <(4|8|16) x float>", llvm)
@@ -59,7 +60,7 @@ print("ok")
 
 @pytest.mark.parametrize("name", ["lstm", "gru"])
 def test_float32_loops_vectorize(name, tmp_path):
-    """LLVM vectorized the float32 forward and backward loops: their optimized IR does arithmetic
+    """LLVM vectorized the float32 forward, backward and inference loops: their optimized IR does arithmetic
     on <4 x float> / <8 x float> (/ <16 x float>) vectors."""
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path),
            "PYTHONPATH": TESTS + os.pathsep + os.environ.get("PYTHONPATH", "")}
