@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 1f190c9ea8920e5969cf7cabf2792229aeae5aefdb510b005b4ad75cab09118c
+sha256 of spec + templates + math libraries + versions: 032f99c9d3f5466fce07a22088d2d8c81b508d89c67c21e02e8df06a1c5687ab
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,7 +28,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, relu as _relu, step as _step  # noqa: F401
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "1f190c9ea8920e5969cf7cabf2792229aeae5aefdb510b005b4ad75cab09118c"
+SPEC_SHA256 = "032f99c9d3f5466fce07a22088d2d8c81b508d89c67c21e02e8df06a1c5687ab"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

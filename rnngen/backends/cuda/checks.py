@@ -5,7 +5,7 @@ import numpy as np
 from .. import checks as shared
 from ..checks import Saved, hidden_size, initial_value, sizes_of  # noqa: F401  (the generated modules use them from here)
 from ..masks import check_masks, draw as draw_masks  # noqa: F401  (the generated modules use draw_masks)
-from . import config, elementwise
+from . import config, elementwise, workspace
 from .config import numba_type  # noqa: F401  (the generated modules use it from here)
 
 cuda = config.cuda
@@ -95,15 +95,24 @@ def backward_inputs(dy, d_final, saved, cell_name, states, output=None):
     dims = [getattr(saved, f"s_{s}").shape[2] for s in states]      # each state's own size
     H = getattr(saved, f"s_{output or states[0]}").shape[2]
     dtype = saved.x.dtype
-    dy = elementwise.zeros((T, B, H), dtype) if dy is None else as_device("dy", dy, 3, dtype)
+    dy = workspace.zeros((T, B, H), dtype) if dy is None else as_device("dy", dy, 3, dtype)
     if tuple(dy.shape) != (T, B, H):
         raise ValueError(f"dy must have shape (T, B, H) = ({T}, {B}, {H}), got {tuple(dy.shape)}")
     if d_final is None:
         d_final = (None,) * len(states)
     if not isinstance(d_final, (tuple, list)) or len(d_final) != len(states):
         raise ValueError(f"d_final must be None or a tuple of {len(states)} arrays {states}, each (B, H)")
-    # backward accumulates into d_final: copies
-    return dy, tuple(elementwise.zeros((B, dims[k]), dtype) if d is None else
-                     elementwise.copy(shared.check_state(f"d_final[{k}] ({states[k]})", d, B, dims[k], dtype,
-                                                         as_device, None))
-                     for k, d in enumerate(d_final))
+    # the kernel reads d_final (it writes d_state0 into new arrays): no copies
+    return dy, initial(tuple(None if d is None else
+                             shared.check_state(f"d_final[{k}] ({states[k]})", d, B, dims[k], dtype, as_device, None)
+                             for k, d in enumerate(d_final)), B, dims, dtype)
+
+
+def initial(arrays, B, dims, dtype, values=()):
+    """state0 or d_final for the kernels: for each one not given a cached read-only array (B, dims[k])
+    of zeros, or of values[k] (a state's INITIAL value, checks.initial_value)."""
+    dims = [dims] * len(arrays) if isinstance(dims, int) else list(dims)
+    values = list(values) + [0] * (len(arrays) - len(values))
+    return tuple((workspace.zeros((B, dims[k]), dtype) if not values[k] else
+                  workspace.filled((B, dims[k]), dtype, values[k])) if a is None else a
+                 for k, a in enumerate(arrays))

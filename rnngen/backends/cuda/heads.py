@@ -50,13 +50,14 @@ def dense(w):
     return out
 
 
-def weight_grad(d, v, heads):
+def weight_grad(d, v, heads, out=None):
     """The gradient of a (heads, gates*DH, DH) weight from d (R, gates*H) and its input v (R, H):
-    the diagonal blocks of d.T @ v."""
+    the diagonal blocks of d.T @ v (into `out`, or a new array)."""
     full = gemm.gemm(d, v, trans_a=True)
     GH, H = full.shape
     DH = H // heads
-    out = elementwise.empty((heads, GH // heads, DH), full.dtype)
+    if out is None:
+        out = elementwise.empty((heads, GH // heads, DH), full.dtype)
     config.launched("heads_blocks")
     with config.timed("heads_blocks"):
         _blocks[elementwise.flat_grid(out.size)](full, out)
