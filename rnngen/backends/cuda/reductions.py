@@ -35,6 +35,8 @@ def reduction(printer, blk, extra_inactive=()):
     for w in blk.writes:
         if w.reduce is None:
             lines.append(f"{printer.element(w.ref)} {'+=' if w.accumulate else '='} {printer.value(w.value)}")
+            if w.ref.buffer.name in printer.acc:        # a pre-activation gradient: its bias sum too
+                lines.append(printer.acc[w.ref.buffer.name](w.ref, printer.value(w.value)))
             continue
         acc = lay.namer.claim(f"sum_{w.ref.buffer.name}")
         part = lay.partial(w.ref.buffer)
