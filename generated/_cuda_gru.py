@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 1169495d46ad8b8dd279ec18b45efc91b0f0a6e074cebbe980ce908fbecefe19
+sha256 of spec + templates + math libraries + versions: 64b608092b2903e6a518c6aac35dab048c94b98e1b526feeb5a872519a121fa0
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -38,7 +38,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru"
-SPEC_SHA256 = "1169495d46ad8b8dd279ec18b45efc91b0f0a6e074cebbe980ce908fbecefe19"
+SPEC_SHA256 = "64b608092b2903e6a518c6aac35dab048c94b98e1b526feeb5a872519a121fa0"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

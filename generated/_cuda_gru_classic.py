@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: ea602023872fe8508afceed70ceab2d71402eca8b01de451f743f2b1e14fdc29
+sha256 of spec + templates + math libraries + versions: 4a0bbfa1709cd7bb23f1f3dcd6d37dee98b31bdf4f457277aaf39afbc118a87b
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -38,7 +38,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru_classic"
-SPEC_SHA256 = "ea602023872fe8508afceed70ceab2d71402eca8b01de451f743f2b1e14fdc29"
+SPEC_SHA256 = "4a0bbfa1709cd7bb23f1f3dcd6d37dee98b31bdf4f457277aaf39afbc118a87b"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 177740cf2be958c5cb1d5b7320fac121e75acba9d09fb3888180f24ce2ffa916
+sha256 of spec + templates + math libraries + versions: d5dea501f94ad58fa40d5a221fb73624fb9fd629fda526117b37073c9a126607
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "indrnn"
-SPEC_SHA256 = "177740cf2be958c5cb1d5b7320fac121e75acba9d09fb3888180f24ce2ffa916"
+SPEC_SHA256 = "d5dea501f94ad58fa40d5a221fb73624fb9fd629fda526117b37073c9a126607"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

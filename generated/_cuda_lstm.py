@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: fd6f21664da319cdc6082d251f1cb9bd3ed81c32ba5c92d95808569343104cd2
+sha256 of spec + templates + math libraries + versions: 2fd8d6d9506e6e16a6189ae94c6ecdcf8d1024de2c96436f9bd85f3da659f619
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -43,7 +43,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm"
-SPEC_SHA256 = "fd6f21664da319cdc6082d251f1cb9bd3ed81c32ba5c92d95808569343104cd2"
+SPEC_SHA256 = "2fd8d6d9506e6e16a6189ae94c6ecdcf8d1024de2c96436f9bd85f3da659f619"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_proj.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 78068e5a5f69d5ffc1baacf4234689749a50c51de92843e7e132f304c28f60fd
+sha256 of spec + templates + math libraries + versions: bcdc235041ac70cc20e389bdc46c67d7e67ddb467476a047a1a8a1494dfb1d00
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -42,7 +42,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_proj"
-SPEC_SHA256 = "78068e5a5f69d5ffc1baacf4234689749a50c51de92843e7e132f304c28f60fd"
+SPEC_SHA256 = "bcdc235041ac70cc20e389bdc46c67d7e67ddb467476a047a1a8a1494dfb1d00"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

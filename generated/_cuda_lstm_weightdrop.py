@@ -2,7 +2,7 @@
 
 source spec: lstm_weightdrop.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 37adbc41fbd5704eef514bbd93b8bb91c0a84e7c42458ea2ddabb1aab3ed2f56
+sha256 of spec + templates + math libraries + versions: ebee065813c14247c4fdcf970e9093a90f836ea518058e8e64b59ad2b85084ad
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -44,7 +44,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_weightdrop"
-SPEC_SHA256 = "37adbc41fbd5704eef514bbd93b8bb91c0a84e7c42458ea2ddabb1aab3ed2f56"
+SPEC_SHA256 = "ebee065813c14247c4fdcf970e9093a90f836ea518058e8e64b59ad2b85084ad"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

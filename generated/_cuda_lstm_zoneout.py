@@ -2,7 +2,7 @@
 
 source spec: lstm_zoneout.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 33960ddfd459f61f8f79d7d300c98c9997eb594ceaf6a37ff97abbe48bb2963c
+sha256 of spec + templates + math libraries + versions: bea2addc5b38c5b0e75395228e6240495a9df4d506cc42ce6f1470309e34422e
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -46,7 +46,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_zoneout"
-SPEC_SHA256 = "33960ddfd459f61f8f79d7d300c98c9997eb594ceaf6a37ff97abbe48bb2963c"
+SPEC_SHA256 = "bea2addc5b38c5b0e75395228e6240495a9df4d506cc42ce6f1470309e34422e"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 380076b8a5de39d32496ac3a2b90d525639dda4a05c1b6f33b217124b2992330
+sha256 of spec + templates + math libraries + versions: 39c96f2b2b269d6cfed98e139c88584736cb9b25b90a84409efc5b94fbd4340f
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -35,7 +35,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "mingru"
-SPEC_SHA256 = "380076b8a5de39d32496ac3a2b90d525639dda4a05c1b6f33b217124b2992330"
+SPEC_SHA256 = "39c96f2b2b269d6cfed98e139c88584736cb9b25b90a84409efc5b94fbd4340f"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

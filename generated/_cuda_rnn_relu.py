@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 032f99c9d3f5466fce07a22088d2d8c81b508d89c67c21e02e8df06a1c5687ab
+sha256 of spec + templates + math libraries + versions: 9248d4e8e79a2e975f80c7b46e31df4d14d6c67e05446da1da4898a92afa4d80
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -37,7 +37,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "032f99c9d3f5466fce07a22088d2d8c81b508d89c67c21e02e8df06a1c5687ab"
+SPEC_SHA256 = "9248d4e8e79a2e975f80c7b46e31df4d14d6c67e05446da1da4898a92afa4d80"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 4ddd504212f97cbd78a0ee3adf7cbbfa349bb8955f1321f779a8a06480eca969
+sha256 of spec + templates + math libraries + versions: 912758af20af27b3ccea60e58e12b1667874fe80aef8df5202c2a9823c925d9f
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -37,7 +37,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "4ddd504212f97cbd78a0ee3adf7cbbfa349bb8955f1321f779a8a06480eca969"
+SPEC_SHA256 = "912758af20af27b3ccea60e58e12b1667874fe80aef8df5202c2a9823c925d9f"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: slstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 7b7c8cc9a8a873009a99213b7d7f851dcaac36df598f2ca4803b5bf1c1e60c19
+sha256 of spec + templates + math libraries + versions: d4dc4d9a111e6dbb0097fbb02ca5b8fe10195220997c1023cc6d280914ae43e4
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -51,7 +51,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "slstm"
-SPEC_SHA256 = "7b7c8cc9a8a873009a99213b7d7f851dcaac36df598f2ca4803b5bf1c1e60c19"
+SPEC_SHA256 = "d4dc4d9a111e6dbb0097fbb02ca5b8fe10195220997c1023cc6d280914ae43e4"
 STATES = ('h', 'c', 'n', 'm')
 OUTPUT = "h"
 INITIAL = {'m': 'lowest'}     # the states that do not start at zero when state0 leaves them out
@@ -385,7 +385,7 @@ def forward(x, params, state0=None, lengths=None, reverse=False, masks=None):
     heads = checks.sizes_of(params, PARAMS)["heads"]
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
-    weight_hh_dense = _heads.dense(params["weight_hh"])   # block-diagonal, off-diagonal blocks zero
+    weight_hh_dense = _heads.dense(params["weight_hh"], "slstm.weight_hh_dense")   # block-diagonal, off-diagonal blocks zero
     y, zx_ih, s_h, s_c, s_n, s_m, = workspace.arena(dtype, (T, B, H), (T, B, 4 * H), (T + 1, B, H), (T + 1, B, H), (T + 1, B, H), (T + 1, B, H))
     gemm.gemm(x2d, params["weight_ih"], zx_ih.reshape(T * B, 4 * H), trans_b=True)
     state0 = checks.initial(state0, B, (H, H, H, H), dtype, (0, 0, 0, checks.initial_value(INITIAL, "m", dtype)))
@@ -415,7 +415,7 @@ def backward(dy, d_final, saved):
     heads = checks.sizes_of(params, PARAMS)["heads"]
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
-    weight_hh_dense = _heads.dense(params["weight_hh"])   # block-diagonal, off-diagonal blocks zero
+    weight_hh_dense = _heads.dense(params["weight_hh"], "slstm.weight_hh_dense")   # block-diagonal, off-diagonal blocks zero
     _out = workspace.arena(dtype, (T, B, I), (B, H), (B, H), (B, H), (B, H), (4 * H, I), (4 * H,), (heads, 4 * H/heads, H/heads))
     dx, d_h, d_c, d_n, d_m = _out[:5]
     d_params = dict(zip(PARAMS, _out[5:]))
@@ -427,7 +427,7 @@ def backward(dy, d_final, saved):
     # so a reversed run puts x and dx in loop order too
     _x_loop = x2d if not reverse else _loop_order(x, lengths, workspace.scratch("slstm._x_loop", (T, B, I), dtype)).reshape(T * B, I)
     gemm.gemm(dz_hh.reshape(T * B, 4 * H), _x_loop, d_params["weight_ih"], trans_a=True)
-    _heads.weight_grad(dz_hh.reshape(T * B, 4 * H), s_h[:T].reshape(T * B, H), params["weight_hh"].shape[0], d_params["weight_hh"])
+    _heads.weight_grad(dz_hh.reshape(T * B, 4 * H), s_h[:T].reshape(T * B, H), params["weight_hh"].shape[0], d_params["weight_hh"], "slstm.d_weight_hh_dense")
     _dx_loop = dx.reshape(T * B, I) if not reverse else workspace.scratch("slstm._dx_loop", (T * B, I), dtype)
     gemm.gemm(dz_hh.reshape(T * B, 4 * H), params["weight_ih"], _dx_loop)
     if reverse:

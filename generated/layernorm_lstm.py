@@ -2,7 +2,7 @@
 
 source spec: layernorm_lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: f5a8619cb0679b079280f03b5118458093cbc87d3751cb22a581f96abf579a01
+sha256 of spec + templates + math libraries + versions: fc70a6521278eeb63776059e45f57baf3f87fac8581f4cd56ace92606dc990e1
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -38,7 +38,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "layernorm_lstm"
-SPEC_SHA256 = "f5a8619cb0679b079280f03b5118458093cbc87d3751cb22a581f96abf579a01"
+SPEC_SHA256 = "fc70a6521278eeb63776059e45f57baf3f87fac8581f4cd56ace92606dc990e1"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

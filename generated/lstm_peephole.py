@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 7e02d18c7ecf8b8ad4787397b869a637dd0248313bc6dafb44ab7e3b3a0fdce5
+sha256 of spec + templates + math libraries + versions: d9d64fc9797dd5515928d16490355ca589160c02643af8be58527d8a3e554607
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,7 +33,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "7e02d18c7ecf8b8ad4787397b869a637dd0248313bc6dafb44ab7e3b3a0fdce5"
+SPEC_SHA256 = "d9d64fc9797dd5515928d16490355ca589160c02643af8be58527d8a3e554607"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

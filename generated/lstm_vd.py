@@ -2,7 +2,7 @@
 
 source spec: lstm_vd.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 619c8c363918beef6fc87938378faca69a586a430f9be79310385a0c1e1c0e11
+sha256 of spec + templates + math libraries + versions: 1e7cca9896122601a9d36c7dbaeb47df08b32bcce2f4bc4c0e4f0f9e89122d9e
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,7 +33,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_vd"
-SPEC_SHA256 = "619c8c363918beef6fc87938378faca69a586a430f9be79310385a0c1e1c0e11"
+SPEC_SHA256 = "1e7cca9896122601a9d36c7dbaeb47df08b32bcce2f4bc4c0e4f0f9e89122d9e"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

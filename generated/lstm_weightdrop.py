@@ -2,7 +2,7 @@
 
 source spec: lstm_weightdrop.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 37adbc41fbd5704eef514bbd93b8bb91c0a84e7c42458ea2ddabb1aab3ed2f56
+sha256 of spec + templates + math libraries + versions: ebee065813c14247c4fdcf970e9093a90f836ea518058e8e64b59ad2b85084ad
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -35,7 +35,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_weightdrop"
-SPEC_SHA256 = "37adbc41fbd5704eef514bbd93b8bb91c0a84e7c42458ea2ddabb1aab3ed2f56"
+SPEC_SHA256 = "ebee065813c14247c4fdcf970e9093a90f836ea518058e8e64b59ad2b85084ad"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -73,10 +73,11 @@ def draw(spec_masks, spec_rates, T, B, H, rates=None, training=True, rng=None, d
     return out
 
 
-def check_masks(masks, spec_masks, T, B, H, array, params=None):
+def check_masks(masks, spec_masks, T, B, H, array, params=None, ones=None):
     """forward()'s `masks` ({name: array}, None: every mask at rate 0) checked; `array(name,
-    value, ndim)` is the backend's conversion. A mask left out is ones (rate 0); a DropConnect
-    mask left out (or None) is None: the weight as it is."""
+    value, ndim)` is the backend's conversion. A mask left out is ones (rate 0: `ones(shape)`, the
+    backend's read-only ones, if given); a DropConnect mask left out (or None) is None: the
+    weight as it is."""
     if masks is None:
         masks = {}
     if not hasattr(masks, "items"):
@@ -91,7 +92,7 @@ def check_masks(masks, spec_masks, T, B, H, array, params=None):
             continue
         shape = shape_of(per, T, B, H, name, params)
         if name not in masks:
-            out[name] = array(f"masks[{name!r}]", np.ones(shape), len(shape))
+            out[name] = array(f"masks[{name!r}]", np.ones(shape), len(shape)) if ones is None else ones(shape)
             continue
         arr = array(f"masks[{name!r}]", masks[name], len(shape))
         if tuple(arr.shape) != shape:

@@ -55,7 +55,9 @@ def forward_masks(masks, spec_masks, T, B, H, dtype, params=None):
         if isinstance(value, np.ndarray) and value.dtype != np.dtype(dtype):
             value = value.astype(dtype)
         return as_device(name, value, ndim, dtype)
-    return check_masks(masks, spec_masks, T, B, H, array, params)
+    # one left out: cached ones the kernels only read (no allocation, no copy per call)
+    return check_masks(masks, spec_masks, T, B, H, array, params,
+                       ones=lambda shape: workspace.filled(shape, dtype, 1))
 
 
 def drop_weight(weight, mask):

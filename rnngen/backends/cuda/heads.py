@@ -5,7 +5,7 @@ block-diagonal weight's gradient from the dense GEMM's diagonal blocks.
 A head's weight W[n] (gates*DH, DH) holds, at row g*DH + d, gate g's weights of unit n*DH + d over
 the head's inputs n*DH .. (n+1)*DH - 1; in the dense matrix that is row g*H + n*DH + d.
 """
-from . import config, elementwise, gemm
+from . import config, elementwise, gemm, workspace
 
 cuda = config.cuda
 
@@ -39,21 +39,25 @@ def _blocks(dense, out):
         out[n, i, k] = dense[g * H + n * DH + i - g * DH, n * DH + k]
 
 
-def dense(w):
-    """(heads, gates*DH, DH) device array -> a new (gates*H, H) one, zero off the diagonal blocks."""
+def dense(w, tag=None):
+    """(heads, gates*DH, DH) device array -> (gates*H, H), zero off the diagonal blocks: the
+    workspace `tag` (reused by later calls: the kernels only read it), or a new array."""
     heads, rows, DH = w.shape
     H = heads * DH
-    out = elementwise.empty((rows * heads, H), w.dtype)
+    shape = (rows * heads, H)
+    out = elementwise.empty(shape, w.dtype) if tag is None else workspace.scratch(tag, shape, w.dtype)
     config.launched("heads_dense")
     with config.timed("heads_dense"):
         _dense[elementwise.flat_grid(out.size)](w, out)
     return out
 
 
-def weight_grad(d, v, heads, out=None):
+def weight_grad(d, v, heads, out=None, tag=None):
     """The gradient of a (heads, gates*DH, DH) weight from d (R, gates*H) and its input v (R, H):
-    the diagonal blocks of d.T @ v (into `out`, or a new array)."""
-    full = gemm.gemm(d, v, trans_a=True)
+    the diagonal blocks of d.T @ v (into `out`, or a new array; the dense product in the
+    workspace `tag`, or a new array)."""
+    full = None if tag is None else workspace.scratch(tag, (d.shape[1], v.shape[1]), d.dtype)
+    full = gemm.gemm(d, v, full, trans_a=True)
     GH, H = full.shape
     DH = H // heads
     if out is None:

@@ -112,7 +112,8 @@ def after_loop(k, lay=None):
                 src = "x2d" if op.input.role == "x" else f"{op.input.name}[:T].reshape(T * B, {width(op.input)})"
             grad = f'd_params["{op.weight.param}"]'
             if op.heads:
-                out.append(f'_heads.weight_grad({_flat(op.d)}, {src}, params["{op.weight.param}"].shape[0], {grad})')
+                out.append(f'_heads.weight_grad({_flat(op.d)}, {src}, params["{op.weight.param}"].shape[0], {grad}, '
+                           f'"{k.name}.d_{op.weight.param}_dense")')
             else:
                 out.append(f'gemm.gemm({_flat(op.d)}, {src}, {grad}, trans_a=True)')
             if op.mask is not None:        # DropConnect: the gradient of weight * mask
