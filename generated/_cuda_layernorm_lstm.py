@@ -359,8 +359,17 @@ def _kernels_for(_dtype):
             d_h[b, j] = _init_d_h[b, j]
             d_c[b, j] = _init_d_c[b, j]
             dvec_ln_ih_gain[b, j] = _zero
+            dvec_ln_ih_gain[b, H + j] = _zero
+            dvec_ln_ih_gain[b, 2 * H + j] = _zero
+            dvec_ln_ih_gain[b, 3 * H + j] = _zero
             dvec_ln_hh_gain[b, j] = _zero
+            dvec_ln_hh_gain[b, H + j] = _zero
+            dvec_ln_hh_gain[b, 2 * H + j] = _zero
+            dvec_ln_hh_gain[b, 3 * H + j] = _zero
             dvec_bias[b, j] = _zero
+            dvec_bias[b, H + j] = _zero
+            dvec_bias[b, 2 * H + j] = _zero
+            dvec_bias[b, 3 * H + j] = _zero
             dvec_ln_c_gain[b, j] = _zero
             dvec_ln_c_bias[b, j] = _zero
         cuda.syncthreads()

@@ -68,7 +68,7 @@ STATE_SIZES = {'h': 'H', 'c': 'H', 'n': 'H', 'm': 'H'}
 COOPERATIVE = True     # the kernels call grid.sync()
 SHARED_ROWS = 4            # weight rows per hidden unit kept on chip (all recurrent gates)
 RECURRENT_LINEARS = 1
-MAX_THREADS = None     # threads per block at most (None: config.THREADS); reductions' kernels need more registers
+MAX_THREADS = 256     # threads per block at most (None: config.THREADS); reductions' kernels need more registers
 # (kernel argument, number of dimensions): what compile-only checks need to build signatures
 KERNEL_ARGS = {
     "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("s_c", 3), ("s_n", 3), ("s_m", 3), ("z_hh", 2), ("bias_ih", 1), ("weight_hh", 2), ("_init_s_h", 2), ("_init_s_c", 2), ("_init_s_n", 2), ("_init_s_m", 2), ("_units", 0), ("_on_chip", 0), ),
@@ -391,7 +391,7 @@ def forward(x, params, state0=None, lengths=None, reverse=False, masks=None):
     state0 = checks.initial(state0, B, (H, H, H, H), dtype, (0, 0, 0, checks.initial_value(INITIAL, "m", dtype)))
     z_hh = workspace.scratch("slstm.z_hh", (B, 4 * H), dtype)
     launch.persistent(_kernels(dtype).forward, max(H, heads), B, SHARED_ROWS, RECURRENT_LINEARS, False,
-                      (lengths, reverse, y, zx_ih, s_h, s_c, s_n, s_m, z_hh, params["bias_ih"], weight_hh_dense, state0[0], state0[1], state0[2], state0[3]))
+                      (lengths, reverse, y, zx_ih, s_h, s_c, s_n, s_m, z_hh, params["bias_ih"], weight_hh_dense, state0[0], state0[1], state0[2], state0[3]), MAX_THREADS)
     final_states = (s_h[T], s_c[T], s_n[T], s_m[T],)
     saved = checks.Saved(NAME, device=True, x=x, params=params, lengths=lengths, reverse=reverse,
                          zx_ih=zx_ih, s_h=s_h, s_c=s_c, s_n=s_n, s_m=s_m)
@@ -422,7 +422,7 @@ def backward(dy, d_final, saved):
     dz_hh = workspace.scratch("slstm.dz_hh", (T, B, 4 * H), dtype)
     _acc_dz_hh = workspace.scratch("slstm._acc_dz_hh", (B, 4 * H), dtype)
     launch.persistent(_kernels(dtype).backward, max(H, heads), B, SHARED_ROWS, RECURRENT_LINEARS, True,
-                      (lengths, reverse, dy, zx_ih, s_c, s_n, s_m, d_h, d_c, d_n, d_m, dz_hh, weight_hh_dense, d_final[0], d_final[1], d_final[2], d_final[3], _acc_dz_hh, d_params["bias_ih"]))
+                      (lengths, reverse, dy, zx_ih, s_c, s_n, s_m, d_h, d_c, d_n, d_m, dz_hh, weight_hh_dense, d_final[0], d_final[1], d_final[2], d_final[3], _acc_dz_hh, d_params["bias_ih"]), MAX_THREADS)
     # dz_hh is the gradient of ih's pre-activation too (the two add up); it is in loop order,
     # so a reversed run puts x and dx in loop order too
     _x_loop = x2d if not reverse else _loop_order(x, lengths, workspace.scratch("slstm._x_loop", (T, B, I), dtype)).reshape(T * B, I)

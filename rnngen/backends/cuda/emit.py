@@ -85,7 +85,7 @@ class CudaModule:
     wrapper_sizes: list = None    # the wrappers' lines reading the run-time sizes
     grid_units: str = "H"     # the units the grid covers: the largest size
     partials: list = None     # the wrappers' allocations of the reductions' partial sums
-    max_threads: object = None    # threads per block at most (kernels with reductions: 256), or None
+    max_threads: object = None    # threads per block at most (reductions or sizes: 256), or None
 
 
 class _Printer:
@@ -191,7 +191,7 @@ class _Printer:
         return params, call, ndims + [("_units", 0), ("_on_chip", 0)], sizes
 
 
-# the persistent kernels of a cell with reductions hold more values per thread (up to ~170
+# the persistent kernels of a cell with reductions or run-time sizes hold more values per thread (up to ~170
 # registers in float32 for layernorm_lstm): at most 256 threads per block keep every block resident
 REDUCTION_THREADS = 256
 
@@ -236,4 +236,4 @@ def emit(kernel, layout, header, equations):
         unit_lines=[f"{layout.units_name(sp_)} = max(0, min(_units, {layout.size_name(sp_)} - _j0))"
                     for sp_ in kernel.sizes],
         wrapper_sizes=[f'{size} = checks.sizes_of(params, PARAMS)["{size}"]' for size in kernel.sizes],
-        grid_units=_grid_units(kernel), max_threads=REDUCTION_THREADS if kernel.mean_defs else None)
+        grid_units=_grid_units(kernel), max_threads=REDUCTION_THREADS if kernel.mean_defs or kernel.sizes else None)

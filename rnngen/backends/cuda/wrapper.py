@@ -178,7 +178,8 @@ def backward_init(k, lay):
         items.append((buf, f"{buf.name}[{n['b']}, {n['j']}] = _init_{buf.name}[{n['b']}, {n['j']}]"))
     for d, _ in bias_groups(k).values():
         items += [(d, f"{acc_name(d)}[{n['b']}, {_column(lay, d, g)}] = _zero") for g in range(d.gates)]
-    items += [(d, f"{d.name}[{n['b']}, {n['j']}] = _zero") for d, _ in vector_grads(k)]
+    items += [(d, f"{d.name}[{n['b']}, {_column(lay, d, g)}] = _zero") for d, _ in vector_grads(k)
+              for g in range(d.gates)]
     return _own_units(n, lay, items, "this block's units: d_state from d_final, the bias and vector "
                       "accumulators zero")
 
