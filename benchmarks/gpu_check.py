@@ -76,7 +76,7 @@ def main(argv=None):
     for name, fn in module.cases(stage, MODE):
         if args.only and not any(text in name for text in args.only):
             continue
-        stage.run(name, fn)
+        stage.run(name, fn, always=name in getattr(module, "SUMMARIES", ()))
     if not stage.cases:
         stage.run("selection", lambda: {"ok": False, "summary": f"no case matches --only {args.only}"})
     return stage.finish()

@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 03a3ac46c7ddca888b7580fd53c4a110b82fea80b3f613b12cbea15378067245
+sha256 of spec + templates + math libraries + versions: dc4dc15c818a4457606c2ba348c8730fc44d57b2a4ab4c9efd4cb86986166ea6
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -17,22 +17,25 @@ forward() and backward() take and return device arrays (numba device arrays, or 
 __cuda_array_interface__: torch, cupy) and copy no input. Each runs ONE persistent kernel over all
 time steps: block k owns hidden units [k * units, (k + 1) * units), all gates of them; it keeps its
 slice of the recurrent weights in shared memory (when they fit; otherwise it reads them from global
-memory and warns once) and `grid.sync()` separates what needs every unit. The input projection
-runs before the loop as one GEMM, the weight gradients after it.
+memory and warns once) and `grid.sync()` separates what needs every unit. Its GEMM slices run in
+warp tiles: the lanes of a warp split k and sum with warp shuffles. The input projection runs
+before the loop as one GEMM, the weight gradients and dx after it (cuBLAS through torch or cupy
+when present); the backward kernel sums the bias gradients itself. Each call allocates once (what
+it returns, in one arena); its workspaces are reused by later calls of the same shapes.
 """
 import functools
 import math
 import types
 
-from rnngen.backends.cuda import checks, elementwise, gemm, launch
+from rnngen.backends.cuda import checks, elementwise, gemm, launch, workspace  # noqa: F401
 from rnngen.backends.cuda.compat import import_cuda
 from rnngen.backends.cuda.elementwise import loop_order as _loop_order  # noqa: F401
-from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
+from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _lane_sum8, lane_sum as _lane_sum, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru_classic"
-SPEC_SHA256 = "03a3ac46c7ddca888b7580fd53c4a110b82fea80b3f613b12cbea15378067245"
+SPEC_SHA256 = "dc4dc15c818a4457606c2ba348c8730fc44d57b2a4ab4c9efd4cb86986166ea6"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
@@ -50,8 +53,8 @@ RECURRENT_LINEARS = 2
 MAX_THREADS = None     # threads per block at most (None: config.THREADS); reductions' kernels need more registers
 # (kernel argument, number of dimensions): what compile-only checks need to build signatures
 KERNEL_ARGS = {
-    "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("z_hh", 3), ("z_rh", 3), ("v_rh", 3), ("bias_ih", 1), ("weight_hh", 2), ("weight_rh", 2), ("_units", 0), ("_on_chip", 0), ),
-    "backward": (("lengths", 1), ("reverse", 0), ("dy", 3), ("zx_ih", 3), ("s_h", 3), ("z_hh", 3), ("z_rh", 3), ("d_h", 2), ("dzx_ih", 3), ("dz_hh", 3), ("dz_rh", 3), ("dv_rh", 2), ("bias_ih", 1), ("weight_hh", 2), ("weight_rh", 2), ("_units", 0), ("_on_chip", 0), ),
+    "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("z_hh", 3), ("z_rh", 3), ("v_rh", 3), ("bias_ih", 1), ("weight_hh", 2), ("weight_rh", 2), ("_init_s_h", 2), ("_units", 0), ("_on_chip", 0), ),
+    "backward": (("lengths", 1), ("reverse", 0), ("dy", 3), ("zx_ih", 3), ("s_h", 3), ("z_hh", 3), ("z_rh", 3), ("d_h", 2), ("dzx_ih", 3), ("dz_hh", 3), ("dz_rh", 3), ("dv_rh", 2), ("bias_ih", 1), ("weight_hh", 2), ("weight_rh", 2), ("_init_d_h", 2), ("_acc_dzx_ih", 2), ("_db_bias_ih", 1), ("_units", 0), ("_on_chip", 0), ),
 }
 
 
@@ -59,7 +62,7 @@ def _kernels_for(_dtype):
     """The two persistent kernels for one element type (numba.float32 or numba.float64)."""
 
     # -- forward: one launch runs every time step ------------------------------------------
-    def forward_kernel(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, bias_ih, weight_hh, weight_rh, _units, _on_chip):
+    def forward_kernel(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, bias_ih, weight_hh, weight_rh, _init_s_h, _units, _on_chip):
         T, B, H = y.shape
         c0 = _dtype(0)
         c1 = _dtype(1)
@@ -68,6 +71,10 @@ def _kernels_for(_dtype):
         _nu = min(_units, H - _j0)                # how many units it owns
         _tid = cuda.threadIdx.x
         _nt = cuda.blockDim.x
+        _lanes = min(32, _nt)                     # lanes of a warp (fewer only in a simulated block)
+        _lane = _tid % _lanes
+        _warp = _tid // _lanes
+        _nwarps = (_nt + _lanes - 1) // _lanes
         _wsh = cuda.shared.array(0, _dtype)       # this block's slices of the recurrent weights
         _grid = cuda.cg.this_grid()
         _off_hh = 0
@@ -83,31 +90,52 @@ def _kernels_for(_dtype):
                 _k = _e - _r * H
                 _g = _r // _nu
                 _wsh[_off_rh + _r * (H + 1) + _k] = weight_rh[_g * H + _j0 + _r - _g * _nu, _k]
-        cuda.syncthreads()
+        # the initial states of this block's units
+        for _e in range(_tid, B * _nu, _nt):
+            b = _e // _nu
+            j = _j0 + _e - b * _nu
+            s_h[0, b, j] = _init_s_h[b, j]
+        _grid.sync()
         for step in range(T):
             # stage 1: z_hh[step] = s_h[step] @ weight_hh.T, rows of this block's units
-            for _e in range(_tid, ((B + 1) // 2) * ((2 * _nu + 1) // 2), _nt):
-                _nc = (2 * _nu + 1) // 2              # tile: rows _c0, _c0 + _nc of the slice
-                _nb = (B + 1) // 2                    # ... and batch rows b, b + _nb
+            for _e in range(_warp, ((B + 1) // 2) * ((2 * _nu + 3) // 4), _nwarps):
+                _nc = (2 * _nu + 3) // 4              # tiles: columns _c0 .. _c0 + 3
+                _nb = (B + 1) // 2                    # ... of batch rows b and b + _nb
                 b = _e // _nc
-                _c0 = _e - b * _nc
-                _c1 = _c0 + _nc if _c0 + _nc < 2 * _nu else _c0   # an odd count: a 1-wide tile
+                _c0 = 4 * (_e - b * _nc)
+                _c1 = _c0 + 1 if _c0 + 1 < 2 * _nu else _c0
+                _c2 = _c0 + 2 if _c0 + 2 < 2 * _nu else _c0
+                _c3 = _c0 + 3 if _c0 + 3 < 2 * _nu else _c0
                 _b1 = b + _nb if b + _nb < B else b
                 _g = _c0 // _nu
                 _row0 = _g * H + _j0 + _c0 - _g * _nu
                 _g = _c1 // _nu
                 _row1 = _g * H + _j0 + _c1 - _g * _nu
+                _g = _c2 // _nu
+                _row2 = _g * H + _j0 + _c2 - _g * _nu
+                _g = _c3 // _nu
+                _row3 = _g * H + _j0 + _c3 - _g * _nu
                 if _on_chip:
-                    _a00, _a01, _a10, _a11 = _tile(s_h[step, b], s_h[step, _b1], _wsh[_off_hh + _c0 * (H + 1):], _wsh[_off_hh + _c1 * (H + 1):], H, _zero)
+                    _p = _lane_tile(s_h[step, b], s_h[step, _b1], _wsh[_off_hh + _c0 * (H + 1):], _wsh[_off_hh + _c1 * (H + 1):], _wsh[_off_hh + _c2 * (H + 1):], _wsh[_off_hh + _c3 * (H + 1):], H, _lane, _lanes, _zero)
                 else:
-                    _a00, _a01, _a10, _a11 = _tile(s_h[step, b], s_h[step, _b1], weight_hh[_row0], weight_hh[_row1], H, _zero)
-                z_hh[step, b, _row0] = _a00
-                if _c1 != _c0:
-                    z_hh[step, b, _row1] = _a01
-                if _b1 != b:
-                    z_hh[step, _b1, _row0] = _a10
+                    _p = _lane_tile(s_h[step, b], s_h[step, _b1], weight_hh[_row0], weight_hh[_row1], weight_hh[_row2], weight_hh[_row3], H, _lane, _lanes, _zero)
+                _a00, _a01, _a02, _a03, _a10, _a11, _a12, _a13 = _lane_sum8(_p, _lanes)
+                if _lane == 0:
+                    z_hh[step, b, _row0] = _a00
                     if _c1 != _c0:
-                        z_hh[step, _b1, _row1] = _a11
+                        z_hh[step, b, _row1] = _a01
+                    if _c2 != _c0:
+                        z_hh[step, b, _row2] = _a02
+                    if _c3 != _c0:
+                        z_hh[step, b, _row3] = _a03
+                    if _b1 != b:
+                        z_hh[step, _b1, _row0] = _a10
+                        if _c1 != _c0:
+                            z_hh[step, _b1, _row1] = _a11
+                        if _c2 != _c0:
+                            z_hh[step, _b1, _row2] = _a12
+                        if _c3 != _c0:
+                            z_hh[step, _b1, _row3] = _a13
             cuda.syncthreads()
             # inputs of linear rh (this block's units j, every batch row b)
             for _e in range(_tid, B * _nu, _nt):
@@ -124,28 +152,44 @@ def _kernels_for(_dtype):
                     v_rh[step, b, j] = c0
             _grid.sync()
             # stage 2: z_rh[step] = v_rh[step] @ weight_rh.T, rows of this block's units
-            for _e in range(_tid, ((B + 1) // 2) * ((_nu + 1) // 2), _nt):
-                _nc = (_nu + 1) // 2              # tile: rows _c0, _c0 + _nc of the slice
-                _nb = (B + 1) // 2                    # ... and batch rows b, b + _nb
+            for _e in range(_warp, ((B + 1) // 2) * ((_nu + 3) // 4), _nwarps):
+                _nc = (_nu + 3) // 4              # tiles: columns _c0 .. _c0 + 3
+                _nb = (B + 1) // 2                    # ... of batch rows b and b + _nb
                 b = _e // _nc
-                _c0 = _e - b * _nc
-                _c1 = _c0 + _nc if _c0 + _nc < _nu else _c0   # an odd count: a 1-wide tile
+                _c0 = 4 * (_e - b * _nc)
+                _c1 = _c0 + 1 if _c0 + 1 < _nu else _c0
+                _c2 = _c0 + 2 if _c0 + 2 < _nu else _c0
+                _c3 = _c0 + 3 if _c0 + 3 < _nu else _c0
                 _b1 = b + _nb if b + _nb < B else b
                 _g = _c0 // _nu
                 _row0 = _g * H + _j0 + _c0 - _g * _nu
                 _g = _c1 // _nu
                 _row1 = _g * H + _j0 + _c1 - _g * _nu
+                _g = _c2 // _nu
+                _row2 = _g * H + _j0 + _c2 - _g * _nu
+                _g = _c3 // _nu
+                _row3 = _g * H + _j0 + _c3 - _g * _nu
                 if _on_chip:
-                    _a00, _a01, _a10, _a11 = _tile(v_rh[step, b], v_rh[step, _b1], _wsh[_off_rh + _c0 * (H + 1):], _wsh[_off_rh + _c1 * (H + 1):], H, _zero)
+                    _p = _lane_tile(v_rh[step, b], v_rh[step, _b1], _wsh[_off_rh + _c0 * (H + 1):], _wsh[_off_rh + _c1 * (H + 1):], _wsh[_off_rh + _c2 * (H + 1):], _wsh[_off_rh + _c3 * (H + 1):], H, _lane, _lanes, _zero)
                 else:
-                    _a00, _a01, _a10, _a11 = _tile(v_rh[step, b], v_rh[step, _b1], weight_rh[_row0], weight_rh[_row1], H, _zero)
-                z_rh[step, b, _row0] = _a00
-                if _c1 != _c0:
-                    z_rh[step, b, _row1] = _a01
-                if _b1 != b:
-                    z_rh[step, _b1, _row0] = _a10
+                    _p = _lane_tile(v_rh[step, b], v_rh[step, _b1], weight_rh[_row0], weight_rh[_row1], weight_rh[_row2], weight_rh[_row3], H, _lane, _lanes, _zero)
+                _a00, _a01, _a02, _a03, _a10, _a11, _a12, _a13 = _lane_sum8(_p, _lanes)
+                if _lane == 0:
+                    z_rh[step, b, _row0] = _a00
                     if _c1 != _c0:
-                        z_rh[step, _b1, _row1] = _a11
+                        z_rh[step, b, _row1] = _a01
+                    if _c2 != _c0:
+                        z_rh[step, b, _row2] = _a02
+                    if _c3 != _c0:
+                        z_rh[step, b, _row3] = _a03
+                    if _b1 != b:
+                        z_rh[step, _b1, _row0] = _a10
+                        if _c1 != _c0:
+                            z_rh[step, _b1, _row1] = _a11
+                        if _c2 != _c0:
+                            z_rh[step, _b1, _row2] = _a12
+                        if _c3 != _c0:
+                            z_rh[step, _b1, _row3] = _a13
             cuda.syncthreads()
             # update: new states (this block's units j, every batch row b)
             for _e in range(_tid, B * _nu, _nt):
@@ -168,7 +212,7 @@ def _kernels_for(_dtype):
 
 
     # -- backward: one launch runs the time loop in reverse --------------------------------
-    def backward_kernel(lengths, reverse, dy, zx_ih, s_h, z_hh, z_rh, d_h, dzx_ih, dz_hh, dz_rh, dv_rh, bias_ih, weight_hh, weight_rh, _units, _on_chip):
+    def backward_kernel(lengths, reverse, dy, zx_ih, s_h, z_hh, z_rh, d_h, dzx_ih, dz_hh, dz_rh, dv_rh, bias_ih, weight_hh, weight_rh, _init_d_h, _acc_dzx_ih, _db_bias_ih, _units, _on_chip):
         T, B, H = dy.shape
         c0 = _dtype(0)
         c1 = _dtype(1)
@@ -177,6 +221,10 @@ def _kernels_for(_dtype):
         _nu = min(_units, H - _j0)                # how many units it owns
         _tid = cuda.threadIdx.x
         _nt = cuda.blockDim.x
+        _lanes = min(32, _nt)                     # lanes of a warp (fewer only in a simulated block)
+        _lane = _tid % _lanes
+        _warp = _tid // _lanes
+        _nwarps = (_nt + _lanes - 1) // _lanes
         _wsh = cuda.shared.array(0, _dtype)       # this block's slices of the recurrent weights
         _grid = cuda.cg.this_grid()
         _off_rh = 0
@@ -190,6 +238,14 @@ def _kernels_for(_dtype):
                 _u = _e // (2 * H)
                 _k = _e - _u * (2 * H)
                 _wsh[_off_hh + _u * (2 * H + 1) + _k] = weight_hh[_k, _j0 + _u]
+        # this block's units: d_state from d_final, the bias and vector accumulators zero
+        for _e in range(_tid, B * _nu, _nt):
+            b = _e // _nu
+            j = _j0 + _e - b * _nu
+            d_h[b, j] = _init_d_h[b, j]
+            _acc_dzx_ih[b, j] = _zero
+            _acc_dzx_ih[b, H + j] = _zero
+            _acc_dzx_ih[b, 2 * H + j] = _zero
         cuda.syncthreads()
         for step in range(T - 1, -1, -1):
             # gradient through the update (this block's units j, every batch row b)
@@ -213,7 +269,9 @@ def _kernels_for(_dtype):
                     d_h[b, j] = dnext_h*tmp1
                     dz_hh[step, b, j] = tmp2
                     dzx_ih[t, b, j] = tmp2
+                    _acc_dzx_ih[b, j] += tmp2
                     dzx_ih[t, b, 2 * H + j] = tmp3
+                    _acc_dzx_ih[b, 2 * H + j] += tmp3
                     dz_rh[step, b, j] = tmp3
                 else:
                     dzx_ih[step, b, j] = c0
@@ -224,26 +282,40 @@ def _kernels_for(_dtype):
                     dz_rh[step, b, j] = c0
             _grid.sync()
             # stage 2: columns of this block's units of dz_rh[step] @ weight_rh
-            for _e in range(_tid, ((B + 1) // 2) * ((_nu + 1) // 2), _nt):
-                _nc = (_nu + 1) // 2                 # tile: units _c0, _c0 + _nc of this block
-                _nb = (B + 1) // 2                    # ... and batch rows b, b + _nb
+            for _e in range(_warp, ((B + 1) // 2) * ((_nu + 3) // 4), _nwarps):
+                _nc = (_nu + 3) // 4              # tiles: columns _c0 .. _c0 + 3
+                _nb = (B + 1) // 2                    # ... of batch rows b and b + _nb
                 b = _e // _nc
-                _c0 = _e - b * _nc
-                _c1 = _c0 + _nc if _c0 + _nc < _nu else _c0   # an odd count: a 1-wide tile
+                _c0 = 4 * (_e - b * _nc)
+                _c1 = _c0 + 1 if _c0 + 1 < _nu else _c0
+                _c2 = _c0 + 2 if _c0 + 2 < _nu else _c0
+                _c3 = _c0 + 3 if _c0 + 3 < _nu else _c0
                 _b1 = b + _nb if b + _nb < B else b
                 j = _j0 + _c0
                 _j1 = _j0 + _c1
+                _j2 = _j0 + _c2
+                _j3 = _j0 + _c3
                 if _on_chip:
-                    _a00, _a01, _a10, _a11 = _tile(dz_rh[step, b], dz_rh[step, _b1], _wsh[_off_rh + _c0 * (H + 1):], _wsh[_off_rh + _c1 * (H + 1):], H, _zero)
+                    _p = _lane_tile(dz_rh[step, b], dz_rh[step, _b1], _wsh[_off_rh + _c0 * (H + 1):], _wsh[_off_rh + _c1 * (H + 1):], _wsh[_off_rh + _c2 * (H + 1):], _wsh[_off_rh + _c3 * (H + 1):], H, _lane, _lanes, _zero)
                 else:
-                    _a00, _a01, _a10, _a11 = _tile(dz_rh[step, b], dz_rh[step, _b1], weight_rh[:, j], weight_rh[:, _j1], H, _zero)
-                dv_rh[b, j] = _a00
-                if _c1 != _c0:
-                    dv_rh[b, _j1] = _a01
-                if _b1 != b:
-                    dv_rh[_b1, j] = _a10
+                    _p = _lane_tile(dz_rh[step, b], dz_rh[step, _b1], weight_rh[:, j], weight_rh[:, _j1], weight_rh[:, _j2], weight_rh[:, _j3], H, _lane, _lanes, _zero)
+                _a00, _a01, _a02, _a03, _a10, _a11, _a12, _a13 = _lane_sum8(_p, _lanes)
+                if _lane == 0:
+                    dv_rh[b, j] = _a00
                     if _c1 != _c0:
-                        dv_rh[_b1, _j1] = _a11
+                        dv_rh[b, _j1] = _a01
+                    if _c2 != _c0:
+                        dv_rh[b, _j2] = _a02
+                    if _c3 != _c0:
+                        dv_rh[b, _j3] = _a03
+                    if _b1 != b:
+                        dv_rh[_b1, j] = _a10
+                        if _c1 != _c0:
+                            dv_rh[_b1, _j1] = _a11
+                        if _c2 != _c0:
+                            dv_rh[_b1, _j2] = _a12
+                        if _c3 != _c0:
+                            dv_rh[_b1, _j3] = _a13
             cuda.syncthreads()
             # gradient through the inputs of stage 2 (this block's units j, every batch row b)
             for _e in range(_tid, B * _nu, _nt):
@@ -261,31 +333,56 @@ def _kernels_for(_dtype):
                     d_h[b, j] += dv_rh_bj*r
                     dz_hh[step, b, H + j] = tmp0
                     dzx_ih[t, b, H + j] = tmp0
+                    _acc_dzx_ih[b, H + j] += tmp0
             cuda.syncthreads()
             _grid.sync()
             # stage 1: columns of this block's units of dz_hh[step] @ weight_hh
-            for _e in range(_tid, ((B + 1) // 2) * ((_nu + 1) // 2), _nt):
-                _nc = (_nu + 1) // 2                 # tile: units _c0, _c0 + _nc of this block
-                _nb = (B + 1) // 2                    # ... and batch rows b, b + _nb
+            for _e in range(_warp, ((B + 1) // 2) * ((_nu + 3) // 4), _nwarps):
+                _nc = (_nu + 3) // 4              # tiles: columns _c0 .. _c0 + 3
+                _nb = (B + 1) // 2                    # ... of batch rows b and b + _nb
                 b = _e // _nc
-                _c0 = _e - b * _nc
-                _c1 = _c0 + _nc if _c0 + _nc < _nu else _c0   # an odd count: a 1-wide tile
+                _c0 = 4 * (_e - b * _nc)
+                _c1 = _c0 + 1 if _c0 + 1 < _nu else _c0
+                _c2 = _c0 + 2 if _c0 + 2 < _nu else _c0
+                _c3 = _c0 + 3 if _c0 + 3 < _nu else _c0
                 _b1 = b + _nb if b + _nb < B else b
                 j = _j0 + _c0
                 _j1 = _j0 + _c1
+                _j2 = _j0 + _c2
+                _j3 = _j0 + _c3
                 if _on_chip:
-                    _a00, _a01, _a10, _a11 = _tile(dz_hh[step, b], dz_hh[step, _b1], _wsh[_off_hh + _c0 * (2 * H + 1):], _wsh[_off_hh + _c1 * (2 * H + 1):], 2 * H, _zero)
+                    _p = _lane_tile(dz_hh[step, b], dz_hh[step, _b1], _wsh[_off_hh + _c0 * (2 * H + 1):], _wsh[_off_hh + _c1 * (2 * H + 1):], _wsh[_off_hh + _c2 * (2 * H + 1):], _wsh[_off_hh + _c3 * (2 * H + 1):], 2 * H, _lane, _lanes, _zero)
                 else:
-                    _a00, _a01, _a10, _a11 = _tile(dz_hh[step, b], dz_hh[step, _b1], weight_hh[:, j], weight_hh[:, _j1], 2 * H, _zero)
-                d_h[b, j] += _a00
-                if _c1 != _c0:
-                    d_h[b, _j1] += _a01
-                if _b1 != b:
-                    d_h[_b1, j] += _a10
+                    _p = _lane_tile(dz_hh[step, b], dz_hh[step, _b1], weight_hh[:, j], weight_hh[:, _j1], weight_hh[:, _j2], weight_hh[:, _j3], 2 * H, _lane, _lanes, _zero)
+                _a00, _a01, _a02, _a03, _a10, _a11, _a12, _a13 = _lane_sum8(_p, _lanes)
+                if _lane == 0:
+                    d_h[b, j] += _a00
                     if _c1 != _c0:
-                        d_h[_b1, _j1] += _a11
+                        d_h[b, _j1] += _a01
+                    if _c2 != _c0:
+                        d_h[b, _j2] += _a02
+                    if _c3 != _c0:
+                        d_h[b, _j3] += _a03
+                    if _b1 != b:
+                        d_h[_b1, j] += _a10
+                        if _c1 != _c0:
+                            d_h[_b1, _j1] += _a11
+                        if _c2 != _c0:
+                            d_h[_b1, _j2] += _a12
+                        if _c3 != _c0:
+                            d_h[_b1, _j3] += _a13
             cuda.syncthreads()
 
+        # bias_ih: this block's columns of _acc_dzx_ih summed over the batch rows (a warp per column, fixed order)
+        for _e in range(_warp, 3 * _nu, _nwarps):
+            _g = _e // _nu
+            _col = _g * H + _j0 + _e - _g * _nu
+            _s = _zero
+            for _r in range(_lane, B, _lanes):
+                _s += _acc_dzx_ih[_r, _col]
+            _s = _lane_sum(_s, _lanes)
+            if _lane == 0:
+                _db_bias_ih[_col] = _s
 
     return types.SimpleNamespace(forward=forward_kernel, backward=backward_kernel)
 
@@ -310,16 +407,11 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     H = checks.hidden_size(params, PARAMS)
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
-    zx_ih = elementwise.empty((T, B, 3 * H), dtype)
+    y, zx_ih, s_h, z_hh, z_rh, v_rh, = workspace.arena(dtype, (T, B, H), (T, B, 3 * H), (T + 1, B, H), (T, B, 2 * H), (T, B, H), (T, B, H))
     gemm.gemm(x2d, params["weight_ih"], zx_ih.reshape(T * B, 3 * H), trans_b=True)
-    s_h = elementwise.empty((T + 1, B, H), dtype)
-    elementwise.copy(state0[0], s_h[0])
-    z_hh = elementwise.empty((T, B, 2 * H), dtype)
-    z_rh = elementwise.empty((T, B, H), dtype)
-    v_rh = elementwise.empty((T, B, H), dtype)
-    y = elementwise.empty((T, B, H), dtype)
+    state0 = checks.initial(state0, B, H, dtype)
     launch.persistent(_kernels(dtype).forward, H, B, SHARED_ROWS, RECURRENT_LINEARS, False,
-                      (lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, params["bias_ih"], params["weight_hh"], params["weight_rh"]))
+                      (lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, params["bias_ih"], params["weight_hh"], params["weight_rh"], state0[0]))
     final_states = (s_h[T],)
     saved = checks.Saved(NAME, device=True, x=x, params=params, lengths=lengths, reverse=reverse,
                          zx_ih=zx_ih, s_h=s_h, z_hh=z_hh, z_rh=z_rh, v_rh=v_rh)
@@ -342,18 +434,19 @@ def backward(dy, d_final, saved):
     H = dy.shape[2]
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
-    d_h = d_final[0]
-    dzx_ih = elementwise.empty((T, B, 3 * H), dtype)
-    dz_hh = elementwise.empty((T, B, 2 * H), dtype)
-    dz_rh = elementwise.empty((T, B, H), dtype)
-    dv_rh = elementwise.empty((B, H), dtype)
+    _out = workspace.arena(dtype, (T, B, I), (B, H), (3 * H, I), (3 * H,), (2 * H, H), (H, H))
+    dx, d_h = _out[:2]
+    d_params = dict(zip(PARAMS, _out[2:]))
+    dzx_ih = workspace.scratch("gru_classic.dzx_ih", (T, B, 3 * H), dtype)
+    dz_hh = workspace.scratch("gru_classic.dz_hh", (T, B, 2 * H), dtype)
+    dz_rh = workspace.scratch("gru_classic.dz_rh", (T, B, H), dtype)
+    dv_rh = workspace.scratch("gru_classic.dv_rh", (B, H), dtype)
+    _acc_dzx_ih = workspace.scratch("gru_classic._acc_dzx_ih", (B, 3 * H), dtype)
     launch.persistent(_kernels(dtype).backward, H, B, SHARED_ROWS, RECURRENT_LINEARS, True,
-                      (lengths, reverse, dy, zx_ih, s_h, z_hh, z_rh, d_h, dzx_ih, dz_hh, dz_rh, dv_rh, params["bias_ih"], params["weight_hh"], params["weight_rh"]))
-    d_params = {}
-    d_params["weight_ih"] = gemm.gemm(dzx_ih.reshape(T * B, 3 * H), x2d, trans_a=True)
-    dx = gemm.gemm(dzx_ih.reshape(T * B, 3 * H), params["weight_ih"])
-    d_params["bias_ih"] = gemm.column_sum(dzx_ih.reshape(T * B, 3 * H))
-    d_params["weight_hh"] = gemm.gemm(dz_hh.reshape(T * B, 2 * H), s_h[:T].reshape(T * B, H), trans_a=True)
-    d_params["weight_rh"] = gemm.gemm(dz_rh.reshape(T * B, H), v_rh[:T].reshape(T * B, H), trans_a=True)
+                      (lengths, reverse, dy, zx_ih, s_h, z_hh, z_rh, d_h, dzx_ih, dz_hh, dz_rh, dv_rh, params["bias_ih"], params["weight_hh"], params["weight_rh"], d_final[0], _acc_dzx_ih, d_params["bias_ih"]))
+    gemm.gemm(dzx_ih.reshape(T * B, 3 * H), x2d, d_params["weight_ih"], trans_a=True)
+    gemm.gemm(dz_hh.reshape(T * B, 2 * H), s_h[:T].reshape(T * B, H), d_params["weight_hh"], trans_a=True)
+    gemm.gemm(dz_rh.reshape(T * B, H), v_rh[:T].reshape(T * B, H), d_params["weight_rh"], trans_a=True)
+    gemm.gemm(dzx_ih.reshape(T * B, 3 * H), params["weight_ih"], dx.reshape(T * B, I))
     d_state0 = (d_h,)
-    return dx.reshape(T, B, I), d_state0, {name: d_params[name] for name in PARAMS}
+    return dx, d_state0, d_params

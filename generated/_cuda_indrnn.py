@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 100f1529f249cba81967b7436085a1a2b6b0e0c6c292a3facf8b124a9b927e28
+sha256 of spec + templates + math libraries + versions: 66c974a4d23df8162f45c4833901c27868ec6329ce5ce5152d2bd4a5219990f6
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -13,22 +13,25 @@ forward() and backward() take and return device arrays (numba device arrays, or 
 __cuda_array_interface__: torch, cupy) and copy no input. Each runs ONE persistent kernel over all
 time steps: block k owns hidden units [k * units, (k + 1) * units), all gates of them; it keeps its
 slice of the recurrent weights in shared memory (when they fit; otherwise it reads them from global
-memory and warns once) and `grid.sync()` separates what needs every unit. The input projection
-runs before the loop as one GEMM, the weight gradients after it.
+memory and warns once) and `grid.sync()` separates what needs every unit. Its GEMM slices run in
+warp tiles: the lanes of a warp split k and sum with warp shuffles. The input projection runs
+before the loop as one GEMM, the weight gradients and dx after it (cuBLAS through torch or cupy
+when present); the backward kernel sums the bias gradients itself. Each call allocates once (what
+it returns, in one arena); its workspaces are reused by later calls of the same shapes.
 """
 import functools
 import math
 import types
 
-from rnngen.backends.cuda import checks, elementwise, gemm, launch
+from rnngen.backends.cuda import checks, elementwise, gemm, launch, workspace  # noqa: F401
 from rnngen.backends.cuda.compat import import_cuda
 from rnngen.backends.cuda.elementwise import loop_order as _loop_order  # noqa: F401
-from rnngen.backends.cuda.mathlib import tile as _tile, relu as _relu, step as _step  # noqa: F401
+from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _lane_sum8, lane_sum as _lane_sum, relu as _relu, step as _step  # noqa: F401
 
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "indrnn"
-SPEC_SHA256 = "100f1529f249cba81967b7436085a1a2b6b0e0c6c292a3facf8b124a9b927e28"
+SPEC_SHA256 = "66c974a4d23df8162f45c4833901c27868ec6329ce5ce5152d2bd4a5219990f6"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
@@ -45,8 +48,8 @@ RECURRENT_LINEARS = 0
 MAX_THREADS = None     # threads per block at most (None: config.THREADS); reductions' kernels need more registers
 # (kernel argument, number of dimensions): what compile-only checks need to build signatures
 KERNEL_ARGS = {
-    "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("bias_ih", 1), ("vec_weight_hh", 1), ("_units", 0), ("_on_chip", 0), ),
-    "backward": (("lengths", 1), ("reverse", 0), ("dy", 3), ("zx_ih", 3), ("s_h", 3), ("d_h", 2), ("dzx_ih", 3), ("dvec_weight_hh", 2), ("bias_ih", 1), ("vec_weight_hh", 1), ("_units", 0), ("_on_chip", 0), ),
+    "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("bias_ih", 1), ("vec_weight_hh", 1), ("_init_s_h", 2), ("_units", 0), ("_on_chip", 0), ),
+    "backward": (("lengths", 1), ("reverse", 0), ("dy", 3), ("zx_ih", 3), ("s_h", 3), ("d_h", 2), ("dzx_ih", 3), ("dvec_weight_hh", 2), ("bias_ih", 1), ("vec_weight_hh", 1), ("_init_d_h", 2), ("_acc_dzx_ih", 2), ("_db_bias_ih", 1), ("_dv_weight_hh", 1), ("_units", 0), ("_on_chip", 0), ),
 }
 
 
@@ -54,7 +57,7 @@ def _kernels_for(_dtype):
     """The two persistent kernels for one element type (numba.float32 or numba.float64)."""
 
     # -- forward: one launch runs every time step ------------------------------------------
-    def forward_kernel(lengths, reverse, y, zx_ih, s_h, bias_ih, vec_weight_hh, _units, _on_chip):
+    def forward_kernel(lengths, reverse, y, zx_ih, s_h, bias_ih, vec_weight_hh, _init_s_h, _units, _on_chip):
         T, B, H = y.shape
         c0 = _dtype(0)
         _zero = _dtype(0)
@@ -62,7 +65,17 @@ def _kernels_for(_dtype):
         _nu = min(_units, H - _j0)                # how many units it owns
         _tid = cuda.threadIdx.x
         _nt = cuda.blockDim.x
+        _lanes = min(32, _nt)                     # lanes of a warp (fewer only in a simulated block)
+        _lane = _tid % _lanes
+        _warp = _tid // _lanes
+        _nwarps = (_nt + _lanes - 1) // _lanes
         _wsh = cuda.shared.array(0, _dtype)       # this block's slices of the recurrent weights
+        # the initial states of this block's units
+        for _e in range(_tid, B * _nu, _nt):
+            b = _e // _nu
+            j = _j0 + _e - b * _nu
+            s_h[0, b, j] = _init_s_h[b, j]
+        cuda.syncthreads()
         for step in range(T):
             # update: new states (this block's units j, every batch row b)
             for _e in range(_tid, B * _nu, _nt):
@@ -81,7 +94,7 @@ def _kernels_for(_dtype):
 
 
     # -- backward: one launch runs the time loop in reverse --------------------------------
-    def backward_kernel(lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih, dvec_weight_hh, bias_ih, vec_weight_hh, _units, _on_chip):
+    def backward_kernel(lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih, dvec_weight_hh, bias_ih, vec_weight_hh, _init_d_h, _acc_dzx_ih, _db_bias_ih, _dv_weight_hh, _units, _on_chip):
         T, B, H = dy.shape
         c0 = _dtype(0)
         _zero = _dtype(0)
@@ -89,7 +102,19 @@ def _kernels_for(_dtype):
         _nu = min(_units, H - _j0)                # how many units it owns
         _tid = cuda.threadIdx.x
         _nt = cuda.blockDim.x
+        _lanes = min(32, _nt)                     # lanes of a warp (fewer only in a simulated block)
+        _lane = _tid % _lanes
+        _warp = _tid // _lanes
+        _nwarps = (_nt + _lanes - 1) // _lanes
         _wsh = cuda.shared.array(0, _dtype)       # this block's slices of the recurrent weights
+        # this block's units: d_state from d_final, the bias and vector accumulators zero
+        for _e in range(_tid, B * _nu, _nt):
+            b = _e // _nu
+            j = _j0 + _e - b * _nu
+            d_h[b, j] = _init_d_h[b, j]
+            _acc_dzx_ih[b, j] = _zero
+            dvec_weight_hh[b, j] = _zero
+        cuda.syncthreads()
         for step in range(T - 1, -1, -1):
             # gradient through the update (this block's units j, every batch row b)
             for _e in range(_tid, B * _nu, _nt):
@@ -104,10 +129,30 @@ def _kernels_for(_dtype):
                     tmp0 = dnext_h*_step(h*u + xa)
                     d_h[b, j] = tmp0*u
                     dzx_ih[t, b, j] = tmp0
+                    _acc_dzx_ih[b, j] += tmp0
                     dvec_weight_hh[b, j] += h*tmp0
                 else:
                     dzx_ih[step, b, j] = c0
 
+        cuda.syncthreads()
+        # bias_ih: this block's columns of _acc_dzx_ih summed over the batch rows (a warp per column, fixed order)
+        for _e in range(_warp, _nu, _nwarps):
+            _col = _j0 + _e
+            _s = _zero
+            for _r in range(_lane, B, _lanes):
+                _s += _acc_dzx_ih[_r, _col]
+            _s = _lane_sum(_s, _lanes)
+            if _lane == 0:
+                _db_bias_ih[_col] = _s
+        # weight_hh: this block's columns of dvec_weight_hh summed over the batch rows (a warp per column, fixed order)
+        for _e in range(_warp, _nu, _nwarps):
+            _col = _j0 + _e
+            _s = _zero
+            for _r in range(_lane, B, _lanes):
+                _s += dvec_weight_hh[_r, _col]
+            _s = _lane_sum(_s, _lanes)
+            if _lane == 0:
+                _dv_weight_hh[_col] = _s
 
     return types.SimpleNamespace(forward=forward_kernel, backward=backward_kernel)
 
@@ -132,13 +177,11 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     H = checks.hidden_size(params, PARAMS)
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
-    zx_ih = elementwise.empty((T, B, H), dtype)
+    y, zx_ih, s_h, = workspace.arena(dtype, (T, B, H), (T, B, H), (T + 1, B, H))
     gemm.gemm(x2d, params["weight_ih"], zx_ih.reshape(T * B, H), trans_b=True)
-    s_h = elementwise.empty((T + 1, B, H), dtype)
-    elementwise.copy(state0[0], s_h[0])
-    y = elementwise.empty((T, B, H), dtype)
+    state0 = checks.initial(state0, B, H, dtype)
     launch.persistent(_kernels(dtype).forward, H, B, SHARED_ROWS, RECURRENT_LINEARS, False,
-                      (lengths, reverse, y, zx_ih, s_h, params["bias_ih"], params["weight_hh"]))
+                      (lengths, reverse, y, zx_ih, s_h, params["bias_ih"], params["weight_hh"], state0[0]))
     final_states = (s_h[T],)
     saved = checks.Saved(NAME, device=True, x=x, params=params, lengths=lengths, reverse=reverse,
                          zx_ih=zx_ih, s_h=s_h)
@@ -158,15 +201,15 @@ def backward(dy, d_final, saved):
     H = dy.shape[2]
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
-    d_h = d_final[0]
-    dzx_ih = elementwise.empty((T, B, H), dtype)
-    dvec_weight_hh = elementwise.zeros((B, H), dtype)
+    _out = workspace.arena(dtype, (T, B, I), (B, H), (H, I), (H,), (H,))
+    dx, d_h = _out[:2]
+    d_params = dict(zip(PARAMS, _out[2:]))
+    dzx_ih = workspace.scratch("indrnn.dzx_ih", (T, B, H), dtype)
+    dvec_weight_hh = workspace.scratch("indrnn.dvec_weight_hh", (B, H), dtype)
+    _acc_dzx_ih = workspace.scratch("indrnn._acc_dzx_ih", (B, H), dtype)
     launch.persistent(_kernels(dtype).backward, H, B, SHARED_ROWS, RECURRENT_LINEARS, True,
-                      (lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih, dvec_weight_hh, params["bias_ih"], params["weight_hh"]))
-    d_params = {}
-    d_params["weight_ih"] = gemm.gemm(dzx_ih.reshape(T * B, H), x2d, trans_a=True)
-    dx = gemm.gemm(dzx_ih.reshape(T * B, H), params["weight_ih"])
-    d_params["bias_ih"] = gemm.column_sum(dzx_ih.reshape(T * B, H))
-    d_params["weight_hh"] = gemm.column_sum(dvec_weight_hh)
+                      (lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih, dvec_weight_hh, params["bias_ih"], params["weight_hh"], d_final[0], _acc_dzx_ih, d_params["bias_ih"], d_params["weight_hh"]))
+    gemm.gemm(dzx_ih.reshape(T * B, H), x2d, d_params["weight_ih"], trans_a=True)
+    gemm.gemm(dzx_ih.reshape(T * B, H), params["weight_ih"], dx.reshape(T * B, I))
     d_state0 = (d_h,)
-    return dx.reshape(T, B, I), d_state0, {name: d_params[name] for name in PARAMS}
+    return dx, d_state0, d_params

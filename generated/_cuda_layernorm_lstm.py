@@ -2,7 +2,7 @@
 
 source spec: layernorm_lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 3e3db19979507e0eff304e5fa070b1ff3cecbff45271f96b4fc96fd770bfa28e
+sha256 of spec + templates + math libraries + versions: 347d7cd7baeb4876e9934b35864baf7a2ce2555ab171093abc19a66bcc6ce02e
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -26,22 +26,25 @@ forward() and backward() take and return device arrays (numba device arrays, or 
 __cuda_array_interface__: torch, cupy) and copy no input. Each runs ONE persistent kernel over all
 time steps: block k owns hidden units [k * units, (k + 1) * units), all gates of them; it keeps its
 slice of the recurrent weights in shared memory (when they fit; otherwise it reads them from global
-memory and warns once) and `grid.sync()` separates what needs every unit. The input projection
-runs before the loop as one GEMM, the weight gradients after it.
+memory and warns once) and `grid.sync()` separates what needs every unit. Its GEMM slices run in
+warp tiles: the lanes of a warp split k and sum with warp shuffles. The input projection runs
+before the loop as one GEMM, the weight gradients and dx after it (cuBLAS through torch or cupy
+when present); the backward kernel sums the bias gradients itself. Each call allocates once (what
+it returns, in one arena); its workspaces are reused by later calls of the same shapes.
 """
 import functools
 import math
 import types
 
-from rnngen.backends.cuda import checks, elementwise, gemm, launch
+from rnngen.backends.cuda import checks, elementwise, gemm, launch, workspace  # noqa: F401
 from rnngen.backends.cuda.compat import import_cuda
 from rnngen.backends.cuda.elementwise import loop_order as _loop_order  # noqa: F401
-from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
+from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _lane_sum8, lane_sum as _lane_sum, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "layernorm_lstm"
-SPEC_SHA256 = "3e3db19979507e0eff304e5fa070b1ff3cecbff45271f96b4fc96fd770bfa28e"
+SPEC_SHA256 = "347d7cd7baeb4876e9934b35864baf7a2ce2555ab171093abc19a66bcc6ce02e"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {
@@ -62,8 +65,8 @@ RECURRENT_LINEARS = 1
 MAX_THREADS = 256     # threads per block at most (None: config.THREADS); reductions' kernels need more registers
 # (kernel argument, number of dimensions): what compile-only checks need to build signatures
 KERNEL_ARGS = {
-    "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("s_c", 3), ("z_hh", 3), ("m_ln_ih_mean", 2), ("m_ln_ih_sq", 2), ("m_ln_hh_mean", 2), ("m_ln_hh_sq", 2), ("m_ln_c_mean", 2), ("m_ln_c_sq", 2), ("weight_hh", 2), ("vec_ln_ih_gain", 1), ("vec_ln_hh_gain", 1), ("vec_bias", 1), ("vec_ln_c_gain", 1), ("vec_ln_c_bias", 1), ("part_m_ln_ih_mean", 2), ("part_m_ln_ih_sq", 2), ("part_m_ln_hh_mean", 2), ("part_m_ln_hh_sq", 2), ("part_m_ln_c_mean", 2), ("part_m_ln_c_sq", 2), ("_units", 0), ("_on_chip", 0), ),
-    "backward": (("lengths", 1), ("reverse", 0), ("dy", 3), ("zx_ih", 3), ("s_c", 3), ("z_hh", 3), ("m_ln_ih_mean", 2), ("m_ln_ih_sq", 2), ("m_ln_hh_mean", 2), ("m_ln_hh_sq", 2), ("m_ln_c_mean", 2), ("m_ln_c_sq", 2), ("d_h", 2), ("d_c", 2), ("dzx_ih", 3), ("dz_hh", 3), ("dmean_ln_ih_mean", 1), ("dmean_ln_ih_sq", 1), ("dmean_ln_hh_mean", 1), ("dmean_ln_hh_sq", 1), ("dmean_ln_c_mean", 1), ("dmean_ln_c_sq", 1), ("dvec_ln_ih_gain", 2), ("dvec_ln_hh_gain", 2), ("dvec_bias", 2), ("dvec_ln_c_gain", 2), ("dvec_ln_c_bias", 2), ("weight_hh", 2), ("vec_ln_ih_gain", 1), ("vec_ln_hh_gain", 1), ("vec_bias", 1), ("vec_ln_c_gain", 1), ("vec_ln_c_bias", 1), ("part_dmean_ln_c_mean", 2), ("part_dmean_ln_c_sq", 2), ("part_dmean_ln_hh_mean", 2), ("part_dmean_ln_hh_sq", 2), ("part_dmean_ln_ih_mean", 2), ("part_dmean_ln_ih_sq", 2), ("_units", 0), ("_on_chip", 0), ),
+    "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("s_c", 3), ("z_hh", 3), ("m_ln_ih_mean", 2), ("m_ln_ih_sq", 2), ("m_ln_hh_mean", 2), ("m_ln_hh_sq", 2), ("m_ln_c_mean", 2), ("m_ln_c_sq", 2), ("weight_hh", 2), ("vec_ln_ih_gain", 1), ("vec_ln_hh_gain", 1), ("vec_bias", 1), ("vec_ln_c_gain", 1), ("vec_ln_c_bias", 1), ("part_m_ln_ih_mean", 2), ("part_m_ln_ih_sq", 2), ("part_m_ln_hh_mean", 2), ("part_m_ln_hh_sq", 2), ("part_m_ln_c_mean", 2), ("part_m_ln_c_sq", 2), ("_init_s_h", 2), ("_init_s_c", 2), ("_units", 0), ("_on_chip", 0), ),
+    "backward": (("lengths", 1), ("reverse", 0), ("dy", 3), ("zx_ih", 3), ("s_c", 3), ("z_hh", 3), ("m_ln_ih_mean", 2), ("m_ln_ih_sq", 2), ("m_ln_hh_mean", 2), ("m_ln_hh_sq", 2), ("m_ln_c_mean", 2), ("m_ln_c_sq", 2), ("d_h", 2), ("d_c", 2), ("dzx_ih", 3), ("dz_hh", 3), ("dmean_ln_ih_mean", 1), ("dmean_ln_ih_sq", 1), ("dmean_ln_hh_mean", 1), ("dmean_ln_hh_sq", 1), ("dmean_ln_c_mean", 1), ("dmean_ln_c_sq", 1), ("dvec_ln_ih_gain", 2), ("dvec_ln_hh_gain", 2), ("dvec_bias", 2), ("dvec_ln_c_gain", 2), ("dvec_ln_c_bias", 2), ("weight_hh", 2), ("vec_ln_ih_gain", 1), ("vec_ln_hh_gain", 1), ("vec_bias", 1), ("vec_ln_c_gain", 1), ("vec_ln_c_bias", 1), ("part_dmean_ln_c_mean", 2), ("part_dmean_ln_c_sq", 2), ("part_dmean_ln_hh_mean", 2), ("part_dmean_ln_hh_sq", 2), ("part_dmean_ln_ih_mean", 2), ("part_dmean_ln_ih_sq", 2), ("_init_d_h", 2), ("_init_d_c", 2), ("_dv_ln_ih_gain", 1), ("_dv_ln_hh_gain", 1), ("_dv_bias", 1), ("_dv_ln_c_gain", 1), ("_dv_ln_c_bias", 1), ("_units", 0), ("_on_chip", 0), ),
 }
 
 
@@ -71,7 +74,7 @@ def _kernels_for(_dtype):
     """The two persistent kernels for one element type (numba.float32 or numba.float64)."""
 
     # -- forward: one launch runs every time step ------------------------------------------
-    def forward_kernel(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, weight_hh, vec_ln_ih_gain, vec_ln_hh_gain, vec_bias, vec_ln_c_gain, vec_ln_c_bias, part_m_ln_ih_mean, part_m_ln_ih_sq, part_m_ln_hh_mean, part_m_ln_hh_sq, part_m_ln_c_mean, part_m_ln_c_sq, _units, _on_chip):
+    def forward_kernel(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, weight_hh, vec_ln_ih_gain, vec_ln_hh_gain, vec_bias, vec_ln_c_gain, vec_ln_c_bias, part_m_ln_ih_mean, part_m_ln_ih_sq, part_m_ln_hh_mean, part_m_ln_hh_sq, part_m_ln_c_mean, part_m_ln_c_sq, _init_s_h, _init_s_c, _units, _on_chip):
         T, B, H = y.shape
         inv_4H = _dtype(1) / _dtype(4 * H)
         inv_H = _dtype(1) / _dtype(H)
@@ -85,6 +88,10 @@ def _kernels_for(_dtype):
         _nu = min(_units, H - _j0)                # how many units it owns
         _tid = cuda.threadIdx.x
         _nt = cuda.blockDim.x
+        _lanes = min(32, _nt)                     # lanes of a warp (fewer only in a simulated block)
+        _lane = _tid % _lanes
+        _warp = _tid // _lanes
+        _nwarps = (_nt + _lanes - 1) // _lanes
         _wsh = cuda.shared.array(0, _dtype)       # this block's slices of the recurrent weights
         _grid = cuda.cg.this_grid()
         _off_hh = 0
@@ -94,7 +101,13 @@ def _kernels_for(_dtype):
                 _k = _e - _r * H
                 _g = _r // _nu
                 _wsh[_off_hh + _r * (H + 1) + _k] = weight_hh[_g * H + _j0 + _r - _g * _nu, _k]
-        cuda.syncthreads()
+        # the initial states of this block's units
+        for _e in range(_tid, B * _nu, _nt):
+            b = _e // _nu
+            j = _j0 + _e - b * _nu
+            s_h[0, b, j] = _init_s_h[b, j]
+            s_c[0, b, j] = _init_s_c[b, j]
+        _grid.sync()
         for step in range(T):
             # sums of ln_ih_mean, ln_ih_sq: this block's partial sums, one batch row b per thread over its units
             for b in range(_tid, B, _nt):
@@ -127,28 +140,44 @@ def _kernels_for(_dtype):
             _grid.sync()
             _grid.sync()
             # stage 1: z_hh[step] = s_h[step] @ weight_hh.T, rows of this block's units
-            for _e in range(_tid, ((B + 1) // 2) * ((4 * _nu + 1) // 2), _nt):
-                _nc = (4 * _nu + 1) // 2              # tile: rows _c0, _c0 + _nc of the slice
-                _nb = (B + 1) // 2                    # ... and batch rows b, b + _nb
+            for _e in range(_warp, ((B + 1) // 2) * ((4 * _nu + 3) // 4), _nwarps):
+                _nc = (4 * _nu + 3) // 4              # tiles: columns _c0 .. _c0 + 3
+                _nb = (B + 1) // 2                    # ... of batch rows b and b + _nb
                 b = _e // _nc
-                _c0 = _e - b * _nc
-                _c1 = _c0 + _nc if _c0 + _nc < 4 * _nu else _c0   # an odd count: a 1-wide tile
+                _c0 = 4 * (_e - b * _nc)
+                _c1 = _c0 + 1 if _c0 + 1 < 4 * _nu else _c0
+                _c2 = _c0 + 2 if _c0 + 2 < 4 * _nu else _c0
+                _c3 = _c0 + 3 if _c0 + 3 < 4 * _nu else _c0
                 _b1 = b + _nb if b + _nb < B else b
                 _g = _c0 // _nu
                 _row0 = _g * H + _j0 + _c0 - _g * _nu
                 _g = _c1 // _nu
                 _row1 = _g * H + _j0 + _c1 - _g * _nu
+                _g = _c2 // _nu
+                _row2 = _g * H + _j0 + _c2 - _g * _nu
+                _g = _c3 // _nu
+                _row3 = _g * H + _j0 + _c3 - _g * _nu
                 if _on_chip:
-                    _a00, _a01, _a10, _a11 = _tile(s_h[step, b], s_h[step, _b1], _wsh[_off_hh + _c0 * (H + 1):], _wsh[_off_hh + _c1 * (H + 1):], H, _zero)
+                    _p = _lane_tile(s_h[step, b], s_h[step, _b1], _wsh[_off_hh + _c0 * (H + 1):], _wsh[_off_hh + _c1 * (H + 1):], _wsh[_off_hh + _c2 * (H + 1):], _wsh[_off_hh + _c3 * (H + 1):], H, _lane, _lanes, _zero)
                 else:
-                    _a00, _a01, _a10, _a11 = _tile(s_h[step, b], s_h[step, _b1], weight_hh[_row0], weight_hh[_row1], H, _zero)
-                z_hh[step, b, _row0] = _a00
-                if _c1 != _c0:
-                    z_hh[step, b, _row1] = _a01
-                if _b1 != b:
-                    z_hh[step, _b1, _row0] = _a10
+                    _p = _lane_tile(s_h[step, b], s_h[step, _b1], weight_hh[_row0], weight_hh[_row1], weight_hh[_row2], weight_hh[_row3], H, _lane, _lanes, _zero)
+                _a00, _a01, _a02, _a03, _a10, _a11, _a12, _a13 = _lane_sum8(_p, _lanes)
+                if _lane == 0:
+                    z_hh[step, b, _row0] = _a00
                     if _c1 != _c0:
-                        z_hh[step, _b1, _row1] = _a11
+                        z_hh[step, b, _row1] = _a01
+                    if _c2 != _c0:
+                        z_hh[step, b, _row2] = _a02
+                    if _c3 != _c0:
+                        z_hh[step, b, _row3] = _a03
+                    if _b1 != b:
+                        z_hh[step, _b1, _row0] = _a10
+                        if _c1 != _c0:
+                            z_hh[step, _b1, _row1] = _a11
+                        if _c2 != _c0:
+                            z_hh[step, _b1, _row2] = _a12
+                        if _c3 != _c0:
+                            z_hh[step, _b1, _row3] = _a13
             cuda.syncthreads()
             # sums of ln_hh_mean, ln_hh_sq: this block's partial sums, one batch row b per thread over its units
             for b in range(_tid, B, _nt):
@@ -291,7 +320,7 @@ def _kernels_for(_dtype):
 
 
     # -- backward: one launch runs the time loop in reverse --------------------------------
-    def backward_kernel(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, d_h, d_c, dzx_ih, dz_hh, dmean_ln_ih_mean, dmean_ln_ih_sq, dmean_ln_hh_mean, dmean_ln_hh_sq, dmean_ln_c_mean, dmean_ln_c_sq, dvec_ln_ih_gain, dvec_ln_hh_gain, dvec_bias, dvec_ln_c_gain, dvec_ln_c_bias, weight_hh, vec_ln_ih_gain, vec_ln_hh_gain, vec_bias, vec_ln_c_gain, vec_ln_c_bias, part_dmean_ln_c_mean, part_dmean_ln_c_sq, part_dmean_ln_hh_mean, part_dmean_ln_hh_sq, part_dmean_ln_ih_mean, part_dmean_ln_ih_sq, _units, _on_chip):
+    def backward_kernel(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, d_h, d_c, dzx_ih, dz_hh, dmean_ln_ih_mean, dmean_ln_ih_sq, dmean_ln_hh_mean, dmean_ln_hh_sq, dmean_ln_c_mean, dmean_ln_c_sq, dvec_ln_ih_gain, dvec_ln_hh_gain, dvec_bias, dvec_ln_c_gain, dvec_ln_c_bias, weight_hh, vec_ln_ih_gain, vec_ln_hh_gain, vec_bias, vec_ln_c_gain, vec_ln_c_bias, part_dmean_ln_c_mean, part_dmean_ln_c_sq, part_dmean_ln_hh_mean, part_dmean_ln_hh_sq, part_dmean_ln_ih_mean, part_dmean_ln_ih_sq, _init_d_h, _init_d_c, _dv_ln_ih_gain, _dv_ln_hh_gain, _dv_bias, _dv_ln_c_gain, _dv_ln_c_bias, _units, _on_chip):
         T, B, H = dy.shape
         inv_H_ = _dtype(1) / _dtype(H)
         inv_4H_ = _dtype(1) / _dtype(4 * H)
@@ -305,6 +334,10 @@ def _kernels_for(_dtype):
         _nu = min(_units, H - _j0)                # how many units it owns
         _tid = cuda.threadIdx.x
         _nt = cuda.blockDim.x
+        _lanes = min(32, _nt)                     # lanes of a warp (fewer only in a simulated block)
+        _lane = _tid % _lanes
+        _warp = _tid // _lanes
+        _nwarps = (_nt + _lanes - 1) // _lanes
         _wsh = cuda.shared.array(0, _dtype)       # this block's slices of the recurrent weights
         _grid = cuda.cg.this_grid()
         _off_hh = 0
@@ -313,6 +346,26 @@ def _kernels_for(_dtype):
                 _u = _e // (4 * H)
                 _k = _e - _u * (4 * H)
                 _wsh[_off_hh + _u * (4 * H + 1) + _k] = weight_hh[_k, _j0 + _u]
+        # this block's units: d_state from d_final, the bias and vector accumulators zero
+        for _e in range(_tid, B * _nu, _nt):
+            b = _e // _nu
+            j = _j0 + _e - b * _nu
+            d_h[b, j] = _init_d_h[b, j]
+            d_c[b, j] = _init_d_c[b, j]
+            dvec_ln_ih_gain[b, j] = _zero
+            dvec_ln_ih_gain[b, H + j] = _zero
+            dvec_ln_ih_gain[b, 2 * H + j] = _zero
+            dvec_ln_ih_gain[b, 3 * H + j] = _zero
+            dvec_ln_hh_gain[b, j] = _zero
+            dvec_ln_hh_gain[b, H + j] = _zero
+            dvec_ln_hh_gain[b, 2 * H + j] = _zero
+            dvec_ln_hh_gain[b, 3 * H + j] = _zero
+            dvec_bias[b, j] = _zero
+            dvec_bias[b, H + j] = _zero
+            dvec_bias[b, 2 * H + j] = _zero
+            dvec_bias[b, 3 * H + j] = _zero
+            dvec_ln_c_gain[b, j] = _zero
+            dvec_ln_c_bias[b, j] = _zero
         cuda.syncthreads()
         for step in range(T - 1, -1, -1):
             # gradient through the update: this block's partial sums, one batch row b per thread over its units
@@ -639,26 +692,40 @@ def _kernels_for(_dtype):
             cuda.syncthreads()
             _grid.sync()
             # stage 1: columns of this block's units of dz_hh[step] @ weight_hh
-            for _e in range(_tid, ((B + 1) // 2) * ((_nu + 1) // 2), _nt):
-                _nc = (_nu + 1) // 2                 # tile: units _c0, _c0 + _nc of this block
-                _nb = (B + 1) // 2                    # ... and batch rows b, b + _nb
+            for _e in range(_warp, ((B + 1) // 2) * ((_nu + 3) // 4), _nwarps):
+                _nc = (_nu + 3) // 4              # tiles: columns _c0 .. _c0 + 3
+                _nb = (B + 1) // 2                    # ... of batch rows b and b + _nb
                 b = _e // _nc
-                _c0 = _e - b * _nc
-                _c1 = _c0 + _nc if _c0 + _nc < _nu else _c0   # an odd count: a 1-wide tile
+                _c0 = 4 * (_e - b * _nc)
+                _c1 = _c0 + 1 if _c0 + 1 < _nu else _c0
+                _c2 = _c0 + 2 if _c0 + 2 < _nu else _c0
+                _c3 = _c0 + 3 if _c0 + 3 < _nu else _c0
                 _b1 = b + _nb if b + _nb < B else b
                 j = _j0 + _c0
                 _j1 = _j0 + _c1
+                _j2 = _j0 + _c2
+                _j3 = _j0 + _c3
                 if _on_chip:
-                    _a00, _a01, _a10, _a11 = _tile(dz_hh[step, b], dz_hh[step, _b1], _wsh[_off_hh + _c0 * (4 * H + 1):], _wsh[_off_hh + _c1 * (4 * H + 1):], 4 * H, _zero)
+                    _p = _lane_tile(dz_hh[step, b], dz_hh[step, _b1], _wsh[_off_hh + _c0 * (4 * H + 1):], _wsh[_off_hh + _c1 * (4 * H + 1):], _wsh[_off_hh + _c2 * (4 * H + 1):], _wsh[_off_hh + _c3 * (4 * H + 1):], 4 * H, _lane, _lanes, _zero)
                 else:
-                    _a00, _a01, _a10, _a11 = _tile(dz_hh[step, b], dz_hh[step, _b1], weight_hh[:, j], weight_hh[:, _j1], 4 * H, _zero)
-                d_h[b, j] += _a00
-                if _c1 != _c0:
-                    d_h[b, _j1] += _a01
-                if _b1 != b:
-                    d_h[_b1, j] += _a10
+                    _p = _lane_tile(dz_hh[step, b], dz_hh[step, _b1], weight_hh[:, j], weight_hh[:, _j1], weight_hh[:, _j2], weight_hh[:, _j3], 4 * H, _lane, _lanes, _zero)
+                _a00, _a01, _a02, _a03, _a10, _a11, _a12, _a13 = _lane_sum8(_p, _lanes)
+                if _lane == 0:
+                    d_h[b, j] += _a00
                     if _c1 != _c0:
-                        d_h[_b1, _j1] += _a11
+                        d_h[b, _j1] += _a01
+                    if _c2 != _c0:
+                        d_h[b, _j2] += _a02
+                    if _c3 != _c0:
+                        d_h[b, _j3] += _a03
+                    if _b1 != b:
+                        d_h[_b1, j] += _a10
+                        if _c1 != _c0:
+                            d_h[_b1, _j1] += _a11
+                        if _c2 != _c0:
+                            d_h[_b1, _j2] += _a12
+                        if _c3 != _c0:
+                            d_h[_b1, _j3] += _a13
             cuda.syncthreads()
             # gradient through the inputs of stage 1 (this block's units j, every batch row b)
             for _e in range(_tid, B * _nu, _nt):
@@ -679,6 +746,54 @@ def _kernels_for(_dtype):
                     dzx_ih[t, b, 3 * H + j] += dm_ln_ih_mean + ih3*tmp0
             cuda.syncthreads()
 
+        # ln_ih_gain: this block's columns of dvec_ln_ih_gain summed over the batch rows (a warp per column, fixed order)
+        for _e in range(_warp, 4 * _nu, _nwarps):
+            _g = _e // _nu
+            _col = _g * H + _j0 + _e - _g * _nu
+            _s = _zero
+            for _r in range(_lane, B, _lanes):
+                _s += dvec_ln_ih_gain[_r, _col]
+            _s = _lane_sum(_s, _lanes)
+            if _lane == 0:
+                _dv_ln_ih_gain[_col] = _s
+        # ln_hh_gain: this block's columns of dvec_ln_hh_gain summed over the batch rows (a warp per column, fixed order)
+        for _e in range(_warp, 4 * _nu, _nwarps):
+            _g = _e // _nu
+            _col = _g * H + _j0 + _e - _g * _nu
+            _s = _zero
+            for _r in range(_lane, B, _lanes):
+                _s += dvec_ln_hh_gain[_r, _col]
+            _s = _lane_sum(_s, _lanes)
+            if _lane == 0:
+                _dv_ln_hh_gain[_col] = _s
+        # bias: this block's columns of dvec_bias summed over the batch rows (a warp per column, fixed order)
+        for _e in range(_warp, 4 * _nu, _nwarps):
+            _g = _e // _nu
+            _col = _g * H + _j0 + _e - _g * _nu
+            _s = _zero
+            for _r in range(_lane, B, _lanes):
+                _s += dvec_bias[_r, _col]
+            _s = _lane_sum(_s, _lanes)
+            if _lane == 0:
+                _dv_bias[_col] = _s
+        # ln_c_gain: this block's columns of dvec_ln_c_gain summed over the batch rows (a warp per column, fixed order)
+        for _e in range(_warp, _nu, _nwarps):
+            _col = _j0 + _e
+            _s = _zero
+            for _r in range(_lane, B, _lanes):
+                _s += dvec_ln_c_gain[_r, _col]
+            _s = _lane_sum(_s, _lanes)
+            if _lane == 0:
+                _dv_ln_c_gain[_col] = _s
+        # ln_c_bias: this block's columns of dvec_ln_c_bias summed over the batch rows (a warp per column, fixed order)
+        for _e in range(_warp, _nu, _nwarps):
+            _col = _j0 + _e
+            _s = _zero
+            for _r in range(_lane, B, _lanes):
+                _s += dvec_ln_c_bias[_r, _col]
+            _s = _lane_sum(_s, _lanes)
+            if _lane == 0:
+                _dv_ln_c_bias[_col] = _s
 
     return types.SimpleNamespace(forward=forward_kernel, backward=backward_kernel)
 
@@ -703,28 +818,17 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     H = checks.hidden_size(params, PARAMS)
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
-    zx_ih = elementwise.empty((T, B, 4 * H), dtype)
+    y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, = workspace.arena(dtype, (T, B, H), (T, B, 4 * H), (T + 1, B, H), (T + 1, B, H), (T, B, 4 * H), (T, B), (T, B), (T, B), (T, B), (T, B), (T, B))
     gemm.gemm(x2d, params["weight_ih"], zx_ih.reshape(T * B, 4 * H), trans_b=True)
-    s_h = elementwise.empty((T + 1, B, H), dtype)
-    elementwise.copy(state0[0], s_h[0])
-    s_c = elementwise.empty((T + 1, B, H), dtype)
-    elementwise.copy(state0[1], s_c[0])
-    z_hh = elementwise.empty((T, B, 4 * H), dtype)
-    m_ln_ih_mean = elementwise.empty((T, B), dtype)
-    m_ln_ih_sq = elementwise.empty((T, B), dtype)
-    m_ln_hh_mean = elementwise.empty((T, B), dtype)
-    m_ln_hh_sq = elementwise.empty((T, B), dtype)
-    m_ln_c_mean = elementwise.empty((T, B), dtype)
-    m_ln_c_sq = elementwise.empty((T, B), dtype)
-    part_m_ln_ih_mean = elementwise.empty((H, B), dtype)   # partial sums, one row per block
-    part_m_ln_ih_sq = elementwise.empty((H, B), dtype)   # partial sums, one row per block
-    part_m_ln_hh_mean = elementwise.empty((H, B), dtype)   # partial sums, one row per block
-    part_m_ln_hh_sq = elementwise.empty((H, B), dtype)   # partial sums, one row per block
-    part_m_ln_c_mean = elementwise.empty((H, B), dtype)   # partial sums, one row per block
-    part_m_ln_c_sq = elementwise.empty((H, B), dtype)   # partial sums, one row per block
-    y = elementwise.empty((T, B, H), dtype)
+    state0 = checks.initial(state0, B, H, dtype)
+    part_m_ln_ih_mean = workspace.scratch("layernorm_lstm.part_m_ln_ih_mean", (H, B), dtype)   # partial sums, one row per block
+    part_m_ln_ih_sq = workspace.scratch("layernorm_lstm.part_m_ln_ih_sq", (H, B), dtype)   # partial sums, one row per block
+    part_m_ln_hh_mean = workspace.scratch("layernorm_lstm.part_m_ln_hh_mean", (H, B), dtype)   # partial sums, one row per block
+    part_m_ln_hh_sq = workspace.scratch("layernorm_lstm.part_m_ln_hh_sq", (H, B), dtype)   # partial sums, one row per block
+    part_m_ln_c_mean = workspace.scratch("layernorm_lstm.part_m_ln_c_mean", (H, B), dtype)   # partial sums, one row per block
+    part_m_ln_c_sq = workspace.scratch("layernorm_lstm.part_m_ln_c_sq", (H, B), dtype)   # partial sums, one row per block
     launch.persistent(_kernels(dtype).forward, H, B, SHARED_ROWS, RECURRENT_LINEARS, False,
-                      (lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, params["weight_hh"], params["ln_ih_gain"], params["ln_hh_gain"], params["bias"], params["ln_c_gain"], params["ln_c_bias"], part_m_ln_ih_mean, part_m_ln_ih_sq, part_m_ln_hh_mean, part_m_ln_hh_sq, part_m_ln_c_mean, part_m_ln_c_sq), MAX_THREADS)
+                      (lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, params["weight_hh"], params["ln_ih_gain"], params["ln_hh_gain"], params["bias"], params["ln_c_gain"], params["ln_c_bias"], part_m_ln_ih_mean, part_m_ln_ih_sq, part_m_ln_hh_mean, part_m_ln_hh_sq, part_m_ln_c_mean, part_m_ln_c_sq, state0[0], state0[1]), MAX_THREADS)
     final_states = (s_h[T], s_c[T],)
     saved = checks.Saved(NAME, device=True, x=x, params=params, lengths=lengths, reverse=reverse,
                          zx_ih=zx_ih, s_h=s_h, s_c=s_c, z_hh=z_hh, m_ln_ih_mean=m_ln_ih_mean,
@@ -754,37 +858,32 @@ def backward(dy, d_final, saved):
     H = dy.shape[2]
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
-    d_h = d_final[0]
-    d_c = d_final[1]
-    dzx_ih = elementwise.empty((T, B, 4 * H), dtype)
-    dz_hh = elementwise.empty((T, B, 4 * H), dtype)
-    dmean_ln_ih_mean = elementwise.empty((B,), dtype)
-    dmean_ln_ih_sq = elementwise.empty((B,), dtype)
-    dmean_ln_hh_mean = elementwise.empty((B,), dtype)
-    dmean_ln_hh_sq = elementwise.empty((B,), dtype)
-    dmean_ln_c_mean = elementwise.empty((B,), dtype)
-    dmean_ln_c_sq = elementwise.empty((B,), dtype)
-    dvec_ln_ih_gain = elementwise.zeros((B, 4 * H), dtype)
-    dvec_ln_hh_gain = elementwise.zeros((B, 4 * H), dtype)
-    dvec_bias = elementwise.zeros((B, 4 * H), dtype)
-    dvec_ln_c_gain = elementwise.zeros((B, H), dtype)
-    dvec_ln_c_bias = elementwise.zeros((B, H), dtype)
-    part_dmean_ln_c_mean = elementwise.empty((H, B), dtype)   # partial sums, one row per block
-    part_dmean_ln_c_sq = elementwise.empty((H, B), dtype)   # partial sums, one row per block
-    part_dmean_ln_hh_mean = elementwise.empty((H, B), dtype)   # partial sums, one row per block
-    part_dmean_ln_hh_sq = elementwise.empty((H, B), dtype)   # partial sums, one row per block
-    part_dmean_ln_ih_mean = elementwise.empty((H, B), dtype)   # partial sums, one row per block
-    part_dmean_ln_ih_sq = elementwise.empty((H, B), dtype)   # partial sums, one row per block
+    _out = workspace.arena(dtype, (T, B, I), (B, H), (B, H), (4 * H, I), (4 * H, H), (4 * H,), (4 * H,), (4 * H,), (H,), (H,))
+    dx, d_h, d_c = _out[:3]
+    d_params = dict(zip(PARAMS, _out[3:]))
+    dzx_ih = workspace.scratch("layernorm_lstm.dzx_ih", (T, B, 4 * H), dtype)
+    dz_hh = workspace.scratch("layernorm_lstm.dz_hh", (T, B, 4 * H), dtype)
+    dmean_ln_ih_mean = workspace.scratch("layernorm_lstm.dmean_ln_ih_mean", (B,), dtype)
+    dmean_ln_ih_sq = workspace.scratch("layernorm_lstm.dmean_ln_ih_sq", (B,), dtype)
+    dmean_ln_hh_mean = workspace.scratch("layernorm_lstm.dmean_ln_hh_mean", (B,), dtype)
+    dmean_ln_hh_sq = workspace.scratch("layernorm_lstm.dmean_ln_hh_sq", (B,), dtype)
+    dmean_ln_c_mean = workspace.scratch("layernorm_lstm.dmean_ln_c_mean", (B,), dtype)
+    dmean_ln_c_sq = workspace.scratch("layernorm_lstm.dmean_ln_c_sq", (B,), dtype)
+    dvec_ln_ih_gain = workspace.scratch("layernorm_lstm.dvec_ln_ih_gain", (B, 4 * H), dtype)
+    dvec_ln_hh_gain = workspace.scratch("layernorm_lstm.dvec_ln_hh_gain", (B, 4 * H), dtype)
+    dvec_bias = workspace.scratch("layernorm_lstm.dvec_bias", (B, 4 * H), dtype)
+    dvec_ln_c_gain = workspace.scratch("layernorm_lstm.dvec_ln_c_gain", (B, H), dtype)
+    dvec_ln_c_bias = workspace.scratch("layernorm_lstm.dvec_ln_c_bias", (B, H), dtype)
+    part_dmean_ln_c_mean = workspace.scratch("layernorm_lstm.part_dmean_ln_c_mean", (H, B), dtype)   # partial sums, one row per block
+    part_dmean_ln_c_sq = workspace.scratch("layernorm_lstm.part_dmean_ln_c_sq", (H, B), dtype)   # partial sums, one row per block
+    part_dmean_ln_hh_mean = workspace.scratch("layernorm_lstm.part_dmean_ln_hh_mean", (H, B), dtype)   # partial sums, one row per block
+    part_dmean_ln_hh_sq = workspace.scratch("layernorm_lstm.part_dmean_ln_hh_sq", (H, B), dtype)   # partial sums, one row per block
+    part_dmean_ln_ih_mean = workspace.scratch("layernorm_lstm.part_dmean_ln_ih_mean", (H, B), dtype)   # partial sums, one row per block
+    part_dmean_ln_ih_sq = workspace.scratch("layernorm_lstm.part_dmean_ln_ih_sq", (H, B), dtype)   # partial sums, one row per block
     launch.persistent(_kernels(dtype).backward, H, B, SHARED_ROWS, RECURRENT_LINEARS, True,
-                      (lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, d_h, d_c, dzx_ih, dz_hh, dmean_ln_ih_mean, dmean_ln_ih_sq, dmean_ln_hh_mean, dmean_ln_hh_sq, dmean_ln_c_mean, dmean_ln_c_sq, dvec_ln_ih_gain, dvec_ln_hh_gain, dvec_bias, dvec_ln_c_gain, dvec_ln_c_bias, params["weight_hh"], params["ln_ih_gain"], params["ln_hh_gain"], params["bias"], params["ln_c_gain"], params["ln_c_bias"], part_dmean_ln_c_mean, part_dmean_ln_c_sq, part_dmean_ln_hh_mean, part_dmean_ln_hh_sq, part_dmean_ln_ih_mean, part_dmean_ln_ih_sq), MAX_THREADS)
-    d_params = {}
-    d_params["weight_ih"] = gemm.gemm(dzx_ih.reshape(T * B, 4 * H), x2d, trans_a=True)
-    dx = gemm.gemm(dzx_ih.reshape(T * B, 4 * H), params["weight_ih"])
-    d_params["weight_hh"] = gemm.gemm(dz_hh.reshape(T * B, 4 * H), s_h[:T].reshape(T * B, H), trans_a=True)
-    d_params["ln_ih_gain"] = gemm.column_sum(dvec_ln_ih_gain)
-    d_params["ln_hh_gain"] = gemm.column_sum(dvec_ln_hh_gain)
-    d_params["bias"] = gemm.column_sum(dvec_bias)
-    d_params["ln_c_gain"] = gemm.column_sum(dvec_ln_c_gain)
-    d_params["ln_c_bias"] = gemm.column_sum(dvec_ln_c_bias)
+                      (lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, d_h, d_c, dzx_ih, dz_hh, dmean_ln_ih_mean, dmean_ln_ih_sq, dmean_ln_hh_mean, dmean_ln_hh_sq, dmean_ln_c_mean, dmean_ln_c_sq, dvec_ln_ih_gain, dvec_ln_hh_gain, dvec_bias, dvec_ln_c_gain, dvec_ln_c_bias, params["weight_hh"], params["ln_ih_gain"], params["ln_hh_gain"], params["bias"], params["ln_c_gain"], params["ln_c_bias"], part_dmean_ln_c_mean, part_dmean_ln_c_sq, part_dmean_ln_hh_mean, part_dmean_ln_hh_sq, part_dmean_ln_ih_mean, part_dmean_ln_ih_sq, d_final[0], d_final[1], d_params["ln_ih_gain"], d_params["ln_hh_gain"], d_params["bias"], d_params["ln_c_gain"], d_params["ln_c_bias"]), MAX_THREADS)
+    gemm.gemm(dzx_ih.reshape(T * B, 4 * H), x2d, d_params["weight_ih"], trans_a=True)
+    gemm.gemm(dz_hh.reshape(T * B, 4 * H), s_h[:T].reshape(T * B, H), d_params["weight_hh"], trans_a=True)
+    gemm.gemm(dzx_ih.reshape(T * B, 4 * H), params["weight_ih"], dx.reshape(T * B, I))
     d_state0 = (d_h, d_c,)
-    return dx.reshape(T, B, I), d_state0, {name: d_params[name] for name in PARAMS}
+    return dx, d_state0, d_params

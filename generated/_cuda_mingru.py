@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 85ed30a58a417ba12a74fa912d92ac5ba37a629ef450e41eba92e432e7fe7e44
+sha256 of spec + templates + math libraries + versions: fa619efd94ca6cfb73dc6b459c5236f22bc7c8ded8b5583c43c934f575c06369
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -14,22 +14,25 @@ forward() and backward() take and return device arrays (numba device arrays, or 
 __cuda_array_interface__: torch, cupy) and copy no input. Each runs ONE persistent kernel over all
 time steps: block k owns hidden units [k * units, (k + 1) * units), all gates of them; it keeps its
 slice of the recurrent weights in shared memory (when they fit; otherwise it reads them from global
-memory and warns once) and `grid.sync()` separates what needs every unit. The input projection
-runs before the loop as one GEMM, the weight gradients after it.
+memory and warns once) and `grid.sync()` separates what needs every unit. Its GEMM slices run in
+warp tiles: the lanes of a warp split k and sum with warp shuffles. The input projection runs
+before the loop as one GEMM, the weight gradients and dx after it (cuBLAS through torch or cupy
+when present); the backward kernel sums the bias gradients itself. Each call allocates once (what
+it returns, in one arena); its workspaces are reused by later calls of the same shapes.
 """
 import functools
 import math
 import types
 
-from rnngen.backends.cuda import checks, elementwise, gemm, launch
+from rnngen.backends.cuda import checks, elementwise, gemm, launch, workspace  # noqa: F401
 from rnngen.backends.cuda.compat import import_cuda
 from rnngen.backends.cuda.elementwise import loop_order as _loop_order  # noqa: F401
-from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid  # noqa: F401
+from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _lane_sum8, lane_sum as _lane_sum, sigmoid as _sigmoid  # noqa: F401
 
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "mingru"
-SPEC_SHA256 = "85ed30a58a417ba12a74fa912d92ac5ba37a629ef450e41eba92e432e7fe7e44"
+SPEC_SHA256 = "fa619efd94ca6cfb73dc6b459c5236f22bc7c8ded8b5583c43c934f575c06369"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
@@ -45,8 +48,8 @@ RECURRENT_LINEARS = 0
 MAX_THREADS = None     # threads per block at most (None: config.THREADS); reductions' kernels need more registers
 # (kernel argument, number of dimensions): what compile-only checks need to build signatures
 KERNEL_ARGS = {
-    "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("bias_ih", 1), ("_units", 0), ("_on_chip", 0), ),
-    "backward": (("lengths", 1), ("reverse", 0), ("dy", 3), ("zx_ih", 3), ("s_h", 3), ("d_h", 2), ("dzx_ih", 3), ("bias_ih", 1), ("_units", 0), ("_on_chip", 0), ),
+    "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("bias_ih", 1), ("_init_s_h", 2), ("_units", 0), ("_on_chip", 0), ),
+    "backward": (("lengths", 1), ("reverse", 0), ("dy", 3), ("zx_ih", 3), ("s_h", 3), ("d_h", 2), ("dzx_ih", 3), ("bias_ih", 1), ("_init_d_h", 2), ("_acc_dzx_ih", 2), ("_db_bias_ih", 1), ("_units", 0), ("_on_chip", 0), ),
 }
 
 
@@ -54,7 +57,7 @@ def _kernels_for(_dtype):
     """The two persistent kernels for one element type (numba.float32 or numba.float64)."""
 
     # -- forward: one launch runs every time step ------------------------------------------
-    def forward_kernel(lengths, reverse, y, zx_ih, s_h, bias_ih, _units, _on_chip):
+    def forward_kernel(lengths, reverse, y, zx_ih, s_h, bias_ih, _init_s_h, _units, _on_chip):
         T, B, H = y.shape
         c0 = _dtype(0)
         c1 = _dtype(1)
@@ -63,7 +66,17 @@ def _kernels_for(_dtype):
         _nu = min(_units, H - _j0)                # how many units it owns
         _tid = cuda.threadIdx.x
         _nt = cuda.blockDim.x
+        _lanes = min(32, _nt)                     # lanes of a warp (fewer only in a simulated block)
+        _lane = _tid % _lanes
+        _warp = _tid // _lanes
+        _nwarps = (_nt + _lanes - 1) // _lanes
         _wsh = cuda.shared.array(0, _dtype)       # this block's slices of the recurrent weights
+        # the initial states of this block's units
+        for _e in range(_tid, B * _nu, _nt):
+            b = _e // _nu
+            j = _j0 + _e - b * _nu
+            s_h[0, b, j] = _init_s_h[b, j]
+        cuda.syncthreads()
         for step in range(T):
             # update: new states (this block's units j, every batch row b)
             for _e in range(_tid, B * _nu, _nt):
@@ -83,7 +96,7 @@ def _kernels_for(_dtype):
 
 
     # -- backward: one launch runs the time loop in reverse --------------------------------
-    def backward_kernel(lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih, bias_ih, _units, _on_chip):
+    def backward_kernel(lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih, bias_ih, _init_d_h, _acc_dzx_ih, _db_bias_ih, _units, _on_chip):
         T, B, H = dy.shape
         c0 = _dtype(0)
         c1 = _dtype(1)
@@ -92,7 +105,19 @@ def _kernels_for(_dtype):
         _nu = min(_units, H - _j0)                # how many units it owns
         _tid = cuda.threadIdx.x
         _nt = cuda.blockDim.x
+        _lanes = min(32, _nt)                     # lanes of a warp (fewer only in a simulated block)
+        _lane = _tid % _lanes
+        _warp = _tid // _lanes
+        _nwarps = (_nt + _lanes - 1) // _lanes
         _wsh = cuda.shared.array(0, _dtype)       # this block's slices of the recurrent weights
+        # this block's units: d_state from d_final, the bias and vector accumulators zero
+        for _e in range(_tid, B * _nu, _nt):
+            b = _e // _nu
+            j = _j0 + _e - b * _nu
+            d_h[b, j] = _init_d_h[b, j]
+            _acc_dzx_ih[b, j] = _zero
+            _acc_dzx_ih[b, H + j] = _zero
+        cuda.syncthreads()
         for step in range(T - 1, -1, -1):
             # gradient through the update (this block's units j, every batch row b)
             for _e in range(_tid, B * _nu, _nt):
@@ -109,11 +134,24 @@ def _kernels_for(_dtype):
                     tmp0 = c1 - z
                     d_h[b, j] = dnext_h*tmp0
                     dzx_ih[t, b, j] = d_z*tmp0*z
+                    _acc_dzx_ih[b, j] += d_z*tmp0*z
                     dzx_ih[t, b, H + j] = dnext_h*z
+                    _acc_dzx_ih[b, H + j] += dnext_h*z
                 else:
                     dzx_ih[step, b, j] = c0
                     dzx_ih[step, b, H + j] = c0
 
+        cuda.syncthreads()
+        # bias_ih: this block's columns of _acc_dzx_ih summed over the batch rows (a warp per column, fixed order)
+        for _e in range(_warp, 2 * _nu, _nwarps):
+            _g = _e // _nu
+            _col = _g * H + _j0 + _e - _g * _nu
+            _s = _zero
+            for _r in range(_lane, B, _lanes):
+                _s += _acc_dzx_ih[_r, _col]
+            _s = _lane_sum(_s, _lanes)
+            if _lane == 0:
+                _db_bias_ih[_col] = _s
 
     return types.SimpleNamespace(forward=forward_kernel, backward=backward_kernel)
 
@@ -138,13 +176,11 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     H = checks.hidden_size(params, PARAMS)
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
-    zx_ih = elementwise.empty((T, B, 2 * H), dtype)
+    y, zx_ih, s_h, = workspace.arena(dtype, (T, B, H), (T, B, 2 * H), (T + 1, B, H))
     gemm.gemm(x2d, params["weight_ih"], zx_ih.reshape(T * B, 2 * H), trans_b=True)
-    s_h = elementwise.empty((T + 1, B, H), dtype)
-    elementwise.copy(state0[0], s_h[0])
-    y = elementwise.empty((T, B, H), dtype)
+    state0 = checks.initial(state0, B, H, dtype)
     launch.persistent(_kernels(dtype).forward, H, B, SHARED_ROWS, RECURRENT_LINEARS, False,
-                      (lengths, reverse, y, zx_ih, s_h, params["bias_ih"]))
+                      (lengths, reverse, y, zx_ih, s_h, params["bias_ih"], state0[0]))
     final_states = (s_h[T],)
     saved = checks.Saved(NAME, device=True, x=x, params=params, lengths=lengths, reverse=reverse,
                          zx_ih=zx_ih, s_h=s_h)
@@ -164,13 +200,14 @@ def backward(dy, d_final, saved):
     H = dy.shape[2]
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
-    d_h = d_final[0]
-    dzx_ih = elementwise.empty((T, B, 2 * H), dtype)
+    _out = workspace.arena(dtype, (T, B, I), (B, H), (2 * H, I), (2 * H,))
+    dx, d_h = _out[:2]
+    d_params = dict(zip(PARAMS, _out[2:]))
+    dzx_ih = workspace.scratch("mingru.dzx_ih", (T, B, 2 * H), dtype)
+    _acc_dzx_ih = workspace.scratch("mingru._acc_dzx_ih", (B, 2 * H), dtype)
     launch.persistent(_kernels(dtype).backward, H, B, SHARED_ROWS, RECURRENT_LINEARS, True,
-                      (lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih, params["bias_ih"]))
-    d_params = {}
-    d_params["weight_ih"] = gemm.gemm(dzx_ih.reshape(T * B, 2 * H), x2d, trans_a=True)
-    dx = gemm.gemm(dzx_ih.reshape(T * B, 2 * H), params["weight_ih"])
-    d_params["bias_ih"] = gemm.column_sum(dzx_ih.reshape(T * B, 2 * H))
+                      (lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih, params["bias_ih"], d_final[0], _acc_dzx_ih, d_params["bias_ih"]))
+    gemm.gemm(dzx_ih.reshape(T * B, 2 * H), x2d, d_params["weight_ih"], trans_a=True)
+    gemm.gemm(dzx_ih.reshape(T * B, 2 * H), params["weight_ih"], dx.reshape(T * B, I))
     d_state0 = (d_h,)
-    return dx.reshape(T, B, I), d_state0, {name: d_params[name] for name in PARAMS}
+    return dx, d_state0, d_params

@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 98bf2620b63febd4a5211bd0895f63e4e544dcdb36c61e41e4d18bfac812b7fd
+sha256 of spec + templates + math libraries + versions: 90dddaf6aa57c88fe7bc8153f9f3ccaf240f3a9ec0c61f1da7ca02838eb36b06
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -16,22 +16,25 @@ forward() and backward() take and return device arrays (numba device arrays, or 
 __cuda_array_interface__: torch, cupy) and copy no input. Each runs ONE persistent kernel over all
 time steps: block k owns hidden units [k * units, (k + 1) * units), all gates of them; it keeps its
 slice of the recurrent weights in shared memory (when they fit; otherwise it reads them from global
-memory and warns once) and `grid.sync()` separates what needs every unit. The input projection
-runs before the loop as one GEMM, the weight gradients after it.
+memory and warns once) and `grid.sync()` separates what needs every unit. Its GEMM slices run in
+warp tiles: the lanes of a warp split k and sum with warp shuffles. The input projection runs
+before the loop as one GEMM, the weight gradients and dx after it (cuBLAS through torch or cupy
+when present); the backward kernel sums the bias gradients itself. Each call allocates once (what
+it returns, in one arena); its workspaces are reused by later calls of the same shapes.
 """
 import functools
 import math
 import types
 
-from rnngen.backends.cuda import checks, elementwise, gemm, launch
+from rnngen.backends.cuda import checks, elementwise, gemm, launch, workspace  # noqa: F401
 from rnngen.backends.cuda.compat import import_cuda
 from rnngen.backends.cuda.elementwise import loop_order as _loop_order  # noqa: F401
-from rnngen.backends.cuda.mathlib import tile as _tile, relu as _relu, step as _step  # noqa: F401
+from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _lane_sum8, lane_sum as _lane_sum, relu as _relu, step as _step  # noqa: F401
 
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "98bf2620b63febd4a5211bd0895f63e4e544dcdb36c61e41e4d18bfac812b7fd"
+SPEC_SHA256 = "90dddaf6aa57c88fe7bc8153f9f3ccaf240f3a9ec0c61f1da7ca02838eb36b06"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
@@ -49,8 +52,8 @@ RECURRENT_LINEARS = 1
 MAX_THREADS = None     # threads per block at most (None: config.THREADS); reductions' kernels need more registers
 # (kernel argument, number of dimensions): what compile-only checks need to build signatures
 KERNEL_ARGS = {
-    "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("z_hh", 2), ("bias_ih", 1), ("weight_hh", 2), ("bias_hh", 1), ("_units", 0), ("_on_chip", 0), ),
-    "backward": (("lengths", 1), ("reverse", 0), ("dy", 3), ("zx_ih", 3), ("d_h", 2), ("dz_hh", 3), ("weight_hh", 2), ("_units", 0), ("_on_chip", 0), ),
+    "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("z_hh", 2), ("bias_ih", 1), ("weight_hh", 2), ("bias_hh", 1), ("_init_s_h", 2), ("_units", 0), ("_on_chip", 0), ),
+    "backward": (("lengths", 1), ("reverse", 0), ("dy", 3), ("zx_ih", 3), ("d_h", 2), ("dz_hh", 3), ("weight_hh", 2), ("_init_d_h", 2), ("_acc_dz_hh", 2), ("_db_bias_ih", 1), ("_db_bias_hh", 1), ("_units", 0), ("_on_chip", 0), ),
 }
 
 
@@ -58,7 +61,7 @@ def _kernels_for(_dtype):
     """The two persistent kernels for one element type (numba.float32 or numba.float64)."""
 
     # -- forward: one launch runs every time step ------------------------------------------
-    def forward_kernel(lengths, reverse, y, zx_ih, s_h, z_hh, bias_ih, weight_hh, bias_hh, _units, _on_chip):
+    def forward_kernel(lengths, reverse, y, zx_ih, s_h, z_hh, bias_ih, weight_hh, bias_hh, _init_s_h, _units, _on_chip):
         T, B, H = y.shape
         c0 = _dtype(0)
         _zero = _dtype(0)
@@ -66,6 +69,10 @@ def _kernels_for(_dtype):
         _nu = min(_units, H - _j0)                # how many units it owns
         _tid = cuda.threadIdx.x
         _nt = cuda.blockDim.x
+        _lanes = min(32, _nt)                     # lanes of a warp (fewer only in a simulated block)
+        _lane = _tid % _lanes
+        _warp = _tid // _lanes
+        _nwarps = (_nt + _lanes - 1) // _lanes
         _wsh = cuda.shared.array(0, _dtype)       # this block's slices of the recurrent weights
         _grid = cuda.cg.this_grid()
         _off_hh = 0
@@ -75,31 +82,52 @@ def _kernels_for(_dtype):
                 _k = _e - _r * H
                 _g = _r // _nu
                 _wsh[_off_hh + _r * (H + 1) + _k] = weight_hh[_g * H + _j0 + _r - _g * _nu, _k]
-        cuda.syncthreads()
+        # the initial states of this block's units
+        for _e in range(_tid, B * _nu, _nt):
+            b = _e // _nu
+            j = _j0 + _e - b * _nu
+            s_h[0, b, j] = _init_s_h[b, j]
+        _grid.sync()
         for step in range(T):
             # stage 1: z_hh[step] = s_h[step] @ weight_hh.T, rows of this block's units
-            for _e in range(_tid, ((B + 1) // 2) * ((_nu + 1) // 2), _nt):
-                _nc = (_nu + 1) // 2              # tile: rows _c0, _c0 + _nc of the slice
-                _nb = (B + 1) // 2                    # ... and batch rows b, b + _nb
+            for _e in range(_warp, ((B + 1) // 2) * ((_nu + 3) // 4), _nwarps):
+                _nc = (_nu + 3) // 4              # tiles: columns _c0 .. _c0 + 3
+                _nb = (B + 1) // 2                    # ... of batch rows b and b + _nb
                 b = _e // _nc
-                _c0 = _e - b * _nc
-                _c1 = _c0 + _nc if _c0 + _nc < _nu else _c0   # an odd count: a 1-wide tile
+                _c0 = 4 * (_e - b * _nc)
+                _c1 = _c0 + 1 if _c0 + 1 < _nu else _c0
+                _c2 = _c0 + 2 if _c0 + 2 < _nu else _c0
+                _c3 = _c0 + 3 if _c0 + 3 < _nu else _c0
                 _b1 = b + _nb if b + _nb < B else b
                 _g = _c0 // _nu
                 _row0 = _g * H + _j0 + _c0 - _g * _nu
                 _g = _c1 // _nu
                 _row1 = _g * H + _j0 + _c1 - _g * _nu
+                _g = _c2 // _nu
+                _row2 = _g * H + _j0 + _c2 - _g * _nu
+                _g = _c3 // _nu
+                _row3 = _g * H + _j0 + _c3 - _g * _nu
                 if _on_chip:
-                    _a00, _a01, _a10, _a11 = _tile(s_h[step, b], s_h[step, _b1], _wsh[_off_hh + _c0 * (H + 1):], _wsh[_off_hh + _c1 * (H + 1):], H, _zero)
+                    _p = _lane_tile(s_h[step, b], s_h[step, _b1], _wsh[_off_hh + _c0 * (H + 1):], _wsh[_off_hh + _c1 * (H + 1):], _wsh[_off_hh + _c2 * (H + 1):], _wsh[_off_hh + _c3 * (H + 1):], H, _lane, _lanes, _zero)
                 else:
-                    _a00, _a01, _a10, _a11 = _tile(s_h[step, b], s_h[step, _b1], weight_hh[_row0], weight_hh[_row1], H, _zero)
-                z_hh[b, _row0] = _a00
-                if _c1 != _c0:
-                    z_hh[b, _row1] = _a01
-                if _b1 != b:
-                    z_hh[_b1, _row0] = _a10
+                    _p = _lane_tile(s_h[step, b], s_h[step, _b1], weight_hh[_row0], weight_hh[_row1], weight_hh[_row2], weight_hh[_row3], H, _lane, _lanes, _zero)
+                _a00, _a01, _a02, _a03, _a10, _a11, _a12, _a13 = _lane_sum8(_p, _lanes)
+                if _lane == 0:
+                    z_hh[b, _row0] = _a00
                     if _c1 != _c0:
-                        z_hh[_b1, _row1] = _a11
+                        z_hh[b, _row1] = _a01
+                    if _c2 != _c0:
+                        z_hh[b, _row2] = _a02
+                    if _c3 != _c0:
+                        z_hh[b, _row3] = _a03
+                    if _b1 != b:
+                        z_hh[_b1, _row0] = _a10
+                        if _c1 != _c0:
+                            z_hh[_b1, _row1] = _a11
+                        if _c2 != _c0:
+                            z_hh[_b1, _row2] = _a12
+                        if _c3 != _c0:
+                            z_hh[_b1, _row3] = _a13
             cuda.syncthreads()
             # update: new states (this block's units j, every batch row b)
             for _e in range(_tid, B * _nu, _nt):
@@ -118,7 +146,7 @@ def _kernels_for(_dtype):
 
 
     # -- backward: one launch runs the time loop in reverse --------------------------------
-    def backward_kernel(lengths, reverse, dy, zx_ih, d_h, dz_hh, weight_hh, _units, _on_chip):
+    def backward_kernel(lengths, reverse, dy, zx_ih, d_h, dz_hh, weight_hh, _init_d_h, _acc_dz_hh, _db_bias_ih, _db_bias_hh, _units, _on_chip):
         T, B, H = dy.shape
         c0 = _dtype(0)
         _zero = _dtype(0)
@@ -126,6 +154,10 @@ def _kernels_for(_dtype):
         _nu = min(_units, H - _j0)                # how many units it owns
         _tid = cuda.threadIdx.x
         _nt = cuda.blockDim.x
+        _lanes = min(32, _nt)                     # lanes of a warp (fewer only in a simulated block)
+        _lane = _tid % _lanes
+        _warp = _tid // _lanes
+        _nwarps = (_nt + _lanes - 1) // _lanes
         _wsh = cuda.shared.array(0, _dtype)       # this block's slices of the recurrent weights
         _grid = cuda.cg.this_grid()
         _off_hh = 0
@@ -134,6 +166,12 @@ def _kernels_for(_dtype):
                 _u = _e // H
                 _k = _e - _u * H
                 _wsh[_off_hh + _u * (H + 1) + _k] = weight_hh[_k, _j0 + _u]
+        # this block's units: d_state from d_final, the bias and vector accumulators zero
+        for _e in range(_tid, B * _nu, _nt):
+            b = _e // _nu
+            j = _j0 + _e - b * _nu
+            d_h[b, j] = _init_d_h[b, j]
+            _acc_dz_hh[b, j] = _zero
         cuda.syncthreads()
         for step in range(T - 1, -1, -1):
             # gradient through the update (this block's units j, every batch row b)
@@ -146,32 +184,57 @@ def _kernels_for(_dtype):
                     xa_ha = zx_ih[t, b, j]
                     d_h[b, j] = c0
                     dz_hh[step, b, j] = dnext_h*_step(xa_ha)
+                    _acc_dz_hh[b, j] += dnext_h*_step(xa_ha)
                 else:
                     dz_hh[step, b, j] = c0
             _grid.sync()
             # stage 1: columns of this block's units of dz_hh[step] @ weight_hh
-            for _e in range(_tid, ((B + 1) // 2) * ((_nu + 1) // 2), _nt):
-                _nc = (_nu + 1) // 2                 # tile: units _c0, _c0 + _nc of this block
-                _nb = (B + 1) // 2                    # ... and batch rows b, b + _nb
+            for _e in range(_warp, ((B + 1) // 2) * ((_nu + 3) // 4), _nwarps):
+                _nc = (_nu + 3) // 4              # tiles: columns _c0 .. _c0 + 3
+                _nb = (B + 1) // 2                    # ... of batch rows b and b + _nb
                 b = _e // _nc
-                _c0 = _e - b * _nc
-                _c1 = _c0 + _nc if _c0 + _nc < _nu else _c0   # an odd count: a 1-wide tile
+                _c0 = 4 * (_e - b * _nc)
+                _c1 = _c0 + 1 if _c0 + 1 < _nu else _c0
+                _c2 = _c0 + 2 if _c0 + 2 < _nu else _c0
+                _c3 = _c0 + 3 if _c0 + 3 < _nu else _c0
                 _b1 = b + _nb if b + _nb < B else b
                 j = _j0 + _c0
                 _j1 = _j0 + _c1
+                _j2 = _j0 + _c2
+                _j3 = _j0 + _c3
                 if _on_chip:
-                    _a00, _a01, _a10, _a11 = _tile(dz_hh[step, b], dz_hh[step, _b1], _wsh[_off_hh + _c0 * (H + 1):], _wsh[_off_hh + _c1 * (H + 1):], H, _zero)
+                    _p = _lane_tile(dz_hh[step, b], dz_hh[step, _b1], _wsh[_off_hh + _c0 * (H + 1):], _wsh[_off_hh + _c1 * (H + 1):], _wsh[_off_hh + _c2 * (H + 1):], _wsh[_off_hh + _c3 * (H + 1):], H, _lane, _lanes, _zero)
                 else:
-                    _a00, _a01, _a10, _a11 = _tile(dz_hh[step, b], dz_hh[step, _b1], weight_hh[:, j], weight_hh[:, _j1], H, _zero)
-                d_h[b, j] += _a00
-                if _c1 != _c0:
-                    d_h[b, _j1] += _a01
-                if _b1 != b:
-                    d_h[_b1, j] += _a10
+                    _p = _lane_tile(dz_hh[step, b], dz_hh[step, _b1], weight_hh[:, j], weight_hh[:, _j1], weight_hh[:, _j2], weight_hh[:, _j3], H, _lane, _lanes, _zero)
+                _a00, _a01, _a02, _a03, _a10, _a11, _a12, _a13 = _lane_sum8(_p, _lanes)
+                if _lane == 0:
+                    d_h[b, j] += _a00
                     if _c1 != _c0:
-                        d_h[_b1, _j1] += _a11
+                        d_h[b, _j1] += _a01
+                    if _c2 != _c0:
+                        d_h[b, _j2] += _a02
+                    if _c3 != _c0:
+                        d_h[b, _j3] += _a03
+                    if _b1 != b:
+                        d_h[_b1, j] += _a10
+                        if _c1 != _c0:
+                            d_h[_b1, _j1] += _a11
+                        if _c2 != _c0:
+                            d_h[_b1, _j2] += _a12
+                        if _c3 != _c0:
+                            d_h[_b1, _j3] += _a13
             cuda.syncthreads()
 
+        # bias_ih and bias_hh: this block's columns of _acc_dz_hh summed over the batch rows (a warp per column, fixed order)
+        for _e in range(_warp, _nu, _nwarps):
+            _col = _j0 + _e
+            _s = _zero
+            for _r in range(_lane, B, _lanes):
+                _s += _acc_dz_hh[_r, _col]
+            _s = _lane_sum(_s, _lanes)
+            if _lane == 0:
+                _db_bias_ih[_col] = _s
+                _db_bias_hh[_col] = _s
 
     return types.SimpleNamespace(forward=forward_kernel, backward=backward_kernel)
 
@@ -196,14 +259,12 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     H = checks.hidden_size(params, PARAMS)
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
-    zx_ih = elementwise.empty((T, B, H), dtype)
+    y, zx_ih, s_h, = workspace.arena(dtype, (T, B, H), (T, B, H), (T + 1, B, H))
     gemm.gemm(x2d, params["weight_ih"], zx_ih.reshape(T * B, H), trans_b=True)
-    s_h = elementwise.empty((T + 1, B, H), dtype)
-    elementwise.copy(state0[0], s_h[0])
-    z_hh = elementwise.empty((B, H), dtype)
-    y = elementwise.empty((T, B, H), dtype)
+    state0 = checks.initial(state0, B, H, dtype)
+    z_hh = workspace.scratch("rnn_relu.z_hh", (B, H), dtype)
     launch.persistent(_kernels(dtype).forward, H, B, SHARED_ROWS, RECURRENT_LINEARS, False,
-                      (lengths, reverse, y, zx_ih, s_h, z_hh, params["bias_ih"], params["weight_hh"], params["bias_hh"]))
+                      (lengths, reverse, y, zx_ih, s_h, z_hh, params["bias_ih"], params["weight_hh"], params["bias_hh"], state0[0]))
     final_states = (s_h[T],)
     saved = checks.Saved(NAME, device=True, x=x, params=params, lengths=lengths, reverse=reverse,
                          zx_ih=zx_ih, s_h=s_h)
@@ -223,19 +284,21 @@ def backward(dy, d_final, saved):
     H = dy.shape[2]
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
-    d_h = d_final[0]
-    dz_hh = elementwise.empty((T, B, H), dtype)
+    _out = workspace.arena(dtype, (T, B, I), (B, H), (H, I), (H,), (H, H), (H,))
+    dx, d_h = _out[:2]
+    d_params = dict(zip(PARAMS, _out[2:]))
+    dz_hh = workspace.scratch("rnn_relu.dz_hh", (T, B, H), dtype)
+    _acc_dz_hh = workspace.scratch("rnn_relu._acc_dz_hh", (B, H), dtype)
     launch.persistent(_kernels(dtype).backward, H, B, SHARED_ROWS, RECURRENT_LINEARS, True,
-                      (lengths, reverse, dy, zx_ih, d_h, dz_hh, params["weight_hh"]))
-    d_params = {}
+                      (lengths, reverse, dy, zx_ih, d_h, dz_hh, params["weight_hh"], d_final[0], _acc_dz_hh, d_params["bias_ih"], d_params["bias_hh"]))
     # dz_hh is the gradient of ih's pre-activation too (the two add up); it is in loop order,
     # so a reversed run puts x and dx in loop order too
-    x_loop = x2d if not reverse else _loop_order(x, lengths).reshape(T * B, I)
-    d_params["weight_ih"] = gemm.gemm(dz_hh.reshape(T * B, H), x_loop, trans_a=True)
-    dx_ih = gemm.gemm(dz_hh.reshape(T * B, H), params["weight_ih"])
-    dx = dx_ih if not reverse else _loop_order(dx_ih.reshape(T, B, I), lengths).reshape(T * B, I)
-    d_params["bias_ih"] = gemm.column_sum(dz_hh.reshape(T * B, H))
-    d_params["weight_hh"] = gemm.gemm(dz_hh.reshape(T * B, H), s_h[:T].reshape(T * B, H), trans_a=True)
-    d_params["bias_hh"] = elementwise.copy(d_params["bias_ih"])
+    _x_loop = x2d if not reverse else _loop_order(x, lengths, workspace.scratch("rnn_relu._x_loop", (T, B, I), dtype)).reshape(T * B, I)
+    gemm.gemm(dz_hh.reshape(T * B, H), _x_loop, d_params["weight_ih"], trans_a=True)
+    gemm.gemm(dz_hh.reshape(T * B, H), s_h[:T].reshape(T * B, H), d_params["weight_hh"], trans_a=True)
+    _dx_loop = dx.reshape(T * B, I) if not reverse else workspace.scratch("rnn_relu._dx_loop", (T * B, I), dtype)
+    gemm.gemm(dz_hh.reshape(T * B, H), params["weight_ih"], _dx_loop)
+    if reverse:
+        _loop_order(_dx_loop.reshape(T, B, I), lengths, dx)
     d_state0 = (d_h,)
-    return dx.reshape(T, B, I), d_state0, {name: d_params[name] for name in PARAMS}
+    return dx, d_state0, d_params

@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: f0b0031c1bb2142ebf61788a3273c4e25b2c5e89f6cf08702925f9ed10267e2d
+sha256 of spec + templates + math libraries + versions: 019823b37cffb1dafd997ae5901166ecb5f641fa96641fef20e37a3682254a4f
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,7 +29,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru"
-SPEC_SHA256 = "f0b0031c1bb2142ebf61788a3273c4e25b2c5e89f6cf08702925f9ed10267e2d"
+SPEC_SHA256 = "019823b37cffb1dafd997ae5901166ecb5f641fa96641fef20e37a3682254a4f"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 100f1529f249cba81967b7436085a1a2b6b0e0c6c292a3facf8b124a9b927e28
+sha256 of spec + templates + math libraries + versions: 66c974a4d23df8162f45c4833901c27868ec6329ce5ce5152d2bd4a5219990f6
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -25,7 +25,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, relu as _relu, step as _step  # noqa: F401
 
 NAME = "indrnn"
-SPEC_SHA256 = "100f1529f249cba81967b7436085a1a2b6b0e0c6c292a3facf8b124a9b927e28"
+SPEC_SHA256 = "66c974a4d23df8162f45c4833901c27868ec6329ce5ce5152d2bd4a5219990f6"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

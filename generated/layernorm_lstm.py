@@ -2,7 +2,7 @@
 
 source spec: layernorm_lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 3e3db19979507e0eff304e5fa070b1ff3cecbff45271f96b4fc96fd770bfa28e
+sha256 of spec + templates + math libraries + versions: 347d7cd7baeb4876e9934b35864baf7a2ce2555ab171093abc19a66bcc6ce02e
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -38,7 +38,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "layernorm_lstm"
-SPEC_SHA256 = "3e3db19979507e0eff304e5fa070b1ff3cecbff45271f96b4fc96fd770bfa28e"
+SPEC_SHA256 = "347d7cd7baeb4876e9934b35864baf7a2ce2555ab171093abc19a66bcc6ce02e"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {

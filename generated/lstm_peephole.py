@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 12d169e0bb543ab8c4ed496c93529b0bc5a61525e7959804464da301b454a5e1
+sha256 of spec + templates + math libraries + versions: fc9f0c7978801f966ab2b98fa2be23a26e9ac6ded4375c067c5e8f2a0b2cb68d
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,7 +33,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "12d169e0bb543ab8c4ed496c93529b0bc5a61525e7959804464da301b454a5e1"
+SPEC_SHA256 = "fc9f0c7978801f966ab2b98fa2be23a26e9ac6ded4375c067c5e8f2a0b2cb68d"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: lstm_proj.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: a85040bc391acfa04b8dca3af899cf92b85205ba770453b27bfcd430054a155b
+sha256 of spec + templates + math libraries + versions: c092a39f026e56c744b5642116bdb0f84de7074c046d81b5b6b93cc3b3cd60a2
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,7 +33,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_proj"
-SPEC_SHA256 = "a85040bc391acfa04b8dca3af899cf92b85205ba770453b27bfcd430054a155b"
+SPEC_SHA256 = "c092a39f026e56c744b5642116bdb0f84de7074c046d81b5b6b93cc3b3cd60a2"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {

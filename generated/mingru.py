@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 85ed30a58a417ba12a74fa912d92ac5ba37a629ef450e41eba92e432e7fe7e44
+sha256 of spec + templates + math libraries + versions: fa619efd94ca6cfb73dc6b459c5236f22bc7c8ded8b5583c43c934f575c06369
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -26,7 +26,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid  # noqa: F401
 
 NAME = "mingru"
-SPEC_SHA256 = "85ed30a58a417ba12a74fa912d92ac5ba37a629ef450e41eba92e432e7fe7e44"
+SPEC_SHA256 = "fa619efd94ca6cfb73dc6b459c5236f22bc7c8ded8b5583c43c934f575c06369"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: f0cd9ec99b0963b2f7e92e38d52fd1d06232bf8bfc0604113c4ad04ba641079b
+sha256 of spec + templates + math libraries + versions: 3c38c949262650a885d231e76ad179d2db686af98a2718dc588d98a3d508c12f
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,7 +28,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, tanh as _tanh  # noqa: F401
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "f0cd9ec99b0963b2f7e92e38d52fd1d06232bf8bfc0604113c4ad04ba641079b"
+SPEC_SHA256 = "3c38c949262650a885d231e76ad179d2db686af98a2718dc588d98a3d508c12f"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

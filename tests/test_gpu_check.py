@@ -116,8 +116,9 @@ cases = {{
     "hang": lambda: time.sleep(60),
     "slow": lambda: time.sleep(1.5),
 }}
+cases["summary"] = lambda: {{"summary": "of " + str(len(stage.cases) - 1) + " cases"}}
 for name in sys.argv[1].split(","):
-    stage.run(name, cases[name])
+    stage.run(name, cases[name], always=name == "summary")
 sys.exit(stage.finish())
 '''
 
@@ -152,6 +153,18 @@ def test_a_spent_budget_skips_the_rest_and_exits_4(tmp_path):
     assert out.returncode == 4
     assert [c["status"] for c in data["cases"]] == ["pass", "skipped", "skipped"]
     assert data["status"] == "incomplete"
+
+
+def test_a_summary_case_runs_past_the_budget(tmp_path):
+    """The time stage's table and goals (SUMMARIES) run even when the budget stopped the cases
+    before them: they only read what was measured."""
+    out, data = _plumbing(tmp_path, "slow,pass,summary", budget=1.0)
+    assert [c["status"] for c in data["cases"]] == ["pass", "skipped", "pass"]
+    assert out.returncode == 4 and data["cases"][2]["summary"] == "of 2 cases"
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    import gpu_time
+    assert set(gpu_time.SUMMARIES) == {"table", "goals"}
+    assert [name for name, _ in gpu_time.cases(None, "simulator")][-2:] == ["table", "goals"]
 
 
 def test_a_nan_is_a_mismatch():

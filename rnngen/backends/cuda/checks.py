@@ -4,7 +4,7 @@ import numpy as np
 
 from .. import checks as shared
 from ..checks import Saved, hidden_size, sizes_of  # noqa: F401  (the generated modules use them from here)
-from . import config, elementwise
+from . import config, workspace
 from .config import numba_type  # noqa: F401  (the generated modules use it from here)
 
 cuda = config.cuda
@@ -41,7 +41,7 @@ def as_device(name, value, ndim=None, dtype=None):
 
 def forward_inputs(x, params, state0, lengths, reverse, spec_params, states, state_sizes=None):
     """The checks of the CPU path (shared.check_forward) for device arrays. NaN is not checked;
-    a state0 not given stays None (the kernel's copy fills zeros)."""
+    a state0 not given stays None (the kernel's copy fills zeros). `state_sizes`: STATE_SIZES."""
     x, params, state0, lengths, reverse, _ = shared.check_forward(
         x, params, state0, lengths, reverse, spec_params, states, array=as_device,
         lengths_of=_device_lengths, finite=None, state_sizes=state_sizes)
@@ -80,15 +80,21 @@ def backward_inputs(dy, d_final, saved, cell_name, states, output=None):
     dims = [getattr(saved, f"s_{s}").shape[2] for s in states]      # each state's own size
     H = getattr(saved, f"s_{output or states[0]}").shape[2]
     dtype = saved.x.dtype
-    dy = elementwise.zeros((T, B, H), dtype) if dy is None else as_device("dy", dy, 3, dtype)
+    dy = workspace.zeros((T, B, H), dtype) if dy is None else as_device("dy", dy, 3, dtype)
     if tuple(dy.shape) != (T, B, H):
         raise ValueError(f"dy must have shape (T, B, H) = ({T}, {B}, {H}), got {tuple(dy.shape)}")
     if d_final is None:
         d_final = (None,) * len(states)
     if not isinstance(d_final, (tuple, list)) or len(d_final) != len(states):
         raise ValueError(f"d_final must be None or a tuple of {len(states)} arrays {states}, each (B, H)")
-    # backward accumulates into d_final: copies
-    return dy, tuple(elementwise.zeros((B, dims[k]), dtype) if d is None else
-                     elementwise.copy(shared.check_state(f"d_final[{k}] ({states[k]})", d, B, dims[k], dtype,
-                                                         as_device, None))
-                     for k, d in enumerate(d_final))
+    # the kernel reads d_final (it writes d_state0 into new arrays): no copies
+    return dy, initial(tuple(None if d is None else
+                             shared.check_state(f"d_final[{k}] ({states[k]})", d, B, dims[k], dtype, as_device, None)
+                             for k, d in enumerate(d_final)), B, dims, dtype)
+
+
+def initial(arrays, B, H, dtype):
+    """state0 or d_final for the kernels: cached zeros (B, H) for each one not given (read only);
+    H may be a list: each array's own size."""
+    sizes = H if isinstance(H, (list, tuple)) else [H] * len(arrays)
+    return tuple(workspace.zeros((B, n), dtype) if a is None else a for a, n in zip(arrays, sizes))

@@ -30,6 +30,10 @@ SIM_UNITS = None                 # units per block under the simulator (None: al
 #                                  several blocks need a scheduler that honours grid.sync(), as the
 #                                  one in tests/backends/cuda/cuda_sim_check.py)
 SIM_GEMM_TILES = (4, 4, 2, 2, 2)  # the tiled GEMM's tiles under the simulator (gemm.py)
+DIRECT_LAUNCH = True             # persistent kernels launched through the compiled kernel (launch.py)
+GEMM_LIBRARY = "auto"            # GEMMs outside the persistent kernels: "auto" (cuBLAS through torch,
+#                                  then cupy, then the tiled kernel), "torch", "cupy", "tiled" (blas.py)
+GEMM_CHOICE = {}                 # what blas.choose() chose last and why
 
 PROFILE = None                   # a dict to collect {operation: [seconds, ...]} (synchronizes each op)
 EVENTS = None                    # a list to collect (operation, start event, end event): CUDA-event times

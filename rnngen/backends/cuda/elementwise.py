@@ -68,8 +68,6 @@ def copy(src, dst=None):
     return dst
 
 
-
-
 # -- what rnngen.RNN(device="cuda") needs between layers ----------------------------------
 # Hand-written elementwise kernels (no cell math): concatenating the two directions, taking one
 # direction's slice of a gradient, the dropout mask, summing the two directions' dx, batch_first.
@@ -181,8 +179,9 @@ def swap01(src):
 
 
 @cuda.jit
-def _loop_order(src, lengths, dst):
-    """dst[i, b] = src[lengths[b] - 1 - i, b] for i < lengths[b] (dst starts as zeros)."""
+def _loop_order(src, lengths, dst, zero):
+    """dst[i, b] = src[lengths[b] - 1 - i, b] for i < lengths[b], `zero` past it (every element
+    written; `zero` is typed as the arrays: no f64 in float32)."""
     T, B, F = src.shape
     for e in range(cuda.grid(1), T * B * F, cuda.gridsize(1)):
         i = e // (B * F)
@@ -191,13 +190,17 @@ def _loop_order(src, lengths, dst):
         k = r - b * F
         if i < lengths[b]:
             dst[i, b, k] = src[lengths[b] - 1 - i, b, k]
+        else:
+            dst[i, b, k] = zero
 
 
-def loop_order(a, lengths):
+def loop_order(a, lengths, out=None):
     """(T, B, n) in time order -> the loop order of a reversed run: row i of sequence b is
-    a[lengths[b] - 1 - i, b], zero past its length (a new device array; the map is its own inverse)."""
-    out = zeros(a.shape, a.dtype)
+    a[lengths[b] - 1 - i, b], zero past its length (into `out`, or a new device array; the map is
+    its own inverse). One launch."""
+    if out is None:
+        out = empty(a.shape, a.dtype)
     config.launched("loop_order")
     with config.timed("loop_order"):
-        _loop_order[flat_grid(a.size)](a, lengths, out)
+        _loop_order[flat_grid(a.size)](a, lengths, out, np.dtype(a.dtype).type(0))
     return out

@@ -5,19 +5,27 @@ differs. Forward and backward each run as ONE persistent cooperative kernel per 
 hidden units [k*units, (k+1)*units) (all gates of those units), keeps its slice of every recurrent
 weight in shared memory, and `grid.sync()` separates what needs every unit.
 
+Forward, before the loop:         row 0 of the state sequences from state0 (own units) -> grid.sync
 Forward step, for each stage s:   [inputs of stage s (pointwise, own units) -> grid.sync]
                                   GEMM slice: z[step, b, rows of own units] -> syncthreads
                                   fused update (pointwise, own units) -> grid.sync
-Backward step:                    gradient through the update (own units)
+Backward, before the loop:        d_state from d_final, bias/vector accumulators zero -> syncthreads
+Backward step:                    gradient through the update (own units; adds each written dz
+                                  to its bias accumulator)
                                   for s = S..1: grid.sync -> GEMM adjoint: own columns of
                                   dz[step] @ W -> syncthreads -> gradient through inputs of s
+Backward, after the loop:         the bias and vector gradients: own columns of the accumulators
+                                  summed over the batch rows (a warp per column, fixed order)
+
+The GEMM slices are printed by slices.py (warp tiles), the wrappers' lines by wrapper.py; each
+stage is one list of Steps, so a new kind of stage is one more Step kind and its printer.
 """
 from dataclasses import dataclass
 
 from ...compiler import ir
 from ...compiler.printer import Constants, KernelPrinter
-from ..host import HostOps, after_loop, d_state0, kernel_sizes, saved_call, saved_key, shape, width
-from . import slices
+from ..host import kernel_sizes, saved_call, saved_key, shape
+from . import slices, wrapper
 from .reductions import has_reduction, reduction
 
 
@@ -52,6 +60,7 @@ class CudaModule:
     forward_call: list        # what the wrapper passes for them
     forward_kernel_args: list # [(name, ndim)]: kernel parameters for compile-only checks
     forward_setup: list
+    forward_init: list        # kernel lines before the loop: row 0 of the state sequences from state0
     forward_offsets: list     # offsets of each weight slice in shared memory
     forward_gemms: list       # [slices.Gemm] (for the shared-memory loads)
     forward_steps: list       # [Step]
@@ -62,18 +71,19 @@ class CudaModule:
     backward_call: list
     backward_kernel_args: list
     backward_setup: list
+    backward_init: list       # kernel lines before the loop: d_state from d_final, accumulators zero
     backward_offsets: list
     backward_gemms: list
     backward_steps: list
+    backward_epilogue: list   # kernel lines after the loop: the bias and vector gradients
     backward_result: list
     sizes: tuple = ()         # the run-time size names
     size_defaults: dict = None
     state_sizes: dict = None  # state -> its size's name
-    kernel_sizes: dict = None  # "forward"/"backward": the kernel lines reading T, B and the sizes
+    kernel_sizes: dict = None  # "forward"/"backward": the kernel lines reading T, B, the sizes, 1/counts
     unit_lines: list = None   # the kernel lines counting this block's units of each run-time size
     wrapper_sizes: list = None    # the wrappers' lines reading the run-time sizes
     grid_units: str = "H"     # the units the grid covers: the largest size
-    partials: list = None     # the wrappers' allocations of the reductions' partial sums
     max_threads: object = None    # threads per block at most (kernels with reductions: 256), or None
 
 
@@ -84,6 +94,7 @@ class _Printer:
         self.printer = KernelPrinter(self.constants)
         self.used = set()
         self.level = {lin.name: lin.level for lin in kernel.linears}
+        self.acc = wrapper.accumulators(kernel, layout)     # bias sums accumulated in the kernel
         self.scales = {}
 
     def element(self, ref):
@@ -93,13 +104,23 @@ class _Printer:
     def value(self, v):
         return self.element(v) if isinstance(v, ir.Ref) else self.printer.doprint(v)
 
-    def sized(self, e):
-        """A sympy expression over size symbols, printed with the kernels' locals for them."""
-        return self.printer.doprint(e.xreplace({q: type(q)(self.lay.size_name(q)) for q in e.free_symbols}))
+    def write_lines(self, w):
+        """A write, and what it also adds to its bias accumulator."""
+        out = [f"{self.element(w.ref)} {'+=' if w.accumulate else '='} {self.value(w.value)}"]
+        if w.ref.buffer.name in self.acc:
+            out.append(self.acc[w.ref.buffer.name](w.ref, self.value(w.value)))
+        return out
+
+    def block(self, blk, extra_inactive=()):
+        lines = [f"{r.symbol.name} = " + " + ".join(self.element(t) for t in self.lay.terms(r)) for r in blk.reads]
+        lines += [f"{s.name} = {self.printer.doprint(e)}" for s, e in blk.assigns]
+        for w in blk.writes:
+            lines += self.write_lines(w)
+        inactive = [f"{self.element(w.ref)} = {self.value(w.value)}" for w in list(blk.inactive) + list(extra_inactive)]
+        return Block(blk.title, lines, inactive, self.lay.units_name(blk.size))
 
     def count_text(self, e):
-        """A reduction's count as plain Python over the kernels' size locals (4 * H): no typed
-        constants, which the kernels set after their sizes."""
+        """A reduction's count as plain Python over the kernels' size locals (4 * H)."""
         return str(e.xreplace({q: type(q)(self.lay.size_name(q)) for q in e.free_symbols})).replace("*", " * ")
 
     def scale(self, e):
@@ -108,13 +129,6 @@ class _Printer:
             label = str(1 / e).replace("*", "").replace(" ", "")
             self.scales[e] = self.lay.namer.claim(f"inv_{label}")
         return self.scales[e]
-
-    def block(self, blk, extra_inactive=()):
-        lines = [f"{r.symbol.name} = " + " + ".join(self.element(t) for t in self.lay.terms(r)) for r in blk.reads]
-        lines += [f"{s.name} = {self.printer.doprint(e)}" for s, e in blk.assigns]
-        lines += [f"{self.element(w.ref)} {'+=' if w.accumulate else '='} {self.value(w.value)}" for w in blk.writes]
-        inactive = [f"{self.element(w.ref)} = {self.value(w.value)}" for w in list(blk.inactive) + list(extra_inactive)]
-        return Block(blk.title, lines, inactive, self.lay.units_name(blk.size))
 
     def pointwise(self, blk, extra_inactive=()):
         """The steps of one pointwise block: a reduction's sums, then the grid's, end with grid.sync."""
@@ -157,38 +171,22 @@ class _Printer:
                     steps += self.pointwise(op) + [Step("block_sync")]
         return steps
 
-    def args(self, first):
+    def args(self, first, extra):
+        """Kernel parameters, the wrapper's arguments for them, (name, ndim) of each; `extra`:
+        (parameter, argument, ndim) beyond the IR's buffers (state0, accumulators, bias outputs)."""
         order = [first] + [b for b in self.k.buffers if b is not first] + self.k.params \
             + list(self.lay.partials.values())
         used = [b for b in order if b in self.used]
         self.used = set()
         n = self.k.loop
-        params = [n["lengths"], n["reverse"]] + [b.name for b in used]
-        call = ["lengths", "reverse"] + [self.lay.call_name(b) for b in used]
+        params = [n["lengths"], n["reverse"]] + [b.name for b in used] + [e[0] for e in extra]
+        call = ["lengths", "reverse"] + [self.lay.call_name(b) for b in used] + [e[1] for e in extra]
         ndims = [("lengths", 1), ("reverse", 0)] + [(b.name, len(self.lay.dims(b))) for b in used]
+        ndims += [(e[0], e[2]) for e in extra]
         sizes = kernel_sizes(self.k, self.lay, [b for b in used if b.role not in ("d_vector", "partial")], first)
         sizes += [f"{name} = _dtype(1) / _dtype({self.count_text(1 / e)})" for e, name in self.scales.items()]
         self.scales = {}
         return params, call, ndims + [("_units", 0), ("_on_chip", 0)], sizes
-
-
-def _forward_setup(k, lay):
-    setup = []
-    for g in k.hoisted:
-        w, out = width(g.out), g.out.name
-        setup += [lay.allocate(g.out), f'gemm.gemm(x2d, params["{g.weight.param}"], {out}.reshape(T * B, {w}), '
-                                        "trans_b=True)"]
-    for i, s in enumerate(k.states):
-        buf = k.buffer("states", s)
-        setup += [lay.allocate(buf), f"elementwise.copy(state0[{i}], {buf.name}[0])"]
-    setup += [lay.allocate(b) for b in k.buffers if b.role in ("preact", "linear_input", "mean")]
-    return setup
-
-
-def _backward_setup(k, lay):
-    setup = [f"{k.buffer('d_state', s).name} = d_final[{i}]" for i, s in enumerate(k.states)]
-    return setup + [lay.allocate(b) for b in k.buffers
-                    if b.role in ("d_preact", "d_x_preact", "d_linear_input", "d_vector", "d_mean")]
 
 
 # the persistent kernels of a cell with reductions hold more values per thread (up to ~170
@@ -201,26 +199,20 @@ def _grid_units(kernel):
     return "H" if not kernel.sizes else f"max(H, {', '.join(kernel.sizes)})"
 
 
-def _partials(layout, grid_units):
-    return [f"{b.name} = elementwise.empty(({grid_units}, B), dtype)   # partial sums, one row per block"
-            for b in layout.partials.values()]
-
-
-OPS = HostOps(gemm_tn="gemm.gemm({a}, {b}, trans_a=True)", gemm="gemm.gemm({a}, {b})",
-              accumulate="{a} = elementwise.add({a}, {b})", column_sum="gemm.column_sum({a})",
-              copy="elementwise.copy({a})", vector_grad="gemm.column_sum({a})",
-              zeros="elementwise.zeros({a}, dtype)")
+def _partials(kernel, layout, names):
+    return [f'{b.name} = workspace.scratch("{kernel.name}.{b.name}", ({_grid_units(kernel)}, B), dtype)   '
+            "# partial sums, one row per block" for b in layout.partials.values() if b.name in names]
 
 
 def emit(kernel, layout, header, equations):
     """The CudaModule of one cell."""
     p = _Printer(kernel, layout)
     fsteps = p.forward()
-    fparams, fcall, fargs, fsizes = p.args(kernel.buffer("y"))
-    fpartials = _partials(layout, _grid_units(kernel))
+    fparams, fcall, fargs, fsizes = p.args(kernel.buffer("y"), wrapper.forward_extra_args(kernel))
+    fpart = {b.name for b in layout.partials.values()}
     bsteps = p.backward()
-    bparams, bcall, bargs, bsizes = p.args(kernel.buffer("dy"))
-    bpartials = [line for line in _partials(layout, _grid_units(kernel)) if line not in fpartials]
+    bparams, bcall, bargs, bsizes = p.args(kernel.buffer("dy"), wrapper.backward_extra_args(kernel))
+    bpart = {b.name for b in layout.partials.values()} - fpart
     rec = [lin for lin in kernel.linears if lin.level > 0]
     fg = [s.item for s in fsteps if s.kind == "gemm"]
     bg = [s.item for s in bsteps if s.kind == "gemm"]
@@ -231,17 +223,19 @@ def emit(kernel, layout, header, equations):
         constants=p.constants.lines(), helpers=sorted(p.constants.helpers), n=kernel.loop,
         cooperative=bool(rec), rows=sum(lin.gates for lin in rec), num_recurrent=len(rec),
         forward_params=fparams, forward_call=fcall, forward_kernel_args=fargs,
-        forward_setup=_forward_setup(kernel, layout) + fpartials, forward_offsets=slices.offsets(fg),
-        forward_gemms=fg,
+        forward_setup=wrapper.forward_setup(kernel, layout) + _partials(kernel, layout, fpart),
+        forward_init=wrapper.forward_init(kernel, layout), forward_offsets=slices.offsets(fg), forward_gemms=fg,
         forward_steps=fsteps, forward_result=["final_states = (" + ", ".join(f"{s}[T]" for s in states) + ",)"],
         saved=saved, saved_call=saved_call(saved, device=True),
         backward_params=bparams, backward_call=bcall, backward_kernel_args=bargs,
-        backward_setup=_backward_setup(kernel, layout) + bpartials, backward_offsets=slices.offsets(bg),
-        backward_gemms=bg, backward_steps=bsteps, backward_result=after_loop(kernel, OPS) + [d_state0(kernel)],
+        backward_setup=wrapper.backward_setup(kernel, layout) + _partials(kernel, layout, bpart),
+        backward_init=wrapper.backward_init(kernel, layout),
+        backward_offsets=slices.offsets(bg), backward_gemms=bg, backward_steps=bsteps,
+        backward_epilogue=wrapper.backward_epilogue(kernel, bsteps[-1].kind == "block_sync", layout),
+        backward_result=wrapper.after_loop(kernel),
         sizes=tuple(kernel.sizes), size_defaults=dict(kernel.size_defaults),
         state_sizes={s: str(kernel.state_sizes[s]) for s in kernel.states},
         kernel_sizes={"forward": fsizes, "backward": bsizes},
-        unit_lines=[f"{layout.units_name(sp_)} = max(0, min(_units, {layout.size_name(sp_)} - _j0))"
-                    for sp_ in kernel.sizes],
-        wrapper_sizes=[f'{size} = checks.sizes_of(params, PARAMS)["{size}"]' for size in kernel.sizes],
+        unit_lines=[f"{layout.units_name(z)} = max(0, min(_units, {layout.size_name(z)} - _j0))" for z in kernel.sizes],
+        wrapper_sizes=[f'{z} = checks.sizes_of(params, PARAMS)["{z}"]' for z in kernel.sizes],
         grid_units=_grid_units(kernel), max_threads=REDUCTION_THREADS if kernel.mean_defs else None)

@@ -1,11 +1,12 @@
-"""The tiled GEMM (c (+)= op(a) @ op(b)) and the column sum the generated CUDA modules run before
-and after their persistent kernels (the input projection, the weight and bias gradients)."""
+"""The GEMM (c (+)= op(a) @ op(b)) the generated CUDA modules run before and after their
+persistent kernels (the input projection, the weight gradients, dx): cuBLAS through torch or cupy
+when one is there (blas.py), else a register-tiled kernel."""
 import functools
 import math
 
 import numpy as np
 
-from . import config, elementwise
+from . import blas, config, elementwise
 
 cuda = config.cuda
 
@@ -107,7 +108,8 @@ def gemm_tiles(M, N):
 
 
 def gemm(a, b, out=None, trans_a=False, trans_b=False, accumulate=False):
-    """out (M, N) = op(a) @ op(b) (or += with accumulate); returns out."""
+    """out (M, N) = op(a) @ op(b) (or += with accumulate); returns out. cuBLAS through torch or cupy
+    when blas.choose() finds one, else the tiled kernel."""
     M = a.shape[1] if trans_a else a.shape[0]
     K = a.shape[0] if trans_a else a.shape[1]
     N = b.shape[0] if trans_b else b.shape[1]
@@ -116,6 +118,11 @@ def gemm(a, b, out=None, trans_a=False, trans_b=False, accumulate=False):
                          f"{b.shape}{'.T' if trans_b else ''}")
     if out is None:
         out = elementwise.empty((M, N), a.dtype)
+    library, module, _ = blas.choose()
+    if library != "tiled":
+        config.launched("gemm", kernel=f"cublas via {library}[{np.dtype(a.dtype)}]")
+        with config.timed(f"gemm {M}x{N}x{K}"):
+            return blas.run(library, module, a, b, out, trans_a, trans_b, accumulate)
     tiles = gemm_tiles(M, N)
     bm, bn, bk, rm, rn = tiles
     kernel = _gemm(np.dtype(a.dtype), tiles)
@@ -139,45 +146,3 @@ def gemm_launch(M, N, tiles):
         raise ValueError(f"gemm: an ({M}, {N}) result needs a grid of {grid} tiles of ({bm}, {bn}); "
                          f"CUDA allows at most ({GRID_X_MAX}, {GRID_YZ_MAX})")
     return (max(1, grid[0]), max(1, grid[1])), (bm // rm) * (bn // rn)
-
-
-def column_sum_kernel_for(nt, cols, rows_per_pass):
-    def column_sum(a, out, chunk):
-        M, N = a.shape
-        part = cuda.shared.array((rows_per_pass, cols), nt)
-        tx = cuda.threadIdx.x % cols
-        ty = cuda.threadIdx.x // cols
-        n = cuda.blockIdx.x * cols + tx
-        start = cuda.blockIdx.y * chunk
-        acc = nt(0)
-        if n < N:
-            for m in range(start + ty, min(start + chunk, M), rows_per_pass):
-                acc += a[m, n]
-        part[ty, tx] = acc
-        cuda.syncthreads()
-        if ty == 0 and n < N:
-            for r in range(1, rows_per_pass):
-                acc += part[r, tx]
-            cuda.atomic.add(out, n, acc)
-
-    return column_sum
-
-
-@functools.lru_cache(maxsize=None)
-def _column_sum(dtype):
-    cols, rows = (2, 2) if config.SIMULATOR else (32, 8)
-    return cuda.jit(column_sum_kernel_for(config.numba_type(dtype), cols, rows)), cols, rows
-
-
-def column_sum(a):
-    """Sum over the rows of a (M, N) device array: (N,)."""
-    M, N = a.shape
-    out = elementwise.zeros((N,), a.dtype)
-    kernel, cols, rows = _column_sum(np.dtype(a.dtype))
-    chunk = max(rows, math.ceil(M / (1 if config.SIMULATOR else 64)))
-    config.launched("column_sum")
-    with config.timed("column_sum"):
-        kernel[(math.ceil(N / cols), math.ceil(M / chunk)), cols * rows](a, out, chunk)
-    return out
-
-

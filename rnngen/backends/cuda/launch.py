@@ -83,6 +83,17 @@ def _warn_once(key, message):
         warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
+def block_threads(B, units, rows, backward, most=512):
+    """Threads per block of a persistent kernel on a GPU: a warp per GEMM-slice tile (slices.ROWS
+    batch rows x slices.COLS columns: weight rows forward, units backward) or one thread per (b, j)
+    of the pointwise phases, whichever needs more, in warps, at most `most`."""
+    from .slices import COLS, ROWS   # (compile-time module, no imports of its own beyond dataclasses)
+    columns = units if backward else units * max(rows, 1)
+    tiles = math.ceil(B / ROWS) * math.ceil(columns / COLS) if rows > 0 else 0
+    warps = max(1, tiles, math.ceil(B * units / 32))
+    return min(most // 32 * 32, 32 * warps)
+
+
 def plan(kernel, H, B, rows, num_linears, backward, itemsize):
     """(grid, threads, units, shared bytes, on_chip) for a persistent launch (plan_details())."""
     d = plan_details(kernel, H, B, rows, num_linears, backward, itemsize)
@@ -94,11 +105,15 @@ def plan_details(kernel, H, B, rows, num_linears, backward, itemsize, max_thread
     block), shared_bytes (dynamic), on_chip (the recurrent weights in shared memory), reason (why
     they are not, or None), carveout (percent, or None under the simulator).
 
-    units = ceil(H / SMs) so that one block runs per SM; more units per block when the cooperative
+    units = ceil(H / SMs) so that one block runs per SM; threads from the work of a block
+    (block_threads: the warp tiles of the GEMM slice of this pass); more units per block when the cooperative
     grid would not fit; weights in global memory when their slice does not fit in shared memory or
     the opt-in above 48 KiB fails (a RuntimeWarning names the reason, once).
     """
     if config.SIMULATOR:      # the stock simulator syncs a cooperative grid of ONE block only
+        t = config.SIM_THREADS
+        if t % 32 and t & (t - 1):
+            raise ValueError(f"SIM_THREADS must be a power of two or a multiple of 32 (a simulated warp), got {t}")
         units = min(config.SIM_UNITS or H, H)
         on_chip = not config.FORCE_GLOBAL_WEIGHTS and rows > 0
         nbytes = shared_elements(units, H, rows, num_linears, backward) * itemsize if on_chip else 0
@@ -119,8 +134,7 @@ def plan_details(kernel, H, B, rows, num_linears, backward, itemsize, max_thread
         units = first_units
         while units <= H:
             grid = math.ceil(H / units)
-            work = B * units * max(rows, 1)          # dot products per block and step
-            threads = max(32, min(most_threads, math.ceil(work / 32) * 32))
+            threads = block_threads(B, units, rows, backward, most_threads)
             nbytes = shared_elements(units, H, rows, num_linears, backward) * itemsize if on_chip else 0
             if on_chip and nbytes + static > optin:
                 reason = reason or (f"the weight slice needs {nbytes} bytes of shared memory per block "
@@ -133,6 +147,8 @@ def plan_details(kernel, H, B, rows, num_linears, backward, itemsize, max_thread
                     break
             carveout = carveout_for(nbytes + static, grid, sms, optin)
             _prefer_carveout(kernel, carveout)
+            while cooperative and threads > 32 and kernel.max_cooperative_grid_blocks(threads, nbytes) < grid:
+                threads = max(32, threads // 64 * 32)     # fewer warps (each takes more tiles) first
             if not cooperative or kernel.max_cooperative_grid_blocks(threads, nbytes) >= grid:
                 if not on_chip and rows > 0 and not config.FORCE_GLOBAL_WEIGHTS:
                     reason = reason or "no cooperative grid of blocks with their weight slice in shared memory fits"
@@ -157,19 +173,52 @@ def _offchip_reason(rows, reason):
 _PLANS = {}
 
 
+def _configured(dispatcher, kernel, grid, threads, nbytes):
+    """The launch of one plan, made once: on a GPU the compiled kernel's own launch (no type
+    dispatch over the arguments, no launch configuration object, no occupancy query per call) on
+    the legacy default stream, as numba's dispatcher would launch it; under the simulator (or with
+    config.DIRECT_LAUNCH off) the dispatcher configured for the grid at each call (the simulator's
+    configured kernel is the dispatcher itself, holding the last configuration). Should the
+    direct launch fail before launching (a numba-cuda whose _Kernel.launch differs), it warns once
+    and uses the dispatcher from then on."""
+    def through_dispatcher(*args):
+        return dispatcher[grid, threads, 0, nbytes](*args)
+    if kernel is None or not config.DIRECT_LAUNCH:
+        return through_dispatcher
+    from numba.cuda.cudadrv import driver
+    stream = driver._to_core_stream(0) if hasattr(driver, "_to_core_stream") else 0
+    griddim, blockdim = (grid, 1, 1), (threads, 1, 1)
+    state = {"direct": True}
+
+    def run(*args):
+        if state["direct"]:
+            try:
+                return kernel.launch(args, griddim, blockdim, stream, nbytes)
+            except (TypeError, AttributeError) as exc:
+                state["direct"] = False
+                _warn_once(("direct launch", type(exc).__name__), f"rnngen: the direct launch of "
+                           f"{_kernel_key(kernel)} failed ({type(exc).__name__}: {exc}); launching "
+                           "through numba's dispatcher")
+        return through_dispatcher(*args)
+    return run
+
+
 def persistent(dispatcher, H, B, rows, num_linears, backward, args, max_threads=None):
     """Compile (once per signature), size and launch one persistent kernel. config.PLACEMENT[name] and
-    config.LAST_PLAN[name] say how it ran (name: "persistent forward" or "persistent backward")."""
+    config.LAST_PLAN[name] say how it ran (name: "persistent forward" or "persistent backward").
+    The compiled kernel, its plan and its configured launch are cached per (kernel, sizes, argument
+    types, knobs, context): a repeated call only looks them up."""
     itemsize = np.dtype(args[2].dtype).itemsize
-    key = (id(dispatcher), H, B, rows, num_linears, backward, itemsize, max_threads, config.FORCE_GLOBAL_WEIGHTS, config.THREADS, config.UNITS,
-           config.SIM_UNITS, config.SIM_THREADS, config.context_id())
+    types = None if config.SIMULATOR else tuple(dispatcher.typeof_pyval(a) for a in args)
+    key = (id(dispatcher), H, B, rows, num_linears, backward, itemsize, types, max_threads, config.FORCE_GLOBAL_WEIGHTS,
+           config.THREADS, config.UNITS, config.SIM_UNITS, config.SIM_THREADS, config.context_id())
     if key not in _PLANS:
         kernel = None
         if not config.SIMULATOR:
-            probe = tuple(args) + (1, True)
-            kernel = dispatcher.compile(tuple(dispatcher.typeof_pyval(a) for a in probe))
-        _PLANS[key] = kernel, plan_details(kernel, H, B, rows, num_linears, backward, itemsize, max_threads)
-    kernel, d = _PLANS[key]
+            kernel = dispatcher.compile(types + (dispatcher.typeof_pyval(1), dispatcher.typeof_pyval(True)))
+        d = plan_details(kernel, H, B, rows, num_linears, backward, itemsize, max_threads)
+        _PLANS[key] = kernel, d, _configured(dispatcher, kernel, d["grid"], d["threads"], d["shared_bytes"])
+    kernel, d, run = _PLANS[key]
     grid, threads, units, nbytes, on_chip = d["grid"], d["threads"], d["units"], d["shared_bytes"], d["on_chip"]
     if not config.SIMULATOR:       # the kernel's attributes may have been set for another plan since
         _allow_shared(kernel, nbytes)
@@ -178,6 +227,6 @@ def persistent(dispatcher, H, B, rows, num_linears, backward, args, max_threads=
     config.LAST_PLAN[name] = (grid, threads, units, nbytes, on_chip)
     config.PLACEMENT[name] = dict(d, H=H, B=B, kernel=_kernel_key(kernel if kernel is not None else dispatcher))
     config.launched(name, kernel=config.PLACEMENT[name]["kernel"], grid=grid, threads=threads, shared_bytes=nbytes,
-              on_chip=on_chip)
+                    on_chip=on_chip)
     with config.timed(name):
-        dispatcher[grid, threads, 0, nbytes](*args, units, on_chip)
+        run(*args, units, on_chip)

@@ -1,9 +1,10 @@
 """The CUDA module's memory layout: what the Kernel IR's buffers are on the device and how the
 persistent kernels index them.
 
-- Allocation: device arrays from elementwise.empty; what a step does not write past a row's length (y, the
-  rows of dZ) is zeroed by the kernels there, and a vector's gradient is accumulated per (b, j)
-  into a (B, H) array of zeros, summed over b after the loop (no atomics).
+- Allocation (wrapper.py): what a call returns or keeps in one arena, the rest in workspaces
+  reused across calls; what a step does not write past a row's length (y, the rows of dZ) is
+  zeroed by the kernels there. A vector's gradient is accumulated per (b, j) into a (B, H)
+  workspace the backward kernel zeroes, and summed over b in the kernel's epilogue (no atomics).
 - No bias folding: the loops add the biases (the hoisted GEMM has no bias epilogue).
 - Flat columns: gate g of unit j is column g * H + j (a thread owns one (b, j)).
 - The persistent kernels' GEMM slices keep the recurrent weights in shared memory.
@@ -72,10 +73,6 @@ class CudaLayout:
             return [ir.Write(ir.Ref(self.kernel.buffer("y")), 0)]
         return [ir.Write(ir.Ref(b, g, "step"), 0) for b in self.kernel.buffers
                 if b.role in ("d_preact", "d_x_preact") for g in range(b.gates)]
-
-    def allocate(self, buffer):
-        fill = "zeros" if buffer.role == "d_vector" else "empty"
-        return f"{buffer.name} = elementwise.{fill}({shape_text(self.dims(buffer))}, dtype)"
 
     def call_name(self, buffer):
         if buffer.role in ("y", "dy"):

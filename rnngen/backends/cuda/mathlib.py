@@ -1,5 +1,5 @@
 """The CUDA math library every generated CUDA module imports: numerically stable pointwise
-functions and the 2x2 register tile of the persistent kernels' GEMM slices, as device functions
+functions and the register tiles and warp sums of the persistent kernels' GEMM slices, as device functions
 inlined into the kernels.
 
 numba-cuda compiles a kernel on its first launch, from the current source of these functions; the
@@ -8,7 +8,10 @@ library, whose kernels Numba caches), so that `rnngen build --check` sees a chan
 """
 import math
 
-from .compat import import_cuda
+import numpy as np
+
+from . import simwarp
+from .compat import import_cuda, simulator_enabled
 
 cuda = import_cuda()          # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
@@ -48,24 +51,83 @@ def softplus(v):
     return max(v, zero) + math.log1p(math.exp(-abs(v)))
 
 
+# -- the GEMM slices of the persistent kernels: lanes over k, warp-shuffle sums -------------------
+FULL_MASK = np.uint32(0xFFFFFFFF)      # every lane of the warp takes part in the shuffles
+
+
 @cuda.jit(device=True, inline="always")
-def tile(v0, v1, w0, w1, n, zero):
-    """The 2x2 register tile of a GEMM slice: the dot products of input rows v0, v1 with weight
-    vectors w0, w1 over k < n, as (v0.w0, v0.w1, v1.w0, v1.w1). A while loop: Numba's range() loop
-    compiles to ~20 integer instructions per iteration."""
+def lane_tile(v0, v1, w0, w1, w2, w3, n, lane, lanes, zero):
+    """One lane's part of a 2x4 register tile of a GEMM slice: the dot products of input rows v0,
+    v1 with weight vectors w0..w3 over k = lane, lane + lanes, ... < n, as (v0.w0, v0.w1, v0.w2,
+    v0.w3, v1.w0, ..., v1.w3). Consecutive lanes read consecutive k: one coalesced load per input
+    row and warp, conflict-free shared-memory loads of the weights. A while loop: Numba's range()
+    loop compiles to ~20 integer instructions per iteration."""
     a00 = zero
     a01 = zero
+    a02 = zero
+    a03 = zero
     a10 = zero
     a11 = zero
-    k = 0
+    a12 = zero
+    a13 = zero
+    k = lane
     while k < n:
         x0 = v0[k]
         x1 = v1[k]
         y0 = w0[k]
         y1 = w1[k]
+        y2 = w2[k]
+        y3 = w3[k]
         a00 += x0 * y0
         a01 += x0 * y1
+        a02 += x0 * y2
+        a03 += x0 * y3
         a10 += x1 * y0
         a11 += x1 * y1
-        k += 1
-    return a00, a01, a10, a11
+        a12 += x1 * y2
+        a13 += x1 * y3
+        k += lanes
+    return a00, a01, a02, a03, a10, a11, a12, a13
+
+
+def _gpu_lane_sum8(p, lanes):
+    """The sums over the warp's lanes of the 8 values of a lane_tile (butterfly of shfl.sync.bfly:
+    every lane gets the sums, in the same fixed order: bit-reproducible)."""
+    a0, a1, a2, a3, a4, a5, a6, a7 = p
+    o = lanes >> 1
+    while o > 0:
+        a0 += cuda.shfl_xor_sync(FULL_MASK, a0, o)
+        a1 += cuda.shfl_xor_sync(FULL_MASK, a1, o)
+        a2 += cuda.shfl_xor_sync(FULL_MASK, a2, o)
+        a3 += cuda.shfl_xor_sync(FULL_MASK, a3, o)
+        a4 += cuda.shfl_xor_sync(FULL_MASK, a4, o)
+        a5 += cuda.shfl_xor_sync(FULL_MASK, a5, o)
+        a6 += cuda.shfl_xor_sync(FULL_MASK, a6, o)
+        a7 += cuda.shfl_xor_sync(FULL_MASK, a7, o)
+        o >>= 1
+    return a0, a1, a2, a3, a4, a5, a6, a7
+
+
+def _gpu_lane_sum(a, lanes):
+    """The sum over the warp's lanes of one value (butterfly, as _gpu_lane_sum8)."""
+    o = lanes >> 1
+    while o > 0:
+        a += cuda.shfl_xor_sync(FULL_MASK, a, o)
+        o >>= 1
+    return a
+
+
+def _sim_lane_sum8(p, lanes):
+    return simwarp.butterfly(p, lanes)
+
+
+def _sim_lane_sum(a, lanes):
+    return simwarp.butterfly((a,), lanes)[0]
+
+
+if simulator_enabled(cuda):      # the simulator has no shuffles: the same sums through a barrier
+    lane_sum8 = cuda.jit(device=True)(_sim_lane_sum8)
+    lane_sum = cuda.jit(device=True)(_sim_lane_sum)
+else:
+    lane_sum8 = cuda.jit(device=True, inline="always")(_gpu_lane_sum8)
+    lane_sum = cuda.jit(device=True, inline="always")(_gpu_lane_sum)

@@ -34,7 +34,7 @@ def reduction(printer, blk, extra_inactive=()):
     head, tail, finish = [], [], []
     for w in blk.writes:
         if w.reduce is None:
-            lines.append(f"{printer.element(w.ref)} {'+=' if w.accumulate else '='} {printer.value(w.value)}")
+            lines += printer.write_lines(w)       # a bias accumulator's add too
             continue
         acc = lay.namer.claim(f"sum_{w.ref.buffer.name}")
         part = lay.partial(w.ref.buffer)

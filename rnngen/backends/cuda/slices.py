@@ -1,7 +1,23 @@
 """The GEMM slices of the persistent kernels (printed lines): each block computes its units' rows
-of z[step] = v[step] @ W.T forward and its units' columns of dz[step] @ W backward, in 2x2 register
-tiles (mathlib.tile) of (batch row, weight row) or (batch row, unit)."""
+of z[step] = v[step] @ W.T forward and its units' columns of dz[step] @ W backward.
+
+Work is split into warp tiles of 2 batch rows x 4 columns (weight rows forward, units backward):
+a warp takes a tile, its lanes split k (lane l: k = l, l + 32, ...), each lane keeps the 8
+partial dot products in registers (mathlib.lane_tile), a butterfly of warp shuffles sums them
+(mathlib.lane_sum8) and lane 0 stores the tile. So a warp's loads of an input row are one
+coalesced 128-byte line per 32 k, its shared-memory loads of the weights hit 32 different banks,
+every warp of the block has tiles in both passes (plan() sizes blocks from these tiles), and the
+sums are in a fixed order (bit-reproducible). Consecutive warps take tiles of the same batch rows,
+so they read the same input lines at about the same time (L1 hits).
+
+Each stage's GEMMs are one Gemm each (the template prints them in the stage's order); a new kind
+of stage (a reduction over the hidden units, a block-diagonal linear) is another constructor
+next to forward() and backward() returning the same record.
+"""
 from dataclasses import dataclass
+
+COLS = 4          # columns of a warp tile (weight rows forward, units backward)
+ROWS = 2          # batch rows of a warp tile
 
 
 @dataclass
@@ -9,13 +25,27 @@ class Gemm:
     """One recurrent linear's slice of a GEMM inside the persistent kernel."""
     linear: str
     title: str
-    count: str           # work items: 2x2 tiles
+    count: str           # work items: warp tiles of ROWS x COLS
     load: list           # lines copying the slice into shared memory (inside `if _on_chip:`)
     head: list           # lines mapping the work item _e to its tile
-    shared: str          # the tile's call reading the weight from shared memory
+    shared: str          # the lane's partial tile, reading the weight from shared memory
     global_: str         # the same reading it from global memory (the fallback)
-    store: list          # lines writing the tile
+    store: list          # lines writing the tile (lane 0, after the warp sum)
     size: str            # shared-memory elements of the slice
+
+
+def _columns(count):
+    """Lines: this tile's columns _c0.._c3 of `count` (a clamped duplicate of _c0 past the end)."""
+    return [f"_c{i} = _c0 + {i} if _c0 + {i} < {count} else _c0" for i in range(1, COLS)]
+
+
+def _tile_head(b, B, count):
+    return [f"_nc = ({count} + {COLS - 1}) // {COLS}              # tiles: columns _c0 .. _c0 + {COLS - 1}",
+            f"_nb = ({B} + 1) // 2                    # ... of batch rows {b} and {b} + _nb",
+            f"{b} = _e // _nc",
+            f"_c0 = {COLS} * (_e - {b} * _nc)",
+            *_columns(count),
+            f"_b1 = {b} + _nb if {b} + _nb < {B} else {b}"]
 
 
 def _sizes(op, lay):
@@ -37,32 +67,26 @@ def forward(op, n, level, lay=None):
     z = op.output.buffer.name
     at = f"{step}, " if op.output.at == "step" else ""
     off = f"_off_{lin}"
+    head = _tile_head(b, B, rows)
+    for i in range(COLS):
+        head += [f"_g = _c{i} // {nu}", f"_row{i} = _g * {O} + _j0 + _c{i} - _g * {nu}"]
 
     def ref(row, c):
-        acc = f"_a{'0' if row == 'b' else '1'}{c}"
-        return f"{z}[{at}{b if row == 'b' else '_b1'}, _row{c}] = {acc}"
+        return f"{z}[{at}{b if row == 0 else '_b1'}, _row{c}] = _a{row}{c}"
+    cols = ", ".join(f"_wsh[{off} + _c{i} * ({H} + 1):]" for i in range(COLS))
     return Gemm(
         linear=lin,
         title=f"stage {level}: {z}[{step}] = {src}[{step}] @ {w}.T, rows of this block's units",
-        count=f"(({B} + 1) // 2) * (({rows} + 1) // 2)",
+        count=f"(({B} + 1) // 2) * (({rows} + {COLS - 1}) // {COLS})",
         load=[f"for _e in range(_tid, {rows} * {H}, _nt):",
               f"    _r = _e // {H}",
               f"    _k = _e - _r * {H}",
               f"    _g = _r // {nu}",
               f"    _wsh[{off} + _r * ({H} + 1) + _k] = {w}[_g * {O} + _j0 + _r - _g * {nu}, _k]"],
-        head=[f"_nc = ({rows} + 1) // 2              # tile: rows _c0, _c0 + _nc of the slice",
-              f"_nb = ({B} + 1) // 2                    # ... and batch rows {b}, {b} + _nb",
-              f"{b} = _e // _nc",
-              f"_c0 = _e - {b} * _nc",
-              f"_c1 = _c0 + _nc if _c0 + _nc < {rows} else _c0   # an odd count: a 1-wide tile",
-              f"_b1 = {b} + _nb if {b} + _nb < {B} else {b}",
-              f"_g = _c0 // {nu}",
-              f"_row0 = _g * {O} + _j0 + _c0 - _g * {nu}",
-              f"_g = _c1 // {nu}",
-              f"_row1 = _g * {O} + _j0 + _c1 - _g * {nu}"],
-        shared=f"_tile({src}[{step}, {b}], {src}[{step}, _b1], _wsh[{off} + _c0 * ({H} + 1):], "
-               f"_wsh[{off} + _c1 * ({H} + 1):], {H}, _zero)",
-        global_=f"_tile({src}[{step}, {b}], {src}[{step}, _b1], {w}[_row0], {w}[_row1], {H}, _zero)",
+        head=head,
+        shared=f"_lane_tile({src}[{step}, {b}], {src}[{step}, _b1], {cols}, {H}, _lane, _lanes, _zero)",
+        global_=f"_lane_tile({src}[{step}, {b}], {src}[{step}, _b1], "
+                + ", ".join(f"{w}[_row{i}]" for i in range(COLS)) + f", {H}, _lane, _lanes, _zero)",
         store=_tile_stores(ref, b),
         size=f"{G} * _units * ({H} + 1)")
 
@@ -75,43 +99,37 @@ def backward(op, n, level, lay=None):
     rows = H if G == 1 else f"{G} * {H}"
     prows = rows if G == 1 else f"({rows})"
     off = f"_off_{lin}"
+    units = [j] + [f"_j{i}" for i in range(1, COLS)]
+    head = _tile_head(b, B, nu) + [f"{units[i]} = _j0 + _c{i}" for i in range(COLS)]
 
     def ref(row, c):
-        acc = f"_a{'0' if row == 'b' else '1'}{c}"
-        col = j if c == "0" else "_j1"
-        return f"{op.out.name}[{b if row == 'b' else '_b1'}, {col}] {'+=' if op.accumulate else '='} {acc}"
+        return f"{op.out.name}[{b if row == 0 else '_b1'}, {units[int(c)]}] {'+=' if op.accumulate else '='} _a{row}{c}"
+    cols = ", ".join(f"_wsh[{off} + _c{i} * ({rows} + 1):]" for i in range(COLS))
     return Gemm(
         linear=lin,
         title=f"stage {level}: columns of this block's units of {dz}[{step}] @ {w}",
-        count=f"(({B} + 1) // 2) * (({nu} + 1) // 2)",
+        count=f"(({B} + 1) // 2) * (({nu} + {COLS - 1}) // {COLS})",
         load=[f"for _e in range(_tid, {nu} * {rows}, _nt):",
               f"    _u = _e // {prows}",
               f"    _k = _e - _u * {prows}",
               f"    _wsh[{off} + _u * ({rows} + 1) + _k] = {w}[_k, _j0 + _u]"],
-        head=[f"_nc = ({nu} + 1) // 2                 # tile: units _c0, _c0 + _nc of this block",
-              f"_nb = ({B} + 1) // 2                    # ... and batch rows {b}, {b} + _nb",
-              f"{b} = _e // _nc",
-              f"_c0 = _e - {b} * _nc",
-              f"_c1 = _c0 + _nc if _c0 + _nc < {nu} else _c0   # an odd count: a 1-wide tile",
-              f"_b1 = {b} + _nb if {b} + _nb < {B} else {b}",
-              f"{j} = _j0 + _c0",
-              "_j1 = _j0 + _c1"],
-        shared=f"_tile({dz}[{step}, {b}], {dz}[{step}, _b1], _wsh[{off} + _c0 * ({rows} + 1):], "
-               f"_wsh[{off} + _c1 * ({rows} + 1):], {rows}, _zero)",
-        global_=f"_tile({dz}[{step}, {b}], {dz}[{step}, _b1], {w}[:, {j}], {w}[:, _j1], {rows}, _zero)",
+        head=head,
+        shared=f"_lane_tile({dz}[{step}, {b}], {dz}[{step}, _b1], {cols}, {rows}, _lane, _lanes, _zero)",
+        global_=f"_lane_tile({dz}[{step}, {b}], {dz}[{step}, _b1], "
+                + ", ".join(f"{w}[:, {units[i]}]" for i in range(COLS)) + f", {rows}, _lane, _lanes, _zero)",
         store=_tile_stores(ref, b),
         size=f"_units * ({rows} + 1)")
 
 
 def _tile_stores(ref, b):
-    """Store the 2x2 tile; `ref(row, col)` prints an element. Clamped duplicates are skipped."""
-    return [ref("b", "0"),
-            "if _c1 != _c0:",
-            "    " + ref("b", "1"),
-            f"if _b1 != {b}:",
-            "    " + ref("_b1", "0"),
-            "    if _c1 != _c0:",
-            "        " + ref("_b1", "1")]
+    """Store the 2x4 tile; `ref(row, col)` prints an element. Clamped duplicates are skipped."""
+    lines = []
+    for row in (0, 1):
+        inner = [ref(row, "0")]
+        for c in range(1, COLS):
+            inner += [f"if _c{c} != _c0:", "    " + ref(row, str(c))]
+        lines += inner if row == 0 else [f"if _b1 != {b}:"] + ["    " + line for line in inner]
+    return lines
 
 
 def offsets(gemms):

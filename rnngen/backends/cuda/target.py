@@ -11,7 +11,8 @@ KERNEL_GLOBALS = ("cuda", "math", "range", "min")     # a spec value of such a n
 TIE_LINEARS = True                                    # save one sum and one dZ for tied linears
 _HERE = os.path.dirname(os.path.abspath(__file__))
 TEMPLATE = os.path.join(_HERE, "module.py.j2")
-LIBRARIES = (os.path.join(_HERE, "mathlib.py"), os.path.join(_HERE, "elementwise.py"))
+LIBRARIES = (os.path.join(_HERE, "mathlib.py"), os.path.join(_HERE, "simwarp.py"),
+             os.path.join(_HERE, "elementwise.py"))
 
 
 def file_name(cell_name):

@@ -6,7 +6,9 @@ each: rnngen.cuda_runtime.COUNTS (the counter the run time keeps around every la
 allocation it makes, which the GPU check reads on hardware too), and the simulator's own count of
 the kernels it ran and the device arrays it made (patched in below), which shows the run-time
 counter misses nothing. Inputs are on the device already; lengths are given as a host array
-(uploaded once per forward) or not at all. Prints one JSON line per (cell, lengths).
+(uploaded once per forward) or not at all; forward and reverse. The caches (compiled kernels,
+plans, workspaces) are warmed by one forward and backward first, so the counts are those of a
+repeated call with the same shapes. Prints one JSON line per (cell, lengths, reverse).
 """
 import json
 import os
@@ -55,29 +57,31 @@ def delta(before, after):
     return {"simulator": seen, "counted": counted}
 
 
-def run(cell, with_lengths, T=3, B=2, I=2, H=3):
+def run(cell, with_lengths, reverse=False, T=3, B=2, I=2, H=3):
     mod = rnngen.load(cell)
     rng = np.random.default_rng(0)
     params = {k: cuda.to_device(v) for k, v in mod.init_params(I, H, np.float32).items()}
     x = cuda.to_device(rng.standard_normal((T, B, I)).astype(np.float32))
     dy = cuda.to_device(rng.standard_normal((T, B, H)).astype(np.float32))
     lengths = np.array([T, 1]) if with_lengths else None
-    mod.backward(dy, None, mod.forward(x, params, None, lengths)[2])      # warm the caches
+    mod.backward(dy, None, mod.forward(x, params, None, lengths, reverse)[2])      # warm the caches
     a = snapshot()
-    _, _, saved = mod.forward(x, params, None, lengths)
+    y, final, saved = mod.forward(x, params, None, lengths, reverse)
     b = snapshot()
-    mod.backward(dy, None, saved)
+    dx, d0, dp = mod.backward(dy, None, saved)
     c = snapshot()
-    return {"cell": cell, "lengths": with_lengths, "forward": delta(a, b), "backward": delta(b, c)}
+    return {"cell": cell, "lengths": with_lengths, "reverse": reverse, "forward": delta(a, b),
+            "backward": delta(b, c)}
 
 
 def main(cells):
     for cell in cells:
-        for with_lengths in (False, True):
+        for with_lengths, reverse in ((False, False), (True, False), (True, True)):
             try:
-                row = run(cell, with_lengths)
+                row = run(cell, with_lengths, reverse)
             except Exception as exc:  # report, keep going
-                row = {"cell": cell, "lengths": with_lengths, "error": f"{type(exc).__name__}: {exc}"}
+                row = {"cell": cell, "lengths": with_lengths, "reverse": reverse,
+                       "error": f"{type(exc).__name__}: {exc}"}
             print(json.dumps(row), flush=True)
 
 

@@ -68,6 +68,9 @@ def facts(ptx):
         "fma_f64": ptx.count("fma.rn.f64"),
         "local": ptx.count("ld.local") + ptx.count("st.local"),
         "grid_sync": "cudaCGSynchronizeGrid" in ptx or "cudaCGGetIntrinsicHandle" in ptx,
+        "shfl_bfly": ptx.count("shfl.sync.bfly"),
+        "atomics": len(re.findall(r"\b(?:atom|red)\.", ptx)),
+        "ld_global": ptx.count("ld.global"),
     }
 
 
@@ -127,14 +130,13 @@ def runtime_kernels(nt):
     fill, copy1d = rt._elementwise(numba.np.numpy_support.as_dtype(nt))
     out = [(f"gemm {'x'.join(map(str, tiles))}", rt.gemm_kernel_for(nt, *tiles), gemm_sig)
            for tiles in (rt.GEMM_TILES, rt.GEMM_TILES_SMALL)]
-    out += [("column_sum", rt.column_sum_kernel_for(nt, 32, 8), (aa2, a1, numba.int64)),
-            ("fill", fill.py_func, (a1, nt)), ("copy1d", copy1d.py_func, (a1, a1))]
+    out += [("fill", fill.py_func, (a1, nt)), ("copy1d", copy1d.py_func, (a1, a1))]
     # what rnngen.RNN(device="cuda") runs between layers
     for name, sig in (("_into_last", (a3, a3, numba.int64)), ("_from_last", (a3, a3, numba.int64)),
                       ("_multiply", (a1, a1, a1)), ("_add", (a1, a1, a1)), ("_swap01", (a3, a3))):
         out.append((name, getattr(rt, name).py_func, sig))
     # what the generated modules call after a reversed run's tied-linear backward
-    out.append(("_loop_order", elementwise._loop_order.py_func, (a3, numba.int64[::1], a3)))
+    out.append(("_loop_order", elementwise._loop_order.py_func, (a3, numba.int64[::1], a3, nt)))
     return out
 
 

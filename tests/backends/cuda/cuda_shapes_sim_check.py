@@ -5,7 +5,8 @@ H = 512 for a cell without a recurrent matrix; the GEMMs on the GPU's 64x64 tile
 Run with NUMBA_ENABLE_CUDASIM=1 in its own process (tests/backends/cuda/test_cuda_shapes_sim.py does); it reuses
 cuda_sim_check.py's scheduler, which runs a grid's blocks together and honours grid.sync().
 Each simulated thread costs about a millisecond and each simulated array access microseconds, so
-the recurrent cells run at H = 24 or 32 (4 or 3 blocks of 8 units): a recurrent cell at H = 512
+the recurrent cells run at H = 24 or 40 (3 blocks of 8 units, 4 of 10: the GEMM slices' lanes
+wrap around k = 40 and 160, and the last column tile of a block is clamped): a recurrent cell at H = 512
 would take hours here. Prints one JSON line per case: errors against the CPU path and the plan.
 """
 import json
@@ -16,20 +17,23 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import cuda_sim_check  # noqa: E402,F401  (installs the grid-wide scheduler, NaN-filled empty)
 from cuda_sim_check import cuda, np, rnngen, rt  # noqa: E402
+from rnngen.backends.cuda import launch, workspace  # noqa: E402
 from rnngen.runtime import device  # noqa: E402
 
 CASES = {
     # name: (cell, T, B, I, H, units per block, threads per block, reverse)
-    "lstm B=64 H=32 4 blocks x 512 threads": ("lstm", 2, 64, 3, 32, 8, 512, False),
+    "lstm B=64 H=40 4 blocks x 512 threads": ("lstm", 2, 64, 3, 40, 10, 512, False),
     "gru_classic B=64 H=24 3 blocks x 512 threads reverse": ("gru_classic", 2, 64, 3, 24, 8, 512, True),
     "mingru B=64 H=512 4 blocks x 512 threads": ("mingru", 2, 64, 1, 512, 128, 512, False),
 }
 
 
-def hardware_threads(B, units, rows, most=512):
-    """Threads per block plan() chooses on a GPU (one per dot product, in warps, at most 512)."""
-    work = B * units * max(rows, 1)
-    return max(32, min(most, -(-work // 32) * 32))
+def hardware_threads(B, units, rows):
+    """Threads per block plan() chooses on a GPU for both passes (launch.block_threads: a warp per
+    2 x 4 tile of the GEMM slice, at most 512)."""
+    threads = {launch.block_threads(B, units, rows, backward) for backward in (False, True)}
+    assert len(threads) == 1, threads
+    return threads.pop()
 
 
 def run(name):
@@ -50,6 +54,7 @@ def run(name):
 
     defaults = rt.SIM_UNITS, rt.SIM_THREADS, rt.SIM_GEMM_TILES
     rt.SIM_UNITS, rt.SIM_THREADS, rt.SIM_GEMM_TILES = units, threads, rt.GEMM_TILES_SMALL
+    workspace.release()
     try:
         dev = cuda.to_device
         y, final, saved_d = mod.forward(dev(x), {k: dev(v) for k, v in params.items()},

@@ -21,6 +21,7 @@ from numba import cuda  # noqa: E402
 
 import rnngen  # noqa: E402
 from rnngen import cuda_runtime as rt  # noqa: E402
+from rnngen.backends.cuda import workspace  # noqa: E402
 
 # -- a simulator whose cooperative grids really synchronise ------------------------------------
 # numba-cuda's simulator runs the blocks of a launch one after another, so grid.sync() does not
@@ -205,6 +206,7 @@ def run(cell, case):
 
     rt.FORCE_GLOBAL_WEIGHTS = global_weights
     rt.SIM_UNITS = SIM_UNITS.get(case)
+    workspace.release()              # NaN workspaces: an element a kernel reads before it writes shows
     dev = cuda.to_device
     # through the CPU module: a device array routes to generated/_cuda_<cell>.py
     y, final, saved_d = mod.forward(dev(x), {k: dev(v) for k, v in params.items()},
@@ -262,6 +264,41 @@ def benchmark_script_check():
                       "scale": {k: 1.0 for k in facts["errors"]}, "device_outputs": facts["ok"]}), flush=True)
 
 
+def reuse_check():
+    """Workspaces are reused, returned arrays are not: two forward + backward calls of the same
+    shapes (lstm_peephole: states, saved pre-activations, bias and vector gradients; reversed,
+    with lengths, so that the loop-order workspaces are used too) on different inputs, the
+    second one while the first call's results are still held. Both must equal the CPU path, and
+    the first call's y, final states, dx, d_state0 and gradients must be unchanged by the second."""
+    cell = "lstm_peephole"
+    mod = rnngen.load(cell)
+    T, B, I, H, lengths = 3, 3, 2, 3, np.array([3, 1, 2])
+    workspace.release()
+    calls, held = [], []
+    for seed in (1, 2):
+        rng = np.random.default_rng(seed)
+        params = mod.init_params(I, H, np.float32, seed=seed)
+        x = rng.standard_normal((T, B, I)).astype(np.float32)
+        dy = rng.standard_normal((T, B, H)).astype(np.float32)
+        ref_y, ref_final, saved = mod.forward(x, params, None, lengths, True)
+        ref_dx, ref_d0, ref_dp = mod.backward(dy, None, saved)
+        y, final, sv = mod.forward(cuda.to_device(x), {k: cuda.to_device(v) for k, v in params.items()}, None,
+                                   lengths, True)
+        dx, d0, dp = mod.backward(cuda.to_device(dy), None, sv)
+        held.append({"y": y, "dx": dx, **{f"final_{i}": f for i, f in enumerate(final)},
+                     **{f"d_state0_{i}": d for i, d in enumerate(d0)}, **{f"d_{k}": v for k, v in dp.items()}})
+        calls.append({"y": ref_y, "dx": ref_dx, **{f"final_{i}": f for i, f in enumerate(ref_final)},
+                      **{f"d_state0_{i}": d for i, d in enumerate(ref_d0)},
+                      **{f"d_{k}": v for k, v in ref_dp.items()}})
+    errors = {}
+    for n, (ref, got) in enumerate(zip(calls, held)):
+        for k in ref:
+            g = got[k].copy_to_host()
+            errors[f"call {n + 1} {k}"] = float(np.max(np.abs(g - ref[k]) / np.maximum(1.0, np.abs(ref[k]))))
+    print(json.dumps({"cell": "reuse", "case": "two calls", "errors": errors, "scale": {"any": 1.0},
+                      "device_outputs": True}), flush=True)
+
+
 def negative_control():
     """The scheduler above must catch a missing grid.sync(): lstm's backward with its first
     grid.sync() turned into cuda.syncthreads() has to differ from the CPU path on several blocks."""
@@ -290,6 +327,7 @@ def negative_control():
     found = {}
     for units in (None, 2):          # one block: a block barrier is enough; three blocks: it is not
         rt.SIM_UNITS = units
+        workspace.release()          # NaN workspaces: no values left by the run before
         _, _, sv = broken.forward(cuda.to_device(x), {k: cuda.to_device(v) for k, v in params.items()})
         dx = broken.backward(cuda.to_device(dy), None, sv)[0].copy_to_host()
         found["one block" if units is None else "three blocks"] = bool(np.allclose(dx, ref_dx, atol=1e-5))
@@ -302,6 +340,7 @@ def main(cells):
     gemm_checks()
     benchmark_script_check()
     negative_control()
+    reuse_check()
     for cell in cells + ["clash"]:
         for case in CASES:
             if (cell == "clash") != (case == "spec_names"):

@@ -1,6 +1,11 @@
 """Kernel launches and device allocations per forward and per backward of one layer-direction of
 every built-in cell (cuda_counts_sim_check.py next to this file, under the CUDA simulator, about 20 s).
 
+Issue 13's goals, checked here: a repeated call with the same shapes makes at most 4 launches per
+forward and 6 per backward, and ONE device allocation each (the arena holding what the call
+returns: y, the state sequences and `saved` forward; dx, d_state0 and the parameter gradients
+backward), plus the upload of `lengths` when they are given as a host array; workspaces are reused.
+
 The counts come from rnngen.cuda_runtime.COUNTS, which counts every launch and allocation the run
 time makes; the simulator's own count of the kernels it ran and the device arrays it made must be
 the same, so the counter misses nothing (on a GPU, benchmarks/gpu_check.py --stage time reads the
@@ -17,14 +22,14 @@ pytest.importorskip("numba.cuda")
 
 @pytest.fixture(scope="module")
 def results():
-    return simulator_rows("backends/cuda/cuda_counts_sim_check.py", ("cell", "lengths"))
+    return simulator_rows("backends/cuda/cuda_counts_sim_check.py", ("cell", "lengths", "reverse"))
 
 
 def _table(results):
     lines = ["launches / allocations of one layer-direction (device inputs):",
              f"{'cell':15s} {'forward':>9s} {'+lengths':>9s} {'backward':>9s}  launches by kernel (forward; backward)"]
     for cell in rnngen.available():
-        plain, given = results[cell, False], results[cell, True]
+        plain, given = results[cell, False, False], results[cell, True, False]
 
         def pair(row, part):
             c = row[part]["counted"]
@@ -39,7 +44,7 @@ def _table(results):
 
 
 def test_counts_per_forward_and_backward(results, capsys):
-    for (cell, lengths), row in results.items():
+    for (cell, lengths, reverse), row in results.items():
         assert "error" not in row, f"{cell}: {row['error']}"
         for part in ("forward", "backward"):
             counted, seen = row[part]["counted"], row[part]["simulator"]
@@ -49,8 +54,22 @@ def test_counts_per_forward_and_backward(results, capsys):
             named = sum(v for k, v in counted.items() if k.startswith("launch "))
             assert named == counted["launches"], f"{cell} {part}: {counted}"
     for cell in rnngen.available():
-        plain = results[cell, False]["forward"]["counted"]
-        given = results[cell, True]["forward"]["counted"]
+        plain = results[cell, False, False]["forward"]["counted"]
+        given = results[cell, True, False]["forward"]["counted"]
         assert given["allocations"] == plain["allocations"] + 1, "lengths: one upload per forward"
     with capsys.disabled():
         print("\n" + _table(results))
+
+
+def test_launch_and_allocation_goals(results):
+    """<= 4 launches per forward, <= 6 per backward (reverse included: the loop-order copies of x
+    and dx), one allocation per call (plus the lengths upload), no fill, copy or column-sum launch."""
+    for (cell, lengths, reverse), row in results.items():
+        fwd, bwd = row["forward"]["counted"], row["backward"]["counted"]
+        where = f"{cell} lengths={lengths} reverse={reverse}"
+        assert fwd["launches"] <= 4 and bwd["launches"] <= 6, f"{where}: {fwd} {bwd}"
+        assert fwd["allocations"] == 1 + lengths, f"{where}: forward allocations {fwd}"
+        assert bwd["allocations"] == 1, f"{where}: backward allocations {bwd}"
+        for part in (fwd, bwd):
+            assert not {"launch fill", "launch copy", "launch column_sum"} & set(part), f"{where}: {part}"
+        assert bwd.get("launch loop_order", 0) <= (2 if reverse else 0), f"{where}: {bwd}"

@@ -11,7 +11,6 @@ def test_terms_columns_and_inactive_zeros(compile_builtin):
                                                         "bias_hh[H + j]"]
     dvec = kernel.buffer("d_vector", "weight_ci")
     assert lay.dims(dvec) == (ir.B, ir.H) and lay.element(ir.Ref(dvec, 0, "unit")) == "dvec_weight_ci[b, j]"
-    assert lay.allocate(dvec) == "dvec_weight_ci = elementwise.zeros((B, H), dtype)"
     zeros = lay.inactive_zeros(True)
     assert [(w.ref.buffer.name, w.ref.gate, w.ref.at) for w in zeros] == [("dz_hh", g, "step") for g in range(4)]
     assert [w.ref.buffer.name for w in lay.inactive_zeros(False)] == ["y"]
@@ -20,7 +19,14 @@ def test_terms_columns_and_inactive_zeros(compile_builtin):
 def test_printed_module(compile_builtin):
     m = compile_builtin("lstm")["emit:cuda"]
     assert dict(m.backward_kernel_args) == {"lengths": 1, "reverse": 0, "dy": 3, "zx_ih": 3, "s_c": 3, "d_h": 2,
-                                            "d_c": 2, "dz_hh": 3, "weight_hh": 2, "_units": 0, "_on_chip": 0}
+                                            "d_c": 2, "dz_hh": 3, "weight_hh": 2, "_init_d_h": 2, "_init_d_c": 2,
+                                            "_acc_dz_hh": 2, "_db_bias_ih": 1, "_db_bias_hh": 1,
+                                            "_units": 0, "_on_chip": 0}
     assert "bias_hh" not in m.backward_params         # the tied sums hold the biases already
     assert [s.kind for s in m.backward_steps] == ["pointwise", "grid_sync", "gemm", "block_sync"]
-    assert any("_loop_order(x, lengths)" in line for line in m.backward_result)
+    assert any("_loop_order(x, lengths, " in line for line in m.backward_result)
+    # item 11 of issue 13: the tied linears ih and hh share ONE pre-activation gradient (dz_hh) on
+    # CUDA too, with one bias accumulator written to both bias gradients
+    assert not any(b.role == "d_x_preact" for b in compile_builtin("lstm").kernel("cuda").buffers)
+    assert [line.split(" =")[0] for line in m.backward_setup if "workspace.scratch(" in line] == ["dz_hh", "_acc_dz_hh"]
+    assert m.backward_epilogue[-2:] == ["        _db_bias_ih[_col] = _s", "        _db_bias_hh[_col] = _s"]

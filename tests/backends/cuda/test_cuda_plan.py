@@ -37,8 +37,38 @@ def test_one_block_per_sm_with_weights_on_chip(rt):
 
 
 def test_small_hidden_size(rt):
+    """The course size: 5 warp tiles (B = 10 rows in pairs, 4 gate rows of the one unit)."""
     grid, threads, units, nbytes, on_chip = rt.plan(fake_kernel(), 5, 10, 4, 1, False, 4)
-    assert (grid, units, on_chip, threads) == (5, 1, True, 64)
+    assert (grid, units, on_chip, threads) == (5, 1, True, 160)
+
+
+# -- threads from the warp tiles of each pass (issue 13, item 8) --------------------------------
+def _tiles(B, columns):
+    """Warp tiles of 2 batch rows x 4 columns, counted here independently of slices.py."""
+    return -(-B // 2) * -(-columns // 4)
+
+
+@pytest.mark.parametrize("size", [(64, 512, 4), (64, 1024, 4), (32, 128, 4), (10, 5, 4), (64, 512, 3), (64, 512, 1)])
+def test_threads_follow_the_tiles_of_each_pass(rt, size):
+    """Forward: a block's tiles cover B x (gates * units) outputs, backward B x units (over 4H
+    each); a warp per tile up to 16 warps, at least a thread per (b, j) of the pointwise phases."""
+    B, H, rows = size
+    for backward in (False, True):
+        grid, threads, units, nbytes, on_chip = rt.plan(fake_kernel(), H, B, rows, 1, backward, 4)
+        work = _tiles(B, units if backward else rows * units)
+        want = min(512, 32 * max(work, -(-B * units // 32)))
+        assert threads == want, (size, backward, threads, want, units)
+        assert threads % 32 == 0 and grid * units >= H
+    # fastrnns: 16 busy warps in both passes (the old plan gave the backward 2 of 16 work)
+    assert rt.plan(fake_kernel(), 512, 64, 4, 1, True, 4)[1] == 512
+    assert _tiles(64, 4) >= 16 and _tiles(64, 16) >= 16
+
+
+def test_fewer_warps_before_more_units(rt):
+    """A cooperative grid that does not fit at 512 threads per block gets fewer warps (each
+    taking more tiles) before blocks get more units."""
+    grid, threads, units, nbytes, on_chip = rt.plan(fake_kernel(max_threads=256), 512, 64, 4, 1, False, 4)
+    assert (units, threads) == (4, 256) and grid == 128
 
 
 def test_falls_back_to_global_weights_and_warns_once(rt):
@@ -105,3 +135,50 @@ def test_gemm_launches_with_m_on_grid_x(rt, monkeypatch):
     (grid, threads), flags = launches[0]
     assert grid == rt.gemm_launch(M, 2048, rt.GEMM_TILES)[0] == (-(-M // 128), 16) and threads == 256
     assert flags == (False, True, False)
+
+
+# -- the cached launch (issue 13, item 10) -------------------------------------------------------
+class _Compiled:
+    def __init__(self, fail=False):
+        self.calls, self.fail = [], fail
+
+    def launch(self, args, griddim, blockdim, stream, sharedmem):
+        if self.fail:
+            raise TypeError("launch() takes 5 arguments")
+        self.calls.append((args, griddim, blockdim, stream, sharedmem))
+
+
+class _Dispatcher:
+    def __init__(self):
+        self.calls = []
+
+    def __getitem__(self, conf):
+        return lambda *args: self.calls.append((conf, args))
+
+
+def test_the_configured_launch_goes_to_the_compiled_kernel(rt):
+    """One configured launch per plan: the compiled kernel's launch with the plan's grid, threads,
+    shared memory and numba's default stream, no dispatcher in between."""
+    from numba.cuda.cudadrv import driver
+    from rnngen.backends.cuda import launch
+    kernel, dispatcher = _Compiled(), _Dispatcher()
+    run = launch._configured(dispatcher, kernel, 128, 512, 65600)
+    run("a", "b", 4, True)
+    run("c", "d", 4, True)
+    assert [c[0] for c in kernel.calls] == [("a", "b", 4, True), ("c", "d", 4, True)] and not dispatcher.calls
+    args, griddim, blockdim, stream, nbytes = kernel.calls[0]
+    assert (griddim, blockdim, nbytes) == ((128, 1, 1), (512, 1, 1), 65600)
+    assert type(stream) is type(driver._to_core_stream(0))
+
+
+def test_a_failing_direct_launch_falls_back_to_the_dispatcher(rt):
+    from rnngen.backends.cuda import launch
+    kernel, dispatcher = _Compiled(fail=True), _Dispatcher()
+    run = launch._configured(dispatcher, kernel, 5, 160, 0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run(1)
+        run(2)
+    assert dispatcher.calls == [((5, 160, 0, 0), (1,)), ((5, 160, 0, 0), (2,))]
+    assert len([w for w in caught if "direct launch" in str(w.message)]) == 1
+    assert launch._configured(dispatcher, None, 5, 160, 0) is not None        # the simulator's

@@ -63,13 +63,16 @@ def test_persistent_kernels_compile(kernels, cell):
         assert f32["grid_sync"] == (cell in RECURRENT)
         if cell in RECURRENT:
             assert f32["ld_shared"] > 0, f"{cell} {kernel}: recurrent weights not read from shared memory"
+            # issue 13: the GEMM slice sums its lanes' partial tiles with warp shuffles (8 values)
+            assert f32["shfl_bfly"] >= 8, f"{cell} {kernel}: {f32['shfl_bfly']} shfl.sync.bfly"
+        assert f32["atomics"] == 0, f"{cell} {kernel}: atomics (the sums must be in a fixed order)"
         _link_ok(f32)
         info = f32["ptxas"]
         if info is not None and "error" not in info:
             assert info["spill_stores"] == 0 and info["spill_loads"] == 0, f"{cell} {kernel}: spills {info}"
 
 
-RUNTIME = ("gemm 128x128x8x8x8", "gemm 64x64x16x4x4", "column_sum", "fill", "copy1d",
+RUNTIME = ("gemm 128x128x8x8x8", "gemm 64x64x16x4x4", "fill", "copy1d",
            "_into_last", "_from_last", "_multiply", "_add", "_swap01", "_loop_order")
 
 
@@ -83,10 +86,18 @@ def test_runtime_kernels_compile(kernels, kernel):
     assert f32["f64_ops"] == 0, f"{kernel}: f64 instructions in float32 PTX"
     assert f32["local"] == 0 and not f32["grid_sync"], f"{kernel}: {f32}"
     _link_ok(f32)
-    if kernel.startswith(("gemm", "column_sum")):
+    if kernel.startswith("gemm"):
         assert f32["ld_shared"] > 0
 
 
 def test_gemm_register_tiles(kernels):
     assert kernels["runtime", "gemm 128x128x8x8x8", "float32"]["fma_f32"] >= 64      # the 8x8 tile
     assert kernels["runtime", "gemm 64x64x16x4x4", "float32"]["fma_f32"] >= 16       # the 4x4 tile
+
+
+def test_bias_and_vector_sums_in_the_backward_kernel(kernels):
+    """The backward kernels of cells with biases or per-unit vectors end with their column sums:
+    one more warp-shuffle sum (lane_sum) beyond the GEMM slices' (lane_sum8), no atomics."""
+    for cell in ("lstm", "lstm_peephole", "gru", "mingru"):
+        f32 = kernels[cell, "backward", "float32"]
+        assert f32["shfl_bfly"] > (8 if cell != "mingru" else 0) and f32["atomics"] == 0, f"{cell}: {f32}"

@@ -4,7 +4,7 @@ minute, in its own process: cuda_shapes_sim_check.py next to this file).
 512 threads per block (what plan() gives at B = 64), B = 64, several blocks synchronised by a
 scheduler that honours grid.sync(), lengths with 0, 1 and T, reverse; the GEMMs on the GPU's 64x64
 tile of 256 threads; H = 512 for mingru (no recurrent matrix). The recurrent cells run at H = 24
-and 32: at H = 512 one simulated step would take hours. What this cannot show (real concurrency
+and 40: at H = 512 one simulated step would take hours. What this cannot show (real concurrency
 of warps, memory ordering across SMs, > 48 KiB shared memory, timing) needs a GPU:
 benchmarks/gpu_check.py --stage correct.
 """
@@ -16,7 +16,7 @@ pytest.importorskip("numba.cuda")
 
 pytestmark = pytest.mark.slow
 
-CASES = ("lstm B=64 H=32 4 blocks x 512 threads", "gru_classic B=64 H=24 3 blocks x 512 threads reverse",
+CASES = ("lstm B=64 H=40 4 blocks x 512 threads", "gru_classic B=64 H=24 3 blocks x 512 threads reverse",
          "mingru B=64 H=512 4 blocks x 512 threads")
 
 

@@ -69,3 +69,10 @@ def test_the_simulated_grid_catches_a_missing_grid_sync(results):
     matches the CPU path and three blocks must not."""
     row = results["negative_control", "missing grid.sync"]
     assert row["matches_cpu"] == {"one block": True, "three blocks": False}
+
+
+def test_workspaces_reused_results_kept(results):
+    """Issue 13: workspaces are reused across calls of the same shapes, the arrays a call returns
+    are not: a second forward + backward leaves the first call's results as they were, and both
+    equal the CPU path (lstm_peephole, reversed, with lengths)."""
+    _check(results["reuse", "two calls"])
