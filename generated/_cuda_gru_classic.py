@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: dc4dc15c818a4457606c2ba348c8730fc44d57b2a4ab4c9efd4cb86986166ea6
+sha256 of spec + templates + math libraries + versions: f88542920fceddf807c582cf69ef10405bc8f05a6e068a963b48044e5a0fd08a
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -35,7 +35,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru_classic"
-SPEC_SHA256 = "dc4dc15c818a4457606c2ba348c8730fc44d57b2a4ab4c9efd4cb86986166ea6"
+SPEC_SHA256 = "f88542920fceddf807c582cf69ef10405bc8f05a6e068a963b48044e5a0fd08a"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
@@ -50,7 +50,7 @@ STATE_SIZES = {'h': 'H'}
 COOPERATIVE = True     # the kernels call grid.sync()
 SHARED_ROWS = 3            # weight rows per hidden unit kept on chip (all recurrent gates)
 RECURRENT_LINEARS = 2
-MAX_THREADS = None     # threads per block at most (None: config.THREADS); reductions' kernels need more registers
+MAX_THREADS = None     # threads per block at most (None: config.THREADS); bigger kernels need more registers
 # (kernel argument, number of dimensions): what compile-only checks need to build signatures
 KERNEL_ARGS = {
     "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("z_hh", 3), ("z_rh", 3), ("v_rh", 3), ("bias_ih", 1), ("weight_hh", 2), ("weight_rh", 2), ("_init_s_h", 2), ("_units", 0), ("_on_chip", 0), ),

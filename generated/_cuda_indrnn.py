@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 66c974a4d23df8162f45c4833901c27868ec6329ce5ce5152d2bd4a5219990f6
+sha256 of spec + templates + math libraries + versions: 866810dd6b709270ce95b0be7cd60886b74f5a767319ad6b81c2ab2a80a64843
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -31,7 +31,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "indrnn"
-SPEC_SHA256 = "66c974a4d23df8162f45c4833901c27868ec6329ce5ce5152d2bd4a5219990f6"
+SPEC_SHA256 = "866810dd6b709270ce95b0be7cd60886b74f5a767319ad6b81c2ab2a80a64843"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
@@ -45,7 +45,7 @@ STATE_SIZES = {'h': 'H'}
 COOPERATIVE = False     # the kernels call grid.sync()
 SHARED_ROWS = 0            # weight rows per hidden unit kept on chip (all recurrent gates)
 RECURRENT_LINEARS = 0
-MAX_THREADS = None     # threads per block at most (None: config.THREADS); reductions' kernels need more registers
+MAX_THREADS = None     # threads per block at most (None: config.THREADS); bigger kernels need more registers
 # (kernel argument, number of dimensions): what compile-only checks need to build signatures
 KERNEL_ARGS = {
     "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("bias_ih", 1), ("vec_weight_hh", 1), ("_init_s_h", 2), ("_units", 0), ("_on_chip", 0), ),

@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: fc9f0c7978801f966ab2b98fa2be23a26e9ac6ded4375c067c5e8f2a0b2cb68d
+sha256 of spec + templates + math libraries + versions: 637efec1358f05b89b90fef9f595a231d8d329e5dc26eb76a64d26db52d715e1
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -39,7 +39,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "fc9f0c7978801f966ab2b98fa2be23a26e9ac6ded4375c067c5e8f2a0b2cb68d"
+SPEC_SHA256 = "637efec1358f05b89b90fef9f595a231d8d329e5dc26eb76a64d26db52d715e1"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {
@@ -57,7 +57,7 @@ STATE_SIZES = {'h': 'H', 'c': 'H'}
 COOPERATIVE = True     # the kernels call grid.sync()
 SHARED_ROWS = 4            # weight rows per hidden unit kept on chip (all recurrent gates)
 RECURRENT_LINEARS = 1
-MAX_THREADS = None     # threads per block at most (None: config.THREADS); reductions' kernels need more registers
+MAX_THREADS = None     # threads per block at most (None: config.THREADS); bigger kernels need more registers
 # (kernel argument, number of dimensions): what compile-only checks need to build signatures
 KERNEL_ARGS = {
     "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("s_c", 3), ("z_hh", 2), ("bias_ih", 1), ("weight_hh", 2), ("bias_hh", 1), ("vec_weight_ci", 1), ("vec_weight_cf", 1), ("vec_weight_co", 1), ("_init_s_h", 2), ("_init_s_c", 2), ("_units", 0), ("_on_chip", 0), ),

@@ -2,7 +2,7 @@
 
 source spec: lstm_proj.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: c092a39f026e56c744b5642116bdb0f84de7074c046d81b5b6b93cc3b3cd60a2
+sha256 of spec + templates + math libraries + versions: fd36e381a76ff5bbc160863952559c9f43f470573c7c3fce23b5729590240bed
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -39,7 +39,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_proj"
-SPEC_SHA256 = "c092a39f026e56c744b5642116bdb0f84de7074c046d81b5b6b93cc3b3cd60a2"
+SPEC_SHA256 = "fd36e381a76ff5bbc160863952559c9f43f470573c7c3fce23b5729590240bed"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {
@@ -55,7 +55,7 @@ STATE_SIZES = {'h': 'proj_size', 'c': 'H'}
 COOPERATIVE = True     # the kernels call grid.sync()
 SHARED_ROWS = 5            # weight rows per hidden unit kept on chip (all recurrent gates)
 RECURRENT_LINEARS = 2
-MAX_THREADS = None     # threads per block at most (None: config.THREADS); reductions' kernels need more registers
+MAX_THREADS = 256     # threads per block at most (None: config.THREADS); bigger kernels need more registers
 # (kernel argument, number of dimensions): what compile-only checks need to build signatures
 KERNEL_ARGS = {
     "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("s_c", 3), ("z_hh", 3), ("z_hr", 3), ("v_hr", 3), ("bias_ih", 1), ("weight_hh", 2), ("bias_hh", 1), ("weight_hr", 2), ("_init_s_h", 2), ("_init_s_c", 2), ("_units", 0), ("_on_chip", 0), ),
@@ -529,7 +529,7 @@ def forward(x, params, state0=None, lengths=None, reverse=False):
     gemm.gemm(x2d, params["weight_ih"], zx_ih.reshape(T * B, 4 * H), trans_b=True)
     state0 = checks.initial(state0, B, [proj_size, H], dtype)
     launch.persistent(_kernels(dtype).forward, max(H, proj_size), B, SHARED_ROWS, RECURRENT_LINEARS, False,
-                      (lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, params["bias_ih"], params["weight_hh"], params["bias_hh"], params["weight_hr"], state0[0], state0[1]))
+                      (lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, params["bias_ih"], params["weight_hh"], params["bias_hh"], params["weight_hr"], state0[0], state0[1]), MAX_THREADS)
     final_states = (s_h[T], s_c[T],)
     saved = checks.Saved(NAME, device=True, x=x, params=params, lengths=lengths, reverse=reverse,
                          zx_ih=zx_ih, s_h=s_h, s_c=s_c, z_hh=z_hh, z_hr=z_hr, v_hr=v_hr)
@@ -564,7 +564,7 @@ def backward(dy, d_final, saved):
     _acc_dzx_ih = workspace.scratch("lstm_proj._acc_dzx_ih", (B, 4 * H), dtype)
     _acc_dz_hh = workspace.scratch("lstm_proj._acc_dz_hh", (B, 4 * H), dtype)
     launch.persistent(_kernels(dtype).backward, max(H, proj_size), B, SHARED_ROWS, RECURRENT_LINEARS, True,
-                      (lengths, reverse, dy, zx_ih, s_c, z_hh, d_h, d_c, dzx_ih, dz_hh, dz_hr, dv_hr, params["bias_ih"], params["weight_hh"], params["bias_hh"], params["weight_hr"], d_final[0], d_final[1], _acc_dzx_ih, d_params["bias_ih"], _acc_dz_hh, d_params["bias_hh"]))
+                      (lengths, reverse, dy, zx_ih, s_c, z_hh, d_h, d_c, dzx_ih, dz_hh, dz_hr, dv_hr, params["bias_ih"], params["weight_hh"], params["bias_hh"], params["weight_hr"], d_final[0], d_final[1], _acc_dzx_ih, d_params["bias_ih"], _acc_dz_hh, d_params["bias_hh"]), MAX_THREADS)
     gemm.gemm(dzx_ih.reshape(T * B, 4 * H), x2d, d_params["weight_ih"], trans_a=True)
     gemm.gemm(dz_hh.reshape(T * B, 4 * H), s_h[:T].reshape(T * B, proj_size), d_params["weight_hh"], trans_a=True)
     gemm.gemm(dz_hr.reshape(T * B, proj_size), v_hr[:T].reshape(T * B, H), d_params["weight_hr"], trans_a=True)

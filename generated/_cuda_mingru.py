@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: fa619efd94ca6cfb73dc6b459c5236f22bc7c8ded8b5583c43c934f575c06369
+sha256 of spec + templates + math libraries + versions: 07d782920d2fd75930773fa4d1a3f548f6eae6a6311d1e0c1a9cd6008e503b12
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -32,7 +32,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "mingru"
-SPEC_SHA256 = "fa619efd94ca6cfb73dc6b459c5236f22bc7c8ded8b5583c43c934f575c06369"
+SPEC_SHA256 = "07d782920d2fd75930773fa4d1a3f548f6eae6a6311d1e0c1a9cd6008e503b12"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
@@ -45,7 +45,7 @@ STATE_SIZES = {'h': 'H'}
 COOPERATIVE = False     # the kernels call grid.sync()
 SHARED_ROWS = 0            # weight rows per hidden unit kept on chip (all recurrent gates)
 RECURRENT_LINEARS = 0
-MAX_THREADS = None     # threads per block at most (None: config.THREADS); reductions' kernels need more registers
+MAX_THREADS = None     # threads per block at most (None: config.THREADS); bigger kernels need more registers
 # (kernel argument, number of dimensions): what compile-only checks need to build signatures
 KERNEL_ARGS = {
     "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("bias_ih", 1), ("_init_s_h", 2), ("_units", 0), ("_on_chip", 0), ),

@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 019823b37cffb1dafd997ae5901166ecb5f641fa96641fef20e37a3682254a4f
+sha256 of spec + templates + math libraries + versions: 9d91e709917285b0e7b52644d2d640022efa49f1604b8946bbd1926642d656a7
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,7 +29,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru"
-SPEC_SHA256 = "019823b37cffb1dafd997ae5901166ecb5f641fa96641fef20e37a3682254a4f"
+SPEC_SHA256 = "9d91e709917285b0e7b52644d2d640022efa49f1604b8946bbd1926642d656a7"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

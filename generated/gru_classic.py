@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: dc4dc15c818a4457606c2ba348c8730fc44d57b2a4ab4c9efd4cb86986166ea6
+sha256 of spec + templates + math libraries + versions: f88542920fceddf807c582cf69ef10405bc8f05a6e068a963b48044e5a0fd08a
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,7 +29,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru_classic"
-SPEC_SHA256 = "dc4dc15c818a4457606c2ba348c8730fc44d57b2a4ab4c9efd4cb86986166ea6"
+SPEC_SHA256 = "f88542920fceddf807c582cf69ef10405bc8f05a6e068a963b48044e5a0fd08a"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

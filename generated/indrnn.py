@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 66c974a4d23df8162f45c4833901c27868ec6329ce5ce5152d2bd4a5219990f6
+sha256 of spec + templates + math libraries + versions: 866810dd6b709270ce95b0be7cd60886b74f5a767319ad6b81c2ab2a80a64843
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -25,7 +25,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, relu as _relu, step as _step  # noqa: F401
 
 NAME = "indrnn"
-SPEC_SHA256 = "66c974a4d23df8162f45c4833901c27868ec6329ce5ce5152d2bd4a5219990f6"
+SPEC_SHA256 = "866810dd6b709270ce95b0be7cd60886b74f5a767319ad6b81c2ab2a80a64843"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

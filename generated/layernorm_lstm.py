@@ -2,7 +2,7 @@
 
 source spec: layernorm_lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 347d7cd7baeb4876e9934b35864baf7a2ce2555ab171093abc19a66bcc6ce02e
+sha256 of spec + templates + math libraries + versions: 1ff11ab95df15a554dbbfddf8f0d5c80a08786c032e7e5a5023198d95fac1f58
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -38,7 +38,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "layernorm_lstm"
-SPEC_SHA256 = "347d7cd7baeb4876e9934b35864baf7a2ce2555ab171093abc19a66bcc6ce02e"
+SPEC_SHA256 = "1ff11ab95df15a554dbbfddf8f0d5c80a08786c032e7e5a5023198d95fac1f58"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 90b9679842180ad138a8531539bfee01fc89dc15fed4c548260c28711f5b9065
+sha256 of spec + templates + math libraries + versions: ae6d0bb20f8b232d35e4ed04c8e867521e8f5762963c62ec177d830fbe15d635
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm"
-SPEC_SHA256 = "90b9679842180ad138a8531539bfee01fc89dc15fed4c548260c28711f5b9065"
+SPEC_SHA256 = "ae6d0bb20f8b232d35e4ed04c8e867521e8f5762963c62ec177d830fbe15d635"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: fc9f0c7978801f966ab2b98fa2be23a26e9ac6ded4375c067c5e8f2a0b2cb68d
+sha256 of spec + templates + math libraries + versions: 637efec1358f05b89b90fef9f595a231d8d329e5dc26eb76a64d26db52d715e1
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,7 +33,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "fc9f0c7978801f966ab2b98fa2be23a26e9ac6ded4375c067c5e8f2a0b2cb68d"
+SPEC_SHA256 = "637efec1358f05b89b90fef9f595a231d8d329e5dc26eb76a64d26db52d715e1"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: lstm_proj.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: c092a39f026e56c744b5642116bdb0f84de7074c046d81b5b6b93cc3b3cd60a2
+sha256 of spec + templates + math libraries + versions: fd36e381a76ff5bbc160863952559c9f43f470573c7c3fce23b5729590240bed
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,7 +33,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_proj"
-SPEC_SHA256 = "c092a39f026e56c744b5642116bdb0f84de7074c046d81b5b6b93cc3b3cd60a2"
+SPEC_SHA256 = "fd36e381a76ff5bbc160863952559c9f43f470573c7c3fce23b5729590240bed"
 STATES = ('h', 'c')
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: fa619efd94ca6cfb73dc6b459c5236f22bc7c8ded8b5583c43c934f575c06369
+sha256 of spec + templates + math libraries + versions: 07d782920d2fd75930773fa4d1a3f548f6eae6a6311d1e0c1a9cd6008e503b12
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -26,7 +26,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid  # noqa: F401
 
 NAME = "mingru"
-SPEC_SHA256 = "fa619efd94ca6cfb73dc6b459c5236f22bc7c8ded8b5583c43c934f575c06369"
+SPEC_SHA256 = "07d782920d2fd75930773fa4d1a3f548f6eae6a6311d1e0c1a9cd6008e503b12"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 90dddaf6aa57c88fe7bc8153f9f3ccaf240f3a9ec0c61f1da7ca02838eb36b06
+sha256 of spec + templates + math libraries + versions: 5fb42c93c89ede625a45677bff88d4fb79f35084566ce09f2e9dab779191a428
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,7 +28,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, relu as _relu, step as _step  # noqa: F401
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "90dddaf6aa57c88fe7bc8153f9f3ccaf240f3a9ec0c61f1da7ca02838eb36b06"
+SPEC_SHA256 = "5fb42c93c89ede625a45677bff88d4fb79f35084566ce09f2e9dab779191a428"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {

@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 3c38c949262650a885d231e76ad179d2db686af98a2718dc588d98a3d508c12f
+sha256 of spec + templates + math libraries + versions: 2bc5089d740b2dc555965bd071c2a7ba24ccb910b75b2a85529e92c41c6bf263
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,7 +28,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, tanh as _tanh  # noqa: F401
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "3c38c949262650a885d231e76ad179d2db686af98a2718dc588d98a3d508c12f"
+SPEC_SHA256 = "2bc5089d740b2dc555965bd071c2a7ba24ccb910b75b2a85529e92c41c6bf263"
 STATES = ('h',)
 OUTPUT = "h"
 PARAMS = {
