@@ -84,7 +84,6 @@ class CudaModule:
     unit_lines: list = None   # the kernel lines counting this block's units of each run-time size
     wrapper_sizes: list = None    # the wrappers' lines reading the run-time sizes
     grid_units: str = "H"     # the units the grid covers: the largest size
-    partials: list = None     # the wrappers' allocations of the reductions' partial sums
     max_threads: object = None    # threads per block at most (reductions or sizes: 256), or None
 
 
@@ -191,8 +190,9 @@ class _Printer:
         return params, call, ndims + [("_units", 0), ("_on_chip", 0)], sizes
 
 
-# the persistent kernels of a cell with reductions or run-time sizes hold more values per thread (up to ~170
-# registers in float32 for layernorm_lstm): at most 256 threads per block keep every block resident
+# the persistent kernels of a cell with reductions or run-time sizes hold more values per thread
+# (float32, sm_90: layernorm_lstm up to ~170 registers, lstm_proj's forward 138): at most 256
+# threads per block keep a block within the 64K registers of an SM
 REDUCTION_THREADS = 256
 
 
