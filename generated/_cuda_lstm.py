@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 410974edb864d7be15855cbee410efab8f4f6da3ccccdc27b210ced55b44b0be
+sha256 of spec + templates + math libraries + versions: af77037773d2bcd4c95ea06ffce0e3da9558b3ea10e906325bbeb199b726f8e9
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -31,7 +31,8 @@ import types
 
 import numpy as np
 
-from rnngen.backends.cuda import checks, elementwise, gemm, heads, launch
+from rnngen.backends.cuda import checks, elementwise, gemm, launch
+from rnngen.backends.cuda import heads as _heads
 from rnngen.backends.cuda.compat import import_cuda
 from rnngen.backends.cuda.elementwise import loop_order as _loop_order  # noqa: F401
 from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
@@ -39,7 +40,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm"
-SPEC_SHA256 = "410974edb864d7be15855cbee410efab8f4f6da3ccccdc27b210ced55b44b0be"
+SPEC_SHA256 = "af77037773d2bcd4c95ea06ffce0e3da9558b3ea10e906325bbeb199b726f8e9"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

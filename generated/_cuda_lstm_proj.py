@@ -2,7 +2,7 @@
 
 source spec: lstm_proj.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 1087089be43a45c7b63d7d196bc9b912251206bbc6189cc9e2b82a7a4986d5c2
+sha256 of spec + templates + math libraries + versions: 3041a7ea57d6807a7def26d81ddfff1e4f11486064b68f2ab1d36182f6fc76d6
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -30,7 +30,8 @@ import types
 
 import numpy as np
 
-from rnngen.backends.cuda import checks, elementwise, gemm, heads, launch
+from rnngen.backends.cuda import checks, elementwise, gemm, launch
+from rnngen.backends.cuda import heads as _heads
 from rnngen.backends.cuda.compat import import_cuda
 from rnngen.backends.cuda.elementwise import loop_order as _loop_order  # noqa: F401
 from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
@@ -38,7 +39,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_proj"
-SPEC_SHA256 = "1087089be43a45c7b63d7d196bc9b912251206bbc6189cc9e2b82a7a4986d5c2"
+SPEC_SHA256 = "3041a7ea57d6807a7def26d81ddfff1e4f11486064b68f2ab1d36182f6fc76d6"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_vd.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 8e2019fd7561b0f8e15e9fb314e46ff7d3fc094cd0d52a190119799e3b1fe2ab
+sha256 of spec + templates + math libraries + versions: 499a9fd9c27e13422d946421680717d0ca117baf8ef93286d83f1848bda933a3
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -30,7 +30,8 @@ import types
 
 import numpy as np
 
-from rnngen.backends.cuda import checks, elementwise, gemm, heads, launch
+from rnngen.backends.cuda import checks, elementwise, gemm, launch
+from rnngen.backends.cuda import heads as _heads
 from rnngen.backends.cuda.compat import import_cuda
 from rnngen.backends.cuda.elementwise import loop_order as _loop_order  # noqa: F401
 from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
@@ -38,7 +39,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_vd"
-SPEC_SHA256 = "8e2019fd7561b0f8e15e9fb314e46ff7d3fc094cd0d52a190119799e3b1fe2ab"
+SPEC_SHA256 = "499a9fd9c27e13422d946421680717d0ca117baf8ef93286d83f1848bda933a3"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_weightdrop.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 77b723220fdd17dc93d4f3b14fd8a2af276e1dc3bb6a627cf66781febdf68695
+sha256 of spec + templates + math libraries + versions: f485e8d91059eed4f236acef81484408365347abae3630627054dc1130cd896f
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -32,7 +32,8 @@ import types
 
 import numpy as np
 
-from rnngen.backends.cuda import checks, elementwise, gemm, heads, launch
+from rnngen.backends.cuda import checks, elementwise, gemm, launch
+from rnngen.backends.cuda import heads as _heads
 from rnngen.backends.cuda.compat import import_cuda
 from rnngen.backends.cuda.elementwise import loop_order as _loop_order  # noqa: F401
 from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
@@ -40,7 +41,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_weightdrop"
-SPEC_SHA256 = "77b723220fdd17dc93d4f3b14fd8a2af276e1dc3bb6a627cf66781febdf68695"
+SPEC_SHA256 = "f485e8d91059eed4f236acef81484408365347abae3630627054dc1130cd896f"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

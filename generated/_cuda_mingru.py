@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: fb8ee065138cf31107284ba4359e7f4f5779b395c360bf9aa79c06ae449c9e04
+sha256 of spec + templates + math libraries + versions: 180f55bbb7b940d5eac9a7ad2408bc19d9a746700e733f36604fbcc4d2618abd
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -23,7 +23,8 @@ import types
 
 import numpy as np
 
-from rnngen.backends.cuda import checks, elementwise, gemm, heads, launch
+from rnngen.backends.cuda import checks, elementwise, gemm, launch
+from rnngen.backends.cuda import heads as _heads
 from rnngen.backends.cuda.compat import import_cuda
 from rnngen.backends.cuda.elementwise import loop_order as _loop_order  # noqa: F401
 from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid  # noqa: F401
@@ -31,7 +32,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid  # n
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "mingru"
-SPEC_SHA256 = "fb8ee065138cf31107284ba4359e7f4f5779b395c360bf9aa79c06ae449c9e04"
+SPEC_SHA256 = "180f55bbb7b940d5eac9a7ad2408bc19d9a746700e733f36604fbcc4d2618abd"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

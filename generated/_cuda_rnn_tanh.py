@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: c8d97fd1c9b97b81e0219f5fba1a7554a7718421f555829f682f9e252e96f583
+sha256 of spec + templates + math libraries + versions: 2d1604db886bd62d065f9148d654b7ad2cee36d049626d9c4038256d6141b83c
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -25,7 +25,8 @@ import types
 
 import numpy as np
 
-from rnngen.backends.cuda import checks, elementwise, gemm, heads, launch
+from rnngen.backends.cuda import checks, elementwise, gemm, launch
+from rnngen.backends.cuda import heads as _heads
 from rnngen.backends.cuda.compat import import_cuda
 from rnngen.backends.cuda.elementwise import loop_order as _loop_order  # noqa: F401
 from rnngen.backends.cuda.mathlib import tile as _tile, tanh as _tanh  # noqa: F401
@@ -33,7 +34,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, tanh as _tanh  # noqa: F
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "c8d97fd1c9b97b81e0219f5fba1a7554a7718421f555829f682f9e252e96f583"
+SPEC_SHA256 = "2d1604db886bd62d065f9148d654b7ad2cee36d049626d9c4038256d6141b83c"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

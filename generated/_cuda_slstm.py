@@ -2,7 +2,7 @@
 
 source spec: slstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 4441149aeac8809512f4ab7e9616f0be26ab594d81db9fc032092801736bb33e
+sha256 of spec + templates + math libraries + versions: a640b954cfa0e4c9451bb3f45bffb5056141d0f7352b0d9d4f433e4759953c23
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -39,7 +39,8 @@ import types
 
 import numpy as np
 
-from rnngen.backends.cuda import checks, elementwise, gemm, heads, launch
+from rnngen.backends.cuda import checks, elementwise, gemm, launch
+from rnngen.backends.cuda import heads as _heads
 from rnngen.backends.cuda.compat import import_cuda
 from rnngen.backends.cuda.elementwise import loop_order as _loop_order  # noqa: F401
 from rnngen.backends.cuda.mathlib import tile as _tile, exp_nonpositive as _exp_nonpositive, log_sigmoid as _log_sigmoid, maximum as _maximum, sigmoid as _sigmoid, step as _step, tanh as _tanh  # noqa: F401
@@ -47,7 +48,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, exp_nonpositive as _exp_
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "slstm"
-SPEC_SHA256 = "4441149aeac8809512f4ab7e9616f0be26ab594d81db9fc032092801736bb33e"
+SPEC_SHA256 = "a640b954cfa0e4c9451bb3f45bffb5056141d0f7352b0d9d4f433e4759953c23"
 STATES = ('h', 'c', 'n', 'm')
 OUTPUT = "h"
 INITIAL = {'m': 'lowest'}     # the states that do not start at zero when state0 leaves them out
@@ -308,7 +309,7 @@ def forward(x, params, state0=None, lengths=None, reverse=False, masks=None):
     heads = checks.sizes_of(params, PARAMS)["heads"]
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
-    weight_hh_dense = heads.dense(params["weight_hh"])   # block-diagonal, off-diagonal blocks zero
+    weight_hh_dense = _heads.dense(params["weight_hh"])   # block-diagonal, off-diagonal blocks zero
     zx_ih = elementwise.empty((T, B, 4 * H), dtype)
     gemm.gemm(x2d, params["weight_ih"], zx_ih.reshape(T * B, 4 * H), trans_b=True)
     s_h = elementwise.empty((T + 1, B, H), dtype)
@@ -346,7 +347,7 @@ def backward(dy, d_final, saved):
     heads = checks.sizes_of(params, PARAMS)["heads"]
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
-    weight_hh_dense = heads.dense(params["weight_hh"])   # block-diagonal, off-diagonal blocks zero
+    weight_hh_dense = _heads.dense(params["weight_hh"])   # block-diagonal, off-diagonal blocks zero
     d_h = d_final[0]
     d_c = d_final[1]
     d_n = d_final[2]
@@ -362,6 +363,6 @@ def backward(dy, d_final, saved):
     dx_ih = gemm.gemm(dz_hh.reshape(T * B, 4 * H), params["weight_ih"])
     dx = dx_ih if not reverse else _loop_order(dx_ih.reshape(T, B, I), lengths).reshape(T * B, I)
     d_params["bias_ih"] = gemm.column_sum(dz_hh.reshape(T * B, 4 * H))
-    d_params["weight_hh"] = heads.weight_grad(dz_hh.reshape(T * B, 4 * H), s_h[:T].reshape(T * B, H), params["weight_hh"].shape[0])
+    d_params["weight_hh"] = _heads.weight_grad(dz_hh.reshape(T * B, 4 * H), s_h[:T].reshape(T * B, H), params["weight_hh"].shape[0])
     d_state0 = (d_h, d_c, d_n, d_m,)
     return dx.reshape(T, B, I), d_state0, {name: d_params[name] for name in PARAMS}

@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: fb0f37fcd52c52b9c1d06d3ef5ab68c8103c168d30e513689d5488494a1781ea
+sha256 of spec + templates + math libraries + versions: a6937f1ba67e7d2149785075042549b776f0511033aa7c39f21269bbe6d8396b
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -25,7 +25,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, relu as _relu, step as _step  # noqa: F401
 
 NAME = "indrnn"
-SPEC_SHA256 = "fb0f37fcd52c52b9c1d06d3ef5ab68c8103c168d30e513689d5488494a1781ea"
+SPEC_SHA256 = "a6937f1ba67e7d2149785075042549b776f0511033aa7c39f21269bbe6d8396b"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 626f57a72192b3d77c71ad46ba1976ca4d7ab14fb0beeaffe6296101ccd95af1
+sha256 of spec + templates + math libraries + versions: b563ce60a1d10ef2fc7cb3423117cdbcf02460c9fc83538ac7c075a688ef6d2b
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,7 +33,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "626f57a72192b3d77c71ad46ba1976ca4d7ab14fb0beeaffe6296101ccd95af1"
+SPEC_SHA256 = "b563ce60a1d10ef2fc7cb3423117cdbcf02460c9fc83538ac7c075a688ef6d2b"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

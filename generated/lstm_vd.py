@@ -2,7 +2,7 @@
 
 source spec: lstm_vd.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 8e2019fd7561b0f8e15e9fb314e46ff7d3fc094cd0d52a190119799e3b1fe2ab
+sha256 of spec + templates + math libraries + versions: 499a9fd9c27e13422d946421680717d0ca117baf8ef93286d83f1848bda933a3
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,7 +33,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_vd"
-SPEC_SHA256 = "8e2019fd7561b0f8e15e9fb314e46ff7d3fc094cd0d52a190119799e3b1fe2ab"
+SPEC_SHA256 = "499a9fd9c27e13422d946421680717d0ca117baf8ef93286d83f1848bda933a3"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

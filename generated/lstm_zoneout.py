@@ -2,7 +2,7 @@
 
 source spec: lstm_zoneout.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 194e2735ca8711668013ef521e29925a5368b648f0feb5ff9bc87e2de8e7a310
+sha256 of spec + templates + math libraries + versions: d807f12e264ed181149f2aa01561ac20001c9ddd01a167ab21b80006ea7b690a
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -37,7 +37,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_zoneout"
-SPEC_SHA256 = "194e2735ca8711668013ef521e29925a5368b648f0feb5ff9bc87e2de8e7a310"
+SPEC_SHA256 = "d807f12e264ed181149f2aa01561ac20001c9ddd01a167ab21b80006ea7b690a"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -63,11 +63,14 @@ def test_gradients_equal_the_whole_derivative(compile_builtin, cell):
     comp = compile_builtin(cell)
     step, program = comp["rewrite"], comp["derive"]
     rng = random.Random(cell)
-    # a reduction's value may be a variance under a square root: positive there
-    leaves = {s: sp.Float(rng.uniform(0.1, 1) if lf.kind == "mean" else rng.uniform(-1, 1))
-              for s, lf in step.leaves.items()}
+    leaves = {s: sp.Float(rng.uniform(-1, 1), 40) for s, lf in step.leaves.items() if lf.kind != "mean"}
+    # a reduction's value is its mean at this point as if the row had this one unit (then a
+    # variance mean(v^2) - mean(v)^2 under a square root is >= 0, as on every row; near 0 it is
+    # ill-conditioned, hence 40 digits)
+    for r in sorted(step.reductions or [], key=lambda r: r.level):
+        leaves[r.mean.symbol] = step.inputs[r.name].xreplace(leaves) / r.count
     blk = program.backward_update
-    seeds = {s: sp.Float(rng.uniform(-1, 1)) for s in blk.seeds}
+    seeds = {s: sp.Float(rng.uniform(-1, 1), 40) for s in blk.seeds}
     values = _evaluate(blk.defs, {**leaves, **seeds})
     loss = sum(seeds[s] * step.updates[t.name] for s, t in blk.seeds.items())
     for target, expr in blk.outputs:

@@ -190,7 +190,7 @@ def _partials(layout, grid_units):
 OPS = HostOps(gemm_tn="gemm.gemm({a}, {b}, trans_a=True)", gemm="gemm.gemm({a}, {b})",
               accumulate="{a} = elementwise.add({a}, {b})", column_sum="gemm.column_sum({a})",
               copy="elementwise.copy({a})", vector_grad="gemm.column_sum({a})",
-              zeros="elementwise.zeros({a}, dtype)", head_gemm_tn="heads.weight_grad({a}, {b}, {heads})")
+              zeros="elementwise.zeros({a}, dtype)", head_gemm_tn="_heads.weight_grad({a}, {b}, {heads})")
 
 
 def emit(kernel, layout, header, equations):

@@ -47,7 +47,7 @@ class CudaLayout:
         lines = weight_setup(self.kernel, self.dropped, forward)
         for lin, name in self.dense.items():
             src = self.dropped.get(lin) or f'params["{self.kernel.buffer("weight", lin).param}"]'
-            lines.append(f"{name} = heads.dense({src})   # block-diagonal, off-diagonal blocks zero")
+            lines.append(f"{name} = _heads.dense({src})   # block-diagonal, off-diagonal blocks zero")
         return lines
 
     def terms(self, read):

@@ -21,8 +21,8 @@ import rnngen
 pytest.importorskip("numba.cuda")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-RECURRENT = {"gru", "gru_classic", "lstm", "lstm_peephole", "rnn_relu", "rnn_tanh", "lstm_zoneout", "lstm_vd",
-             "lstm_weightdrop", "slstm"}
+RECURRENT = {"gru", "gru_classic", "lstm", "lstm_peephole", "rnn_relu", "rnn_tanh", "lstm_proj",
+             "layernorm_lstm", "lstm_zoneout", "lstm_vd", "lstm_weightdrop", "slstm"}
 
 
 @pytest.fixture(scope="module")
