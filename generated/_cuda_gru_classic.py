@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: ca18463f158c3d7aa9c21c04b2d9d9e34231a6c6af8955077fc0a69a2b5e8cde
+sha256 of spec + templates + math libraries + versions: 433287b448f1d68f3283d39a4e314976b5de61147cbd6f8e80ac78471b933fed
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -35,7 +35,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru_classic"
-SPEC_SHA256 = "ca18463f158c3d7aa9c21c04b2d9d9e34231a6c6af8955077fc0a69a2b5e8cde"
+SPEC_SHA256 = "433287b448f1d68f3283d39a4e314976b5de61147cbd6f8e80ac78471b933fed"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -53,6 +53,7 @@ STATE_SIZES = {'h': 'H'}
 COOPERATIVE = True     # the kernels call grid.sync()
 SHARED_ROWS = 3            # weight rows per hidden unit kept on chip (all recurrent gates)
 RECURRENT_LINEARS = 2
+MAX_THREADS = None     # threads per block at most (None: config.THREADS); reductions' kernels need more registers
 # (kernel argument, number of dimensions): what compile-only checks need to build signatures
 KERNEL_ARGS = {
     "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("z_hh", 3), ("z_rh", 3), ("v_rh", 3), ("bias_ih", 1), ("weight_hh", 2), ("weight_rh", 2), ("_units", 0), ("_on_chip", 0), ),

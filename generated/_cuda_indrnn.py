@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: a6937f1ba67e7d2149785075042549b776f0511033aa7c39f21269bbe6d8396b
+sha256 of spec + templates + math libraries + versions: c3a5d4a16848e189c31be8e5f9c2fbcbeb6f76791ea6c330b0dac39770072966
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -31,7 +31,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, relu as _relu, step as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "indrnn"
-SPEC_SHA256 = "a6937f1ba67e7d2149785075042549b776f0511033aa7c39f21269bbe6d8396b"
+SPEC_SHA256 = "c3a5d4a16848e189c31be8e5f9c2fbcbeb6f76791ea6c330b0dac39770072966"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -48,6 +48,7 @@ STATE_SIZES = {'h': 'H'}
 COOPERATIVE = False     # the kernels call grid.sync()
 SHARED_ROWS = 0            # weight rows per hidden unit kept on chip (all recurrent gates)
 RECURRENT_LINEARS = 0
+MAX_THREADS = None     # threads per block at most (None: config.THREADS); reductions' kernels need more registers
 # (kernel argument, number of dimensions): what compile-only checks need to build signatures
 KERNEL_ARGS = {
     "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("bias_ih", 1), ("vec_weight_hh", 1), ("_units", 0), ("_on_chip", 0), ),

@@ -2,7 +2,7 @@
 
 source spec: layernorm_lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 2eb98a91b955cf166a5e8250f0c1d135074f51db9c0c653e56c9e24458c08dcd
+sha256 of spec + templates + math libraries + versions: 7779e22f1c73b997cf5c90ef593e332ca34c3eaf2698899935be12be8fb563ab
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -44,7 +44,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "layernorm_lstm"
-SPEC_SHA256 = "2eb98a91b955cf166a5e8250f0c1d135074f51db9c0c653e56c9e24458c08dcd"
+SPEC_SHA256 = "7779e22f1c73b997cf5c90ef593e332ca34c3eaf2698899935be12be8fb563ab"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -65,6 +65,7 @@ STATE_SIZES = {'h': 'H', 'c': 'H'}
 COOPERATIVE = True     # the kernels call grid.sync()
 SHARED_ROWS = 4            # weight rows per hidden unit kept on chip (all recurrent gates)
 RECURRENT_LINEARS = 1
+MAX_THREADS = 256     # threads per block at most (None: config.THREADS); reductions' kernels need more registers
 # (kernel argument, number of dimensions): what compile-only checks need to build signatures
 KERNEL_ARGS = {
     "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("s_c", 3), ("z_hh", 3), ("m_ln_ih_mean", 2), ("m_ln_ih_sq", 2), ("m_ln_hh_mean", 2), ("m_ln_hh_sq", 2), ("m_ln_c_mean", 2), ("m_ln_c_sq", 2), ("weight_hh", 2), ("vec_ln_ih_gain", 1), ("vec_ln_hh_gain", 1), ("vec_bias", 1), ("vec_ln_c_gain", 1), ("vec_ln_c_bias", 1), ("part_m_ln_ih_mean", 2), ("part_m_ln_ih_sq", 2), ("part_m_ln_hh_mean", 2), ("part_m_ln_hh_sq", 2), ("part_m_ln_c_mean", 2), ("part_m_ln_c_sq", 2), ("_units", 0), ("_on_chip", 0), ),
@@ -78,10 +79,11 @@ def _kernels_for(_dtype):
     # -- forward: one launch runs every time step ------------------------------------------
     def forward_kernel(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, weight_hh, vec_ln_ih_gain, vec_ln_hh_gain, vec_bias, vec_ln_c_gain, vec_ln_c_bias, part_m_ln_ih_mean, part_m_ln_ih_sq, part_m_ln_hh_mean, part_m_ln_hh_sq, part_m_ln_c_mean, part_m_ln_c_sq, _units, _on_chip):
         T, B, H = y.shape
+        inv_4H = _dtype(1) / _dtype(4 * H)
+        inv_H = _dtype(1) / _dtype(H)
         c0 = _dtype(0)
         c1 = _dtype(1)
         c1_2 = _dtype(1 / 2)
-        c1_4 = _dtype(1 / 4)
         c1em05 = _dtype(1e-05)
         c2 = _dtype(2)
         _zero = _dtype(0)
@@ -123,11 +125,11 @@ def _kernels_for(_dtype):
                     sum_m_ln_ih_mean = _zero
                     for _k in range(cuda.gridDim.x):
                         sum_m_ln_ih_mean += part_m_ln_ih_mean[_k, b]
-                    m_ln_ih_mean[step, b] = sum_m_ln_ih_mean*(c1_4)/H
+                    m_ln_ih_mean[step, b] = sum_m_ln_ih_mean*inv_4H
                     sum_m_ln_ih_sq = _zero
                     for _k in range(cuda.gridDim.x):
                         sum_m_ln_ih_sq += part_m_ln_ih_sq[_k, b]
-                    m_ln_ih_sq[step, b] = sum_m_ln_ih_sq*(c1_4)/H
+                    m_ln_ih_sq[step, b] = sum_m_ln_ih_sq*inv_4H
             _grid.sync()
             _grid.sync()
             # stage 1: z_hh[step] = s_h[step] @ weight_hh.T, rows of this block's units
@@ -177,11 +179,11 @@ def _kernels_for(_dtype):
                     sum_m_ln_hh_mean = _zero
                     for _k in range(cuda.gridDim.x):
                         sum_m_ln_hh_mean += part_m_ln_hh_mean[_k, b]
-                    m_ln_hh_mean[step, b] = sum_m_ln_hh_mean*(c1_4)/H
+                    m_ln_hh_mean[step, b] = sum_m_ln_hh_mean*inv_4H
                     sum_m_ln_hh_sq = _zero
                     for _k in range(cuda.gridDim.x):
                         sum_m_ln_hh_sq += part_m_ln_hh_sq[_k, b]
-                    m_ln_hh_sq[step, b] = sum_m_ln_hh_sq*(c1_4)/H
+                    m_ln_hh_sq[step, b] = sum_m_ln_hh_sq*inv_4H
             _grid.sync()
             _grid.sync()
             cuda.syncthreads()
@@ -232,11 +234,11 @@ def _kernels_for(_dtype):
                     sum_m_ln_c_mean = _zero
                     for _k in range(cuda.gridDim.x):
                         sum_m_ln_c_mean += part_m_ln_c_mean[_k, b]
-                    m_ln_c_mean[step, b] = sum_m_ln_c_mean*(c1/(H))
+                    m_ln_c_mean[step, b] = sum_m_ln_c_mean*inv_H
                     sum_m_ln_c_sq = _zero
                     for _k in range(cuda.gridDim.x):
                         sum_m_ln_c_sq += part_m_ln_c_sq[_k, b]
-                    m_ln_c_sq[step, b] = sum_m_ln_c_sq*(c1/(H))
+                    m_ln_c_sq[step, b] = sum_m_ln_c_sq*inv_H
             _grid.sync()
             _grid.sync()
             cuda.syncthreads()
@@ -297,10 +299,11 @@ def _kernels_for(_dtype):
     # -- backward: one launch runs the time loop in reverse --------------------------------
     def backward_kernel(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, d_h, d_c, dzx_ih, dz_hh, dmean_ln_ih_mean, dmean_ln_ih_sq, dmean_ln_hh_mean, dmean_ln_hh_sq, dmean_ln_c_mean, dmean_ln_c_sq, dvec_ln_ih_gain, dvec_ln_hh_gain, dvec_bias, dvec_ln_c_gain, dvec_ln_c_bias, weight_hh, vec_ln_ih_gain, vec_ln_hh_gain, vec_bias, vec_ln_c_gain, vec_ln_c_bias, part_dmean_ln_c_mean, part_dmean_ln_c_sq, part_dmean_ln_hh_mean, part_dmean_ln_hh_sq, part_dmean_ln_ih_mean, part_dmean_ln_ih_sq, _units, _on_chip):
         T, B, H = dy.shape
+        inv_H_ = _dtype(1) / _dtype(H)
+        inv_4H_ = _dtype(1) / _dtype(4 * H)
         c0 = _dtype(0)
         c1 = _dtype(1)
         c1_2 = _dtype(1 / 2)
-        c1_4 = _dtype(1 / 4)
         c1em05 = _dtype(1e-05)
         c2 = _dtype(2)
         _zero = _dtype(0)
@@ -475,27 +478,27 @@ def _kernels_for(_dtype):
                     sum_dmean_ln_c_mean = _zero
                     for _k in range(cuda.gridDim.x):
                         sum_dmean_ln_c_mean += part_dmean_ln_c_mean[_k, b]
-                    dmean_ln_c_mean[b] = sum_dmean_ln_c_mean*(c1/(H))
+                    dmean_ln_c_mean[b] = sum_dmean_ln_c_mean*inv_H_
                     sum_dmean_ln_c_sq = _zero
                     for _k in range(cuda.gridDim.x):
                         sum_dmean_ln_c_sq += part_dmean_ln_c_sq[_k, b]
-                    dmean_ln_c_sq[b] = sum_dmean_ln_c_sq*(c1/(H))
+                    dmean_ln_c_sq[b] = sum_dmean_ln_c_sq*inv_H_
                     sum_dmean_ln_hh_mean = _zero
                     for _k in range(cuda.gridDim.x):
                         sum_dmean_ln_hh_mean += part_dmean_ln_hh_mean[_k, b]
-                    dmean_ln_hh_mean[b] = sum_dmean_ln_hh_mean*(c1_4)/H
+                    dmean_ln_hh_mean[b] = sum_dmean_ln_hh_mean*inv_4H_
                     sum_dmean_ln_hh_sq = _zero
                     for _k in range(cuda.gridDim.x):
                         sum_dmean_ln_hh_sq += part_dmean_ln_hh_sq[_k, b]
-                    dmean_ln_hh_sq[b] = sum_dmean_ln_hh_sq*(c1_4)/H
+                    dmean_ln_hh_sq[b] = sum_dmean_ln_hh_sq*inv_4H_
                     sum_dmean_ln_ih_mean = _zero
                     for _k in range(cuda.gridDim.x):
                         sum_dmean_ln_ih_mean += part_dmean_ln_ih_mean[_k, b]
-                    dmean_ln_ih_mean[b] = sum_dmean_ln_ih_mean*(c1_4)/H
+                    dmean_ln_ih_mean[b] = sum_dmean_ln_ih_mean*inv_4H_
                     sum_dmean_ln_ih_sq = _zero
                     for _k in range(cuda.gridDim.x):
                         sum_dmean_ln_ih_sq += part_dmean_ln_ih_sq[_k, b]
-                    dmean_ln_ih_sq[b] = sum_dmean_ln_ih_sq*(c1_4)/H
+                    dmean_ln_ih_sq[b] = sum_dmean_ln_ih_sq*inv_4H_
             _grid.sync()
             _grid.sync()
             cuda.syncthreads()
@@ -605,19 +608,19 @@ def _kernels_for(_dtype):
                     sum_dmean_ln_hh_mean_ = _zero
                     for _k in range(cuda.gridDim.x):
                         sum_dmean_ln_hh_mean_ += part_dmean_ln_hh_mean[_k, b]
-                    dmean_ln_hh_mean[b] += sum_dmean_ln_hh_mean_*(c1_4)/H
+                    dmean_ln_hh_mean[b] += sum_dmean_ln_hh_mean_*inv_4H_
                     sum_dmean_ln_hh_sq_ = _zero
                     for _k in range(cuda.gridDim.x):
                         sum_dmean_ln_hh_sq_ += part_dmean_ln_hh_sq[_k, b]
-                    dmean_ln_hh_sq[b] += sum_dmean_ln_hh_sq_*(c1_4)/H
+                    dmean_ln_hh_sq[b] += sum_dmean_ln_hh_sq_*inv_4H_
                     sum_dmean_ln_ih_mean_ = _zero
                     for _k in range(cuda.gridDim.x):
                         sum_dmean_ln_ih_mean_ += part_dmean_ln_ih_mean[_k, b]
-                    dmean_ln_ih_mean[b] += sum_dmean_ln_ih_mean_*(c1_4)/H
+                    dmean_ln_ih_mean[b] += sum_dmean_ln_ih_mean_*inv_4H_
                     sum_dmean_ln_ih_sq_ = _zero
                     for _k in range(cuda.gridDim.x):
                         sum_dmean_ln_ih_sq_ += part_dmean_ln_ih_sq[_k, b]
-                    dmean_ln_ih_sq[b] += sum_dmean_ln_ih_sq_*(c1_4)/H
+                    dmean_ln_ih_sq[b] += sum_dmean_ln_ih_sq_*inv_4H_
             _grid.sync()
             cuda.syncthreads()
             _grid.sync()
@@ -737,7 +740,7 @@ def forward(x, params, state0=None, lengths=None, reverse=False, masks=None):
     part_m_ln_c_sq = elementwise.empty((H, B), dtype)   # partial sums, one row per block
     y = elementwise.empty((T, B, H), dtype)
     launch.persistent(_kernels(dtype).forward, H, B, SHARED_ROWS, RECURRENT_LINEARS, False,
-                      (lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, params["weight_hh"], params["ln_ih_gain"], params["ln_hh_gain"], params["bias"], params["ln_c_gain"], params["ln_c_bias"], part_m_ln_ih_mean, part_m_ln_ih_sq, part_m_ln_hh_mean, part_m_ln_hh_sq, part_m_ln_c_mean, part_m_ln_c_sq))
+                      (lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, params["weight_hh"], params["ln_ih_gain"], params["ln_hh_gain"], params["bias"], params["ln_c_gain"], params["ln_c_bias"], part_m_ln_ih_mean, part_m_ln_ih_sq, part_m_ln_hh_mean, part_m_ln_hh_sq, part_m_ln_c_mean, part_m_ln_c_sq), MAX_THREADS)
     final_states = (s_h[T], s_c[T],)
     saved = checks.Saved(NAME, device=True, x=x, params=params, lengths=lengths, reverse=reverse,
                          zx_ih=zx_ih, s_h=s_h, s_c=s_c, z_hh=z_hh, m_ln_ih_mean=m_ln_ih_mean,
@@ -789,7 +792,7 @@ def backward(dy, d_final, saved):
     part_dmean_ln_ih_mean = elementwise.empty((H, B), dtype)   # partial sums, one row per block
     part_dmean_ln_ih_sq = elementwise.empty((H, B), dtype)   # partial sums, one row per block
     launch.persistent(_kernels(dtype).backward, H, B, SHARED_ROWS, RECURRENT_LINEARS, True,
-                      (lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, d_h, d_c, dzx_ih, dz_hh, dmean_ln_ih_mean, dmean_ln_ih_sq, dmean_ln_hh_mean, dmean_ln_hh_sq, dmean_ln_c_mean, dmean_ln_c_sq, dvec_ln_ih_gain, dvec_ln_hh_gain, dvec_bias, dvec_ln_c_gain, dvec_ln_c_bias, params["weight_hh"], params["ln_ih_gain"], params["ln_hh_gain"], params["bias"], params["ln_c_gain"], params["ln_c_bias"], part_dmean_ln_c_mean, part_dmean_ln_c_sq, part_dmean_ln_hh_mean, part_dmean_ln_hh_sq, part_dmean_ln_ih_mean, part_dmean_ln_ih_sq))
+                      (lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, d_h, d_c, dzx_ih, dz_hh, dmean_ln_ih_mean, dmean_ln_ih_sq, dmean_ln_hh_mean, dmean_ln_hh_sq, dmean_ln_c_mean, dmean_ln_c_sq, dvec_ln_ih_gain, dvec_ln_hh_gain, dvec_bias, dvec_ln_c_gain, dvec_ln_c_bias, params["weight_hh"], params["ln_ih_gain"], params["ln_hh_gain"], params["bias"], params["ln_c_gain"], params["ln_c_bias"], part_dmean_ln_c_mean, part_dmean_ln_c_sq, part_dmean_ln_hh_mean, part_dmean_ln_hh_sq, part_dmean_ln_ih_mean, part_dmean_ln_ih_sq), MAX_THREADS)
     d_params = {}
     d_params["weight_ih"] = gemm.gemm(dzx_ih.reshape(T * B, 4 * H), x2d, trans_a=True)
     dx = gemm.gemm(dzx_ih.reshape(T * B, 4 * H), params["weight_ih"])

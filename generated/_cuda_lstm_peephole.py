@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: b563ce60a1d10ef2fc7cb3423117cdbcf02460c9fc83538ac7c075a688ef6d2b
+sha256 of spec + templates + math libraries + versions: badf99abb5cef18bb99f088bb9a70cf83c8294512bce23037bde24f9cf0dc217
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -39,7 +39,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "b563ce60a1d10ef2fc7cb3423117cdbcf02460c9fc83538ac7c075a688ef6d2b"
+SPEC_SHA256 = "badf99abb5cef18bb99f088bb9a70cf83c8294512bce23037bde24f9cf0dc217"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -60,6 +60,7 @@ STATE_SIZES = {'h': 'H', 'c': 'H'}
 COOPERATIVE = True     # the kernels call grid.sync()
 SHARED_ROWS = 4            # weight rows per hidden unit kept on chip (all recurrent gates)
 RECURRENT_LINEARS = 1
+MAX_THREADS = None     # threads per block at most (None: config.THREADS); reductions' kernels need more registers
 # (kernel argument, number of dimensions): what compile-only checks need to build signatures
 KERNEL_ARGS = {
     "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("s_c", 3), ("z_hh", 2), ("bias_ih", 1), ("weight_hh", 2), ("bias_hh", 1), ("vec_weight_ci", 1), ("vec_weight_cf", 1), ("vec_weight_co", 1), ("_units", 0), ("_on_chip", 0), ),

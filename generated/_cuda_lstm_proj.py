@@ -2,7 +2,7 @@
 
 source spec: lstm_proj.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 3041a7ea57d6807a7def26d81ddfff1e4f11486064b68f2ab1d36182f6fc76d6
+sha256 of spec + templates + math libraries + versions: d384ad2448801c77f99bf01e32885762f19adc008533525bbda4d63eb76774db
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -39,7 +39,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_proj"
-SPEC_SHA256 = "3041a7ea57d6807a7def26d81ddfff1e4f11486064b68f2ab1d36182f6fc76d6"
+SPEC_SHA256 = "d384ad2448801c77f99bf01e32885762f19adc008533525bbda4d63eb76774db"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -58,6 +58,7 @@ STATE_SIZES = {'h': 'proj_size', 'c': 'H'}
 COOPERATIVE = True     # the kernels call grid.sync()
 SHARED_ROWS = 5            # weight rows per hidden unit kept on chip (all recurrent gates)
 RECURRENT_LINEARS = 2
+MAX_THREADS = None     # threads per block at most (None: config.THREADS); reductions' kernels need more registers
 # (kernel argument, number of dimensions): what compile-only checks need to build signatures
 KERNEL_ARGS = {
     "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("s_c", 3), ("z_hh", 3), ("z_hr", 3), ("v_hr", 3), ("bias_ih", 1), ("weight_hh", 2), ("bias_hh", 1), ("weight_hr", 2), ("_units", 0), ("_on_chip", 0), ),

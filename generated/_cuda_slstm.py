@@ -2,7 +2,7 @@
 
 source spec: slstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: a640b954cfa0e4c9451bb3f45bffb5056141d0f7352b0d9d4f433e4759953c23
+sha256 of spec + templates + math libraries + versions: adeab3e730638aa449dd8dbccaad7b61045287be75c705a82c1df4f447887e0b
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -48,7 +48,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, exp_nonpositive as _exp_
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "slstm"
-SPEC_SHA256 = "a640b954cfa0e4c9451bb3f45bffb5056141d0f7352b0d9d4f433e4759953c23"
+SPEC_SHA256 = "adeab3e730638aa449dd8dbccaad7b61045287be75c705a82c1df4f447887e0b"
 STATES = ('h', 'c', 'n', 'm')
 OUTPUT = "h"
 INITIAL = {'m': 'lowest'}     # the states that do not start at zero when state0 leaves them out
@@ -65,6 +65,7 @@ STATE_SIZES = {'h': 'H', 'c': 'H', 'n': 'H', 'm': 'H'}
 COOPERATIVE = True     # the kernels call grid.sync()
 SHARED_ROWS = 4            # weight rows per hidden unit kept on chip (all recurrent gates)
 RECURRENT_LINEARS = 1
+MAX_THREADS = None     # threads per block at most (None: config.THREADS); reductions' kernels need more registers
 # (kernel argument, number of dimensions): what compile-only checks need to build signatures
 KERNEL_ARGS = {
     "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("s_c", 3), ("s_n", 3), ("s_m", 3), ("z_hh", 2), ("bias_ih", 1), ("weight_hh", 2), ("_units", 0), ("_on_chip", 0), ),

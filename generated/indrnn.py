@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: a6937f1ba67e7d2149785075042549b776f0511033aa7c39f21269bbe6d8396b
+sha256 of spec + templates + math libraries + versions: c3a5d4a16848e189c31be8e5f9c2fbcbeb6f76791ea6c330b0dac39770072966
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -25,7 +25,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, relu as _relu, step as _step  # noqa: F401
 
 NAME = "indrnn"
-SPEC_SHA256 = "a6937f1ba67e7d2149785075042549b776f0511033aa7c39f21269bbe6d8396b"
+SPEC_SHA256 = "c3a5d4a16848e189c31be8e5f9c2fbcbeb6f76791ea6c330b0dac39770072966"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: layernorm_lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 2eb98a91b955cf166a5e8250f0c1d135074f51db9c0c653e56c9e24458c08dcd
+sha256 of spec + templates + math libraries + versions: 7779e22f1c73b997cf5c90ef593e332ca34c3eaf2698899935be12be8fb563ab
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -38,7 +38,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "layernorm_lstm"
-SPEC_SHA256 = "2eb98a91b955cf166a5e8250f0c1d135074f51db9c0c653e56c9e24458c08dcd"
+SPEC_SHA256 = "7779e22f1c73b997cf5c90ef593e332ca34c3eaf2698899935be12be8fb563ab"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -80,10 +80,11 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln
     terms_m_ln_hh_sq = np.empty(H, y.dtype)   # a reduction's terms, one row at a time
     terms_m_ln_c_mean = np.empty(H, y.dtype)   # a reduction's terms, one row at a time
     terms_m_ln_c_sq = np.empty(H, y.dtype)   # a reduction's terms, one row at a time
+    inv_4H = y.dtype.type(1) / y.dtype.type(4 * H)
+    inv_H = y.dtype.type(1) / y.dtype.type(H)
     c0 = y.dtype.type(0)
     c1 = y.dtype.type(1)
     c1_2 = y.dtype.type(1 / 2)
-    c1_4 = y.dtype.type(1 / 4)
     c1em05 = y.dtype.type(1e-05)
     c2 = y.dtype.type(2)
     for step in range(T):
@@ -106,11 +107,11 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln
                 sum_m_ln_ih_mean = c0
                 for j in range(H):
                     sum_m_ln_ih_mean += terms_m_ln_ih_mean[j]
-                m_ln_ih_mean[step, b] = sum_m_ln_ih_mean*(c1_4)/H
+                m_ln_ih_mean[step, b] = sum_m_ln_ih_mean*inv_4H
                 sum_m_ln_ih_sq = c0
                 for j in range(H):
                     sum_m_ln_ih_sq += terms_m_ln_ih_sq[j]
-                m_ln_ih_sq[step, b] = sum_m_ln_ih_sq*(c1_4)/H
+                m_ln_ih_sq[step, b] = sum_m_ln_ih_sq*inv_4H
         np.dot(s_h[step], weight_hh.T, z_hh[step])
         # stage 2: means ln_hh_mean, ln_hh_sq (sums over the units)
         # sums of ln_hh_mean, ln_hh_sq
@@ -131,11 +132,11 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln
                 sum_m_ln_hh_mean = c0
                 for j in range(H):
                     sum_m_ln_hh_mean += terms_m_ln_hh_mean[j]
-                m_ln_hh_mean[step, b] = sum_m_ln_hh_mean*(c1_4)/H
+                m_ln_hh_mean[step, b] = sum_m_ln_hh_mean*inv_4H
                 sum_m_ln_hh_sq = c0
                 for j in range(H):
                     sum_m_ln_hh_sq += terms_m_ln_hh_sq[j]
-                m_ln_hh_sq[step, b] = sum_m_ln_hh_sq*(c1_4)/H
+                m_ln_hh_sq[step, b] = sum_m_ln_hh_sq*inv_4H
         # stage 3: means ln_c_mean, ln_c_sq (sums over the units)
         # sums of ln_c_mean, ln_c_sq
         for b in range(B):
@@ -181,11 +182,11 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln
                 sum_m_ln_c_mean = c0
                 for j in range(H):
                     sum_m_ln_c_mean += terms_m_ln_c_mean[j]
-                m_ln_c_mean[step, b] = sum_m_ln_c_mean*(c1/(H))
+                m_ln_c_mean[step, b] = sum_m_ln_c_mean*inv_H
                 sum_m_ln_c_sq = c0
                 for j in range(H):
                     sum_m_ln_c_sq += terms_m_ln_c_sq[j]
-                m_ln_c_sq[step, b] = sum_m_ln_c_sq*(c1/(H))
+                m_ln_c_sq[step, b] = sum_m_ln_c_sq*inv_H
         # update: new states
         for b in range(B):
             if step < lengths[b]:
@@ -256,10 +257,11 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
     terms_dmean_ln_hh_sq = np.empty(H, dy.dtype)   # a reduction's terms, one row at a time
     terms_dmean_ln_ih_mean = np.empty(H, dy.dtype)   # a reduction's terms, one row at a time
     terms_dmean_ln_ih_sq = np.empty(H, dy.dtype)   # a reduction's terms, one row at a time
+    inv_H_ = dy.dtype.type(1) / dy.dtype.type(H)
+    inv_4H_ = dy.dtype.type(1) / dy.dtype.type(4 * H)
     c0 = dy.dtype.type(0)
     c1 = dy.dtype.type(1)
     c1_2 = dy.dtype.type(1 / 2)
-    c1_4 = dy.dtype.type(1 / 4)
     c1em05 = dy.dtype.type(1e-05)
     c2 = dy.dtype.type(2)
     for step in range(T - 1, -1, -1):
@@ -420,27 +422,27 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                 sum_dmean_ln_c_mean = c0
                 for j in range(H):
                     sum_dmean_ln_c_mean += terms_dmean_ln_c_mean[j]
-                dmean_ln_c_mean[b] = sum_dmean_ln_c_mean*(c1/(H))
+                dmean_ln_c_mean[b] = sum_dmean_ln_c_mean*inv_H_
                 sum_dmean_ln_c_sq = c0
                 for j in range(H):
                     sum_dmean_ln_c_sq += terms_dmean_ln_c_sq[j]
-                dmean_ln_c_sq[b] = sum_dmean_ln_c_sq*(c1/(H))
+                dmean_ln_c_sq[b] = sum_dmean_ln_c_sq*inv_H_
                 sum_dmean_ln_hh_mean = c0
                 for j in range(H):
                     sum_dmean_ln_hh_mean += terms_dmean_ln_hh_mean[j]
-                dmean_ln_hh_mean[b] = sum_dmean_ln_hh_mean*(c1_4)/H
+                dmean_ln_hh_mean[b] = sum_dmean_ln_hh_mean*inv_4H_
                 sum_dmean_ln_hh_sq = c0
                 for j in range(H):
                     sum_dmean_ln_hh_sq += terms_dmean_ln_hh_sq[j]
-                dmean_ln_hh_sq[b] = sum_dmean_ln_hh_sq*(c1_4)/H
+                dmean_ln_hh_sq[b] = sum_dmean_ln_hh_sq*inv_4H_
                 sum_dmean_ln_ih_mean = c0
                 for j in range(H):
                     sum_dmean_ln_ih_mean += terms_dmean_ln_ih_mean[j]
-                dmean_ln_ih_mean[b] = sum_dmean_ln_ih_mean*(c1_4)/H
+                dmean_ln_ih_mean[b] = sum_dmean_ln_ih_mean*inv_4H_
                 sum_dmean_ln_ih_sq = c0
                 for j in range(H):
                     sum_dmean_ln_ih_sq += terms_dmean_ln_ih_sq[j]
-                dmean_ln_ih_sq[b] = sum_dmean_ln_ih_sq*(c1_4)/H
+                dmean_ln_ih_sq[b] = sum_dmean_ln_ih_sq*inv_4H_
         # stage 3: means ln_c_mean, ln_c_sq (sums over the units)
         # gradient through the inputs of stage 3
         for b in range(B):
@@ -556,19 +558,19 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                 sum_dmean_ln_hh_mean = c0
                 for j in range(H):
                     sum_dmean_ln_hh_mean += terms_dmean_ln_hh_mean[j]
-                dmean_ln_hh_mean[b] += sum_dmean_ln_hh_mean*(c1_4)/H
+                dmean_ln_hh_mean[b] += sum_dmean_ln_hh_mean*inv_4H_
                 sum_dmean_ln_hh_sq = c0
                 for j in range(H):
                     sum_dmean_ln_hh_sq += terms_dmean_ln_hh_sq[j]
-                dmean_ln_hh_sq[b] += sum_dmean_ln_hh_sq*(c1_4)/H
+                dmean_ln_hh_sq[b] += sum_dmean_ln_hh_sq*inv_4H_
                 sum_dmean_ln_ih_mean = c0
                 for j in range(H):
                     sum_dmean_ln_ih_mean += terms_dmean_ln_ih_mean[j]
-                dmean_ln_ih_mean[b] += sum_dmean_ln_ih_mean*(c1_4)/H
+                dmean_ln_ih_mean[b] += sum_dmean_ln_ih_mean*inv_4H_
                 sum_dmean_ln_ih_sq = c0
                 for j in range(H):
                     sum_dmean_ln_ih_sq += terms_dmean_ln_ih_sq[j]
-                dmean_ln_ih_sq[b] += sum_dmean_ln_ih_sq*(c1_4)/H
+                dmean_ln_ih_sq[b] += sum_dmean_ln_ih_sq*inv_4H_
         # stage 2: means ln_hh_mean, ln_hh_sq (sums over the units)
         # gradient through the inputs of stage 2
         for b in range(B):
@@ -633,10 +635,11 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_i
     terms_m_ln_hh_sq = np.empty(H, y.dtype)   # a reduction's terms, one row at a time
     terms_m_ln_c_mean = np.empty(H, y.dtype)   # a reduction's terms, one row at a time
     terms_m_ln_c_sq = np.empty(H, y.dtype)   # a reduction's terms, one row at a time
+    inv_4H = y.dtype.type(1) / y.dtype.type(4 * H)
+    inv_H = y.dtype.type(1) / y.dtype.type(H)
     c0 = y.dtype.type(0)
     c1 = y.dtype.type(1)
     c1_2 = y.dtype.type(1 / 2)
-    c1_4 = y.dtype.type(1 / 4)
     c1em05 = y.dtype.type(1e-05)
     c2 = y.dtype.type(2)
     for step in range(T):
@@ -659,11 +662,11 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_i
                 sum_m_ln_ih_mean = c0
                 for j in range(H):
                     sum_m_ln_ih_mean += terms_m_ln_ih_mean[j]
-                m_ln_ih_mean[step % 2, b] = sum_m_ln_ih_mean*(c1_4)/H
+                m_ln_ih_mean[step % 2, b] = sum_m_ln_ih_mean*inv_4H
                 sum_m_ln_ih_sq = c0
                 for j in range(H):
                     sum_m_ln_ih_sq += terms_m_ln_ih_sq[j]
-                m_ln_ih_sq[step % 2, b] = sum_m_ln_ih_sq*(c1_4)/H
+                m_ln_ih_sq[step % 2, b] = sum_m_ln_ih_sq*inv_4H
         np.dot(s_h[step % 2], weight_hh.T, z_hh[step % 2])
         # stage 2: means ln_hh_mean, ln_hh_sq (sums over the units)
         # sums of ln_hh_mean, ln_hh_sq
@@ -684,11 +687,11 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_i
                 sum_m_ln_hh_mean = c0
                 for j in range(H):
                     sum_m_ln_hh_mean += terms_m_ln_hh_mean[j]
-                m_ln_hh_mean[step % 2, b] = sum_m_ln_hh_mean*(c1_4)/H
+                m_ln_hh_mean[step % 2, b] = sum_m_ln_hh_mean*inv_4H
                 sum_m_ln_hh_sq = c0
                 for j in range(H):
                     sum_m_ln_hh_sq += terms_m_ln_hh_sq[j]
-                m_ln_hh_sq[step % 2, b] = sum_m_ln_hh_sq*(c1_4)/H
+                m_ln_hh_sq[step % 2, b] = sum_m_ln_hh_sq*inv_4H
         # stage 3: means ln_c_mean, ln_c_sq (sums over the units)
         # sums of ln_c_mean, ln_c_sq
         for b in range(B):
@@ -734,11 +737,11 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_i
                 sum_m_ln_c_mean = c0
                 for j in range(H):
                     sum_m_ln_c_mean += terms_m_ln_c_mean[j]
-                m_ln_c_mean[step % 2, b] = sum_m_ln_c_mean*(c1/(H))
+                m_ln_c_mean[step % 2, b] = sum_m_ln_c_mean*inv_H
                 sum_m_ln_c_sq = c0
                 for j in range(H):
                     sum_m_ln_c_sq += terms_m_ln_c_sq[j]
-                m_ln_c_sq[step % 2, b] = sum_m_ln_c_sq*(c1/(H))
+                m_ln_c_sq[step % 2, b] = sum_m_ln_c_sq*inv_H
         # update: new states
         for b in range(B):
             if step < lengths[b]:

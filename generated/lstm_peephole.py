@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: b563ce60a1d10ef2fc7cb3423117cdbcf02460c9fc83538ac7c075a688ef6d2b
+sha256 of spec + templates + math libraries + versions: badf99abb5cef18bb99f088bb9a70cf83c8294512bce23037bde24f9cf0dc217
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,7 +33,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "b563ce60a1d10ef2fc7cb3423117cdbcf02460c9fc83538ac7c075a688ef6d2b"
+SPEC_SHA256 = "badf99abb5cef18bb99f088bb9a70cf83c8294512bce23037bde24f9cf0dc217"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 180f55bbb7b940d5eac9a7ad2408bc19d9a746700e733f36604fbcc4d2618abd
+sha256 of spec + templates + math libraries + versions: 80975f7cc61b6ab1d61c74b1fea0ec268a1a71eee6ba85f5f0577d212b654014
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -26,7 +26,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid  # noqa: F401
 
 NAME = "mingru"
-SPEC_SHA256 = "180f55bbb7b940d5eac9a7ad2408bc19d9a746700e733f36604fbcc4d2618abd"
+SPEC_SHA256 = "80975f7cc61b6ab1d61c74b1fea0ec268a1a71eee6ba85f5f0577d212b654014"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

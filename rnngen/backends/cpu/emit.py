@@ -73,6 +73,7 @@ class _Printer:
         self.printer = KernelPrinter(self.constants)
         self.used = set()      # buffers a kernel references
         self.terms = {}        # a kernel's reductions' terms arrays -> their size
+        self.scales = {}       # a kernel's reductions' 1/count -> the local holding it
 
     def value(self, v, views):
         if isinstance(v, ir.Ref):
@@ -86,6 +87,27 @@ class _Printer:
     def sized(self, e):
         """A sympy expression over size symbols, printed with the kernels' locals for them."""
         return self.printer.doprint(e.xreplace({q: type(q)(self.lay.size_name(q)) for q in e.free_symbols}))
+
+    def count_text(self, e):
+        """A reduction's count as plain Python over the kernels' size locals (4 * H): no typed
+        constants, which the kernels set after their sizes."""
+        return str(e.xreplace({q: type(q)(self.lay.size_name(q)) for q in e.free_symbols})).replace("*", " * ")
+
+    def scale(self, e):
+        """A reduction's 1/count as a local of the arrays' dtype, set once per kernel (inv_4H = 1/(4*H))."""
+        if e not in self.scales:
+            count = 1 / e
+            label = str(count).replace("*", "").replace(" ", "")
+            self.scales[e] = self.lay.namer.claim(f"inv_{label}")
+        return self.scales[e]
+
+    def scale_lines(self, dtype_of):
+        """The kernel's lines setting the scales: `inv_4H = y.dtype.type(1) / y.dtype.type(4 * H)`
+        (divided in the arrays' dtype)."""
+        out = [f"{name} = {dtype_of}(1) / {dtype_of}({self.count_text(1 / e)})"
+               for e, name in self.scales.items()]
+        self.scales = {}
+        return out
 
     def block(self, blk, stage_title):
         views, loads = [], []
@@ -105,7 +127,7 @@ class _Printer:
             after += [f"{acc} = {self.printer.doprint(sp.Integer(0))}",
                       f"for {self.k.loop['j']} in range({self.lay.size_name(blk.size)}):",
                       f"    {acc} += {terms}[{self.k.loop['j']}]",
-                      f"{self.element(w.ref)} {'+=' if w.accumulate else '='} {acc}*{self.sized(w.reduce)}"]
+                      f"{self.element(w.ref)} {'+=' if w.accumulate else '='} {acc}*{self.scale(w.reduce)}"]
         inactive = [f"{self.element(w.ref)} = {self.value(w.value, None)}" for w in blk.inactive]
         title = blk.title if blk.title != stage_title else ""
         return Block(title, views, loads, body, stores, inactive, blk, self.lay.size_name(blk.size), after)
@@ -161,7 +183,8 @@ class _Printer:
         self.terms = {}
         return ([n["lengths"], n["reverse"]] + [b.name for b in used],
                 ["lengths", "reverse"] + [self.lay.call_name(b) for b in used],
-                kernel_sizes(self.k, self.lay, used, first) + terms)
+                kernel_sizes(self.k, self.lay, used, first) + terms
+                + self.scale_lines(f"{first.name}.dtype.type"))
 
 
 def wrapper_sizes(kernel, backward):

@@ -74,6 +74,7 @@ class CudaModule:
     wrapper_sizes: list = None    # the wrappers' lines reading the run-time sizes
     grid_units: str = "H"     # the units the grid covers: the largest size
     partials: list = None     # the wrappers' allocations of the reductions' partial sums
+    max_threads: object = None    # threads per block at most (kernels with reductions: 256), or None
 
 
 class _Printer:
@@ -83,6 +84,7 @@ class _Printer:
         self.printer = KernelPrinter(self.constants)
         self.used = set()
         self.level = {lin.name: lin.level for lin in kernel.linears}
+        self.scales = {}
 
     def element(self, ref):
         self.used.add(ref.buffer)
@@ -94,6 +96,18 @@ class _Printer:
     def sized(self, e):
         """A sympy expression over size symbols, printed with the kernels' locals for them."""
         return self.printer.doprint(e.xreplace({q: type(q)(self.lay.size_name(q)) for q in e.free_symbols}))
+
+    def count_text(self, e):
+        """A reduction's count as plain Python over the kernels' size locals (4 * H): no typed
+        constants, which the kernels set after their sizes."""
+        return str(e.xreplace({q: type(q)(self.lay.size_name(q)) for q in e.free_symbols})).replace("*", " * ")
+
+    def scale(self, e):
+        """A reduction's 1/count as a kernel local of the element type (inv_4H = _dtype(1) / _dtype(4 * H))."""
+        if e not in self.scales:
+            label = str(1 / e).replace("*", "").replace(" ", "")
+            self.scales[e] = self.lay.namer.claim(f"inv_{label}")
+        return self.scales[e]
 
     def block(self, blk, extra_inactive=()):
         lines = [f"{r.symbol.name} = " + " + ".join(self.element(t) for t in self.lay.terms(r)) for r in blk.reads]
@@ -153,6 +167,8 @@ class _Printer:
         call = ["lengths", "reverse"] + [self.lay.call_name(b) for b in used]
         ndims = [("lengths", 1), ("reverse", 0)] + [(b.name, len(self.lay.dims(b))) for b in used]
         sizes = kernel_sizes(self.k, self.lay, [b for b in used if b.role not in ("d_vector", "partial")], first)
+        sizes += [f"{name} = _dtype(1) / _dtype({self.count_text(1 / e)})" for e, name in self.scales.items()]
+        self.scales = {}
         return params, call, ndims + [("_units", 0), ("_on_chip", 0)], sizes
 
 
@@ -175,6 +191,11 @@ def _backward_setup(k, lay):
     setup = lay.dense_heads(False) + [f"{k.buffer('d_state', s).name} = d_final[{i}]" for i, s in enumerate(k.states)]
     return setup + [lay.allocate(b) for b in k.buffers
                     if b.role in ("d_preact", "d_x_preact", "d_linear_input", "d_vector", "d_mean")]
+
+
+# the persistent kernels of a cell with reductions hold more values per thread (up to ~170
+# registers in float32 for layernorm_lstm): at most 256 threads per block keep every block resident
+REDUCTION_THREADS = 256
 
 
 def _grid_units(kernel):
@@ -225,4 +246,4 @@ def emit(kernel, layout, header, equations):
         unit_lines=[f"{layout.units_name(sp_)} = max(0, min(_units, {layout.size_name(sp_)} - _j0))"
                     for sp_ in kernel.sizes],
         wrapper_sizes=[f'{size} = checks.sizes_of(params, PARAMS)["{size}"]' for size in kernel.sizes],
-        grid_units=_grid_units(kernel))
+        grid_units=_grid_units(kernel), max_threads=REDUCTION_THREADS if kernel.mean_defs else None)

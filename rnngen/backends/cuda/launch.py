@@ -89,7 +89,7 @@ def plan(kernel, H, B, rows, num_linears, backward, itemsize):
     return d["grid"], d["threads"], d["units"], d["shared_bytes"], d["on_chip"]
 
 
-def plan_details(kernel, H, B, rows, num_linears, backward, itemsize):
+def plan_details(kernel, H, B, rows, num_linears, backward, itemsize, max_threads=None):
     """The launch of one persistent kernel, as a dict: grid, threads, units (hidden units per
     block), shared_bytes (dynamic), on_chip (the recurrent weights in shared memory), reason (why
     they are not, or None), carveout (percent, or None under the simulator).
@@ -105,7 +105,7 @@ def plan_details(kernel, H, B, rows, num_linears, backward, itemsize):
         return dict(grid=math.ceil(H / units), threads=config.SIM_THREADS, units=units, shared_bytes=nbytes,
                     on_chip=on_chip, reason=_offchip_reason(rows, None), carveout=None)
     sms, optin = config.device_limits()
-    most_threads, static = config.THREADS, 0
+    most_threads, static = min(config.THREADS, max_threads or config.THREADS), 0   # the module's own bound
     try:      # what the kernel's registers allow, and the shared memory it declares itself
         attrs = compat.kernel_function(kernel).attrs
         most_threads = min(most_threads, attrs.maxthreads // 32 * 32)
@@ -157,18 +157,18 @@ def _offchip_reason(rows, reason):
 _PLANS = {}
 
 
-def persistent(dispatcher, H, B, rows, num_linears, backward, args):
+def persistent(dispatcher, H, B, rows, num_linears, backward, args, max_threads=None):
     """Compile (once per signature), size and launch one persistent kernel. config.PLACEMENT[name] and
     config.LAST_PLAN[name] say how it ran (name: "persistent forward" or "persistent backward")."""
     itemsize = np.dtype(args[2].dtype).itemsize
-    key = (id(dispatcher), H, B, rows, num_linears, backward, itemsize, config.FORCE_GLOBAL_WEIGHTS, config.THREADS, config.UNITS,
+    key = (id(dispatcher), H, B, rows, num_linears, backward, itemsize, max_threads, config.FORCE_GLOBAL_WEIGHTS, config.THREADS, config.UNITS,
            config.SIM_UNITS, config.SIM_THREADS, config.context_id())
     if key not in _PLANS:
         kernel = None
         if not config.SIMULATOR:
             probe = tuple(args) + (1, True)
             kernel = dispatcher.compile(tuple(dispatcher.typeof_pyval(a) for a in probe))
-        _PLANS[key] = kernel, plan_details(kernel, H, B, rows, num_linears, backward, itemsize)
+        _PLANS[key] = kernel, plan_details(kernel, H, B, rows, num_linears, backward, itemsize, max_threads)
     kernel, d = _PLANS[key]
     grid, threads, units, nbytes, on_chip = d["grid"], d["threads"], d["units"], d["shared_bytes"], d["on_chip"]
     if not config.SIMULATOR:       # the kernel's attributes may have been set for another plan since

@@ -46,7 +46,7 @@ def reduction(printer, blk, extra_inactive=()):
         finish += [f"{acc} = _zero",
                    "for _k in range(cuda.gridDim.x):",
                    f"    {acc} += {part.name}[_k, {n['b']}]",
-                   f"{target} {'+=' if w.accumulate else '='} {acc}*{printer.sized(w.reduce)}"]
+                   f"{target} {'+=' if w.accumulate else '='} {acc}*{printer.scale(w.reduce)}"]
     inactive = [f"{printer.element(w.ref)} = {printer.value(w.value)}"
                 for w in list(blk.inactive) + list(extra_inactive)]
     return Reduction(blk.title, lay.units_name(blk.size), head, lines, tail, inactive, finish)

@@ -110,9 +110,9 @@ def link_facts(pyfunc, sig):
     return facts
 
 
-def report(kind, cell, kernel, dtype, pyfunc, sig):
+def report(kind, cell, kernel, dtype, pyfunc, sig, threads=None):
     ptx, _ = cuda.compile_ptx(pyfunc, sig, cc=CC)
-    row = {"cell": cell, "kernel": kernel, "dtype": dtype, "kind": kind, "threads": THREADS[kind]}
+    row = {"cell": cell, "kernel": kernel, "dtype": dtype, "kind": kind, "threads": threads or THREADS[kind]}
     row.update(facts(ptx))
     row["ptxas"] = _ptxas(ptx)
     row["link"] = link_facts(pyfunc, sig) if dtype == "float32" else None
@@ -148,7 +148,7 @@ def main(cells):
             ks = mod._kernels_for(nt)
             for kernel in ("forward", "backward"):
                 report("persistent", cell, kernel, dtype, getattr(ks, kernel),
-                       signature(mod.KERNEL_ARGS[kernel], nt))
+                       signature(mod.KERNEL_ARGS[kernel], nt), getattr(mod, "MAX_THREADS", None))
         for name, pyfunc, sig in runtime_kernels(nt):
             report("runtime", "runtime", name, dtype, pyfunc, sig)
 
