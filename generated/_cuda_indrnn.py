@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: c3a5d4a16848e189c31be8e5f9c2fbcbeb6f76791ea6c330b0dac39770072966
+sha256 of spec + templates + math libraries + versions: 76b29882af22ac418e6fbd01046a76cbe926e7ff6038a075f8cca34247fbaa57
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -31,7 +31,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, relu as _relu, step as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "indrnn"
-SPEC_SHA256 = "c3a5d4a16848e189c31be8e5f9c2fbcbeb6f76791ea6c330b0dac39770072966"
+SPEC_SHA256 = "76b29882af22ac418e6fbd01046a76cbe926e7ff6038a075f8cca34247fbaa57"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: layernorm_lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 7779e22f1c73b997cf5c90ef593e332ca34c3eaf2698899935be12be8fb563ab
+sha256 of spec + templates + math libraries + versions: c883829df7cf22eb4294060543bc7746072d3e9c889c00c3805b3de69b5a26b4
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -44,7 +44,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "layernorm_lstm"
-SPEC_SHA256 = "7779e22f1c73b997cf5c90ef593e332ca34c3eaf2698899935be12be8fb563ab"
+SPEC_SHA256 = "c883829df7cf22eb4294060543bc7746072d3e9c889c00c3805b3de69b5a26b4"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

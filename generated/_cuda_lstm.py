@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 63651611e534736b4465ff26d3011de4fd3a5ba623021f01a59cc67888bd0294
+sha256 of spec + templates + math libraries + versions: 0def3a77806882d9a9c74e6e81cb1a358b3477ec5fd070f74d97fcad0ebcb303
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -40,7 +40,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm"
-SPEC_SHA256 = "63651611e534736b4465ff26d3011de4fd3a5ba623021f01a59cc67888bd0294"
+SPEC_SHA256 = "0def3a77806882d9a9c74e6e81cb1a358b3477ec5fd070f74d97fcad0ebcb303"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: badf99abb5cef18bb99f088bb9a70cf83c8294512bce23037bde24f9cf0dc217
+sha256 of spec + templates + math libraries + versions: 92fa454111e864266bb9c21e1f2bdb051b47760d90273b539927d32d1967aaa8
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -39,7 +39,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, sigmoid as _sigmoid, tan
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "badf99abb5cef18bb99f088bb9a70cf83c8294512bce23037bde24f9cf0dc217"
+SPEC_SHA256 = "92fa454111e864266bb9c21e1f2bdb051b47760d90273b539927d32d1967aaa8"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 0f2bbf5e49c1134ae741487733e7d18d0edf57d26a6525621097675cc078472d
+sha256 of spec + templates + math libraries + versions: 2505fd7ab8a79fc8d9ed03c9d2a2e934a1fbe05cfb709ba20a29efb4ad03186b
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, relu as _relu, step as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "0f2bbf5e49c1134ae741487733e7d18d0edf57d26a6525621097675cc078472d"
+SPEC_SHA256 = "2505fd7ab8a79fc8d9ed03c9d2a2e934a1fbe05cfb709ba20a29efb4ad03186b"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

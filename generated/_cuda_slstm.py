@@ -2,7 +2,7 @@
 
 source spec: slstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: adeab3e730638aa449dd8dbccaad7b61045287be75c705a82c1df4f447887e0b
+sha256 of spec + templates + math libraries + versions: 6a3ddfadb84894b16a5ea707ee184eef8172d1dac3b332f8e32a8583e494c336
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -48,7 +48,7 @@ from rnngen.backends.cuda.mathlib import tile as _tile, exp_nonpositive as _exp_
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "slstm"
-SPEC_SHA256 = "adeab3e730638aa449dd8dbccaad7b61045287be75c705a82c1df4f447887e0b"
+SPEC_SHA256 = "6a3ddfadb84894b16a5ea707ee184eef8172d1dac3b332f8e32a8583e494c336"
 STATES = ('h', 'c', 'n', 'm')
 OUTPUT = "h"
 INITIAL = {'m': 'lowest'}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: c12a7bbce990e5571d83484dada5d2a2c8c9404efb2eb52803515a44b3b2ea86
+sha256 of spec + templates + math libraries + versions: e0faee44b746762e51f428d2bc5c8df73344aec215c3ac9f3aa5828b1fdead8b
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,7 +29,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru"
-SPEC_SHA256 = "c12a7bbce990e5571d83484dada5d2a2c8c9404efb2eb52803515a44b3b2ea86"
+SPEC_SHA256 = "e0faee44b746762e51f428d2bc5c8df73344aec215c3ac9f3aa5828b1fdead8b"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 433287b448f1d68f3283d39a4e314976b5de61147cbd6f8e80ac78471b933fed
+sha256 of spec + templates + math libraries + versions: 3bed7890ac9d7d8bb32ca20802d197eab44adb7a4dacd5f97a34569dfff89df2
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,7 +29,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru_classic"
-SPEC_SHA256 = "433287b448f1d68f3283d39a4e314976b5de61147cbd6f8e80ac78471b933fed"
+SPEC_SHA256 = "3bed7890ac9d7d8bb32ca20802d197eab44adb7a4dacd5f97a34569dfff89df2"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

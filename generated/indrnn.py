@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: c3a5d4a16848e189c31be8e5f9c2fbcbeb6f76791ea6c330b0dac39770072966
+sha256 of spec + templates + math libraries + versions: 76b29882af22ac418e6fbd01046a76cbe926e7ff6038a075f8cca34247fbaa57
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -25,7 +25,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, relu as _relu, step as _step  # noqa: F401
 
 NAME = "indrnn"
-SPEC_SHA256 = "c3a5d4a16848e189c31be8e5f9c2fbcbeb6f76791ea6c330b0dac39770072966"
+SPEC_SHA256 = "76b29882af22ac418e6fbd01046a76cbe926e7ff6038a075f8cca34247fbaa57"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 63651611e534736b4465ff26d3011de4fd3a5ba623021f01a59cc67888bd0294
+sha256 of spec + templates + math libraries + versions: 0def3a77806882d9a9c74e6e81cb1a358b3477ec5fd070f74d97fcad0ebcb303
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm"
-SPEC_SHA256 = "63651611e534736b4465ff26d3011de4fd3a5ba623021f01a59cc67888bd0294"
+SPEC_SHA256 = "0def3a77806882d9a9c74e6e81cb1a358b3477ec5fd070f74d97fcad0ebcb303"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

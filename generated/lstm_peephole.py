@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: badf99abb5cef18bb99f088bb9a70cf83c8294512bce23037bde24f9cf0dc217
+sha256 of spec + templates + math libraries + versions: 92fa454111e864266bb9c21e1f2bdb051b47760d90273b539927d32d1967aaa8
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,7 +33,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "badf99abb5cef18bb99f088bb9a70cf83c8294512bce23037bde24f9cf0dc217"
+SPEC_SHA256 = "92fa454111e864266bb9c21e1f2bdb051b47760d90273b539927d32d1967aaa8"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

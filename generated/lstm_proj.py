@@ -2,7 +2,7 @@
 
 source spec: lstm_proj.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: d384ad2448801c77f99bf01e32885762f19adc008533525bbda4d63eb76774db
+sha256 of spec + templates + math libraries + versions: 2b3ecabd52c69e4f2916812e2f4d78e4e5047011cf60049bfc66ca038afcced7
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,7 +33,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_proj"
-SPEC_SHA256 = "d384ad2448801c77f99bf01e32885762f19adc008533525bbda4d63eb76774db"
+SPEC_SHA256 = "2b3ecabd52c69e4f2916812e2f4d78e4e5047011cf60049bfc66ca038afcced7"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_vd.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: c6e83c8e748b353f0607fdbc603073b452aa2cad9da6d88939fd93b2f384f93a
+sha256 of spec + templates + math libraries + versions: 7b312e956f26e9fe878e6d2d183529c20d2881f4c12ff5bcee1919228a55e41a
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,7 +33,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_vd"
-SPEC_SHA256 = "c6e83c8e748b353f0607fdbc603073b452aa2cad9da6d88939fd93b2f384f93a"
+SPEC_SHA256 = "7b312e956f26e9fe878e6d2d183529c20d2881f4c12ff5bcee1919228a55e41a"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_weightdrop.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 638ee65b440f291828f08be64cb119ab5c4aaebac4be7acffe63dc4ee6e6ec82
+sha256 of spec + templates + math libraries + versions: c17c01ab1eb2548133f569270552e8f562c7474a88ce720fb6dc119defa30ab1
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -35,7 +35,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_weightdrop"
-SPEC_SHA256 = "638ee65b440f291828f08be64cb119ab5c4aaebac4be7acffe63dc4ee6e6ec82"
+SPEC_SHA256 = "c17c01ab1eb2548133f569270552e8f562c7474a88ce720fb6dc119defa30ab1"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

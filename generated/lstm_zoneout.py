@@ -2,7 +2,7 @@
 
 source spec: lstm_zoneout.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 2de0e892ab17a05c2d6175dee25eedfdabc5b8096f2755c744a080dd20ced0f3
+sha256 of spec + templates + math libraries + versions: 0d4acf367322ee9a591f11b8375807a667e0f31009b69a2eed2e2c514d68d288
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -37,7 +37,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_zoneout"
-SPEC_SHA256 = "2de0e892ab17a05c2d6175dee25eedfdabc5b8096f2755c744a080dd20ced0f3"
+SPEC_SHA256 = "0d4acf367322ee9a591f11b8375807a667e0f31009b69a2eed2e2c514d68d288"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 80975f7cc61b6ab1d61c74b1fea0ec268a1a71eee6ba85f5f0577d212b654014
+sha256 of spec + templates + math libraries + versions: 10098f79b75c47d39f2de86a321f7661d8ed67b07097da9a68ae8a51afa3409e
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -26,7 +26,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid  # noqa: F401
 
 NAME = "mingru"
-SPEC_SHA256 = "80975f7cc61b6ab1d61c74b1fea0ec268a1a71eee6ba85f5f0577d212b654014"
+SPEC_SHA256 = "10098f79b75c47d39f2de86a321f7661d8ed67b07097da9a68ae8a51afa3409e"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 0f2bbf5e49c1134ae741487733e7d18d0edf57d26a6525621097675cc078472d
+sha256 of spec + templates + math libraries + versions: 2505fd7ab8a79fc8d9ed03c9d2a2e934a1fbe05cfb709ba20a29efb4ad03186b
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,7 +28,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, relu as _relu, step as _step  # noqa: F401
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "0f2bbf5e49c1134ae741487733e7d18d0edf57d26a6525621097675cc078472d"
+SPEC_SHA256 = "2505fd7ab8a79fc8d9ed03c9d2a2e934a1fbe05cfb709ba20a29efb4ad03186b"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: ec22d63b981aaf51b707a39538046714db7f8c6e2c69cd50fff8b7d7477821bd
+sha256 of spec + templates + math libraries + versions: 7576bc5413c925d87f1c7d01a72069dfd73cfb8bea4bde7b540eafb8ccd13425
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,7 +28,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, tanh as _tanh  # noqa: F401
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "ec22d63b981aaf51b707a39538046714db7f8c6e2c69cd50fff8b7d7477821bd"
+SPEC_SHA256 = "7576bc5413c925d87f1c7d01a72069dfd73cfb8bea4bde7b540eafb8ccd13425"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: slstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: adeab3e730638aa449dd8dbccaad7b61045287be75c705a82c1df4f447887e0b
+sha256 of spec + templates + math libraries + versions: 6a3ddfadb84894b16a5ea707ee184eef8172d1dac3b332f8e32a8583e494c336
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -42,7 +42,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, exp_nonpositive as _exp_nonpositive, head_weight_grad as _head_weight_grad, log_sigmoid as _log_sigmoid, maximum as _maximum, sigmoid as _sigmoid, step as _step, tanh as _tanh  # noqa: F401
 
 NAME = "slstm"
-SPEC_SHA256 = "adeab3e730638aa449dd8dbccaad7b61045287be75c705a82c1df4f447887e0b"
+SPEC_SHA256 = "6a3ddfadb84894b16a5ea707ee184eef8172d1dac3b332f8e32a8583e494c336"
 STATES = ('h', 'c', 'n', 'm')
 OUTPUT = "h"
 INITIAL = {'m': 'lowest'}     # the states that do not start at zero when state0 leaves them out
