@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 64b608092b2903e6a518c6aac35dab048c94b98e1b526feeb5a872519a121fa0
+sha256 of spec + templates + math libraries + versions: 7ca724b38de6196d594e3c4c7dd32a3ef487ac972029687b14c04008c7f52afc
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -38,7 +38,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru"
-SPEC_SHA256 = "64b608092b2903e6a518c6aac35dab048c94b98e1b526feeb5a872519a121fa0"
+SPEC_SHA256 = "7ca724b38de6196d594e3c4c7dd32a3ef487ac972029687b14c04008c7f52afc"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -56,7 +56,7 @@ STATE_SIZES = {'h': 'H'}
 COOPERATIVE = True     # the kernels call grid.sync()
 SHARED_ROWS = 3            # weight rows per hidden unit kept on chip (all recurrent gates)
 RECURRENT_LINEARS = 1
-MAX_THREADS = None     # threads per block at most (None: config.THREADS); reductions' kernels need more registers
+MAX_THREADS = None     # threads per block at most (None: config.THREADS); bigger kernels need more registers
 # (kernel argument, number of dimensions): what compile-only checks need to build signatures
 KERNEL_ARGS = {
     "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("z_hh", 3), ("bias_ih", 1), ("weight_hh", 2), ("bias_hh", 1), ("_init_s_h", 2), ("_units", 0), ("_on_chip", 0), ),

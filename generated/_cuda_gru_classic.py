@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 4a0bbfa1709cd7bb23f1f3dcd6d37dee98b31bdf4f457277aaf39afbc118a87b
+sha256 of spec + templates + math libraries + versions: b81132271eb7286ba961a3385c549e6dee1870c4379fa618519b9160f2087556
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -38,7 +38,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru_classic"
-SPEC_SHA256 = "4a0bbfa1709cd7bb23f1f3dcd6d37dee98b31bdf4f457277aaf39afbc118a87b"
+SPEC_SHA256 = "b81132271eb7286ba961a3385c549e6dee1870c4379fa618519b9160f2087556"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -56,7 +56,7 @@ STATE_SIZES = {'h': 'H'}
 COOPERATIVE = True     # the kernels call grid.sync()
 SHARED_ROWS = 3            # weight rows per hidden unit kept on chip (all recurrent gates)
 RECURRENT_LINEARS = 2
-MAX_THREADS = None     # threads per block at most (None: config.THREADS); reductions' kernels need more registers
+MAX_THREADS = None     # threads per block at most (None: config.THREADS); bigger kernels need more registers
 # (kernel argument, number of dimensions): what compile-only checks need to build signatures
 KERNEL_ARGS = {
     "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("z_hh", 3), ("z_rh", 3), ("v_rh", 3), ("bias_ih", 1), ("weight_hh", 2), ("weight_rh", 2), ("_init_s_h", 2), ("_units", 0), ("_on_chip", 0), ),

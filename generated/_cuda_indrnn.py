@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: d5dea501f94ad58fa40d5a221fb73624fb9fd629fda526117b37073c9a126607
+sha256 of spec + templates + math libraries + versions: 0db37190c4a34ccb9525f2e380c39b23c29f9d1c9c1d5c416319a60a92ff6b3e
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "indrnn"
-SPEC_SHA256 = "d5dea501f94ad58fa40d5a221fb73624fb9fd629fda526117b37073c9a126607"
+SPEC_SHA256 = "0db37190c4a34ccb9525f2e380c39b23c29f9d1c9c1d5c416319a60a92ff6b3e"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -51,7 +51,7 @@ STATE_SIZES = {'h': 'H'}
 COOPERATIVE = False     # the kernels call grid.sync()
 SHARED_ROWS = 0            # weight rows per hidden unit kept on chip (all recurrent gates)
 RECURRENT_LINEARS = 0
-MAX_THREADS = None     # threads per block at most (None: config.THREADS); reductions' kernels need more registers
+MAX_THREADS = None     # threads per block at most (None: config.THREADS); bigger kernels need more registers
 # (kernel argument, number of dimensions): what compile-only checks need to build signatures
 KERNEL_ARGS = {
     "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("bias_ih", 1), ("vec_weight_hh", 1), ("_init_s_h", 2), ("_units", 0), ("_on_chip", 0), ),

@@ -2,7 +2,7 @@
 
 source spec: layernorm_lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: fc70a6521278eeb63776059e45f57baf3f87fac8581f4cd56ace92606dc990e1
+sha256 of spec + templates + math libraries + versions: 491b5c3effcd6c02593c78ef7285da26254ce040ea3ef8241181f9fa72eb7588
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -47,7 +47,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "layernorm_lstm"
-SPEC_SHA256 = "fc70a6521278eeb63776059e45f57baf3f87fac8581f4cd56ace92606dc990e1"
+SPEC_SHA256 = "491b5c3effcd6c02593c78ef7285da26254ce040ea3ef8241181f9fa72eb7588"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -68,7 +68,7 @@ STATE_SIZES = {'h': 'H', 'c': 'H'}
 COOPERATIVE = True     # the kernels call grid.sync()
 SHARED_ROWS = 4            # weight rows per hidden unit kept on chip (all recurrent gates)
 RECURRENT_LINEARS = 1
-MAX_THREADS = 256     # threads per block at most (None: config.THREADS); reductions' kernels need more registers
+MAX_THREADS = 256     # threads per block at most (None: config.THREADS); bigger kernels need more registers
 # (kernel argument, number of dimensions): what compile-only checks need to build signatures
 KERNEL_ARGS = {
     "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("s_c", 3), ("z_hh", 3), ("m_ln_ih_mean", 2), ("m_ln_ih_sq", 2), ("m_ln_hh_mean", 2), ("m_ln_hh_sq", 2), ("m_ln_c_mean", 2), ("m_ln_c_sq", 2), ("weight_hh", 2), ("vec_ln_ih_gain", 1), ("vec_ln_hh_gain", 1), ("vec_bias", 1), ("vec_ln_c_gain", 1), ("vec_ln_c_bias", 1), ("part_m_ln_ih_mean", 2), ("part_m_ln_ih_sq", 2), ("part_m_ln_hh_mean", 2), ("part_m_ln_hh_sq", 2), ("part_m_ln_c_mean", 2), ("part_m_ln_c_sq", 2), ("_init_s_h", 2), ("_init_s_c", 2), ("_units", 0), ("_on_chip", 0), ),

@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: d9d64fc9797dd5515928d16490355ca589160c02643af8be58527d8a3e554607
+sha256 of spec + templates + math libraries + versions: dd1f24906f907a9ab6d5908fd40979d960a8a3ef4183a63d53cc56491bae89cd
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -42,7 +42,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "d9d64fc9797dd5515928d16490355ca589160c02643af8be58527d8a3e554607"
+SPEC_SHA256 = "dd1f24906f907a9ab6d5908fd40979d960a8a3ef4183a63d53cc56491bae89cd"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -63,7 +63,7 @@ STATE_SIZES = {'h': 'H', 'c': 'H'}
 COOPERATIVE = True     # the kernels call grid.sync()
 SHARED_ROWS = 4            # weight rows per hidden unit kept on chip (all recurrent gates)
 RECURRENT_LINEARS = 1
-MAX_THREADS = None     # threads per block at most (None: config.THREADS); reductions' kernels need more registers
+MAX_THREADS = None     # threads per block at most (None: config.THREADS); bigger kernels need more registers
 # (kernel argument, number of dimensions): what compile-only checks need to build signatures
 KERNEL_ARGS = {
     "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("s_c", 3), ("z_hh", 2), ("bias_ih", 1), ("weight_hh", 2), ("bias_hh", 1), ("vec_weight_ci", 1), ("vec_weight_cf", 1), ("vec_weight_co", 1), ("_init_s_h", 2), ("_init_s_c", 2), ("_units", 0), ("_on_chip", 0), ),

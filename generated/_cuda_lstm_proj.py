@@ -2,7 +2,7 @@
 
 source spec: lstm_proj.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: bcdc235041ac70cc20e389bdc46c67d7e67ddb467476a047a1a8a1494dfb1d00
+sha256 of spec + templates + math libraries + versions: 289b407c521e10e6cabbcbb766e18458a2218345ee0ce9438e403e4c39e79814
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -42,7 +42,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_proj"
-SPEC_SHA256 = "bcdc235041ac70cc20e389bdc46c67d7e67ddb467476a047a1a8a1494dfb1d00"
+SPEC_SHA256 = "289b407c521e10e6cabbcbb766e18458a2218345ee0ce9438e403e4c39e79814"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -61,7 +61,7 @@ STATE_SIZES = {'h': 'proj_size', 'c': 'H'}
 COOPERATIVE = True     # the kernels call grid.sync()
 SHARED_ROWS = 5            # weight rows per hidden unit kept on chip (all recurrent gates)
 RECURRENT_LINEARS = 2
-MAX_THREADS = 256     # threads per block at most (None: config.THREADS); reductions' kernels need more registers
+MAX_THREADS = 256     # threads per block at most (None: config.THREADS); bigger kernels need more registers
 # (kernel argument, number of dimensions): what compile-only checks need to build signatures
 KERNEL_ARGS = {
     "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("s_c", 3), ("z_hh", 3), ("z_hr", 3), ("v_hr", 3), ("bias_ih", 1), ("weight_hh", 2), ("bias_hh", 1), ("weight_hr", 2), ("_init_s_h", 2), ("_init_s_c", 2), ("_units", 0), ("_on_chip", 0), ),

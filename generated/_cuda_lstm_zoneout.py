@@ -2,7 +2,7 @@
 
 source spec: lstm_zoneout.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: bea2addc5b38c5b0e75395228e6240495a9df4d506cc42ce6f1470309e34422e
+sha256 of spec + templates + math libraries + versions: 754e2a2b00dc9348150e7850dbd26b00c97cfb4c036ec3349c53cc777672bc87
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -46,7 +46,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_zoneout"
-SPEC_SHA256 = "bea2addc5b38c5b0e75395228e6240495a9df4d506cc42ce6f1470309e34422e"
+SPEC_SHA256 = "754e2a2b00dc9348150e7850dbd26b00c97cfb4c036ec3349c53cc777672bc87"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -64,7 +64,7 @@ STATE_SIZES = {'h': 'H', 'c': 'H'}
 COOPERATIVE = True     # the kernels call grid.sync()
 SHARED_ROWS = 4            # weight rows per hidden unit kept on chip (all recurrent gates)
 RECURRENT_LINEARS = 1
-MAX_THREADS = None     # threads per block at most (None: config.THREADS); reductions' kernels need more registers
+MAX_THREADS = None     # threads per block at most (None: config.THREADS); bigger kernels need more registers
 # (kernel argument, number of dimensions): what compile-only checks need to build signatures
 KERNEL_ARGS = {
     "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("s_c", 3), ("z_hh", 2), ("mask_m_h", 3), ("mask_m_c", 3), ("bias_ih", 1), ("weight_hh", 2), ("bias_hh", 1), ("_init_s_h", 2), ("_init_s_c", 2), ("_units", 0), ("_on_chip", 0), ),

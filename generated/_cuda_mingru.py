@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 39c96f2b2b269d6cfed98e139c88584736cb9b25b90a84409efc5b94fbd4340f
+sha256 of spec + templates + math libraries + versions: d0e19f8c1bb748cdcba56643893f41bae9711d331280b1258ccd2e52b9a920f3
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -35,7 +35,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "mingru"
-SPEC_SHA256 = "39c96f2b2b269d6cfed98e139c88584736cb9b25b90a84409efc5b94fbd4340f"
+SPEC_SHA256 = "d0e19f8c1bb748cdcba56643893f41bae9711d331280b1258ccd2e52b9a920f3"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -51,7 +51,7 @@ STATE_SIZES = {'h': 'H'}
 COOPERATIVE = False     # the kernels call grid.sync()
 SHARED_ROWS = 0            # weight rows per hidden unit kept on chip (all recurrent gates)
 RECURRENT_LINEARS = 0
-MAX_THREADS = None     # threads per block at most (None: config.THREADS); reductions' kernels need more registers
+MAX_THREADS = None     # threads per block at most (None: config.THREADS); bigger kernels need more registers
 # (kernel argument, number of dimensions): what compile-only checks need to build signatures
 KERNEL_ARGS = {
     "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("bias_ih", 1), ("_init_s_h", 2), ("_units", 0), ("_on_chip", 0), ),

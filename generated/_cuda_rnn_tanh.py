@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 912758af20af27b3ccea60e58e12b1667874fe80aef8df5202c2a9823c925d9f
+sha256 of spec + templates + math libraries + versions: 27ad9808cef5411f925fc9d6ef2d5deb7fac5f49c4e8fb2ef11fb6d008956bfe
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -37,7 +37,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "912758af20af27b3ccea60e58e12b1667874fe80aef8df5202c2a9823c925d9f"
+SPEC_SHA256 = "27ad9808cef5411f925fc9d6ef2d5deb7fac5f49c4e8fb2ef11fb6d008956bfe"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -55,7 +55,7 @@ STATE_SIZES = {'h': 'H'}
 COOPERATIVE = True     # the kernels call grid.sync()
 SHARED_ROWS = 1            # weight rows per hidden unit kept on chip (all recurrent gates)
 RECURRENT_LINEARS = 1
-MAX_THREADS = None     # threads per block at most (None: config.THREADS); reductions' kernels need more registers
+MAX_THREADS = None     # threads per block at most (None: config.THREADS); bigger kernels need more registers
 # (kernel argument, number of dimensions): what compile-only checks need to build signatures
 KERNEL_ARGS = {
     "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("z_hh", 2), ("bias_ih", 1), ("weight_hh", 2), ("bias_hh", 1), ("_init_s_h", 2), ("_units", 0), ("_on_chip", 0), ),

@@ -2,7 +2,7 @@
 
 source spec: slstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: d4dc4d9a111e6dbb0097fbb02ca5b8fe10195220997c1023cc6d280914ae43e4
+sha256 of spec + templates + math libraries + versions: 171148a0c5e3841f49ca7a74392bcd3be4001e8c5bc0e11ef719bfb3506d5161
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -51,7 +51,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "slstm"
-SPEC_SHA256 = "d4dc4d9a111e6dbb0097fbb02ca5b8fe10195220997c1023cc6d280914ae43e4"
+SPEC_SHA256 = "171148a0c5e3841f49ca7a74392bcd3be4001e8c5bc0e11ef719bfb3506d5161"
 STATES = ('h', 'c', 'n', 'm')
 OUTPUT = "h"
 INITIAL = {'m': 'lowest'}     # the states that do not start at zero when state0 leaves them out
@@ -68,7 +68,7 @@ STATE_SIZES = {'h': 'H', 'c': 'H', 'n': 'H', 'm': 'H'}
 COOPERATIVE = True     # the kernels call grid.sync()
 SHARED_ROWS = 4            # weight rows per hidden unit kept on chip (all recurrent gates)
 RECURRENT_LINEARS = 1
-MAX_THREADS = 256     # threads per block at most (None: config.THREADS); reductions' kernels need more registers
+MAX_THREADS = 256     # threads per block at most (None: config.THREADS); bigger kernels need more registers
 # (kernel argument, number of dimensions): what compile-only checks need to build signatures
 KERNEL_ARGS = {
     "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("s_c", 3), ("s_n", 3), ("s_m", 3), ("z_hh", 2), ("bias_ih", 1), ("weight_hh", 2), ("_init_s_h", 2), ("_init_s_c", 2), ("_init_s_n", 2), ("_init_s_m", 2), ("_units", 0), ("_on_chip", 0), ),

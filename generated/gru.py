@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 64b608092b2903e6a518c6aac35dab048c94b98e1b526feeb5a872519a121fa0
+sha256 of spec + templates + math libraries + versions: 7ca724b38de6196d594e3c4c7dd32a3ef487ac972029687b14c04008c7f52afc
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,7 +29,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru"
-SPEC_SHA256 = "64b608092b2903e6a518c6aac35dab048c94b98e1b526feeb5a872519a121fa0"
+SPEC_SHA256 = "7ca724b38de6196d594e3c4c7dd32a3ef487ac972029687b14c04008c7f52afc"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 4a0bbfa1709cd7bb23f1f3dcd6d37dee98b31bdf4f457277aaf39afbc118a87b
+sha256 of spec + templates + math libraries + versions: b81132271eb7286ba961a3385c549e6dee1870c4379fa618519b9160f2087556
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,7 +29,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru_classic"
-SPEC_SHA256 = "4a0bbfa1709cd7bb23f1f3dcd6d37dee98b31bdf4f457277aaf39afbc118a87b"
+SPEC_SHA256 = "b81132271eb7286ba961a3385c549e6dee1870c4379fa618519b9160f2087556"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

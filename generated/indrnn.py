@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: d5dea501f94ad58fa40d5a221fb73624fb9fd629fda526117b37073c9a126607
+sha256 of spec + templates + math libraries + versions: 0db37190c4a34ccb9525f2e380c39b23c29f9d1c9c1d5c416319a60a92ff6b3e
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -25,7 +25,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, relu as _relu, step as _step  # noqa: F401
 
 NAME = "indrnn"
-SPEC_SHA256 = "d5dea501f94ad58fa40d5a221fb73624fb9fd629fda526117b37073c9a126607"
+SPEC_SHA256 = "0db37190c4a34ccb9525f2e380c39b23c29f9d1c9c1d5c416319a60a92ff6b3e"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

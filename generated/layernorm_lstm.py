@@ -2,7 +2,7 @@
 
 source spec: layernorm_lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: fc70a6521278eeb63776059e45f57baf3f87fac8581f4cd56ace92606dc990e1
+sha256 of spec + templates + math libraries + versions: 491b5c3effcd6c02593c78ef7285da26254ce040ea3ef8241181f9fa72eb7588
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -38,7 +38,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "layernorm_lstm"
-SPEC_SHA256 = "fc70a6521278eeb63776059e45f57baf3f87fac8581f4cd56ace92606dc990e1"
+SPEC_SHA256 = "491b5c3effcd6c02593c78ef7285da26254ce040ea3ef8241181f9fa72eb7588"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 2fd8d6d9506e6e16a6189ae94c6ecdcf8d1024de2c96436f9bd85f3da659f619
+sha256 of spec + templates + math libraries + versions: 121f1a4a1890dc642186bd6500021b8011c843a1900ac9d70f9e677e949b03e1
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm"
-SPEC_SHA256 = "2fd8d6d9506e6e16a6189ae94c6ecdcf8d1024de2c96436f9bd85f3da659f619"
+SPEC_SHA256 = "121f1a4a1890dc642186bd6500021b8011c843a1900ac9d70f9e677e949b03e1"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

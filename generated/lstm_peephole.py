@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: d9d64fc9797dd5515928d16490355ca589160c02643af8be58527d8a3e554607
+sha256 of spec + templates + math libraries + versions: dd1f24906f907a9ab6d5908fd40979d960a8a3ef4183a63d53cc56491bae89cd
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,7 +33,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "d9d64fc9797dd5515928d16490355ca589160c02643af8be58527d8a3e554607"
+SPEC_SHA256 = "dd1f24906f907a9ab6d5908fd40979d960a8a3ef4183a63d53cc56491bae89cd"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

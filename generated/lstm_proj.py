@@ -2,7 +2,7 @@
 
 source spec: lstm_proj.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: bcdc235041ac70cc20e389bdc46c67d7e67ddb467476a047a1a8a1494dfb1d00
+sha256 of spec + templates + math libraries + versions: 289b407c521e10e6cabbcbb766e18458a2218345ee0ce9438e403e4c39e79814
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,7 +33,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_proj"
-SPEC_SHA256 = "bcdc235041ac70cc20e389bdc46c67d7e67ddb467476a047a1a8a1494dfb1d00"
+SPEC_SHA256 = "289b407c521e10e6cabbcbb766e18458a2218345ee0ce9438e403e4c39e79814"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_vd.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 1e7cca9896122601a9d36c7dbaeb47df08b32bcce2f4bc4c0e4f0f9e89122d9e
+sha256 of spec + templates + math libraries + versions: 985c30ae35325009653a90579f86ebcb1b2fc4d8d003a552476f7f5167a00c99
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,7 +33,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_vd"
-SPEC_SHA256 = "1e7cca9896122601a9d36c7dbaeb47df08b32bcce2f4bc4c0e4f0f9e89122d9e"
+SPEC_SHA256 = "985c30ae35325009653a90579f86ebcb1b2fc4d8d003a552476f7f5167a00c99"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

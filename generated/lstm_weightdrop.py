@@ -2,7 +2,7 @@
 
 source spec: lstm_weightdrop.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: ebee065813c14247c4fdcf970e9093a90f836ea518058e8e64b59ad2b85084ad
+sha256 of spec + templates + math libraries + versions: 4cd28b714015b7597749250aab6a0fdf4771ae65127423848662296e295ff207
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -35,7 +35,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_weightdrop"
-SPEC_SHA256 = "ebee065813c14247c4fdcf970e9093a90f836ea518058e8e64b59ad2b85084ad"
+SPEC_SHA256 = "4cd28b714015b7597749250aab6a0fdf4771ae65127423848662296e295ff207"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_zoneout.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: bea2addc5b38c5b0e75395228e6240495a9df4d506cc42ce6f1470309e34422e
+sha256 of spec + templates + math libraries + versions: 754e2a2b00dc9348150e7850dbd26b00c97cfb4c036ec3349c53cc777672bc87
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -37,7 +37,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_zoneout"
-SPEC_SHA256 = "bea2addc5b38c5b0e75395228e6240495a9df4d506cc42ce6f1470309e34422e"
+SPEC_SHA256 = "754e2a2b00dc9348150e7850dbd26b00c97cfb4c036ec3349c53cc777672bc87"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

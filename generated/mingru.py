@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 39c96f2b2b269d6cfed98e139c88584736cb9b25b90a84409efc5b94fbd4340f
+sha256 of spec + templates + math libraries + versions: d0e19f8c1bb748cdcba56643893f41bae9711d331280b1258ccd2e52b9a920f3
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -26,7 +26,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid  # noqa: F401
 
 NAME = "mingru"
-SPEC_SHA256 = "39c96f2b2b269d6cfed98e139c88584736cb9b25b90a84409efc5b94fbd4340f"
+SPEC_SHA256 = "d0e19f8c1bb748cdcba56643893f41bae9711d331280b1258ccd2e52b9a920f3"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

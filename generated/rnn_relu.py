@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 9248d4e8e79a2e975f80c7b46e31df4d14d6c67e05446da1da4898a92afa4d80
+sha256 of spec + templates + math libraries + versions: 9cf390a0e55046692bd978d470063fb395501e489b778222b926a3ab25985a1e
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,7 +28,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, relu as _relu, step as _step  # noqa: F401
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "9248d4e8e79a2e975f80c7b46e31df4d14d6c67e05446da1da4898a92afa4d80"
+SPEC_SHA256 = "9cf390a0e55046692bd978d470063fb395501e489b778222b926a3ab25985a1e"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

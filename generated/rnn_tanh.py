@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 912758af20af27b3ccea60e58e12b1667874fe80aef8df5202c2a9823c925d9f
+sha256 of spec + templates + math libraries + versions: 27ad9808cef5411f925fc9d6ef2d5deb7fac5f49c4e8fb2ef11fb6d008956bfe
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,7 +28,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, tanh as _tanh  # noqa: F401
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "912758af20af27b3ccea60e58e12b1667874fe80aef8df5202c2a9823c925d9f"
+SPEC_SHA256 = "27ad9808cef5411f925fc9d6ef2d5deb7fac5f49c4e8fb2ef11fb6d008956bfe"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

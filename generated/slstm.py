@@ -2,7 +2,7 @@
 
 source spec: slstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: d4dc4d9a111e6dbb0097fbb02ca5b8fe10195220997c1023cc6d280914ae43e4
+sha256 of spec + templates + math libraries + versions: 171148a0c5e3841f49ca7a74392bcd3be4001e8c5bc0e11ef719bfb3506d5161
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -42,7 +42,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, exp_nonpositive as _exp_nonpositive, head_weight_grad as _head_weight_grad, log_sigmoid as _log_sigmoid, maximum as _maximum, sigmoid as _sigmoid, step as _step, tanh as _tanh  # noqa: F401
 
 NAME = "slstm"
-SPEC_SHA256 = "d4dc4d9a111e6dbb0097fbb02ca5b8fe10195220997c1023cc6d280914ae43e4"
+SPEC_SHA256 = "171148a0c5e3841f49ca7a74392bcd3be4001e8c5bc0e11ef719bfb3506d5161"
 STATES = ('h', 'c', 'n', 'm')
 OUTPUT = "h"
 INITIAL = {'m': 'lowest'}     # the states that do not start at zero when state0 leaves them out

@@ -16,6 +16,8 @@ def cell_options(cell, hidden_size, sizes, rates, seed, who):
     sizes = checked_sizes(cell, sizes, who, hidden_size)
     if seed is None:
         seed = sys.modules["torch"].initial_seed() if "torch" in sys.modules else 0
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"{who}: seed must be a non-negative integer, got {seed!r}")
     return sizes, check_rates(rates, getattr(cell, "RATES", ())), np.random.default_rng([int(seed), 2])
 
 

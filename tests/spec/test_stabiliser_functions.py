@@ -53,6 +53,10 @@ def test_cpu_library_at_extreme_inputs(dtype):
             + 2 * np.finfo(dtype).smallest_subnormal
     assert mathlib.exp_nonpositive(f(0)) == 1 and mathlib.exp_nonpositive(f(1e4)) == 1
     assert mathlib.maximum(f(1), f(2)) == 2 and mathlib.maximum(f(-1), lowest) == -1
+    # log(1 + u) on [0, 1] without libm (log_sigmoid's, so that the fused loops vectorize)
+    for u in [0.0, 1e-30, 1e-7, 3e-8, 1e-3, 0.25, 0.41421, 0.41422, 0.7, 1.0]:
+        got, want = mathlib.log1p_unit(f(u)), math.log1p(float(f(u)))
+        assert abs(got - want) <= 4 * np.finfo(dtype).eps * want + np.finfo(dtype).tiny
 
 
 STAB = """

@@ -58,7 +58,7 @@ print("ok")
 """
 
 
-@pytest.mark.parametrize("name", ["lstm", "gru"])
+@pytest.mark.parametrize("name", ["lstm", "gru", "slstm", "lstm_zoneout"])
 def test_float32_loops_vectorize(name, tmp_path):
     """LLVM vectorized the float32 forward, backward and inference loops: their optimized IR does arithmetic
     on <4 x float> / <8 x float> (/ <16 x float>) vectors."""
