@@ -62,10 +62,9 @@ def get_num_threads():
 class Plan:
     """The tasks of one layer: directions run concurrently or not, and slices per direction."""
 
-    def __init__(self, parallel_directions, slices, threads, one_blas_thread=False):
+    def __init__(self, parallel_directions, slices, one_blas_thread=False):
         self.parallel_directions = parallel_directions
         self.slices = slices            # batch slices per direction
-        self.threads = threads
         self.one_blas_thread = one_blas_thread or self.parallel
 
     @property
@@ -78,7 +77,7 @@ class Plan:
         return run_all if self.parallel_directions else in_order
 
 
-SERIAL = Plan(False, 1, 1)
+SERIAL = Plan(False, 1)
 
 
 def plan(T, B, H, directions, threads=None):
@@ -87,10 +86,10 @@ def plan(T, B, H, directions, threads=None):
         return SERIAL
     threads = get_num_threads() if threads is None else threads
     if threads < 2:
-        return Plan(False, 1, threads, one_blas_thread=True)
+        return Plan(False, 1, one_blas_thread=True)
     parallel_directions = directions > 1      # then one task per direction (tasks do not nest)
     slices = 1 if parallel_directions else max(1, min(threads, B // MIN_ROWS))
-    return Plan(parallel_directions, slices, threads)
+    return Plan(parallel_directions, slices)
 
 
 @contextlib.contextmanager
@@ -197,7 +196,7 @@ def cell_backward(gen):
     """backward() above with the BLAS threads set as its forward had them."""
     def run(dy, d_final, saved):
         big = dy is not None and plan(*dy.shape, 1).one_blas_thread
-        p = Plan(False, 1, 1, one_blas_thread=big or isinstance(saved, SlicedSaved))
+        p = Plan(False, 1, one_blas_thread=big or isinstance(saved, SlicedSaved))
         with blas_for(p):
             return backward(gen, dy, d_final, saved)
     return run
