@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 7ca724b38de6196d594e3c4c7dd32a3ef487ac972029687b14c04008c7f52afc
+sha256 of spec + templates + math libraries + versions: 82b4ed39858c92b5692936535b5b5944186b8a3ceb9764b922030e1494ec3933
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -38,7 +38,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru"
-SPEC_SHA256 = "7ca724b38de6196d594e3c4c7dd32a3ef487ac972029687b14c04008c7f52afc"
+SPEC_SHA256 = "82b4ed39858c92b5692936535b5b5944186b8a3ceb9764b922030e1494ec3933"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: b81132271eb7286ba961a3385c549e6dee1870c4379fa618519b9160f2087556
+sha256 of spec + templates + math libraries + versions: 333139531829f27d56c53fdffac8e6291fe8107639e83ea30701c461c1ae04b9
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -38,7 +38,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru_classic"
-SPEC_SHA256 = "b81132271eb7286ba961a3385c549e6dee1870c4379fa618519b9160f2087556"
+SPEC_SHA256 = "333139531829f27d56c53fdffac8e6291fe8107639e83ea30701c461c1ae04b9"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

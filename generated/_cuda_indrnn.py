@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 0db37190c4a34ccb9525f2e380c39b23c29f9d1c9c1d5c416319a60a92ff6b3e
+sha256 of spec + templates + math libraries + versions: 0a4762fa192d0db5d7d5990bc067fbd09b0d9657eff3afbb155cd86665e0b587
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "indrnn"
-SPEC_SHA256 = "0db37190c4a34ccb9525f2e380c39b23c29f9d1c9c1d5c416319a60a92ff6b3e"
+SPEC_SHA256 = "0a4762fa192d0db5d7d5990bc067fbd09b0d9657eff3afbb155cd86665e0b587"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

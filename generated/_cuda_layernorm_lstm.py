@@ -2,7 +2,7 @@
 
 source spec: layernorm_lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 491b5c3effcd6c02593c78ef7285da26254ce040ea3ef8241181f9fa72eb7588
+sha256 of spec + templates + math libraries + versions: 18319a847ea8ea14fb9c2e1fb74984a6ecf46f98a555d4262d6a88b697ca4884
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -47,7 +47,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "layernorm_lstm"
-SPEC_SHA256 = "491b5c3effcd6c02593c78ef7285da26254ce040ea3ef8241181f9fa72eb7588"
+SPEC_SHA256 = "18319a847ea8ea14fb9c2e1fb74984a6ecf46f98a555d4262d6a88b697ca4884"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 121f1a4a1890dc642186bd6500021b8011c843a1900ac9d70f9e677e949b03e1
+sha256 of spec + templates + math libraries + versions: 88e5aebf96f036808c596215da5fd540568e4d3f97200da1316952916536d59c
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -43,7 +43,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm"
-SPEC_SHA256 = "121f1a4a1890dc642186bd6500021b8011c843a1900ac9d70f9e677e949b03e1"
+SPEC_SHA256 = "88e5aebf96f036808c596215da5fd540568e4d3f97200da1316952916536d59c"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

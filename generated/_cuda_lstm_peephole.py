@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: dd1f24906f907a9ab6d5908fd40979d960a8a3ef4183a63d53cc56491bae89cd
+sha256 of spec + templates + math libraries + versions: 1d0cbbafd0df0c127d129dd209659dd05070a994db5749c804ff3ba9bb67b41f
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -42,7 +42,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "dd1f24906f907a9ab6d5908fd40979d960a8a3ef4183a63d53cc56491bae89cd"
+SPEC_SHA256 = "1d0cbbafd0df0c127d129dd209659dd05070a994db5749c804ff3ba9bb67b41f"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_proj.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 289b407c521e10e6cabbcbb766e18458a2218345ee0ce9438e403e4c39e79814
+sha256 of spec + templates + math libraries + versions: 5470510956e8b5def2ca1924e8738f8d44a6b45ba99e79923768aee248c6174f
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -42,7 +42,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_proj"
-SPEC_SHA256 = "289b407c521e10e6cabbcbb766e18458a2218345ee0ce9438e403e4c39e79814"
+SPEC_SHA256 = "5470510956e8b5def2ca1924e8738f8d44a6b45ba99e79923768aee248c6174f"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_vd.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 985c30ae35325009653a90579f86ebcb1b2fc4d8d003a552476f7f5167a00c99
+sha256 of spec + templates + math libraries + versions: 5e99c448115df5ac81a92795e6fb4cb6cfd83206f67d35b792ecedf3d7d17a95
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -42,7 +42,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_vd"
-SPEC_SHA256 = "985c30ae35325009653a90579f86ebcb1b2fc4d8d003a552476f7f5167a00c99"
+SPEC_SHA256 = "5e99c448115df5ac81a92795e6fb4cb6cfd83206f67d35b792ecedf3d7d17a95"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

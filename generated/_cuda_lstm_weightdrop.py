@@ -2,7 +2,7 @@
 
 source spec: lstm_weightdrop.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 4cd28b714015b7597749250aab6a0fdf4771ae65127423848662296e295ff207
+sha256 of spec + templates + math libraries + versions: 5a7e3dbe06aef29433f6585867ffa101d41020a454dcbdc76d7d6bfbb8171280
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -44,7 +44,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_weightdrop"
-SPEC_SHA256 = "4cd28b714015b7597749250aab6a0fdf4771ae65127423848662296e295ff207"
+SPEC_SHA256 = "5a7e3dbe06aef29433f6585867ffa101d41020a454dcbdc76d7d6bfbb8171280"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

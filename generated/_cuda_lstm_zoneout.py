@@ -2,7 +2,7 @@
 
 source spec: lstm_zoneout.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 754e2a2b00dc9348150e7850dbd26b00c97cfb4c036ec3349c53cc777672bc87
+sha256 of spec + templates + math libraries + versions: 40eedb8ce62b5a1c57cd3b0d2e32ea3d0f2f7236b2f038a4b17c6b9167237b27
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -46,7 +46,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_zoneout"
-SPEC_SHA256 = "754e2a2b00dc9348150e7850dbd26b00c97cfb4c036ec3349c53cc777672bc87"
+SPEC_SHA256 = "40eedb8ce62b5a1c57cd3b0d2e32ea3d0f2f7236b2f038a4b17c6b9167237b27"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: d0e19f8c1bb748cdcba56643893f41bae9711d331280b1258ccd2e52b9a920f3
+sha256 of spec + templates + math libraries + versions: 22596e382a91098f20e723dddcc37f9602257264b658f6f774a574cac123f923
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -35,7 +35,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "mingru"
-SPEC_SHA256 = "d0e19f8c1bb748cdcba56643893f41bae9711d331280b1258ccd2e52b9a920f3"
+SPEC_SHA256 = "22596e382a91098f20e723dddcc37f9602257264b658f6f774a574cac123f923"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 9cf390a0e55046692bd978d470063fb395501e489b778222b926a3ab25985a1e
+sha256 of spec + templates + math libraries + versions: 78b66a36aa3d795fa7fe5190168ba0157a5c22f0c1c03ba6d886e6355d789e5d
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -37,7 +37,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "9cf390a0e55046692bd978d470063fb395501e489b778222b926a3ab25985a1e"
+SPEC_SHA256 = "78b66a36aa3d795fa7fe5190168ba0157a5c22f0c1c03ba6d886e6355d789e5d"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 27ad9808cef5411f925fc9d6ef2d5deb7fac5f49c4e8fb2ef11fb6d008956bfe
+sha256 of spec + templates + math libraries + versions: 37650183a4082a69fc694c6f5e84ed2f98aa82f393de76d24a3df65ec06cf61d
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -37,7 +37,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "27ad9808cef5411f925fc9d6ef2d5deb7fac5f49c4e8fb2ef11fb6d008956bfe"
+SPEC_SHA256 = "37650183a4082a69fc694c6f5e84ed2f98aa82f393de76d24a3df65ec06cf61d"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

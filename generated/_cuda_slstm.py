@@ -2,7 +2,7 @@
 
 source spec: slstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 171148a0c5e3841f49ca7a74392bcd3be4001e8c5bc0e11ef719bfb3506d5161
+sha256 of spec + templates + math libraries + versions: 8ba6909059bcc48f7a393ece687ccfaa2c7a8b526ef43e773a523020f73874b3
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -51,7 +51,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "slstm"
-SPEC_SHA256 = "171148a0c5e3841f49ca7a74392bcd3be4001e8c5bc0e11ef719bfb3506d5161"
+SPEC_SHA256 = "8ba6909059bcc48f7a393ece687ccfaa2c7a8b526ef43e773a523020f73874b3"
 STATES = ('h', 'c', 'n', 'm')
 OUTPUT = "h"
 INITIAL = {'m': 'lowest'}     # the states that do not start at zero when state0 leaves them out

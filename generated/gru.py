@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 7ca724b38de6196d594e3c4c7dd32a3ef487ac972029687b14c04008c7f52afc
+sha256 of spec + templates + math libraries + versions: 82b4ed39858c92b5692936535b5b5944186b8a3ceb9764b922030e1494ec3933
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,7 +29,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru"
-SPEC_SHA256 = "7ca724b38de6196d594e3c4c7dd32a3ef487ac972029687b14c04008c7f52afc"
+SPEC_SHA256 = "82b4ed39858c92b5692936535b5b5944186b8a3ceb9764b922030e1494ec3933"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -57,7 +57,7 @@ def sizes_of(params):
     return checks.sizes_of(params, PARAMS, SIZES)
 
 
-# -- forward: the time loop --------------------------------------------------------------------
+# -- forward: the time loop ------------------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy")
 def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, weight_hh, bias_hh):
     T, B, H = y.shape
@@ -93,7 +93,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, weight_hh, bias_hh):
                     s_h[step + 1, b, j] = s_h[step, b, j]
 
 
-# -- backward: the time loop in reverse --------------------------------------------------------
+# -- backward: the time loop in reverse ------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy")
 def _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_hh, d_h, dzx_ih, dz_hh, weight_hh, bias_hh, dv_hh):
     T, B, H = dy.shape

@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: b81132271eb7286ba961a3385c549e6dee1870c4379fa618519b9160f2087556
+sha256 of spec + templates + math libraries + versions: 333139531829f27d56c53fdffac8e6291fe8107639e83ea30701c461c1ae04b9
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,7 +29,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru_classic"
-SPEC_SHA256 = "b81132271eb7286ba961a3385c549e6dee1870c4379fa618519b9160f2087556"
+SPEC_SHA256 = "333139531829f27d56c53fdffac8e6291fe8107639e83ea30701c461c1ae04b9"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -57,7 +57,7 @@ def sizes_of(params):
     return checks.sizes_of(params, PARAMS, SIZES)
 
 
-# -- forward: the time loop --------------------------------------------------------------------
+# -- forward: the time loop ------------------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy")
 def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, weight_hh, weight_rh):
     T, B, H = y.shape
@@ -104,7 +104,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, weight_hh, 
                     s_h[step + 1, b, j] = s_h[step, b, j]
 
 
-# -- backward: the time loop in reverse --------------------------------------------------------
+# -- backward: the time loop in reverse ------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy")
 def _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_hh, z_rh, d_h, dzx_ih, dz_hh, dz_rh, dv_rh, weight_hh, weight_rh, dv_hh):
     T, B, H = dy.shape

@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 0db37190c4a34ccb9525f2e380c39b23c29f9d1c9c1d5c416319a60a92ff6b3e
+sha256 of spec + templates + math libraries + versions: 0a4762fa192d0db5d7d5990bc067fbd09b0d9657eff3afbb155cd86665e0b587
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -25,7 +25,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, relu as _relu, step as _step  # noqa: F401
 
 NAME = "indrnn"
-SPEC_SHA256 = "0db37190c4a34ccb9525f2e380c39b23c29f9d1c9c1d5c416319a60a92ff6b3e"
+SPEC_SHA256 = "0a4762fa192d0db5d7d5990bc067fbd09b0d9657eff3afbb155cd86665e0b587"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -52,7 +52,7 @@ def sizes_of(params):
     return checks.sizes_of(params, PARAMS, SIZES)
 
 
-# -- forward: the time loop --------------------------------------------------------------------
+# -- forward: the time loop ------------------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy")
 def _forward_loop(lengths, reverse, y, zx_ih, s_h, vec_weight_hh):
     T, B, H = y.shape
@@ -72,7 +72,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, vec_weight_hh):
                     s_h[step + 1, b, j] = s_h[step, b, j]
 
 
-# -- backward: the time loop in reverse --------------------------------------------------------
+# -- backward: the time loop in reverse ------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy")
 def _backward_loop(lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih, dvec_weight_hh, vec_weight_hh):
     T, B, H = dy.shape

@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 121f1a4a1890dc642186bd6500021b8011c843a1900ac9d70f9e677e949b03e1
+sha256 of spec + templates + math libraries + versions: 88e5aebf96f036808c596215da5fd540568e4d3f97200da1316952916536d59c
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm"
-SPEC_SHA256 = "121f1a4a1890dc642186bd6500021b8011c843a1900ac9d70f9e677e949b03e1"
+SPEC_SHA256 = "88e5aebf96f036808c596215da5fd540568e4d3f97200da1316952916536d59c"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -62,7 +62,7 @@ def sizes_of(params):
     return checks.sizes_of(params, PARAMS, SIZES)
 
 
-# -- forward: the time loop --------------------------------------------------------------------
+# -- forward: the time loop ------------------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy")
 def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, bias_hh):
     T, B, H = y.shape
@@ -107,7 +107,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, bias_hh
                     s_c[step + 1, b, j] = s_c[step, b, j]
 
 
-# -- backward: the time loop in reverse --------------------------------------------------------
+# -- backward: the time loop in reverse ------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy")
 def _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, weight_hh, dv_hh):
     T, B, H = dy.shape

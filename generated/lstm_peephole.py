@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: dd1f24906f907a9ab6d5908fd40979d960a8a3ef4183a63d53cc56491bae89cd
+sha256 of spec + templates + math libraries + versions: 1d0cbbafd0df0c127d129dd209659dd05070a994db5749c804ff3ba9bb67b41f
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,7 +33,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "dd1f24906f907a9ab6d5908fd40979d960a8a3ef4183a63d53cc56491bae89cd"
+SPEC_SHA256 = "1d0cbbafd0df0c127d129dd209659dd05070a994db5749c804ff3ba9bb67b41f"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -64,7 +64,7 @@ def sizes_of(params):
     return checks.sizes_of(params, PARAMS, SIZES)
 
 
-# -- forward: the time loop --------------------------------------------------------------------
+# -- forward: the time loop ------------------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy")
 def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, bias_hh, vec_weight_ci, vec_weight_cf, vec_weight_co):
     T, B, H = y.shape
@@ -111,7 +111,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, bias_hh
                     s_c[step + 1, b, j] = s_c[step, b, j]
 
 
-# -- backward: the time loop in reverse --------------------------------------------------------
+# -- backward: the time loop in reverse ------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy")
 def _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, dvec_weight_ci, dvec_weight_cf, dvec_weight_co, weight_hh, vec_weight_ci, vec_weight_cf, vec_weight_co, dv_hh):
     T, B, H = dy.shape

@@ -2,7 +2,7 @@
 
 source spec: lstm_proj.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 289b407c521e10e6cabbcbb766e18458a2218345ee0ce9438e403e4c39e79814
+sha256 of spec + templates + math libraries + versions: 5470510956e8b5def2ca1924e8738f8d44a6b45ba99e79923768aee248c6174f
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,7 +33,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_proj"
-SPEC_SHA256 = "289b407c521e10e6cabbcbb766e18458a2218345ee0ce9438e403e4c39e79814"
+SPEC_SHA256 = "5470510956e8b5def2ca1924e8738f8d44a6b45ba99e79923768aee248c6174f"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -65,7 +65,7 @@ def sizes_of(params):
     return checks.sizes_of(params, PARAMS, SIZES)
 
 
-# -- forward: the time loop --------------------------------------------------------------------
+# -- forward: the time loop ------------------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy")
 def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, weight_hh, bias_hh, weight_hr):
     T = y.shape[0]
@@ -148,7 +148,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, weight
                     s_c[step + 1, b, j] = s_c[step, b, j]
 
 
-# -- backward: the time loop in reverse --------------------------------------------------------
+# -- backward: the time loop in reverse ------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy")
 def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, d_h, d_c, dzx_ih, dz_hh, dz_hr, dv_hr, weight_hh, bias_hh, weight_hr, dv_hh):
     T = dy.shape[0]

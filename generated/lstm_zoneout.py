@@ -2,7 +2,7 @@
 
 source spec: lstm_zoneout.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 754e2a2b00dc9348150e7850dbd26b00c97cfb4c036ec3349c53cc777672bc87
+sha256 of spec + templates + math libraries + versions: 40eedb8ce62b5a1c57cd3b0d2e32ea3d0f2f7236b2f038a4b17c6b9167237b27
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -37,7 +37,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_zoneout"
-SPEC_SHA256 = "754e2a2b00dc9348150e7850dbd26b00c97cfb4c036ec3349c53cc777672bc87"
+SPEC_SHA256 = "40eedb8ce62b5a1c57cd3b0d2e32ea3d0f2f7236b2f038a4b17c6b9167237b27"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -65,7 +65,7 @@ def sizes_of(params):
     return checks.sizes_of(params, PARAMS, SIZES)
 
 
-# -- forward: the time loop --------------------------------------------------------------------
+# -- forward: the time loop ------------------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy")
 def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, mask_m_h, mask_m_c, weight_hh, bias_hh):
     T, B, H = y.shape
@@ -113,7 +113,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, mask_m_h, mask_m_c
                     s_c[step + 1, b, j] = s_c[step, b, j]
 
 
-# -- backward: the time loop in reverse --------------------------------------------------------
+# -- backward: the time loop in reverse ------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy")
 def _backward_loop(lengths, reverse, dy, zx_ih, s_c, mask_m_h, mask_m_c, d_h, d_c, dz_hh, weight_hh, dv_hh):
     T, B, H = dy.shape
@@ -208,6 +208,144 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, mask_m_h, mask_m_c, 
                     s_c[(step + 1) % 2, b, j] = s_c[step % 2, b, j]
 
 
+# -- forward at rate 0: the time loop --------------------------------------------------------------
+@njit(cache=True, nogil=True, error_model="numpy")
+def _forward_loop_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, bias_hh):
+    T, B, H = y.shape
+    c0 = y.dtype.type(0)
+    c1 = y.dtype.type(1)
+    for step in range(T):
+        # stage 1: recurrent GEMMs of hh
+        np.dot(s_h[step], weight_hh.T, z_hh)
+        # update: new states
+        for b in range(B):
+            if step < lengths[b]:
+                t = lengths[b] - 1 - step if reverse else step
+                zx_ih_g0 = zx_ih[t, b, 0:H]
+                z_hh_g0 = z_hh[b, 0:H]
+                zx_ih_g1 = zx_ih[t, b, H:2 * H]
+                z_hh_g1 = z_hh[b, H:2 * H]
+                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
+                z_hh_g2 = z_hh[b, 2 * H:3 * H]
+                zx_ih_g3 = zx_ih[t, b, 3 * H:4 * H]
+                z_hh_g3 = z_hh[b, 3 * H:4 * H]
+                for j in range(H):
+                    c = s_c[step, b, j]
+                    xi_hi = zx_ih_g0[j] + z_hh_g0[j] + bias_hh[j]
+                    xf_hf = zx_ih_g1[j] + z_hh_g1[j] + bias_hh[H + j]
+                    xg_hg = zx_ih_g2[j] + z_hh_g2[j] + bias_hh[2 * H + j]
+                    xo_ho = zx_ih_g3[j] + z_hh_g3[j] + bias_hh[3 * H + j]
+                    i = _sigmoid(xi_hi)
+                    f = _sigmoid(xf_hf)
+                    g = _tanh(xg_hg)
+                    o = _sigmoid(xo_ho)
+                    c_new = c*f + g*i
+                    h_new = o*_tanh(c_new)
+                    s_h[step + 1, b, j] = h_new
+                    y[t, b, j] = s_h[step + 1, b, j]
+                    s_c[step + 1, b, j] = c_new
+                    zx_ih_g0[j] = xi_hi
+                    zx_ih_g1[j] = xf_hf
+                    zx_ih_g2[j] = xg_hg
+                    zx_ih_g3[j] = xo_ho
+            else:
+                for j in range(H):
+                    s_h[step + 1, b, j] = s_h[step, b, j]
+                    s_c[step + 1, b, j] = s_c[step, b, j]
+
+
+# -- backward at rate 0: the time loop in reverse --------------------------------------------------
+@njit(cache=True, nogil=True, error_model="numpy")
+def _backward_loop_rate0(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, weight_hh, dv_hh):
+    T, B, H = dy.shape
+    c0 = dy.dtype.type(0)
+    c1 = dy.dtype.type(1)
+    for step in range(T - 1, -1, -1):
+        # gradient through the update
+        for b in range(B):
+            if step < lengths[b]:
+                t = lengths[b] - 1 - step if reverse else step
+                zx_ih_g0 = zx_ih[t, b, 0:H]
+                zx_ih_g1 = zx_ih[t, b, H:2 * H]
+                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
+                zx_ih_g3 = zx_ih[t, b, 3 * H:4 * H]
+                dz_hh_g0 = dz_hh[step, b, 0:H]
+                dz_hh_g1 = dz_hh[step, b, H:2 * H]
+                dz_hh_g2 = dz_hh[step, b, 2 * H:3 * H]
+                dz_hh_g3 = dz_hh[step, b, 3 * H:4 * H]
+                for j in range(H):
+                    dnext_h = d_h[b, j] + dy[t, b, j]
+                    dnext_c = d_c[b, j]
+                    c = s_c[step, b, j]
+                    xi_hi = zx_ih_g0[j]
+                    xf_hf = zx_ih_g1[j]
+                    xg_hg = zx_ih_g2[j]
+                    xo_ho = zx_ih_g3[j]
+                    i = _sigmoid(xi_hi)
+                    f = _sigmoid(xf_hf)
+                    g = _tanh(xg_hg)
+                    o = _sigmoid(xo_ho)
+                    c_new = c*f + g*i
+                    d_h_new = dnext_h
+                    tmp0 = _tanh(c_new)
+                    d_c_new = d_h_new*o*(c1 - (tmp0*tmp0)) + dnext_c
+                    d_o = d_h_new*tmp0
+                    d_g = d_c_new*i
+                    d_f = c*d_c_new
+                    d_i = d_c_new*g
+                    d_h[b, j] = c0
+                    d_c[b, j] = d_c_new*f
+                    dz_hh_g0[j] = d_i*i*(c1 - i)
+                    dz_hh_g1[j] = d_f*f*(c1 - f)
+                    dz_hh_g2[j] = d_g*(c1 - (g*g))
+                    dz_hh_g3[j] = d_o*o*(c1 - o)
+        # stage 1: GEMM adjoints of hh
+        np.dot(dz_hh[step], weight_hh, dv_hh)
+        d_h += dv_hh
+
+
+# -- forward without backward (need_grad=False) at rate 0: two rows of each per-step sequence ------
+@njit(cache=True, nogil=True, error_model="numpy")
+def _infer_loop_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, bias_hh):
+    T, B, H = y.shape
+    c0 = y.dtype.type(0)
+    c1 = y.dtype.type(1)
+    for step in range(T):
+        # stage 1: recurrent GEMMs of hh
+        np.dot(s_h[step % 2], weight_hh.T, z_hh)
+        # update: new states
+        for b in range(B):
+            if step < lengths[b]:
+                t = lengths[b] - 1 - step if reverse else step
+                zx_ih_g0 = zx_ih[t, b, 0:H]
+                z_hh_g0 = z_hh[b, 0:H]
+                zx_ih_g1 = zx_ih[t, b, H:2 * H]
+                z_hh_g1 = z_hh[b, H:2 * H]
+                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
+                z_hh_g2 = z_hh[b, 2 * H:3 * H]
+                zx_ih_g3 = zx_ih[t, b, 3 * H:4 * H]
+                z_hh_g3 = z_hh[b, 3 * H:4 * H]
+                for j in range(H):
+                    c = s_c[step % 2, b, j]
+                    xi_hi = zx_ih_g0[j] + z_hh_g0[j] + bias_hh[j]
+                    xf_hf = zx_ih_g1[j] + z_hh_g1[j] + bias_hh[H + j]
+                    xg_hg = zx_ih_g2[j] + z_hh_g2[j] + bias_hh[2 * H + j]
+                    xo_ho = zx_ih_g3[j] + z_hh_g3[j] + bias_hh[3 * H + j]
+                    i = _sigmoid(xi_hi)
+                    f = _sigmoid(xf_hf)
+                    g = _tanh(xg_hg)
+                    o = _sigmoid(xo_ho)
+                    c_new = c*f + g*i
+                    h_new = o*_tanh(c_new)
+                    s_h[(step + 1) % 2, b, j] = h_new
+                    y[t, b, j] = s_h[(step + 1) % 2, b, j]
+                    s_c[(step + 1) % 2, b, j] = c_new
+            else:
+                for j in range(H):
+                    s_h[(step + 1) % 2, b, j] = s_h[step % 2, b, j]
+                    s_c[(step + 1) % 2, b, j] = s_c[step % 2, b, j]
+
+
 def draw_masks(T, B, H, rates=None, training=True, rng=None, dtype=np.float32, params=None):
     """The random masks of one forward call ({name: host array}, for forward(masks=...)): each is
     1 with probability 1 - p for its rate p in `rates` ({name: p}, None: all 0), drawn from `rng`
@@ -230,6 +368,8 @@ def forward(x, params, state0=None, lengths=None, reverse=False, need_grad=True,
         return device.cuda_module(__name__, __file__, NAME).forward(x, params, state0, lengths, reverse, masks)
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
                                                                 PARAMS, STATES, params_checked, initial=INITIAL)
+    if checks.masks_at_rate0(masks, MASKS):     # every step and sequence mask is 1: the kernels without them
+        return _forward_rate0(x, params, state0, lengths, reverse, need_grad, masks)
     masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS), x.dtype,
                                  params)
     T, B, I = x.shape
@@ -265,6 +405,40 @@ def forward(x, params, state0=None, lengths=None, reverse=False, need_grad=True,
                          s_h=s_h, s_c=s_c, mask_m_h=mask_m_h, mask_m_c=mask_m_c)
     return y, final_states, saved
 
+def _forward_rate0(x, params, state0, lengths, reverse, need_grad, masks):
+    """forward() at rate 0 (every step and sequence mask 1, none given): the cell's kernels compiled
+    without them (a DropConnect mask, of a weight, is still read)."""
+    masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS), x.dtype,
+                                 params, at_rate0=True)
+    T, B, I = x.shape
+    H = state0[0].shape[1]
+    dtype = x.dtype
+    x2d = x.reshape(T * B, I)
+    y = np.zeros((T, B, H), dtype)
+    if not need_grad:
+        zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 4 * H)
+        zx_ih += params["bias_ih"]
+        s_h = np.empty((2, B, H), dtype)
+        s_h[0] = state0[0]
+        s_c = np.empty((2, B, H), dtype)
+        s_c[0] = state0[1]
+        z_hh = np.empty((B, 4 * H), dtype)
+        _infer_loop_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, params["weight_hh"], params["bias_hh"])
+        final_states = (s_h[T % 2].copy(), s_c[T % 2].copy(),)
+        return y, final_states, None
+    zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 4 * H)
+    zx_ih += params["bias_ih"]
+    s_h = np.empty((T + 1, B, H), dtype)
+    s_h[0] = state0[0]
+    s_c = np.empty((T + 1, B, H), dtype)
+    s_c[0] = state0[1]
+    z_hh = np.empty((B, 4 * H), dtype)   # this step's product: the loop saves the sums in zx_ih
+    _forward_loop_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, params["weight_hh"], params["bias_hh"])
+    final_states = (s_h[T].copy(), s_c[T].copy(),)
+    saved = checks.Saved(NAME, rate0=True, x=x, params=params, lengths=lengths, reverse=reverse,
+                         zx_ih=zx_ih, s_h=s_h, s_c=s_c)
+    return y, final_states, saved
+
 
 def backward(dy, d_final, saved):
     """Gradients of a scalar loss: from dy (T, B, H) and d_final (per state, (B, its size) or None)
@@ -275,6 +449,8 @@ def backward(dy, d_final, saved):
     if getattr(saved, "device", False):
         return device.cuda_module(__name__, __file__, NAME).backward(dy, d_final, saved)
     dy, d_final = checks.backward_inputs(dy, d_final, saved, NAME, STATES, OUTPUT)
+    if getattr(saved, "rate0", False):
+        return _backward_rate0(dy, d_final, saved)
     x, params, lengths, reverse = saved.x, saved.params, saved.lengths, saved.reverse
     zx_ih = saved.zx_ih
     s_h = saved.s_h
@@ -290,6 +466,34 @@ def backward(dy, d_final, saved):
     dz_hh = np.zeros((T, B, 4 * H), dtype)
     dv_hh = np.empty((B, H), dtype)   # the product dv = dz @ W, added to the state's gradient
     _backward_loop(lengths, reverse, dy, zx_ih, s_c, mask_m_h, mask_m_c, d_h, d_c, dz_hh, params["weight_hh"], dv_hh)
+    d_params = {}
+    # dz_hh is the gradient of ih's pre-activation too (the two add up); it is in loop order,
+    # so a reversed run puts x and dx in loop order too
+    x_loop = x2d if not reverse else _loop_order(x, lengths).reshape(T * B, I)
+    d_params["weight_ih"] = dz_hh.reshape(T * B, 4 * H).T @ x_loop
+    dx_ih = dz_hh.reshape(T * B, 4 * H) @ params["weight_ih"]
+    dx = dx_ih if not reverse else _loop_order(dx_ih.reshape(T, B, I), lengths).reshape(T * B, I)
+    d_params["bias_ih"] = dz_hh.reshape(T * B, 4 * H).sum(axis=0)
+    d_params["weight_hh"] = dz_hh.reshape(T * B, 4 * H).T @ s_h[:T].reshape(T * B, H)
+    d_params["bias_hh"] = d_params["bias_ih"].copy()
+    d_state0 = (d_h, d_c,)
+    return dx.reshape(T, B, I), d_state0, {name: d_params[name] for name in PARAMS}
+
+def _backward_rate0(dy, d_final, saved):
+    """backward() of _forward_rate0: the kernels without the masks."""
+    x, params, lengths, reverse = saved.x, saved.params, saved.lengths, saved.reverse
+    zx_ih = saved.zx_ih
+    s_h = saved.s_h
+    s_c = saved.s_c
+    T, B, I = x.shape
+    H = dy.shape[2]
+    dtype = x.dtype
+    x2d = x.reshape(T * B, I)
+    d_h = d_final[0]
+    d_c = d_final[1]
+    dz_hh = np.zeros((T, B, 4 * H), dtype)
+    dv_hh = np.empty((B, H), dtype)   # the product dv = dz @ W, added to the state's gradient
+    _backward_loop_rate0(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, params["weight_hh"], dv_hh)
     d_params = {}
     # dz_hh is the gradient of ih's pre-activation too (the two add up); it is in loop order,
     # so a reversed run puts x and dx in loop order too

@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: d0e19f8c1bb748cdcba56643893f41bae9711d331280b1258ccd2e52b9a920f3
+sha256 of spec + templates + math libraries + versions: 22596e382a91098f20e723dddcc37f9602257264b658f6f774a574cac123f923
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -26,7 +26,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid  # noqa: F401
 
 NAME = "mingru"
-SPEC_SHA256 = "d0e19f8c1bb748cdcba56643893f41bae9711d331280b1258ccd2e52b9a920f3"
+SPEC_SHA256 = "22596e382a91098f20e723dddcc37f9602257264b658f6f774a574cac123f923"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -52,7 +52,7 @@ def sizes_of(params):
     return checks.sizes_of(params, PARAMS, SIZES)
 
 
-# -- forward: the time loop --------------------------------------------------------------------
+# -- forward: the time loop ------------------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy")
 def _forward_loop(lengths, reverse, y, zx_ih, s_h):
     T, B, H = y.shape
@@ -76,7 +76,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h):
                     s_h[step + 1, b, j] = s_h[step, b, j]
 
 
-# -- backward: the time loop in reverse --------------------------------------------------------
+# -- backward: the time loop in reverse ------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy")
 def _backward_loop(lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih):
     T, B, H = dy.shape

@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 27ad9808cef5411f925fc9d6ef2d5deb7fac5f49c4e8fb2ef11fb6d008956bfe
+sha256 of spec + templates + math libraries + versions: 37650183a4082a69fc694c6f5e84ed2f98aa82f393de76d24a3df65ec06cf61d
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,7 +28,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, tanh as _tanh  # noqa: F401
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "27ad9808cef5411f925fc9d6ef2d5deb7fac5f49c4e8fb2ef11fb6d008956bfe"
+SPEC_SHA256 = "37650183a4082a69fc694c6f5e84ed2f98aa82f393de76d24a3df65ec06cf61d"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -56,7 +56,7 @@ def sizes_of(params):
     return checks.sizes_of(params, PARAMS, SIZES)
 
 
-# -- forward: the time loop --------------------------------------------------------------------
+# -- forward: the time loop ------------------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy")
 def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, weight_hh, bias_hh):
     T, B, H = y.shape
@@ -79,7 +79,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, weight_hh, bias_hh):
                     s_h[step + 1, b, j] = s_h[step, b, j]
 
 
-# -- backward: the time loop in reverse --------------------------------------------------------
+# -- backward: the time loop in reverse ------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy")
 def _backward_loop(lengths, reverse, dy, zx_ih, d_h, dz_hh, weight_hh, dv_hh):
     T, B, H = dy.shape

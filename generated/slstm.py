@@ -2,7 +2,7 @@
 
 source spec: slstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 171148a0c5e3841f49ca7a74392bcd3be4001e8c5bc0e11ef719bfb3506d5161
+sha256 of spec + templates + math libraries + versions: 8ba6909059bcc48f7a393ece687ccfaa2c7a8b526ef43e773a523020f73874b3
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -42,7 +42,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, exp_nonpositive as _exp_nonpositive, head_weight_grad as _head_weight_grad, log_sigmoid as _log_sigmoid, maximum as _maximum, sigmoid as _sigmoid, step as _step, tanh as _tanh  # noqa: F401
 
 NAME = "slstm"
-SPEC_SHA256 = "171148a0c5e3841f49ca7a74392bcd3be4001e8c5bc0e11ef719bfb3506d5161"
+SPEC_SHA256 = "8ba6909059bcc48f7a393ece687ccfaa2c7a8b526ef43e773a523020f73874b3"
 STATES = ('h', 'c', 'n', 'm')
 OUTPUT = "h"
 INITIAL = {'m': 'lowest'}     # the states that do not start at zero when state0 leaves them out
@@ -72,7 +72,7 @@ def sizes_of(params):
     return checks.sizes_of(params, PARAMS, SIZES)
 
 
-# -- forward: the time loop --------------------------------------------------------------------
+# -- forward: the time loop ------------------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy")
 def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, s_n, s_m, z_hh, weight_hh, zh_hh):
     T = y.shape[0]
@@ -137,7 +137,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, s_n, s_m, z_hh, weight_h
                     s_m[step + 1, b, j] = s_m[step, b, j]
 
 
-# -- backward: the time loop in reverse --------------------------------------------------------
+# -- backward: the time loop in reverse ------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy")
 def _backward_loop(lengths, reverse, dy, zx_ih, s_c, s_n, s_m, d_h, d_c, d_n, d_m, dz_hh, weight_hh, dv_hh, dzh_hh, dvh_hh):
     T = dy.shape[0]

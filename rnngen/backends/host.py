@@ -55,9 +55,11 @@ def saved_key(buffer):
     return f"s_{buffer.owner}" if buffer.role == "states" else buffer.name
 
 
-def saved_call(saved, device=False):
-    """The lines (to indent by 4) creating `saved`, wrapped at 100 columns."""
-    head = "saved = checks.Saved(NAME, " + ("device=True, " if device else "")
+def saved_call(saved, device=False, marks=None):
+    """The lines (to indent by 4) creating `saved`, wrapped at 100 columns; `marks`: keywords
+    before the arrays ({"rate0": True})."""
+    head = "saved = checks.Saved(NAME, " + ("device=True, " if device else "") + \
+        "".join(f"{k}={v!r}, " for k, v in (marks or {}).items())
     text = head + "x=x, params=params, lengths=lengths, reverse=reverse, " + \
         ", ".join(f"{key}={name}" for key, name in saved) + ")"
     return textwrap.wrap(text, 96, subsequent_indent=" " * len("saved = checks.Saved("),

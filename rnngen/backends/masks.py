@@ -5,7 +5,10 @@ A module lists MASKS (name -> (rate, per, inverted)) and RATES (the rates' names
 the masks of one forward call on the host from a numpy Generator, in MASKS order, so that one seed
 gives the same masks on the CPU and on the GPU (the CUDA module copies them over). A mask whose
 rate is 0, or any mask in eval mode, is its expectation (1 - p, or 1 when inverted) and draws
-nothing from the generator. Backward reads the masks forward saved.
+nothing from the generator; a mask that is 1 everywhere is None (not made at all). When every step
+and sequence mask of a call is 1 (`at_rate0`), the CPU module runs the kernels it compiled from
+the cell with its masks set to 1, which read no mask (rate 0 costs nothing). Backward reads the
+masks forward saved.
 
 per "weight" is DropConnect of a linear's weight (`cell.linear(..., dropconnect=rate)`): the
 mask is named as the weight parameter, has its shape, is drawn once per forward call and is
@@ -46,11 +49,22 @@ def expectation(p, inverted):
     return 1.0 if inverted else 1.0 - p
 
 
+def at_rate0(masks, spec_masks):
+    """True when a call gives no step or sequence mask (`masks` None, or each left out or None):
+    every one of them is 1, as at rate 0."""
+    if masks is None:
+        return True
+    if not hasattr(masks, "get"):
+        return False          # check_masks names the error
+    return all(masks.get(name) is None for name, (_, per, _) in spec_masks.items() if per != "weight")
+
+
 def draw(spec_masks, spec_rates, T, B, H, rates=None, training=True, rng=None, dtype=np.float32, params=None):
     """{mask name: host array (T, B, H) per step, (B, H) per sequence, a weight's shape for
-    DropConnect (from `params`; None when not drawn)} for one forward call. rng: a numpy Generator
-    (or a seed; None: fresh entropy), drawn from only for a rate > 0 in training mode. Masks at the
-    same constant share one array."""
+    DropConnect (from `params`)} for one forward call; None for a mask that is 1 everywhere (rate 0,
+    or eval mode of an inverted mask) and for DropConnect not drawn. rng: a numpy Generator (or a
+    seed; None: fresh entropy), drawn from only for a rate > 0 in training mode. Masks at the same
+    constant share one array."""
     rates = check_rates(rates, spec_rates)
     dtype = np.dtype(dtype)
     out, constant = {}, {}
@@ -62,6 +76,9 @@ def draw(spec_masks, spec_rates, T, B, H, rates=None, training=True, rng=None, d
         shape = shape_of(per, T, B, H, name, params)
         if p == 0 or not training:
             value = expectation(p, inverted)
+            if value == 1.0:
+                out[name] = None
+                continue
             if (shape, value) not in constant:
                 constant[shape, value] = np.full(shape, value, dtype)
             out[name] = constant[shape, value]
@@ -73,11 +90,12 @@ def draw(spec_masks, spec_rates, T, B, H, rates=None, training=True, rng=None, d
     return out
 
 
-def check_masks(masks, spec_masks, T, B, H, array, params=None, ones=None):
+def check_masks(masks, spec_masks, T, B, H, array, params=None, ones=None, at_rate0=False):
     """forward()'s `masks` ({name: array}, None: every mask at rate 0) checked; `array(name,
-    value, ndim)` is the backend's conversion. A mask left out is ones (rate 0: `ones(shape)`, the
-    backend's read-only ones, if given); a DropConnect mask left out (or None) is None: the
-    weight as it is."""
+    value, ndim)` is the backend's conversion. A mask left out (or None) is ones (rate 0:
+    `ones(shape)`, the backend's read-only ones, if given), or None with at_rate0 (the kernels of
+    the cell at rate 0 read none); a DropConnect mask left out (or None) is None: the weight as it
+    is."""
     if masks is None:
         masks = {}
     if not hasattr(masks, "items"):
@@ -90,8 +108,11 @@ def check_masks(masks, spec_masks, T, B, H, array, params=None, ones=None):
         if per == "weight" and masks.get(name) is None:
             out[name] = None
             continue
+        if masks.get(name) is None and at_rate0:
+            out[name] = None
+            continue
         shape = shape_of(per, T, B, H, name, params)
-        if name not in masks:
+        if masks.get(name) is None:
             out[name] = array(f"masks[{name!r}]", np.ones(shape), len(shape)) if ones is None else ones(shape)
             continue
         arr = array(f"masks[{name!r}]", masks[name], len(shape))

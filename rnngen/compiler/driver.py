@@ -8,6 +8,10 @@
     cse      Kernel -> Kernel with shared subexpressions    (cse.py)
     layout:<target>, emit:<target>, render:<target>        (rnngen/backends/<target>/)
 
+A cell with random masks (`cell.mask`) is compiled a second time with every mask set to 1
+(`rate0()`, masks.without_masks): the CPU modules hold both kernel sets and run the second when a
+call draws no mask (rate 0, or eval mode of inverted masks), so that rate 0 costs nothing.
+
 `rnngen build` takes the rendered texts; `rnngen show` reads the IR and the CPU emitter's output.
 """
 import hashlib
@@ -18,7 +22,7 @@ import sympy
 from .. import __version__
 from ..spec.loader import load_spec
 from . import cse, derive, lower, names, printer, rewrite, step
-from .masks import masks_of
+from .masks import masks_of, without_masks
 from .targets import TARGETS
 
 
@@ -30,11 +34,13 @@ def versions():
 class Compilation:
     """One spec through the pipeline; `comp[stage]` runs the stages up to `stage` once."""
 
-    def __init__(self, path, targets=TARGETS, specs_folder=None):
+    def __init__(self, path, targets=TARGETS, specs_folder=None, cell=None, variant=None):
         self.path = os.path.abspath(path)
         self.targets = {t.NAME: t for t in targets}
         self.specs_folder = specs_folder or os.path.dirname(self.path)    # the header's record of it
-        self.results = {}
+        self.variant = variant      # "rate0": the cell with every mask 1, compiled into the same modules
+        self.results = {} if cell is None else {"load": cell}
+        self._rate0 = False         # not made yet (rate0())
 
     def stages(self):
         out = [("load", lambda: load_spec(self.path)),
@@ -46,7 +52,8 @@ class Compilation:
         for name, t in self.targets.items():
             out += [(f"layout:{name}", lambda t=t: t.layout(self.kernel(t.NAME))),
                     (f"emit:{name}", lambda t=t: t.emit(self.kernel(t.NAME), self[f"layout:{t.NAME}"],
-                                                        self.header(), printer.equations(self.kernel(t.NAME)))),
+                                                        self.header(), printer.equations(self.kernel(t.NAME)),
+                                                        rate0=self.rate0_emit(t.NAME))),
                     (f"render:{name}", lambda t=t: t.render(self[f"emit:{t.NAME}"]))]
         return out
 
@@ -67,6 +74,20 @@ class Compilation:
         return {tie: lower.lower(self["derive"], kernel_globals, tie)
                 for tie in sorted({t.TIE_LINEARS for t in self.targets.values()})}
 
+    def rate0(self):
+        """The Compilation of the cell at rate 0 (masks.without_masks: every step and sequence mask
+        1), whose kernels the modules run when no mask is drawn; None for a cell without masks."""
+        if self._rate0 is False:
+            cell = without_masks(self["load"]) if self.variant is None else None
+            self._rate0 = None if cell is None else \
+                Compilation(self.path, tuple(self.targets.values()), self.specs_folder, cell, "rate0")
+        return self._rate0
+
+    def rate0_emit(self, target):
+        """`target`'s emitted module of the cell at rate 0, or None."""
+        sub = self.rate0()
+        return None if sub is None else sub[f"emit:{target}"]
+
     def kernel(self, target):
         """The (shared) Kernel IR `target` builds from."""
         return self["cse"][self.targets[target].TIE_LINEARS]
@@ -82,7 +103,8 @@ class Compilation:
         return {"name": cell.name, "spec_file": os.path.basename(self.path), "specs_folder": self.specs_folder,
                 "sha256": self.sha256(), "versions": versions(), "states": cell.states, "output": cell.output,
                 "initial": dict(cell.initial),
-                "masks": masks_of(cell), "rates": tuple(dict.fromkeys(r for r, _, _ in masks_of(cell).values()))}
+                "masks": masks_of(cell), "rates": tuple(dict.fromkeys(r for r, _, _ in masks_of(cell).values())),
+                "variant": self.variant}
 
     def files(self):
         """{file name: source text} of every target's module."""

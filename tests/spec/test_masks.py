@@ -82,10 +82,9 @@ def test_rate_zero_is_exactly_lstm():
     x = np.random.default_rng(0).standard_normal((6, 3, 4)).astype(np.float32)
     lengths = np.array([6, 2, 4])
     want, wfin = rnngen.RNN("lstm", 4, 5, num_layers=2, bidirectional=True, seed=4).forward(x, lengths=lengths)
-    # zoneout: bit for bit; lstm_vd adds the two linears' sums in another order (its hh linear
-    # reads m_h * h, so the two are not tied), to rounding
+    # bit for bit: at rate 0 the modules run the kernels of the cell with its masks set to 1
     for cell, rates, tol in [("lstm_zoneout", None, 0), ("lstm_zoneout", {"zoneout": 0.0}, 0),
-                             ("lstm_vd", {"dropout_h": 0}, 1e-6)]:
+                             ("lstm_vd", {"dropout_h": 0}, 0)]:
         net = rnngen.RNN(cell, 4, 5, num_layers=2, bidirectional=True, seed=4, rates=rates)
         state = net.mask_rng.bit_generator.state
         y, fin = net.forward(x, lengths=lengths)
@@ -93,6 +92,45 @@ def test_rate_zero_is_exactly_lstm():
         for a, b in zip(fin, wfin):
             np.testing.assert_allclose(a, b, rtol=0, atol=tol)
         assert net.mask_rng.bit_generator.state == state       # rate 0 draws nothing
+
+
+@pytest.mark.parametrize("name", ["lstm_zoneout", "lstm_vd"])
+def test_rate_zero_runs_the_kernels_compiled_without_the_masks(name):
+    """No mask given (rate 0): the module's kernels of the cell with every mask 1, which read no
+    mask; the same values and gradients as the cell's kernels with masks of ones, and as lstm."""
+    m, lstm = rnngen.load(name), rnngen.load("lstm")
+    assert all(v is None for v in m.draw_masks(6, 3, 5, {r: 0.0 for r in m.RATES}).values())
+    x, params, state0 = random_problem(m, T=6, B=3, I=4, H=5, seed=2)
+    lengths = np.array([6, 0, 3])
+    ones = {k: np.ones((6, 3, 5) if per == "step" else (3, 5)) for k, (_, per, _) in m.MASKS.items()}
+    dy = np.random.default_rng(3).standard_normal((6, 3, 5))
+    results = []
+    for mod, masks in [(m, None), (m, {k: None for k in m.MASKS}), (m, ones), (lstm, None)]:
+        kw = {} if mod is lstm else {"masks": masks}
+        y, fin, saved = mod.forward(x, params, state0, lengths, True, **kw)
+        assert getattr(saved, "rate0", False) == (mod is m and masks is not ones)
+        y_infer, fin_infer, _ = mod.forward(x, params, state0, lengths, True, need_grad=False, **kw)
+        np.testing.assert_array_equal(y_infer, y)
+        dx, ds, dp = mod.backward(dy, None, saved)
+        results.append((y, *fin, dx, *ds, *dp.values()))
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-14)
+    for a, b in zip(results[0], results[3]):          # exactly lstm
+        np.testing.assert_array_equal(a, b)
+
+
+def test_eval_mode_of_an_inverted_mask_draws_none_and_runs_at_rate_zero(vd, zoneout):
+    drawn = vd.draw_masks(4, 2, 3, {"dropout_h": 0.5}, training=False)
+    assert drawn == {"m_h": None}                                   # its expectation is 1
+    kept = zoneout.draw_masks(4, 2, 3, {"zoneout": 0.25}, training=False)
+    np.testing.assert_array_equal(kept["m_h"], np.full((4, 2, 3), 0.75, np.float32))
+    x = np.random.default_rng(1).standard_normal((5, 2, 4)).astype(np.float32)
+    want, _ = rnngen.RNN("lstm", 4, 3, seed=1).forward(x)
+    net = rnngen.RNN("lstm_vd", 4, 3, seed=1, rates={"dropout_h": 0.5})
+    net.eval()
+    y, _ = net.forward(x)
+    np.testing.assert_array_equal(y, want)
 
 
 @pytest.mark.parametrize("name, rates", [("lstm_zoneout", {"zoneout": 0.3}), ("lstm_vd", {"dropout_h": 0.4})])

@@ -1,7 +1,7 @@
 """The CPU modules' input checks (run time): numpy arrays, checked by rnngen/backends/checks.py."""
 import numpy as np
 
-from ..masks import check_masks, draw as draw_masks  # noqa: F401  (the generated modules use draw_masks)
+from ..masks import at_rate0 as masks_at_rate0, check_masks, draw as draw_masks  # noqa: F401  (used by the generated modules)
 
 from ..checks import (DTYPES, Saved, check_finite, check_forward, check_state, hidden_size,  # noqa: F401
                       init_params, initial_value, sizes_of, state_dims)
@@ -46,13 +46,14 @@ def forward_inputs(x, params, state0, lengths, reverse, spec_params, states, par
     return x, params, state0, lengths, reverse
 
 
-def forward_masks(masks, spec_masks, T, B, H, dtype, params=None):
-    """forward()'s `masks` checked (numpy arrays of x's dtype); those left out are ones."""
+def forward_masks(masks, spec_masks, T, B, H, dtype, params=None, at_rate0=False):
+    """forward()'s `masks` checked (numpy arrays of x's dtype); those left out are ones (None with
+    at_rate0: the module's kernels at rate 0 read no step or sequence mask)."""
     def array(name, value, ndim):
         if isinstance(value, (np.ndarray, list, tuple)):
             value = np.asarray(value, dtype)
         return host_array(name, value, ndim, dtype)
-    return check_masks(masks, spec_masks, T, B, H, array, params)
+    return check_masks(masks, spec_masks, T, B, H, array, params, at_rate0=at_rate0)
 
 
 def drop_weight(weight, mask):

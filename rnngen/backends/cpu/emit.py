@@ -64,6 +64,7 @@ class CpuModule:
     infer_setup: list
     infer_stages: list
     infer_result: list
+    rate0: object = None     # the CpuModule of the cell with every mask 1 (compiler/masks.py), or None
 
 
 class _Printer:
@@ -235,8 +236,9 @@ OPS = HostOps(gemm_tn="{a}.T @ {b}", gemm="{a} @ {b}", accumulate="{a} += {b}", 
               head_gemm_tn="_head_weight_grad({a}, {b}, {heads})")
 
 
-def emit(kernel, layout, header, equations):
-    """The CpuModule of one cell."""
+def emit(kernel, layout, header, equations, rate0=None):
+    """The CpuModule of one cell; `rate0`: that of the cell with every mask 1, when it has masks
+    (its kernels are printed into the same module; its `saved` says rate0=True)."""
     p = _Printer(kernel, layout)
     forward_stages = p.stages(kernel.forward)
     fargs, fcall, fsizes = p.args(kernel.buffer("y"))
@@ -265,9 +267,9 @@ def emit(kernel, layout, header, equations):
         n=kernel.loop,
         forward_args=fargs, forward_call=fcall, forward_setup=fsetup, forward_stages=forward_stages,
         forward_result=["final_states = (" + ", ".join(f"{s}[T].copy()" for s in states) + ",)"],
-        saved=saved, saved_call=saved_call(saved),
+        saved=saved, saved_call=saved_call(saved, marks={"rate0": True} if header.get("variant") == "rate0" else {}),
         backward_args=bargs, backward_call=bcall, backward_setup=_backward_setup(kernel, layout),
         backward_stages=backward_stages, backward_result=after + [d_state0(kernel)], hoisted=hoisted, after=after,
         infer_args=iargs, infer_call=icall, infer_setup=_forward_setup(kernel, infer_layout, saving=False)[0],
         infer_stages=infer_stages,
-        infer_result=["final_states = (" + ", ".join(f"{s}[T % 2].copy()" for s in states) + ",)"])
+        infer_result=["final_states = (" + ", ".join(f"{s}[T % 2].copy()" for s in states) + ",)"], rate0=rate0)

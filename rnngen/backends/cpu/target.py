@@ -27,8 +27,9 @@ def layout(kernel):
     return CpuLayout(kernel)
 
 
-def emit(kernel, layout, header, equations):
-    return _emit.emit(kernel, layout, header, equations)
+def emit(kernel, layout, header, equations, rate0=None):
+    """The CpuModule; `rate0`: the CpuModule of the cell with every mask 1 (None: no masks)."""
+    return _emit.emit(kernel, layout, header, equations, rate0)
 
 
 def render(module):

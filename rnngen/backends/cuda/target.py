@@ -27,7 +27,9 @@ def layout(kernel):
     return CudaLayout(kernel)
 
 
-def emit(kernel, layout, header, equations):
+def emit(kernel, layout, header, equations, rate0=None):
+    """The CUDA module; `rate0` (the cell with every mask 1) is not used: the CUDA kernels read
+    cached ones for the masks at rate 0 (workspace.filled)."""
     return _emit.emit(kernel, layout, header, equations)
 
 

@@ -45,10 +45,17 @@ import re, sys, numpy as np, rnngen
 from helpers import random_problem
 m = rnngen.load(sys.argv[1])
 x, params, state0 = random_problem(m, dtype=np.float32)
-y, final, saved = m.forward(x, params, state0)
-m.backward(np.ones_like(y), None, saved)
-m.forward(x, params, state0, need_grad=False)
-for kernel in (m._forward_loop, m._backward_loop, m._infer_loop):
+kernels = [m._forward_loop, m._backward_loop, m._infer_loop]
+runs = [None]
+if m.MASKS:     # masks drawn (the cell's kernels) and none (its kernels at rate 0)
+    T, B, _ = x.shape
+    runs.append(m.draw_masks(T, B, state0[0].shape[1], {r: 0.5 for r in m.RATES}, rng=0, params=params))
+    kernels += [m._forward_loop_rate0, m._backward_loop_rate0, m._infer_loop_rate0]
+for masks in runs:
+    y, final, saved = m.forward(x, params, state0, masks=masks)
+    m.backward(np.ones_like(y), None, saved)
+    m.forward(x, params, state0, need_grad=False, masks=masks)
+for kernel in kernels:
     llvm = kernel.inspect_llvm(kernel.signatures[0])
     # vector arithmetic on 4-, 8- or 16-wide float vectors (not only vector loads or stores)
     ops = re.findall(r"= f(?:add|sub|mul|div)(?: [a-z]+)* <(4|8|16) x float>", llvm)
@@ -58,7 +65,7 @@ print("ok")
 """
 
 
-@pytest.mark.parametrize("name", ["lstm", "gru", "slstm", "lstm_zoneout"])
+@pytest.mark.parametrize("name", ["lstm", "gru", "slstm", "lstm_zoneout", "lstm_vd"])
 def test_float32_loops_vectorize(name, tmp_path):
     """LLVM vectorized the float32 forward, backward and inference loops: their optimized IR does arithmetic
     on <4 x float> / <8 x float> (/ <16 x float>) vectors."""
