@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 0a4762fa192d0db5d7d5990bc067fbd09b0d9657eff3afbb155cd86665e0b587
+sha256 of spec + templates + math libraries + versions: 07ae49fd5b30ee6adc9a88fbcde5ae6a9adb9bea6171ab5a61fa954517326892
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "indrnn"
-SPEC_SHA256 = "0a4762fa192d0db5d7d5990bc067fbd09b0d9657eff3afbb155cd86665e0b587"
+SPEC_SHA256 = "07ae49fd5b30ee6adc9a88fbcde5ae6a9adb9bea6171ab5a61fa954517326892"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -60,7 +60,8 @@ KERNEL_ARGS = {
 
 
 def _kernels_for(_dtype):
-    """The two persistent kernels for one element type (numba.float32 or numba.float64)."""
+    """The persistent kernels for one element type (numba.float32 or numba.float64): forward and
+    backward."""
 
     # -- forward: one launch runs every time step ------------------------------------------
     def forward_kernel(lengths, reverse, y, zx_ih, s_h, bias_ih, vec_weight_hh, _init_s_h, _units, _on_chip):
@@ -167,7 +168,7 @@ def _kernels_for(_dtype):
 def _kernels(dtype):
     """Dispatchers that compile on first launch, one set per dtype."""
     ks = _kernels_for(checks.numba_type(dtype))
-    return types.SimpleNamespace(forward=cuda.jit(ks.forward), backward=cuda.jit(ks.backward))
+    return types.SimpleNamespace(**{name: cuda.jit(kernel) for name, kernel in vars(ks).items()})
 
 
 def draw_masks(T, B, H, rates=None, training=True, rng=None, dtype=np.float32, params=None):

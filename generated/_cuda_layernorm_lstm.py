@@ -2,7 +2,7 @@
 
 source spec: layernorm_lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 18319a847ea8ea14fb9c2e1fb74984a6ecf46f98a555d4262d6a88b697ca4884
+sha256 of spec + templates + math libraries + versions: fbcfb8984fef56457f0d93184cd0347338fad322d1a9377a262e37e9e77b8a2b
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -47,7 +47,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "layernorm_lstm"
-SPEC_SHA256 = "18319a847ea8ea14fb9c2e1fb74984a6ecf46f98a555d4262d6a88b697ca4884"
+SPEC_SHA256 = "fbcfb8984fef56457f0d93184cd0347338fad322d1a9377a262e37e9e77b8a2b"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -77,7 +77,8 @@ KERNEL_ARGS = {
 
 
 def _kernels_for(_dtype):
-    """The two persistent kernels for one element type (numba.float32 or numba.float64)."""
+    """The persistent kernels for one element type (numba.float32 or numba.float64): forward and
+    backward."""
 
     # -- forward: one launch runs every time step ------------------------------------------
     def forward_kernel(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, weight_hh, vec_ln_ih_gain, vec_ln_hh_gain, vec_bias, vec_ln_c_gain, vec_ln_c_bias, part_m_ln_ih_mean, part_m_ln_ih_sq, part_m_ln_hh_mean, part_m_ln_hh_sq, part_m_ln_c_mean, part_m_ln_c_sq, _init_s_h, _init_s_c, _units, _on_chip):
@@ -808,7 +809,7 @@ def _kernels_for(_dtype):
 def _kernels(dtype):
     """Dispatchers that compile on first launch, one set per dtype."""
     ks = _kernels_for(checks.numba_type(dtype))
-    return types.SimpleNamespace(forward=cuda.jit(ks.forward), backward=cuda.jit(ks.backward))
+    return types.SimpleNamespace(**{name: cuda.jit(kernel) for name, kernel in vars(ks).items()})
 
 
 def draw_masks(T, B, H, rates=None, training=True, rng=None, dtype=np.float32, params=None):

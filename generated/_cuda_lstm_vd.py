@@ -2,7 +2,7 @@
 
 source spec: lstm_vd.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 5e99c448115df5ac81a92795e6fb4cb6cfd83206f67d35b792ecedf3d7d17a95
+sha256 of spec + templates + math libraries + versions: c593fb7d08445d9f7d067bd7ef79b1ea87475bae1d50874f4f3d5854cdfc0737
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -42,7 +42,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_vd"
-SPEC_SHA256 = "5e99c448115df5ac81a92795e6fb4cb6cfd83206f67d35b792ecedf3d7d17a95"
+SPEC_SHA256 = "c593fb7d08445d9f7d067bd7ef79b1ea87475bae1d50874f4f3d5854cdfc0737"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -65,11 +65,14 @@ MAX_THREADS = None     # threads per block at most (None: config.THREADS); bigge
 KERNEL_ARGS = {
     "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("s_c", 3), ("z_hh", 3), ("v_hh", 3), ("mask_m_h", 2), ("bias_ih", 1), ("weight_hh", 2), ("bias_hh", 1), ("_init_s_h", 2), ("_init_s_c", 2), ("_units", 0), ("_on_chip", 0), ),
     "backward": (("lengths", 1), ("reverse", 0), ("dy", 3), ("zx_ih", 3), ("s_c", 3), ("z_hh", 3), ("mask_m_h", 2), ("d_h", 2), ("d_c", 2), ("dzx_ih", 3), ("dz_hh", 3), ("dv_hh", 2), ("bias_ih", 1), ("weight_hh", 2), ("bias_hh", 1), ("_init_d_h", 2), ("_init_d_c", 2), ("_acc_dzx_ih", 2), ("_db_bias_ih", 1), ("_acc_dz_hh", 2), ("_db_bias_hh", 1), ("_units", 0), ("_on_chip", 0), ),
+    "forward_rate0": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("s_c", 3), ("z_hh", 2), ("bias_ih", 1), ("weight_hh", 2), ("bias_hh", 1), ("_init_s_h", 2), ("_init_s_c", 2), ("_units", 0), ("_on_chip", 0), ),
+    "backward_rate0": (("lengths", 1), ("reverse", 0), ("dy", 3), ("zx_ih", 3), ("s_c", 3), ("d_h", 2), ("d_c", 2), ("dz_hh", 3), ("weight_hh", 2), ("_init_d_h", 2), ("_init_d_c", 2), ("_acc_dz_hh", 2), ("_db_bias_ih", 1), ("_db_bias_hh", 1), ("_units", 0), ("_on_chip", 0), ),
 }
 
 
 def _kernels_for(_dtype):
-    """The two persistent kernels for one element type (numba.float32 or numba.float64)."""
+    """The persistent kernels for one element type (numba.float32 or numba.float64): forward and
+    backward, and forward_rate0 and backward_rate0 of the cell with every mask 1."""
 
     # -- forward: one launch runs every time step ------------------------------------------
     def forward_kernel(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, v_hh, mask_m_h, bias_ih, weight_hh, bias_hh, _init_s_h, _init_s_c, _units, _on_chip):
@@ -350,14 +353,239 @@ def _kernels_for(_dtype):
             if _lane == 0:
                 _db_bias_hh[_col] = _s
 
-    return types.SimpleNamespace(forward=forward_kernel, backward=backward_kernel)
+    # -- forward at rate 0 (every mask 1): one launch runs every time step -----------------
+    def forward_kernel_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, bias_ih, weight_hh, bias_hh, _init_s_h, _init_s_c, _units, _on_chip):
+        T, B, H = y.shape
+        c0 = _dtype(0)
+        c1 = _dtype(1)
+        _zero = _dtype(0)
+        _j0 = cuda.blockIdx.x * _units            # this block's first hidden unit
+        _nu = min(_units, H - _j0)                # how many units it owns
+        _tid = cuda.threadIdx.x
+        _nt = cuda.blockDim.x
+        _lanes = min(32, _nt)                     # lanes of a warp (fewer only in a simulated block)
+        _lane = _tid % _lanes
+        _warp = _tid // _lanes
+        _nwarps = (_nt + _lanes - 1) // _lanes
+        _wsh = cuda.shared.array(0, _dtype)       # this block's slices of the recurrent weights
+        _grid = cuda.cg.this_grid()
+        _off_hh = 0
+        if _on_chip:
+            for _e in range(_tid, 4 * _nu * H, _nt):
+                _r = _e // H
+                _k = _e - _r * H
+                _g = _r // _nu
+                _wsh[_off_hh + _r * (H + 1) + _k] = weight_hh[_g * H + _j0 + _r - _g * _nu, _k]
+        # the initial states of this block's units
+        for _e in range(_tid, B * _nu, _nt):
+            b = _e // _nu
+            j = _j0 + _e - b * _nu
+            s_h[0, b, j] = _init_s_h[b, j]
+            s_c[0, b, j] = _init_s_c[b, j]
+        _grid.sync()
+        for step in range(T):
+            # stage 1: z_hh[step] = s_h[step] @ weight_hh.T, rows of this block's units
+            for _e in range(_warp, ((B + 1) // 2) * ((4 * _nu + 3) // 4), _nwarps):
+                _nc = (4 * _nu + 3) // 4              # tiles: columns _c0 .. _c0 + 3
+                _nb = (B + 1) // 2                    # ... of batch rows b and b + _nb
+                b = _e // _nc
+                _c0 = 4 * (_e - b * _nc)
+                _c1 = _c0 + 1 if _c0 + 1 < 4 * _nu else _c0
+                _c2 = _c0 + 2 if _c0 + 2 < 4 * _nu else _c0
+                _c3 = _c0 + 3 if _c0 + 3 < 4 * _nu else _c0
+                _b1 = b + _nb if b + _nb < B else b
+                _g = _c0 // _nu
+                _row0 = _g * H + _j0 + _c0 - _g * _nu
+                _g = _c1 // _nu
+                _row1 = _g * H + _j0 + _c1 - _g * _nu
+                _g = _c2 // _nu
+                _row2 = _g * H + _j0 + _c2 - _g * _nu
+                _g = _c3 // _nu
+                _row3 = _g * H + _j0 + _c3 - _g * _nu
+                if _on_chip:
+                    _p = _lane_tile(s_h[step, b], s_h[step, _b1], _wsh[_off_hh + _c0 * (H + 1):], _wsh[_off_hh + _c1 * (H + 1):], _wsh[_off_hh + _c2 * (H + 1):], _wsh[_off_hh + _c3 * (H + 1):], H, _lane, _lanes, _zero)
+                else:
+                    _p = _lane_tile(s_h[step, b], s_h[step, _b1], weight_hh[_row0], weight_hh[_row1], weight_hh[_row2], weight_hh[_row3], H, _lane, _lanes, _zero)
+                _a00, _a01, _a02, _a03, _a10, _a11, _a12, _a13 = _lane_sum8(_p, _lanes)
+                if _lane == 0:
+                    z_hh[b, _row0] = _a00
+                    if _c1 != _c0:
+                        z_hh[b, _row1] = _a01
+                    if _c2 != _c0:
+                        z_hh[b, _row2] = _a02
+                    if _c3 != _c0:
+                        z_hh[b, _row3] = _a03
+                    if _b1 != b:
+                        z_hh[_b1, _row0] = _a10
+                        if _c1 != _c0:
+                            z_hh[_b1, _row1] = _a11
+                        if _c2 != _c0:
+                            z_hh[_b1, _row2] = _a12
+                        if _c3 != _c0:
+                            z_hh[_b1, _row3] = _a13
+            cuda.syncthreads()
+            # update: new states (this block's units j, every batch row b)
+            for _e in range(_tid, B * _nu, _nt):
+                b = _e // _nu
+                j = _j0 + _e - b * _nu
+                if step < lengths[b]:
+                    t = lengths[b] - 1 - step if reverse else step
+                    c = s_c[step, b, j]
+                    xi_hi = zx_ih[t, b, j] + bias_ih[j] + z_hh[b, j] + bias_hh[j]
+                    xf_hf = zx_ih[t, b, H + j] + bias_ih[H + j] + z_hh[b, H + j] + bias_hh[H + j]
+                    xg_hg = zx_ih[t, b, 2 * H + j] + bias_ih[2 * H + j] + z_hh[b, 2 * H + j] + bias_hh[2 * H + j]
+                    xo_ho = zx_ih[t, b, 3 * H + j] + bias_ih[3 * H + j] + z_hh[b, 3 * H + j] + bias_hh[3 * H + j]
+                    i = _sigmoid(xi_hi)
+                    f = _sigmoid(xf_hf)
+                    g = _tanh(xg_hg)
+                    o = _sigmoid(xo_ho)
+                    c_next = c*f + g*i
+                    s_h[step + 1, b, j] = o*_tanh(c_next)
+                    y[t, b, j] = s_h[step + 1, b, j]
+                    s_c[step + 1, b, j] = c_next
+                    zx_ih[t, b, j] = xi_hi
+                    zx_ih[t, b, H + j] = xf_hf
+                    zx_ih[t, b, 2 * H + j] = xg_hg
+                    zx_ih[t, b, 3 * H + j] = xo_ho
+                else:
+                    s_h[step + 1, b, j] = s_h[step, b, j]
+                    s_c[step + 1, b, j] = s_c[step, b, j]
+                    y[step, b, j] = c0
+            _grid.sync()
+
+
+    # -- backward at rate 0 (every mask 1): one launch runs the time loop in reverse -------
+    def backward_kernel_rate0(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, weight_hh, _init_d_h, _init_d_c, _acc_dz_hh, _db_bias_ih, _db_bias_hh, _units, _on_chip):
+        T, B, H = dy.shape
+        c0 = _dtype(0)
+        c1 = _dtype(1)
+        _zero = _dtype(0)
+        _j0 = cuda.blockIdx.x * _units            # this block's first hidden unit
+        _nu = min(_units, H - _j0)                # how many units it owns
+        _tid = cuda.threadIdx.x
+        _nt = cuda.blockDim.x
+        _lanes = min(32, _nt)                     # lanes of a warp (fewer only in a simulated block)
+        _lane = _tid % _lanes
+        _warp = _tid // _lanes
+        _nwarps = (_nt + _lanes - 1) // _lanes
+        _wsh = cuda.shared.array(0, _dtype)       # this block's slices of the recurrent weights
+        _grid = cuda.cg.this_grid()
+        _off_hh = 0
+        if _on_chip:
+            for _e in range(_tid, _nu * 4 * H, _nt):
+                _u = _e // (4 * H)
+                _k = _e - _u * (4 * H)
+                _wsh[_off_hh + _u * (4 * H + 1) + _k] = weight_hh[_k, _j0 + _u]
+        # this block's units: d_state from d_final, the bias and vector accumulators zero
+        for _e in range(_tid, B * _nu, _nt):
+            b = _e // _nu
+            j = _j0 + _e - b * _nu
+            d_h[b, j] = _init_d_h[b, j]
+            d_c[b, j] = _init_d_c[b, j]
+            _acc_dz_hh[b, j] = _zero
+            _acc_dz_hh[b, H + j] = _zero
+            _acc_dz_hh[b, 2 * H + j] = _zero
+            _acc_dz_hh[b, 3 * H + j] = _zero
+        cuda.syncthreads()
+        for step in range(T - 1, -1, -1):
+            # gradient through the update (this block's units j, every batch row b)
+            for _e in range(_tid, B * _nu, _nt):
+                b = _e // _nu
+                j = _j0 + _e - b * _nu
+                if step < lengths[b]:
+                    t = lengths[b] - 1 - step if reverse else step
+                    dnext_h = d_h[b, j] + dy[t, b, j]
+                    dnext_c = d_c[b, j]
+                    c = s_c[step, b, j]
+                    xi_hi = zx_ih[t, b, j]
+                    xf_hf = zx_ih[t, b, H + j]
+                    xg_hg = zx_ih[t, b, 2 * H + j]
+                    xo_ho = zx_ih[t, b, 3 * H + j]
+                    i = _sigmoid(xi_hi)
+                    f = _sigmoid(xf_hf)
+                    g = _tanh(xg_hg)
+                    o = _sigmoid(xo_ho)
+                    c_next = c*f + g*i
+                    tmp0 = _tanh(c_next)
+                    d_c_next = dnext_c + dnext_h*o*(c1 - (tmp0*tmp0))
+                    d_o = dnext_h*tmp0
+                    d_g = d_c_next*i
+                    d_f = c*d_c_next
+                    d_i = d_c_next*g
+                    d_h[b, j] = c0
+                    d_c[b, j] = d_c_next*f
+                    dz_hh[step, b, j] = d_i*i*(c1 - i)
+                    _acc_dz_hh[b, j] += d_i*i*(c1 - i)
+                    dz_hh[step, b, H + j] = d_f*f*(c1 - f)
+                    _acc_dz_hh[b, H + j] += d_f*f*(c1 - f)
+                    dz_hh[step, b, 2 * H + j] = d_g*(c1 - (g*g))
+                    _acc_dz_hh[b, 2 * H + j] += d_g*(c1 - (g*g))
+                    dz_hh[step, b, 3 * H + j] = d_o*o*(c1 - o)
+                    _acc_dz_hh[b, 3 * H + j] += d_o*o*(c1 - o)
+                else:
+                    dz_hh[step, b, j] = c0
+                    dz_hh[step, b, H + j] = c0
+                    dz_hh[step, b, 2 * H + j] = c0
+                    dz_hh[step, b, 3 * H + j] = c0
+            _grid.sync()
+            # stage 1: columns of this block's units of dz_hh[step] @ weight_hh
+            for _e in range(_warp, ((B + 1) // 2) * ((_nu + 3) // 4), _nwarps):
+                _nc = (_nu + 3) // 4              # tiles: columns _c0 .. _c0 + 3
+                _nb = (B + 1) // 2                    # ... of batch rows b and b + _nb
+                b = _e // _nc
+                _c0 = 4 * (_e - b * _nc)
+                _c1 = _c0 + 1 if _c0 + 1 < _nu else _c0
+                _c2 = _c0 + 2 if _c0 + 2 < _nu else _c0
+                _c3 = _c0 + 3 if _c0 + 3 < _nu else _c0
+                _b1 = b + _nb if b + _nb < B else b
+                j = _j0 + _c0
+                _j1 = _j0 + _c1
+                _j2 = _j0 + _c2
+                _j3 = _j0 + _c3
+                if _on_chip:
+                    _p = _lane_tile(dz_hh[step, b], dz_hh[step, _b1], _wsh[_off_hh + _c0 * (4 * H + 1):], _wsh[_off_hh + _c1 * (4 * H + 1):], _wsh[_off_hh + _c2 * (4 * H + 1):], _wsh[_off_hh + _c3 * (4 * H + 1):], 4 * H, _lane, _lanes, _zero)
+                else:
+                    _p = _lane_tile(dz_hh[step, b], dz_hh[step, _b1], weight_hh[:, j], weight_hh[:, _j1], weight_hh[:, _j2], weight_hh[:, _j3], 4 * H, _lane, _lanes, _zero)
+                _a00, _a01, _a02, _a03, _a10, _a11, _a12, _a13 = _lane_sum8(_p, _lanes)
+                if _lane == 0:
+                    d_h[b, j] += _a00
+                    if _c1 != _c0:
+                        d_h[b, _j1] += _a01
+                    if _c2 != _c0:
+                        d_h[b, _j2] += _a02
+                    if _c3 != _c0:
+                        d_h[b, _j3] += _a03
+                    if _b1 != b:
+                        d_h[_b1, j] += _a10
+                        if _c1 != _c0:
+                            d_h[_b1, _j1] += _a11
+                        if _c2 != _c0:
+                            d_h[_b1, _j2] += _a12
+                        if _c3 != _c0:
+                            d_h[_b1, _j3] += _a13
+            cuda.syncthreads()
+
+        # bias_ih and bias_hh: this block's columns of _acc_dz_hh summed over the batch rows (a warp per column, fixed order)
+        for _e in range(_warp, 4 * _nu, _nwarps):
+            _g = _e // _nu
+            _col = _g * H + _j0 + _e - _g * _nu
+            _s = _zero
+            for _r in range(_lane, B, _lanes):
+                _s += _acc_dz_hh[_r, _col]
+            _s = _lane_sum(_s, _lanes)
+            if _lane == 0:
+                _db_bias_ih[_col] = _s
+                _db_bias_hh[_col] = _s
+
+    return types.SimpleNamespace(forward=forward_kernel, backward=backward_kernel,
+                                 forward_rate0=forward_kernel_rate0, backward_rate0=backward_kernel_rate0)
 
 
 @functools.lru_cache(maxsize=None)
 def _kernels(dtype):
     """Dispatchers that compile on first launch, one set per dtype."""
     ks = _kernels_for(checks.numba_type(dtype))
-    return types.SimpleNamespace(forward=cuda.jit(ks.forward), backward=cuda.jit(ks.backward))
+    return types.SimpleNamespace(**{name: cuda.jit(kernel) for name, kernel in vars(ks).items()})
 
 
 def draw_masks(T, B, H, rates=None, training=True, rng=None, dtype=np.float32, params=None):
@@ -377,6 +605,8 @@ def forward(x, params, state0=None, lengths=None, reverse=False, masks=None):
     values. NaN and inf in device inputs are not checked."""
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
                                                                 PARAMS, STATES, initial=INITIAL)
+    if checks.masks_at_rate0(masks, MASKS):     # every step and sequence mask is 1: the kernels without them
+        return _forward_rate0(x, params, state0, lengths, reverse, masks)
     masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS), x.dtype,
                                  params)
     T, B, I = x.shape
@@ -395,12 +625,35 @@ def forward(x, params, state0=None, lengths=None, reverse=False, masks=None):
     return y, final_states, saved
 
 
+def _forward_rate0(x, params, state0, lengths, reverse, masks):
+    """forward() at rate 0 (every step and sequence mask 1, none given): the cell's kernels compiled
+    without them (a DropConnect mask, of a weight, is still read)."""
+    masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS), x.dtype,
+                                 params, at_rate0=True)
+    T, B, I = x.shape
+    H = checks.hidden_size(params, PARAMS)
+    dtype = x.dtype
+    x2d = x.reshape(T * B, I)
+    y, zx_ih, s_h, s_c, = workspace.arena(dtype, (T, B, H), (T, B, 4 * H), (T + 1, B, H), (T + 1, B, H))
+    gemm.gemm(x2d, params["weight_ih"], zx_ih.reshape(T * B, 4 * H), trans_b=True)
+    state0 = checks.initial(state0, B, (H, H), dtype)
+    z_hh = workspace.scratch("lstm_vd.z_hh", (B, 4 * H), dtype)
+    launch.persistent(_kernels(dtype).forward_rate0, H, B, SHARED_ROWS, RECURRENT_LINEARS, False,
+                      (lengths, reverse, y, zx_ih, s_h, s_c, z_hh, params["bias_ih"], params["weight_hh"], params["bias_hh"], state0[0], state0[1]))
+    final_states = (s_h[T], s_c[T],)
+    saved = checks.Saved(NAME, device=True, rate0=True, x=x, params=params, lengths=lengths,
+                         reverse=reverse, zx_ih=zx_ih, s_h=s_h, s_c=s_c)
+    return y, final_states, saved
+
+
 def backward(dy, d_final, saved):
     """Gradients of a scalar loss on the GPU: from dy (T, B, H) and d_final to (dx, d_state0, d_params).
 
     Reads x and params through `saved`, by reference: they must be unchanged since forward()
     (not checked). First-order gradients."""
     dy, d_final = checks.backward_inputs(dy, d_final, saved, NAME, STATES)
+    if getattr(saved, "rate0", False):
+        return _backward_rate0(dy, d_final, saved)
     x, params, lengths, reverse = saved.x, saved.params, saved.lengths, saved.reverse
     zx_ih = saved.zx_ih
     s_h = saved.s_h
@@ -425,5 +678,35 @@ def backward(dy, d_final, saved):
     gemm.gemm(dzx_ih.reshape(T * B, 4 * H), x2d, d_params["weight_ih"], trans_a=True)
     gemm.gemm(dz_hh.reshape(T * B, 4 * H), v_hh[:T].reshape(T * B, H), d_params["weight_hh"], trans_a=True)
     gemm.gemm(dzx_ih.reshape(T * B, 4 * H), params["weight_ih"], dx.reshape(T * B, I))
+    d_state0 = (d_h, d_c,)
+    return dx, d_state0, d_params
+
+
+def _backward_rate0(dy, d_final, saved):
+    """backward() of _forward_rate0: the kernels without the masks."""
+    x, params, lengths, reverse = saved.x, saved.params, saved.lengths, saved.reverse
+    zx_ih = saved.zx_ih
+    s_h = saved.s_h
+    s_c = saved.s_c
+    T, B, I = x.shape
+    H = dy.shape[2]
+    dtype = x.dtype
+    x2d = x.reshape(T * B, I)
+    _out = workspace.arena(dtype, (T, B, I), (B, H), (B, H), (4 * H, I), (4 * H,), (4 * H, H), (4 * H,))
+    dx, d_h, d_c = _out[:3]
+    d_params = dict(zip(PARAMS, _out[3:]))
+    dz_hh = workspace.scratch("lstm_vd.dz_hh", (T, B, 4 * H), dtype)
+    _acc_dz_hh = workspace.scratch("lstm_vd._acc_dz_hh", (B, 4 * H), dtype)
+    launch.persistent(_kernels(dtype).backward_rate0, H, B, SHARED_ROWS, RECURRENT_LINEARS, True,
+                      (lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, params["weight_hh"], d_final[0], d_final[1], _acc_dz_hh, d_params["bias_ih"], d_params["bias_hh"]))
+    # dz_hh is the gradient of ih's pre-activation too (the two add up); it is in loop order,
+    # so a reversed run puts x and dx in loop order too
+    _x_loop = x2d if not reverse else _loop_order(x, lengths, workspace.scratch("lstm_vd._x_loop", (T, B, I), dtype)).reshape(T * B, I)
+    gemm.gemm(dz_hh.reshape(T * B, 4 * H), _x_loop, d_params["weight_ih"], trans_a=True)
+    gemm.gemm(dz_hh.reshape(T * B, 4 * H), s_h[:T].reshape(T * B, H), d_params["weight_hh"], trans_a=True)
+    _dx_loop = dx.reshape(T * B, I) if not reverse else workspace.scratch("lstm_vd._dx_loop", (T * B, I), dtype)
+    gemm.gemm(dz_hh.reshape(T * B, 4 * H), params["weight_ih"], _dx_loop)
+    if reverse:
+        _loop_order(_dx_loop.reshape(T, B, I), lengths, dx)
     d_state0 = (d_h, d_c,)
     return dx, d_state0, d_params

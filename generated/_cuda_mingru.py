@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 22596e382a91098f20e723dddcc37f9602257264b658f6f774a574cac123f923
+sha256 of spec + templates + math libraries + versions: f7cf893d6366ca03e112ce397c4abf8e2f2d454e383903494e4bd69b58d83987
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -35,7 +35,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "mingru"
-SPEC_SHA256 = "22596e382a91098f20e723dddcc37f9602257264b658f6f774a574cac123f923"
+SPEC_SHA256 = "f7cf893d6366ca03e112ce397c4abf8e2f2d454e383903494e4bd69b58d83987"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -60,7 +60,8 @@ KERNEL_ARGS = {
 
 
 def _kernels_for(_dtype):
-    """The two persistent kernels for one element type (numba.float32 or numba.float64)."""
+    """The persistent kernels for one element type (numba.float32 or numba.float64): forward and
+    backward."""
 
     # -- forward: one launch runs every time step ------------------------------------------
     def forward_kernel(lengths, reverse, y, zx_ih, s_h, bias_ih, _init_s_h, _units, _on_chip):
@@ -166,7 +167,7 @@ def _kernels_for(_dtype):
 def _kernels(dtype):
     """Dispatchers that compile on first launch, one set per dtype."""
     ks = _kernels_for(checks.numba_type(dtype))
-    return types.SimpleNamespace(forward=cuda.jit(ks.forward), backward=cuda.jit(ks.backward))
+    return types.SimpleNamespace(**{name: cuda.jit(kernel) for name, kernel in vars(ks).items()})
 
 
 def draw_masks(T, B, H, rates=None, training=True, rng=None, dtype=np.float32, params=None):

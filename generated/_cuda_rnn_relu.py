@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 78b66a36aa3d795fa7fe5190168ba0157a5c22f0c1c03ba6d886e6355d789e5d
+sha256 of spec + templates + math libraries + versions: 7b4f6065d72daafc72ef7cf45be440eae405a2916d4490298b15013c8c58fc41
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -37,7 +37,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "78b66a36aa3d795fa7fe5190168ba0157a5c22f0c1c03ba6d886e6355d789e5d"
+SPEC_SHA256 = "7b4f6065d72daafc72ef7cf45be440eae405a2916d4490298b15013c8c58fc41"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -64,7 +64,8 @@ KERNEL_ARGS = {
 
 
 def _kernels_for(_dtype):
-    """The two persistent kernels for one element type (numba.float32 or numba.float64)."""
+    """The persistent kernels for one element type (numba.float32 or numba.float64): forward and
+    backward."""
 
     # -- forward: one launch runs every time step ------------------------------------------
     def forward_kernel(lengths, reverse, y, zx_ih, s_h, z_hh, bias_ih, weight_hh, bias_hh, _init_s_h, _units, _on_chip):
@@ -249,7 +250,7 @@ def _kernels_for(_dtype):
 def _kernels(dtype):
     """Dispatchers that compile on first launch, one set per dtype."""
     ks = _kernels_for(checks.numba_type(dtype))
-    return types.SimpleNamespace(forward=cuda.jit(ks.forward), backward=cuda.jit(ks.backward))
+    return types.SimpleNamespace(**{name: cuda.jit(kernel) for name, kernel in vars(ks).items()})
 
 
 def draw_masks(T, B, H, rates=None, training=True, rng=None, dtype=np.float32, params=None):

@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 37650183a4082a69fc694c6f5e84ed2f98aa82f393de76d24a3df65ec06cf61d
+sha256 of spec + templates + math libraries + versions: 8bcd63c48fd05107a491d2e768cd540bffa3c81aaada89ba262878921822205f
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -37,7 +37,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "37650183a4082a69fc694c6f5e84ed2f98aa82f393de76d24a3df65ec06cf61d"
+SPEC_SHA256 = "8bcd63c48fd05107a491d2e768cd540bffa3c81aaada89ba262878921822205f"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -64,7 +64,8 @@ KERNEL_ARGS = {
 
 
 def _kernels_for(_dtype):
-    """The two persistent kernels for one element type (numba.float32 or numba.float64)."""
+    """The persistent kernels for one element type (numba.float32 or numba.float64): forward and
+    backward."""
 
     # -- forward: one launch runs every time step ------------------------------------------
     def forward_kernel(lengths, reverse, y, zx_ih, s_h, z_hh, bias_ih, weight_hh, bias_hh, _init_s_h, _units, _on_chip):
@@ -251,7 +252,7 @@ def _kernels_for(_dtype):
 def _kernels(dtype):
     """Dispatchers that compile on first launch, one set per dtype."""
     ks = _kernels_for(checks.numba_type(dtype))
-    return types.SimpleNamespace(forward=cuda.jit(ks.forward), backward=cuda.jit(ks.backward))
+    return types.SimpleNamespace(**{name: cuda.jit(kernel) for name, kernel in vars(ks).items()})
 
 
 def draw_masks(T, B, H, rates=None, training=True, rng=None, dtype=np.float32, params=None):

@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 82b4ed39858c92b5692936535b5b5944186b8a3ceb9764b922030e1494ec3933
+sha256 of spec + templates + math libraries + versions: 19a964624fe3e7ff884e9c7f751aab879acc7586c8f8d5ab510d88ac8004bcf1
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,7 +29,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru"
-SPEC_SHA256 = "82b4ed39858c92b5692936535b5b5944186b8a3ceb9764b922030e1494ec3933"
+SPEC_SHA256 = "19a964624fe3e7ff884e9c7f751aab879acc7586c8f8d5ab510d88ac8004bcf1"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

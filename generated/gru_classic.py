@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 333139531829f27d56c53fdffac8e6291fe8107639e83ea30701c461c1ae04b9
+sha256 of spec + templates + math libraries + versions: b1f28f128b242631e699cfa0011224b4159fd952fac38f2a8d41c1d4a5436f18
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,7 +29,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru_classic"
-SPEC_SHA256 = "333139531829f27d56c53fdffac8e6291fe8107639e83ea30701c461c1ae04b9"
+SPEC_SHA256 = "b1f28f128b242631e699cfa0011224b4159fd952fac38f2a8d41c1d4a5436f18"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 88e5aebf96f036808c596215da5fd540568e4d3f97200da1316952916536d59c
+sha256 of spec + templates + math libraries + versions: e227d4045f3033ad09a7d2f26ad88acafb4d751870ef96cc85099efdebfd88e8
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm"
-SPEC_SHA256 = "88e5aebf96f036808c596215da5fd540568e4d3f97200da1316952916536d59c"
+SPEC_SHA256 = "e227d4045f3033ad09a7d2f26ad88acafb4d751870ef96cc85099efdebfd88e8"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_vd.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 5e99c448115df5ac81a92795e6fb4cb6cfd83206f67d35b792ecedf3d7d17a95
+sha256 of spec + templates + math libraries + versions: c593fb7d08445d9f7d067bd7ef79b1ea87475bae1d50874f4f3d5854cdfc0737
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,7 +33,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_vd"
-SPEC_SHA256 = "5e99c448115df5ac81a92795e6fb4cb6cfd83206f67d35b792ecedf3d7d17a95"
+SPEC_SHA256 = "c593fb7d08445d9f7d067bd7ef79b1ea87475bae1d50874f4f3d5854cdfc0737"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -4,7 +4,7 @@ import numpy as np
 
 from .. import checks as shared
 from ..checks import Saved, hidden_size, initial_value, sizes_of  # noqa: F401  (the generated modules use them from here)
-from ..masks import check_masks, draw as draw_masks  # noqa: F401  (the generated modules use draw_masks)
+from ..masks import at_rate0 as masks_at_rate0, check_masks, draw as draw_masks  # noqa: F401  (used by the generated modules)
 from . import config, elementwise, workspace
 from .config import numba_type  # noqa: F401  (the generated modules use it from here)
 
@@ -49,15 +49,16 @@ def forward_inputs(x, params, state0, lengths, reverse, spec_params, states, sta
     return x, params, state0, lengths, reverse
 
 
-def forward_masks(masks, spec_masks, T, B, H, dtype, params=None):
-    """forward()'s `masks` on the device (host arrays are copied over); those left out are ones."""
+def forward_masks(masks, spec_masks, T, B, H, dtype, params=None, at_rate0=False):
+    """forward()'s `masks` on the device (host arrays are copied over); those left out are ones
+    (None with at_rate0: the module's kernels at rate 0 read no step or sequence mask)."""
     def array(name, value, ndim):
         if isinstance(value, np.ndarray) and value.dtype != np.dtype(dtype):
             value = value.astype(dtype)
         return as_device(name, value, ndim, dtype)
     # one left out: cached ones the kernels only read (no allocation, no copy per call)
     return check_masks(masks, spec_masks, T, B, H, array, params,
-                       ones=lambda shape: workspace.filled(shape, dtype, 1))
+                       ones=lambda shape: workspace.filled(shape, dtype, 1), at_rate0=at_rate0)
 
 
 def drop_weight(weight, mask):

@@ -85,6 +85,7 @@ class CudaModule:
     wrapper_sizes: list = None    # the wrappers' lines reading the run-time sizes
     grid_units: str = "H"     # the units the grid covers: the largest size
     max_threads: object = None    # threads per block at most (reductions or sizes: 256), or None
+    rate0: object = None     # the CudaModule of the cell with every mask 1 (compiler/masks.py), or None
 
 
 class _Printer:
@@ -201,8 +202,9 @@ def _grid_units(kernel):
     return "H" if not kernel.sizes else f"max(H, {', '.join(kernel.sizes)})"
 
 
-def emit(kernel, layout, header, equations):
-    """The CudaModule of one cell."""
+def emit(kernel, layout, header, equations, rate0=None):
+    """The CudaModule of one cell; `rate0`: that of the cell with every mask 1, when it has masks
+    (its kernels are printed into the same module; its `saved` says rate0=True)."""
     p = _Printer(kernel, layout)
     fsteps = p.forward()
     fparams, fcall, fargs, fsizes = p.args(kernel.buffer("y"), wrapper.forward_extra_args(kernel))
@@ -223,7 +225,8 @@ def emit(kernel, layout, header, equations):
         forward_setup=wrapper.forward_setup(kernel, layout) + fpartials,
         forward_init=wrapper.forward_init(kernel, layout), forward_offsets=slices.offsets(fg), forward_gemms=fg,
         forward_steps=fsteps, forward_result=["final_states = (" + ", ".join(f"{s}[T]" for s in states) + ",)"],
-        saved=saved, saved_call=saved_call(saved, device=True),
+        saved=saved, saved_call=saved_call(saved, device=True,
+                                           marks={"rate0": True} if header.get("variant") == "rate0" else {}),
         backward_params=bparams, backward_call=bcall, backward_kernel_args=bargs,
         backward_setup=wrapper.backward_setup(kernel, layout) + bpartials,
         backward_init=wrapper.backward_init(kernel, layout),
@@ -236,4 +239,5 @@ def emit(kernel, layout, header, equations):
         unit_lines=[f"{layout.units_name(sp_)} = max(0, min(_units, {layout.size_name(sp_)} - _j0))"
                     for sp_ in kernel.sizes],
         wrapper_sizes=[f'{size} = checks.sizes_of(params, PARAMS)["{size}"]' for size in kernel.sizes],
-        grid_units=_grid_units(kernel), max_threads=REDUCTION_THREADS if kernel.mean_defs or kernel.sizes else None)
+        grid_units=_grid_units(kernel), max_threads=REDUCTION_THREADS if kernel.mean_defs or kernel.sizes else None,
+        rate0=rate0)

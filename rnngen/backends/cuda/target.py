@@ -28,9 +28,8 @@ def layout(kernel):
 
 
 def emit(kernel, layout, header, equations, rate0=None):
-    """The CUDA module; `rate0` (the cell with every mask 1) is not used: the CUDA kernels read
-    cached ones for the masks at rate 0 (workspace.filled)."""
-    return _emit.emit(kernel, layout, header, equations)
+    """The CudaModule; `rate0`: the CudaModule of the cell with every mask 1 (None: no masks)."""
+    return _emit.emit(kernel, layout, header, equations, rate0)
 
 
 def render(module):

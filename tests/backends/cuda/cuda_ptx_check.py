@@ -148,7 +148,7 @@ def main(cells):
         for cell in cells:
             mod = __import__(f"rnngen.generated._cuda_{cell}", fromlist=["_kernels_for"])
             ks = mod._kernels_for(nt)
-            for kernel in ("forward", "backward"):
+            for kernel in mod.KERNEL_ARGS:       # forward, backward (and those at rate 0 of a cell with masks)
                 report("persistent", cell, kernel, dtype, getattr(ks, kernel),
                        signature(mod.KERNEL_ARGS[kernel], nt), getattr(mod, "MAX_THREADS", None))
         for name, pyfunc, sig in runtime_kernels(nt):

@@ -168,7 +168,13 @@ CASES["user_folder"] = CASES["lengths"]
 # a block-diagonal linear of 3 heads of 2 units, on 3 blocks of 2 units (cells with SIZES)
 CASES["heads"] = (np.float32, 3, 3, 2, 6, [3, 1, 2], True, False)
 CASES["spec_names"] = (np.float32, 3, 3, 2, 5, [3, 1, 2], True, False)
-SIM_UNITS = {"blocks": 2, "blocks_reverse_global_weights": 2, "heads": 2}
+# a cell with step or sequence masks, none given: its kernels at rate 0 (every mask 1), 3 blocks
+CASES["rate0"] = (np.float32, 3, 3, 2, 5, [3, 1, 0], True, False)
+SIM_UNITS = {"blocks": 2, "blocks_reverse_global_weights": 2, "heads": 2, "rate0": 2}
+
+
+def has_step_masks(mod):
+    return any(per != "weight" for _, per, _ in getattr(mod, "MASKS", {}).values())
 
 
 def sizes_for(mod, H, case):
@@ -211,7 +217,7 @@ def run(cell, case):
     # a cell with masks runs with the same drawn masks (rate 0.5) on both; one with initial values
     # (slstm: a normaliser n) from positive states (initial_case checks state0=None)
     masks = None
-    if mod.MASKS:
+    if mod.MASKS and case != "rate0":
         masks = mod.draw_masks(T, B, H, {r: 0.5 for r in mod.RATES}, rng=3, dtype=dtype, params=params)
     if mod.INITIAL:
         state0 = tuple(np.abs(s) + dtype(0.5) for s in state0)
@@ -240,7 +246,8 @@ def run(cell, case):
         got = got.copy_to_host()
         errors[name] = float(np.max(np.abs(got - ref) / np.maximum(1.0, np.abs(ref))))
         scale[name] = float(np.max(np.abs(ref)))
-    return {"cell": cell, "case": case, "errors": errors, "scale": scale, "device_outputs": devices}
+    return {"cell": cell, "case": case, "errors": errors, "scale": scale, "device_outputs": devices,
+            "rate0_kernels": [getattr(saved, "rate0", False), getattr(saved_d, "rate0", False)]}
 
 
 def initial_case(cell):
@@ -388,6 +395,8 @@ def main(cells):
             if case == "user_folder" and cell != "gru_classic":
                 continue
             if case == "heads" and not getattr(rnngen.load(cell), "SIZES", ()):
+                continue
+            if case == "rate0" and (cell == "clash" or not has_step_masks(rnngen.load(cell))):
                 continue
             try:
                 row = run(cell, case)

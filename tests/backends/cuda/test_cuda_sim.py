@@ -60,6 +60,16 @@ def test_cuda_fills_the_specs_initial_values(results, cell):
     _check(results[cell, "initial"])
 
 
+@pytest.mark.parametrize("cell", [c for c in rnngen.available()
+                                  if any(per != "weight" for _, per, _ in rnngen.load(c).MASKS.values())])
+def test_cuda_kernels_at_rate_zero_on_several_blocks(results, cell):
+    """No mask given: the CPU and the CUDA modules both run the kernels of the cell with every mask
+    1 (reversed, with lengths, 3 blocks), and they agree."""
+    row = results[cell, "rate0"]
+    _check(row)
+    assert row["rate0_kernels"] == [True, True]
+
+
 def test_cuda_module_next_to_a_user_built_module(results):
     _check(results["gru_classic", "user_folder"])
 
