@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: e227d4045f3033ad09a7d2f26ad88acafb4d751870ef96cc85099efdebfd88e8
+sha256 of spec + templates + math libraries + versions: f28c30e5fc1e9851d434dd98a0181e912266d150ca6812d4e74bf74aa942287e
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -43,7 +43,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm"
-SPEC_SHA256 = "e227d4045f3033ad09a7d2f26ad88acafb4d751870ef96cc85099efdebfd88e8"
+SPEC_SHA256 = "f28c30e5fc1e9851d434dd98a0181e912266d150ca6812d4e74bf74aa942287e"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: slstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: d2114df5c931edeaf33be9fc2bff10236d7d3894582369101bac331973ab8903
+sha256 of spec + templates + math libraries + versions: d6353d14057765c96fbaebb773397c9f1a127104cd3fcf67704b3b7000e5e830
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -46,12 +46,12 @@ from rnngen.backends.cuda import checks, elementwise, gemm, launch, workspace  #
 from rnngen.backends.cuda import heads as _heads  # noqa: F401  (block-diagonal weights; `heads` may be a size)
 from rnngen.backends.cuda.compat import import_cuda
 from rnngen.backends.cuda.elementwise import loop_order as _loop_order  # noqa: F401
-from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _lane_sum8, lane_sum as _lane_sum, exp_nonpositive as _exp_nonpositive, log_sigmoid as _log_sigmoid, maximum as _maximum, sigmoid as _sigmoid, step as _step, tanh as _tanh  # noqa: F401
+from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _lane_sum8, lane_sum as _lane_sum, exp_nonpositive as _exp_nonpositive, lane_tile_heads as _lane_tile_heads, lane_tile_heads_t as _lane_tile_heads_t, log_sigmoid as _log_sigmoid, maximum as _maximum, sigmoid as _sigmoid, step as _step, tanh as _tanh  # noqa: F401
 
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "slstm"
-SPEC_SHA256 = "d2114df5c931edeaf33be9fc2bff10236d7d3894582369101bac331973ab8903"
+SPEC_SHA256 = "d6353d14057765c96fbaebb773397c9f1a127104cd3fcf67704b3b7000e5e830"
 STATES = ('h', 'c', 'n', 'm')
 OUTPUT = "h"
 INITIAL = {'m': 'lowest'}     # the states that do not start at zero when state0 leaves them out
@@ -71,8 +71,8 @@ RECURRENT_LINEARS = 1
 MAX_THREADS = 256     # threads per block at most (None: config.THREADS); bigger kernels need more registers
 # (kernel argument, number of dimensions): what compile-only checks need to build signatures
 KERNEL_ARGS = {
-    "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("s_c", 3), ("s_n", 3), ("s_m", 3), ("z_hh", 2), ("bias_ih", 1), ("weight_hh", 2), ("_init_s_h", 2), ("_init_s_c", 2), ("_init_s_n", 2), ("_init_s_m", 2), ("_units", 0), ("_on_chip", 0), ),
-    "backward": (("lengths", 1), ("reverse", 0), ("dy", 3), ("zx_ih", 3), ("s_c", 3), ("s_n", 3), ("s_m", 3), ("d_h", 2), ("d_c", 2), ("d_n", 2), ("d_m", 2), ("dz_hh", 3), ("weight_hh", 2), ("_init_d_h", 2), ("_init_d_c", 2), ("_init_d_n", 2), ("_init_d_m", 2), ("_acc_dz_hh", 2), ("_db_bias_ih", 1), ("_units", 0), ("_on_chip", 0), ),
+    "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("s_c", 3), ("s_n", 3), ("s_m", 3), ("z_hh", 2), ("bias_ih", 1), ("weight_hh", 3), ("_init_s_h", 2), ("_init_s_c", 2), ("_init_s_n", 2), ("_init_s_m", 2), ("_units", 0), ("_on_chip", 0), ),
+    "backward": (("lengths", 1), ("reverse", 0), ("dy", 3), ("zx_ih", 3), ("s_c", 3), ("s_n", 3), ("s_m", 3), ("d_h", 2), ("d_c", 2), ("d_n", 2), ("d_m", 2), ("dz_hh", 3), ("weight_hh", 3), ("_init_d_h", 2), ("_init_d_c", 2), ("_init_d_n", 2), ("_init_d_m", 2), ("_acc_dz_hh", 2), ("_db_bias_ih", 1), ("_units", 0), ("_on_chip", 0), ),
 }
 
 
@@ -100,13 +100,15 @@ def _kernels_for(_dtype):
         _nwarps = (_nt + _lanes - 1) // _lanes
         _wsh = cuda.shared.array(0, _dtype)       # this block's slices of the recurrent weights
         _grid = cuda.cg.this_grid()
+        _dh_hh = weight_hh.shape[2]   # the units of a head of weight_hh
         _off_hh = 0
         if _on_chip:
-            for _e in range(_tid, 4 * _nu * H, _nt):
-                _r = _e // H
-                _k = _e - _r * H
+            for _e in range(_tid, 4 * _nu * _dh_hh, _nt):
+                _r = _e // _dh_hh
+                _k = _e - _r * _dh_hh
                 _g = _r // _nu
-                _wsh[_off_hh + _r * (H + 1) + _k] = weight_hh[_g * H + _j0 + _r - _g * _nu, _k]
+                _u = _j0 + _r - _g * _nu
+                _wsh[_off_hh + _r * (_dh_hh + 1) + _k] = weight_hh[_u // _dh_hh, _g * _dh_hh + _u % _dh_hh, _k]
         # the initial states of this block's units
         for _e in range(_tid, B * _nu, _nt):
             b = _e // _nu
@@ -117,7 +119,7 @@ def _kernels_for(_dtype):
             s_m[0, b, j] = _init_s_m[b, j]
         _grid.sync()
         for step in range(T):
-            # stage 1: z_hh[step] = s_h[step] @ weight_hh.T, rows of this block's units
+            # stage 1: z_hh[step] = s_h[step] @ blockdiag(weight_hh).T, rows of this block's units
             for _e in range(_warp, ((B + 1) // 2) * ((4 * _nu + 3) // 4), _nwarps):
                 _nc = (4 * _nu + 3) // 4              # tiles: columns _c0 .. _c0 + 3
                 _nb = (B + 1) // 2                    # ... of batch rows b and b + _nb
@@ -128,17 +130,33 @@ def _kernels_for(_dtype):
                 _c3 = _c0 + 3 if _c0 + 3 < 4 * _nu else _c0
                 _b1 = b + _nb if b + _nb < B else b
                 _g = _c0 // _nu
-                _row0 = _g * H + _j0 + _c0 - _g * _nu
+                _u = _j0 + _c0 - _g * _nu
+                _row0 = _g * H + _u
+                _o0 = _u - _u % _dh_hh   # the first unit of its head
+                _n0 = _u // _dh_hh
+                _q0 = _g * _dh_hh + _u - _o0
                 _g = _c1 // _nu
-                _row1 = _g * H + _j0 + _c1 - _g * _nu
+                _u = _j0 + _c1 - _g * _nu
+                _row1 = _g * H + _u
+                _o1 = _u - _u % _dh_hh   # the first unit of its head
+                _n1 = _u // _dh_hh
+                _q1 = _g * _dh_hh + _u - _o1
                 _g = _c2 // _nu
-                _row2 = _g * H + _j0 + _c2 - _g * _nu
+                _u = _j0 + _c2 - _g * _nu
+                _row2 = _g * H + _u
+                _o2 = _u - _u % _dh_hh   # the first unit of its head
+                _n2 = _u // _dh_hh
+                _q2 = _g * _dh_hh + _u - _o2
                 _g = _c3 // _nu
-                _row3 = _g * H + _j0 + _c3 - _g * _nu
+                _u = _j0 + _c3 - _g * _nu
+                _row3 = _g * H + _u
+                _o3 = _u - _u % _dh_hh   # the first unit of its head
+                _n3 = _u // _dh_hh
+                _q3 = _g * _dh_hh + _u - _o3
                 if _on_chip:
-                    _p = _lane_tile(s_h[step, b], s_h[step, _b1], _wsh[_off_hh + _c0 * (H + 1):], _wsh[_off_hh + _c1 * (H + 1):], _wsh[_off_hh + _c2 * (H + 1):], _wsh[_off_hh + _c3 * (H + 1):], H, _lane, _lanes, _zero)
+                    _p = _lane_tile_heads(s_h[step, b], s_h[step, _b1], _wsh[_off_hh + _c0 * (_dh_hh + 1):], _wsh[_off_hh + _c1 * (_dh_hh + 1):], _wsh[_off_hh + _c2 * (_dh_hh + 1):], _wsh[_off_hh + _c3 * (_dh_hh + 1):], _o0, _o1, _o2, _o3, _dh_hh, _lane, _lanes, _zero)
                 else:
-                    _p = _lane_tile(s_h[step, b], s_h[step, _b1], weight_hh[_row0], weight_hh[_row1], weight_hh[_row2], weight_hh[_row3], H, _lane, _lanes, _zero)
+                    _p = _lane_tile_heads(s_h[step, b], s_h[step, _b1], weight_hh[_n0, _q0], weight_hh[_n1, _q1], weight_hh[_n2, _q2], weight_hh[_n3, _q3], _o0, _o1, _o2, _o3, _dh_hh, _lane, _lanes, _zero)
                 _a00, _a01, _a02, _a03, _a10, _a11, _a12, _a13 = _lane_sum8(_p, _lanes)
                 if _lane == 0:
                     z_hh[b, _row0] = _a00
@@ -220,12 +238,13 @@ def _kernels_for(_dtype):
         _nwarps = (_nt + _lanes - 1) // _lanes
         _wsh = cuda.shared.array(0, _dtype)       # this block's slices of the recurrent weights
         _grid = cuda.cg.this_grid()
+        _dh_hh = weight_hh.shape[2]   # the units of a head of weight_hh
         _off_hh = 0
         if _on_chip:
-            for _e in range(_tid, _nu * 4 * H, _nt):
-                _u = _e // (4 * H)
-                _k = _e - _u * (4 * H)
-                _wsh[_off_hh + _u * (4 * H + 1) + _k] = weight_hh[_k, _j0 + _u]
+            for _e in range(_tid, _nu * 4 * _dh_hh, _nt):
+                _u = _e // (4 * _dh_hh)
+                _k = _e - _u * (4 * _dh_hh)
+                _wsh[_off_hh + _u * (4 * _dh_hh + 1) + _k] = weight_hh[(_j0 + _u) // _dh_hh, _k, (_j0 + _u) % _dh_hh]
         # this block's units: d_state from d_final, the bias and vector accumulators zero
         for _e in range(_tid, B * _nu, _nt):
             b = _e // _nu
@@ -304,7 +323,7 @@ def _kernels_for(_dtype):
                     dz_hh[step, b, 2 * H + j] = c0
                     dz_hh[step, b, 3 * H + j] = c0
             _grid.sync()
-            # stage 1: columns of this block's units of dz_hh[step] @ weight_hh
+            # stage 1: columns of this block's units of dz_hh[step] @ blockdiag(weight_hh)
             for _e in range(_warp, ((B + 1) // 2) * ((_nu + 3) // 4), _nwarps):
                 _nc = (_nu + 3) // 4              # tiles: columns _c0 .. _c0 + 3
                 _nb = (B + 1) // 2                    # ... of batch rows b and b + _nb
@@ -318,10 +337,14 @@ def _kernels_for(_dtype):
                 _j1 = _j0 + _c1
                 _j2 = _j0 + _c2
                 _j3 = _j0 + _c3
+                _o0 = j - j % _dh_hh
+                _o1 = _j1 - _j1 % _dh_hh
+                _o2 = _j2 - _j2 % _dh_hh
+                _o3 = _j3 - _j3 % _dh_hh
                 if _on_chip:
-                    _p = _lane_tile(dz_hh[step, b], dz_hh[step, _b1], _wsh[_off_hh + _c0 * (4 * H + 1):], _wsh[_off_hh + _c1 * (4 * H + 1):], _wsh[_off_hh + _c2 * (4 * H + 1):], _wsh[_off_hh + _c3 * (4 * H + 1):], 4 * H, _lane, _lanes, _zero)
+                    _p = _lane_tile_heads_t(dz_hh[step, b], dz_hh[step, _b1], _wsh[_off_hh + _c0 * (4 * _dh_hh + 1):], _wsh[_off_hh + _c1 * (4 * _dh_hh + 1):], _wsh[_off_hh + _c2 * (4 * _dh_hh + 1):], _wsh[_off_hh + _c3 * (4 * _dh_hh + 1):], _o0, _o1, _o2, _o3, 4, H, _dh_hh, _lane, _lanes, _zero)
                 else:
-                    _p = _lane_tile(dz_hh[step, b], dz_hh[step, _b1], weight_hh[:, j], weight_hh[:, _j1], weight_hh[:, _j2], weight_hh[:, _j3], 4 * H, _lane, _lanes, _zero)
+                    _p = _lane_tile_heads_t(dz_hh[step, b], dz_hh[step, _b1], weight_hh[j // _dh_hh, :, j % _dh_hh], weight_hh[_j1 // _dh_hh, :, _j1 % _dh_hh], weight_hh[_j2 // _dh_hh, :, _j2 % _dh_hh], weight_hh[_j3 // _dh_hh, :, _j3 % _dh_hh], _o0, _o1, _o2, _o3, 4, H, _dh_hh, _lane, _lanes, _zero)
                 _a00, _a01, _a02, _a03, _a10, _a11, _a12, _a13 = _lane_sum8(_p, _lanes)
                 if _lane == 0:
                     d_h[b, j] += _a00
@@ -386,13 +409,12 @@ def forward(x, params, state0=None, lengths=None, reverse=False, masks=None):
     heads = checks.sizes_of(params, PARAMS)["heads"]
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
-    weight_hh_dense = _heads.dense(params["weight_hh"], "slstm.weight_hh_dense")   # block-diagonal, off-diagonal blocks zero
     y, zx_ih, s_h, s_c, s_n, s_m, = workspace.arena(dtype, (T, B, H), (T, B, 4 * H), (T + 1, B, H), (T + 1, B, H), (T + 1, B, H), (T + 1, B, H))
     gemm.gemm(x2d, params["weight_ih"], zx_ih.reshape(T * B, 4 * H), trans_b=True)
     state0 = checks.initial(state0, B, (H, H, H, H), dtype, (0, 0, 0, checks.initial_value(INITIAL, "m", dtype)))
     z_hh = workspace.scratch("slstm.z_hh", (B, 4 * H), dtype)
     launch.persistent(_kernels(dtype).forward, max(H, heads), B, SHARED_ROWS, RECURRENT_LINEARS, False,
-                      (lengths, reverse, y, zx_ih, s_h, s_c, s_n, s_m, z_hh, params["bias_ih"], weight_hh_dense, state0[0], state0[1], state0[2], state0[3]), MAX_THREADS)
+                      (lengths, reverse, y, zx_ih, s_h, s_c, s_n, s_m, z_hh, params["bias_ih"], params["weight_hh"], state0[0], state0[1], state0[2], state0[3]), MAX_THREADS)
     final_states = (s_h[T], s_c[T], s_n[T], s_m[T],)
     saved = checks.Saved(NAME, device=True, x=x, params=params, lengths=lengths, reverse=reverse,
                          zx_ih=zx_ih, s_h=s_h, s_c=s_c, s_n=s_n, s_m=s_m)
@@ -416,14 +438,13 @@ def backward(dy, d_final, saved):
     heads = checks.sizes_of(params, PARAMS)["heads"]
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
-    weight_hh_dense = _heads.dense(params["weight_hh"], "slstm.weight_hh_dense")   # block-diagonal, off-diagonal blocks zero
     _out = workspace.arena(dtype, (T, B, I), (B, H), (B, H), (B, H), (B, H), (4 * H, I), (4 * H,), (heads, 4 * H/heads, H/heads))
     dx, d_h, d_c, d_n, d_m = _out[:5]
     d_params = dict(zip(PARAMS, _out[5:]))
     dz_hh = workspace.scratch("slstm.dz_hh", (T, B, 4 * H), dtype)
     _acc_dz_hh = workspace.scratch("slstm._acc_dz_hh", (B, 4 * H), dtype)
     launch.persistent(_kernels(dtype).backward, max(H, heads), B, SHARED_ROWS, RECURRENT_LINEARS, True,
-                      (lengths, reverse, dy, zx_ih, s_c, s_n, s_m, d_h, d_c, d_n, d_m, dz_hh, weight_hh_dense, d_final[0], d_final[1], d_final[2], d_final[3], _acc_dz_hh, d_params["bias_ih"]), MAX_THREADS)
+                      (lengths, reverse, dy, zx_ih, s_c, s_n, s_m, d_h, d_c, d_n, d_m, dz_hh, params["weight_hh"], d_final[0], d_final[1], d_final[2], d_final[3], _acc_dz_hh, d_params["bias_ih"]), MAX_THREADS)
     # dz_hh is the gradient of ih's pre-activation too (the two add up); it is in loop order,
     # so a reversed run puts x and dx in loop order too
     _x_loop = x2d if not reverse else _loop_order(x, lengths, workspace.scratch("slstm._x_loop", (T, B, I), dtype)).reshape(T * B, I)

@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 19a964624fe3e7ff884e9c7f751aab879acc7586c8f8d5ab510d88ac8004bcf1
+sha256 of spec + templates + math libraries + versions: d6feb9b212b788849f5e1ea71dbea88d94e209c13d9ca5dc91e1ca2c2f9b32f0
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,7 +29,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru"
-SPEC_SHA256 = "19a964624fe3e7ff884e9c7f751aab879acc7586c8f8d5ab510d88ac8004bcf1"
+SPEC_SHA256 = "d6feb9b212b788849f5e1ea71dbea88d94e209c13d9ca5dc91e1ca2c2f9b32f0"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

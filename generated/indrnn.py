@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 07ae49fd5b30ee6adc9a88fbcde5ae6a9adb9bea6171ab5a61fa954517326892
+sha256 of spec + templates + math libraries + versions: 85a0f7ea6b773e2f9f104fe6f119b10c08b2db0b4e1ca7dc35c41794aae9dbfd
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -25,7 +25,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, relu as _relu, step as _step  # noqa: F401
 
 NAME = "indrnn"
-SPEC_SHA256 = "07ae49fd5b30ee6adc9a88fbcde5ae6a9adb9bea6171ab5a61fa954517326892"
+SPEC_SHA256 = "85a0f7ea6b773e2f9f104fe6f119b10c08b2db0b4e1ca7dc35c41794aae9dbfd"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: layernorm_lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: fbcfb8984fef56457f0d93184cd0347338fad322d1a9377a262e37e9e77b8a2b
+sha256 of spec + templates + math libraries + versions: 6366dc810d2ed06e6eb8ffc0fa9ff3367b1220fc7fc54a6794bbf73d380b36e1
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -38,7 +38,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "layernorm_lstm"
-SPEC_SHA256 = "fbcfb8984fef56457f0d93184cd0347338fad322d1a9377a262e37e9e77b8a2b"
+SPEC_SHA256 = "6366dc810d2ed06e6eb8ffc0fa9ff3367b1220fc7fc54a6794bbf73d380b36e1"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

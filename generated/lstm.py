@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: e227d4045f3033ad09a7d2f26ad88acafb4d751870ef96cc85099efdebfd88e8
+sha256 of spec + templates + math libraries + versions: f28c30e5fc1e9851d434dd98a0181e912266d150ca6812d4e74bf74aa942287e
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm"
-SPEC_SHA256 = "e227d4045f3033ad09a7d2f26ad88acafb4d751870ef96cc85099efdebfd88e8"
+SPEC_SHA256 = "f28c30e5fc1e9851d434dd98a0181e912266d150ca6812d4e74bf74aa942287e"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

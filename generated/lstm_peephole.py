@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 72b6caf5eee385f9b133f68c4365f9e20ec782a99efb3d6763f05697075145d5
+sha256 of spec + templates + math libraries + versions: 3996df8e38fbb9f1dfd8814f88903ffa725ecc8e8880a8b927588550b695248d
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,7 +33,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "72b6caf5eee385f9b133f68c4365f9e20ec782a99efb3d6763f05697075145d5"
+SPEC_SHA256 = "3996df8e38fbb9f1dfd8814f88903ffa725ecc8e8880a8b927588550b695248d"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

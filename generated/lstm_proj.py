@@ -2,7 +2,7 @@
 
 source spec: lstm_proj.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 77f8ad48fbf733a3f51a7a9626fb0d73a4afe956afb25544d7fb7c2b80fbd092
+sha256 of spec + templates + math libraries + versions: 7fa2366c317007d63e609738804a42cee8b82e89fdafce8bac548741d40c7ed5
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,7 +33,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_proj"
-SPEC_SHA256 = "77f8ad48fbf733a3f51a7a9626fb0d73a4afe956afb25544d7fb7c2b80fbd092"
+SPEC_SHA256 = "7fa2366c317007d63e609738804a42cee8b82e89fdafce8bac548741d40c7ed5"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

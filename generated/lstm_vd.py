@@ -2,7 +2,7 @@
 
 source spec: lstm_vd.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: c593fb7d08445d9f7d067bd7ef79b1ea87475bae1d50874f4f3d5854cdfc0737
+sha256 of spec + templates + math libraries + versions: f4929743b10adc9226396be5ea5e68e5ef6c185965248a86ee2f8de105e6892f
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,7 +33,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_vd"
-SPEC_SHA256 = "c593fb7d08445d9f7d067bd7ef79b1ea87475bae1d50874f4f3d5854cdfc0737"
+SPEC_SHA256 = "f4929743b10adc9226396be5ea5e68e5ef6c185965248a86ee2f8de105e6892f"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

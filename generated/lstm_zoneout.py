@@ -2,7 +2,7 @@
 
 source spec: lstm_zoneout.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 72ed44d61239f0293979b0d78e423d45cfd1858dd92fa14824b898f1610e9dae
+sha256 of spec + templates + math libraries + versions: 399d8dd4eaca333e3d4894f73efa7ab4cd7f0d0d0f0533890d82532124f964cd
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -37,7 +37,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_zoneout"
-SPEC_SHA256 = "72ed44d61239f0293979b0d78e423d45cfd1858dd92fa14824b898f1610e9dae"
+SPEC_SHA256 = "399d8dd4eaca333e3d4894f73efa7ab4cd7f0d0d0f0533890d82532124f964cd"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -219,7 +219,9 @@ def emit(kernel, layout, header, equations, rate0=None):
     states = [kernel.buffer("states", s).name for s in kernel.states]
     return CudaModule(
         header=header, equations=equations, params=[(b.param, shape(b)) for b in kernel.params],
-        constants=p.constants.lines(), helpers=sorted(p.constants.helpers), n=kernel.loop,
+        constants=p.constants.lines(), n=kernel.loop,
+        helpers=sorted(p.constants.helpers | ({"_lane_tile_heads", "_lane_tile_heads_t"} if any(
+            lin.heads for lin in rec) else set())),
         cooperative=bool(rec) or bool(kernel.mean_defs), rows=sum(lin.gates for lin in rec), num_recurrent=len(rec),
         forward_params=fparams, forward_call=fcall, forward_kernel_args=fargs,
         forward_setup=wrapper.forward_setup(kernel, layout) + fpartials,

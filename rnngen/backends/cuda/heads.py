@@ -1,6 +1,6 @@
-"""Block-diagonal (heads) weights on the device, for the generated CUDA modules: the dense
-(gates*H, H) matrix the persistent kernels' GEMM slices read (off-diagonal blocks zero), and the
-block-diagonal weight's gradient from the dense GEMM's diagonal blocks.
+"""Block-diagonal (heads) weights on the device, for the generated CUDA modules: the weight's
+gradient from the diagonal blocks of one dense GEMM after the loop (the persistent kernels read
+the weight itself, each head's slice: slices.py).
 
 A head's weight W[n] (gates*DH, DH) holds, at row g*DH + d, gate g's weights of unit n*DH + d over
 the head's inputs n*DH .. (n+1)*DH - 1; in the dense matrix that is row g*H + n*DH + d.
@@ -8,22 +8,6 @@ the head's inputs n*DH .. (n+1)*DH - 1; in the dense matrix that is row g*H + n*
 from . import config, elementwise, gemm, workspace
 
 cuda = config.cuda
-
-
-@cuda.jit
-def _dense(w, out):
-    heads, rows, DH = w.shape
-    GH, H = out.shape
-    for e in range(cuda.grid(1), GH * H, cuda.gridsize(1)):
-        r = e // H
-        k = e - r * H
-        g = r // H
-        u = r - g * H
-        n = u // DH
-        if k // DH == n:
-            out[r, k] = w[n, g * DH + u - n * DH, k - n * DH]
-        else:
-            out[r, k] = 0
 
 
 @cuda.jit
@@ -37,19 +21,6 @@ def _blocks(dense, out):
         k = r - i * DH
         g = i // DH
         out[n, i, k] = dense[g * H + n * DH + i - g * DH, n * DH + k]
-
-
-def dense(w, tag=None):
-    """(heads, gates*DH, DH) device array -> (gates*H, H), zero off the diagonal blocks: the
-    workspace `tag` (reused by later calls: the kernels only read it), or a new array."""
-    heads, rows, DH = w.shape
-    H = heads * DH
-    shape = (rows * heads, H)
-    out = elementwise.empty(shape, w.dtype) if tag is None else workspace.scratch(tag, shape, w.dtype)
-    config.launched("heads_dense")
-    with config.timed("heads_dense"):
-        _dense[elementwise.flat_grid(out.size)](w, out)
-    return out
 
 
 def weight_grad(d, v, heads, out=None, tag=None):

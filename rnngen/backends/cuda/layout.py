@@ -8,10 +8,10 @@ persistent kernels index them.
 - No bias folding: the loops add the biases (the hoisted GEMM has no bias epilogue).
 - Flat columns: gate g of unit j is column g * H + j (a thread owns one (b, j)).
 - The persistent kernels' GEMM slices keep the recurrent weights in shared memory.
-- A block-diagonal (heads) weight (heads, gates*DH, DH) reaches the kernels as its dense
-  (gates*H, H) matrix with the off-diagonal blocks zero (heads.dense, once per call); its
-  gradient is the dense one's diagonal blocks (heads.weight_grad). Correct, but it does the dense
-  FLOPs: a GEMM slice per head is left to the rewrite of the per-step CUDA GEMM kernels.
+- A block-diagonal (heads) weight (heads, gates*DH, DH) reaches the kernels as it is: their GEMM
+  slices take each unit's DH (forward) or gates*DH (backward) weights of its head (slices.py),
+  NH small products per step. Its gradient after the loop is the diagonal blocks of one dense
+  GEMM (heads.weight_grad).
 - Run-time sizes (a projected LSTM's proj_size): block k owns units [k*units, (k+1)*units) of
   every size; `_nu_<size>` of them exist (0 past the size's end).
 - A reduction's sum: each block writes its partial sum of a row to part_<buffer>[block, b]
@@ -33,24 +33,14 @@ class CudaLayout:
         self.n = kernel.loop
         self.namer = kernel.namer.copy()
         self.partials = {}          # reduction buffer name -> its partial sums' buffer
-        self.dense = {lin.name: self.namer.claim(f"weight_{lin.name}_dense", ("kernel", "wrapper"))
-                      for lin in kernel.linears if lin.heads}
         self.dropped = dropped_weights(kernel, self.namer)   # DropConnect: linear -> its weight of the call
 
     def dims(self, buffer):
-        if buffer.role == "weight" and buffer.owner in self.dense:
-            return (buffer.gates * ir.H, ir.H)
         return (ir.B, buffer.dims[-1]) if buffer.role == "d_vector" else buffer.dims
 
-    def dense_heads(self, forward):
-        """The wrapper lines of the weights the kernels read: a DropConnect linear's weight * mask,
-        then the dense matrix of every block-diagonal weight."""
-        lines = weight_setup(self.kernel, self.dropped, forward)
-        for lin, name in self.dense.items():
-            src = self.dropped.get(lin) or f'params["{self.kernel.buffer("weight", lin).param}"]'
-            lines.append(f'{name} = _heads.dense({src}, "{self.kernel.name}.{name}")   # block-diagonal, '
-                         "off-diagonal blocks zero")
-        return lines
+    def weights(self, forward):
+        """The wrapper lines of the weights the kernels read: a DropConnect linear's weight * mask."""
+        return weight_setup(self.kernel, self.dropped, forward)
 
     def terms(self, read):
         return list(read.terms)
@@ -97,8 +87,6 @@ class CudaLayout:
     def call_name(self, buffer):
         if buffer.role in ("y", "dy"):
             return buffer.role
-        if buffer.role == "weight" and buffer.owner in self.dense:
-            return self.dense[buffer.owner]
         if buffer.role == "weight" and buffer.owner in self.dropped:
             return self.dropped[buffer.owner]
         if buffer.param:

@@ -109,6 +109,70 @@ def lane_tile(v0, v1, w0, w1, w2, w3, n, lane, lanes, zero):
     return a00, a01, a02, a03, a10, a11, a12, a13
 
 
+@cuda.jit(device=True, inline="always")
+def lane_tile_heads(v0, v1, w0, w1, w2, w3, o0, o1, o2, o3, n, lane, lanes, zero):
+    """lane_tile for a block-diagonal (heads) weight: weight vector w_c (a row of its head, n
+    long) against the input rows at its head's offset o_c (v0[o_c + k], v1[o_c + k]); the tile's
+    four columns may lie in different heads."""
+    a00 = zero
+    a01 = zero
+    a02 = zero
+    a03 = zero
+    a10 = zero
+    a11 = zero
+    a12 = zero
+    a13 = zero
+    k = lane
+    while k < n:
+        y0 = w0[k]
+        y1 = w1[k]
+        y2 = w2[k]
+        y3 = w3[k]
+        a00 += v0[o0 + k] * y0
+        a01 += v0[o1 + k] * y1
+        a02 += v0[o2 + k] * y2
+        a03 += v0[o3 + k] * y3
+        a10 += v1[o0 + k] * y0
+        a11 += v1[o1 + k] * y1
+        a12 += v1[o2 + k] * y2
+        a13 += v1[o3 + k] * y3
+        k += lanes
+    return a00, a01, a02, a03, a10, a11, a12, a13
+
+
+@cuda.jit(device=True, inline="always")
+def lane_tile_heads_t(d0, d1, w0, w1, w2, w3, o0, o1, o2, o3, gates, H, DH, lane, lanes, zero):
+    """The backward tile of a block-diagonal (heads) weight: for column c (a unit of head offset
+    o_c), the dot products of the gradient rows d0, d1 (gates*H long) with w_c, the unit's weight
+    column in its head (gates*DH long: element g*DH + e pairs with d[g*H + o_c + e])."""
+    a00 = zero
+    a01 = zero
+    a02 = zero
+    a03 = zero
+    a10 = zero
+    a11 = zero
+    a12 = zero
+    a13 = zero
+    q = lane
+    while q < gates * DH:
+        g = q // DH
+        k = q + g * (H - DH)          # g*H + (q - g*DH)
+        y0 = w0[q]
+        y1 = w1[q]
+        y2 = w2[q]
+        y3 = w3[q]
+        a00 += d0[o0 + k] * y0
+        a01 += d0[o1 + k] * y1
+        a02 += d0[o2 + k] * y2
+        a03 += d0[o3 + k] * y3
+        a10 += d1[o0 + k] * y0
+        a11 += d1[o1 + k] * y1
+        a12 += d1[o2 + k] * y2
+        a13 += d1[o3 + k] * y3
+        q += lanes
+    return a00, a01, a02, a03, a10, a11, a12, a13
+
+
 def _gpu_lane_sum8(p, lanes):
     """The sums over the warp's lanes of the 8 values of a lane_tile (butterfly of shfl.sync.bfly:
     every lane gets the sums, in the same fixed order: bit-reproducible)."""

@@ -13,7 +13,8 @@ what forward() and backward() allocate, launch before and after the loop, and re
   size); a block owns units [k*units, (k+1)*units) of every size (_nu_<size> of them).
 - Masks come from forward's `masks` (kept in `saved`); a DropConnect linear's kernels read
   weight * mask and its gradient is masked; a block-diagonal (heads) weight reaches the kernels as
-  its dense matrix (heads.dense), its gradient the dense one's diagonal blocks (heads.weight_grad).
+  it is (its slices read each head's weights), its gradient is the diagonal blocks of one dense
+  GEMM after the loop (heads.weight_grad).
 - Reductions' partial sums (one row per block) are workspaces too.
 """
 from ...compiler import ir
@@ -61,7 +62,7 @@ def _initial_line(k):
 
 def forward_setup(k, lay):
     kept = [k.buffer("y")] + [b for b in k.buffers if b.saved and b.role in KEPT]
-    setup = lay.dense_heads(True) + [f'{b.name} = masks["{b.owner}"]' for b in k.buffers if b.role == "mask"]
+    setup = lay.weights(True) + [f'{b.name} = masks["{b.owner}"]' for b in k.buffers if b.role == "mask"]
     setup += [", ".join(lay.call_name(b) for b in kept) + ", = workspace.arena(dtype, "
               + ", ".join(shape_text(lay.dims(b)) for b in kept) + ")"]
     for g in k.hoisted:
@@ -83,7 +84,7 @@ def backward_setup(k, lay):
     shapes = ["(T, B, I)"] + [f"(B, {width(k.buffer('d_state', s))})" for s in k.states] + \
         [shape_text(p.dims) for p in k.params]
     n = 1 + len(d_states)
-    setup = lay.dense_heads(False) + [
+    setup = lay.weights(False) + [
              f"_out = workspace.arena(dtype, {', '.join(shapes)})",
              f"dx, {', '.join(d_states)} = _out[:{n}]",
              f"d_params = dict(zip(PARAMS, _out[{n}:]))"]

@@ -139,7 +139,7 @@ def runtime_kernels(nt):
     out.append(("_loop_order", elementwise._loop_order.py_func, (a3, numba.int64[::1], a3, nt)))
     # what the generated modules of a cell with a block-diagonal (heads) linear call
     from rnngen.backends.cuda import heads
-    out += [("heads _dense", heads._dense.py_func, (a3, a2)), ("heads _blocks", heads._blocks.py_func, (a2, a3))]
+    out += [("heads _blocks", heads._blocks.py_func, (a2, a3))]
     return out
 
 

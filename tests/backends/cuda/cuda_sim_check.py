@@ -167,10 +167,14 @@ CASES = {
 CASES["user_folder"] = CASES["lengths"]
 # a block-diagonal linear of 3 heads of 2 units, on 3 blocks of 2 units (cells with SIZES)
 CASES["heads"] = (np.float32, 3, 3, 2, 6, [3, 1, 2], True, False)
+# ... and on one block, whose tiles of 4 columns cross the heads' boundaries, weights in global memory
+CASES["heads_one_block"] = (np.float32, 3, 3, 2, 6, [3, 0, 2], False, True)
+# a user's one-gate heads linear: 2 heads of 3 units on 3 blocks of 2 units (blocks cross heads)
+CASES["heads_user"] = (np.float32, 3, 3, 2, 6, [3, 1, 2], True, False)
 CASES["spec_names"] = (np.float32, 3, 3, 2, 5, [3, 1, 2], True, False)
 # a cell with step or sequence masks, none given: its kernels at rate 0 (every mask 1), 3 blocks
 CASES["rate0"] = (np.float32, 3, 3, 2, 5, [3, 1, 0], True, False)
-SIM_UNITS = {"blocks": 2, "blocks_reverse_global_weights": 2, "heads": 2, "rate0": 2}
+SIM_UNITS = {"blocks": 2, "blocks_reverse_global_weights": 2, "heads": 2, "rate0": 2, "heads_user": 2}
 
 
 def has_step_masks(mod):
@@ -178,8 +182,32 @@ def has_step_masks(mod):
 
 
 def sizes_for(mod, H, case):
-    """The run-time sizes of a cell with SIZES (heads): H heads of one unit, or 3 in case 'heads'."""
-    return {"heads": 3 if case == "heads" else H} if "heads" in getattr(mod, "SIZES", ()) else {}
+    """The run-time sizes of a cell with SIZES (heads): H heads of one unit, 3 in the cases 'heads*',
+    2 (of 3 units: blocks of 2 units cross them) in case 'heads_user'."""
+    if "heads" not in getattr(mod, "SIZES", ()):
+        return {}
+    return {"heads": 2 if case == "heads_user" else 3 if case.startswith("heads") else H}
+
+
+HEADS_USER = """
+from rnngen.spec import Cell, tanh
+cell = Cell("heads_user", states=("h",), output="h")
+(xa,) = cell.linear("ih", cell.x)
+(ha,) = cell.linear("hh", cell.h, heads=True)    # one gate: a (heads, DH, DH) weight
+cell.update(h=tanh(xa + ha) + 0.5 * cell.h)
+"""
+
+
+def heads_user_module():
+    """A user's cell whose block-diagonal linear has one gate, built into a temporary folder."""
+    import tempfile
+    from rnngen.tools.build import build
+    folder = tempfile.mkdtemp(prefix="rnngen_heads_")
+    spec = os.path.join(folder, "heads_user.py")
+    with open(spec, "w") as f:
+        f.write(HEADS_USER)
+    build([spec], os.path.join(folder, "gen"), log=lambda *a: None)
+    return rnngen.load("heads_user", path=os.path.join(folder, "gen"))
 
 
 def user_folder(cell):
@@ -207,7 +235,8 @@ def spec_names_module():
 
 def run(cell, case):
     dtype, T, B, I, H, lengths, reverse, global_weights = CASES[case]
-    mod = {"user_folder": user_folder, "spec_names": lambda _: spec_names_module()}.get(case, rnngen.load)(cell)
+    mod = {"user_folder": user_folder, "spec_names": lambda _: spec_names_module(),
+           "heads_user": lambda _: heads_user_module()}.get(case, rnngen.load)(cell)
     rng = np.random.default_rng(7)
     params = mod.init_params(I, H, dtype, seed=11, **sizes_for(mod, H, case))
     x = rng.standard_normal((T, B, I)).astype(dtype)
@@ -375,6 +404,19 @@ def negative_control():
           flush=True)
 
 
+def skip(cell, case):
+    """The (built-in cell, case) pairs that do not apply."""
+    if case == "float64":
+        return cell not in ("lstm", "gru_classic")
+    if case == "user_folder":
+        return cell != "gru_classic"
+    if case.startswith("heads"):
+        return not getattr(rnngen.load(cell), "SIZES", ())
+    if case == "rate0":
+        return not has_step_masks(rnngen.load(cell))
+    return False
+
+
 def main(cells):
     gemm_checks()
     benchmark_script_check()
@@ -386,17 +428,12 @@ def main(cells):
                 initial_case(cell)
             except Exception as exc:  # report, keep going
                 print(json.dumps({"cell": cell, "case": "initial", "error": f"{type(exc).__name__}: {exc}"}))
-    for cell in cells + ["clash"]:
+    for cell in cells + ["clash", "heads_user"]:
         for case in CASES:
-            if (cell == "clash") != (case == "spec_names"):
+            own = {"clash": "spec_names", "heads_user": "heads_user"}     # user cells: their own case only
+            if own.get(cell) != case and (cell in own or case in own.values()):
                 continue
-            if case == "float64" and cell not in ("lstm", "gru_classic"):
-                continue
-            if case == "user_folder" and cell != "gru_classic":
-                continue
-            if case == "heads" and not getattr(rnngen.load(cell), "SIZES", ()):
-                continue
-            if case == "rate0" and (cell == "clash" or not has_step_masks(rnngen.load(cell))):
+            if cell not in own and skip(cell, case):
                 continue
             try:
                 row = run(cell, case)

@@ -64,15 +64,15 @@ def test_counts_per_forward_and_backward(results, capsys):
 def test_launch_and_allocation_goals(results):
     """<= 4 launches per forward, <= 6 per backward (reverse included: the loop-order copies of x
     and dx), one allocation per call (plus the lengths upload), no fill, copy or column-sum launch.
-    A block-diagonal (heads) linear adds its own launches beside these: its dense matrix once per
-    call (heads_dense) and, backward, its gradient's diagonal blocks (heads_blocks)."""
+    A block-diagonal (heads) linear adds one launch beside these, backward: its gradient's diagonal
+    blocks (heads_blocks); forward and backward kernels read its weight as it is (no dense matrix)."""
     for (cell, lengths, reverse), row in results.items():
         fwd, bwd = row["forward"]["counted"], row["backward"]["counted"]
         where = f"{cell} lengths={lengths} reverse={reverse}"
         heads = sum(1 for shape in rnngen.load(cell).PARAMS.values() if shape[0] == "heads")   # its linears
-        assert fwd.get("launch heads_dense", 0) == heads and bwd.get("launch heads_dense", 0) == heads, where
+        assert "launch heads_dense" not in fwd and "launch heads_dense" not in bwd, where
         assert bwd.get("launch heads_blocks", 0) == heads, f"{where}: {bwd}"
-        assert fwd["launches"] - heads <= 4 and bwd["launches"] - 2 * heads <= 6, f"{where}: {fwd} {bwd}"
+        assert fwd["launches"] <= 4 and bwd["launches"] - heads <= 6, f"{where}: {fwd} {bwd}"
         assert fwd["allocations"] == 1 + lengths, f"{where}: forward allocations {fwd}"
         assert bwd["allocations"] == 1, f"{where}: backward allocations {bwd}"
         for part in (fwd, bwd):

@@ -73,7 +73,7 @@ def test_persistent_kernels_compile(kernels, cell):
 
 
 RUNTIME = ("gemm 128x128x8x8x8", "gemm 64x64x16x4x4", "fill", "copy1d",
-           "_into_last", "_from_last", "_multiply", "_add", "_swap01", "_loop_order", "heads _dense", "heads _blocks")
+           "_into_last", "_from_last", "_multiply", "_add", "_swap01", "_loop_order", "heads _blocks")
 
 
 @pytest.mark.parametrize("kernel", RUNTIME)

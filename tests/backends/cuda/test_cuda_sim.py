@@ -51,8 +51,10 @@ def test_gemm_tiles_of_the_gpu(results):
 
 @pytest.mark.parametrize("cell", [c for c in rnngen.available() if "heads" in getattr(rnngen.load(c), "SIZES", ())])
 def test_cuda_heads_on_several_blocks(results, cell):
-    """A block-diagonal linear of 3 heads of 2 units (its dense matrix on the device), 3 blocks."""
+    """A block-diagonal linear of 3 heads of 2 units (its slices read each head's weights), on 3
+    blocks, and on one block whose warp tiles cross the heads' boundaries (weights in global memory)."""
     _check(results[cell, "heads"])
+    _check(results[cell, "heads_one_block"])
 
 
 @pytest.mark.parametrize("cell", [c for c in rnngen.available() if getattr(rnngen.load(c), "INITIAL", None)])
@@ -68,6 +70,11 @@ def test_cuda_kernels_at_rate_zero_on_several_blocks(results, cell):
     row = results[cell, "rate0"]
     _check(row)
     assert row["rate0_kernels"] == [True, True]
+
+
+def test_cuda_heads_of_a_users_one_gate_linear(results):
+    """A user's block-diagonal linear of one gate, 2 heads of 3 units on 3 blocks of 2 units."""
+    _check(results["heads_user", "heads_user"])
 
 
 def test_cuda_module_next_to_a_user_built_module(results):
