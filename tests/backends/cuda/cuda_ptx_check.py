@@ -143,8 +143,9 @@ def runtime_kernels(nt):
     return out
 
 
-def main(cells):
-    for dtype, nt in (("float32", numba.float32), ("float64", numba.float64)):
+def main(cells, dtypes=("float32", "float64")):
+    for dtype in dtypes:
+        nt = getattr(numba, dtype)
         for cell in cells:
             mod = __import__(f"rnngen.generated._cuda_{cell}", fromlist=["_kernels_for"])
             ks = mod._kernels_for(nt)
@@ -156,4 +157,10 @@ def main(cells):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or available())
+    # cuda_ptx_check.py [--dtype float32|float64] [cell ...]: one dtype per process lets the test
+    # compile both side by side
+    args = sys.argv[1:]
+    dtypes = ("float32", "float64")
+    if args[:1] == ["--dtype"]:
+        dtypes, args = (args[1],), args[2:]
+    main(args or available(), dtypes)

@@ -198,16 +198,21 @@ cell.update(h=tanh(xa + ha) + 0.5 * cell.h)
 """
 
 
-def heads_user_module():
-    """A user's cell whose block-diagonal linear has one gate, built into a temporary folder."""
+def built_module(name, text):
+    """A user's spec (its text) built into a temporary folder and loaded from there."""
     import tempfile
     from rnngen.tools.build import build
-    folder = tempfile.mkdtemp(prefix="rnngen_heads_")
-    spec = os.path.join(folder, "heads_user.py")
+    folder = tempfile.mkdtemp(prefix=f"rnngen_{name}_")
+    spec = os.path.join(folder, f"{name}.py")
     with open(spec, "w") as f:
-        f.write(HEADS_USER)
+        f.write(text)
     build([spec], os.path.join(folder, "gen"), log=lambda *a: None)
-    return rnngen.load("heads_user", path=os.path.join(folder, "gen"))
+    return rnngen.load(name, path=os.path.join(folder, "gen"))
+
+
+def heads_user_module():
+    """A user's cell whose block-diagonal linear has one gate."""
+    return built_module("heads_user", HEADS_USER)
 
 
 def user_folder(cell):
@@ -221,16 +226,9 @@ def user_folder(cell):
 
 def spec_names_module():
     """A spec whose names are the generator's own (tests/helpers.py), built into a folder."""
-    import tempfile
-    from rnngen.tools.build import build
     sys.path.insert(0, os.path.join(REPO, "tests"))
     from helpers import CLASH
-    folder = tempfile.mkdtemp(prefix="rnngen_clash_")
-    spec = os.path.join(folder, "clash.py")
-    with open(spec, "w") as f:
-        f.write(CLASH)
-    build([spec], os.path.join(folder, "gen"), log=lambda *a: None)
-    return rnngen.load("clash", path=os.path.join(folder, "gen"))
+    return built_module("clash", CLASH)
 
 
 def run(cell, case):
