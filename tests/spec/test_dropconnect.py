@@ -105,3 +105,32 @@ def test_dropconnect_on_a_linear_of_x_is_a_spec_error():
         cell.linear("ih", cell.x, dropconnect="p")
     with pytest.raises(SpecError, match="rate name must be a Python identifier"):
         cell.linear("hh", cell.h, dropconnect="not a name")
+
+
+def test_dropconnect_beside_step_masks_at_rate_zero(tmp_path):
+    """A cell with a step mask and DropConnect: with the step mask's rate 0 and DropConnect drawn,
+    the kernels at rate 0 (no step mask read) still use the call's masked weight; they agree with
+    the cell's own kernels given a step mask of ones and the same weight mask."""
+    from helpers import build_spec_text
+    m = build_spec_text(tmp_path, "zoned_wd", """
+        from rnngen.spec import Cell, tanh
+        cell = Cell("zoned_wd", states=("h",), output="h")
+        (xa,) = cell.linear("ih", cell.x)
+        (ha,) = cell.linear("hh", cell.h, dropconnect="weight_drop")
+        keep = cell.mask("keep", rate="zoneout")
+        cell.update(h=keep * tanh(xa + ha) + (1 - keep) * cell.h)
+    """)
+    x, params, state0 = random_problem(m, T=5, B=3, I=4, H=5, seed=4)
+    drawn = m.draw_masks(5, 3, 5, {"zoneout": 0.0, "weight_drop": 0.5}, rng=1, dtype=np.float64, params=params)
+    assert drawn["keep"] is None and drawn["weight_hh"] is not None
+    ones = dict(drawn, keep=np.ones((5, 3, 5)))
+    dy = np.random.default_rng(5).standard_normal((5, 3, 5))
+    out = []
+    for masks in (drawn, ones):
+        y, fin, saved = m.forward(x, params, state0, np.array([5, 2, 0]), True, masks=masks)
+        assert getattr(saved, "rate0", False) == (masks is drawn)
+        out.append((y, *fin, *m.backward(dy, None, saved)[2].values()))
+    for a, b in zip(*out):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-14)
+    plain, _, _ = m.forward(x, params, state0, np.array([5, 2, 0]), True)       # no weight mask either
+    assert not np.allclose(plain, out[0][0])
