@@ -6,8 +6,8 @@ the masks of one forward call on the host from a numpy Generator, in MASKS order
 gives the same masks on the CPU and on the GPU (the CUDA module copies them over). A mask whose
 rate is 0, or any mask in eval mode, is its expectation (1 - p, or 1 when inverted) and draws
 nothing from the generator; a mask that is 1 everywhere is None (not made at all). When every step
-and sequence mask of a call is 1 (`at_rate0`), the CPU module runs the kernels it compiled from
-the cell with its masks set to 1, which read no mask (rate 0 costs nothing). Backward reads the
+and sequence mask of a call is 1 (`at_rate0`), the CPU and CUDA modules run the kernels compiled
+from the cell with its masks set to 1, which read no mask (rate 0 costs nothing). Backward reads the
 masks forward saved.
 
 per "weight" is DropConnect of a linear's weight (`cell.linear(..., dropconnect=rate)`): the

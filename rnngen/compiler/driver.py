@@ -9,7 +9,7 @@
     layout:<target>, emit:<target>, render:<target>        (rnngen/backends/<target>/)
 
 A cell with random masks (`cell.mask`) is compiled a second time with every mask set to 1
-(`rate0()`, masks.without_masks): the CPU modules hold both kernel sets and run the second when a
+(`rate0()`, masks.without_masks): the CPU and CUDA modules hold both kernel sets and run the second when a
 call draws no mask (rate 0, or eval mode of inverted masks), so that rate 0 costs nothing.
 
 `rnngen build` takes the rendered texts; `rnngen show` reads the IR and the CPU emitter's output.
