@@ -105,12 +105,11 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln
                     terms_m_ln_ih_mean[j] = ih0 + ih1 + ih2 + ih3
                     terms_m_ln_ih_sq[j] = (ih0*ih0) + (ih1*ih1) + (ih2*ih2) + (ih3*ih3)
                 sum_m_ln_ih_mean = c0
-                for j in range(H):
-                    sum_m_ln_ih_mean += terms_m_ln_ih_mean[j]
-                m_ln_ih_mean[step, b] = sum_m_ln_ih_mean*inv_4H
                 sum_m_ln_ih_sq = c0
                 for j in range(H):
+                    sum_m_ln_ih_mean += terms_m_ln_ih_mean[j]
                     sum_m_ln_ih_sq += terms_m_ln_ih_sq[j]
+                m_ln_ih_mean[step, b] = sum_m_ln_ih_mean*inv_4H
                 m_ln_ih_sq[step, b] = sum_m_ln_ih_sq*inv_4H
         np.dot(s_h[step], weight_hh.T, z_hh[step])
         # stage 2: means ln_hh_mean, ln_hh_sq (sums over the units)
@@ -130,12 +129,11 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln
                     terms_m_ln_hh_mean[j] = hh0 + hh1 + hh2 + hh3
                     terms_m_ln_hh_sq[j] = (hh0*hh0) + (hh1*hh1) + (hh2*hh2) + (hh3*hh3)
                 sum_m_ln_hh_mean = c0
-                for j in range(H):
-                    sum_m_ln_hh_mean += terms_m_ln_hh_mean[j]
-                m_ln_hh_mean[step, b] = sum_m_ln_hh_mean*inv_4H
                 sum_m_ln_hh_sq = c0
                 for j in range(H):
+                    sum_m_ln_hh_mean += terms_m_ln_hh_mean[j]
                     sum_m_ln_hh_sq += terms_m_ln_hh_sq[j]
+                m_ln_hh_mean[step, b] = sum_m_ln_hh_mean*inv_4H
                 m_ln_hh_sq[step, b] = sum_m_ln_hh_sq*inv_4H
         # stage 3: means ln_c_mean, ln_c_sq (sums over the units)
         # sums of ln_c_mean, ln_c_sq
@@ -180,12 +178,11 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln
                     terms_m_ln_c_mean[j] = c_next
                     terms_m_ln_c_sq[j] = (c_next*c_next)
                 sum_m_ln_c_mean = c0
-                for j in range(H):
-                    sum_m_ln_c_mean += terms_m_ln_c_mean[j]
-                m_ln_c_mean[step, b] = sum_m_ln_c_mean*inv_H
                 sum_m_ln_c_sq = c0
                 for j in range(H):
+                    sum_m_ln_c_mean += terms_m_ln_c_mean[j]
                     sum_m_ln_c_sq += terms_m_ln_c_sq[j]
+                m_ln_c_mean[step, b] = sum_m_ln_c_mean*inv_H
                 m_ln_c_sq[step, b] = sum_m_ln_c_sq*inv_H
         # update: new states
         for b in range(B):
@@ -257,6 +254,28 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
     terms_dmean_ln_hh_sq = np.empty(H, dy.dtype)   # a reduction's terms, one row at a time
     terms_dmean_ln_ih_mean = np.empty(H, dy.dtype)   # a reduction's terms, one row at a time
     terms_dmean_ln_ih_sq = np.empty(H, dy.dtype)   # a reduction's terms, one row at a time
+    row_tmp22 = np.empty(H, dy.dtype)   # one row's values, between split loops
+    row_tmp24 = np.empty(H, dy.dtype)   # one row's values, between split loops
+    row_tmp25 = np.empty(H, dy.dtype)   # one row's values, between split loops
+    row_tmp31 = np.empty(H, dy.dtype)   # one row's values, between split loops
+    row_tmp34 = np.empty(H, dy.dtype)   # one row's values, between split loops
+    row_d_c_next = np.empty(H, dy.dtype)   # one row's values, between split loops
+    row_d_zo = np.empty(H, dy.dtype)   # one row's values, between split loops
+    row_d_zg = np.empty(H, dy.dtype)   # one row's values, between split loops
+    row_d_zf = np.empty(H, dy.dtype)   # one row's values, between split loops
+    row_d_zi = np.empty(H, dy.dtype)   # one row's values, between split loops
+    row_tmp35 = np.empty(H, dy.dtype)   # one row's values, between split loops
+    row_tmp36 = np.empty(H, dy.dtype)   # one row's values, between split loops
+    row_tmp37 = np.empty(H, dy.dtype)   # one row's values, between split loops
+    row_tmp38 = np.empty(H, dy.dtype)   # one row's values, between split loops
+    row_tmp39 = np.empty(H, dy.dtype)   # one row's values, between split loops
+    row_tmp43 = np.empty(H, dy.dtype)   # one row's values, between split loops
+    row_tmp44 = np.empty(H, dy.dtype)   # one row's values, between split loops
+    row_tmp45 = np.empty(H, dy.dtype)   # one row's values, between split loops
+    row_tmp46 = np.empty(H, dy.dtype)   # one row's values, between split loops
+    row_tmp18 = np.empty(H, dy.dtype)   # one row's values, between split loops
+    row_tmp20 = np.empty(H, dy.dtype)   # one row's values, between split loops
+    row_tmp21 = np.empty(H, dy.dtype)   # one row's values, between split loops
     inv_H_ = dy.dtype.type(1) / dy.dtype.type(H)
     inv_4H_ = dy.dtype.type(1) / dy.dtype.type(4 * H)
     c0 = dy.dtype.type(0)
@@ -266,6 +285,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
     c2 = dy.dtype.type(2)
     for step in range(T - 1, -1, -1):
         # gradient through the update
+        # 9 loops over the units: one would not vectorize (too many arrays; rnngen/backends/cpu/split.py)
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
@@ -283,6 +303,20 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                 ln_hh_sq = m_ln_hh_sq[step, b]
                 ln_c_mean = m_ln_c_mean[step, b]
                 ln_c_sq = m_ln_c_sq[step, b]
+                tmp0 = -ln_hh_mean
+                tmp2 = -(ln_hh_mean*ln_hh_mean) + ln_hh_sq + c1em05
+                tmp3 = (c1/math.sqrt(tmp2))
+                tmp5 = -ln_ih_mean
+                tmp7 = -(ln_ih_mean*ln_ih_mean) + ln_ih_sq + c1em05
+                tmp8 = (c1/math.sqrt(tmp7))
+                tmp27 = -(ln_c_mean*ln_c_mean) + ln_c_sq + c1em05
+                tmp28 = (c1/math.sqrt(tmp27))
+                tmp40 = (c1/(tmp2*math.sqrt(tmp2)))
+                tmp41 = ln_hh_mean*tmp40
+                tmp42 = (c1_2)*tmp40
+                tmp47 = (c1/(tmp7*math.sqrt(tmp7)))
+                tmp48 = ln_ih_mean*tmp47
+                tmp49 = (c1_2)*tmp47
                 dvec_bias_g0 = dvec_bias[0:H]
                 dvec_bias_g1 = dvec_bias[H:2 * H]
                 dvec_bias_g2 = dvec_bias[2 * H:3 * H]
@@ -304,40 +338,27 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                 dvec_ln_ih_gain_g2 = dvec_ln_ih_gain[2 * H:3 * H]
                 dvec_ln_ih_gain_g3 = dvec_ln_ih_gain[3 * H:4 * H]
                 for j in range(H):
-                    dnext_h = d_h[b, j] + dy[t, b, j]
-                    dnext_c = d_c[b, j]
                     c = s_c[step, b, j]
                     ih0 = zx_ih_g0[j]
                     ih1 = zx_ih_g1[j]
                     ih2 = zx_ih_g2[j]
-                    ih3 = zx_ih_g3[j]
                     hh0 = z_hh_g0[j]
                     hh1 = z_hh_g1[j]
                     hh2 = z_hh_g2[j]
-                    hh3 = z_hh_g3[j]
                     ln_ih_gain_0 = vec_ln_ih_gain[j]
                     ln_ih_gain_1 = vec_ln_ih_gain[H + j]
                     ln_ih_gain_2 = vec_ln_ih_gain[2 * H + j]
-                    ln_ih_gain_3 = vec_ln_ih_gain[3 * H + j]
                     ln_hh_gain_0 = vec_ln_hh_gain[j]
                     ln_hh_gain_1 = vec_ln_hh_gain[H + j]
                     ln_hh_gain_2 = vec_ln_hh_gain[2 * H + j]
-                    ln_hh_gain_3 = vec_ln_hh_gain[3 * H + j]
                     bias_0 = vec_bias[j]
                     bias_1 = vec_bias[H + j]
                     bias_2 = vec_bias[2 * H + j]
-                    bias_3 = vec_bias[3 * H + j]
                     gc = vec_ln_c_gain[j]
                     bc = vec_ln_c_bias[j]
-                    tmp0 = -ln_hh_mean
                     tmp1 = hh0 + tmp0
-                    tmp2 = -(ln_hh_mean*ln_hh_mean) + ln_hh_sq + c1em05
-                    tmp3 = (c1/math.sqrt(tmp2))
                     tmp4 = ln_hh_gain_0*tmp3
-                    tmp5 = -ln_ih_mean
                     tmp6 = ih0 + tmp5
-                    tmp7 = -(ln_ih_mean*ln_ih_mean) + ln_ih_sq + c1em05
-                    tmp8 = (c1/math.sqrt(tmp7))
                     tmp9 = ln_ih_gain_0*tmp8
                     zi = bias_0 + tmp1*tmp4 + tmp6*tmp9
                     tmp10 = hh1 + tmp0
@@ -350,22 +371,43 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                     tmp16 = ih2 + tmp5
                     tmp17 = ln_ih_gain_2*tmp8
                     zg = bias_2 + tmp14*tmp15 + tmp16*tmp17
-                    tmp18 = hh3 + tmp0
-                    tmp19 = ln_hh_gain_3*tmp3
-                    tmp20 = ih3 + tmp5
-                    tmp21 = ln_ih_gain_3*tmp8
-                    zo = bias_3 + tmp18*tmp19 + tmp20*tmp21
                     tmp22 = _sigmoid(zf)
                     tmp23 = c*tmp22
                     tmp24 = _tanh(zg)
                     tmp25 = _sigmoid(zi)
                     tmp26 = tmp24*tmp25
                     c_next = tmp23 + tmp26
-                    tmp27 = -(ln_c_mean*ln_c_mean) + ln_c_sq + c1em05
-                    tmp28 = (c1/math.sqrt(tmp27))
                     tmp29 = gc*tmp28
                     tmp30 = c_next - ln_c_mean
                     tmp31 = _tanh(bc + tmp29*tmp30)
+                    row_tmp22[j] = tmp22
+                    row_tmp24[j] = tmp24
+                    row_tmp25[j] = tmp25
+                    row_tmp31[j] = tmp31
+                for j in range(H):
+                    dnext_h = d_h[b, j] + dy[t, b, j]
+                    dnext_c = d_c[b, j]
+                    c = s_c[step, b, j]
+                    ih3 = zx_ih_g3[j]
+                    hh3 = z_hh_g3[j]
+                    ln_ih_gain_3 = vec_ln_ih_gain[3 * H + j]
+                    ln_hh_gain_3 = vec_ln_hh_gain[3 * H + j]
+                    bias_3 = vec_bias[3 * H + j]
+                    gc = vec_ln_c_gain[j]
+                    tmp22 = row_tmp22[j]
+                    tmp24 = row_tmp24[j]
+                    tmp25 = row_tmp25[j]
+                    tmp31 = row_tmp31[j]
+                    tmp18 = hh3 + tmp0
+                    tmp19 = ln_hh_gain_3*tmp3
+                    tmp20 = ih3 + tmp5
+                    tmp21 = ln_ih_gain_3*tmp8
+                    zo = bias_3 + tmp18*tmp19 + tmp20*tmp21
+                    tmp23 = c*tmp22
+                    tmp26 = tmp24*tmp25
+                    c_next = tmp23 + tmp26
+                    tmp29 = gc*tmp28
+                    tmp30 = c_next - ln_c_mean
                     tmp32 = _sigmoid(zo)
                     tmp33 = dnext_h*tmp32
                     tmp34 = tmp33*(c1 - (tmp31*tmp31))
@@ -375,20 +417,65 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                     d_zf = d_c_next*tmp23*(c1 - tmp22)
                     d_zi = d_c_next*tmp26*(c1 - tmp25)
                     tmp35 = gc*tmp30/(tmp27*math.sqrt(tmp27))
+                    row_tmp34[j] = tmp34
+                    row_d_c_next[j] = d_c_next
+                    row_d_zo[j] = d_zo
+                    row_d_zg[j] = d_zg
+                    row_d_zf[j] = d_zf
+                    row_d_zi[j] = d_zi
+                    row_tmp35[j] = tmp35
+                for j in range(H):
+                    ih0 = zx_ih_g0[j]
+                    ih1 = zx_ih_g1[j]
+                    ih2 = zx_ih_g2[j]
+                    hh0 = z_hh_g0[j]
+                    hh1 = z_hh_g1[j]
+                    hh2 = z_hh_g2[j]
+                    hh3 = z_hh_g3[j]
+                    d_zo = row_d_zo[j]
+                    d_zg = row_d_zg[j]
+                    d_zf = row_d_zf[j]
+                    d_zi = row_d_zi[j]
+                    tmp1 = hh0 + tmp0
+                    tmp6 = ih0 + tmp5
+                    tmp10 = hh1 + tmp0
+                    tmp12 = ih1 + tmp5
+                    tmp14 = hh2 + tmp0
+                    tmp16 = ih2 + tmp5
+                    tmp18 = hh3 + tmp0
                     tmp36 = d_zi*tmp1
                     tmp37 = d_zf*tmp10
                     tmp38 = d_zg*tmp14
                     tmp39 = d_zo*tmp18
-                    tmp40 = (c1/(tmp2*math.sqrt(tmp2)))
-                    tmp41 = ln_hh_mean*tmp40
-                    tmp42 = (c1_2)*tmp40
                     tmp43 = d_zi*tmp6
                     tmp44 = d_zf*tmp12
                     tmp45 = d_zg*tmp16
+                    row_tmp36[j] = tmp36
+                    row_tmp37[j] = tmp37
+                    row_tmp38[j] = tmp38
+                    row_tmp39[j] = tmp39
+                    row_tmp43[j] = tmp43
+                    row_tmp44[j] = tmp44
+                    row_tmp45[j] = tmp45
+                for j in range(H):
+                    ih3 = zx_ih_g3[j]
+                    d_zo = row_d_zo[j]
+                    tmp20 = ih3 + tmp5
                     tmp46 = d_zo*tmp20
-                    tmp47 = (c1/(tmp7*math.sqrt(tmp7)))
-                    tmp48 = ln_ih_mean*tmp47
-                    tmp49 = (c1_2)*tmp47
+                    row_tmp46[j] = tmp46
+                for j in range(H):
+                    ln_hh_gain_0 = vec_ln_hh_gain[j]
+                    ln_hh_gain_1 = vec_ln_hh_gain[H + j]
+                    ln_hh_gain_2 = vec_ln_hh_gain[2 * H + j]
+                    tmp22 = row_tmp22[j]
+                    d_c_next = row_d_c_next[j]
+                    d_zo = row_d_zo[j]
+                    d_zg = row_d_zg[j]
+                    d_zf = row_d_zf[j]
+                    d_zi = row_d_zi[j]
+                    tmp4 = ln_hh_gain_0*tmp3
+                    tmp11 = ln_hh_gain_1*tmp3
+                    tmp15 = ln_hh_gain_2*tmp3
                     d_h[b, j] = c0
                     d_c[b, j] = d_c_next*tmp22
                     dvec_bias_g0[j] += d_zi
@@ -398,6 +485,30 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                     dz_hh_g0[j] = d_zi*tmp4
                     dz_hh_g1[j] = d_zf*tmp11
                     dz_hh_g2[j] = d_zg*tmp15
+                for j in range(H):
+                    c = s_c[step, b, j]
+                    ln_ih_gain_0 = vec_ln_ih_gain[j]
+                    ln_ih_gain_1 = vec_ln_ih_gain[H + j]
+                    ln_ih_gain_2 = vec_ln_ih_gain[2 * H + j]
+                    ln_ih_gain_3 = vec_ln_ih_gain[3 * H + j]
+                    ln_hh_gain_3 = vec_ln_hh_gain[3 * H + j]
+                    tmp22 = row_tmp22[j]
+                    tmp24 = row_tmp24[j]
+                    tmp25 = row_tmp25[j]
+                    tmp34 = row_tmp34[j]
+                    d_zo = row_d_zo[j]
+                    d_zg = row_d_zg[j]
+                    d_zf = row_d_zf[j]
+                    d_zi = row_d_zi[j]
+                    tmp9 = ln_ih_gain_0*tmp8
+                    tmp13 = ln_ih_gain_1*tmp8
+                    tmp17 = ln_ih_gain_2*tmp8
+                    tmp19 = ln_hh_gain_3*tmp3
+                    tmp21 = ln_ih_gain_3*tmp8
+                    tmp23 = c*tmp22
+                    tmp26 = tmp24*tmp25
+                    c_next = tmp23 + tmp26
+                    tmp30 = c_next - ln_c_mean
                     dz_hh_g3[j] = d_zo*tmp19
                     dzx_ih_g0[j] = d_zi*tmp9
                     dzx_ih_g1[j] = d_zf*tmp13
@@ -405,46 +516,103 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                     dzx_ih_g3[j] = d_zo*tmp21
                     dvec_ln_c_bias[j] += tmp34
                     dvec_ln_c_gain[j] += tmp28*tmp30*tmp34
+                for j in range(H):
+                    gc = vec_ln_c_gain[j]
+                    tmp34 = row_tmp34[j]
+                    tmp35 = row_tmp35[j]
+                    tmp36 = row_tmp36[j]
+                    tmp37 = row_tmp37[j]
+                    tmp38 = row_tmp38[j]
+                    tmp39 = row_tmp39[j]
+                    tmp29 = gc*tmp28
                     terms_dmean_ln_c_mean[j] = tmp34*(ln_c_mean*tmp35 - tmp29)
                     terms_dmean_ln_c_sq[j] = -c1_2*tmp34*tmp35
                     dvec_ln_hh_gain_g0[j] += tmp3*tmp36
                     dvec_ln_hh_gain_g1[j] += tmp3*tmp37
                     dvec_ln_hh_gain_g2[j] += tmp3*tmp38
                     dvec_ln_hh_gain_g3[j] += tmp3*tmp39
+                for j in range(H):
+                    hh0 = z_hh_g0[j]
+                    hh1 = z_hh_g1[j]
+                    hh2 = z_hh_g2[j]
+                    hh3 = z_hh_g3[j]
+                    ln_hh_gain_0 = vec_ln_hh_gain[j]
+                    ln_hh_gain_1 = vec_ln_hh_gain[H + j]
+                    ln_hh_gain_2 = vec_ln_hh_gain[2 * H + j]
+                    ln_hh_gain_3 = vec_ln_hh_gain[3 * H + j]
+                    d_zo = row_d_zo[j]
+                    d_zg = row_d_zg[j]
+                    d_zf = row_d_zf[j]
+                    d_zi = row_d_zi[j]
+                    tmp36 = row_tmp36[j]
+                    tmp37 = row_tmp37[j]
+                    tmp38 = row_tmp38[j]
+                    tmp39 = row_tmp39[j]
+                    tmp43 = row_tmp43[j]
+                    tmp44 = row_tmp44[j]
+                    tmp45 = row_tmp45[j]
+                    tmp1 = hh0 + tmp0
+                    tmp4 = ln_hh_gain_0*tmp3
+                    tmp10 = hh1 + tmp0
+                    tmp11 = ln_hh_gain_1*tmp3
+                    tmp14 = hh2 + tmp0
+                    tmp15 = ln_hh_gain_2*tmp3
+                    tmp18 = hh3 + tmp0
+                    tmp19 = ln_hh_gain_3*tmp3
                     terms_dmean_ln_hh_mean[j] = d_zf*(ln_hh_gain_1*tmp10*tmp41 - tmp11) + d_zg*(ln_hh_gain_2*tmp14*tmp41 - tmp15) + d_zi*(ln_hh_gain_0*tmp1*tmp41 - tmp4) + d_zo*(ln_hh_gain_3*tmp18*tmp41 - tmp19)
                     terms_dmean_ln_hh_sq[j] = -ln_hh_gain_0*tmp36*tmp42 - ln_hh_gain_1*tmp37*tmp42 - ln_hh_gain_2*tmp38*tmp42 - ln_hh_gain_3*tmp39*tmp42
                     dvec_ln_ih_gain_g0[j] += tmp43*tmp8
                     dvec_ln_ih_gain_g1[j] += tmp44*tmp8
                     dvec_ln_ih_gain_g2[j] += tmp45*tmp8
+                for j in range(H):
+                    ih0 = zx_ih_g0[j]
+                    ih1 = zx_ih_g1[j]
+                    ih2 = zx_ih_g2[j]
+                    ih3 = zx_ih_g3[j]
+                    ln_ih_gain_0 = vec_ln_ih_gain[j]
+                    ln_ih_gain_1 = vec_ln_ih_gain[H + j]
+                    ln_ih_gain_2 = vec_ln_ih_gain[2 * H + j]
+                    ln_ih_gain_3 = vec_ln_ih_gain[3 * H + j]
+                    d_zo = row_d_zo[j]
+                    d_zg = row_d_zg[j]
+                    d_zf = row_d_zf[j]
+                    d_zi = row_d_zi[j]
+                    tmp43 = row_tmp43[j]
+                    tmp44 = row_tmp44[j]
+                    tmp45 = row_tmp45[j]
+                    tmp46 = row_tmp46[j]
+                    tmp6 = ih0 + tmp5
+                    tmp9 = ln_ih_gain_0*tmp8
+                    tmp12 = ih1 + tmp5
+                    tmp13 = ln_ih_gain_1*tmp8
+                    tmp16 = ih2 + tmp5
+                    tmp17 = ln_ih_gain_2*tmp8
+                    tmp20 = ih3 + tmp5
+                    tmp21 = ln_ih_gain_3*tmp8
                     dvec_ln_ih_gain_g3[j] += tmp46*tmp8
                     terms_dmean_ln_ih_mean[j] = d_zf*(ln_ih_gain_1*tmp12*tmp48 - tmp13) + d_zg*(ln_ih_gain_2*tmp16*tmp48 - tmp17) + d_zi*(ln_ih_gain_0*tmp48*tmp6 - tmp9) + d_zo*(ln_ih_gain_3*tmp20*tmp48 - tmp21)
                     terms_dmean_ln_ih_sq[j] = -ln_ih_gain_0*tmp43*tmp49 - ln_ih_gain_1*tmp44*tmp49 - ln_ih_gain_2*tmp45*tmp49 - ln_ih_gain_3*tmp46*tmp49
                 sum_dmean_ln_c_mean = c0
-                for j in range(H):
-                    sum_dmean_ln_c_mean += terms_dmean_ln_c_mean[j]
-                dmean_ln_c_mean[b] = sum_dmean_ln_c_mean*inv_H_
                 sum_dmean_ln_c_sq = c0
-                for j in range(H):
-                    sum_dmean_ln_c_sq += terms_dmean_ln_c_sq[j]
-                dmean_ln_c_sq[b] = sum_dmean_ln_c_sq*inv_H_
                 sum_dmean_ln_hh_mean = c0
-                for j in range(H):
-                    sum_dmean_ln_hh_mean += terms_dmean_ln_hh_mean[j]
-                dmean_ln_hh_mean[b] = sum_dmean_ln_hh_mean*inv_4H_
                 sum_dmean_ln_hh_sq = c0
-                for j in range(H):
-                    sum_dmean_ln_hh_sq += terms_dmean_ln_hh_sq[j]
-                dmean_ln_hh_sq[b] = sum_dmean_ln_hh_sq*inv_4H_
                 sum_dmean_ln_ih_mean = c0
-                for j in range(H):
-                    sum_dmean_ln_ih_mean += terms_dmean_ln_ih_mean[j]
-                dmean_ln_ih_mean[b] = sum_dmean_ln_ih_mean*inv_4H_
                 sum_dmean_ln_ih_sq = c0
                 for j in range(H):
+                    sum_dmean_ln_c_mean += terms_dmean_ln_c_mean[j]
+                    sum_dmean_ln_c_sq += terms_dmean_ln_c_sq[j]
+                    sum_dmean_ln_hh_mean += terms_dmean_ln_hh_mean[j]
+                    sum_dmean_ln_hh_sq += terms_dmean_ln_hh_sq[j]
+                    sum_dmean_ln_ih_mean += terms_dmean_ln_ih_mean[j]
                     sum_dmean_ln_ih_sq += terms_dmean_ln_ih_sq[j]
+                dmean_ln_c_mean[b] = sum_dmean_ln_c_mean*inv_H_
+                dmean_ln_c_sq[b] = sum_dmean_ln_c_sq*inv_H_
+                dmean_ln_hh_mean[b] = sum_dmean_ln_hh_mean*inv_4H_
+                dmean_ln_hh_sq[b] = sum_dmean_ln_hh_sq*inv_4H_
+                dmean_ln_ih_mean[b] = sum_dmean_ln_ih_mean*inv_4H_
                 dmean_ln_ih_sq[b] = sum_dmean_ln_ih_sq*inv_4H_
         # stage 3: means ln_c_mean, ln_c_sq (sums over the units)
-        # gradient through the inputs of stage 3
+        # gradient through the inputs of stage 3; 4 loops over the units: one would not vectorize (too many arrays; rnngen/backends/cpu/split.py)
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
@@ -460,6 +628,18 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                 ln_ih_sq = m_ln_ih_sq[step, b]
                 ln_hh_mean = m_ln_hh_mean[step, b]
                 ln_hh_sq = m_ln_hh_sq[step, b]
+                tmp0 = -ln_hh_mean
+                tmp2 = -(ln_hh_mean*ln_hh_mean) + ln_hh_sq + c1em05
+                tmp3 = (c1/math.sqrt(tmp2))
+                tmp5 = -ln_ih_mean
+                tmp7 = -(ln_ih_mean*ln_ih_mean) + ln_ih_sq + c1em05
+                tmp8 = (c1/math.sqrt(tmp7))
+                tmp26 = (c1/(tmp2*math.sqrt(tmp2)))
+                tmp27 = ln_hh_mean*tmp26
+                tmp28 = (c1_2)*tmp26
+                tmp32 = (c1/(tmp7*math.sqrt(tmp7)))
+                tmp33 = ln_ih_mean*tmp32
+                tmp34 = (c1_2)*tmp32
                 dvec_bias_g0 = dvec_bias[0:H]
                 dvec_bias_g1 = dvec_bias[H:2 * H]
                 dvec_bias_g2 = dvec_bias[2 * H:3 * H]
@@ -476,7 +656,6 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                 dvec_ln_ih_gain_g1 = dvec_ln_ih_gain[H:2 * H]
                 dvec_ln_ih_gain_g2 = dvec_ln_ih_gain[2 * H:3 * H]
                 for j in range(H):
-                    c = s_c[step, b, j]
                     ih0 = zx_ih_g0[j]
                     ih1 = zx_ih_g1[j]
                     ih2 = zx_ih_g2[j]
@@ -492,15 +671,9 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                     bias_0 = vec_bias[j]
                     bias_1 = vec_bias[H + j]
                     bias_2 = vec_bias[2 * H + j]
-                    tmp0 = -ln_hh_mean
                     tmp1 = hh0 + tmp0
-                    tmp2 = -(ln_hh_mean*ln_hh_mean) + ln_hh_sq + c1em05
-                    tmp3 = (c1/math.sqrt(tmp2))
                     tmp4 = ln_hh_gain_0*tmp3
-                    tmp5 = -ln_ih_mean
                     tmp6 = ih0 + tmp5
-                    tmp7 = -(ln_ih_mean*ln_ih_mean) + ln_ih_sq + c1em05
-                    tmp8 = (c1/math.sqrt(tmp7))
                     tmp9 = ln_ih_gain_0*tmp8
                     zi = bias_0 + tmp1*tmp4 + tmp6*tmp9
                     tmp10 = hh1 + tmp0
@@ -514,27 +687,33 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                     tmp17 = ln_ih_gain_2*tmp8
                     zg = bias_2 + tmp14*tmp15 + tmp16*tmp17
                     tmp18 = _sigmoid(zf)
-                    tmp19 = c*tmp18
                     tmp20 = _tanh(zg)
                     tmp21 = _sigmoid(zi)
+                    row_tmp18[j] = tmp18
+                    row_tmp20[j] = tmp20
+                    row_tmp21[j] = tmp21
+                for j in range(H):
+                    c = s_c[step, b, j]
+                    ln_ih_gain_0 = vec_ln_ih_gain[j]
+                    ln_ih_gain_1 = vec_ln_ih_gain[H + j]
+                    ln_hh_gain_0 = vec_ln_hh_gain[j]
+                    ln_hh_gain_1 = vec_ln_hh_gain[H + j]
+                    ln_hh_gain_2 = vec_ln_hh_gain[2 * H + j]
+                    tmp18 = row_tmp18[j]
+                    tmp20 = row_tmp20[j]
+                    tmp21 = row_tmp21[j]
+                    tmp4 = ln_hh_gain_0*tmp3
+                    tmp9 = ln_ih_gain_0*tmp8
+                    tmp11 = ln_hh_gain_1*tmp3
+                    tmp13 = ln_ih_gain_1*tmp8
+                    tmp15 = ln_hh_gain_2*tmp3
+                    tmp19 = c*tmp18
                     tmp22 = tmp20*tmp21
                     c_next = tmp19 + tmp22
                     d_c_next = c2*c_next*dm_ln_c_sq + dm_ln_c_mean
                     d_zg = d_c_next*tmp21*(c1 - (tmp20*tmp20))
                     d_zf = d_c_next*tmp19*(c1 - tmp18)
                     d_zi = d_c_next*tmp22*(c1 - tmp21)
-                    tmp23 = d_zi*tmp1
-                    tmp24 = d_zf*tmp10
-                    tmp25 = d_zg*tmp14
-                    tmp26 = (c1/(tmp2*math.sqrt(tmp2)))
-                    tmp27 = ln_hh_mean*tmp26
-                    tmp28 = (c1_2)*tmp26
-                    tmp29 = d_zi*tmp6
-                    tmp30 = d_zf*tmp12
-                    tmp31 = d_zg*tmp16
-                    tmp32 = (c1/(tmp7*math.sqrt(tmp7)))
-                    tmp33 = ln_ih_mean*tmp32
-                    tmp34 = (c1_2)*tmp32
                     dvec_bias_g0[j] += d_zi
                     dvec_bias_g1[j] += d_zf
                     dvec_bias_g2[j] += d_zg
@@ -544,6 +723,38 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                     dz_hh_g2[j] += d_zg*tmp15
                     dzx_ih_g0[j] += d_zi*tmp9
                     dzx_ih_g1[j] += d_zf*tmp13
+                for j in range(H):
+                    c = s_c[step, b, j]
+                    ih0 = zx_ih_g0[j]
+                    hh0 = z_hh_g0[j]
+                    hh1 = z_hh_g1[j]
+                    hh2 = z_hh_g2[j]
+                    ln_ih_gain_2 = vec_ln_ih_gain[2 * H + j]
+                    ln_hh_gain_0 = vec_ln_hh_gain[j]
+                    ln_hh_gain_1 = vec_ln_hh_gain[H + j]
+                    ln_hh_gain_2 = vec_ln_hh_gain[2 * H + j]
+                    tmp18 = row_tmp18[j]
+                    tmp20 = row_tmp20[j]
+                    tmp21 = row_tmp21[j]
+                    tmp1 = hh0 + tmp0
+                    tmp4 = ln_hh_gain_0*tmp3
+                    tmp6 = ih0 + tmp5
+                    tmp10 = hh1 + tmp0
+                    tmp11 = ln_hh_gain_1*tmp3
+                    tmp14 = hh2 + tmp0
+                    tmp15 = ln_hh_gain_2*tmp3
+                    tmp17 = ln_ih_gain_2*tmp8
+                    tmp19 = c*tmp18
+                    tmp22 = tmp20*tmp21
+                    c_next = tmp19 + tmp22
+                    d_c_next = c2*c_next*dm_ln_c_sq + dm_ln_c_mean
+                    d_zg = d_c_next*tmp21*(c1 - (tmp20*tmp20))
+                    d_zf = d_c_next*tmp19*(c1 - tmp18)
+                    d_zi = d_c_next*tmp22*(c1 - tmp21)
+                    tmp23 = d_zi*tmp1
+                    tmp24 = d_zf*tmp10
+                    tmp25 = d_zg*tmp14
+                    tmp29 = d_zi*tmp6
                     dzx_ih_g2[j] += d_zg*tmp17
                     dvec_ln_hh_gain_g0[j] += tmp23*tmp3
                     dvec_ln_hh_gain_g1[j] += tmp24*tmp3
@@ -551,25 +762,49 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                     terms_dmean_ln_hh_mean[j] = d_zf*(ln_hh_gain_1*tmp10*tmp27 - tmp11) + d_zg*(ln_hh_gain_2*tmp14*tmp27 - tmp15) + d_zi*(ln_hh_gain_0*tmp1*tmp27 - tmp4)
                     terms_dmean_ln_hh_sq[j] = -ln_hh_gain_0*tmp23*tmp28 - ln_hh_gain_1*tmp24*tmp28 - ln_hh_gain_2*tmp25*tmp28
                     dvec_ln_ih_gain_g0[j] += tmp29*tmp8
+                for j in range(H):
+                    c = s_c[step, b, j]
+                    ih0 = zx_ih_g0[j]
+                    ih1 = zx_ih_g1[j]
+                    ih2 = zx_ih_g2[j]
+                    ln_ih_gain_0 = vec_ln_ih_gain[j]
+                    ln_ih_gain_1 = vec_ln_ih_gain[H + j]
+                    ln_ih_gain_2 = vec_ln_ih_gain[2 * H + j]
+                    tmp18 = row_tmp18[j]
+                    tmp20 = row_tmp20[j]
+                    tmp21 = row_tmp21[j]
+                    tmp6 = ih0 + tmp5
+                    tmp9 = ln_ih_gain_0*tmp8
+                    tmp12 = ih1 + tmp5
+                    tmp13 = ln_ih_gain_1*tmp8
+                    tmp16 = ih2 + tmp5
+                    tmp17 = ln_ih_gain_2*tmp8
+                    tmp19 = c*tmp18
+                    tmp22 = tmp20*tmp21
+                    c_next = tmp19 + tmp22
+                    d_c_next = c2*c_next*dm_ln_c_sq + dm_ln_c_mean
+                    d_zg = d_c_next*tmp21*(c1 - (tmp20*tmp20))
+                    d_zf = d_c_next*tmp19*(c1 - tmp18)
+                    d_zi = d_c_next*tmp22*(c1 - tmp21)
+                    tmp29 = d_zi*tmp6
+                    tmp30 = d_zf*tmp12
+                    tmp31 = d_zg*tmp16
                     dvec_ln_ih_gain_g1[j] += tmp30*tmp8
                     dvec_ln_ih_gain_g2[j] += tmp31*tmp8
                     terms_dmean_ln_ih_mean[j] = d_zf*(ln_ih_gain_1*tmp12*tmp33 - tmp13) + d_zg*(ln_ih_gain_2*tmp16*tmp33 - tmp17) + d_zi*(ln_ih_gain_0*tmp33*tmp6 - tmp9)
                     terms_dmean_ln_ih_sq[j] = -ln_ih_gain_0*tmp29*tmp34 - ln_ih_gain_1*tmp30*tmp34 - ln_ih_gain_2*tmp31*tmp34
                 sum_dmean_ln_hh_mean = c0
-                for j in range(H):
-                    sum_dmean_ln_hh_mean += terms_dmean_ln_hh_mean[j]
-                dmean_ln_hh_mean[b] += sum_dmean_ln_hh_mean*inv_4H_
                 sum_dmean_ln_hh_sq = c0
-                for j in range(H):
-                    sum_dmean_ln_hh_sq += terms_dmean_ln_hh_sq[j]
-                dmean_ln_hh_sq[b] += sum_dmean_ln_hh_sq*inv_4H_
                 sum_dmean_ln_ih_mean = c0
-                for j in range(H):
-                    sum_dmean_ln_ih_mean += terms_dmean_ln_ih_mean[j]
-                dmean_ln_ih_mean[b] += sum_dmean_ln_ih_mean*inv_4H_
                 sum_dmean_ln_ih_sq = c0
                 for j in range(H):
+                    sum_dmean_ln_hh_mean += terms_dmean_ln_hh_mean[j]
+                    sum_dmean_ln_hh_sq += terms_dmean_ln_hh_sq[j]
+                    sum_dmean_ln_ih_mean += terms_dmean_ln_ih_mean[j]
                     sum_dmean_ln_ih_sq += terms_dmean_ln_ih_sq[j]
+                dmean_ln_hh_mean[b] += sum_dmean_ln_hh_mean*inv_4H_
+                dmean_ln_hh_sq[b] += sum_dmean_ln_hh_sq*inv_4H_
+                dmean_ln_ih_mean[b] += sum_dmean_ln_ih_mean*inv_4H_
                 dmean_ln_ih_sq[b] += sum_dmean_ln_ih_sq*inv_4H_
         # stage 2: means ln_hh_mean, ln_hh_sq (sums over the units)
         # gradient through the inputs of stage 2
@@ -660,12 +895,11 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_i
                     terms_m_ln_ih_mean[j] = ih0 + ih1 + ih2 + ih3
                     terms_m_ln_ih_sq[j] = (ih0*ih0) + (ih1*ih1) + (ih2*ih2) + (ih3*ih3)
                 sum_m_ln_ih_mean = c0
-                for j in range(H):
-                    sum_m_ln_ih_mean += terms_m_ln_ih_mean[j]
-                m_ln_ih_mean[step % 2, b] = sum_m_ln_ih_mean*inv_4H
                 sum_m_ln_ih_sq = c0
                 for j in range(H):
+                    sum_m_ln_ih_mean += terms_m_ln_ih_mean[j]
                     sum_m_ln_ih_sq += terms_m_ln_ih_sq[j]
+                m_ln_ih_mean[step % 2, b] = sum_m_ln_ih_mean*inv_4H
                 m_ln_ih_sq[step % 2, b] = sum_m_ln_ih_sq*inv_4H
         np.dot(s_h[step % 2], weight_hh.T, z_hh[step % 2])
         # stage 2: means ln_hh_mean, ln_hh_sq (sums over the units)
@@ -685,12 +919,11 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_i
                     terms_m_ln_hh_mean[j] = hh0 + hh1 + hh2 + hh3
                     terms_m_ln_hh_sq[j] = (hh0*hh0) + (hh1*hh1) + (hh2*hh2) + (hh3*hh3)
                 sum_m_ln_hh_mean = c0
-                for j in range(H):
-                    sum_m_ln_hh_mean += terms_m_ln_hh_mean[j]
-                m_ln_hh_mean[step % 2, b] = sum_m_ln_hh_mean*inv_4H
                 sum_m_ln_hh_sq = c0
                 for j in range(H):
+                    sum_m_ln_hh_mean += terms_m_ln_hh_mean[j]
                     sum_m_ln_hh_sq += terms_m_ln_hh_sq[j]
+                m_ln_hh_mean[step % 2, b] = sum_m_ln_hh_mean*inv_4H
                 m_ln_hh_sq[step % 2, b] = sum_m_ln_hh_sq*inv_4H
         # stage 3: means ln_c_mean, ln_c_sq (sums over the units)
         # sums of ln_c_mean, ln_c_sq
@@ -735,12 +968,11 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_i
                     terms_m_ln_c_mean[j] = c_next
                     terms_m_ln_c_sq[j] = (c_next*c_next)
                 sum_m_ln_c_mean = c0
-                for j in range(H):
-                    sum_m_ln_c_mean += terms_m_ln_c_mean[j]
-                m_ln_c_mean[step % 2, b] = sum_m_ln_c_mean*inv_H
                 sum_m_ln_c_sq = c0
                 for j in range(H):
+                    sum_m_ln_c_mean += terms_m_ln_c_mean[j]
                     sum_m_ln_c_sq += terms_m_ln_c_sq[j]
+                m_ln_c_mean[step % 2, b] = sum_m_ln_c_mean*inv_H
                 m_ln_c_sq[step % 2, b] = sum_m_ln_c_sq*inv_H
         # update: new states
         for b in range(B):

@@ -155,6 +155,11 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, d_h, d_c, dzx_ih, dz_
     B = dy.shape[1]
     H = zx_ih.shape[2] // 4
     proj_size = dy.shape[2]
+    row_i = np.empty(H, dy.dtype)   # one row's values, between split loops
+    row_f = np.empty(H, dy.dtype)   # one row's values, between split loops
+    row_g = np.empty(H, dy.dtype)   # one row's values, between split loops
+    row_o = np.empty(H, dy.dtype)   # one row's values, between split loops
+    row_tmp0 = np.empty(H, dy.dtype)   # one row's values, between split loops
     c0 = dy.dtype.type(0)
     c1 = dy.dtype.type(1)
     for step in range(T - 1, -1, -1):
@@ -209,7 +214,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, d_h, d_c, dzx_ih, dz_
                     dzx_ih_g2[j] = tmp2
         # stage 2: GEMM adjoints of hr
         np.dot(dz_hr[step], weight_hr, dv_hr)
-        # gradient through the inputs of stage 2
+        # gradient through the inputs of stage 2; 2 loops over the units: one would not vectorize (too many arrays; rnngen/backends/cpu/split.py)
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
@@ -230,7 +235,6 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, d_h, d_c, dzx_ih, dz_
                 dzx_ih_g2 = dzx_ih[t, b, 2 * H:3 * H]
                 dzx_ih_g3 = dzx_ih[t, b, 3 * H:4 * H]
                 for j in range(H):
-                    dv_hr_bj = dv_hr[b, j]
                     c = s_c[step, b, j]
                     xi = zx_ih_g0[j]
                     xf = zx_ih_g1[j]
@@ -246,6 +250,19 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, d_h, d_c, dzx_ih, dz_
                     o = _sigmoid(ho + xo)
                     c_next = c*f + g*i
                     tmp0 = _tanh(c_next)
+                    row_i[j] = i
+                    row_f[j] = f
+                    row_g[j] = g
+                    row_o[j] = o
+                    row_tmp0[j] = tmp0
+                for j in range(H):
+                    dv_hr_bj = dv_hr[b, j]
+                    c = s_c[step, b, j]
+                    i = row_i[j]
+                    f = row_f[j]
+                    g = row_g[j]
+                    o = row_o[j]
+                    tmp0 = row_tmp0[j]
                     d_c_next = dv_hr_bj*o*(c1 - (tmp0*tmp0))
                     d_o = dv_hr_bj*tmp0
                     d_g = d_c_next*i

@@ -121,10 +121,21 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, v_hh, mask_m_h, we
 @njit(cache=True, nogil=True, error_model="numpy")
 def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, mask_m_h, d_h, d_c, dzx_ih, dz_hh, dv_hh, weight_hh, bias_hh):
     T, B, H = dy.shape
+    row_i = np.empty(H, dy.dtype)   # one row's values, between split loops
+    row_f = np.empty(H, dy.dtype)   # one row's values, between split loops
+    row_g = np.empty(H, dy.dtype)   # one row's values, between split loops
+    row_o = np.empty(H, dy.dtype)   # one row's values, between split loops
+    row_d_c_next = np.empty(H, dy.dtype)   # one row's values, between split loops
+    row_d_o = np.empty(H, dy.dtype)   # one row's values, between split loops
+    row_tmp1 = np.empty(H, dy.dtype)   # one row's values, between split loops
+    row_tmp2 = np.empty(H, dy.dtype)   # one row's values, between split loops
+    row_tmp3 = np.empty(H, dy.dtype)   # one row's values, between split loops
+    row_tmp4 = np.empty(H, dy.dtype)   # one row's values, between split loops
     c0 = dy.dtype.type(0)
     c1 = dy.dtype.type(1)
     for step in range(T - 1, -1, -1):
         # gradient through the update
+        # 3 loops over the units: one would not vectorize (too many arrays; rnngen/backends/cpu/split.py)
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
@@ -164,6 +175,20 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, mask_m_h, d_h, d_c, d
                     tmp0 = _tanh(c_next)
                     d_c_next = dnext_c + dnext_h*o*(c1 - (tmp0*tmp0))
                     d_o = dnext_h*tmp0
+                    row_i[j] = i
+                    row_f[j] = f
+                    row_g[j] = g
+                    row_o[j] = o
+                    row_d_c_next[j] = d_c_next
+                    row_d_o[j] = d_o
+                for j in range(H):
+                    c = s_c[step, b, j]
+                    i = row_i[j]
+                    f = row_f[j]
+                    g = row_g[j]
+                    o = row_o[j]
+                    d_c_next = row_d_c_next[j]
+                    d_o = row_d_o[j]
                     d_g = d_c_next*i
                     d_f = c*d_c_next
                     d_i = d_c_next*g
@@ -171,6 +196,17 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, mask_m_h, d_h, d_c, d
                     tmp2 = d_f*f*(c1 - f)
                     tmp3 = d_g*(c1 - (g*g))
                     tmp4 = d_o*o*(c1 - o)
+                    row_tmp1[j] = tmp1
+                    row_tmp2[j] = tmp2
+                    row_tmp3[j] = tmp3
+                    row_tmp4[j] = tmp4
+                for j in range(H):
+                    f = row_f[j]
+                    d_c_next = row_d_c_next[j]
+                    tmp1 = row_tmp1[j]
+                    tmp2 = row_tmp2[j]
+                    tmp3 = row_tmp3[j]
+                    tmp4 = row_tmp4[j]
                     d_h[b, j] = c0
                     d_c[b, j] = d_c_next*f
                     dz_hh_g0[j] = tmp1

@@ -7,6 +7,7 @@ import sympy as sp
 from ...compiler import ir
 from ...compiler.printer import Constants, KernelPrinter
 from ..host import HostOps, after_loop, d_state0, kernel_sizes, saved_call, saved_key, shape, width
+from . import split
 from .infer import InferLayout, pruned_forward
 from ..host import weight_setup
 
@@ -22,6 +23,7 @@ class Block:
     ir: object = None        # the ir.Pointwise it prints
     size: str = "H"          # the units the j loop runs over
     after: list = field(default_factory=list)       # after the j loop: a reduction's per-row store
+    loops: list = None      # a split block (split.py): [(loads, body, stores)] of each j loop, in order
 
 
 @dataclass
@@ -75,6 +77,7 @@ class _Printer:
         self.used = set()      # buffers a kernel references
         self.terms = {}        # a kernel's reductions' terms arrays -> their size
         self.scales = {}       # a kernel's reductions' 1/count -> the local holding it
+        self.row_arrays = {}   # (name, size) -> a split block's one-row array (split.py)
 
     def value(self, v, views):
         if isinstance(v, ir.Ref):
@@ -110,28 +113,92 @@ class _Printer:
         self.scales = {}
         return out
 
+    def _ref_key(self, ref):
+        """The pointer an element is read or written through (each view, each gate of a vector)."""
+        return (ref.buffer.name, ref.gate if ref.buffer.gates > 1 else 0, ref.at)
+
+    def _pointers(self, blk):
+        def read_keys(r):
+            return {self._ref_key(t) for t in self.lay.terms(r) if not t.buffer.per_row}
+
+        def write_key(w):
+            if w.reduce is not None:
+                return (self.lay.sum_name(w.ref)[1], 0, "terms")
+            return self._ref_key(w.ref)
+        return split.Pointers(blk, read_keys, self._ref_key, write_key)
+
+    def _load(self, r, views):
+        return f"{r.symbol.name} = " + " + ".join(self.element(t, views) for t in self.lay.terms(r))
+
+    def _store(self, w, views, sums):
+        """The line of one write; a reduction's term goes to its terms array, its sum to `sums`."""
+        if w.reduce is None:
+            return f"{self.element(w.ref, views)} {'+=' if w.accumulate else '='} {self.value(w.value, views)}"
+        acc, terms = self.lay.sum_name(w.ref)    # a reduction: terms per unit, summed after the loop
+        sums.append((acc, terms, w))
+        return f"{terms}[{self.k.loop['j']}] = {self.value(w.value, views)}"
+
+    def _sum_lines(self, sums, size):
+        """The sums of a block's reductions: one loop over the units adding every terms array in
+        order (independent chains: each sum adds its terms in the order j = 0, 1, ...)."""
+        if not sums:
+            return []
+        j = self.k.loop["j"]
+        for _, terms, _ in sums:
+            self.terms[terms] = size
+        out = [f"{acc} = {self.printer.doprint(sp.Integer(0))}" for acc, _, _ in sums]
+        out.append(f"for {j} in range({size}):")
+        out += [f"    {acc} += {terms}[{j}]" for acc, terms, _ in sums]
+        out += [f"{self.element(w.ref)} {'+=' if w.accumulate else '='} {acc}*{self.scale(w.reduce)}"
+                for acc, _, w in sums]
+        return out
+
+    def _row_array(self, sym, size):
+        """The one-row array holding `sym` between the loops of a split block (row_<name>)."""
+        key = (sym.name, size)
+        if key not in self.row_arrays:
+            self.row_arrays[key] = self.lay.namer.claim(f"row_{sym.name}")
+        return self.row_arrays[key]
+
     def block(self, blk, stage_title):
         views, loads = [], []
         for r in blk.reads:         # a per-row value (a mean, its gradient) is read before the j loop
-            line = f"{r.symbol.name} = " + " + ".join(self.element(t, views) for t in self.lay.terms(r))
+            line = self._load(r, views)
             (views if all(t.buffer.per_row for t in r.terms) else loads).append(line)
-        body = [f"{s.name} = {self.printer.doprint(e)}" for s, e in blk.assigns]
-        stores, after = [], []
-        for w in blk.writes:
-            if w.reduce is None:
-                stores.append(f"{self.element(w.ref, views)} {'+=' if w.accumulate else '='} "
-                              f"{self.value(w.value, views)}")
-                continue
-            acc, terms = self.lay.sum_name(w.ref)    # a reduction: terms per unit, summed after the loop
-            self.terms[terms] = self.lay.size_name(blk.size)
-            stores.append(f"{terms}[{self.k.loop['j']}] = {self.value(w.value, views)}")
-            after += [f"{acc} = {self.printer.doprint(sp.Integer(0))}",
-                      f"for {self.k.loop['j']} in range({self.lay.size_name(blk.size)}):",
-                      f"    {acc} += {terms}[{self.k.loop['j']}]",
-                      f"{self.element(w.ref)} {'+=' if w.accumulate else '='} {acc}*{self.scale(w.reduce)}"]
-        inactive = [f"{self.element(w.ref)} = {self.value(w.value, None)}" for w in blk.inactive]
+        size = self.lay.size_name(blk.size)
         title = blk.title if blk.title != stage_title else ""
-        return Block(title, views, loads, body, stores, inactive, blk, self.lay.size_name(blk.size), after)
+        inactive = [f"{self.element(w.ref)} = {self.value(w.value, None)}" for w in blk.inactive]
+        ptrs = self._pointers(blk)
+        if split.needs_split(ptrs):
+            return self._split_block(blk, split.plan(ptrs), views, size, title, inactive)
+        body = [f"{s.name} = {self.printer.doprint(e)}" for s, e in blk.assigns]
+        sums = []
+        stores = [self._store(w, views, sums) for w in blk.writes]
+        return Block(title, views, loads, body, stores, inactive, blk, size, self._sum_lines(sums, size))
+
+    def _split_block(self, blk, plan, views, size, title, inactive):
+        """A block over LLVM's alias-check budget as several j loops (split.py)."""
+        j = self.k.loop["j"]
+        views += [f"{s.name} = {self.printer.doprint(e)}" for s, e in plan.hoisted]
+        sums, loops = [], []
+        for lp in plan.loops:
+            loads = [self._load(r, views) for r in lp.reads]
+            loads += [f"{q.name} = {self._row_array(q, size)}[{j}]" for q in lp.row_in]
+            body = [f"{s.name} = {self.printer.doprint(e)}" for s, e in lp.assigns]
+            stores = [f"{self._row_array(s, size)}[{j}] = {s.name}" for s in lp.row_out]
+            stores += [self._store(w, views, sums) for w in lp.writes]
+            loops.append((loads, body, stores))
+        first, rest = loops[0], loops[1:]
+        after = []
+        for loads, body, stores in rest:
+            after.append(f"for {j} in range({size}):")
+            after += [f"    {line}" for line in loads + body + stores]
+        note = f"{len(loops)} loops over the units: one would not vectorize (too many arrays; rnngen/backends/cpu/split.py)"
+        title = f"{title}; {note}" if title else note
+        block = Block(title, views, first[0], first[1], first[2], inactive, blk, size,
+                      after + self._sum_lines(sums, size))
+        block.loops = loops
+        return block
 
     def gemm(self, op):
         for b in (op.input.buffer, op.weight, op.output.buffer):
@@ -181,7 +248,9 @@ class _Printer:
         n = self.k.loop
         terms = [f"{name} = np.empty({size}, {first.name}.dtype)   # a reduction's terms, one row at a time"
                  for name, size in self.terms.items()]
-        self.terms = {}
+        terms += [f"{name} = np.empty({size}, {first.name}.dtype)   # one row's values, between split loops"
+                  for (_, size), name in self.row_arrays.items()]
+        self.terms, self.row_arrays = {}, {}
         return ([n["lengths"], n["reverse"]] + [b.name for b in used],
                 ["lengths", "reverse"] + [self.lay.call_name(b) for b in used],
                 kernel_sizes(self.k, self.lay, used, first) + terms
