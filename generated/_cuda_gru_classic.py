@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 60cd98950ace6c46a454d956edcf69be3d0b5785bcb225424bec9617494e5776
+sha256 of spec + templates + math libraries + versions: d631822a2ea78f5b6fb347504d4164d48203412c90a78639d873ee3e9f411bc7
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -38,7 +38,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru_classic"
-SPEC_SHA256 = "60cd98950ace6c46a454d956edcf69be3d0b5785bcb225424bec9617494e5776"
+SPEC_SHA256 = "d631822a2ea78f5b6fb347504d4164d48203412c90a78639d873ee3e9f411bc7"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

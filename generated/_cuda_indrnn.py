@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 85a0f7ea6b773e2f9f104fe6f119b10c08b2db0b4e1ca7dc35c41794aae9dbfd
+sha256 of spec + templates + math libraries + versions: 0ec46865769213a97b9144d8b9ef38ce9d9c3fb61f5b77df44a94a72137ce156
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "indrnn"
-SPEC_SHA256 = "85a0f7ea6b773e2f9f104fe6f119b10c08b2db0b4e1ca7dc35c41794aae9dbfd"
+SPEC_SHA256 = "0ec46865769213a97b9144d8b9ef38ce9d9c3fb61f5b77df44a94a72137ce156"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_proj.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 7fa2366c317007d63e609738804a42cee8b82e89fdafce8bac548741d40c7ed5
+sha256 of spec + templates + math libraries + versions: 6ebc293952d5f1cae9dd433b5824cd7390dd7bd57a34cada7d8372651b5a6732
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -42,7 +42,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_proj"
-SPEC_SHA256 = "7fa2366c317007d63e609738804a42cee8b82e89fdafce8bac548741d40c7ed5"
+SPEC_SHA256 = "6ebc293952d5f1cae9dd433b5824cd7390dd7bd57a34cada7d8372651b5a6732"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

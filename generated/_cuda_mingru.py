@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 192cfb6d79b2d531400fdc63183cfc254ad4d621d2ee96cd7a629eaf28ea218e
+sha256 of spec + templates + math libraries + versions: 590caa346de0c708e0ab859b96b38ca6d67f175ede4a8b98b21ac46e1a65cd0e
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -35,7 +35,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "mingru"
-SPEC_SHA256 = "192cfb6d79b2d531400fdc63183cfc254ad4d621d2ee96cd7a629eaf28ea218e"
+SPEC_SHA256 = "590caa346de0c708e0ab859b96b38ca6d67f175ede4a8b98b21ac46e1a65cd0e"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: e9322330eaa24cd10a4e50c4aeb2d3e40dd3d0acb1310f5506ad1bd6272bced6
+sha256 of spec + templates + math libraries + versions: 9e5ff9430dd6ece0b6526bbd0da23cf228ce2621bc2c355112cbbdbebf4d2b40
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -37,7 +37,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "e9322330eaa24cd10a4e50c4aeb2d3e40dd3d0acb1310f5506ad1bd6272bced6"
+SPEC_SHA256 = "9e5ff9430dd6ece0b6526bbd0da23cf228ce2621bc2c355112cbbdbebf4d2b40"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: slstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: d6353d14057765c96fbaebb773397c9f1a127104cd3fcf67704b3b7000e5e830
+sha256 of spec + templates + math libraries + versions: 0cbc87eda171d88712d44b5a6bc66baa6e4be2756b38f1edda2987b7236f4c8e
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -51,7 +51,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "slstm"
-SPEC_SHA256 = "d6353d14057765c96fbaebb773397c9f1a127104cd3fcf67704b3b7000e5e830"
+SPEC_SHA256 = "0cbc87eda171d88712d44b5a6bc66baa6e4be2756b38f1edda2987b7236f4c8e"
 STATES = ('h', 'c', 'n', 'm')
 OUTPUT = "h"
 INITIAL = {'m': 'lowest'}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 60cd98950ace6c46a454d956edcf69be3d0b5785bcb225424bec9617494e5776
+sha256 of spec + templates + math libraries + versions: d631822a2ea78f5b6fb347504d4164d48203412c90a78639d873ee3e9f411bc7
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,7 +29,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru_classic"
-SPEC_SHA256 = "60cd98950ace6c46a454d956edcf69be3d0b5785bcb225424bec9617494e5776"
+SPEC_SHA256 = "d631822a2ea78f5b6fb347504d4164d48203412c90a78639d873ee3e9f411bc7"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -67,10 +67,10 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, weight_hh, 
         # stage 1: recurrent GEMMs of hh
         np.dot(s_h[step], weight_hh.T, z_hh[step])
         # stage 2: recurrent GEMMs of rh
-        # inputs of linear rh
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
+                # inputs of linear rh
                 zx_ih_g1 = zx_ih[t, b, H:2 * H]
                 z_hh_g1 = z_hh[step, b, H:2 * H]
                 for j in range(H):
@@ -141,10 +141,10 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_hh, z_rh, d_h, dzx_ih, dz
                     dz_rh[step, b, j] = tmp3
         # stage 2: GEMM adjoints of rh
         np.dot(dz_rh[step], weight_rh, dv_rh)
-        # gradient through the inputs of stage 2
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
+                # gradient through the inputs of stage 2
                 zx_ih_g1 = zx_ih[t, b, H:2 * H]
                 z_hh_g1 = z_hh[step, b, H:2 * H]
                 dz_hh_g1 = dz_hh[step, b, H:2 * H]
@@ -175,10 +175,10 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, weight_hh, we
         # stage 1: recurrent GEMMs of hh
         np.dot(s_h[step % 2], weight_hh.T, z_hh[step % 2])
         # stage 2: recurrent GEMMs of rh
-        # inputs of linear rh
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
+                # inputs of linear rh
                 zx_ih_g1 = zx_ih[t, b, H:2 * H]
                 z_hh_g1 = z_hh[step % 2, b, H:2 * H]
                 for j in range(H):

@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 85a0f7ea6b773e2f9f104fe6f119b10c08b2db0b4e1ca7dc35c41794aae9dbfd
+sha256 of spec + templates + math libraries + versions: 0ec46865769213a97b9144d8b9ef38ce9d9c3fb61f5b77df44a94a72137ce156
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -25,7 +25,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, relu as _relu, step as _step  # noqa: F401
 
 NAME = "indrnn"
-SPEC_SHA256 = "85a0f7ea6b773e2f9f104fe6f119b10c08b2db0b4e1ca7dc35c41794aae9dbfd"
+SPEC_SHA256 = "0ec46865769213a97b9144d8b9ef38ce9d9c3fb61f5b77df44a94a72137ce156"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: layernorm_lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 6366dc810d2ed06e6eb8ffc0fa9ff3367b1220fc7fc54a6794bbf73d380b36e1
+sha256 of spec + templates + math libraries + versions: dfc9818a60bc04f3ab5d54a277775d31a06797cd216b754714cdb00a7b72e4bd
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -38,7 +38,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "layernorm_lstm"
-SPEC_SHA256 = "6366dc810d2ed06e6eb8ffc0fa9ff3367b1220fc7fc54a6794bbf73d380b36e1"
+SPEC_SHA256 = "dfc9818a60bc04f3ab5d54a277775d31a06797cd216b754714cdb00a7b72e4bd"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -80,6 +80,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln
     terms_m_ln_hh_sq = np.empty(H, y.dtype)   # a reduction's terms, one row at a time
     terms_m_ln_c_mean = np.empty(H, y.dtype)   # a reduction's terms, one row at a time
     terms_m_ln_c_sq = np.empty(H, y.dtype)   # a reduction's terms, one row at a time
+    row_c_next = np.empty(H, y.dtype)   # one row's values, between the blocks of a row loop
     inv_4H = y.dtype.type(1) / y.dtype.type(4 * H)
     inv_H = y.dtype.type(1) / y.dtype.type(H)
     c0 = y.dtype.type(0)
@@ -89,10 +90,10 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln
     c2 = y.dtype.type(2)
     for step in range(T):
         # stage 1: recurrent GEMMs of hh; means ln_ih_mean, ln_ih_sq (sums over the units)
-        # sums of ln_ih_mean, ln_ih_sq
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
+                # sums of ln_ih_mean, ln_ih_sq
                 zx_ih_g0 = zx_ih[t, b, 0:H]
                 zx_ih_g1 = zx_ih[t, b, H:2 * H]
                 zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
@@ -113,10 +114,10 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln
                 m_ln_ih_sq[step, b] = sum_m_ln_ih_sq*inv_4H
         np.dot(s_h[step], weight_hh.T, z_hh[step])
         # stage 2: means ln_hh_mean, ln_hh_sq (sums over the units)
-        # sums of ln_hh_mean, ln_hh_sq
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
+                # sums of ln_hh_mean, ln_hh_sq
                 z_hh_g0 = z_hh[step, b, 0:H]
                 z_hh_g1 = z_hh[step, b, H:2 * H]
                 z_hh_g2 = z_hh[step, b, 2 * H:3 * H]
@@ -135,11 +136,8 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln
                     sum_m_ln_hh_sq += terms_m_ln_hh_sq[j]
                 m_ln_hh_mean[step, b] = sum_m_ln_hh_mean*inv_4H
                 m_ln_hh_sq[step, b] = sum_m_ln_hh_sq*inv_4H
-        # stage 3: means ln_c_mean, ln_c_sq (sums over the units)
-        # sums of ln_c_mean, ln_c_sq
-        for b in range(B):
-            if step < lengths[b]:
-                t = lengths[b] - 1 - step if reverse else step
+                # stage 3: means ln_c_mean, ln_c_sq (sums over the units)
+                # sums of ln_c_mean, ln_c_sq
                 zx_ih_g0 = zx_ih[t, b, 0:H]
                 zx_ih_g1 = zx_ih[t, b, H:2 * H]
                 zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
@@ -177,6 +175,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln
                     c_next = c*_sigmoid(zf) + _tanh(zg)*_sigmoid(zi)
                     terms_m_ln_c_mean[j] = c_next
                     terms_m_ln_c_sq[j] = (c_next*c_next)
+                    row_c_next[j] = c_next
                 sum_m_ln_c_mean = c0
                 sum_m_ln_c_sq = c0
                 for j in range(H):
@@ -184,17 +183,8 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln
                     sum_m_ln_c_sq += terms_m_ln_c_sq[j]
                 m_ln_c_mean[step, b] = sum_m_ln_c_mean*inv_H
                 m_ln_c_sq[step, b] = sum_m_ln_c_sq*inv_H
-        # update: new states
-        for b in range(B):
-            if step < lengths[b]:
-                t = lengths[b] - 1 - step if reverse else step
-                zx_ih_g0 = zx_ih[t, b, 0:H]
-                zx_ih_g1 = zx_ih[t, b, H:2 * H]
-                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
+                # update: new states
                 zx_ih_g3 = zx_ih[t, b, 3 * H:4 * H]
-                z_hh_g0 = z_hh[step, b, 0:H]
-                z_hh_g1 = z_hh[step, b, H:2 * H]
-                z_hh_g2 = z_hh[step, b, 2 * H:3 * H]
                 z_hh_g3 = z_hh[step, b, 3 * H:4 * H]
                 ln_ih_mean = m_ln_ih_mean[step, b]
                 ln_ih_sq = m_ln_ih_sq[step, b]
@@ -203,26 +193,11 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln
                 ln_c_mean = m_ln_c_mean[step, b]
                 ln_c_sq = m_ln_c_sq[step, b]
                 for j in range(H):
-                    c = s_c[step, b, j]
-                    ih0 = zx_ih_g0[j]
-                    ih1 = zx_ih_g1[j]
-                    ih2 = zx_ih_g2[j]
+                    c_next = row_c_next[j]
                     ih3 = zx_ih_g3[j]
-                    hh0 = z_hh_g0[j]
-                    hh1 = z_hh_g1[j]
-                    hh2 = z_hh_g2[j]
                     hh3 = z_hh_g3[j]
-                    ln_ih_gain_0 = vec_ln_ih_gain[j]
-                    ln_ih_gain_1 = vec_ln_ih_gain[H + j]
-                    ln_ih_gain_2 = vec_ln_ih_gain[2 * H + j]
                     ln_ih_gain_3 = vec_ln_ih_gain[3 * H + j]
-                    ln_hh_gain_0 = vec_ln_hh_gain[j]
-                    ln_hh_gain_1 = vec_ln_hh_gain[H + j]
-                    ln_hh_gain_2 = vec_ln_hh_gain[2 * H + j]
                     ln_hh_gain_3 = vec_ln_hh_gain[3 * H + j]
-                    bias_0 = vec_bias[j]
-                    bias_1 = vec_bias[H + j]
-                    bias_2 = vec_bias[2 * H + j]
                     bias_3 = vec_bias[3 * H + j]
                     gc = vec_ln_c_gain[j]
                     bc = vec_ln_c_bias[j]
@@ -230,11 +205,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln
                     tmp1 = (c1/math.sqrt(-(ln_hh_mean*ln_hh_mean) + ln_hh_sq + c1em05))
                     tmp2 = -ln_ih_mean
                     tmp3 = (c1/math.sqrt(-(ln_ih_mean*ln_ih_mean) + ln_ih_sq + c1em05))
-                    zi = bias_0 + ln_hh_gain_0*tmp1*(hh0 + tmp0) + ln_ih_gain_0*tmp3*(ih0 + tmp2)
-                    zf = bias_1 + ln_hh_gain_1*tmp1*(hh1 + tmp0) + ln_ih_gain_1*tmp3*(ih1 + tmp2)
-                    zg = bias_2 + ln_hh_gain_2*tmp1*(hh2 + tmp0) + ln_ih_gain_2*tmp3*(ih2 + tmp2)
                     zo = bias_3 + ln_hh_gain_3*tmp1*(hh3 + tmp0) + ln_ih_gain_3*tmp3*(ih3 + tmp2)
-                    c_next = c*_sigmoid(zf) + _tanh(zg)*_sigmoid(zi)
                     s_h[step + 1, b, j] = _tanh(bc + gc*(c_next - ln_c_mean)/math.sqrt(-(ln_c_mean*ln_c_mean) + ln_c_sq + c1em05))*_sigmoid(zo)
                     y[t, b, j] = s_h[step + 1, b, j]
                     s_c[step + 1, b, j] = c_next
@@ -254,9 +225,15 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
     terms_dmean_ln_hh_sq = np.empty(H, dy.dtype)   # a reduction's terms, one row at a time
     terms_dmean_ln_ih_mean = np.empty(H, dy.dtype)   # a reduction's terms, one row at a time
     terms_dmean_ln_ih_sq = np.empty(H, dy.dtype)   # a reduction's terms, one row at a time
-    row_tmp22 = np.empty(H, dy.dtype)   # one row's values, between split loops
-    row_tmp24 = np.empty(H, dy.dtype)   # one row's values, between split loops
-    row_tmp25 = np.empty(H, dy.dtype)   # one row's values, between split loops
+    row_c_next_ = np.empty(H, dy.dtype)   # one row's values, between the blocks of a row loop
+    row_tmp22 = np.empty(H, dy.dtype)   # one row's values, between the blocks of a row loop
+    row_tmp23 = np.empty(H, dy.dtype)   # one row's values, between the blocks of a row loop
+    row_tmp24 = np.empty(H, dy.dtype)   # one row's values, between the blocks of a row loop
+    row_tmp25 = np.empty(H, dy.dtype)   # one row's values, between the blocks of a row loop
+    row_tmp26 = np.empty(H, dy.dtype)   # one row's values, between the blocks of a row loop
+    row_tmp22_ = np.empty(H, dy.dtype)   # one row's values, between split loops
+    row_tmp24_ = np.empty(H, dy.dtype)   # one row's values, between split loops
+    row_tmp25_ = np.empty(H, dy.dtype)   # one row's values, between split loops
     row_tmp31 = np.empty(H, dy.dtype)   # one row's values, between split loops
     row_tmp34 = np.empty(H, dy.dtype)   # one row's values, between split loops
     row_d_c_next = np.empty(H, dy.dtype)   # one row's values, between split loops
@@ -273,9 +250,6 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
     row_tmp44 = np.empty(H, dy.dtype)   # one row's values, between split loops
     row_tmp45 = np.empty(H, dy.dtype)   # one row's values, between split loops
     row_tmp46 = np.empty(H, dy.dtype)   # one row's values, between split loops
-    row_tmp18 = np.empty(H, dy.dtype)   # one row's values, between split loops
-    row_tmp20 = np.empty(H, dy.dtype)   # one row's values, between split loops
-    row_tmp21 = np.empty(H, dy.dtype)   # one row's values, between split loops
     inv_H_ = dy.dtype.type(1) / dy.dtype.type(H)
     inv_4H_ = dy.dtype.type(1) / dy.dtype.type(4 * H)
     c0 = dy.dtype.type(0)
@@ -285,10 +259,10 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
     c2 = dy.dtype.type(2)
     for step in range(T - 1, -1, -1):
         # gradient through the update
-        # 9 loops over the units: one would not vectorize (too many arrays; rnngen/backends/cpu/split.py)
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
+                # 10 loops over the units: one would not vectorize (too many arrays; rnngen/backends/cpu/split.py)
                 zx_ih_g0 = zx_ih[t, b, 0:H]
                 zx_ih_g1 = zx_ih[t, b, H:2 * H]
                 zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
@@ -380,9 +354,9 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                     tmp29 = gc*tmp28
                     tmp30 = c_next - ln_c_mean
                     tmp31 = _tanh(bc + tmp29*tmp30)
-                    row_tmp22[j] = tmp22
-                    row_tmp24[j] = tmp24
-                    row_tmp25[j] = tmp25
+                    row_tmp22_[j] = tmp22
+                    row_tmp24_[j] = tmp24
+                    row_tmp25_[j] = tmp25
                     row_tmp31[j] = tmp31
                 for j in range(H):
                     dnext_h = d_h[b, j] + dy[t, b, j]
@@ -394,9 +368,9 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                     ln_hh_gain_3 = vec_ln_hh_gain[3 * H + j]
                     bias_3 = vec_bias[3 * H + j]
                     gc = vec_ln_c_gain[j]
-                    tmp22 = row_tmp22[j]
-                    tmp24 = row_tmp24[j]
-                    tmp25 = row_tmp25[j]
+                    tmp22 = row_tmp22_[j]
+                    tmp24 = row_tmp24_[j]
+                    tmp25 = row_tmp25_[j]
                     tmp31 = row_tmp31[j]
                     tmp18 = hh3 + tmp0
                     tmp19 = ln_hh_gain_3*tmp3
@@ -467,7 +441,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                     ln_hh_gain_0 = vec_ln_hh_gain[j]
                     ln_hh_gain_1 = vec_ln_hh_gain[H + j]
                     ln_hh_gain_2 = vec_ln_hh_gain[2 * H + j]
-                    tmp22 = row_tmp22[j]
+                    tmp22 = row_tmp22_[j]
                     d_c_next = row_d_c_next[j]
                     d_zo = row_d_zo[j]
                     d_zg = row_d_zg[j]
@@ -492,9 +466,9 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                     ln_ih_gain_2 = vec_ln_ih_gain[2 * H + j]
                     ln_ih_gain_3 = vec_ln_ih_gain[3 * H + j]
                     ln_hh_gain_3 = vec_ln_hh_gain[3 * H + j]
-                    tmp22 = row_tmp22[j]
-                    tmp24 = row_tmp24[j]
-                    tmp25 = row_tmp25[j]
+                    tmp22 = row_tmp22_[j]
+                    tmp24 = row_tmp24_[j]
+                    tmp25 = row_tmp25_[j]
                     tmp34 = row_tmp34[j]
                     d_zo = row_d_zo[j]
                     d_zg = row_d_zg[j]
@@ -565,6 +539,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                     dvec_ln_ih_gain_g1[j] += tmp44*tmp8
                     dvec_ln_ih_gain_g2[j] += tmp45*tmp8
                 for j in range(H):
+                    c = s_c[step, b, j]
                     ih0 = zx_ih_g0[j]
                     ih1 = zx_ih_g1[j]
                     ih2 = zx_ih_g2[j]
@@ -573,6 +548,9 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                     ln_ih_gain_1 = vec_ln_ih_gain[H + j]
                     ln_ih_gain_2 = vec_ln_ih_gain[2 * H + j]
                     ln_ih_gain_3 = vec_ln_ih_gain[3 * H + j]
+                    tmp22 = row_tmp22_[j]
+                    tmp24 = row_tmp24_[j]
+                    tmp25 = row_tmp25_[j]
                     d_zo = row_d_zo[j]
                     d_zg = row_d_zg[j]
                     d_zf = row_d_zf[j]
@@ -589,9 +567,24 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                     tmp17 = ln_ih_gain_2*tmp8
                     tmp20 = ih3 + tmp5
                     tmp21 = ln_ih_gain_3*tmp8
+                    tmp23 = c*tmp22
+                    tmp26 = tmp24*tmp25
+                    c_next = tmp23 + tmp26
                     dvec_ln_ih_gain_g3[j] += tmp46*tmp8
                     terms_dmean_ln_ih_mean[j] = d_zf*(ln_ih_gain_1*tmp12*tmp48 - tmp13) + d_zg*(ln_ih_gain_2*tmp16*tmp48 - tmp17) + d_zi*(ln_ih_gain_0*tmp48*tmp6 - tmp9) + d_zo*(ln_ih_gain_3*tmp20*tmp48 - tmp21)
                     terms_dmean_ln_ih_sq[j] = -ln_ih_gain_0*tmp43*tmp49 - ln_ih_gain_1*tmp44*tmp49 - ln_ih_gain_2*tmp45*tmp49 - ln_ih_gain_3*tmp46*tmp49
+                    row_c_next_[j] = c_next
+                    row_tmp26[j] = tmp26
+                for j in range(H):
+                    c = s_c[step, b, j]
+                    tmp22 = row_tmp22_[j]
+                    tmp24 = row_tmp24_[j]
+                    tmp25 = row_tmp25_[j]
+                    tmp23 = c*tmp22
+                    row_tmp25[j] = tmp25
+                    row_tmp24[j] = tmp24
+                    row_tmp23[j] = tmp23
+                    row_tmp22[j] = tmp22
                 sum_dmean_ln_c_mean = c0
                 sum_dmean_ln_c_sq = c0
                 sum_dmean_ln_hh_mean = c0
@@ -611,11 +604,8 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                 dmean_ln_hh_sq[b] = sum_dmean_ln_hh_sq*inv_4H_
                 dmean_ln_ih_mean[b] = sum_dmean_ln_ih_mean*inv_4H_
                 dmean_ln_ih_sq[b] = sum_dmean_ln_ih_sq*inv_4H_
-        # stage 3: means ln_c_mean, ln_c_sq (sums over the units)
-        # gradient through the inputs of stage 3; 4 loops over the units: one would not vectorize (too many arrays; rnngen/backends/cpu/split.py)
-        for b in range(B):
-            if step < lengths[b]:
-                t = lengths[b] - 1 - step if reverse else step
+                # stage 3: means ln_c_mean, ln_c_sq (sums over the units)
+                # gradient through the inputs of stage 3; 3 loops over the units: one would not vectorize (too many arrays; rnngen/backends/cpu/split.py)
                 dm_ln_c_mean = dmean_ln_c_mean[b]
                 dm_ln_c_sq = dmean_ln_c_sq[b]
                 zx_ih_g0 = zx_ih[t, b, 0:H]
@@ -656,60 +646,20 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                 dvec_ln_ih_gain_g1 = dvec_ln_ih_gain[H:2 * H]
                 dvec_ln_ih_gain_g2 = dvec_ln_ih_gain[2 * H:3 * H]
                 for j in range(H):
-                    ih0 = zx_ih_g0[j]
-                    ih1 = zx_ih_g1[j]
-                    ih2 = zx_ih_g2[j]
-                    hh0 = z_hh_g0[j]
-                    hh1 = z_hh_g1[j]
-                    hh2 = z_hh_g2[j]
+                    c_next = row_c_next_[j]
+                    tmp18 = row_tmp22[j]
+                    tmp19 = row_tmp23[j]
+                    tmp20 = row_tmp24[j]
+                    tmp21 = row_tmp25[j]
+                    tmp22 = row_tmp26[j]
                     ln_ih_gain_0 = vec_ln_ih_gain[j]
-                    ln_ih_gain_1 = vec_ln_ih_gain[H + j]
-                    ln_ih_gain_2 = vec_ln_ih_gain[2 * H + j]
                     ln_hh_gain_0 = vec_ln_hh_gain[j]
                     ln_hh_gain_1 = vec_ln_hh_gain[H + j]
                     ln_hh_gain_2 = vec_ln_hh_gain[2 * H + j]
-                    bias_0 = vec_bias[j]
-                    bias_1 = vec_bias[H + j]
-                    bias_2 = vec_bias[2 * H + j]
-                    tmp1 = hh0 + tmp0
-                    tmp4 = ln_hh_gain_0*tmp3
-                    tmp6 = ih0 + tmp5
-                    tmp9 = ln_ih_gain_0*tmp8
-                    zi = bias_0 + tmp1*tmp4 + tmp6*tmp9
-                    tmp10 = hh1 + tmp0
-                    tmp11 = ln_hh_gain_1*tmp3
-                    tmp12 = ih1 + tmp5
-                    tmp13 = ln_ih_gain_1*tmp8
-                    zf = bias_1 + tmp10*tmp11 + tmp12*tmp13
-                    tmp14 = hh2 + tmp0
-                    tmp15 = ln_hh_gain_2*tmp3
-                    tmp16 = ih2 + tmp5
-                    tmp17 = ln_ih_gain_2*tmp8
-                    zg = bias_2 + tmp14*tmp15 + tmp16*tmp17
-                    tmp18 = _sigmoid(zf)
-                    tmp20 = _tanh(zg)
-                    tmp21 = _sigmoid(zi)
-                    row_tmp18[j] = tmp18
-                    row_tmp20[j] = tmp20
-                    row_tmp21[j] = tmp21
-                for j in range(H):
-                    c = s_c[step, b, j]
-                    ln_ih_gain_0 = vec_ln_ih_gain[j]
-                    ln_ih_gain_1 = vec_ln_ih_gain[H + j]
-                    ln_hh_gain_0 = vec_ln_hh_gain[j]
-                    ln_hh_gain_1 = vec_ln_hh_gain[H + j]
-                    ln_hh_gain_2 = vec_ln_hh_gain[2 * H + j]
-                    tmp18 = row_tmp18[j]
-                    tmp20 = row_tmp20[j]
-                    tmp21 = row_tmp21[j]
                     tmp4 = ln_hh_gain_0*tmp3
                     tmp9 = ln_ih_gain_0*tmp8
                     tmp11 = ln_hh_gain_1*tmp3
-                    tmp13 = ln_ih_gain_1*tmp8
                     tmp15 = ln_hh_gain_2*tmp3
-                    tmp19 = c*tmp18
-                    tmp22 = tmp20*tmp21
-                    c_next = tmp19 + tmp22
                     d_c_next = c2*c_next*dm_ln_c_sq + dm_ln_c_mean
                     d_zg = d_c_next*tmp21*(c1 - (tmp20*tmp20))
                     d_zf = d_c_next*tmp19*(c1 - tmp18)
@@ -722,31 +672,29 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                     dz_hh_g1[j] += d_zf*tmp11
                     dz_hh_g2[j] += d_zg*tmp15
                     dzx_ih_g0[j] += d_zi*tmp9
-                    dzx_ih_g1[j] += d_zf*tmp13
                 for j in range(H):
-                    c = s_c[step, b, j]
-                    ih0 = zx_ih_g0[j]
+                    c_next = row_c_next_[j]
+                    tmp18 = row_tmp22[j]
+                    tmp19 = row_tmp23[j]
+                    tmp20 = row_tmp24[j]
+                    tmp21 = row_tmp25[j]
+                    tmp22 = row_tmp26[j]
                     hh0 = z_hh_g0[j]
                     hh1 = z_hh_g1[j]
                     hh2 = z_hh_g2[j]
+                    ln_ih_gain_1 = vec_ln_ih_gain[H + j]
                     ln_ih_gain_2 = vec_ln_ih_gain[2 * H + j]
                     ln_hh_gain_0 = vec_ln_hh_gain[j]
                     ln_hh_gain_1 = vec_ln_hh_gain[H + j]
                     ln_hh_gain_2 = vec_ln_hh_gain[2 * H + j]
-                    tmp18 = row_tmp18[j]
-                    tmp20 = row_tmp20[j]
-                    tmp21 = row_tmp21[j]
                     tmp1 = hh0 + tmp0
                     tmp4 = ln_hh_gain_0*tmp3
-                    tmp6 = ih0 + tmp5
                     tmp10 = hh1 + tmp0
                     tmp11 = ln_hh_gain_1*tmp3
+                    tmp13 = ln_ih_gain_1*tmp8
                     tmp14 = hh2 + tmp0
                     tmp15 = ln_hh_gain_2*tmp3
                     tmp17 = ln_ih_gain_2*tmp8
-                    tmp19 = c*tmp18
-                    tmp22 = tmp20*tmp21
-                    c_next = tmp19 + tmp22
                     d_c_next = c2*c_next*dm_ln_c_sq + dm_ln_c_mean
                     d_zg = d_c_next*tmp21*(c1 - (tmp20*tmp20))
                     d_zf = d_c_next*tmp19*(c1 - tmp18)
@@ -754,34 +702,32 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                     tmp23 = d_zi*tmp1
                     tmp24 = d_zf*tmp10
                     tmp25 = d_zg*tmp14
-                    tmp29 = d_zi*tmp6
+                    dzx_ih_g1[j] += d_zf*tmp13
                     dzx_ih_g2[j] += d_zg*tmp17
                     dvec_ln_hh_gain_g0[j] += tmp23*tmp3
                     dvec_ln_hh_gain_g1[j] += tmp24*tmp3
                     dvec_ln_hh_gain_g2[j] += tmp25*tmp3
                     terms_dmean_ln_hh_mean[j] = d_zf*(ln_hh_gain_1*tmp10*tmp27 - tmp11) + d_zg*(ln_hh_gain_2*tmp14*tmp27 - tmp15) + d_zi*(ln_hh_gain_0*tmp1*tmp27 - tmp4)
                     terms_dmean_ln_hh_sq[j] = -ln_hh_gain_0*tmp23*tmp28 - ln_hh_gain_1*tmp24*tmp28 - ln_hh_gain_2*tmp25*tmp28
-                    dvec_ln_ih_gain_g0[j] += tmp29*tmp8
                 for j in range(H):
-                    c = s_c[step, b, j]
+                    c_next = row_c_next_[j]
+                    tmp18 = row_tmp22[j]
+                    tmp19 = row_tmp23[j]
+                    tmp20 = row_tmp24[j]
+                    tmp21 = row_tmp25[j]
+                    tmp22 = row_tmp26[j]
                     ih0 = zx_ih_g0[j]
                     ih1 = zx_ih_g1[j]
                     ih2 = zx_ih_g2[j]
                     ln_ih_gain_0 = vec_ln_ih_gain[j]
                     ln_ih_gain_1 = vec_ln_ih_gain[H + j]
                     ln_ih_gain_2 = vec_ln_ih_gain[2 * H + j]
-                    tmp18 = row_tmp18[j]
-                    tmp20 = row_tmp20[j]
-                    tmp21 = row_tmp21[j]
                     tmp6 = ih0 + tmp5
                     tmp9 = ln_ih_gain_0*tmp8
                     tmp12 = ih1 + tmp5
                     tmp13 = ln_ih_gain_1*tmp8
                     tmp16 = ih2 + tmp5
                     tmp17 = ln_ih_gain_2*tmp8
-                    tmp19 = c*tmp18
-                    tmp22 = tmp20*tmp21
-                    c_next = tmp19 + tmp22
                     d_c_next = c2*c_next*dm_ln_c_sq + dm_ln_c_mean
                     d_zg = d_c_next*tmp21*(c1 - (tmp20*tmp20))
                     d_zf = d_c_next*tmp19*(c1 - tmp18)
@@ -789,6 +735,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                     tmp29 = d_zi*tmp6
                     tmp30 = d_zf*tmp12
                     tmp31 = d_zg*tmp16
+                    dvec_ln_ih_gain_g0[j] += tmp29*tmp8
                     dvec_ln_ih_gain_g1[j] += tmp30*tmp8
                     dvec_ln_ih_gain_g2[j] += tmp31*tmp8
                     terms_dmean_ln_ih_mean[j] = d_zf*(ln_ih_gain_1*tmp12*tmp33 - tmp13) + d_zg*(ln_ih_gain_2*tmp16*tmp33 - tmp17) + d_zi*(ln_ih_gain_0*tmp33*tmp6 - tmp9)
@@ -806,11 +753,8 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                 dmean_ln_hh_sq[b] += sum_dmean_ln_hh_sq*inv_4H_
                 dmean_ln_ih_mean[b] += sum_dmean_ln_ih_mean*inv_4H_
                 dmean_ln_ih_sq[b] += sum_dmean_ln_ih_sq*inv_4H_
-        # stage 2: means ln_hh_mean, ln_hh_sq (sums over the units)
-        # gradient through the inputs of stage 2
-        for b in range(B):
-            if step < lengths[b]:
-                t = lengths[b] - 1 - step if reverse else step
+                # stage 2: means ln_hh_mean, ln_hh_sq (sums over the units)
+                # gradient through the inputs of stage 2
                 dm_ln_hh_mean = dmean_ln_hh_mean[b]
                 dm_ln_hh_sq = dmean_ln_hh_sq[b]
                 z_hh_g0 = z_hh[step, b, 0:H]
@@ -834,10 +778,10 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
         # stage 1: GEMM adjoints of hh; means ln_ih_mean, ln_ih_sq (sums over the units)
         np.dot(dz_hh[step], weight_hh, dv_hh)
         d_h += dv_hh
-        # gradient through the inputs of stage 1
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
+                # gradient through the inputs of stage 1
                 dm_ln_ih_mean = dmean_ln_ih_mean[b]
                 dm_ln_ih_sq = dmean_ln_ih_sq[b]
                 zx_ih_g0 = zx_ih[t, b, 0:H]
@@ -870,6 +814,7 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_i
     terms_m_ln_hh_sq = np.empty(H, y.dtype)   # a reduction's terms, one row at a time
     terms_m_ln_c_mean = np.empty(H, y.dtype)   # a reduction's terms, one row at a time
     terms_m_ln_c_sq = np.empty(H, y.dtype)   # a reduction's terms, one row at a time
+    row_c_next = np.empty(H, y.dtype)   # one row's values, between the blocks of a row loop
     inv_4H = y.dtype.type(1) / y.dtype.type(4 * H)
     inv_H = y.dtype.type(1) / y.dtype.type(H)
     c0 = y.dtype.type(0)
@@ -879,10 +824,10 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_i
     c2 = y.dtype.type(2)
     for step in range(T):
         # stage 1: recurrent GEMMs of hh; means ln_ih_mean, ln_ih_sq (sums over the units)
-        # sums of ln_ih_mean, ln_ih_sq
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
+                # sums of ln_ih_mean, ln_ih_sq
                 zx_ih_g0 = zx_ih[t, b, 0:H]
                 zx_ih_g1 = zx_ih[t, b, H:2 * H]
                 zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
@@ -903,10 +848,10 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_i
                 m_ln_ih_sq[step % 2, b] = sum_m_ln_ih_sq*inv_4H
         np.dot(s_h[step % 2], weight_hh.T, z_hh[step % 2])
         # stage 2: means ln_hh_mean, ln_hh_sq (sums over the units)
-        # sums of ln_hh_mean, ln_hh_sq
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
+                # sums of ln_hh_mean, ln_hh_sq
                 z_hh_g0 = z_hh[step % 2, b, 0:H]
                 z_hh_g1 = z_hh[step % 2, b, H:2 * H]
                 z_hh_g2 = z_hh[step % 2, b, 2 * H:3 * H]
@@ -925,11 +870,8 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_i
                     sum_m_ln_hh_sq += terms_m_ln_hh_sq[j]
                 m_ln_hh_mean[step % 2, b] = sum_m_ln_hh_mean*inv_4H
                 m_ln_hh_sq[step % 2, b] = sum_m_ln_hh_sq*inv_4H
-        # stage 3: means ln_c_mean, ln_c_sq (sums over the units)
-        # sums of ln_c_mean, ln_c_sq
-        for b in range(B):
-            if step < lengths[b]:
-                t = lengths[b] - 1 - step if reverse else step
+                # stage 3: means ln_c_mean, ln_c_sq (sums over the units)
+                # sums of ln_c_mean, ln_c_sq
                 zx_ih_g0 = zx_ih[t, b, 0:H]
                 zx_ih_g1 = zx_ih[t, b, H:2 * H]
                 zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
@@ -967,6 +909,7 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_i
                     c_next = c*_sigmoid(zf) + _tanh(zg)*_sigmoid(zi)
                     terms_m_ln_c_mean[j] = c_next
                     terms_m_ln_c_sq[j] = (c_next*c_next)
+                    row_c_next[j] = c_next
                 sum_m_ln_c_mean = c0
                 sum_m_ln_c_sq = c0
                 for j in range(H):
@@ -974,17 +917,8 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_i
                     sum_m_ln_c_sq += terms_m_ln_c_sq[j]
                 m_ln_c_mean[step % 2, b] = sum_m_ln_c_mean*inv_H
                 m_ln_c_sq[step % 2, b] = sum_m_ln_c_sq*inv_H
-        # update: new states
-        for b in range(B):
-            if step < lengths[b]:
-                t = lengths[b] - 1 - step if reverse else step
-                zx_ih_g0 = zx_ih[t, b, 0:H]
-                zx_ih_g1 = zx_ih[t, b, H:2 * H]
-                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
+                # update: new states
                 zx_ih_g3 = zx_ih[t, b, 3 * H:4 * H]
-                z_hh_g0 = z_hh[step % 2, b, 0:H]
-                z_hh_g1 = z_hh[step % 2, b, H:2 * H]
-                z_hh_g2 = z_hh[step % 2, b, 2 * H:3 * H]
                 z_hh_g3 = z_hh[step % 2, b, 3 * H:4 * H]
                 ln_ih_mean = m_ln_ih_mean[step % 2, b]
                 ln_ih_sq = m_ln_ih_sq[step % 2, b]
@@ -993,26 +927,11 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_i
                 ln_c_mean = m_ln_c_mean[step % 2, b]
                 ln_c_sq = m_ln_c_sq[step % 2, b]
                 for j in range(H):
-                    c = s_c[step % 2, b, j]
-                    ih0 = zx_ih_g0[j]
-                    ih1 = zx_ih_g1[j]
-                    ih2 = zx_ih_g2[j]
+                    c_next = row_c_next[j]
                     ih3 = zx_ih_g3[j]
-                    hh0 = z_hh_g0[j]
-                    hh1 = z_hh_g1[j]
-                    hh2 = z_hh_g2[j]
                     hh3 = z_hh_g3[j]
-                    ln_ih_gain_0 = vec_ln_ih_gain[j]
-                    ln_ih_gain_1 = vec_ln_ih_gain[H + j]
-                    ln_ih_gain_2 = vec_ln_ih_gain[2 * H + j]
                     ln_ih_gain_3 = vec_ln_ih_gain[3 * H + j]
-                    ln_hh_gain_0 = vec_ln_hh_gain[j]
-                    ln_hh_gain_1 = vec_ln_hh_gain[H + j]
-                    ln_hh_gain_2 = vec_ln_hh_gain[2 * H + j]
                     ln_hh_gain_3 = vec_ln_hh_gain[3 * H + j]
-                    bias_0 = vec_bias[j]
-                    bias_1 = vec_bias[H + j]
-                    bias_2 = vec_bias[2 * H + j]
                     bias_3 = vec_bias[3 * H + j]
                     gc = vec_ln_c_gain[j]
                     bc = vec_ln_c_bias[j]
@@ -1020,11 +939,7 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_i
                     tmp1 = (c1/math.sqrt(-(ln_hh_mean*ln_hh_mean) + ln_hh_sq + c1em05))
                     tmp2 = -ln_ih_mean
                     tmp3 = (c1/math.sqrt(-(ln_ih_mean*ln_ih_mean) + ln_ih_sq + c1em05))
-                    zi = bias_0 + ln_hh_gain_0*tmp1*(hh0 + tmp0) + ln_ih_gain_0*tmp3*(ih0 + tmp2)
-                    zf = bias_1 + ln_hh_gain_1*tmp1*(hh1 + tmp0) + ln_ih_gain_1*tmp3*(ih1 + tmp2)
-                    zg = bias_2 + ln_hh_gain_2*tmp1*(hh2 + tmp0) + ln_ih_gain_2*tmp3*(ih2 + tmp2)
                     zo = bias_3 + ln_hh_gain_3*tmp1*(hh3 + tmp0) + ln_ih_gain_3*tmp3*(ih3 + tmp2)
-                    c_next = c*_sigmoid(zf) + _tanh(zg)*_sigmoid(zi)
                     s_h[(step + 1) % 2, b, j] = _tanh(bc + gc*(c_next - ln_c_mean)/math.sqrt(-(ln_c_mean*ln_c_mean) + ln_c_sq + c1em05))*_sigmoid(zo)
                     y[t, b, j] = s_h[(step + 1) % 2, b, j]
                     s_c[(step + 1) % 2, b, j] = c_next

@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: f28c30e5fc1e9851d434dd98a0181e912266d150ca6812d4e74bf74aa942287e
+sha256 of spec + templates + math libraries + versions: 432159f59bd52ecc8f88a2ec712a66bf390b5d11cb3c9329cee2e21247c534ea
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm"
-SPEC_SHA256 = "f28c30e5fc1e9851d434dd98a0181e912266d150ca6812d4e74bf74aa942287e"
+SPEC_SHA256 = "432159f59bd52ecc8f88a2ec712a66bf390b5d11cb3c9329cee2e21247c534ea"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 3996df8e38fbb9f1dfd8814f88903ffa725ecc8e8880a8b927588550b695248d
+sha256 of spec + templates + math libraries + versions: dc1242284f7683a0a784f91ba2b38620b117dbaa56bca88fe0e02d65ce476a12
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,7 +33,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "3996df8e38fbb9f1dfd8814f88903ffa725ecc8e8880a8b927588550b695248d"
+SPEC_SHA256 = "dc1242284f7683a0a784f91ba2b38620b117dbaa56bca88fe0e02d65ce476a12"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

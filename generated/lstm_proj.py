@@ -2,7 +2,7 @@
 
 source spec: lstm_proj.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 7fa2366c317007d63e609738804a42cee8b82e89fdafce8bac548741d40c7ed5
+sha256 of spec + templates + math libraries + versions: 6ebc293952d5f1cae9dd433b5824cd7390dd7bd57a34cada7d8372651b5a6732
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,7 +33,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_proj"
-SPEC_SHA256 = "7fa2366c317007d63e609738804a42cee8b82e89fdafce8bac548741d40c7ed5"
+SPEC_SHA256 = "6ebc293952d5f1cae9dd433b5824cd7390dd7bd57a34cada7d8372651b5a6732"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -78,10 +78,10 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, weight
         # stage 1: recurrent GEMMs of hh
         np.dot(s_h[step], weight_hh.T, z_hh[step])
         # stage 2: recurrent GEMMs of hr
-        # inputs of linear hr
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
+                # inputs of linear hr
                 zx_ih_g0 = zx_ih[t, b, 0:H]
                 zx_ih_g1 = zx_ih[t, b, H:2 * H]
                 zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
@@ -118,12 +118,6 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, weight
                     h_next = z_hr[step, b, j]
                     s_h[step + 1, b, j] = h_next
                     y[t, b, j] = s_h[step + 1, b, j]
-            else:
-                for j in range(proj_size):
-                    s_h[step + 1, b, j] = s_h[step, b, j]
-        for b in range(B):
-            if step < lengths[b]:
-                t = lengths[b] - 1 - step if reverse else step
                 zx_ih_g0 = zx_ih[t, b, 0:H]
                 zx_ih_g1 = zx_ih[t, b, H:2 * H]
                 zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
@@ -144,6 +138,8 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, weight
                     c_next = c*f + g*i
                     s_c[step + 1, b, j] = c_next
             else:
+                for j in range(proj_size):
+                    s_h[step + 1, b, j] = s_h[step, b, j]
                 for j in range(H):
                     s_c[step + 1, b, j] = s_c[step, b, j]
 
@@ -171,9 +167,6 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, d_h, d_c, dzx_ih, dz_
                     dnext_h = d_h[b, j] + dy[t, b, j]
                     d_h[b, j] = c0
                     dz_hr[step, b, j] = dnext_h
-        for b in range(B):
-            if step < lengths[b]:
-                t = lengths[b] - 1 - step if reverse else step
                 zx_ih_g0 = zx_ih[t, b, 0:H]
                 zx_ih_g1 = zx_ih[t, b, H:2 * H]
                 zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
@@ -214,10 +207,10 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, d_h, d_c, dzx_ih, dz_
                     dzx_ih_g2[j] = tmp2
         # stage 2: GEMM adjoints of hr
         np.dot(dz_hr[step], weight_hr, dv_hr)
-        # gradient through the inputs of stage 2; 2 loops over the units: one would not vectorize (too many arrays; rnngen/backends/cpu/split.py)
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
+                # gradient through the inputs of stage 2; 2 loops over the units: one would not vectorize (too many arrays; rnngen/backends/cpu/split.py)
                 zx_ih_g0 = zx_ih[t, b, 0:H]
                 zx_ih_g1 = zx_ih[t, b, H:2 * H]
                 zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
@@ -299,10 +292,10 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, weight_h
         # stage 1: recurrent GEMMs of hh
         np.dot(s_h[step % 2], weight_hh.T, z_hh[step % 2])
         # stage 2: recurrent GEMMs of hr
-        # inputs of linear hr
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
+                # inputs of linear hr
                 zx_ih_g0 = zx_ih[t, b, 0:H]
                 zx_ih_g1 = zx_ih[t, b, H:2 * H]
                 zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
@@ -339,12 +332,6 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, weight_h
                     h_next = z_hr[step % 2, b, j]
                     s_h[(step + 1) % 2, b, j] = h_next
                     y[t, b, j] = s_h[(step + 1) % 2, b, j]
-            else:
-                for j in range(proj_size):
-                    s_h[(step + 1) % 2, b, j] = s_h[step % 2, b, j]
-        for b in range(B):
-            if step < lengths[b]:
-                t = lengths[b] - 1 - step if reverse else step
                 zx_ih_g0 = zx_ih[t, b, 0:H]
                 zx_ih_g1 = zx_ih[t, b, H:2 * H]
                 zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
@@ -365,6 +352,8 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, weight_h
                     c_next = c*f + g*i
                     s_c[(step + 1) % 2, b, j] = c_next
             else:
+                for j in range(proj_size):
+                    s_h[(step + 1) % 2, b, j] = s_h[step % 2, b, j]
                 for j in range(H):
                     s_c[(step + 1) % 2, b, j] = s_c[step % 2, b, j]
 

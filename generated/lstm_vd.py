@@ -2,7 +2,7 @@
 
 source spec: lstm_vd.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: f4929743b10adc9226396be5ea5e68e5ef6c185965248a86ee2f8de105e6892f
+sha256 of spec + templates + math libraries + versions: 184eab4b47f3bb1404cf7a08c1a4c5b468cf9fa711736f25b5caffd528fd3b66
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,7 +33,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_vd"
-SPEC_SHA256 = "f4929743b10adc9226396be5ea5e68e5ef6c185965248a86ee2f8de105e6892f"
+SPEC_SHA256 = "184eab4b47f3bb1404cf7a08c1a4c5b468cf9fa711736f25b5caffd528fd3b66"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -69,10 +69,10 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, v_hh, mask_m_h, we
     c1 = y.dtype.type(1)
     for step in range(T):
         # stage 1: recurrent GEMMs of hh
-        # inputs of linear hh
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
+                # inputs of linear hh
                 for j in range(H):
                     h = s_h[step, b, j]
                     m_h = mask_m_h[b, j]
@@ -135,10 +135,10 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, mask_m_h, d_h, d_c, d
     c1 = dy.dtype.type(1)
     for step in range(T - 1, -1, -1):
         # gradient through the update
-        # 3 loops over the units: one would not vectorize (too many arrays; rnngen/backends/cpu/split.py)
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
+                # 3 loops over the units: one would not vectorize (too many arrays; rnngen/backends/cpu/split.py)
                 zx_ih_g0 = zx_ih[t, b, 0:H]
                 zx_ih_g1 = zx_ih[t, b, H:2 * H]
                 zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
@@ -219,10 +219,10 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, mask_m_h, d_h, d_c, d
                     dzx_ih_g3[j] = tmp4
         # stage 1: GEMM adjoints of hh
         np.dot(dz_hh[step], weight_hh, dv_hh)
-        # gradient through the inputs of stage 1
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
+                # gradient through the inputs of stage 1
                 for j in range(H):
                     dv_hh_bj = dv_hh[b, j]
                     m_h = mask_m_h[b, j]
@@ -237,10 +237,10 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, v_hh, mask_m_h, weig
     c1 = y.dtype.type(1)
     for step in range(T):
         # stage 1: recurrent GEMMs of hh
-        # inputs of linear hh
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
+                # inputs of linear hh
                 for j in range(H):
                     h = s_h[step % 2, b, j]
                     m_h = mask_m_h[b, j]

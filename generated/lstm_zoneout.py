@@ -2,7 +2,7 @@
 
 source spec: lstm_zoneout.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 399d8dd4eaca333e3d4894f73efa7ab4cd7f0d0d0f0533890d82532124f964cd
+sha256 of spec + templates + math libraries + versions: 340c36f2ef1b8b875754d800ce603a12a47f7d9ff2af2137a6c6dccddaab4d5a
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -37,7 +37,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_zoneout"
-SPEC_SHA256 = "399d8dd4eaca333e3d4894f73efa7ab4cd7f0d0d0f0533890d82532124f964cd"
+SPEC_SHA256 = "340c36f2ef1b8b875754d800ce603a12a47f7d9ff2af2137a6c6dccddaab4d5a"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 0d57ddd1b35c881a59db79d02cb8bfe253fc44657120e07f9a9a9dea274befe7
+sha256 of spec + templates + math libraries + versions: 8a77a61d29eb4e83baecf9ab768539e8dfa89478737b76c4a5f1f3dc2e51de40
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,7 +28,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, tanh as _tanh  # noqa: F401
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "0d57ddd1b35c881a59db79d02cb8bfe253fc44657120e07f9a9a9dea274befe7"
+SPEC_SHA256 = "8a77a61d29eb4e83baecf9ab768539e8dfa89478737b76c4a5f1f3dc2e51de40"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

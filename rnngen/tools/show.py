@@ -164,15 +164,19 @@ _LABEL = {"gemm": "GEMM  ", "add": "add   "}
 def _stage_lines(stage):
     out = [f"  {stage.title}"]
     for kind, item in stage.items:
-        if kind != "block":
+        if kind != "rows":
             out.append(f"    {_LABEL[kind]} {item}")
             continue
-        out.append(f"    fused pointwise loop over (b, j): {item.title or stage.title}")
-        out += [f"      read   {line}" for line in item.loads]
-        out += [f"      share  {line}" for line in item.body]
-        out += [f"      write  {line}" for line in item.stores]
-        out += [f"      write  {line}" for line in item.after]
-        out += [f"      past a row's length: {line}" for line in item.inactive]
+        for k, blk in enumerate(item.blocks):
+            if blk.stage:
+                out.append(f"  {blk.stage}")
+            where = "fused pointwise loop over (b, j)" if k == 0 else "then, in the same loop over rows b, over j"
+            out.append(f"    {where}: {blk.title or stage.title}")
+            out += [f"      read   {line}" for line in blk.loads]
+            out += [f"      share  {line}" for line in blk.body]
+            out += [f"      write  {line}" for line in blk.stores]
+            out += [f"      write  {line}" for line in blk.after]
+            out += [f"      past a row's length: {line}" for line in blk.inactive]
     return out
 
 

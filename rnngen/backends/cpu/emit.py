@@ -7,7 +7,7 @@ import sympy as sp
 from ...compiler import ir
 from ...compiler.printer import Constants, KernelPrinter
 from ..host import HostOps, after_loop, d_state0, kernel_sizes, saved_call, saved_key, shape, width
-from . import split
+from . import rows, split
 from .infer import InferLayout, pruned_forward
 from ..host import weight_setup
 
@@ -24,12 +24,24 @@ class Block:
     size: str = "H"          # the units the j loop runs over
     after: list = field(default_factory=list)       # after the j loop: a reduction's per-row store
     loops: list = None      # a split block (split.py): [(loads, body, stores)] of each j loop, in order
+    stage: str = ""          # the heading of the stage it starts, when that is inside a row loop (rows.py)
+
+
+@dataclass
+class RowLoop:
+    """Blocks that run one after another in one loop over the batch rows (rows.py)."""
+    blocks: list             # [Block]
+
+    @property
+    def inactive(self):
+        """The blocks with lines past a row's length."""
+        return [blk for blk in self.blocks if blk.inactive]
 
 
 @dataclass
 class Stage:
     title: str
-    items: list              # [(kind, line or Block)]: kind "gemm", "add" or "block"
+    items: list              # [(kind, line or RowLoop)]: kind "gemm", "add" or "rows"
 
 
 @dataclass
@@ -224,18 +236,36 @@ class _Printer:
             lines.append(("add", f"{op.out.name} += {out.name}"))
         return lines
 
-    def stages(self, stages):
+    def row_buffer(self, k, sym, size):
+        """The one-row array keeping block k's `sym` for later blocks of a row loop (rows.py)."""
+        key = (f"{k}:{sym.name}", self.lay.size_name(size))
+        if key not in self.row_arrays:
+            self.row_arrays[key] = self.lay.namer.claim(f"row_{sym.name}")
+        return ir.Buffer(self.row_arrays[key], "row_values", (size,))
+
+    def row_loop(self, blocks, stage_title):
         out = []
-        for st in stages:
+        for (title, _), p in zip(blocks, rows.reuse([p for _, p in blocks], self.row_buffer)):
+            blk = self.block(p, title or stage_title)
+            blk.stage = title or ""
+            out.append(blk)
+        return RowLoop(out)
+
+    def stages(self, stages):
+        """The printed stages; a stage whose blocks all run in an earlier stage's row loop is
+        left out (its heading is printed inside that loop)."""
+        out = []
+        for title, ops in rows.group(stages):
             items = []
-            for op in st.ops:
-                if isinstance(op, ir.Pointwise):
-                    items.append(("block", self.block(op, st.title)))
+            for kind, op in ops:
+                if kind == "rows":
+                    items.append(("rows", self.row_loop(op, title)))
                 elif isinstance(op, ir.Gemm):
                     items += self.gemm(op)
                 else:
                     items += self.gemm_adjoint(op)
-            out.append(Stage(st.title, items))
+            if items:
+                out.append(Stage(title, items))
         return out
 
     def args(self, first):
@@ -248,8 +278,9 @@ class _Printer:
         n = self.k.loop
         terms = [f"{name} = np.empty({size}, {first.name}.dtype)   # a reduction's terms, one row at a time"
                  for name, size in self.terms.items()]
-        terms += [f"{name} = np.empty({size}, {first.name}.dtype)   # one row's values, between split loops"
-                  for (_, size), name in self.row_arrays.items()]
+        terms += [f"{name} = np.empty({size}, {first.name}.dtype)   # one row's values, between "
+                  + ("the blocks of a row loop" if ":" in key else "split loops")
+                  for (key, size), name in self.row_arrays.items()]
         self.terms, self.row_arrays = {}, {}
         return ([n["lengths"], n["reverse"]] + [b.name for b in used],
                 ["lengths", "reverse"] + [self.lay.call_name(b) for b in used],
