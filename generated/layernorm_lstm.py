@@ -231,10 +231,6 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
     row_tmp24 = np.empty(H, dy.dtype)   # one row's values, between the blocks of a row loop
     row_tmp25 = np.empty(H, dy.dtype)   # one row's values, between the blocks of a row loop
     row_tmp26 = np.empty(H, dy.dtype)   # one row's values, between the blocks of a row loop
-    row_tmp22_ = np.empty(H, dy.dtype)   # one row's values, between split loops
-    row_tmp24_ = np.empty(H, dy.dtype)   # one row's values, between split loops
-    row_tmp25_ = np.empty(H, dy.dtype)   # one row's values, between split loops
-    row_tmp31 = np.empty(H, dy.dtype)   # one row's values, between split loops
     row_tmp34 = np.empty(H, dy.dtype)   # one row's values, between split loops
     row_d_c_next = np.empty(H, dy.dtype)   # one row's values, between split loops
     row_d_zo = np.empty(H, dy.dtype)   # one row's values, between split loops
@@ -262,7 +258,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
-                # 10 loops over the units: one would not vectorize (too many arrays; rnngen/backends/cpu/split.py)
+                # 9 loops over the units: one would not vectorize (too many arrays; rnngen/backends/cpu/split.py)
                 zx_ih_g0 = zx_ih[t, b, 0:H]
                 zx_ih_g1 = zx_ih[t, b, H:2 * H]
                 zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
@@ -328,8 +324,6 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                     bias_0 = vec_bias[j]
                     bias_1 = vec_bias[H + j]
                     bias_2 = vec_bias[2 * H + j]
-                    gc = vec_ln_c_gain[j]
-                    bc = vec_ln_c_bias[j]
                     tmp1 = hh0 + tmp0
                     tmp4 = ln_hh_gain_0*tmp3
                     tmp6 = ih0 + tmp5
@@ -351,37 +345,36 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                     tmp25 = _sigmoid(zi)
                     tmp26 = tmp24*tmp25
                     c_next = tmp23 + tmp26
-                    tmp29 = gc*tmp28
-                    tmp30 = c_next - ln_c_mean
-                    tmp31 = _tanh(bc + tmp29*tmp30)
-                    row_tmp22_[j] = tmp22
-                    row_tmp24_[j] = tmp24
-                    row_tmp25_[j] = tmp25
-                    row_tmp31[j] = tmp31
+                    row_tmp22[j] = tmp22
+                    row_tmp23[j] = tmp23
+                    row_tmp24[j] = tmp24
+                    row_tmp25[j] = tmp25
+                    row_tmp26[j] = tmp26
+                    row_c_next_[j] = c_next
                 for j in range(H):
                     dnext_h = d_h[b, j] + dy[t, b, j]
                     dnext_c = d_c[b, j]
-                    c = s_c[step, b, j]
                     ih3 = zx_ih_g3[j]
                     hh3 = z_hh_g3[j]
                     ln_ih_gain_3 = vec_ln_ih_gain[3 * H + j]
                     ln_hh_gain_3 = vec_ln_hh_gain[3 * H + j]
                     bias_3 = vec_bias[3 * H + j]
                     gc = vec_ln_c_gain[j]
-                    tmp22 = row_tmp22_[j]
-                    tmp24 = row_tmp24_[j]
-                    tmp25 = row_tmp25_[j]
-                    tmp31 = row_tmp31[j]
+                    bc = vec_ln_c_bias[j]
+                    tmp22 = row_tmp22[j]
+                    tmp23 = row_tmp23[j]
+                    tmp24 = row_tmp24[j]
+                    tmp25 = row_tmp25[j]
+                    tmp26 = row_tmp26[j]
+                    c_next = row_c_next_[j]
                     tmp18 = hh3 + tmp0
                     tmp19 = ln_hh_gain_3*tmp3
                     tmp20 = ih3 + tmp5
                     tmp21 = ln_ih_gain_3*tmp8
                     zo = bias_3 + tmp18*tmp19 + tmp20*tmp21
-                    tmp23 = c*tmp22
-                    tmp26 = tmp24*tmp25
-                    c_next = tmp23 + tmp26
                     tmp29 = gc*tmp28
                     tmp30 = c_next - ln_c_mean
+                    tmp31 = _tanh(bc + tmp29*tmp30)
                     tmp32 = _sigmoid(zo)
                     tmp33 = dnext_h*tmp32
                     tmp34 = tmp33*(c1 - (tmp31*tmp31))
@@ -390,22 +383,21 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                     d_zg = d_c_next*tmp25*(c1 - (tmp24*tmp24))
                     d_zf = d_c_next*tmp23*(c1 - tmp22)
                     d_zi = d_c_next*tmp26*(c1 - tmp25)
-                    tmp35 = gc*tmp30/(tmp27*math.sqrt(tmp27))
                     row_tmp34[j] = tmp34
                     row_d_c_next[j] = d_c_next
                     row_d_zo[j] = d_zo
                     row_d_zg[j] = d_zg
                     row_d_zf[j] = d_zf
                     row_d_zi[j] = d_zi
-                    row_tmp35[j] = tmp35
                 for j in range(H):
                     ih0 = zx_ih_g0[j]
                     ih1 = zx_ih_g1[j]
-                    ih2 = zx_ih_g2[j]
                     hh0 = z_hh_g0[j]
                     hh1 = z_hh_g1[j]
                     hh2 = z_hh_g2[j]
                     hh3 = z_hh_g3[j]
+                    gc = vec_ln_c_gain[j]
+                    c_next = row_c_next_[j]
                     d_zo = row_d_zo[j]
                     d_zg = row_d_zg[j]
                     d_zf = row_d_zf[j]
@@ -415,33 +407,38 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                     tmp10 = hh1 + tmp0
                     tmp12 = ih1 + tmp5
                     tmp14 = hh2 + tmp0
-                    tmp16 = ih2 + tmp5
                     tmp18 = hh3 + tmp0
+                    tmp30 = c_next - ln_c_mean
+                    tmp35 = gc*tmp30/(tmp27*math.sqrt(tmp27))
                     tmp36 = d_zi*tmp1
                     tmp37 = d_zf*tmp10
                     tmp38 = d_zg*tmp14
                     tmp39 = d_zo*tmp18
                     tmp43 = d_zi*tmp6
                     tmp44 = d_zf*tmp12
-                    tmp45 = d_zg*tmp16
+                    row_tmp35[j] = tmp35
                     row_tmp36[j] = tmp36
                     row_tmp37[j] = tmp37
                     row_tmp38[j] = tmp38
                     row_tmp39[j] = tmp39
                     row_tmp43[j] = tmp43
                     row_tmp44[j] = tmp44
-                    row_tmp45[j] = tmp45
                 for j in range(H):
+                    ih2 = zx_ih_g2[j]
                     ih3 = zx_ih_g3[j]
                     d_zo = row_d_zo[j]
+                    d_zg = row_d_zg[j]
+                    tmp16 = ih2 + tmp5
                     tmp20 = ih3 + tmp5
+                    tmp45 = d_zg*tmp16
                     tmp46 = d_zo*tmp20
+                    row_tmp45[j] = tmp45
                     row_tmp46[j] = tmp46
                 for j in range(H):
                     ln_hh_gain_0 = vec_ln_hh_gain[j]
                     ln_hh_gain_1 = vec_ln_hh_gain[H + j]
                     ln_hh_gain_2 = vec_ln_hh_gain[2 * H + j]
-                    tmp22 = row_tmp22_[j]
+                    tmp22 = row_tmp22[j]
                     d_c_next = row_d_c_next[j]
                     d_zo = row_d_zo[j]
                     d_zg = row_d_zg[j]
@@ -460,15 +457,12 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                     dz_hh_g1[j] = d_zf*tmp11
                     dz_hh_g2[j] = d_zg*tmp15
                 for j in range(H):
-                    c = s_c[step, b, j]
                     ln_ih_gain_0 = vec_ln_ih_gain[j]
                     ln_ih_gain_1 = vec_ln_ih_gain[H + j]
                     ln_ih_gain_2 = vec_ln_ih_gain[2 * H + j]
                     ln_ih_gain_3 = vec_ln_ih_gain[3 * H + j]
                     ln_hh_gain_3 = vec_ln_hh_gain[3 * H + j]
-                    tmp22 = row_tmp22_[j]
-                    tmp24 = row_tmp24_[j]
-                    tmp25 = row_tmp25_[j]
+                    c_next = row_c_next_[j]
                     tmp34 = row_tmp34[j]
                     d_zo = row_d_zo[j]
                     d_zg = row_d_zg[j]
@@ -479,9 +473,6 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                     tmp17 = ln_ih_gain_2*tmp8
                     tmp19 = ln_hh_gain_3*tmp3
                     tmp21 = ln_ih_gain_3*tmp8
-                    tmp23 = c*tmp22
-                    tmp26 = tmp24*tmp25
-                    c_next = tmp23 + tmp26
                     tmp30 = c_next - ln_c_mean
                     dz_hh_g3[j] = d_zo*tmp19
                     dzx_ih_g0[j] = d_zi*tmp9
@@ -539,7 +530,6 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                     dvec_ln_ih_gain_g1[j] += tmp44*tmp8
                     dvec_ln_ih_gain_g2[j] += tmp45*tmp8
                 for j in range(H):
-                    c = s_c[step, b, j]
                     ih0 = zx_ih_g0[j]
                     ih1 = zx_ih_g1[j]
                     ih2 = zx_ih_g2[j]
@@ -548,9 +538,6 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                     ln_ih_gain_1 = vec_ln_ih_gain[H + j]
                     ln_ih_gain_2 = vec_ln_ih_gain[2 * H + j]
                     ln_ih_gain_3 = vec_ln_ih_gain[3 * H + j]
-                    tmp22 = row_tmp22_[j]
-                    tmp24 = row_tmp24_[j]
-                    tmp25 = row_tmp25_[j]
                     d_zo = row_d_zo[j]
                     d_zg = row_d_zg[j]
                     d_zf = row_d_zf[j]
@@ -567,24 +554,9 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                     tmp17 = ln_ih_gain_2*tmp8
                     tmp20 = ih3 + tmp5
                     tmp21 = ln_ih_gain_3*tmp8
-                    tmp23 = c*tmp22
-                    tmp26 = tmp24*tmp25
-                    c_next = tmp23 + tmp26
                     dvec_ln_ih_gain_g3[j] += tmp46*tmp8
                     terms_dmean_ln_ih_mean[j] = d_zf*(ln_ih_gain_1*tmp12*tmp48 - tmp13) + d_zg*(ln_ih_gain_2*tmp16*tmp48 - tmp17) + d_zi*(ln_ih_gain_0*tmp48*tmp6 - tmp9) + d_zo*(ln_ih_gain_3*tmp20*tmp48 - tmp21)
                     terms_dmean_ln_ih_sq[j] = -ln_ih_gain_0*tmp43*tmp49 - ln_ih_gain_1*tmp44*tmp49 - ln_ih_gain_2*tmp45*tmp49 - ln_ih_gain_3*tmp46*tmp49
-                    row_c_next_[j] = c_next
-                    row_tmp26[j] = tmp26
-                for j in range(H):
-                    c = s_c[step, b, j]
-                    tmp22 = row_tmp22_[j]
-                    tmp24 = row_tmp24_[j]
-                    tmp25 = row_tmp25_[j]
-                    tmp23 = c*tmp22
-                    row_tmp25[j] = tmp25
-                    row_tmp24[j] = tmp24
-                    row_tmp23[j] = tmp23
-                    row_tmp22[j] = tmp22
                 sum_dmean_ln_c_mean = c0
                 sum_dmean_ln_c_sq = c0
                 sum_dmean_ln_hh_mean = c0

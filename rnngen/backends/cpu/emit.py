@@ -1,6 +1,6 @@
 """Print the CPU module of one cell from the Kernel IR and the CPU layout: the text the template
 places. Each printed line keeps its kind (read, share, write, gemm, add) for `rnngen show`."""
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import sympy as sp
 
@@ -182,22 +182,30 @@ class _Printer:
         inactive = [f"{self.element(w.ref)} = {self.value(w.value, None)}" for w in blk.inactive]
         ptrs = self._pointers(blk)
         if split.needs_split(ptrs):
-            return self._split_block(blk, split.plan(ptrs), views, size, title, inactive)
+            # a value a later block of the row loop reads (rows.py) is kept in the array it reads
+            exports = {w.value: w.ref.buffer.name for w in blk.writes if w.ref.buffer.role == "row_values"}
+            inner = replace(blk, writes=[w for w in blk.writes if w.ref.buffer.role != "row_values"])
+            return self._split_block(inner, split.plan(self._pointers(inner), keep=exports), views, size, title,
+                                     inactive, exports)
         body = [f"{s.name} = {self.printer.doprint(e)}" for s, e in blk.assigns]
         sums = []
         stores = [self._store(w, views, sums) for w in blk.writes]
         return Block(title, views, loads, body, stores, inactive, blk, size, self._sum_lines(sums, size))
 
-    def _split_block(self, blk, plan, views, size, title, inactive):
-        """A block over LLVM's alias-check budget as several j loops (split.py)."""
+    def _split_block(self, blk, plan, views, size, title, inactive, exports):
+        """A block over LLVM's alias-check budget as several j loops (split.py); `exports`: the
+        values kept for later blocks of the row loop -> their arrays."""
         j = self.k.loop["j"]
+
+        def row(q):
+            return exports.get(q) or self._row_array(q, size)
         views += [f"{s.name} = {self.printer.doprint(e)}" for s, e in plan.hoisted]
         sums, loops = [], []
         for lp in plan.loops:
             loads = [self._load(r, views) for r in lp.reads]
-            loads += [f"{q.name} = {self._row_array(q, size)}[{j}]" for q in lp.row_in]
+            loads += [f"{q.name} = {row(q)}[{j}]" for q in lp.row_in]
             body = [f"{s.name} = {self.printer.doprint(e)}" for s, e in lp.assigns]
-            stores = [f"{self._row_array(s, size)}[{j}] = {s.name}" for s in lp.row_out]
+            stores = [f"{row(s)}[{j}] = {s.name}" for s in lp.row_out]
             stores += [self._store(w, views, sums) for w in lp.writes]
             loops.append((loads, body, stores))
         first, rest = loops[0], loops[1:]

@@ -104,8 +104,9 @@ def _cheap(e):
     return sp.count_ops(e) <= 4
 
 
-def plan(ptrs):
-    """The Plan of a block over the budget (see the module docstring)."""
+def plan(ptrs, keep=()):
+    """The Plan of a block over the budget (see the module docstring); `keep`: values that must end
+    in a row array (a later block of the row loop reads them: rows.py)."""
     b, blk = ptrs, ptrs.blk
     defined = {s: e for s, e in blk.assigns}
     order = {s: k for k, (s, _) in enumerate(blk.assigns)}
@@ -125,16 +126,16 @@ def plan(ptrs):
             continue
         if e.free_symbols & tainted:
             tainted.add(s)
-        elif _cheap(e):
+        elif _cheap(e) and s not in keep:
             cheap.add(s)
-    plan_ = _Planner(b, row, cheap, hazard, defined, order)
+    plan_ = _Planner(b, row, cheap, hazard, defined, order, set(keep))
     return Plan(hoisted, plan_.loops())
 
 
 class _Planner:
-    def __init__(self, b, row, cheap, hazard, defined, order):
+    def __init__(self, b, row, cheap, hazard, defined, order, keep):
         self.b, self.row, self.cheap, self.hazard = b, row, cheap, hazard
-        self.defined, self.order = defined, order
+        self.defined, self.order, self.keep = defined, order, keep
 
     def deps(self, symbols):
         """The symbols a loop needs besides the per-row ones: reads, kept values (not cheap), and
@@ -186,7 +187,7 @@ class _Planner:
         # the hazardous reads the writes need (through cheap values) are kept too: copied first
         need_w = self.deps([q for w, _ in writes for q in _free(w.value)])
         items = sorted(need_w & self.hazard, key=str) + items
-        later_at, acc = [], self.deps([q for w, _ in writes for q in _free(w.value)])
+        later_at, acc = [], self.deps([q for w, _ in writes for q in _free(w.value)]) | self.keep
         for s in reversed(items):
             later_at.append(set(acc))
             if s in self.defined:
