@@ -16,6 +16,9 @@ loops index them.
   output (backward gathers them the same way): the rest of the step reads gate-major columns.
 - A reduction (cell.mean): the fused j loop stores each unit's term into terms_<m> (one array of
   the units per kernel), a loop after it sums them into sum_<m>, stored per row times 1/count.
+- The blocks of a step that no GEMM separates share one loop over the rows, a later block reading
+  what an earlier one computed from one-row arrays (rows.py); a block too big for LLVM's
+  vectorizer runs as several j loops (split.py).
 """
 from ...compiler import ir
 from ..host import dropped_weights
