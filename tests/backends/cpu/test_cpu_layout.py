@@ -25,6 +25,6 @@ def test_printed_module(compile_builtin):
     assert m.forward_args[:3] == ["lengths", "reverse", "y"]
     assert m.forward_call[:3] == ["lengths", "reverse", "y"] and 'params["weight_hh"]' in m.forward_call
     kinds = [[kind for kind, _ in st.items] for st in m.backward_stages]
-    assert kinds == [["block"], ["gemm", "block"], ["gemm", "add"]]
+    assert kinds == [["rows"], ["gemm", "rows"], ["gemm", "add"]]
     assert m.saved == [("zx_ih", "zx_ih"), ("s_h", "s_h"), ("z_hh", "z_hh"), ("z_rh", "z_rh"), ("v_rh", "v_rh")]
     assert m.helpers == ["_sigmoid", "_tanh"]
