@@ -65,7 +65,7 @@ print("ok")
 """
 
 
-@pytest.mark.parametrize("name", ["lstm", "gru", "slstm", "lstm_zoneout", "lstm_vd"])
+@pytest.mark.parametrize("name", ["lstm", "gru", "slstm", "lstm_zoneout", "lstm_vd", "layernorm_lstm"])
 def test_float32_loops_vectorize(name, tmp_path):
     """LLVM vectorized the float32 forward, backward and inference loops: their optimized IR does arithmetic
     on <4 x float> / <8 x float> (/ <16 x float>) vectors."""
