@@ -4,6 +4,8 @@ Bad input raises ValueError naming the argument and what was expected; nothing i
 The backends convert arrays their own way (rnngen/backends/cpu/checks.py for numpy arrays,
 rnngen/backends/cuda/checks.py for device arrays) and pass that conversion in.
 """
+import functools
+
 import numpy as np
 
 DTYPES = (np.float32, np.float64)
@@ -39,20 +41,30 @@ class CheckedLengths:
         return part
 
 
-def dim_value(dim, env):
-    """One dimension of a PARAMS shape: a product (and quotient) of integers and size names,
-    '4*H', 'proj_size', '4*H/heads', evaluated with `env` {name: int}; a quotient that is not whole
-    is a ValueError (H not divisible by heads)."""
-    value, op, factor = 1, "*", ""
+@functools.lru_cache(maxsize=None)
+def _dim_terms(dim):
+    """A PARAMS dimension parsed once: ((op, factor), ...) with op '*' or '/' and factor an int or
+    a size name ('4*H/heads' -> (('*', 4), ('*', 'H'), ('/', 'heads')))."""
+    terms, op, factor = [], "*", ""
     for ch in str(dim).replace(" ", "") + "*":
         if ch not in "*/":
             factor += ch
             continue
-        v = int(factor) if factor.isdigit() else env[factor]
+        terms.append((op, int(factor) if factor.isdigit() else factor))
+        op, factor = ch, ""
+    return tuple(terms)
+
+
+def dim_value(dim, env):
+    """One dimension of a PARAMS shape: a product (and quotient) of integers and size names,
+    '4*H', 'proj_size', '4*H/heads', evaluated with `env` {name: int}; a quotient that is not whole
+    is a ValueError (H not divisible by heads)."""
+    value = 1
+    for op, factor in _dim_terms(dim):
+        v = factor if isinstance(factor, int) else env[factor]
         if op == "/" and value % v:
             raise ValueError(f"{dim} is not whole: {value} is not divisible by {factor}={v}")
         value = value * v if op == "*" else value // v
-        op, factor = ch, ""
     return value
 
 
@@ -65,12 +77,16 @@ def param_shape(shape, input_size, hidden_size, sizes=None):
 
 def size_names(spec_params):
     """The run-time size names in a module's PARAMS, besides I and H, in order of appearance."""
+    return _size_names(tuple(tuple(shape) for shape in spec_params.values()))
+
+
+@functools.lru_cache(maxsize=None)
+def _size_names(shapes):
     out = []
-    for shape in spec_params.values():
+    for shape in shapes:
         for dim in shape:
-            for part in str(dim).replace("/", "*").split("*"):
-                part = part.strip()
-                if part and not part.isdigit() and part not in ("I", "H") and part not in out:
+            for _, part in _dim_terms(dim):
+                if isinstance(part, str) and part and part not in ("I", "H") and part not in out:
                     out.append(part)
     return tuple(out)
 
