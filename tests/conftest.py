@@ -36,5 +36,13 @@ def compile_text(tmp_path):
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: a CUDA-simulator test that takes a minute or more "
-                                       "(still part of the default run and of CI)")
+    config.addinivalue_line("markers", "slow: a test, or a module whose shared fixture (a CUDA-simulator "
+                                       "run, the PTX compiles), takes a minute or more (still part of "
+                                       "the default run and of CI; such files run first)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The files with a slow test first (in their collection order, each file's tests in theirs):
+    the workers (pytest-xdist, one file each at a time) then start on the long ones and end together."""
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)

@@ -11,6 +11,8 @@ from helpers import simulator_rows
 
 pytest.importorskip("numba.cuda")
 
+pytestmark = pytest.mark.slow     # the module fixture takes minutes
+
 STACK = "2 layers bidirectional lengths"
 
 

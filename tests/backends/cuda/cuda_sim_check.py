@@ -56,56 +56,92 @@ def _release(threads):
         t.syncthreads_event.set()
 
 
+class _Thread(_sim_kernel.BlockThread):
+    """A simulated thread that says when it is done (after its exception, if any, is recorded), so
+    the schedulers below poll one attribute instead of Thread.is_alive()."""
+
+    def run(self):
+        try:
+            super().run()
+        finally:
+            self.done = True
+
+
+def _threads(manager, block, args, held):
+    out = []
+    for point in np.ndindex(*manager._block_dim):
+        t = _Thread(lambda: manager._f(*args), manager, block, point, manager._debug)
+        t.in_grid_sync, t.done = False, False
+        t.syncthreads_blocked = held          # held: until the scheduler lets its block run
+        out.append(t)
+    return out
+
+
+def _wait_at_barrier(threads, everyone):
+    """Until each of `threads` waits at a barrier or is done (the scheduler sleeps meanwhile, so
+    the simulated threads have the GIL); then raise the first exception of any of them."""
+    while not all(t.syncthreads_blocked or t.done for t in threads):
+        time.sleep(0.0005)
+    for t in threads:
+        if t.done:
+            t.join()
+            if t.exception:
+                for other in everyone:
+                    other.abort = True
+                _release(everyone)
+                raise t.exception[0].with_traceback(t.exception[1])
+    return [t for t in threads if not t.done]
+
+
+def _run_one_block(self, grid_point, *args):
+    """The stock simulator's block (every thread started at once, each cuda.syncthreads() released
+    once every live thread waits at it), polling cheaply (the stock loop calls is_alive() on
+    every thread without a pause, taking the GIL from the threads it waits for)."""
+    threads = _threads(self, grid_point, args, held=False)
+    for t in threads:
+        t.start()
+    live = threads
+    while live:
+        live = _wait_at_barrier(live, threads)
+        _release(live)
+
+
 def _run_grid(self, grid_point, *args):
     if not _CONCURRENT[0]:
-        return _run_block(self, grid_point, *args)
+        return _run_one_block(self, grid_point, *args)
     if any(grid_point):
         return None                      # every block already ran with block (0, 0, 0)
-    threads = []
-    for block in np.ndindex(*self._grid_dim):
-        for point in np.ndindex(*self._block_dim):
-            t = _sim_kernel.BlockThread(lambda: self._f(*args), self, block, point, self._debug)
-            t.in_grid_sync = False
-            t.syncthreads_blocked = True          # held until the scheduler lets its block run
-            threads.append(t)
-    blocks = sorted(set(tuple(t.blockIdx) for t in threads))
+    blocks = list(np.ndindex(*self._grid_dim))
+    live = {block: _threads(self, block, args, held=True) for block in blocks}
+    everyone = [t for block in blocks for t in live[block]]
     passed = set()                                # blocks let through the current grid.sync()
     started = set()
-    live = set(threads)
-    while live:
-        for t in live:
-            if t.exception:
-                for other in threads:
-                    other.abort = True
-                _release(threads)
-                raise t.exception[0].with_traceback(t.exception[1])
-        if all(t.syncthreads_blocked for t in live):
-            if not passed and all(t.in_grid_sync for t in live if tuple(t.blockIdx) in started) \
-                    and len(started) == len(blocks):
-                passed = set(blocks)              # every block reached grid.sync()
-            for block in blocks:
-                mine = [t for t in live if tuple(t.blockIdx) == block]
-                if not mine:
-                    continue
-                if block not in started:          # first run of this block
-                    started.add(block)
-                    for t in mine:
-                        t.syncthreads_blocked = False
-                        t.start()
-                    break
-                if not any(t.in_grid_sync for t in mine):
-                    _release(mine)                # cuda.syncthreads(): only this block waits
-                    break
-                if block in passed:
-                    passed.discard(block)
-                    _release(mine)
-                    break
+    while True:
+        if not passed and len(started) == len(blocks) and \
+                all(t.in_grid_sync for block in blocks for t in live[block]):
+            passed = set(blocks)                  # every block reached grid.sync()
+        for block in blocks:
+            mine = live[block]
+            if not mine:
+                continue
+            if block not in started:              # first run of this block
+                started.add(block)
+                for t in mine:
+                    t.syncthreads_blocked = False
+                    t.start()
+                break
+            if not any(t.in_grid_sync for t in mine):
+                _release(mine)                    # cuda.syncthreads(): only this block waits
+                break
+            if block in passed:
+                passed.discard(block)
+                _release(mine)
+                break
         else:
-            time.sleep(0.0005)                    # let the running block's threads have the GIL
-        live = set(t for t in live if t.is_alive() or (tuple(t.blockIdx) not in started))
-    for t in threads:
-        if t.exception:
-            raise t.exception[0].with_traceback(t.exception[1])
+            if any(live.values()):
+                raise RuntimeError("simulated grid deadlocked: no block can go on")
+            return
+        live[block] = _wait_at_barrier(mine, everyone)   # this block, to its next barrier or its end
 
 
 _SHARED_LOCK = threading.Lock()

@@ -19,6 +19,8 @@ from helpers import simulator_rows
 
 pytest.importorskip("numba.cuda")
 
+pytestmark = pytest.mark.slow     # the module fixture takes minutes
+
 
 @pytest.fixture(scope="module")
 def results():

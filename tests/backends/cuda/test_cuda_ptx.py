@@ -21,6 +21,8 @@ import rnngen
 
 pytest.importorskip("numba.cuda")
 
+pytestmark = pytest.mark.slow     # the module fixture takes minutes
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 RECURRENT = {"gru", "gru_classic", "lstm", "lstm_peephole", "rnn_relu", "rnn_tanh", "lstm_proj",
              "layernorm_lstm", "lstm_zoneout", "lstm_vd", "lstm_weightdrop", "slstm"}

@@ -10,6 +10,8 @@ from helpers import simulator_rows
 
 pytest.importorskip("numba.cuda")
 
+pytestmark = pytest.mark.slow     # the module fixture takes minutes
+
 CASES = ("lengths", "reverse_global_weights", "blocks", "blocks_reverse_global_weights")
 TOL = {"float64": 1e-12}
 
