@@ -99,11 +99,25 @@ def _entry(properties):
     return next(iter(own.values())) if len(own) == 1 else {"error": f"entries: {sorted(own)}"}
 
 
-def link_facts(pyfunc, sig):
-    """What numba-cuda does on a GPU with nvJitLink present: LTO-IR, linked with libcudadevrt for
-    sm_90; registers, stack, local memory and spills from nvJitLink's log."""
+def compile_ptx_and_ltoir(pyfunc, sig):
+    """The kernel's PTX and its LTO-IR from one compile: what cuda.compile_ptx and cuda.compile(...,
+    output="ltoir") give (the same NVVM options; gen-lto only for the LTO-IR), with numba-cuda's
+    front end run once instead of twice (most of a compile's time). Through numba-cuda's internal
+    _compile_pyfunc_with_fixup; where a numba-cuda lacks it, the two public calls."""
     try:
+        from numba.cuda.compiler import _compile_pyfunc_with_fixup
+        lib, _ = _compile_pyfunc_with_fixup(pyfunc, sig, device=False, cc=CC, abi="numba")
+        return lib.get_asm_strs(cc=CC)[0], lib.get_ltoir(cc=CC)
+    except (ImportError, AttributeError, TypeError):
+        ptx, _ = cuda.compile_ptx(pyfunc, sig, cc=CC)
         ltoir, _ = cuda.compile(pyfunc, sig, device=False, cc=CC, output="ltoir", abi="numba")
+        return ptx, ltoir
+
+
+def link_facts(ltoir):
+    """What numba-cuda does on a GPU with nvJitLink present: the LTO-IR linked with libcudadevrt
+    for sm_90; registers, stack, local memory and spills from nvJitLink's log."""
+    try:
         size, log = cuda_compat.link_with_nvjitlink(ltoir, CC, lto=True)
     except Exception as exc:
         return {"error": f"{type(exc).__name__}: {exc}"[-2000:]}
@@ -114,11 +128,14 @@ def link_facts(pyfunc, sig):
 
 
 def report(kind, cell, kernel, dtype, pyfunc, sig, threads=None):
-    ptx, _ = cuda.compile_ptx(pyfunc, sig, cc=CC)
+    if dtype == "float32":                # linked as on a GPU too
+        ptx, ltoir = compile_ptx_and_ltoir(pyfunc, sig)
+    else:
+        (ptx, _), ltoir = cuda.compile_ptx(pyfunc, sig, cc=CC), None
     row = {"cell": cell, "kernel": kernel, "dtype": dtype, "kind": kind, "threads": threads or THREADS[kind]}
     row.update(facts(ptx))
     row["ptxas"] = _ptxas(ptx)
-    row["link"] = link_facts(pyfunc, sig) if dtype == "float32" else None
+    row["link"] = link_facts(ltoir) if ltoir is not None else None
     print(json.dumps(row), flush=True)
 
 
