@@ -34,7 +34,6 @@ from rnngen.backends.cuda import workspace  # noqa: E402
 from numba.cuda.simulator import kernel as _sim_kernel, kernelapi as _sim_api  # noqa: E402
 
 _CONCURRENT = [False]
-_run_block = _sim_kernel.BlockManager.run
 _shared_array = _sim_api.FakeCUDAShared.array
 _grid_sync = _sim_api.GridGroup.sync
 
