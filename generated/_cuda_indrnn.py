@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 0ec46865769213a97b9144d8b9ef38ce9d9c3fb61f5b77df44a94a72137ce156
+sha256 of spec + templates + math libraries + versions: 8c4cdc9d35fa9533b5e522a920bd92e158aaae98031a05bfbfd9a0a742f1363f
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "indrnn"
-SPEC_SHA256 = "0ec46865769213a97b9144d8b9ef38ce9d9c3fb61f5b77df44a94a72137ce156"
+SPEC_SHA256 = "8c4cdc9d35fa9533b5e522a920bd92e158aaae98031a05bfbfd9a0a742f1363f"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_vd.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 184eab4b47f3bb1404cf7a08c1a4c5b468cf9fa711736f25b5caffd528fd3b66
+sha256 of spec + templates + math libraries + versions: 094bbac9ba4f2e7f4b27e7d1c70edc522cf349fe1addd09e79e0c43592fbfa45
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -42,7 +42,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_vd"
-SPEC_SHA256 = "184eab4b47f3bb1404cf7a08c1a4c5b468cf9fa711736f25b5caffd528fd3b66"
+SPEC_SHA256 = "094bbac9ba4f2e7f4b27e7d1c70edc522cf349fe1addd09e79e0c43592fbfa45"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

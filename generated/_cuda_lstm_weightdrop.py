@@ -2,7 +2,7 @@
 
 source spec: lstm_weightdrop.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 11f508ea50b43d00cb01c9ce5fb39c7a1ed68861a3dd3681225f34a4083bc9fa
+sha256 of spec + templates + math libraries + versions: 44335b8a4a951870b02170f9f4a551e367272291d351d149d8abfa944094981b
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -44,7 +44,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_weightdrop"
-SPEC_SHA256 = "11f508ea50b43d00cb01c9ce5fb39c7a1ed68861a3dd3681225f34a4083bc9fa"
+SPEC_SHA256 = "44335b8a4a951870b02170f9f4a551e367272291d351d149d8abfa944094981b"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: layernorm_lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: dfc9818a60bc04f3ab5d54a277775d31a06797cd216b754714cdb00a7b72e4bd
+sha256 of spec + templates + math libraries + versions: ff3b8105912ef323130b6c180b537c19842e6061ed2ec2e9d9286900131b1fe5
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -38,7 +38,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "layernorm_lstm"
-SPEC_SHA256 = "dfc9818a60bc04f3ab5d54a277775d31a06797cd216b754714cdb00a7b72e4bd"
+SPEC_SHA256 = "ff3b8105912ef323130b6c180b537c19842e6061ed2ec2e9d9286900131b1fe5"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -933,7 +933,7 @@ def forward(x, params, state0=None, lengths=None, reverse=False, need_grad=True,
     """Run the cell over x (T, B, I). Returns (y (T, B, H), final states, saved for backward).
     With need_grad=False nothing is kept for backward (saved is None): the loop keeps only the
     states of the current step. params_checked=True: the caller has checked the parameters for NaN
-    and inf (rnngen.RNN does, once per call); they are not checked again here.
+    and inf; they are not checked again here.
 
     Checks its inputs (ValueError naming the argument; NaN or inf in x, state0 or a parameter is
     refused). `saved` keeps references to x and params, not copies: do not modify them in place
@@ -942,9 +942,21 @@ def forward(x, params, state0=None, lengths=None, reverse=False, need_grad=True,
     if device.is_device_array(x):      # numba, torch or cupy arrays on the GPU: _cuda_layernorm_lstm.py
         return device.cuda_module(__name__, __file__, NAME).forward(x, params, state0, lengths, reverse, masks)
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
-                                                                PARAMS, STATES, params_checked, initial=INITIAL)
-    masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS), x.dtype,
-                                 params)
+                                                                PARAMS, STATES, params_checked)
+    return forward_unchecked(x, params, state0, lengths, reverse, need_grad, masks)
+
+
+def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks=None):
+    """forward() without the checks of x, params, state0, lengths and reverse, for a caller that
+    has made them (rnngen.RNN, once per network call): x a C-contiguous (T, B, I) float32 or float64
+    numpy array without NaN or inf; params exactly PARAMS, C-contiguous, of x's dtype, shaped for
+    x's I and H, without NaN or inf; state0 None or a tuple with one (B, size) array of x's dtype
+    (only read) or None per state; lengths an int64 (B,) array of values in [0, T]; reverse a bool.
+    Other input gives wrong results or a crash, not an error. masks are checked here as in forward()."""
+    state0 = checks.initial_states(state0, x, params, PARAMS, STATES, STATE_SIZES, INITIAL)
+    if masks is not None or MASKS:
+        masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS),
+                                     x.dtype, params)
     T, B, I = x.shape
     H = state0[0].shape[1]
     dtype = x.dtype
@@ -996,6 +1008,15 @@ def backward(dy, d_final, saved):
     if getattr(saved, "device", False):
         return device.cuda_module(__name__, __file__, NAME).backward(dy, d_final, saved)
     dy, d_final = checks.backward_inputs(dy, d_final, saved, NAME, STATES, OUTPUT)
+    return backward_unchecked(dy, d_final, saved)
+
+
+def backward_unchecked(dy, d_final, saved):
+    """backward() without the checks of dy, d_final and saved, for a caller that has made them
+    (rnngen.RNN): saved what forward() of this cell returned with need_grad=True; dy a C-contiguous
+    (T, B, H) array of x's dtype without NaN or inf; d_final None or a tuple with one (B, size)
+    array of x's dtype (only read) or None per state. Other input gives wrong results or a crash."""
+    d_final = checks.state_grads(d_final, saved, STATES)
     x, params, lengths, reverse = saved.x, saved.params, saved.lengths, saved.reverse
     zx_ih = saved.zx_ih
     s_h = saved.s_h

@@ -2,7 +2,7 @@
 
 source spec: lstm_proj.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 6ebc293952d5f1cae9dd433b5824cd7390dd7bd57a34cada7d8372651b5a6732
+sha256 of spec + templates + math libraries + versions: 60b6283b646d32d49efddf2b88629bc41debba3815add29814ab7925f94d4fd3
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,7 +33,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_proj"
-SPEC_SHA256 = "6ebc293952d5f1cae9dd433b5824cd7390dd7bd57a34cada7d8372651b5a6732"
+SPEC_SHA256 = "60b6283b646d32d49efddf2b88629bc41debba3815add29814ab7925f94d4fd3"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -370,7 +370,7 @@ def forward(x, params, state0=None, lengths=None, reverse=False, need_grad=True,
     """Run the cell over x (T, B, I). Returns (y (T, B, proj_size), final states, saved for backward).
     With need_grad=False nothing is kept for backward (saved is None): the loop keeps only the
     states of the current step. params_checked=True: the caller has checked the parameters for NaN
-    and inf (rnngen.RNN does, once per call); they are not checked again here.
+    and inf; they are not checked again here.
 
     Checks its inputs (ValueError naming the argument; NaN or inf in x, state0 or a parameter is
     refused). `saved` keeps references to x and params, not copies: do not modify them in place
@@ -379,9 +379,21 @@ def forward(x, params, state0=None, lengths=None, reverse=False, need_grad=True,
     if device.is_device_array(x):      # numba, torch or cupy arrays on the GPU: _cuda_lstm_proj.py
         return device.cuda_module(__name__, __file__, NAME).forward(x, params, state0, lengths, reverse, masks)
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
-                                                                PARAMS, STATES, params_checked, state_sizes=STATE_SIZES, initial=INITIAL)
-    masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS), x.dtype,
-                                 params)
+                                                                PARAMS, STATES, params_checked, state_sizes=STATE_SIZES)
+    return forward_unchecked(x, params, state0, lengths, reverse, need_grad, masks)
+
+
+def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks=None):
+    """forward() without the checks of x, params, state0, lengths and reverse, for a caller that
+    has made them (rnngen.RNN, once per network call): x a C-contiguous (T, B, I) float32 or float64
+    numpy array without NaN or inf; params exactly PARAMS, C-contiguous, of x's dtype, shaped for
+    x's I and H, without NaN or inf; state0 None or a tuple with one (B, size) array of x's dtype
+    (only read) or None per state; lengths an int64 (B,) array of values in [0, T]; reverse a bool.
+    Other input gives wrong results or a crash, not an error. masks are checked here as in forward()."""
+    state0 = checks.initial_states(state0, x, params, PARAMS, STATES, STATE_SIZES, INITIAL)
+    if masks is not None or MASKS:
+        masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS),
+                                     x.dtype, params)
     T, B, I = x.shape
     H = checks.hidden_size(params, PARAMS)
     proj_size = checks.sizes_of(params, PARAMS)["proj_size"]
@@ -426,6 +438,15 @@ def backward(dy, d_final, saved):
     if getattr(saved, "device", False):
         return device.cuda_module(__name__, __file__, NAME).backward(dy, d_final, saved)
     dy, d_final = checks.backward_inputs(dy, d_final, saved, NAME, STATES, OUTPUT)
+    return backward_unchecked(dy, d_final, saved)
+
+
+def backward_unchecked(dy, d_final, saved):
+    """backward() without the checks of dy, d_final and saved, for a caller that has made them
+    (rnngen.RNN): saved what forward() of this cell returned with need_grad=True; dy a C-contiguous
+    (T, B, proj_size) array of x's dtype without NaN or inf; d_final None or a tuple with one (B, size)
+    array of x's dtype (only read) or None per state. Other input gives wrong results or a crash."""
+    d_final = checks.state_grads(d_final, saved, STATES)
     x, params, lengths, reverse = saved.x, saved.params, saved.lengths, saved.reverse
     zx_ih = saved.zx_ih
     s_h = saved.s_h

@@ -97,6 +97,7 @@ class RNN:
         self.dropout_rng = np.random.default_rng([int(seed), 1])
         seeds = np.random.default_rng([int(seed), 0]).integers(0, 2**62, self.num_layers * self.num_directions)
         self.params = {}
+        self._layer_keys = {}       # (layer, direction) -> {module parameter name: key in .params}
         for k in range(self.num_layers):
             layer_in = self.input_size if k == 0 else self.unit_output_size * self.num_directions
             for d in range(self.num_directions):
@@ -104,6 +105,7 @@ class RNN:
                                      int(seeds[unit(k, d, self.num_directions)]), **self.sizes)
                 for name, value in p.items():
                     self.params[self._key(name, k, d)] = self._ops.from_host(value)
+        self._param_shapes = {name: tuple(v.shape) for name, v in self.params.items()}
         self._zero_grads()
         self._cache = None
 
@@ -115,8 +117,12 @@ class RNN:
     def _key(name, layer, direction):
         return f"{name}_l{layer}" + ("_reverse" if direction else "")
 
-    def _layer_params(self, k, d):
-        return {name: self.params[self._key(name, k, d)] for name in self.cell.PARAMS}
+    def _layer_params(self, k, d, params=None):
+        params = self.params if params is None else params
+        keys = self._layer_keys.get((k, d))
+        if keys is None:
+            keys = self._layer_keys[k, d] = {name: self._key(name, k, d) for name in self.cell.PARAMS}
+        return {name: params[key] for name, key in keys.items()}
 
     @property
     def states(self):
@@ -249,13 +255,24 @@ class RNN:
             out.append(None if s is None else self._ops.input(label, s, 3, validate))
         return tuple(out)
 
-    def _check_params_finite(self):
-        """NaN or inf in a parameter (a diverged update, a bad assignment to .params) is refused as
-        in x, naming the parameter; once per network call, vectorised (host parameters only:
-        as for device inputs, NaN is not checked on the GPU)."""
-        for name, value in self.params.items():
+    def _checked_params(self):
+        """The parameters as the generated kernels take them, checked once per network call:
+        numpy arrays of the network's dtype and of the shapes they were created with (a bad
+        assignment to .params is a ValueError naming the parameter), without NaN or inf (a diverged
+        update), C-contiguous (a copy for this call where not). Host parameters only: on the GPU
+        the module checks them (and, as for device inputs, NaN is not checked)."""
+        out = {}
+        for name, shape in self._param_shapes.items():
+            value = self.params.get(name)
+            if not isinstance(value, np.ndarray) or value.dtype != self.dtype or value.shape != shape:
+                got = "nothing" if value is None else \
+                    f"{type(value).__name__} {getattr(value, 'dtype', '')} {tuple(getattr(value, 'shape', ()))}"
+                raise ValueError(f"parameter {name} must be a numpy array of dtype {self.dtype} and shape "
+                                 f"{shape}, got {got}")
             if not all_finite(value):
                 raise ValueError(f"parameter {name} contains NaN or inf")
+            out[name] = value if value.flags.c_contiguous else np.ascontiguousarray(value)
+        return out
 
     # -- forward and backward ---------------------------------------------------------------------
     def _plan(self, T, B):
@@ -267,8 +284,7 @@ class RNN:
     def _run(self, x, state0, lengths, need_grad=True):
         """x time-major, checked, on the device. Returns (y time-major, final states, cache)."""
         ops = self._ops
-        if self.device == "cpu":
-            self._check_params_finite()
+        params = self._checked_params() if self.device == "cpu" else self.params
         T, B, _ = x.shape
         D = self.num_directions
         plan = self._plan(T, B)
@@ -279,12 +295,12 @@ class RNN:
             idx = unit(k, d, D)
             s0 = tuple(None if s is None else s[idx] for s in state0)
             s0 = None if all(s is None for s in s0) else s0
-            params, masks = layer_masks(self, k, d, T, B)
+            layer, masks = layer_masks(self, k, d, T, B, params)
             if self.device == "cpu":
-                y_d, fin, saved[k, d] = schedule.forward(self.cell, inp, params, s0, lengths, bool(d), need_grad,
-                                                         plan.slices, params_checked=True, masks=masks)
+                y_d, fin, saved[k, d] = schedule.forward(self.cell, inp, layer, s0, lengths, bool(d), need_grad,
+                                                         plan.slices, checked=True, masks=masks)
             else:
-                y_d, fin, saved[k, d] = self.cell.forward(inp, params, s0, lengths, reverse=bool(d),
+                y_d, fin, saved[k, d] = self.cell.forward(inp, layer, s0, lengths, reverse=bool(d),
                                                           **({"masks": masks} if masks else {}))
             for f, arr in zip(finals, fin):
                 ops.put(f, idx, arr)
@@ -340,13 +356,14 @@ class RNN:
             df = tuple(None if s is None else s[idx] for s in d_final)
             df = None if all(s is None for s in df) else df
             if self.device == "cpu":
-                dx_d, ds0, dp = schedule.backward(self.cell, grad, df, saved[k, d])
+                dx_d, ds0, dp = schedule.backward(self.cell, grad, df, saved[k, d], checked=True)
             else:
                 dx_d, ds0, dp = self.cell.backward(grad, df, saved[k, d])
             for out, arr in zip(d_state0, ds0):
                 ops.put(out, idx, arr)
+            keys = self._layer_keys[k, d]
             for name, value in dp.items():
-                self.grads[self._key(name, k, d)] = value
+                self.grads[keys[name]] = value
             return dx_d
 
         def dropout(k, grad):

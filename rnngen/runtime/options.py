@@ -26,11 +26,11 @@ def options_text(sizes, rates):
     return "".join(f", {k}={v}" for k, v in sizes.items()) + (f", rates={rates}" if rates else "")
 
 
-def layer_masks(net, k, d, T, B):
+def layer_masks(net, k, d, T, B, params=None):
     """(parameters, masks) of layer k, direction d of rnngen.RNN `net` for a call over (T, B): the
     masks drawn by the cell's draw_masks on the host (one seed gives the same masks on every
-    device), None for a cell without masks."""
-    params = net._layer_params(k, d)
+    device), None for a cell without masks. params: the network's parameters by key (None: net.params)."""
+    params = net._layer_params(k, d, params)
     if not getattr(net.cell, "MASKS", None):
         return params, None
     return params, net.cell.draw_masks(T, B, net.hidden_size, net.rates, net.training, net.mask_rng, net.dtype, params)

@@ -92,14 +92,13 @@ def plan(T, B, H, directions, threads=None):
     return Plan(parallel_directions, slices)
 
 
-@contextlib.contextmanager
+_UNCHANGED = contextlib.nullcontext()
+
+
 def blas_for(p):
-    """One BLAS thread inside a call that is not tiny (unless the user owns the BLAS threads)."""
-    if not p.one_blas_thread:
-        yield
-        return
-    with blas.threads_limited(1):
-        yield
+    """A context: one BLAS thread inside a call that is not tiny (unless the user owns the BLAS
+    threads); the BLAS threads as they are otherwise."""
+    return blas.threads_limited(1) if p.one_blas_thread else _UNCHANGED
 
 
 # -- one layer-direction in batch slices ----------------------------------------------------------
@@ -129,28 +128,39 @@ def _keywords(fn):
     return frozenset(inspect.signature(fn).parameters)
 
 
-def forward(gen, x, params, state0, lengths, reverse, need_grad=True, slices=1, params_checked=False,
-            masks=None):
+def _host_lengths(lengths):
+    return lengths.host if isinstance(lengths, CheckedLengths) else lengths
+
+
+def forward(gen, x, params, state0, lengths, reverse, need_grad=True, slices=1, checked=False, masks=None):
     """gen.forward over x (T, B, I), in `slices` batch slices run at the same time. Returns what
     gen.forward returns; `saved` is a SlicedSaved when sliced (backward() below takes either).
-    params_checked: the caller checked the parameters for NaN/inf (passed on to gen.forward).
-    masks: the cell's random masks of this call (draw_masks; those of the bridge's WithMasks if
-    None), each slice given its rows."""
-    takes = _keywords(getattr(gen.forward, "__func__", gen.forward))   # an older module has neither
-    kw = {} if need_grad or "need_grad" not in takes else {"need_grad": False}
-    if params_checked and "params_checked" in takes:
-        kw["params_checked"] = True
-    masks = getattr(gen, "drawn_masks", None) if masks is None else masks
+    checked: the caller (rnngen.RNN) has checked x, params, state0 and lengths as gen.forward_unchecked
+    needs them (lengths as CheckedLengths), which then runs (gen.forward where a module has none).
+    masks: the cell's random masks of this call (draw_masks; unless checked, those of the bridge's
+    WithMasks if None), each slice given its rows."""
+    if masks is None and not checked:
+        masks = getattr(gen, "drawn_masks", None)
+    if checked and hasattr(gen, "forward_unchecked"):
+        def call(x, state0, lengths, masks):
+            return gen.forward_unchecked(np.ascontiguousarray(x), params, state0, _host_lengths(lengths), reverse,
+                                         need_grad, masks)
+    else:
+        takes = _keywords(getattr(gen.forward, "__func__", gen.forward))   # an older module has neither
+        kw = {} if need_grad or "need_grad" not in takes else {"need_grad": False}
+        if checked and "params_checked" in takes:
+            kw["params_checked"] = True
+
+        def call(x, state0, lengths, masks):
+            return gen.forward(x, params, state0, lengths, reverse, **kw, **({} if masks is None else {"masks": masks}))
     if slices == 1:
-        y, finals, saved = gen.forward(x, params, state0, lengths, reverse, **kw,
-                                       **({} if masks is None else {"masks": masks}))
+        y, finals, saved = call(x, state0, lengths, masks)
         return y, finals, saved if need_grad else None
     parts = bounds(x.shape[1], slices)
 
     def task(b0, b1):
         s0 = None if state0 is None else tuple(None if s is None else s[b0:b1] for s in state0)
-        part = {} if masks is None else {"masks": mask_rows(masks, gen.MASKS, b0, b1)}
-        return gen.forward(x[:, b0:b1], params, s0, _rows(lengths, b0, b1), reverse, **kw, **part)
+        return call(x[:, b0:b1], s0, _rows(lengths, b0, b1), None if masks is None else mask_rows(masks, gen.MASKS, b0, b1))
 
     results = run_all([lambda b0=b0, b1=b1: task(b0, b1) for b0, b1 in parts])
     y = np.concatenate([r[0] for r in results], axis=1)
@@ -159,14 +169,18 @@ def forward(gen, x, params, state0, lengths, reverse, need_grad=True, slices=1, 
     return y, finals, saved
 
 
-def backward(gen, dy, d_final, saved):
+def backward(gen, dy, d_final, saved, checked=False):
     """gen.backward of forward() above: the slices' backwards at the same time, their input and
-    state gradients put together, their parameter gradients added."""
+    state gradients put together, their parameter gradients added. checked: the caller (rnngen.RNN)
+    has checked dy (an array) and d_final as gen.backward_unchecked needs them, which then runs."""
+    unchecked = checked and hasattr(gen, "backward_unchecked")
     if not isinstance(saved, SlicedSaved):
-        return gen.backward(dy, d_final, saved)
+        return gen.backward_unchecked(dy, d_final, saved) if unchecked else gen.backward(dy, d_final, saved)
 
     def task(part, b0, b1):
         df = None if d_final is None else tuple(None if d is None else d[b0:b1] for d in d_final)
+        if unchecked:
+            return gen.backward_unchecked(np.ascontiguousarray(dy[:, b0:b1]), df, part)
         return gen.backward(None if dy is None else dy[:, b0:b1], df, part)
 
     results = run_all([lambda p=p, b0=b0, b1=b1: task(p, b0, b1)

@@ -30,20 +30,32 @@ def host_array(name, value, ndim, dtype=None):
 
 
 def forward_inputs(x, params, state0, lengths, reverse, spec_params, states, params_checked=False,
-                   state_sizes=None, initial=None):
+                   state_sizes=None):
     """forward()'s inputs checked (params_checked: but for NaN/inf in the parameters, which the
-    caller checked); the states not given at their initial values (`initial`, the module's
-    INITIAL; zeros for the others; (B, the state's size)), the others copied. `state_sizes`:
-    STATE_SIZES of a cell whose states are not all of size H."""
-    x, params, state0, lengths, reverse, H = check_forward(x, params, state0, lengths, reverse,
+    caller checked); state0 a tuple with None for each state not given (initial_states fills them
+    in). `state_sizes`: STATE_SIZES of a cell whose states are not all of size H."""
+    x, params, state0, lengths, reverse, _ = check_forward(x, params, state0, lengths, reverse,
                                                            spec_params, states, host_array,
                                                            params_finite=not params_checked,
                                                            state_sizes=state_sizes)
-    B = x.shape[1]
-    dims = state_dims(state_sizes, states, H, sizes_of(params, spec_params)) if state_sizes else (H,) * len(states)
-    state0 = tuple(np.full((B, n), initial_value(initial, name, x.dtype), x.dtype) if s is None else s.copy()
-                   for name, s, n in zip(states, state0, dims))
     return x, params, state0, lengths, reverse
+
+
+def initial_states(state0, x, params, spec_params, states, state_sizes=None, initial=None):
+    """state0 (None, or a tuple with one (B, size) array or None per state) with each state not
+    given at its initial value (`initial`, the module's INITIAL; zero for the others); the arrays
+    given are only read. `state_sizes`: the module's STATE_SIZES."""
+    if state0 is None:
+        state0 = (None,) * len(states)
+    elif not any(s is None for s in state0):
+        return tuple(state0)
+    H = hidden_size(params, spec_params)
+    own = state_sizes and any(size != "H" for size in state_sizes.values())
+    dims = state_dims(state_sizes, states, H, sizes_of(params, spec_params)) if own else (H,) * len(states)
+    B, dtype = x.shape[1], x.dtype
+    return tuple(s if s is not None else np.zeros((B, n), dtype) if name not in (initial or ()) else
+                 np.full((B, n), initial_value(initial, name, dtype), dtype)
+                 for name, s, n in zip(states, state0, dims))
 
 
 def forward_masks(masks, spec_masks, T, B, H, dtype, params=None, at_rate0=False):
@@ -62,7 +74,8 @@ def drop_weight(weight, mask):
 
 
 def backward_inputs(dy, d_final, saved, cell_name, states, output=None):
-    """backward()'s inputs checked against what forward() saved; d_final copied (accumulated into)."""
+    """backward()'s inputs checked against what forward() saved: dy (None: zeros) and d_final,
+    a tuple with one (B, size) array or None per state (state_grads makes what backward adds into)."""
     if saved is None:
         raise ValueError("saved is None: forward(..., need_grad=False) keeps nothing for backward; "
                          "run forward() with need_grad=True (the default) before backward()")
@@ -82,7 +95,16 @@ def backward_inputs(dy, d_final, saved, cell_name, states, output=None):
         d_final = (None,) * len(states)
     if not isinstance(d_final, (tuple, list)) or len(d_final) != len(states):
         raise ValueError(f"d_final must be None or a tuple of {len(states)} arrays {states}, each (B, H)")
-    d_final = tuple(np.zeros((B, dims[k]), dtype) if d is None else
-                    check_state(f"d_final[{k}] ({states[k]})", d, B, dims[k], dtype, host_array).copy()
+    d_final = tuple(None if d is None else check_state(f"d_final[{k}] ({states[k]})", d, B, dims[k], dtype, host_array)
                     for k, d in enumerate(d_final))
     return dy, d_final
+
+
+def state_grads(d_final, saved, states):
+    """What backward's loop adds the state gradients into: a copy of each (B, size) array of
+    d_final (None, or a tuple with an array or None per state), zeros for those not given."""
+    if d_final is None:
+        d_final = (None,) * len(states)
+    B = saved.x.shape[1]
+    return tuple(np.zeros((B, getattr(saved, f"s_{s}").shape[2]), saved.x.dtype) if d is None else d.copy()
+                 for s, d in zip(states, d_final))
