@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: c4b9f66b0524b462b616912233090187d8199ca15fd8558b77869cadc523b9e2
+sha256 of spec + templates + math libraries + versions: 7ea3e08d1a332fc5f35358b81f5858e80447946aae3a9dc86eed1c2674a7ad68
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -38,7 +38,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru"
-SPEC_SHA256 = "c4b9f66b0524b462b616912233090187d8199ca15fd8558b77869cadc523b9e2"
+SPEC_SHA256 = "7ea3e08d1a332fc5f35358b81f5858e80447946aae3a9dc86eed1c2674a7ad68"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 8c4cdc9d35fa9533b5e522a920bd92e158aaae98031a05bfbfd9a0a742f1363f
+sha256 of spec + templates + math libraries + versions: 72a372a16a3a3cc049a4aee78a77ec776cd9acd034298c2ceac46abb278fffd1
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "indrnn"
-SPEC_SHA256 = "8c4cdc9d35fa9533b5e522a920bd92e158aaae98031a05bfbfd9a0a742f1363f"
+SPEC_SHA256 = "72a372a16a3a3cc049a4aee78a77ec776cd9acd034298c2ceac46abb278fffd1"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: cc77df02d0f7702b21c4f98814c402ca8c8fd81966ead33ed181411f16bdeedf
+sha256 of spec + templates + math libraries + versions: 0068565c6ff599a366c276220f7827a8058c9084023ea5da3e2a918a9415312d
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -42,7 +42,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "cc77df02d0f7702b21c4f98814c402ca8c8fd81966ead33ed181411f16bdeedf"
+SPEC_SHA256 = "0068565c6ff599a366c276220f7827a8058c9084023ea5da3e2a918a9415312d"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

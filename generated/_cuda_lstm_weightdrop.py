@@ -2,7 +2,7 @@
 
 source spec: lstm_weightdrop.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 44335b8a4a951870b02170f9f4a551e367272291d351d149d8abfa944094981b
+sha256 of spec + templates + math libraries + versions: 335858a6ef68677b125644230854c5e93104030f0ac8f06251e9c4b9af19f18b
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -44,7 +44,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_weightdrop"
-SPEC_SHA256 = "44335b8a4a951870b02170f9f4a551e367272291d351d149d8abfa944094981b"
+SPEC_SHA256 = "335858a6ef68677b125644230854c5e93104030f0ac8f06251e9c4b9af19f18b"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_zoneout.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: a98b013247792f42e3cea059b6517517ae7b3b4ba582ed4cbc1b1201b7edafb8
+sha256 of spec + templates + math libraries + versions: 7f07a3a89858a53242085308a2cd303f8ee23e1232d46fe874243d8a9ab13a8e
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -46,7 +46,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_zoneout"
-SPEC_SHA256 = "a98b013247792f42e3cea059b6517517ae7b3b4ba582ed4cbc1b1201b7edafb8"
+SPEC_SHA256 = "7f07a3a89858a53242085308a2cd303f8ee23e1232d46fe874243d8a9ab13a8e"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

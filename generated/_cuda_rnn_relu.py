@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 33eedf9e7ff8ee72709c5895b3d8a502f1a0071a1ff2115cd8de6d6a028b211f
+sha256 of spec + templates + math libraries + versions: 504399e7c91d0b3d4b49a32334fa951e46a5b2eb19e7fb05491353a03fa76841
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -37,7 +37,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "33eedf9e7ff8ee72709c5895b3d8a502f1a0071a1ff2115cd8de6d6a028b211f"
+SPEC_SHA256 = "504399e7c91d0b3d4b49a32334fa951e46a5b2eb19e7fb05491353a03fa76841"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: f5ed53408b20c32bf2c8ed55f66f99dc34894a476892c553192690835ac492d6
+sha256 of spec + templates + math libraries + versions: 8f70257fef63a4116c4cdf57e7ac4d818118a5b1c8f6d37b2b71a14e4e852dbb
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -37,7 +37,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "f5ed53408b20c32bf2c8ed55f66f99dc34894a476892c553192690835ac492d6"
+SPEC_SHA256 = "8f70257fef63a4116c4cdf57e7ac4d818118a5b1c8f6d37b2b71a14e4e852dbb"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

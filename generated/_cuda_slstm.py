@@ -2,7 +2,7 @@
 
 source spec: slstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: fee16becc11c0e16605078d1351267bd576d399b618c2a372e23a4a6a69a6ac8
+sha256 of spec + templates + math libraries + versions: f6e38aec7c843cf43e423ed300035c848814d5ae4d9992f47e7af90ab890a5d7
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -51,7 +51,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "slstm"
-SPEC_SHA256 = "fee16becc11c0e16605078d1351267bd576d399b618c2a372e23a4a6a69a6ac8"
+SPEC_SHA256 = "f6e38aec7c843cf43e423ed300035c848814d5ae4d9992f47e7af90ab890a5d7"
 STATES = ('h', 'c', 'n', 'm')
 OUTPUT = "h"
 INITIAL = {'m': 'lowest'}     # the states that do not start at zero when state0 leaves them out

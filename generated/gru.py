@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: c4b9f66b0524b462b616912233090187d8199ca15fd8558b77869cadc523b9e2
+sha256 of spec + templates + math libraries + versions: 7ea3e08d1a332fc5f35358b81f5858e80447946aae3a9dc86eed1c2674a7ad68
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,7 +29,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru"
-SPEC_SHA256 = "c4b9f66b0524b462b616912233090187d8199ca15fd8558b77869cadc523b9e2"
+SPEC_SHA256 = "7ea3e08d1a332fc5f35358b81f5858e80447946aae3a9dc86eed1c2674a7ad68"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -214,7 +214,7 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     x's I and H, without NaN or inf; state0 None or a tuple with one (B, size) array of x's dtype
     (only read) or None per state; lengths an int64 (B,) array of values in [0, T]; reverse a bool.
     Other input gives wrong results or a crash, not an error. masks are checked here as in forward()."""
-    state0 = checks.initial_states(state0, x, params, PARAMS, STATES, STATE_SIZES, INITIAL)
+    state0 = checks.initial_states(state0, x, params, PARAMS, STATES, None, INITIAL)
     if masks is not None or MASKS:
         masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS),
                                      x.dtype, params)

@@ -2,7 +2,7 @@
 
 source spec: layernorm_lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: ff3b8105912ef323130b6c180b537c19842e6061ed2ec2e9d9286900131b1fe5
+sha256 of spec + templates + math libraries + versions: 9b34935690f4e0d504ff025de098cde3c6adb2d3189c02827bc538ebc57a6f8f
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -38,7 +38,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "layernorm_lstm"
-SPEC_SHA256 = "ff3b8105912ef323130b6c180b537c19842e6061ed2ec2e9d9286900131b1fe5"
+SPEC_SHA256 = "9b34935690f4e0d504ff025de098cde3c6adb2d3189c02827bc538ebc57a6f8f"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -953,7 +953,7 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     x's I and H, without NaN or inf; state0 None or a tuple with one (B, size) array of x's dtype
     (only read) or None per state; lengths an int64 (B,) array of values in [0, T]; reverse a bool.
     Other input gives wrong results or a crash, not an error. masks are checked here as in forward()."""
-    state0 = checks.initial_states(state0, x, params, PARAMS, STATES, STATE_SIZES, INITIAL)
+    state0 = checks.initial_states(state0, x, params, PARAMS, STATES, None, INITIAL)
     if masks is not None or MASKS:
         masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS),
                                      x.dtype, params)

@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 3c744d9eddccc1c2e5341dfcf279715f31fe9ba8e980a53112a0c539ed2b5405
+sha256 of spec + templates + math libraries + versions: edaa5e6c3f362ea1917a16288e6e39a7dc22e1ba4b85b4c9785b6491b958c18c
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm"
-SPEC_SHA256 = "3c744d9eddccc1c2e5341dfcf279715f31fe9ba8e980a53112a0c539ed2b5405"
+SPEC_SHA256 = "edaa5e6c3f362ea1917a16288e6e39a7dc22e1ba4b85b4c9785b6491b958c18c"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -229,7 +229,7 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     x's I and H, without NaN or inf; state0 None or a tuple with one (B, size) array of x's dtype
     (only read) or None per state; lengths an int64 (B,) array of values in [0, T]; reverse a bool.
     Other input gives wrong results or a crash, not an error. masks are checked here as in forward()."""
-    state0 = checks.initial_states(state0, x, params, PARAMS, STATES, STATE_SIZES, INITIAL)
+    state0 = checks.initial_states(state0, x, params, PARAMS, STATES, None, INITIAL)
     if masks is not None or MASKS:
         masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS),
                                      x.dtype, params)

@@ -2,7 +2,7 @@
 
 source spec: lstm_proj.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 60b6283b646d32d49efddf2b88629bc41debba3815add29814ab7925f94d4fd3
+sha256 of spec + templates + math libraries + versions: c36af50922a2b6df3405b7d4202c2fa0eb78d387affa4feaa2172b5622455f80
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,7 +33,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_proj"
-SPEC_SHA256 = "60b6283b646d32d49efddf2b88629bc41debba3815add29814ab7925f94d4fd3"
+SPEC_SHA256 = "c36af50922a2b6df3405b7d4202c2fa0eb78d387affa4feaa2172b5622455f80"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

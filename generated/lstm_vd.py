@@ -2,7 +2,7 @@
 
 source spec: lstm_vd.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 094bbac9ba4f2e7f4b27e7d1c70edc522cf349fe1addd09e79e0c43592fbfa45
+sha256 of spec + templates + math libraries + versions: 762a00af4a62bf7487afe3c50dbe1ee309a92ea78b5976a33cbf5df4cd1c4f09
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,7 +33,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_vd"
-SPEC_SHA256 = "094bbac9ba4f2e7f4b27e7d1c70edc522cf349fe1addd09e79e0c43592fbfa45"
+SPEC_SHA256 = "762a00af4a62bf7487afe3c50dbe1ee309a92ea78b5976a33cbf5df4cd1c4f09"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -452,7 +452,7 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     x's I and H, without NaN or inf; state0 None or a tuple with one (B, size) array of x's dtype
     (only read) or None per state; lengths an int64 (B,) array of values in [0, T]; reverse a bool.
     Other input gives wrong results or a crash, not an error. masks are checked here as in forward()."""
-    state0 = checks.initial_states(state0, x, params, PARAMS, STATES, STATE_SIZES, INITIAL)
+    state0 = checks.initial_states(state0, x, params, PARAMS, STATES, None, INITIAL)
     if checks.masks_at_rate0(masks, MASKS):     # every step and sequence mask is 1: the kernels without them
         return _forward_rate0(x, params, state0, lengths, reverse, need_grad, masks)
     if masks is not None or MASKS:

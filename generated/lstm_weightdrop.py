@@ -2,7 +2,7 @@
 
 source spec: lstm_weightdrop.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 44335b8a4a951870b02170f9f4a551e367272291d351d149d8abfa944094981b
+sha256 of spec + templates + math libraries + versions: 335858a6ef68677b125644230854c5e93104030f0ac8f06251e9c4b9af19f18b
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -35,7 +35,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_weightdrop"
-SPEC_SHA256 = "44335b8a4a951870b02170f9f4a551e367272291d351d149d8abfa944094981b"
+SPEC_SHA256 = "335858a6ef68677b125644230854c5e93104030f0ac8f06251e9c4b9af19f18b"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -230,7 +230,7 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     x's I and H, without NaN or inf; state0 None or a tuple with one (B, size) array of x's dtype
     (only read) or None per state; lengths an int64 (B,) array of values in [0, T]; reverse a bool.
     Other input gives wrong results or a crash, not an error. masks are checked here as in forward()."""
-    state0 = checks.initial_states(state0, x, params, PARAMS, STATES, STATE_SIZES, INITIAL)
+    state0 = checks.initial_states(state0, x, params, PARAMS, STATES, None, INITIAL)
     if masks is not None or MASKS:
         masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS),
                                      x.dtype, params)

@@ -2,7 +2,7 @@
 
 source spec: lstm_zoneout.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: a98b013247792f42e3cea059b6517517ae7b3b4ba582ed4cbc1b1201b7edafb8
+sha256 of spec + templates + math libraries + versions: 7f07a3a89858a53242085308a2cd303f8ee23e1232d46fe874243d8a9ab13a8e
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -37,7 +37,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_zoneout"
-SPEC_SHA256 = "a98b013247792f42e3cea059b6517517ae7b3b4ba582ed4cbc1b1201b7edafb8"
+SPEC_SHA256 = "7f07a3a89858a53242085308a2cd303f8ee23e1232d46fe874243d8a9ab13a8e"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -378,7 +378,7 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     x's I and H, without NaN or inf; state0 None or a tuple with one (B, size) array of x's dtype
     (only read) or None per state; lengths an int64 (B,) array of values in [0, T]; reverse a bool.
     Other input gives wrong results or a crash, not an error. masks are checked here as in forward()."""
-    state0 = checks.initial_states(state0, x, params, PARAMS, STATES, STATE_SIZES, INITIAL)
+    state0 = checks.initial_states(state0, x, params, PARAMS, STATES, None, INITIAL)
     if checks.masks_at_rate0(masks, MASKS):     # every step and sequence mask is 1: the kernels without them
         return _forward_rate0(x, params, state0, lengths, reverse, need_grad, masks)
     if masks is not None or MASKS:

@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 9ce2023b30e9e8ec90d49225a843d89567adf60da12432603403431055160cba
+sha256 of spec + templates + math libraries + versions: b39fb44bea685ae63ace2191d929dc7ff6f04e63f3a98134a1c6c9355e1dd70d
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -26,7 +26,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid  # noqa: F401
 
 NAME = "mingru"
-SPEC_SHA256 = "9ce2023b30e9e8ec90d49225a843d89567adf60da12432603403431055160cba"
+SPEC_SHA256 = "b39fb44bea685ae63ace2191d929dc7ff6f04e63f3a98134a1c6c9355e1dd70d"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -159,7 +159,7 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     x's I and H, without NaN or inf; state0 None or a tuple with one (B, size) array of x's dtype
     (only read) or None per state; lengths an int64 (B,) array of values in [0, T]; reverse a bool.
     Other input gives wrong results or a crash, not an error. masks are checked here as in forward()."""
-    state0 = checks.initial_states(state0, x, params, PARAMS, STATES, STATE_SIZES, INITIAL)
+    state0 = checks.initial_states(state0, x, params, PARAMS, STATES, None, INITIAL)
     if masks is not None or MASKS:
         masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS),
                                      x.dtype, params)

@@ -44,18 +44,21 @@ def forward_inputs(x, params, state0, lengths, reverse, spec_params, states, par
 def initial_states(state0, x, params, spec_params, states, state_sizes=None, initial=None):
     """state0 (None, or a tuple with one (B, size) array or None per state) with each state not
     given at its initial value (`initial`, the module's INITIAL; zero for the others); the arrays
-    given are only read. `state_sizes`: the module's STATE_SIZES."""
-    if state0 is None:
-        state0 = (None,) * len(states)
-    elif not any(s is None for s in state0):
+    given are only read. `state_sizes`: the module's STATE_SIZES where a state's size is not H."""
+    if state0 is not None and not any(s is None for s in state0):
         return tuple(state0)
     H = hidden_size(params, spec_params)
-    own = state_sizes and any(size != "H" for size in state_sizes.values())
-    dims = state_dims(state_sizes, states, H, sizes_of(params, spec_params)) if own else (H,) * len(states)
+    dims = state_dims(state_sizes, states, H, sizes_of(params, spec_params)) if state_sizes else None
     B, dtype = x.shape[1], x.dtype
-    return tuple(s if s is not None else np.zeros((B, n), dtype) if name not in (initial or ()) else
-                 np.full((B, n), initial_value(initial, name, dtype), dtype)
-                 for name, s, n in zip(states, state0, dims))
+    out = []
+    for k, name in enumerate(states):
+        s = None if state0 is None else state0[k]
+        if s is None:
+            shape = (B, H if dims is None else dims[k])
+            s = np.full(shape, initial_value(initial, name, dtype), dtype) if initial and name in initial else \
+                np.zeros(shape, dtype)
+        out.append(s)
+    return tuple(out)
 
 
 def forward_masks(masks, spec_masks, T, B, H, dtype, params=None, at_rate0=False):

@@ -53,6 +53,8 @@ class CpuModule:
     sizes: tuple             # the run-time size names beyond I and H
     size_defaults: dict      # size -> its default (an int or "H")
     state_sizes: dict        # state -> the name of its size
+    sized_states: bool       # the cell has run-time sizes or a state whose size is not H: the
+                             # wrappers pass STATE_SIZES to the state checks
     init: dict               # parameter -> constant initial value
     kernel_sizes: dict       # "forward"/"backward" -> the kernel's lines reading T, B and the sizes
     wrapper_sizes: dict      # "forward"/"backward" -> the wrapper's lines reading H and the sizes
@@ -367,6 +369,7 @@ def emit(kernel, layout, header, equations, rate0=None):
         params=[(b.param, shape(b)) for b in kernel.params], sizes=tuple(kernel.sizes),
         size_defaults=dict(kernel.size_defaults),
         state_sizes={s: str(kernel.state_sizes[s]) for s in kernel.states}, init=dict(kernel.init),
+        sized_states=bool(kernel.sizes) or any(kernel.state_sizes[s] != ir.H for s in kernel.states),
         kernel_sizes={"forward": fsizes, "backward": bsizes, "infer": isizes},
         wrapper_sizes={"forward": wrapper_sizes(kernel, False), "backward": wrapper_sizes(kernel, True)},
         constants=p.constants.lines(),
