@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 72a372a16a3a3cc049a4aee78a77ec776cd9acd034298c2ceac46abb278fffd1
+sha256 of spec + templates + math libraries + versions: 4d0438ecc9a1f8a5454964a838f0866e4b2a7abc1341523bf80520188f70265f
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "indrnn"
-SPEC_SHA256 = "72a372a16a3a3cc049a4aee78a77ec776cd9acd034298c2ceac46abb278fffd1"
+SPEC_SHA256 = "4d0438ecc9a1f8a5454964a838f0866e4b2a7abc1341523bf80520188f70265f"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

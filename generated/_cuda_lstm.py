@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: edaa5e6c3f362ea1917a16288e6e39a7dc22e1ba4b85b4c9785b6491b958c18c
+sha256 of spec + templates + math libraries + versions: ae12635225597975af6e232f1de0b536ae0cb3cbbcbc1bda6446a1f38495466a
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -43,7 +43,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm"
-SPEC_SHA256 = "edaa5e6c3f362ea1917a16288e6e39a7dc22e1ba4b85b4c9785b6491b958c18c"
+SPEC_SHA256 = "ae12635225597975af6e232f1de0b536ae0cb3cbbcbc1bda6446a1f38495466a"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

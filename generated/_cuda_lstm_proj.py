@@ -2,7 +2,7 @@
 
 source spec: lstm_proj.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: c36af50922a2b6df3405b7d4202c2fa0eb78d387affa4feaa2172b5622455f80
+sha256 of spec + templates + math libraries + versions: 476c5a00330ce9c334d44c6235f3fa337f6513e1d2dfaee016f71a31be165d0c
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -42,7 +42,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_proj"
-SPEC_SHA256 = "c36af50922a2b6df3405b7d4202c2fa0eb78d387affa4feaa2172b5622455f80"
+SPEC_SHA256 = "476c5a00330ce9c334d44c6235f3fa337f6513e1d2dfaee016f71a31be165d0c"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: b39fb44bea685ae63ace2191d929dc7ff6f04e63f3a98134a1c6c9355e1dd70d
+sha256 of spec + templates + math libraries + versions: 2b7785ded9c93e54cac2cc43b5cf692d87e979d6d433d8baf35bc559330365f7
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -35,7 +35,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "mingru"
-SPEC_SHA256 = "b39fb44bea685ae63ace2191d929dc7ff6f04e63f3a98134a1c6c9355e1dd70d"
+SPEC_SHA256 = "2b7785ded9c93e54cac2cc43b5cf692d87e979d6d433d8baf35bc559330365f7"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 504399e7c91d0b3d4b49a32334fa951e46a5b2eb19e7fb05491353a03fa76841
+sha256 of spec + templates + math libraries + versions: e735c8158b86fb8590ebf682c76270c72c0acb81d206871ff6f8fb3241c96750
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -37,7 +37,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "504399e7c91d0b3d4b49a32334fa951e46a5b2eb19e7fb05491353a03fa76841"
+SPEC_SHA256 = "e735c8158b86fb8590ebf682c76270c72c0acb81d206871ff6f8fb3241c96750"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

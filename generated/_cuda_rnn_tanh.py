@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 8f70257fef63a4116c4cdf57e7ac4d818118a5b1c8f6d37b2b71a14e4e852dbb
+sha256 of spec + templates + math libraries + versions: 498af80c313ce8a070c8970dd78befe78bdeb9a1a7ebd2d7510bb2e52987976f
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -37,7 +37,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "8f70257fef63a4116c4cdf57e7ac4d818118a5b1c8f6d37b2b71a14e4e852dbb"
+SPEC_SHA256 = "498af80c313ce8a070c8970dd78befe78bdeb9a1a7ebd2d7510bb2e52987976f"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

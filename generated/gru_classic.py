@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 8f8fe2f729c2ea33d36a53f5ae9f84c60d17d41601520682a9d7249e2365bbd9
+sha256 of spec + templates + math libraries + versions: bfaf1fdd5a1bf22bd09a0a1fef29b2ed59aee55d971ca5cad9783d3dc9716507
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,7 +29,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru_classic"
-SPEC_SHA256 = "8f8fe2f729c2ea33d36a53f5ae9f84c60d17d41601520682a9d7249e2365bbd9"
+SPEC_SHA256 = "bfaf1fdd5a1bf22bd09a0a1fef29b2ed59aee55d971ca5cad9783d3dc9716507"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -286,7 +286,7 @@ def backward(dy, d_final, saved):
     (this is not checked; the PyTorch bridge, rnngen.torch, checks it). First-order gradients."""
     if getattr(saved, "device", False):
         return device.cuda_module(__name__, __file__, NAME).backward(dy, d_final, saved)
-    dy, d_final = checks.backward_inputs(dy, d_final, saved, NAME, STATES, OUTPUT)
+    dy, d_final = checks.backward_inputs(dy, d_final, saved, NAME, STATES, OUTPUT, fill=False)
     return backward_unchecked(dy, d_final, saved)
 
 

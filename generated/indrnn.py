@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 72a372a16a3a3cc049a4aee78a77ec776cd9acd034298c2ceac46abb278fffd1
+sha256 of spec + templates + math libraries + versions: 4d0438ecc9a1f8a5454964a838f0866e4b2a7abc1341523bf80520188f70265f
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -25,7 +25,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, relu as _relu, step as _step  # noqa: F401
 
 NAME = "indrnn"
-SPEC_SHA256 = "72a372a16a3a3cc049a4aee78a77ec776cd9acd034298c2ceac46abb278fffd1"
+SPEC_SHA256 = "4d0438ecc9a1f8a5454964a838f0866e4b2a7abc1341523bf80520188f70265f"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -180,7 +180,7 @@ def backward(dy, d_final, saved):
     (this is not checked; the PyTorch bridge, rnngen.torch, checks it). First-order gradients."""
     if getattr(saved, "device", False):
         return device.cuda_module(__name__, __file__, NAME).backward(dy, d_final, saved)
-    dy, d_final = checks.backward_inputs(dy, d_final, saved, NAME, STATES, OUTPUT)
+    dy, d_final = checks.backward_inputs(dy, d_final, saved, NAME, STATES, OUTPUT, fill=False)
     return backward_unchecked(dy, d_final, saved)
 
 

@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 0068565c6ff599a366c276220f7827a8058c9084023ea5da3e2a918a9415312d
+sha256 of spec + templates + math libraries + versions: bc048f1f2b9c2a6a2e524b02384a3cecbfa008c8bb793e0d6f1eb8c550013089
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,7 +33,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "0068565c6ff599a366c276220f7827a8058c9084023ea5da3e2a918a9415312d"
+SPEC_SHA256 = "bc048f1f2b9c2a6a2e524b02384a3cecbfa008c8bb793e0d6f1eb8c550013089"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -287,7 +287,7 @@ def backward(dy, d_final, saved):
     (this is not checked; the PyTorch bridge, rnngen.torch, checks it). First-order gradients."""
     if getattr(saved, "device", False):
         return device.cuda_module(__name__, __file__, NAME).backward(dy, d_final, saved)
-    dy, d_final = checks.backward_inputs(dy, d_final, saved, NAME, STATES, OUTPUT)
+    dy, d_final = checks.backward_inputs(dy, d_final, saved, NAME, STATES, OUTPUT, fill=False)
     return backward_unchecked(dy, d_final, saved)
 
 

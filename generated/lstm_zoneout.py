@@ -2,7 +2,7 @@
 
 source spec: lstm_zoneout.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 7f07a3a89858a53242085308a2cd303f8ee23e1232d46fe874243d8a9ab13a8e
+sha256 of spec + templates + math libraries + versions: 36e4c4db2051056243f4ca8dcbf6c9651be7f709458ee2b16e061009646a712d
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -37,7 +37,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_zoneout"
-SPEC_SHA256 = "7f07a3a89858a53242085308a2cd303f8ee23e1232d46fe874243d8a9ab13a8e"
+SPEC_SHA256 = "36e4c4db2051056243f4ca8dcbf6c9651be7f709458ee2b16e061009646a712d"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -460,7 +460,7 @@ def backward(dy, d_final, saved):
     (this is not checked; the PyTorch bridge, rnngen.torch, checks it). First-order gradients."""
     if getattr(saved, "device", False):
         return device.cuda_module(__name__, __file__, NAME).backward(dy, d_final, saved)
-    dy, d_final = checks.backward_inputs(dy, d_final, saved, NAME, STATES, OUTPUT)
+    dy, d_final = checks.backward_inputs(dy, d_final, saved, NAME, STATES, OUTPUT, fill=False)
     return backward_unchecked(dy, d_final, saved)
 
 

@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: b39fb44bea685ae63ace2191d929dc7ff6f04e63f3a98134a1c6c9355e1dd70d
+sha256 of spec + templates + math libraries + versions: 2b7785ded9c93e54cac2cc43b5cf692d87e979d6d433d8baf35bc559330365f7
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -26,7 +26,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid  # noqa: F401
 
 NAME = "mingru"
-SPEC_SHA256 = "b39fb44bea685ae63ace2191d929dc7ff6f04e63f3a98134a1c6c9355e1dd70d"
+SPEC_SHA256 = "2b7785ded9c93e54cac2cc43b5cf692d87e979d6d433d8baf35bc559330365f7"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -195,7 +195,7 @@ def backward(dy, d_final, saved):
     (this is not checked; the PyTorch bridge, rnngen.torch, checks it). First-order gradients."""
     if getattr(saved, "device", False):
         return device.cuda_module(__name__, __file__, NAME).backward(dy, d_final, saved)
-    dy, d_final = checks.backward_inputs(dy, d_final, saved, NAME, STATES, OUTPUT)
+    dy, d_final = checks.backward_inputs(dy, d_final, saved, NAME, STATES, OUTPUT, fill=False)
     return backward_unchecked(dy, d_final, saved)
 
 

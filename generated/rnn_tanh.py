@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 8f70257fef63a4116c4cdf57e7ac4d818118a5b1c8f6d37b2b71a14e4e852dbb
+sha256 of spec + templates + math libraries + versions: 498af80c313ce8a070c8970dd78befe78bdeb9a1a7ebd2d7510bb2e52987976f
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,7 +28,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, tanh as _tanh  # noqa: F401
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "8f70257fef63a4116c4cdf57e7ac4d818118a5b1c8f6d37b2b71a14e4e852dbb"
+SPEC_SHA256 = "498af80c313ce8a070c8970dd78befe78bdeb9a1a7ebd2d7510bb2e52987976f"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -192,7 +192,7 @@ def backward(dy, d_final, saved):
     (this is not checked; the PyTorch bridge, rnngen.torch, checks it). First-order gradients."""
     if getattr(saved, "device", False):
         return device.cuda_module(__name__, __file__, NAME).backward(dy, d_final, saved)
-    dy, d_final = checks.backward_inputs(dy, d_final, saved, NAME, STATES, OUTPUT)
+    dy, d_final = checks.backward_inputs(dy, d_final, saved, NAME, STATES, OUTPUT, fill=False)
     return backward_unchecked(dy, d_final, saved)
 
 

@@ -30,14 +30,18 @@ def host_array(name, value, ndim, dtype=None):
 
 
 def forward_inputs(x, params, state0, lengths, reverse, spec_params, states, params_checked=False,
-                   state_sizes=None):
+                   state_sizes=None, initial=None):
     """forward()'s inputs checked (params_checked: but for NaN/inf in the parameters, which the
-    caller checked); state0 a tuple with None for each state not given (initial_states fills them
-    in). `state_sizes`: STATE_SIZES of a cell whose states are not all of size H."""
+    caller checked); state0 a tuple with None for each state not given (forward_unchecked fills
+    them in). `state_sizes`: STATE_SIZES of a cell whose states are not all of size H. `initial`:
+    passed (the module's INITIAL) by a module generated before forward_unchecked existed, which
+    gets every state filled in here."""
     x, params, state0, lengths, reverse, _ = check_forward(x, params, state0, lengths, reverse,
                                                            spec_params, states, host_array,
                                                            params_finite=not params_checked,
                                                            state_sizes=state_sizes)
+    if initial is not None:
+        state0 = initial_states(state0, x, params, spec_params, states, state_sizes, initial)
     return x, params, state0, lengths, reverse
 
 
@@ -76,9 +80,10 @@ def drop_weight(weight, mask):
     return weight if mask is None else weight * mask
 
 
-def backward_inputs(dy, d_final, saved, cell_name, states, output=None):
-    """backward()'s inputs checked against what forward() saved: dy (None: zeros) and d_final,
-    a tuple with one (B, size) array or None per state (state_grads makes what backward adds into)."""
+def backward_inputs(dy, d_final, saved, cell_name, states, output=None, fill=True):
+    """backward()'s inputs checked against what forward() saved: dy (None: zeros) and d_final, a
+    tuple with one (B, size) array per state: copies, zeros for those not given (what the loop
+    adds into), or with fill=False as given, None kept (backward_unchecked makes the copies)."""
     if saved is None:
         raise ValueError("saved is None: forward(..., need_grad=False) keeps nothing for backward; "
                          "run forward() with need_grad=True (the default) before backward()")
@@ -100,7 +105,7 @@ def backward_inputs(dy, d_final, saved, cell_name, states, output=None):
         raise ValueError(f"d_final must be None or a tuple of {len(states)} arrays {states}, each (B, H)")
     d_final = tuple(None if d is None else check_state(f"d_final[{k}] ({states[k]})", d, B, dims[k], dtype, host_array)
                     for k, d in enumerate(d_final))
-    return dy, d_final
+    return dy, state_grads(d_final, saved, states) if fill else d_final
 
 
 def state_grads(d_final, saved, states):

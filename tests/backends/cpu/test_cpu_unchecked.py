@@ -92,3 +92,32 @@ def test_rnn_takes_a_parameter_that_is_not_c_contiguous():
     dx2, _ = net.backward(np.ones_like(y2))
     _same((y, fin, dx), (y2, fin2, dx2))
     _same(grads, net.grads)
+
+
+def test_a_module_generated_before_the_unchecked_entries_still_runs(tmp_path):
+    """A user-built module of an earlier rnngen (no forward_unchecked; its wrappers expect the checks
+    to fill state0 and copy d_final, which its loop adds into) runs with today's run-time checks,
+    directly and under rnngen.RNN, and computes what today's module does."""
+    import os
+    import shutil
+    here = os.path.join(os.path.dirname(__file__), "..", "..", "data", "before_unchecked", "lstm.py")
+    shutil.copy(here, tmp_path / "lstm.py")
+    old, new = rnngen.load("lstm", path=str(tmp_path)), rnngen.load("lstm")
+    assert not hasattr(old, "forward_unchecked")
+    x, params, state0, _ = _inputs(new)
+    lengths = [4, 2, 3]
+    d_final = tuple(np.random.default_rng(7 + k).standard_normal(s.shape) for k, s in enumerate(state0))
+    kept = [d.copy() for d in d_final]
+    for s0 in (None, (state0[0], None), state0):
+        results = []
+        for m in (old, new):
+            y, fin, saved = m.forward(x, params, s0, lengths, True)
+            results.append((y, fin, m.backward(np.ones_like(y), d_final, saved)))
+        _same(results[0], results[1])
+        _same(kept, list(d_final))                  # the old loop added into copies, not into d_final
+    nets = [rnngen.RNN(m, 3, 4, bidirectional=True, dtype=np.float64) for m in (old, new)]
+    outs = []
+    for net in nets:
+        y, fin = net.forward(x, lengths=lengths)
+        outs.append((y, fin, net.backward(np.ones_like(y)), dict(net.grads)))
+    _same(outs[0], outs[1])
