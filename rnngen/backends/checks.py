@@ -224,18 +224,10 @@ def check_forward(x, params, state0, lengths, reverse, spec_params, states, arra
         raise ValueError(f"params has unknown names {extra}; expected {list(spec_params)}")
     checked = {name: array(f"params[{name!r}]", params[name], len(shape), x.dtype)
                for name, shape in spec_params.items()}
-    H = hidden_size(checked, spec_params)      # from the first parameter
-    sizes = sizes_of(checked, spec_params)     # the run-time sizes (proj_size, heads, ...), from their shapes
-    check_sizes(tuple(sizes), sizes, "params", hidden_size=H)      # heads must divide H
-    check_input_size(x, checked, spec_params, H, sizes)
-    given = "".join(f", {k}={v}" for k, v in sizes.items())
-    for name, shape in spec_params.items():
-        arr = checked[name]
-        expected = param_shape(shape, I, H, sizes)
-        if tuple(arr.shape) != expected:
-            raise ValueError(f"params[{name!r}] must have shape {expected} ({', '.join(shape)} with "
-                             f"I={I}, H={H}{given}), got {tuple(arr.shape)}")
-        if finite is not None and params_finite:
+    H, sizes = param_layout(tuple(spec_params.items()), tuple(x.shape), tuple(tuple(a.shape) for a in checked.values()))
+    sizes = dict(sizes)
+    if finite is not None and params_finite:
+        for name, arr in checked.items():
             finite(f"params[{name!r}]", arr)
     if state0 is None:
         state0 = (None,) * len(states)
@@ -248,6 +240,35 @@ def check_forward(x, params, state0, lengths, reverse, spec_params, states, arra
     if not isinstance(reverse, (bool, np.bool_)):
         raise ValueError(f"reverse must be a bool, got {reverse!r}")
     return x, checked, state0, lengths, bool(reverse), H
+
+
+class _Shaped:
+    """Stands for an array where only its shape is read."""
+    __slots__ = ("shape",)
+
+    def __init__(self, shape):
+        self.shape = shape
+
+
+@functools.lru_cache(maxsize=512)
+def param_layout(spec_items, x_shape, shapes):
+    """(H, ((size name, value), ...)) of parameters of `shapes` (in PARAMS order; `spec_items`:
+    PARAMS' items) for an x of `x_shape`, or the ValueError naming what does not fit. The same
+    shapes give the same answer: it is worked out once per combination (the errors every time)."""
+    spec_params = dict(spec_items)
+    params = {name: _Shaped(shape) for (name, _), shape in zip(spec_items, shapes)}
+    H = hidden_size(params, spec_params)      # from the first parameter
+    sizes = sizes_of(params, spec_params)     # the run-time sizes (proj_size, heads, ...), from their shapes
+    check_sizes(tuple(sizes), sizes, "params", hidden_size=H)      # heads must divide H
+    check_input_size(_Shaped(x_shape), params, spec_params, H, sizes)
+    I = x_shape[2]
+    given = "".join(f", {k}={v}" for k, v in sizes.items())
+    for (name, shape), got in zip(spec_items, shapes):
+        expected = param_shape(shape, I, H, sizes)
+        if got != expected:
+            raise ValueError(f"params[{name!r}] must have shape {expected} ({', '.join(shape)} with "
+                             f"I={I}, H={H}{given}), got {got}")
+    return H, tuple(sizes.items())
 
 
 def check_lengths(lengths, B, T):
