@@ -12,7 +12,7 @@ direction runs the generated CUDA module (generated/_cuda_<cell>.py); what passe
 """
 import numpy as np
 
-from ..backends.checks import all_finite, is_torch_tensor
+from ..backends.checks import all_finite, host_view, is_torch_tensor
 from .device import is_device_array
 from .ops import ops_for, require_cuda, to_numpy  # noqa: F401  (require_cuda: rnngen.torch uses it)
 from . import schedule
@@ -257,13 +257,14 @@ class RNN:
 
     def _checked_params(self):
         """The parameters as the generated kernels take them, checked once per network call:
-        numpy arrays of the network's dtype and of the shapes they were created with (a bad
-        assignment to .params is a ValueError naming the parameter), without NaN or inf (a diverged
-        update), C-contiguous (a copy for this call where not). Host parameters only: on the GPU
-        the module checks them (and, as for device inputs, NaN is not checked)."""
+        numpy arrays (or CPU torch tensors) of the network's dtype and of the shapes they were
+        created with (a bad assignment to .params is a ValueError naming the parameter), without
+        NaN or inf (a diverged update), C-contiguous (a copy for this call where not). Host
+        parameters only: on the GPU the module checks them (and, as for device inputs, NaN is not
+        checked)."""
         out = {}
         for name, shape in self._param_shapes.items():
-            value = self.params.get(name)
+            value = host_view(self.params.get(name))        # a CPU torch tensor: its numpy view
             if not isinstance(value, np.ndarray) or value.dtype != self.dtype or value.shape != shape:
                 got = "nothing" if value is None else \
                     f"{type(value).__name__} {getattr(value, 'dtype', '')} {tuple(getattr(value, 'shape', ()))}"

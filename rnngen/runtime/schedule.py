@@ -160,7 +160,8 @@ def forward(gen, x, params, state0, lengths, reverse, need_grad=True, slices=1, 
 
     def task(b0, b1):
         s0 = None if state0 is None else tuple(None if s is None else s[b0:b1] for s in state0)
-        return call(x[:, b0:b1], s0, _rows(lengths, b0, b1), None if masks is None else mask_rows(masks, gen.MASKS, b0, b1))
+        part = None if masks is None else mask_rows(masks, gen.MASKS, b0, b1)
+        return call(x[:, b0:b1], s0, _rows(lengths, b0, b1), part)
 
     results = run_all([lambda b0=b0, b1=b1: task(b0, b1) for b0, b1 in parts])
     y = np.concatenate([r[0] for r in results], axis=1)

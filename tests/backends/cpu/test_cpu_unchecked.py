@@ -79,6 +79,15 @@ def test_rnn_refuses_a_parameter_of_another_shape_or_dtype():
         net.forward(x)
 
 
+def test_rnn_takes_a_cpu_torch_tensor_as_a_parameter():
+    torch = pytest.importorskip("torch")
+    net = rnngen.RNN("lstm", 3, 5)
+    x = np.random.default_rng(0).standard_normal((4, 2, 3)).astype(np.float32)
+    y, _ = net.forward(x)
+    net.params["weight_hh_l0"] = torch.from_numpy(net.params["weight_hh_l0"].copy())
+    _same(y, net.forward(x)[0])
+
+
 def test_rnn_takes_a_parameter_that_is_not_c_contiguous():
     net = rnngen.RNN("gru", 3, 5, bidirectional=True, dtype=np.float64)
     x = np.random.default_rng(0).standard_normal((6, 4, 3))
