@@ -2,7 +2,7 @@
 
 source spec: lstm_vd.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: e3558eaa3d0f35a0388e10683a3704e3d2bad75119922790a69816bbf7ace536
+sha256 of spec + templates + math libraries + versions: 738791b0e737ca6db552623b9449ae9e84a70fbf3e85b192a0687a3ae9de08ca
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -42,7 +42,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_vd"
-SPEC_SHA256 = "e3558eaa3d0f35a0388e10683a3704e3d2bad75119922790a69816bbf7ace536"
+SPEC_SHA256 = "738791b0e737ca6db552623b9449ae9e84a70fbf3e85b192a0687a3ae9de08ca"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_weightdrop.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 5d8400eaab61698eed5d560a9bf846daebe8cebf41293d8d2924484dceae4334
+sha256 of spec + templates + math libraries + versions: 841a9d8602c1e52894d8dfa8aebdccfae483ad485772faecb8c5f35fe69aa99a
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -44,7 +44,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_weightdrop"
-SPEC_SHA256 = "5d8400eaab61698eed5d560a9bf846daebe8cebf41293d8d2924484dceae4334"
+SPEC_SHA256 = "841a9d8602c1e52894d8dfa8aebdccfae483ad485772faecb8c5f35fe69aa99a"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

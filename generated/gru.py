@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 72dd90d460b472b801f7ac221765253d2a8e24a0c4c56206f7410e7429e71607
+sha256 of spec + templates + math libraries + versions: 9337544c0106a79b84aebe11544164e7137bb206deb6938ae656c55d79c6d661
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,7 +29,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru"
-SPEC_SHA256 = "72dd90d460b472b801f7ac221765253d2a8e24a0c4c56206f7410e7429e71607"
+SPEC_SHA256 = "9337544c0106a79b84aebe11544164e7137bb206deb6938ae656c55d79c6d661"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

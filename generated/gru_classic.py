@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: bfaf1fdd5a1bf22bd09a0a1fef29b2ed59aee55d971ca5cad9783d3dc9716507
+sha256 of spec + templates + math libraries + versions: 580a49c5eb93e3acd41967e4c79e641625af98f3e685ab1f524b9855f36353f4
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,7 +29,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru_classic"
-SPEC_SHA256 = "bfaf1fdd5a1bf22bd09a0a1fef29b2ed59aee55d971ca5cad9783d3dc9716507"
+SPEC_SHA256 = "580a49c5eb93e3acd41967e4c79e641625af98f3e685ab1f524b9855f36353f4"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

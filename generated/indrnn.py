@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 4d0438ecc9a1f8a5454964a838f0866e4b2a7abc1341523bf80520188f70265f
+sha256 of spec + templates + math libraries + versions: 76b6d552f1c7c5a498a6ea57624a2034738ad022bd169afb8fb21adf1f49ff90
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -25,7 +25,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, relu as _relu, step as _step  # noqa: F401
 
 NAME = "indrnn"
-SPEC_SHA256 = "4d0438ecc9a1f8a5454964a838f0866e4b2a7abc1341523bf80520188f70265f"
+SPEC_SHA256 = "76b6d552f1c7c5a498a6ea57624a2034738ad022bd169afb8fb21adf1f49ff90"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

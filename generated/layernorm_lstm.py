@@ -2,7 +2,7 @@
 
 source spec: layernorm_lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 377b31a9fe01c28377a17c1bac773428c6900188ff5e3169e5181596d946489e
+sha256 of spec + templates + math libraries + versions: 51546c8e49a8908ca17d4e6e71a84dfa2d6f44a512676ac536bf919295bcdcd2
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -38,7 +38,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "layernorm_lstm"
-SPEC_SHA256 = "377b31a9fe01c28377a17c1bac773428c6900188ff5e3169e5181596d946489e"
+SPEC_SHA256 = "51546c8e49a8908ca17d4e6e71a84dfa2d6f44a512676ac536bf919295bcdcd2"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: ae12635225597975af6e232f1de0b536ae0cb3cbbcbc1bda6446a1f38495466a
+sha256 of spec + templates + math libraries + versions: ecd91ca2cfc967ec4909e38c96b2f911bb0d8f4fcb1b81789fa2b33f887a114a
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm"
-SPEC_SHA256 = "ae12635225597975af6e232f1de0b536ae0cb3cbbcbc1bda6446a1f38495466a"
+SPEC_SHA256 = "ecd91ca2cfc967ec4909e38c96b2f911bb0d8f4fcb1b81789fa2b33f887a114a"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

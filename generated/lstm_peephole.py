@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: bc048f1f2b9c2a6a2e524b02384a3cecbfa008c8bb793e0d6f1eb8c550013089
+sha256 of spec + templates + math libraries + versions: 5f0dabec741f6f35964383da4b086355fe2faf66cd71ec4a24b62bc42851f354
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,7 +33,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "bc048f1f2b9c2a6a2e524b02384a3cecbfa008c8bb793e0d6f1eb8c550013089"
+SPEC_SHA256 = "5f0dabec741f6f35964383da4b086355fe2faf66cd71ec4a24b62bc42851f354"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

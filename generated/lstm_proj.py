@@ -2,7 +2,7 @@
 
 source spec: lstm_proj.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 476c5a00330ce9c334d44c6235f3fa337f6513e1d2dfaee016f71a31be165d0c
+sha256 of spec + templates + math libraries + versions: dc09b3df445af7dbf4427e52066eeab8386320697782610d8f359e42d1624f52
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,7 +33,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_proj"
-SPEC_SHA256 = "476c5a00330ce9c334d44c6235f3fa337f6513e1d2dfaee016f71a31be165d0c"
+SPEC_SHA256 = "dc09b3df445af7dbf4427e52066eeab8386320697782610d8f359e42d1624f52"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_zoneout.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 36e4c4db2051056243f4ca8dcbf6c9651be7f709458ee2b16e061009646a712d
+sha256 of spec + templates + math libraries + versions: 63206c94477c95d1eb21942b5a66a3b6c6c9371fb579c154dbf7f0561ed047d0
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -37,7 +37,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_zoneout"
-SPEC_SHA256 = "36e4c4db2051056243f4ca8dcbf6c9651be7f709458ee2b16e061009646a712d"
+SPEC_SHA256 = "63206c94477c95d1eb21942b5a66a3b6c6c9371fb579c154dbf7f0561ed047d0"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 2b7785ded9c93e54cac2cc43b5cf692d87e979d6d433d8baf35bc559330365f7
+sha256 of spec + templates + math libraries + versions: 5890d285692d43d48e6581fa1463e4053691ee59d6dfa57bd972b36ecbe9ea39
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -26,7 +26,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid  # noqa: F401
 
 NAME = "mingru"
-SPEC_SHA256 = "2b7785ded9c93e54cac2cc43b5cf692d87e979d6d433d8baf35bc559330365f7"
+SPEC_SHA256 = "5890d285692d43d48e6581fa1463e4053691ee59d6dfa57bd972b36ecbe9ea39"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 498af80c313ce8a070c8970dd78befe78bdeb9a1a7ebd2d7510bb2e52987976f
+sha256 of spec + templates + math libraries + versions: 00310c39c3352a357097628da2c4380a04ed99ef412267c092563925d2e9999c
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,7 +28,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, tanh as _tanh  # noqa: F401
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "498af80c313ce8a070c8970dd78befe78bdeb9a1a7ebd2d7510bb2e52987976f"
+SPEC_SHA256 = "00310c39c3352a357097628da2c4380a04ed99ef412267c092563925d2e9999c"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: slstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 9256005fb7ec9d2221d053669855f06e93eed1d2454d12bc4922da710b1dc5a0
+sha256 of spec + templates + math libraries + versions: db2a45b7da806159ba68ea6f1923cebc6b34a9a9f733df9a3f613a41ae96ea45
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -42,7 +42,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, exp_nonpositive as _exp_nonpositive, head_weight_grad as _head_weight_grad, log_sigmoid as _log_sigmoid, maximum as _maximum, sigmoid as _sigmoid, step as _step, tanh as _tanh  # noqa: F401
 
 NAME = "slstm"
-SPEC_SHA256 = "9256005fb7ec9d2221d053669855f06e93eed1d2454d12bc4922da710b1dc5a0"
+SPEC_SHA256 = "db2a45b7da806159ba68ea6f1923cebc6b34a9a9f733df9a3f613a41ae96ea45"
 STATES = ('h', 'c', 'n', 'm')
 OUTPUT = "h"
 INITIAL = {'m': 'lowest'}     # the states that do not start at zero when state0 leaves them out
