@@ -76,6 +76,32 @@ def test_float32_loops_vectorize(name, tmp_path):
     assert result.returncode == 0 and "ok" in result.stdout, result.stdout + result.stderr[-3000:]
 
 
+REMAINDER_CHECK = """
+import re, numpy as np, rnngen
+from helpers import random_problem
+m = rnngen.load("lstm")
+x, params, state0 = random_problem(m, dtype=np.float32, H=5)
+y, final, saved = m.forward(x, params, state0)
+m.backward(np.ones_like(y), None, saved)
+m.forward(x, params, state0, need_grad=False)
+for kernel in (m._forward_loop, m._backward_loop, m._infer_loop):
+    llvm = kernel.inspect_llvm(kernel.signatures[0])
+    four = re.findall(r"= f(?:add|sub|mul|div)(?: [a-z]+)* <4 x float>", llvm)
+    assert len(four) >= 100, (kernel, len(four))
+print("ok")
+"""
+
+
+def test_loop_remainders_run_four_wide(tmp_path):
+    """The H % W elements after a fused loop's full vectors run 4-wide (mathlib sets LLVM's epilogue
+    vectorization; without it LLVM runs them one by one and these loops have no 4-wide arithmetic)."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path),
+           "PYTHONPATH": TESTS + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    result = subprocess.run([sys.executable, "-c", REMAINDER_CHECK], capture_output=True, text=True,
+                            env=env, timeout=300)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stdout + result.stderr[-3000:]
+
+
 def test_float32_agrees_with_float64():
     m = rnngen.load("lstm")
     x, params, state0 = random_problem(m, T=20, B=3, H=8)
