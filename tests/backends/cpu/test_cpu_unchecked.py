@@ -9,7 +9,7 @@ from helpers import random_problem
 
 
 def _inputs(m, T=4, B=3, I=3, H=4, seed=0):
-    """x, params, state0 and the run-time size keywords of a problem for module m."""
+    """x, params, state0 (float64) and H of a problem for module m (its run-time sizes at 2)."""
     sizes = {name: 2 for name in m.SIZES}
     if "heads" in sizes:
         H = 4
