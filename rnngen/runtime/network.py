@@ -103,8 +103,9 @@ class RNN:
             for d in range(self.num_directions):
                 p = cell.init_params(layer_in, self.hidden_size, self.dtype,
                                      int(seeds[unit(k, d, self.num_directions)]), **self.sizes)
+                keys = self._layer_keys[k, d] = {name: self._key(name, k, d) for name in p}
                 for name, value in p.items():
-                    self.params[self._key(name, k, d)] = self._ops.from_host(value)
+                    self.params[keys[name]] = self._ops.from_host(value)
         self._param_shapes = {name: tuple(v.shape) for name, v in self.params.items()}
         self._zero_grads()
         self._cache = None
@@ -119,10 +120,7 @@ class RNN:
 
     def _layer_params(self, k, d, params=None):
         params = self.params if params is None else params
-        keys = self._layer_keys.get((k, d))
-        if keys is None:
-            keys = self._layer_keys[k, d] = {name: self._key(name, k, d) for name in self.cell.PARAMS}
-        return {name: params[key] for name, key in keys.items()}
+        return {name: params[key] for name, key in self._layer_keys[k, d].items()}
 
     @property
     def states(self):
