@@ -11,6 +11,7 @@ The step, for one batch row b and hidden unit j:
     r = sigmoid(hr + xr)
     z = sigmoid(hz + xz)
     n = tanh(hn*r + xn)
+    (the loop saves r, z, n for backward in the place of the pre-activations they are computed from)
     h <- h*z + n*(1 - z)
 
 forward() and backward() take and return device arrays (numba device arrays, or anything with
@@ -60,7 +61,7 @@ MAX_THREADS = None     # threads per block at most (None: config.THREADS); bigge
 # (kernel argument, number of dimensions): what compile-only checks need to build signatures
 KERNEL_ARGS = {
     "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("z_hh", 3), ("bias_ih", 1), ("weight_hh", 2), ("bias_hh", 1), ("_init_s_h", 2), ("_units", 0), ("_on_chip", 0), ),
-    "backward": (("lengths", 1), ("reverse", 0), ("dy", 3), ("zx_ih", 3), ("s_h", 3), ("z_hh", 3), ("d_h", 2), ("dzx_ih", 3), ("dz_hh", 3), ("bias_ih", 1), ("weight_hh", 2), ("bias_hh", 1), ("_init_d_h", 2), ("_acc_dzx_ih", 2), ("_db_bias_ih", 1), ("_acc_dz_hh", 2), ("_db_bias_hh", 1), ("_units", 0), ("_on_chip", 0), ),
+    "backward": (("lengths", 1), ("reverse", 0), ("dy", 3), ("zx_ih", 3), ("s_h", 3), ("z_hh", 3), ("d_h", 2), ("dzx_ih", 3), ("dz_hh", 3), ("weight_hh", 2), ("bias_hh", 1), ("_init_d_h", 2), ("_acc_dzx_ih", 2), ("_db_bias_ih", 1), ("_acc_dz_hh", 2), ("_db_bias_hh", 1), ("_units", 0), ("_on_chip", 0), ),
 }
 
 
@@ -156,6 +157,9 @@ def _kernels_for(_dtype):
                     n = _tanh(hn*r + xn)
                     s_h[step + 1, b, j] = h*z + n*(c1 - z)
                     y[t, b, j] = s_h[step + 1, b, j]
+                    zx_ih[t, b, j] = r
+                    zx_ih[t, b, H + j] = z
+                    zx_ih[t, b, 2 * H + j] = n
                 else:
                     s_h[step + 1, b, j] = s_h[step, b, j]
                     y[step, b, j] = c0
@@ -163,7 +167,7 @@ def _kernels_for(_dtype):
 
 
     # -- backward: one launch runs the time loop in reverse --------------------------------
-    def backward_kernel(lengths, reverse, dy, zx_ih, s_h, z_hh, d_h, dzx_ih, dz_hh, bias_ih, weight_hh, bias_hh, _init_d_h, _acc_dzx_ih, _db_bias_ih, _acc_dz_hh, _db_bias_hh, _units, _on_chip):
+    def backward_kernel(lengths, reverse, dy, zx_ih, s_h, z_hh, d_h, dzx_ih, dz_hh, weight_hh, bias_hh, _init_d_h, _acc_dzx_ih, _db_bias_ih, _acc_dz_hh, _db_bias_hh, _units, _on_chip):
         T, B, H = dy.shape
         c0 = _dtype(0)
         c1 = _dtype(1)
@@ -204,16 +208,11 @@ def _kernels_for(_dtype):
                 if step < lengths[b]:
                     t = lengths[b] - 1 - step if reverse else step
                     dnext_h = d_h[b, j] + dy[t, b, j]
+                    r = zx_ih[t, b, j]
+                    z = zx_ih[t, b, H + j]
+                    n = zx_ih[t, b, 2 * H + j]
                     h = s_h[step, b, j]
-                    xr = zx_ih[t, b, j] + bias_ih[j]
-                    xz = zx_ih[t, b, H + j] + bias_ih[H + j]
-                    xn = zx_ih[t, b, 2 * H + j] + bias_ih[2 * H + j]
-                    hr = z_hh[step, b, j] + bias_hh[j]
-                    hz = z_hh[step, b, H + j] + bias_hh[H + j]
                     hn = z_hh[step, b, 2 * H + j] + bias_hh[2 * H + j]
-                    r = _sigmoid(hr + xr)
-                    z = _sigmoid(hz + xz)
-                    n = _tanh(hn*r + xn)
                     tmp0 = c1 - z
                     d_n = dnext_h*tmp0
                     d_z = dnext_h*(h - n)
@@ -366,7 +365,7 @@ def backward(dy, d_final, saved):
     _acc_dzx_ih = workspace.scratch("gru._acc_dzx_ih", (B, 3 * H), dtype)
     _acc_dz_hh = workspace.scratch("gru._acc_dz_hh", (B, 3 * H), dtype)
     launch.persistent(_kernels(dtype).backward, H, B, SHARED_ROWS, RECURRENT_LINEARS, True,
-                      (lengths, reverse, dy, zx_ih, s_h, z_hh, d_h, dzx_ih, dz_hh, params["bias_ih"], params["weight_hh"], params["bias_hh"], d_final[0], _acc_dzx_ih, d_params["bias_ih"], _acc_dz_hh, d_params["bias_hh"]))
+                      (lengths, reverse, dy, zx_ih, s_h, z_hh, d_h, dzx_ih, dz_hh, params["weight_hh"], params["bias_hh"], d_final[0], _acc_dzx_ih, d_params["bias_ih"], _acc_dz_hh, d_params["bias_hh"]))
     gemm.gemm(dzx_ih.reshape(T * B, 3 * H), x2d, d_params["weight_ih"], trans_a=True)
     gemm.gemm(dz_hh.reshape(T * B, 3 * H), s_h[:T].reshape(T * B, H), d_params["weight_hh"], trans_a=True)
     gemm.gemm(dzx_ih.reshape(T * B, 3 * H), params["weight_ih"], dx.reshape(T * B, I))

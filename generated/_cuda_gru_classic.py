@@ -11,6 +11,7 @@ The step, for one batch row b and hidden unit j:
     u = sigmoid(hu + xu)
     r = sigmoid(hr + xr)
     hc = (h*r) @ weight_rh.T    [stage 2]
+    (the loop saves u, r for backward in the place of the pre-activations they are computed from)
     h <- h*(1 - u) + u*tanh(hc + xc)
 
 forward() and backward() take and return device arrays (numba device arrays, or anything with
@@ -59,8 +60,8 @@ RECURRENT_LINEARS = 2
 MAX_THREADS = None     # threads per block at most (None: config.THREADS); bigger kernels need more registers
 # (kernel argument, number of dimensions): what compile-only checks need to build signatures
 KERNEL_ARGS = {
-    "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("z_hh", 3), ("z_rh", 3), ("v_rh", 3), ("bias_ih", 1), ("weight_hh", 2), ("weight_rh", 2), ("_init_s_h", 2), ("_units", 0), ("_on_chip", 0), ),
-    "backward": (("lengths", 1), ("reverse", 0), ("dy", 3), ("zx_ih", 3), ("s_h", 3), ("z_hh", 3), ("z_rh", 3), ("d_h", 2), ("dzx_ih", 3), ("dz_hh", 3), ("dz_rh", 3), ("dv_rh", 2), ("bias_ih", 1), ("weight_hh", 2), ("weight_rh", 2), ("_init_d_h", 2), ("_acc_dzx_ih", 2), ("_db_bias_ih", 1), ("_units", 0), ("_on_chip", 0), ),
+    "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("z_hh", 2), ("z_rh", 3), ("v_rh", 3), ("bias_ih", 1), ("weight_hh", 2), ("weight_rh", 2), ("_init_s_h", 2), ("_units", 0), ("_on_chip", 0), ),
+    "backward": (("lengths", 1), ("reverse", 0), ("dy", 3), ("zx_ih", 3), ("s_h", 3), ("z_rh", 3), ("d_h", 2), ("dzx_ih", 3), ("dz_hh", 3), ("dz_rh", 3), ("dv_rh", 2), ("bias_ih", 1), ("weight_hh", 2), ("weight_rh", 2), ("_init_d_h", 2), ("_acc_dzx_ih", 2), ("_db_bias_ih", 1), ("_units", 0), ("_on_chip", 0), ),
 }
 
 
@@ -128,21 +129,21 @@ def _kernels_for(_dtype):
                     _p = _lane_tile(s_h[step, b], s_h[step, _b1], weight_hh[_row0], weight_hh[_row1], weight_hh[_row2], weight_hh[_row3], H, _lane, _lanes, _zero)
                 _a00, _a01, _a02, _a03, _a10, _a11, _a12, _a13 = _lane_sum8(_p, _lanes)
                 if _lane == 0:
-                    z_hh[step, b, _row0] = _a00
+                    z_hh[b, _row0] = _a00
                     if _c1 != _c0:
-                        z_hh[step, b, _row1] = _a01
+                        z_hh[b, _row1] = _a01
                     if _c2 != _c0:
-                        z_hh[step, b, _row2] = _a02
+                        z_hh[b, _row2] = _a02
                     if _c3 != _c0:
-                        z_hh[step, b, _row3] = _a03
+                        z_hh[b, _row3] = _a03
                     if _b1 != b:
-                        z_hh[step, _b1, _row0] = _a10
+                        z_hh[_b1, _row0] = _a10
                         if _c1 != _c0:
-                            z_hh[step, _b1, _row1] = _a11
+                            z_hh[_b1, _row1] = _a11
                         if _c2 != _c0:
-                            z_hh[step, _b1, _row2] = _a12
+                            z_hh[_b1, _row2] = _a12
                         if _c3 != _c0:
-                            z_hh[step, _b1, _row3] = _a13
+                            z_hh[_b1, _row3] = _a13
             cuda.syncthreads()
             # inputs of linear rh (this block's units j, every batch row b)
             for _e in range(_tid, B * _nu, _nt):
@@ -152,9 +153,10 @@ def _kernels_for(_dtype):
                     t = lengths[b] - 1 - step if reverse else step
                     h = s_h[step, b, j]
                     xr = zx_ih[t, b, H + j] + bias_ih[H + j]
-                    hr = z_hh[step, b, H + j]
+                    hr = z_hh[b, H + j]
                     r = _sigmoid(hr + xr)
                     v_rh[step, b, j] = h*r
+                    zx_ih[t, b, H + j] = r
                 else:
                     v_rh[step, b, j] = c0
             _grid.sync()
@@ -207,11 +209,12 @@ def _kernels_for(_dtype):
                     h = s_h[step, b, j]
                     xu = zx_ih[t, b, j] + bias_ih[j]
                     xc = zx_ih[t, b, 2 * H + j] + bias_ih[2 * H + j]
-                    hu = z_hh[step, b, j]
+                    hu = z_hh[b, j]
                     hc = z_rh[step, b, j]
                     u = _sigmoid(hu + xu)
                     s_h[step + 1, b, j] = h*(c1 - u) + u*_tanh(hc + xc)
                     y[t, b, j] = s_h[step + 1, b, j]
+                    zx_ih[t, b, j] = u
                 else:
                     s_h[step + 1, b, j] = s_h[step, b, j]
                     y[step, b, j] = c0
@@ -219,7 +222,7 @@ def _kernels_for(_dtype):
 
 
     # -- backward: one launch runs the time loop in reverse --------------------------------
-    def backward_kernel(lengths, reverse, dy, zx_ih, s_h, z_hh, z_rh, d_h, dzx_ih, dz_hh, dz_rh, dv_rh, bias_ih, weight_hh, weight_rh, _init_d_h, _acc_dzx_ih, _db_bias_ih, _units, _on_chip):
+    def backward_kernel(lengths, reverse, dy, zx_ih, s_h, z_rh, d_h, dzx_ih, dz_hh, dz_rh, dv_rh, bias_ih, weight_hh, weight_rh, _init_d_h, _acc_dzx_ih, _db_bias_ih, _units, _on_chip):
         T, B, H = dy.shape
         c0 = _dtype(0)
         c1 = _dtype(1)
@@ -262,12 +265,10 @@ def _kernels_for(_dtype):
                 if step < lengths[b]:
                     t = lengths[b] - 1 - step if reverse else step
                     dnext_h = d_h[b, j] + dy[t, b, j]
+                    u = zx_ih[t, b, j]
                     h = s_h[step, b, j]
-                    xu = zx_ih[t, b, j] + bias_ih[j]
                     xc = zx_ih[t, b, 2 * H + j] + bias_ih[2 * H + j]
-                    hu = z_hh[step, b, j]
                     hc = z_rh[step, b, j]
-                    u = _sigmoid(hu + xu)
                     tmp0 = _tanh(hc + xc)
                     d_u = dnext_h*(-h + tmp0)
                     tmp1 = c1 - u
@@ -331,10 +332,8 @@ def _kernels_for(_dtype):
                 if step < lengths[b]:
                     t = lengths[b] - 1 - step if reverse else step
                     dv_rh_bj = dv_rh[b, j]
+                    r = zx_ih[t, b, H + j]
                     h = s_h[step, b, j]
-                    xr = zx_ih[t, b, H + j] + bias_ih[H + j]
-                    hr = z_hh[step, b, H + j]
-                    r = _sigmoid(hr + xr)
                     d_r = dv_rh_bj*h
                     tmp0 = d_r*r*(c1 - r)
                     d_h[b, j] += dv_rh_bj*r
@@ -424,14 +423,15 @@ def forward(x, params, state0=None, lengths=None, reverse=False, masks=None):
     H = checks.hidden_size(params, PARAMS)
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
-    y, zx_ih, s_h, z_hh, z_rh, v_rh, = workspace.arena(dtype, (T, B, H), (T, B, 3 * H), (T + 1, B, H), (T, B, 2 * H), (T, B, H), (T, B, H))
+    y, zx_ih, s_h, z_rh, v_rh, = workspace.arena(dtype, (T, B, H), (T, B, 3 * H), (T + 1, B, H), (T, B, H), (T, B, H))
     gemm.gemm(x2d, params["weight_ih"], zx_ih.reshape(T * B, 3 * H), trans_b=True)
     state0 = checks.initial(state0, B, (H,), dtype)
+    z_hh = workspace.scratch("gru_classic.z_hh", (B, 2 * H), dtype)
     launch.persistent(_kernels(dtype).forward, H, B, SHARED_ROWS, RECURRENT_LINEARS, False,
                       (lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, params["bias_ih"], params["weight_hh"], params["weight_rh"], state0[0]))
     final_states = (s_h[T],)
     saved = checks.Saved(NAME, device=True, x=x, params=params, lengths=lengths, reverse=reverse,
-                         zx_ih=zx_ih, s_h=s_h, z_hh=z_hh, z_rh=z_rh, v_rh=v_rh)
+                         zx_ih=zx_ih, s_h=s_h, z_rh=z_rh, v_rh=v_rh)
     return y, final_states, saved
 
 
@@ -444,7 +444,6 @@ def backward(dy, d_final, saved):
     x, params, lengths, reverse = saved.x, saved.params, saved.lengths, saved.reverse
     zx_ih = saved.zx_ih
     s_h = saved.s_h
-    z_hh = saved.z_hh
     z_rh = saved.z_rh
     v_rh = saved.v_rh
     T, B, I = x.shape
@@ -460,7 +459,7 @@ def backward(dy, d_final, saved):
     dv_rh = workspace.scratch("gru_classic.dv_rh", (B, H), dtype)
     _acc_dzx_ih = workspace.scratch("gru_classic._acc_dzx_ih", (B, 3 * H), dtype)
     launch.persistent(_kernels(dtype).backward, H, B, SHARED_ROWS, RECURRENT_LINEARS, True,
-                      (lengths, reverse, dy, zx_ih, s_h, z_hh, z_rh, d_h, dzx_ih, dz_hh, dz_rh, dv_rh, params["bias_ih"], params["weight_hh"], params["weight_rh"], d_final[0], _acc_dzx_ih, d_params["bias_ih"]))
+                      (lengths, reverse, dy, zx_ih, s_h, z_rh, d_h, dzx_ih, dz_hh, dz_rh, dv_rh, params["bias_ih"], params["weight_hh"], params["weight_rh"], d_final[0], _acc_dzx_ih, d_params["bias_ih"]))
     gemm.gemm(dzx_ih.reshape(T * B, 3 * H), x2d, d_params["weight_ih"], trans_a=True)
     gemm.gemm(dz_hh.reshape(T * B, 2 * H), s_h[:T].reshape(T * B, H), d_params["weight_hh"], trans_a=True)
     gemm.gemm(dz_rh.reshape(T * B, H), v_rh[:T].reshape(T * B, H), d_params["weight_rh"], trans_a=True)

@@ -14,7 +14,7 @@ The step, for one batch row b and hidden unit j:
     o = sigmoid(ho + xo)
     c_next = c*f + g*i
     (xi + hi, xf + hf, xg + hg, xo + ho only appear summed:
-     the loop adds them once, as xi_hi, xf_hf, xg_hg, xo_ho, and saves the sums for backward)
+     the loop adds them once, as xi_hi, xf_hf, xg_hg, xo_ho, and saves i, f, g, o in their place for backward)
     h <- o*tanh(c_next)
     c <- c_next
 
@@ -163,10 +163,10 @@ def _kernels_for(_dtype):
                     s_h[step + 1, b, j] = o*_tanh(c_next)
                     y[t, b, j] = s_h[step + 1, b, j]
                     s_c[step + 1, b, j] = c_next
-                    zx_ih[t, b, j] = xi_hi
-                    zx_ih[t, b, H + j] = xf_hf
-                    zx_ih[t, b, 2 * H + j] = xg_hg
-                    zx_ih[t, b, 3 * H + j] = xo_ho
+                    zx_ih[t, b, j] = i
+                    zx_ih[t, b, H + j] = f
+                    zx_ih[t, b, 2 * H + j] = g
+                    zx_ih[t, b, 3 * H + j] = o
                 else:
                     s_h[step + 1, b, j] = s_h[step, b, j]
                     s_c[step + 1, b, j] = s_c[step, b, j]
@@ -216,15 +216,11 @@ def _kernels_for(_dtype):
                     t = lengths[b] - 1 - step if reverse else step
                     dnext_h = d_h[b, j] + dy[t, b, j]
                     dnext_c = d_c[b, j]
+                    i = zx_ih[t, b, j]
+                    f = zx_ih[t, b, H + j]
+                    g = zx_ih[t, b, 2 * H + j]
+                    o = zx_ih[t, b, 3 * H + j]
                     c = s_c[step, b, j]
-                    xi_hi = zx_ih[t, b, j]
-                    xf_hf = zx_ih[t, b, H + j]
-                    xg_hg = zx_ih[t, b, 2 * H + j]
-                    xo_ho = zx_ih[t, b, 3 * H + j]
-                    i = _sigmoid(xi_hi)
-                    f = _sigmoid(xf_hf)
-                    g = _tanh(xg_hg)
-                    o = _sigmoid(xo_ho)
                     c_next = c*f + g*i
                     tmp0 = _tanh(c_next)
                     d_c_next = dnext_c + dnext_h*o*(c1 - (tmp0*tmp0))

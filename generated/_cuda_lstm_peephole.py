@@ -13,7 +13,7 @@ The step, for one batch row b and hidden unit j:
     c_next = c*f + i*tanh(hg + xg)
     o = sigmoid(c_next*po + ho + xo)
     (xi + hi, xf + hf, xg + hg, xo + ho only appear summed:
-     the loop adds them once, as xi_hi, xf_hf, xg_hg, xo_ho, and saves the sums for backward)
+     the loop adds them once, as xi_hi, xf_hf, xg_hg, xo_ho, and saves i, f, o in the place of their sums, and the other sums, for backward)
     h <- o*tanh(c_next)
     c <- c_next
 
@@ -167,10 +167,10 @@ def _kernels_for(_dtype):
                     s_h[step + 1, b, j] = o*_tanh(c_next)
                     y[t, b, j] = s_h[step + 1, b, j]
                     s_c[step + 1, b, j] = c_next
-                    zx_ih[t, b, j] = xi_hi
-                    zx_ih[t, b, H + j] = xf_hf
+                    zx_ih[t, b, j] = i
+                    zx_ih[t, b, H + j] = f
+                    zx_ih[t, b, 3 * H + j] = o
                     zx_ih[t, b, 2 * H + j] = xg_hg
-                    zx_ih[t, b, 3 * H + j] = xo_ho
                 else:
                     s_h[step + 1, b, j] = s_h[step, b, j]
                     s_c[step + 1, b, j] = s_c[step, b, j]
@@ -223,20 +223,17 @@ def _kernels_for(_dtype):
                     t = lengths[b] - 1 - step if reverse else step
                     dnext_h = d_h[b, j] + dy[t, b, j]
                     dnext_c = d_c[b, j]
+                    i = zx_ih[t, b, j]
+                    f = zx_ih[t, b, H + j]
+                    o = zx_ih[t, b, 3 * H + j]
                     c = s_c[step, b, j]
-                    xi_hi = zx_ih[t, b, j]
-                    xf_hf = zx_ih[t, b, H + j]
                     xg_hg = zx_ih[t, b, 2 * H + j]
-                    xo_ho = zx_ih[t, b, 3 * H + j]
                     pi = vec_weight_ci[j]
                     pf = vec_weight_cf[j]
                     po = vec_weight_co[j]
-                    i = _sigmoid(c*pi + xi_hi)
-                    f = _sigmoid(c*pf + xf_hf)
                     tmp0 = c*f
                     tmp1 = _tanh(xg_hg)
                     c_next = i*tmp1 + tmp0
-                    o = _sigmoid(c_next*po + xo_ho)
                     tmp2 = _tanh(c_next)
                     d_o = dnext_h*tmp2
                     tmp3 = d_o*o*(c1 - o)

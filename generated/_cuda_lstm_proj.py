@@ -14,6 +14,7 @@ The step, for one batch row b and hidden unit j:
     o = sigmoid(ho + xo)
     c_next = c*f + g*i
     h_next = (o*tanh(c_next)) @ weight_hr.T    [stage 2]
+    (the loop saves i, f, g, o for backward in the place of the pre-activations they are computed from)
     h <- h_next
     c <- c_next
 
@@ -64,8 +65,8 @@ RECURRENT_LINEARS = 2
 MAX_THREADS = 256     # threads per block at most (None: config.THREADS); bigger kernels need more registers
 # (kernel argument, number of dimensions): what compile-only checks need to build signatures
 KERNEL_ARGS = {
-    "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("s_c", 3), ("z_hh", 3), ("z_hr", 3), ("v_hr", 3), ("bias_ih", 1), ("weight_hh", 2), ("bias_hh", 1), ("weight_hr", 2), ("_init_s_h", 2), ("_init_s_c", 2), ("_units", 0), ("_on_chip", 0), ),
-    "backward": (("lengths", 1), ("reverse", 0), ("dy", 3), ("zx_ih", 3), ("s_c", 3), ("z_hh", 3), ("d_h", 2), ("d_c", 2), ("dzx_ih", 3), ("dz_hh", 3), ("dz_hr", 3), ("dv_hr", 2), ("bias_ih", 1), ("weight_hh", 2), ("bias_hh", 1), ("weight_hr", 2), ("_init_d_h", 2), ("_init_d_c", 2), ("_acc_dzx_ih", 2), ("_db_bias_ih", 1), ("_acc_dz_hh", 2), ("_db_bias_hh", 1), ("_units", 0), ("_on_chip", 0), ),
+    "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("s_c", 3), ("z_hh", 2), ("z_hr", 2), ("v_hr", 3), ("bias_ih", 1), ("weight_hh", 2), ("bias_hh", 1), ("weight_hr", 2), ("_init_s_h", 2), ("_init_s_c", 2), ("_units", 0), ("_on_chip", 0), ),
+    "backward": (("lengths", 1), ("reverse", 0), ("dy", 3), ("zx_ih", 3), ("s_c", 3), ("d_h", 2), ("d_c", 2), ("dzx_ih", 3), ("dz_hh", 3), ("dz_hr", 3), ("dv_hr", 2), ("weight_hh", 2), ("weight_hr", 2), ("_init_d_h", 2), ("_init_d_c", 2), ("_acc_dzx_ih", 2), ("_db_bias_ih", 1), ("_acc_dz_hh", 2), ("_db_bias_hh", 1), ("_units", 0), ("_on_chip", 0), ),
 }
 
 
@@ -141,21 +142,21 @@ def _kernels_for(_dtype):
                     _p = _lane_tile(s_h[step, b], s_h[step, _b1], weight_hh[_row0], weight_hh[_row1], weight_hh[_row2], weight_hh[_row3], proj_size, _lane, _lanes, _zero)
                 _a00, _a01, _a02, _a03, _a10, _a11, _a12, _a13 = _lane_sum8(_p, _lanes)
                 if _lane == 0:
-                    z_hh[step, b, _row0] = _a00
+                    z_hh[b, _row0] = _a00
                     if _c1 != _c0:
-                        z_hh[step, b, _row1] = _a01
+                        z_hh[b, _row1] = _a01
                     if _c2 != _c0:
-                        z_hh[step, b, _row2] = _a02
+                        z_hh[b, _row2] = _a02
                     if _c3 != _c0:
-                        z_hh[step, b, _row3] = _a03
+                        z_hh[b, _row3] = _a03
                     if _b1 != b:
-                        z_hh[step, _b1, _row0] = _a10
+                        z_hh[_b1, _row0] = _a10
                         if _c1 != _c0:
-                            z_hh[step, _b1, _row1] = _a11
+                            z_hh[_b1, _row1] = _a11
                         if _c2 != _c0:
-                            z_hh[step, _b1, _row2] = _a12
+                            z_hh[_b1, _row2] = _a12
                         if _c3 != _c0:
-                            z_hh[step, _b1, _row3] = _a13
+                            z_hh[_b1, _row3] = _a13
             cuda.syncthreads()
             # inputs of linear hr (this block's units j, every batch row b)
             for _e in range(_tid, B * _nu, _nt):
@@ -168,16 +169,17 @@ def _kernels_for(_dtype):
                     xf = zx_ih[t, b, H + j] + bias_ih[H + j]
                     xg = zx_ih[t, b, 2 * H + j] + bias_ih[2 * H + j]
                     xo = zx_ih[t, b, 3 * H + j] + bias_ih[3 * H + j]
-                    hi = z_hh[step, b, j] + bias_hh[j]
-                    hf = z_hh[step, b, H + j] + bias_hh[H + j]
-                    hg = z_hh[step, b, 2 * H + j] + bias_hh[2 * H + j]
-                    ho = z_hh[step, b, 3 * H + j] + bias_hh[3 * H + j]
+                    hi = z_hh[b, j] + bias_hh[j]
+                    hf = z_hh[b, H + j] + bias_hh[H + j]
+                    hg = z_hh[b, 2 * H + j] + bias_hh[2 * H + j]
+                    ho = z_hh[b, 3 * H + j] + bias_hh[3 * H + j]
                     i = _sigmoid(hi + xi)
                     f = _sigmoid(hf + xf)
                     g = _tanh(hg + xg)
                     o = _sigmoid(ho + xo)
                     c_next = c*f + g*i
                     v_hr[step, b, j] = o*_tanh(c_next)
+                    zx_ih[t, b, 3 * H + j] = o
                 else:
                     v_hr[step, b, j] = c0
             _grid.sync()
@@ -205,21 +207,21 @@ def _kernels_for(_dtype):
                     _p = _lane_tile(v_hr[step, b], v_hr[step, _b1], weight_hr[_row0], weight_hr[_row1], weight_hr[_row2], weight_hr[_row3], H, _lane, _lanes, _zero)
                 _a00, _a01, _a02, _a03, _a10, _a11, _a12, _a13 = _lane_sum8(_p, _lanes)
                 if _lane == 0:
-                    z_hr[step, b, _row0] = _a00
+                    z_hr[b, _row0] = _a00
                     if _c1 != _c0:
-                        z_hr[step, b, _row1] = _a01
+                        z_hr[b, _row1] = _a01
                     if _c2 != _c0:
-                        z_hr[step, b, _row2] = _a02
+                        z_hr[b, _row2] = _a02
                     if _c3 != _c0:
-                        z_hr[step, b, _row3] = _a03
+                        z_hr[b, _row3] = _a03
                     if _b1 != b:
-                        z_hr[step, _b1, _row0] = _a10
+                        z_hr[_b1, _row0] = _a10
                         if _c1 != _c0:
-                            z_hr[step, _b1, _row1] = _a11
+                            z_hr[_b1, _row1] = _a11
                         if _c2 != _c0:
-                            z_hr[step, _b1, _row2] = _a12
+                            z_hr[_b1, _row2] = _a12
                         if _c3 != _c0:
-                            z_hr[step, _b1, _row3] = _a13
+                            z_hr[_b1, _row3] = _a13
             cuda.syncthreads()
             # update: new states (this block's units j, every batch row b)
             for _e in range(_tid, B * _nu_proj_size, _nt):
@@ -227,7 +229,7 @@ def _kernels_for(_dtype):
                 j = _j0 + _e - b * _nu_proj_size
                 if step < lengths[b]:
                     t = lengths[b] - 1 - step if reverse else step
-                    h_next = z_hr[step, b, j]
+                    h_next = z_hr[b, j]
                     s_h[step + 1, b, j] = h_next
                     y[t, b, j] = s_h[step + 1, b, j]
                 else:
@@ -243,21 +245,24 @@ def _kernels_for(_dtype):
                     xi = zx_ih[t, b, j] + bias_ih[j]
                     xf = zx_ih[t, b, H + j] + bias_ih[H + j]
                     xg = zx_ih[t, b, 2 * H + j] + bias_ih[2 * H + j]
-                    hi = z_hh[step, b, j] + bias_hh[j]
-                    hf = z_hh[step, b, H + j] + bias_hh[H + j]
-                    hg = z_hh[step, b, 2 * H + j] + bias_hh[2 * H + j]
+                    hi = z_hh[b, j] + bias_hh[j]
+                    hf = z_hh[b, H + j] + bias_hh[H + j]
+                    hg = z_hh[b, 2 * H + j] + bias_hh[2 * H + j]
                     i = _sigmoid(hi + xi)
                     f = _sigmoid(hf + xf)
                     g = _tanh(hg + xg)
                     c_next = c*f + g*i
                     s_c[step + 1, b, j] = c_next
+                    zx_ih[t, b, j] = i
+                    zx_ih[t, b, H + j] = f
+                    zx_ih[t, b, 2 * H + j] = g
                 else:
                     s_c[step + 1, b, j] = s_c[step, b, j]
             _grid.sync()
 
 
     # -- backward: one launch runs the time loop in reverse --------------------------------
-    def backward_kernel(lengths, reverse, dy, zx_ih, s_c, z_hh, d_h, d_c, dzx_ih, dz_hh, dz_hr, dv_hr, bias_ih, weight_hh, bias_hh, weight_hr, _init_d_h, _init_d_c, _acc_dzx_ih, _db_bias_ih, _acc_dz_hh, _db_bias_hh, _units, _on_chip):
+    def backward_kernel(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dzx_ih, dz_hh, dz_hr, dv_hr, weight_hh, weight_hr, _init_d_h, _init_d_c, _acc_dzx_ih, _db_bias_ih, _acc_dz_hh, _db_bias_hh, _units, _on_chip):
         T = dy.shape[0]
         B = dy.shape[1]
         H = zx_ih.shape[2] // 4
@@ -324,16 +329,10 @@ def _kernels_for(_dtype):
                 if step < lengths[b]:
                     t = lengths[b] - 1 - step if reverse else step
                     dnext_c = d_c[b, j]
+                    i = zx_ih[t, b, j]
+                    f = zx_ih[t, b, H + j]
+                    g = zx_ih[t, b, 2 * H + j]
                     c = s_c[step, b, j]
-                    xi = zx_ih[t, b, j] + bias_ih[j]
-                    xf = zx_ih[t, b, H + j] + bias_ih[H + j]
-                    xg = zx_ih[t, b, 2 * H + j] + bias_ih[2 * H + j]
-                    hi = z_hh[step, b, j] + bias_hh[j]
-                    hf = z_hh[step, b, H + j] + bias_hh[H + j]
-                    hg = z_hh[step, b, 2 * H + j] + bias_hh[2 * H + j]
-                    i = _sigmoid(hi + xi)
-                    f = _sigmoid(hf + xf)
-                    g = _tanh(hg + xg)
                     d_c_next = dnext_c
                     d_g = d_c_next*i
                     d_f = c*d_c_next
@@ -407,19 +406,11 @@ def _kernels_for(_dtype):
                 if step < lengths[b]:
                     t = lengths[b] - 1 - step if reverse else step
                     dv_hr_bj = dv_hr[b, j]
+                    i = zx_ih[t, b, j]
+                    f = zx_ih[t, b, H + j]
+                    g = zx_ih[t, b, 2 * H + j]
+                    o = zx_ih[t, b, 3 * H + j]
                     c = s_c[step, b, j]
-                    xi = zx_ih[t, b, j] + bias_ih[j]
-                    xf = zx_ih[t, b, H + j] + bias_ih[H + j]
-                    xg = zx_ih[t, b, 2 * H + j] + bias_ih[2 * H + j]
-                    xo = zx_ih[t, b, 3 * H + j] + bias_ih[3 * H + j]
-                    hi = z_hh[step, b, j] + bias_hh[j]
-                    hf = z_hh[step, b, H + j] + bias_hh[H + j]
-                    hg = z_hh[step, b, 2 * H + j] + bias_hh[2 * H + j]
-                    ho = z_hh[step, b, 3 * H + j] + bias_hh[3 * H + j]
-                    i = _sigmoid(hi + xi)
-                    f = _sigmoid(hf + xf)
-                    g = _tanh(hg + xg)
-                    o = _sigmoid(ho + xo)
                     c_next = c*f + g*i
                     tmp0 = _tanh(c_next)
                     d_c_next = dv_hr_bj*o*(c1 - (tmp0*tmp0))
@@ -542,14 +533,16 @@ def forward(x, params, state0=None, lengths=None, reverse=False, masks=None):
     proj_size = checks.sizes_of(params, PARAMS)["proj_size"]
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
-    y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, = workspace.arena(dtype, (T, B, proj_size), (T, B, 4 * H), (T + 1, B, proj_size), (T + 1, B, H), (T, B, 4 * H), (T, B, proj_size), (T, B, H))
+    y, zx_ih, s_h, s_c, v_hr, = workspace.arena(dtype, (T, B, proj_size), (T, B, 4 * H), (T + 1, B, proj_size), (T + 1, B, H), (T, B, H))
     gemm.gemm(x2d, params["weight_ih"], zx_ih.reshape(T * B, 4 * H), trans_b=True)
     state0 = checks.initial(state0, B, (proj_size, H), dtype)
+    z_hh = workspace.scratch("lstm_proj.z_hh", (B, 4 * H), dtype)
+    z_hr = workspace.scratch("lstm_proj.z_hr", (B, proj_size), dtype)
     launch.persistent(_kernels(dtype).forward, max(H, proj_size), B, SHARED_ROWS, RECURRENT_LINEARS, False,
                       (lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, params["bias_ih"], params["weight_hh"], params["bias_hh"], params["weight_hr"], state0[0], state0[1]), MAX_THREADS)
     final_states = (s_h[T], s_c[T],)
     saved = checks.Saved(NAME, device=True, x=x, params=params, lengths=lengths, reverse=reverse,
-                         zx_ih=zx_ih, s_h=s_h, s_c=s_c, z_hh=z_hh, z_hr=z_hr, v_hr=v_hr)
+                         zx_ih=zx_ih, s_h=s_h, s_c=s_c, v_hr=v_hr)
     return y, final_states, saved
 
 
@@ -563,8 +556,6 @@ def backward(dy, d_final, saved):
     zx_ih = saved.zx_ih
     s_h = saved.s_h
     s_c = saved.s_c
-    z_hh = saved.z_hh
-    z_hr = saved.z_hr
     v_hr = saved.v_hr
     T, B, I = x.shape
     H = checks.hidden_size(params, PARAMS)
@@ -581,7 +572,7 @@ def backward(dy, d_final, saved):
     _acc_dzx_ih = workspace.scratch("lstm_proj._acc_dzx_ih", (B, 4 * H), dtype)
     _acc_dz_hh = workspace.scratch("lstm_proj._acc_dz_hh", (B, 4 * H), dtype)
     launch.persistent(_kernels(dtype).backward, max(H, proj_size), B, SHARED_ROWS, RECURRENT_LINEARS, True,
-                      (lengths, reverse, dy, zx_ih, s_c, z_hh, d_h, d_c, dzx_ih, dz_hh, dz_hr, dv_hr, params["bias_ih"], params["weight_hh"], params["bias_hh"], params["weight_hr"], d_final[0], d_final[1], _acc_dzx_ih, d_params["bias_ih"], _acc_dz_hh, d_params["bias_hh"]), MAX_THREADS)
+                      (lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dzx_ih, dz_hh, dz_hr, dv_hr, params["weight_hh"], params["weight_hr"], d_final[0], d_final[1], _acc_dzx_ih, d_params["bias_ih"], _acc_dz_hh, d_params["bias_hh"]), MAX_THREADS)
     gemm.gemm(dzx_ih.reshape(T * B, 4 * H), x2d, d_params["weight_ih"], trans_a=True)
     gemm.gemm(dz_hh.reshape(T * B, 4 * H), s_h[:T].reshape(T * B, proj_size), d_params["weight_hh"], trans_a=True)
     gemm.gemm(dz_hr.reshape(T * B, proj_size), v_hr[:T].reshape(T * B, H), d_params["weight_hr"], trans_a=True)

@@ -13,6 +13,7 @@ The step, for one batch row b and hidden unit j:
     g = tanh(hg + xg)
     o = sigmoid(ho + xo)
     c_next = c*f + g*i
+    (the loop saves i, f, g, o for backward in the place of the pre-activations they are computed from)
     h <- o*tanh(c_next)
     c <- c_next
     (m_h: random keep-mask, 1 with probability 1 - p, p = rate 'dropout_h', scaled by 1/(1 - p); one per sequence; eval: its expectation)
@@ -63,8 +64,8 @@ RECURRENT_LINEARS = 1
 MAX_THREADS = None     # threads per block at most (None: config.THREADS); bigger kernels need more registers
 # (kernel argument, number of dimensions): what compile-only checks need to build signatures
 KERNEL_ARGS = {
-    "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("s_c", 3), ("z_hh", 3), ("v_hh", 3), ("mask_m_h", 2), ("bias_ih", 1), ("weight_hh", 2), ("bias_hh", 1), ("_init_s_h", 2), ("_init_s_c", 2), ("_units", 0), ("_on_chip", 0), ),
-    "backward": (("lengths", 1), ("reverse", 0), ("dy", 3), ("zx_ih", 3), ("s_c", 3), ("z_hh", 3), ("mask_m_h", 2), ("d_h", 2), ("d_c", 2), ("dzx_ih", 3), ("dz_hh", 3), ("dv_hh", 2), ("bias_ih", 1), ("weight_hh", 2), ("bias_hh", 1), ("_init_d_h", 2), ("_init_d_c", 2), ("_acc_dzx_ih", 2), ("_db_bias_ih", 1), ("_acc_dz_hh", 2), ("_db_bias_hh", 1), ("_units", 0), ("_on_chip", 0), ),
+    "forward": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("s_c", 3), ("z_hh", 2), ("v_hh", 3), ("mask_m_h", 2), ("bias_ih", 1), ("weight_hh", 2), ("bias_hh", 1), ("_init_s_h", 2), ("_init_s_c", 2), ("_units", 0), ("_on_chip", 0), ),
+    "backward": (("lengths", 1), ("reverse", 0), ("dy", 3), ("zx_ih", 3), ("s_c", 3), ("mask_m_h", 2), ("d_h", 2), ("d_c", 2), ("dzx_ih", 3), ("dz_hh", 3), ("dv_hh", 2), ("weight_hh", 2), ("_init_d_h", 2), ("_init_d_c", 2), ("_acc_dzx_ih", 2), ("_db_bias_ih", 1), ("_acc_dz_hh", 2), ("_db_bias_hh", 1), ("_units", 0), ("_on_chip", 0), ),
     "forward_rate0": (("lengths", 1), ("reverse", 0), ("y", 3), ("zx_ih", 3), ("s_h", 3), ("s_c", 3), ("z_hh", 2), ("bias_ih", 1), ("weight_hh", 2), ("bias_hh", 1), ("_init_s_h", 2), ("_init_s_c", 2), ("_units", 0), ("_on_chip", 0), ),
     "backward_rate0": (("lengths", 1), ("reverse", 0), ("dy", 3), ("zx_ih", 3), ("s_c", 3), ("d_h", 2), ("d_c", 2), ("dz_hh", 3), ("weight_hh", 2), ("_init_d_h", 2), ("_init_d_c", 2), ("_acc_dz_hh", 2), ("_db_bias_ih", 1), ("_db_bias_hh", 1), ("_units", 0), ("_on_chip", 0), ),
 }
@@ -141,21 +142,21 @@ def _kernels_for(_dtype):
                     _p = _lane_tile(v_hh[step, b], v_hh[step, _b1], weight_hh[_row0], weight_hh[_row1], weight_hh[_row2], weight_hh[_row3], H, _lane, _lanes, _zero)
                 _a00, _a01, _a02, _a03, _a10, _a11, _a12, _a13 = _lane_sum8(_p, _lanes)
                 if _lane == 0:
-                    z_hh[step, b, _row0] = _a00
+                    z_hh[b, _row0] = _a00
                     if _c1 != _c0:
-                        z_hh[step, b, _row1] = _a01
+                        z_hh[b, _row1] = _a01
                     if _c2 != _c0:
-                        z_hh[step, b, _row2] = _a02
+                        z_hh[b, _row2] = _a02
                     if _c3 != _c0:
-                        z_hh[step, b, _row3] = _a03
+                        z_hh[b, _row3] = _a03
                     if _b1 != b:
-                        z_hh[step, _b1, _row0] = _a10
+                        z_hh[_b1, _row0] = _a10
                         if _c1 != _c0:
-                            z_hh[step, _b1, _row1] = _a11
+                            z_hh[_b1, _row1] = _a11
                         if _c2 != _c0:
-                            z_hh[step, _b1, _row2] = _a12
+                            z_hh[_b1, _row2] = _a12
                         if _c3 != _c0:
-                            z_hh[step, _b1, _row3] = _a13
+                            z_hh[_b1, _row3] = _a13
             cuda.syncthreads()
             # update: new states (this block's units j, every batch row b)
             for _e in range(_tid, B * _nu, _nt):
@@ -168,10 +169,10 @@ def _kernels_for(_dtype):
                     xf = zx_ih[t, b, H + j] + bias_ih[H + j]
                     xg = zx_ih[t, b, 2 * H + j] + bias_ih[2 * H + j]
                     xo = zx_ih[t, b, 3 * H + j] + bias_ih[3 * H + j]
-                    hi = z_hh[step, b, j] + bias_hh[j]
-                    hf = z_hh[step, b, H + j] + bias_hh[H + j]
-                    hg = z_hh[step, b, 2 * H + j] + bias_hh[2 * H + j]
-                    ho = z_hh[step, b, 3 * H + j] + bias_hh[3 * H + j]
+                    hi = z_hh[b, j] + bias_hh[j]
+                    hf = z_hh[b, H + j] + bias_hh[H + j]
+                    hg = z_hh[b, 2 * H + j] + bias_hh[2 * H + j]
+                    ho = z_hh[b, 3 * H + j] + bias_hh[3 * H + j]
                     i = _sigmoid(hi + xi)
                     f = _sigmoid(hf + xf)
                     g = _tanh(hg + xg)
@@ -180,6 +181,10 @@ def _kernels_for(_dtype):
                     s_h[step + 1, b, j] = o*_tanh(c_next)
                     y[t, b, j] = s_h[step + 1, b, j]
                     s_c[step + 1, b, j] = c_next
+                    zx_ih[t, b, j] = i
+                    zx_ih[t, b, H + j] = f
+                    zx_ih[t, b, 2 * H + j] = g
+                    zx_ih[t, b, 3 * H + j] = o
                 else:
                     s_h[step + 1, b, j] = s_h[step, b, j]
                     s_c[step + 1, b, j] = s_c[step, b, j]
@@ -188,7 +193,7 @@ def _kernels_for(_dtype):
 
 
     # -- backward: one launch runs the time loop in reverse --------------------------------
-    def backward_kernel(lengths, reverse, dy, zx_ih, s_c, z_hh, mask_m_h, d_h, d_c, dzx_ih, dz_hh, dv_hh, bias_ih, weight_hh, bias_hh, _init_d_h, _init_d_c, _acc_dzx_ih, _db_bias_ih, _acc_dz_hh, _db_bias_hh, _units, _on_chip):
+    def backward_kernel(lengths, reverse, dy, zx_ih, s_c, mask_m_h, d_h, d_c, dzx_ih, dz_hh, dv_hh, weight_hh, _init_d_h, _init_d_c, _acc_dzx_ih, _db_bias_ih, _acc_dz_hh, _db_bias_hh, _units, _on_chip):
         T, B, H = dy.shape
         c0 = _dtype(0)
         c1 = _dtype(1)
@@ -233,19 +238,11 @@ def _kernels_for(_dtype):
                     t = lengths[b] - 1 - step if reverse else step
                     dnext_h = d_h[b, j] + dy[t, b, j]
                     dnext_c = d_c[b, j]
+                    i = zx_ih[t, b, j]
+                    f = zx_ih[t, b, H + j]
+                    g = zx_ih[t, b, 2 * H + j]
+                    o = zx_ih[t, b, 3 * H + j]
                     c = s_c[step, b, j]
-                    xi = zx_ih[t, b, j] + bias_ih[j]
-                    xf = zx_ih[t, b, H + j] + bias_ih[H + j]
-                    xg = zx_ih[t, b, 2 * H + j] + bias_ih[2 * H + j]
-                    xo = zx_ih[t, b, 3 * H + j] + bias_ih[3 * H + j]
-                    hi = z_hh[step, b, j] + bias_hh[j]
-                    hf = z_hh[step, b, H + j] + bias_hh[H + j]
-                    hg = z_hh[step, b, 2 * H + j] + bias_hh[2 * H + j]
-                    ho = z_hh[step, b, 3 * H + j] + bias_hh[3 * H + j]
-                    i = _sigmoid(hi + xi)
-                    f = _sigmoid(hf + xf)
-                    g = _tanh(hg + xg)
-                    o = _sigmoid(ho + xo)
                     c_next = c*f + g*i
                     tmp0 = _tanh(c_next)
                     d_c_next = dnext_c + dnext_h*o*(c1 - (tmp0*tmp0))
@@ -443,10 +440,10 @@ def _kernels_for(_dtype):
                     s_h[step + 1, b, j] = o*_tanh(c_next)
                     y[t, b, j] = s_h[step + 1, b, j]
                     s_c[step + 1, b, j] = c_next
-                    zx_ih[t, b, j] = xi_hi
-                    zx_ih[t, b, H + j] = xf_hf
-                    zx_ih[t, b, 2 * H + j] = xg_hg
-                    zx_ih[t, b, 3 * H + j] = xo_ho
+                    zx_ih[t, b, j] = i
+                    zx_ih[t, b, H + j] = f
+                    zx_ih[t, b, 2 * H + j] = g
+                    zx_ih[t, b, 3 * H + j] = o
                 else:
                     s_h[step + 1, b, j] = s_h[step, b, j]
                     s_c[step + 1, b, j] = s_c[step, b, j]
@@ -496,15 +493,11 @@ def _kernels_for(_dtype):
                     t = lengths[b] - 1 - step if reverse else step
                     dnext_h = d_h[b, j] + dy[t, b, j]
                     dnext_c = d_c[b, j]
+                    i = zx_ih[t, b, j]
+                    f = zx_ih[t, b, H + j]
+                    g = zx_ih[t, b, 2 * H + j]
+                    o = zx_ih[t, b, 3 * H + j]
                     c = s_c[step, b, j]
-                    xi_hi = zx_ih[t, b, j]
-                    xf_hf = zx_ih[t, b, H + j]
-                    xg_hg = zx_ih[t, b, 2 * H + j]
-                    xo_ho = zx_ih[t, b, 3 * H + j]
-                    i = _sigmoid(xi_hi)
-                    f = _sigmoid(xf_hf)
-                    g = _tanh(xg_hg)
-                    o = _sigmoid(xo_ho)
                     c_next = c*f + g*i
                     tmp0 = _tanh(c_next)
                     d_c_next = dnext_c + dnext_h*o*(c1 - (tmp0*tmp0))
@@ -614,14 +607,15 @@ def forward(x, params, state0=None, lengths=None, reverse=False, masks=None):
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
     mask_m_h = masks["m_h"]
-    y, zx_ih, s_h, s_c, z_hh, v_hh, = workspace.arena(dtype, (T, B, H), (T, B, 4 * H), (T + 1, B, H), (T + 1, B, H), (T, B, 4 * H), (T, B, H))
+    y, zx_ih, s_h, s_c, v_hh, = workspace.arena(dtype, (T, B, H), (T, B, 4 * H), (T + 1, B, H), (T + 1, B, H), (T, B, H))
     gemm.gemm(x2d, params["weight_ih"], zx_ih.reshape(T * B, 4 * H), trans_b=True)
     state0 = checks.initial(state0, B, (H, H), dtype)
+    z_hh = workspace.scratch("lstm_vd.z_hh", (B, 4 * H), dtype)
     launch.persistent(_kernels(dtype).forward, H, B, SHARED_ROWS, RECURRENT_LINEARS, False,
                       (lengths, reverse, y, zx_ih, s_h, s_c, z_hh, v_hh, mask_m_h, params["bias_ih"], params["weight_hh"], params["bias_hh"], state0[0], state0[1]))
     final_states = (s_h[T], s_c[T],)
     saved = checks.Saved(NAME, device=True, x=x, params=params, lengths=lengths, reverse=reverse,
-                         zx_ih=zx_ih, s_h=s_h, s_c=s_c, z_hh=z_hh, v_hh=v_hh, mask_m_h=mask_m_h)
+                         zx_ih=zx_ih, s_h=s_h, s_c=s_c, v_hh=v_hh, mask_m_h=mask_m_h)
     return y, final_states, saved
 
 
@@ -658,7 +652,6 @@ def backward(dy, d_final, saved):
     zx_ih = saved.zx_ih
     s_h = saved.s_h
     s_c = saved.s_c
-    z_hh = saved.z_hh
     v_hh = saved.v_hh
     mask_m_h = saved.mask_m_h
     T, B, I = x.shape
@@ -674,7 +667,7 @@ def backward(dy, d_final, saved):
     _acc_dzx_ih = workspace.scratch("lstm_vd._acc_dzx_ih", (B, 4 * H), dtype)
     _acc_dz_hh = workspace.scratch("lstm_vd._acc_dz_hh", (B, 4 * H), dtype)
     launch.persistent(_kernels(dtype).backward, H, B, SHARED_ROWS, RECURRENT_LINEARS, True,
-                      (lengths, reverse, dy, zx_ih, s_c, z_hh, mask_m_h, d_h, d_c, dzx_ih, dz_hh, dv_hh, params["bias_ih"], params["weight_hh"], params["bias_hh"], d_final[0], d_final[1], _acc_dzx_ih, d_params["bias_ih"], _acc_dz_hh, d_params["bias_hh"]))
+                      (lengths, reverse, dy, zx_ih, s_c, mask_m_h, d_h, d_c, dzx_ih, dz_hh, dv_hh, params["weight_hh"], d_final[0], d_final[1], _acc_dzx_ih, d_params["bias_ih"], _acc_dz_hh, d_params["bias_hh"]))
     gemm.gemm(dzx_ih.reshape(T * B, 4 * H), x2d, d_params["weight_ih"], trans_a=True)
     gemm.gemm(dz_hh.reshape(T * B, 4 * H), v_hh[:T].reshape(T * B, H), d_params["weight_hh"], trans_a=True)
     gemm.gemm(dzx_ih.reshape(T * B, 4 * H), params["weight_ih"], dx.reshape(T * B, I))

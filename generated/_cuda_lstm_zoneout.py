@@ -15,7 +15,7 @@ The step, for one batch row b and hidden unit j:
     c_new = c*f + g*i
     h_new = o*tanh(c_new)
     (xi + hi, xf + hf, xg + hg, xo + ho only appear summed:
-     the loop adds them once, as xi_hi, xf_hf, xg_hg, xo_ho, and saves the sums for backward)
+     the loop adds them once, as xi_hi, xf_hf, xg_hg, xo_ho, and saves i, f, g, o in their place for backward)
     h <- h*(1 - m_h) + h_new*m_h
     c <- c*(1 - m_c) + c_new*m_c
     (m_h: random keep-mask, 1 with probability 1 - p, p = rate 'zoneout'; drawn every step; eval: its expectation)
@@ -172,10 +172,10 @@ def _kernels_for(_dtype):
                     s_h[step + 1, b, j] = h*(c1 - m_h) + h_new*m_h
                     y[t, b, j] = s_h[step + 1, b, j]
                     s_c[step + 1, b, j] = c*(c1 - m_c) + c_new*m_c
-                    zx_ih[t, b, j] = xi_hi
-                    zx_ih[t, b, H + j] = xf_hf
-                    zx_ih[t, b, 2 * H + j] = xg_hg
-                    zx_ih[t, b, 3 * H + j] = xo_ho
+                    zx_ih[t, b, j] = i
+                    zx_ih[t, b, H + j] = f
+                    zx_ih[t, b, 2 * H + j] = g
+                    zx_ih[t, b, 3 * H + j] = o
                 else:
                     s_h[step + 1, b, j] = s_h[step, b, j]
                     s_c[step + 1, b, j] = s_c[step, b, j]
@@ -225,17 +225,13 @@ def _kernels_for(_dtype):
                     t = lengths[b] - 1 - step if reverse else step
                     dnext_h = d_h[b, j] + dy[t, b, j]
                     dnext_c = d_c[b, j]
+                    i = zx_ih[t, b, j]
+                    f = zx_ih[t, b, H + j]
+                    g = zx_ih[t, b, 2 * H + j]
+                    o = zx_ih[t, b, 3 * H + j]
                     c = s_c[step, b, j]
-                    xi_hi = zx_ih[t, b, j]
-                    xf_hf = zx_ih[t, b, H + j]
-                    xg_hg = zx_ih[t, b, 2 * H + j]
-                    xo_ho = zx_ih[t, b, 3 * H + j]
                     m_h = mask_m_h[t, b, j]
                     m_c = mask_m_c[t, b, j]
-                    i = _sigmoid(xi_hi)
-                    f = _sigmoid(xf_hf)
-                    g = _tanh(xg_hg)
-                    o = _sigmoid(xo_ho)
                     c_new = c*f + g*i
                     d_h_new = dnext_h*m_h
                     tmp0 = _tanh(c_new)
@@ -400,10 +396,10 @@ def _kernels_for(_dtype):
                     s_h[step + 1, b, j] = h_new
                     y[t, b, j] = s_h[step + 1, b, j]
                     s_c[step + 1, b, j] = c_new
-                    zx_ih[t, b, j] = xi_hi
-                    zx_ih[t, b, H + j] = xf_hf
-                    zx_ih[t, b, 2 * H + j] = xg_hg
-                    zx_ih[t, b, 3 * H + j] = xo_ho
+                    zx_ih[t, b, j] = i
+                    zx_ih[t, b, H + j] = f
+                    zx_ih[t, b, 2 * H + j] = g
+                    zx_ih[t, b, 3 * H + j] = o
                 else:
                     s_h[step + 1, b, j] = s_h[step, b, j]
                     s_c[step + 1, b, j] = s_c[step, b, j]
@@ -453,15 +449,11 @@ def _kernels_for(_dtype):
                     t = lengths[b] - 1 - step if reverse else step
                     dnext_h = d_h[b, j] + dy[t, b, j]
                     dnext_c = d_c[b, j]
+                    i = zx_ih[t, b, j]
+                    f = zx_ih[t, b, H + j]
+                    g = zx_ih[t, b, 2 * H + j]
+                    o = zx_ih[t, b, 3 * H + j]
                     c = s_c[step, b, j]
-                    xi_hi = zx_ih[t, b, j]
-                    xf_hf = zx_ih[t, b, H + j]
-                    xg_hg = zx_ih[t, b, 2 * H + j]
-                    xo_ho = zx_ih[t, b, 3 * H + j]
-                    i = _sigmoid(xi_hi)
-                    f = _sigmoid(xf_hf)
-                    g = _tanh(xg_hg)
-                    o = _sigmoid(xo_ho)
                     c_new = c*f + g*i
                     d_h_new = dnext_h
                     tmp0 = _tanh(c_new)

@@ -8,6 +8,7 @@ versions: rnngen 0.1.0, sympy 1.14
 The step, for one batch row b and hidden unit j:
     xz, xh = (x) @ weight_ih.T + bias_ih    [hoisted before the loop]
     z = sigmoid(xz)
+    (the loop saves z for backward in the place of the pre-activations they are computed from)
     h <- h*(1 - z) + xh*z
 
 forward() and backward() take and return device arrays (numba device arrays, or anything with
@@ -97,6 +98,7 @@ def _kernels_for(_dtype):
                     z = _sigmoid(xz)
                     s_h[step + 1, b, j] = h*(c1 - z) + xh*z
                     y[t, b, j] = s_h[step + 1, b, j]
+                    zx_ih[t, b, j] = z
                 else:
                     s_h[step + 1, b, j] = s_h[step, b, j]
                     y[step, b, j] = c0
@@ -133,10 +135,9 @@ def _kernels_for(_dtype):
                 if step < lengths[b]:
                     t = lengths[b] - 1 - step if reverse else step
                     dnext_h = d_h[b, j] + dy[t, b, j]
+                    z = zx_ih[t, b, j]
                     h = s_h[step, b, j]
-                    xz = zx_ih[t, b, j] + bias_ih[j]
                     xh = zx_ih[t, b, H + j] + bias_ih[H + j]
-                    z = _sigmoid(xz)
                     d_z = dnext_h*(-h + xh)
                     tmp0 = c1 - z
                     d_h[b, j] = dnext_h*tmp0

@@ -19,7 +19,7 @@ The step, for one batch row b and hidden unit j:
     c_next = c*f + i*tanh(z_raw)
     n_next = f*n + i
     (xi + hi, xf + hf, xz + hz, xo + ho only appear summed:
-     the loop adds them once, as xi_hi, xf_hf, xz_hz, xo_ho, and saves the sums for backward)
+     the loop adds them once, as xi_hi, xf_hf, xz_hz, xo_ho, and saves i_raw, f_raw, z_raw, o_raw in their place for backward)
     h <- c_next*sigmoid(o_raw)/n_next
     c <- c_next
     n <- n_next
@@ -205,10 +205,10 @@ def _kernels_for(_dtype):
                     s_c[step + 1, b, j] = c_next
                     s_n[step + 1, b, j] = n_next
                     s_m[step + 1, b, j] = m_next
-                    zx_ih[t, b, j] = xi_hi
-                    zx_ih[t, b, H + j] = xf_hf
-                    zx_ih[t, b, 2 * H + j] = xz_hz
-                    zx_ih[t, b, 3 * H + j] = xo_ho
+                    zx_ih[t, b, j] = i_raw
+                    zx_ih[t, b, H + j] = f_raw
+                    zx_ih[t, b, 2 * H + j] = z_raw
+                    zx_ih[t, b, 3 * H + j] = o_raw
                 else:
                     s_h[step + 1, b, j] = s_h[step, b, j]
                     s_c[step + 1, b, j] = s_c[step, b, j]
@@ -269,17 +269,13 @@ def _kernels_for(_dtype):
                     dnext_c = d_c[b, j]
                     dnext_n = d_n[b, j]
                     dnext_m = d_m[b, j]
+                    i_raw = zx_ih[t, b, j]
+                    f_raw = zx_ih[t, b, H + j]
+                    z_raw = zx_ih[t, b, 2 * H + j]
+                    o_raw = zx_ih[t, b, 3 * H + j]
                     c = s_c[step, b, j]
                     n = s_n[step, b, j]
                     m = s_m[step, b, j]
-                    xi_hi = zx_ih[t, b, j]
-                    xf_hf = zx_ih[t, b, H + j]
-                    xz_hz = zx_ih[t, b, 2 * H + j]
-                    xo_ho = zx_ih[t, b, 3 * H + j]
-                    i_raw = xi_hi
-                    f_raw = xf_hf
-                    z_raw = xz_hz
-                    o_raw = xo_ho
                     log_f = _log_sigmoid(f_raw)
                     tmp0 = log_f + m
                     m_next = _maximum(tmp0, i_raw)

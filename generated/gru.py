@@ -11,6 +11,7 @@ The step, for one batch row b and hidden unit j:
     r = sigmoid(hr + xr)
     z = sigmoid(hz + xz)
     n = tanh(hn*r + xn)
+    (the loop saves r, z, n for backward in the place of the pre-activations they are computed from)
     h <- h*z + n*(1 - z)
 
 x is time-major (T, B, I); states and outputs are (B, H) per step. `lengths` gives each
@@ -88,6 +89,9 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, weight_hh, bias_hh):
                     n = _tanh(hn*r + xn)
                     s_h[step + 1, b, j] = h*z + n*(c1 - z)
                     y[t, b, j] = s_h[step + 1, b, j]
+                    zx_ih_g0[j] = r
+                    zx_ih_g1[j] = z
+                    zx_ih_g2[j] = n
             else:
                 for j in range(H):
                     s_h[step + 1, b, j] = s_h[step, b, j]
@@ -106,8 +110,6 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_hh, d_h, dzx_ih, dz_hh, w
                 zx_ih_g0 = zx_ih[t, b, 0:H]
                 zx_ih_g1 = zx_ih[t, b, H:2 * H]
                 zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
-                z_hh_g0 = z_hh[step, b, 0:H]
-                z_hh_g1 = z_hh[step, b, H:2 * H]
                 z_hh_g2 = z_hh[step, b, 2 * H:3 * H]
                 dz_hh_g0 = dz_hh[step, b, 0:H]
                 dz_hh_g1 = dz_hh[step, b, H:2 * H]
@@ -117,16 +119,11 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_hh, d_h, dzx_ih, dz_hh, w
                 dzx_ih_g2 = dzx_ih[t, b, 2 * H:3 * H]
                 for j in range(H):
                     dnext_h = d_h[b, j] + dy[t, b, j]
+                    r = zx_ih_g0[j]
+                    z = zx_ih_g1[j]
+                    n = zx_ih_g2[j]
                     h = s_h[step, b, j]
-                    xr = zx_ih_g0[j]
-                    xz = zx_ih_g1[j]
-                    xn = zx_ih_g2[j]
-                    hr = z_hh_g0[j] + bias_hh[j]
-                    hz = z_hh_g1[j] + bias_hh[H + j]
                     hn = z_hh_g2[j] + bias_hh[2 * H + j]
-                    r = _sigmoid(hr + xr)
-                    z = _sigmoid(hz + xz)
-                    n = _tanh(hn*r + xn)
                     tmp0 = c1 - z
                     d_n = dnext_h*tmp0
                     d_z = dnext_h*(h - n)

@@ -11,6 +11,7 @@ The step, for one batch row b and hidden unit j:
     u = sigmoid(hu + xu)
     r = sigmoid(hr + xr)
     hc = (h*r) @ weight_rh.T    [stage 2]
+    (the loop saves u, r for backward in the place of the pre-activations they are computed from)
     h <- h*(1 - u) + u*tanh(hc + xc)
 
 x is time-major (T, B, I); states and outputs are (B, H) per step. `lengths` gives each
@@ -65,20 +66,21 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, weight_hh, 
     c1 = y.dtype.type(1)
     for step in range(T):
         # stage 1: recurrent GEMMs of hh
-        np.dot(s_h[step], weight_hh.T, z_hh[step])
+        np.dot(s_h[step], weight_hh.T, z_hh)
         # stage 2: recurrent GEMMs of rh
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
                 # inputs of linear rh
                 zx_ih_g1 = zx_ih[t, b, H:2 * H]
-                z_hh_g1 = z_hh[step, b, H:2 * H]
+                z_hh_g1 = z_hh[b, H:2 * H]
                 for j in range(H):
                     h = s_h[step, b, j]
                     xr = zx_ih_g1[j]
                     hr = z_hh_g1[j]
                     r = _sigmoid(hr + xr)
                     v_rh[step, b, j] = h*r
+                    zx_ih_g1[j] = r
             else:
                 for j in range(H):
                     v_rh[step, b, j] = c0
@@ -89,7 +91,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, weight_hh, 
                 t = lengths[b] - 1 - step if reverse else step
                 zx_ih_g0 = zx_ih[t, b, 0:H]
                 zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
-                z_hh_g0 = z_hh[step, b, 0:H]
+                z_hh_g0 = z_hh[b, 0:H]
                 for j in range(H):
                     h = s_h[step, b, j]
                     xu = zx_ih_g0[j]
@@ -99,6 +101,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, weight_hh, 
                     u = _sigmoid(hu + xu)
                     s_h[step + 1, b, j] = h*(c1 - u) + u*_tanh(hc + xc)
                     y[t, b, j] = s_h[step + 1, b, j]
+                    zx_ih_g0[j] = u
             else:
                 for j in range(H):
                     s_h[step + 1, b, j] = s_h[step, b, j]
@@ -106,7 +109,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, weight_hh, 
 
 # -- backward: the time loop in reverse ------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy")
-def _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_hh, z_rh, d_h, dzx_ih, dz_hh, dz_rh, dv_rh, weight_hh, weight_rh, dv_hh):
+def _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_rh, d_h, dzx_ih, dz_hh, dz_rh, dv_rh, weight_hh, weight_rh, dv_hh):
     T, B, H = dy.shape
     c0 = dy.dtype.type(0)
     c1 = dy.dtype.type(1)
@@ -117,18 +120,15 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_hh, z_rh, d_h, dzx_ih, dz
                 t = lengths[b] - 1 - step if reverse else step
                 zx_ih_g0 = zx_ih[t, b, 0:H]
                 zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
-                z_hh_g0 = z_hh[step, b, 0:H]
                 dz_hh_g0 = dz_hh[step, b, 0:H]
                 dzx_ih_g0 = dzx_ih[t, b, 0:H]
                 dzx_ih_g2 = dzx_ih[t, b, 2 * H:3 * H]
                 for j in range(H):
                     dnext_h = d_h[b, j] + dy[t, b, j]
+                    u = zx_ih_g0[j]
                     h = s_h[step, b, j]
-                    xu = zx_ih_g0[j]
                     xc = zx_ih_g2[j]
-                    hu = z_hh_g0[j]
                     hc = z_rh[step, b, j]
-                    u = _sigmoid(hu + xu)
                     tmp0 = _tanh(hc + xc)
                     d_u = dnext_h*(-h + tmp0)
                     tmp1 = c1 - u
@@ -146,15 +146,12 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_hh, z_rh, d_h, dzx_ih, dz
                 t = lengths[b] - 1 - step if reverse else step
                 # gradient through the inputs of stage 2
                 zx_ih_g1 = zx_ih[t, b, H:2 * H]
-                z_hh_g1 = z_hh[step, b, H:2 * H]
                 dz_hh_g1 = dz_hh[step, b, H:2 * H]
                 dzx_ih_g1 = dzx_ih[t, b, H:2 * H]
                 for j in range(H):
                     dv_rh_bj = dv_rh[b, j]
+                    r = zx_ih_g1[j]
                     h = s_h[step, b, j]
-                    xr = zx_ih_g1[j]
-                    hr = z_hh_g1[j]
-                    r = _sigmoid(hr + xr)
                     d_r = dv_rh_bj*h
                     tmp0 = d_r*r*(c1 - r)
                     d_h[b, j] += dv_rh_bj*r
@@ -173,14 +170,14 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, weight_hh, we
     c1 = y.dtype.type(1)
     for step in range(T):
         # stage 1: recurrent GEMMs of hh
-        np.dot(s_h[step % 2], weight_hh.T, z_hh[step % 2])
+        np.dot(s_h[step % 2], weight_hh.T, z_hh)
         # stage 2: recurrent GEMMs of rh
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
                 # inputs of linear rh
                 zx_ih_g1 = zx_ih[t, b, H:2 * H]
-                z_hh_g1 = z_hh[step % 2, b, H:2 * H]
+                z_hh_g1 = z_hh[b, H:2 * H]
                 for j in range(H):
                     h = s_h[step % 2, b, j]
                     xr = zx_ih_g1[j]
@@ -197,7 +194,7 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, weight_hh, we
                 t = lengths[b] - 1 - step if reverse else step
                 zx_ih_g0 = zx_ih[t, b, 0:H]
                 zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
-                z_hh_g0 = z_hh[step % 2, b, 0:H]
+                z_hh_g0 = z_hh[b, 0:H]
                 for j in range(H):
                     h = s_h[step % 2, b, j]
                     xu = zx_ih_g0[j]
@@ -258,7 +255,7 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
         zx_ih += params["bias_ih"]
         s_h = np.empty((2, B, H), dtype)
         s_h[0] = state0[0]
-        z_hh = np.empty((2, B, 2 * H), dtype)
+        z_hh = np.empty((B, 2 * H), dtype)
         z_rh = np.empty((2, B, H), dtype)
         v_rh = np.empty((2, B, H), dtype)
         _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, params["weight_hh"], params["weight_rh"])
@@ -268,13 +265,13 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     zx_ih += params["bias_ih"]
     s_h = np.empty((T + 1, B, H), dtype)
     s_h[0] = state0[0]
-    z_hh = np.empty((T, B, 2 * H), dtype)
+    z_hh = np.empty((B, 2 * H), dtype)   # this step's product (backward does not read it)
     z_rh = np.empty((T, B, H), dtype)
     v_rh = np.empty((T, B, H), dtype)
     _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, params["weight_hh"], params["weight_rh"])
     final_states = (s_h[T].copy(),)
     saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,
-                         s_h=s_h, z_hh=z_hh, z_rh=z_rh, v_rh=v_rh)
+                         s_h=s_h, z_rh=z_rh, v_rh=v_rh)
     return y, final_states, saved
 
 
@@ -299,7 +296,6 @@ def backward_unchecked(dy, d_final, saved):
     x, params, lengths, reverse = saved.x, saved.params, saved.lengths, saved.reverse
     zx_ih = saved.zx_ih
     s_h = saved.s_h
-    z_hh = saved.z_hh
     z_rh = saved.z_rh
     v_rh = saved.v_rh
     T, B, I = x.shape
@@ -312,7 +308,7 @@ def backward_unchecked(dy, d_final, saved):
     dz_rh = np.zeros((T, B, H), dtype)
     dv_rh = np.empty((B, H), dtype)
     dv_hh = np.empty((B, H), dtype)   # the product dv = dz @ W, added to the state's gradient
-    _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_hh, z_rh, d_h, dzx_ih, dz_hh, dz_rh, dv_rh, params["weight_hh"], params["weight_rh"], dv_hh)
+    _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_rh, d_h, dzx_ih, dz_hh, dz_rh, dv_rh, params["weight_hh"], params["weight_rh"], dv_hh)
     d_params = {}
     d_params["weight_ih"] = dzx_ih.reshape(T * B, 3 * H).T @ x2d
     dx = dzx_ih.reshape(T * B, 3 * H) @ params["weight_ih"]

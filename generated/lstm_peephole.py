@@ -13,7 +13,7 @@ The step, for one batch row b and hidden unit j:
     c_next = c*f + i*tanh(hg + xg)
     o = sigmoid(c_next*po + ho + xo)
     (xi + hi, xf + hf, xg + hg, xo + ho only appear summed:
-     the loop adds them once, as xi_hi, xf_hf, xg_hg, xo_ho, and saves the sums for backward)
+     the loop adds them once, as xi_hi, xf_hf, xg_hg, xo_ho, and saves i, f, o in the place of their sums, and the other sums, for backward)
     h <- o*tanh(c_next)
     c <- c_next
 
@@ -101,10 +101,10 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, bias_hh
                     s_h[step + 1, b, j] = o*_tanh(c_next)
                     y[t, b, j] = s_h[step + 1, b, j]
                     s_c[step + 1, b, j] = c_next
-                    zx_ih_g0[j] = xi_hi
-                    zx_ih_g1[j] = xf_hf
+                    zx_ih_g0[j] = i
+                    zx_ih_g1[j] = f
+                    zx_ih_g3[j] = o
                     zx_ih_g2[j] = xg_hg
-                    zx_ih_g3[j] = xo_ho
             else:
                 for j in range(H):
                     s_h[step + 1, b, j] = s_h[step, b, j]
@@ -124,8 +124,8 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, dvec_weigh
                 t = lengths[b] - 1 - step if reverse else step
                 zx_ih_g0 = zx_ih[t, b, 0:H]
                 zx_ih_g1 = zx_ih[t, b, H:2 * H]
-                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
                 zx_ih_g3 = zx_ih[t, b, 3 * H:4 * H]
+                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
                 dz_hh_g0 = dz_hh[step, b, 0:H]
                 dz_hh_g1 = dz_hh[step, b, H:2 * H]
                 dz_hh_g2 = dz_hh[step, b, 2 * H:3 * H]
@@ -133,20 +133,17 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, dvec_weigh
                 for j in range(H):
                     dnext_h = d_h[b, j] + dy[t, b, j]
                     dnext_c = d_c[b, j]
+                    i = zx_ih_g0[j]
+                    f = zx_ih_g1[j]
+                    o = zx_ih_g3[j]
                     c = s_c[step, b, j]
-                    xi_hi = zx_ih_g0[j]
-                    xf_hf = zx_ih_g1[j]
                     xg_hg = zx_ih_g2[j]
-                    xo_ho = zx_ih_g3[j]
                     pi = vec_weight_ci[j]
                     pf = vec_weight_cf[j]
                     po = vec_weight_co[j]
-                    i = _sigmoid(c*pi + xi_hi)
-                    f = _sigmoid(c*pf + xf_hf)
                     tmp0 = c*f
                     tmp1 = _tanh(xg_hg)
                     c_next = i*tmp1 + tmp0
-                    o = _sigmoid(c_next*po + xo_ho)
                     tmp2 = _tanh(c_next)
                     d_o = dnext_h*tmp2
                     tmp3 = d_o*o*(c1 - o)
@@ -271,7 +268,7 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     s_h[0] = state0[0]
     s_c = np.empty((T + 1, B, H), dtype)
     s_c[0] = state0[1]
-    z_hh = np.empty((B, 4 * H), dtype)   # this step's product: the loop saves the sums in zx_ih
+    z_hh = np.empty((B, 4 * H), dtype)   # this step's product: the loop saves what backward needs in zx_ih
     _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, params["weight_hh"], params["bias_hh"], params["weight_ci"], params["weight_cf"], params["weight_co"])
     final_states = (s_h[T].copy(), s_c[T].copy(),)
     saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,

@@ -14,6 +14,7 @@ The step, for one batch row b and hidden unit j:
     o = sigmoid(ho + xo)
     c_next = c*f + g*i
     h_next = (o*tanh(c_next)) @ weight_hr.T    [stage 2]
+    (the loop saves i, f, g, o for backward in the place of the pre-activations they are computed from)
     h <- h_next
     c <- c_next
 
@@ -76,7 +77,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, weight
     c1 = y.dtype.type(1)
     for step in range(T):
         # stage 1: recurrent GEMMs of hh
-        np.dot(s_h[step], weight_hh.T, z_hh[step])
+        np.dot(s_h[step], weight_hh.T, z_hh)
         # stage 2: recurrent GEMMs of hr
         for b in range(B):
             if step < lengths[b]:
@@ -86,10 +87,10 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, weight
                 zx_ih_g1 = zx_ih[t, b, H:2 * H]
                 zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
                 zx_ih_g3 = zx_ih[t, b, 3 * H:4 * H]
-                z_hh_g0 = z_hh[step, b, 0:H]
-                z_hh_g1 = z_hh[step, b, H:2 * H]
-                z_hh_g2 = z_hh[step, b, 2 * H:3 * H]
-                z_hh_g3 = z_hh[step, b, 3 * H:4 * H]
+                z_hh_g0 = z_hh[b, 0:H]
+                z_hh_g1 = z_hh[b, H:2 * H]
+                z_hh_g2 = z_hh[b, 2 * H:3 * H]
+                z_hh_g3 = z_hh[b, 3 * H:4 * H]
                 for j in range(H):
                     c = s_c[step, b, j]
                     xi = zx_ih_g0[j]
@@ -106,24 +107,25 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, weight
                     o = _sigmoid(ho + xo)
                     c_next = c*f + g*i
                     v_hr[step, b, j] = o*_tanh(c_next)
+                    zx_ih_g3[j] = o
             else:
                 for j in range(H):
                     v_hr[step, b, j] = c0
-        np.dot(v_hr[step], weight_hr.T, z_hr[step])
+        np.dot(v_hr[step], weight_hr.T, z_hr)
         # update: new states
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
                 for j in range(proj_size):
-                    h_next = z_hr[step, b, j]
+                    h_next = z_hr[b, j]
                     s_h[step + 1, b, j] = h_next
                     y[t, b, j] = s_h[step + 1, b, j]
                 zx_ih_g0 = zx_ih[t, b, 0:H]
                 zx_ih_g1 = zx_ih[t, b, H:2 * H]
                 zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
-                z_hh_g0 = z_hh[step, b, 0:H]
-                z_hh_g1 = z_hh[step, b, H:2 * H]
-                z_hh_g2 = z_hh[step, b, 2 * H:3 * H]
+                z_hh_g0 = z_hh[b, 0:H]
+                z_hh_g1 = z_hh[b, H:2 * H]
+                z_hh_g2 = z_hh[b, 2 * H:3 * H]
                 for j in range(H):
                     c = s_c[step, b, j]
                     xi = zx_ih_g0[j]
@@ -137,6 +139,9 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, weight
                     g = _tanh(hg + xg)
                     c_next = c*f + g*i
                     s_c[step + 1, b, j] = c_next
+                    zx_ih_g0[j] = i
+                    zx_ih_g1[j] = f
+                    zx_ih_g2[j] = g
             else:
                 for j in range(proj_size):
                     s_h[step + 1, b, j] = s_h[step, b, j]
@@ -146,16 +151,11 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, weight
 
 # -- backward: the time loop in reverse ------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy")
-def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, d_h, d_c, dzx_ih, dz_hh, dz_hr, dv_hr, weight_hh, bias_hh, weight_hr, dv_hh):
+def _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dzx_ih, dz_hh, dz_hr, dv_hr, weight_hh, weight_hr, dv_hh):
     T = dy.shape[0]
     B = dy.shape[1]
     H = zx_ih.shape[2] // 4
     proj_size = dy.shape[2]
-    row_i = np.empty(H, dy.dtype)   # one row's values, between split loops
-    row_f = np.empty(H, dy.dtype)   # one row's values, between split loops
-    row_g = np.empty(H, dy.dtype)   # one row's values, between split loops
-    row_o = np.empty(H, dy.dtype)   # one row's values, between split loops
-    row_tmp0 = np.empty(H, dy.dtype)   # one row's values, between split loops
     c0 = dy.dtype.type(0)
     c1 = dy.dtype.type(1)
     for step in range(T - 1, -1, -1):
@@ -170,9 +170,6 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, d_h, d_c, dzx_ih, dz_
                 zx_ih_g0 = zx_ih[t, b, 0:H]
                 zx_ih_g1 = zx_ih[t, b, H:2 * H]
                 zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
-                z_hh_g0 = z_hh[step, b, 0:H]
-                z_hh_g1 = z_hh[step, b, H:2 * H]
-                z_hh_g2 = z_hh[step, b, 2 * H:3 * H]
                 dz_hh_g0 = dz_hh[step, b, 0:H]
                 dz_hh_g1 = dz_hh[step, b, H:2 * H]
                 dz_hh_g2 = dz_hh[step, b, 2 * H:3 * H]
@@ -181,16 +178,10 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, d_h, d_c, dzx_ih, dz_
                 dzx_ih_g2 = dzx_ih[t, b, 2 * H:3 * H]
                 for j in range(H):
                     dnext_c = d_c[b, j]
+                    i = zx_ih_g0[j]
+                    f = zx_ih_g1[j]
+                    g = zx_ih_g2[j]
                     c = s_c[step, b, j]
-                    xi = zx_ih_g0[j]
-                    xf = zx_ih_g1[j]
-                    xg = zx_ih_g2[j]
-                    hi = z_hh_g0[j] + bias_hh[j]
-                    hf = z_hh_g1[j] + bias_hh[H + j]
-                    hg = z_hh_g2[j] + bias_hh[2 * H + j]
-                    i = _sigmoid(hi + xi)
-                    f = _sigmoid(hf + xf)
-                    g = _tanh(hg + xg)
                     d_c_next = dnext_c
                     d_g = d_c_next*i
                     d_f = c*d_c_next
@@ -210,15 +201,11 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, d_h, d_c, dzx_ih, dz_
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
-                # gradient through the inputs of stage 2; 2 loops over the units: one would not vectorize (too many arrays; rnngen/backends/cpu/split.py)
+                # gradient through the inputs of stage 2
                 zx_ih_g0 = zx_ih[t, b, 0:H]
                 zx_ih_g1 = zx_ih[t, b, H:2 * H]
                 zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
                 zx_ih_g3 = zx_ih[t, b, 3 * H:4 * H]
-                z_hh_g0 = z_hh[step, b, 0:H]
-                z_hh_g1 = z_hh[step, b, H:2 * H]
-                z_hh_g2 = z_hh[step, b, 2 * H:3 * H]
-                z_hh_g3 = z_hh[step, b, 3 * H:4 * H]
                 dz_hh_g0 = dz_hh[step, b, 0:H]
                 dz_hh_g1 = dz_hh[step, b, H:2 * H]
                 dz_hh_g2 = dz_hh[step, b, 2 * H:3 * H]
@@ -228,34 +215,14 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, d_h, d_c, dzx_ih, dz_
                 dzx_ih_g2 = dzx_ih[t, b, 2 * H:3 * H]
                 dzx_ih_g3 = dzx_ih[t, b, 3 * H:4 * H]
                 for j in range(H):
+                    dv_hr_bj = dv_hr[b, j]
+                    i = zx_ih_g0[j]
+                    f = zx_ih_g1[j]
+                    g = zx_ih_g2[j]
+                    o = zx_ih_g3[j]
                     c = s_c[step, b, j]
-                    xi = zx_ih_g0[j]
-                    xf = zx_ih_g1[j]
-                    xg = zx_ih_g2[j]
-                    xo = zx_ih_g3[j]
-                    hi = z_hh_g0[j] + bias_hh[j]
-                    hf = z_hh_g1[j] + bias_hh[H + j]
-                    hg = z_hh_g2[j] + bias_hh[2 * H + j]
-                    ho = z_hh_g3[j] + bias_hh[3 * H + j]
-                    i = _sigmoid(hi + xi)
-                    f = _sigmoid(hf + xf)
-                    g = _tanh(hg + xg)
-                    o = _sigmoid(ho + xo)
                     c_next = c*f + g*i
                     tmp0 = _tanh(c_next)
-                    row_i[j] = i
-                    row_f[j] = f
-                    row_g[j] = g
-                    row_o[j] = o
-                    row_tmp0[j] = tmp0
-                for j in range(H):
-                    dv_hr_bj = dv_hr[b, j]
-                    c = s_c[step, b, j]
-                    i = row_i[j]
-                    f = row_f[j]
-                    g = row_g[j]
-                    o = row_o[j]
-                    tmp0 = row_tmp0[j]
                     d_c_next = dv_hr_bj*o*(c1 - (tmp0*tmp0))
                     d_o = dv_hr_bj*tmp0
                     d_g = d_c_next*i
@@ -290,7 +257,7 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, weight_h
     c1 = y.dtype.type(1)
     for step in range(T):
         # stage 1: recurrent GEMMs of hh
-        np.dot(s_h[step % 2], weight_hh.T, z_hh[step % 2])
+        np.dot(s_h[step % 2], weight_hh.T, z_hh)
         # stage 2: recurrent GEMMs of hr
         for b in range(B):
             if step < lengths[b]:
@@ -300,10 +267,10 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, weight_h
                 zx_ih_g1 = zx_ih[t, b, H:2 * H]
                 zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
                 zx_ih_g3 = zx_ih[t, b, 3 * H:4 * H]
-                z_hh_g0 = z_hh[step % 2, b, 0:H]
-                z_hh_g1 = z_hh[step % 2, b, H:2 * H]
-                z_hh_g2 = z_hh[step % 2, b, 2 * H:3 * H]
-                z_hh_g3 = z_hh[step % 2, b, 3 * H:4 * H]
+                z_hh_g0 = z_hh[b, 0:H]
+                z_hh_g1 = z_hh[b, H:2 * H]
+                z_hh_g2 = z_hh[b, 2 * H:3 * H]
+                z_hh_g3 = z_hh[b, 3 * H:4 * H]
                 for j in range(H):
                     c = s_c[step % 2, b, j]
                     xi = zx_ih_g0[j]
@@ -323,21 +290,21 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, weight_h
             else:
                 for j in range(H):
                     v_hr[step % 2, b, j] = c0
-        np.dot(v_hr[step % 2], weight_hr.T, z_hr[step % 2])
+        np.dot(v_hr[step % 2], weight_hr.T, z_hr)
         # update: new states
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
                 for j in range(proj_size):
-                    h_next = z_hr[step % 2, b, j]
+                    h_next = z_hr[b, j]
                     s_h[(step + 1) % 2, b, j] = h_next
                     y[t, b, j] = s_h[(step + 1) % 2, b, j]
                 zx_ih_g0 = zx_ih[t, b, 0:H]
                 zx_ih_g1 = zx_ih[t, b, H:2 * H]
                 zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
-                z_hh_g0 = z_hh[step % 2, b, 0:H]
-                z_hh_g1 = z_hh[step % 2, b, H:2 * H]
-                z_hh_g2 = z_hh[step % 2, b, 2 * H:3 * H]
+                z_hh_g0 = z_hh[b, 0:H]
+                z_hh_g1 = z_hh[b, H:2 * H]
+                z_hh_g2 = z_hh[b, 2 * H:3 * H]
                 for j in range(H):
                     c = s_c[step % 2, b, j]
                     xi = zx_ih_g0[j]
@@ -407,8 +374,8 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
         s_h[0] = state0[0]
         s_c = np.empty((2, B, H), dtype)
         s_c[0] = state0[1]
-        z_hh = np.empty((2, B, 4 * H), dtype)
-        z_hr = np.empty((2, B, proj_size), dtype)
+        z_hh = np.empty((B, 4 * H), dtype)
+        z_hr = np.empty((B, proj_size), dtype)
         v_hr = np.empty((2, B, H), dtype)
         _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, params["weight_hh"], params["bias_hh"], params["weight_hr"])
         final_states = (s_h[T % 2].copy(), s_c[T % 2].copy(),)
@@ -419,13 +386,13 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     s_h[0] = state0[0]
     s_c = np.empty((T + 1, B, H), dtype)
     s_c[0] = state0[1]
-    z_hh = np.empty((T, B, 4 * H), dtype)
-    z_hr = np.empty((T, B, proj_size), dtype)
+    z_hh = np.empty((B, 4 * H), dtype)   # this step's product (backward does not read it)
+    z_hr = np.empty((B, proj_size), dtype)   # this step's product (backward does not read it)
     v_hr = np.empty((T, B, H), dtype)
     _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, params["weight_hh"], params["bias_hh"], params["weight_hr"])
     final_states = (s_h[T].copy(), s_c[T].copy(),)
     saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,
-                         s_h=s_h, s_c=s_c, z_hh=z_hh, z_hr=z_hr, v_hr=v_hr)
+                         s_h=s_h, s_c=s_c, v_hr=v_hr)
     return y, final_states, saved
 
 
@@ -451,8 +418,6 @@ def backward_unchecked(dy, d_final, saved):
     zx_ih = saved.zx_ih
     s_h = saved.s_h
     s_c = saved.s_c
-    z_hh = saved.z_hh
-    z_hr = saved.z_hr
     v_hr = saved.v_hr
     T, B, I = x.shape
     H = checks.hidden_size(params, PARAMS)
@@ -466,7 +431,7 @@ def backward_unchecked(dy, d_final, saved):
     dz_hr = np.zeros((T, B, proj_size), dtype)
     dv_hr = np.empty((B, H), dtype)
     dv_hh = np.empty((B, proj_size), dtype)   # the product dv = dz @ W, added to the state's gradient
-    _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, d_h, d_c, dzx_ih, dz_hh, dz_hr, dv_hr, params["weight_hh"], params["bias_hh"], params["weight_hr"], dv_hh)
+    _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dzx_ih, dz_hh, dz_hr, dv_hr, params["weight_hh"], params["weight_hr"], dv_hh)
     d_params = {}
     d_params["weight_ih"] = dzx_ih.reshape(T * B, 4 * H).T @ x2d
     dx = dzx_ih.reshape(T * B, 4 * H) @ params["weight_ih"]

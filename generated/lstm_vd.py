@@ -13,6 +13,7 @@ The step, for one batch row b and hidden unit j:
     g = tanh(hg + xg)
     o = sigmoid(ho + xo)
     c_next = c*f + g*i
+    (the loop saves i, f, g, o for backward in the place of the pre-activations they are computed from)
     h <- o*tanh(c_next)
     c <- c_next
     (m_h: random keep-mask, 1 with probability 1 - p, p = rate 'dropout_h', scaled by 1/(1 - p); one per sequence; eval: its expectation)
@@ -80,7 +81,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, v_hh, mask_m_h, we
             else:
                 for j in range(H):
                     v_hh[step, b, j] = c0
-        np.dot(v_hh[step], weight_hh.T, z_hh[step])
+        np.dot(v_hh[step], weight_hh.T, z_hh)
         # update: new states
         for b in range(B):
             if step < lengths[b]:
@@ -89,10 +90,10 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, v_hh, mask_m_h, we
                 zx_ih_g1 = zx_ih[t, b, H:2 * H]
                 zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
                 zx_ih_g3 = zx_ih[t, b, 3 * H:4 * H]
-                z_hh_g0 = z_hh[step, b, 0:H]
-                z_hh_g1 = z_hh[step, b, H:2 * H]
-                z_hh_g2 = z_hh[step, b, 2 * H:3 * H]
-                z_hh_g3 = z_hh[step, b, 3 * H:4 * H]
+                z_hh_g0 = z_hh[b, 0:H]
+                z_hh_g1 = z_hh[b, H:2 * H]
+                z_hh_g2 = z_hh[b, 2 * H:3 * H]
+                z_hh_g3 = z_hh[b, 3 * H:4 * H]
                 for j in range(H):
                     c = s_c[step, b, j]
                     xi = zx_ih_g0[j]
@@ -111,6 +112,10 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, v_hh, mask_m_h, we
                     s_h[step + 1, b, j] = o*_tanh(c_next)
                     y[t, b, j] = s_h[step + 1, b, j]
                     s_c[step + 1, b, j] = c_next
+                    zx_ih_g0[j] = i
+                    zx_ih_g1[j] = f
+                    zx_ih_g2[j] = g
+                    zx_ih_g3[j] = o
             else:
                 for j in range(H):
                     s_h[step + 1, b, j] = s_h[step, b, j]
@@ -119,18 +124,8 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, v_hh, mask_m_h, we
 
 # -- backward: the time loop in reverse ------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy")
-def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, mask_m_h, d_h, d_c, dzx_ih, dz_hh, dv_hh, weight_hh, bias_hh):
+def _backward_loop(lengths, reverse, dy, zx_ih, s_c, mask_m_h, d_h, d_c, dzx_ih, dz_hh, dv_hh, weight_hh):
     T, B, H = dy.shape
-    row_i = np.empty(H, dy.dtype)   # one row's values, between split loops
-    row_f = np.empty(H, dy.dtype)   # one row's values, between split loops
-    row_g = np.empty(H, dy.dtype)   # one row's values, between split loops
-    row_o = np.empty(H, dy.dtype)   # one row's values, between split loops
-    row_d_c_next = np.empty(H, dy.dtype)   # one row's values, between split loops
-    row_d_o = np.empty(H, dy.dtype)   # one row's values, between split loops
-    row_tmp1 = np.empty(H, dy.dtype)   # one row's values, between split loops
-    row_tmp2 = np.empty(H, dy.dtype)   # one row's values, between split loops
-    row_tmp3 = np.empty(H, dy.dtype)   # one row's values, between split loops
-    row_tmp4 = np.empty(H, dy.dtype)   # one row's values, between split loops
     c0 = dy.dtype.type(0)
     c1 = dy.dtype.type(1)
     for step in range(T - 1, -1, -1):
@@ -138,15 +133,10 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, mask_m_h, d_h, d_c, d
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
-                # 3 loops over the units: one would not vectorize (too many arrays; rnngen/backends/cpu/split.py)
                 zx_ih_g0 = zx_ih[t, b, 0:H]
                 zx_ih_g1 = zx_ih[t, b, H:2 * H]
                 zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
                 zx_ih_g3 = zx_ih[t, b, 3 * H:4 * H]
-                z_hh_g0 = z_hh[step, b, 0:H]
-                z_hh_g1 = z_hh[step, b, H:2 * H]
-                z_hh_g2 = z_hh[step, b, 2 * H:3 * H]
-                z_hh_g3 = z_hh[step, b, 3 * H:4 * H]
                 dz_hh_g0 = dz_hh[step, b, 0:H]
                 dz_hh_g1 = dz_hh[step, b, H:2 * H]
                 dz_hh_g2 = dz_hh[step, b, 2 * H:3 * H]
@@ -158,37 +148,15 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, mask_m_h, d_h, d_c, d
                 for j in range(H):
                     dnext_h = d_h[b, j] + dy[t, b, j]
                     dnext_c = d_c[b, j]
+                    i = zx_ih_g0[j]
+                    f = zx_ih_g1[j]
+                    g = zx_ih_g2[j]
+                    o = zx_ih_g3[j]
                     c = s_c[step, b, j]
-                    xi = zx_ih_g0[j]
-                    xf = zx_ih_g1[j]
-                    xg = zx_ih_g2[j]
-                    xo = zx_ih_g3[j]
-                    hi = z_hh_g0[j] + bias_hh[j]
-                    hf = z_hh_g1[j] + bias_hh[H + j]
-                    hg = z_hh_g2[j] + bias_hh[2 * H + j]
-                    ho = z_hh_g3[j] + bias_hh[3 * H + j]
-                    i = _sigmoid(hi + xi)
-                    f = _sigmoid(hf + xf)
-                    g = _tanh(hg + xg)
-                    o = _sigmoid(ho + xo)
                     c_next = c*f + g*i
                     tmp0 = _tanh(c_next)
                     d_c_next = dnext_c + dnext_h*o*(c1 - (tmp0*tmp0))
                     d_o = dnext_h*tmp0
-                    row_i[j] = i
-                    row_f[j] = f
-                    row_g[j] = g
-                    row_o[j] = o
-                    row_d_c_next[j] = d_c_next
-                    row_d_o[j] = d_o
-                for j in range(H):
-                    c = s_c[step, b, j]
-                    i = row_i[j]
-                    f = row_f[j]
-                    g = row_g[j]
-                    o = row_o[j]
-                    d_c_next = row_d_c_next[j]
-                    d_o = row_d_o[j]
                     d_g = d_c_next*i
                     d_f = c*d_c_next
                     d_i = d_c_next*g
@@ -196,17 +164,6 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, mask_m_h, d_h, d_c, d
                     tmp2 = d_f*f*(c1 - f)
                     tmp3 = d_g*(c1 - (g*g))
                     tmp4 = d_o*o*(c1 - o)
-                    row_tmp1[j] = tmp1
-                    row_tmp2[j] = tmp2
-                    row_tmp3[j] = tmp3
-                    row_tmp4[j] = tmp4
-                for j in range(H):
-                    f = row_f[j]
-                    d_c_next = row_d_c_next[j]
-                    tmp1 = row_tmp1[j]
-                    tmp2 = row_tmp2[j]
-                    tmp3 = row_tmp3[j]
-                    tmp4 = row_tmp4[j]
                     d_h[b, j] = c0
                     d_c[b, j] = d_c_next*f
                     dz_hh_g0[j] = tmp1
@@ -248,7 +205,7 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, v_hh, mask_m_h, weig
             else:
                 for j in range(H):
                     v_hh[step % 2, b, j] = c0
-        np.dot(v_hh[step % 2], weight_hh.T, z_hh[step % 2])
+        np.dot(v_hh[step % 2], weight_hh.T, z_hh)
         # update: new states
         for b in range(B):
             if step < lengths[b]:
@@ -257,10 +214,10 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, v_hh, mask_m_h, weig
                 zx_ih_g1 = zx_ih[t, b, H:2 * H]
                 zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
                 zx_ih_g3 = zx_ih[t, b, 3 * H:4 * H]
-                z_hh_g0 = z_hh[step % 2, b, 0:H]
-                z_hh_g1 = z_hh[step % 2, b, H:2 * H]
-                z_hh_g2 = z_hh[step % 2, b, 2 * H:3 * H]
-                z_hh_g3 = z_hh[step % 2, b, 3 * H:4 * H]
+                z_hh_g0 = z_hh[b, 0:H]
+                z_hh_g1 = z_hh[b, H:2 * H]
+                z_hh_g2 = z_hh[b, 2 * H:3 * H]
+                z_hh_g3 = z_hh[b, 3 * H:4 * H]
                 for j in range(H):
                     c = s_c[step % 2, b, j]
                     xi = zx_ih_g0[j]
@@ -320,10 +277,10 @@ def _forward_loop_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, b
                     s_h[step + 1, b, j] = o*_tanh(c_next)
                     y[t, b, j] = s_h[step + 1, b, j]
                     s_c[step + 1, b, j] = c_next
-                    zx_ih_g0[j] = xi_hi
-                    zx_ih_g1[j] = xf_hf
-                    zx_ih_g2[j] = xg_hg
-                    zx_ih_g3[j] = xo_ho
+                    zx_ih_g0[j] = i
+                    zx_ih_g1[j] = f
+                    zx_ih_g2[j] = g
+                    zx_ih_g3[j] = o
             else:
                 for j in range(H):
                     s_h[step + 1, b, j] = s_h[step, b, j]
@@ -352,15 +309,11 @@ def _backward_loop_rate0(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, weig
                 for j in range(H):
                     dnext_h = d_h[b, j] + dy[t, b, j]
                     dnext_c = d_c[b, j]
+                    i = zx_ih_g0[j]
+                    f = zx_ih_g1[j]
+                    g = zx_ih_g2[j]
+                    o = zx_ih_g3[j]
                     c = s_c[step, b, j]
-                    xi_hi = zx_ih_g0[j]
-                    xf_hf = zx_ih_g1[j]
-                    xg_hg = zx_ih_g2[j]
-                    xo_ho = zx_ih_g3[j]
-                    i = _sigmoid(xi_hi)
-                    f = _sigmoid(xf_hf)
-                    g = _tanh(xg_hg)
-                    o = _sigmoid(xo_ho)
                     c_next = c*f + g*i
                     tmp0 = _tanh(c_next)
                     d_c_next = dnext_c + dnext_h*o*(c1 - (tmp0*tmp0))
@@ -471,7 +424,7 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
         s_c = np.empty((2, B, H), dtype)
         s_c[0] = state0[1]
         mask_m_h = masks["m_h"]
-        z_hh = np.empty((2, B, 4 * H), dtype)
+        z_hh = np.empty((B, 4 * H), dtype)
         v_hh = np.empty((2, B, H), dtype)
         _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, v_hh, mask_m_h, params["weight_hh"], params["bias_hh"])
         final_states = (s_h[T % 2].copy(), s_c[T % 2].copy(),)
@@ -483,12 +436,12 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     s_c = np.empty((T + 1, B, H), dtype)
     s_c[0] = state0[1]
     mask_m_h = masks["m_h"]
-    z_hh = np.empty((T, B, 4 * H), dtype)
+    z_hh = np.empty((B, 4 * H), dtype)   # this step's product (backward does not read it)
     v_hh = np.empty((T, B, H), dtype)
     _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, v_hh, mask_m_h, params["weight_hh"], params["bias_hh"])
     final_states = (s_h[T].copy(), s_c[T].copy(),)
     saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,
-                         s_h=s_h, s_c=s_c, z_hh=z_hh, v_hh=v_hh, mask_m_h=mask_m_h)
+                         s_h=s_h, s_c=s_c, v_hh=v_hh, mask_m_h=mask_m_h)
     return y, final_states, saved
 
 def _forward_rate0(x, params, state0, lengths, reverse, need_grad, masks):
@@ -518,7 +471,7 @@ def _forward_rate0(x, params, state0, lengths, reverse, need_grad, masks):
     s_h[0] = state0[0]
     s_c = np.empty((T + 1, B, H), dtype)
     s_c[0] = state0[1]
-    z_hh = np.empty((B, 4 * H), dtype)   # this step's product: the loop saves the sums in zx_ih
+    z_hh = np.empty((B, 4 * H), dtype)   # this step's product: the loop saves what backward needs in zx_ih
     _forward_loop_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, params["weight_hh"], params["bias_hh"])
     final_states = (s_h[T].copy(), s_c[T].copy(),)
     saved = checks.Saved(NAME, rate0=True, x=x, params=params, lengths=lengths, reverse=reverse,
@@ -550,7 +503,6 @@ def backward_unchecked(dy, d_final, saved):
     zx_ih = saved.zx_ih
     s_h = saved.s_h
     s_c = saved.s_c
-    z_hh = saved.z_hh
     v_hh = saved.v_hh
     mask_m_h = saved.mask_m_h
     T, B, I = x.shape
@@ -562,7 +514,7 @@ def backward_unchecked(dy, d_final, saved):
     dzx_ih = np.zeros((T, B, 4 * H), dtype)
     dz_hh = np.zeros((T, B, 4 * H), dtype)
     dv_hh = np.empty((B, H), dtype)
-    _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, mask_m_h, d_h, d_c, dzx_ih, dz_hh, dv_hh, params["weight_hh"], params["bias_hh"])
+    _backward_loop(lengths, reverse, dy, zx_ih, s_c, mask_m_h, d_h, d_c, dzx_ih, dz_hh, dv_hh, params["weight_hh"])
     d_params = {}
     d_params["weight_ih"] = dzx_ih.reshape(T * B, 4 * H).T @ x2d
     dx = dzx_ih.reshape(T * B, 4 * H) @ params["weight_ih"]

@@ -14,7 +14,7 @@ The step, for one batch row b and hidden unit j:
     o = sigmoid(ho + xo)
     c_next = c*f + g*i
     (xi + hi, xf + hf, xg + hg, xo + ho only appear summed:
-     the loop adds them once, as xi_hi, xf_hf, xg_hg, xo_ho, and saves the sums for backward)
+     the loop adds them once, as xi_hi, xf_hf, xg_hg, xo_ho, and saves i, f, g, o in their place for backward)
     h <- o*tanh(c_next)
     c <- c_next
     (weight_hh is DropConnect: times a keep-mask of its shape drawn once per forward, 1 with probability 1 - p, scaled by 1/(1 - p), p = rate 'weight_drop'; eval: weight_hh itself)
@@ -98,10 +98,10 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, bias_hh
                     s_h[step + 1, b, j] = o*_tanh(c_next)
                     y[t, b, j] = s_h[step + 1, b, j]
                     s_c[step + 1, b, j] = c_next
-                    zx_ih_g0[j] = xi_hi
-                    zx_ih_g1[j] = xf_hf
-                    zx_ih_g2[j] = xg_hg
-                    zx_ih_g3[j] = xo_ho
+                    zx_ih_g0[j] = i
+                    zx_ih_g1[j] = f
+                    zx_ih_g2[j] = g
+                    zx_ih_g3[j] = o
             else:
                 for j in range(H):
                     s_h[step + 1, b, j] = s_h[step, b, j]
@@ -130,15 +130,11 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, weight_hh,
                 for j in range(H):
                     dnext_h = d_h[b, j] + dy[t, b, j]
                     dnext_c = d_c[b, j]
+                    i = zx_ih_g0[j]
+                    f = zx_ih_g1[j]
+                    g = zx_ih_g2[j]
+                    o = zx_ih_g3[j]
                     c = s_c[step, b, j]
-                    xi_hi = zx_ih_g0[j]
-                    xf_hf = zx_ih_g1[j]
-                    xg_hg = zx_ih_g2[j]
-                    xo_ho = zx_ih_g3[j]
-                    i = _sigmoid(xi_hi)
-                    f = _sigmoid(xf_hf)
-                    g = _tanh(xg_hg)
-                    o = _sigmoid(xo_ho)
                     c_next = c*f + g*i
                     tmp0 = _tanh(c_next)
                     d_c_next = dnext_c + dnext_h*o*(c1 - (tmp0*tmp0))
@@ -260,7 +256,7 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     s_c[0] = state0[1]
     mask_weight_hh = masks["weight_hh"]   # DropConnect of weight_hh: None at rate 0 and in eval
     weight_hh_drop = checks.drop_weight(params["weight_hh"], mask_weight_hh)
-    z_hh = np.empty((B, 4 * H), dtype)   # this step's product: the loop saves the sums in zx_ih
+    z_hh = np.empty((B, 4 * H), dtype)   # this step's product: the loop saves what backward needs in zx_ih
     _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh_drop, params["bias_hh"])
     final_states = (s_h[T].copy(), s_c[T].copy(),)
     saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,

@@ -15,7 +15,7 @@ The step, for one batch row b and hidden unit j:
     c_new = c*f + g*i
     h_new = o*tanh(c_new)
     (xi + hi, xf + hf, xg + hg, xo + ho only appear summed:
-     the loop adds them once, as xi_hi, xf_hf, xg_hg, xo_ho, and saves the sums for backward)
+     the loop adds them once, as xi_hi, xf_hf, xg_hg, xo_ho, and saves i, f, g, o in their place for backward)
     h <- h*(1 - m_h) + h_new*m_h
     c <- c*(1 - m_c) + c_new*m_c
     (m_h: random keep-mask, 1 with probability 1 - p, p = rate 'zoneout'; drawn every step; eval: its expectation)
@@ -103,10 +103,10 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, mask_m_h, mask_m_c
                     s_h[step + 1, b, j] = h*(c1 - m_h) + h_new*m_h
                     y[t, b, j] = s_h[step + 1, b, j]
                     s_c[step + 1, b, j] = c*(c1 - m_c) + c_new*m_c
-                    zx_ih_g0[j] = xi_hi
-                    zx_ih_g1[j] = xf_hf
-                    zx_ih_g2[j] = xg_hg
-                    zx_ih_g3[j] = xo_ho
+                    zx_ih_g0[j] = i
+                    zx_ih_g1[j] = f
+                    zx_ih_g2[j] = g
+                    zx_ih_g3[j] = o
             else:
                 for j in range(H):
                     s_h[step + 1, b, j] = s_h[step, b, j]
@@ -134,17 +134,13 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, mask_m_h, mask_m_c, d_h, d_
                 for j in range(H):
                     dnext_h = d_h[b, j] + dy[t, b, j]
                     dnext_c = d_c[b, j]
+                    i = zx_ih_g0[j]
+                    f = zx_ih_g1[j]
+                    g = zx_ih_g2[j]
+                    o = zx_ih_g3[j]
                     c = s_c[step, b, j]
-                    xi_hi = zx_ih_g0[j]
-                    xf_hf = zx_ih_g1[j]
-                    xg_hg = zx_ih_g2[j]
-                    xo_ho = zx_ih_g3[j]
                     m_h = mask_m_h[t, b, j]
                     m_c = mask_m_c[t, b, j]
-                    i = _sigmoid(xi_hi)
-                    f = _sigmoid(xf_hf)
-                    g = _tanh(xg_hg)
-                    o = _sigmoid(xo_ho)
                     c_new = c*f + g*i
                     d_h_new = dnext_h*m_h
                     tmp0 = _tanh(c_new)
@@ -244,10 +240,10 @@ def _forward_loop_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, b
                     s_h[step + 1, b, j] = h_new
                     y[t, b, j] = s_h[step + 1, b, j]
                     s_c[step + 1, b, j] = c_new
-                    zx_ih_g0[j] = xi_hi
-                    zx_ih_g1[j] = xf_hf
-                    zx_ih_g2[j] = xg_hg
-                    zx_ih_g3[j] = xo_ho
+                    zx_ih_g0[j] = i
+                    zx_ih_g1[j] = f
+                    zx_ih_g2[j] = g
+                    zx_ih_g3[j] = o
             else:
                 for j in range(H):
                     s_h[step + 1, b, j] = s_h[step, b, j]
@@ -276,15 +272,11 @@ def _backward_loop_rate0(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, weig
                 for j in range(H):
                     dnext_h = d_h[b, j] + dy[t, b, j]
                     dnext_c = d_c[b, j]
+                    i = zx_ih_g0[j]
+                    f = zx_ih_g1[j]
+                    g = zx_ih_g2[j]
+                    o = zx_ih_g3[j]
                     c = s_c[step, b, j]
-                    xi_hi = zx_ih_g0[j]
-                    xf_hf = zx_ih_g1[j]
-                    xg_hg = zx_ih_g2[j]
-                    xo_ho = zx_ih_g3[j]
-                    i = _sigmoid(xi_hi)
-                    f = _sigmoid(xf_hf)
-                    g = _tanh(xg_hg)
-                    o = _sigmoid(xo_ho)
                     c_new = c*f + g*i
                     d_h_new = dnext_h
                     tmp0 = _tanh(c_new)
@@ -410,7 +402,7 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     s_c[0] = state0[1]
     mask_m_h = masks["m_h"]
     mask_m_c = masks["m_c"]
-    z_hh = np.empty((B, 4 * H), dtype)   # this step's product: the loop saves the sums in zx_ih
+    z_hh = np.empty((B, 4 * H), dtype)   # this step's product: the loop saves what backward needs in zx_ih
     _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, mask_m_h, mask_m_c, params["weight_hh"], params["bias_hh"])
     final_states = (s_h[T].copy(), s_c[T].copy(),)
     saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,
@@ -444,7 +436,7 @@ def _forward_rate0(x, params, state0, lengths, reverse, need_grad, masks):
     s_h[0] = state0[0]
     s_c = np.empty((T + 1, B, H), dtype)
     s_c[0] = state0[1]
-    z_hh = np.empty((B, 4 * H), dtype)   # this step's product: the loop saves the sums in zx_ih
+    z_hh = np.empty((B, 4 * H), dtype)   # this step's product: the loop saves what backward needs in zx_ih
     _forward_loop_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, params["weight_hh"], params["bias_hh"])
     final_states = (s_h[T].copy(), s_c[T].copy(),)
     saved = checks.Saved(NAME, rate0=True, x=x, params=params, lengths=lengths, reverse=reverse,

@@ -8,6 +8,7 @@ versions: rnngen 0.1.0, sympy 1.14
 The step, for one batch row b and hidden unit j:
     xz, xh = (x) @ weight_ih.T + bias_ih    [hoisted before the loop]
     z = sigmoid(xz)
+    (the loop saves z for backward in the place of the pre-activations they are computed from)
     h <- h*(1 - z) + xh*z
 
 x is time-major (T, B, I); states and outputs are (B, H) per step. `lengths` gives each
@@ -71,6 +72,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h):
                     z = _sigmoid(xz)
                     s_h[step + 1, b, j] = h*(c1 - z) + xh*z
                     y[t, b, j] = s_h[step + 1, b, j]
+                    zx_ih_g0[j] = z
             else:
                 for j in range(H):
                     s_h[step + 1, b, j] = s_h[step, b, j]
@@ -92,10 +94,9 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih):
                 dzx_ih_g1 = dzx_ih[t, b, H:2 * H]
                 for j in range(H):
                     dnext_h = d_h[b, j] + dy[t, b, j]
+                    z = zx_ih_g0[j]
                     h = s_h[step, b, j]
-                    xz = zx_ih_g0[j]
                     xh = zx_ih_g1[j]
-                    z = _sigmoid(xz)
                     d_z = dnext_h*(-h + xh)
                     tmp0 = c1 - z
                     d_h[b, j] = dnext_h*tmp0

@@ -176,7 +176,7 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     zx_ih += params["bias_ih"]
     s_h = np.empty((T + 1, B, H), dtype)
     s_h[0] = state0[0]
-    z_hh = np.empty((B, H), dtype)   # this step's product: the loop saves the sums in zx_ih
+    z_hh = np.empty((B, H), dtype)   # this step's product: the loop saves what backward needs in zx_ih
     _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, params["weight_hh"], params["bias_hh"])
     final_states = (s_h[T].copy(),)
     saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,

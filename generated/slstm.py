@@ -19,7 +19,7 @@ The step, for one batch row b and hidden unit j:
     c_next = c*f + i*tanh(z_raw)
     n_next = f*n + i
     (xi + hi, xf + hf, xz + hz, xo + ho only appear summed:
-     the loop adds them once, as xi_hi, xf_hf, xz_hz, xo_ho, and saves the sums for backward)
+     the loop adds them once, as xi_hi, xf_hf, xz_hz, xo_ho, and saves i_raw, f_raw, z_raw, o_raw in their place for backward)
     h <- c_next*sigmoid(o_raw)/n_next
     c <- c_next
     n <- n_next
@@ -125,10 +125,10 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, s_n, s_m, z_hh, weight_h
                     s_c[step + 1, b, j] = c_next
                     s_n[step + 1, b, j] = n_next
                     s_m[step + 1, b, j] = m_next
-                    zx_ih_g0[j] = xi_hi
-                    zx_ih_g1[j] = xf_hf
-                    zx_ih_g2[j] = xz_hz
-                    zx_ih_g3[j] = xo_ho
+                    zx_ih_g0[j] = i_raw
+                    zx_ih_g1[j] = f_raw
+                    zx_ih_g2[j] = z_raw
+                    zx_ih_g3[j] = o_raw
             else:
                 for j in range(H):
                     s_h[step + 1, b, j] = s_h[step, b, j]
@@ -164,17 +164,13 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, s_n, s_m, d_h, d_c, d_n, d_
                     dnext_c = d_c[b, j]
                     dnext_n = d_n[b, j]
                     dnext_m = d_m[b, j]
+                    i_raw = zx_ih_g0[j]
+                    f_raw = zx_ih_g1[j]
+                    z_raw = zx_ih_g2[j]
+                    o_raw = zx_ih_g3[j]
                     c = s_c[step, b, j]
                     n = s_n[step, b, j]
                     m = s_m[step, b, j]
-                    xi_hi = zx_ih_g0[j]
-                    xf_hf = zx_ih_g1[j]
-                    xz_hz = zx_ih_g2[j]
-                    xo_ho = zx_ih_g3[j]
-                    i_raw = xi_hi
-                    f_raw = xf_hf
-                    z_raw = xz_hz
-                    o_raw = xo_ho
                     log_f = _log_sigmoid(f_raw)
                     tmp0 = log_f + m
                     m_next = _maximum(tmp0, i_raw)
@@ -348,7 +344,7 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     s_n[0] = state0[2]
     s_m = np.empty((T + 1, B, H), dtype)
     s_m[0] = state0[3]
-    z_hh = np.empty((B, 4 * H), dtype)   # this step's product: the loop saves the sums in zx_ih
+    z_hh = np.empty((B, 4 * H), dtype)   # this step's product: the loop saves what backward needs in zx_ih
     DH = params["weight_hh"].shape[2]   # units per head
     zh_hh = np.empty((B, 4 * DH), dtype)   # one head's GEMM
     _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, s_n, s_m, z_hh, params["weight_hh"], zh_hh)

@@ -82,11 +82,13 @@ class Read:
 @dataclass(frozen=True)
 class Write:
     """`ref = value` or `ref += value`; value is a sympy expression, or a Ref to copy. With
-    `reduce` (a sympy scale, 1/(4*H)): ref is per row and gets (the sum over j of value) * reduce."""
+    `reduce` (a sympy scale, 1/(4*H)): ref is per row and gets (the sum over j of value) * reduce.
+    `for_backward`: kept only for backward (a forward without backward leaves it out)."""
     ref: Ref
     value: object
     accumulate: bool = False
     reduce: object = None
+    for_backward: bool = False
 
 
 @dataclass
@@ -219,6 +221,8 @@ class Kernel:
     means: dict = field(default_factory=dict)         # reduction -> the local name of its value
     size_defaults: dict = field(default_factory=dict)  # run-time size -> its default (int or "H")
     mean_defs: list = field(default_factory=list)    # [(local Symbol, sum expr, count, size, level)]
+    kept_values: dict = field(default_factory=dict)  # local name of a named value -> (buffer, gate)
+                                                     # the forward saves it in, for backward to read
 
     @property
     def output_size(self):

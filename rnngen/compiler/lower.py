@@ -4,7 +4,14 @@ Tied linears: when an x-linear's pre-activation gradient equals, gate for gate, 
 linear of a state (an LSTM's xi + hi), the two only appear summed. The forward loop then adds them
 once and saves the sum in place of the x-linear's output (the recurrent GEMM writes a per-step
 scratch), backward reads that one array, stores one dZ, and both weight-gradient GEMMs read it.
+
+Kept values (blocks.py): a gate the forward computes from a pre-activation that backward reads
+only for that gate is saved in the pre-activation's place (the LSTM's i in place of xi_hi). A
+recurrent linear's GEMM output that backward then no longer reads (a projected LSTM's z_hh)
+lives for one step, (B, gates*H), like a tied one's, and is not saved.
 """
+import dataclasses
+
 import sympy as sp
 
 from . import ir
@@ -60,6 +67,9 @@ class _Lowering:
         self.local.update({sym: sp.Symbol(self.namer.claim(name))
                            for sym, name in program.derived_names.items()})
         self.ties = find_ties(program) if tie_linears else {}
+        # recurrent linears whose GEMM output lives for one step (B, gates*H), not saved: a tied
+        # one's (its sums are saved), and one backward does not read (see kernel())
+        self.per_step = set(self.ties.values())
         self.tie_sums = {}      # (x-linear, gate) -> local Symbol of the summed pre-activation
         self.tie_map = {}       # local symbol -> what replaces it once tied
         for a, b in self.ties.items():
@@ -90,7 +100,7 @@ class _Lowering:
                                                 gates=lin.gates, param=f"bias_{lin.name}"))
         self.params += [self._buffer(f"vec_{v.name}", "vector", (_width(v.gates, v.size),), owner=v.name,
                                      gates=v.gates, param=v.name) for v in cell.vectors]
-        scratch = set(self.ties.values())
+        scratch = self.per_step
         T, B = ir.T, ir.B
         size = {s: cell.size_of(s).symbol for s in cell.states}
         out = size[cell.output]
@@ -141,7 +151,7 @@ class _Lowering:
         src = self.get("states", n.input_state) if n.input_state else self.get("linear_input", n.name)
         z = self.get("preact", n.name)
         return ir.Gemm(n.name, ir.Slice(src), self.get("weight", n.name),
-                       ir.Slice(z, "all" if n.name in self.ties.values() else "step"), n.linear.heads)
+                       ir.Slice(z, "all" if n.name in self.per_step else "step"), n.linear.heads)
 
     def _gemm_adjoint(self, n):
         out = self.get("d_state", n.input_state) if n.input_state else self.get("d_linear_input", n.name)
@@ -215,8 +225,23 @@ class _Lowering:
                                      tuple(self.local[o].name for o in n.linear.outputs), src, n.linear.heads))
         return out
 
+    def _unread_preacts(self, blocks):
+        """The saved GEMM outputs of recurrent linears that no backward block reads (the values
+        kept for backward took the place of what was read)."""
+        ops = blocks.backward_update(self.p.backward_update, set())
+        for blk in self.p.backward_inputs.values():
+            ops += blocks.backward_inputs(blk, set())
+        read = {t.buffer.name for op in ops for r in op.reads for t in r.terms}
+        return {b.owner for b in self.buffers if b.role == "preact" and b.saved and b.name not in read}
+
     def kernel(self):
         blocks = BlockBuilder(self)
+        unread = self._unread_preacts(blocks)
+        if unread:          # then they live for one step, like a tied linear's
+            self.per_step |= unread
+            self.buffers = [dataclasses.replace(b, dims=b.dims[1:], saved=False)
+                            if b.role == "preact" and b.owner in unread else b for b in self.buffers]
+            blocks = BlockBuilder(self)
         named = [(self.local[s], e.xreplace(self.local)) for s, e in self.p.named]
         updates = {t.name: e.xreplace(self.local) for t, e in self.p.forward_update.outputs}
         tie_sums = {a: tuple(self.tie_sums[(a, g)].name for g in range(self.step.node(a).gates))
@@ -228,7 +253,9 @@ class _Lowering:
                          updates, dict(self.loop), self.namer, self.sizes,
                          {s: self.cell.size_of(s).symbol for s in self.cell.states}, init,
                          {r.name: self.local[r.mean.symbol].name for r in self.step.reductions},
-                         dict(self.cell.size_defaults), self._mean_defs(), initial=dict(self.cell.initial),
+                         dict(self.cell.size_defaults), self._mean_defs(),
+                         {v.name: (ref.buffer.name, ref.gate) for v, (ref, _) in blocks.kept.items()},
+                         initial=dict(self.cell.initial),
                          masks=masks_of(self.cell))
 
     def _mean_defs(self):

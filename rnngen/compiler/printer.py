@@ -150,7 +150,15 @@ def equations(kernel):
     for a, b in kernel.ties.items():
         xs, hs = by_name[a].outputs, by_name[b].outputs
         lines.append(f"({', '.join(f'{u} + {v}' for u, v in zip(xs, hs))} only appear summed:")
-        lines.append(f" the loop adds them once, as {', '.join(kernel.tie_sums[a])}, and saves the sums for backward)")
+        kept = [v for v, (buf, _) in kernel.kept_values.items() if buf == kernel.buffer("x_preact", a).name]
+        saves = "the sums" if not kept else f"{', '.join(kept)} in their place" if len(kept) == len(xs) else \
+            f"{', '.join(kept)} in the place of their sums, and the other sums,"
+        lines.append(f" the loop adds them once, as {', '.join(kernel.tie_sums[a])}, and saves {saves} for backward)")
+    untied = [v for v, (buf, _) in kernel.kept_values.items()
+              if not any(buf == kernel.buffer("x_preact", a).name for a in kernel.ties)]
+    if untied:
+        lines.append(f"(the loop saves {', '.join(untied)} for backward in the place of the pre-activations "
+                     f"they are computed from)")
     lines += [f"{s} <- {sp.sstr(kernel.updates[s])}" for s in kernel.states]
     for name, (rate, per, inverted) in kernel.masks.items():
         if per == "weight":

@@ -321,8 +321,11 @@ def _forward_setup(k, lay, saving=True):
     for b in k.buffers:
         if b.role == "preact":
             x = next((a for a, r in k.ties.items() if r == b.owner), None)
-            note = (f"this step's product: the loop saves the sums in {k.buffer('x_preact', x).name}"
-                    if x and saving else "")
+            note = ""
+            if saving and x:
+                note = f"this step's product: the loop saves what backward needs in {k.buffer('x_preact', x).name}"
+            elif saving and not b.saved:
+                note = "this step's product (backward does not read it)"
             setup.append(lay.allocate(b, note))
         elif b.role in ("linear_input", "mean"):
             setup.append(lay.allocate(b))

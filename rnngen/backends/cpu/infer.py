@@ -6,8 +6,9 @@ training forward, but it keeps only what the next step needs.
   previous states from one and writes the new ones into the other. A state is read and written at
   the same unit j only (the step is pointwise between GEMMs), and the rows past a sequence's length
   copy their state across, so after T steps row T % 2 holds every final state.
-- No saving: a write into a buffer that nothing later in the step reads (the sums of tied linears,
-  kept only for backward) is left out.
+- No saving: the writes kept only for backward (the sums of tied linears, the values saved in
+  place of their pre-activations: ir.Write.for_backward), and any other write into a buffer that
+  nothing later in the step reads, are left out.
 """
 from dataclasses import replace
 
@@ -70,10 +71,10 @@ def pruned_forward(kernel):
             index += 1
             if isinstance(op, ir.Pointwise):
                 later = set().union(*[_reads(o) for o in ops[index:]]) if index < len(ops) else set()
-                writes = [w for w in op.writes
-                          if w.ref.buffer.role in keep_roles
+                writes = [w for w in op.writes if not w.for_backward
+                          and (w.ref.buffer.role in keep_roles
                           or (w.ref.buffer.name, w.ref.gate) in later
-                          or (w.ref.buffer.name, None) in later]
+                          or (w.ref.buffer.name, None) in later)]
                 op = replace(op, writes=writes)
             new_ops.append(op)
         stages.append(ir.Stage(st.title, new_ops))

@@ -26,5 +26,5 @@ def test_printed_module(compile_builtin):
     assert m.forward_call[:3] == ["lengths", "reverse", "y"] and 'params["weight_hh"]' in m.forward_call
     kinds = [[kind for kind, _ in st.items] for st in m.backward_stages]
     assert kinds == [["rows"], ["gemm", "rows"], ["gemm", "add"]]
-    assert m.saved == [("zx_ih", "zx_ih"), ("s_h", "s_h"), ("z_hh", "z_hh"), ("z_rh", "z_rh"), ("v_rh", "v_rh")]
+    assert m.saved == [("zx_ih", "zx_ih"), ("s_h", "s_h"), ("z_rh", "z_rh"), ("v_rh", "v_rh")]   # z_hh: backward reads u, r where zx_ih kept them
     assert m.helpers == ["_sigmoid", "_tanh"]

@@ -87,7 +87,7 @@ m.forward(x, params, state0, need_grad=False)
 for kernel in (m._forward_loop, m._backward_loop, m._infer_loop):
     llvm = kernel.inspect_llvm(kernel.signatures[0])
     four = re.findall(r"= f(?:add|sub|mul|div)(?: [a-z]+)* <4 x float>", llvm)
-    assert len(four) >= 100, (kernel, len(four))
+    assert len(four) >= 40, (kernel, len(four))     # 163, 68, 163; without the option 0, 4, 0
 print("ok")
 """
 

@@ -65,6 +65,7 @@ def facts(ptx):
         "f64_ops": len(F64_OP.findall(ptx)),
         "ld_shared": ptx.count("ld.shared"),
         "fma_f32": ptx.count("fma.rn.f32"),
+        "f32_ops": len(re.findall(r"\b(?:add|sub|mul|fma)(?:\.rn)?(?:\.ftz)?\.f32\b", ptx)),
         "fma_f64": ptx.count("fma.rn.f64"),
         "local": ptx.count("ld.local") + ptx.count("st.local"),
         "grid_sync": "cudaCGSynchronizeGrid" in ptx or "cudaCGGetIntrinsicHandle" in ptx,
