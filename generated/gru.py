@@ -60,7 +60,7 @@ def sizes_of(params):
 
 # -- forward: the time loop ------------------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy")
-def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, weight_hh, bias_hh):
+def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, bias_ih, weight_hh, bias_hh):
     T, B, H = y.shape
     c1 = y.dtype.type(1)
     for step in range(T):
@@ -78,9 +78,9 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, weight_hh, bias_hh):
                 z_hh_g2 = z_hh[step, b, 2 * H:3 * H]
                 for j in range(H):
                     h = s_h[step, b, j]
-                    xr = zx_ih_g0[j]
-                    xz = zx_ih_g1[j]
-                    xn = zx_ih_g2[j]
+                    xr = zx_ih_g0[j] + bias_ih[j]
+                    xz = zx_ih_g1[j] + bias_ih[H + j]
+                    xn = zx_ih_g2[j] + bias_ih[2 * H + j]
                     hr = z_hh_g0[j] + bias_hh[j]
                     hz = z_hh_g1[j] + bias_hh[H + j]
                     hn = z_hh_g2[j] + bias_hh[2 * H + j]
@@ -145,7 +145,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_hh, d_h, dzx_ih, dz_hh, w
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
 @njit(cache=True, nogil=True, error_model="numpy")
-def _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, weight_hh, bias_hh):
+def _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, bias_ih, weight_hh, bias_hh):
     T, B, H = y.shape
     c1 = y.dtype.type(1)
     for step in range(T):
@@ -163,9 +163,9 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, weight_hh, bias_hh):
                 z_hh_g2 = z_hh[step % 2, b, 2 * H:3 * H]
                 for j in range(H):
                     h = s_h[step % 2, b, j]
-                    xr = zx_ih_g0[j]
-                    xz = zx_ih_g1[j]
-                    xn = zx_ih_g2[j]
+                    xr = zx_ih_g0[j] + bias_ih[j]
+                    xz = zx_ih_g1[j] + bias_ih[H + j]
+                    xn = zx_ih_g2[j] + bias_ih[2 * H + j]
                     hr = z_hh_g0[j] + bias_hh[j]
                     hz = z_hh_g1[j] + bias_hh[H + j]
                     hn = z_hh_g2[j] + bias_hh[2 * H + j]
@@ -222,19 +222,17 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     y = np.zeros((T, B, H), dtype)
     if not need_grad:
         zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 3 * H)
-        zx_ih += params["bias_ih"]
         s_h = np.empty((2, B, H), dtype)
         s_h[0] = state0[0]
         z_hh = np.empty((2, B, 3 * H), dtype)
-        _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, params["weight_hh"], params["bias_hh"])
+        _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, params["bias_ih"], params["weight_hh"], params["bias_hh"])
         final_states = (s_h[T % 2].copy(),)
         return y, final_states, None
     zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 3 * H)
-    zx_ih += params["bias_ih"]
     s_h = np.empty((T + 1, B, H), dtype)
     s_h[0] = state0[0]
     z_hh = np.empty((T, B, 3 * H), dtype)
-    _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, params["weight_hh"], params["bias_hh"])
+    _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, params["bias_ih"], params["weight_hh"], params["bias_hh"])
     final_states = (s_h[T].copy(),)
     saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,
                          s_h=s_h, z_hh=z_hh)

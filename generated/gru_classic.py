@@ -60,7 +60,7 @@ def sizes_of(params):
 
 # -- forward: the time loop ------------------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy")
-def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, weight_hh, weight_rh):
+def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, bias_ih, weight_hh, weight_rh):
     T, B, H = y.shape
     c0 = y.dtype.type(0)
     c1 = y.dtype.type(1)
@@ -76,7 +76,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, weight_hh, 
                 z_hh_g1 = z_hh[b, H:2 * H]
                 for j in range(H):
                     h = s_h[step, b, j]
-                    xr = zx_ih_g1[j]
+                    xr = zx_ih_g1[j] + bias_ih[H + j]
                     hr = z_hh_g1[j]
                     r = _sigmoid(hr + xr)
                     v_rh[step, b, j] = h*r
@@ -94,8 +94,8 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, weight_hh, 
                 z_hh_g0 = z_hh[b, 0:H]
                 for j in range(H):
                     h = s_h[step, b, j]
-                    xu = zx_ih_g0[j]
-                    xc = zx_ih_g2[j]
+                    xu = zx_ih_g0[j] + bias_ih[j]
+                    xc = zx_ih_g2[j] + bias_ih[2 * H + j]
                     hu = z_hh_g0[j]
                     hc = z_rh[step, b, j]
                     u = _sigmoid(hu + xu)
@@ -109,7 +109,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, weight_hh, 
 
 # -- backward: the time loop in reverse ------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy")
-def _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_rh, d_h, dzx_ih, dz_hh, dz_rh, dv_rh, weight_hh, weight_rh, dv_hh):
+def _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_rh, d_h, dzx_ih, dz_hh, dz_rh, dv_rh, bias_ih, weight_hh, weight_rh, dv_hh):
     T, B, H = dy.shape
     c0 = dy.dtype.type(0)
     c1 = dy.dtype.type(1)
@@ -127,7 +127,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_rh, d_h, dzx_ih, dz_hh, d
                     dnext_h = d_h[b, j] + dy[t, b, j]
                     u = zx_ih_g0[j]
                     h = s_h[step, b, j]
-                    xc = zx_ih_g2[j]
+                    xc = zx_ih_g2[j] + bias_ih[2 * H + j]
                     hc = z_rh[step, b, j]
                     tmp0 = _tanh(hc + xc)
                     d_u = dnext_h*(-h + tmp0)
@@ -164,7 +164,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_rh, d_h, dzx_ih, dz_hh, d
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
 @njit(cache=True, nogil=True, error_model="numpy")
-def _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, weight_hh, weight_rh):
+def _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, bias_ih, weight_hh, weight_rh):
     T, B, H = y.shape
     c0 = y.dtype.type(0)
     c1 = y.dtype.type(1)
@@ -180,7 +180,7 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, weight_hh, we
                 z_hh_g1 = z_hh[b, H:2 * H]
                 for j in range(H):
                     h = s_h[step % 2, b, j]
-                    xr = zx_ih_g1[j]
+                    xr = zx_ih_g1[j] + bias_ih[H + j]
                     hr = z_hh_g1[j]
                     r = _sigmoid(hr + xr)
                     v_rh[step % 2, b, j] = h*r
@@ -197,8 +197,8 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, weight_hh, we
                 z_hh_g0 = z_hh[b, 0:H]
                 for j in range(H):
                     h = s_h[step % 2, b, j]
-                    xu = zx_ih_g0[j]
-                    xc = zx_ih_g2[j]
+                    xu = zx_ih_g0[j] + bias_ih[j]
+                    xc = zx_ih_g2[j] + bias_ih[2 * H + j]
                     hu = z_hh_g0[j]
                     hc = z_rh[step % 2, b, j]
                     u = _sigmoid(hu + xu)
@@ -252,23 +252,21 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     y = np.zeros((T, B, H), dtype)
     if not need_grad:
         zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 3 * H)
-        zx_ih += params["bias_ih"]
         s_h = np.empty((2, B, H), dtype)
         s_h[0] = state0[0]
         z_hh = np.empty((B, 2 * H), dtype)
         z_rh = np.empty((2, B, H), dtype)
         v_rh = np.empty((2, B, H), dtype)
-        _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, params["weight_hh"], params["weight_rh"])
+        _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, params["bias_ih"], params["weight_hh"], params["weight_rh"])
         final_states = (s_h[T % 2].copy(),)
         return y, final_states, None
     zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 3 * H)
-    zx_ih += params["bias_ih"]
     s_h = np.empty((T + 1, B, H), dtype)
     s_h[0] = state0[0]
     z_hh = np.empty((B, 2 * H), dtype)   # this step's product (backward does not read it)
     z_rh = np.empty((T, B, H), dtype)
     v_rh = np.empty((T, B, H), dtype)
-    _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, params["weight_hh"], params["weight_rh"])
+    _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, params["bias_ih"], params["weight_hh"], params["weight_rh"])
     final_states = (s_h[T].copy(),)
     saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,
                          s_h=s_h, z_rh=z_rh, v_rh=v_rh)
@@ -308,7 +306,7 @@ def backward_unchecked(dy, d_final, saved):
     dz_rh = np.zeros((T, B, H), dtype)
     dv_rh = np.empty((B, H), dtype)
     dv_hh = np.empty((B, H), dtype)   # the product dv = dz @ W, added to the state's gradient
-    _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_rh, d_h, dzx_ih, dz_hh, dz_rh, dv_rh, params["weight_hh"], params["weight_rh"], dv_hh)
+    _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_rh, d_h, dzx_ih, dz_hh, dz_rh, dv_rh, params["bias_ih"], params["weight_hh"], params["weight_rh"], dv_hh)
     d_params = {}
     d_params["weight_ih"] = dzx_ih.reshape(T * B, 3 * H).T @ x2d
     dx = dzx_ih.reshape(T * B, 3 * H) @ params["weight_ih"]

@@ -54,7 +54,7 @@ def sizes_of(params):
 
 # -- forward: the time loop ------------------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy")
-def _forward_loop(lengths, reverse, y, zx_ih, s_h, vec_weight_hh):
+def _forward_loop(lengths, reverse, y, zx_ih, s_h, bias_ih, vec_weight_hh):
     T, B, H = y.shape
     for step in range(T):
         # update: new states
@@ -63,7 +63,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, vec_weight_hh):
                 t = lengths[b] - 1 - step if reverse else step
                 for j in range(H):
                     h = s_h[step, b, j]
-                    xa = zx_ih[t, b, j]
+                    xa = zx_ih[t, b, j] + bias_ih[j]
                     u = vec_weight_hh[j]
                     s_h[step + 1, b, j] = _relu(h*u + xa)
                     y[t, b, j] = s_h[step + 1, b, j]
@@ -74,7 +74,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, vec_weight_hh):
 
 # -- backward: the time loop in reverse ------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy")
-def _backward_loop(lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih, dvec_weight_hh, vec_weight_hh):
+def _backward_loop(lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih, dvec_weight_hh, bias_ih, vec_weight_hh):
     T, B, H = dy.shape
     for step in range(T - 1, -1, -1):
         # gradient through the update
@@ -84,7 +84,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih, dvec_weight_hh
                 for j in range(H):
                     dnext_h = d_h[b, j] + dy[t, b, j]
                     h = s_h[step, b, j]
-                    xa = zx_ih[t, b, j]
+                    xa = zx_ih[t, b, j] + bias_ih[j]
                     u = vec_weight_hh[j]
                     tmp0 = dnext_h*_step(h*u + xa)
                     d_h[b, j] = tmp0*u
@@ -94,7 +94,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih, dvec_weight_hh
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
 @njit(cache=True, nogil=True, error_model="numpy")
-def _infer_loop(lengths, reverse, y, zx_ih, s_h, vec_weight_hh):
+def _infer_loop(lengths, reverse, y, zx_ih, s_h, bias_ih, vec_weight_hh):
     T, B, H = y.shape
     for step in range(T):
         # update: new states
@@ -103,7 +103,7 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, vec_weight_hh):
                 t = lengths[b] - 1 - step if reverse else step
                 for j in range(H):
                     h = s_h[step % 2, b, j]
-                    xa = zx_ih[t, b, j]
+                    xa = zx_ih[t, b, j] + bias_ih[j]
                     u = vec_weight_hh[j]
                     s_h[(step + 1) % 2, b, j] = _relu(h*u + xa)
                     y[t, b, j] = s_h[(step + 1) % 2, b, j]
@@ -155,17 +155,15 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     y = np.zeros((T, B, H), dtype)
     if not need_grad:
         zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, H)
-        zx_ih += params["bias_ih"]
         s_h = np.empty((2, B, H), dtype)
         s_h[0] = state0[0]
-        _infer_loop(lengths, reverse, y, zx_ih, s_h, params["weight_hh"])
+        _infer_loop(lengths, reverse, y, zx_ih, s_h, params["bias_ih"], params["weight_hh"])
         final_states = (s_h[T % 2].copy(),)
         return y, final_states, None
     zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, H)
-    zx_ih += params["bias_ih"]
     s_h = np.empty((T + 1, B, H), dtype)
     s_h[0] = state0[0]
-    _forward_loop(lengths, reverse, y, zx_ih, s_h, params["weight_hh"])
+    _forward_loop(lengths, reverse, y, zx_ih, s_h, params["bias_ih"], params["weight_hh"])
     final_states = (s_h[T].copy(),)
     saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,
                          s_h=s_h)
@@ -200,7 +198,7 @@ def backward_unchecked(dy, d_final, saved):
     d_h = d_final[0]
     dzx_ih = np.zeros((T, B, H), dtype)
     dvec_weight_hh = np.zeros(H, dtype)
-    _backward_loop(lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih, dvec_weight_hh, params["weight_hh"])
+    _backward_loop(lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih, dvec_weight_hh, params["bias_ih"], params["weight_hh"])
     d_params = {}
     d_params["weight_ih"] = dzx_ih.reshape(T * B, H).T @ x2d
     dx = dzx_ih.reshape(T * B, H) @ params["weight_ih"]

@@ -66,7 +66,7 @@ def sizes_of(params):
 
 # -- forward: the time loop ------------------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy")
-def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, bias_hh, vec_weight_ci, vec_weight_cf, vec_weight_co):
+def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, vec_weight_ci, vec_weight_cf, vec_weight_co, bias_ih_hh):
     T, B, H = y.shape
     c0 = y.dtype.type(0)
     c1 = y.dtype.type(1)
@@ -87,10 +87,10 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, bias_hh
                 z_hh_g3 = z_hh[b, 3 * H:4 * H]
                 for j in range(H):
                     c = s_c[step, b, j]
-                    xi_hi = zx_ih_g0[j] + z_hh_g0[j] + bias_hh[j]
-                    xf_hf = zx_ih_g1[j] + z_hh_g1[j] + bias_hh[H + j]
-                    xg_hg = zx_ih_g2[j] + z_hh_g2[j] + bias_hh[2 * H + j]
-                    xo_ho = zx_ih_g3[j] + z_hh_g3[j] + bias_hh[3 * H + j]
+                    xi_hi = zx_ih_g0[j] + z_hh_g0[j] + bias_ih_hh[j]
+                    xf_hf = zx_ih_g1[j] + z_hh_g1[j] + bias_ih_hh[H + j]
+                    xg_hg = zx_ih_g2[j] + z_hh_g2[j] + bias_ih_hh[2 * H + j]
+                    xo_ho = zx_ih_g3[j] + z_hh_g3[j] + bias_ih_hh[3 * H + j]
                     pi = vec_weight_ci[j]
                     pf = vec_weight_cf[j]
                     po = vec_weight_co[j]
@@ -169,7 +169,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, dvec_weigh
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
 @njit(cache=True, nogil=True, error_model="numpy")
-def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, bias_hh, vec_weight_ci, vec_weight_cf, vec_weight_co):
+def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, vec_weight_ci, vec_weight_cf, vec_weight_co, bias_ih_hh):
     T, B, H = y.shape
     c0 = y.dtype.type(0)
     c1 = y.dtype.type(1)
@@ -190,10 +190,10 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, bias_hh, 
                 z_hh_g3 = z_hh[b, 3 * H:4 * H]
                 for j in range(H):
                     c = s_c[step % 2, b, j]
-                    xi_hi = zx_ih_g0[j] + z_hh_g0[j] + bias_hh[j]
-                    xf_hf = zx_ih_g1[j] + z_hh_g1[j] + bias_hh[H + j]
-                    xg_hg = zx_ih_g2[j] + z_hh_g2[j] + bias_hh[2 * H + j]
-                    xo_ho = zx_ih_g3[j] + z_hh_g3[j] + bias_hh[3 * H + j]
+                    xi_hi = zx_ih_g0[j] + z_hh_g0[j] + bias_ih_hh[j]
+                    xf_hf = zx_ih_g1[j] + z_hh_g1[j] + bias_ih_hh[H + j]
+                    xg_hg = zx_ih_g2[j] + z_hh_g2[j] + bias_ih_hh[2 * H + j]
+                    xo_ho = zx_ih_g3[j] + z_hh_g3[j] + bias_ih_hh[3 * H + j]
                     pi = vec_weight_ci[j]
                     pf = vec_weight_cf[j]
                     po = vec_weight_co[j]
@@ -252,24 +252,24 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     x2d = x.reshape(T * B, I)
     y = np.zeros((T, B, H), dtype)
     if not need_grad:
+        bias_ih_hh = params["bias_ih"] + params["bias_hh"]   # the loops add the two together
         zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 4 * H)
-        zx_ih += params["bias_ih"]
         s_h = np.empty((2, B, H), dtype)
         s_h[0] = state0[0]
         s_c = np.empty((2, B, H), dtype)
         s_c[0] = state0[1]
         z_hh = np.empty((B, 4 * H), dtype)
-        _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, params["weight_hh"], params["bias_hh"], params["weight_ci"], params["weight_cf"], params["weight_co"])
+        _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, params["weight_hh"], params["weight_ci"], params["weight_cf"], params["weight_co"], bias_ih_hh)
         final_states = (s_h[T % 2].copy(), s_c[T % 2].copy(),)
         return y, final_states, None
+    bias_ih_hh = params["bias_ih"] + params["bias_hh"]   # the loops add the two together
     zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 4 * H)
-    zx_ih += params["bias_ih"]
     s_h = np.empty((T + 1, B, H), dtype)
     s_h[0] = state0[0]
     s_c = np.empty((T + 1, B, H), dtype)
     s_c[0] = state0[1]
     z_hh = np.empty((B, 4 * H), dtype)   # this step's product: the loop saves what backward needs in zx_ih
-    _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, params["weight_hh"], params["bias_hh"], params["weight_ci"], params["weight_cf"], params["weight_co"])
+    _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, params["weight_hh"], params["weight_ci"], params["weight_cf"], params["weight_co"], bias_ih_hh)
     final_states = (s_h[T].copy(), s_c[T].copy(),)
     saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,
                          s_h=s_h, s_c=s_c)

@@ -68,7 +68,7 @@ def sizes_of(params):
 
 # -- forward: the time loop ------------------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy")
-def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, weight_hh, bias_hh, weight_hr):
+def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, bias_ih, weight_hh, bias_hh, weight_hr):
     T = y.shape[0]
     B = y.shape[1]
     H = zx_ih.shape[2] // 4
@@ -93,10 +93,10 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, weight
                 z_hh_g3 = z_hh[b, 3 * H:4 * H]
                 for j in range(H):
                     c = s_c[step, b, j]
-                    xi = zx_ih_g0[j]
-                    xf = zx_ih_g1[j]
-                    xg = zx_ih_g2[j]
-                    xo = zx_ih_g3[j]
+                    xi = zx_ih_g0[j] + bias_ih[j]
+                    xf = zx_ih_g1[j] + bias_ih[H + j]
+                    xg = zx_ih_g2[j] + bias_ih[2 * H + j]
+                    xo = zx_ih_g3[j] + bias_ih[3 * H + j]
                     hi = z_hh_g0[j] + bias_hh[j]
                     hf = z_hh_g1[j] + bias_hh[H + j]
                     hg = z_hh_g2[j] + bias_hh[2 * H + j]
@@ -128,9 +128,9 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, weight
                 z_hh_g2 = z_hh[b, 2 * H:3 * H]
                 for j in range(H):
                     c = s_c[step, b, j]
-                    xi = zx_ih_g0[j]
-                    xf = zx_ih_g1[j]
-                    xg = zx_ih_g2[j]
+                    xi = zx_ih_g0[j] + bias_ih[j]
+                    xf = zx_ih_g1[j] + bias_ih[H + j]
+                    xg = zx_ih_g2[j] + bias_ih[2 * H + j]
                     hi = z_hh_g0[j] + bias_hh[j]
                     hf = z_hh_g1[j] + bias_hh[H + j]
                     hg = z_hh_g2[j] + bias_hh[2 * H + j]
@@ -248,7 +248,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dzx_ih, dz_hh, dz
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
 @njit(cache=True, nogil=True, error_model="numpy")
-def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, weight_hh, bias_hh, weight_hr):
+def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, bias_ih, weight_hh, bias_hh, weight_hr):
     T = y.shape[0]
     B = y.shape[1]
     H = zx_ih.shape[2] // 4
@@ -273,10 +273,10 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, weight_h
                 z_hh_g3 = z_hh[b, 3 * H:4 * H]
                 for j in range(H):
                     c = s_c[step % 2, b, j]
-                    xi = zx_ih_g0[j]
-                    xf = zx_ih_g1[j]
-                    xg = zx_ih_g2[j]
-                    xo = zx_ih_g3[j]
+                    xi = zx_ih_g0[j] + bias_ih[j]
+                    xf = zx_ih_g1[j] + bias_ih[H + j]
+                    xg = zx_ih_g2[j] + bias_ih[2 * H + j]
+                    xo = zx_ih_g3[j] + bias_ih[3 * H + j]
                     hi = z_hh_g0[j] + bias_hh[j]
                     hf = z_hh_g1[j] + bias_hh[H + j]
                     hg = z_hh_g2[j] + bias_hh[2 * H + j]
@@ -307,9 +307,9 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, weight_h
                 z_hh_g2 = z_hh[b, 2 * H:3 * H]
                 for j in range(H):
                     c = s_c[step % 2, b, j]
-                    xi = zx_ih_g0[j]
-                    xf = zx_ih_g1[j]
-                    xg = zx_ih_g2[j]
+                    xi = zx_ih_g0[j] + bias_ih[j]
+                    xf = zx_ih_g1[j] + bias_ih[H + j]
+                    xg = zx_ih_g2[j] + bias_ih[2 * H + j]
                     hi = z_hh_g0[j] + bias_hh[j]
                     hf = z_hh_g1[j] + bias_hh[H + j]
                     hg = z_hh_g2[j] + bias_hh[2 * H + j]
@@ -369,7 +369,6 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     y = np.zeros((T, B, proj_size), dtype)
     if not need_grad:
         zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 4 * H)
-        zx_ih += params["bias_ih"]
         s_h = np.empty((2, B, proj_size), dtype)
         s_h[0] = state0[0]
         s_c = np.empty((2, B, H), dtype)
@@ -377,11 +376,10 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
         z_hh = np.empty((B, 4 * H), dtype)
         z_hr = np.empty((B, proj_size), dtype)
         v_hr = np.empty((2, B, H), dtype)
-        _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, params["weight_hh"], params["bias_hh"], params["weight_hr"])
+        _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, params["bias_ih"], params["weight_hh"], params["bias_hh"], params["weight_hr"])
         final_states = (s_h[T % 2].copy(), s_c[T % 2].copy(),)
         return y, final_states, None
     zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 4 * H)
-    zx_ih += params["bias_ih"]
     s_h = np.empty((T + 1, B, proj_size), dtype)
     s_h[0] = state0[0]
     s_c = np.empty((T + 1, B, H), dtype)
@@ -389,7 +387,7 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     z_hh = np.empty((B, 4 * H), dtype)   # this step's product (backward does not read it)
     z_hr = np.empty((B, proj_size), dtype)   # this step's product (backward does not read it)
     v_hr = np.empty((T, B, H), dtype)
-    _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, params["weight_hh"], params["bias_hh"], params["weight_hr"])
+    _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, params["bias_ih"], params["weight_hh"], params["bias_hh"], params["weight_hr"])
     final_states = (s_h[T].copy(), s_c[T].copy(),)
     saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,
                          s_h=s_h, s_c=s_c, v_hr=v_hr)

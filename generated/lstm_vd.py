@@ -64,7 +64,7 @@ def sizes_of(params):
 
 # -- forward: the time loop ------------------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy")
-def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, v_hh, mask_m_h, weight_hh, bias_hh):
+def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, v_hh, mask_m_h, bias_ih, weight_hh, bias_hh):
     T, B, H = y.shape
     c0 = y.dtype.type(0)
     c1 = y.dtype.type(1)
@@ -96,10 +96,10 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, v_hh, mask_m_h, we
                 z_hh_g3 = z_hh[b, 3 * H:4 * H]
                 for j in range(H):
                     c = s_c[step, b, j]
-                    xi = zx_ih_g0[j]
-                    xf = zx_ih_g1[j]
-                    xg = zx_ih_g2[j]
-                    xo = zx_ih_g3[j]
+                    xi = zx_ih_g0[j] + bias_ih[j]
+                    xf = zx_ih_g1[j] + bias_ih[H + j]
+                    xg = zx_ih_g2[j] + bias_ih[2 * H + j]
+                    xo = zx_ih_g3[j] + bias_ih[3 * H + j]
                     hi = z_hh_g0[j] + bias_hh[j]
                     hf = z_hh_g1[j] + bias_hh[H + j]
                     hg = z_hh_g2[j] + bias_hh[2 * H + j]
@@ -188,7 +188,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, mask_m_h, d_h, d_c, dzx_ih,
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
 @njit(cache=True, nogil=True, error_model="numpy")
-def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, v_hh, mask_m_h, weight_hh, bias_hh):
+def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, v_hh, mask_m_h, bias_ih, weight_hh, bias_hh):
     T, B, H = y.shape
     c0 = y.dtype.type(0)
     c1 = y.dtype.type(1)
@@ -220,10 +220,10 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, v_hh, mask_m_h, weig
                 z_hh_g3 = z_hh[b, 3 * H:4 * H]
                 for j in range(H):
                     c = s_c[step % 2, b, j]
-                    xi = zx_ih_g0[j]
-                    xf = zx_ih_g1[j]
-                    xg = zx_ih_g2[j]
-                    xo = zx_ih_g3[j]
+                    xi = zx_ih_g0[j] + bias_ih[j]
+                    xf = zx_ih_g1[j] + bias_ih[H + j]
+                    xg = zx_ih_g2[j] + bias_ih[2 * H + j]
+                    xo = zx_ih_g3[j] + bias_ih[3 * H + j]
                     hi = z_hh_g0[j] + bias_hh[j]
                     hf = z_hh_g1[j] + bias_hh[H + j]
                     hg = z_hh_g2[j] + bias_hh[2 * H + j]
@@ -244,7 +244,7 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, v_hh, mask_m_h, weig
 
 # -- forward at rate 0: the time loop --------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy")
-def _forward_loop_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, bias_hh):
+def _forward_loop_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, bias_ih_hh):
     T, B, H = y.shape
     c0 = y.dtype.type(0)
     c1 = y.dtype.type(1)
@@ -265,10 +265,10 @@ def _forward_loop_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, b
                 z_hh_g3 = z_hh[b, 3 * H:4 * H]
                 for j in range(H):
                     c = s_c[step, b, j]
-                    xi_hi = zx_ih_g0[j] + z_hh_g0[j] + bias_hh[j]
-                    xf_hf = zx_ih_g1[j] + z_hh_g1[j] + bias_hh[H + j]
-                    xg_hg = zx_ih_g2[j] + z_hh_g2[j] + bias_hh[2 * H + j]
-                    xo_ho = zx_ih_g3[j] + z_hh_g3[j] + bias_hh[3 * H + j]
+                    xi_hi = zx_ih_g0[j] + z_hh_g0[j] + bias_ih_hh[j]
+                    xf_hf = zx_ih_g1[j] + z_hh_g1[j] + bias_ih_hh[H + j]
+                    xg_hg = zx_ih_g2[j] + z_hh_g2[j] + bias_ih_hh[2 * H + j]
+                    xo_ho = zx_ih_g3[j] + z_hh_g3[j] + bias_ih_hh[3 * H + j]
                     i = _sigmoid(xi_hi)
                     f = _sigmoid(xf_hf)
                     g = _tanh(xg_hg)
@@ -334,7 +334,7 @@ def _backward_loop_rate0(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, weig
 
 # -- forward without backward (need_grad=False) at rate 0: two rows of each per-step sequence ------
 @njit(cache=True, nogil=True, error_model="numpy")
-def _infer_loop_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, bias_hh):
+def _infer_loop_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, bias_ih_hh):
     T, B, H = y.shape
     c0 = y.dtype.type(0)
     c1 = y.dtype.type(1)
@@ -355,10 +355,10 @@ def _infer_loop_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, bia
                 z_hh_g3 = z_hh[b, 3 * H:4 * H]
                 for j in range(H):
                     c = s_c[step % 2, b, j]
-                    xi_hi = zx_ih_g0[j] + z_hh_g0[j] + bias_hh[j]
-                    xf_hf = zx_ih_g1[j] + z_hh_g1[j] + bias_hh[H + j]
-                    xg_hg = zx_ih_g2[j] + z_hh_g2[j] + bias_hh[2 * H + j]
-                    xo_ho = zx_ih_g3[j] + z_hh_g3[j] + bias_hh[3 * H + j]
+                    xi_hi = zx_ih_g0[j] + z_hh_g0[j] + bias_ih_hh[j]
+                    xf_hf = zx_ih_g1[j] + z_hh_g1[j] + bias_ih_hh[H + j]
+                    xg_hg = zx_ih_g2[j] + z_hh_g2[j] + bias_ih_hh[2 * H + j]
+                    xo_ho = zx_ih_g3[j] + z_hh_g3[j] + bias_ih_hh[3 * H + j]
                     i = _sigmoid(xi_hi)
                     f = _sigmoid(xf_hf)
                     g = _tanh(xg_hg)
@@ -418,7 +418,6 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     y = np.zeros((T, B, H), dtype)
     if not need_grad:
         zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 4 * H)
-        zx_ih += params["bias_ih"]
         s_h = np.empty((2, B, H), dtype)
         s_h[0] = state0[0]
         s_c = np.empty((2, B, H), dtype)
@@ -426,11 +425,10 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
         mask_m_h = masks["m_h"]
         z_hh = np.empty((B, 4 * H), dtype)
         v_hh = np.empty((2, B, H), dtype)
-        _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, v_hh, mask_m_h, params["weight_hh"], params["bias_hh"])
+        _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, v_hh, mask_m_h, params["bias_ih"], params["weight_hh"], params["bias_hh"])
         final_states = (s_h[T % 2].copy(), s_c[T % 2].copy(),)
         return y, final_states, None
     zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 4 * H)
-    zx_ih += params["bias_ih"]
     s_h = np.empty((T + 1, B, H), dtype)
     s_h[0] = state0[0]
     s_c = np.empty((T + 1, B, H), dtype)
@@ -438,7 +436,7 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     mask_m_h = masks["m_h"]
     z_hh = np.empty((B, 4 * H), dtype)   # this step's product (backward does not read it)
     v_hh = np.empty((T, B, H), dtype)
-    _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, v_hh, mask_m_h, params["weight_hh"], params["bias_hh"])
+    _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, v_hh, mask_m_h, params["bias_ih"], params["weight_hh"], params["bias_hh"])
     final_states = (s_h[T].copy(), s_c[T].copy(),)
     saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,
                          s_h=s_h, s_c=s_c, v_hh=v_hh, mask_m_h=mask_m_h)
@@ -455,24 +453,24 @@ def _forward_rate0(x, params, state0, lengths, reverse, need_grad, masks):
     x2d = x.reshape(T * B, I)
     y = np.zeros((T, B, H), dtype)
     if not need_grad:
+        bias_ih_hh = params["bias_ih"] + params["bias_hh"]   # the loops add the two together
         zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 4 * H)
-        zx_ih += params["bias_ih"]
         s_h = np.empty((2, B, H), dtype)
         s_h[0] = state0[0]
         s_c = np.empty((2, B, H), dtype)
         s_c[0] = state0[1]
         z_hh = np.empty((B, 4 * H), dtype)
-        _infer_loop_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, params["weight_hh"], params["bias_hh"])
+        _infer_loop_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, params["weight_hh"], bias_ih_hh)
         final_states = (s_h[T % 2].copy(), s_c[T % 2].copy(),)
         return y, final_states, None
+    bias_ih_hh = params["bias_ih"] + params["bias_hh"]   # the loops add the two together
     zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 4 * H)
-    zx_ih += params["bias_ih"]
     s_h = np.empty((T + 1, B, H), dtype)
     s_h[0] = state0[0]
     s_c = np.empty((T + 1, B, H), dtype)
     s_c[0] = state0[1]
     z_hh = np.empty((B, 4 * H), dtype)   # this step's product: the loop saves what backward needs in zx_ih
-    _forward_loop_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, params["weight_hh"], params["bias_hh"])
+    _forward_loop_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, params["weight_hh"], bias_ih_hh)
     final_states = (s_h[T].copy(), s_c[T].copy(),)
     saved = checks.Saved(NAME, rate0=True, x=x, params=params, lengths=lengths, reverse=reverse,
                          zx_ih=zx_ih, s_h=s_h, s_c=s_c)

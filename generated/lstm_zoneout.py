@@ -67,7 +67,7 @@ def sizes_of(params):
 
 # -- forward: the time loop ------------------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy")
-def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, mask_m_h, mask_m_c, weight_hh, bias_hh):
+def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, mask_m_h, mask_m_c, weight_hh, bias_ih_hh):
     T, B, H = y.shape
     c1 = y.dtype.type(1)
     for step in range(T):
@@ -88,10 +88,10 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, mask_m_h, mask_m_c
                 for j in range(H):
                     h = s_h[step, b, j]
                     c = s_c[step, b, j]
-                    xi_hi = zx_ih_g0[j] + z_hh_g0[j] + bias_hh[j]
-                    xf_hf = zx_ih_g1[j] + z_hh_g1[j] + bias_hh[H + j]
-                    xg_hg = zx_ih_g2[j] + z_hh_g2[j] + bias_hh[2 * H + j]
-                    xo_ho = zx_ih_g3[j] + z_hh_g3[j] + bias_hh[3 * H + j]
+                    xi_hi = zx_ih_g0[j] + z_hh_g0[j] + bias_ih_hh[j]
+                    xf_hf = zx_ih_g1[j] + z_hh_g1[j] + bias_ih_hh[H + j]
+                    xg_hg = zx_ih_g2[j] + z_hh_g2[j] + bias_ih_hh[2 * H + j]
+                    xo_ho = zx_ih_g3[j] + z_hh_g3[j] + bias_ih_hh[3 * H + j]
                     m_h = mask_m_h[t, b, j]
                     m_c = mask_m_c[t, b, j]
                     i = _sigmoid(xi_hi)
@@ -162,7 +162,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, mask_m_h, mask_m_c, d_h, d_
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
 @njit(cache=True, nogil=True, error_model="numpy")
-def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, mask_m_h, mask_m_c, weight_hh, bias_hh):
+def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, mask_m_h, mask_m_c, weight_hh, bias_ih_hh):
     T, B, H = y.shape
     c1 = y.dtype.type(1)
     for step in range(T):
@@ -183,10 +183,10 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, mask_m_h, mask_m_c, 
                 for j in range(H):
                     h = s_h[step % 2, b, j]
                     c = s_c[step % 2, b, j]
-                    xi_hi = zx_ih_g0[j] + z_hh_g0[j] + bias_hh[j]
-                    xf_hf = zx_ih_g1[j] + z_hh_g1[j] + bias_hh[H + j]
-                    xg_hg = zx_ih_g2[j] + z_hh_g2[j] + bias_hh[2 * H + j]
-                    xo_ho = zx_ih_g3[j] + z_hh_g3[j] + bias_hh[3 * H + j]
+                    xi_hi = zx_ih_g0[j] + z_hh_g0[j] + bias_ih_hh[j]
+                    xf_hf = zx_ih_g1[j] + z_hh_g1[j] + bias_ih_hh[H + j]
+                    xg_hg = zx_ih_g2[j] + z_hh_g2[j] + bias_ih_hh[2 * H + j]
+                    xo_ho = zx_ih_g3[j] + z_hh_g3[j] + bias_ih_hh[3 * H + j]
                     m_h = mask_m_h[t, b, j]
                     m_c = mask_m_c[t, b, j]
                     i = _sigmoid(xi_hi)
@@ -206,7 +206,7 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, mask_m_h, mask_m_c, 
 
 # -- forward at rate 0: the time loop --------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy")
-def _forward_loop_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, bias_hh):
+def _forward_loop_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, bias_ih_hh):
     T, B, H = y.shape
     c0 = y.dtype.type(0)
     c1 = y.dtype.type(1)
@@ -227,10 +227,10 @@ def _forward_loop_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, b
                 z_hh_g3 = z_hh[b, 3 * H:4 * H]
                 for j in range(H):
                     c = s_c[step, b, j]
-                    xi_hi = zx_ih_g0[j] + z_hh_g0[j] + bias_hh[j]
-                    xf_hf = zx_ih_g1[j] + z_hh_g1[j] + bias_hh[H + j]
-                    xg_hg = zx_ih_g2[j] + z_hh_g2[j] + bias_hh[2 * H + j]
-                    xo_ho = zx_ih_g3[j] + z_hh_g3[j] + bias_hh[3 * H + j]
+                    xi_hi = zx_ih_g0[j] + z_hh_g0[j] + bias_ih_hh[j]
+                    xf_hf = zx_ih_g1[j] + z_hh_g1[j] + bias_ih_hh[H + j]
+                    xg_hg = zx_ih_g2[j] + z_hh_g2[j] + bias_ih_hh[2 * H + j]
+                    xo_ho = zx_ih_g3[j] + z_hh_g3[j] + bias_ih_hh[3 * H + j]
                     i = _sigmoid(xi_hi)
                     f = _sigmoid(xf_hf)
                     g = _tanh(xg_hg)
@@ -298,7 +298,7 @@ def _backward_loop_rate0(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, weig
 
 # -- forward without backward (need_grad=False) at rate 0: two rows of each per-step sequence ------
 @njit(cache=True, nogil=True, error_model="numpy")
-def _infer_loop_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, bias_hh):
+def _infer_loop_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, bias_ih_hh):
     T, B, H = y.shape
     c0 = y.dtype.type(0)
     c1 = y.dtype.type(1)
@@ -319,10 +319,10 @@ def _infer_loop_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, bia
                 z_hh_g3 = z_hh[b, 3 * H:4 * H]
                 for j in range(H):
                     c = s_c[step % 2, b, j]
-                    xi_hi = zx_ih_g0[j] + z_hh_g0[j] + bias_hh[j]
-                    xf_hf = zx_ih_g1[j] + z_hh_g1[j] + bias_hh[H + j]
-                    xg_hg = zx_ih_g2[j] + z_hh_g2[j] + bias_hh[2 * H + j]
-                    xo_ho = zx_ih_g3[j] + z_hh_g3[j] + bias_hh[3 * H + j]
+                    xi_hi = zx_ih_g0[j] + z_hh_g0[j] + bias_ih_hh[j]
+                    xf_hf = zx_ih_g1[j] + z_hh_g1[j] + bias_ih_hh[H + j]
+                    xg_hg = zx_ih_g2[j] + z_hh_g2[j] + bias_ih_hh[2 * H + j]
+                    xo_ho = zx_ih_g3[j] + z_hh_g3[j] + bias_ih_hh[3 * H + j]
                     i = _sigmoid(xi_hi)
                     f = _sigmoid(xf_hf)
                     g = _tanh(xg_hg)
@@ -382,8 +382,8 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     x2d = x.reshape(T * B, I)
     y = np.zeros((T, B, H), dtype)
     if not need_grad:
+        bias_ih_hh = params["bias_ih"] + params["bias_hh"]   # the loops add the two together
         zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 4 * H)
-        zx_ih += params["bias_ih"]
         s_h = np.empty((2, B, H), dtype)
         s_h[0] = state0[0]
         s_c = np.empty((2, B, H), dtype)
@@ -391,11 +391,11 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
         mask_m_h = masks["m_h"]
         mask_m_c = masks["m_c"]
         z_hh = np.empty((B, 4 * H), dtype)
-        _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, mask_m_h, mask_m_c, params["weight_hh"], params["bias_hh"])
+        _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, mask_m_h, mask_m_c, params["weight_hh"], bias_ih_hh)
         final_states = (s_h[T % 2].copy(), s_c[T % 2].copy(),)
         return y, final_states, None
+    bias_ih_hh = params["bias_ih"] + params["bias_hh"]   # the loops add the two together
     zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 4 * H)
-    zx_ih += params["bias_ih"]
     s_h = np.empty((T + 1, B, H), dtype)
     s_h[0] = state0[0]
     s_c = np.empty((T + 1, B, H), dtype)
@@ -403,7 +403,7 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     mask_m_h = masks["m_h"]
     mask_m_c = masks["m_c"]
     z_hh = np.empty((B, 4 * H), dtype)   # this step's product: the loop saves what backward needs in zx_ih
-    _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, mask_m_h, mask_m_c, params["weight_hh"], params["bias_hh"])
+    _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, mask_m_h, mask_m_c, params["weight_hh"], bias_ih_hh)
     final_states = (s_h[T].copy(), s_c[T].copy(),)
     saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,
                          s_h=s_h, s_c=s_c, mask_m_h=mask_m_h, mask_m_c=mask_m_c)
@@ -420,24 +420,24 @@ def _forward_rate0(x, params, state0, lengths, reverse, need_grad, masks):
     x2d = x.reshape(T * B, I)
     y = np.zeros((T, B, H), dtype)
     if not need_grad:
+        bias_ih_hh = params["bias_ih"] + params["bias_hh"]   # the loops add the two together
         zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 4 * H)
-        zx_ih += params["bias_ih"]
         s_h = np.empty((2, B, H), dtype)
         s_h[0] = state0[0]
         s_c = np.empty((2, B, H), dtype)
         s_c[0] = state0[1]
         z_hh = np.empty((B, 4 * H), dtype)
-        _infer_loop_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, params["weight_hh"], params["bias_hh"])
+        _infer_loop_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, params["weight_hh"], bias_ih_hh)
         final_states = (s_h[T % 2].copy(), s_c[T % 2].copy(),)
         return y, final_states, None
+    bias_ih_hh = params["bias_ih"] + params["bias_hh"]   # the loops add the two together
     zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 4 * H)
-    zx_ih += params["bias_ih"]
     s_h = np.empty((T + 1, B, H), dtype)
     s_h[0] = state0[0]
     s_c = np.empty((T + 1, B, H), dtype)
     s_c[0] = state0[1]
     z_hh = np.empty((B, 4 * H), dtype)   # this step's product: the loop saves what backward needs in zx_ih
-    _forward_loop_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, params["weight_hh"], params["bias_hh"])
+    _forward_loop_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, params["weight_hh"], bias_ih_hh)
     final_states = (s_h[T].copy(), s_c[T].copy(),)
     saved = checks.Saved(NAME, rate0=True, x=x, params=params, lengths=lengths, reverse=reverse,
                          zx_ih=zx_ih, s_h=s_h, s_c=s_c)

@@ -55,7 +55,7 @@ def sizes_of(params):
 
 # -- forward: the time loop ------------------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy")
-def _forward_loop(lengths, reverse, y, zx_ih, s_h):
+def _forward_loop(lengths, reverse, y, zx_ih, s_h, bias_ih):
     T, B, H = y.shape
     c1 = y.dtype.type(1)
     for step in range(T):
@@ -67,8 +67,8 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h):
                 zx_ih_g1 = zx_ih[t, b, H:2 * H]
                 for j in range(H):
                     h = s_h[step, b, j]
-                    xz = zx_ih_g0[j]
-                    xh = zx_ih_g1[j]
+                    xz = zx_ih_g0[j] + bias_ih[j]
+                    xh = zx_ih_g1[j] + bias_ih[H + j]
                     z = _sigmoid(xz)
                     s_h[step + 1, b, j] = h*(c1 - z) + xh*z
                     y[t, b, j] = s_h[step + 1, b, j]
@@ -80,7 +80,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h):
 
 # -- backward: the time loop in reverse ------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy")
-def _backward_loop(lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih):
+def _backward_loop(lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih, bias_ih):
     T, B, H = dy.shape
     c1 = dy.dtype.type(1)
     for step in range(T - 1, -1, -1):
@@ -96,7 +96,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih):
                     dnext_h = d_h[b, j] + dy[t, b, j]
                     z = zx_ih_g0[j]
                     h = s_h[step, b, j]
-                    xh = zx_ih_g1[j]
+                    xh = zx_ih_g1[j] + bias_ih[H + j]
                     d_z = dnext_h*(-h + xh)
                     tmp0 = c1 - z
                     d_h[b, j] = dnext_h*tmp0
@@ -106,7 +106,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih):
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
 @njit(cache=True, nogil=True, error_model="numpy")
-def _infer_loop(lengths, reverse, y, zx_ih, s_h):
+def _infer_loop(lengths, reverse, y, zx_ih, s_h, bias_ih):
     T, B, H = y.shape
     c1 = y.dtype.type(1)
     for step in range(T):
@@ -118,8 +118,8 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h):
                 zx_ih_g1 = zx_ih[t, b, H:2 * H]
                 for j in range(H):
                     h = s_h[step % 2, b, j]
-                    xz = zx_ih_g0[j]
-                    xh = zx_ih_g1[j]
+                    xz = zx_ih_g0[j] + bias_ih[j]
+                    xh = zx_ih_g1[j] + bias_ih[H + j]
                     z = _sigmoid(xz)
                     s_h[(step + 1) % 2, b, j] = h*(c1 - z) + xh*z
                     y[t, b, j] = s_h[(step + 1) % 2, b, j]
@@ -171,17 +171,15 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     y = np.zeros((T, B, H), dtype)
     if not need_grad:
         zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 2 * H)
-        zx_ih += params["bias_ih"]
         s_h = np.empty((2, B, H), dtype)
         s_h[0] = state0[0]
-        _infer_loop(lengths, reverse, y, zx_ih, s_h)
+        _infer_loop(lengths, reverse, y, zx_ih, s_h, params["bias_ih"])
         final_states = (s_h[T % 2].copy(),)
         return y, final_states, None
     zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 2 * H)
-    zx_ih += params["bias_ih"]
     s_h = np.empty((T + 1, B, H), dtype)
     s_h[0] = state0[0]
-    _forward_loop(lengths, reverse, y, zx_ih, s_h)
+    _forward_loop(lengths, reverse, y, zx_ih, s_h, params["bias_ih"])
     final_states = (s_h[T].copy(),)
     saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,
                          s_h=s_h)
@@ -215,7 +213,7 @@ def backward_unchecked(dy, d_final, saved):
     x2d = x.reshape(T * B, I)
     d_h = d_final[0]
     dzx_ih = np.zeros((T, B, 2 * H), dtype)
-    _backward_loop(lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih)
+    _backward_loop(lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih, params["bias_ih"])
     d_params = {}
     d_params["weight_ih"] = dzx_ih.reshape(T * B, 2 * H).T @ x2d
     dx = dzx_ih.reshape(T * B, 2 * H) @ params["weight_ih"]

@@ -58,7 +58,7 @@ def sizes_of(params):
 
 # -- forward: the time loop ------------------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy")
-def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, weight_hh, bias_hh):
+def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, weight_hh, bias_ih_hh):
     T, B, H = y.shape
     c0 = y.dtype.type(0)
     for step in range(T):
@@ -69,7 +69,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, weight_hh, bias_hh):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
                 for j in range(H):
-                    xa_ha = zx_ih[t, b, j] + z_hh[b, j] + bias_hh[j]
+                    xa_ha = zx_ih[t, b, j] + z_hh[b, j] + bias_ih_hh[j]
                     s_h[step + 1, b, j] = _relu(xa_ha)
                     y[t, b, j] = s_h[step + 1, b, j]
                     zx_ih[t, b, j] = xa_ha
@@ -100,7 +100,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, d_h, dz_hh, weight_hh, dv_hh):
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
 @njit(cache=True, nogil=True, error_model="numpy")
-def _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, weight_hh, bias_hh):
+def _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, weight_hh, bias_ih_hh):
     T, B, H = y.shape
     c0 = y.dtype.type(0)
     for step in range(T):
@@ -111,7 +111,7 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, weight_hh, bias_hh):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
                 for j in range(H):
-                    xa_ha = zx_ih[t, b, j] + z_hh[b, j] + bias_hh[j]
+                    xa_ha = zx_ih[t, b, j] + z_hh[b, j] + bias_ih_hh[j]
                     s_h[(step + 1) % 2, b, j] = _relu(xa_ha)
                     y[t, b, j] = s_h[(step + 1) % 2, b, j]
             else:
@@ -161,20 +161,20 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     x2d = x.reshape(T * B, I)
     y = np.zeros((T, B, H), dtype)
     if not need_grad:
+        bias_ih_hh = params["bias_ih"] + params["bias_hh"]   # the loops add the two together
         zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, H)
-        zx_ih += params["bias_ih"]
         s_h = np.empty((2, B, H), dtype)
         s_h[0] = state0[0]
         z_hh = np.empty((B, H), dtype)
-        _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, params["weight_hh"], params["bias_hh"])
+        _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, params["weight_hh"], bias_ih_hh)
         final_states = (s_h[T % 2].copy(),)
         return y, final_states, None
+    bias_ih_hh = params["bias_ih"] + params["bias_hh"]   # the loops add the two together
     zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, H)
-    zx_ih += params["bias_ih"]
     s_h = np.empty((T + 1, B, H), dtype)
     s_h[0] = state0[0]
     z_hh = np.empty((B, H), dtype)   # this step's product: the loop saves what backward needs in zx_ih
-    _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, params["weight_hh"], params["bias_hh"])
+    _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, params["weight_hh"], bias_ih_hh)
     final_states = (s_h[T].copy(),)
     saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,
                          s_h=s_h)

@@ -74,11 +74,20 @@ def sizes_of(params):
 
 # -- forward: the time loop ------------------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy")
-def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, s_n, s_m, z_hh, weight_hh, zh_hh):
+def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, s_n, s_m, z_hh, bias_ih, weight_hh, zh_hh):
     T = y.shape[0]
     B = y.shape[1]
     H = y.shape[2]
     heads = weight_hh.shape[0]
+    row_i_raw = np.empty(H, y.dtype)   # one row's values, between split loops
+    row_f_raw = np.empty(H, y.dtype)   # one row's values, between split loops
+    row_z_raw = np.empty(H, y.dtype)   # one row's values, between split loops
+    row_o_raw = np.empty(H, y.dtype)   # one row's values, between split loops
+    row_tmp0 = np.empty(H, y.dtype)   # one row's values, between split loops
+    row_m_next = np.empty(H, y.dtype)   # one row's values, between split loops
+    row_tmp1 = np.empty(H, y.dtype)   # one row's values, between split loops
+    row_c_next = np.empty(H, y.dtype)   # one row's values, between split loops
+    row_n_next = np.empty(H, y.dtype)   # one row's values, between split loops
     c0 = y.dtype.type(0)
     c1 = y.dtype.type(1)
     for step in range(T):
@@ -92,6 +101,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, s_n, s_m, z_hh, weight_h
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
+                # 3 loops over the units: one would not vectorize (too many arrays; rnngen/backends/cpu/split.py)
                 zx_ih_g0 = zx_ih[t, b, 0:H]
                 z_hh_g0 = z_hh[b, 0:H]
                 zx_ih_g1 = zx_ih[t, b, H:2 * H]
@@ -101,13 +111,11 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, s_n, s_m, z_hh, weight_h
                 zx_ih_g3 = zx_ih[t, b, 3 * H:4 * H]
                 z_hh_g3 = z_hh[b, 3 * H:4 * H]
                 for j in range(H):
-                    c = s_c[step, b, j]
-                    n = s_n[step, b, j]
                     m = s_m[step, b, j]
-                    xi_hi = zx_ih_g0[j] + z_hh_g0[j]
-                    xf_hf = zx_ih_g1[j] + z_hh_g1[j]
-                    xz_hz = zx_ih_g2[j] + z_hh_g2[j]
-                    xo_ho = zx_ih_g3[j] + z_hh_g3[j]
+                    xi_hi = zx_ih_g0[j] + bias_ih[j] + z_hh_g0[j]
+                    xf_hf = zx_ih_g1[j] + bias_ih[H + j] + z_hh_g1[j]
+                    xz_hz = zx_ih_g2[j] + bias_ih[2 * H + j] + z_hh_g2[j]
+                    xo_ho = zx_ih_g3[j] + bias_ih[3 * H + j] + z_hh_g3[j]
                     i_raw = xi_hi
                     f_raw = xf_hf
                     z_raw = xz_hz
@@ -116,10 +124,34 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, s_n, s_m, z_hh, weight_h
                     tmp0 = log_f + m
                     m_next = _maximum(tmp0, i_raw)
                     tmp1 = -m_next
+                    row_i_raw[j] = i_raw
+                    row_f_raw[j] = f_raw
+                    row_z_raw[j] = z_raw
+                    row_o_raw[j] = o_raw
+                    row_tmp0[j] = tmp0
+                    row_m_next[j] = m_next
+                    row_tmp1[j] = tmp1
+                for j in range(H):
+                    c = s_c[step, b, j]
+                    n = s_n[step, b, j]
+                    i_raw = row_i_raw[j]
+                    z_raw = row_z_raw[j]
+                    tmp0 = row_tmp0[j]
+                    tmp1 = row_tmp1[j]
                     i = _exp_nonpositive(i_raw + tmp1)
                     f = _exp_nonpositive(tmp0 + tmp1)
                     c_next = c*f + i*_tanh(z_raw)
                     n_next = f*n + i
+                    row_c_next[j] = c_next
+                    row_n_next[j] = n_next
+                for j in range(H):
+                    i_raw = row_i_raw[j]
+                    f_raw = row_f_raw[j]
+                    z_raw = row_z_raw[j]
+                    o_raw = row_o_raw[j]
+                    m_next = row_m_next[j]
+                    c_next = row_c_next[j]
+                    n_next = row_n_next[j]
                     s_h[step + 1, b, j] = c_next*_sigmoid(o_raw)/n_next
                     y[t, b, j] = s_h[step + 1, b, j]
                     s_c[step + 1, b, j] = c_next
@@ -216,7 +248,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, s_n, s_m, d_h, d_c, d_n, d_
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
 @njit(cache=True, nogil=True, error_model="numpy")
-def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, s_n, s_m, z_hh, weight_hh, zh_hh):
+def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, s_n, s_m, z_hh, bias_ih, weight_hh, zh_hh):
     T = y.shape[0]
     B = y.shape[1]
     H = y.shape[2]
@@ -246,10 +278,10 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, s_n, s_m, z_hh, weight_hh,
                     c = s_c[step % 2, b, j]
                     n = s_n[step % 2, b, j]
                     m = s_m[step % 2, b, j]
-                    xi_hi = zx_ih_g0[j] + z_hh_g0[j]
-                    xf_hf = zx_ih_g1[j] + z_hh_g1[j]
-                    xz_hz = zx_ih_g2[j] + z_hh_g2[j]
-                    xo_ho = zx_ih_g3[j] + z_hh_g3[j]
+                    xi_hi = zx_ih_g0[j] + bias_ih[j] + z_hh_g0[j]
+                    xf_hf = zx_ih_g1[j] + bias_ih[H + j] + z_hh_g1[j]
+                    xz_hz = zx_ih_g2[j] + bias_ih[2 * H + j] + z_hh_g2[j]
+                    xo_ho = zx_ih_g3[j] + bias_ih[3 * H + j] + z_hh_g3[j]
                     i_raw = xi_hi
                     f_raw = xf_hf
                     z_raw = xz_hz
@@ -319,7 +351,6 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     y = np.zeros((T, B, H), dtype)
     if not need_grad:
         zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 4 * H)
-        zx_ih += params["bias_ih"]
         s_h = np.empty((2, B, H), dtype)
         s_h[0] = state0[0]
         s_c = np.empty((2, B, H), dtype)
@@ -331,11 +362,10 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
         z_hh = np.empty((B, 4 * H), dtype)
         DH = params["weight_hh"].shape[2]   # units per head
         zh_hh = np.empty((B, 4 * DH), dtype)   # one head's GEMM
-        _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, s_n, s_m, z_hh, params["weight_hh"], zh_hh)
+        _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, s_n, s_m, z_hh, params["bias_ih"], params["weight_hh"], zh_hh)
         final_states = (s_h[T % 2].copy(), s_c[T % 2].copy(), s_n[T % 2].copy(), s_m[T % 2].copy(),)
         return y, final_states, None
     zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 4 * H)
-    zx_ih += params["bias_ih"]
     s_h = np.empty((T + 1, B, H), dtype)
     s_h[0] = state0[0]
     s_c = np.empty((T + 1, B, H), dtype)
@@ -347,7 +377,7 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     z_hh = np.empty((B, 4 * H), dtype)   # this step's product: the loop saves what backward needs in zx_ih
     DH = params["weight_hh"].shape[2]   # units per head
     zh_hh = np.empty((B, 4 * DH), dtype)   # one head's GEMM
-    _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, s_n, s_m, z_hh, params["weight_hh"], zh_hh)
+    _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, s_n, s_m, z_hh, params["bias_ih"], params["weight_hh"], zh_hh)
     final_states = (s_h[T].copy(), s_c[T].copy(), s_n[T].copy(), s_m[T].copy(),)
     saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,
                          s_h=s_h, s_c=s_c, s_n=s_n, s_m=s_m)

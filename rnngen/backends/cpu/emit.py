@@ -282,7 +282,7 @@ class _Printer:
         """Kernel parameters and what the wrapper passes for them: the buffers the kernel uses; and
         the kernel's lines reading its sizes from them."""
         order = [first] + [b for b in self.k.buffers if b is not first] + self.k.params \
-            + list(self.lay.scratch.values()) + [b for bufs in self.lay.head_scratch.values() for b in bufs]
+            + list(dict.fromkeys(self.lay.bias_sums.values())) + list(self.lay.scratch.values()) + [b for bufs in self.lay.head_scratch.values() for b in bufs]
         used = [b for b in order if b in self.used]
         self.used = set()
         n = self.k.loop
@@ -310,8 +310,6 @@ def _forward_setup(k, lay, saving=True):
     setup = []
     for g in k.hoisted:
         setup.append(f'{g.out.name} = (x2d @ params["{g.weight.param}"].T).reshape(T, B, {width(g.out)})')
-        if g.bias is not None:
-            setup.append(f'{g.out.name} += params["{g.bias.param}"]')
     hoisted = list(setup)
     for i, s in enumerate(k.states):
         buf = k.buffer("states", s)
@@ -379,11 +377,12 @@ def emit(kernel, layout, header, equations, rate0=None):
         helpers=sorted(p.constants.helpers | ({"_head_weight_grad"} if any(getattr(op, "heads", False)
                                                                              for op in kernel.after) else set())),
         n=kernel.loop,
-        forward_args=fargs, forward_call=fcall, forward_setup=fsetup, forward_stages=forward_stages,
+        forward_args=fargs, forward_call=fcall, forward_setup=layout.bias_sum_lines(fcall) + fsetup,
+        forward_stages=forward_stages,
         forward_result=["final_states = (" + ", ".join(f"{s}[T].copy()" for s in states) + ",)"],
         saved=saved, saved_call=saved_call(saved, marks={"rate0": True} if header.get("variant") == "rate0" else {}),
-        backward_args=bargs, backward_call=bcall, backward_setup=_backward_setup(kernel, layout),
+        backward_args=bargs, backward_call=bcall, backward_setup=layout.bias_sum_lines(bcall) + _backward_setup(kernel, layout),
         backward_stages=backward_stages, backward_result=after + [d_state0(kernel)], hoisted=hoisted, after=after,
-        infer_args=iargs, infer_call=icall, infer_setup=_forward_setup(kernel, infer_layout, saving=False)[0],
+        infer_args=iargs, infer_call=icall, infer_setup=infer_layout.bias_sum_lines(icall) + _forward_setup(kernel, infer_layout, saving=False)[0],
         infer_stages=infer_stages,
         infer_result=["final_states = (" + ", ".join(f"{s}[T % 2].copy()" for s in states) + ",)"], rate0=rate0)
