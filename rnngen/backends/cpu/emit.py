@@ -282,7 +282,8 @@ class _Printer:
         """Kernel parameters and what the wrapper passes for them: the buffers the kernel uses; and
         the kernel's lines reading its sizes from them."""
         order = [first] + [b for b in self.k.buffers if b is not first] + self.k.params \
-            + list(dict.fromkeys(self.lay.bias_sums.values())) + list(self.lay.scratch.values()) + [b for bufs in self.lay.head_scratch.values() for b in bufs]
+            + list(dict.fromkeys(self.lay.bias_sums.values())) + list(self.lay.scratch.values()) \
+            + [b for bufs in self.lay.head_scratch.values() for b in bufs]
         used = [b for b in order if b in self.used]
         self.used = set()
         n = self.k.loop
