@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 9337544c0106a79b84aebe11544164e7137bb206deb6938ae656c55d79c6d661
+sha256 of spec + templates + math libraries + versions: c09e1f69e3ad70bf1c5d8868f5ab2dd325bcb4b1bb36cf73be4587549cc47ed3
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -39,7 +39,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru"
-SPEC_SHA256 = "9337544c0106a79b84aebe11544164e7137bb206deb6938ae656c55d79c6d661"
+SPEC_SHA256 = "c09e1f69e3ad70bf1c5d8868f5ab2dd325bcb4b1bb36cf73be4587549cc47ed3"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 76b6d552f1c7c5a498a6ea57624a2034738ad022bd169afb8fb21adf1f49ff90
+sha256 of spec + templates + math libraries + versions: 5a9d66a95a1f217edaf510be0d6ad4b7de74ab5f002af8490ed5921eb04c04eb
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "indrnn"
-SPEC_SHA256 = "76b6d552f1c7c5a498a6ea57624a2034738ad022bd169afb8fb21adf1f49ff90"
+SPEC_SHA256 = "5a9d66a95a1f217edaf510be0d6ad4b7de74ab5f002af8490ed5921eb04c04eb"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: ecd91ca2cfc967ec4909e38c96b2f911bb0d8f4fcb1b81789fa2b33f887a114a
+sha256 of spec + templates + math libraries + versions: 51f3fbca512c0af021a1f9a43f1f02d0b82e50246303092580e9e3a2230da0e7
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -43,7 +43,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm"
-SPEC_SHA256 = "ecd91ca2cfc967ec4909e38c96b2f911bb0d8f4fcb1b81789fa2b33f887a114a"
+SPEC_SHA256 = "51f3fbca512c0af021a1f9a43f1f02d0b82e50246303092580e9e3a2230da0e7"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_proj.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: dc09b3df445af7dbf4427e52066eeab8386320697782610d8f359e42d1624f52
+sha256 of spec + templates + math libraries + versions: 9dd20277c3bb6f0d375c86dc98ed6434a403c8482051167e365f5aec6cbd7459
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -43,7 +43,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_proj"
-SPEC_SHA256 = "dc09b3df445af7dbf4427e52066eeab8386320697782610d8f359e42d1624f52"
+SPEC_SHA256 = "9dd20277c3bb6f0d375c86dc98ed6434a403c8482051167e365f5aec6cbd7459"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_zoneout.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 63206c94477c95d1eb21942b5a66a3b6c6c9371fb579c154dbf7f0561ed047d0
+sha256 of spec + templates + math libraries + versions: 6d2d0f1d0810a54d8a81231cfc3d5f3a292761fa76a78f91da789ba202386393
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -46,7 +46,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_zoneout"
-SPEC_SHA256 = "63206c94477c95d1eb21942b5a66a3b6c6c9371fb579c154dbf7f0561ed047d0"
+SPEC_SHA256 = "6d2d0f1d0810a54d8a81231cfc3d5f3a292761fa76a78f91da789ba202386393"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 5890d285692d43d48e6581fa1463e4053691ee59d6dfa57bd972b36ecbe9ea39
+sha256 of spec + templates + math libraries + versions: f1ee9c543a1df0e80d333d73c8f59cfc408ac5fdd325756388aca796985e56fe
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -36,7 +36,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "mingru"
-SPEC_SHA256 = "5890d285692d43d48e6581fa1463e4053691ee59d6dfa57bd972b36ecbe9ea39"
+SPEC_SHA256 = "f1ee9c543a1df0e80d333d73c8f59cfc408ac5fdd325756388aca796985e56fe"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: slstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: db2a45b7da806159ba68ea6f1923cebc6b34a9a9f733df9a3f613a41ae96ea45
+sha256 of spec + templates + math libraries + versions: 0f0f1dfc422e77e9759f3bb72c2c6ac9532e3eaccad1506f40e8ba72613c871d
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -51,7 +51,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "slstm"
-SPEC_SHA256 = "db2a45b7da806159ba68ea6f1923cebc6b34a9a9f733df9a3f613a41ae96ea45"
+SPEC_SHA256 = "0f0f1dfc422e77e9759f3bb72c2c6ac9532e3eaccad1506f40e8ba72613c871d"
 STATES = ('h', 'c', 'n', 'm')
 OUTPUT = "h"
 INITIAL = {'m': 'lowest'}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 9337544c0106a79b84aebe11544164e7137bb206deb6938ae656c55d79c6d661
+sha256 of spec + templates + math libraries + versions: c09e1f69e3ad70bf1c5d8868f5ab2dd325bcb4b1bb36cf73be4587549cc47ed3
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -24,13 +24,14 @@ import numpy as np
 from numba import njit
 
 from rnngen.backends.cpu import checks
+from rnngen.backends.cpu.noalias import DisjointArrays   # the loops' array arguments are disjoint
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru"
-SPEC_SHA256 = "9337544c0106a79b84aebe11544164e7137bb206deb6938ae656c55d79c6d661"
+SPEC_SHA256 = "c09e1f69e3ad70bf1c5d8868f5ab2dd325bcb4b1bb36cf73be4587549cc47ed3"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -59,7 +60,7 @@ def sizes_of(params):
 
 
 # -- forward: the time loop ------------------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", pipeline_class=DisjointArrays)
 def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, bias_ih, weight_hh, bias_hh):
     T, B, H = y.shape
     c1 = y.dtype.type(1)
@@ -98,7 +99,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, bias_ih, weight_hh, bia
 
 
 # -- backward: the time loop in reverse ------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", pipeline_class=DisjointArrays)
 def _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_hh, d_h, dzx_ih, dz_hh, weight_hh, bias_hh, dv_hh):
     T, B, H = dy.shape
     c1 = dy.dtype.type(1)
@@ -144,7 +145,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_hh, d_h, dzx_ih, dz_hh, w
 
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", pipeline_class=DisjointArrays)
 def _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, bias_ih, weight_hh, bias_hh):
     T, B, H = y.shape
     c1 = y.dtype.type(1)

@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 580a49c5eb93e3acd41967e4c79e641625af98f3e685ab1f524b9855f36353f4
+sha256 of spec + templates + math libraries + versions: 811d195d086edb4b7544f92733d6347f81a5e52cac9aeb06af62fed8131a7992
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -24,13 +24,14 @@ import numpy as np
 from numba import njit
 
 from rnngen.backends.cpu import checks
+from rnngen.backends.cpu.noalias import DisjointArrays   # the loops' array arguments are disjoint
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru_classic"
-SPEC_SHA256 = "580a49c5eb93e3acd41967e4c79e641625af98f3e685ab1f524b9855f36353f4"
+SPEC_SHA256 = "811d195d086edb4b7544f92733d6347f81a5e52cac9aeb06af62fed8131a7992"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -59,7 +60,7 @@ def sizes_of(params):
 
 
 # -- forward: the time loop ------------------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", pipeline_class=DisjointArrays)
 def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, bias_ih, weight_hh, weight_rh):
     T, B, H = y.shape
     c0 = y.dtype.type(0)
@@ -108,7 +109,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, bias_ih, we
 
 
 # -- backward: the time loop in reverse ------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", pipeline_class=DisjointArrays)
 def _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_rh, d_h, dzx_ih, dz_hh, dz_rh, dv_rh, bias_ih, weight_hh, weight_rh, dv_hh):
     T, B, H = dy.shape
     c0 = dy.dtype.type(0)
@@ -163,7 +164,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_rh, d_h, dzx_ih, dz_hh, d
 
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", pipeline_class=DisjointArrays)
 def _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, bias_ih, weight_hh, weight_rh):
     T, B, H = y.shape
     c0 = y.dtype.type(0)

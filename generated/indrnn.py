@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 76b6d552f1c7c5a498a6ea57624a2034738ad022bd169afb8fb21adf1f49ff90
+sha256 of spec + templates + math libraries + versions: 5a9d66a95a1f217edaf510be0d6ad4b7de74ab5f002af8490ed5921eb04c04eb
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -19,13 +19,14 @@ import numpy as np
 from numba import njit
 
 from rnngen.backends.cpu import checks
+from rnngen.backends.cpu.noalias import DisjointArrays   # the loops' array arguments are disjoint
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, relu as _relu, step as _step  # noqa: F401
 
 NAME = "indrnn"
-SPEC_SHA256 = "76b6d552f1c7c5a498a6ea57624a2034738ad022bd169afb8fb21adf1f49ff90"
+SPEC_SHA256 = "5a9d66a95a1f217edaf510be0d6ad4b7de74ab5f002af8490ed5921eb04c04eb"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -53,7 +54,7 @@ def sizes_of(params):
 
 
 # -- forward: the time loop ------------------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", pipeline_class=DisjointArrays)
 def _forward_loop(lengths, reverse, y, zx_ih, s_h, bias_ih, vec_weight_hh):
     T, B, H = y.shape
     for step in range(T):
@@ -73,7 +74,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, bias_ih, vec_weight_hh):
 
 
 # -- backward: the time loop in reverse ------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", pipeline_class=DisjointArrays)
 def _backward_loop(lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih, dvec_weight_hh, bias_ih, vec_weight_hh):
     T, B, H = dy.shape
     for step in range(T - 1, -1, -1):
@@ -93,7 +94,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih, dvec_weight_hh
 
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", pipeline_class=DisjointArrays)
 def _infer_loop(lengths, reverse, y, zx_ih, s_h, bias_ih, vec_weight_hh):
     T, B, H = y.shape
     for step in range(T):

@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: ecd91ca2cfc967ec4909e38c96b2f911bb0d8f4fcb1b81789fa2b33f887a114a
+sha256 of spec + templates + math libraries + versions: 51f3fbca512c0af021a1f9a43f1f02d0b82e50246303092580e9e3a2230da0e7
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,13 +28,14 @@ import numpy as np
 from numba import njit
 
 from rnngen.backends.cpu import checks
+from rnngen.backends.cpu.noalias import DisjointArrays   # the loops' array arguments are disjoint
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm"
-SPEC_SHA256 = "ecd91ca2cfc967ec4909e38c96b2f911bb0d8f4fcb1b81789fa2b33f887a114a"
+SPEC_SHA256 = "51f3fbca512c0af021a1f9a43f1f02d0b82e50246303092580e9e3a2230da0e7"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -63,7 +64,7 @@ def sizes_of(params):
 
 
 # -- forward: the time loop ------------------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", pipeline_class=DisjointArrays)
 def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, bias_ih_hh):
     T, B, H = y.shape
     c0 = y.dtype.type(0)
@@ -108,7 +109,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, bias_ih
 
 
 # -- backward: the time loop in reverse ------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", pipeline_class=DisjointArrays)
 def _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, weight_hh, dv_hh):
     T, B, H = dy.shape
     c0 = dy.dtype.type(0)
@@ -153,7 +154,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, weight_hh,
 
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", pipeline_class=DisjointArrays)
 def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, bias_ih_hh):
     T, B, H = y.shape
     c0 = y.dtype.type(0)

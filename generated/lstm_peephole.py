@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 5f0dabec741f6f35964383da4b086355fe2faf66cd71ec4a24b62bc42851f354
+sha256 of spec + templates + math libraries + versions: 44bf68d5dd37e42741bf1b98ffdad3f774505a8b8717d9cc4a8a88b581f529b4
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -27,13 +27,14 @@ import numpy as np
 from numba import njit
 
 from rnngen.backends.cpu import checks
+from rnngen.backends.cpu.noalias import DisjointArrays   # the loops' array arguments are disjoint
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "5f0dabec741f6f35964383da4b086355fe2faf66cd71ec4a24b62bc42851f354"
+SPEC_SHA256 = "44bf68d5dd37e42741bf1b98ffdad3f774505a8b8717d9cc4a8a88b581f529b4"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -65,7 +66,7 @@ def sizes_of(params):
 
 
 # -- forward: the time loop ------------------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", pipeline_class=DisjointArrays)
 def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, vec_weight_ci, vec_weight_cf, vec_weight_co, bias_ih_hh):
     T, B, H = y.shape
     c0 = y.dtype.type(0)
@@ -112,7 +113,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, vec_wei
 
 
 # -- backward: the time loop in reverse ------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", pipeline_class=DisjointArrays)
 def _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, dvec_weight_ci, dvec_weight_cf, dvec_weight_co, weight_hh, vec_weight_ci, vec_weight_cf, vec_weight_co, dv_hh):
     T, B, H = dy.shape
     c0 = dy.dtype.type(0)
@@ -168,7 +169,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, dvec_weigh
 
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", pipeline_class=DisjointArrays)
 def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, vec_weight_ci, vec_weight_cf, vec_weight_co, bias_ih_hh):
     T, B, H = y.shape
     c0 = y.dtype.type(0)

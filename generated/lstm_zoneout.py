@@ -2,7 +2,7 @@
 
 source spec: lstm_zoneout.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 63206c94477c95d1eb21942b5a66a3b6c6c9371fb579c154dbf7f0561ed047d0
+sha256 of spec + templates + math libraries + versions: 6d2d0f1d0810a54d8a81231cfc3d5f3a292761fa76a78f91da789ba202386393
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -31,13 +31,14 @@ import numpy as np
 from numba import njit
 
 from rnngen.backends.cpu import checks
+from rnngen.backends.cpu.noalias import DisjointArrays   # the loops' array arguments are disjoint
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_zoneout"
-SPEC_SHA256 = "63206c94477c95d1eb21942b5a66a3b6c6c9371fb579c154dbf7f0561ed047d0"
+SPEC_SHA256 = "6d2d0f1d0810a54d8a81231cfc3d5f3a292761fa76a78f91da789ba202386393"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -66,7 +67,7 @@ def sizes_of(params):
 
 
 # -- forward: the time loop ------------------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", pipeline_class=DisjointArrays)
 def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, mask_m_h, mask_m_c, weight_hh, bias_ih_hh):
     T, B, H = y.shape
     c1 = y.dtype.type(1)
@@ -114,7 +115,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, mask_m_h, mask_m_c
 
 
 # -- backward: the time loop in reverse ------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", pipeline_class=DisjointArrays)
 def _backward_loop(lengths, reverse, dy, zx_ih, s_c, mask_m_h, mask_m_c, d_h, d_c, dz_hh, weight_hh, dv_hh):
     T, B, H = dy.shape
     c1 = dy.dtype.type(1)
@@ -161,7 +162,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, mask_m_h, mask_m_c, d_h, d_
 
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", pipeline_class=DisjointArrays)
 def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, mask_m_h, mask_m_c, weight_hh, bias_ih_hh):
     T, B, H = y.shape
     c1 = y.dtype.type(1)
@@ -205,7 +206,7 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, mask_m_h, mask_m_c, 
 
 
 # -- forward at rate 0: the time loop --------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", pipeline_class=DisjointArrays)
 def _forward_loop_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, bias_ih_hh):
     T, B, H = y.shape
     c0 = y.dtype.type(0)
@@ -251,7 +252,7 @@ def _forward_loop_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, b
 
 
 # -- backward at rate 0: the time loop in reverse --------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", pipeline_class=DisjointArrays)
 def _backward_loop_rate0(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, weight_hh, dv_hh):
     T, B, H = dy.shape
     c0 = dy.dtype.type(0)
@@ -297,7 +298,7 @@ def _backward_loop_rate0(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, weig
 
 
 # -- forward without backward (need_grad=False) at rate 0: two rows of each per-step sequence ------
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", pipeline_class=DisjointArrays)
 def _infer_loop_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, bias_ih_hh):
     T, B, H = y.shape
     c0 = y.dtype.type(0)

@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 5890d285692d43d48e6581fa1463e4053691ee59d6dfa57bd972b36ecbe9ea39
+sha256 of spec + templates + math libraries + versions: f1ee9c543a1df0e80d333d73c8f59cfc408ac5fdd325756388aca796985e56fe
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -21,13 +21,14 @@ import numpy as np
 from numba import njit
 
 from rnngen.backends.cpu import checks
+from rnngen.backends.cpu.noalias import DisjointArrays   # the loops' array arguments are disjoint
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid  # noqa: F401
 
 NAME = "mingru"
-SPEC_SHA256 = "5890d285692d43d48e6581fa1463e4053691ee59d6dfa57bd972b36ecbe9ea39"
+SPEC_SHA256 = "f1ee9c543a1df0e80d333d73c8f59cfc408ac5fdd325756388aca796985e56fe"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -54,7 +55,7 @@ def sizes_of(params):
 
 
 # -- forward: the time loop ------------------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", pipeline_class=DisjointArrays)
 def _forward_loop(lengths, reverse, y, zx_ih, s_h, bias_ih):
     T, B, H = y.shape
     c1 = y.dtype.type(1)
@@ -79,7 +80,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, bias_ih):
 
 
 # -- backward: the time loop in reverse ------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", pipeline_class=DisjointArrays)
 def _backward_loop(lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih, bias_ih):
     T, B, H = dy.shape
     c1 = dy.dtype.type(1)
@@ -105,7 +106,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih, bias_ih):
 
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", pipeline_class=DisjointArrays)
 def _infer_loop(lengths, reverse, y, zx_ih, s_h, bias_ih):
     T, B, H = y.shape
     c1 = y.dtype.type(1)

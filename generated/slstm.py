@@ -2,7 +2,7 @@
 
 source spec: slstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: db2a45b7da806159ba68ea6f1923cebc6b34a9a9f733df9a3f613a41ae96ea45
+sha256 of spec + templates + math libraries + versions: 0f0f1dfc422e77e9759f3bb72c2c6ac9532e3eaccad1506f40e8ba72613c871d
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -36,13 +36,14 @@ import numpy as np
 from numba import njit
 
 from rnngen.backends.cpu import checks
+from rnngen.backends.cpu.noalias import DisjointArrays   # the loops' array arguments are disjoint
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, exp_nonpositive as _exp_nonpositive, head_weight_grad as _head_weight_grad, log_sigmoid as _log_sigmoid, maximum as _maximum, sigmoid as _sigmoid, step as _step, tanh as _tanh  # noqa: F401
 
 NAME = "slstm"
-SPEC_SHA256 = "db2a45b7da806159ba68ea6f1923cebc6b34a9a9f733df9a3f613a41ae96ea45"
+SPEC_SHA256 = "0f0f1dfc422e77e9759f3bb72c2c6ac9532e3eaccad1506f40e8ba72613c871d"
 STATES = ('h', 'c', 'n', 'm')
 OUTPUT = "h"
 INITIAL = {'m': 'lowest'}     # the states that do not start at zero when state0 leaves them out
@@ -73,7 +74,7 @@ def sizes_of(params):
 
 
 # -- forward: the time loop ------------------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", pipeline_class=DisjointArrays)
 def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, s_n, s_m, z_hh, bias_ih, weight_hh, zh_hh):
     T = y.shape[0]
     B = y.shape[1]
@@ -170,7 +171,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, s_n, s_m, z_hh, bias_ih,
 
 
 # -- backward: the time loop in reverse ------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", pipeline_class=DisjointArrays)
 def _backward_loop(lengths, reverse, dy, zx_ih, s_c, s_n, s_m, d_h, d_c, d_n, d_m, dz_hh, weight_hh, dv_hh, dzh_hh, dvh_hh):
     T = dy.shape[0]
     B = dy.shape[1]
@@ -247,7 +248,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, s_n, s_m, d_h, d_c, d_n, d_
 
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", pipeline_class=DisjointArrays)
 def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, s_n, s_m, z_hh, bias_ih, weight_hh, zh_hh):
     T = y.shape[0]
     B = y.shape[1]

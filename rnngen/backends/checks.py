@@ -187,9 +187,19 @@ class Saved:
 
 
 def all_finite(value):
-    """No NaN or inf in the array (count_nonzero: about half the per-call cost of .all() on the
-    small arrays of the course size)."""
-    return np.count_nonzero(np.isfinite(value)) == value.size
+    """No NaN or inf in the array `value`: rnngen/backends/finite.py, compiled (imported at the first
+    call, so that `import rnngen` does not import numba)."""
+    return (_finite or _import_finite()).all_finite(value)
+
+
+_finite = None
+
+
+def _import_finite():
+    global _finite
+    from . import finite
+    _finite = finite
+    return finite
 
 
 def check_finite(name, value):

@@ -17,7 +17,7 @@ import os
 from numba.core import caching, config
 from numba.misc.appdirs import AppDirs
 
-from ... import __version__
+from ...version import __version__
 
 PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # rnngen/
 

@@ -12,6 +12,7 @@ TIE_LINEARS = True                            # save one sum and one dZ for tied
 _HERE = os.path.dirname(os.path.abspath(__file__))
 TEMPLATE = os.path.join(_HERE, "module.py.j2")
 LIBRARY = os.path.join(_HERE, "mathlib.py")
+PIPELINE = os.path.join(_HERE, "noalias.py")       # how Numba compiles the loops
 
 
 def file_name(cell_name):
@@ -19,8 +20,9 @@ def file_name(cell_name):
 
 
 def source_bytes():
-    """The template and the math library the generated modules import (see mathlib.py)."""
-    return file_bytes(TEMPLATE, LIBRARY)
+    """The template, the math library and the compiler pipeline the generated modules import
+    (see mathlib.py)."""
+    return file_bytes(TEMPLATE, LIBRARY, PIPELINE)
 
 
 def layout(kernel):

@@ -1,0 +1,63 @@
+"""The compiled NaN/inf check of the input checks (rnngen/backends/finite.py) against numpy's
+isfinite: every kind of non-finite value, the largest and smallest finite ones, both float dtypes,
+and the arrays that take numpy's path (strided views, other dtypes and byte orders, lists)."""
+import numpy as np
+import pytest
+
+import rnngen
+from rnngen.backends.finite import all_finite
+
+
+def _expected(a):
+    return bool(np.isfinite(np.asarray(a)).all())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(7,), (10, 10, 3), (3, 5, 17)])
+def test_every_position_and_kind_of_non_finite_value_is_found(dtype, shape):
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal(shape).astype(dtype)
+    assert all_finite(a) is True
+    info = np.finfo(dtype)
+    for value in (info.max, -info.max, info.tiny, info.smallest_subnormal, -0.0, 0.0):
+        b = a.copy()
+        b.flat[rng.integers(b.size)] = value
+        assert all_finite(b) is True, value
+    nan_bits = np.array([np.nan], dtype).view(np.uint32 if dtype == np.float32 else np.uint64)
+    odd_nan = (nan_bits | 1).view(dtype)[0]                  # a NaN with a payload
+    for value in (np.nan, -np.nan, np.inf, -np.inf, odd_nan):
+        for k in (0, a.size // 2, a.size - 1):
+            b = a.copy()
+            b.flat[k] = value
+            assert all_finite(b) is False, (value, k)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_empty_and_zero_dimensional_arrays(dtype):
+    assert all_finite(np.empty((0, 3), dtype)) is True
+    assert all_finite(np.array(1.5, dtype)) is True
+    assert all_finite(np.array(np.inf, dtype)) is False
+
+
+def test_arrays_numpy_checks_give_the_same_answer():
+    a = np.zeros((6, 8), np.float32)
+    a[1, 1] = np.nan                                         # outside the strided view below
+    for value in (a[:, ::2], a[::2], a.T, a[:, 1:2]):
+        assert all_finite(value) == _expected(value)
+    assert all_finite(a.astype(">f4")) is False              # the other byte order
+    assert all_finite(np.zeros(4, ">f8")) is True
+    assert all_finite(np.array([1, 2], np.int64)) is True
+    assert all_finite(np.array([1, np.inf], np.float16)) is False
+    assert all_finite([1.0, float("nan")]) is False
+    assert all_finite([[1.0, 2.0]]) is True
+
+
+def test_a_network_call_names_the_non_finite_input():
+    net = rnngen.RNN("lstm", 3, 5)
+    x = np.zeros((4, 2, 3), np.float32)
+    x[3, 1, 2] = np.inf
+    with pytest.raises(ValueError, match="x contains NaN or inf"):
+        net.forward(x)
+    net.params["weight_hh_l0"][0, 0] = np.nan
+    with pytest.raises(ValueError, match="parameter weight_hh_l0 contains NaN or inf"):
+        net.forward(np.zeros((4, 2, 3), np.float32))
