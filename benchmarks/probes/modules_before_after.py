@@ -9,7 +9,8 @@ Used for (BENCHMARKS.md):
 - the values kept for backward (rnngen/compiler/blocks.py: the forward saves i = sigmoid(xi_hi) in
   the place of xi_hi, and backward reads it instead of computing it again): `--before 1b0748c`;
 - the x-linear biases read in the loops instead of added to the hoisted GEMM's output in a pass of
-  their own (rnngen/backends/cpu/layout.py): `--before 0620de7`.
+  their own (rnngen/backends/cpu/layout.py): `--before 0620de7`;
+- the loops compiled with noalias (rnngen/backends/cpu/noalias.py): `--before bb6c35a`.
 
     python benchmarks/probes/modules_before_after.py --before 0620de7       # lstm, gru; small and fastrnns
     python benchmarks/probes/modules_before_after.py --before 1b0748c --cells lstm --sizes small --blocks 9
@@ -87,7 +88,7 @@ def main():
                 cols = []
                 for kind in ("bwd", "fwd", "inf"):
                     t0, t1 = min(times[kind]["before"]), min(times[kind]["after"])
-                    cols.append(f"{t0:.2f} | {t1:.2f} | {t1 / t0:.2f}")
+                    cols.append(f"{t0:.4g} | {t1:.4g} | {t1 / t0:.2f}")
                 print(f"| {cell} | {size} | {' | '.join(cols)} | {'yes' if same else 'NO'} |")
     print(f"load average at end {os.getloadavg()}")
 
