@@ -10,7 +10,10 @@ threads and one thread, alternated in the same run).
 Timing: for every case the calls are alternated in BLOCKS: one library's block is an untimed
 warm-up (at least WARM_S of calls, so that the other library's thread pool, still spinning after
 its own block, is not in a timed sample) followed by BLOCK timed samples; then the other library's
-block, and so on for each thread setting, for --reps rounds. A sample of a tiny case is as many
+block, and so on for each thread setting, for --reps rounds. The GEMM-rate probe on all cores is
+followed by a pause (SETTLE_S) that outlasts OpenBLAS's idle threads, which spin for ~0.1-0.15 s
+after a call before they sleep (a warm-up that short did not: rnngen's two workers right after the
+probe lost a core to them). A sample of a tiny case is as many
 back-to-back calls as fill MIN_SAMPLE_S, each call timed on its own. Times are medians over the
 calls (the JSON also has means: under load a thread team that waits for a descheduled thread
 stalls single calls for milliseconds); compilation is excluded (it is reported separately, from
@@ -37,7 +40,7 @@ from .bench_cases import (CELLS, EXTRA_CASES, SIZES, TORCH_EQUIVALENT, bench_cas
                           cases, forward_has_need_grad, gemm_entries, gemm_gflops, memory, module_fns,
                           rnn_flops, rnngen_fns, startup_times, torch_fns, torch_net)
 from .bench_timing import (BLOCK, BLOCK_BUDGET_S, GEMM_N, MAX_CALLS, MIN_SAMPLE_S,  # noqa: F401
-                           QUICK_BLOCK_BUDGET_S, QUICK_REPS, REPS, WARM_S, Threads, Timer, blas_info,
+                           QUICK_BLOCK_BUDGET_S, QUICK_REPS, REPS, SETTLE_S, WARM_S, Threads, Timer, blas_info,
                            loadavg, machine, prefault, setting_name, time_blocks, versions)
 
 # -- the tables --------------------------------------------------------------------------------------
@@ -150,7 +153,7 @@ def run(cells, sizes, dtype, reps, compile_cells, settings=(None,), log=print, j
     log(f"thread settings: {', '.join(info['settings'])} (default: each library's own; N: torch.set_num_threads(N) "
         f"and rnngen.set_num_threads(N))")
     log(f"dtype {dtype}; {reps} round(s) of blocks per case, each block an untimed warm-up (>= {WARM_S * 1e3:g} ms) "
-        f"then {BLOCK} timed samples, fewer (at least one) once they last {budget_s or BLOCK_BUDGET_S:g} s (tiny cases: >= {MIN_SAMPLE_S * 1e3:g} ms of back-to-back calls, at most "
+        f"then {BLOCK} timed samples (a {SETTLE_S * 1e3:g} ms pause after each all-cores GEMM probe), fewer (at least one) once they last {budget_s or BLOCK_BUDGET_S:g} s (tiny cases: >= {MIN_SAMPLE_S * 1e3:g} ms of back-to-back calls, at most "
         f"{MAX_CALLS}, each timed); medians over the calls; load average at start: {info['load_start']}")
     log("rnngen forward: " + ("RNN.forward(x, need_grad=False)" if info["fwd_need_grad"] else
                               "RNN.forward(x) (this runtime has no need_grad: it keeps what backward needs)")

@@ -12,7 +12,7 @@ import tracemalloc
 import numpy as np
 
 from ..runtime.sizes import output_size
-from .bench_timing import GEMM_N, setting_name, time_blocks, torch_module
+from .bench_timing import GEMM_N, SETTLE_S, setting_name, time_blocks, torch_module
 
 CELLS = ("lstm", "gru", "gru_classic", "rnn_tanh", "lstm_peephole")
 #: name -> (T, B, I, H)
@@ -213,14 +213,15 @@ def bench_case(case, settings, reps, threads, gemm, budget_s=None):
 
 
 def gemm_entries(threads, dtype):
-    """The GEMM-rate probes: numpy's GEMM of GEMM_N^3 in the run's dtype, all cores and one."""
+    """The GEMM-rate probes: numpy's GEMM of GEMM_N^3 in the run's dtype, all cores (then a pause
+    while OpenBLAS's idle threads spin: SETTLE_S) and one."""
     a = np.random.default_rng(1).standard_normal((GEMM_N, GEMM_N)).astype(dtype)
     c = np.empty_like(a)
 
     def gemm():
         np.matmul(a, a, out=c)
 
-    return [(("gemm", "all"), gemm, lambda: threads.blas_only(threads.cpus)),
+    return [(("gemm", "all"), gemm, lambda: threads.blas_only(threads.cpus), SETTLE_S),
             (("gemm", "one"), gemm, lambda: threads.blas_only(1))]
 
 

@@ -16,6 +16,10 @@ REPS, QUICK_REPS = 5, 1
 WARM_S = 10e-3
 #: a block stops taking timed samples (after the first) once they have lasted this long
 BLOCK_BUDGET_S, QUICK_BLOCK_BUDGET_S = 3.0, 0.25
+#: a pause after a block of OpenBLAS on all cores (the GEMM-rate probe): OpenBLAS's idle threads spin
+#: for 2**28 cycles (its THREAD_TIMEOUT, ~0.1-0.15 s here) before they sleep, and took a core from the
+#: next block's two workers (rnn_tanh small forward 11 -> 20 ms when run right after the probe)
+SETTLE_S = 0.2
 #: a timed sample of a tiny case repeats the call until it lasts this long (at most MAX_CALLS calls)
 MIN_SAMPLE_S = 2e-3
 MAX_CALLS = 50
@@ -168,18 +172,22 @@ def calls_per_sample(fn):
 
 
 def time_blocks(entries, reps, budget_s=None):
-    """entries: (key, fn, context) with context() a context manager entered around each of the
-    key's blocks (thread settings). Calls each once or twice untimed (calls per sample), then runs
-    `reps` rounds of one block per entry in turn. Returns (Timer, calls per sample)."""
+    """entries: (key, fn, context) or (key, fn, context, settle_s) with context() a context manager
+    entered around each of the key's blocks (thread settings) and settle_s a pause after each of
+    them (for thread pools that spin when idle: SETTLE_S). Calls each once or twice untimed (calls
+    per sample), then runs `reps` rounds of one block per entry in turn. Returns (Timer, calls per
+    sample)."""
     timer = Timer(budget_s)
     calls = {}
-    for key, fn, context in entries:
+    for key, fn, context, *settle in entries:
         with context():
             calls[key] = calls_per_sample(fn)
+        time.sleep(settle[0] if settle else 0)
     for _ in range(reps):
-        for key, fn, context in entries:
+        for key, fn, context, *settle in entries:
             with context():
                 timer.block(key, fn, calls[key])
+            time.sleep(settle[0] if settle else 0)
     return timer, calls
 
 

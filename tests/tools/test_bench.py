@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from rnngen.tools import bench
@@ -159,3 +160,27 @@ def test_nothing_allocated_per_time_step(cell):
     assert res.returncode == 0, res.stderr
     counts = json.loads(res.stdout.strip().splitlines()[-1])
     assert counts[:2] == counts[2:], counts
+
+
+def test_blocks_alternate_and_pause_after_an_entry_that_asks_for_it(monkeypatch):
+    """time_blocks runs the entries' blocks in turn, each round, and sleeps after the entries given
+    a settle time (the all-cores GEMM probe, whose OpenBLAS threads spin when idle)."""
+    from rnngen.tools import bench_cases, bench_timing
+    order, pauses = [], []
+    monkeypatch.setattr(bench_timing.time, "sleep", lambda s: pauses.append((order[-1], s)))
+    entries = [(("a",), lambda: order.append("a"), lambda: _Null(), 0.2),
+               (("b",), lambda: order.append("b"), lambda: _Null())]
+    timer, calls = bench_timing.time_blocks(entries, reps=2)
+    assert len(timer.samples[("a",)]) == len(timer.samples[("b",)]) >= 2
+    assert [p for p in pauses if p[1]] == [("a", 0.2)] * 3          # the calls-per-sample pass and 2 rounds
+    probe = bench_cases.gemm_entries(bench_timing.Threads(), np.float32)
+    assert [e[0] for e in probe] == [("gemm", "all"), ("gemm", "one")]
+    assert probe[0][3] == bench_timing.SETTLE_S > 0.15 and len(probe[1]) == 3
+
+
+class _Null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
