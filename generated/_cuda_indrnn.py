@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 5a9d66a95a1f217edaf510be0d6ad4b7de74ab5f002af8490ed5921eb04c04eb
+sha256 of spec + templates + math libraries + versions: 9b593e627b231070c06f36d1211ab64e58d2bbe55501f06391fea0afffb47cb4
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "indrnn"
-SPEC_SHA256 = "5a9d66a95a1f217edaf510be0d6ad4b7de74ab5f002af8490ed5921eb04c04eb"
+SPEC_SHA256 = "9b593e627b231070c06f36d1211ab64e58d2bbe55501f06391fea0afffb47cb4"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: f1ee9c543a1df0e80d333d73c8f59cfc408ac5fdd325756388aca796985e56fe
+sha256 of spec + templates + math libraries + versions: ea0a61727f42777c2e9e71c0ede80ec5f7cc9c1c8cb26842abff844a85efa888
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -36,7 +36,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "mingru"
-SPEC_SHA256 = "f1ee9c543a1df0e80d333d73c8f59cfc408ac5fdd325756388aca796985e56fe"
+SPEC_SHA256 = "ea0a61727f42777c2e9e71c0ede80ec5f7cc9c1c8cb26842abff844a85efa888"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 247c0a534771237837ae2fab04409f313b5358d530e06d201f7fa045738a5c89
+sha256 of spec + templates + math libraries + versions: 76dab606b9e064564890212f14e49a3c042d712e29d0b8e89fb9c434d081d8d3
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -37,7 +37,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "247c0a534771237837ae2fab04409f313b5358d530e06d201f7fa045738a5c89"
+SPEC_SHA256 = "76dab606b9e064564890212f14e49a3c042d712e29d0b8e89fb9c434d081d8d3"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

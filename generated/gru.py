@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: c09e1f69e3ad70bf1c5d8868f5ab2dd325bcb4b1bb36cf73be4587549cc47ed3
+sha256 of spec + templates + math libraries + versions: e4afcd8da5689904db5cd595e5b833a82819bfe5bed2f2b4026f54e378c943c0
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -31,7 +31,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru"
-SPEC_SHA256 = "c09e1f69e3ad70bf1c5d8868f5ab2dd325bcb4b1bb36cf73be4587549cc47ed3"
+SPEC_SHA256 = "e4afcd8da5689904db5cd595e5b833a82819bfe5bed2f2b4026f54e378c943c0"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

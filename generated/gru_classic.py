@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 811d195d086edb4b7544f92733d6347f81a5e52cac9aeb06af62fed8131a7992
+sha256 of spec + templates + math libraries + versions: 5f7d3fd62ea0eb4d527db277617d34038f6c5b1c959694dbbbf9d25e780aabda
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -31,7 +31,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru_classic"
-SPEC_SHA256 = "811d195d086edb4b7544f92733d6347f81a5e52cac9aeb06af62fed8131a7992"
+SPEC_SHA256 = "5f7d3fd62ea0eb4d527db277617d34038f6c5b1c959694dbbbf9d25e780aabda"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

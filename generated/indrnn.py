@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 5a9d66a95a1f217edaf510be0d6ad4b7de74ab5f002af8490ed5921eb04c04eb
+sha256 of spec + templates + math libraries + versions: 9b593e627b231070c06f36d1211ab64e58d2bbe55501f06391fea0afffb47cb4
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -26,7 +26,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, relu as _relu, step as _step  # noqa: F401
 
 NAME = "indrnn"
-SPEC_SHA256 = "5a9d66a95a1f217edaf510be0d6ad4b7de74ab5f002af8490ed5921eb04c04eb"
+SPEC_SHA256 = "9b593e627b231070c06f36d1211ab64e58d2bbe55501f06391fea0afffb47cb4"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

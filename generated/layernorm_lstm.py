@@ -2,7 +2,7 @@
 
 source spec: layernorm_lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 90b3c49123602655d7cf30a3f85d84416017b0b50b61463339710edbf98a1017
+sha256 of spec + templates + math libraries + versions: 64a05931780c62d8de4e0cd5606dd1b439997d660e59cd7fd7016bea6992ba58
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -39,7 +39,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "layernorm_lstm"
-SPEC_SHA256 = "90b3c49123602655d7cf30a3f85d84416017b0b50b61463339710edbf98a1017"
+SPEC_SHA256 = "64a05931780c62d8de4e0cd5606dd1b439997d660e59cd7fd7016bea6992ba58"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

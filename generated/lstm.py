@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 51f3fbca512c0af021a1f9a43f1f02d0b82e50246303092580e9e3a2230da0e7
+sha256 of spec + templates + math libraries + versions: aa9a5a0ce92886af795cead52ca2b6159accb2366a4b044d5416771e40ff1f7e
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -35,7 +35,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm"
-SPEC_SHA256 = "51f3fbca512c0af021a1f9a43f1f02d0b82e50246303092580e9e3a2230da0e7"
+SPEC_SHA256 = "aa9a5a0ce92886af795cead52ca2b6159accb2366a4b044d5416771e40ff1f7e"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

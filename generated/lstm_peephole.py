@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 44bf68d5dd37e42741bf1b98ffdad3f774505a8b8717d9cc4a8a88b581f529b4
+sha256 of spec + templates + math libraries + versions: ae706572ebc7820e2868c4fa80f2f52d73608756d6e41d6081de27896b0bb59d
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "44bf68d5dd37e42741bf1b98ffdad3f774505a8b8717d9cc4a8a88b581f529b4"
+SPEC_SHA256 = "ae706572ebc7820e2868c4fa80f2f52d73608756d6e41d6081de27896b0bb59d"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -4,8 +4,9 @@ A float is NaN or inf exactly when all its exponent bits are set, that is when i
 sign, read as an unsigned integer, are at least those of inf. So the check is the largest of
 the bits without the sign over the array, compared with inf's bits once: an and and a max per value,
 which LLVM vectorizes, and no temporary array. numpy's `count_nonzero(isfinite(a))` allocates a
-boolean array and passes over the values twice: 0.87 against 0.55 us on a course-size x (10, 10, 3),
-226 against 181 us on 2**20 float32 values (BENCHMARKS.md); a network call checks six arrays.
+boolean array and passes over the values twice: 1.00 against 0.61 us on a course-size x (10, 10, 3),
+289 against 210 us on 2**20 float32 values (`python benchmarks/probes/finite_check.py`); a network
+call checks six arrays.
 
 Only C-contiguous float32 / float64 arrays of the machine's byte order go this way; anything else
 (strided views, other dtypes, lists) is checked with numpy, with the same result.
