@@ -8,8 +8,9 @@ boolean array and passes over the values twice: 1.00 against 0.61 us on a course
 289 against 210 us on 2**20 float32 values (`python benchmarks/probes/finite_check.py`); a network
 call checks six arrays.
 
-Only C-contiguous float32 / float64 arrays of the machine's byte order go this way; anything else
-(strided views, other dtypes, lists) is checked with numpy, with the same result.
+Only C-contiguous float32 / float64 numpy arrays of the machine's byte order go this way; anything
+else (strided views, other dtypes, lists, subclasses such as np.matrix) is checked with numpy, with
+the same result.
 """
 import numpy as np
 from numba import njit
@@ -45,6 +46,6 @@ _KERNELS = {np.dtype(np.float32): _finite32, np.dtype(np.float64): _finite64}
 def all_finite(value):
     """True when the array `value` holds no NaN and no inf (an empty array: True)."""
     kernel = _KERNELS.get(getattr(value, "dtype", None))
-    if kernel is None or not isinstance(value, np.ndarray) or not value.flags.c_contiguous:
+    if kernel is None or type(value) is not np.ndarray or not value.flags.c_contiguous:
         return bool(np.count_nonzero(np.isfinite(value)) == np.size(value))
     return kernel(value)

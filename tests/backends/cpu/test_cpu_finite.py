@@ -51,6 +51,14 @@ def test_arrays_numpy_checks_give_the_same_answer():
     assert all_finite([1.0, float("nan")]) is False
     assert all_finite([[1.0, 2.0]]) is True
 
+    class Sub(np.ndarray):
+        pass
+    b = np.zeros((3, 4), np.float32)
+    assert all_finite(b.view(Sub)) is True
+    b[2, 3] = -np.inf
+    assert all_finite(b.view(Sub)) is False
+    assert all_finite(np.ma.masked_array(b, mask=b < -1)) == _expected(np.ma.masked_array(b, mask=b < -1))
+
 
 def test_a_network_call_names_the_non_finite_input():
     net = rnngen.RNN("lstm", 3, 5)
