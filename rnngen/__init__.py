@@ -1,5 +1,5 @@
 """rnngen: recurrent cells written as SymPy specs, compiled to fused Numba kernels with derived backprop."""
-from .version import __version__  # noqa: E402
+from .version import __version__
 from .errors import SpecError  # noqa: E402
 from .runtime.registry import available, load  # noqa: E402
 from .runtime.network import RNN  # noqa: E402
