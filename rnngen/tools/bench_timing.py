@@ -182,12 +182,14 @@ def time_blocks(entries, reps, budget_s=None):
     for key, fn, context, *settle in entries:
         with context():
             calls[key] = calls_per_sample(fn)
-        time.sleep(settle[0] if settle else 0)
+        if settle:
+            time.sleep(settle[0])
     for _ in range(reps):
         for key, fn, context, *settle in entries:
             with context():
                 timer.block(key, fn, calls[key])
-            time.sleep(settle[0] if settle else 0)
+            if settle:
+                time.sleep(settle[0])
     return timer, calls
 
 

@@ -1,5 +1,6 @@
 """Smoke tests of the CPU benchmark (`--quick`, no timing assertions), the arithmetic of its goals
 table, and the hot loop's allocation-free promise."""
+import contextlib
 import json
 import os
 import subprocess
@@ -168,19 +169,11 @@ def test_blocks_alternate_and_pause_after_an_entry_that_asks_for_it(monkeypatch)
     from rnngen.tools import bench_cases, bench_timing
     order, pauses = [], []
     monkeypatch.setattr(bench_timing.time, "sleep", lambda s: pauses.append((order[-1], s)))
-    entries = [(("a",), lambda: order.append("a"), lambda: _Null(), 0.2),
-               (("b",), lambda: order.append("b"), lambda: _Null())]
+    entries = [(("a",), lambda: order.append("a"), contextlib.nullcontext, 0.2),
+               (("b",), lambda: order.append("b"), contextlib.nullcontext)]
     timer, calls = bench_timing.time_blocks(entries, reps=2)
     assert len(timer.samples[("a",)]) == len(timer.samples[("b",)]) >= 2
     assert [p for p in pauses if p[1]] == [("a", 0.2)] * 3          # the calls-per-sample pass and 2 rounds
     probe = bench_cases.gemm_entries(bench_timing.Threads(), np.float32)
     assert [e[0] for e in probe] == [("gemm", "all"), ("gemm", "one")]
     assert probe[0][3] == bench_timing.SETTLE_S > 0.15 and len(probe[1]) == 3
-
-
-class _Null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False

@@ -382,8 +382,10 @@ def emit(kernel, layout, header, equations, rate0=None):
         forward_stages=forward_stages,
         forward_result=["final_states = (" + ", ".join(f"{s}[T].copy()" for s in states) + ",)"],
         saved=saved, saved_call=saved_call(saved, marks={"rate0": True} if header.get("variant") == "rate0" else {}),
-        backward_args=bargs, backward_call=bcall, backward_setup=layout.bias_sum_lines(bcall) + _backward_setup(kernel, layout),
+        backward_args=bargs, backward_call=bcall,
+        backward_setup=layout.bias_sum_lines(bcall) + _backward_setup(kernel, layout),
         backward_stages=backward_stages, backward_result=after + [d_state0(kernel)], hoisted=hoisted, after=after,
-        infer_args=iargs, infer_call=icall, infer_setup=infer_layout.bias_sum_lines(icall) + _forward_setup(kernel, infer_layout, saving=False)[0],
+        infer_args=iargs, infer_call=icall,
+        infer_setup=infer_layout.bias_sum_lines(icall) + _forward_setup(kernel, infer_layout, saving=False)[0],
         infer_stages=infer_stages,
         infer_result=["final_states = (" + ", ".join(f"{s}[T % 2].copy()" for s in states) + ",)"], rate0=rate0)

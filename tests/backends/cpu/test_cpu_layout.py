@@ -1,5 +1,5 @@
-"""The CPU layout: the biases read in the loops (none folded into the hoisted GEMM), per-row views of gate blocks, a
-scratch for the GEMM adjoint added into a state's gradient, numpy allocation."""
+"""The CPU layout: the biases read in the loops (none folded into the hoisted GEMM), per-row views
+of gate blocks, a scratch for the GEMM adjoint added into a state's gradient, numpy allocation."""
 from rnngen.compiler import ir
 
 
