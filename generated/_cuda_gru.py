@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: e4afcd8da5689904db5cd595e5b833a82819bfe5bed2f2b4026f54e378c943c0
+sha256 of spec + templates + math libraries + versions: bf3f24a99e7b4a27c18ab8207c68676d579fe196f1558b58af70bf027ef5a2a1
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -39,7 +39,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru"
-SPEC_SHA256 = "e4afcd8da5689904db5cd595e5b833a82819bfe5bed2f2b4026f54e378c943c0"
+SPEC_SHA256 = "bf3f24a99e7b4a27c18ab8207c68676d579fe196f1558b58af70bf027ef5a2a1"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: layernorm_lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 64a05931780c62d8de4e0cd5606dd1b439997d660e59cd7fd7016bea6992ba58
+sha256 of spec + templates + math libraries + versions: 53c87fc4d25debd190df167dafe12cdee2bc1df2b8b1ebb36294f21cc1d29bf3
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -47,7 +47,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "layernorm_lstm"
-SPEC_SHA256 = "64a05931780c62d8de4e0cd5606dd1b439997d660e59cd7fd7016bea6992ba58"
+SPEC_SHA256 = "53c87fc4d25debd190df167dafe12cdee2bc1df2b8b1ebb36294f21cc1d29bf3"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: aa9a5a0ce92886af795cead52ca2b6159accb2366a4b044d5416771e40ff1f7e
+sha256 of spec + templates + math libraries + versions: 8c1386ecebb4916fd51469ae80b2d8bc8430607069b52a646b60009600df4115
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -43,7 +43,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm"
-SPEC_SHA256 = "aa9a5a0ce92886af795cead52ca2b6159accb2366a4b044d5416771e40ff1f7e"
+SPEC_SHA256 = "8c1386ecebb4916fd51469ae80b2d8bc8430607069b52a646b60009600df4115"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: ae706572ebc7820e2868c4fa80f2f52d73608756d6e41d6081de27896b0bb59d
+sha256 of spec + templates + math libraries + versions: 4478fdbbfb724be8eaf4359b8b28cf432147392b66dfee9428e79666d358a602
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -42,7 +42,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "ae706572ebc7820e2868c4fa80f2f52d73608756d6e41d6081de27896b0bb59d"
+SPEC_SHA256 = "4478fdbbfb724be8eaf4359b8b28cf432147392b66dfee9428e79666d358a602"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

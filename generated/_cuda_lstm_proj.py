@@ -2,7 +2,7 @@
 
 source spec: lstm_proj.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: da98fca25c205486a6e76beda575355ea0b7de565eb5c1e3c9de60ca85fbb3db
+sha256 of spec + templates + math libraries + versions: 41bdad5bc156805a248b1205702fae8334612cdcbd670ef0b92ba7c5b6c62272
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -43,7 +43,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_proj"
-SPEC_SHA256 = "da98fca25c205486a6e76beda575355ea0b7de565eb5c1e3c9de60ca85fbb3db"
+SPEC_SHA256 = "41bdad5bc156805a248b1205702fae8334612cdcbd670ef0b92ba7c5b6c62272"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: ea0a61727f42777c2e9e71c0ede80ec5f7cc9c1c8cb26842abff844a85efa888
+sha256 of spec + templates + math libraries + versions: 986af7aa2dd49661626ce83d3dfb41fcce67b21053b6ad20f1b419aef0be0b5f
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -36,7 +36,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "mingru"
-SPEC_SHA256 = "ea0a61727f42777c2e9e71c0ede80ec5f7cc9c1c8cb26842abff844a85efa888"
+SPEC_SHA256 = "986af7aa2dd49661626ce83d3dfb41fcce67b21053b6ad20f1b419aef0be0b5f"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

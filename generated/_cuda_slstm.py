@@ -2,7 +2,7 @@
 
 source spec: slstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 6b3d1e542805b77544578e4d4601f8de6d1aa53e3b7ff103a9e38d8b3c30db1e
+sha256 of spec + templates + math libraries + versions: bdeeb08e828873b1c34f3f3e8bd195eb68d0f22c947650e748bc574c00f54419
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -51,7 +51,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "slstm"
-SPEC_SHA256 = "6b3d1e542805b77544578e4d4601f8de6d1aa53e3b7ff103a9e38d8b3c30db1e"
+SPEC_SHA256 = "bdeeb08e828873b1c34f3f3e8bd195eb68d0f22c947650e748bc574c00f54419"
 STATES = ('h', 'c', 'n', 'm')
 OUTPUT = "h"
 INITIAL = {'m': 'lowest'}     # the states that do not start at zero when state0 leaves them out

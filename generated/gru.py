@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: e4afcd8da5689904db5cd595e5b833a82819bfe5bed2f2b4026f54e378c943c0
+sha256 of spec + templates + math libraries + versions: bf3f24a99e7b4a27c18ab8207c68676d579fe196f1558b58af70bf027ef5a2a1
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,10 +28,10 @@ from rnngen.backends.cpu.noalias import DisjointArrays   # the loops' array argu
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru"
-SPEC_SHA256 = "e4afcd8da5689904db5cd595e5b833a82819bfe5bed2f2b4026f54e378c943c0"
+SPEC_SHA256 = "bf3f24a99e7b4a27c18ab8207c68676d579fe196f1558b58af70bf027ef5a2a1"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -71,12 +71,12 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, bias_ih, weight_hh, bia
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
-                zx_ih_g0 = zx_ih[t, b, 0:H]
-                zx_ih_g1 = zx_ih[t, b, H:2 * H]
-                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
-                z_hh_g0 = z_hh[step, b, 0:H]
-                z_hh_g1 = z_hh[step, b, H:2 * H]
-                z_hh_g2 = z_hh[step, b, 2 * H:3 * H]
+                zx_ih_g0 = _at(zx_ih, (t, b, 0))
+                zx_ih_g1 = _at(zx_ih, (t, b, H))
+                zx_ih_g2 = _at(zx_ih, (t, b, 2 * H))
+                z_hh_g0 = _at(z_hh, (step, b, 0))
+                z_hh_g1 = _at(z_hh, (step, b, H))
+                z_hh_g2 = _at(z_hh, (step, b, 2 * H))
                 for j in range(H):
                     h = s_h[step, b, j]
                     xr = zx_ih_g0[j] + bias_ih[j]
@@ -108,16 +108,16 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_hh, d_h, dzx_ih, dz_hh, w
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
-                zx_ih_g0 = zx_ih[t, b, 0:H]
-                zx_ih_g1 = zx_ih[t, b, H:2 * H]
-                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
-                z_hh_g2 = z_hh[step, b, 2 * H:3 * H]
-                dz_hh_g0 = dz_hh[step, b, 0:H]
-                dz_hh_g1 = dz_hh[step, b, H:2 * H]
-                dz_hh_g2 = dz_hh[step, b, 2 * H:3 * H]
-                dzx_ih_g0 = dzx_ih[t, b, 0:H]
-                dzx_ih_g1 = dzx_ih[t, b, H:2 * H]
-                dzx_ih_g2 = dzx_ih[t, b, 2 * H:3 * H]
+                zx_ih_g0 = _at(zx_ih, (t, b, 0))
+                zx_ih_g1 = _at(zx_ih, (t, b, H))
+                zx_ih_g2 = _at(zx_ih, (t, b, 2 * H))
+                z_hh_g2 = _at(z_hh, (step, b, 2 * H))
+                dz_hh_g0 = _at(dz_hh, (step, b, 0))
+                dz_hh_g1 = _at(dz_hh, (step, b, H))
+                dz_hh_g2 = _at(dz_hh, (step, b, 2 * H))
+                dzx_ih_g0 = _at(dzx_ih, (t, b, 0))
+                dzx_ih_g1 = _at(dzx_ih, (t, b, H))
+                dzx_ih_g2 = _at(dzx_ih, (t, b, 2 * H))
                 for j in range(H):
                     dnext_h = d_h[b, j] + dy[t, b, j]
                     r = zx_ih_g0[j]
@@ -156,12 +156,12 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, bias_ih, weight_hh, bias_
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
-                zx_ih_g0 = zx_ih[t, b, 0:H]
-                zx_ih_g1 = zx_ih[t, b, H:2 * H]
-                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
-                z_hh_g0 = z_hh[step % 2, b, 0:H]
-                z_hh_g1 = z_hh[step % 2, b, H:2 * H]
-                z_hh_g2 = z_hh[step % 2, b, 2 * H:3 * H]
+                zx_ih_g0 = _at(zx_ih, (t, b, 0))
+                zx_ih_g1 = _at(zx_ih, (t, b, H))
+                zx_ih_g2 = _at(zx_ih, (t, b, 2 * H))
+                z_hh_g0 = _at(z_hh, (step % 2, b, 0))
+                z_hh_g1 = _at(z_hh, (step % 2, b, H))
+                z_hh_g2 = _at(z_hh, (step % 2, b, 2 * H))
                 for j in range(H):
                     h = s_h[step % 2, b, j]
                     xr = zx_ih_g0[j] + bias_ih[j]

@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 5f7d3fd62ea0eb4d527db277617d34038f6c5b1c959694dbbbf9d25e780aabda
+sha256 of spec + templates + math libraries + versions: 01525f948ab60d1ecba42fd7fcf55322123d86e5ae29fce1346ecddadf9bc450
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,10 +28,10 @@ from rnngen.backends.cpu.noalias import DisjointArrays   # the loops' array argu
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru_classic"
-SPEC_SHA256 = "5f7d3fd62ea0eb4d527db277617d34038f6c5b1c959694dbbbf9d25e780aabda"
+SPEC_SHA256 = "01525f948ab60d1ecba42fd7fcf55322123d86e5ae29fce1346ecddadf9bc450"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -73,8 +73,8 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, bias_ih, we
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
                 # inputs of linear rh
-                zx_ih_g1 = zx_ih[t, b, H:2 * H]
-                z_hh_g1 = z_hh[b, H:2 * H]
+                zx_ih_g1 = _at(zx_ih, (t, b, H))
+                z_hh_g1 = _at(z_hh, (b, H))
                 for j in range(H):
                     h = s_h[step, b, j]
                     xr = zx_ih_g1[j] + bias_ih[H + j]
@@ -90,9 +90,9 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, bias_ih, we
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
-                zx_ih_g0 = zx_ih[t, b, 0:H]
-                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
-                z_hh_g0 = z_hh[b, 0:H]
+                zx_ih_g0 = _at(zx_ih, (t, b, 0))
+                zx_ih_g2 = _at(zx_ih, (t, b, 2 * H))
+                z_hh_g0 = _at(z_hh, (b, 0))
                 for j in range(H):
                     h = s_h[step, b, j]
                     xu = zx_ih_g0[j] + bias_ih[j]
@@ -119,11 +119,11 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_rh, d_h, dzx_ih, dz_hh, d
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
-                zx_ih_g0 = zx_ih[t, b, 0:H]
-                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
-                dz_hh_g0 = dz_hh[step, b, 0:H]
-                dzx_ih_g0 = dzx_ih[t, b, 0:H]
-                dzx_ih_g2 = dzx_ih[t, b, 2 * H:3 * H]
+                zx_ih_g0 = _at(zx_ih, (t, b, 0))
+                zx_ih_g2 = _at(zx_ih, (t, b, 2 * H))
+                dz_hh_g0 = _at(dz_hh, (step, b, 0))
+                dzx_ih_g0 = _at(dzx_ih, (t, b, 0))
+                dzx_ih_g2 = _at(dzx_ih, (t, b, 2 * H))
                 for j in range(H):
                     dnext_h = d_h[b, j] + dy[t, b, j]
                     u = zx_ih_g0[j]
@@ -146,9 +146,9 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_rh, d_h, dzx_ih, dz_hh, d
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
                 # gradient through the inputs of stage 2
-                zx_ih_g1 = zx_ih[t, b, H:2 * H]
-                dz_hh_g1 = dz_hh[step, b, H:2 * H]
-                dzx_ih_g1 = dzx_ih[t, b, H:2 * H]
+                zx_ih_g1 = _at(zx_ih, (t, b, H))
+                dz_hh_g1 = _at(dz_hh, (step, b, H))
+                dzx_ih_g1 = _at(dzx_ih, (t, b, H))
                 for j in range(H):
                     dv_rh_bj = dv_rh[b, j]
                     r = zx_ih_g1[j]
@@ -177,8 +177,8 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, bias_ih, weig
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
                 # inputs of linear rh
-                zx_ih_g1 = zx_ih[t, b, H:2 * H]
-                z_hh_g1 = z_hh[b, H:2 * H]
+                zx_ih_g1 = _at(zx_ih, (t, b, H))
+                z_hh_g1 = _at(z_hh, (b, H))
                 for j in range(H):
                     h = s_h[step % 2, b, j]
                     xr = zx_ih_g1[j] + bias_ih[H + j]
@@ -193,9 +193,9 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, bias_ih, weig
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
-                zx_ih_g0 = zx_ih[t, b, 0:H]
-                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
-                z_hh_g0 = z_hh[b, 0:H]
+                zx_ih_g0 = _at(zx_ih, (t, b, 0))
+                zx_ih_g2 = _at(zx_ih, (t, b, 2 * H))
+                z_hh_g0 = _at(z_hh, (b, 0))
                 for j in range(H):
                     h = s_h[step % 2, b, j]
                     xu = zx_ih_g0[j] + bias_ih[j]

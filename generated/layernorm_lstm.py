@@ -2,7 +2,7 @@
 
 source spec: layernorm_lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 64a05931780c62d8de4e0cd5606dd1b439997d660e59cd7fd7016bea6992ba58
+sha256 of spec + templates + math libraries + versions: 53c87fc4d25debd190df167dafe12cdee2bc1df2b8b1ebb36294f21cc1d29bf3
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -36,10 +36,10 @@ from rnngen.backends.cpu.noalias import DisjointArrays   # the loops' array argu
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "layernorm_lstm"
-SPEC_SHA256 = "64a05931780c62d8de4e0cd5606dd1b439997d660e59cd7fd7016bea6992ba58"
+SPEC_SHA256 = "53c87fc4d25debd190df167dafe12cdee2bc1df2b8b1ebb36294f21cc1d29bf3"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -95,10 +95,10 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
                 # sums of ln_ih_mean, ln_ih_sq
-                zx_ih_g0 = zx_ih[t, b, 0:H]
-                zx_ih_g1 = zx_ih[t, b, H:2 * H]
-                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
-                zx_ih_g3 = zx_ih[t, b, 3 * H:4 * H]
+                zx_ih_g0 = _at(zx_ih, (t, b, 0))
+                zx_ih_g1 = _at(zx_ih, (t, b, H))
+                zx_ih_g2 = _at(zx_ih, (t, b, 2 * H))
+                zx_ih_g3 = _at(zx_ih, (t, b, 3 * H))
                 for j in range(H):
                     ih0 = zx_ih_g0[j]
                     ih1 = zx_ih_g1[j]
@@ -119,10 +119,10 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
                 # sums of ln_hh_mean, ln_hh_sq
-                z_hh_g0 = z_hh[step, b, 0:H]
-                z_hh_g1 = z_hh[step, b, H:2 * H]
-                z_hh_g2 = z_hh[step, b, 2 * H:3 * H]
-                z_hh_g3 = z_hh[step, b, 3 * H:4 * H]
+                z_hh_g0 = _at(z_hh, (step, b, 0))
+                z_hh_g1 = _at(z_hh, (step, b, H))
+                z_hh_g2 = _at(z_hh, (step, b, 2 * H))
+                z_hh_g3 = _at(z_hh, (step, b, 3 * H))
                 for j in range(H):
                     hh0 = z_hh_g0[j]
                     hh1 = z_hh_g1[j]
@@ -139,12 +139,12 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln
                 m_ln_hh_sq[step, b] = sum_m_ln_hh_sq*inv_4H
                 # stage 3: means ln_c_mean, ln_c_sq (sums over the units)
                 # sums of ln_c_mean, ln_c_sq
-                zx_ih_g0 = zx_ih[t, b, 0:H]
-                zx_ih_g1 = zx_ih[t, b, H:2 * H]
-                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
-                z_hh_g0 = z_hh[step, b, 0:H]
-                z_hh_g1 = z_hh[step, b, H:2 * H]
-                z_hh_g2 = z_hh[step, b, 2 * H:3 * H]
+                zx_ih_g0 = _at(zx_ih, (t, b, 0))
+                zx_ih_g1 = _at(zx_ih, (t, b, H))
+                zx_ih_g2 = _at(zx_ih, (t, b, 2 * H))
+                z_hh_g0 = _at(z_hh, (step, b, 0))
+                z_hh_g1 = _at(z_hh, (step, b, H))
+                z_hh_g2 = _at(z_hh, (step, b, 2 * H))
                 ln_ih_mean = m_ln_ih_mean[step, b]
                 ln_ih_sq = m_ln_ih_sq[step, b]
                 ln_hh_mean = m_ln_hh_mean[step, b]
@@ -185,8 +185,8 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln
                 m_ln_c_mean[step, b] = sum_m_ln_c_mean*inv_H
                 m_ln_c_sq[step, b] = sum_m_ln_c_sq*inv_H
                 # update: new states
-                zx_ih_g3 = zx_ih[t, b, 3 * H:4 * H]
-                z_hh_g3 = z_hh[step, b, 3 * H:4 * H]
+                zx_ih_g3 = _at(zx_ih, (t, b, 3 * H))
+                z_hh_g3 = _at(z_hh, (step, b, 3 * H))
                 ln_ih_mean = m_ln_ih_mean[step, b]
                 ln_ih_sq = m_ln_ih_sq[step, b]
                 ln_hh_mean = m_ln_hh_mean[step, b]
@@ -260,14 +260,14 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
                 # 9 loops over the units: one would not vectorize (too many arrays; rnngen/backends/cpu/split.py)
-                zx_ih_g0 = zx_ih[t, b, 0:H]
-                zx_ih_g1 = zx_ih[t, b, H:2 * H]
-                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
-                zx_ih_g3 = zx_ih[t, b, 3 * H:4 * H]
-                z_hh_g0 = z_hh[step, b, 0:H]
-                z_hh_g1 = z_hh[step, b, H:2 * H]
-                z_hh_g2 = z_hh[step, b, 2 * H:3 * H]
-                z_hh_g3 = z_hh[step, b, 3 * H:4 * H]
+                zx_ih_g0 = _at(zx_ih, (t, b, 0))
+                zx_ih_g1 = _at(zx_ih, (t, b, H))
+                zx_ih_g2 = _at(zx_ih, (t, b, 2 * H))
+                zx_ih_g3 = _at(zx_ih, (t, b, 3 * H))
+                z_hh_g0 = _at(z_hh, (step, b, 0))
+                z_hh_g1 = _at(z_hh, (step, b, H))
+                z_hh_g2 = _at(z_hh, (step, b, 2 * H))
+                z_hh_g3 = _at(z_hh, (step, b, 3 * H))
                 ln_ih_mean = m_ln_ih_mean[step, b]
                 ln_ih_sq = m_ln_ih_sq[step, b]
                 ln_hh_mean = m_ln_hh_mean[step, b]
@@ -288,26 +288,26 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                 tmp47 = (c1/(tmp7*math.sqrt(tmp7)))
                 tmp48 = ln_ih_mean*tmp47
                 tmp49 = (c1_2)*tmp47
-                dvec_bias_g0 = dvec_bias[0:H]
-                dvec_bias_g1 = dvec_bias[H:2 * H]
-                dvec_bias_g2 = dvec_bias[2 * H:3 * H]
-                dvec_bias_g3 = dvec_bias[3 * H:4 * H]
-                dz_hh_g0 = dz_hh[step, b, 0:H]
-                dz_hh_g1 = dz_hh[step, b, H:2 * H]
-                dz_hh_g2 = dz_hh[step, b, 2 * H:3 * H]
-                dz_hh_g3 = dz_hh[step, b, 3 * H:4 * H]
-                dzx_ih_g0 = dzx_ih[t, b, 0:H]
-                dzx_ih_g1 = dzx_ih[t, b, H:2 * H]
-                dzx_ih_g2 = dzx_ih[t, b, 2 * H:3 * H]
-                dzx_ih_g3 = dzx_ih[t, b, 3 * H:4 * H]
-                dvec_ln_hh_gain_g0 = dvec_ln_hh_gain[0:H]
-                dvec_ln_hh_gain_g1 = dvec_ln_hh_gain[H:2 * H]
-                dvec_ln_hh_gain_g2 = dvec_ln_hh_gain[2 * H:3 * H]
-                dvec_ln_hh_gain_g3 = dvec_ln_hh_gain[3 * H:4 * H]
-                dvec_ln_ih_gain_g0 = dvec_ln_ih_gain[0:H]
-                dvec_ln_ih_gain_g1 = dvec_ln_ih_gain[H:2 * H]
-                dvec_ln_ih_gain_g2 = dvec_ln_ih_gain[2 * H:3 * H]
-                dvec_ln_ih_gain_g3 = dvec_ln_ih_gain[3 * H:4 * H]
+                dvec_bias_g0 = _at(dvec_bias, (0,))
+                dvec_bias_g1 = _at(dvec_bias, (H,))
+                dvec_bias_g2 = _at(dvec_bias, (2 * H,))
+                dvec_bias_g3 = _at(dvec_bias, (3 * H,))
+                dz_hh_g0 = _at(dz_hh, (step, b, 0))
+                dz_hh_g1 = _at(dz_hh, (step, b, H))
+                dz_hh_g2 = _at(dz_hh, (step, b, 2 * H))
+                dz_hh_g3 = _at(dz_hh, (step, b, 3 * H))
+                dzx_ih_g0 = _at(dzx_ih, (t, b, 0))
+                dzx_ih_g1 = _at(dzx_ih, (t, b, H))
+                dzx_ih_g2 = _at(dzx_ih, (t, b, 2 * H))
+                dzx_ih_g3 = _at(dzx_ih, (t, b, 3 * H))
+                dvec_ln_hh_gain_g0 = _at(dvec_ln_hh_gain, (0,))
+                dvec_ln_hh_gain_g1 = _at(dvec_ln_hh_gain, (H,))
+                dvec_ln_hh_gain_g2 = _at(dvec_ln_hh_gain, (2 * H,))
+                dvec_ln_hh_gain_g3 = _at(dvec_ln_hh_gain, (3 * H,))
+                dvec_ln_ih_gain_g0 = _at(dvec_ln_ih_gain, (0,))
+                dvec_ln_ih_gain_g1 = _at(dvec_ln_ih_gain, (H,))
+                dvec_ln_ih_gain_g2 = _at(dvec_ln_ih_gain, (2 * H,))
+                dvec_ln_ih_gain_g3 = _at(dvec_ln_ih_gain, (3 * H,))
                 for j in range(H):
                     c = s_c[step, b, j]
                     ih0 = zx_ih_g0[j]
@@ -581,12 +581,12 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                 # gradient through the inputs of stage 3; 3 loops over the units: one would not vectorize (too many arrays; rnngen/backends/cpu/split.py)
                 dm_ln_c_mean = dmean_ln_c_mean[b]
                 dm_ln_c_sq = dmean_ln_c_sq[b]
-                zx_ih_g0 = zx_ih[t, b, 0:H]
-                zx_ih_g1 = zx_ih[t, b, H:2 * H]
-                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
-                z_hh_g0 = z_hh[step, b, 0:H]
-                z_hh_g1 = z_hh[step, b, H:2 * H]
-                z_hh_g2 = z_hh[step, b, 2 * H:3 * H]
+                zx_ih_g0 = _at(zx_ih, (t, b, 0))
+                zx_ih_g1 = _at(zx_ih, (t, b, H))
+                zx_ih_g2 = _at(zx_ih, (t, b, 2 * H))
+                z_hh_g0 = _at(z_hh, (step, b, 0))
+                z_hh_g1 = _at(z_hh, (step, b, H))
+                z_hh_g2 = _at(z_hh, (step, b, 2 * H))
                 ln_ih_mean = m_ln_ih_mean[step, b]
                 ln_ih_sq = m_ln_ih_sq[step, b]
                 ln_hh_mean = m_ln_hh_mean[step, b]
@@ -603,21 +603,21 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                 tmp32 = (c1/(tmp7*math.sqrt(tmp7)))
                 tmp33 = ln_ih_mean*tmp32
                 tmp34 = (c1_2)*tmp32
-                dvec_bias_g0 = dvec_bias[0:H]
-                dvec_bias_g1 = dvec_bias[H:2 * H]
-                dvec_bias_g2 = dvec_bias[2 * H:3 * H]
-                dz_hh_g0 = dz_hh[step, b, 0:H]
-                dz_hh_g1 = dz_hh[step, b, H:2 * H]
-                dz_hh_g2 = dz_hh[step, b, 2 * H:3 * H]
-                dzx_ih_g0 = dzx_ih[t, b, 0:H]
-                dzx_ih_g1 = dzx_ih[t, b, H:2 * H]
-                dzx_ih_g2 = dzx_ih[t, b, 2 * H:3 * H]
-                dvec_ln_hh_gain_g0 = dvec_ln_hh_gain[0:H]
-                dvec_ln_hh_gain_g1 = dvec_ln_hh_gain[H:2 * H]
-                dvec_ln_hh_gain_g2 = dvec_ln_hh_gain[2 * H:3 * H]
-                dvec_ln_ih_gain_g0 = dvec_ln_ih_gain[0:H]
-                dvec_ln_ih_gain_g1 = dvec_ln_ih_gain[H:2 * H]
-                dvec_ln_ih_gain_g2 = dvec_ln_ih_gain[2 * H:3 * H]
+                dvec_bias_g0 = _at(dvec_bias, (0,))
+                dvec_bias_g1 = _at(dvec_bias, (H,))
+                dvec_bias_g2 = _at(dvec_bias, (2 * H,))
+                dz_hh_g0 = _at(dz_hh, (step, b, 0))
+                dz_hh_g1 = _at(dz_hh, (step, b, H))
+                dz_hh_g2 = _at(dz_hh, (step, b, 2 * H))
+                dzx_ih_g0 = _at(dzx_ih, (t, b, 0))
+                dzx_ih_g1 = _at(dzx_ih, (t, b, H))
+                dzx_ih_g2 = _at(dzx_ih, (t, b, 2 * H))
+                dvec_ln_hh_gain_g0 = _at(dvec_ln_hh_gain, (0,))
+                dvec_ln_hh_gain_g1 = _at(dvec_ln_hh_gain, (H,))
+                dvec_ln_hh_gain_g2 = _at(dvec_ln_hh_gain, (2 * H,))
+                dvec_ln_ih_gain_g0 = _at(dvec_ln_ih_gain, (0,))
+                dvec_ln_ih_gain_g1 = _at(dvec_ln_ih_gain, (H,))
+                dvec_ln_ih_gain_g2 = _at(dvec_ln_ih_gain, (2 * H,))
                 for j in range(H):
                     c_next = row_c_next_[j]
                     tmp18 = row_tmp22[j]
@@ -730,14 +730,14 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                 # gradient through the inputs of stage 2
                 dm_ln_hh_mean = dmean_ln_hh_mean[b]
                 dm_ln_hh_sq = dmean_ln_hh_sq[b]
-                z_hh_g0 = z_hh[step, b, 0:H]
-                z_hh_g1 = z_hh[step, b, H:2 * H]
-                z_hh_g2 = z_hh[step, b, 2 * H:3 * H]
-                z_hh_g3 = z_hh[step, b, 3 * H:4 * H]
-                dz_hh_g0 = dz_hh[step, b, 0:H]
-                dz_hh_g1 = dz_hh[step, b, H:2 * H]
-                dz_hh_g2 = dz_hh[step, b, 2 * H:3 * H]
-                dz_hh_g3 = dz_hh[step, b, 3 * H:4 * H]
+                z_hh_g0 = _at(z_hh, (step, b, 0))
+                z_hh_g1 = _at(z_hh, (step, b, H))
+                z_hh_g2 = _at(z_hh, (step, b, 2 * H))
+                z_hh_g3 = _at(z_hh, (step, b, 3 * H))
+                dz_hh_g0 = _at(dz_hh, (step, b, 0))
+                dz_hh_g1 = _at(dz_hh, (step, b, H))
+                dz_hh_g2 = _at(dz_hh, (step, b, 2 * H))
+                dz_hh_g3 = _at(dz_hh, (step, b, 3 * H))
                 for j in range(H):
                     hh0 = z_hh_g0[j]
                     hh1 = z_hh_g1[j]
@@ -757,14 +757,14 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                 # gradient through the inputs of stage 1
                 dm_ln_ih_mean = dmean_ln_ih_mean[b]
                 dm_ln_ih_sq = dmean_ln_ih_sq[b]
-                zx_ih_g0 = zx_ih[t, b, 0:H]
-                zx_ih_g1 = zx_ih[t, b, H:2 * H]
-                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
-                zx_ih_g3 = zx_ih[t, b, 3 * H:4 * H]
-                dzx_ih_g0 = dzx_ih[t, b, 0:H]
-                dzx_ih_g1 = dzx_ih[t, b, H:2 * H]
-                dzx_ih_g2 = dzx_ih[t, b, 2 * H:3 * H]
-                dzx_ih_g3 = dzx_ih[t, b, 3 * H:4 * H]
+                zx_ih_g0 = _at(zx_ih, (t, b, 0))
+                zx_ih_g1 = _at(zx_ih, (t, b, H))
+                zx_ih_g2 = _at(zx_ih, (t, b, 2 * H))
+                zx_ih_g3 = _at(zx_ih, (t, b, 3 * H))
+                dzx_ih_g0 = _at(dzx_ih, (t, b, 0))
+                dzx_ih_g1 = _at(dzx_ih, (t, b, H))
+                dzx_ih_g2 = _at(dzx_ih, (t, b, 2 * H))
+                dzx_ih_g3 = _at(dzx_ih, (t, b, 3 * H))
                 for j in range(H):
                     ih0 = zx_ih_g0[j]
                     ih1 = zx_ih_g1[j]
@@ -801,10 +801,10 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_i
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
                 # sums of ln_ih_mean, ln_ih_sq
-                zx_ih_g0 = zx_ih[t, b, 0:H]
-                zx_ih_g1 = zx_ih[t, b, H:2 * H]
-                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
-                zx_ih_g3 = zx_ih[t, b, 3 * H:4 * H]
+                zx_ih_g0 = _at(zx_ih, (t, b, 0))
+                zx_ih_g1 = _at(zx_ih, (t, b, H))
+                zx_ih_g2 = _at(zx_ih, (t, b, 2 * H))
+                zx_ih_g3 = _at(zx_ih, (t, b, 3 * H))
                 for j in range(H):
                     ih0 = zx_ih_g0[j]
                     ih1 = zx_ih_g1[j]
@@ -825,10 +825,10 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_i
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
                 # sums of ln_hh_mean, ln_hh_sq
-                z_hh_g0 = z_hh[step % 2, b, 0:H]
-                z_hh_g1 = z_hh[step % 2, b, H:2 * H]
-                z_hh_g2 = z_hh[step % 2, b, 2 * H:3 * H]
-                z_hh_g3 = z_hh[step % 2, b, 3 * H:4 * H]
+                z_hh_g0 = _at(z_hh, (step % 2, b, 0))
+                z_hh_g1 = _at(z_hh, (step % 2, b, H))
+                z_hh_g2 = _at(z_hh, (step % 2, b, 2 * H))
+                z_hh_g3 = _at(z_hh, (step % 2, b, 3 * H))
                 for j in range(H):
                     hh0 = z_hh_g0[j]
                     hh1 = z_hh_g1[j]
@@ -845,12 +845,12 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_i
                 m_ln_hh_sq[step % 2, b] = sum_m_ln_hh_sq*inv_4H
                 # stage 3: means ln_c_mean, ln_c_sq (sums over the units)
                 # sums of ln_c_mean, ln_c_sq
-                zx_ih_g0 = zx_ih[t, b, 0:H]
-                zx_ih_g1 = zx_ih[t, b, H:2 * H]
-                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
-                z_hh_g0 = z_hh[step % 2, b, 0:H]
-                z_hh_g1 = z_hh[step % 2, b, H:2 * H]
-                z_hh_g2 = z_hh[step % 2, b, 2 * H:3 * H]
+                zx_ih_g0 = _at(zx_ih, (t, b, 0))
+                zx_ih_g1 = _at(zx_ih, (t, b, H))
+                zx_ih_g2 = _at(zx_ih, (t, b, 2 * H))
+                z_hh_g0 = _at(z_hh, (step % 2, b, 0))
+                z_hh_g1 = _at(z_hh, (step % 2, b, H))
+                z_hh_g2 = _at(z_hh, (step % 2, b, 2 * H))
                 ln_ih_mean = m_ln_ih_mean[step % 2, b]
                 ln_ih_sq = m_ln_ih_sq[step % 2, b]
                 ln_hh_mean = m_ln_hh_mean[step % 2, b]
@@ -891,8 +891,8 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_i
                 m_ln_c_mean[step % 2, b] = sum_m_ln_c_mean*inv_H
                 m_ln_c_sq[step % 2, b] = sum_m_ln_c_sq*inv_H
                 # update: new states
-                zx_ih_g3 = zx_ih[t, b, 3 * H:4 * H]
-                z_hh_g3 = z_hh[step % 2, b, 3 * H:4 * H]
+                zx_ih_g3 = _at(zx_ih, (t, b, 3 * H))
+                z_hh_g3 = _at(z_hh, (step % 2, b, 3 * H))
                 ln_ih_mean = m_ln_ih_mean[step % 2, b]
                 ln_ih_sq = m_ln_ih_sq[step % 2, b]
                 ln_hh_mean = m_ln_hh_mean[step % 2, b]

@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: aa9a5a0ce92886af795cead52ca2b6159accb2366a4b044d5416771e40ff1f7e
+sha256 of spec + templates + math libraries + versions: 8c1386ecebb4916fd51469ae80b2d8bc8430607069b52a646b60009600df4115
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -32,10 +32,10 @@ from rnngen.backends.cpu.noalias import DisjointArrays   # the loops' array argu
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm"
-SPEC_SHA256 = "aa9a5a0ce92886af795cead52ca2b6159accb2366a4b044d5416771e40ff1f7e"
+SPEC_SHA256 = "8c1386ecebb4916fd51469ae80b2d8bc8430607069b52a646b60009600df4115"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -76,14 +76,14 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, bias_ih
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
-                zx_ih_g0 = zx_ih[t, b, 0:H]
-                z_hh_g0 = z_hh[b, 0:H]
-                zx_ih_g1 = zx_ih[t, b, H:2 * H]
-                z_hh_g1 = z_hh[b, H:2 * H]
-                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
-                z_hh_g2 = z_hh[b, 2 * H:3 * H]
-                zx_ih_g3 = zx_ih[t, b, 3 * H:4 * H]
-                z_hh_g3 = z_hh[b, 3 * H:4 * H]
+                zx_ih_g0 = _at(zx_ih, (t, b, 0))
+                z_hh_g0 = _at(z_hh, (b, 0))
+                zx_ih_g1 = _at(zx_ih, (t, b, H))
+                z_hh_g1 = _at(z_hh, (b, H))
+                zx_ih_g2 = _at(zx_ih, (t, b, 2 * H))
+                z_hh_g2 = _at(z_hh, (b, 2 * H))
+                zx_ih_g3 = _at(zx_ih, (t, b, 3 * H))
+                z_hh_g3 = _at(z_hh, (b, 3 * H))
                 for j in range(H):
                     c = s_c[step, b, j]
                     xi_hi = zx_ih_g0[j] + z_hh_g0[j] + bias_ih_hh[j]
@@ -119,14 +119,14 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, weight_hh,
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
-                zx_ih_g0 = zx_ih[t, b, 0:H]
-                zx_ih_g1 = zx_ih[t, b, H:2 * H]
-                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
-                zx_ih_g3 = zx_ih[t, b, 3 * H:4 * H]
-                dz_hh_g0 = dz_hh[step, b, 0:H]
-                dz_hh_g1 = dz_hh[step, b, H:2 * H]
-                dz_hh_g2 = dz_hh[step, b, 2 * H:3 * H]
-                dz_hh_g3 = dz_hh[step, b, 3 * H:4 * H]
+                zx_ih_g0 = _at(zx_ih, (t, b, 0))
+                zx_ih_g1 = _at(zx_ih, (t, b, H))
+                zx_ih_g2 = _at(zx_ih, (t, b, 2 * H))
+                zx_ih_g3 = _at(zx_ih, (t, b, 3 * H))
+                dz_hh_g0 = _at(dz_hh, (step, b, 0))
+                dz_hh_g1 = _at(dz_hh, (step, b, H))
+                dz_hh_g2 = _at(dz_hh, (step, b, 2 * H))
+                dz_hh_g3 = _at(dz_hh, (step, b, 3 * H))
                 for j in range(H):
                     dnext_h = d_h[b, j] + dy[t, b, j]
                     dnext_c = d_c[b, j]
@@ -166,14 +166,14 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, bias_ih_h
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
-                zx_ih_g0 = zx_ih[t, b, 0:H]
-                z_hh_g0 = z_hh[b, 0:H]
-                zx_ih_g1 = zx_ih[t, b, H:2 * H]
-                z_hh_g1 = z_hh[b, H:2 * H]
-                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
-                z_hh_g2 = z_hh[b, 2 * H:3 * H]
-                zx_ih_g3 = zx_ih[t, b, 3 * H:4 * H]
-                z_hh_g3 = z_hh[b, 3 * H:4 * H]
+                zx_ih_g0 = _at(zx_ih, (t, b, 0))
+                z_hh_g0 = _at(z_hh, (b, 0))
+                zx_ih_g1 = _at(zx_ih, (t, b, H))
+                z_hh_g1 = _at(z_hh, (b, H))
+                zx_ih_g2 = _at(zx_ih, (t, b, 2 * H))
+                z_hh_g2 = _at(z_hh, (b, 2 * H))
+                zx_ih_g3 = _at(zx_ih, (t, b, 3 * H))
+                z_hh_g3 = _at(z_hh, (b, 3 * H))
                 for j in range(H):
                     c = s_c[step % 2, b, j]
                     xi_hi = zx_ih_g0[j] + z_hh_g0[j] + bias_ih_hh[j]

@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: ae706572ebc7820e2868c4fa80f2f52d73608756d6e41d6081de27896b0bb59d
+sha256 of spec + templates + math libraries + versions: 4478fdbbfb724be8eaf4359b8b28cf432147392b66dfee9428e79666d358a602
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -31,10 +31,10 @@ from rnngen.backends.cpu.noalias import DisjointArrays   # the loops' array argu
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "ae706572ebc7820e2868c4fa80f2f52d73608756d6e41d6081de27896b0bb59d"
+SPEC_SHA256 = "4478fdbbfb724be8eaf4359b8b28cf432147392b66dfee9428e79666d358a602"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -78,14 +78,14 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, vec_wei
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
-                zx_ih_g0 = zx_ih[t, b, 0:H]
-                z_hh_g0 = z_hh[b, 0:H]
-                zx_ih_g1 = zx_ih[t, b, H:2 * H]
-                z_hh_g1 = z_hh[b, H:2 * H]
-                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
-                z_hh_g2 = z_hh[b, 2 * H:3 * H]
-                zx_ih_g3 = zx_ih[t, b, 3 * H:4 * H]
-                z_hh_g3 = z_hh[b, 3 * H:4 * H]
+                zx_ih_g0 = _at(zx_ih, (t, b, 0))
+                z_hh_g0 = _at(z_hh, (b, 0))
+                zx_ih_g1 = _at(zx_ih, (t, b, H))
+                z_hh_g1 = _at(z_hh, (b, H))
+                zx_ih_g2 = _at(zx_ih, (t, b, 2 * H))
+                z_hh_g2 = _at(z_hh, (b, 2 * H))
+                zx_ih_g3 = _at(zx_ih, (t, b, 3 * H))
+                z_hh_g3 = _at(z_hh, (b, 3 * H))
                 for j in range(H):
                     c = s_c[step, b, j]
                     xi_hi = zx_ih_g0[j] + z_hh_g0[j] + bias_ih_hh[j]
@@ -123,14 +123,14 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, dvec_weigh
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
-                zx_ih_g0 = zx_ih[t, b, 0:H]
-                zx_ih_g1 = zx_ih[t, b, H:2 * H]
-                zx_ih_g3 = zx_ih[t, b, 3 * H:4 * H]
-                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
-                dz_hh_g0 = dz_hh[step, b, 0:H]
-                dz_hh_g1 = dz_hh[step, b, H:2 * H]
-                dz_hh_g2 = dz_hh[step, b, 2 * H:3 * H]
-                dz_hh_g3 = dz_hh[step, b, 3 * H:4 * H]
+                zx_ih_g0 = _at(zx_ih, (t, b, 0))
+                zx_ih_g1 = _at(zx_ih, (t, b, H))
+                zx_ih_g3 = _at(zx_ih, (t, b, 3 * H))
+                zx_ih_g2 = _at(zx_ih, (t, b, 2 * H))
+                dz_hh_g0 = _at(dz_hh, (step, b, 0))
+                dz_hh_g1 = _at(dz_hh, (step, b, H))
+                dz_hh_g2 = _at(dz_hh, (step, b, 2 * H))
+                dz_hh_g3 = _at(dz_hh, (step, b, 3 * H))
                 for j in range(H):
                     dnext_h = d_h[b, j] + dy[t, b, j]
                     dnext_c = d_c[b, j]
@@ -181,14 +181,14 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, vec_weigh
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
-                zx_ih_g0 = zx_ih[t, b, 0:H]
-                z_hh_g0 = z_hh[b, 0:H]
-                zx_ih_g1 = zx_ih[t, b, H:2 * H]
-                z_hh_g1 = z_hh[b, H:2 * H]
-                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
-                z_hh_g2 = z_hh[b, 2 * H:3 * H]
-                zx_ih_g3 = zx_ih[t, b, 3 * H:4 * H]
-                z_hh_g3 = z_hh[b, 3 * H:4 * H]
+                zx_ih_g0 = _at(zx_ih, (t, b, 0))
+                z_hh_g0 = _at(z_hh, (b, 0))
+                zx_ih_g1 = _at(zx_ih, (t, b, H))
+                z_hh_g1 = _at(z_hh, (b, H))
+                zx_ih_g2 = _at(zx_ih, (t, b, 2 * H))
+                z_hh_g2 = _at(z_hh, (b, 2 * H))
+                zx_ih_g3 = _at(zx_ih, (t, b, 3 * H))
+                z_hh_g3 = _at(z_hh, (b, 3 * H))
                 for j in range(H):
                     c = s_c[step % 2, b, j]
                     xi_hi = zx_ih_g0[j] + z_hh_g0[j] + bias_ih_hh[j]

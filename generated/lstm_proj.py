@@ -2,7 +2,7 @@
 
 source spec: lstm_proj.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: da98fca25c205486a6e76beda575355ea0b7de565eb5c1e3c9de60ca85fbb3db
+sha256 of spec + templates + math libraries + versions: 41bdad5bc156805a248b1205702fae8334612cdcbd670ef0b92ba7c5b6c62272
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -32,10 +32,10 @@ from rnngen.backends.cpu.noalias import DisjointArrays   # the loops' array argu
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_proj"
-SPEC_SHA256 = "da98fca25c205486a6e76beda575355ea0b7de565eb5c1e3c9de60ca85fbb3db"
+SPEC_SHA256 = "41bdad5bc156805a248b1205702fae8334612cdcbd670ef0b92ba7c5b6c62272"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -84,14 +84,14 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, bias_i
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
                 # inputs of linear hr
-                zx_ih_g0 = zx_ih[t, b, 0:H]
-                zx_ih_g1 = zx_ih[t, b, H:2 * H]
-                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
-                zx_ih_g3 = zx_ih[t, b, 3 * H:4 * H]
-                z_hh_g0 = z_hh[b, 0:H]
-                z_hh_g1 = z_hh[b, H:2 * H]
-                z_hh_g2 = z_hh[b, 2 * H:3 * H]
-                z_hh_g3 = z_hh[b, 3 * H:4 * H]
+                zx_ih_g0 = _at(zx_ih, (t, b, 0))
+                zx_ih_g1 = _at(zx_ih, (t, b, H))
+                zx_ih_g2 = _at(zx_ih, (t, b, 2 * H))
+                zx_ih_g3 = _at(zx_ih, (t, b, 3 * H))
+                z_hh_g0 = _at(z_hh, (b, 0))
+                z_hh_g1 = _at(z_hh, (b, H))
+                z_hh_g2 = _at(z_hh, (b, 2 * H))
+                z_hh_g3 = _at(z_hh, (b, 3 * H))
                 for j in range(H):
                     c = s_c[step, b, j]
                     xi = zx_ih_g0[j] + bias_ih[j]
@@ -121,12 +121,12 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, bias_i
                     h_next = z_hr[b, j]
                     s_h[step + 1, b, j] = h_next
                     y[t, b, j] = s_h[step + 1, b, j]
-                zx_ih_g0 = zx_ih[t, b, 0:H]
-                zx_ih_g1 = zx_ih[t, b, H:2 * H]
-                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
-                z_hh_g0 = z_hh[b, 0:H]
-                z_hh_g1 = z_hh[b, H:2 * H]
-                z_hh_g2 = z_hh[b, 2 * H:3 * H]
+                zx_ih_g0 = _at(zx_ih, (t, b, 0))
+                zx_ih_g1 = _at(zx_ih, (t, b, H))
+                zx_ih_g2 = _at(zx_ih, (t, b, 2 * H))
+                z_hh_g0 = _at(z_hh, (b, 0))
+                z_hh_g1 = _at(z_hh, (b, H))
+                z_hh_g2 = _at(z_hh, (b, 2 * H))
                 for j in range(H):
                     c = s_c[step, b, j]
                     xi = zx_ih_g0[j] + bias_ih[j]
@@ -168,15 +168,15 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dzx_ih, dz_hh, dz
                     dnext_h = d_h[b, j] + dy[t, b, j]
                     d_h[b, j] = c0
                     dz_hr[step, b, j] = dnext_h
-                zx_ih_g0 = zx_ih[t, b, 0:H]
-                zx_ih_g1 = zx_ih[t, b, H:2 * H]
-                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
-                dz_hh_g0 = dz_hh[step, b, 0:H]
-                dz_hh_g1 = dz_hh[step, b, H:2 * H]
-                dz_hh_g2 = dz_hh[step, b, 2 * H:3 * H]
-                dzx_ih_g0 = dzx_ih[t, b, 0:H]
-                dzx_ih_g1 = dzx_ih[t, b, H:2 * H]
-                dzx_ih_g2 = dzx_ih[t, b, 2 * H:3 * H]
+                zx_ih_g0 = _at(zx_ih, (t, b, 0))
+                zx_ih_g1 = _at(zx_ih, (t, b, H))
+                zx_ih_g2 = _at(zx_ih, (t, b, 2 * H))
+                dz_hh_g0 = _at(dz_hh, (step, b, 0))
+                dz_hh_g1 = _at(dz_hh, (step, b, H))
+                dz_hh_g2 = _at(dz_hh, (step, b, 2 * H))
+                dzx_ih_g0 = _at(dzx_ih, (t, b, 0))
+                dzx_ih_g1 = _at(dzx_ih, (t, b, H))
+                dzx_ih_g2 = _at(dzx_ih, (t, b, 2 * H))
                 for j in range(H):
                     dnext_c = d_c[b, j]
                     i = zx_ih_g0[j]
@@ -203,18 +203,18 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dzx_ih, dz_hh, dz
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
                 # gradient through the inputs of stage 2
-                zx_ih_g0 = zx_ih[t, b, 0:H]
-                zx_ih_g1 = zx_ih[t, b, H:2 * H]
-                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
-                zx_ih_g3 = zx_ih[t, b, 3 * H:4 * H]
-                dz_hh_g0 = dz_hh[step, b, 0:H]
-                dz_hh_g1 = dz_hh[step, b, H:2 * H]
-                dz_hh_g2 = dz_hh[step, b, 2 * H:3 * H]
-                dz_hh_g3 = dz_hh[step, b, 3 * H:4 * H]
-                dzx_ih_g0 = dzx_ih[t, b, 0:H]
-                dzx_ih_g1 = dzx_ih[t, b, H:2 * H]
-                dzx_ih_g2 = dzx_ih[t, b, 2 * H:3 * H]
-                dzx_ih_g3 = dzx_ih[t, b, 3 * H:4 * H]
+                zx_ih_g0 = _at(zx_ih, (t, b, 0))
+                zx_ih_g1 = _at(zx_ih, (t, b, H))
+                zx_ih_g2 = _at(zx_ih, (t, b, 2 * H))
+                zx_ih_g3 = _at(zx_ih, (t, b, 3 * H))
+                dz_hh_g0 = _at(dz_hh, (step, b, 0))
+                dz_hh_g1 = _at(dz_hh, (step, b, H))
+                dz_hh_g2 = _at(dz_hh, (step, b, 2 * H))
+                dz_hh_g3 = _at(dz_hh, (step, b, 3 * H))
+                dzx_ih_g0 = _at(dzx_ih, (t, b, 0))
+                dzx_ih_g1 = _at(dzx_ih, (t, b, H))
+                dzx_ih_g2 = _at(dzx_ih, (t, b, 2 * H))
+                dzx_ih_g3 = _at(dzx_ih, (t, b, 3 * H))
                 for j in range(H):
                     dv_hr_bj = dv_hr[b, j]
                     i = zx_ih_g0[j]
@@ -264,14 +264,14 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, bias_ih,
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
                 # inputs of linear hr
-                zx_ih_g0 = zx_ih[t, b, 0:H]
-                zx_ih_g1 = zx_ih[t, b, H:2 * H]
-                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
-                zx_ih_g3 = zx_ih[t, b, 3 * H:4 * H]
-                z_hh_g0 = z_hh[b, 0:H]
-                z_hh_g1 = z_hh[b, H:2 * H]
-                z_hh_g2 = z_hh[b, 2 * H:3 * H]
-                z_hh_g3 = z_hh[b, 3 * H:4 * H]
+                zx_ih_g0 = _at(zx_ih, (t, b, 0))
+                zx_ih_g1 = _at(zx_ih, (t, b, H))
+                zx_ih_g2 = _at(zx_ih, (t, b, 2 * H))
+                zx_ih_g3 = _at(zx_ih, (t, b, 3 * H))
+                z_hh_g0 = _at(z_hh, (b, 0))
+                z_hh_g1 = _at(z_hh, (b, H))
+                z_hh_g2 = _at(z_hh, (b, 2 * H))
+                z_hh_g3 = _at(z_hh, (b, 3 * H))
                 for j in range(H):
                     c = s_c[step % 2, b, j]
                     xi = zx_ih_g0[j] + bias_ih[j]
@@ -300,12 +300,12 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, bias_ih,
                     h_next = z_hr[b, j]
                     s_h[(step + 1) % 2, b, j] = h_next
                     y[t, b, j] = s_h[(step + 1) % 2, b, j]
-                zx_ih_g0 = zx_ih[t, b, 0:H]
-                zx_ih_g1 = zx_ih[t, b, H:2 * H]
-                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
-                z_hh_g0 = z_hh[b, 0:H]
-                z_hh_g1 = z_hh[b, H:2 * H]
-                z_hh_g2 = z_hh[b, 2 * H:3 * H]
+                zx_ih_g0 = _at(zx_ih, (t, b, 0))
+                zx_ih_g1 = _at(zx_ih, (t, b, H))
+                zx_ih_g2 = _at(zx_ih, (t, b, 2 * H))
+                z_hh_g0 = _at(z_hh, (b, 0))
+                z_hh_g1 = _at(z_hh, (b, H))
+                z_hh_g2 = _at(z_hh, (b, 2 * H))
                 for j in range(H):
                     c = s_c[step % 2, b, j]
                     xi = zx_ih_g0[j] + bias_ih[j]

@@ -2,7 +2,7 @@
 
 source spec: lstm_weightdrop.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 9bb2b2085a014755b1c3075e40f93360177d1c61eee7c87b65c5a5eec58e99e6
+sha256 of spec + templates + math libraries + versions: 3baf6a45718be92b93160f4f65111588d40ae7970fe468b201da9ed0431aab17
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,10 +33,10 @@ from rnngen.backends.cpu.noalias import DisjointArrays   # the loops' array argu
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_weightdrop"
-SPEC_SHA256 = "9bb2b2085a014755b1c3075e40f93360177d1c61eee7c87b65c5a5eec58e99e6"
+SPEC_SHA256 = "3baf6a45718be92b93160f4f65111588d40ae7970fe468b201da9ed0431aab17"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -77,14 +77,14 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, bias_ih
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
-                zx_ih_g0 = zx_ih[t, b, 0:H]
-                z_hh_g0 = z_hh[b, 0:H]
-                zx_ih_g1 = zx_ih[t, b, H:2 * H]
-                z_hh_g1 = z_hh[b, H:2 * H]
-                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
-                z_hh_g2 = z_hh[b, 2 * H:3 * H]
-                zx_ih_g3 = zx_ih[t, b, 3 * H:4 * H]
-                z_hh_g3 = z_hh[b, 3 * H:4 * H]
+                zx_ih_g0 = _at(zx_ih, (t, b, 0))
+                z_hh_g0 = _at(z_hh, (b, 0))
+                zx_ih_g1 = _at(zx_ih, (t, b, H))
+                z_hh_g1 = _at(z_hh, (b, H))
+                zx_ih_g2 = _at(zx_ih, (t, b, 2 * H))
+                z_hh_g2 = _at(z_hh, (b, 2 * H))
+                zx_ih_g3 = _at(zx_ih, (t, b, 3 * H))
+                z_hh_g3 = _at(z_hh, (b, 3 * H))
                 for j in range(H):
                     c = s_c[step, b, j]
                     xi_hi = zx_ih_g0[j] + z_hh_g0[j] + bias_ih_hh[j]
@@ -120,14 +120,14 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, weight_hh,
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
-                zx_ih_g0 = zx_ih[t, b, 0:H]
-                zx_ih_g1 = zx_ih[t, b, H:2 * H]
-                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
-                zx_ih_g3 = zx_ih[t, b, 3 * H:4 * H]
-                dz_hh_g0 = dz_hh[step, b, 0:H]
-                dz_hh_g1 = dz_hh[step, b, H:2 * H]
-                dz_hh_g2 = dz_hh[step, b, 2 * H:3 * H]
-                dz_hh_g3 = dz_hh[step, b, 3 * H:4 * H]
+                zx_ih_g0 = _at(zx_ih, (t, b, 0))
+                zx_ih_g1 = _at(zx_ih, (t, b, H))
+                zx_ih_g2 = _at(zx_ih, (t, b, 2 * H))
+                zx_ih_g3 = _at(zx_ih, (t, b, 3 * H))
+                dz_hh_g0 = _at(dz_hh, (step, b, 0))
+                dz_hh_g1 = _at(dz_hh, (step, b, H))
+                dz_hh_g2 = _at(dz_hh, (step, b, 2 * H))
+                dz_hh_g3 = _at(dz_hh, (step, b, 3 * H))
                 for j in range(H):
                     dnext_h = d_h[b, j] + dy[t, b, j]
                     dnext_c = d_c[b, j]
@@ -167,14 +167,14 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, bias_ih_h
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
-                zx_ih_g0 = zx_ih[t, b, 0:H]
-                z_hh_g0 = z_hh[b, 0:H]
-                zx_ih_g1 = zx_ih[t, b, H:2 * H]
-                z_hh_g1 = z_hh[b, H:2 * H]
-                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
-                z_hh_g2 = z_hh[b, 2 * H:3 * H]
-                zx_ih_g3 = zx_ih[t, b, 3 * H:4 * H]
-                z_hh_g3 = z_hh[b, 3 * H:4 * H]
+                zx_ih_g0 = _at(zx_ih, (t, b, 0))
+                z_hh_g0 = _at(z_hh, (b, 0))
+                zx_ih_g1 = _at(zx_ih, (t, b, H))
+                z_hh_g1 = _at(z_hh, (b, H))
+                zx_ih_g2 = _at(zx_ih, (t, b, 2 * H))
+                z_hh_g2 = _at(z_hh, (b, 2 * H))
+                zx_ih_g3 = _at(zx_ih, (t, b, 3 * H))
+                z_hh_g3 = _at(z_hh, (b, 3 * H))
                 for j in range(H):
                     c = s_c[step % 2, b, j]
                     xi_hi = zx_ih_g0[j] + z_hh_g0[j] + bias_ih_hh[j]

@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: ea0a61727f42777c2e9e71c0ede80ec5f7cc9c1c8cb26842abff844a85efa888
+sha256 of spec + templates + math libraries + versions: 986af7aa2dd49661626ce83d3dfb41fcce67b21053b6ad20f1b419aef0be0b5f
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -25,10 +25,10 @@ from rnngen.backends.cpu.noalias import DisjointArrays   # the loops' array argu
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, sigmoid as _sigmoid  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, sigmoid as _sigmoid  # noqa: F401
 
 NAME = "mingru"
-SPEC_SHA256 = "ea0a61727f42777c2e9e71c0ede80ec5f7cc9c1c8cb26842abff844a85efa888"
+SPEC_SHA256 = "986af7aa2dd49661626ce83d3dfb41fcce67b21053b6ad20f1b419aef0be0b5f"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -64,8 +64,8 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, bias_ih):
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
-                zx_ih_g0 = zx_ih[t, b, 0:H]
-                zx_ih_g1 = zx_ih[t, b, H:2 * H]
+                zx_ih_g0 = _at(zx_ih, (t, b, 0))
+                zx_ih_g1 = _at(zx_ih, (t, b, H))
                 for j in range(H):
                     h = s_h[step, b, j]
                     xz = zx_ih_g0[j] + bias_ih[j]
@@ -89,10 +89,10 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih, bias_ih):
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
-                zx_ih_g0 = zx_ih[t, b, 0:H]
-                zx_ih_g1 = zx_ih[t, b, H:2 * H]
-                dzx_ih_g0 = dzx_ih[t, b, 0:H]
-                dzx_ih_g1 = dzx_ih[t, b, H:2 * H]
+                zx_ih_g0 = _at(zx_ih, (t, b, 0))
+                zx_ih_g1 = _at(zx_ih, (t, b, H))
+                dzx_ih_g0 = _at(dzx_ih, (t, b, 0))
+                dzx_ih_g1 = _at(dzx_ih, (t, b, H))
                 for j in range(H):
                     dnext_h = d_h[b, j] + dy[t, b, j]
                     z = zx_ih_g0[j]
@@ -115,8 +115,8 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, bias_ih):
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
-                zx_ih_g0 = zx_ih[t, b, 0:H]
-                zx_ih_g1 = zx_ih[t, b, H:2 * H]
+                zx_ih_g0 = _at(zx_ih, (t, b, 0))
+                zx_ih_g1 = _at(zx_ih, (t, b, H))
                 for j in range(H):
                     h = s_h[step % 2, b, j]
                     xz = zx_ih_g0[j] + bias_ih[j]

@@ -2,7 +2,7 @@
 
 source spec: slstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 6b3d1e542805b77544578e4d4601f8de6d1aa53e3b7ff103a9e38d8b3c30db1e
+sha256 of spec + templates + math libraries + versions: bdeeb08e828873b1c34f3f3e8bd195eb68d0f22c947650e748bc574c00f54419
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -40,10 +40,10 @@ from rnngen.backends.cpu.noalias import DisjointArrays   # the loops' array argu
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, exp_nonpositive as _exp_nonpositive, head_weight_grad as _head_weight_grad, log_sigmoid as _log_sigmoid, maximum as _maximum, sigmoid as _sigmoid, step as _step, tanh as _tanh  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, exp_nonpositive as _exp_nonpositive, head_weight_grad as _head_weight_grad, log_sigmoid as _log_sigmoid, maximum as _maximum, sigmoid as _sigmoid, step as _step, tanh as _tanh  # noqa: F401
 
 NAME = "slstm"
-SPEC_SHA256 = "6b3d1e542805b77544578e4d4601f8de6d1aa53e3b7ff103a9e38d8b3c30db1e"
+SPEC_SHA256 = "bdeeb08e828873b1c34f3f3e8bd195eb68d0f22c947650e748bc574c00f54419"
 STATES = ('h', 'c', 'n', 'm')
 OUTPUT = "h"
 INITIAL = {'m': 'lowest'}     # the states that do not start at zero when state0 leaves them out
@@ -103,14 +103,14 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, s_n, s_m, z_hh, bias_ih,
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
                 # 3 loops over the units: one would not vectorize (too many arrays; rnngen/backends/cpu/split.py)
-                zx_ih_g0 = zx_ih[t, b, 0:H]
-                z_hh_g0 = z_hh[b, 0:H]
-                zx_ih_g1 = zx_ih[t, b, H:2 * H]
-                z_hh_g1 = z_hh[b, H:2 * H]
-                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
-                z_hh_g2 = z_hh[b, 2 * H:3 * H]
-                zx_ih_g3 = zx_ih[t, b, 3 * H:4 * H]
-                z_hh_g3 = z_hh[b, 3 * H:4 * H]
+                zx_ih_g0 = _at(zx_ih, (t, b, 0))
+                z_hh_g0 = _at(z_hh, (b, 0))
+                zx_ih_g1 = _at(zx_ih, (t, b, H))
+                z_hh_g1 = _at(z_hh, (b, H))
+                zx_ih_g2 = _at(zx_ih, (t, b, 2 * H))
+                z_hh_g2 = _at(z_hh, (b, 2 * H))
+                zx_ih_g3 = _at(zx_ih, (t, b, 3 * H))
+                z_hh_g3 = _at(z_hh, (b, 3 * H))
                 for j in range(H):
                     m = s_m[step, b, j]
                     xi_hi = zx_ih_g0[j] + bias_ih[j] + z_hh_g0[j]
@@ -184,14 +184,14 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, s_n, s_m, d_h, d_c, d_n, d_
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
-                zx_ih_g0 = zx_ih[t, b, 0:H]
-                zx_ih_g1 = zx_ih[t, b, H:2 * H]
-                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
-                zx_ih_g3 = zx_ih[t, b, 3 * H:4 * H]
-                dz_hh_g0 = dz_hh[step, b, 0:H]
-                dz_hh_g1 = dz_hh[step, b, H:2 * H]
-                dz_hh_g2 = dz_hh[step, b, 2 * H:3 * H]
-                dz_hh_g3 = dz_hh[step, b, 3 * H:4 * H]
+                zx_ih_g0 = _at(zx_ih, (t, b, 0))
+                zx_ih_g1 = _at(zx_ih, (t, b, H))
+                zx_ih_g2 = _at(zx_ih, (t, b, 2 * H))
+                zx_ih_g3 = _at(zx_ih, (t, b, 3 * H))
+                dz_hh_g0 = _at(dz_hh, (step, b, 0))
+                dz_hh_g1 = _at(dz_hh, (step, b, H))
+                dz_hh_g2 = _at(dz_hh, (step, b, 2 * H))
+                dz_hh_g3 = _at(dz_hh, (step, b, 3 * H))
                 for j in range(H):
                     dnext_h = d_h[b, j] + dy[t, b, j]
                     dnext_c = d_c[b, j]
@@ -267,14 +267,14 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, s_n, s_m, z_hh, bias_ih, w
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
-                zx_ih_g0 = zx_ih[t, b, 0:H]
-                z_hh_g0 = z_hh[b, 0:H]
-                zx_ih_g1 = zx_ih[t, b, H:2 * H]
-                z_hh_g1 = z_hh[b, H:2 * H]
-                zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]
-                z_hh_g2 = z_hh[b, 2 * H:3 * H]
-                zx_ih_g3 = zx_ih[t, b, 3 * H:4 * H]
-                z_hh_g3 = z_hh[b, 3 * H:4 * H]
+                zx_ih_g0 = _at(zx_ih, (t, b, 0))
+                z_hh_g0 = _at(z_hh, (b, 0))
+                zx_ih_g1 = _at(zx_ih, (t, b, H))
+                z_hh_g1 = _at(z_hh, (b, H))
+                zx_ih_g2 = _at(zx_ih, (t, b, 2 * H))
+                z_hh_g2 = _at(z_hh, (b, 2 * H))
+                zx_ih_g3 = _at(zx_ih, (t, b, 3 * H))
+                z_hh_g3 = _at(z_hh, (b, 3 * H))
                 for j in range(H):
                     c = s_c[step % 2, b, j]
                     n = s_n[step % 2, b, j]

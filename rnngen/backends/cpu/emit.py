@@ -375,8 +375,8 @@ def emit(kernel, layout, header, equations, rate0=None):
         kernel_sizes={"forward": fsizes, "backward": bsizes, "infer": isizes},
         wrapper_sizes={"forward": wrapper_sizes(kernel, False), "backward": wrapper_sizes(kernel, True)},
         constants=p.constants.lines(),
-        helpers=sorted(p.constants.helpers | ({"_head_weight_grad"} if any(getattr(op, "heads", False)
-                                                                             for op in kernel.after) else set())),
+        helpers=sorted(p.constants.helpers | ({"_at"} if layout.views or infer_layout.views else set())
+                       | ({"_head_weight_grad"} if any(getattr(op, "heads", False) for op in kernel.after) else set())),
         n=kernel.loop,
         forward_args=fargs, forward_call=fcall, forward_setup=layout.bias_sum_lines(fcall) + fsetup,
         forward_stages=forward_stages,

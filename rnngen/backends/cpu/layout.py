@@ -144,7 +144,8 @@ class CpuLayout:
         return self.rows(ref.at)
 
     def element(self, ref, views=None):
-        """The element `ref` names, through a per-row view of its gate when `views` collects them."""
+        """The element `ref` names, through a per-row pointer to its gate block when `views` collects
+        them (mathlib.at: a slice would count references once per row and block)."""
         rows, name = self.rows_of(ref), ref.buffer.name
         if ref.buffer.per_row:
             return f"{name}[{rows}]"
@@ -154,8 +155,7 @@ class CpuLayout:
                 self.views[key] = self.namer.claim(f"{name}_g{ref.gate}")
             view, H, g = self.views[key], self.unit_size(ref.buffer), ref.gate
             lo = "0" if g == 0 else (H if g == 1 else f"{g} * {H}")
-            hi = H if g == 0 else f"{g + 1} * {H}"
-            line = f"{view} = {name}[{rows + ', ' if rows else ''}{lo}:{hi}]"
+            line = f"{view} = _at({name}, ({rows + ', ' if rows else ''}{lo}{'' if rows else ','}))"
             if line not in views:
                 views.append(line)
             return f"{view}[{self.n['j']}]"

@@ -1,5 +1,5 @@
-"""The CPU layout: the biases read in the loops (none folded into the hoisted GEMM), per-row views
-of gate blocks, a scratch for the GEMM adjoint added into a state's gradient, numpy allocation."""
+"""The CPU layout: the biases read in the loops (none folded into the hoisted GEMM), per-row
+pointers to gate blocks (mathlib.at), a scratch for the GEMM adjoint added into a state's gradient, numpy allocation."""
 from rnngen.compiler import ir
 
 
@@ -11,7 +11,7 @@ def test_biases_views_and_scratch(compile_builtin):
     views = []
     assert lay.element(read.terms[0], views) == "zx_ih_g0[j]"
     assert lay.element(ir.Ref(read.terms[0].buffer, 2, "t"), views) == "zx_ih_g2[j]"
-    assert views == ["zx_ih_g0 = zx_ih[t, b, 0:H]", "zx_ih_g2 = zx_ih[t, b, 2 * H:3 * H]"]
+    assert views == ["zx_ih_g0 = _at(zx_ih, (t, b, 0))", "zx_ih_g2 = _at(zx_ih, (t, b, 2 * H))"]
     assert lay.element(read.terms[3]) == "bias_hh[j]" and lay.element(ir.Ref(read.terms[3].buffer, 1, "unit")) \
         == "bias_hh[H + j]"
     assert [b.name for b in lay.scratch.values()] == ["dv_hh"]
@@ -26,4 +26,4 @@ def test_printed_module(compile_builtin):
     kinds = [[kind for kind, _ in st.items] for st in m.backward_stages]
     assert kinds == [["rows"], ["gemm", "rows"], ["gemm", "add"]]
     assert m.saved == [("zx_ih", "zx_ih"), ("s_h", "s_h"), ("z_rh", "z_rh"), ("v_rh", "v_rh")]   # z_hh: backward reads u, r where zx_ih kept them
-    assert m.helpers == ["_sigmoid", "_tanh"]
+    assert m.helpers == ["_at", "_sigmoid", "_tanh"]

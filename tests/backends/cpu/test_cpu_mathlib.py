@@ -59,3 +59,43 @@ def test_loop_order_reverses_each_sequence_and_is_its_own_inverse():
     np.testing.assert_array_equal(out[:2, 1], a[1::-1, 1])
     assert not out[2:, 1].any() and not out[:, 2].any()
     np.testing.assert_array_equal(mathlib.loop_order(out, lengths)[:2, 1], a[:2, 1])
+
+
+@njit
+def _through_pointers(a, b, lo, n):
+    """Adds 1 to a[b, lo:lo + n] and 2 to a[b + 1, lo:lo + n] through mathlib.at pointers (2-D), and
+    returns the sum of a[0, :n] read through a pointer."""
+    p = mathlib.at(a, (b, lo))
+    q = mathlib.at(a, (b + 1, np.int32(lo)))       # mixed integer types in the index
+    s = a.dtype.type(0)
+    r = mathlib.at(a, (0, 0))
+    for j in range(n):
+        p[j] += 1
+        q[j] = q[j] + 2
+        s += r[j]
+    return s
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_at_points_at_the_element_and_writes_through(dtype):
+    a = np.arange(4 * 12, dtype=dtype).reshape(4, 12)
+    want = a.copy()
+    want[1, 5:9] += 1
+    want[2, 5:9] += 2
+    s = _through_pointers(a, 1, 5, 4)
+    assert np.array_equal(a, want) and s == a[0, :4].sum()
+
+
+@njit
+def _at3(a, t, b, k):
+    return mathlib.at(a, (t, b, k))[1]
+
+
+def test_at_three_dimensions_and_refuses_what_it_cannot_index():
+    a = np.random.default_rng(0).standard_normal((3, 4, 10)).astype(np.float32)
+    assert _at3(a, 2, 3, 4) == a[2, 3, 5]
+    from numba.core.errors import TypingError
+    with pytest.raises(TypingError):
+        _at3(a[:, :, ::2], 0, 0, 0)          # not C-contiguous: a pointer's j would not step by one
+    with pytest.raises(TypingError):
+        _at3(a[0], 0, 0, 0)                  # too few dimensions for the index
