@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: d98c3a67dc0b79557b621b9d8bbd6719971ddaf14350fa734209ab9d12627759
+sha256 of spec + templates + math libraries + versions: 1489c02d8bc02e1ecf23eb9db13e86438a292e7894476d6d48c5f051f86a75c6
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "indrnn"
-SPEC_SHA256 = "d98c3a67dc0b79557b621b9d8bbd6719971ddaf14350fa734209ab9d12627759"
+SPEC_SHA256 = "1489c02d8bc02e1ecf23eb9db13e86438a292e7894476d6d48c5f051f86a75c6"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 4478fdbbfb724be8eaf4359b8b28cf432147392b66dfee9428e79666d358a602
+sha256 of spec + templates + math libraries + versions: 61352d87b1eb512d422fff671359183576a56dce2d9a49dd15e8abf6847af290
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -42,7 +42,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "4478fdbbfb724be8eaf4359b8b28cf432147392b66dfee9428e79666d358a602"
+SPEC_SHA256 = "61352d87b1eb512d422fff671359183576a56dce2d9a49dd15e8abf6847af290"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: a0fac1581b9c1f989157acee029f84698f891535f82a1dfda884d73c4d549417
+sha256 of spec + templates + math libraries + versions: 55b24b3b34fff7e6ef1ea68ac0b6ca076b988559c6f67a4f716c923aff36d602
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -37,7 +37,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "a0fac1581b9c1f989157acee029f84698f891535f82a1dfda884d73c4d549417"
+SPEC_SHA256 = "55b24b3b34fff7e6ef1ea68ac0b6ca076b988559c6f67a4f716c923aff36d602"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

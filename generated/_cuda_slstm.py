@@ -2,7 +2,7 @@
 
 source spec: slstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: bdeeb08e828873b1c34f3f3e8bd195eb68d0f22c947650e748bc574c00f54419
+sha256 of spec + templates + math libraries + versions: f3aefe21bbca1f3685b1bb6294b88d11ff98dde801bbdf84ea76a1be420d558f
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -51,7 +51,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "slstm"
-SPEC_SHA256 = "bdeeb08e828873b1c34f3f3e8bd195eb68d0f22c947650e748bc574c00f54419"
+SPEC_SHA256 = "f3aefe21bbca1f3685b1bb6294b88d11ff98dde801bbdf84ea76a1be420d558f"
 STATES = ('h', 'c', 'n', 'm')
 OUTPUT = "h"
 INITIAL = {'m': 'lowest'}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: d98c3a67dc0b79557b621b9d8bbd6719971ddaf14350fa734209ab9d12627759
+sha256 of spec + templates + math libraries + versions: 1489c02d8bc02e1ecf23eb9db13e86438a292e7894476d6d48c5f051f86a75c6
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -26,7 +26,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, relu as _relu, step as _step  # noqa: F401
 
 NAME = "indrnn"
-SPEC_SHA256 = "d98c3a67dc0b79557b621b9d8bbd6719971ddaf14350fa734209ab9d12627759"
+SPEC_SHA256 = "1489c02d8bc02e1ecf23eb9db13e86438a292e7894476d6d48c5f051f86a75c6"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -54,7 +54,7 @@ def sizes_of(params):
 
 
 # -- forward: the time loop ------------------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy", pipeline_class=DisjointArrays)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
 def _forward_loop(lengths, reverse, y, zx_ih, s_h, bias_ih, vec_weight_hh):
     T, B, H = y.shape
     for step in range(T):
@@ -74,7 +74,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, bias_ih, vec_weight_hh):
 
 
 # -- backward: the time loop in reverse ------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy", pipeline_class=DisjointArrays)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
 def _backward_loop(lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih, dvec_weight_hh, bias_ih, vec_weight_hh):
     T, B, H = dy.shape
     for step in range(T - 1, -1, -1):
@@ -94,7 +94,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih, dvec_weight_hh
 
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
-@njit(cache=True, nogil=True, error_model="numpy", pipeline_class=DisjointArrays)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
 def _infer_loop(lengths, reverse, y, zx_ih, s_h, bias_ih, vec_weight_hh):
     T, B, H = y.shape
     for step in range(T):

@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 986af7aa2dd49661626ce83d3dfb41fcce67b21053b6ad20f1b419aef0be0b5f
+sha256 of spec + templates + math libraries + versions: 6cb8e12b909c6f0ab8e57a894d7d39584592e8899a6ff1304bc5c86784fe6882
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,7 +28,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, sigmoid as _sigmoid  # noqa: F401
 
 NAME = "mingru"
-SPEC_SHA256 = "986af7aa2dd49661626ce83d3dfb41fcce67b21053b6ad20f1b419aef0be0b5f"
+SPEC_SHA256 = "6cb8e12b909c6f0ab8e57a894d7d39584592e8899a6ff1304bc5c86784fe6882"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -55,7 +55,7 @@ def sizes_of(params):
 
 
 # -- forward: the time loop ------------------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy", pipeline_class=DisjointArrays)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
 def _forward_loop(lengths, reverse, y, zx_ih, s_h, bias_ih):
     T, B, H = y.shape
     c1 = y.dtype.type(1)
@@ -80,7 +80,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, bias_ih):
 
 
 # -- backward: the time loop in reverse ------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy", pipeline_class=DisjointArrays)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
 def _backward_loop(lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih, bias_ih):
     T, B, H = dy.shape
     c1 = dy.dtype.type(1)
@@ -106,7 +106,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih, bias_ih):
 
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
-@njit(cache=True, nogil=True, error_model="numpy", pipeline_class=DisjointArrays)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
 def _infer_loop(lengths, reverse, y, zx_ih, s_h, bias_ih):
     T, B, H = y.shape
     c1 = y.dtype.type(1)

@@ -1,6 +1,7 @@
 """Issue 11 probe: today's generated CPU modules against those of an earlier commit (read with
-`git show`, so it needs the repository's history), on one thread (BLAS at one thread), float32, in
-interleaved blocks (one untimed call, then timed ones; the minimum of each side over the blocks):
+`git show`, so it needs the repository's history), each with its own commit's math library
+(rnngen/backends/cpu/mathlib.py, whose functions the kernels inline), on one thread (BLAS at one
+thread), float32, in interleaved blocks (one untimed call, then timed ones; the minimum of each side over the blocks):
 - the module's backward_unchecked (after one forward), its forward_unchecked (need_grad=True) and
   its inference forward (need_grad=False);
 - that y, dx and every gradient, and the inference y, are bit-identical.
@@ -10,7 +11,9 @@ Used for (BENCHMARKS.md):
   the place of xi_hi, and backward reads it instead of computing it again): `--before 1b0748c`;
 - the x-linear biases read in the loops instead of added to the hoisted GEMM's output in a pass of
   their own (rnngen/backends/cpu/layout.py): `--before 0620de7`;
-- the loops compiled with noalias (rnngen/backends/cpu/noalias.py): `--before bb6c35a`.
+- the loops compiled with noalias (rnngen/backends/cpu/noalias.py): `--before bb6c35a`;
+- the per-row gate blocks through pointers (mathlib.at) instead of slices: `--before 94ff38d`;
+- floating-point contraction (FMA) in the loops and the math library: `--before 7458b38`.
 
     python benchmarks/probes/modules_before_after.py --before 0620de7       # lstm, gru; small and fastrnns
     python benchmarks/probes/modules_before_after.py --before 1b0748c --cells lstm --sizes small --blocks 9
@@ -18,6 +21,7 @@ Used for (BENCHMARKS.md):
 import argparse
 import os
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -30,11 +34,23 @@ from rnngen.tools import bench
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+def _show(rev, path):
+    return subprocess.run(["git", "show", f"{rev}:{path}"], cwd=HERE, check=True, capture_output=True,
+                          text=True).stdout
+
+
 def before_module(cell, rev, folder):
-    text = subprocess.run(["git", "show", f"{rev}:generated/{cell}.py"], cwd=HERE, check=True,
-                          capture_output=True, text=True).stdout
+    """That commit's generated module, calling that commit's math library (a copy in `folder`,
+    imported as _mathlib_<rev>: the kernels inline its functions, so today's would hide a change)."""
+    lib = f"_mathlib_{rev.replace('~', '_').replace('^', '_')}"
+    with open(os.path.join(folder, f"{lib}.py"), "w") as f:
+        f.write(_show(rev, "rnngen/backends/cpu/mathlib.py").replace("from .", "from rnngen.backends.cpu."))
+    text = _show(rev, f"generated/{cell}.py").replace("from rnngen.backends.cpu.mathlib import",
+                                                      f"from {lib} import")
     with open(os.path.join(folder, f"{cell}.py"), "w") as f:
         f.write(text)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
     return rnngen.load(cell, path=folder)
 
 
