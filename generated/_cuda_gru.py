@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 6025e7b85b6ba15f1c900fce6d683065f293c4da5dade9244289fad180cf25d3
+sha256 of spec + templates + math libraries + versions: 4e7d8aeea06e184eef1387eebe7c1bc3f05715705ac1901944f9ed75fccc4bea
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -39,7 +39,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru"
-SPEC_SHA256 = "6025e7b85b6ba15f1c900fce6d683065f293c4da5dade9244289fad180cf25d3"
+SPEC_SHA256 = "4e7d8aeea06e184eef1387eebe7c1bc3f05715705ac1901944f9ed75fccc4bea"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

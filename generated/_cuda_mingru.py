@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 6cb8e12b909c6f0ab8e57a894d7d39584592e8899a6ff1304bc5c86784fe6882
+sha256 of spec + templates + math libraries + versions: d7521919dd28693f2b1bf2294f64c0b01779a8e14e9f2e74407953cc07f22d77
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -36,7 +36,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "mingru"
-SPEC_SHA256 = "6cb8e12b909c6f0ab8e57a894d7d39584592e8899a6ff1304bc5c86784fe6882"
+SPEC_SHA256 = "d7521919dd28693f2b1bf2294f64c0b01779a8e14e9f2e74407953cc07f22d77"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

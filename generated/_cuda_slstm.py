@@ -2,7 +2,7 @@
 
 source spec: slstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: f3aefe21bbca1f3685b1bb6294b88d11ff98dde801bbdf84ea76a1be420d558f
+sha256 of spec + templates + math libraries + versions: 2bcf1c433ea4b126a9c6bb9fac8f93f4cc1f17a6887edf4d6e55ae92bfbcb702
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -51,7 +51,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "slstm"
-SPEC_SHA256 = "f3aefe21bbca1f3685b1bb6294b88d11ff98dde801bbdf84ea76a1be420d558f"
+SPEC_SHA256 = "2bcf1c433ea4b126a9c6bb9fac8f93f4cc1f17a6887edf4d6e55ae92bfbcb702"
 STATES = ('h', 'c', 'n', 'm')
 OUTPUT = "h"
 INITIAL = {'m': 'lowest'}     # the states that do not start at zero when state0 leaves them out

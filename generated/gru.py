@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 6025e7b85b6ba15f1c900fce6d683065f293c4da5dade9244289fad180cf25d3
+sha256 of spec + templates + math libraries + versions: 4e7d8aeea06e184eef1387eebe7c1bc3f05715705ac1901944f9ed75fccc4bea
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,10 +28,10 @@ from rnngen.backends.cpu.noalias import DisjointArrays   # the loops' array argu
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru"
-SPEC_SHA256 = "6025e7b85b6ba15f1c900fce6d683065f293c4da5dade9244289fad180cf25d3"
+SPEC_SHA256 = "4e7d8aeea06e184eef1387eebe7c1bc3f05715705ac1901944f9ed75fccc4bea"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -274,8 +274,8 @@ def backward_unchecked(dy, d_final, saved):
     d_params = {}
     d_params["weight_ih"] = dzx_ih.reshape(T * B, 3 * H).T @ x2d
     dx = dzx_ih.reshape(T * B, 3 * H) @ params["weight_ih"]
-    d_params["bias_ih"] = dzx_ih.reshape(T * B, 3 * H).sum(axis=0)
+    d_params["bias_ih"] = _column_sum(dzx_ih.reshape(T * B, 3 * H))
     d_params["weight_hh"] = dz_hh.reshape(T * B, 3 * H).T @ s_h[:T].reshape(T * B, H)
-    d_params["bias_hh"] = dz_hh.reshape(T * B, 3 * H).sum(axis=0)
+    d_params["bias_hh"] = _column_sum(dz_hh.reshape(T * B, 3 * H))
     d_state0 = (d_h,)
     return dx.reshape(T, B, I), d_state0, {name: d_params[name] for name in PARAMS}

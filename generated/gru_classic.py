@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 9c92d3bb878dfde9ee4dc120e21b838d07a3e716c537e7e9efdb8dc954fbb0f3
+sha256 of spec + templates + math libraries + versions: 2826f03b6b40ee818c5aaa18a7c708666e26bf06dc067ccedb7b376fada4efe8
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,10 +28,10 @@ from rnngen.backends.cpu.noalias import DisjointArrays   # the loops' array argu
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru_classic"
-SPEC_SHA256 = "9c92d3bb878dfde9ee4dc120e21b838d07a3e716c537e7e9efdb8dc954fbb0f3"
+SPEC_SHA256 = "2826f03b6b40ee818c5aaa18a7c708666e26bf06dc067ccedb7b376fada4efe8"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -311,7 +311,7 @@ def backward_unchecked(dy, d_final, saved):
     d_params = {}
     d_params["weight_ih"] = dzx_ih.reshape(T * B, 3 * H).T @ x2d
     dx = dzx_ih.reshape(T * B, 3 * H) @ params["weight_ih"]
-    d_params["bias_ih"] = dzx_ih.reshape(T * B, 3 * H).sum(axis=0)
+    d_params["bias_ih"] = _column_sum(dzx_ih.reshape(T * B, 3 * H))
     d_params["weight_hh"] = dz_hh.reshape(T * B, 2 * H).T @ s_h[:T].reshape(T * B, H)
     d_params["weight_rh"] = dz_rh.reshape(T * B, H).T @ v_rh[:T].reshape(T * B, H)
     d_state0 = (d_h,)

@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 1489c02d8bc02e1ecf23eb9db13e86438a292e7894476d6d48c5f051f86a75c6
+sha256 of spec + templates + math libraries + versions: 49be747e8ff2432e2e747e3a45f9b82eb4544682e364f2558c4671987f8e9f2e
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -23,10 +23,10 @@ from rnngen.backends.cpu.noalias import DisjointArrays   # the loops' array argu
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, relu as _relu, step as _step  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, column_sum as _column_sum, relu as _relu, step as _step  # noqa: F401
 
 NAME = "indrnn"
-SPEC_SHA256 = "1489c02d8bc02e1ecf23eb9db13e86438a292e7894476d6d48c5f051f86a75c6"
+SPEC_SHA256 = "49be747e8ff2432e2e747e3a45f9b82eb4544682e364f2558c4671987f8e9f2e"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -203,7 +203,7 @@ def backward_unchecked(dy, d_final, saved):
     d_params = {}
     d_params["weight_ih"] = dzx_ih.reshape(T * B, H).T @ x2d
     dx = dzx_ih.reshape(T * B, H) @ params["weight_ih"]
-    d_params["bias_ih"] = dzx_ih.reshape(T * B, H).sum(axis=0)
+    d_params["bias_ih"] = _column_sum(dzx_ih.reshape(T * B, H))
     d_params["weight_hh"] = dvec_weight_hh
     d_state0 = (d_h,)
     return dx.reshape(T, B, I), d_state0, {name: d_params[name] for name in PARAMS}

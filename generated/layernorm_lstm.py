@@ -2,7 +2,7 @@
 
 source spec: layernorm_lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: c468eb78a4fdab5e82090391601495ffdcb414d0bd7263e41b16d6129e766905
+sha256 of spec + templates + math libraries + versions: 8d83ea475314a34f6615b503a384ea26120dd43f951f23c2660752d2ab457d21
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -39,7 +39,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "layernorm_lstm"
-SPEC_SHA256 = "c468eb78a4fdab5e82090391601495ffdcb414d0bd7263e41b16d6129e766905"
+SPEC_SHA256 = "8d83ea475314a34f6615b503a384ea26120dd43f951f23c2660752d2ab457d21"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

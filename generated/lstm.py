@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 4ff2176ae18c0f52677929bfb1671b96d9417ee62e4716637014255b37559d2a
+sha256 of spec + templates + math libraries + versions: af0959acf4c06fa6521b2df131e6ccc5fa11b40df6608a0e541d372e50d3a2c6
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -32,10 +32,10 @@ from rnngen.backends.cpu.noalias import DisjointArrays   # the loops' array argu
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm"
-SPEC_SHA256 = "4ff2176ae18c0f52677929bfb1671b96d9417ee62e4716637014255b37559d2a"
+SPEC_SHA256 = "af0959acf4c06fa6521b2df131e6ccc5fa11b40df6608a0e541d372e50d3a2c6"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -298,7 +298,7 @@ def backward_unchecked(dy, d_final, saved):
     d_params["weight_ih"] = dz_hh.reshape(T * B, 4 * H).T @ x_loop
     dx_ih = dz_hh.reshape(T * B, 4 * H) @ params["weight_ih"]
     dx = dx_ih if not reverse else _loop_order(dx_ih.reshape(T, B, I), lengths).reshape(T * B, I)
-    d_params["bias_ih"] = dz_hh.reshape(T * B, 4 * H).sum(axis=0)
+    d_params["bias_ih"] = _column_sum(dz_hh.reshape(T * B, 4 * H))
     d_params["weight_hh"] = dz_hh.reshape(T * B, 4 * H).T @ s_h[:T].reshape(T * B, H)
     d_params["bias_hh"] = d_params["bias_ih"].copy()
     d_state0 = (d_h, d_c,)

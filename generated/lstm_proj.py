@@ -2,7 +2,7 @@
 
 source spec: lstm_proj.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 0cfa2c6edf66640eaf61dd4ffc231a1e3acbb346389ff55e64f36ca58d466a6d
+sha256 of spec + templates + math libraries + versions: 4b3eff3acafbf19145480da76cc476913409b92340d75f119ea8735ae95e1e41
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -32,10 +32,10 @@ from rnngen.backends.cpu.noalias import DisjointArrays   # the loops' array argu
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_proj"
-SPEC_SHA256 = "0cfa2c6edf66640eaf61dd4ffc231a1e3acbb346389ff55e64f36ca58d466a6d"
+SPEC_SHA256 = "4b3eff3acafbf19145480da76cc476913409b92340d75f119ea8735ae95e1e41"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -434,9 +434,9 @@ def backward_unchecked(dy, d_final, saved):
     d_params = {}
     d_params["weight_ih"] = dzx_ih.reshape(T * B, 4 * H).T @ x2d
     dx = dzx_ih.reshape(T * B, 4 * H) @ params["weight_ih"]
-    d_params["bias_ih"] = dzx_ih.reshape(T * B, 4 * H).sum(axis=0)
+    d_params["bias_ih"] = _column_sum(dzx_ih.reshape(T * B, 4 * H))
     d_params["weight_hh"] = dz_hh.reshape(T * B, 4 * H).T @ s_h[:T].reshape(T * B, proj_size)
-    d_params["bias_hh"] = dz_hh.reshape(T * B, 4 * H).sum(axis=0)
+    d_params["bias_hh"] = _column_sum(dz_hh.reshape(T * B, 4 * H))
     d_params["weight_hr"] = dz_hr.reshape(T * B, proj_size).T @ v_hr[:T].reshape(T * B, H)
     d_state0 = (d_h, d_c,)
     return dx.reshape(T, B, I), d_state0, {name: d_params[name] for name in PARAMS}

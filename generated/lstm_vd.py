@@ -2,7 +2,7 @@
 
 source spec: lstm_vd.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 6c9f10f269999937deb172834adf0abbd16ba4685d22d088a3b4fc7623918c47
+sha256 of spec + templates + math libraries + versions: 8dfbc9379b7cb890831d7518c8543ac7500eeafcad804715f87af08a8e2aafc8
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -32,10 +32,10 @@ from rnngen.backends.cpu.noalias import DisjointArrays   # the loops' array argu
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_vd"
-SPEC_SHA256 = "6c9f10f269999937deb172834adf0abbd16ba4685d22d088a3b4fc7623918c47"
+SPEC_SHA256 = "8dfbc9379b7cb890831d7518c8543ac7500eeafcad804715f87af08a8e2aafc8"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -517,9 +517,9 @@ def backward_unchecked(dy, d_final, saved):
     d_params = {}
     d_params["weight_ih"] = dzx_ih.reshape(T * B, 4 * H).T @ x2d
     dx = dzx_ih.reshape(T * B, 4 * H) @ params["weight_ih"]
-    d_params["bias_ih"] = dzx_ih.reshape(T * B, 4 * H).sum(axis=0)
+    d_params["bias_ih"] = _column_sum(dzx_ih.reshape(T * B, 4 * H))
     d_params["weight_hh"] = dz_hh.reshape(T * B, 4 * H).T @ v_hh[:T].reshape(T * B, H)
-    d_params["bias_hh"] = dz_hh.reshape(T * B, 4 * H).sum(axis=0)
+    d_params["bias_hh"] = _column_sum(dz_hh.reshape(T * B, 4 * H))
     d_state0 = (d_h, d_c,)
     return dx.reshape(T, B, I), d_state0, {name: d_params[name] for name in PARAMS}
 
@@ -545,7 +545,7 @@ def _backward_rate0(dy, d_final, saved):
     d_params["weight_ih"] = dz_hh.reshape(T * B, 4 * H).T @ x_loop
     dx_ih = dz_hh.reshape(T * B, 4 * H) @ params["weight_ih"]
     dx = dx_ih if not reverse else _loop_order(dx_ih.reshape(T, B, I), lengths).reshape(T * B, I)
-    d_params["bias_ih"] = dz_hh.reshape(T * B, 4 * H).sum(axis=0)
+    d_params["bias_ih"] = _column_sum(dz_hh.reshape(T * B, 4 * H))
     d_params["weight_hh"] = dz_hh.reshape(T * B, 4 * H).T @ s_h[:T].reshape(T * B, H)
     d_params["bias_hh"] = d_params["bias_ih"].copy()
     d_state0 = (d_h, d_c,)

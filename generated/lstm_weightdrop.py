@@ -2,7 +2,7 @@
 
 source spec: lstm_weightdrop.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 716bf256897c7bbdbebcc6f6b5dfca21f7a13d1068046de92e227af45d6a5165
+sha256 of spec + templates + math libraries + versions: fe7deae56e664feb8a7a76a885495fc98b86deb4a387e1a3ee79a32854d08d66
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,10 +33,10 @@ from rnngen.backends.cpu.noalias import DisjointArrays   # the loops' array argu
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_weightdrop"
-SPEC_SHA256 = "716bf256897c7bbdbebcc6f6b5dfca21f7a13d1068046de92e227af45d6a5165"
+SPEC_SHA256 = "fe7deae56e664feb8a7a76a885495fc98b86deb4a387e1a3ee79a32854d08d66"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -305,7 +305,7 @@ def backward_unchecked(dy, d_final, saved):
     d_params["weight_ih"] = dz_hh.reshape(T * B, 4 * H).T @ x_loop
     dx_ih = dz_hh.reshape(T * B, 4 * H) @ params["weight_ih"]
     dx = dx_ih if not reverse else _loop_order(dx_ih.reshape(T, B, I), lengths).reshape(T * B, I)
-    d_params["bias_ih"] = dz_hh.reshape(T * B, 4 * H).sum(axis=0)
+    d_params["bias_ih"] = _column_sum(dz_hh.reshape(T * B, 4 * H))
     d_params["weight_hh"] = checks.drop_weight(dz_hh.reshape(T * B, 4 * H).T @ s_h[:T].reshape(T * B, H), mask_weight_hh)
     d_params["bias_hh"] = d_params["bias_ih"].copy()
     d_state0 = (d_h, d_c,)

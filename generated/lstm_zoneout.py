@@ -2,7 +2,7 @@
 
 source spec: lstm_zoneout.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: e3ad2582e1b5e7c4449d7bee33003448a50926998dc1929330ae4798bab1be72
+sha256 of spec + templates + math libraries + versions: 740b4ec31fad1685b406fa2a6fbaa9b4700fbe8bf16fbaf365c477fab1fa2363
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -35,10 +35,10 @@ from rnngen.backends.cpu.noalias import DisjointArrays   # the loops' array argu
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_zoneout"
-SPEC_SHA256 = "e3ad2582e1b5e7c4449d7bee33003448a50926998dc1929330ae4798bab1be72"
+SPEC_SHA256 = "740b4ec31fad1685b406fa2a6fbaa9b4700fbe8bf16fbaf365c477fab1fa2363"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -487,7 +487,7 @@ def backward_unchecked(dy, d_final, saved):
     d_params["weight_ih"] = dz_hh.reshape(T * B, 4 * H).T @ x_loop
     dx_ih = dz_hh.reshape(T * B, 4 * H) @ params["weight_ih"]
     dx = dx_ih if not reverse else _loop_order(dx_ih.reshape(T, B, I), lengths).reshape(T * B, I)
-    d_params["bias_ih"] = dz_hh.reshape(T * B, 4 * H).sum(axis=0)
+    d_params["bias_ih"] = _column_sum(dz_hh.reshape(T * B, 4 * H))
     d_params["weight_hh"] = dz_hh.reshape(T * B, 4 * H).T @ s_h[:T].reshape(T * B, H)
     d_params["bias_hh"] = d_params["bias_ih"].copy()
     d_state0 = (d_h, d_c,)
@@ -515,7 +515,7 @@ def _backward_rate0(dy, d_final, saved):
     d_params["weight_ih"] = dz_hh.reshape(T * B, 4 * H).T @ x_loop
     dx_ih = dz_hh.reshape(T * B, 4 * H) @ params["weight_ih"]
     dx = dx_ih if not reverse else _loop_order(dx_ih.reshape(T, B, I), lengths).reshape(T * B, I)
-    d_params["bias_ih"] = dz_hh.reshape(T * B, 4 * H).sum(axis=0)
+    d_params["bias_ih"] = _column_sum(dz_hh.reshape(T * B, 4 * H))
     d_params["weight_hh"] = dz_hh.reshape(T * B, 4 * H).T @ s_h[:T].reshape(T * B, H)
     d_params["bias_hh"] = d_params["bias_ih"].copy()
     d_state0 = (d_h, d_c,)

@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 6cb8e12b909c6f0ab8e57a894d7d39584592e8899a6ff1304bc5c86784fe6882
+sha256 of spec + templates + math libraries + versions: d7521919dd28693f2b1bf2294f64c0b01779a8e14e9f2e74407953cc07f22d77
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -25,10 +25,10 @@ from rnngen.backends.cpu.noalias import DisjointArrays   # the loops' array argu
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, sigmoid as _sigmoid  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, sigmoid as _sigmoid  # noqa: F401
 
 NAME = "mingru"
-SPEC_SHA256 = "6cb8e12b909c6f0ab8e57a894d7d39584592e8899a6ff1304bc5c86784fe6882"
+SPEC_SHA256 = "d7521919dd28693f2b1bf2294f64c0b01779a8e14e9f2e74407953cc07f22d77"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -218,6 +218,6 @@ def backward_unchecked(dy, d_final, saved):
     d_params = {}
     d_params["weight_ih"] = dzx_ih.reshape(T * B, 2 * H).T @ x2d
     dx = dzx_ih.reshape(T * B, 2 * H) @ params["weight_ih"]
-    d_params["bias_ih"] = dzx_ih.reshape(T * B, 2 * H).sum(axis=0)
+    d_params["bias_ih"] = _column_sum(dzx_ih.reshape(T * B, 2 * H))
     d_state0 = (d_h,)
     return dx.reshape(T, B, I), d_state0, {name: d_params[name] for name in PARAMS}

@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 55b24b3b34fff7e6ef1ea68ac0b6ca076b988559c6f67a4f716c923aff36d602
+sha256 of spec + templates + math libraries + versions: 01ba19c5c2e9ef1535ff5180b5cfa49ff13bd96c2b5525d6ead27e5c315724d8
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -26,10 +26,10 @@ from rnngen.backends.cpu.noalias import DisjointArrays   # the loops' array argu
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, relu as _relu, step as _step  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, column_sum as _column_sum, relu as _relu, step as _step  # noqa: F401
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "55b24b3b34fff7e6ef1ea68ac0b6ca076b988559c6f67a4f716c923aff36d602"
+SPEC_SHA256 = "01ba19c5c2e9ef1535ff5180b5cfa49ff13bd96c2b5525d6ead27e5c315724d8"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -218,7 +218,7 @@ def backward_unchecked(dy, d_final, saved):
     d_params["weight_ih"] = dz_hh.reshape(T * B, H).T @ x_loop
     dx_ih = dz_hh.reshape(T * B, H) @ params["weight_ih"]
     dx = dx_ih if not reverse else _loop_order(dx_ih.reshape(T, B, I), lengths).reshape(T * B, I)
-    d_params["bias_ih"] = dz_hh.reshape(T * B, H).sum(axis=0)
+    d_params["bias_ih"] = _column_sum(dz_hh.reshape(T * B, H))
     d_params["weight_hh"] = dz_hh.reshape(T * B, H).T @ s_h[:T].reshape(T * B, H)
     d_params["bias_hh"] = d_params["bias_ih"].copy()
     d_state0 = (d_h,)

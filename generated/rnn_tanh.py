@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: f6e53cbbf6fb3fae1bcee859ce8ddc9a137079d62379adc9ad935f1adbfcdbce
+sha256 of spec + templates + math libraries + versions: 43f2b986d8c4d3780cddbadadd87edf7b84ca0d4601f671157b96bf55fc1dd9d
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -26,10 +26,10 @@ from rnngen.backends.cpu.noalias import DisjointArrays   # the loops' array argu
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, tanh as _tanh  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, column_sum as _column_sum, tanh as _tanh  # noqa: F401
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "f6e53cbbf6fb3fae1bcee859ce8ddc9a137079d62379adc9ad935f1adbfcdbce"
+SPEC_SHA256 = "43f2b986d8c4d3780cddbadadd87edf7b84ca0d4601f671157b96bf55fc1dd9d"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -221,7 +221,7 @@ def backward_unchecked(dy, d_final, saved):
     d_params["weight_ih"] = dz_hh.reshape(T * B, H).T @ x_loop
     dx_ih = dz_hh.reshape(T * B, H) @ params["weight_ih"]
     dx = dx_ih if not reverse else _loop_order(dx_ih.reshape(T, B, I), lengths).reshape(T * B, I)
-    d_params["bias_ih"] = dz_hh.reshape(T * B, H).sum(axis=0)
+    d_params["bias_ih"] = _column_sum(dz_hh.reshape(T * B, H))
     d_params["weight_hh"] = dz_hh.reshape(T * B, H).T @ s_h[:T].reshape(T * B, H)
     d_params["bias_hh"] = d_params["bias_ih"].copy()
     d_state0 = (d_h,)

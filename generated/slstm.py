@@ -2,7 +2,7 @@
 
 source spec: slstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: f3aefe21bbca1f3685b1bb6294b88d11ff98dde801bbdf84ea76a1be420d558f
+sha256 of spec + templates + math libraries + versions: 2bcf1c433ea4b126a9c6bb9fac8f93f4cc1f17a6887edf4d6e55ae92bfbcb702
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -40,10 +40,10 @@ from rnngen.backends.cpu.noalias import DisjointArrays   # the loops' array argu
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, exp_nonpositive as _exp_nonpositive, head_weight_grad as _head_weight_grad, log_sigmoid as _log_sigmoid, maximum as _maximum, sigmoid as _sigmoid, step as _step, tanh as _tanh  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, exp_nonpositive as _exp_nonpositive, head_weight_grad as _head_weight_grad, log_sigmoid as _log_sigmoid, maximum as _maximum, sigmoid as _sigmoid, step as _step, tanh as _tanh  # noqa: F401
 
 NAME = "slstm"
-SPEC_SHA256 = "f3aefe21bbca1f3685b1bb6294b88d11ff98dde801bbdf84ea76a1be420d558f"
+SPEC_SHA256 = "2bcf1c433ea4b126a9c6bb9fac8f93f4cc1f17a6887edf4d6e55ae92bfbcb702"
 STATES = ('h', 'c', 'n', 'm')
 OUTPUT = "h"
 INITIAL = {'m': 'lowest'}     # the states that do not start at zero when state0 leaves them out
@@ -431,7 +431,7 @@ def backward_unchecked(dy, d_final, saved):
     d_params["weight_ih"] = dz_hh.reshape(T * B, 4 * H).T @ x_loop
     dx_ih = dz_hh.reshape(T * B, 4 * H) @ params["weight_ih"]
     dx = dx_ih if not reverse else _loop_order(dx_ih.reshape(T, B, I), lengths).reshape(T * B, I)
-    d_params["bias_ih"] = dz_hh.reshape(T * B, 4 * H).sum(axis=0)
+    d_params["bias_ih"] = _column_sum(dz_hh.reshape(T * B, 4 * H))
     d_params["weight_hh"] = _head_weight_grad(dz_hh.reshape(T * B, 4 * H), s_h[:T].reshape(T * B, H), params["weight_hh"].shape[0])
     d_state0 = (d_h, d_c, d_n, d_m,)
     return dx.reshape(T, B, I), d_state0, {name: d_params[name] for name in PARAMS}

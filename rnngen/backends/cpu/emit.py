@@ -343,7 +343,7 @@ def _backward_setup(k, lay):
     return setup
 
 
-OPS = HostOps(gemm_tn="{a}.T @ {b}", gemm="{a} @ {b}", accumulate="{a} += {b}", column_sum="{a}.sum(axis=0)",
+OPS = HostOps(gemm_tn="{a}.T @ {b}", gemm="{a} @ {b}", accumulate="{a} += {b}", column_sum="_column_sum({a})",
               copy="{a}.copy()", vector_grad="{a}", zeros="np.zeros({a}, dtype)",
               head_gemm_tn="_head_weight_grad({a}, {b}, {heads})")
 
@@ -376,7 +376,9 @@ def emit(kernel, layout, header, equations, rate0=None):
         wrapper_sizes={"forward": wrapper_sizes(kernel, False), "backward": wrapper_sizes(kernel, True)},
         constants=p.constants.lines(),
         helpers=sorted(p.constants.helpers | ({"_at"} if layout.views or infer_layout.views else set())
-                       | ({"_head_weight_grad"} if any(getattr(op, "heads", False) for op in kernel.after) else set())),
+                       | ({"_head_weight_grad"} if any(getattr(op, "heads", False) for op in kernel.after) else set())
+                       | ({"_column_sum"} if any(isinstance(op, ir.BiasGrad) and not op.same_as for op in kernel.after)
+                          else set())),
         n=kernel.loop,
         forward_args=fargs, forward_call=fcall, forward_setup=layout.bias_sum_lines(fcall) + fsetup,
         forward_stages=forward_stages,
