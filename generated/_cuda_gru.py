@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 4e7d8aeea06e184eef1387eebe7c1bc3f05715705ac1901944f9ed75fccc4bea
+sha256 of spec + templates + math libraries + versions: 2975d978a3b069841d7eb715ea8d1cb598178c878869a3de16c1947d212c89e5
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -39,7 +39,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru"
-SPEC_SHA256 = "4e7d8aeea06e184eef1387eebe7c1bc3f05715705ac1901944f9ed75fccc4bea"
+SPEC_SHA256 = "2975d978a3b069841d7eb715ea8d1cb598178c878869a3de16c1947d212c89e5"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

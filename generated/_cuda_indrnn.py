@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 49be747e8ff2432e2e747e3a45f9b82eb4544682e364f2558c4671987f8e9f2e
+sha256 of spec + templates + math libraries + versions: 5bc2566cd238802db84da14446bb12583ae4eb2aa2822781478476af850f3554
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "indrnn"
-SPEC_SHA256 = "49be747e8ff2432e2e747e3a45f9b82eb4544682e364f2558c4671987f8e9f2e"
+SPEC_SHA256 = "5bc2566cd238802db84da14446bb12583ae4eb2aa2822781478476af850f3554"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_zoneout.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 740b4ec31fad1685b406fa2a6fbaa9b4700fbe8bf16fbaf365c477fab1fa2363
+sha256 of spec + templates + math libraries + versions: 534510e6a59b21dd18da2543b1472ab0287e45895ad6cc1c0bed08be2c343d44
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -46,7 +46,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_zoneout"
-SPEC_SHA256 = "740b4ec31fad1685b406fa2a6fbaa9b4700fbe8bf16fbaf365c477fab1fa2363"
+SPEC_SHA256 = "534510e6a59b21dd18da2543b1472ab0287e45895ad6cc1c0bed08be2c343d44"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: d7521919dd28693f2b1bf2294f64c0b01779a8e14e9f2e74407953cc07f22d77
+sha256 of spec + templates + math libraries + versions: 9ce8aa95d96d2100fdcf64a556d2ef84a9df3fe3f22e042eb249071239fd2bbc
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -36,7 +36,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "mingru"
-SPEC_SHA256 = "d7521919dd28693f2b1bf2294f64c0b01779a8e14e9f2e74407953cc07f22d77"
+SPEC_SHA256 = "9ce8aa95d96d2100fdcf64a556d2ef84a9df3fe3f22e042eb249071239fd2bbc"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 4e7d8aeea06e184eef1387eebe7c1bc3f05715705ac1901944f9ed75fccc4bea
+sha256 of spec + templates + math libraries + versions: 2975d978a3b069841d7eb715ea8d1cb598178c878869a3de16c1947d212c89e5
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -31,7 +31,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru"
-SPEC_SHA256 = "4e7d8aeea06e184eef1387eebe7c1bc3f05715705ac1901944f9ed75fccc4bea"
+SPEC_SHA256 = "2975d978a3b069841d7eb715ea8d1cb598178c878869a3de16c1947d212c89e5"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 2826f03b6b40ee818c5aaa18a7c708666e26bf06dc067ccedb7b376fada4efe8
+sha256 of spec + templates + math libraries + versions: 5cd0049229970fa1ce81873e3c938282acf1c7ae872035573697d04dd658cc91
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -31,7 +31,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru_classic"
-SPEC_SHA256 = "2826f03b6b40ee818c5aaa18a7c708666e26bf06dc067ccedb7b376fada4efe8"
+SPEC_SHA256 = "5cd0049229970fa1ce81873e3c938282acf1c7ae872035573697d04dd658cc91"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 49be747e8ff2432e2e747e3a45f9b82eb4544682e364f2558c4671987f8e9f2e
+sha256 of spec + templates + math libraries + versions: 5bc2566cd238802db84da14446bb12583ae4eb2aa2822781478476af850f3554
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -26,7 +26,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, column_sum as _column_sum, relu as _relu, step as _step  # noqa: F401
 
 NAME = "indrnn"
-SPEC_SHA256 = "49be747e8ff2432e2e747e3a45f9b82eb4544682e364f2558c4671987f8e9f2e"
+SPEC_SHA256 = "5bc2566cd238802db84da14446bb12583ae4eb2aa2822781478476af850f3554"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: layernorm_lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 8d83ea475314a34f6615b503a384ea26120dd43f951f23c2660752d2ab457d21
+sha256 of spec + templates + math libraries + versions: bba199847659b70a67b04a279faefdd72e8214e97ad9fd6b36f26fb19692bab6
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -39,7 +39,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "layernorm_lstm"
-SPEC_SHA256 = "8d83ea475314a34f6615b503a384ea26120dd43f951f23c2660752d2ab457d21"
+SPEC_SHA256 = "bba199847659b70a67b04a279faefdd72e8214e97ad9fd6b36f26fb19692bab6"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: af0959acf4c06fa6521b2df131e6ccc5fa11b40df6608a0e541d372e50d3a2c6
+sha256 of spec + templates + math libraries + versions: f1a7e95c8cd5d9da6a11537a1ab971e0b7313bc742cdbc34b7df087c9a49a802
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -35,7 +35,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm"
-SPEC_SHA256 = "af0959acf4c06fa6521b2df131e6ccc5fa11b40df6608a0e541d372e50d3a2c6"
+SPEC_SHA256 = "f1a7e95c8cd5d9da6a11537a1ab971e0b7313bc742cdbc34b7df087c9a49a802"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: e8b6f088dda62843722d26b327c2597c42d7e709fbf66b47b4b91d650e2694f9
+sha256 of spec + templates + math libraries + versions: 2ddabf35f821e99d88527c67527b0294fef9a0046ddddea41ed26fee7b0fbad8
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "e8b6f088dda62843722d26b327c2597c42d7e709fbf66b47b4b91d650e2694f9"
+SPEC_SHA256 = "2ddabf35f821e99d88527c67527b0294fef9a0046ddddea41ed26fee7b0fbad8"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_proj.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 4b3eff3acafbf19145480da76cc476913409b92340d75f119ea8735ae95e1e41
+sha256 of spec + templates + math libraries + versions: 93a91208e1eebad4e52b3e8be3c663766ea006b70ba172d77d93b7876614bdd5
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -35,7 +35,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_proj"
-SPEC_SHA256 = "4b3eff3acafbf19145480da76cc476913409b92340d75f119ea8735ae95e1e41"
+SPEC_SHA256 = "93a91208e1eebad4e52b3e8be3c663766ea006b70ba172d77d93b7876614bdd5"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

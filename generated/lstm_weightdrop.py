@@ -2,7 +2,7 @@
 
 source spec: lstm_weightdrop.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: fe7deae56e664feb8a7a76a885495fc98b86deb4a387e1a3ee79a32854d08d66
+sha256 of spec + templates + math libraries + versions: 130d6a882957765e016b85ccf01c375db701c22e1aecee7cedcf1eac8c6a7761
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -36,7 +36,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_weightdrop"
-SPEC_SHA256 = "fe7deae56e664feb8a7a76a885495fc98b86deb4a387e1a3ee79a32854d08d66"
+SPEC_SHA256 = "130d6a882957765e016b85ccf01c375db701c22e1aecee7cedcf1eac8c6a7761"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

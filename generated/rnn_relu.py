@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 01ba19c5c2e9ef1535ff5180b5cfa49ff13bd96c2b5525d6ead27e5c315724d8
+sha256 of spec + templates + math libraries + versions: 8e57fdc72664d0aef468d2c5e4315f02a8b8e9b07e311020a5729be96a7e3cf1
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,7 +29,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, column_sum as _column_sum, relu as _relu, step as _step  # noqa: F401
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "01ba19c5c2e9ef1535ff5180b5cfa49ff13bd96c2b5525d6ead27e5c315724d8"
+SPEC_SHA256 = "8e57fdc72664d0aef468d2c5e4315f02a8b8e9b07e311020a5729be96a7e3cf1"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

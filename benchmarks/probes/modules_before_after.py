@@ -14,6 +14,7 @@ Used for (BENCHMARKS.md):
 - the loops compiled with noalias (rnngen/backends/cpu/noalias.py): `--before bb6c35a`;
 - the per-row gate blocks through pointers (mathlib.at) instead of slices: `--before 94ff38d`;
 - floating-point contraction (FMA) in the loops and the math library: `--before 7458b38`.
+  (The bias gradients through BLAS, mathlib.column_sum: benchmarks/probes/column_sum.py.)
 
     python benchmarks/probes/modules_before_after.py --before 0620de7       # lstm, gru; small and fastrnns
     python benchmarks/probes/modules_before_after.py --before 1b0748c --cells lstm --sizes small --blocks 9

@@ -31,8 +31,9 @@ register()      # before the decorators below: an installed rnngen caches them i
 
 #: how the pointwise functions compile: numpy's error model (no zero-division branch, so the
 #: loops vectorize) and floating-point contraction, a*b + c as one fused multiply-add (FMA), which
-#: rounds once instead of twice: about half the instructions of a polynomial (sigmoid 1.4 -> 0.8 ns
-#: per value here); results stay within a few ulp, as tests/backends/cpu/test_cpu_mathlib.py checks.
+#: rounds once instead of twice: about half the instructions of a polynomial (inference forward
+#: 0.84-0.96x, `python benchmarks/probes/modules_before_after.py --before 7458b38`); results stay
+#: within a few ulp, as tests/backends/cpu/test_cpu_mathlib.py checks.
 #: Nothing is reassociated. The generated loops compile with the same two options.
 pointwise = njit(cache=True, error_model="numpy", fastmath={"contract"})
 
@@ -52,9 +53,9 @@ def at(typingctx, a, index):
     (= a[i0, i1, ..., k + j]), for the per-row gate blocks of the fused loops.
 
     A slice a[i0, i1, k:k + H] would do the same, but each slice Numba makes counts a reference to
-    the array (an atomic increment and decrement, two library calls): one slice per gate block and
-    row cost ~20 ns each, ~180 ns per row of an LSTM backward (profiled at H = 5). A pointer counts
-    nothing. Each gate block read or written through its own pointer (not a[.., g * H + j] on one
+    the array (an atomic increment and decrement, two library calls), once per gate block and row.
+    A pointer counts nothing: backward 0.66-0.86x at the course size, 0.91-0.98x at small
+    (`python benchmarks/probes/modules_before_after.py --before 94ff38d`, BENCHMARKS.md's machine). Each gate block read or written through its own pointer (not a[.., g * H + j] on one
     array, whose stores at distances of H LLVM cannot prove apart) lets the loop vectorize, with
     LLVM's run-time overlap checks. No bounds check (as Numba's indexing has none)."""
     if not (isinstance(a, types.Array) and a.layout == "C" and isinstance(index, types.BaseTuple)
@@ -200,10 +201,12 @@ def exp_nonpositive(v):
 
 
 def column_sum(a):
-    """The sum of the rows of a (R, n): a bias gradient. As a matrix-vector product through BLAS,
-    which takes about half the time of numpy's a.sum(axis=0) (float32: 2.4 against 5.3 us at
-    (100, 20), 2.1 against 3.0 ms at (8192, 512), 4.3 against 7.1 ms at (6400, 2048)); the rows
-    are added in BLAS's blocked order instead of numpy's, equal to a few ulp of the sum."""
+    """The sum of the rows of a (R, n): a bias gradient, as a matrix-vector product through BLAS,
+    faster than numpy's a.sum(axis=0) (`python benchmarks/probes/column_sum.py`, 2026-12-03, the
+    2-core KVM guest of BENCHMARKS.md, load 0.7, BLAS at its default threads: 0.71x at (100, 20),
+    0.18-0.33x at (8192, 512) and (6400, 2048)); the rows are added in BLAS's blocked order
+    instead of numpy's, equal to ~1e-6 of the sum.
+    """
     return np.ones(a.shape[0], a.dtype) @ a
 
 
