@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 5cd0049229970fa1ce81873e3c938282acf1c7ae872035573697d04dd658cc91
+sha256 of spec + templates + math libraries + versions: dd76c08eb1f0f9681e6a76d03ade6207fb09957dc4cb413ce96e7e29695db7b2
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -39,7 +39,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru_classic"
-SPEC_SHA256 = "5cd0049229970fa1ce81873e3c938282acf1c7ae872035573697d04dd658cc91"
+SPEC_SHA256 = "dd76c08eb1f0f9681e6a76d03ade6207fb09957dc4cb413ce96e7e29695db7b2"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

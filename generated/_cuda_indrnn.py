@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 5bc2566cd238802db84da14446bb12583ae4eb2aa2822781478476af850f3554
+sha256 of spec + templates + math libraries + versions: 87a9568aff4a83f2649e9434e476d0bf94631f8f927c85f5d3f4a9bb3182cfdb
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "indrnn"
-SPEC_SHA256 = "5bc2566cd238802db84da14446bb12583ae4eb2aa2822781478476af850f3554"
+SPEC_SHA256 = "87a9568aff4a83f2649e9434e476d0bf94631f8f927c85f5d3f4a9bb3182cfdb"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

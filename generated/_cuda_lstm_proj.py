@@ -2,7 +2,7 @@
 
 source spec: lstm_proj.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 93a91208e1eebad4e52b3e8be3c663766ea006b70ba172d77d93b7876614bdd5
+sha256 of spec + templates + math libraries + versions: 5c224b82bf252bd2d135fcdae298d3325af8e9dbb97208ddadf0c3572b1538e1
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -43,7 +43,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_proj"
-SPEC_SHA256 = "93a91208e1eebad4e52b3e8be3c663766ea006b70ba172d77d93b7876614bdd5"
+SPEC_SHA256 = "5c224b82bf252bd2d135fcdae298d3325af8e9dbb97208ddadf0c3572b1538e1"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_vd.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: cdc2a5f6eba63584781bf99b16222144649ad64aa05ccccc4d93c9b5e74f993f
+sha256 of spec + templates + math libraries + versions: 0cd0669ff74d56b75b16de1048e8ba252f705a46a3e68f346ab69f6d1bc37dc1
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -43,7 +43,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_vd"
-SPEC_SHA256 = "cdc2a5f6eba63584781bf99b16222144649ad64aa05ccccc4d93c9b5e74f993f"
+SPEC_SHA256 = "0cd0669ff74d56b75b16de1048e8ba252f705a46a3e68f346ab69f6d1bc37dc1"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

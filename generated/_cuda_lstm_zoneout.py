@@ -2,7 +2,7 @@
 
 source spec: lstm_zoneout.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 534510e6a59b21dd18da2543b1472ab0287e45895ad6cc1c0bed08be2c343d44
+sha256 of spec + templates + math libraries + versions: 1b8289ebd0b63f3b87a71aa84ac5c7461964f2154e6a62ae424927ead01dca3e
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -46,7 +46,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_zoneout"
-SPEC_SHA256 = "534510e6a59b21dd18da2543b1472ab0287e45895ad6cc1c0bed08be2c343d44"
+SPEC_SHA256 = "1b8289ebd0b63f3b87a71aa84ac5c7461964f2154e6a62ae424927ead01dca3e"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

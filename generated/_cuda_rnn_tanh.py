@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 04e7e124c3b48943bcdd1bdf390f15920d19c289854c80b6488ccdece75e8718
+sha256 of spec + templates + math libraries + versions: 50cd6e0cb2a7278446333c62fc4536433dc2581e002c95bb8e52b2fdb0815d52
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -37,7 +37,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "04e7e124c3b48943bcdd1bdf390f15920d19c289854c80b6488ccdece75e8718"
+SPEC_SHA256 = "50cd6e0cb2a7278446333c62fc4536433dc2581e002c95bb8e52b2fdb0815d52"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 5cd0049229970fa1ce81873e3c938282acf1c7ae872035573697d04dd658cc91
+sha256 of spec + templates + math libraries + versions: dd76c08eb1f0f9681e6a76d03ade6207fb09957dc4cb413ce96e7e29695db7b2
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,10 +28,10 @@ from rnngen.backends.cpu.noalias import DisjointArrays   # the loops' array argu
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, gemm_panels as _gemm_panels, panels as _panels, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru_classic"
-SPEC_SHA256 = "5cd0049229970fa1ce81873e3c938282acf1c7ae872035573697d04dd658cc91"
+SPEC_SHA256 = "dd76c08eb1f0f9681e6a76d03ade6207fb09957dc4cb413ce96e7e29695db7b2"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -61,13 +61,13 @@ def sizes_of(params):
 
 # -- forward: the time loop ------------------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
-def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, bias_ih, weight_hh, weight_rh):
+def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, bias_ih, panels_hh, panels_rh):
     T, B, H = y.shape
     c0 = y.dtype.type(0)
     c1 = y.dtype.type(1)
     for step in range(T):
         # stage 1: recurrent GEMMs of hh
-        np.dot(s_h[step], weight_hh.T, z_hh)
+        _gemm_panels(s_h[step], panels_hh, z_hh)
         # stage 2: recurrent GEMMs of rh
         for b in range(B):
             if step < lengths[b]:
@@ -85,7 +85,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, bias_ih, we
             else:
                 for j in range(H):
                     v_rh[step, b, j] = c0
-        np.dot(v_rh[step], weight_rh.T, z_rh[step])
+        _gemm_panels(v_rh[step], panels_rh, z_rh[step])
         # update: new states
         for b in range(B):
             if step < lengths[b]:
@@ -110,7 +110,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, bias_ih, we
 
 # -- backward: the time loop in reverse ------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
-def _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_rh, d_h, dzx_ih, dz_hh, dz_rh, dv_rh, bias_ih, weight_hh, weight_rh, dv_hh):
+def _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_rh, d_h, dzx_ih, dz_hh, dz_rh, dv_rh, bias_ih, dv_hh, panels_rh_adj, panels_hh_adj):
     T, B, H = dy.shape
     c0 = dy.dtype.type(0)
     c1 = dy.dtype.type(1)
@@ -141,7 +141,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_rh, d_h, dzx_ih, dz_hh, d
                     dzx_ih_g2[j] = tmp3
                     dz_rh[step, b, j] = tmp3
         # stage 2: GEMM adjoints of rh
-        np.dot(dz_rh[step], weight_rh, dv_rh)
+        _gemm_panels(dz_rh[step], panels_rh_adj, dv_rh)
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
@@ -159,19 +159,19 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_rh, d_h, dzx_ih, dz_hh, d
                     dz_hh_g1[j] = tmp0
                     dzx_ih_g1[j] = tmp0
         # stage 1: GEMM adjoints of hh
-        np.dot(dz_hh[step], weight_hh, dv_hh)
+        _gemm_panels(dz_hh[step], panels_hh_adj, dv_hh)
         d_h += dv_hh
 
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
-def _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, bias_ih, weight_hh, weight_rh):
+def _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, bias_ih, panels_hh, panels_rh):
     T, B, H = y.shape
     c0 = y.dtype.type(0)
     c1 = y.dtype.type(1)
     for step in range(T):
         # stage 1: recurrent GEMMs of hh
-        np.dot(s_h[step % 2], weight_hh.T, z_hh)
+        _gemm_panels(s_h[step % 2], panels_hh, z_hh)
         # stage 2: recurrent GEMMs of rh
         for b in range(B):
             if step < lengths[b]:
@@ -188,7 +188,7 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, bias_ih, weig
             else:
                 for j in range(H):
                     v_rh[step % 2, b, j] = c0
-        np.dot(v_rh[step % 2], weight_rh.T, z_rh[step % 2])
+        _gemm_panels(v_rh[step % 2], panels_rh, z_rh[step % 2])
         # update: new states
         for b in range(B):
             if step < lengths[b]:
@@ -258,7 +258,9 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
         z_hh = np.empty((B, 2 * H), dtype)
         z_rh = np.empty((2, B, H), dtype)
         v_rh = np.empty((2, B, H), dtype)
-        _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, params["bias_ih"], params["weight_hh"], params["weight_rh"])
+        panels_hh = _panels(params["weight_hh"].T)   # packed once per call for the per-step GEMMs (stepgemm.py)
+        panels_rh = _panels(params["weight_rh"].T)   # packed once per call for the per-step GEMMs (stepgemm.py)
+        _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, params["bias_ih"], panels_hh, panels_rh)
         final_states = (s_h[T % 2].copy(),)
         return y, final_states, None
     zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 3 * H)
@@ -267,7 +269,9 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     z_hh = np.empty((B, 2 * H), dtype)   # this step's product (backward does not read it)
     z_rh = np.empty((T, B, H), dtype)
     v_rh = np.empty((T, B, H), dtype)
-    _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, params["bias_ih"], params["weight_hh"], params["weight_rh"])
+    panels_hh = _panels(params["weight_hh"].T)   # packed once per call for the per-step GEMMs (stepgemm.py)
+    panels_rh = _panels(params["weight_rh"].T)   # packed once per call for the per-step GEMMs (stepgemm.py)
+    _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, params["bias_ih"], panels_hh, panels_rh)
     final_states = (s_h[T].copy(),)
     saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,
                          s_h=s_h, z_rh=z_rh, v_rh=v_rh)
@@ -307,7 +311,9 @@ def backward_unchecked(dy, d_final, saved):
     dz_rh = np.zeros((T, B, H), dtype)
     dv_rh = np.empty((B, H), dtype)
     dv_hh = np.empty((B, H), dtype)   # the product dv = dz @ W, added to the state's gradient
-    _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_rh, d_h, dzx_ih, dz_hh, dz_rh, dv_rh, params["bias_ih"], params["weight_hh"], params["weight_rh"], dv_hh)
+    panels_rh_adj = _panels(params["weight_rh"])   # packed once per call for the per-step GEMMs (stepgemm.py)
+    panels_hh_adj = _panels(params["weight_hh"])   # packed once per call for the per-step GEMMs (stepgemm.py)
+    _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_rh, d_h, dzx_ih, dz_hh, dz_rh, dv_rh, params["bias_ih"], dv_hh, panels_rh_adj, panels_hh_adj)
     d_params = {}
     d_params["weight_ih"] = dzx_ih.reshape(T * B, 3 * H).T @ x2d
     dx = dzx_ih.reshape(T * B, 3 * H) @ params["weight_ih"]

@@ -2,7 +2,7 @@
 
 source spec: layernorm_lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: bba199847659b70a67b04a279faefdd72e8214e97ad9fd6b36f26fb19692bab6
+sha256 of spec + templates + math libraries + versions: 548c53ac857491d25ad15e61b24605072dab4113ba8c16bef635feb2866cfabf
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -36,10 +36,10 @@ from rnngen.backends.cpu.noalias import DisjointArrays   # the loops' array argu
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, gemm_panels as _gemm_panels, panels as _panels, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "layernorm_lstm"
-SPEC_SHA256 = "bba199847659b70a67b04a279faefdd72e8214e97ad9fd6b36f26fb19692bab6"
+SPEC_SHA256 = "548c53ac857491d25ad15e61b24605072dab4113ba8c16bef635feb2866cfabf"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -73,7 +73,7 @@ def sizes_of(params):
 
 # -- forward: the time loop ------------------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
-def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, weight_hh, vec_ln_ih_gain, vec_ln_hh_gain, vec_bias, vec_ln_c_gain, vec_ln_c_bias):
+def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, vec_ln_ih_gain, vec_ln_hh_gain, vec_bias, vec_ln_c_gain, vec_ln_c_bias, panels_hh):
     T, B, H = y.shape
     terms_m_ln_ih_mean = np.empty(H, y.dtype)   # a reduction's terms, one row at a time
     terms_m_ln_ih_sq = np.empty(H, y.dtype)   # a reduction's terms, one row at a time
@@ -113,7 +113,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln
                     sum_m_ln_ih_sq += terms_m_ln_ih_sq[j]
                 m_ln_ih_mean[step, b] = sum_m_ln_ih_mean*inv_4H
                 m_ln_ih_sq[step, b] = sum_m_ln_ih_sq*inv_4H
-        np.dot(s_h[step], weight_hh.T, z_hh[step])
+        _gemm_panels(s_h[step], panels_hh, z_hh[step])
         # stage 2: means ln_hh_mean, ln_hh_sq (sums over the units)
         for b in range(B):
             if step < lengths[b]:
@@ -218,7 +218,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln
 
 # -- backward: the time loop in reverse ------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
-def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, d_h, d_c, dzx_ih, dz_hh, dmean_ln_ih_mean, dmean_ln_ih_sq, dmean_ln_hh_mean, dmean_ln_hh_sq, dmean_ln_c_mean, dmean_ln_c_sq, dvec_ln_ih_gain, dvec_ln_hh_gain, dvec_bias, dvec_ln_c_gain, dvec_ln_c_bias, weight_hh, vec_ln_ih_gain, vec_ln_hh_gain, vec_bias, vec_ln_c_gain, vec_ln_c_bias, dv_hh):
+def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, d_h, d_c, dzx_ih, dz_hh, dmean_ln_ih_mean, dmean_ln_ih_sq, dmean_ln_hh_mean, dmean_ln_hh_sq, dmean_ln_c_mean, dmean_ln_c_sq, dvec_ln_ih_gain, dvec_ln_hh_gain, dvec_bias, dvec_ln_c_gain, dvec_ln_c_bias, vec_ln_ih_gain, vec_ln_hh_gain, vec_bias, vec_ln_c_gain, vec_ln_c_bias, dv_hh, panels_hh_adj):
     T, B, H = dy.shape
     terms_dmean_ln_c_mean = np.empty(H, dy.dtype)   # a reduction's terms, one row at a time
     terms_dmean_ln_c_sq = np.empty(H, dy.dtype)   # a reduction's terms, one row at a time
@@ -749,7 +749,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
                     dz_hh_g2[j] += dm_ln_hh_mean + hh2*tmp0
                     dz_hh_g3[j] += dm_ln_hh_mean + hh3*tmp0
         # stage 1: GEMM adjoints of hh; means ln_ih_mean, ln_ih_sq (sums over the units)
-        np.dot(dz_hh[step], weight_hh, dv_hh)
+        _gemm_panels(dz_hh[step], panels_hh_adj, dv_hh)
         d_h += dv_hh
         for b in range(B):
             if step < lengths[b]:
@@ -779,7 +779,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
-def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, weight_hh, vec_ln_ih_gain, vec_ln_hh_gain, vec_bias, vec_ln_c_gain, vec_ln_c_bias):
+def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, vec_ln_ih_gain, vec_ln_hh_gain, vec_bias, vec_ln_c_gain, vec_ln_c_bias, panels_hh):
     T, B, H = y.shape
     terms_m_ln_ih_mean = np.empty(H, y.dtype)   # a reduction's terms, one row at a time
     terms_m_ln_ih_sq = np.empty(H, y.dtype)   # a reduction's terms, one row at a time
@@ -819,7 +819,7 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_i
                     sum_m_ln_ih_sq += terms_m_ln_ih_sq[j]
                 m_ln_ih_mean[step % 2, b] = sum_m_ln_ih_mean*inv_4H
                 m_ln_ih_sq[step % 2, b] = sum_m_ln_ih_sq*inv_4H
-        np.dot(s_h[step % 2], weight_hh.T, z_hh[step % 2])
+        _gemm_panels(s_h[step % 2], panels_hh, z_hh[step % 2])
         # stage 2: means ln_hh_mean, ln_hh_sq (sums over the units)
         for b in range(B):
             if step < lengths[b]:
@@ -976,7 +976,8 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
         m_ln_hh_sq = np.empty((2, B), dtype)
         m_ln_c_mean = np.empty((2, B), dtype)
         m_ln_c_sq = np.empty((2, B), dtype)
-        _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, params["weight_hh"], params["ln_ih_gain"], params["ln_hh_gain"], params["bias"], params["ln_c_gain"], params["ln_c_bias"])
+        panels_hh = _panels(params["weight_hh"].T)   # packed once per call for the per-step GEMMs (stepgemm.py)
+        _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, params["ln_ih_gain"], params["ln_hh_gain"], params["bias"], params["ln_c_gain"], params["ln_c_bias"], panels_hh)
         final_states = (s_h[T % 2].copy(), s_c[T % 2].copy(),)
         return y, final_states, None
     zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 4 * H)
@@ -991,7 +992,8 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     m_ln_hh_sq = np.empty((T, B), dtype)
     m_ln_c_mean = np.empty((T, B), dtype)
     m_ln_c_sq = np.empty((T, B), dtype)
-    _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, params["weight_hh"], params["ln_ih_gain"], params["ln_hh_gain"], params["bias"], params["ln_c_gain"], params["ln_c_bias"])
+    panels_hh = _panels(params["weight_hh"].T)   # packed once per call for the per-step GEMMs (stepgemm.py)
+    _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, params["ln_ih_gain"], params["ln_hh_gain"], params["bias"], params["ln_c_gain"], params["ln_c_bias"], panels_hh)
     final_states = (s_h[T].copy(), s_c[T].copy(),)
     saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,
                          s_h=s_h, s_c=s_c, z_hh=z_hh, m_ln_ih_mean=m_ln_ih_mean,
@@ -1049,7 +1051,8 @@ def backward_unchecked(dy, d_final, saved):
     dvec_bias = np.zeros(4 * H, dtype)
     dvec_ln_c_gain = np.zeros(H, dtype)
     dvec_ln_c_bias = np.zeros(H, dtype)
-    _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, d_h, d_c, dzx_ih, dz_hh, dmean_ln_ih_mean, dmean_ln_ih_sq, dmean_ln_hh_mean, dmean_ln_hh_sq, dmean_ln_c_mean, dmean_ln_c_sq, dvec_ln_ih_gain, dvec_ln_hh_gain, dvec_bias, dvec_ln_c_gain, dvec_ln_c_bias, params["weight_hh"], params["ln_ih_gain"], params["ln_hh_gain"], params["bias"], params["ln_c_gain"], params["ln_c_bias"], dv_hh)
+    panels_hh_adj = _panels(params["weight_hh"])   # packed once per call for the per-step GEMMs (stepgemm.py)
+    _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, d_h, d_c, dzx_ih, dz_hh, dmean_ln_ih_mean, dmean_ln_ih_sq, dmean_ln_hh_mean, dmean_ln_hh_sq, dmean_ln_c_mean, dmean_ln_c_sq, dvec_ln_ih_gain, dvec_ln_hh_gain, dvec_bias, dvec_ln_c_gain, dvec_ln_c_bias, params["ln_ih_gain"], params["ln_hh_gain"], params["bias"], params["ln_c_gain"], params["ln_c_bias"], dv_hh, panels_hh_adj)
     d_params = {}
     d_params["weight_ih"] = dzx_ih.reshape(T * B, 4 * H).T @ x2d
     dx = dzx_ih.reshape(T * B, 4 * H) @ params["weight_ih"]

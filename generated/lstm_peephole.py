@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 2ddabf35f821e99d88527c67527b0294fef9a0046ddddea41ed26fee7b0fbad8
+sha256 of spec + templates + math libraries + versions: a39669925a85e20dbf6b2ce9f77d0b6fb3d42121baec91ff80276e7a16a643a6
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -31,10 +31,10 @@ from rnngen.backends.cpu.noalias import DisjointArrays   # the loops' array argu
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, gemm_panels as _gemm_panels, panels as _panels, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "2ddabf35f821e99d88527c67527b0294fef9a0046ddddea41ed26fee7b0fbad8"
+SPEC_SHA256 = "a39669925a85e20dbf6b2ce9f77d0b6fb3d42121baec91ff80276e7a16a643a6"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -67,13 +67,13 @@ def sizes_of(params):
 
 # -- forward: the time loop ------------------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
-def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, vec_weight_ci, vec_weight_cf, vec_weight_co, bias_ih_hh):
+def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, vec_weight_ci, vec_weight_cf, vec_weight_co, bias_ih_hh, panels_hh):
     T, B, H = y.shape
     c0 = y.dtype.type(0)
     c1 = y.dtype.type(1)
     for step in range(T):
         # stage 1: recurrent GEMMs of hh
-        np.dot(s_h[step], weight_hh.T, z_hh)
+        _gemm_panels(s_h[step], panels_hh, z_hh)
         # update: new states
         for b in range(B):
             if step < lengths[b]:
@@ -114,7 +114,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, vec_wei
 
 # -- backward: the time loop in reverse ------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
-def _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, dvec_weight_ci, dvec_weight_cf, dvec_weight_co, weight_hh, vec_weight_ci, vec_weight_cf, vec_weight_co, dv_hh):
+def _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, dvec_weight_ci, dvec_weight_cf, dvec_weight_co, vec_weight_ci, vec_weight_cf, vec_weight_co, dv_hh, panels_hh_adj):
     T, B, H = dy.shape
     c0 = dy.dtype.type(0)
     c1 = dy.dtype.type(1)
@@ -164,19 +164,19 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, dvec_weigh
                     dvec_weight_ci[j] += c*tmp6
                     dvec_weight_co[j] += c_next*tmp3
         # stage 1: GEMM adjoints of hh
-        np.dot(dz_hh[step], weight_hh, dv_hh)
+        _gemm_panels(dz_hh[step], panels_hh_adj, dv_hh)
         d_h += dv_hh
 
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
-def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, vec_weight_ci, vec_weight_cf, vec_weight_co, bias_ih_hh):
+def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, vec_weight_ci, vec_weight_cf, vec_weight_co, bias_ih_hh, panels_hh):
     T, B, H = y.shape
     c0 = y.dtype.type(0)
     c1 = y.dtype.type(1)
     for step in range(T):
         # stage 1: recurrent GEMMs of hh
-        np.dot(s_h[step % 2], weight_hh.T, z_hh)
+        _gemm_panels(s_h[step % 2], panels_hh, z_hh)
         # update: new states
         for b in range(B):
             if step < lengths[b]:
@@ -260,7 +260,8 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
         s_c = np.empty((2, B, H), dtype)
         s_c[0] = state0[1]
         z_hh = np.empty((B, 4 * H), dtype)
-        _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, params["weight_hh"], params["weight_ci"], params["weight_cf"], params["weight_co"], bias_ih_hh)
+        panels_hh = _panels(params["weight_hh"].T)   # packed once per call for the per-step GEMMs (stepgemm.py)
+        _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, params["weight_ci"], params["weight_cf"], params["weight_co"], bias_ih_hh, panels_hh)
         final_states = (s_h[T % 2].copy(), s_c[T % 2].copy(),)
         return y, final_states, None
     bias_ih_hh = params["bias_ih"] + params["bias_hh"]   # the loops add the two together
@@ -270,7 +271,8 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     s_c = np.empty((T + 1, B, H), dtype)
     s_c[0] = state0[1]
     z_hh = np.empty((B, 4 * H), dtype)   # this step's product: the loop saves what backward needs in zx_ih
-    _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, params["weight_hh"], params["weight_ci"], params["weight_cf"], params["weight_co"], bias_ih_hh)
+    panels_hh = _panels(params["weight_hh"].T)   # packed once per call for the per-step GEMMs (stepgemm.py)
+    _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, params["weight_ci"], params["weight_cf"], params["weight_co"], bias_ih_hh, panels_hh)
     final_states = (s_h[T].copy(), s_c[T].copy(),)
     saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,
                          s_h=s_h, s_c=s_c)
@@ -310,7 +312,8 @@ def backward_unchecked(dy, d_final, saved):
     dvec_weight_ci = np.zeros(H, dtype)
     dvec_weight_cf = np.zeros(H, dtype)
     dvec_weight_co = np.zeros(H, dtype)
-    _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, dvec_weight_ci, dvec_weight_cf, dvec_weight_co, params["weight_hh"], params["weight_ci"], params["weight_cf"], params["weight_co"], dv_hh)
+    panels_hh_adj = _panels(params["weight_hh"])   # packed once per call for the per-step GEMMs (stepgemm.py)
+    _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, dvec_weight_ci, dvec_weight_cf, dvec_weight_co, params["weight_ci"], params["weight_cf"], params["weight_co"], dv_hh, panels_hh_adj)
     d_params = {}
     # dz_hh is the gradient of ih's pre-activation too (the two add up); it is in loop order,
     # so a reversed run puts x and dx in loop order too

@@ -2,7 +2,7 @@
 
 source spec: lstm_proj.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 93a91208e1eebad4e52b3e8be3c663766ea006b70ba172d77d93b7876614bdd5
+sha256 of spec + templates + math libraries + versions: 5c224b82bf252bd2d135fcdae298d3325af8e9dbb97208ddadf0c3572b1538e1
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -32,10 +32,10 @@ from rnngen.backends.cpu.noalias import DisjointArrays   # the loops' array argu
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, gemm_panels as _gemm_panels, panels as _panels, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_proj"
-SPEC_SHA256 = "93a91208e1eebad4e52b3e8be3c663766ea006b70ba172d77d93b7876614bdd5"
+SPEC_SHA256 = "5c224b82bf252bd2d135fcdae298d3325af8e9dbb97208ddadf0c3572b1538e1"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -69,7 +69,7 @@ def sizes_of(params):
 
 # -- forward: the time loop ------------------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
-def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, bias_ih, weight_hh, bias_hh, weight_hr):
+def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, bias_ih, bias_hh, panels_hh, panels_hr):
     T = y.shape[0]
     B = y.shape[1]
     H = zx_ih.shape[2] // 4
@@ -78,7 +78,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, bias_i
     c1 = y.dtype.type(1)
     for step in range(T):
         # stage 1: recurrent GEMMs of hh
-        np.dot(s_h[step], weight_hh.T, z_hh)
+        _gemm_panels(s_h[step], panels_hh, z_hh)
         # stage 2: recurrent GEMMs of hr
         for b in range(B):
             if step < lengths[b]:
@@ -112,7 +112,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, bias_i
             else:
                 for j in range(H):
                     v_hr[step, b, j] = c0
-        np.dot(v_hr[step], weight_hr.T, z_hr)
+        _gemm_panels(v_hr[step], panels_hr, z_hr)
         # update: new states
         for b in range(B):
             if step < lengths[b]:
@@ -152,7 +152,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, bias_i
 
 # -- backward: the time loop in reverse ------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
-def _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dzx_ih, dz_hh, dz_hr, dv_hr, weight_hh, weight_hr, dv_hh):
+def _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dzx_ih, dz_hh, dz_hr, dv_hr, dv_hh, panels_hr_adj, panels_hh_adj):
     T = dy.shape[0]
     B = dy.shape[1]
     H = zx_ih.shape[2] // 4
@@ -198,7 +198,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dzx_ih, dz_hh, dz
                     dzx_ih_g1[j] = tmp1
                     dzx_ih_g2[j] = tmp2
         # stage 2: GEMM adjoints of hr
-        np.dot(dz_hr[step], weight_hr, dv_hr)
+        _gemm_panels(dz_hr[step], panels_hr_adj, dv_hr)
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
@@ -243,13 +243,13 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dzx_ih, dz_hh, dz
                     dzx_ih_g2[j] += tmp3
                     dzx_ih_g3[j] = tmp4
         # stage 1: GEMM adjoints of hh
-        np.dot(dz_hh[step], weight_hh, dv_hh)
+        _gemm_panels(dz_hh[step], panels_hh_adj, dv_hh)
         d_h += dv_hh
 
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
-def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, bias_ih, weight_hh, bias_hh, weight_hr):
+def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, bias_ih, bias_hh, panels_hh, panels_hr):
     T = y.shape[0]
     B = y.shape[1]
     H = zx_ih.shape[2] // 4
@@ -258,7 +258,7 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, bias_ih,
     c1 = y.dtype.type(1)
     for step in range(T):
         # stage 1: recurrent GEMMs of hh
-        np.dot(s_h[step % 2], weight_hh.T, z_hh)
+        _gemm_panels(s_h[step % 2], panels_hh, z_hh)
         # stage 2: recurrent GEMMs of hr
         for b in range(B):
             if step < lengths[b]:
@@ -291,7 +291,7 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, bias_ih,
             else:
                 for j in range(H):
                     v_hr[step % 2, b, j] = c0
-        np.dot(v_hr[step % 2], weight_hr.T, z_hr)
+        _gemm_panels(v_hr[step % 2], panels_hr, z_hr)
         # update: new states
         for b in range(B):
             if step < lengths[b]:
@@ -377,7 +377,9 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
         z_hh = np.empty((B, 4 * H), dtype)
         z_hr = np.empty((B, proj_size), dtype)
         v_hr = np.empty((2, B, H), dtype)
-        _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, params["bias_ih"], params["weight_hh"], params["bias_hh"], params["weight_hr"])
+        panels_hh = _panels(params["weight_hh"].T)   # packed once per call for the per-step GEMMs (stepgemm.py)
+        panels_hr = _panels(params["weight_hr"].T)   # packed once per call for the per-step GEMMs (stepgemm.py)
+        _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, params["bias_ih"], params["bias_hh"], panels_hh, panels_hr)
         final_states = (s_h[T % 2].copy(), s_c[T % 2].copy(),)
         return y, final_states, None
     zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 4 * H)
@@ -388,7 +390,9 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     z_hh = np.empty((B, 4 * H), dtype)   # this step's product (backward does not read it)
     z_hr = np.empty((B, proj_size), dtype)   # this step's product (backward does not read it)
     v_hr = np.empty((T, B, H), dtype)
-    _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, params["bias_ih"], params["weight_hh"], params["bias_hh"], params["weight_hr"])
+    panels_hh = _panels(params["weight_hh"].T)   # packed once per call for the per-step GEMMs (stepgemm.py)
+    panels_hr = _panels(params["weight_hr"].T)   # packed once per call for the per-step GEMMs (stepgemm.py)
+    _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, params["bias_ih"], params["bias_hh"], panels_hh, panels_hr)
     final_states = (s_h[T].copy(), s_c[T].copy(),)
     saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,
                          s_h=s_h, s_c=s_c, v_hr=v_hr)
@@ -430,7 +434,9 @@ def backward_unchecked(dy, d_final, saved):
     dz_hr = np.zeros((T, B, proj_size), dtype)
     dv_hr = np.empty((B, H), dtype)
     dv_hh = np.empty((B, proj_size), dtype)   # the product dv = dz @ W, added to the state's gradient
-    _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dzx_ih, dz_hh, dz_hr, dv_hr, params["weight_hh"], params["weight_hr"], dv_hh)
+    panels_hr_adj = _panels(params["weight_hr"])   # packed once per call for the per-step GEMMs (stepgemm.py)
+    panels_hh_adj = _panels(params["weight_hh"])   # packed once per call for the per-step GEMMs (stepgemm.py)
+    _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dzx_ih, dz_hh, dz_hr, dv_hr, dv_hh, panels_hr_adj, panels_hh_adj)
     d_params = {}
     d_params["weight_ih"] = dzx_ih.reshape(T * B, 4 * H).T @ x2d
     dx = dzx_ih.reshape(T * B, 4 * H) @ params["weight_ih"]

@@ -2,7 +2,7 @@
 
 source spec: lstm_vd.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: cdc2a5f6eba63584781bf99b16222144649ad64aa05ccccc4d93c9b5e74f993f
+sha256 of spec + templates + math libraries + versions: 0cd0669ff74d56b75b16de1048e8ba252f705a46a3e68f346ab69f6d1bc37dc1
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -32,10 +32,10 @@ from rnngen.backends.cpu.noalias import DisjointArrays   # the loops' array argu
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, gemm_panels as _gemm_panels, panels as _panels, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_vd"
-SPEC_SHA256 = "cdc2a5f6eba63584781bf99b16222144649ad64aa05ccccc4d93c9b5e74f993f"
+SPEC_SHA256 = "0cd0669ff74d56b75b16de1048e8ba252f705a46a3e68f346ab69f6d1bc37dc1"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -65,7 +65,7 @@ def sizes_of(params):
 
 # -- forward: the time loop ------------------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
-def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, v_hh, mask_m_h, bias_ih, weight_hh, bias_hh):
+def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, v_hh, mask_m_h, bias_ih, bias_hh, panels_hh):
     T, B, H = y.shape
     c0 = y.dtype.type(0)
     c1 = y.dtype.type(1)
@@ -82,7 +82,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, v_hh, mask_m_h, bi
             else:
                 for j in range(H):
                     v_hh[step, b, j] = c0
-        np.dot(v_hh[step], weight_hh.T, z_hh)
+        _gemm_panels(v_hh[step], panels_hh, z_hh)
         # update: new states
         for b in range(B):
             if step < lengths[b]:
@@ -125,7 +125,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, v_hh, mask_m_h, bi
 
 # -- backward: the time loop in reverse ------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
-def _backward_loop(lengths, reverse, dy, zx_ih, s_c, mask_m_h, d_h, d_c, dzx_ih, dz_hh, dv_hh, weight_hh):
+def _backward_loop(lengths, reverse, dy, zx_ih, s_c, mask_m_h, d_h, d_c, dzx_ih, dz_hh, dv_hh, panels_hh_adj):
     T, B, H = dy.shape
     c0 = dy.dtype.type(0)
     c1 = dy.dtype.type(1)
@@ -176,7 +176,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, mask_m_h, d_h, d_c, dzx_ih,
                     dzx_ih_g2[j] = tmp3
                     dzx_ih_g3[j] = tmp4
         # stage 1: GEMM adjoints of hh
-        np.dot(dz_hh[step], weight_hh, dv_hh)
+        _gemm_panels(dz_hh[step], panels_hh_adj, dv_hh)
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
@@ -189,7 +189,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, mask_m_h, d_h, d_c, dzx_ih,
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
-def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, v_hh, mask_m_h, bias_ih, weight_hh, bias_hh):
+def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, v_hh, mask_m_h, bias_ih, bias_hh, panels_hh):
     T, B, H = y.shape
     c0 = y.dtype.type(0)
     c1 = y.dtype.type(1)
@@ -206,7 +206,7 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, v_hh, mask_m_h, bias
             else:
                 for j in range(H):
                     v_hh[step % 2, b, j] = c0
-        np.dot(v_hh[step % 2], weight_hh.T, z_hh)
+        _gemm_panels(v_hh[step % 2], panels_hh, z_hh)
         # update: new states
         for b in range(B):
             if step < lengths[b]:
@@ -245,13 +245,13 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, v_hh, mask_m_h, bias
 
 # -- forward at rate 0: the time loop --------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
-def _forward_loop_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, bias_ih_hh):
+def _forward_loop_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, bias_ih_hh, panels_hh):
     T, B, H = y.shape
     c0 = y.dtype.type(0)
     c1 = y.dtype.type(1)
     for step in range(T):
         # stage 1: recurrent GEMMs of hh
-        np.dot(s_h[step], weight_hh.T, z_hh)
+        _gemm_panels(s_h[step], panels_hh, z_hh)
         # update: new states
         for b in range(B):
             if step < lengths[b]:
@@ -290,7 +290,7 @@ def _forward_loop_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, b
 
 # -- backward at rate 0: the time loop in reverse --------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
-def _backward_loop_rate0(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, weight_hh, dv_hh):
+def _backward_loop_rate0(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, dv_hh, panels_hh_adj):
     T, B, H = dy.shape
     c0 = dy.dtype.type(0)
     c1 = dy.dtype.type(1)
@@ -329,19 +329,19 @@ def _backward_loop_rate0(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, weig
                     dz_hh_g2[j] = d_g*(c1 - (g*g))
                     dz_hh_g3[j] = d_o*o*(c1 - o)
         # stage 1: GEMM adjoints of hh
-        np.dot(dz_hh[step], weight_hh, dv_hh)
+        _gemm_panels(dz_hh[step], panels_hh_adj, dv_hh)
         d_h += dv_hh
 
 
 # -- forward without backward (need_grad=False) at rate 0: two rows of each per-step sequence ------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
-def _infer_loop_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, bias_ih_hh):
+def _infer_loop_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, bias_ih_hh, panels_hh):
     T, B, H = y.shape
     c0 = y.dtype.type(0)
     c1 = y.dtype.type(1)
     for step in range(T):
         # stage 1: recurrent GEMMs of hh
-        np.dot(s_h[step % 2], weight_hh.T, z_hh)
+        _gemm_panels(s_h[step % 2], panels_hh, z_hh)
         # update: new states
         for b in range(B):
             if step < lengths[b]:
@@ -426,7 +426,8 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
         mask_m_h = masks["m_h"]
         z_hh = np.empty((B, 4 * H), dtype)
         v_hh = np.empty((2, B, H), dtype)
-        _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, v_hh, mask_m_h, params["bias_ih"], params["weight_hh"], params["bias_hh"])
+        panels_hh = _panels(params["weight_hh"].T)   # packed once per call for the per-step GEMMs (stepgemm.py)
+        _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, v_hh, mask_m_h, params["bias_ih"], params["bias_hh"], panels_hh)
         final_states = (s_h[T % 2].copy(), s_c[T % 2].copy(),)
         return y, final_states, None
     zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 4 * H)
@@ -437,7 +438,8 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     mask_m_h = masks["m_h"]
     z_hh = np.empty((B, 4 * H), dtype)   # this step's product (backward does not read it)
     v_hh = np.empty((T, B, H), dtype)
-    _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, v_hh, mask_m_h, params["bias_ih"], params["weight_hh"], params["bias_hh"])
+    panels_hh = _panels(params["weight_hh"].T)   # packed once per call for the per-step GEMMs (stepgemm.py)
+    _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, v_hh, mask_m_h, params["bias_ih"], params["bias_hh"], panels_hh)
     final_states = (s_h[T].copy(), s_c[T].copy(),)
     saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,
                          s_h=s_h, s_c=s_c, v_hh=v_hh, mask_m_h=mask_m_h)
@@ -461,7 +463,8 @@ def _forward_rate0(x, params, state0, lengths, reverse, need_grad, masks):
         s_c = np.empty((2, B, H), dtype)
         s_c[0] = state0[1]
         z_hh = np.empty((B, 4 * H), dtype)
-        _infer_loop_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, params["weight_hh"], bias_ih_hh)
+        panels_hh = _panels(params["weight_hh"].T)   # packed once per call for the per-step GEMMs (stepgemm.py)
+        _infer_loop_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, bias_ih_hh, panels_hh)
         final_states = (s_h[T % 2].copy(), s_c[T % 2].copy(),)
         return y, final_states, None
     bias_ih_hh = params["bias_ih"] + params["bias_hh"]   # the loops add the two together
@@ -471,7 +474,8 @@ def _forward_rate0(x, params, state0, lengths, reverse, need_grad, masks):
     s_c = np.empty((T + 1, B, H), dtype)
     s_c[0] = state0[1]
     z_hh = np.empty((B, 4 * H), dtype)   # this step's product: the loop saves what backward needs in zx_ih
-    _forward_loop_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, params["weight_hh"], bias_ih_hh)
+    panels_hh = _panels(params["weight_hh"].T)   # packed once per call for the per-step GEMMs (stepgemm.py)
+    _forward_loop_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, bias_ih_hh, panels_hh)
     final_states = (s_h[T].copy(), s_c[T].copy(),)
     saved = checks.Saved(NAME, rate0=True, x=x, params=params, lengths=lengths, reverse=reverse,
                          zx_ih=zx_ih, s_h=s_h, s_c=s_c)
@@ -513,7 +517,8 @@ def backward_unchecked(dy, d_final, saved):
     dzx_ih = np.zeros((T, B, 4 * H), dtype)
     dz_hh = np.zeros((T, B, 4 * H), dtype)
     dv_hh = np.empty((B, H), dtype)
-    _backward_loop(lengths, reverse, dy, zx_ih, s_c, mask_m_h, d_h, d_c, dzx_ih, dz_hh, dv_hh, params["weight_hh"])
+    panels_hh_adj = _panels(params["weight_hh"])   # packed once per call for the per-step GEMMs (stepgemm.py)
+    _backward_loop(lengths, reverse, dy, zx_ih, s_c, mask_m_h, d_h, d_c, dzx_ih, dz_hh, dv_hh, panels_hh_adj)
     d_params = {}
     d_params["weight_ih"] = dzx_ih.reshape(T * B, 4 * H).T @ x2d
     dx = dzx_ih.reshape(T * B, 4 * H) @ params["weight_ih"]
@@ -537,7 +542,8 @@ def _backward_rate0(dy, d_final, saved):
     d_c = d_final[1]
     dz_hh = np.zeros((T, B, 4 * H), dtype)
     dv_hh = np.empty((B, H), dtype)   # the product dv = dz @ W, added to the state's gradient
-    _backward_loop_rate0(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, params["weight_hh"], dv_hh)
+    panels_hh_adj = _panels(params["weight_hh"])   # packed once per call for the per-step GEMMs (stepgemm.py)
+    _backward_loop_rate0(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, dv_hh, panels_hh_adj)
     d_params = {}
     # dz_hh is the gradient of ih's pre-activation too (the two add up); it is in loop order,
     # so a reversed run puts x and dx in loop order too

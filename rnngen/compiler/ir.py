@@ -45,6 +45,7 @@ ROLES = {
     "weight_mask": "a DropConnect keep-mask of a linear's weight (its shape), or None at rate 0",
     "mean": "a reduction's value per row, every step (T, B), loop order",
     "d_mean": "the gradient of a reduction's value at this step, over its count (B,)",
+    "panels": "a linear's weight (or its transpose) packed once per call for a per-step GEMM (CPU)",
 }
 PER_ROW = ("mean", "d_mean")        # roles without a column: one value per batch row
 

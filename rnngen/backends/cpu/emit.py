@@ -223,25 +223,31 @@ class _Printer:
         return block
 
     def gemm(self, op):
-        for b in (op.input.buffer, op.weight, op.output.buffer):
+        for b in (op.input.buffer, op.output.buffer):
             self.used.add(b)
         if op.heads:
+            self.used.add(op.weight)
             lines, scratch = self.lay.head_gemm(op)
             self.used.update(scratch)
             return [("gemm", line) for line in lines]
-        return [("gemm", f"np.dot({self.lay.step_slice(op.input)}, {op.weight.name}.T, "
+        panels = self.lay.panel("forward", op.weight)
+        self.used.add(panels)
+        return [("gemm", f"_gemm_panels({self.lay.step_slice(op.input)}, {panels.name}, "
                          f"{self.lay.step_slice(op.output)})")]
 
     def gemm_adjoint(self, op):
         out = self.lay.scratch.get(op.linear, op.out)
-        for b in (op.d.buffer, op.weight, out, op.out):
+        for b in (op.d.buffer, out, op.out):
             self.used.add(b)
         if op.heads:
+            self.used.add(op.weight)
             text, scratch = self.lay.head_gemm_adjoint(op, out)
             self.used.update(scratch)
             lines = [("gemm", line) for line in text]
         else:
-            lines = [("gemm", f"np.dot({self.lay.step_slice(op.d)}, {op.weight.name}, {out.name})")]
+            panels = self.lay.panel("backward", op.weight)
+            self.used.add(panels)
+            lines = [("gemm", f"_gemm_panels({self.lay.step_slice(op.d)}, {panels.name}, {out.name})")]
         if op.accumulate:
             lines.append(("add", f"{op.out.name} += {out.name}"))
         return lines
@@ -283,7 +289,7 @@ class _Printer:
         the kernel's lines reading its sizes from them."""
         order = [first] + [b for b in self.k.buffers if b is not first] + self.k.params \
             + list(dict.fromkeys(self.lay.bias_sums.values())) + list(self.lay.scratch.values()) \
-            + [b for bufs in self.lay.head_scratch.values() for b in bufs]
+            + [b for bufs in self.lay.head_scratch.values() for b in bufs] + list(self.lay.panels.values())
         used = [b for b in order if b in self.used]
         self.used = set()
         n = self.k.loop
@@ -376,18 +382,19 @@ def emit(kernel, layout, header, equations, rate0=None):
         wrapper_sizes={"forward": wrapper_sizes(kernel, False), "backward": wrapper_sizes(kernel, True)},
         constants=p.constants.lines(),
         helpers=sorted(p.constants.helpers | ({"_at"} if layout.views or infer_layout.views else set())
+                       | ({"_gemm_panels", "_panels"} if layout.panels or infer_layout.panels else set())
                        | ({"_head_weight_grad"} if any(getattr(op, "heads", False) for op in kernel.after) else set())
                        | ({"_column_sum"} if any(isinstance(op, ir.BiasGrad) and not op.same_as for op in kernel.after)
                           else set())),
         n=kernel.loop,
-        forward_args=fargs, forward_call=fcall, forward_setup=layout.bias_sum_lines(fcall) + fsetup,
+        forward_args=fargs, forward_call=fcall, forward_setup=layout.wrapper_lines("forward", fcall, fsetup),
         forward_stages=forward_stages,
         forward_result=["final_states = (" + ", ".join(f"{s}[T].copy()" for s in states) + ",)"],
         saved=saved, saved_call=saved_call(saved, marks={"rate0": True} if header.get("variant") == "rate0" else {}),
         backward_args=bargs, backward_call=bcall,
-        backward_setup=layout.bias_sum_lines(bcall) + _backward_setup(kernel, layout),
+        backward_setup=layout.wrapper_lines("backward", bcall, _backward_setup(kernel, layout)),
         backward_stages=backward_stages, backward_result=after + [d_state0(kernel)], hoisted=hoisted, after=after,
         infer_args=iargs, infer_call=icall,
-        infer_setup=infer_layout.bias_sum_lines(icall) + _forward_setup(kernel, infer_layout, saving=False)[0],
+        infer_setup=infer_layout.wrapper_lines("forward", icall, _forward_setup(kernel, infer_layout, saving=False)[0]),
         infer_stages=infer_stages,
         infer_result=["final_states = (" + ", ".join(f"{s}[T % 2].copy()" for s in states) + ",)"], rate0=rate0)

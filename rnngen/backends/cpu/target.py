@@ -13,6 +13,7 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 TEMPLATE = os.path.join(_HERE, "module.py.j2")
 LIBRARY = os.path.join(_HERE, "mathlib.py")
 PIPELINE = os.path.join(_HERE, "noalias.py")       # how Numba compiles the loops
+KERNEL_LIBRARIES = [os.path.join(_HERE, name) for name in ("pointers.py", "stepgemm.py")]   # mathlib imports them
 
 
 def file_name(cell_name):
@@ -20,9 +21,9 @@ def file_name(cell_name):
 
 
 def source_bytes():
-    """The template, the math library and the compiler pipeline the generated modules import
-    (see mathlib.py)."""
-    return file_bytes(TEMPLATE, LIBRARY, PIPELINE)
+    """The template, the math library (and the modules it takes the kernels' pointers and per-step
+    GEMM from) and the compiler pipeline the generated modules import (see mathlib.py)."""
+    return file_bytes(TEMPLATE, LIBRARY, *KERNEL_LIBRARIES, PIPELINE)
 
 
 def layout(kernel):
