@@ -4,9 +4,9 @@ pieces timed separately, in interleaved blocks (one untimed call, then timed one
 Pieces (all with one BLAS thread, float32):
 - hoisted input GEMM: x (T*B, I) @ W_ih.T and its bias add, as the module's forward does;
 - forward time loop (`_forward_loop`), and inside it the per-step GEMMs alone (the same T calls
-  of np.dot(h_t, W_hh.T) in a Numba loop): the difference is the fused gate math, also given in
+  of gemm_panels(h_t, panels of W_hh.T) in a Numba loop): the difference is the fused gate math, also given in
   ns per (t, b, j) element;
-- backward time loop (`_backward_loop`), and inside it the per-step GEMMs alone (np.dot(dz_t, W_hh)
+- backward time loop (`_backward_loop`), and inside it the per-step GEMMs alone (gemm_panels(dz_t, panels of W_hh)
   and the add into dh): the difference is the backward gate math;
 - the GEMMs after the backward loop: weight gradients dW_ih = dZ.T @ x, dW_hh = dZ.T @ h, the input
   gradient dx = dZ @ W_ih, and the bias sums;
@@ -31,20 +31,21 @@ from numba import njit
 import rnngen
 from rnngen.tools import bench
 from rnngen.generated import lstm
+from rnngen.backends.cpu.stepgemm import gemm_panels, panels
 
 BLOCK = 3
 
 
 @njit
-def _step_gemms_forward(s_h, weight_hh, z_hh):
+def _step_gemms_forward(s_h, panels_hh, z_hh):
     for i in range(s_h.shape[0] - 1):
-        np.dot(s_h[i], weight_hh.T, z_hh)
+        gemm_panels(s_h[i], panels_hh, z_hh)
 
 
 @njit
-def _step_gemms_backward(dz_hh, weight_hh, d_h, dv_hh):
+def _step_gemms_backward(dz_hh, panels_hh_adj, d_h, dv_hh):
     for i in range(dz_hh.shape[0] - 1, -1, -1):
-        np.dot(dz_hh[i], weight_hh, dv_hh)
+        gemm_panels(dz_hh[i], panels_hh_adj, dv_hh)
         d_h += dv_hh
 
 
@@ -63,6 +64,8 @@ def _loop_args(size):
              d_h=np.zeros((B, H), np.float32), d_c=np.zeros((B, H), np.float32),
              dz_hh=np.zeros((T, B, 4 * H), np.float32), dv_hh=np.empty((B, H), np.float32))
     a["zx_work"] = a["zx_pre"].copy()
+    a["panels_hh"], a["panels_hh_adj"] = panels(p["weight_hh"].T), panels(p["weight_hh"])
+    a["bias_ih_hh"] = p["bias_ih"] + p["bias_hh"]
     return a
 
 
@@ -87,14 +90,14 @@ def pieces(a):
 
     def fwd_loop():
         lstm._forward_loop(lengths, False, a["y"], a["zx_work"], a["s_h"], a["s_c"], a["z_hh"],
-                           p["weight_hh"], p["bias_hh"])
+                           a["bias_ih_hh"], a["panels_hh"])
 
     def infer_loop():          # need_grad=False: two rows of states, nothing saved
         lstm._infer_loop(lengths, False, a["y"], a["zx_work"], a["s_h"][:2], a["s_c"][:2], a["z_hh"],
-                         p["weight_hh"], p["bias_hh"])
+                         a["bias_ih_hh"], a["panels_hh"])
 
     def step_fwd():
-        _step_gemms_forward(a["s_h"], p["weight_hh"], a["z_hh"])
+        _step_gemms_forward(a["s_h"], a["panels_hh"], a["z_hh"])
 
     def bwd_setup():
         a["d_h"][...] = 0
@@ -102,10 +105,10 @@ def pieces(a):
 
     def bwd_loop():
         lstm._backward_loop(lengths, False, a["dy"], a["zx_sum"], a["saved"].s_c, a["d_h"], a["d_c"],
-                            a["dz_hh"], p["weight_hh"], a["dv_hh"])
+                            a["dz_hh"], a["dv_hh"], a["panels_hh_adj"])
 
     def step_bwd():
-        _step_gemms_backward(a["dz_hh"], p["weight_hh"], a["d_h"], a["dv_hh"])
+        _step_gemms_backward(a["dz_hh"], a["panels_hh_adj"], a["d_h"], a["dv_hh"])
 
     def dw_ih():
         dz2d.T @ x2d

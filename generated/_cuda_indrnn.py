@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 87a9568aff4a83f2649e9434e476d0bf94631f8f927c85f5d3f4a9bb3182cfdb
+sha256 of spec + templates + math libraries + versions: 18d2b1af5ed5ea2625569e3ebe4ced3f8e742a8a187c129d7bc15ce550d27bed
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "indrnn"
-SPEC_SHA256 = "87a9568aff4a83f2649e9434e476d0bf94631f8f927c85f5d3f4a9bb3182cfdb"
+SPEC_SHA256 = "18d2b1af5ed5ea2625569e3ebe4ced3f8e742a8a187c129d7bc15ce550d27bed"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: a39669925a85e20dbf6b2ce9f77d0b6fb3d42121baec91ff80276e7a16a643a6
+sha256 of spec + templates + math libraries + versions: 8acd436531e645fbc13d24456e8426579e2abee6ba9960fd61ed356952f98bff
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -42,7 +42,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "a39669925a85e20dbf6b2ce9f77d0b6fb3d42121baec91ff80276e7a16a643a6"
+SPEC_SHA256 = "8acd436531e645fbc13d24456e8426579e2abee6ba9960fd61ed356952f98bff"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

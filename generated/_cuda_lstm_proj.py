@@ -2,7 +2,7 @@
 
 source spec: lstm_proj.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 5c224b82bf252bd2d135fcdae298d3325af8e9dbb97208ddadf0c3572b1538e1
+sha256 of spec + templates + math libraries + versions: 4ef45e599007fd0eec2bf4cf1d5a61b8b02c6b0f31419289955dcf2b8c41a5d8
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -43,7 +43,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_proj"
-SPEC_SHA256 = "5c224b82bf252bd2d135fcdae298d3325af8e9dbb97208ddadf0c3572b1538e1"
+SPEC_SHA256 = "4ef45e599007fd0eec2bf4cf1d5a61b8b02c6b0f31419289955dcf2b8c41a5d8"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

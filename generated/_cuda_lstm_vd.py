@@ -2,7 +2,7 @@
 
 source spec: lstm_vd.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 0cd0669ff74d56b75b16de1048e8ba252f705a46a3e68f346ab69f6d1bc37dc1
+sha256 of spec + templates + math libraries + versions: bc17485d8393977ea925771c06750da96617ceeaacc33befa993e0eae2ba6f5a
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -43,7 +43,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_vd"
-SPEC_SHA256 = "0cd0669ff74d56b75b16de1048e8ba252f705a46a3e68f346ab69f6d1bc37dc1"
+SPEC_SHA256 = "bc17485d8393977ea925771c06750da96617ceeaacc33befa993e0eae2ba6f5a"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_weightdrop.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 9ee24c1a388333c718c467072f1c4bfe408051f9f83d5778b9880de10e9e3aa8
+sha256 of spec + templates + math libraries + versions: c0c6232a4fed8142c9bee981ba051647125b70a0f6f86761eba351b66d4c9d28
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -44,7 +44,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_weightdrop"
-SPEC_SHA256 = "9ee24c1a388333c718c467072f1c4bfe408051f9f83d5778b9880de10e9e3aa8"
+SPEC_SHA256 = "c0c6232a4fed8142c9bee981ba051647125b70a0f6f86761eba351b66d4c9d28"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

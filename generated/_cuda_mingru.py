@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: f4cee230c78de8d092533d2a2961189cac6e6e468fe17c662321852d1cc55296
+sha256 of spec + templates + math libraries + versions: f0680abd4c4f8ee803b9cb4747cb5a08c1108f58c1691f91d9f088137ec1c51c
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -36,7 +36,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "mingru"
-SPEC_SHA256 = "f4cee230c78de8d092533d2a2961189cac6e6e468fe17c662321852d1cc55296"
+SPEC_SHA256 = "f0680abd4c4f8ee803b9cb4747cb5a08c1108f58c1691f91d9f088137ec1c51c"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

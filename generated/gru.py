@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 2f9a8b898860d34a9b23898aa832dd733e0e6b3ca2e2037c4708958652ad5273
+sha256 of spec + templates + math libraries + versions: e2e48fd33eb07ba090eb9fdff108ff257571abd6d38b0bb8109fae9fa009f0b6
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -31,7 +31,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, gemm_panels as _gemm_panels, panels as _panels, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru"
-SPEC_SHA256 = "2f9a8b898860d34a9b23898aa832dd733e0e6b3ca2e2037c4708958652ad5273"
+SPEC_SHA256 = "e2e48fd33eb07ba090eb9fdff108ff257571abd6d38b0bb8109fae9fa009f0b6"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -61,8 +61,9 @@ def sizes_of(params):
 
 # -- forward: the time loop ------------------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
-def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, bias_ih, bias_hh, panels_hh):
+def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, bias_ih, weight_hh, bias_hh):
     T, B, H = y.shape
+    panels_hh = _panels(weight_hh.T)   # weight_hh.T packed once per call for the per-step GEMMs
     c1 = y.dtype.type(1)
     for step in range(T):
         # stage 1: recurrent GEMMs of hh
@@ -100,8 +101,9 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, bias_ih, bias_hh, panel
 
 # -- backward: the time loop in reverse ------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
-def _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_hh, d_h, dzx_ih, dz_hh, bias_hh, dv_hh, panels_hh_adj):
+def _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_hh, d_h, dzx_ih, dz_hh, weight_hh, bias_hh, dv_hh):
     T, B, H = dy.shape
+    panels_hh_adj = _panels(weight_hh)   # weight_hh packed once per call for the per-step GEMMs
     c1 = dy.dtype.type(1)
     for step in range(T - 1, -1, -1):
         # gradient through the update
@@ -146,8 +148,9 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_hh, d_h, dzx_ih, dz_hh, b
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
-def _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, bias_ih, bias_hh, panels_hh):
+def _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, bias_ih, weight_hh, bias_hh):
     T, B, H = y.shape
+    panels_hh = _panels(weight_hh.T)   # weight_hh.T packed once per call for the per-step GEMMs
     c1 = y.dtype.type(1)
     for step in range(T):
         # stage 1: recurrent GEMMs of hh
@@ -226,16 +229,14 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
         s_h = np.empty((2, B, H), dtype)
         s_h[0] = state0[0]
         z_hh = np.empty((2, B, 3 * H), dtype)
-        panels_hh = _panels(params["weight_hh"].T)   # packed once per call for the per-step GEMMs (stepgemm.py)
-        _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, params["bias_ih"], params["bias_hh"], panels_hh)
+        _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, params["bias_ih"], params["weight_hh"], params["bias_hh"])
         final_states = (s_h[T % 2].copy(),)
         return y, final_states, None
     zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 3 * H)
     s_h = np.empty((T + 1, B, H), dtype)
     s_h[0] = state0[0]
     z_hh = np.empty((T, B, 3 * H), dtype)
-    panels_hh = _panels(params["weight_hh"].T)   # packed once per call for the per-step GEMMs (stepgemm.py)
-    _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, params["bias_ih"], params["bias_hh"], panels_hh)
+    _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, params["bias_ih"], params["weight_hh"], params["bias_hh"])
     final_states = (s_h[T].copy(),)
     saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,
                          s_h=s_h, z_hh=z_hh)
@@ -272,8 +273,7 @@ def backward_unchecked(dy, d_final, saved):
     dzx_ih = np.zeros((T, B, 3 * H), dtype)
     dz_hh = np.zeros((T, B, 3 * H), dtype)
     dv_hh = np.empty((B, H), dtype)   # the product dv = dz @ W, added to the state's gradient
-    panels_hh_adj = _panels(params["weight_hh"])   # packed once per call for the per-step GEMMs (stepgemm.py)
-    _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_hh, d_h, dzx_ih, dz_hh, params["bias_hh"], dv_hh, panels_hh_adj)
+    _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_hh, d_h, dzx_ih, dz_hh, params["weight_hh"], params["bias_hh"], dv_hh)
     d_params = {}
     d_params["weight_ih"] = dzx_ih.reshape(T * B, 3 * H).T @ x2d
     dx = dzx_ih.reshape(T * B, 3 * H) @ params["weight_ih"]

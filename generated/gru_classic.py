@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: dd76c08eb1f0f9681e6a76d03ade6207fb09957dc4cb413ce96e7e29695db7b2
+sha256 of spec + templates + math libraries + versions: 6548836eb337613503bfc2ee485e1bafd15c59302e62c1af0940cc2a68223c3e
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -31,7 +31,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, gemm_panels as _gemm_panels, panels as _panels, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru_classic"
-SPEC_SHA256 = "dd76c08eb1f0f9681e6a76d03ade6207fb09957dc4cb413ce96e7e29695db7b2"
+SPEC_SHA256 = "6548836eb337613503bfc2ee485e1bafd15c59302e62c1af0940cc2a68223c3e"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -61,8 +61,10 @@ def sizes_of(params):
 
 # -- forward: the time loop ------------------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
-def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, bias_ih, panels_hh, panels_rh):
+def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, bias_ih, weight_hh, weight_rh):
     T, B, H = y.shape
+    panels_hh = _panels(weight_hh.T)   # weight_hh.T packed once per call for the per-step GEMMs
+    panels_rh = _panels(weight_rh.T)   # weight_rh.T packed once per call for the per-step GEMMs
     c0 = y.dtype.type(0)
     c1 = y.dtype.type(1)
     for step in range(T):
@@ -110,8 +112,10 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, bias_ih, pa
 
 # -- backward: the time loop in reverse ------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
-def _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_rh, d_h, dzx_ih, dz_hh, dz_rh, dv_rh, bias_ih, dv_hh, panels_rh_adj, panels_hh_adj):
+def _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_rh, d_h, dzx_ih, dz_hh, dz_rh, dv_rh, bias_ih, weight_hh, weight_rh, dv_hh):
     T, B, H = dy.shape
+    panels_rh_adj = _panels(weight_rh)   # weight_rh packed once per call for the per-step GEMMs
+    panels_hh_adj = _panels(weight_hh)   # weight_hh packed once per call for the per-step GEMMs
     c0 = dy.dtype.type(0)
     c1 = dy.dtype.type(1)
     for step in range(T - 1, -1, -1):
@@ -165,8 +169,10 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_rh, d_h, dzx_ih, dz_hh, d
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
-def _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, bias_ih, panels_hh, panels_rh):
+def _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, bias_ih, weight_hh, weight_rh):
     T, B, H = y.shape
+    panels_hh = _panels(weight_hh.T)   # weight_hh.T packed once per call for the per-step GEMMs
+    panels_rh = _panels(weight_rh.T)   # weight_rh.T packed once per call for the per-step GEMMs
     c0 = y.dtype.type(0)
     c1 = y.dtype.type(1)
     for step in range(T):
@@ -258,9 +264,7 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
         z_hh = np.empty((B, 2 * H), dtype)
         z_rh = np.empty((2, B, H), dtype)
         v_rh = np.empty((2, B, H), dtype)
-        panels_hh = _panels(params["weight_hh"].T)   # packed once per call for the per-step GEMMs (stepgemm.py)
-        panels_rh = _panels(params["weight_rh"].T)   # packed once per call for the per-step GEMMs (stepgemm.py)
-        _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, params["bias_ih"], panels_hh, panels_rh)
+        _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, params["bias_ih"], params["weight_hh"], params["weight_rh"])
         final_states = (s_h[T % 2].copy(),)
         return y, final_states, None
     zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 3 * H)
@@ -269,9 +273,7 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     z_hh = np.empty((B, 2 * H), dtype)   # this step's product (backward does not read it)
     z_rh = np.empty((T, B, H), dtype)
     v_rh = np.empty((T, B, H), dtype)
-    panels_hh = _panels(params["weight_hh"].T)   # packed once per call for the per-step GEMMs (stepgemm.py)
-    panels_rh = _panels(params["weight_rh"].T)   # packed once per call for the per-step GEMMs (stepgemm.py)
-    _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, params["bias_ih"], panels_hh, panels_rh)
+    _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, params["bias_ih"], params["weight_hh"], params["weight_rh"])
     final_states = (s_h[T].copy(),)
     saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,
                          s_h=s_h, z_rh=z_rh, v_rh=v_rh)
@@ -311,9 +313,7 @@ def backward_unchecked(dy, d_final, saved):
     dz_rh = np.zeros((T, B, H), dtype)
     dv_rh = np.empty((B, H), dtype)
     dv_hh = np.empty((B, H), dtype)   # the product dv = dz @ W, added to the state's gradient
-    panels_rh_adj = _panels(params["weight_rh"])   # packed once per call for the per-step GEMMs (stepgemm.py)
-    panels_hh_adj = _panels(params["weight_hh"])   # packed once per call for the per-step GEMMs (stepgemm.py)
-    _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_rh, d_h, dzx_ih, dz_hh, dz_rh, dv_rh, params["bias_ih"], dv_hh, panels_rh_adj, panels_hh_adj)
+    _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_rh, d_h, dzx_ih, dz_hh, dz_rh, dv_rh, params["bias_ih"], params["weight_hh"], params["weight_rh"], dv_hh)
     d_params = {}
     d_params["weight_ih"] = dzx_ih.reshape(T * B, 3 * H).T @ x2d
     dx = dzx_ih.reshape(T * B, 3 * H) @ params["weight_ih"]

@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 87a9568aff4a83f2649e9434e476d0bf94631f8f927c85f5d3f4a9bb3182cfdb
+sha256 of spec + templates + math libraries + versions: 18d2b1af5ed5ea2625569e3ebe4ced3f8e742a8a187c129d7bc15ce550d27bed
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -26,7 +26,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, column_sum as _column_sum, relu as _relu, step as _step  # noqa: F401
 
 NAME = "indrnn"
-SPEC_SHA256 = "87a9568aff4a83f2649e9434e476d0bf94631f8f927c85f5d3f4a9bb3182cfdb"
+SPEC_SHA256 = "18d2b1af5ed5ea2625569e3ebe4ced3f8e742a8a187c129d7bc15ce550d27bed"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: a39669925a85e20dbf6b2ce9f77d0b6fb3d42121baec91ff80276e7a16a643a6
+sha256 of spec + templates + math libraries + versions: 8acd436531e645fbc13d24456e8426579e2abee6ba9960fd61ed356952f98bff
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, gemm_panels as _gemm_panels, panels as _panels, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "a39669925a85e20dbf6b2ce9f77d0b6fb3d42121baec91ff80276e7a16a643a6"
+SPEC_SHA256 = "8acd436531e645fbc13d24456e8426579e2abee6ba9960fd61ed356952f98bff"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -67,8 +67,9 @@ def sizes_of(params):
 
 # -- forward: the time loop ------------------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
-def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, vec_weight_ci, vec_weight_cf, vec_weight_co, bias_ih_hh, panels_hh):
+def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, vec_weight_ci, vec_weight_cf, vec_weight_co, bias_ih_hh):
     T, B, H = y.shape
+    panels_hh = _panels(weight_hh.T)   # weight_hh.T packed once per call for the per-step GEMMs
     c0 = y.dtype.type(0)
     c1 = y.dtype.type(1)
     for step in range(T):
@@ -114,8 +115,9 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, vec_weight_ci, vec
 
 # -- backward: the time loop in reverse ------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
-def _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, dvec_weight_ci, dvec_weight_cf, dvec_weight_co, vec_weight_ci, vec_weight_cf, vec_weight_co, dv_hh, panels_hh_adj):
+def _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, dvec_weight_ci, dvec_weight_cf, dvec_weight_co, weight_hh, vec_weight_ci, vec_weight_cf, vec_weight_co, dv_hh):
     T, B, H = dy.shape
+    panels_hh_adj = _panels(weight_hh)   # weight_hh packed once per call for the per-step GEMMs
     c0 = dy.dtype.type(0)
     c1 = dy.dtype.type(1)
     for step in range(T - 1, -1, -1):
@@ -170,8 +172,9 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, dvec_weigh
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
-def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, vec_weight_ci, vec_weight_cf, vec_weight_co, bias_ih_hh, panels_hh):
+def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, vec_weight_ci, vec_weight_cf, vec_weight_co, bias_ih_hh):
     T, B, H = y.shape
+    panels_hh = _panels(weight_hh.T)   # weight_hh.T packed once per call for the per-step GEMMs
     c0 = y.dtype.type(0)
     c1 = y.dtype.type(1)
     for step in range(T):
@@ -260,8 +263,7 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
         s_c = np.empty((2, B, H), dtype)
         s_c[0] = state0[1]
         z_hh = np.empty((B, 4 * H), dtype)
-        panels_hh = _panels(params["weight_hh"].T)   # packed once per call for the per-step GEMMs (stepgemm.py)
-        _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, params["weight_ci"], params["weight_cf"], params["weight_co"], bias_ih_hh, panels_hh)
+        _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, params["weight_hh"], params["weight_ci"], params["weight_cf"], params["weight_co"], bias_ih_hh)
         final_states = (s_h[T % 2].copy(), s_c[T % 2].copy(),)
         return y, final_states, None
     bias_ih_hh = params["bias_ih"] + params["bias_hh"]   # the loops add the two together
@@ -271,8 +273,7 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     s_c = np.empty((T + 1, B, H), dtype)
     s_c[0] = state0[1]
     z_hh = np.empty((B, 4 * H), dtype)   # this step's product: the loop saves what backward needs in zx_ih
-    panels_hh = _panels(params["weight_hh"].T)   # packed once per call for the per-step GEMMs (stepgemm.py)
-    _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, params["weight_ci"], params["weight_cf"], params["weight_co"], bias_ih_hh, panels_hh)
+    _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, params["weight_hh"], params["weight_ci"], params["weight_cf"], params["weight_co"], bias_ih_hh)
     final_states = (s_h[T].copy(), s_c[T].copy(),)
     saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,
                          s_h=s_h, s_c=s_c)
@@ -312,8 +313,7 @@ def backward_unchecked(dy, d_final, saved):
     dvec_weight_ci = np.zeros(H, dtype)
     dvec_weight_cf = np.zeros(H, dtype)
     dvec_weight_co = np.zeros(H, dtype)
-    panels_hh_adj = _panels(params["weight_hh"])   # packed once per call for the per-step GEMMs (stepgemm.py)
-    _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, dvec_weight_ci, dvec_weight_cf, dvec_weight_co, params["weight_ci"], params["weight_cf"], params["weight_co"], dv_hh, panels_hh_adj)
+    _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, dvec_weight_ci, dvec_weight_cf, dvec_weight_co, params["weight_hh"], params["weight_ci"], params["weight_cf"], params["weight_co"], dv_hh)
     d_params = {}
     # dz_hh is the gradient of ih's pre-activation too (the two add up); it is in loop order,
     # so a reversed run puts x and dx in loop order too

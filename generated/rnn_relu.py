@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: b528038ad8a5913501669dcf26771858263cea4ea729afa78aecf57f393827d8
+sha256 of spec + templates + math libraries + versions: 8a16f2915bd37f2d06731298ff59aa2227a0f6e7ed2ebc4d94ca847f09560567
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,7 +29,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, column_sum as _column_sum, gemm_panels as _gemm_panels, panels as _panels, relu as _relu, step as _step  # noqa: F401
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "b528038ad8a5913501669dcf26771858263cea4ea729afa78aecf57f393827d8"
+SPEC_SHA256 = "8a16f2915bd37f2d06731298ff59aa2227a0f6e7ed2ebc4d94ca847f09560567"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -59,8 +59,9 @@ def sizes_of(params):
 
 # -- forward: the time loop ------------------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
-def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, bias_ih_hh, panels_hh):
+def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, weight_hh, bias_ih_hh):
     T, B, H = y.shape
+    panels_hh = _panels(weight_hh.T)   # weight_hh.T packed once per call for the per-step GEMMs
     c0 = y.dtype.type(0)
     for step in range(T):
         # stage 1: recurrent GEMMs of hh
@@ -81,8 +82,9 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, bias_ih_hh, panels_hh):
 
 # -- backward: the time loop in reverse ------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
-def _backward_loop(lengths, reverse, dy, zx_ih, d_h, dz_hh, dv_hh, panels_hh_adj):
+def _backward_loop(lengths, reverse, dy, zx_ih, d_h, dz_hh, weight_hh, dv_hh):
     T, B, H = dy.shape
+    panels_hh_adj = _panels(weight_hh)   # weight_hh packed once per call for the per-step GEMMs
     c0 = dy.dtype.type(0)
     for step in range(T - 1, -1, -1):
         # gradient through the update
@@ -101,8 +103,9 @@ def _backward_loop(lengths, reverse, dy, zx_ih, d_h, dz_hh, dv_hh, panels_hh_adj
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
-def _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, bias_ih_hh, panels_hh):
+def _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, weight_hh, bias_ih_hh):
     T, B, H = y.shape
+    panels_hh = _panels(weight_hh.T)   # weight_hh.T packed once per call for the per-step GEMMs
     c0 = y.dtype.type(0)
     for step in range(T):
         # stage 1: recurrent GEMMs of hh
@@ -167,8 +170,7 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
         s_h = np.empty((2, B, H), dtype)
         s_h[0] = state0[0]
         z_hh = np.empty((B, H), dtype)
-        panels_hh = _panels(params["weight_hh"].T)   # packed once per call for the per-step GEMMs (stepgemm.py)
-        _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, bias_ih_hh, panels_hh)
+        _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, params["weight_hh"], bias_ih_hh)
         final_states = (s_h[T % 2].copy(),)
         return y, final_states, None
     bias_ih_hh = params["bias_ih"] + params["bias_hh"]   # the loops add the two together
@@ -176,8 +178,7 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     s_h = np.empty((T + 1, B, H), dtype)
     s_h[0] = state0[0]
     z_hh = np.empty((B, H), dtype)   # this step's product: the loop saves what backward needs in zx_ih
-    panels_hh = _panels(params["weight_hh"].T)   # packed once per call for the per-step GEMMs (stepgemm.py)
-    _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, bias_ih_hh, panels_hh)
+    _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, params["weight_hh"], bias_ih_hh)
     final_states = (s_h[T].copy(),)
     saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,
                          s_h=s_h)
@@ -212,8 +213,7 @@ def backward_unchecked(dy, d_final, saved):
     d_h = d_final[0]
     dz_hh = np.zeros((T, B, H), dtype)
     dv_hh = np.empty((B, H), dtype)   # the product dv = dz @ W, added to the state's gradient
-    panels_hh_adj = _panels(params["weight_hh"])   # packed once per call for the per-step GEMMs (stepgemm.py)
-    _backward_loop(lengths, reverse, dy, zx_ih, d_h, dz_hh, dv_hh, panels_hh_adj)
+    _backward_loop(lengths, reverse, dy, zx_ih, d_h, dz_hh, params["weight_hh"], dv_hh)
     d_params = {}
     # dz_hh is the gradient of ih's pre-activation too (the two add up); it is in loop order,
     # so a reversed run puts x and dx in loop order too

@@ -2,7 +2,7 @@
 
 source spec: slstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 27fe6592bf5f649869fa58d7a8931d99afe4a0ceb5548920730ab11743dfb73f
+sha256 of spec + templates + math libraries + versions: a7033f6b799e1b2cff8383ac5d4a1ae5696aa7a82476d17ec4a5270632942e3b
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -43,7 +43,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, exp_nonpositive as _exp_nonpositive, head_weight_grad as _head_weight_grad, log_sigmoid as _log_sigmoid, maximum as _maximum, sigmoid as _sigmoid, step as _step, tanh as _tanh  # noqa: F401
 
 NAME = "slstm"
-SPEC_SHA256 = "27fe6592bf5f649869fa58d7a8931d99afe4a0ceb5548920730ab11743dfb73f"
+SPEC_SHA256 = "a7033f6b799e1b2cff8383ac5d4a1ae5696aa7a82476d17ec4a5270632942e3b"
 STATES = ('h', 'c', 'n', 'm')
 OUTPUT = "h"
 INITIAL = {'m': 'lowest'}     # the states that do not start at zero when state0 leaves them out

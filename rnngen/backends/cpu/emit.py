@@ -6,10 +6,9 @@ import sympy as sp
 
 from ...compiler import ir
 from ...compiler.printer import Constants, KernelPrinter
-from ..host import HostOps, after_loop, d_state0, kernel_sizes, saved_call, saved_key, shape, width
+from ..host import HostOps, after_loop, d_state0, kernel_sizes, saved_call, saved_key, shape, weight_setup, width
 from . import rows, split
 from .infer import InferLayout, pruned_forward
-from ..host import weight_setup
 
 
 @dataclass
@@ -92,6 +91,7 @@ class _Printer:
         self.terms = {}        # a kernel's reductions' terms arrays -> their size
         self.scales = {}       # a kernel's reductions' 1/count -> the local holding it
         self.row_arrays = {}   # (name, size) -> a split block's one-row array (split.py)
+        self.packed = {}       # a kernel's packed weights -> the line making each
 
     def value(self, v, views):
         if isinstance(v, ir.Ref):
@@ -222,32 +222,33 @@ class _Printer:
         block.loops = loops
         return block
 
+    def pack(self, weight, operand, suffix=""):
+        """The local of `operand` (weight or weight.T) packed once, before the loop (stepgemm.py)."""
+        name = self.lay.panel_name(weight, suffix)
+        self.packed[name] = f"{name} = _panels({operand})   # {operand} packed once per call for the per-step GEMMs"
+        return name
+
     def gemm(self, op):
-        for b in (op.input.buffer, op.output.buffer):
+        for b in (op.input.buffer, op.weight, op.output.buffer):
             self.used.add(b)
         if op.heads:
-            self.used.add(op.weight)
             lines, scratch = self.lay.head_gemm(op)
             self.used.update(scratch)
             return [("gemm", line) for line in lines]
-        panels = self.lay.panel("forward", op.weight)
-        self.used.add(panels)
-        return [("gemm", f"_gemm_panels({self.lay.step_slice(op.input)}, {panels.name}, "
+        return [("gemm", f"_gemm_panels({self.lay.step_slice(op.input)}, {self.pack(op.weight, op.weight.name + '.T')}, "
                          f"{self.lay.step_slice(op.output)})")]
 
     def gemm_adjoint(self, op):
         out = self.lay.scratch.get(op.linear, op.out)
-        for b in (op.d.buffer, out, op.out):
+        for b in (op.d.buffer, op.weight, out, op.out):
             self.used.add(b)
         if op.heads:
-            self.used.add(op.weight)
             text, scratch = self.lay.head_gemm_adjoint(op, out)
             self.used.update(scratch)
             lines = [("gemm", line) for line in text]
         else:
-            panels = self.lay.panel("backward", op.weight)
-            self.used.add(panels)
-            lines = [("gemm", f"_gemm_panels({self.lay.step_slice(op.d)}, {panels.name}, {out.name})")]
+            lines = [("gemm", f"_gemm_panels({self.lay.step_slice(op.d)}, {self.pack(op.weight, op.weight.name, '_adj')}, "
+                              f"{out.name})")]
         if op.accumulate:
             lines.append(("add", f"{op.out.name} += {out.name}"))
         return lines
@@ -289,20 +290,18 @@ class _Printer:
         the kernel's lines reading its sizes from them."""
         order = [first] + [b for b in self.k.buffers if b is not first] + self.k.params \
             + list(dict.fromkeys(self.lay.bias_sums.values())) + list(self.lay.scratch.values()) \
-            + [b for bufs in self.lay.head_scratch.values() for b in bufs] + list(self.lay.panels.values())
-        used = [b for b in order if b in self.used]
-        self.used = set()
-        n = self.k.loop
+            + [b for bufs in self.lay.head_scratch.values() for b in bufs]
+        used, self.used, n = [b for b in order if b in self.used], set(), self.k.loop
         terms = [f"{name} = np.empty({size}, {first.name}.dtype)   # a reduction's terms, one row at a time"
                  for name, size in self.terms.items()]
         terms += [f"{name} = np.empty({size}, {first.name}.dtype)   # one row's values, between "
                   + ("the blocks of a row loop" if ":" in key else "split loops")
                   for (key, size), name in self.row_arrays.items()]
-        self.terms, self.row_arrays = {}, {}
+        packed, self.terms, self.row_arrays, self.packed = list(self.packed.values()), {}, {}, {}
         return ([n["lengths"], n["reverse"]] + [b.name for b in used],
                 ["lengths", "reverse"] + [self.lay.call_name(b) for b in used],
                 kernel_sizes(self.k, self.lay, used, first) + terms
-                + self.scale_lines(f"{first.name}.dtype.type"))
+                + self.scale_lines(f"{first.name}.dtype.type") + packed)
 
 
 def wrapper_sizes(kernel, backward):
@@ -382,19 +381,19 @@ def emit(kernel, layout, header, equations, rate0=None):
         wrapper_sizes={"forward": wrapper_sizes(kernel, False), "backward": wrapper_sizes(kernel, True)},
         constants=p.constants.lines(),
         helpers=sorted(p.constants.helpers | ({"_at"} if layout.views or infer_layout.views else set())
-                       | ({"_gemm_panels", "_panels"} if layout.panels or infer_layout.panels else set())
+                       | ({"_gemm_panels", "_panels"} if layout.packed or infer_layout.packed else set())
                        | ({"_head_weight_grad"} if any(getattr(op, "heads", False) for op in kernel.after) else set())
                        | ({"_column_sum"} if any(isinstance(op, ir.BiasGrad) and not op.same_as for op in kernel.after)
                           else set())),
         n=kernel.loop,
-        forward_args=fargs, forward_call=fcall, forward_setup=layout.wrapper_lines("forward", fcall, fsetup),
+        forward_args=fargs, forward_call=fcall, forward_setup=layout.bias_sum_lines(fcall) + fsetup,
         forward_stages=forward_stages,
         forward_result=["final_states = (" + ", ".join(f"{s}[T].copy()" for s in states) + ",)"],
         saved=saved, saved_call=saved_call(saved, marks={"rate0": True} if header.get("variant") == "rate0" else {}),
         backward_args=bargs, backward_call=bcall,
-        backward_setup=layout.wrapper_lines("backward", bcall, _backward_setup(kernel, layout)),
+        backward_setup=layout.bias_sum_lines(bcall) + _backward_setup(kernel, layout),
         backward_stages=backward_stages, backward_result=after + [d_state0(kernel)], hoisted=hoisted, after=after,
         infer_args=iargs, infer_call=icall,
-        infer_setup=infer_layout.wrapper_lines("forward", icall, _forward_setup(kernel, infer_layout, saving=False)[0]),
+        infer_setup=infer_layout.bias_sum_lines(icall) + _forward_setup(kernel, infer_layout, saving=False)[0],
         infer_stages=infer_stages,
         infer_result=["final_states = (" + ", ".join(f"{s}[T % 2].copy()" for s in states) + ",)"], rate0=rate0)

@@ -14,7 +14,7 @@ loops index them.
   LLVM's dependence analysis from vectorizing the j loop. So is the gradient of a vector of
   several gates (`dvec_bias_g1 = dvec_bias[H:2 * H]`).
 - A per-step GEMM (z = h @ W.T forward, dv = dz @ W backward) runs on the weight packed once per
-  call in the wrapper (`panels_hh = _panels(params["weight_hh"].T)`; stepgemm.py):
+  call by the kernel, before its time loop (`panels_hh = _panels(weight_hh.T)`; stepgemm.py):
   `_gemm_panels(s_h[step], panels_hh, z_hh)`.
 - A GEMM adjoint that adds into a state's gradient writes a (B, H) scratch first (the GEMM does
   not accumulate), then adds it.
@@ -98,32 +98,15 @@ class CpuLayout:
                                       (ir.B, ir.H / ir.HEADS), owner=op.linear))
             self.head_scratch[kind, op.linear] = bufs
         self.sums = {}
-        self.panels = {}         # ("forward" or "backward", linear) -> the Buffer of its packed weight
+        self.packed = {}         # (linear, suffix) -> the kernels' local of its packed weight
 
-    # -- per-step GEMMs on packed weights -----------------------------------------------------
-    def panel(self, kind, weight):
-        """The packed weight a per-step GEMM of `kind` reads: weight.T forward, weight backward."""
-        key = (kind, weight.owner)
-        if key not in self.panels:
-            name = self.namer.claim(f"panels_{weight.owner}" + ("_adj" if kind == "backward" else ""),
-                                    ("kernel", "wrapper"))
-            self.panels[key] = ir.Buffer(name, "panels", (), owner=weight.owner)
-        return self.panels[key]
-
-    def wrapper_lines(self, kind, args, setup):
-        """A wrapper's set-up: the bias sums, `setup` (allocation, DropConnect), the packed weights."""
-        return self.bias_sum_lines(args) + setup + self.panel_lines(kind, args)
-
-    def panel_lines(self, kind, args):
-        """The wrapper lines packing the weights of the per-step GEMMs that kernel arguments `args` name."""
-        out = []
-        for (k, linear), b in self.panels.items():
-            if k != kind or b.name not in args:
-                continue
-            w = self.call_name(self.kernel.buffer("weight", linear))
-            operand = f"{w}.T" if kind == "forward" else w
-            out.append(f"{b.name} = _panels({operand})   # packed once per call for the per-step GEMMs (stepgemm.py)")
-        return out
+    def panel_name(self, weight, suffix):
+        """The kernels' local of a linear's weight packed for the per-step GEMMs: panels_<linear>
+        for weight.T (forward), panels_<linear>_adj for the weight (the adjoint)."""
+        key = (weight.owner, suffix)
+        if key not in self.packed:
+            self.packed[key] = self.namer.claim(f"panels_{weight.owner}{suffix}", ("kernel",))
+        return self.packed[key]
 
     # -- sizes --------------------------------------------------------------------------------
     def size_name(self, size):

@@ -36,6 +36,7 @@ register()
 VECTOR_BYTES = 64        # one vector: an AVX-512 register
 NV = 2                   # vectors per panel row: NR = NV * lanes columns
 KC = 256                 # rows of B per block: a (KC, NR) panel block is 32 KB (L1)
+MC = 256                 # rows of a per block: a (MC, KC) block is 256 KB (float32; L2)
 
 
 def _has_avx512():
@@ -166,16 +167,15 @@ def panels(w):
 
 
 @njit(inline="always")
-def _row_tiles(a, k0, panel, out, col, kc, ncols, add):
-    """Every row of `a` against one panel block: tiles of MR rows, then one of the rest."""
-    M = a.shape[0]
+def _row_tiles(a, m0, m1, k0, panel, out, col, kc, ncols, add):
+    """Rows m0 <= m < m1 of `a` against one panel block: tiles of MR rows, then one of the rest."""
     lda = a.strides[0] // a.itemsize
     ldo = out.strides[0] // out.itemsize
-    m = 0
-    while m + MR <= M:
+    m = m0
+    while m + MR <= m1:
         _tile(at(a, (m, k0)), lda, panel, at(out, (m, col)), ldo, kc, ncols, MR, add)
         m += MR
-    r = M - m
+    r = m1 - m
     if r == 1:
         _tile(at(a, (m, k0)), lda, panel, at(out, (m, col)), ldo, kc, ncols, 1, add)
     elif r == 2:
@@ -195,15 +195,18 @@ def _row_tiles(a, k0, panel, out, col, kc, ncols, add):
 @njit(cache=True, nogil=True)
 def gemm_panels(a, p, out):
     """out (M, N) = a (M, K) @ the (K, N) matrix `p` = panels(w) holds. a and out: C-contiguous
-    rows (a step's row of a (T, B, n) array is)."""
-    K = a.shape[1]
+    rows (a step's row of a (T, B, n) array is). Rows in blocks of MC (their block of `a` stays
+    in the L2 cache across the panels)."""
+    M, K = a.shape
     N = out.shape[1]
     NR = p.shape[2]
-    for k0 in range(0, K, KC):
-        kc = min(KC, K - k0)
-        for q in range(p.shape[0]):
-            panel = at(p, (q, k0, 0))
-            if k0 == 0:
-                _row_tiles(a, k0, panel, out, q * NR, kc, min(NR, N - q * NR), 0)
-            else:
-                _row_tiles(a, k0, panel, out, q * NR, kc, min(NR, N - q * NR), 1)
+    for m0 in range(0, M, MC):
+        m1 = min(M, m0 + MC)
+        for k0 in range(0, K, KC):
+            kc = min(KC, K - k0)
+            for q in range(p.shape[0]):
+                panel = at(p, (q, k0, 0))
+                if k0 == 0:
+                    _row_tiles(a, m0, m1, k0, panel, out, q * NR, kc, min(NR, N - q * NR), 0)
+                else:
+                    _row_tiles(a, m0, m1, k0, panel, out, q * NR, kc, min(NR, N - q * NR), 1)
