@@ -90,11 +90,11 @@ def pieces(a):
 
     def fwd_loop():
         lstm._forward_loop(lengths, False, a["y"], a["zx_work"], a["s_h"], a["s_c"], a["z_hh"],
-                           a["bias_ih_hh"], a["panels_hh"])
+                           a["p"]["weight_hh"], a["bias_ih_hh"])
 
     def infer_loop():          # need_grad=False: two rows of states, nothing saved
         lstm._infer_loop(lengths, False, a["y"], a["zx_work"], a["s_h"][:2], a["s_c"][:2], a["z_hh"],
-                         a["bias_ih_hh"], a["panels_hh"])
+                         a["p"]["weight_hh"], a["bias_ih_hh"])
 
     def step_fwd():
         _step_gemms_forward(a["s_h"], a["panels_hh"], a["z_hh"])
@@ -105,7 +105,7 @@ def pieces(a):
 
     def bwd_loop():
         lstm._backward_loop(lengths, False, a["dy"], a["zx_sum"], a["saved"].s_c, a["d_h"], a["d_c"],
-                            a["dz_hh"], a["dv_hh"], a["panels_hh_adj"])
+                            a["dz_hh"], a["p"]["weight_hh"], a["dv_hh"])
 
     def step_bwd():
         _step_gemms_backward(a["dz_hh"], a["panels_hh_adj"], a["d_h"], a["dv_hh"])

@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 6548836eb337613503bfc2ee485e1bafd15c59302e62c1af0940cc2a68223c3e
+sha256 of spec + templates + math libraries + versions: dfcc71fd7ab43d2b09dcdd2a02cdf1d32eb9702d698d2d4a4e9d3e641053f81d
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -39,7 +39,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru_classic"
-SPEC_SHA256 = "6548836eb337613503bfc2ee485e1bafd15c59302e62c1af0940cc2a68223c3e"
+SPEC_SHA256 = "dfcc71fd7ab43d2b09dcdd2a02cdf1d32eb9702d698d2d4a4e9d3e641053f81d"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

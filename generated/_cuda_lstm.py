@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 4796e0dfa04ea7dc444df3223b203e335f18c52ee1816f4b25833db566571a17
+sha256 of spec + templates + math libraries + versions: 6bc70a85648852cebd266025d22ed5aef1f8e0206a90c2acb465efe62fc2e3bf
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -43,7 +43,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm"
-SPEC_SHA256 = "4796e0dfa04ea7dc444df3223b203e335f18c52ee1816f4b25833db566571a17"
+SPEC_SHA256 = "6bc70a85648852cebd266025d22ed5aef1f8e0206a90c2acb465efe62fc2e3bf"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_proj.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 4ef45e599007fd0eec2bf4cf1d5a61b8b02c6b0f31419289955dcf2b8c41a5d8
+sha256 of spec + templates + math libraries + versions: 734a31a6a0dadc65c7a8c6e1122400496bd88d511ff9e811cc275a29e1653c05
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -43,7 +43,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_proj"
-SPEC_SHA256 = "4ef45e599007fd0eec2bf4cf1d5a61b8b02c6b0f31419289955dcf2b8c41a5d8"
+SPEC_SHA256 = "734a31a6a0dadc65c7a8c6e1122400496bd88d511ff9e811cc275a29e1653c05"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

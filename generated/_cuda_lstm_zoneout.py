@@ -2,7 +2,7 @@
 
 source spec: lstm_zoneout.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: bb9e376d4d371065c39cfcc794a4330c28a97fb0f7043fe285fcd26e8dea7d89
+sha256 of spec + templates + math libraries + versions: 128545eebe4b458e9ee6d1a9a17e63c041ea2942ca4b263d21fac201b9f3ceda
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -46,7 +46,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_zoneout"
-SPEC_SHA256 = "bb9e376d4d371065c39cfcc794a4330c28a97fb0f7043fe285fcd26e8dea7d89"
+SPEC_SHA256 = "128545eebe4b458e9ee6d1a9a17e63c041ea2942ca4b263d21fac201b9f3ceda"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

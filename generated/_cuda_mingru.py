@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: f0680abd4c4f8ee803b9cb4747cb5a08c1108f58c1691f91d9f088137ec1c51c
+sha256 of spec + templates + math libraries + versions: c67ae84ba6e874fc222e76c2665ea5f9f97b4c4d985c9e1e82cbba461529fd76
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -36,7 +36,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "mingru"
-SPEC_SHA256 = "f0680abd4c4f8ee803b9cb4747cb5a08c1108f58c1691f91d9f088137ec1c51c"
+SPEC_SHA256 = "c67ae84ba6e874fc222e76c2665ea5f9f97b4c4d985c9e1e82cbba461529fd76"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

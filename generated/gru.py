@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: e2e48fd33eb07ba090eb9fdff108ff257571abd6d38b0bb8109fae9fa009f0b6
+sha256 of spec + templates + math libraries + versions: 936167e1b092fac44411b5c78ea65b01d57a4b6d8f7da6681662a94b8687daec
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -24,14 +24,14 @@ import numpy as np
 from numba import njit
 
 from rnngen.backends.cpu import checks
-from rnngen.backends.cpu.noalias import DisjointArrays   # the loops' array arguments are disjoint
+from rnngen.backends.cpu.loop_pipeline import LoopPipeline   # how the loops compile: disjoint arrays, 512-bit vectors
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, gemm_panels as _gemm_panels, panels as _panels, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru"
-SPEC_SHA256 = "e2e48fd33eb07ba090eb9fdff108ff257571abd6d38b0bb8109fae9fa009f0b6"
+SPEC_SHA256 = "936167e1b092fac44411b5c78ea65b01d57a4b6d8f7da6681662a94b8687daec"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -60,7 +60,7 @@ def sizes_of(params):
 
 
 # -- forward: the time loop ------------------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
 def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, bias_ih, weight_hh, bias_hh):
     T, B, H = y.shape
     panels_hh = _panels(weight_hh.T)   # weight_hh.T packed once per call for the per-step GEMMs
@@ -100,7 +100,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, bias_ih, weight_hh, bia
 
 
 # -- backward: the time loop in reverse ------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
 def _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_hh, d_h, dzx_ih, dz_hh, weight_hh, bias_hh, dv_hh):
     T, B, H = dy.shape
     panels_hh_adj = _panels(weight_hh)   # weight_hh packed once per call for the per-step GEMMs
@@ -147,7 +147,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_hh, d_h, dzx_ih, dz_hh, w
 
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
 def _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, bias_ih, weight_hh, bias_hh):
     T, B, H = y.shape
     panels_hh = _panels(weight_hh.T)   # weight_hh.T packed once per call for the per-step GEMMs

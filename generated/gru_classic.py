@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 6548836eb337613503bfc2ee485e1bafd15c59302e62c1af0940cc2a68223c3e
+sha256 of spec + templates + math libraries + versions: dfcc71fd7ab43d2b09dcdd2a02cdf1d32eb9702d698d2d4a4e9d3e641053f81d
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -24,14 +24,14 @@ import numpy as np
 from numba import njit
 
 from rnngen.backends.cpu import checks
-from rnngen.backends.cpu.noalias import DisjointArrays   # the loops' array arguments are disjoint
+from rnngen.backends.cpu.loop_pipeline import LoopPipeline   # how the loops compile: disjoint arrays, 512-bit vectors
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, gemm_panels as _gemm_panels, panels as _panels, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru_classic"
-SPEC_SHA256 = "6548836eb337613503bfc2ee485e1bafd15c59302e62c1af0940cc2a68223c3e"
+SPEC_SHA256 = "dfcc71fd7ab43d2b09dcdd2a02cdf1d32eb9702d698d2d4a4e9d3e641053f81d"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -60,7 +60,7 @@ def sizes_of(params):
 
 
 # -- forward: the time loop ------------------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
 def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, bias_ih, weight_hh, weight_rh):
     T, B, H = y.shape
     panels_hh = _panels(weight_hh.T)   # weight_hh.T packed once per call for the per-step GEMMs
@@ -111,7 +111,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, bias_ih, we
 
 
 # -- backward: the time loop in reverse ------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
 def _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_rh, d_h, dzx_ih, dz_hh, dz_rh, dv_rh, bias_ih, weight_hh, weight_rh, dv_hh):
     T, B, H = dy.shape
     panels_rh_adj = _panels(weight_rh)   # weight_rh packed once per call for the per-step GEMMs
@@ -168,7 +168,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_rh, d_h, dzx_ih, dz_hh, d
 
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
 def _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, bias_ih, weight_hh, weight_rh):
     T, B, H = y.shape
     panels_hh = _panels(weight_hh.T)   # weight_hh.T packed once per call for the per-step GEMMs

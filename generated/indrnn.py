@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 18d2b1af5ed5ea2625569e3ebe4ced3f8e742a8a187c129d7bc15ce550d27bed
+sha256 of spec + templates + math libraries + versions: e3d2b39a6c8bcc9b98007fd2f16f741b1b04a8f6bc82557515faead5e3f5e52f
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -19,14 +19,14 @@ import numpy as np
 from numba import njit
 
 from rnngen.backends.cpu import checks
-from rnngen.backends.cpu.noalias import DisjointArrays   # the loops' array arguments are disjoint
+from rnngen.backends.cpu.loop_pipeline import LoopPipeline   # how the loops compile: disjoint arrays, 512-bit vectors
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, column_sum as _column_sum, relu as _relu, step as _step  # noqa: F401
 
 NAME = "indrnn"
-SPEC_SHA256 = "18d2b1af5ed5ea2625569e3ebe4ced3f8e742a8a187c129d7bc15ce550d27bed"
+SPEC_SHA256 = "e3d2b39a6c8bcc9b98007fd2f16f741b1b04a8f6bc82557515faead5e3f5e52f"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -54,7 +54,7 @@ def sizes_of(params):
 
 
 # -- forward: the time loop ------------------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
 def _forward_loop(lengths, reverse, y, zx_ih, s_h, bias_ih, vec_weight_hh):
     T, B, H = y.shape
     for step in range(T):
@@ -74,7 +74,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, bias_ih, vec_weight_hh):
 
 
 # -- backward: the time loop in reverse ------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
 def _backward_loop(lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih, dvec_weight_hh, bias_ih, vec_weight_hh):
     T, B, H = dy.shape
     for step in range(T - 1, -1, -1):
@@ -94,7 +94,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih, dvec_weight_hh
 
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
 def _infer_loop(lengths, reverse, y, zx_ih, s_h, bias_ih, vec_weight_hh):
     T, B, H = y.shape
     for step in range(T):

@@ -2,7 +2,7 @@
 
 source spec: layernorm_lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: ee08b12779cb84754dff0590cffb5c9f6f1d77dd052122865c66c0d4c27e3ef3
+sha256 of spec + templates + math libraries + versions: 32084436e82771cfad08a3a3c7a6f9883a390db0a4f0406b682fd11192c6f59d
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -32,14 +32,14 @@ import numpy as np
 from numba import njit
 
 from rnngen.backends.cpu import checks
-from rnngen.backends.cpu.noalias import DisjointArrays   # the loops' array arguments are disjoint
+from rnngen.backends.cpu.loop_pipeline import LoopPipeline   # how the loops compile: disjoint arrays, 512-bit vectors
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, gemm_panels as _gemm_panels, panels as _panels, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "layernorm_lstm"
-SPEC_SHA256 = "ee08b12779cb84754dff0590cffb5c9f6f1d77dd052122865c66c0d4c27e3ef3"
+SPEC_SHA256 = "32084436e82771cfad08a3a3c7a6f9883a390db0a4f0406b682fd11192c6f59d"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -72,7 +72,7 @@ def sizes_of(params):
 
 
 # -- forward: the time loop ------------------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
 def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, weight_hh, vec_ln_ih_gain, vec_ln_hh_gain, vec_bias, vec_ln_c_gain, vec_ln_c_bias):
     T, B, H = y.shape
     terms_m_ln_ih_mean = np.empty(H, y.dtype)   # a reduction's terms, one row at a time
@@ -218,7 +218,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln
 
 
 # -- backward: the time loop in reverse ------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
 def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, d_h, d_c, dzx_ih, dz_hh, dmean_ln_ih_mean, dmean_ln_ih_sq, dmean_ln_hh_mean, dmean_ln_hh_sq, dmean_ln_c_mean, dmean_ln_c_sq, dvec_ln_ih_gain, dvec_ln_hh_gain, dvec_bias, dvec_ln_c_gain, dvec_ln_c_bias, weight_hh, vec_ln_ih_gain, vec_ln_hh_gain, vec_bias, vec_ln_c_gain, vec_ln_c_bias, dv_hh):
     T, B, H = dy.shape
     terms_dmean_ln_c_mean = np.empty(H, dy.dtype)   # a reduction's terms, one row at a time
@@ -780,7 +780,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
 
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
 def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, weight_hh, vec_ln_ih_gain, vec_ln_hh_gain, vec_bias, vec_ln_c_gain, vec_ln_c_bias):
     T, B, H = y.shape
     terms_m_ln_ih_mean = np.empty(H, y.dtype)   # a reduction's terms, one row at a time

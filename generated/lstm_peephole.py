@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 8acd436531e645fbc13d24456e8426579e2abee6ba9960fd61ed356952f98bff
+sha256 of spec + templates + math libraries + versions: c94324baa98f5454dc88ef9ef762fd4e727579fc2636dcf59655fc9bdab4ba8f
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -27,14 +27,14 @@ import numpy as np
 from numba import njit
 
 from rnngen.backends.cpu import checks
-from rnngen.backends.cpu.noalias import DisjointArrays   # the loops' array arguments are disjoint
+from rnngen.backends.cpu.loop_pipeline import LoopPipeline   # how the loops compile: disjoint arrays, 512-bit vectors
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, gemm_panels as _gemm_panels, panels as _panels, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "8acd436531e645fbc13d24456e8426579e2abee6ba9960fd61ed356952f98bff"
+SPEC_SHA256 = "c94324baa98f5454dc88ef9ef762fd4e727579fc2636dcf59655fc9bdab4ba8f"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -66,7 +66,7 @@ def sizes_of(params):
 
 
 # -- forward: the time loop ------------------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
 def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, vec_weight_ci, vec_weight_cf, vec_weight_co, bias_ih_hh):
     T, B, H = y.shape
     panels_hh = _panels(weight_hh.T)   # weight_hh.T packed once per call for the per-step GEMMs
@@ -114,7 +114,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, vec_wei
 
 
 # -- backward: the time loop in reverse ------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
 def _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, dvec_weight_ci, dvec_weight_cf, dvec_weight_co, weight_hh, vec_weight_ci, vec_weight_cf, vec_weight_co, dv_hh):
     T, B, H = dy.shape
     panels_hh_adj = _panels(weight_hh)   # weight_hh packed once per call for the per-step GEMMs
@@ -171,7 +171,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, dvec_weigh
 
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
 def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, vec_weight_ci, vec_weight_cf, vec_weight_co, bias_ih_hh):
     T, B, H = y.shape
     panels_hh = _panels(weight_hh.T)   # weight_hh.T packed once per call for the per-step GEMMs

@@ -2,7 +2,7 @@
 
 source spec: lstm_proj.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 4ef45e599007fd0eec2bf4cf1d5a61b8b02c6b0f31419289955dcf2b8c41a5d8
+sha256 of spec + templates + math libraries + versions: 734a31a6a0dadc65c7a8c6e1122400496bd88d511ff9e811cc275a29e1653c05
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,14 +28,14 @@ import numpy as np
 from numba import njit
 
 from rnngen.backends.cpu import checks
-from rnngen.backends.cpu.noalias import DisjointArrays   # the loops' array arguments are disjoint
+from rnngen.backends.cpu.loop_pipeline import LoopPipeline   # how the loops compile: disjoint arrays, 512-bit vectors
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, gemm_panels as _gemm_panels, panels as _panels, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_proj"
-SPEC_SHA256 = "4ef45e599007fd0eec2bf4cf1d5a61b8b02c6b0f31419289955dcf2b8c41a5d8"
+SPEC_SHA256 = "734a31a6a0dadc65c7a8c6e1122400496bd88d511ff9e811cc275a29e1653c05"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -68,7 +68,7 @@ def sizes_of(params):
 
 
 # -- forward: the time loop ------------------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
 def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, bias_ih, weight_hh, bias_hh, weight_hr):
     T = y.shape[0]
     B = y.shape[1]
@@ -153,7 +153,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, bias_i
 
 
 # -- backward: the time loop in reverse ------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
 def _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dzx_ih, dz_hh, dz_hr, dv_hr, weight_hh, weight_hr, dv_hh):
     T = dy.shape[0]
     B = dy.shape[1]
@@ -252,7 +252,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dzx_ih, dz_hh, dz
 
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
 def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, bias_ih, weight_hh, bias_hh, weight_hr):
     T = y.shape[0]
     B = y.shape[1]

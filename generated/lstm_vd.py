@@ -2,7 +2,7 @@
 
 source spec: lstm_vd.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: bc17485d8393977ea925771c06750da96617ceeaacc33befa993e0eae2ba6f5a
+sha256 of spec + templates + math libraries + versions: 2f2a60239f496591dc27c306e1e47d2a60450016c1eb51780175bdd469da3cbd
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,14 +28,14 @@ import numpy as np
 from numba import njit
 
 from rnngen.backends.cpu import checks
-from rnngen.backends.cpu.noalias import DisjointArrays   # the loops' array arguments are disjoint
+from rnngen.backends.cpu.loop_pipeline import LoopPipeline   # how the loops compile: disjoint arrays, 512-bit vectors
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, gemm_panels as _gemm_panels, panels as _panels, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_vd"
-SPEC_SHA256 = "bc17485d8393977ea925771c06750da96617ceeaacc33befa993e0eae2ba6f5a"
+SPEC_SHA256 = "2f2a60239f496591dc27c306e1e47d2a60450016c1eb51780175bdd469da3cbd"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -64,7 +64,7 @@ def sizes_of(params):
 
 
 # -- forward: the time loop ------------------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
 def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, v_hh, mask_m_h, bias_ih, weight_hh, bias_hh):
     T, B, H = y.shape
     panels_hh = _panels(weight_hh.T)   # weight_hh.T packed once per call for the per-step GEMMs
@@ -125,7 +125,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, v_hh, mask_m_h, bi
 
 
 # -- backward: the time loop in reverse ------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
 def _backward_loop(lengths, reverse, dy, zx_ih, s_c, mask_m_h, d_h, d_c, dzx_ih, dz_hh, dv_hh, weight_hh):
     T, B, H = dy.shape
     panels_hh_adj = _panels(weight_hh)   # weight_hh packed once per call for the per-step GEMMs
@@ -190,7 +190,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, mask_m_h, d_h, d_c, dzx_ih,
 
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
 def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, v_hh, mask_m_h, bias_ih, weight_hh, bias_hh):
     T, B, H = y.shape
     panels_hh = _panels(weight_hh.T)   # weight_hh.T packed once per call for the per-step GEMMs
@@ -247,7 +247,7 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, v_hh, mask_m_h, bias
 
 
 # -- forward at rate 0: the time loop --------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
 def _forward_loop_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, bias_ih_hh):
     T, B, H = y.shape
     panels_hh = _panels(weight_hh.T)   # weight_hh.T packed once per call for the per-step GEMMs
@@ -293,7 +293,7 @@ def _forward_loop_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, b
 
 
 # -- backward at rate 0: the time loop in reverse --------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
 def _backward_loop_rate0(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, weight_hh, dv_hh):
     T, B, H = dy.shape
     panels_hh_adj = _panels(weight_hh)   # weight_hh packed once per call for the per-step GEMMs
@@ -339,7 +339,7 @@ def _backward_loop_rate0(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, weig
 
 
 # -- forward without backward (need_grad=False) at rate 0: two rows of each per-step sequence ------
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
 def _infer_loop_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, bias_ih_hh):
     T, B, H = y.shape
     panels_hh = _panels(weight_hh.T)   # weight_hh.T packed once per call for the per-step GEMMs

@@ -2,7 +2,7 @@
 
 source spec: lstm_weightdrop.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: c0c6232a4fed8142c9bee981ba051647125b70a0f6f86761eba351b66d4c9d28
+sha256 of spec + templates + math libraries + versions: 3aef88c2fe2ece3e167e6ce2e9fabfd07252d683c72b515412bcb5ca255cc341
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,14 +29,14 @@ import numpy as np
 from numba import njit
 
 from rnngen.backends.cpu import checks
-from rnngen.backends.cpu.noalias import DisjointArrays   # the loops' array arguments are disjoint
+from rnngen.backends.cpu.loop_pipeline import LoopPipeline   # how the loops compile: disjoint arrays, 512-bit vectors
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, gemm_panels as _gemm_panels, panels as _panels, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_weightdrop"
-SPEC_SHA256 = "c0c6232a4fed8142c9bee981ba051647125b70a0f6f86761eba351b66d4c9d28"
+SPEC_SHA256 = "3aef88c2fe2ece3e167e6ce2e9fabfd07252d683c72b515412bcb5ca255cc341"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -65,7 +65,7 @@ def sizes_of(params):
 
 
 # -- forward: the time loop ------------------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
 def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, bias_ih_hh):
     T, B, H = y.shape
     panels_hh = _panels(weight_hh.T)   # weight_hh.T packed once per call for the per-step GEMMs
@@ -111,7 +111,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, bias_ih
 
 
 # -- backward: the time loop in reverse ------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
 def _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, weight_hh, dv_hh):
     T, B, H = dy.shape
     panels_hh_adj = _panels(weight_hh)   # weight_hh packed once per call for the per-step GEMMs
@@ -157,7 +157,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, weight_hh,
 
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
 def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, bias_ih_hh):
     T, B, H = y.shape
     panels_hh = _panels(weight_hh.T)   # weight_hh.T packed once per call for the per-step GEMMs

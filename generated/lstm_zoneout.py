@@ -2,7 +2,7 @@
 
 source spec: lstm_zoneout.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: bb9e376d4d371065c39cfcc794a4330c28a97fb0f7043fe285fcd26e8dea7d89
+sha256 of spec + templates + math libraries + versions: 128545eebe4b458e9ee6d1a9a17e63c041ea2942ca4b263d21fac201b9f3ceda
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -31,14 +31,14 @@ import numpy as np
 from numba import njit
 
 from rnngen.backends.cpu import checks
-from rnngen.backends.cpu.noalias import DisjointArrays   # the loops' array arguments are disjoint
+from rnngen.backends.cpu.loop_pipeline import LoopPipeline   # how the loops compile: disjoint arrays, 512-bit vectors
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, gemm_panels as _gemm_panels, panels as _panels, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_zoneout"
-SPEC_SHA256 = "bb9e376d4d371065c39cfcc794a4330c28a97fb0f7043fe285fcd26e8dea7d89"
+SPEC_SHA256 = "128545eebe4b458e9ee6d1a9a17e63c041ea2942ca4b263d21fac201b9f3ceda"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -67,7 +67,7 @@ def sizes_of(params):
 
 
 # -- forward: the time loop ------------------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
 def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, mask_m_h, mask_m_c, weight_hh, bias_ih_hh):
     T, B, H = y.shape
     panels_hh = _panels(weight_hh.T)   # weight_hh.T packed once per call for the per-step GEMMs
@@ -116,7 +116,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, mask_m_h, mask_m_c
 
 
 # -- backward: the time loop in reverse ------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
 def _backward_loop(lengths, reverse, dy, zx_ih, s_c, mask_m_h, mask_m_c, d_h, d_c, dz_hh, weight_hh, dv_hh):
     T, B, H = dy.shape
     panels_hh_adj = _panels(weight_hh)   # weight_hh packed once per call for the per-step GEMMs
@@ -164,7 +164,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, mask_m_h, mask_m_c, d_h, d_
 
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
 def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, mask_m_h, mask_m_c, weight_hh, bias_ih_hh):
     T, B, H = y.shape
     panels_hh = _panels(weight_hh.T)   # weight_hh.T packed once per call for the per-step GEMMs
@@ -209,7 +209,7 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, mask_m_h, mask_m_c, 
 
 
 # -- forward at rate 0: the time loop --------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
 def _forward_loop_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, bias_ih_hh):
     T, B, H = y.shape
     panels_hh = _panels(weight_hh.T)   # weight_hh.T packed once per call for the per-step GEMMs
@@ -256,7 +256,7 @@ def _forward_loop_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, b
 
 
 # -- backward at rate 0: the time loop in reverse --------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
 def _backward_loop_rate0(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, weight_hh, dv_hh):
     T, B, H = dy.shape
     panels_hh_adj = _panels(weight_hh)   # weight_hh packed once per call for the per-step GEMMs
@@ -303,7 +303,7 @@ def _backward_loop_rate0(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, weig
 
 
 # -- forward without backward (need_grad=False) at rate 0: two rows of each per-step sequence ------
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
 def _infer_loop_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, bias_ih_hh):
     T, B, H = y.shape
     panels_hh = _panels(weight_hh.T)   # weight_hh.T packed once per call for the per-step GEMMs

@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: f0680abd4c4f8ee803b9cb4747cb5a08c1108f58c1691f91d9f088137ec1c51c
+sha256 of spec + templates + math libraries + versions: c67ae84ba6e874fc222e76c2665ea5f9f97b4c4d985c9e1e82cbba461529fd76
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -21,14 +21,14 @@ import numpy as np
 from numba import njit
 
 from rnngen.backends.cpu import checks
-from rnngen.backends.cpu.noalias import DisjointArrays   # the loops' array arguments are disjoint
+from rnngen.backends.cpu.loop_pipeline import LoopPipeline   # how the loops compile: disjoint arrays, 512-bit vectors
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, sigmoid as _sigmoid  # noqa: F401
 
 NAME = "mingru"
-SPEC_SHA256 = "f0680abd4c4f8ee803b9cb4747cb5a08c1108f58c1691f91d9f088137ec1c51c"
+SPEC_SHA256 = "c67ae84ba6e874fc222e76c2665ea5f9f97b4c4d985c9e1e82cbba461529fd76"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -55,7 +55,7 @@ def sizes_of(params):
 
 
 # -- forward: the time loop ------------------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
 def _forward_loop(lengths, reverse, y, zx_ih, s_h, bias_ih):
     T, B, H = y.shape
     c1 = y.dtype.type(1)
@@ -80,7 +80,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, bias_ih):
 
 
 # -- backward: the time loop in reverse ------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
 def _backward_loop(lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih, bias_ih):
     T, B, H = dy.shape
     c1 = dy.dtype.type(1)
@@ -106,7 +106,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih, bias_ih):
 
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
 def _infer_loop(lengths, reverse, y, zx_ih, s_h, bias_ih):
     T, B, H = y.shape
     c1 = y.dtype.type(1)

@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 906037a3590a2b3840170dc2e8c2c63d55c321beb67a5449f1cb174fdab69a9a
+sha256 of spec + templates + math libraries + versions: a8da89798499d2eb15388b2691471539b0c88ab28853b9e6fc33ed992c82134c
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -22,14 +22,14 @@ import numpy as np
 from numba import njit
 
 from rnngen.backends.cpu import checks
-from rnngen.backends.cpu.noalias import DisjointArrays   # the loops' array arguments are disjoint
+from rnngen.backends.cpu.loop_pipeline import LoopPipeline   # how the loops compile: disjoint arrays, 512-bit vectors
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, column_sum as _column_sum, gemm_panels as _gemm_panels, panels as _panels, tanh as _tanh  # noqa: F401
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "906037a3590a2b3840170dc2e8c2c63d55c321beb67a5449f1cb174fdab69a9a"
+SPEC_SHA256 = "a8da89798499d2eb15388b2691471539b0c88ab28853b9e6fc33ed992c82134c"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -58,7 +58,7 @@ def sizes_of(params):
 
 
 # -- forward: the time loop ------------------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
 def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, weight_hh, bias_ih_hh):
     T, B, H = y.shape
     panels_hh = _panels(weight_hh.T)   # weight_hh.T packed once per call for the per-step GEMMs
@@ -82,7 +82,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, weight_hh, bias_ih_hh):
 
 
 # -- backward: the time loop in reverse ------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
 def _backward_loop(lengths, reverse, dy, zx_ih, d_h, dz_hh, weight_hh, dv_hh):
     T, B, H = dy.shape
     panels_hh_adj = _panels(weight_hh)   # weight_hh packed once per call for the per-step GEMMs
@@ -104,7 +104,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, d_h, dz_hh, weight_hh, dv_hh):
 
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
 def _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, weight_hh, bias_ih_hh):
     T, B, H = y.shape
     panels_hh = _panels(weight_hh.T)   # weight_hh.T packed once per call for the per-step GEMMs

@@ -2,7 +2,7 @@
 
 source spec: slstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: a7033f6b799e1b2cff8383ac5d4a1ae5696aa7a82476d17ec4a5270632942e3b
+sha256 of spec + templates + math libraries + versions: 6dd2754ac680beb5298ca4d75272d4d02ca13d7dd72091ea1c9abe1be2c3cd2f
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -36,14 +36,14 @@ import numpy as np
 from numba import njit
 
 from rnngen.backends.cpu import checks
-from rnngen.backends.cpu.noalias import DisjointArrays   # the loops' array arguments are disjoint
+from rnngen.backends.cpu.loop_pipeline import LoopPipeline   # how the loops compile: disjoint arrays, 512-bit vectors
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, exp_nonpositive as _exp_nonpositive, head_weight_grad as _head_weight_grad, log_sigmoid as _log_sigmoid, maximum as _maximum, sigmoid as _sigmoid, step as _step, tanh as _tanh  # noqa: F401
 
 NAME = "slstm"
-SPEC_SHA256 = "a7033f6b799e1b2cff8383ac5d4a1ae5696aa7a82476d17ec4a5270632942e3b"
+SPEC_SHA256 = "6dd2754ac680beb5298ca4d75272d4d02ca13d7dd72091ea1c9abe1be2c3cd2f"
 STATES = ('h', 'c', 'n', 'm')
 OUTPUT = "h"
 INITIAL = {'m': 'lowest'}     # the states that do not start at zero when state0 leaves them out
@@ -74,7 +74,7 @@ def sizes_of(params):
 
 
 # -- forward: the time loop ------------------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
 def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, s_n, s_m, z_hh, bias_ih, weight_hh, zh_hh):
     T = y.shape[0]
     B = y.shape[1]
@@ -171,7 +171,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, s_n, s_m, z_hh, bias_ih,
 
 
 # -- backward: the time loop in reverse ------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
 def _backward_loop(lengths, reverse, dy, zx_ih, s_c, s_n, s_m, d_h, d_c, d_n, d_m, dz_hh, weight_hh, dv_hh, dzh_hh, dvh_hh):
     T = dy.shape[0]
     B = dy.shape[1]
@@ -248,7 +248,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, s_n, s_m, d_h, d_c, d_n, d_
 
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=DisjointArrays)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
 def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, s_n, s_m, z_hh, bias_ih, weight_hh, zh_hh):
     T = y.shape[0]
     B = y.shape[1]

@@ -12,7 +12,7 @@ TIE_LINEARS = True                            # save one sum and one dZ for tied
 _HERE = os.path.dirname(os.path.abspath(__file__))
 TEMPLATE = os.path.join(_HERE, "module.py.j2")
 LIBRARY = os.path.join(_HERE, "mathlib.py")
-PIPELINE = os.path.join(_HERE, "noalias.py")       # how Numba compiles the loops
+PIPELINE = os.path.join(_HERE, "loop_pipeline.py")       # how Numba compiles the loops
 KERNEL_LIBRARIES = [os.path.join(_HERE, name) for name in ("pointers.py", "stepgemm.py")]   # mathlib imports them
 
 

@@ -1,5 +1,5 @@
-"""The promise the CPU time loops are compiled under (rnngen/backends/cpu/noalias.py): no two array
-arguments of a loop call share memory. Every loop of every built-in cell is wrapped and called
+"""How the CPU time loops are compiled (rnngen/backends/cpu/loop_pipeline.py): with 512-bit vectors
+preferred, and under a promise: no two array arguments of a loop call share memory. Every loop of every built-in cell is wrapped and called
 through the module's entries (forward with and without need_grad, backward; masks at a rate and at
 rate 0, lengths, reverse) and through rnngen.RNN's schedules (batch slices on two workers, a
 bidirectional stack)."""
@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 import rnngen
-from rnngen.backends.cpu.noalias import DisjointArrays
+import llvmlite.binding as llvm
+
+from rnngen.backends.cpu.loop_pipeline import VECTOR_WIDTH, LoopPipeline
 
 LOOPS = ("_forward_loop", "_backward_loop", "_infer_loop")
 
@@ -34,13 +36,49 @@ def _watch(monkeypatch, m):
     return overlaps, called
 
 
-def test_every_loop_is_compiled_with_disjoint_arrays():
+def test_every_loop_is_compiled_with_the_loop_pipeline():
     for cell in rnngen.available():
         m = rnngen.load(cell)
         loops = [getattr(m, name) for name in dir(m) if name.startswith(LOOPS)]
         assert len(loops) >= 3, cell
         for loop in loops:
-            assert loop._compiler.pipeline_class is DisjointArrays, (cell, loop)      # numba keeps it there
+            assert loop._compiler.pipeline_class is LoopPipeline, (cell, loop)      # numba keeps it there
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_the_loops_prefer_512_bit_vectors(cell):
+    m = rnngen.load(cell)
+    x = np.random.default_rng(0).standard_normal((3, 2, 4)).astype(np.float32)
+    params = m.init_params(4, 40, np.float32, 0)
+    m.forward(x, params)                                   # compiles the float32 loops
+    loop = m._forward_loop
+    sig = loop.signatures[-1]
+    llvm_ir = loop.inspect_llvm(sig)
+    assert VECTOR_WIDTH in llvm_ir
+    if llvm.get_host_cpu_features().get("avx512f"):        # the gate math then runs on zmm registers
+        assert "zmm" in loop.inspect_asm(sig)
+
+
+def test_the_pipeline_gives_the_results_of_numbas_own():
+    from numba import njit
+
+    from rnngen.backends.cpu.mathlib import sigmoid, tanh
+
+    def lstm_elements(a, c, h):
+        for j in range(a.shape[1]):
+            i, f, g, o = sigmoid(a[0, j]), sigmoid(a[1, j]), tanh(a[2, j]), sigmoid(a[3, j])
+            c[j] = c[j] * f + g * i
+            h[j] = o * tanh(c[j])
+
+    rng = np.random.default_rng(0)
+    a = (3 * rng.standard_normal((4, 1003))).astype(np.float32)
+    out = []
+    for kw in ({}, {"pipeline_class": LoopPipeline}):
+        c, h = rng.standard_normal(1003).astype(np.float32), np.empty(1003, np.float32)
+        c[:] = np.linspace(-2, 2, 1003)
+        njit(error_model="numpy", fastmath={"contract"}, **kw)(lstm_elements)(a, c, h)
+        out.append((c, h))
+    assert np.array_equal(out[0][0], out[1][0]) and np.array_equal(out[0][1], out[1][1])
 
 
 @pytest.mark.parametrize("cell", rnngen.available())
