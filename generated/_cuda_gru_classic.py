@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: dfcc71fd7ab43d2b09dcdd2a02cdf1d32eb9702d698d2d4a4e9d3e641053f81d
+sha256 of spec + templates + math libraries + versions: 47d5cbd79640b0dfb5884bc55534982bbd6f90f6a28db785dfe03d33504480a5
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -39,7 +39,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru_classic"
-SPEC_SHA256 = "dfcc71fd7ab43d2b09dcdd2a02cdf1d32eb9702d698d2d4a4e9d3e641053f81d"
+SPEC_SHA256 = "47d5cbd79640b0dfb5884bc55534982bbd6f90f6a28db785dfe03d33504480a5"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

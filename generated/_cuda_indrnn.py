@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: e3d2b39a6c8bcc9b98007fd2f16f741b1b04a8f6bc82557515faead5e3f5e52f
+sha256 of spec + templates + math libraries + versions: 948aa4c83c99f6138a95e62c0d086e76c97edf80bb6ad3b309595598f0551174
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "indrnn"
-SPEC_SHA256 = "e3d2b39a6c8bcc9b98007fd2f16f741b1b04a8f6bc82557515faead5e3f5e52f"
+SPEC_SHA256 = "948aa4c83c99f6138a95e62c0d086e76c97edf80bb6ad3b309595598f0551174"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: layernorm_lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 32084436e82771cfad08a3a3c7a6f9883a390db0a4f0406b682fd11192c6f59d
+sha256 of spec + templates + math libraries + versions: b586cb9c8ee6a673559a92e4e7eb25593e3efb2cf239bdcfceb73c5cb890fd76
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -47,7 +47,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "layernorm_lstm"
-SPEC_SHA256 = "32084436e82771cfad08a3a3c7a6f9883a390db0a4f0406b682fd11192c6f59d"
+SPEC_SHA256 = "b586cb9c8ee6a673559a92e4e7eb25593e3efb2cf239bdcfceb73c5cb890fd76"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

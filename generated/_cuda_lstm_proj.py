@@ -2,7 +2,7 @@
 
 source spec: lstm_proj.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 734a31a6a0dadc65c7a8c6e1122400496bd88d511ff9e811cc275a29e1653c05
+sha256 of spec + templates + math libraries + versions: 78aa3a5945761084d1fa4fbae0fae994194fca97d9e4dd5ebabd19090e7efb6f
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -43,7 +43,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_proj"
-SPEC_SHA256 = "734a31a6a0dadc65c7a8c6e1122400496bd88d511ff9e811cc275a29e1653c05"
+SPEC_SHA256 = "78aa3a5945761084d1fa4fbae0fae994194fca97d9e4dd5ebabd19090e7efb6f"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

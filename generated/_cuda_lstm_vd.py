@@ -2,7 +2,7 @@
 
 source spec: lstm_vd.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 2f2a60239f496591dc27c306e1e47d2a60450016c1eb51780175bdd469da3cbd
+sha256 of spec + templates + math libraries + versions: 70c5d3d1d4a3f3d71497db8c0be5a8c4e3717039dd167549e9168455719195aa
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -43,7 +43,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_vd"
-SPEC_SHA256 = "2f2a60239f496591dc27c306e1e47d2a60450016c1eb51780175bdd469da3cbd"
+SPEC_SHA256 = "70c5d3d1d4a3f3d71497db8c0be5a8c4e3717039dd167549e9168455719195aa"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: c67ae84ba6e874fc222e76c2665ea5f9f97b4c4d985c9e1e82cbba461529fd76
+sha256 of spec + templates + math libraries + versions: 647176134ba1d20b0522182cfac58d68471e718e24b2a5b954e2b44ac88a5805
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -36,7 +36,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "mingru"
-SPEC_SHA256 = "c67ae84ba6e874fc222e76c2665ea5f9f97b4c4d985c9e1e82cbba461529fd76"
+SPEC_SHA256 = "647176134ba1d20b0522182cfac58d68471e718e24b2a5b954e2b44ac88a5805"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

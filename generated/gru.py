@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 936167e1b092fac44411b5c78ea65b01d57a4b6d8f7da6681662a94b8687daec
+sha256 of spec + templates + math libraries + versions: f8527badd50b13d3fb099ef0e9758c5865de74c78ce8bd983b43313dbef17615
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,10 +28,10 @@ from rnngen.backends.cpu.loop_pipeline import LoopPipeline   # how the loops com
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, gemm_panels as _gemm_panels, panels as _panels, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels as _panels, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru"
-SPEC_SHA256 = "936167e1b092fac44411b5c78ea65b01d57a4b6d8f7da6681662a94b8687daec"
+SPEC_SHA256 = "f8527badd50b13d3fb099ef0e9758c5865de74c78ce8bd983b43313dbef17615"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -225,14 +225,14 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     x2d = x.reshape(T * B, I)
     y = np.zeros((T, B, H), dtype)
     if not need_grad:
-        zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 3 * H)
+        zx_ih = _matmul(x2d, params["weight_ih"].T).reshape(T, B, 3 * H)
         s_h = np.empty((2, B, H), dtype)
         s_h[0] = state0[0]
         z_hh = np.empty((2, B, 3 * H), dtype)
         _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, params["bias_ih"], params["weight_hh"], params["bias_hh"])
         final_states = (s_h[T % 2].copy(),)
         return y, final_states, None
-    zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 3 * H)
+    zx_ih = _matmul(x2d, params["weight_ih"].T).reshape(T, B, 3 * H)
     s_h = np.empty((T + 1, B, H), dtype)
     s_h[0] = state0[0]
     z_hh = np.empty((T, B, 3 * H), dtype)
@@ -275,10 +275,10 @@ def backward_unchecked(dy, d_final, saved):
     dv_hh = np.empty((B, H), dtype)   # the product dv = dz @ W, added to the state's gradient
     _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_hh, d_h, dzx_ih, dz_hh, params["weight_hh"], params["bias_hh"], dv_hh)
     d_params = {}
-    d_params["weight_ih"] = dzx_ih.reshape(T * B, 3 * H).T @ x2d
-    dx = dzx_ih.reshape(T * B, 3 * H) @ params["weight_ih"]
+    d_params["weight_ih"] = _matmul_tn(dzx_ih.reshape(T * B, 3 * H), x2d)
+    dx = _matmul(dzx_ih.reshape(T * B, 3 * H), params["weight_ih"])
     d_params["bias_ih"] = _column_sum(dzx_ih.reshape(T * B, 3 * H))
-    d_params["weight_hh"] = dz_hh.reshape(T * B, 3 * H).T @ s_h[:T].reshape(T * B, H)
+    d_params["weight_hh"] = _matmul_tn(dz_hh.reshape(T * B, 3 * H), s_h[:T].reshape(T * B, H))
     d_params["bias_hh"] = _column_sum(dz_hh.reshape(T * B, 3 * H))
     d_state0 = (d_h,)
     return dx.reshape(T, B, I), d_state0, {name: d_params[name] for name in PARAMS}

@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: e3d2b39a6c8bcc9b98007fd2f16f741b1b04a8f6bc82557515faead5e3f5e52f
+sha256 of spec + templates + math libraries + versions: 948aa4c83c99f6138a95e62c0d086e76c97edf80bb6ad3b309595598f0551174
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -23,10 +23,10 @@ from rnngen.backends.cpu.loop_pipeline import LoopPipeline   # how the loops com
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, column_sum as _column_sum, relu as _relu, step as _step  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, column_sum as _column_sum, matmul as _matmul, matmul_tn as _matmul_tn, relu as _relu, step as _step  # noqa: F401
 
 NAME = "indrnn"
-SPEC_SHA256 = "e3d2b39a6c8bcc9b98007fd2f16f741b1b04a8f6bc82557515faead5e3f5e52f"
+SPEC_SHA256 = "948aa4c83c99f6138a95e62c0d086e76c97edf80bb6ad3b309595598f0551174"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -155,13 +155,13 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     x2d = x.reshape(T * B, I)
     y = np.zeros((T, B, H), dtype)
     if not need_grad:
-        zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, H)
+        zx_ih = _matmul(x2d, params["weight_ih"].T).reshape(T, B, H)
         s_h = np.empty((2, B, H), dtype)
         s_h[0] = state0[0]
         _infer_loop(lengths, reverse, y, zx_ih, s_h, params["bias_ih"], params["weight_hh"])
         final_states = (s_h[T % 2].copy(),)
         return y, final_states, None
-    zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, H)
+    zx_ih = _matmul(x2d, params["weight_ih"].T).reshape(T, B, H)
     s_h = np.empty((T + 1, B, H), dtype)
     s_h[0] = state0[0]
     _forward_loop(lengths, reverse, y, zx_ih, s_h, params["bias_ih"], params["weight_hh"])
@@ -201,8 +201,8 @@ def backward_unchecked(dy, d_final, saved):
     dvec_weight_hh = np.zeros(H, dtype)
     _backward_loop(lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih, dvec_weight_hh, params["bias_ih"], params["weight_hh"])
     d_params = {}
-    d_params["weight_ih"] = dzx_ih.reshape(T * B, H).T @ x2d
-    dx = dzx_ih.reshape(T * B, H) @ params["weight_ih"]
+    d_params["weight_ih"] = _matmul_tn(dzx_ih.reshape(T * B, H), x2d)
+    dx = _matmul(dzx_ih.reshape(T * B, H), params["weight_ih"])
     d_params["bias_ih"] = _column_sum(dzx_ih.reshape(T * B, H))
     d_params["weight_hh"] = dvec_weight_hh
     d_state0 = (d_h,)

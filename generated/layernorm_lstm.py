@@ -2,7 +2,7 @@
 
 source spec: layernorm_lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 32084436e82771cfad08a3a3c7a6f9883a390db0a4f0406b682fd11192c6f59d
+sha256 of spec + templates + math libraries + versions: b586cb9c8ee6a673559a92e4e7eb25593e3efb2cf239bdcfceb73c5cb890fd76
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -36,10 +36,10 @@ from rnngen.backends.cpu.loop_pipeline import LoopPipeline   # how the loops com
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, gemm_panels as _gemm_panels, panels as _panels, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels as _panels, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "layernorm_lstm"
-SPEC_SHA256 = "32084436e82771cfad08a3a3c7a6f9883a390db0a4f0406b682fd11192c6f59d"
+SPEC_SHA256 = "b586cb9c8ee6a673559a92e4e7eb25593e3efb2cf239bdcfceb73c5cb890fd76"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -967,7 +967,7 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     x2d = x.reshape(T * B, I)
     y = np.zeros((T, B, H), dtype)
     if not need_grad:
-        zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 4 * H)
+        zx_ih = _matmul(x2d, params["weight_ih"].T).reshape(T, B, 4 * H)
         s_h = np.empty((2, B, H), dtype)
         s_h[0] = state0[0]
         s_c = np.empty((2, B, H), dtype)
@@ -982,7 +982,7 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
         _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, params["weight_hh"], params["ln_ih_gain"], params["ln_hh_gain"], params["bias"], params["ln_c_gain"], params["ln_c_bias"])
         final_states = (s_h[T % 2].copy(), s_c[T % 2].copy(),)
         return y, final_states, None
-    zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 4 * H)
+    zx_ih = _matmul(x2d, params["weight_ih"].T).reshape(T, B, 4 * H)
     s_h = np.empty((T + 1, B, H), dtype)
     s_h[0] = state0[0]
     s_c = np.empty((T + 1, B, H), dtype)
@@ -1054,9 +1054,9 @@ def backward_unchecked(dy, d_final, saved):
     dvec_ln_c_bias = np.zeros(H, dtype)
     _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, d_h, d_c, dzx_ih, dz_hh, dmean_ln_ih_mean, dmean_ln_ih_sq, dmean_ln_hh_mean, dmean_ln_hh_sq, dmean_ln_c_mean, dmean_ln_c_sq, dvec_ln_ih_gain, dvec_ln_hh_gain, dvec_bias, dvec_ln_c_gain, dvec_ln_c_bias, params["weight_hh"], params["ln_ih_gain"], params["ln_hh_gain"], params["bias"], params["ln_c_gain"], params["ln_c_bias"], dv_hh)
     d_params = {}
-    d_params["weight_ih"] = dzx_ih.reshape(T * B, 4 * H).T @ x2d
-    dx = dzx_ih.reshape(T * B, 4 * H) @ params["weight_ih"]
-    d_params["weight_hh"] = dz_hh.reshape(T * B, 4 * H).T @ s_h[:T].reshape(T * B, H)
+    d_params["weight_ih"] = _matmul_tn(dzx_ih.reshape(T * B, 4 * H), x2d)
+    dx = _matmul(dzx_ih.reshape(T * B, 4 * H), params["weight_ih"])
+    d_params["weight_hh"] = _matmul_tn(dz_hh.reshape(T * B, 4 * H), s_h[:T].reshape(T * B, H))
     d_params["ln_ih_gain"] = dvec_ln_ih_gain
     d_params["ln_hh_gain"] = dvec_ln_hh_gain
     d_params["bias"] = dvec_bias

@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: c94324baa98f5454dc88ef9ef762fd4e727579fc2636dcf59655fc9bdab4ba8f
+sha256 of spec + templates + math libraries + versions: 7fbbc5591f98007535c7c8a9bfa4e5d5546cde787141f4acb6ea9b27f9df79bc
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -31,10 +31,10 @@ from rnngen.backends.cpu.loop_pipeline import LoopPipeline   # how the loops com
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, gemm_panels as _gemm_panels, panels as _panels, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels as _panels, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "c94324baa98f5454dc88ef9ef762fd4e727579fc2636dcf59655fc9bdab4ba8f"
+SPEC_SHA256 = "7fbbc5591f98007535c7c8a9bfa4e5d5546cde787141f4acb6ea9b27f9df79bc"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -257,7 +257,7 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     y = np.zeros((T, B, H), dtype)
     if not need_grad:
         bias_ih_hh = params["bias_ih"] + params["bias_hh"]   # the loops add the two together
-        zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 4 * H)
+        zx_ih = _matmul(x2d, params["weight_ih"].T).reshape(T, B, 4 * H)
         s_h = np.empty((2, B, H), dtype)
         s_h[0] = state0[0]
         s_c = np.empty((2, B, H), dtype)
@@ -267,7 +267,7 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
         final_states = (s_h[T % 2].copy(), s_c[T % 2].copy(),)
         return y, final_states, None
     bias_ih_hh = params["bias_ih"] + params["bias_hh"]   # the loops add the two together
-    zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 4 * H)
+    zx_ih = _matmul(x2d, params["weight_ih"].T).reshape(T, B, 4 * H)
     s_h = np.empty((T + 1, B, H), dtype)
     s_h[0] = state0[0]
     s_c = np.empty((T + 1, B, H), dtype)
@@ -318,11 +318,11 @@ def backward_unchecked(dy, d_final, saved):
     # dz_hh is the gradient of ih's pre-activation too (the two add up); it is in loop order,
     # so a reversed run puts x and dx in loop order too
     x_loop = x2d if not reverse else _loop_order(x, lengths).reshape(T * B, I)
-    d_params["weight_ih"] = dz_hh.reshape(T * B, 4 * H).T @ x_loop
-    dx_ih = dz_hh.reshape(T * B, 4 * H) @ params["weight_ih"]
+    d_params["weight_ih"] = _matmul_tn(dz_hh.reshape(T * B, 4 * H), x_loop)
+    dx_ih = _matmul(dz_hh.reshape(T * B, 4 * H), params["weight_ih"])
     dx = dx_ih if not reverse else _loop_order(dx_ih.reshape(T, B, I), lengths).reshape(T * B, I)
     d_params["bias_ih"] = _column_sum(dz_hh.reshape(T * B, 4 * H))
-    d_params["weight_hh"] = dz_hh.reshape(T * B, 4 * H).T @ s_h[:T].reshape(T * B, H)
+    d_params["weight_hh"] = _matmul_tn(dz_hh.reshape(T * B, 4 * H), s_h[:T].reshape(T * B, H))
     d_params["bias_hh"] = d_params["bias_ih"].copy()
     d_params["weight_ci"] = dvec_weight_ci
     d_params["weight_cf"] = dvec_weight_cf

@@ -2,7 +2,7 @@
 
 source spec: lstm_proj.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 734a31a6a0dadc65c7a8c6e1122400496bd88d511ff9e811cc275a29e1653c05
+sha256 of spec + templates + math libraries + versions: 78aa3a5945761084d1fa4fbae0fae994194fca97d9e4dd5ebabd19090e7efb6f
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -32,10 +32,10 @@ from rnngen.backends.cpu.loop_pipeline import LoopPipeline   # how the loops com
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, gemm_panels as _gemm_panels, panels as _panels, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels as _panels, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_proj"
-SPEC_SHA256 = "734a31a6a0dadc65c7a8c6e1122400496bd88d511ff9e811cc275a29e1653c05"
+SPEC_SHA256 = "78aa3a5945761084d1fa4fbae0fae994194fca97d9e4dd5ebabd19090e7efb6f"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -375,7 +375,7 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     x2d = x.reshape(T * B, I)
     y = np.zeros((T, B, proj_size), dtype)
     if not need_grad:
-        zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 4 * H)
+        zx_ih = _matmul(x2d, params["weight_ih"].T).reshape(T, B, 4 * H)
         s_h = np.empty((2, B, proj_size), dtype)
         s_h[0] = state0[0]
         s_c = np.empty((2, B, H), dtype)
@@ -386,7 +386,7 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
         _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, params["bias_ih"], params["weight_hh"], params["bias_hh"], params["weight_hr"])
         final_states = (s_h[T % 2].copy(), s_c[T % 2].copy(),)
         return y, final_states, None
-    zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 4 * H)
+    zx_ih = _matmul(x2d, params["weight_ih"].T).reshape(T, B, 4 * H)
     s_h = np.empty((T + 1, B, proj_size), dtype)
     s_h[0] = state0[0]
     s_c = np.empty((T + 1, B, H), dtype)
@@ -438,11 +438,11 @@ def backward_unchecked(dy, d_final, saved):
     dv_hh = np.empty((B, proj_size), dtype)   # the product dv = dz @ W, added to the state's gradient
     _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dzx_ih, dz_hh, dz_hr, dv_hr, params["weight_hh"], params["weight_hr"], dv_hh)
     d_params = {}
-    d_params["weight_ih"] = dzx_ih.reshape(T * B, 4 * H).T @ x2d
-    dx = dzx_ih.reshape(T * B, 4 * H) @ params["weight_ih"]
+    d_params["weight_ih"] = _matmul_tn(dzx_ih.reshape(T * B, 4 * H), x2d)
+    dx = _matmul(dzx_ih.reshape(T * B, 4 * H), params["weight_ih"])
     d_params["bias_ih"] = _column_sum(dzx_ih.reshape(T * B, 4 * H))
-    d_params["weight_hh"] = dz_hh.reshape(T * B, 4 * H).T @ s_h[:T].reshape(T * B, proj_size)
+    d_params["weight_hh"] = _matmul_tn(dz_hh.reshape(T * B, 4 * H), s_h[:T].reshape(T * B, proj_size))
     d_params["bias_hh"] = _column_sum(dz_hh.reshape(T * B, 4 * H))
-    d_params["weight_hr"] = dz_hr.reshape(T * B, proj_size).T @ v_hr[:T].reshape(T * B, H)
+    d_params["weight_hr"] = _matmul_tn(dz_hr.reshape(T * B, proj_size), v_hr[:T].reshape(T * B, H))
     d_state0 = (d_h, d_c,)
     return dx.reshape(T, B, I), d_state0, {name: d_params[name] for name in PARAMS}

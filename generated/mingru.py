@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: c67ae84ba6e874fc222e76c2665ea5f9f97b4c4d985c9e1e82cbba461529fd76
+sha256 of spec + templates + math libraries + versions: 647176134ba1d20b0522182cfac58d68471e718e24b2a5b954e2b44ac88a5805
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -25,10 +25,10 @@ from rnngen.backends.cpu.loop_pipeline import LoopPipeline   # how the loops com
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, sigmoid as _sigmoid  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, matmul as _matmul, matmul_tn as _matmul_tn, sigmoid as _sigmoid  # noqa: F401
 
 NAME = "mingru"
-SPEC_SHA256 = "c67ae84ba6e874fc222e76c2665ea5f9f97b4c4d985c9e1e82cbba461529fd76"
+SPEC_SHA256 = "647176134ba1d20b0522182cfac58d68471e718e24b2a5b954e2b44ac88a5805"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -171,13 +171,13 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     x2d = x.reshape(T * B, I)
     y = np.zeros((T, B, H), dtype)
     if not need_grad:
-        zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 2 * H)
+        zx_ih = _matmul(x2d, params["weight_ih"].T).reshape(T, B, 2 * H)
         s_h = np.empty((2, B, H), dtype)
         s_h[0] = state0[0]
         _infer_loop(lengths, reverse, y, zx_ih, s_h, params["bias_ih"])
         final_states = (s_h[T % 2].copy(),)
         return y, final_states, None
-    zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 2 * H)
+    zx_ih = _matmul(x2d, params["weight_ih"].T).reshape(T, B, 2 * H)
     s_h = np.empty((T + 1, B, H), dtype)
     s_h[0] = state0[0]
     _forward_loop(lengths, reverse, y, zx_ih, s_h, params["bias_ih"])
@@ -216,8 +216,8 @@ def backward_unchecked(dy, d_final, saved):
     dzx_ih = np.zeros((T, B, 2 * H), dtype)
     _backward_loop(lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih, params["bias_ih"])
     d_params = {}
-    d_params["weight_ih"] = dzx_ih.reshape(T * B, 2 * H).T @ x2d
-    dx = dzx_ih.reshape(T * B, 2 * H) @ params["weight_ih"]
+    d_params["weight_ih"] = _matmul_tn(dzx_ih.reshape(T * B, 2 * H), x2d)
+    dx = _matmul(dzx_ih.reshape(T * B, 2 * H), params["weight_ih"])
     d_params["bias_ih"] = _column_sum(dzx_ih.reshape(T * B, 2 * H))
     d_state0 = (d_h,)
     return dx.reshape(T, B, I), d_state0, {name: d_params[name] for name in PARAMS}

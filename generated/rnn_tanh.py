@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: a8da89798499d2eb15388b2691471539b0c88ab28853b9e6fc33ed992c82134c
+sha256 of spec + templates + math libraries + versions: 87c846e9826c7672f754c8e5a309f5558974cf288ffaceee5bffe4634bc5d312
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -26,10 +26,10 @@ from rnngen.backends.cpu.loop_pipeline import LoopPipeline   # how the loops com
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, column_sum as _column_sum, gemm_panels as _gemm_panels, panels as _panels, tanh as _tanh  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, column_sum as _column_sum, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels as _panels, tanh as _tanh  # noqa: F401
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "a8da89798499d2eb15388b2691471539b0c88ab28853b9e6fc33ed992c82134c"
+SPEC_SHA256 = "87c846e9826c7672f754c8e5a309f5558974cf288ffaceee5bffe4634bc5d312"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -169,7 +169,7 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     y = np.zeros((T, B, H), dtype)
     if not need_grad:
         bias_ih_hh = params["bias_ih"] + params["bias_hh"]   # the loops add the two together
-        zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, H)
+        zx_ih = _matmul(x2d, params["weight_ih"].T).reshape(T, B, H)
         s_h = np.empty((2, B, H), dtype)
         s_h[0] = state0[0]
         z_hh = np.empty((B, H), dtype)
@@ -177,7 +177,7 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
         final_states = (s_h[T % 2].copy(),)
         return y, final_states, None
     bias_ih_hh = params["bias_ih"] + params["bias_hh"]   # the loops add the two together
-    zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, H)
+    zx_ih = _matmul(x2d, params["weight_ih"].T).reshape(T, B, H)
     s_h = np.empty((T + 1, B, H), dtype)
     s_h[0] = state0[0]
     z_hh = np.empty((B, H), dtype)   # this step's product: the loop saves what backward needs in zx_ih
@@ -221,11 +221,11 @@ def backward_unchecked(dy, d_final, saved):
     # dz_hh is the gradient of ih's pre-activation too (the two add up); it is in loop order,
     # so a reversed run puts x and dx in loop order too
     x_loop = x2d if not reverse else _loop_order(x, lengths).reshape(T * B, I)
-    d_params["weight_ih"] = dz_hh.reshape(T * B, H).T @ x_loop
-    dx_ih = dz_hh.reshape(T * B, H) @ params["weight_ih"]
+    d_params["weight_ih"] = _matmul_tn(dz_hh.reshape(T * B, H), x_loop)
+    dx_ih = _matmul(dz_hh.reshape(T * B, H), params["weight_ih"])
     dx = dx_ih if not reverse else _loop_order(dx_ih.reshape(T, B, I), lengths).reshape(T * B, I)
     d_params["bias_ih"] = _column_sum(dz_hh.reshape(T * B, H))
-    d_params["weight_hh"] = dz_hh.reshape(T * B, H).T @ s_h[:T].reshape(T * B, H)
+    d_params["weight_hh"] = _matmul_tn(dz_hh.reshape(T * B, H), s_h[:T].reshape(T * B, H))
     d_params["bias_hh"] = d_params["bias_ih"].copy()
     d_state0 = (d_h,)
     return dx.reshape(T, B, I), d_state0, {name: d_params[name] for name in PARAMS}

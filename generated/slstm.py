@@ -2,7 +2,7 @@
 
 source spec: slstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 6dd2754ac680beb5298ca4d75272d4d02ca13d7dd72091ea1c9abe1be2c3cd2f
+sha256 of spec + templates + math libraries + versions: e41943799d28eb7200305c8adacecf6dd515a6d0fb6893753a9bed634819fb5a
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -40,10 +40,10 @@ from rnngen.backends.cpu.loop_pipeline import LoopPipeline   # how the loops com
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, exp_nonpositive as _exp_nonpositive, head_weight_grad as _head_weight_grad, log_sigmoid as _log_sigmoid, maximum as _maximum, sigmoid as _sigmoid, step as _step, tanh as _tanh  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, exp_nonpositive as _exp_nonpositive, head_weight_grad as _head_weight_grad, log_sigmoid as _log_sigmoid, matmul as _matmul, matmul_tn as _matmul_tn, maximum as _maximum, sigmoid as _sigmoid, step as _step, tanh as _tanh  # noqa: F401
 
 NAME = "slstm"
-SPEC_SHA256 = "6dd2754ac680beb5298ca4d75272d4d02ca13d7dd72091ea1c9abe1be2c3cd2f"
+SPEC_SHA256 = "e41943799d28eb7200305c8adacecf6dd515a6d0fb6893753a9bed634819fb5a"
 STATES = ('h', 'c', 'n', 'm')
 OUTPUT = "h"
 INITIAL = {'m': 'lowest'}     # the states that do not start at zero when state0 leaves them out
@@ -351,7 +351,7 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     x2d = x.reshape(T * B, I)
     y = np.zeros((T, B, H), dtype)
     if not need_grad:
-        zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 4 * H)
+        zx_ih = _matmul(x2d, params["weight_ih"].T).reshape(T, B, 4 * H)
         s_h = np.empty((2, B, H), dtype)
         s_h[0] = state0[0]
         s_c = np.empty((2, B, H), dtype)
@@ -366,7 +366,7 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
         _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, s_n, s_m, z_hh, params["bias_ih"], params["weight_hh"], zh_hh)
         final_states = (s_h[T % 2].copy(), s_c[T % 2].copy(), s_n[T % 2].copy(), s_m[T % 2].copy(),)
         return y, final_states, None
-    zx_ih = (x2d @ params["weight_ih"].T).reshape(T, B, 4 * H)
+    zx_ih = _matmul(x2d, params["weight_ih"].T).reshape(T, B, 4 * H)
     s_h = np.empty((T + 1, B, H), dtype)
     s_h[0] = state0[0]
     s_c = np.empty((T + 1, B, H), dtype)
@@ -428,8 +428,8 @@ def backward_unchecked(dy, d_final, saved):
     # dz_hh is the gradient of ih's pre-activation too (the two add up); it is in loop order,
     # so a reversed run puts x and dx in loop order too
     x_loop = x2d if not reverse else _loop_order(x, lengths).reshape(T * B, I)
-    d_params["weight_ih"] = dz_hh.reshape(T * B, 4 * H).T @ x_loop
-    dx_ih = dz_hh.reshape(T * B, 4 * H) @ params["weight_ih"]
+    d_params["weight_ih"] = _matmul_tn(dz_hh.reshape(T * B, 4 * H), x_loop)
+    dx_ih = _matmul(dz_hh.reshape(T * B, 4 * H), params["weight_ih"])
     dx = dx_ih if not reverse else _loop_order(dx_ih.reshape(T, B, I), lengths).reshape(T * B, I)
     d_params["bias_ih"] = _column_sum(dz_hh.reshape(T * B, 4 * H))
     d_params["weight_hh"] = _head_weight_grad(dz_hh.reshape(T * B, 4 * H), s_h[:T].reshape(T * B, H), params["weight_hh"].shape[0])

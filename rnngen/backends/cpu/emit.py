@@ -6,9 +6,10 @@ import sympy as sp
 
 from ...compiler import ir
 from ...compiler.printer import Constants, KernelPrinter
-from ..host import HostOps, after_loop, d_state0, kernel_sizes, saved_call, saved_key, shape, weight_setup, width
+from ..host import after_loop, d_state0, kernel_sizes, saved_call, saved_key, shape
 from . import rows, split
 from .infer import InferLayout, pruned_forward
+from .wrapper import OPS, backward_setup, forward_setup, helpers, wrapper_sizes
 
 
 @dataclass
@@ -304,55 +305,6 @@ class _Printer:
                 + self.scale_lines(f"{first.name}.dtype.type") + packed)
 
 
-def wrapper_sizes(kernel, backward):
-    """The wrappers' lines reading H and the run-time sizes (from the parameters' shapes)."""
-    if not kernel.sizes and kernel.output_size == ir.H:
-        return ["H = dy.shape[2]" if backward else "H = state0[0].shape[1]"]
-    return ["H = checks.hidden_size(params, PARAMS)"] + \
-        [f'{size} = checks.sizes_of(params, PARAMS)["{size}"]' for size in kernel.sizes]
-
-
-def _forward_setup(k, lay, saving=True):
-    setup = []
-    for g in k.hoisted:
-        setup.append(f'{g.out.name} = (x2d @ params["{g.weight.param}"].T).reshape(T, B, {width(g.out)})')
-    hoisted = list(setup)
-    for i, s in enumerate(k.states):
-        buf = k.buffer("states", s)
-        setup += [lay.allocate(buf), f"{buf.name}[0] = state0[{i}]"]
-    setup += [f'{b.name} = masks["{b.owner}"]' for b in k.buffers if b.role == "mask"]
-    setup += weight_setup(k, lay.dropped, True)
-    for b in k.buffers:
-        if b.role == "preact":
-            x = next((a for a, r in k.ties.items() if r == b.owner), None)
-            note = ""
-            if saving and x:
-                note = f"this step's product: the loop saves what backward needs in {k.buffer('x_preact', x).name}"
-            elif saving and not b.saved:
-                note = "this step's product (backward does not read it)"
-            setup.append(lay.allocate(b, note))
-        elif b.role in ("linear_input", "mean"):
-            setup.append(lay.allocate(b))
-    setup += lay.allocate_head_scratch("forward")
-    return setup, hoisted
-
-
-def _backward_setup(k, lay):
-    setup = weight_setup(k, lay.dropped, False)
-    setup += [f"{k.buffer('d_state', s).name} = d_final[{i}]" for i, s in enumerate(k.states)]
-    setup += [lay.allocate(b) for b in k.buffers if b.role in ("d_preact", "d_x_preact", "d_linear_input", "d_mean")]
-    setup += [lay.allocate(b, "the product dv = dz @ W, added to the state's gradient")
-              for b in lay.scratch.values()]
-    setup += [lay.allocate(b) for b in k.buffers if b.role == "d_vector"]
-    setup += lay.allocate_head_scratch("backward")
-    return setup
-
-
-OPS = HostOps(gemm_tn="{a}.T @ {b}", gemm="{a} @ {b}", accumulate="{a} += {b}", column_sum="_column_sum({a})",
-              copy="{a}.copy()", vector_grad="{a}", zeros="np.zeros({a}, dtype)",
-              head_gemm_tn="_head_weight_grad({a}, {b}, {heads})")
-
-
 def emit(kernel, layout, header, equations, rate0=None):
     """The CpuModule of one cell; `rate0`: that of the cell with every mask 1, when it has masks
     (its kernels are printed into the same module; its `saved` says rate0=True)."""
@@ -361,7 +313,7 @@ def emit(kernel, layout, header, equations, rate0=None):
     fargs, fcall, fsizes = p.args(kernel.buffer("y"))
     backward_stages = p.stages(kernel.backward)
     bargs, bcall, bsizes = p.args(kernel.buffer("dy"))
-    fsetup, hoisted = _forward_setup(kernel, layout)
+    fsetup, hoisted = forward_setup(kernel, layout)
     states = [kernel.buffer("states", s).name for s in kernel.states]
     saved = [(saved_key(b), b.name) for b in kernel.saved()]
     after = after_loop(kernel, OPS)
@@ -380,20 +332,16 @@ def emit(kernel, layout, header, equations, rate0=None):
         kernel_sizes={"forward": fsizes, "backward": bsizes, "infer": isizes},
         wrapper_sizes={"forward": wrapper_sizes(kernel, False), "backward": wrapper_sizes(kernel, True)},
         constants=p.constants.lines(),
-        helpers=sorted(p.constants.helpers | ({"_at"} if layout.views or infer_layout.views else set())
-                       | ({"_gemm_panels", "_panels"} if layout.packed or infer_layout.packed else set())
-                       | ({"_head_weight_grad"} if any(getattr(op, "heads", False) for op in kernel.after) else set())
-                       | ({"_column_sum"} if any(isinstance(op, ir.BiasGrad) and not op.same_as for op in kernel.after)
-                          else set())),
+        helpers=helpers(kernel, p.constants.helpers, layout, infer_layout),
         n=kernel.loop,
         forward_args=fargs, forward_call=fcall, forward_setup=layout.bias_sum_lines(fcall) + fsetup,
         forward_stages=forward_stages,
         forward_result=["final_states = (" + ", ".join(f"{s}[T].copy()" for s in states) + ",)"],
         saved=saved, saved_call=saved_call(saved, marks={"rate0": True} if header.get("variant") == "rate0" else {}),
         backward_args=bargs, backward_call=bcall,
-        backward_setup=layout.bias_sum_lines(bcall) + _backward_setup(kernel, layout),
+        backward_setup=layout.bias_sum_lines(bcall) + backward_setup(kernel, layout),
         backward_stages=backward_stages, backward_result=after + [d_state0(kernel)], hoisted=hoisted, after=after,
         infer_args=iargs, infer_call=icall,
-        infer_setup=infer_layout.bias_sum_lines(icall) + _forward_setup(kernel, infer_layout, saving=False)[0],
+        infer_setup=infer_layout.bias_sum_lines(icall) + forward_setup(kernel, infer_layout, saving=False)[0],
         infer_stages=infer_stages,
         infer_result=["final_states = (" + ", ".join(f"{s}[T % 2].copy()" for s in states) + ",)"], rate0=rate0)

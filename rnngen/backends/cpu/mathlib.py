@@ -25,6 +25,7 @@ from numba import float32, njit
 from .numba_cache import register
 from .pointers import at  # noqa: F401  (the kernels' _at)
 from .stepgemm import gemm_panels, panels  # noqa: F401  (the kernels' per-step GEMM)
+from .host_gemm import matmul, matmul_tn  # noqa: F401  (the wrappers' GEMMs)
 
 register()      # before the decorators below: an installed rnngen caches them in a per-user folder
 

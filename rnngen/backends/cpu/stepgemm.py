@@ -58,15 +58,17 @@ def lanes(dtype):
 
 
 @intrinsic
-def _tile(typingctx, a, lda, b, out, ldo, k, ncols, rows, add):
-    """out[r, 0:ncols] (=, or += with add=1) sum over kk < k of a[r * lda + kk] * b[kk * NR + 0:ncols]
-    for r < rows (a literal), through pointers: a (rows of `a`), b (a panel block), out."""
-    if not (isinstance(rows, types.IntegerLiteral) and isinstance(add, types.IntegerLiteral)
+def _tile(typingctx, a, lda, b, out, ldo, k, ncols, rows, add, trans):
+    """out[r, 0:ncols] (=, or += with add=1) sum over kk < k of a[r, kk] * b[kk * NR + 0:ncols]
+    for r < rows (a literal), through pointers: a (rows of `a`), b (a panel block), out.
+    a[r, kk] is a[r * lda + kk] (trans=0: rows of `a` contiguous) or a[kk * lda + r] (trans=1:
+    columns contiguous, the transpose of a C-contiguous array)."""
+    if not (all(isinstance(v, types.IntegerLiteral) for v in (rows, add, trans))
             and all(isinstance(p, types.CPointer) and p.dtype in (types.float32, types.float64) for p in (a, b, out))
             and a.dtype == b.dtype == out.dtype):
         return None
-    R, ADD = rows.literal_value, add.literal_value
-    sig = types.void(a, lda, b, out, ldo, k, ncols, rows, add)
+    R, ADD, TRANS = rows.literal_value, add.literal_value, trans.literal_value
+    sig = types.void(a, lda, b, out, ldo, k, ncols, rows, add, trans)
 
     def codegen(context, builder, signature, args):
         a_p, _, b_p, o_p = args[0], args[1], args[2], args[3]
@@ -105,7 +107,8 @@ def _tile(typingctx, a, lda, b, out, ldo, k, ncols, rows, add):
         bv = [builder.load(vector_at(row, const(v * L)), align=4) for v in range(NV)]
         new = []
         for r in range(R):
-            s = builder.load(builder.gep(a_p, [builder.add(builder.mul(const(r), lda), kk)]))
+            offset = builder.add(builder.mul(kk, lda), const(r)) if TRANS else builder.add(builder.mul(const(r), lda), kk)
+            s = builder.load(builder.gep(a_p, [offset]))
             sv = builder.shuffle_vector(builder.insert_element(undef, s, ir.Constant(i32, 0)), undef, splat0)
             new.append([builder.call(fma, [sv, bv[v], sums[r][v]]) for v in range(NV)])
         k1 = builder.add(kk, const(1))
@@ -167,38 +170,42 @@ def panels(w):
 
 
 @njit(inline="always")
-def _row_tiles(a, m0, m1, k0, panel, out, col, kc, ncols, add):
-    """Rows m0 <= m < m1 of `a` against one panel block: tiles of MR rows, then one of the rest."""
+def _a_at(a, m, k, trans):
+    """A pointer to the operand's (m, k): a[m, k], or a[k, m] when trans (the operand is a.T)."""
+    return at(a, (k, m)) if trans else at(a, (m, k))
+
+
+@njit(inline="always")
+def _row_tiles(a, m0, m1, k0, panel, out, col, kc, ncols, add, trans):
+    """Rows m0 <= m < m1 of the operand against one panel block: tiles of MR rows, then one of the rest."""
     lda = a.strides[0] // a.itemsize
     ldo = out.strides[0] // out.itemsize
     m = m0
     while m + MR <= m1:
-        _tile(at(a, (m, k0)), lda, panel, at(out, (m, col)), ldo, kc, ncols, MR, add)
+        _tile(_a_at(a, m, k0, trans), lda, panel, at(out, (m, col)), ldo, kc, ncols, MR, add, trans)
         m += MR
     r = m1 - m
     if r == 1:
-        _tile(at(a, (m, k0)), lda, panel, at(out, (m, col)), ldo, kc, ncols, 1, add)
+        _tile(_a_at(a, m, k0, trans), lda, panel, at(out, (m, col)), ldo, kc, ncols, 1, add, trans)
     elif r == 2:
-        _tile(at(a, (m, k0)), lda, panel, at(out, (m, col)), ldo, kc, ncols, 2, add)
+        _tile(_a_at(a, m, k0, trans), lda, panel, at(out, (m, col)), ldo, kc, ncols, 2, add, trans)
     elif r == 3:
-        _tile(at(a, (m, k0)), lda, panel, at(out, (m, col)), ldo, kc, ncols, 3, add)
+        _tile(_a_at(a, m, k0, trans), lda, panel, at(out, (m, col)), ldo, kc, ncols, 3, add, trans)
     elif r == 4 and MR > 4:
-        _tile(at(a, (m, k0)), lda, panel, at(out, (m, col)), ldo, kc, ncols, 4, add)
+        _tile(_a_at(a, m, k0, trans), lda, panel, at(out, (m, col)), ldo, kc, ncols, 4, add, trans)
     elif r == 5 and MR > 5:
-        _tile(at(a, (m, k0)), lda, panel, at(out, (m, col)), ldo, kc, ncols, 5, add)
+        _tile(_a_at(a, m, k0, trans), lda, panel, at(out, (m, col)), ldo, kc, ncols, 5, add, trans)
     elif r == 6 and MR > 6:
-        _tile(at(a, (m, k0)), lda, panel, at(out, (m, col)), ldo, kc, ncols, 6, add)
+        _tile(_a_at(a, m, k0, trans), lda, panel, at(out, (m, col)), ldo, kc, ncols, 6, add, trans)
     elif r == 7 and MR > 7:
-        _tile(at(a, (m, k0)), lda, panel, at(out, (m, col)), ldo, kc, ncols, 7, add)
+        _tile(_a_at(a, m, k0, trans), lda, panel, at(out, (m, col)), ldo, kc, ncols, 7, add, trans)
 
 
-@njit(cache=True, nogil=True)
-def gemm_panels(a, p, out):
-    """out (M, N) = a (M, K) @ the (K, N) matrix `p` = panels(w) holds. a and out: C-contiguous
-    rows (a step's row of a (T, B, n) array is). Rows in blocks of MC (their block of `a` stays
-    in the L2 cache across the panels)."""
-    M, K = a.shape
-    N = out.shape[1]
+@njit(inline="always")
+def _blocks(a, p, out, trans):
+    """out = the operand (a, or a.T when trans) @ the matrix p holds, in blocks (see gemm_panels)."""
+    M, N = out.shape
+    K = a.shape[0] if trans else a.shape[1]
     NR = p.shape[2]
     for m0 in range(0, M, MC):
         m1 = min(M, m0 + MC)
@@ -207,6 +214,37 @@ def gemm_panels(a, p, out):
             for q in range(p.shape[0]):
                 panel = at(p, (q, k0, 0))
                 if k0 == 0:
-                    _row_tiles(a, m0, m1, k0, panel, out, q * NR, kc, min(NR, N - q * NR), 0)
+                    _row_tiles(a, m0, m1, k0, panel, out, q * NR, kc, min(NR, N - q * NR), 0, trans)
                 else:
-                    _row_tiles(a, m0, m1, k0, panel, out, q * NR, kc, min(NR, N - q * NR), 1)
+                    _row_tiles(a, m0, m1, k0, panel, out, q * NR, kc, min(NR, N - q * NR), 1, trans)
+
+
+@njit(cache=True, nogil=True)
+def gemm_panels(a, p, out):
+    """out (M, N) = a (M, K) @ the (K, N) matrix `p` = panels(w) holds. a and out: C-contiguous
+    rows (a step's row of a (T, B, n) array is). Rows in blocks of MC (their block of `a` stays
+    in the L2 cache across the panels)."""
+    _blocks(a, p, out, 0)
+
+
+@njit(cache=True, nogil=True)
+def gemm_panels_tn(a, p, out):
+    """out (M, N) = a.T @ the (K, N) matrix `p` = panels(w) holds, for a (K, M) with C-contiguous
+    rows (a weight gradient dZ.T @ v), read in place; out C-contiguous. Sums as gemm_panels'."""
+    _blocks(a, p, out, 1)
+
+
+@njit(cache=True, nogil=True)
+def matmul_panels(a, b):
+    """a (M, K) @ b (K, N), any layout of b, through panels(b) and gemm_panels (a: C-contiguous rows)."""
+    out = np.empty((a.shape[0], b.shape[1]), a.dtype)
+    gemm_panels(a, panels(b), out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def matmul_tn_panels(a, b):
+    """a.T @ b for a (K, M) with C-contiguous rows (read in place) and b (K, N) of any layout."""
+    out = np.empty((a.shape[1], b.shape[1]), a.dtype)
+    gemm_panels_tn(a, panels(b), out)
+    return out

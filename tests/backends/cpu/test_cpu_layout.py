@@ -29,4 +29,4 @@ def test_printed_module(compile_builtin):
     kinds = [[kind for kind, _ in st.items] for st in m.backward_stages]
     assert kinds == [["rows"], ["gemm", "rows"], ["gemm", "add"]]
     assert m.saved == [("zx_ih", "zx_ih"), ("s_h", "s_h"), ("z_rh", "z_rh"), ("v_rh", "v_rh")]   # z_hh: backward reads u, r where zx_ih kept them
-    assert m.helpers == ["_at", "_column_sum", "_gemm_panels", "_panels", "_sigmoid", "_tanh"]
+    assert m.helpers == ["_at", "_column_sum", "_gemm_panels", "_matmul", "_matmul_tn", "_panels", "_sigmoid", "_tanh"]

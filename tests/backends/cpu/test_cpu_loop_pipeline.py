@@ -10,6 +10,7 @@ import pytest
 
 import rnngen
 import llvmlite.binding as llvm
+from numba import njit
 
 from rnngen.backends.cpu.loop_pipeline import VECTOR_WIDTH, LoopPipeline
 
@@ -51,8 +52,12 @@ def test_the_loops_prefer_512_bit_vectors(cell):
     x = np.random.default_rng(0).standard_normal((3, 2, 4)).astype(np.float32)
     params = m.init_params(4, 40, np.float32, 0)
     m.forward(x, params)                                   # compiles the float32 loops
-    loop = m._forward_loop
-    sig = loop.signatures[-1]
+    sig = m._forward_loop.signatures[-1]
+    # compiled again here, uncached (Numba cannot show the IR of cached code), with the loop's options
+    options = {k: v for k, v in m._forward_loop.targetoptions.items() if k != "nopython"}
+    loop = njit(**options, pipeline_class=m._forward_loop._compiler.pipeline_class)
+    loop = loop(m._forward_loop.py_func)
+    loop.compile(sig)
     llvm_ir = loop.inspect_llvm(sig)
     assert VECTOR_WIDTH in llvm_ir
     if llvm.get_host_cpu_features().get("avx512f"):        # the gate math then runs on zmm registers
@@ -60,8 +65,6 @@ def test_the_loops_prefer_512_bit_vectors(cell):
 
 
 def test_the_pipeline_gives_the_results_of_numbas_own():
-    from numba import njit
-
     from rnngen.backends.cpu.mathlib import sigmoid, tanh
 
     def lstm_elements(a, c, h):

@@ -1,0 +1,113 @@
+"""The wrappers' large GEMMs (rnngen/backends/cpu/host_gemm.py): rnngen's panels against numpy in
+float64, the rule that picks them over BLAS, and whole modules run through either path."""
+import numpy as np
+import pytest
+
+import rnngen
+from helpers import numeric_gradient, random_problem
+from rnngen.backends.cpu import host_gemm
+from rnngen.backends.cpu.stepgemm import KC, MC, gemm_panels, gemm_panels_tn, matmul_panels, matmul_tn_panels, panels
+
+SHAPES = [(1, 1, 1), (7, 3, 20), (33, 129, 65), (MC + 9, KC + 3, 40), (300, 2 * KC + 1, 33)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("M,K,N", SHAPES)
+def test_the_panels_give_the_products(dtype, M, K, N):
+    rng = np.random.default_rng(M + K + N)
+    a, w = rng.standard_normal((M, K)), rng.standard_normal((N, K))
+    v = rng.standard_normal((K, N))
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    scale = np.sqrt(K)
+    got = matmul_panels(a.astype(dtype), w.astype(dtype).T)          # x @ W.T (W.T a transposed view)
+    assert got.dtype == dtype and got.shape == (M, N)
+    np.testing.assert_allclose(got, a @ w.T, atol=tol * scale, rtol=tol)
+    got = matmul_tn_panels(a.T.copy().astype(dtype), v.astype(dtype))   # dZ.T @ v, dZ (K, M) read in place
+    np.testing.assert_allclose(got, a @ v, atol=tol * scale, rtol=tol)
+
+
+def test_the_transposed_operand_gives_the_same_sums():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((2 * KC + 5, 70)).astype(np.float32)      # K = 517 rows, M = 70
+    p = panels(rng.standard_normal((2 * KC + 5, 45)).astype(np.float32))
+    tn, nn = np.empty((70, 45), np.float32), np.empty((70, 45), np.float32)
+    gemm_panels_tn(a, p, tn)
+    gemm_panels(np.ascontiguousarray(a.T), p, nn)
+    np.testing.assert_array_equal(tn, nn)
+
+
+def _lib(api="openblas", arch="Haswell", user_api="blas"):
+    return {"user_api": user_api, "internal_api": api, "architecture": arch}
+
+
+@pytest.mark.parametrize("avx512,libs,expected", [
+    (True, [_lib()], True),                                    # AVX-512 CPU, OpenBLAS on its AVX2 kernel
+    (True, [_lib(arch="Zen"), _lib(arch="Haswell")], True),
+    (True, [_lib(arch="SkylakeX")], False),                    # BLAS uses AVX-512 itself
+    (True, [_lib(arch="SapphireRapids")], False),
+    (True, [_lib(), _lib(arch="Cooperlake")], False),
+    (False, [_lib()], False),                                  # no AVX-512: BLAS
+    (True, [_lib(api="mkl", arch=None)], False),               # another BLAS: BLAS
+    (True, [_lib(arch=None)], False),                          # a kernel threadpoolctl cannot name
+    (True, [], False),
+    (True, [_lib(api="openmp", user_api="openmp", arch=None), _lib()], True),   # not a BLAS: not counted
+])
+def test_the_rule_that_picks_the_panels(avx512, libs, expected):
+    assert host_gemm.panels_beat_blas(avx512, libs) is expected
+
+
+@pytest.mark.parametrize("panels_on", [False, True])
+def test_matmul_is_the_product_either_way(panels_on, monkeypatch):
+    monkeypatch.setattr(host_gemm, "PANELS", panels_on)
+    rng = np.random.default_rng(1)
+    a, b, c = rng.standard_normal((50, 20)), rng.standard_normal((30, 20)), rng.standard_normal((50, 9))
+    np.testing.assert_allclose(host_gemm.matmul(a, b.T), a @ b.T, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(host_gemm.matmul_tn(a, c), a.T @ c, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(host_gemm.matmul(a[:, ::2], b[:, ::2].T), a[:, ::2] @ b[:, ::2].T, rtol=1e-12)
+
+
+def _run(m, x, params, state0, lengths, reverse, wy):
+    y, final, saved = m.forward(x, params, state0, lengths, reverse)
+    return y, final, m.backward(wy, None, saved)
+
+
+@pytest.mark.parametrize("name", rnngen.available())
+def test_modules_agree_through_blas_and_panels(name, monkeypatch):
+    m = rnngen.load(name)
+    rng = np.random.default_rng(4)
+    out, calls = {}, []
+    for fn in ("matmul_panels", "matmul_tn_panels"):           # count the calls that take the panels
+        monkeypatch.setattr(host_gemm, fn, lambda *a, _f=getattr(host_gemm, fn): calls.append(1) or _f(*a))
+    for dtype in (np.float32, np.float64):
+        x, params, state0 = random_problem(m, T=6, B=5, I=7, H=9, dtype=dtype, seed=2)
+        y0 = m.forward(x, params, state0)[0]
+        wy = rng.standard_normal(y0.shape).astype(dtype)
+        for on in (False, True):
+            monkeypatch.setattr(host_gemm, "PANELS", on)
+            before = len(calls)
+            out[on] = _run(m, x, params, state0, np.array([6, 2, 0, 5, 6]), True, wy)
+            assert (len(calls) > before) == on
+        tol = 2e-5 if dtype == np.float32 else 1e-12
+        (y_b, f_b, (dx_b, ds_b, dp_b)), (y_p, f_p, (dx_p, ds_p, dp_p)) = out[False], out[True]
+        np.testing.assert_allclose(y_p, y_b, rtol=tol, atol=tol)
+        np.testing.assert_allclose(dx_p, dx_b, rtol=tol, atol=tol)
+        for k in dp_b:
+            np.testing.assert_allclose(dp_p[k], dp_b[k], rtol=tol, atol=tol, err_msg=k)
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru", "rnn_tanh", "lstm_proj"])
+def test_gradients_through_the_panels_match_finite_differences(name, monkeypatch):
+    monkeypatch.setattr(host_gemm, "PANELS", True)
+    m = rnngen.load(name)
+    x, params, state0 = random_problem(m, T=4, B=3, H=3, seed=5)
+    lengths = np.array([4, 1, 3])
+    y, _, saved = m.forward(x, params, state0, lengths, True)
+    wy = np.random.default_rng(6).standard_normal(y.shape)
+
+    def loss():
+        return float((m.forward(x, params, state0, lengths, True)[0] * wy).sum())
+
+    dx, _, d_params = m.backward(wy, None, saved)
+    np.testing.assert_allclose(dx, numeric_gradient(loss, x), atol=1e-7, rtol=1e-6)
+    for k, p in params.items():
+        np.testing.assert_allclose(d_params[k], numeric_gradient(loss, p), atol=1e-7, rtol=1e-6, err_msg=k)
