@@ -8,6 +8,8 @@ Pieces (all with one BLAS thread, float32):
   ns per (t, b, j) element;
 - backward time loop (`_backward_loop`), and inside it the per-step GEMMs alone (gemm_panels(dz_t, panels of W_hh)
   and the add into dh): the difference is the backward gate math;
+- the hoisted and after-loop GEMMs through host_gemm.matmul / matmul_tn, as the wrappers call them
+  (BLAS, or rnngen's panels where host_gemm.PANELS says so; the header says which);
 - the GEMMs after the backward loop: weight gradients dW_ih = dZ.T @ x, dW_hh = dZ.T @ h, the input
   gradient dx = dZ @ W_ih, and the bias sums;
 - overhead: the module's forward / backward minus their pieces (checks, allocation, copies), and
@@ -31,6 +33,8 @@ from numba import njit
 import rnngen
 from rnngen.tools import bench
 from rnngen.generated import lstm
+from rnngen.backends.cpu import host_gemm
+from rnngen.backends.cpu.host_gemm import matmul, matmul_tn
 from rnngen.backends.cpu.stepgemm import gemm_panels, panels
 
 BLOCK = 3
@@ -82,7 +86,7 @@ def pieces(a):
         np.matmul(g, g, out=g_out)
 
     def hoisted():
-        z = (x2d @ p["weight_ih"].T).reshape(T, B, 4 * H)
+        z = matmul(x2d, p["weight_ih"].T).reshape(T, B, 4 * H)
         z += p["bias_ih"]
 
     def fwd_setup():           # the loop adds the recurrent part into zx in place: start afresh
@@ -111,13 +115,13 @@ def pieces(a):
         _step_gemms_backward(a["dz_hh"], a["panels_hh_adj"], a["d_h"], a["dv_hh"])
 
     def dw_ih():
-        dz2d.T @ x2d
+        matmul_tn(dz2d, x2d)
 
     def dw_hh():
-        dz2d.T @ a["saved"].s_h[:T].reshape(T * B, H)
+        matmul_tn(dz2d, a["saved"].s_h[:T].reshape(T * B, H))
 
     def dx():
-        dz2d @ p["weight_ih"]
+        matmul(dz2d, p["weight_ih"])
 
     def dbias():
         dz2d.sum(axis=0)
@@ -215,7 +219,7 @@ def main(argv=None):
     bench.blas_info()   # load numpy's and SciPy's BLAS before limiting them
     with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
         m = bench.machine()
-        print(f"# benchmarks/profile_cpu.py — {m['cpu']}, {m['cores']} cores; one BLAS thread; "
+        print(f"# benchmarks/profile_cpu.py — {m['cpu']}, {m['cores']} cores; one BLAS thread; wrapper GEMMs: {'rnngen panels' if host_gemm.PANELS else 'BLAS'}; "
               f"load average at start {bench.loadavg()}")
         for size in sizes:
             a = _loop_args(size)

@@ -2,7 +2,7 @@
 
 source spec: layernorm_lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: b586cb9c8ee6a673559a92e4e7eb25593e3efb2cf239bdcfceb73c5cb890fd76
+sha256 of spec + templates + math libraries + versions: 9b7c5a5eb4952f55965a9519c449e0bee3759677f6548b5f27ea3198f191a8b8
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -47,7 +47,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "layernorm_lstm"
-SPEC_SHA256 = "b586cb9c8ee6a673559a92e4e7eb25593e3efb2cf239bdcfceb73c5cb890fd76"
+SPEC_SHA256 = "9b7c5a5eb4952f55965a9519c449e0bee3759677f6548b5f27ea3198f191a8b8"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

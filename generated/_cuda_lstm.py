@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 892ea8e03fc98d24f9f4f8eaa3e5d88122cae834c0154c890bb5e22edb4feaeb
+sha256 of spec + templates + math libraries + versions: 9187bff7413e63ee0cac768745ecbefc8f0e30812aaebcb96fcbf59095f8ada2
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -43,7 +43,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm"
-SPEC_SHA256 = "892ea8e03fc98d24f9f4f8eaa3e5d88122cae834c0154c890bb5e22edb4feaeb"
+SPEC_SHA256 = "9187bff7413e63ee0cac768745ecbefc8f0e30812aaebcb96fcbf59095f8ada2"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_weightdrop.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 21a8fd5b92db3419e74224a5eea538316c6055fe2652019fb7d698d3209b99f3
+sha256 of spec + templates + math libraries + versions: de1efa759321e68eb3848b52d66e98e4938b27cf17e1f06d6075a5e56c700bd2
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -44,7 +44,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_weightdrop"
-SPEC_SHA256 = "21a8fd5b92db3419e74224a5eea538316c6055fe2652019fb7d698d3209b99f3"
+SPEC_SHA256 = "de1efa759321e68eb3848b52d66e98e4938b27cf17e1f06d6075a5e56c700bd2"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

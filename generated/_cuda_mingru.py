@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 647176134ba1d20b0522182cfac58d68471e718e24b2a5b954e2b44ac88a5805
+sha256 of spec + templates + math libraries + versions: 1caf61366c3932250d6a40e2812e54c413fa86e4125eb502033a6bf6ed0792c5
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -36,7 +36,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "mingru"
-SPEC_SHA256 = "647176134ba1d20b0522182cfac58d68471e718e24b2a5b954e2b44ac88a5805"
+SPEC_SHA256 = "1caf61366c3932250d6a40e2812e54c413fa86e4125eb502033a6bf6ed0792c5"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 87c846e9826c7672f754c8e5a309f5558974cf288ffaceee5bffe4634bc5d312
+sha256 of spec + templates + math libraries + versions: 79b2cf6d70e51bdfa2ece8509ad39d060b7691437a7f7dde8b6c95ab1060f618
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -37,7 +37,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "87c846e9826c7672f754c8e5a309f5558974cf288ffaceee5bffe4634bc5d312"
+SPEC_SHA256 = "79b2cf6d70e51bdfa2ece8509ad39d060b7691437a7f7dde8b6c95ab1060f618"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: f8527badd50b13d3fb099ef0e9758c5865de74c78ce8bd983b43313dbef17615
+sha256 of spec + templates + math libraries + versions: 8363bc951001e03d30c3fad1607f9546dae9abe38f4820147bbb8fac37423436
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -31,7 +31,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels as _panels, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru"
-SPEC_SHA256 = "f8527badd50b13d3fb099ef0e9758c5865de74c78ce8bd983b43313dbef17615"
+SPEC_SHA256 = "8363bc951001e03d30c3fad1607f9546dae9abe38f4820147bbb8fac37423436"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_weightdrop.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 21a8fd5b92db3419e74224a5eea538316c6055fe2652019fb7d698d3209b99f3
+sha256 of spec + templates + math libraries + versions: de1efa759321e68eb3848b52d66e98e4938b27cf17e1f06d6075a5e56c700bd2
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -36,7 +36,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels as _panels, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_weightdrop"
-SPEC_SHA256 = "21a8fd5b92db3419e74224a5eea538316c6055fe2652019fb7d698d3209b99f3"
+SPEC_SHA256 = "de1efa759321e68eb3848b52d66e98e4938b27cf17e1f06d6075a5e56c700bd2"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_zoneout.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: d557addd3e86e17a413703ed422b37b3256c78d7cf92b48c155231be7531344b
+sha256 of spec + templates + math libraries + versions: 7d55e5b562d0df6d5835e335fa98c3c7d32eeb7aec76a844e05dec8cfb8f95db
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -38,7 +38,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels as _panels, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_zoneout"
-SPEC_SHA256 = "d557addd3e86e17a413703ed422b37b3256c78d7cf92b48c155231be7531344b"
+SPEC_SHA256 = "7d55e5b562d0df6d5835e335fa98c3c7d32eeb7aec76a844e05dec8cfb8f95db"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

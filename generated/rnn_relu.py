@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 432d6d39b27c010f17d9bacd85724a294fe32880404f77f5be3095b69ac86c14
+sha256 of spec + templates + math libraries + versions: 7e403b31ad9a9bdb23b905903e52039b0d2d27f95a98ba62653bdfb340dacb5e
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,7 +29,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, column_sum as _column_sum, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels as _panels, relu as _relu, step as _step  # noqa: F401
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "432d6d39b27c010f17d9bacd85724a294fe32880404f77f5be3095b69ac86c14"
+SPEC_SHA256 = "7e403b31ad9a9bdb23b905903e52039b0d2d27f95a98ba62653bdfb340dacb5e"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

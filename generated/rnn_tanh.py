@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 87c846e9826c7672f754c8e5a309f5558974cf288ffaceee5bffe4634bc5d312
+sha256 of spec + templates + math libraries + versions: 79b2cf6d70e51bdfa2ece8509ad39d060b7691437a7f7dde8b6c95ab1060f618
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,7 +29,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, column_sum as _column_sum, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels as _panels, tanh as _tanh  # noqa: F401
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "87c846e9826c7672f754c8e5a309f5558974cf288ffaceee5bffe4634bc5d312"
+SPEC_SHA256 = "79b2cf6d70e51bdfa2ece8509ad39d060b7691437a7f7dde8b6c95ab1060f618"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -14,7 +14,8 @@ import numpy as np
 import threadpoolctl
 
 from rnngen.backends.cpu import host_gemm
-from rnngen.backends.cpu.stepgemm import _has_avx512, matmul_panels, matmul_tn_panels
+from rnngen.backends.cpu.host_gemm import panel_product
+from rnngen.backends.cpu.stepgemm import _has_avx512
 
 # (name, kind, M, K, N): "nt" a (M, K) @ W.T with W (N, K); "nn" a (M, K) @ W (K, N); "tn" dZ.T @ v with dZ (K, M)
 SHAPES = [("small hoisted, half batch", "nt", 4096, 128, 512), ("small hoisted", "nt", 8192, 128, 512),
@@ -46,13 +47,13 @@ def main():
             for name, kind, M, K, N in SHAPES:
                 if kind == "nt":
                     a, w = rng.standard_normal((M, K)).astype(dtype), rng.standard_normal((N, K)).astype(dtype)
-                    blas, mine = (lambda: a @ w.T), (lambda: matmul_panels(a, w.T))
+                    blas, mine = (lambda: a @ w.T), (lambda: panel_product(a, w.T))
                 elif kind == "nn":
                     a, w = rng.standard_normal((M, K)).astype(dtype), rng.standard_normal((K, N)).astype(dtype)
-                    blas, mine = (lambda: a @ w), (lambda: matmul_panels(a, w))
+                    blas, mine = (lambda: a @ w), (lambda: panel_product(a, w))
                 else:
                     a, w = rng.standard_normal((K, M)).astype(dtype), rng.standard_normal((K, N)).astype(dtype)
-                    blas, mine = (lambda: a.T @ w), (lambda: matmul_tn_panels(a, w))
+                    blas, mine = (lambda: a.T @ w), (lambda: panel_product(a, w, tn=True))
                 gflop = 2 * M * K * N / 1e9
                 tb, tp = [], []
                 for _ in range(3):               # alternated rounds: the load moves both alike

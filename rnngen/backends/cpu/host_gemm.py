@@ -6,10 +6,10 @@ FMAs) is the faster one: on a CPU with AVX-512 whose BLAS is OpenBLAS running a 
 AVX-512 (Haswell, Zen: an OPENBLAS_CORETYPE setting, or a build that does not know the CPU), where
 BLAS gets at most half the CPU's vector width. `PANELS` says which (read once, at import, from
 threadpoolctl's view of the loaded BLAS libraries and LLVM's of the CPU). Measured on an AMD EPYC
-(Zen 5, AVX-512) with OPENBLAS_CORETYPE=Haswell, one thread, float32 (`python
-benchmarks/probes/host_gemm.py`): the panels run the bench sizes' GEMMs at 1.2-2.8x BLAS's rate.
-On Intel's AVX-512 CPUs with OpenBLAS's SkylakeX kernel the two were on par (BENCHMARKS.md), and
-BLAS stays. Any other BLAS (MKL, BLIS, Accelerate) stays too.
+(Zen 5, AVX-512) with OPENBLAS_CORETYPE=Haswell, one thread (`python
+benchmarks/probes/host_gemm.py`, 2026-12-07): the panels run the bench sizes' GEMMs at 1.5-2.2x
+BLAS's rate in float32, 1.4-2.1x in float64. On Intel's AVX-512 CPUs with OpenBLAS's SkylakeX
+kernel the two were on par (BENCHMARKS.md), and BLAS stays. Any other BLAS (MKL, BLIS, Accelerate) stays too.
 
 The two give the same products up to rounding (the panels sum each element over k in order, in
 blocks of 256; BLAS in its own blocked order): ~1e-7 relative in float32.
@@ -17,7 +17,7 @@ blocks of 256; BLAS in its own blocked order): ~1e-7 relative in float32.
 import numpy as np
 import threadpoolctl
 
-from .stepgemm import _has_avx512, matmul_panels, matmul_tn_panels
+from .stepgemm import _has_avx512, gemm_panels, gemm_panels_tn, pack, panel_shape
 
 #: OpenBLAS kernels (its `architecture` as threadpoolctl reads it) that use AVX-512
 AVX512_KERNELS = frozenset({"skylakex", "cooperlake", "sapphirerapids"})
@@ -39,15 +39,32 @@ def _float_pair(a, b):
     return a.ndim == b.ndim == 2 and a.dtype == b.dtype and a.dtype in (np.float32, np.float64)
 
 
+def packed(w):
+    """panels(w) (stepgemm.py) in an array numpy allocates: a large one gets transparent huge
+    pages (numpy asks the kernel for them; Numba's allocator does not), which page-faults 512x
+    less (a fastrnns hoisted GEMM into a Numba-allocated 52 MB output: 156 -> 203 GFLOP/s)."""
+    p = np.empty(panel_shape(*w.shape, w.dtype), w.dtype)
+    pack(w, p)
+    return p
+
+
+def panel_product(a, b, tn=False):
+    """a @ b (a.T @ b with tn) through the panels, the output allocated by numpy (see packed)."""
+    a = np.ascontiguousarray(a)
+    out = np.empty((a.shape[1] if tn else a.shape[0], b.shape[1]), a.dtype)
+    (gemm_panels_tn if tn else gemm_panels)(a, packed(b), out)
+    return out
+
+
 def matmul(a, b):
     """a @ b, both 2-D (b may be a transposed view)."""
     if PANELS and _float_pair(a, b):
-        return matmul_panels(np.ascontiguousarray(a), b)
+        return panel_product(a, b)
     return a @ b
 
 
 def matmul_tn(a, b):
     """a.T @ b, both 2-D with the rows (time steps and batch rows) first."""
     if PANELS and _float_pair(a, b):
-        return matmul_tn_panels(np.ascontiguousarray(a), b)
+        return panel_product(a, b, tn=True)
     return a.T @ b

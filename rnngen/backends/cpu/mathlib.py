@@ -195,7 +195,7 @@ def head_weight_grad(d, v, heads):
     return dh @ v.reshape(R, heads, DH).transpose(1, 0, 2)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def loop_order(a, lengths):
     """(T, B, n) in time order -> the loop order of a reversed run: row i of sequence b is
     a[lengths[b] - 1 - i, b], zero past its length. The map is its own inverse."""

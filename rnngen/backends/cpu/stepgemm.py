@@ -155,17 +155,32 @@ def _tile(typingctx, a, lda, b, out, ldo, k, ncols, rows, add, trans):
     return sig, codegen
 
 
-@njit(cache=True)
+def panel_shape(K, N, dtype):
+    """The shape of panels() of a (K, N) matrix of `dtype`: (ceil(N / NR), K, NR)."""
+    NR = NV * lanes(dtype)
+    return ((N + NR - 1) // NR, K, NR)
+
+
+@njit(cache=True, nogil=True)
+def pack(w, out):
+    """out (P, K, NR) = w (K, N), any layout, as panels (see panels), the padding zeros."""
+    K, N = w.shape
+    NR = out.shape[2]
+    for p in range(out.shape[0]):
+        n0 = p * NR
+        nc = min(NR, N - n0)
+        for k in range(K):
+            for c in range(NR):
+                out[p, k, c] = w[k, n0 + c] if c < nc else 0
+
+
+@njit(cache=True, nogil=True)
 def panels(w):
     """w (K, N), any layout (w.T of a weight is fine) -> (ceil(N / NR), K, NR), zero-padded."""
     K, N = w.shape
     NR = NV * (VECTOR_BYTES // w.itemsize)
-    P = (N + NR - 1) // NR
-    out = np.zeros((P, K, NR), w.dtype)
-    for p in range(P):
-        for k in range(K):
-            for c in range(min(NR, N - p * NR)):
-                out[p, k, c] = w[k, p * NR + c]
+    out = np.empty(((N + NR - 1) // NR, K, NR), w.dtype)
+    pack(w, out)
     return out
 
 
@@ -233,18 +248,3 @@ def gemm_panels_tn(a, p, out):
     rows (a weight gradient dZ.T @ v), read in place; out C-contiguous. Sums as gemm_panels'."""
     _blocks(a, p, out, 1)
 
-
-@njit(cache=True, nogil=True)
-def matmul_panels(a, b):
-    """a (M, K) @ b (K, N), any layout of b, through panels(b) and gemm_panels (a: C-contiguous rows)."""
-    out = np.empty((a.shape[0], b.shape[1]), a.dtype)
-    gemm_panels(a, panels(b), out)
-    return out
-
-
-@njit(cache=True, nogil=True)
-def matmul_tn_panels(a, b):
-    """a.T @ b for a (K, M) with C-contiguous rows (read in place) and b (K, N) of any layout."""
-    out = np.empty((a.shape[1], b.shape[1]), a.dtype)
-    gemm_panels_tn(a, panels(b), out)
-    return out

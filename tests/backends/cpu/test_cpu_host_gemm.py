@@ -6,7 +6,8 @@ import pytest
 import rnngen
 from helpers import numeric_gradient, random_problem
 from rnngen.backends.cpu import host_gemm
-from rnngen.backends.cpu.stepgemm import KC, MC, gemm_panels, gemm_panels_tn, matmul_panels, matmul_tn_panels, panels
+from rnngen.backends.cpu.host_gemm import packed, panel_product
+from rnngen.backends.cpu.stepgemm import KC, MC, gemm_panels, gemm_panels_tn, panels
 
 SHAPES = [(1, 1, 1), (7, 3, 20), (33, 129, 65), (MC + 9, KC + 3, 40), (300, 2 * KC + 1, 33)]
 
@@ -19,11 +20,18 @@ def test_the_panels_give_the_products(dtype, M, K, N):
     v = rng.standard_normal((K, N))
     tol = 1e-5 if dtype == np.float32 else 1e-12
     scale = np.sqrt(K)
-    got = matmul_panels(a.astype(dtype), w.astype(dtype).T)          # x @ W.T (W.T a transposed view)
+    got = panel_product(a.astype(dtype), w.astype(dtype).T)          # x @ W.T (W.T a transposed view)
     assert got.dtype == dtype and got.shape == (M, N)
     np.testing.assert_allclose(got, a @ w.T, atol=tol * scale, rtol=tol)
-    got = matmul_tn_panels(a.T.copy().astype(dtype), v.astype(dtype))   # dZ.T @ v, dZ (K, M) read in place
+    got = panel_product(a.T.copy().astype(dtype), v.astype(dtype), tn=True)   # dZ.T @ v, dZ (K, M) read in place
     np.testing.assert_allclose(got, a @ v, atol=tol * scale, rtol=tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_packed_is_panels(dtype):
+    w = np.random.default_rng(2).standard_normal((37, 75)).astype(dtype)
+    for v in (w, w.T, w[:, ::3]):
+        np.testing.assert_array_equal(packed(v), panels(v))
 
 
 def test_the_transposed_operand_gives_the_same_sums():
@@ -76,8 +84,8 @@ def test_modules_agree_through_blas_and_panels(name, monkeypatch):
     m = rnngen.load(name)
     rng = np.random.default_rng(4)
     out, calls = {}, []
-    for fn in ("matmul_panels", "matmul_tn_panels"):           # count the calls that take the panels
-        monkeypatch.setattr(host_gemm, fn, lambda *a, _f=getattr(host_gemm, fn): calls.append(1) or _f(*a))
+    real = host_gemm.panel_product                               # count the calls that take the panels
+    monkeypatch.setattr(host_gemm, "panel_product", lambda *a, **k: calls.append(1) or real(*a, **k))
     for dtype in (np.float32, np.float64):
         x, params, state0 = random_problem(m, T=6, B=5, I=7, H=9, dtype=dtype, seed=2)
         y0 = m.forward(x, params, state0)[0]
