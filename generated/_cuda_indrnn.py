@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: b76e6d8c31827af53afaa8a80bfab0b2696a3d269c5e4cb9f09df4786c5656bc
+sha256 of spec + templates + math libraries + versions: bedd32f447a345a2c8baa231e19aad9a63ef21b01dd89a5d48175fad5062839e
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "indrnn"
-SPEC_SHA256 = "b76e6d8c31827af53afaa8a80bfab0b2696a3d269c5e4cb9f09df4786c5656bc"
+SPEC_SHA256 = "bedd32f447a345a2c8baa231e19aad9a63ef21b01dd89a5d48175fad5062839e"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_proj.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 00cf06ada4a14e523165f0bea7621758648912fe953c1b8a83afdc6df4025709
+sha256 of spec + templates + math libraries + versions: d98c4c064b3d536e02f9814a9a5431b712ae4e7720efb7fc294924f66570bf4d
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -43,7 +43,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_proj"
-SPEC_SHA256 = "00cf06ada4a14e523165f0bea7621758648912fe953c1b8a83afdc6df4025709"
+SPEC_SHA256 = "d98c4c064b3d536e02f9814a9a5431b712ae4e7720efb7fc294924f66570bf4d"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

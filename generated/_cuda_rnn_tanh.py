@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 79b2cf6d70e51bdfa2ece8509ad39d060b7691437a7f7dde8b6c95ab1060f618
+sha256 of spec + templates + math libraries + versions: 7447648632e87b4b82bf27864a52ca7bbbbb4c8c1f2490d960455758f4bb2373
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -37,7 +37,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "79b2cf6d70e51bdfa2ece8509ad39d060b7691437a7f7dde8b6c95ab1060f618"
+SPEC_SHA256 = "7447648632e87b4b82bf27864a52ca7bbbbb4c8c1f2490d960455758f4bb2373"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

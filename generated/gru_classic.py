@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: a9e201bf556d9b88ab60a4fb116d6202762bc53eb639b65090b7db85e3cf54a2
+sha256 of spec + templates + math libraries + versions: 16cb12d42ee77ccc7e9e44a22532c0c3d468733d229077867a6601ef30650970
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -31,7 +31,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels as _panels, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru_classic"
-SPEC_SHA256 = "a9e201bf556d9b88ab60a4fb116d6202762bc53eb639b65090b7db85e3cf54a2"
+SPEC_SHA256 = "16cb12d42ee77ccc7e9e44a22532c0c3d468733d229077867a6601ef30650970"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -195,12 +195,17 @@ def head_weight_grad(d, v, heads):
     return dh @ v.reshape(R, heads, DH).transpose(1, 0, 2)
 
 
-@njit(cache=True, nogil=True)
 def loop_order(a, lengths):
     """(T, B, n) in time order -> the loop order of a reversed run: row i of sequence b is
-    a[lengths[b] - 1 - i, b], zero past its length. The map is its own inverse."""
+    a[lengths[b] - 1 - i, b], zero past its length. The map is its own inverse. The result is
+    allocated by numpy (huge pages for a large one, see host_gemm.packed)."""
     out = np.zeros_like(a)
+    _reorder(a, lengths, out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _reorder(a, lengths, out):
     for b in range(a.shape[1]):
         for i in range(lengths[b]):
             out[i, b] = a[lengths[b] - 1 - i, b]
-    return out
