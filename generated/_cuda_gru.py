@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: ca367abd996557cfbce40ad2919b792b315e8de2afc0c59c9307762be2c42f66
+sha256 of spec + templates + math libraries + versions: b8794335ea42d01a2691ca04000d6431e371e1110d5c8c6f0c4d2bea9d1a1a01
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -39,7 +39,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru"
-SPEC_SHA256 = "ca367abd996557cfbce40ad2919b792b315e8de2afc0c59c9307762be2c42f66"
+SPEC_SHA256 = "b8794335ea42d01a2691ca04000d6431e371e1110d5c8c6f0c4d2bea9d1a1a01"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_proj.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: d98c4c064b3d536e02f9814a9a5431b712ae4e7720efb7fc294924f66570bf4d
+sha256 of spec + templates + math libraries + versions: 6edaa9231f33f2ba4f9074e9f1aa605e782fda9c8cacf849bee9e9617705edf2
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -43,7 +43,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_proj"
-SPEC_SHA256 = "d98c4c064b3d536e02f9814a9a5431b712ae4e7720efb7fc294924f66570bf4d"
+SPEC_SHA256 = "6edaa9231f33f2ba4f9074e9f1aa605e782fda9c8cacf849bee9e9617705edf2"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_vd.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 737858ab24d5b28b3861678f575fbe9a4871b0f131c9354ffe9ac390d4499037
+sha256 of spec + templates + math libraries + versions: d8ed4007c1e694c42ae76aa6ed2987e1721ab44747457565e87838760546f94b
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -43,7 +43,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_vd"
-SPEC_SHA256 = "737858ab24d5b28b3861678f575fbe9a4871b0f131c9354ffe9ac390d4499037"
+SPEC_SHA256 = "d8ed4007c1e694c42ae76aa6ed2987e1721ab44747457565e87838760546f94b"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

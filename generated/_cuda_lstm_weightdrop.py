@@ -2,7 +2,7 @@
 
 source spec: lstm_weightdrop.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 07975509b5790ff879893586581eb5d4420fb905ffd56244ed4f7f7cd49fee16
+sha256 of spec + templates + math libraries + versions: 2e1da271f2c62a3fac7c563a7093de5bf5a3bf136cfe7b2e82488195ec6f4f36
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -44,7 +44,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_weightdrop"
-SPEC_SHA256 = "07975509b5790ff879893586581eb5d4420fb905ffd56244ed4f7f7cd49fee16"
+SPEC_SHA256 = "2e1da271f2c62a3fac7c563a7093de5bf5a3bf136cfe7b2e82488195ec6f4f36"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_zoneout.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 49104d8ec04f5810cda301834a2e5cf9965bb46d7d824301d1b49792cd650027
+sha256 of spec + templates + math libraries + versions: c5fca61a167be3e1230590eabd21a0fdda0bb7a8a3f0f56afe8a34c0308d3bbb
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -46,7 +46,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_zoneout"
-SPEC_SHA256 = "49104d8ec04f5810cda301834a2e5cf9965bb46d7d824301d1b49792cd650027"
+SPEC_SHA256 = "c5fca61a167be3e1230590eabd21a0fdda0bb7a8a3f0f56afe8a34c0308d3bbb"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 7447648632e87b4b82bf27864a52ca7bbbbb4c8c1f2490d960455758f4bb2373
+sha256 of spec + templates + math libraries + versions: 0e01c720108b6aa601aac503787ddac3aa6cd5b0c7ee8922306d6efce9de0bc9
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -37,7 +37,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "7447648632e87b4b82bf27864a52ca7bbbbb4c8c1f2490d960455758f4bb2373"
+SPEC_SHA256 = "0e01c720108b6aa601aac503787ddac3aa6cd5b0c7ee8922306d6efce9de0bc9"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

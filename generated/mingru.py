@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 2aef5df10392ad5b92158e102354279183d763af047d959f614c639ac04be49b
+sha256 of spec + templates + math libraries + versions: 77a5bd412a28c0851bc4dd34f60d75c689178d3cddbfddec76ce29251c6aa990
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,7 +28,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, matmul as _matmul, matmul_tn as _matmul_tn, sigmoid as _sigmoid  # noqa: F401
 
 NAME = "mingru"
-SPEC_SHA256 = "2aef5df10392ad5b92158e102354279183d763af047d959f614c639ac04be49b"
+SPEC_SHA256 = "77a5bd412a28c0851bc4dd34f60d75c689178d3cddbfddec76ce29251c6aa990"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

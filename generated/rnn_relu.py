@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 2ca698a9288e5529c81970d90e1ca60b5909d6b10319673237c30f1b79192e6c
+sha256 of spec + templates + math libraries + versions: 067ca7ef042a1474264479fa28fbf5ea9010e50fc3dc90b54ffcca3609360859
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,7 +29,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, column_sum as _column_sum, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels as _panels, relu as _relu, step as _step  # noqa: F401
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "2ca698a9288e5529c81970d90e1ca60b5909d6b10319673237c30f1b79192e6c"
+SPEC_SHA256 = "067ca7ef042a1474264479fa28fbf5ea9010e50fc3dc90b54ffcca3609360859"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 7447648632e87b4b82bf27864a52ca7bbbbb4c8c1f2490d960455758f4bb2373
+sha256 of spec + templates + math libraries + versions: 0e01c720108b6aa601aac503787ddac3aa6cd5b0c7ee8922306d6efce9de0bc9
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,7 +29,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, column_sum as _column_sum, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels as _panels, tanh as _tanh  # noqa: F401
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "7447648632e87b4b82bf27864a52ca7bbbbb4c8c1f2490d960455758f4bb2373"
+SPEC_SHA256 = "0e01c720108b6aa601aac503787ddac3aa6cd5b0c7ee8922306d6efce9de0bc9"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -24,7 +24,7 @@ AVX512_KERNELS = frozenset({"skylakex", "cooperlake", "sapphirerapids"})
 
 
 def panels_beat_blas(cpu_has_avx512, libraries):
-    """Whether the panels run: the CPU has AVX-512 and every BLAS library (threadpoolctl's info
+    """Whether the panels run (for products of MIN_PANEL_WORK and more): the CPU has AVX-512 and every BLAS library (threadpoolctl's info
     dicts) is an OpenBLAS whose kernel lacks it."""
     blas = [lib for lib in libraries if lib.get("user_api") == "blas"]
     return bool(cpu_has_avx512 and blas and all(
@@ -35,8 +35,15 @@ def panels_beat_blas(cpu_has_avx512, libraries):
 PANELS = panels_beat_blas(_has_avx512(), threadpoolctl.threadpool_info())
 
 
+#: M * K * N below which a product goes to BLAS even with PANELS: the panels' Python-side calls
+#: (pack, allocate, the kernel: ~5 us) cost more than a small product's arithmetic (at the course
+#: size, T10 B10 I3 H5, an LSTM forward+backward took 66 us with them and ~48 without)
+MIN_PANEL_WORK = 1 << 18
+
+
 def _float_pair(a, b):
-    return a.ndim == b.ndim == 2 and a.dtype == b.dtype and a.dtype in (np.float32, np.float64)
+    return (a.ndim == b.ndim == 2 and a.dtype == b.dtype and a.dtype in (np.float32, np.float64)
+            and a.shape[0] * a.shape[1] * b.shape[1] >= MIN_PANEL_WORK)
 
 
 def packed(w):

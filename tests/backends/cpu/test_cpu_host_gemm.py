@@ -64,9 +64,24 @@ def test_the_rule_that_picks_the_panels(avx512, libs, expected):
     assert host_gemm.panels_beat_blas(avx512, libs) is expected
 
 
+def test_small_products_go_to_blas(monkeypatch):
+    monkeypatch.setattr(host_gemm, "PANELS", True)
+    calls = []
+    real = host_gemm.panel_product
+    monkeypatch.setattr(host_gemm, "panel_product", lambda *a, **k: calls.append(a[0].shape) or real(*a, **k))
+    rng = np.random.default_rng(3)
+    small, big, v = rng.standard_normal((100, 3)), rng.standard_normal((512, 64)), rng.standard_normal((20, 3))
+    np.testing.assert_allclose(host_gemm.matmul(small, v.T), small @ v.T, rtol=1e-12, atol=1e-12)
+    assert calls == []                                          # 100 * 3 * 20 < MIN_PANEL_WORK: BLAS
+    w = rng.standard_normal((64, 64))
+    np.testing.assert_allclose(host_gemm.matmul(big, w), big @ w, rtol=1e-12, atol=1e-12)
+    assert calls == [(512, 64)]                                  # 512 * 64 * 64 = 2**21: the panels
+
+
 @pytest.mark.parametrize("panels_on", [False, True])
 def test_matmul_is_the_product_either_way(panels_on, monkeypatch):
     monkeypatch.setattr(host_gemm, "PANELS", panels_on)
+    monkeypatch.setattr(host_gemm, "MIN_PANEL_WORK", 0)
     rng = np.random.default_rng(1)
     a, b, c = rng.standard_normal((50, 20)), rng.standard_normal((30, 20)), rng.standard_normal((50, 9))
     np.testing.assert_allclose(host_gemm.matmul(a, b.T), a @ b.T, rtol=1e-12, atol=1e-12)
@@ -81,6 +96,7 @@ def _run(m, x, params, state0, lengths, reverse, wy):
 
 @pytest.mark.parametrize("name", rnngen.available())
 def test_modules_agree_through_blas_and_panels(name, monkeypatch):
+    monkeypatch.setattr(host_gemm, "MIN_PANEL_WORK", 0)                 # the test's small products too
     m = rnngen.load(name)
     rng = np.random.default_rng(4)
     out, calls = {}, []
@@ -106,6 +122,7 @@ def test_modules_agree_through_blas_and_panels(name, monkeypatch):
 @pytest.mark.parametrize("name", ["lstm", "gru", "rnn_tanh", "lstm_proj"])
 def test_gradients_through_the_panels_match_finite_differences(name, monkeypatch):
     monkeypatch.setattr(host_gemm, "PANELS", True)
+    monkeypatch.setattr(host_gemm, "MIN_PANEL_WORK", 0)
     m = rnngen.load(name)
     x, params, state0 = random_problem(m, T=4, B=3, H=3, seed=5)
     lengths = np.array([4, 1, 3])
