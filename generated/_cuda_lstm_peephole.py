@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 2038c38117a25752dcd8a2450eb2175dbf98dfe0ad8b56ccba8c96425c4a33e1
+sha256 of spec + templates + math libraries + versions: 404b517d37dbafc086a413bb3012807b3a72899ec433cb46a52eda120840c071
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -42,7 +42,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "2038c38117a25752dcd8a2450eb2175dbf98dfe0ad8b56ccba8c96425c4a33e1"
+SPEC_SHA256 = "404b517d37dbafc086a413bb3012807b3a72899ec433cb46a52eda120840c071"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

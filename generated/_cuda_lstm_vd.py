@@ -2,7 +2,7 @@
 
 source spec: lstm_vd.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: d8ed4007c1e694c42ae76aa6ed2987e1721ab44747457565e87838760546f94b
+sha256 of spec + templates + math libraries + versions: 7784a798115f2f11fd9e0ba68ed76c5b27730fb224e0d68654a02e4fb0626923
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -43,7 +43,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_vd"
-SPEC_SHA256 = "d8ed4007c1e694c42ae76aa6ed2987e1721ab44747457565e87838760546f94b"
+SPEC_SHA256 = "7784a798115f2f11fd9e0ba68ed76c5b27730fb224e0d68654a02e4fb0626923"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

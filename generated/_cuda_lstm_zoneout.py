@@ -2,7 +2,7 @@
 
 source spec: lstm_zoneout.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: c5fca61a167be3e1230590eabd21a0fdda0bb7a8a3f0f56afe8a34c0308d3bbb
+sha256 of spec + templates + math libraries + versions: 877cd6c2297303e1d67cb8c2fc37ba670660b3bf90f1c523c9ea193c71662996
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -46,7 +46,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_zoneout"
-SPEC_SHA256 = "c5fca61a167be3e1230590eabd21a0fdda0bb7a8a3f0f56afe8a34c0308d3bbb"
+SPEC_SHA256 = "877cd6c2297303e1d67cb8c2fc37ba670660b3bf90f1c523c9ea193c71662996"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

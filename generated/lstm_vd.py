@@ -2,7 +2,7 @@
 
 source spec: lstm_vd.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: d8ed4007c1e694c42ae76aa6ed2987e1721ab44747457565e87838760546f94b
+sha256 of spec + templates + math libraries + versions: 7784a798115f2f11fd9e0ba68ed76c5b27730fb224e0d68654a02e4fb0626923
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -35,7 +35,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels as _panels, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_vd"
-SPEC_SHA256 = "d8ed4007c1e694c42ae76aa6ed2987e1721ab44747457565e87838760546f94b"
+SPEC_SHA256 = "7784a798115f2f11fd9e0ba68ed76c5b27730fb224e0d68654a02e4fb0626923"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

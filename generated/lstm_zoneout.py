@@ -2,7 +2,7 @@
 
 source spec: lstm_zoneout.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: c5fca61a167be3e1230590eabd21a0fdda0bb7a8a3f0f56afe8a34c0308d3bbb
+sha256 of spec + templates + math libraries + versions: 877cd6c2297303e1d67cb8c2fc37ba670660b3bf90f1c523c9ea193c71662996
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -38,7 +38,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels as _panels, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_zoneout"
-SPEC_SHA256 = "c5fca61a167be3e1230590eabd21a0fdda0bb7a8a3f0f56afe8a34c0308d3bbb"
+SPEC_SHA256 = "877cd6c2297303e1d67cb8c2fc37ba670660b3bf90f1c523c9ea193c71662996"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
