@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 6defe34f93c1282cf3b1a31dc4c8609b34dd6f0cbe2df096eee880c7fb61a8d9
+sha256 of spec + templates + math libraries + versions: f69104951f04017b27c2755bc7be102432aa1a3929434baa362f89a602f62251
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "indrnn"
-SPEC_SHA256 = "6defe34f93c1282cf3b1a31dc4c8609b34dd6f0cbe2df096eee880c7fb61a8d9"
+SPEC_SHA256 = "f69104951f04017b27c2755bc7be102432aa1a3929434baa362f89a602f62251"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

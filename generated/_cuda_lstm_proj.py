@@ -2,7 +2,7 @@
 
 source spec: lstm_proj.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 239055c6e24193371cefd5d5d68c0ab676cf943c47fe444c66f251b1bad9147d
+sha256 of spec + templates + math libraries + versions: 1bf701aab6f8326e583d0da9ab66152376a8be66a964a03b374c09d7c0c97953
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -43,7 +43,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_proj"
-SPEC_SHA256 = "239055c6e24193371cefd5d5d68c0ab676cf943c47fe444c66f251b1bad9147d"
+SPEC_SHA256 = "1bf701aab6f8326e583d0da9ab66152376a8be66a964a03b374c09d7c0c97953"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

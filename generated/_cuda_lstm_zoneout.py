@@ -2,7 +2,7 @@
 
 source spec: lstm_zoneout.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 877cd6c2297303e1d67cb8c2fc37ba670660b3bf90f1c523c9ea193c71662996
+sha256 of spec + templates + math libraries + versions: 99ec77145599a977b48a7c273c76ebb8683352d4324aea08c4e0e937d8d55b7c
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -46,7 +46,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_zoneout"
-SPEC_SHA256 = "877cd6c2297303e1d67cb8c2fc37ba670660b3bf90f1c523c9ea193c71662996"
+SPEC_SHA256 = "99ec77145599a977b48a7c273c76ebb8683352d4324aea08c4e0e937d8d55b7c"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: f4a74cd2eb12a730486742038a23d33bb6f39364c96bf54a9d7f33abb6ab04ca
+sha256 of spec + templates + math libraries + versions: 2d9331f9a2bc2ab6663ed4cd7bcc70e99b64e798529cc59a7c474d7deeda4c7e
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -36,7 +36,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "mingru"
-SPEC_SHA256 = "f4a74cd2eb12a730486742038a23d33bb6f39364c96bf54a9d7f33abb6ab04ca"
+SPEC_SHA256 = "2d9331f9a2bc2ab6663ed4cd7bcc70e99b64e798529cc59a7c474d7deeda4c7e"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: be94fac94c8d776b26d18b3b51f3efcfa0973a70c062d499ecd1b1398921d5ca
+sha256 of spec + templates + math libraries + versions: 388e5e484e9973be82848902420a8870755873ca28f7c914e7b9bdadc9d6fd9e
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -37,7 +37,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "be94fac94c8d776b26d18b3b51f3efcfa0973a70c062d499ecd1b1398921d5ca"
+SPEC_SHA256 = "388e5e484e9973be82848902420a8870755873ca28f7c914e7b9bdadc9d6fd9e"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

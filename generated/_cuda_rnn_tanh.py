@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: f97b5c87be1f871b132ffde413fa1cde4cc40693e335c1479f6e4cc055334681
+sha256 of spec + templates + math libraries + versions: b6f19980226c1d280bf6968662a7089bdc60ceb20e8a6172a3f707c0fdc4ea99
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -37,7 +37,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "f97b5c87be1f871b132ffde413fa1cde4cc40693e335c1479f6e4cc055334681"
+SPEC_SHA256 = "b6f19980226c1d280bf6968662a7089bdc60ceb20e8a6172a3f707c0fdc4ea99"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

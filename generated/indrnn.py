@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 6defe34f93c1282cf3b1a31dc4c8609b34dd6f0cbe2df096eee880c7fb61a8d9
+sha256 of spec + templates + math libraries + versions: f69104951f04017b27c2755bc7be102432aa1a3929434baa362f89a602f62251
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -26,7 +26,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, column_sum as _column_sum, matmul as _matmul, matmul_tn as _matmul_tn, relu as _relu, step as _step  # noqa: F401
 
 NAME = "indrnn"
-SPEC_SHA256 = "6defe34f93c1282cf3b1a31dc4c8609b34dd6f0cbe2df096eee880c7fb61a8d9"
+SPEC_SHA256 = "f69104951f04017b27c2755bc7be102432aa1a3929434baa362f89a602f62251"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_vd.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 7784a798115f2f11fd9e0ba68ed76c5b27730fb224e0d68654a02e4fb0626923
+sha256 of spec + templates + math libraries + versions: c362ffaee7acedadd38bf24d3eb15548016a9c18c64854992740d8b48aa52efb
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -35,7 +35,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels as _panels, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_vd"
-SPEC_SHA256 = "7784a798115f2f11fd9e0ba68ed76c5b27730fb224e0d68654a02e4fb0626923"
+SPEC_SHA256 = "c362ffaee7acedadd38bf24d3eb15548016a9c18c64854992740d8b48aa52efb"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

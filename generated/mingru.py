@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: f4a74cd2eb12a730486742038a23d33bb6f39364c96bf54a9d7f33abb6ab04ca
+sha256 of spec + templates + math libraries + versions: 2d9331f9a2bc2ab6663ed4cd7bcc70e99b64e798529cc59a7c474d7deeda4c7e
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,7 +28,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, matmul as _matmul, matmul_tn as _matmul_tn, sigmoid as _sigmoid  # noqa: F401
 
 NAME = "mingru"
-SPEC_SHA256 = "f4a74cd2eb12a730486742038a23d33bb6f39364c96bf54a9d7f33abb6ab04ca"
+SPEC_SHA256 = "2d9331f9a2bc2ab6663ed4cd7bcc70e99b64e798529cc59a7c474d7deeda4c7e"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

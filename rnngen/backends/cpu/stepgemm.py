@@ -2,17 +2,21 @@
 
 A time loop multiplies the same weight by a new (B, H) state at every step. Through BLAS
 (np.dot) each of those small products packs the whole weight again and runs at 40-60% of the
-machine's GEMM rate (BENCHMARKS.md). Here the weight is packed once per call (`panels`, in the
-module's wrapper) and every step runs `gemm_panels` on it:
+machine's GEMM rate (BENCHMARKS.md). Here the weight is packed once per call (`panels`, at the
+top of the time loop) and every step runs `gemm_panels` on it. The wrappers' large GEMMs use the
+same tile where it beats BLAS (host_gemm.py), with `gemm_panels_tn` for a weight gradient dZ.T @ v.
 
-- panels(w): w (K, N) as ceil(N / NR) panels of NR columns, each (K, NR) contiguous, the last
-  padded with zeros; NR is two vectors of 64 bytes (32 float32 or 16 float64 columns).
+- panels(w) / pack(w, out): w (K, N) as ceil(N / NR) panels of NR columns, each (K, NR)
+  contiguous, the last padded with zeros; NR is two vectors of 64 bytes (32 float32 or 16 float64
+  columns).
 - gemm_panels(a, p, out): for each block of KC = 256 rows of B and each panel, the rows of `a`
   in tiles of up to MR rows: a register tile (`_tile`, a Numba intrinsic that writes the LLVM IR
   of the tile itself) keeps MR x NR sums in vector registers across the block's k, adds a[m, k]
   times the panel's row k with one fused multiply-add per vector, and stores (the first block)
   or adds (the others) the sums once; the last, partial panel stores through a mask. A panel
   block (KC x NR, 32 KB) stays in the L1 cache for all the row tiles.
+- gemm_panels_tn(a, p, out): the same with the operand a.T, read in place from a (K, M) with
+  C-contiguous rows: the tile loads a[k, m] at k * lda + m instead of m * lda + k (the same sums).
 
 Each out[m, n] is the sum over k in order of a[m, k] * B[k, n], one rounding per k (FMA) within
 a block of KC, the blocks added in order: the same for any MR, any number of rows and any batch
