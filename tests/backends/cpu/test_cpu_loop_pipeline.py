@@ -117,3 +117,8 @@ def test_no_two_array_arguments_of_a_loop_share_memory(cell, monkeypatch):
     finally:
         rnngen.set_num_threads(None)
     assert overlaps == []
+
+
+def test_modules_generated_before_the_rename_still_import_their_pipeline():
+    from rnngen.backends.cpu.noalias import DisjointArrays
+    assert DisjointArrays is LoopPipeline
