@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: f69104951f04017b27c2755bc7be102432aa1a3929434baa362f89a602f62251
+sha256 of spec + templates + math libraries + versions: 6cd2b4c00f99721dd049cfe0007d5acf5df463e124f529ea7bdfaac907580e3b
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "indrnn"
-SPEC_SHA256 = "f69104951f04017b27c2755bc7be102432aa1a3929434baa362f89a602f62251"
+SPEC_SHA256 = "6cd2b4c00f99721dd049cfe0007d5acf5df463e124f529ea7bdfaac907580e3b"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

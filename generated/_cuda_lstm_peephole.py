@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 0fe303ae4ba66b8cd78b00fb0fac0f22fe03bcd198d23be111b30ef49cdb19b9
+sha256 of spec + templates + math libraries + versions: 4d41060a81bf3653f185f78ac3b772a5ff0851e96ab57e424410efb9707f4294
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -42,7 +42,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "0fe303ae4ba66b8cd78b00fb0fac0f22fe03bcd198d23be111b30ef49cdb19b9"
+SPEC_SHA256 = "4d41060a81bf3653f185f78ac3b772a5ff0851e96ab57e424410efb9707f4294"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_weightdrop.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 52b25a393519696097588e6d23492541015de0a56413e70df1d0a854556cf0c4
+sha256 of spec + templates + math libraries + versions: 5e1512425a7037909a3e63afacf5100af806b335a467534abc891195cc27cf24
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -44,7 +44,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_weightdrop"
-SPEC_SHA256 = "52b25a393519696097588e6d23492541015de0a56413e70df1d0a854556cf0c4"
+SPEC_SHA256 = "5e1512425a7037909a3e63afacf5100af806b335a467534abc891195cc27cf24"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

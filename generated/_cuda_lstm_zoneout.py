@@ -2,7 +2,7 @@
 
 source spec: lstm_zoneout.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 99ec77145599a977b48a7c273c76ebb8683352d4324aea08c4e0e937d8d55b7c
+sha256 of spec + templates + math libraries + versions: 08efc04f9c755a489305c777b1f27cfd6d4f4b1030cb14e963aa8d929318013d
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -46,7 +46,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_zoneout"
-SPEC_SHA256 = "99ec77145599a977b48a7c273c76ebb8683352d4324aea08c4e0e937d8d55b7c"
+SPEC_SHA256 = "08efc04f9c755a489305c777b1f27cfd6d4f4b1030cb14e963aa8d929318013d"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

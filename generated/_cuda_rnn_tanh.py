@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: b6f19980226c1d280bf6968662a7089bdc60ceb20e8a6172a3f707c0fdc4ea99
+sha256 of spec + templates + math libraries + versions: a24737c4043f8c5fbb1b7ad70ae66f747d04e83217e6d2e932328768b7ff8329
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -37,7 +37,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "b6f19980226c1d280bf6968662a7089bdc60ceb20e8a6172a3f707c0fdc4ea99"
+SPEC_SHA256 = "a24737c4043f8c5fbb1b7ad70ae66f747d04e83217e6d2e932328768b7ff8329"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: f69104951f04017b27c2755bc7be102432aa1a3929434baa362f89a602f62251
+sha256 of spec + templates + math libraries + versions: 6cd2b4c00f99721dd049cfe0007d5acf5df463e124f529ea7bdfaac907580e3b
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -26,7 +26,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, column_sum as _column_sum, matmul as _matmul, matmul_tn as _matmul_tn, relu as _relu, step as _step  # noqa: F401
 
 NAME = "indrnn"
-SPEC_SHA256 = "f69104951f04017b27c2755bc7be102432aa1a3929434baa362f89a602f62251"
+SPEC_SHA256 = "6cd2b4c00f99721dd049cfe0007d5acf5df463e124f529ea7bdfaac907580e3b"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -24,8 +24,8 @@ AVX512_KERNELS = frozenset({"skylakex", "cooperlake", "sapphirerapids"})
 
 
 def panels_beat_blas(cpu_has_avx512, libraries):
-    """Whether the panels run (for products of MIN_PANEL_WORK and more): the CPU has AVX-512 and every BLAS library (threadpoolctl's info
-    dicts) is an OpenBLAS whose kernel lacks it."""
+    """Whether the panels run (for products of MIN_PANEL_WORK and more): the CPU has AVX-512 and
+    every BLAS library (threadpoolctl's info dicts) is an OpenBLAS whose kernel lacks it."""
     blas = [lib for lib in libraries if lib.get("user_api") == "blas"]
     return bool(cpu_has_avx512 and blas and all(
         lib.get("internal_api") == "openblas" and str(lib.get("architecture", "")).lower() not in AVX512_KERNELS
@@ -41,9 +41,12 @@ PANELS = panels_beat_blas(_has_avx512(), threadpoolctl.threadpool_info())
 MIN_PANEL_WORK = 1 << 18
 
 
-def _float_pair(a, b):
-    return (a.ndim == b.ndim == 2 and a.dtype == b.dtype and a.dtype in (np.float32, np.float64)
-            and a.shape[0] * a.shape[1] * b.shape[1] >= MIN_PANEL_WORK)
+def _for_panels(a, b, k_axis):
+    """Whether a product of a and b (contracted over a's axis k_axis and b's rows) goes to the
+    panels: PANELS, 2-D arrays of one float dtype whose shapes agree (numpy raises for the rest),
+    at least MIN_PANEL_WORK multiply-adds."""
+    return (PANELS and a.ndim == b.ndim == 2 and a.dtype == b.dtype and a.dtype in (np.float32, np.float64)
+            and a.shape[k_axis] == b.shape[0] and a.shape[0] * a.shape[1] * b.shape[1] >= MIN_PANEL_WORK)
 
 
 def packed(w):
@@ -65,13 +68,13 @@ def panel_product(a, b, tn=False):
 
 def matmul(a, b):
     """a @ b, both 2-D (b may be a transposed view)."""
-    if PANELS and _float_pair(a, b):
+    if _for_panels(a, b, 1):
         return panel_product(a, b)
     return a @ b
 
 
 def matmul_tn(a, b):
     """a.T @ b, both 2-D with the rows (time steps and batch rows) first."""
-    if PANELS and _float_pair(a, b):
+    if _for_panels(a, b, 0):
         return panel_product(a, b, tn=True)
     return a.T @ b

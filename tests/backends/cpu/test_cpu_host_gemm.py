@@ -79,6 +79,17 @@ def test_small_products_go_to_blas(monkeypatch):
 
 
 @pytest.mark.parametrize("panels_on", [False, True])
+def test_shapes_that_do_not_agree_are_numpys_error(panels_on, monkeypatch):
+    monkeypatch.setattr(host_gemm, "PANELS", panels_on)
+    monkeypatch.setattr(host_gemm, "MIN_PANEL_WORK", 0)
+    rng = np.random.default_rng(5)
+    with pytest.raises(ValueError):
+        host_gemm.matmul(rng.standard_normal((64, 20)), rng.standard_normal((21, 30)))
+    with pytest.raises(ValueError):
+        host_gemm.matmul_tn(rng.standard_normal((64, 20)), rng.standard_normal((63, 30)))
+
+
+@pytest.mark.parametrize("panels_on", [False, True])
 def test_matmul_is_the_product_either_way(panels_on, monkeypatch):
     monkeypatch.setattr(host_gemm, "PANELS", panels_on)
     monkeypatch.setattr(host_gemm, "MIN_PANEL_WORK", 0)
