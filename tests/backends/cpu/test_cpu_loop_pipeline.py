@@ -1,17 +1,16 @@
 """How the CPU time loops are compiled (rnngen/backends/cpu/loop_pipeline.py): with 512-bit vectors
-preferred, and under a promise: no two array arguments of a loop call share memory. Every loop of every built-in cell is wrapped and called
-through the module's entries (forward with and without need_grad, backward; masks at a rate and at
-rate 0, lengths, reverse) and through rnngen.RNN's schedules (batch slices on two workers, a
-bidirectional stack)."""
+preferred, and under a promise: no two array arguments of a loop call share memory. Every loop of
+every built-in cell is wrapped and called through the module's entries (forward with and without
+need_grad, backward; masks at a rate and at rate 0, lengths, reverse) and through rnngen.RNN's
+schedules (batch slices on two workers, a bidirectional stack)."""
 import itertools
 
+import llvmlite.binding as llvm
 import numpy as np
 import pytest
-
-import rnngen
-import llvmlite.binding as llvm
 from numba import njit
 
+import rnngen
 from rnngen.backends.cpu.loop_pipeline import VECTOR_WIDTH, LoopPipeline
 
 LOOPS = ("_forward_loop", "_backward_loop", "_infer_loop")
@@ -77,8 +76,7 @@ def test_the_pipeline_gives_the_results_of_numbas_own():
     a = (3 * rng.standard_normal((4, 1003))).astype(np.float32)
     out = []
     for kw in ({}, {"pipeline_class": LoopPipeline}):
-        c, h = rng.standard_normal(1003).astype(np.float32), np.empty(1003, np.float32)
-        c[:] = np.linspace(-2, 2, 1003)
+        c, h = np.linspace(-2, 2, 1003).astype(np.float32), np.empty(1003, np.float32)
         njit(error_model="numpy", fastmath={"contract"}, **kw)(lstm_elements)(a, c, h)
         out.append((c, h))
     assert np.array_equal(out[0][0], out[1][0]) and np.array_equal(out[0][1], out[1][1])
