@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 0d6a581a61701d44b66163c53a130ebe50783fdf9af27c82efca7d4885f12316
+sha256 of spec + templates + math libraries + versions: 7c610fe631f96e3fcb13020dfd74e85f78d2a3a38e69a9fb518ed761e3353a0f
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -39,7 +39,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru"
-SPEC_SHA256 = "0d6a581a61701d44b66163c53a130ebe50783fdf9af27c82efca7d4885f12316"
+SPEC_SHA256 = "7c610fe631f96e3fcb13020dfd74e85f78d2a3a38e69a9fb518ed761e3353a0f"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 6cd2b4c00f99721dd049cfe0007d5acf5df463e124f529ea7bdfaac907580e3b
+sha256 of spec + templates + math libraries + versions: 1d99484f93c702b75aaf957a646c314194e2263d66ccaae5068f0607444c878b
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "indrnn"
-SPEC_SHA256 = "6cd2b4c00f99721dd049cfe0007d5acf5df463e124f529ea7bdfaac907580e3b"
+SPEC_SHA256 = "1d99484f93c702b75aaf957a646c314194e2263d66ccaae5068f0607444c878b"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 4d41060a81bf3653f185f78ac3b772a5ff0851e96ab57e424410efb9707f4294
+sha256 of spec + templates + math libraries + versions: 688c97acca0caae64661fec15e5c95d2b5147e35a1ea77b7472b8e2c52693630
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -42,7 +42,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "4d41060a81bf3653f185f78ac3b772a5ff0851e96ab57e424410efb9707f4294"
+SPEC_SHA256 = "688c97acca0caae64661fec15e5c95d2b5147e35a1ea77b7472b8e2c52693630"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

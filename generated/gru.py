@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 0d6a581a61701d44b66163c53a130ebe50783fdf9af27c82efca7d4885f12316
+sha256 of spec + templates + math libraries + versions: 7c610fe631f96e3fcb13020dfd74e85f78d2a3a38e69a9fb518ed761e3353a0f
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -31,7 +31,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels as _panels, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru"
-SPEC_SHA256 = "0d6a581a61701d44b66163c53a130ebe50783fdf9af27c82efca7d4885f12316"
+SPEC_SHA256 = "7c610fe631f96e3fcb13020dfd74e85f78d2a3a38e69a9fb518ed761e3353a0f"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

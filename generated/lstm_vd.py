@@ -2,7 +2,7 @@
 
 source spec: lstm_vd.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: ee68d60884030d0c1fe6171c1208dd60c6fca0ca34175d7022dccc8688cecf70
+sha256 of spec + templates + math libraries + versions: c7cc02162c4887ed3f792528440301849718e07f5fd012c21c355464df591c63
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -35,7 +35,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels as _panels, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_vd"
-SPEC_SHA256 = "ee68d60884030d0c1fe6171c1208dd60c6fca0ca34175d7022dccc8688cecf70"
+SPEC_SHA256 = "c7cc02162c4887ed3f792528440301849718e07f5fd012c21c355464df591c63"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

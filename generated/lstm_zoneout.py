@@ -2,7 +2,7 @@
 
 source spec: lstm_zoneout.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 08efc04f9c755a489305c777b1f27cfd6d4f4b1030cb14e963aa8d929318013d
+sha256 of spec + templates + math libraries + versions: ab8440d8d556aaa47cbd5754b22c4276290c4b0cd6da1304d6f40eca7995526b
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -38,7 +38,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels as _panels, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_zoneout"
-SPEC_SHA256 = "08efc04f9c755a489305c777b1f27cfd6d4f4b1030cb14e963aa8d929318013d"
+SPEC_SHA256 = "ab8440d8d556aaa47cbd5754b22c4276290c4b0cd6da1304d6f40eca7995526b"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: a24737c4043f8c5fbb1b7ad70ae66f747d04e83217e6d2e932328768b7ff8329
+sha256 of spec + templates + math libraries + versions: 0d8602bde2fed7630c2265db8ec04767ea09255beafab6822c8bf6738507fc6d
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,7 +29,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, column_sum as _column_sum, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels as _panels, tanh as _tanh  # noqa: F401
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "a24737c4043f8c5fbb1b7ad70ae66f747d04e83217e6d2e932328768b7ff8329"
+SPEC_SHA256 = "0d8602bde2fed7630c2265db8ec04767ea09255beafab6822c8bf6738507fc6d"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -32,7 +32,14 @@ def panels_beat_blas(cpu_has_avx512, libraries):
         and lib.get("architecture") for lib in blas))
 
 
-PANELS = panels_beat_blas(_has_avx512(), threadpoolctl.threadpool_info())
+def _blas_libraries():
+    try:
+        return threadpoolctl.threadpool_info()
+    except Exception:       # a library threadpoolctl cannot read: BLAS, as without the panels
+        return []
+
+
+PANELS = panels_beat_blas(_has_avx512(), _blas_libraries())
 
 
 #: M * K * N below which a product goes to BLAS even with PANELS: the panels' Python-side calls
