@@ -219,8 +219,9 @@ def main(argv=None):
     bench.blas_info()   # load numpy's and SciPy's BLAS before limiting them
     with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
         m = bench.machine()
-        print(f"# benchmarks/profile_cpu.py — {m['cpu']}, {m['cores']} cores; one BLAS thread; wrapper GEMMs: {'rnngen panels' if host_gemm.PANELS else 'BLAS'}; "
-              f"load average at start {bench.loadavg()}")
+        gemms = "rnngen panels" if host_gemm.PANELS else "BLAS"
+        print(f"# benchmarks/profile_cpu.py — {m['cpu']}, {m['cores']} cores; one BLAS thread; "
+              f"wrapper GEMMs: {gemms}; load average at start {bench.loadavg()}")
         for size in sizes:
             a = _loop_args(size)
             ms = measure(pieces(a), args.reps)

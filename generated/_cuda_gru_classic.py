@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 358c094b4cd501ad69c216c8be86279d973fe5ff101e3a9aa187304875457bff
+sha256 of spec + templates + math libraries + versions: 1efe9de7e5e7fc9094decc0294bd4f7af31d29e9f372b59d6c695802993fbccf
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -39,7 +39,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru_classic"
-SPEC_SHA256 = "358c094b4cd501ad69c216c8be86279d973fe5ff101e3a9aa187304875457bff"
+SPEC_SHA256 = "1efe9de7e5e7fc9094decc0294bd4f7af31d29e9f372b59d6c695802993fbccf"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: layernorm_lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: ba7745b38058cc682ee94d48bbdf22e937a37643c1a741fb55a45b3b32b8fe02
+sha256 of spec + templates + math libraries + versions: eac8abebc2347535cf227094ba2efad88aac6be0c318c5b45891eb1591c0ccff
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -47,7 +47,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "layernorm_lstm"
-SPEC_SHA256 = "ba7745b38058cc682ee94d48bbdf22e937a37643c1a741fb55a45b3b32b8fe02"
+SPEC_SHA256 = "eac8abebc2347535cf227094ba2efad88aac6be0c318c5b45891eb1591c0ccff"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

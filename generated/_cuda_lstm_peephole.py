@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 688c97acca0caae64661fec15e5c95d2b5147e35a1ea77b7472b8e2c52693630
+sha256 of spec + templates + math libraries + versions: 93ae6131e88f737220fbcc1be3986a4d780627b3410ff0375fa8a99caa75436a
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -42,7 +42,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "688c97acca0caae64661fec15e5c95d2b5147e35a1ea77b7472b8e2c52693630"
+SPEC_SHA256 = "93ae6131e88f737220fbcc1be3986a4d780627b3410ff0375fa8a99caa75436a"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_weightdrop.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: fc1475bb5cfb9e85d7ee330d0adf003750abe4482407e77fd283ec40417daec6
+sha256 of spec + templates + math libraries + versions: 2fd0b81c2f628638537975af92ace6fd95126058831a82bdf58308ab36ca326b
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -44,7 +44,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_weightdrop"
-SPEC_SHA256 = "fc1475bb5cfb9e85d7ee330d0adf003750abe4482407e77fd283ec40417daec6"
+SPEC_SHA256 = "2fd0b81c2f628638537975af92ace6fd95126058831a82bdf58308ab36ca326b"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

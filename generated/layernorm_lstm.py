@@ -2,7 +2,7 @@
 
 source spec: layernorm_lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: ba7745b38058cc682ee94d48bbdf22e937a37643c1a741fb55a45b3b32b8fe02
+sha256 of spec + templates + math libraries + versions: eac8abebc2347535cf227094ba2efad88aac6be0c318c5b45891eb1591c0ccff
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -39,7 +39,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels as _panels, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "layernorm_lstm"
-SPEC_SHA256 = "ba7745b38058cc682ee94d48bbdf22e937a37643c1a741fb55a45b3b32b8fe02"
+SPEC_SHA256 = "eac8abebc2347535cf227094ba2efad88aac6be0c318c5b45891eb1591c0ccff"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_weightdrop.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: fc1475bb5cfb9e85d7ee330d0adf003750abe4482407e77fd283ec40417daec6
+sha256 of spec + templates + math libraries + versions: 2fd0b81c2f628638537975af92ace6fd95126058831a82bdf58308ab36ca326b
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -36,7 +36,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels as _panels, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_weightdrop"
-SPEC_SHA256 = "fc1475bb5cfb9e85d7ee330d0adf003750abe4482407e77fd283ec40417daec6"
+SPEC_SHA256 = "2fd0b81c2f628638537975af92ace6fd95126058831a82bdf58308ab36ca326b"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -1,29 +1,20 @@
 """Issue 11 probe: a 2-layer bidirectional RNN at the small size (T256 B32 I=H=128, float32) under
-three schedules of rnngen/runtime/schedule.py, alternated in rounds, median ms of forward
-(need_grad=False) and forward+backward:
+three schedules of rnngen/runtime/schedule.py, in alternated blocks (rnngen.tools.bench_timing.time_blocks,
+as the bench), median ms of forward (need_grad=False) and forward+backward:
 - "directions": today's plan, the two directions of a layer at the same time, one thread each;
 - "slices": the directions one after the other, each in two batch slices;
 - "one thread": serial.
     python benchmarks/probes/bidirectional_plans.py [--cell lstm] [--rounds 6]
 """
 import argparse
+import contextlib
 import os
-import time
 
 import numpy as np
 
 import rnngen
 from rnngen.runtime import schedule
-
-
-def _median(fn, n=7):
-    fn()
-    times = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times)) * 1e3
+from rnngen.tools.bench_timing import time_blocks
 
 
 def main():
@@ -43,22 +34,26 @@ def main():
     def fwd():
         net.forward(x, need_grad=False)
 
-    default = schedule.plan
-    plans = {"directions": default, "slices": lambda *a, **k: schedule.Plan(False, 2),
-             "one thread": lambda *a, **k: schedule.Plan(False, 1, one_blas_thread=True)}
+    plans = {"directions": None, "slices": schedule.Plan(False, 2),
+             "one thread": schedule.Plan(False, 1, one_blas_thread=True)}
+
+    def planned(plan):
+        @contextlib.contextmanager
+        def context():          # schedule.plan returns `plan` inside a block (None: its own choice)
+            default = schedule.plan
+            schedule.plan = default if plan is None else (lambda *a, **k: plan)
+            try:
+                yield
+            finally:
+                schedule.plan = default
+        return context
+
     print(f"# {args.cell}, 2 layers, bidirectional, (T, B, I, H) = {(T, B, I, H)}; load {os.getloadavg()}")
-    times = {name: ([], []) for name in plans}
-    try:
-        for _ in range(args.rounds):
-            for name, plan in plans.items():
-                schedule.plan = plan
-                times[name][0].append(_median(fwd))
-                times[name][1].append(_median(fb))
-    finally:
-        schedule.plan = default
-    print("| schedule | forward ms | forward+backward ms | fwd+bwd per round |\n|---|---|---|---|")
-    for name, (f, b) in times.items():
-        print(f"| {name} | {np.median(f):.2f} | {np.median(b):.2f} | {' '.join(f'{v:.1f}' for v in b)} |")
+    timer, _ = time_blocks([((name, what), fn, planned(plan)) for name, plan in plans.items()
+                            for what, fn in (("forward", fwd), ("fb", fb))], args.rounds)
+    print("| schedule | forward ms | forward+backward ms |\n|---|---|---|")
+    for name in plans:
+        print(f"| {name} | {timer.median_ms((name, 'forward')):.2f} | {timer.median_ms((name, 'fb')):.2f} |")
     print(f"# load at end {os.getloadavg()}")
 
 

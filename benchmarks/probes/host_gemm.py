@@ -1,14 +1,14 @@
 """Issue 11 probe: the wrappers' large GEMMs through BLAS (numpy) and through rnngen's panels
 (rnngen/backends/cpu/host_gemm.py, stepgemm.py), one thread, float32 and float64; GFLOP/s of the
-median of 7 alternated calls each, and the ratio panels / BLAS rate. The shapes are those of an LSTM
+median call in alternated blocks (rnngen.tools.bench_timing.time_blocks, as the bench), and the ratio panels / BLAS rate. The shapes are those of an LSTM
 at BENCHMARKS.md's small and fastrnns sizes, whole batches and batch halves (a slice's GEMMs):
 the hoisted x @ W_ih.T, the input gradient dZ @ W_ih and the weight gradients dZ.T @ x. Prints
 which of the two the wrappers use on this machine (host_gemm.PANELS) and why. Run from the repo root:
 
     python benchmarks/probes/host_gemm.py
 """
+import contextlib
 import os
-import time
 
 import numpy as np
 import threadpoolctl
@@ -16,22 +16,13 @@ import threadpoolctl
 from rnngen.backends.cpu import host_gemm
 from rnngen.backends.cpu.host_gemm import panel_product
 from rnngen.backends.cpu.stepgemm import _has_avx512
+from rnngen.tools.bench_timing import time_blocks
 
 # (name, kind, M, K, N): "nt" a (M, K) @ W.T with W (N, K); "nn" a (M, K) @ W (K, N); "tn" dZ.T @ v with dZ (K, M)
 SHAPES = [("small hoisted, half batch", "nt", 4096, 128, 512), ("small hoisted", "nt", 8192, 128, 512),
           ("small dx", "nn", 8192, 512, 128), ("small dW_ih", "tn", 512, 8192, 128),
           ("fastrnns hoisted, half batch", "nt", 3200, 512, 2048), ("fastrnns dx", "nn", 6400, 2048, 512),
           ("fastrnns dW_ih", "tn", 2048, 6400, 512)]
-
-
-def _median(fn, n=7):
-    fn()
-    times = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
 
 
 def main():
@@ -55,11 +46,9 @@ def main():
                     a, w = rng.standard_normal((K, M)).astype(dtype), rng.standard_normal((K, N)).astype(dtype)
                     blas, mine = (lambda: a.T @ w), (lambda: panel_product(a, w, tn=True))
                 gflop = 2 * M * K * N / 1e9
-                tb, tp = [], []
-                for _ in range(3):               # alternated rounds: the load moves both alike
-                    tb.append(_median(blas))
-                    tp.append(_median(mine))
-                rb, rp = gflop / min(tb), gflop / min(tp)
+                timer, _ = time_blocks([("blas", blas, contextlib.nullcontext),     # alternated blocks:
+                                        ("panels", mine, contextlib.nullcontext)], 3)  # the load moves both alike
+                rb, rp = gflop / timer.median_ms("blas") * 1e3, gflop / timer.median_ms("panels") * 1e3
                 print(f"| {name} ({M}x{K}x{N}) | {np.dtype(dtype).name} | {rb:.1f} | {rp:.1f} | {rp / rb:.2f} |")
     print(f"\n# load at end {os.getloadavg()}")
 

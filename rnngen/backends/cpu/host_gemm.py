@@ -7,8 +7,8 @@ AVX-512 (Haswell, Zen: an OPENBLAS_CORETYPE setting, or a build that does not kn
 BLAS gets at most half the CPU's vector width. `PANELS` says which (read once, at import, from
 threadpoolctl's view of the loaded BLAS libraries and LLVM's of the CPU). Measured on an AMD EPYC
 (Zen 5, AVX-512) with OPENBLAS_CORETYPE=Haswell, one thread (`python
-benchmarks/probes/host_gemm.py`, 2026-12-07): the panels run the bench sizes' GEMMs at 1.5-2.2x
-BLAS's rate in float32, 1.4-2.1x in float64. On Intel's AVX-512 CPUs with OpenBLAS's SkylakeX
+benchmarks/probes/host_gemm.py`, 2026-12-07): the panels run the bench sizes' GEMMs at 1.6-2.3x
+BLAS's rate in float32, 1.5-2.2x in float64. On Intel's AVX-512 CPUs with OpenBLAS's SkylakeX
 kernel the two were on par (BENCHMARKS.md), and BLAS stays. Any other BLAS (MKL, BLIS, Accelerate) stays too.
 
 The two give the same products up to rounding (the panels sum each element over k in order, in

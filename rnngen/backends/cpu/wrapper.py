@@ -17,7 +17,8 @@ def wrapper_sizes(kernel, backward):
 def forward_setup(k, lay, saving=True):
     setup = []
     for g in k.hoisted:
-        setup.append(f'{g.out.name} = _matmul(x2d, params["{g.weight.param}"].T).reshape(T, B, {width(g.out)})')
+        product = OPS.gemm.format(a="x2d", b=f'params["{g.weight.param}"].T')
+        setup.append(f"{g.out.name} = {product}.reshape(T, B, {width(g.out)})")
     hoisted = list(setup)
     for i, s in enumerate(k.states):
         buf = k.buffer("states", s)
