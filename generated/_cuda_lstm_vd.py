@@ -2,7 +2,7 @@
 
 source spec: lstm_vd.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 41f7a5a1a7511d5c7bd09696b805ab8188331102740c3d5bca03cbe2e74b8d78
+sha256 of spec + templates + math libraries + versions: 020db9f516d521e53b5f87d7a5863959fa2f351a65a58fe645b87fc913e91001
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -43,7 +43,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_vd"
-SPEC_SHA256 = "41f7a5a1a7511d5c7bd09696b805ab8188331102740c3d5bca03cbe2e74b8d78"
+SPEC_SHA256 = "020db9f516d521e53b5f87d7a5863959fa2f351a65a58fe645b87fc913e91001"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: slstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 6be128bf2f4e9fae9b441be366e9dabd71086a81a86b9b1c661a5337fc30a78c
+sha256 of spec + templates + math libraries + versions: 3e6ecf4b561a538fd40df0a75ad2dce1fd5fe89a8d36318129414b75f2675c86
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -51,7 +51,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "slstm"
-SPEC_SHA256 = "6be128bf2f4e9fae9b441be366e9dabd71086a81a86b9b1c661a5337fc30a78c"
+SPEC_SHA256 = "3e6ecf4b561a538fd40df0a75ad2dce1fd5fe89a8d36318129414b75f2675c86"
 STATES = ('h', 'c', 'n', 'm')
 OUTPUT = "h"
 INITIAL = {'m': 'lowest'}     # the states that do not start at zero when state0 leaves them out

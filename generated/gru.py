@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 69849076bf892d2df6d067fccebdb0014c9a1cf249f2ce3373358787244b2e80
+sha256 of spec + templates + math libraries + versions: 2b8478bce7d743c9400116cd3f8e83a8014110dad2e099c21bb3c1d60b0f8fa8
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -31,7 +31,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels as _panels, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru"
-SPEC_SHA256 = "69849076bf892d2df6d067fccebdb0014c9a1cf249f2ce3373358787244b2e80"
+SPEC_SHA256 = "2b8478bce7d743c9400116cd3f8e83a8014110dad2e099c21bb3c1d60b0f8fa8"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

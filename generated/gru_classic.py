@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 1efe9de7e5e7fc9094decc0294bd4f7af31d29e9f372b59d6c695802993fbccf
+sha256 of spec + templates + math libraries + versions: c09fb7298170ee9bb11408c0a08473d05dd1d4d80e4a28091374fa6e01ad895f
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -31,7 +31,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels as _panels, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "gru_classic"
-SPEC_SHA256 = "1efe9de7e5e7fc9094decc0294bd4f7af31d29e9f372b59d6c695802993fbccf"
+SPEC_SHA256 = "c09fb7298170ee9bb11408c0a08473d05dd1d4d80e4a28091374fa6e01ad895f"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

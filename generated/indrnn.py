@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: c8caf6f080e3b54c6ee2e61e90a21ad3ce34b707a7c7106494b9f1f30bdc4dea
+sha256 of spec + templates + math libraries + versions: c15f67519483a45c4a39719300ccf28fb9c5100d850e294f755189fb54fdcb1d
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -26,7 +26,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, column_sum as _column_sum, matmul as _matmul, matmul_tn as _matmul_tn, relu as _relu, step as _step  # noqa: F401
 
 NAME = "indrnn"
-SPEC_SHA256 = "c8caf6f080e3b54c6ee2e61e90a21ad3ce34b707a7c7106494b9f1f30bdc4dea"
+SPEC_SHA256 = "c15f67519483a45c4a39719300ccf28fb9c5100d850e294f755189fb54fdcb1d"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: layernorm_lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: eac8abebc2347535cf227094ba2efad88aac6be0c318c5b45891eb1591c0ccff
+sha256 of spec + templates + math libraries + versions: c7b44e22e3246265916fb72a106ab77a34fd333ca13715452ac879516886b960
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -39,7 +39,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels as _panels, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "layernorm_lstm"
-SPEC_SHA256 = "eac8abebc2347535cf227094ba2efad88aac6be0c318c5b45891eb1591c0ccff"
+SPEC_SHA256 = "c7b44e22e3246265916fb72a106ab77a34fd333ca13715452ac879516886b960"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

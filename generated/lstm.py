@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 4e706615783b74ad4a3baea0c0c24e7d77d5fca007d75861edb538daafbb632f
+sha256 of spec + templates + math libraries + versions: b17d31669bdd1782c4c7fa01306936a442ccfba54dde4a3cae2703f45484561a
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -35,7 +35,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels as _panels, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm"
-SPEC_SHA256 = "4e706615783b74ad4a3baea0c0c24e7d77d5fca007d75861edb538daafbb632f"
+SPEC_SHA256 = "b17d31669bdd1782c4c7fa01306936a442ccfba54dde4a3cae2703f45484561a"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

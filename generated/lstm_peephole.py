@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 93ae6131e88f737220fbcc1be3986a4d780627b3410ff0375fa8a99caa75436a
+sha256 of spec + templates + math libraries + versions: 7c7346be9e046593e2a42b1c7eaee9e8ac42f04734b2d175f73142fd84f75f6b
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels as _panels, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "93ae6131e88f737220fbcc1be3986a4d780627b3410ff0375fa8a99caa75436a"
+SPEC_SHA256 = "7c7346be9e046593e2a42b1c7eaee9e8ac42f04734b2d175f73142fd84f75f6b"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

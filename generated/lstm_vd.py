@@ -2,7 +2,7 @@
 
 source spec: lstm_vd.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 41f7a5a1a7511d5c7bd09696b805ab8188331102740c3d5bca03cbe2e74b8d78
+sha256 of spec + templates + math libraries + versions: 020db9f516d521e53b5f87d7a5863959fa2f351a65a58fe645b87fc913e91001
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -35,7 +35,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels as _panels, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_vd"
-SPEC_SHA256 = "41f7a5a1a7511d5c7bd09696b805ab8188331102740c3d5bca03cbe2e74b8d78"
+SPEC_SHA256 = "020db9f516d521e53b5f87d7a5863959fa2f351a65a58fe645b87fc913e91001"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_weightdrop.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 2fd0b81c2f628638537975af92ace6fd95126058831a82bdf58308ab36ca326b
+sha256 of spec + templates + math libraries + versions: a7ff3477a77aea4763ab0573acee66330126cc803b3c7f87a3f77a9815884786
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -36,7 +36,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels as _panels, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_weightdrop"
-SPEC_SHA256 = "2fd0b81c2f628638537975af92ace6fd95126058831a82bdf58308ab36ca326b"
+SPEC_SHA256 = "a7ff3477a77aea4763ab0573acee66330126cc803b3c7f87a3f77a9815884786"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 559f235098e5ffa96f9a6ca02a0f69b6f7a29636a9dcd21a33596927f999e4c7
+sha256 of spec + templates + math libraries + versions: 409b7240e0f46b634bf83ecc41f1b2309473a1d7e3ca80a58fabbc6f08bf469b
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,7 +29,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, column_sum as _column_sum, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels as _panels, relu as _relu, step as _step  # noqa: F401
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "559f235098e5ffa96f9a6ca02a0f69b6f7a29636a9dcd21a33596927f999e4c7"
+SPEC_SHA256 = "409b7240e0f46b634bf83ecc41f1b2309473a1d7e3ca80a58fabbc6f08bf469b"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 92fab2e61d3f8cd693ce7e66c82be38b939ed6b51631416621f614ac2be2a058
+sha256 of spec + templates + math libraries + versions: 089c96de64bbd36a279948e60794edde9050b017654df2f5285f38cd170b6355
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,7 +29,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, column_sum as _column_sum, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels as _panels, tanh as _tanh  # noqa: F401
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "92fab2e61d3f8cd693ce7e66c82be38b939ed6b51631416621f614ac2be2a058"
+SPEC_SHA256 = "089c96de64bbd36a279948e60794edde9050b017654df2f5285f38cd170b6355"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: slstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 6be128bf2f4e9fae9b441be366e9dabd71086a81a86b9b1c661a5337fc30a78c
+sha256 of spec + templates + math libraries + versions: 3e6ecf4b561a538fd40df0a75ad2dce1fd5fe89a8d36318129414b75f2675c86
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -43,7 +43,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, exp_nonpositive as _exp_nonpositive, head_weight_grad as _head_weight_grad, log_sigmoid as _log_sigmoid, matmul as _matmul, matmul_tn as _matmul_tn, maximum as _maximum, sigmoid as _sigmoid, step as _step, tanh as _tanh  # noqa: F401
 
 NAME = "slstm"
-SPEC_SHA256 = "6be128bf2f4e9fae9b441be366e9dabd71086a81a86b9b1c661a5337fc30a78c"
+SPEC_SHA256 = "3e6ecf4b561a538fd40df0a75ad2dce1fd5fe89a8d36318129414b75f2675c86"
 STATES = ('h', 'c', 'n', 'm')
 OUTPUT = "h"
 INITIAL = {'m': 'lowest'}     # the states that do not start at zero when state0 leaves them out

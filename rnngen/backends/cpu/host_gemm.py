@@ -44,7 +44,8 @@ PANELS = panels_beat_blas(_has_avx512(), _blas_libraries())
 
 #: M * K * N below which a product goes to BLAS even with PANELS: the panels' Python-side calls
 #: (pack, allocate, the kernel: ~5 us) cost more than a small product's arithmetic (at the course
-#: size, T10 B10 I3 H5, an LSTM forward+backward took 66 us with them and ~48 without)
+#: size, T10 B10 I3 H5, an LSTM forward+backward took 66 us with them and 60 without in a scratch
+#: loop; `python benchmarks/probes/course_call.py` times that call)
 MIN_PANEL_WORK = 1 << 18
 
 
