@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: c09fb7298170ee9bb11408c0a08473d05dd1d4d80e4a28091374fa6e01ad895f
+sha256 of spec + templates + math libraries + versions: 1a0b72955a8512d6af1f5dbfa3d4878adc2363336f081d0c38bc28ce14da332b
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -39,7 +39,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru_classic"
-SPEC_SHA256 = "c09fb7298170ee9bb11408c0a08473d05dd1d4d80e4a28091374fa6e01ad895f"
+SPEC_SHA256 = "1a0b72955a8512d6af1f5dbfa3d4878adc2363336f081d0c38bc28ce14da332b"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

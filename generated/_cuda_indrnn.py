@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: c15f67519483a45c4a39719300ccf28fb9c5100d850e294f755189fb54fdcb1d
+sha256 of spec + templates + math libraries + versions: 8373b7ef6389d94c862ef4d637720c2e0139797f490427cc152a4c4e7c18a745
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "indrnn"
-SPEC_SHA256 = "c15f67519483a45c4a39719300ccf28fb9c5100d850e294f755189fb54fdcb1d"
+SPEC_SHA256 = "8373b7ef6389d94c862ef4d637720c2e0139797f490427cc152a4c4e7c18a745"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 7c7346be9e046593e2a42b1c7eaee9e8ac42f04734b2d175f73142fd84f75f6b
+sha256 of spec + templates + math libraries + versions: b2c7f9d1f4865407068022e928989e474a833b5c0ba6e0db3b27e0107681a020
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -42,7 +42,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "7c7346be9e046593e2a42b1c7eaee9e8ac42f04734b2d175f73142fd84f75f6b"
+SPEC_SHA256 = "b2c7f9d1f4865407068022e928989e474a833b5c0ba6e0db3b27e0107681a020"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

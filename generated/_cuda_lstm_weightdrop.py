@@ -2,7 +2,7 @@
 
 source spec: lstm_weightdrop.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: a7ff3477a77aea4763ab0573acee66330126cc803b3c7f87a3f77a9815884786
+sha256 of spec + templates + math libraries + versions: 0ae9abf983e0d0f2da618bf790c7f55892c44d3de6e7162d5c29a74602719dfb
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -44,7 +44,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_weightdrop"
-SPEC_SHA256 = "a7ff3477a77aea4763ab0573acee66330126cc803b3c7f87a3f77a9815884786"
+SPEC_SHA256 = "0ae9abf983e0d0f2da618bf790c7f55892c44d3de6e7162d5c29a74602719dfb"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

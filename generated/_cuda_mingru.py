@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 637ef23661c42e8afcd11d5c8c37548220f0516817b46e3da41a1832590c80b6
+sha256 of spec + templates + math libraries + versions: 5a2cd786194591ad32ada3f3a2efe4f5dd1558c8fbd2344e6ea54e118091d010
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -36,7 +36,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "mingru"
-SPEC_SHA256 = "637ef23661c42e8afcd11d5c8c37548220f0516817b46e3da41a1832590c80b6"
+SPEC_SHA256 = "5a2cd786194591ad32ada3f3a2efe4f5dd1558c8fbd2344e6ea54e118091d010"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

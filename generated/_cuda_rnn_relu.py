@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 409b7240e0f46b634bf83ecc41f1b2309473a1d7e3ca80a58fabbc6f08bf469b
+sha256 of spec + templates + math libraries + versions: 57bf57b24abadfa42bbabd2bad60fab684ab4f9182e1735b9e393405104cb36e
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -37,7 +37,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "409b7240e0f46b634bf83ecc41f1b2309473a1d7e3ca80a58fabbc6f08bf469b"
+SPEC_SHA256 = "57bf57b24abadfa42bbabd2bad60fab684ab4f9182e1735b9e393405104cb36e"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 2b8478bce7d743c9400116cd3f8e83a8014110dad2e099c21bb3c1d60b0f8fa8
+sha256 of spec + templates + math libraries + versions: 797b4c927716d38e777d2e3abbea4e9894effd399352138aa1fd6ea22098fc4f
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,10 +28,10 @@ from rnngen.backends.cpu.loop_pipeline import LoopPipeline   # how the loops com
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels as _panels, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels as _panels, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "gru"
-SPEC_SHA256 = "2b8478bce7d743c9400116cd3f8e83a8014110dad2e099c21bb3c1d60b0f8fa8"
+SPEC_SHA256 = "797b4c927716d38e777d2e3abbea4e9894effd399352138aa1fd6ea22098fc4f"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -148,20 +148,26 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_hh, d_h, dzx_ih, dz_hh, w
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
-def _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, bias_ih, weight_hh, bias_hh):
+def _infer_loop(lengths, reverse, y, x, zx_ih, s_h, z_hh, weight_ih, bias_ih, weight_hh, bias_hh, x_chunk):
     T, B, H = y.shape
     panels_hh = _panels(weight_hh.T)   # weight_hh.T packed once per call for the per-step GEMMs
+    panels_ih = _panels(weight_ih.T)   # weight_ih.T packed once per call for the per-step GEMMs
+    TC = x_chunk.shape[0]   # steps per chunk of the input GEMMs
     c1 = y.dtype.type(1)
     for step in range(T):
+        # stage 0: the input GEMMs of the next TC steps
+        if step % TC == 0:
+            steps = _gather_steps(x, lengths, reverse, step, x_chunk)
+            _gemm_panels(_steps_rows(x_chunk, steps), panels_ih, _steps_rows(zx_ih, steps))
         # stage 1: recurrent GEMMs of hh
         _gemm_panels(s_h[step % 2], panels_hh, z_hh[step % 2])
         # update: new states
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
-                zx_ih_g0 = _at(zx_ih, (t, b, 0))
-                zx_ih_g1 = _at(zx_ih, (t, b, H))
-                zx_ih_g2 = _at(zx_ih, (t, b, 2 * H))
+                zx_ih_g0 = _at(zx_ih, (step % TC, b, 0))
+                zx_ih_g1 = _at(zx_ih, (step % TC, b, H))
+                zx_ih_g2 = _at(zx_ih, (step % TC, b, 2 * H))
                 z_hh_g0 = _at(z_hh, (step % 2, b, 0))
                 z_hh_g1 = _at(z_hh, (step % 2, b, H))
                 z_hh_g2 = _at(z_hh, (step % 2, b, 2 * H))
@@ -225,11 +231,13 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     x2d = x.reshape(T * B, I)
     y = np.zeros((T, B, H), dtype)
     if not need_grad:
-        zx_ih = _matmul(x2d, params["weight_ih"].T).reshape(T, B, 3 * H)
+        TC = _chunk_steps(T, B * (3 * H) * x.itemsize, [params["weight_ih"], params["weight_hh"]])   # the loop's input GEMMs run every TC steps
+        x_chunk = np.empty((TC, B, I), dtype)   # x's rows of TC steps, in loop order
+        zx_ih = np.empty((TC, B, 3 * H), dtype)   # x_chunk @ weight_ih.T
         s_h = np.empty((2, B, H), dtype)
         s_h[0] = state0[0]
         z_hh = np.empty((2, B, 3 * H), dtype)
-        _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, params["bias_ih"], params["weight_hh"], params["bias_hh"])
+        _infer_loop(lengths, reverse, y, x, zx_ih, s_h, z_hh, params["weight_ih"], params["bias_ih"], params["weight_hh"], params["bias_hh"], x_chunk)
         final_states = (s_h[T % 2].copy(),)
         return y, final_states, None
     zx_ih = _matmul(x2d, params["weight_ih"].T).reshape(T, B, 3 * H)

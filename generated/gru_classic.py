@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: c09fb7298170ee9bb11408c0a08473d05dd1d4d80e4a28091374fa6e01ad895f
+sha256 of spec + templates + math libraries + versions: 1a0b72955a8512d6af1f5dbfa3d4878adc2363336f081d0c38bc28ce14da332b
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,10 +28,10 @@ from rnngen.backends.cpu.loop_pipeline import LoopPipeline   # how the loops com
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels as _panels, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels as _panels, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "gru_classic"
-SPEC_SHA256 = "c09fb7298170ee9bb11408c0a08473d05dd1d4d80e4a28091374fa6e01ad895f"
+SPEC_SHA256 = "1a0b72955a8512d6af1f5dbfa3d4878adc2363336f081d0c38bc28ce14da332b"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -169,13 +169,19 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_rh, d_h, dzx_ih, dz_hh, d
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
-def _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, bias_ih, weight_hh, weight_rh):
+def _infer_loop(lengths, reverse, y, x, zx_ih, s_h, z_hh, z_rh, v_rh, weight_ih, bias_ih, weight_hh, weight_rh, x_chunk):
     T, B, H = y.shape
     panels_hh = _panels(weight_hh.T)   # weight_hh.T packed once per call for the per-step GEMMs
     panels_rh = _panels(weight_rh.T)   # weight_rh.T packed once per call for the per-step GEMMs
+    panels_ih = _panels(weight_ih.T)   # weight_ih.T packed once per call for the per-step GEMMs
+    TC = x_chunk.shape[0]   # steps per chunk of the input GEMMs
     c0 = y.dtype.type(0)
     c1 = y.dtype.type(1)
     for step in range(T):
+        # stage 0: the input GEMMs of the next TC steps
+        if step % TC == 0:
+            steps = _gather_steps(x, lengths, reverse, step, x_chunk)
+            _gemm_panels(_steps_rows(x_chunk, steps), panels_ih, _steps_rows(zx_ih, steps))
         # stage 1: recurrent GEMMs of hh
         _gemm_panels(s_h[step % 2], panels_hh, z_hh)
         # stage 2: recurrent GEMMs of rh
@@ -183,7 +189,7 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, bias_ih, weig
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
                 # inputs of linear rh
-                zx_ih_g1 = _at(zx_ih, (t, b, H))
+                zx_ih_g1 = _at(zx_ih, (step % TC, b, H))
                 z_hh_g1 = _at(z_hh, (b, H))
                 for j in range(H):
                     h = s_h[step % 2, b, j]
@@ -199,8 +205,8 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, bias_ih, weig
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
-                zx_ih_g0 = _at(zx_ih, (t, b, 0))
-                zx_ih_g2 = _at(zx_ih, (t, b, 2 * H))
+                zx_ih_g0 = _at(zx_ih, (step % TC, b, 0))
+                zx_ih_g2 = _at(zx_ih, (step % TC, b, 2 * H))
                 z_hh_g0 = _at(z_hh, (b, 0))
                 for j in range(H):
                     h = s_h[step % 2, b, j]
@@ -258,13 +264,15 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     x2d = x.reshape(T * B, I)
     y = np.zeros((T, B, H), dtype)
     if not need_grad:
-        zx_ih = _matmul(x2d, params["weight_ih"].T).reshape(T, B, 3 * H)
+        TC = _chunk_steps(T, B * (3 * H) * x.itemsize, [params["weight_ih"], params["weight_hh"], params["weight_rh"]])   # the loop's input GEMMs run every TC steps
+        x_chunk = np.empty((TC, B, I), dtype)   # x's rows of TC steps, in loop order
+        zx_ih = np.empty((TC, B, 3 * H), dtype)   # x_chunk @ weight_ih.T
         s_h = np.empty((2, B, H), dtype)
         s_h[0] = state0[0]
         z_hh = np.empty((B, 2 * H), dtype)
         z_rh = np.empty((2, B, H), dtype)
         v_rh = np.empty((2, B, H), dtype)
-        _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, params["bias_ih"], params["weight_hh"], params["weight_rh"])
+        _infer_loop(lengths, reverse, y, x, zx_ih, s_h, z_hh, z_rh, v_rh, params["weight_ih"], params["bias_ih"], params["weight_hh"], params["weight_rh"], x_chunk)
         final_states = (s_h[T % 2].copy(),)
         return y, final_states, None
     zx_ih = _matmul(x2d, params["weight_ih"].T).reshape(T, B, 3 * H)

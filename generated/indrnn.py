@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: c15f67519483a45c4a39719300ccf28fb9c5100d850e294f755189fb54fdcb1d
+sha256 of spec + templates + math libraries + versions: 8373b7ef6389d94c862ef4d637720c2e0139797f490427cc152a4c4e7c18a745
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -23,10 +23,10 @@ from rnngen.backends.cpu.loop_pipeline import LoopPipeline   # how the loops com
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, column_sum as _column_sum, matmul as _matmul, matmul_tn as _matmul_tn, relu as _relu, step as _step  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels as _panels, relu as _relu, step as _step, steps_rows as _steps_rows  # noqa: F401
 
 NAME = "indrnn"
-SPEC_SHA256 = "c15f67519483a45c4a39719300ccf28fb9c5100d850e294f755189fb54fdcb1d"
+SPEC_SHA256 = "8373b7ef6389d94c862ef4d637720c2e0139797f490427cc152a4c4e7c18a745"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -95,16 +95,22 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih, dvec_weight_hh
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
-def _infer_loop(lengths, reverse, y, zx_ih, s_h, bias_ih, vec_weight_hh):
+def _infer_loop(lengths, reverse, y, x, zx_ih, s_h, weight_ih, bias_ih, vec_weight_hh, x_chunk):
     T, B, H = y.shape
+    panels_ih = _panels(weight_ih.T)   # weight_ih.T packed once per call for the per-step GEMMs
+    TC = x_chunk.shape[0]   # steps per chunk of the input GEMMs
     for step in range(T):
+        # stage 0: the input GEMMs of the next TC steps
+        if step % TC == 0:
+            steps = _gather_steps(x, lengths, reverse, step, x_chunk)
+            _gemm_panels(_steps_rows(x_chunk, steps), panels_ih, _steps_rows(zx_ih, steps))
         # update: new states
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
                 for j in range(H):
                     h = s_h[step % 2, b, j]
-                    xa = zx_ih[t, b, j] + bias_ih[j]
+                    xa = zx_ih[step % TC, b, j] + bias_ih[j]
                     u = vec_weight_hh[j]
                     s_h[(step + 1) % 2, b, j] = _relu(h*u + xa)
                     y[t, b, j] = s_h[(step + 1) % 2, b, j]
@@ -155,10 +161,12 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     x2d = x.reshape(T * B, I)
     y = np.zeros((T, B, H), dtype)
     if not need_grad:
-        zx_ih = _matmul(x2d, params["weight_ih"].T).reshape(T, B, H)
+        TC = _chunk_steps(T, B * (H) * x.itemsize, [params["weight_ih"]])   # the loop's input GEMMs run every TC steps
+        x_chunk = np.empty((TC, B, I), dtype)   # x's rows of TC steps, in loop order
+        zx_ih = np.empty((TC, B, H), dtype)   # x_chunk @ weight_ih.T
         s_h = np.empty((2, B, H), dtype)
         s_h[0] = state0[0]
-        _infer_loop(lengths, reverse, y, zx_ih, s_h, params["bias_ih"], params["weight_hh"])
+        _infer_loop(lengths, reverse, y, x, zx_ih, s_h, params["weight_ih"], params["bias_ih"], params["weight_hh"], x_chunk)
         final_states = (s_h[T % 2].copy(),)
         return y, final_states, None
     zx_ih = _matmul(x2d, params["weight_ih"].T).reshape(T, B, H)

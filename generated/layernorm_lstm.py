@@ -2,7 +2,7 @@
 
 source spec: layernorm_lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: c7b44e22e3246265916fb72a106ab77a34fd333ca13715452ac879516886b960
+sha256 of spec + templates + math libraries + versions: 225bda6d4de114545675c50c0ec7604364f601e60e658b3fac2e71ef114b76f0
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -36,10 +36,10 @@ from rnngen.backends.cpu.loop_pipeline import LoopPipeline   # how the loops com
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels as _panels, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels as _panels, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "layernorm_lstm"
-SPEC_SHA256 = "c7b44e22e3246265916fb72a106ab77a34fd333ca13715452ac879516886b960"
+SPEC_SHA256 = "225bda6d4de114545675c50c0ec7604364f601e60e658b3fac2e71ef114b76f0"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -781,7 +781,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
-def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, weight_hh, vec_ln_ih_gain, vec_ln_hh_gain, vec_bias, vec_ln_c_gain, vec_ln_c_bias):
+def _infer_loop(lengths, reverse, y, x, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, weight_ih, weight_hh, vec_ln_ih_gain, vec_ln_hh_gain, vec_bias, vec_ln_c_gain, vec_ln_c_bias, x_chunk):
     T, B, H = y.shape
     terms_m_ln_ih_mean = np.empty(H, y.dtype)   # a reduction's terms, one row at a time
     terms_m_ln_ih_sq = np.empty(H, y.dtype)   # a reduction's terms, one row at a time
@@ -793,21 +793,27 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_i
     inv_4H = y.dtype.type(1) / y.dtype.type(4 * H)
     inv_H = y.dtype.type(1) / y.dtype.type(H)
     panels_hh = _panels(weight_hh.T)   # weight_hh.T packed once per call for the per-step GEMMs
+    panels_ih = _panels(weight_ih.T)   # weight_ih.T packed once per call for the per-step GEMMs
+    TC = x_chunk.shape[0]   # steps per chunk of the input GEMMs
     c0 = y.dtype.type(0)
     c1 = y.dtype.type(1)
     c1_2 = y.dtype.type(1 / 2)
     c1em05 = y.dtype.type(1e-05)
     c2 = y.dtype.type(2)
     for step in range(T):
+        # stage 0: the input GEMMs of the next TC steps
+        if step % TC == 0:
+            steps = _gather_steps(x, lengths, reverse, step, x_chunk)
+            _gemm_panels(_steps_rows(x_chunk, steps), panels_ih, _steps_rows(zx_ih, steps))
         # stage 1: recurrent GEMMs of hh; means ln_ih_mean, ln_ih_sq (sums over the units)
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
                 # sums of ln_ih_mean, ln_ih_sq
-                zx_ih_g0 = _at(zx_ih, (t, b, 0))
-                zx_ih_g1 = _at(zx_ih, (t, b, H))
-                zx_ih_g2 = _at(zx_ih, (t, b, 2 * H))
-                zx_ih_g3 = _at(zx_ih, (t, b, 3 * H))
+                zx_ih_g0 = _at(zx_ih, (step % TC, b, 0))
+                zx_ih_g1 = _at(zx_ih, (step % TC, b, H))
+                zx_ih_g2 = _at(zx_ih, (step % TC, b, 2 * H))
+                zx_ih_g3 = _at(zx_ih, (step % TC, b, 3 * H))
                 for j in range(H):
                     ih0 = zx_ih_g0[j]
                     ih1 = zx_ih_g1[j]
@@ -848,9 +854,9 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_i
                 m_ln_hh_sq[step % 2, b] = sum_m_ln_hh_sq*inv_4H
                 # stage 3: means ln_c_mean, ln_c_sq (sums over the units)
                 # sums of ln_c_mean, ln_c_sq
-                zx_ih_g0 = _at(zx_ih, (t, b, 0))
-                zx_ih_g1 = _at(zx_ih, (t, b, H))
-                zx_ih_g2 = _at(zx_ih, (t, b, 2 * H))
+                zx_ih_g0 = _at(zx_ih, (step % TC, b, 0))
+                zx_ih_g1 = _at(zx_ih, (step % TC, b, H))
+                zx_ih_g2 = _at(zx_ih, (step % TC, b, 2 * H))
                 z_hh_g0 = _at(z_hh, (step % 2, b, 0))
                 z_hh_g1 = _at(z_hh, (step % 2, b, H))
                 z_hh_g2 = _at(z_hh, (step % 2, b, 2 * H))
@@ -894,7 +900,7 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_i
                 m_ln_c_mean[step % 2, b] = sum_m_ln_c_mean*inv_H
                 m_ln_c_sq[step % 2, b] = sum_m_ln_c_sq*inv_H
                 # update: new states
-                zx_ih_g3 = _at(zx_ih, (t, b, 3 * H))
+                zx_ih_g3 = _at(zx_ih, (step % TC, b, 3 * H))
                 z_hh_g3 = _at(z_hh, (step % 2, b, 3 * H))
                 ln_ih_mean = m_ln_ih_mean[step % 2, b]
                 ln_ih_sq = m_ln_ih_sq[step % 2, b]
@@ -967,7 +973,9 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     x2d = x.reshape(T * B, I)
     y = np.zeros((T, B, H), dtype)
     if not need_grad:
-        zx_ih = _matmul(x2d, params["weight_ih"].T).reshape(T, B, 4 * H)
+        TC = _chunk_steps(T, B * (4 * H) * x.itemsize, [params["weight_ih"], params["weight_hh"]])   # the loop's input GEMMs run every TC steps
+        x_chunk = np.empty((TC, B, I), dtype)   # x's rows of TC steps, in loop order
+        zx_ih = np.empty((TC, B, 4 * H), dtype)   # x_chunk @ weight_ih.T
         s_h = np.empty((2, B, H), dtype)
         s_h[0] = state0[0]
         s_c = np.empty((2, B, H), dtype)
@@ -979,7 +987,7 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
         m_ln_hh_sq = np.empty((2, B), dtype)
         m_ln_c_mean = np.empty((2, B), dtype)
         m_ln_c_sq = np.empty((2, B), dtype)
-        _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, params["weight_hh"], params["ln_ih_gain"], params["ln_hh_gain"], params["bias"], params["ln_c_gain"], params["ln_c_bias"])
+        _infer_loop(lengths, reverse, y, x, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, params["weight_ih"], params["weight_hh"], params["ln_ih_gain"], params["ln_hh_gain"], params["bias"], params["ln_c_gain"], params["ln_c_bias"], x_chunk)
         final_states = (s_h[T % 2].copy(), s_c[T % 2].copy(),)
         return y, final_states, None
     zx_ih = _matmul(x2d, params["weight_ih"].T).reshape(T, B, 4 * H)

@@ -2,7 +2,7 @@
 
 source spec: lstm_proj.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 521257ec620132c1cb3215f6a3886f6f81ba82ca8431c72d98bc105b0055da53
+sha256 of spec + templates + math libraries + versions: 92f15939844ac62a47dd2fd8621967286360ff77921a1ef3b2b007be092d311d
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -32,10 +32,10 @@ from rnngen.backends.cpu.loop_pipeline import LoopPipeline   # how the loops com
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels as _panels, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels as _panels, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_proj"
-SPEC_SHA256 = "521257ec620132c1cb3215f6a3886f6f81ba82ca8431c72d98bc105b0055da53"
+SPEC_SHA256 = "92f15939844ac62a47dd2fd8621967286360ff77921a1ef3b2b007be092d311d"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -253,16 +253,22 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dzx_ih, dz_hh, dz
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
-def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, bias_ih, weight_hh, bias_hh, weight_hr):
+def _infer_loop(lengths, reverse, y, x, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, weight_ih, bias_ih, weight_hh, bias_hh, weight_hr, x_chunk):
     T = y.shape[0]
     B = y.shape[1]
     H = zx_ih.shape[2] // 4
     proj_size = y.shape[2]
     panels_hh = _panels(weight_hh.T)   # weight_hh.T packed once per call for the per-step GEMMs
     panels_hr = _panels(weight_hr.T)   # weight_hr.T packed once per call for the per-step GEMMs
+    panels_ih = _panels(weight_ih.T)   # weight_ih.T packed once per call for the per-step GEMMs
+    TC = x_chunk.shape[0]   # steps per chunk of the input GEMMs
     c0 = y.dtype.type(0)
     c1 = y.dtype.type(1)
     for step in range(T):
+        # stage 0: the input GEMMs of the next TC steps
+        if step % TC == 0:
+            steps = _gather_steps(x, lengths, reverse, step, x_chunk)
+            _gemm_panels(_steps_rows(x_chunk, steps), panels_ih, _steps_rows(zx_ih, steps))
         # stage 1: recurrent GEMMs of hh
         _gemm_panels(s_h[step % 2], panels_hh, z_hh)
         # stage 2: recurrent GEMMs of hr
@@ -270,10 +276,10 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, bias_ih,
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
                 # inputs of linear hr
-                zx_ih_g0 = _at(zx_ih, (t, b, 0))
-                zx_ih_g1 = _at(zx_ih, (t, b, H))
-                zx_ih_g2 = _at(zx_ih, (t, b, 2 * H))
-                zx_ih_g3 = _at(zx_ih, (t, b, 3 * H))
+                zx_ih_g0 = _at(zx_ih, (step % TC, b, 0))
+                zx_ih_g1 = _at(zx_ih, (step % TC, b, H))
+                zx_ih_g2 = _at(zx_ih, (step % TC, b, 2 * H))
+                zx_ih_g3 = _at(zx_ih, (step % TC, b, 3 * H))
                 z_hh_g0 = _at(z_hh, (b, 0))
                 z_hh_g1 = _at(z_hh, (b, H))
                 z_hh_g2 = _at(z_hh, (b, 2 * H))
@@ -306,9 +312,9 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, bias_ih,
                     h_next = z_hr[b, j]
                     s_h[(step + 1) % 2, b, j] = h_next
                     y[t, b, j] = s_h[(step + 1) % 2, b, j]
-                zx_ih_g0 = _at(zx_ih, (t, b, 0))
-                zx_ih_g1 = _at(zx_ih, (t, b, H))
-                zx_ih_g2 = _at(zx_ih, (t, b, 2 * H))
+                zx_ih_g0 = _at(zx_ih, (step % TC, b, 0))
+                zx_ih_g1 = _at(zx_ih, (step % TC, b, H))
+                zx_ih_g2 = _at(zx_ih, (step % TC, b, 2 * H))
                 z_hh_g0 = _at(z_hh, (b, 0))
                 z_hh_g1 = _at(z_hh, (b, H))
                 z_hh_g2 = _at(z_hh, (b, 2 * H))
@@ -375,7 +381,9 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     x2d = x.reshape(T * B, I)
     y = np.zeros((T, B, proj_size), dtype)
     if not need_grad:
-        zx_ih = _matmul(x2d, params["weight_ih"].T).reshape(T, B, 4 * H)
+        TC = _chunk_steps(T, B * (4 * H) * x.itemsize, [params["weight_ih"], params["weight_hh"], params["weight_hr"]])   # the loop's input GEMMs run every TC steps
+        x_chunk = np.empty((TC, B, I), dtype)   # x's rows of TC steps, in loop order
+        zx_ih = np.empty((TC, B, 4 * H), dtype)   # x_chunk @ weight_ih.T
         s_h = np.empty((2, B, proj_size), dtype)
         s_h[0] = state0[0]
         s_c = np.empty((2, B, H), dtype)
@@ -383,7 +391,7 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
         z_hh = np.empty((B, 4 * H), dtype)
         z_hr = np.empty((B, proj_size), dtype)
         v_hr = np.empty((2, B, H), dtype)
-        _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, params["bias_ih"], params["weight_hh"], params["bias_hh"], params["weight_hr"])
+        _infer_loop(lengths, reverse, y, x, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, params["weight_ih"], params["bias_ih"], params["weight_hh"], params["bias_hh"], params["weight_hr"], x_chunk)
         final_states = (s_h[T % 2].copy(), s_c[T % 2].copy(),)
         return y, final_states, None
     zx_ih = _matmul(x2d, params["weight_ih"].T).reshape(T, B, 4 * H)

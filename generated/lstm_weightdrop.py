@@ -2,7 +2,7 @@
 
 source spec: lstm_weightdrop.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: a7ff3477a77aea4763ab0573acee66330126cc803b3c7f87a3f77a9815884786
+sha256 of spec + templates + math libraries + versions: 0ae9abf983e0d0f2da618bf790c7f55892c44d3de6e7162d5c29a74602719dfb
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,10 +33,10 @@ from rnngen.backends.cpu.loop_pipeline import LoopPipeline   # how the loops com
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels as _panels, sigmoid as _sigmoid, tanh as _tanh  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels as _panels, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_weightdrop"
-SPEC_SHA256 = "a7ff3477a77aea4763ab0573acee66330126cc803b3c7f87a3f77a9815884786"
+SPEC_SHA256 = "0ae9abf983e0d0f2da618bf790c7f55892c44d3de6e7162d5c29a74602719dfb"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -158,25 +158,31 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, weight_hh,
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
-def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, bias_ih_hh):
+def _infer_loop(lengths, reverse, y, x, zx_ih, s_h, s_c, z_hh, weight_ih, weight_hh, bias_ih_hh, x_chunk):
     T, B, H = y.shape
     panels_hh = _panels(weight_hh.T)   # weight_hh.T packed once per call for the per-step GEMMs
+    panels_ih = _panels(weight_ih.T)   # weight_ih.T packed once per call for the per-step GEMMs
+    TC = x_chunk.shape[0]   # steps per chunk of the input GEMMs
     c0 = y.dtype.type(0)
     c1 = y.dtype.type(1)
     for step in range(T):
+        # stage 0: the input GEMMs of the next TC steps
+        if step % TC == 0:
+            steps = _gather_steps(x, lengths, reverse, step, x_chunk)
+            _gemm_panels(_steps_rows(x_chunk, steps), panels_ih, _steps_rows(zx_ih, steps))
         # stage 1: recurrent GEMMs of hh
         _gemm_panels(s_h[step % 2], panels_hh, z_hh)
         # update: new states
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
-                zx_ih_g0 = _at(zx_ih, (t, b, 0))
+                zx_ih_g0 = _at(zx_ih, (step % TC, b, 0))
                 z_hh_g0 = _at(z_hh, (b, 0))
-                zx_ih_g1 = _at(zx_ih, (t, b, H))
+                zx_ih_g1 = _at(zx_ih, (step % TC, b, H))
                 z_hh_g1 = _at(z_hh, (b, H))
-                zx_ih_g2 = _at(zx_ih, (t, b, 2 * H))
+                zx_ih_g2 = _at(zx_ih, (step % TC, b, 2 * H))
                 z_hh_g2 = _at(z_hh, (b, 2 * H))
-                zx_ih_g3 = _at(zx_ih, (t, b, 3 * H))
+                zx_ih_g3 = _at(zx_ih, (step % TC, b, 3 * H))
                 z_hh_g3 = _at(z_hh, (b, 3 * H))
                 for j in range(H):
                     c = s_c[step % 2, b, j]
@@ -241,7 +247,9 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     y = np.zeros((T, B, H), dtype)
     if not need_grad:
         bias_ih_hh = params["bias_ih"] + params["bias_hh"]   # the loops add the two together
-        zx_ih = _matmul(x2d, params["weight_ih"].T).reshape(T, B, 4 * H)
+        TC = _chunk_steps(T, B * (4 * H) * x.itemsize, [params["weight_ih"], params["weight_hh"]])   # the loop's input GEMMs run every TC steps
+        x_chunk = np.empty((TC, B, I), dtype)   # x's rows of TC steps, in loop order
+        zx_ih = np.empty((TC, B, 4 * H), dtype)   # x_chunk @ weight_ih.T
         s_h = np.empty((2, B, H), dtype)
         s_h[0] = state0[0]
         s_c = np.empty((2, B, H), dtype)
@@ -249,7 +257,7 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
         mask_weight_hh = masks["weight_hh"]   # DropConnect of weight_hh: None at rate 0 and in eval
         weight_hh_drop = checks.drop_weight(params["weight_hh"], mask_weight_hh)
         z_hh = np.empty((B, 4 * H), dtype)
-        _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh_drop, bias_ih_hh)
+        _infer_loop(lengths, reverse, y, x, zx_ih, s_h, s_c, z_hh, params["weight_ih"], weight_hh_drop, bias_ih_hh, x_chunk)
         final_states = (s_h[T % 2].copy(), s_c[T % 2].copy(),)
         return y, final_states, None
     bias_ih_hh = params["bias_ih"] + params["bias_hh"]   # the loops add the two together

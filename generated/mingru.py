@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 637ef23661c42e8afcd11d5c8c37548220f0516817b46e3da41a1832590c80b6
+sha256 of spec + templates + math libraries + versions: 5a2cd786194591ad32ada3f3a2efe4f5dd1558c8fbd2344e6ea54e118091d010
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -25,10 +25,10 @@ from rnngen.backends.cpu.loop_pipeline import LoopPipeline   # how the loops com
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, matmul as _matmul, matmul_tn as _matmul_tn, sigmoid as _sigmoid  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels as _panels, sigmoid as _sigmoid, steps_rows as _steps_rows  # noqa: F401
 
 NAME = "mingru"
-SPEC_SHA256 = "637ef23661c42e8afcd11d5c8c37548220f0516817b46e3da41a1832590c80b6"
+SPEC_SHA256 = "5a2cd786194591ad32ada3f3a2efe4f5dd1558c8fbd2344e6ea54e118091d010"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -107,16 +107,22 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih, bias_ih):
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
-def _infer_loop(lengths, reverse, y, zx_ih, s_h, bias_ih):
+def _infer_loop(lengths, reverse, y, x, zx_ih, s_h, weight_ih, bias_ih, x_chunk):
     T, B, H = y.shape
+    panels_ih = _panels(weight_ih.T)   # weight_ih.T packed once per call for the per-step GEMMs
+    TC = x_chunk.shape[0]   # steps per chunk of the input GEMMs
     c1 = y.dtype.type(1)
     for step in range(T):
+        # stage 0: the input GEMMs of the next TC steps
+        if step % TC == 0:
+            steps = _gather_steps(x, lengths, reverse, step, x_chunk)
+            _gemm_panels(_steps_rows(x_chunk, steps), panels_ih, _steps_rows(zx_ih, steps))
         # update: new states
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
-                zx_ih_g0 = _at(zx_ih, (t, b, 0))
-                zx_ih_g1 = _at(zx_ih, (t, b, H))
+                zx_ih_g0 = _at(zx_ih, (step % TC, b, 0))
+                zx_ih_g1 = _at(zx_ih, (step % TC, b, H))
                 for j in range(H):
                     h = s_h[step % 2, b, j]
                     xz = zx_ih_g0[j] + bias_ih[j]
@@ -171,10 +177,12 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     x2d = x.reshape(T * B, I)
     y = np.zeros((T, B, H), dtype)
     if not need_grad:
-        zx_ih = _matmul(x2d, params["weight_ih"].T).reshape(T, B, 2 * H)
+        TC = _chunk_steps(T, B * (2 * H) * x.itemsize, [params["weight_ih"]])   # the loop's input GEMMs run every TC steps
+        x_chunk = np.empty((TC, B, I), dtype)   # x's rows of TC steps, in loop order
+        zx_ih = np.empty((TC, B, 2 * H), dtype)   # x_chunk @ weight_ih.T
         s_h = np.empty((2, B, H), dtype)
         s_h[0] = state0[0]
-        _infer_loop(lengths, reverse, y, zx_ih, s_h, params["bias_ih"])
+        _infer_loop(lengths, reverse, y, x, zx_ih, s_h, params["weight_ih"], params["bias_ih"], x_chunk)
         final_states = (s_h[T % 2].copy(),)
         return y, final_states, None
     zx_ih = _matmul(x2d, params["weight_ih"].T).reshape(T, B, 2 * H)

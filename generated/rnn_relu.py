@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 409b7240e0f46b634bf83ecc41f1b2309473a1d7e3ca80a58fabbc6f08bf469b
+sha256 of spec + templates + math libraries + versions: 57bf57b24abadfa42bbabd2bad60fab684ab4f9182e1735b9e393405104cb36e
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -26,10 +26,10 @@ from rnngen.backends.cpu.loop_pipeline import LoopPipeline   # how the loops com
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, column_sum as _column_sum, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels as _panels, relu as _relu, step as _step  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels as _panels, relu as _relu, step as _step, steps_rows as _steps_rows  # noqa: F401
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "409b7240e0f46b634bf83ecc41f1b2309473a1d7e3ca80a58fabbc6f08bf469b"
+SPEC_SHA256 = "57bf57b24abadfa42bbabd2bad60fab684ab4f9182e1735b9e393405104cb36e"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -103,11 +103,17 @@ def _backward_loop(lengths, reverse, dy, zx_ih, d_h, dz_hh, weight_hh, dv_hh):
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
-def _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, weight_hh, bias_ih_hh):
+def _infer_loop(lengths, reverse, y, x, zx_ih, s_h, z_hh, weight_ih, weight_hh, bias_ih_hh, x_chunk):
     T, B, H = y.shape
     panels_hh = _panels(weight_hh.T)   # weight_hh.T packed once per call for the per-step GEMMs
+    panels_ih = _panels(weight_ih.T)   # weight_ih.T packed once per call for the per-step GEMMs
+    TC = x_chunk.shape[0]   # steps per chunk of the input GEMMs
     c0 = y.dtype.type(0)
     for step in range(T):
+        # stage 0: the input GEMMs of the next TC steps
+        if step % TC == 0:
+            steps = _gather_steps(x, lengths, reverse, step, x_chunk)
+            _gemm_panels(_steps_rows(x_chunk, steps), panels_ih, _steps_rows(zx_ih, steps))
         # stage 1: recurrent GEMMs of hh
         _gemm_panels(s_h[step % 2], panels_hh, z_hh)
         # update: new states
@@ -115,7 +121,7 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, weight_hh, bias_ih_hh):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
                 for j in range(H):
-                    xa_ha = zx_ih[t, b, j] + z_hh[b, j] + bias_ih_hh[j]
+                    xa_ha = zx_ih[step % TC, b, j] + z_hh[b, j] + bias_ih_hh[j]
                     s_h[(step + 1) % 2, b, j] = _relu(xa_ha)
                     y[t, b, j] = s_h[(step + 1) % 2, b, j]
             else:
@@ -166,11 +172,13 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     y = np.zeros((T, B, H), dtype)
     if not need_grad:
         bias_ih_hh = params["bias_ih"] + params["bias_hh"]   # the loops add the two together
-        zx_ih = _matmul(x2d, params["weight_ih"].T).reshape(T, B, H)
+        TC = _chunk_steps(T, B * (H) * x.itemsize, [params["weight_ih"], params["weight_hh"]])   # the loop's input GEMMs run every TC steps
+        x_chunk = np.empty((TC, B, I), dtype)   # x's rows of TC steps, in loop order
+        zx_ih = np.empty((TC, B, H), dtype)   # x_chunk @ weight_ih.T
         s_h = np.empty((2, B, H), dtype)
         s_h[0] = state0[0]
         z_hh = np.empty((B, H), dtype)
-        _infer_loop(lengths, reverse, y, zx_ih, s_h, z_hh, params["weight_hh"], bias_ih_hh)
+        _infer_loop(lengths, reverse, y, x, zx_ih, s_h, z_hh, params["weight_ih"], params["weight_hh"], bias_ih_hh, x_chunk)
         final_states = (s_h[T % 2].copy(),)
         return y, final_states, None
     bias_ih_hh = params["bias_ih"] + params["bias_hh"]   # the loops add the two together

@@ -2,7 +2,7 @@
 
 source spec: slstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 3e6ecf4b561a538fd40df0a75ad2dce1fd5fe89a8d36318129414b75f2675c86
+sha256 of spec + templates + math libraries + versions: 19495c08e0e2f01d38b74c63c4deec3599cd7b9027cfedcec18a081dab310fbf
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -40,10 +40,10 @@ from rnngen.backends.cpu.loop_pipeline import LoopPipeline   # how the loops com
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, column_sum as _column_sum, exp_nonpositive as _exp_nonpositive, head_weight_grad as _head_weight_grad, log_sigmoid as _log_sigmoid, matmul as _matmul, matmul_tn as _matmul_tn, maximum as _maximum, sigmoid as _sigmoid, step as _step, tanh as _tanh  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, exp_nonpositive as _exp_nonpositive, gather_steps as _gather_steps, gemm_panels as _gemm_panels, head_weight_grad as _head_weight_grad, log_sigmoid as _log_sigmoid, matmul as _matmul, matmul_tn as _matmul_tn, maximum as _maximum, panels as _panels, sigmoid as _sigmoid, step as _step, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "slstm"
-SPEC_SHA256 = "3e6ecf4b561a538fd40df0a75ad2dce1fd5fe89a8d36318129414b75f2675c86"
+SPEC_SHA256 = "19495c08e0e2f01d38b74c63c4deec3599cd7b9027cfedcec18a081dab310fbf"
 STATES = ('h', 'c', 'n', 'm')
 OUTPUT = "h"
 INITIAL = {'m': 'lowest'}     # the states that do not start at zero when state0 leaves them out
@@ -249,14 +249,20 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, s_n, s_m, d_h, d_c, d_n, d_
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
-def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, s_n, s_m, z_hh, bias_ih, weight_hh, zh_hh):
+def _infer_loop(lengths, reverse, y, x, zx_ih, s_h, s_c, s_n, s_m, z_hh, weight_ih, bias_ih, weight_hh, zh_hh, x_chunk):
     T = y.shape[0]
     B = y.shape[1]
     H = y.shape[2]
     heads = weight_hh.shape[0]
+    panels_ih = _panels(weight_ih.T)   # weight_ih.T packed once per call for the per-step GEMMs
+    TC = x_chunk.shape[0]   # steps per chunk of the input GEMMs
     c0 = y.dtype.type(0)
     c1 = y.dtype.type(1)
     for step in range(T):
+        # stage 0: the input GEMMs of the next TC steps
+        if step % TC == 0:
+            steps = _gather_steps(x, lengths, reverse, step, x_chunk)
+            _gemm_panels(_steps_rows(x_chunk, steps), panels_ih, _steps_rows(zx_ih, steps))
         # stage 1: recurrent GEMMs of hh
         DH = weight_hh.shape[2]   # hh is block-diagonal: one GEMM per head of DH units
         for head in range(weight_hh.shape[0]):
@@ -267,13 +273,13 @@ def _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, s_n, s_m, z_hh, bias_ih, w
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
-                zx_ih_g0 = _at(zx_ih, (t, b, 0))
+                zx_ih_g0 = _at(zx_ih, (step % TC, b, 0))
                 z_hh_g0 = _at(z_hh, (b, 0))
-                zx_ih_g1 = _at(zx_ih, (t, b, H))
+                zx_ih_g1 = _at(zx_ih, (step % TC, b, H))
                 z_hh_g1 = _at(z_hh, (b, H))
-                zx_ih_g2 = _at(zx_ih, (t, b, 2 * H))
+                zx_ih_g2 = _at(zx_ih, (step % TC, b, 2 * H))
                 z_hh_g2 = _at(z_hh, (b, 2 * H))
-                zx_ih_g3 = _at(zx_ih, (t, b, 3 * H))
+                zx_ih_g3 = _at(zx_ih, (step % TC, b, 3 * H))
                 z_hh_g3 = _at(z_hh, (b, 3 * H))
                 for j in range(H):
                     c = s_c[step % 2, b, j]
@@ -351,7 +357,9 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     x2d = x.reshape(T * B, I)
     y = np.zeros((T, B, H), dtype)
     if not need_grad:
-        zx_ih = _matmul(x2d, params["weight_ih"].T).reshape(T, B, 4 * H)
+        TC = _chunk_steps(T, B * (4 * H) * x.itemsize, [params["weight_ih"], params["weight_hh"]])   # the loop's input GEMMs run every TC steps
+        x_chunk = np.empty((TC, B, I), dtype)   # x's rows of TC steps, in loop order
+        zx_ih = np.empty((TC, B, 4 * H), dtype)   # x_chunk @ weight_ih.T
         s_h = np.empty((2, B, H), dtype)
         s_h[0] = state0[0]
         s_c = np.empty((2, B, H), dtype)
@@ -363,7 +371,7 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
         z_hh = np.empty((B, 4 * H), dtype)
         DH = params["weight_hh"].shape[2]   # units per head
         zh_hh = np.empty((B, 4 * DH), dtype)   # one head's GEMM
-        _infer_loop(lengths, reverse, y, zx_ih, s_h, s_c, s_n, s_m, z_hh, params["bias_ih"], params["weight_hh"], zh_hh)
+        _infer_loop(lengths, reverse, y, x, zx_ih, s_h, s_c, s_n, s_m, z_hh, params["weight_ih"], params["bias_ih"], params["weight_hh"], zh_hh, x_chunk)
         final_states = (s_h[T % 2].copy(), s_c[T % 2].copy(), s_n[T % 2].copy(), s_m[T % 2].copy(),)
         return y, final_states, None
     zx_ih = _matmul(x2d, params["weight_ih"].T).reshape(T, B, 4 * H)

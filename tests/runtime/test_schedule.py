@@ -131,9 +131,11 @@ def test_inference_forward_equals_training_forward(cell):
     lengths = np.array([13, 0, 4, 1, 9])
     y1, f1 = net.forward(x, lengths=lengths)
     y2, f2 = net.forward(x, lengths=lengths, need_grad=False)
-    assert np.array_equal(y1, y2)
+    # the inference loop runs its input GEMM itself (input_chunks.py), the training forward through
+    # mathlib.matmul (BLAS for this size): the same products, summed in another order
+    assert _close(y1, y2, 1e-13)
     for a, b in zip(f1, f2):
-        assert np.array_equal(a, b)
+        assert _close(a, b, 1e-13)
 
 
 def test_backward_after_an_inference_forward_is_an_error():

@@ -239,6 +239,13 @@ class _Printer:
         return [("gemm", f"_gemm_panels({self.lay.step_slice(op.input)}, {self.pack(op.weight, op.weight.name + '.T')}, "
                          f"{self.lay.step_slice(op.output)})")]
 
+    def input_chunks(self):
+        """The inference loop's first stage: its input GEMMs, every TC steps (infer.py)."""
+        self.used |= {self.k.buffer("x"), self.lay.x_chunk}
+        for g in self.lay.chunked.values():
+            self.used |= {g.weight, g.out}
+        return Stage("stage 0: the input GEMMs of the next TC steps", [("gemm", line) for line in self.lay.chunk_gemms(self.pack)])
+
     def gemm_adjoint(self, op):
         out = self.lay.scratch.get(op.linear, op.out)
         for b in (op.d.buffer, op.weight, out, op.out):
@@ -291,7 +298,8 @@ class _Printer:
         the kernel's lines reading its sizes from them."""
         order = [first] + [b for b in self.k.buffers if b is not first] + self.k.params \
             + list(dict.fromkeys(self.lay.bias_sums.values())) + list(self.lay.scratch.values()) \
-            + [b for bufs in self.lay.head_scratch.values() for b in bufs]
+            + [b for bufs in self.lay.head_scratch.values() for b in bufs] \
+            + ([self.lay.x_chunk] if self.lay.chunked else [])
         used, self.used, n = [b for b in order if b in self.used], set(), self.k.loop
         terms = [f"{name} = np.empty({size}, {first.name}.dtype)   # a reduction's terms, one row at a time"
                  for name, size in self.terms.items()]
@@ -322,7 +330,10 @@ def emit(kernel, layout, header, equations, rate0=None):
     ip.constants = p.constants
     ip.printer = p.printer
     infer_stages = ip.stages(pruned_forward(kernel))
+    if infer_layout.chunked:
+        infer_stages.insert(0, ip.input_chunks())
     iargs, icall, isizes = ip.args(kernel.buffer("y"))
+    isizes += infer_layout.chunk_sizes() if infer_layout.chunked else []
     return CpuModule(
         header=header, equations=equations,
         params=[(b.param, shape(b)) for b in kernel.params], sizes=tuple(kernel.sizes),

@@ -6,6 +6,9 @@ training forward, but it keeps only what the next step needs.
   previous states from one and writes the new ones into the other. A state is read and written at
   the same unit j only (the step is pointwise between GEMMs), and the rows past a sequence's length
   copy their state across, so after T steps row T % 2 holds every final state.
+- Input GEMMs in chunks of steps (input_chunks.py): a hoisted product of x (zx_ih) becomes a
+  (TC, B, gates*H) chunk, row [step % TC, b], that the loop fills every TC steps from x's rows
+  in loop order (`_gather_steps`) with the per-step GEMM's tile; the wrapper picks TC.
 - No saving: the writes kept only for backward (the sums of tied linears, the values saved in
   place of their pre-activations: ir.Write.for_backward), and any other write into a buffer that
   nothing later in the step reads, are left out.
@@ -13,6 +16,7 @@ training forward, but it keeps only what the next step needs.
 from dataclasses import replace
 
 from ...compiler import ir
+from ..host import width
 from .layout import CpuLayout, shape_text
 
 _RING_ROLES = ("states", "preact", "linear_input", "mean")
@@ -30,9 +34,17 @@ class InferLayout(CpuLayout):
     def __init__(self, kernel):
         super().__init__(kernel)
         self.ring = ring_buffers(kernel)
+        self.chunked = {g.out.name: g for g in kernel.hoisted}
+        if self.chunked:
+            def claim(name):
+                return self.namer.claim(name, ("kernel", "wrapper"))
+            self.TC, self.steps = claim("TC"), claim("steps")
+            self.x_chunk = ir.Buffer(claim("x_chunk"), "x", (self.TC, ir.B, ir.I))
 
     def rows_of(self, ref):
         step, b = self.n["step"], self.n["b"]
+        if ref.buffer.name in self.chunked and ref.at == "t":
+            return f"{step} % {self.TC}, {b}"
         if ref.buffer.name in self.ring and ref.at == "step":
             return f"{step} % 2, {b}"
         if ref.buffer.name in self.ring and ref.at == "next":
@@ -43,6 +55,31 @@ class InferLayout(CpuLayout):
         if s.buffer.name in self.ring and s.at == "step":
             return f"{s.buffer.name}[{self.n['step']} % 2]"
         return super().step_slice(s)
+
+    def chunk_setup(self):
+        """The wrapper's lines choosing TC and allocating the chunks of x and of its products."""
+        weights = ", ".join(f'params["{w.param}"]' for w in self.kernel.params if w.role == "weight")
+        widths = " + ".join(f"{width(g.out)}" for g in self.chunked.values())
+        lines = [f"{self.TC} = _chunk_steps(T, B * ({widths}) * x.itemsize, [{weights}])   "
+                 "# the loop's input GEMMs run every TC steps",
+                 f"{self.x_chunk.name} = np.empty(({self.TC}, B, I), dtype)   # x's rows of TC steps, in loop order"]
+        lines += [f"{g.out.name} = np.empty(({self.TC}, B, {width(g.out)}), dtype)   # "
+                  f"{self.x_chunk.name} @ {g.weight.param}.T" for g in self.chunked.values()]
+        return lines
+
+    def chunk_gemms(self, pack):
+        """The loop's lines at the start of a step: every TC steps, the input GEMMs of the next TC
+        steps; `pack(weight, operand)` names a weight's packed panels."""
+        n, x_chunk, steps = self.n, self.x_chunk.name, self.steps
+        lines = [f"if {n['step']} % {self.TC} == 0:",
+                 f"    {steps} = _gather_steps(x, {n['lengths']}, {n['reverse']}, {n['step']}, {x_chunk})"]
+        lines += [f"    _gemm_panels(_steps_rows({x_chunk}, {steps}), {pack(g.weight, g.weight.name + '.T')}, "
+                  f"_steps_rows({name}, {steps}))" for name, g in self.chunked.items()]
+        return lines
+
+    def chunk_sizes(self):
+        """The kernel's line reading TC."""
+        return [f"{self.TC} = {self.x_chunk.name}.shape[0]   # steps per chunk of the input GEMMs"]
 
     def allocate(self, buffer, comment=""):
         if buffer.name in self.ring:

@@ -68,6 +68,9 @@ def _bias_sums(kernel, namer):
 
 
 class CpuLayout:
+    #: hoisted products the loop computes itself in chunks of steps (the inference layout, infer.py)
+    chunked = {}
+
     def __init__(self, kernel):
         self.kernel = kernel
         self.n = kernel.loop

@@ -20,6 +20,8 @@ def forward_setup(k, lay, saving=True):
         product = OPS.gemm.format(a="x2d", b=f'params["{g.weight.param}"].T')
         setup.append(f"{g.out.name} = {product}.reshape(T, B, {width(g.out)})")
     hoisted = list(setup)
+    if lay.chunked:      # the inference loop computes them in chunks of steps (input_chunks.py)
+        setup = lay.chunk_setup()
     for i, s in enumerate(k.states):
         buf = k.buffer("states", s)
         setup += [lay.allocate(buf), f"{buf.name}[0] = state0[{i}]"]
@@ -61,6 +63,7 @@ def helpers(kernel, called, layout, infer_layout):
     and those of the layouts and the wrappers."""
     out = set(called) | ({"_at"} if layout.views or infer_layout.views else set())
     out |= {"_gemm_panels", "_panels"} if layout.packed or infer_layout.packed else set()
+    out |= {"_chunk_steps", "_gather_steps", "_steps_rows"} if infer_layout.chunked else set()
     out |= {"_matmul"} if kernel.hoisted or any(isinstance(op, ir.InputGrad) for op in kernel.after) else set()
     out |= {"_matmul_tn"} if any(isinstance(op, ir.WeightGrad) and not op.heads for op in kernel.after) else set()
     out |= {"_head_weight_grad"} if any(getattr(op, "heads", False) for op in kernel.after) else set()
