@@ -179,7 +179,8 @@ def _infer_loop(lengths, reverse, y, x, zx_ih, s_h, z_hh, z_rh, v_rh, weight_ih,
     c1 = y.dtype.type(1)
     for step in range(T):
         # stage 0: the input GEMMs of the next TC steps
-        if step % TC == 0:
+        chunk_row = step % TC   # this step's row of the chunks
+        if chunk_row == 0:
             steps = _gather_steps(x, lengths, reverse, step, x_chunk)
             _gemm_panels(_steps_rows(x_chunk, steps), panels_ih, _steps_rows(zx_ih, steps))
         # stage 1: recurrent GEMMs of hh
@@ -189,7 +190,7 @@ def _infer_loop(lengths, reverse, y, x, zx_ih, s_h, z_hh, z_rh, v_rh, weight_ih,
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
                 # inputs of linear rh
-                zx_ih_g1 = _at(zx_ih, (step % TC, b, H))
+                zx_ih_g1 = _at(zx_ih, (chunk_row, b, H))
                 z_hh_g1 = _at(z_hh, (b, H))
                 for j in range(H):
                     h = s_h[step % 2, b, j]
@@ -205,8 +206,8 @@ def _infer_loop(lengths, reverse, y, x, zx_ih, s_h, z_hh, z_rh, v_rh, weight_ih,
         for b in range(B):
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
-                zx_ih_g0 = _at(zx_ih, (step % TC, b, 0))
-                zx_ih_g2 = _at(zx_ih, (step % TC, b, 2 * H))
+                zx_ih_g0 = _at(zx_ih, (chunk_row, b, 0))
+                zx_ih_g2 = _at(zx_ih, (chunk_row, b, 2 * H))
                 z_hh_g0 = _at(z_hh, (b, 0))
                 for j in range(H):
                     h = s_h[step % 2, b, j]

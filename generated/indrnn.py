@@ -101,7 +101,8 @@ def _infer_loop(lengths, reverse, y, x, zx_ih, s_h, weight_ih, bias_ih, vec_weig
     TC = x_chunk.shape[0]   # steps per chunk of the input GEMMs
     for step in range(T):
         # stage 0: the input GEMMs of the next TC steps
-        if step % TC == 0:
+        chunk_row = step % TC   # this step's row of the chunks
+        if chunk_row == 0:
             steps = _gather_steps(x, lengths, reverse, step, x_chunk)
             _gemm_panels(_steps_rows(x_chunk, steps), panels_ih, _steps_rows(zx_ih, steps))
         # update: new states
@@ -110,7 +111,7 @@ def _infer_loop(lengths, reverse, y, x, zx_ih, s_h, weight_ih, bias_ih, vec_weig
                 t = lengths[b] - 1 - step if reverse else step
                 for j in range(H):
                     h = s_h[step % 2, b, j]
-                    xa = zx_ih[step % TC, b, j] + bias_ih[j]
+                    xa = zx_ih[chunk_row, b, j] + bias_ih[j]
                     u = vec_weight_hh[j]
                     s_h[(step + 1) % 2, b, j] = _relu(h*u + xa)
                     y[t, b, j] = s_h[(step + 1) % 2, b, j]

@@ -802,7 +802,8 @@ def _infer_loop(lengths, reverse, y, x, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_l
     c2 = y.dtype.type(2)
     for step in range(T):
         # stage 0: the input GEMMs of the next TC steps
-        if step % TC == 0:
+        chunk_row = step % TC   # this step's row of the chunks
+        if chunk_row == 0:
             steps = _gather_steps(x, lengths, reverse, step, x_chunk)
             _gemm_panels(_steps_rows(x_chunk, steps), panels_ih, _steps_rows(zx_ih, steps))
         # stage 1: recurrent GEMMs of hh; means ln_ih_mean, ln_ih_sq (sums over the units)
@@ -810,10 +811,10 @@ def _infer_loop(lengths, reverse, y, x, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_l
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
                 # sums of ln_ih_mean, ln_ih_sq
-                zx_ih_g0 = _at(zx_ih, (step % TC, b, 0))
-                zx_ih_g1 = _at(zx_ih, (step % TC, b, H))
-                zx_ih_g2 = _at(zx_ih, (step % TC, b, 2 * H))
-                zx_ih_g3 = _at(zx_ih, (step % TC, b, 3 * H))
+                zx_ih_g0 = _at(zx_ih, (chunk_row, b, 0))
+                zx_ih_g1 = _at(zx_ih, (chunk_row, b, H))
+                zx_ih_g2 = _at(zx_ih, (chunk_row, b, 2 * H))
+                zx_ih_g3 = _at(zx_ih, (chunk_row, b, 3 * H))
                 for j in range(H):
                     ih0 = zx_ih_g0[j]
                     ih1 = zx_ih_g1[j]
@@ -854,9 +855,9 @@ def _infer_loop(lengths, reverse, y, x, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_l
                 m_ln_hh_sq[step % 2, b] = sum_m_ln_hh_sq*inv_4H
                 # stage 3: means ln_c_mean, ln_c_sq (sums over the units)
                 # sums of ln_c_mean, ln_c_sq
-                zx_ih_g0 = _at(zx_ih, (step % TC, b, 0))
-                zx_ih_g1 = _at(zx_ih, (step % TC, b, H))
-                zx_ih_g2 = _at(zx_ih, (step % TC, b, 2 * H))
+                zx_ih_g0 = _at(zx_ih, (chunk_row, b, 0))
+                zx_ih_g1 = _at(zx_ih, (chunk_row, b, H))
+                zx_ih_g2 = _at(zx_ih, (chunk_row, b, 2 * H))
                 z_hh_g0 = _at(z_hh, (step % 2, b, 0))
                 z_hh_g1 = _at(z_hh, (step % 2, b, H))
                 z_hh_g2 = _at(z_hh, (step % 2, b, 2 * H))
@@ -900,7 +901,7 @@ def _infer_loop(lengths, reverse, y, x, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_l
                 m_ln_c_mean[step % 2, b] = sum_m_ln_c_mean*inv_H
                 m_ln_c_sq[step % 2, b] = sum_m_ln_c_sq*inv_H
                 # update: new states
-                zx_ih_g3 = _at(zx_ih, (step % TC, b, 3 * H))
+                zx_ih_g3 = _at(zx_ih, (chunk_row, b, 3 * H))
                 z_hh_g3 = _at(z_hh, (step % 2, b, 3 * H))
                 ln_ih_mean = m_ln_ih_mean[step % 2, b]
                 ln_ih_sq = m_ln_ih_sq[step % 2, b]

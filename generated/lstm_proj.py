@@ -266,7 +266,8 @@ def _infer_loop(lengths, reverse, y, x, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, weigh
     c1 = y.dtype.type(1)
     for step in range(T):
         # stage 0: the input GEMMs of the next TC steps
-        if step % TC == 0:
+        chunk_row = step % TC   # this step's row of the chunks
+        if chunk_row == 0:
             steps = _gather_steps(x, lengths, reverse, step, x_chunk)
             _gemm_panels(_steps_rows(x_chunk, steps), panels_ih, _steps_rows(zx_ih, steps))
         # stage 1: recurrent GEMMs of hh
@@ -276,10 +277,10 @@ def _infer_loop(lengths, reverse, y, x, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, weigh
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
                 # inputs of linear hr
-                zx_ih_g0 = _at(zx_ih, (step % TC, b, 0))
-                zx_ih_g1 = _at(zx_ih, (step % TC, b, H))
-                zx_ih_g2 = _at(zx_ih, (step % TC, b, 2 * H))
-                zx_ih_g3 = _at(zx_ih, (step % TC, b, 3 * H))
+                zx_ih_g0 = _at(zx_ih, (chunk_row, b, 0))
+                zx_ih_g1 = _at(zx_ih, (chunk_row, b, H))
+                zx_ih_g2 = _at(zx_ih, (chunk_row, b, 2 * H))
+                zx_ih_g3 = _at(zx_ih, (chunk_row, b, 3 * H))
                 z_hh_g0 = _at(z_hh, (b, 0))
                 z_hh_g1 = _at(z_hh, (b, H))
                 z_hh_g2 = _at(z_hh, (b, 2 * H))
@@ -312,9 +313,9 @@ def _infer_loop(lengths, reverse, y, x, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, weigh
                     h_next = z_hr[b, j]
                     s_h[(step + 1) % 2, b, j] = h_next
                     y[t, b, j] = s_h[(step + 1) % 2, b, j]
-                zx_ih_g0 = _at(zx_ih, (step % TC, b, 0))
-                zx_ih_g1 = _at(zx_ih, (step % TC, b, H))
-                zx_ih_g2 = _at(zx_ih, (step % TC, b, 2 * H))
+                zx_ih_g0 = _at(zx_ih, (chunk_row, b, 0))
+                zx_ih_g1 = _at(zx_ih, (chunk_row, b, H))
+                zx_ih_g2 = _at(zx_ih, (chunk_row, b, 2 * H))
                 z_hh_g0 = _at(z_hh, (b, 0))
                 z_hh_g1 = _at(z_hh, (b, H))
                 z_hh_g2 = _at(z_hh, (b, 2 * H))

@@ -114,7 +114,8 @@ def _infer_loop(lengths, reverse, y, x, zx_ih, s_h, z_hh, weight_ih, weight_hh, 
     c1 = y.dtype.type(1)
     for step in range(T):
         # stage 0: the input GEMMs of the next TC steps
-        if step % TC == 0:
+        chunk_row = step % TC   # this step's row of the chunks
+        if chunk_row == 0:
             steps = _gather_steps(x, lengths, reverse, step, x_chunk)
             _gemm_panels(_steps_rows(x_chunk, steps), panels_ih, _steps_rows(zx_ih, steps))
         # stage 1: recurrent GEMMs of hh
@@ -124,7 +125,7 @@ def _infer_loop(lengths, reverse, y, x, zx_ih, s_h, z_hh, weight_ih, weight_hh, 
             if step < lengths[b]:
                 t = lengths[b] - 1 - step if reverse else step
                 for j in range(H):
-                    xa_ha = zx_ih[step % TC, b, j] + z_hh[b, j] + bias_ih_hh[j]
+                    xa_ha = zx_ih[chunk_row, b, j] + z_hh[b, j] + bias_ih_hh[j]
                     s_h[(step + 1) % 2, b, j] = _tanh(xa_ha)
                     y[t, b, j] = s_h[(step + 1) % 2, b, j]
             else:
