@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 8373b7ef6389d94c862ef4d637720c2e0139797f490427cc152a4c4e7c18a745
+sha256 of spec + templates + math libraries + versions: b11863680b5e5c4bc73e7c8761d9dc55603f0a2520206c6537d7a48b755080a8
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "indrnn"
-SPEC_SHA256 = "8373b7ef6389d94c862ef4d637720c2e0139797f490427cc152a4c4e7c18a745"
+SPEC_SHA256 = "b11863680b5e5c4bc73e7c8761d9dc55603f0a2520206c6537d7a48b755080a8"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

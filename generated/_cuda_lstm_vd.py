@@ -2,7 +2,7 @@
 
 source spec: lstm_vd.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 74020825b67163a6cc2de65322b7c547bb88dcc9c474fa537e4daa736275d636
+sha256 of spec + templates + math libraries + versions: 974cce5595e194c02ad2ff46c2df99b2e72610698b353c06100d8ec76681221f
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -43,7 +43,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_vd"
-SPEC_SHA256 = "74020825b67163a6cc2de65322b7c547bb88dcc9c474fa537e4daa736275d636"
+SPEC_SHA256 = "974cce5595e194c02ad2ff46c2df99b2e72610698b353c06100d8ec76681221f"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

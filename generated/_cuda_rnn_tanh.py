@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 98fb89564b788f524bd2061a7be3ce65d877f31ce8437164809043d933163cc9
+sha256 of spec + templates + math libraries + versions: 67ff359e563fcc70a8c82b3414c036b74a549aa762f5cf922849e7b2ee2f1083
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -37,7 +37,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "98fb89564b788f524bd2061a7be3ce65d877f31ce8437164809043d933163cc9"
+SPEC_SHA256 = "67ff359e563fcc70a8c82b3414c036b74a549aa762f5cf922849e7b2ee2f1083"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

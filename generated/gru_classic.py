@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 1a0b72955a8512d6af1f5dbfa3d4878adc2363336f081d0c38bc28ce14da332b
+sha256 of spec + templates + math libraries + versions: 45232791681c58757f67d9ddc0f7302928ad03d3ec7e8cc00f6102512a3ba799
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,10 +28,10 @@ from rnngen.backends.cpu.loop_pipeline import LoopPipeline   # how the loops com
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels as _panels, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "gru_classic"
-SPEC_SHA256 = "1a0b72955a8512d6af1f5dbfa3d4878adc2363336f081d0c38bc28ce14da332b"
+SPEC_SHA256 = "45232791681c58757f67d9ddc0f7302928ad03d3ec7e8cc00f6102512a3ba799"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -61,10 +61,8 @@ def sizes_of(params):
 
 # -- forward: the time loop ------------------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
-def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, bias_ih, weight_hh, weight_rh):
+def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, bias_ih, panels_hh, panels_rh):
     T, B, H = y.shape
-    panels_hh = _panels(weight_hh.T)   # weight_hh.T packed once per call for the per-step GEMMs
-    panels_rh = _panels(weight_rh.T)   # weight_rh.T packed once per call for the per-step GEMMs
     c0 = y.dtype.type(0)
     c1 = y.dtype.type(1)
     for step in range(T):
@@ -112,10 +110,8 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, bias_ih, we
 
 # -- backward: the time loop in reverse ------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
-def _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_rh, d_h, dzx_ih, dz_hh, dz_rh, dv_rh, bias_ih, weight_hh, weight_rh, dv_hh):
+def _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_rh, d_h, dzx_ih, dz_hh, dz_rh, dv_rh, bias_ih, dv_hh, panels_rh_adj, panels_hh_adj):
     T, B, H = dy.shape
-    panels_rh_adj = _panels(weight_rh)   # weight_rh packed once per call for the per-step GEMMs
-    panels_hh_adj = _panels(weight_hh)   # weight_hh packed once per call for the per-step GEMMs
     c0 = dy.dtype.type(0)
     c1 = dy.dtype.type(1)
     for step in range(T - 1, -1, -1):
@@ -169,11 +165,8 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_rh, d_h, dzx_ih, dz_hh, d
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
-def _infer_loop(lengths, reverse, y, x, zx_ih, s_h, z_hh, z_rh, v_rh, weight_ih, bias_ih, weight_hh, weight_rh, x_chunk):
+def _infer_loop(lengths, reverse, y, x, zx_ih, s_h, z_hh, z_rh, v_rh, bias_ih, x_chunk, panels_hh, panels_rh, panels_ih):
     T, B, H = y.shape
-    panels_hh = _panels(weight_hh.T)   # weight_hh.T packed once per call for the per-step GEMMs
-    panels_rh = _panels(weight_rh.T)   # weight_rh.T packed once per call for the per-step GEMMs
-    panels_ih = _panels(weight_ih.T)   # weight_ih.T packed once per call for the per-step GEMMs
     TC = x_chunk.shape[0]   # steps per chunk of the input GEMMs
     c0 = y.dtype.type(0)
     c1 = y.dtype.type(1)
@@ -248,13 +241,15 @@ def forward(x, params, state0=None, lengths=None, reverse=False, need_grad=True,
     return forward_unchecked(x, params, state0, lengths, reverse, need_grad, masks)
 
 
-def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks=None):
+def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks=None, shared_panels=None):
     """forward() without the checks of x, params, state0, lengths and reverse, for a caller that
     has made them (rnngen.RNN, once per network call): x a C-contiguous (T, B, I) float32 or float64
     numpy array without NaN or inf; params exactly PARAMS, C-contiguous, of x's dtype, shaped for
     x's I and H, without NaN or inf; state0 None or a tuple with one (B, size) array of x's dtype
     (only read) or None per state; lengths an int64 (B,) array of values in [0, T]; reverse a bool.
-    Other input gives wrong results or a crash, not an error. masks are checked here as in forward()."""
+    Other input gives wrong results or a crash, not an error. masks are checked here as in forward().
+    shared_panels: a host_gemm.SharedPanels that the batch slices of one call share (the weights
+    packed once for them all), or None."""
     state0 = checks.initial_states(state0, x, params, PARAMS, STATES, None, INITIAL)
     if masks is not None or MASKS:
         masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS),
@@ -273,7 +268,10 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
         z_hh = np.empty((B, 2 * H), dtype)
         z_rh = np.empty((2, B, H), dtype)
         v_rh = np.empty((2, B, H), dtype)
-        _infer_loop(lengths, reverse, y, x, zx_ih, s_h, z_hh, z_rh, v_rh, params["weight_ih"], params["bias_ih"], params["weight_hh"], params["weight_rh"], x_chunk)
+        panels_hh = _panels_of(shared_panels, "panels_hh", params["weight_hh"].T)   # packed once per call
+        panels_rh = _panels_of(shared_panels, "panels_rh", params["weight_rh"].T)   # packed once per call
+        panels_ih = _panels_of(shared_panels, "panels_ih", params["weight_ih"].T)   # packed once per call
+        _infer_loop(lengths, reverse, y, x, zx_ih, s_h, z_hh, z_rh, v_rh, params["bias_ih"], x_chunk, panels_hh, panels_rh, panels_ih)
         final_states = (s_h[T % 2].copy(),)
         return y, final_states, None
     zx_ih = _matmul(x2d, params["weight_ih"].T).reshape(T, B, 3 * H)
@@ -282,7 +280,9 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     z_hh = np.empty((B, 2 * H), dtype)   # this step's product (backward does not read it)
     z_rh = np.empty((T, B, H), dtype)
     v_rh = np.empty((T, B, H), dtype)
-    _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, params["bias_ih"], params["weight_hh"], params["weight_rh"])
+    panels_hh = _panels_of(shared_panels, "panels_hh", params["weight_hh"].T)   # packed once per call
+    panels_rh = _panels_of(shared_panels, "panels_rh", params["weight_rh"].T)   # packed once per call
+    _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, params["bias_ih"], panels_hh, panels_rh)
     final_states = (s_h[T].copy(),)
     saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,
                          s_h=s_h, z_rh=z_rh, v_rh=v_rh)
@@ -301,11 +301,12 @@ def backward(dy, d_final, saved):
     return backward_unchecked(dy, d_final, saved)
 
 
-def backward_unchecked(dy, d_final, saved):
+def backward_unchecked(dy, d_final, saved, shared_panels=None):
     """backward() without the checks of dy, d_final and saved, for a caller that has made them
     (rnngen.RNN): saved what forward() of this cell returned with need_grad=True; dy a C-contiguous
     (T, B, H) array of x's dtype without NaN or inf; d_final None or a tuple with one (B, size)
-    array of x's dtype (only read) or None per state. Other input gives wrong results or a crash."""
+    array of x's dtype (only read) or None per state. Other input gives wrong results or a crash.
+    shared_panels: as in forward_unchecked (the slices of one backward call)."""
     d_final = checks.state_grads(d_final, saved, STATES)
     x, params, lengths, reverse = saved.x, saved.params, saved.lengths, saved.reverse
     zx_ih = saved.zx_ih
@@ -322,7 +323,9 @@ def backward_unchecked(dy, d_final, saved):
     dz_rh = np.zeros((T, B, H), dtype)
     dv_rh = np.empty((B, H), dtype)
     dv_hh = np.empty((B, H), dtype)   # the product dv = dz @ W, added to the state's gradient
-    _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_rh, d_h, dzx_ih, dz_hh, dz_rh, dv_rh, params["bias_ih"], params["weight_hh"], params["weight_rh"], dv_hh)
+    panels_rh_adj = _panels_of(shared_panels, "panels_rh_adj", params["weight_rh"])   # packed once per call
+    panels_hh_adj = _panels_of(shared_panels, "panels_hh_adj", params["weight_hh"])   # packed once per call
+    _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_rh, d_h, dzx_ih, dz_hh, dz_rh, dv_rh, params["bias_ih"], dv_hh, panels_rh_adj, panels_hh_adj)
     d_params = {}
     d_params["weight_ih"] = _matmul_tn(dzx_ih.reshape(T * B, 3 * H), x2d)
     dx = _matmul(dzx_ih.reshape(T * B, 3 * H), params["weight_ih"])

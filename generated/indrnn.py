@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 8373b7ef6389d94c862ef4d637720c2e0139797f490427cc152a4c4e7c18a745
+sha256 of spec + templates + math libraries + versions: b11863680b5e5c4bc73e7c8761d9dc55603f0a2520206c6537d7a48b755080a8
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -23,10 +23,10 @@ from rnngen.backends.cpu.loop_pipeline import LoopPipeline   # how the loops com
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels as _panels, relu as _relu, step as _step, steps_rows as _steps_rows  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels_of as _panels_of, relu as _relu, step as _step, steps_rows as _steps_rows  # noqa: F401
 
 NAME = "indrnn"
-SPEC_SHA256 = "8373b7ef6389d94c862ef4d637720c2e0139797f490427cc152a4c4e7c18a745"
+SPEC_SHA256 = "b11863680b5e5c4bc73e7c8761d9dc55603f0a2520206c6537d7a48b755080a8"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -95,9 +95,8 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih, dvec_weight_hh
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
-def _infer_loop(lengths, reverse, y, x, zx_ih, s_h, weight_ih, bias_ih, vec_weight_hh, x_chunk):
+def _infer_loop(lengths, reverse, y, x, zx_ih, s_h, bias_ih, vec_weight_hh, x_chunk, panels_ih):
     T, B, H = y.shape
-    panels_ih = _panels(weight_ih.T)   # weight_ih.T packed once per call for the per-step GEMMs
     TC = x_chunk.shape[0]   # steps per chunk of the input GEMMs
     for step in range(T):
         # stage 0: the input GEMMs of the next TC steps
@@ -145,13 +144,15 @@ def forward(x, params, state0=None, lengths=None, reverse=False, need_grad=True,
     return forward_unchecked(x, params, state0, lengths, reverse, need_grad, masks)
 
 
-def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks=None):
+def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks=None, shared_panels=None):
     """forward() without the checks of x, params, state0, lengths and reverse, for a caller that
     has made them (rnngen.RNN, once per network call): x a C-contiguous (T, B, I) float32 or float64
     numpy array without NaN or inf; params exactly PARAMS, C-contiguous, of x's dtype, shaped for
     x's I and H, without NaN or inf; state0 None or a tuple with one (B, size) array of x's dtype
     (only read) or None per state; lengths an int64 (B,) array of values in [0, T]; reverse a bool.
-    Other input gives wrong results or a crash, not an error. masks are checked here as in forward()."""
+    Other input gives wrong results or a crash, not an error. masks are checked here as in forward().
+    shared_panels: a host_gemm.SharedPanels that the batch slices of one call share (the weights
+    packed once for them all), or None."""
     state0 = checks.initial_states(state0, x, params, PARAMS, STATES, None, INITIAL)
     if masks is not None or MASKS:
         masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS),
@@ -167,7 +168,8 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
         zx_ih = np.empty((TC, B, H), dtype)   # x_chunk @ weight_ih.T
         s_h = np.empty((2, B, H), dtype)
         s_h[0] = state0[0]
-        _infer_loop(lengths, reverse, y, x, zx_ih, s_h, params["weight_ih"], params["bias_ih"], params["weight_hh"], x_chunk)
+        panels_ih = _panels_of(shared_panels, "panels_ih", params["weight_ih"].T)   # packed once per call
+        _infer_loop(lengths, reverse, y, x, zx_ih, s_h, params["bias_ih"], params["weight_hh"], x_chunk, panels_ih)
         final_states = (s_h[T % 2].copy(),)
         return y, final_states, None
     zx_ih = _matmul(x2d, params["weight_ih"].T).reshape(T, B, H)
@@ -192,11 +194,12 @@ def backward(dy, d_final, saved):
     return backward_unchecked(dy, d_final, saved)
 
 
-def backward_unchecked(dy, d_final, saved):
+def backward_unchecked(dy, d_final, saved, shared_panels=None):
     """backward() without the checks of dy, d_final and saved, for a caller that has made them
     (rnngen.RNN): saved what forward() of this cell returned with need_grad=True; dy a C-contiguous
     (T, B, H) array of x's dtype without NaN or inf; d_final None or a tuple with one (B, size)
-    array of x's dtype (only read) or None per state. Other input gives wrong results or a crash."""
+    array of x's dtype (only read) or None per state. Other input gives wrong results or a crash.
+    shared_panels: as in forward_unchecked (the slices of one backward call)."""
     d_final = checks.state_grads(d_final, saved, STATES)
     x, params, lengths, reverse = saved.x, saved.params, saved.lengths, saved.reverse
     zx_ih = saved.zx_ih

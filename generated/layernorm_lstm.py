@@ -2,7 +2,7 @@
 
 source spec: layernorm_lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 225bda6d4de114545675c50c0ec7604364f601e60e658b3fac2e71ef114b76f0
+sha256 of spec + templates + math libraries + versions: 01d72307c48cb578df27b49e4567073c5e3d30a8947a02553404e3544c35d734
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -36,10 +36,10 @@ from rnngen.backends.cpu.loop_pipeline import LoopPipeline   # how the loops com
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels as _panels, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "layernorm_lstm"
-SPEC_SHA256 = "225bda6d4de114545675c50c0ec7604364f601e60e658b3fac2e71ef114b76f0"
+SPEC_SHA256 = "01d72307c48cb578df27b49e4567073c5e3d30a8947a02553404e3544c35d734"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -73,7 +73,7 @@ def sizes_of(params):
 
 # -- forward: the time loop ------------------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
-def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, weight_hh, vec_ln_ih_gain, vec_ln_hh_gain, vec_bias, vec_ln_c_gain, vec_ln_c_bias):
+def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, vec_ln_ih_gain, vec_ln_hh_gain, vec_bias, vec_ln_c_gain, vec_ln_c_bias, panels_hh):
     T, B, H = y.shape
     terms_m_ln_ih_mean = np.empty(H, y.dtype)   # a reduction's terms, one row at a time
     terms_m_ln_ih_sq = np.empty(H, y.dtype)   # a reduction's terms, one row at a time
@@ -84,7 +84,6 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln
     row_c_next = np.empty(H, y.dtype)   # one row's values, between the blocks of a row loop
     inv_4H = y.dtype.type(1) / y.dtype.type(4 * H)
     inv_H = y.dtype.type(1) / y.dtype.type(H)
-    panels_hh = _panels(weight_hh.T)   # weight_hh.T packed once per call for the per-step GEMMs
     c0 = y.dtype.type(0)
     c1 = y.dtype.type(1)
     c1_2 = y.dtype.type(1 / 2)
@@ -219,7 +218,7 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln
 
 # -- backward: the time loop in reverse ------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
-def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, d_h, d_c, dzx_ih, dz_hh, dmean_ln_ih_mean, dmean_ln_ih_sq, dmean_ln_hh_mean, dmean_ln_hh_sq, dmean_ln_c_mean, dmean_ln_c_sq, dvec_ln_ih_gain, dvec_ln_hh_gain, dvec_bias, dvec_ln_c_gain, dvec_ln_c_bias, weight_hh, vec_ln_ih_gain, vec_ln_hh_gain, vec_bias, vec_ln_c_gain, vec_ln_c_bias, dv_hh):
+def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, d_h, d_c, dzx_ih, dz_hh, dmean_ln_ih_mean, dmean_ln_ih_sq, dmean_ln_hh_mean, dmean_ln_hh_sq, dmean_ln_c_mean, dmean_ln_c_sq, dvec_ln_ih_gain, dvec_ln_hh_gain, dvec_bias, dvec_ln_c_gain, dvec_ln_c_bias, vec_ln_ih_gain, vec_ln_hh_gain, vec_bias, vec_ln_c_gain, vec_ln_c_bias, dv_hh, panels_hh_adj):
     T, B, H = dy.shape
     terms_dmean_ln_c_mean = np.empty(H, dy.dtype)   # a reduction's terms, one row at a time
     terms_dmean_ln_c_sq = np.empty(H, dy.dtype)   # a reduction's terms, one row at a time
@@ -250,7 +249,6 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
     row_tmp46 = np.empty(H, dy.dtype)   # one row's values, between split loops
     inv_H_ = dy.dtype.type(1) / dy.dtype.type(H)
     inv_4H_ = dy.dtype.type(1) / dy.dtype.type(4 * H)
-    panels_hh_adj = _panels(weight_hh)   # weight_hh packed once per call for the per-step GEMMs
     c0 = dy.dtype.type(0)
     c1 = dy.dtype.type(1)
     c1_2 = dy.dtype.type(1 / 2)
@@ -781,7 +779,7 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
-def _infer_loop(lengths, reverse, y, x, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, weight_ih, weight_hh, vec_ln_ih_gain, vec_ln_hh_gain, vec_bias, vec_ln_c_gain, vec_ln_c_bias, x_chunk):
+def _infer_loop(lengths, reverse, y, x, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, vec_ln_ih_gain, vec_ln_hh_gain, vec_bias, vec_ln_c_gain, vec_ln_c_bias, x_chunk, panels_hh, panels_ih):
     T, B, H = y.shape
     terms_m_ln_ih_mean = np.empty(H, y.dtype)   # a reduction's terms, one row at a time
     terms_m_ln_ih_sq = np.empty(H, y.dtype)   # a reduction's terms, one row at a time
@@ -792,8 +790,6 @@ def _infer_loop(lengths, reverse, y, x, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_l
     row_c_next = np.empty(H, y.dtype)   # one row's values, between the blocks of a row loop
     inv_4H = y.dtype.type(1) / y.dtype.type(4 * H)
     inv_H = y.dtype.type(1) / y.dtype.type(H)
-    panels_hh = _panels(weight_hh.T)   # weight_hh.T packed once per call for the per-step GEMMs
-    panels_ih = _panels(weight_ih.T)   # weight_ih.T packed once per call for the per-step GEMMs
     TC = x_chunk.shape[0]   # steps per chunk of the input GEMMs
     c0 = y.dtype.type(0)
     c1 = y.dtype.type(1)
@@ -957,13 +953,15 @@ def forward(x, params, state0=None, lengths=None, reverse=False, need_grad=True,
     return forward_unchecked(x, params, state0, lengths, reverse, need_grad, masks)
 
 
-def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks=None):
+def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks=None, shared_panels=None):
     """forward() without the checks of x, params, state0, lengths and reverse, for a caller that
     has made them (rnngen.RNN, once per network call): x a C-contiguous (T, B, I) float32 or float64
     numpy array without NaN or inf; params exactly PARAMS, C-contiguous, of x's dtype, shaped for
     x's I and H, without NaN or inf; state0 None or a tuple with one (B, size) array of x's dtype
     (only read) or None per state; lengths an int64 (B,) array of values in [0, T]; reverse a bool.
-    Other input gives wrong results or a crash, not an error. masks are checked here as in forward()."""
+    Other input gives wrong results or a crash, not an error. masks are checked here as in forward().
+    shared_panels: a host_gemm.SharedPanels that the batch slices of one call share (the weights
+    packed once for them all), or None."""
     state0 = checks.initial_states(state0, x, params, PARAMS, STATES, None, INITIAL)
     if masks is not None or MASKS:
         masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS),
@@ -988,7 +986,9 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
         m_ln_hh_sq = np.empty((2, B), dtype)
         m_ln_c_mean = np.empty((2, B), dtype)
         m_ln_c_sq = np.empty((2, B), dtype)
-        _infer_loop(lengths, reverse, y, x, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, params["weight_ih"], params["weight_hh"], params["ln_ih_gain"], params["ln_hh_gain"], params["bias"], params["ln_c_gain"], params["ln_c_bias"], x_chunk)
+        panels_hh = _panels_of(shared_panels, "panels_hh", params["weight_hh"].T)   # packed once per call
+        panels_ih = _panels_of(shared_panels, "panels_ih", params["weight_ih"].T)   # packed once per call
+        _infer_loop(lengths, reverse, y, x, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, params["ln_ih_gain"], params["ln_hh_gain"], params["bias"], params["ln_c_gain"], params["ln_c_bias"], x_chunk, panels_hh, panels_ih)
         final_states = (s_h[T % 2].copy(), s_c[T % 2].copy(),)
         return y, final_states, None
     zx_ih = _matmul(x2d, params["weight_ih"].T).reshape(T, B, 4 * H)
@@ -1003,7 +1003,8 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     m_ln_hh_sq = np.empty((T, B), dtype)
     m_ln_c_mean = np.empty((T, B), dtype)
     m_ln_c_sq = np.empty((T, B), dtype)
-    _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, params["weight_hh"], params["ln_ih_gain"], params["ln_hh_gain"], params["bias"], params["ln_c_gain"], params["ln_c_bias"])
+    panels_hh = _panels_of(shared_panels, "panels_hh", params["weight_hh"].T)   # packed once per call
+    _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, params["ln_ih_gain"], params["ln_hh_gain"], params["bias"], params["ln_c_gain"], params["ln_c_bias"], panels_hh)
     final_states = (s_h[T].copy(), s_c[T].copy(),)
     saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,
                          s_h=s_h, s_c=s_c, z_hh=z_hh, m_ln_ih_mean=m_ln_ih_mean,
@@ -1024,11 +1025,12 @@ def backward(dy, d_final, saved):
     return backward_unchecked(dy, d_final, saved)
 
 
-def backward_unchecked(dy, d_final, saved):
+def backward_unchecked(dy, d_final, saved, shared_panels=None):
     """backward() without the checks of dy, d_final and saved, for a caller that has made them
     (rnngen.RNN): saved what forward() of this cell returned with need_grad=True; dy a C-contiguous
     (T, B, H) array of x's dtype without NaN or inf; d_final None or a tuple with one (B, size)
-    array of x's dtype (only read) or None per state. Other input gives wrong results or a crash."""
+    array of x's dtype (only read) or None per state. Other input gives wrong results or a crash.
+    shared_panels: as in forward_unchecked (the slices of one backward call)."""
     d_final = checks.state_grads(d_final, saved, STATES)
     x, params, lengths, reverse = saved.x, saved.params, saved.lengths, saved.reverse
     zx_ih = saved.zx_ih
@@ -1061,7 +1063,8 @@ def backward_unchecked(dy, d_final, saved):
     dvec_bias = np.zeros(4 * H, dtype)
     dvec_ln_c_gain = np.zeros(H, dtype)
     dvec_ln_c_bias = np.zeros(H, dtype)
-    _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, d_h, d_c, dzx_ih, dz_hh, dmean_ln_ih_mean, dmean_ln_ih_sq, dmean_ln_hh_mean, dmean_ln_hh_sq, dmean_ln_c_mean, dmean_ln_c_sq, dvec_ln_ih_gain, dvec_ln_hh_gain, dvec_bias, dvec_ln_c_gain, dvec_ln_c_bias, params["weight_hh"], params["ln_ih_gain"], params["ln_hh_gain"], params["bias"], params["ln_c_gain"], params["ln_c_bias"], dv_hh)
+    panels_hh_adj = _panels_of(shared_panels, "panels_hh_adj", params["weight_hh"])   # packed once per call
+    _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, d_h, d_c, dzx_ih, dz_hh, dmean_ln_ih_mean, dmean_ln_ih_sq, dmean_ln_hh_mean, dmean_ln_hh_sq, dmean_ln_c_mean, dmean_ln_c_sq, dvec_ln_ih_gain, dvec_ln_hh_gain, dvec_bias, dvec_ln_c_gain, dvec_ln_c_bias, params["ln_ih_gain"], params["ln_hh_gain"], params["bias"], params["ln_c_gain"], params["ln_c_bias"], dv_hh, panels_hh_adj)
     d_params = {}
     d_params["weight_ih"] = _matmul_tn(dzx_ih.reshape(T * B, 4 * H), x2d)
     dx = _matmul(dzx_ih.reshape(T * B, 4 * H), params["weight_ih"])

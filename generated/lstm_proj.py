@@ -2,7 +2,7 @@
 
 source spec: lstm_proj.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 92f15939844ac62a47dd2fd8621967286360ff77921a1ef3b2b007be092d311d
+sha256 of spec + templates + math libraries + versions: 16c693ffcc740bb5dd6301de91b0f7b9615e661056d7447bca1926ebdd30f20a
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -32,10 +32,10 @@ from rnngen.backends.cpu.loop_pipeline import LoopPipeline   # how the loops com
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels as _panels, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_proj"
-SPEC_SHA256 = "92f15939844ac62a47dd2fd8621967286360ff77921a1ef3b2b007be092d311d"
+SPEC_SHA256 = "16c693ffcc740bb5dd6301de91b0f7b9615e661056d7447bca1926ebdd30f20a"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -69,13 +69,11 @@ def sizes_of(params):
 
 # -- forward: the time loop ------------------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
-def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, bias_ih, weight_hh, bias_hh, weight_hr):
+def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, bias_ih, bias_hh, panels_hh, panels_hr):
     T = y.shape[0]
     B = y.shape[1]
     H = zx_ih.shape[2] // 4
     proj_size = y.shape[2]
-    panels_hh = _panels(weight_hh.T)   # weight_hh.T packed once per call for the per-step GEMMs
-    panels_hr = _panels(weight_hr.T)   # weight_hr.T packed once per call for the per-step GEMMs
     c0 = y.dtype.type(0)
     c1 = y.dtype.type(1)
     for step in range(T):
@@ -154,13 +152,11 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, bias_i
 
 # -- backward: the time loop in reverse ------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
-def _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dzx_ih, dz_hh, dz_hr, dv_hr, weight_hh, weight_hr, dv_hh):
+def _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dzx_ih, dz_hh, dz_hr, dv_hr, dv_hh, panels_hr_adj, panels_hh_adj):
     T = dy.shape[0]
     B = dy.shape[1]
     H = zx_ih.shape[2] // 4
     proj_size = dy.shape[2]
-    panels_hr_adj = _panels(weight_hr)   # weight_hr packed once per call for the per-step GEMMs
-    panels_hh_adj = _panels(weight_hh)   # weight_hh packed once per call for the per-step GEMMs
     c0 = dy.dtype.type(0)
     c1 = dy.dtype.type(1)
     for step in range(T - 1, -1, -1):
@@ -253,14 +249,11 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dzx_ih, dz_hh, dz
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
-def _infer_loop(lengths, reverse, y, x, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, weight_ih, bias_ih, weight_hh, bias_hh, weight_hr, x_chunk):
+def _infer_loop(lengths, reverse, y, x, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, bias_ih, bias_hh, x_chunk, panels_hh, panels_hr, panels_ih):
     T = y.shape[0]
     B = y.shape[1]
     H = zx_ih.shape[2] // 4
     proj_size = y.shape[2]
-    panels_hh = _panels(weight_hh.T)   # weight_hh.T packed once per call for the per-step GEMMs
-    panels_hr = _panels(weight_hr.T)   # weight_hr.T packed once per call for the per-step GEMMs
-    panels_ih = _panels(weight_ih.T)   # weight_ih.T packed once per call for the per-step GEMMs
     TC = x_chunk.shape[0]   # steps per chunk of the input GEMMs
     c0 = y.dtype.type(0)
     c1 = y.dtype.type(1)
@@ -364,13 +357,15 @@ def forward(x, params, state0=None, lengths=None, reverse=False, need_grad=True,
     return forward_unchecked(x, params, state0, lengths, reverse, need_grad, masks)
 
 
-def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks=None):
+def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks=None, shared_panels=None):
     """forward() without the checks of x, params, state0, lengths and reverse, for a caller that
     has made them (rnngen.RNN, once per network call): x a C-contiguous (T, B, I) float32 or float64
     numpy array without NaN or inf; params exactly PARAMS, C-contiguous, of x's dtype, shaped for
     x's I and H, without NaN or inf; state0 None or a tuple with one (B, size) array of x's dtype
     (only read) or None per state; lengths an int64 (B,) array of values in [0, T]; reverse a bool.
-    Other input gives wrong results or a crash, not an error. masks are checked here as in forward()."""
+    Other input gives wrong results or a crash, not an error. masks are checked here as in forward().
+    shared_panels: a host_gemm.SharedPanels that the batch slices of one call share (the weights
+    packed once for them all), or None."""
     state0 = checks.initial_states(state0, x, params, PARAMS, STATES, STATE_SIZES, INITIAL)
     if masks is not None or MASKS:
         masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS),
@@ -392,7 +387,10 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
         z_hh = np.empty((B, 4 * H), dtype)
         z_hr = np.empty((B, proj_size), dtype)
         v_hr = np.empty((2, B, H), dtype)
-        _infer_loop(lengths, reverse, y, x, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, params["weight_ih"], params["bias_ih"], params["weight_hh"], params["bias_hh"], params["weight_hr"], x_chunk)
+        panels_hh = _panels_of(shared_panels, "panels_hh", params["weight_hh"].T)   # packed once per call
+        panels_hr = _panels_of(shared_panels, "panels_hr", params["weight_hr"].T)   # packed once per call
+        panels_ih = _panels_of(shared_panels, "panels_ih", params["weight_ih"].T)   # packed once per call
+        _infer_loop(lengths, reverse, y, x, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, params["bias_ih"], params["bias_hh"], x_chunk, panels_hh, panels_hr, panels_ih)
         final_states = (s_h[T % 2].copy(), s_c[T % 2].copy(),)
         return y, final_states, None
     zx_ih = _matmul(x2d, params["weight_ih"].T).reshape(T, B, 4 * H)
@@ -403,7 +401,9 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     z_hh = np.empty((B, 4 * H), dtype)   # this step's product (backward does not read it)
     z_hr = np.empty((B, proj_size), dtype)   # this step's product (backward does not read it)
     v_hr = np.empty((T, B, H), dtype)
-    _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, params["bias_ih"], params["weight_hh"], params["bias_hh"], params["weight_hr"])
+    panels_hh = _panels_of(shared_panels, "panels_hh", params["weight_hh"].T)   # packed once per call
+    panels_hr = _panels_of(shared_panels, "panels_hr", params["weight_hr"].T)   # packed once per call
+    _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, params["bias_ih"], params["bias_hh"], panels_hh, panels_hr)
     final_states = (s_h[T].copy(), s_c[T].copy(),)
     saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,
                          s_h=s_h, s_c=s_c, v_hr=v_hr)
@@ -422,11 +422,12 @@ def backward(dy, d_final, saved):
     return backward_unchecked(dy, d_final, saved)
 
 
-def backward_unchecked(dy, d_final, saved):
+def backward_unchecked(dy, d_final, saved, shared_panels=None):
     """backward() without the checks of dy, d_final and saved, for a caller that has made them
     (rnngen.RNN): saved what forward() of this cell returned with need_grad=True; dy a C-contiguous
     (T, B, proj_size) array of x's dtype without NaN or inf; d_final None or a tuple with one (B, size)
-    array of x's dtype (only read) or None per state. Other input gives wrong results or a crash."""
+    array of x's dtype (only read) or None per state. Other input gives wrong results or a crash.
+    shared_panels: as in forward_unchecked (the slices of one backward call)."""
     d_final = checks.state_grads(d_final, saved, STATES)
     x, params, lengths, reverse = saved.x, saved.params, saved.lengths, saved.reverse
     zx_ih = saved.zx_ih
@@ -445,7 +446,9 @@ def backward_unchecked(dy, d_final, saved):
     dz_hr = np.zeros((T, B, proj_size), dtype)
     dv_hr = np.empty((B, H), dtype)
     dv_hh = np.empty((B, proj_size), dtype)   # the product dv = dz @ W, added to the state's gradient
-    _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dzx_ih, dz_hh, dz_hr, dv_hr, params["weight_hh"], params["weight_hr"], dv_hh)
+    panels_hr_adj = _panels_of(shared_panels, "panels_hr_adj", params["weight_hr"])   # packed once per call
+    panels_hh_adj = _panels_of(shared_panels, "panels_hh_adj", params["weight_hh"])   # packed once per call
+    _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dzx_ih, dz_hh, dz_hr, dv_hr, dv_hh, panels_hr_adj, panels_hh_adj)
     d_params = {}
     d_params["weight_ih"] = _matmul_tn(dzx_ih.reshape(T * B, 4 * H), x2d)
     dx = _matmul(dzx_ih.reshape(T * B, 4 * H), params["weight_ih"])

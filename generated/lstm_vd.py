@@ -2,7 +2,7 @@
 
 source spec: lstm_vd.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 74020825b67163a6cc2de65322b7c547bb88dcc9c474fa537e4daa736275d636
+sha256 of spec + templates + math libraries + versions: 974cce5595e194c02ad2ff46c2df99b2e72610698b353c06100d8ec76681221f
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -32,10 +32,10 @@ from rnngen.backends.cpu.loop_pipeline import LoopPipeline   # how the loops com
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels as _panels, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_vd"
-SPEC_SHA256 = "74020825b67163a6cc2de65322b7c547bb88dcc9c474fa537e4daa736275d636"
+SPEC_SHA256 = "974cce5595e194c02ad2ff46c2df99b2e72610698b353c06100d8ec76681221f"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -65,9 +65,8 @@ def sizes_of(params):
 
 # -- forward: the time loop ------------------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
-def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, v_hh, mask_m_h, bias_ih, weight_hh, bias_hh):
+def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, v_hh, mask_m_h, bias_ih, bias_hh, panels_hh):
     T, B, H = y.shape
-    panels_hh = _panels(weight_hh.T)   # weight_hh.T packed once per call for the per-step GEMMs
     c0 = y.dtype.type(0)
     c1 = y.dtype.type(1)
     for step in range(T):
@@ -126,9 +125,8 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, v_hh, mask_m_h, bi
 
 # -- backward: the time loop in reverse ------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
-def _backward_loop(lengths, reverse, dy, zx_ih, s_c, mask_m_h, d_h, d_c, dzx_ih, dz_hh, dv_hh, weight_hh):
+def _backward_loop(lengths, reverse, dy, zx_ih, s_c, mask_m_h, d_h, d_c, dzx_ih, dz_hh, dv_hh, panels_hh_adj):
     T, B, H = dy.shape
-    panels_hh_adj = _panels(weight_hh)   # weight_hh packed once per call for the per-step GEMMs
     c0 = dy.dtype.type(0)
     c1 = dy.dtype.type(1)
     for step in range(T - 1, -1, -1):
@@ -191,10 +189,8 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, mask_m_h, d_h, d_c, dzx_ih,
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
-def _infer_loop(lengths, reverse, y, x, zx_ih, s_h, s_c, z_hh, v_hh, mask_m_h, weight_ih, bias_ih, weight_hh, bias_hh, x_chunk):
+def _infer_loop(lengths, reverse, y, x, zx_ih, s_h, s_c, z_hh, v_hh, mask_m_h, bias_ih, bias_hh, x_chunk, panels_hh, panels_ih):
     T, B, H = y.shape
-    panels_hh = _panels(weight_hh.T)   # weight_hh.T packed once per call for the per-step GEMMs
-    panels_ih = _panels(weight_ih.T)   # weight_ih.T packed once per call for the per-step GEMMs
     TC = x_chunk.shape[0]   # steps per chunk of the input GEMMs
     c0 = y.dtype.type(0)
     c1 = y.dtype.type(1)
@@ -255,9 +251,8 @@ def _infer_loop(lengths, reverse, y, x, zx_ih, s_h, s_c, z_hh, v_hh, mask_m_h, w
 
 # -- forward at rate 0: the time loop --------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
-def _forward_loop_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, bias_ih_hh):
+def _forward_loop_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, bias_ih_hh, panels_hh):
     T, B, H = y.shape
-    panels_hh = _panels(weight_hh.T)   # weight_hh.T packed once per call for the per-step GEMMs
     c0 = y.dtype.type(0)
     c1 = y.dtype.type(1)
     for step in range(T):
@@ -301,9 +296,8 @@ def _forward_loop_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, b
 
 # -- backward at rate 0: the time loop in reverse --------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
-def _backward_loop_rate0(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, weight_hh, dv_hh):
+def _backward_loop_rate0(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, dv_hh, panels_hh_adj):
     T, B, H = dy.shape
-    panels_hh_adj = _panels(weight_hh)   # weight_hh packed once per call for the per-step GEMMs
     c0 = dy.dtype.type(0)
     c1 = dy.dtype.type(1)
     for step in range(T - 1, -1, -1):
@@ -347,10 +341,8 @@ def _backward_loop_rate0(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, weig
 
 # -- forward without backward (need_grad=False) at rate 0: two rows of each per-step sequence ------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
-def _infer_loop_rate0(lengths, reverse, y, x, zx_ih, s_h, s_c, z_hh, weight_ih, weight_hh, bias_ih_hh, x_chunk):
+def _infer_loop_rate0(lengths, reverse, y, x, zx_ih, s_h, s_c, z_hh, bias_ih_hh, x_chunk, panels_hh, panels_ih):
     T, B, H = y.shape
-    panels_hh = _panels(weight_hh.T)   # weight_hh.T packed once per call for the per-step GEMMs
-    panels_ih = _panels(weight_ih.T)   # weight_ih.T packed once per call for the per-step GEMMs
     TC = x_chunk.shape[0]   # steps per chunk of the input GEMMs
     c0 = y.dtype.type(0)
     c1 = y.dtype.type(1)
@@ -419,16 +411,18 @@ def forward(x, params, state0=None, lengths=None, reverse=False, need_grad=True,
     return forward_unchecked(x, params, state0, lengths, reverse, need_grad, masks)
 
 
-def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks=None):
+def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks=None, shared_panels=None):
     """forward() without the checks of x, params, state0, lengths and reverse, for a caller that
     has made them (rnngen.RNN, once per network call): x a C-contiguous (T, B, I) float32 or float64
     numpy array without NaN or inf; params exactly PARAMS, C-contiguous, of x's dtype, shaped for
     x's I and H, without NaN or inf; state0 None or a tuple with one (B, size) array of x's dtype
     (only read) or None per state; lengths an int64 (B,) array of values in [0, T]; reverse a bool.
-    Other input gives wrong results or a crash, not an error. masks are checked here as in forward()."""
+    Other input gives wrong results or a crash, not an error. masks are checked here as in forward().
+    shared_panels: a host_gemm.SharedPanels that the batch slices of one call share (the weights
+    packed once for them all), or None."""
     state0 = checks.initial_states(state0, x, params, PARAMS, STATES, None, INITIAL)
     if checks.masks_at_rate0(masks, MASKS):     # every step and sequence mask is 1: the kernels without them
-        return _forward_rate0(x, params, state0, lengths, reverse, need_grad, masks)
+        return _forward_rate0(x, params, state0, lengths, reverse, need_grad, masks, shared_panels)
     if masks is not None or MASKS:
         masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS),
                                      x.dtype, params)
@@ -448,7 +442,9 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
         mask_m_h = masks["m_h"]
         z_hh = np.empty((B, 4 * H), dtype)
         v_hh = np.empty((2, B, H), dtype)
-        _infer_loop(lengths, reverse, y, x, zx_ih, s_h, s_c, z_hh, v_hh, mask_m_h, params["weight_ih"], params["bias_ih"], params["weight_hh"], params["bias_hh"], x_chunk)
+        panels_hh = _panels_of(shared_panels, "panels_hh", params["weight_hh"].T)   # packed once per call
+        panels_ih = _panels_of(shared_panels, "panels_ih", params["weight_ih"].T)   # packed once per call
+        _infer_loop(lengths, reverse, y, x, zx_ih, s_h, s_c, z_hh, v_hh, mask_m_h, params["bias_ih"], params["bias_hh"], x_chunk, panels_hh, panels_ih)
         final_states = (s_h[T % 2].copy(), s_c[T % 2].copy(),)
         return y, final_states, None
     zx_ih = _matmul(x2d, params["weight_ih"].T).reshape(T, B, 4 * H)
@@ -459,13 +455,14 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     mask_m_h = masks["m_h"]
     z_hh = np.empty((B, 4 * H), dtype)   # this step's product (backward does not read it)
     v_hh = np.empty((T, B, H), dtype)
-    _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, v_hh, mask_m_h, params["bias_ih"], params["weight_hh"], params["bias_hh"])
+    panels_hh = _panels_of(shared_panels, "panels_hh", params["weight_hh"].T)   # packed once per call
+    _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, v_hh, mask_m_h, params["bias_ih"], params["bias_hh"], panels_hh)
     final_states = (s_h[T].copy(), s_c[T].copy(),)
     saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,
                          s_h=s_h, s_c=s_c, v_hh=v_hh, mask_m_h=mask_m_h)
     return y, final_states, saved
 
-def _forward_rate0(x, params, state0, lengths, reverse, need_grad, masks):
+def _forward_rate0(x, params, state0, lengths, reverse, need_grad, masks, shared_panels):
     """forward() at rate 0 (every step and sequence mask 1, none given): the cell's kernels compiled
     without them (a DropConnect mask, of a weight, is still read)."""
     masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS), x.dtype,
@@ -485,7 +482,9 @@ def _forward_rate0(x, params, state0, lengths, reverse, need_grad, masks):
         s_c = np.empty((2, B, H), dtype)
         s_c[0] = state0[1]
         z_hh = np.empty((B, 4 * H), dtype)
-        _infer_loop_rate0(lengths, reverse, y, x, zx_ih, s_h, s_c, z_hh, params["weight_ih"], params["weight_hh"], bias_ih_hh, x_chunk)
+        panels_hh = _panels_of(shared_panels, "panels_hh", params["weight_hh"].T)   # packed once per call
+        panels_ih = _panels_of(shared_panels, "panels_ih", params["weight_ih"].T)   # packed once per call
+        _infer_loop_rate0(lengths, reverse, y, x, zx_ih, s_h, s_c, z_hh, bias_ih_hh, x_chunk, panels_hh, panels_ih)
         final_states = (s_h[T % 2].copy(), s_c[T % 2].copy(),)
         return y, final_states, None
     bias_ih_hh = params["bias_ih"] + params["bias_hh"]   # the loops add the two together
@@ -495,7 +494,8 @@ def _forward_rate0(x, params, state0, lengths, reverse, need_grad, masks):
     s_c = np.empty((T + 1, B, H), dtype)
     s_c[0] = state0[1]
     z_hh = np.empty((B, 4 * H), dtype)   # this step's product: the loop saves what backward needs in zx_ih
-    _forward_loop_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, params["weight_hh"], bias_ih_hh)
+    panels_hh = _panels_of(shared_panels, "panels_hh", params["weight_hh"].T)   # packed once per call
+    _forward_loop_rate0(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, bias_ih_hh, panels_hh)
     final_states = (s_h[T].copy(), s_c[T].copy(),)
     saved = checks.Saved(NAME, rate0=True, x=x, params=params, lengths=lengths, reverse=reverse,
                          zx_ih=zx_ih, s_h=s_h, s_c=s_c)
@@ -514,14 +514,15 @@ def backward(dy, d_final, saved):
     return backward_unchecked(dy, d_final, saved)
 
 
-def backward_unchecked(dy, d_final, saved):
+def backward_unchecked(dy, d_final, saved, shared_panels=None):
     """backward() without the checks of dy, d_final and saved, for a caller that has made them
     (rnngen.RNN): saved what forward() of this cell returned with need_grad=True; dy a C-contiguous
     (T, B, H) array of x's dtype without NaN or inf; d_final None or a tuple with one (B, size)
-    array of x's dtype (only read) or None per state. Other input gives wrong results or a crash."""
+    array of x's dtype (only read) or None per state. Other input gives wrong results or a crash.
+    shared_panels: as in forward_unchecked (the slices of one backward call)."""
     d_final = checks.state_grads(d_final, saved, STATES)
     if getattr(saved, "rate0", False):
-        return _backward_rate0(dy, d_final, saved)
+        return _backward_rate0(dy, d_final, saved, shared_panels)
     x, params, lengths, reverse = saved.x, saved.params, saved.lengths, saved.reverse
     zx_ih = saved.zx_ih
     s_h = saved.s_h
@@ -537,7 +538,8 @@ def backward_unchecked(dy, d_final, saved):
     dzx_ih = np.zeros((T, B, 4 * H), dtype)
     dz_hh = np.zeros((T, B, 4 * H), dtype)
     dv_hh = np.empty((B, H), dtype)
-    _backward_loop(lengths, reverse, dy, zx_ih, s_c, mask_m_h, d_h, d_c, dzx_ih, dz_hh, dv_hh, params["weight_hh"])
+    panels_hh_adj = _panels_of(shared_panels, "panels_hh_adj", params["weight_hh"])   # packed once per call
+    _backward_loop(lengths, reverse, dy, zx_ih, s_c, mask_m_h, d_h, d_c, dzx_ih, dz_hh, dv_hh, panels_hh_adj)
     d_params = {}
     d_params["weight_ih"] = _matmul_tn(dzx_ih.reshape(T * B, 4 * H), x2d)
     dx = _matmul(dzx_ih.reshape(T * B, 4 * H), params["weight_ih"])
@@ -547,7 +549,7 @@ def backward_unchecked(dy, d_final, saved):
     d_state0 = (d_h, d_c,)
     return dx.reshape(T, B, I), d_state0, {name: d_params[name] for name in PARAMS}
 
-def _backward_rate0(dy, d_final, saved):
+def _backward_rate0(dy, d_final, saved, shared_panels):
     """backward() of _forward_rate0: the kernels without the masks."""
     x, params, lengths, reverse = saved.x, saved.params, saved.lengths, saved.reverse
     zx_ih = saved.zx_ih
@@ -561,7 +563,8 @@ def _backward_rate0(dy, d_final, saved):
     d_c = d_final[1]
     dz_hh = np.zeros((T, B, 4 * H), dtype)
     dv_hh = np.empty((B, H), dtype)   # the product dv = dz @ W, added to the state's gradient
-    _backward_loop_rate0(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, params["weight_hh"], dv_hh)
+    panels_hh_adj = _panels_of(shared_panels, "panels_hh_adj", params["weight_hh"])   # packed once per call
+    _backward_loop_rate0(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, dv_hh, panels_hh_adj)
     d_params = {}
     # dz_hh is the gradient of ih's pre-activation too (the two add up); it is in loop order,
     # so a reversed run puts x and dx in loop order too

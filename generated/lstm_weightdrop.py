@@ -2,7 +2,7 @@
 
 source spec: lstm_weightdrop.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 0ae9abf983e0d0f2da618bf790c7f55892c44d3de6e7162d5c29a74602719dfb
+sha256 of spec + templates + math libraries + versions: 1c1cd17f55276375a4377667fe6a5e92884819bb7c5e39227498abbfa68c2166
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -33,10 +33,10 @@ from rnngen.backends.cpu.loop_pipeline import LoopPipeline   # how the loops com
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels as _panels, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_weightdrop"
-SPEC_SHA256 = "0ae9abf983e0d0f2da618bf790c7f55892c44d3de6e7162d5c29a74602719dfb"
+SPEC_SHA256 = "1c1cd17f55276375a4377667fe6a5e92884819bb7c5e39227498abbfa68c2166"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -66,9 +66,8 @@ def sizes_of(params):
 
 # -- forward: the time loop ------------------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
-def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, bias_ih_hh):
+def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, bias_ih_hh, panels_hh):
     T, B, H = y.shape
-    panels_hh = _panels(weight_hh.T)   # weight_hh.T packed once per call for the per-step GEMMs
     c0 = y.dtype.type(0)
     c1 = y.dtype.type(1)
     for step in range(T):
@@ -112,9 +111,8 @@ def _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh, bias_ih
 
 # -- backward: the time loop in reverse ------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
-def _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, weight_hh, dv_hh):
+def _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, dv_hh, panels_hh_adj):
     T, B, H = dy.shape
-    panels_hh_adj = _panels(weight_hh)   # weight_hh packed once per call for the per-step GEMMs
     c0 = dy.dtype.type(0)
     c1 = dy.dtype.type(1)
     for step in range(T - 1, -1, -1):
@@ -158,10 +156,8 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, weight_hh,
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
-def _infer_loop(lengths, reverse, y, x, zx_ih, s_h, s_c, z_hh, weight_ih, weight_hh, bias_ih_hh, x_chunk):
+def _infer_loop(lengths, reverse, y, x, zx_ih, s_h, s_c, z_hh, bias_ih_hh, x_chunk, panels_hh, panels_ih):
     T, B, H = y.shape
-    panels_hh = _panels(weight_hh.T)   # weight_hh.T packed once per call for the per-step GEMMs
-    panels_ih = _panels(weight_ih.T)   # weight_ih.T packed once per call for the per-step GEMMs
     TC = x_chunk.shape[0]   # steps per chunk of the input GEMMs
     c0 = y.dtype.type(0)
     c1 = y.dtype.type(1)
@@ -230,13 +226,15 @@ def forward(x, params, state0=None, lengths=None, reverse=False, need_grad=True,
     return forward_unchecked(x, params, state0, lengths, reverse, need_grad, masks)
 
 
-def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks=None):
+def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks=None, shared_panels=None):
     """forward() without the checks of x, params, state0, lengths and reverse, for a caller that
     has made them (rnngen.RNN, once per network call): x a C-contiguous (T, B, I) float32 or float64
     numpy array without NaN or inf; params exactly PARAMS, C-contiguous, of x's dtype, shaped for
     x's I and H, without NaN or inf; state0 None or a tuple with one (B, size) array of x's dtype
     (only read) or None per state; lengths an int64 (B,) array of values in [0, T]; reverse a bool.
-    Other input gives wrong results or a crash, not an error. masks are checked here as in forward()."""
+    Other input gives wrong results or a crash, not an error. masks are checked here as in forward().
+    shared_panels: a host_gemm.SharedPanels that the batch slices of one call share (the weights
+    packed once for them all), or None."""
     state0 = checks.initial_states(state0, x, params, PARAMS, STATES, None, INITIAL)
     if masks is not None or MASKS:
         masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS),
@@ -258,7 +256,9 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
         mask_weight_hh = masks["weight_hh"]   # DropConnect of weight_hh: None at rate 0 and in eval
         weight_hh_drop = checks.drop_weight(params["weight_hh"], mask_weight_hh)
         z_hh = np.empty((B, 4 * H), dtype)
-        _infer_loop(lengths, reverse, y, x, zx_ih, s_h, s_c, z_hh, params["weight_ih"], weight_hh_drop, bias_ih_hh, x_chunk)
+        panels_hh = _panels_of(shared_panels, "panels_hh", weight_hh_drop.T)   # packed once per call
+        panels_ih = _panels_of(shared_panels, "panels_ih", params["weight_ih"].T)   # packed once per call
+        _infer_loop(lengths, reverse, y, x, zx_ih, s_h, s_c, z_hh, bias_ih_hh, x_chunk, panels_hh, panels_ih)
         final_states = (s_h[T % 2].copy(), s_c[T % 2].copy(),)
         return y, final_states, None
     bias_ih_hh = params["bias_ih"] + params["bias_hh"]   # the loops add the two together
@@ -270,7 +270,8 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     mask_weight_hh = masks["weight_hh"]   # DropConnect of weight_hh: None at rate 0 and in eval
     weight_hh_drop = checks.drop_weight(params["weight_hh"], mask_weight_hh)
     z_hh = np.empty((B, 4 * H), dtype)   # this step's product: the loop saves what backward needs in zx_ih
-    _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, weight_hh_drop, bias_ih_hh)
+    panels_hh = _panels_of(shared_panels, "panels_hh", weight_hh_drop.T)   # packed once per call
+    _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, bias_ih_hh, panels_hh)
     final_states = (s_h[T].copy(), s_c[T].copy(),)
     saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,
                          s_h=s_h, s_c=s_c, mask_weight_hh=mask_weight_hh)
@@ -289,11 +290,12 @@ def backward(dy, d_final, saved):
     return backward_unchecked(dy, d_final, saved)
 
 
-def backward_unchecked(dy, d_final, saved):
+def backward_unchecked(dy, d_final, saved, shared_panels=None):
     """backward() without the checks of dy, d_final and saved, for a caller that has made them
     (rnngen.RNN): saved what forward() of this cell returned with need_grad=True; dy a C-contiguous
     (T, B, H) array of x's dtype without NaN or inf; d_final None or a tuple with one (B, size)
-    array of x's dtype (only read) or None per state. Other input gives wrong results or a crash."""
+    array of x's dtype (only read) or None per state. Other input gives wrong results or a crash.
+    shared_panels: as in forward_unchecked (the slices of one backward call)."""
     d_final = checks.state_grads(d_final, saved, STATES)
     x, params, lengths, reverse = saved.x, saved.params, saved.lengths, saved.reverse
     zx_ih = saved.zx_ih
@@ -309,7 +311,8 @@ def backward_unchecked(dy, d_final, saved):
     d_c = d_final[1]
     dz_hh = np.zeros((T, B, 4 * H), dtype)
     dv_hh = np.empty((B, H), dtype)   # the product dv = dz @ W, added to the state's gradient
-    _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, weight_hh_drop, dv_hh)
+    panels_hh_adj = _panels_of(shared_panels, "panels_hh_adj", weight_hh_drop)   # packed once per call
+    _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, dv_hh, panels_hh_adj)
     d_params = {}
     # dz_hh is the gradient of ih's pre-activation too (the two add up); it is in loop order,
     # so a reversed run puts x and dx in loop order too

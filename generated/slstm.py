@@ -2,7 +2,7 @@
 
 source spec: slstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 19495c08e0e2f01d38b74c63c4deec3599cd7b9027cfedcec18a081dab310fbf
+sha256 of spec + templates + math libraries + versions: cd56c316cc2fe478d370c413ce851f648df2947a2c9661e1e154dfd682575ddb
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -40,10 +40,10 @@ from rnngen.backends.cpu.loop_pipeline import LoopPipeline   # how the loops com
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, exp_nonpositive as _exp_nonpositive, gather_steps as _gather_steps, gemm_panels as _gemm_panels, head_weight_grad as _head_weight_grad, log_sigmoid as _log_sigmoid, matmul as _matmul, matmul_tn as _matmul_tn, maximum as _maximum, panels as _panels, sigmoid as _sigmoid, step as _step, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, exp_nonpositive as _exp_nonpositive, gather_steps as _gather_steps, gemm_panels as _gemm_panels, head_weight_grad as _head_weight_grad, log_sigmoid as _log_sigmoid, matmul as _matmul, matmul_tn as _matmul_tn, maximum as _maximum, panels_of as _panels_of, sigmoid as _sigmoid, step as _step, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "slstm"
-SPEC_SHA256 = "19495c08e0e2f01d38b74c63c4deec3599cd7b9027cfedcec18a081dab310fbf"
+SPEC_SHA256 = "cd56c316cc2fe478d370c413ce851f648df2947a2c9661e1e154dfd682575ddb"
 STATES = ('h', 'c', 'n', 'm')
 OUTPUT = "h"
 INITIAL = {'m': 'lowest'}     # the states that do not start at zero when state0 leaves them out
@@ -249,12 +249,11 @@ def _backward_loop(lengths, reverse, dy, zx_ih, s_c, s_n, s_m, d_h, d_c, d_n, d_
 
 # -- forward without backward (need_grad=False): two rows of each per-step sequence ----------------
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, pipeline_class=LoopPipeline)
-def _infer_loop(lengths, reverse, y, x, zx_ih, s_h, s_c, s_n, s_m, z_hh, weight_ih, bias_ih, weight_hh, zh_hh, x_chunk):
+def _infer_loop(lengths, reverse, y, x, zx_ih, s_h, s_c, s_n, s_m, z_hh, bias_ih, weight_hh, zh_hh, x_chunk, panels_ih):
     T = y.shape[0]
     B = y.shape[1]
     H = y.shape[2]
     heads = weight_hh.shape[0]
-    panels_ih = _panels(weight_ih.T)   # weight_ih.T packed once per call for the per-step GEMMs
     TC = x_chunk.shape[0]   # steps per chunk of the input GEMMs
     c0 = y.dtype.type(0)
     c1 = y.dtype.type(1)
@@ -340,13 +339,15 @@ def forward(x, params, state0=None, lengths=None, reverse=False, need_grad=True,
     return forward_unchecked(x, params, state0, lengths, reverse, need_grad, masks)
 
 
-def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks=None):
+def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks=None, shared_panels=None):
     """forward() without the checks of x, params, state0, lengths and reverse, for a caller that
     has made them (rnngen.RNN, once per network call): x a C-contiguous (T, B, I) float32 or float64
     numpy array without NaN or inf; params exactly PARAMS, C-contiguous, of x's dtype, shaped for
     x's I and H, without NaN or inf; state0 None or a tuple with one (B, size) array of x's dtype
     (only read) or None per state; lengths an int64 (B,) array of values in [0, T]; reverse a bool.
-    Other input gives wrong results or a crash, not an error. masks are checked here as in forward()."""
+    Other input gives wrong results or a crash, not an error. masks are checked here as in forward().
+    shared_panels: a host_gemm.SharedPanels that the batch slices of one call share (the weights
+    packed once for them all), or None."""
     state0 = checks.initial_states(state0, x, params, PARAMS, STATES, STATE_SIZES, INITIAL)
     if masks is not None or MASKS:
         masks = checks.forward_masks(masks, MASKS, x.shape[0], x.shape[1], checks.hidden_size(params, PARAMS),
@@ -372,7 +373,8 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
         z_hh = np.empty((B, 4 * H), dtype)
         DH = params["weight_hh"].shape[2]   # units per head
         zh_hh = np.empty((B, 4 * DH), dtype)   # one head's GEMM
-        _infer_loop(lengths, reverse, y, x, zx_ih, s_h, s_c, s_n, s_m, z_hh, params["weight_ih"], params["bias_ih"], params["weight_hh"], zh_hh, x_chunk)
+        panels_ih = _panels_of(shared_panels, "panels_ih", params["weight_ih"].T)   # packed once per call
+        _infer_loop(lengths, reverse, y, x, zx_ih, s_h, s_c, s_n, s_m, z_hh, params["bias_ih"], params["weight_hh"], zh_hh, x_chunk, panels_ih)
         final_states = (s_h[T % 2].copy(), s_c[T % 2].copy(), s_n[T % 2].copy(), s_m[T % 2].copy(),)
         return y, final_states, None
     zx_ih = _matmul(x2d, params["weight_ih"].T).reshape(T, B, 4 * H)
@@ -406,11 +408,12 @@ def backward(dy, d_final, saved):
     return backward_unchecked(dy, d_final, saved)
 
 
-def backward_unchecked(dy, d_final, saved):
+def backward_unchecked(dy, d_final, saved, shared_panels=None):
     """backward() without the checks of dy, d_final and saved, for a caller that has made them
     (rnngen.RNN): saved what forward() of this cell returned with need_grad=True; dy a C-contiguous
     (T, B, H) array of x's dtype without NaN or inf; d_final None or a tuple with one (B, size)
-    array of x's dtype (only read) or None per state. Other input gives wrong results or a crash."""
+    array of x's dtype (only read) or None per state. Other input gives wrong results or a crash.
+    shared_panels: as in forward_unchecked (the slices of one backward call)."""
     d_final = checks.state_grads(d_final, saved, STATES)
     x, params, lengths, reverse = saved.x, saved.params, saved.lengths, saved.reverse
     zx_ih = saved.zx_ih

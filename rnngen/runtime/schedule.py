@@ -31,6 +31,7 @@ import inspect
 import numpy as np
 
 from ..backends.checks import CheckedLengths, hidden_size
+from ..backends.cpu.host_gemm import SharedPanels
 from ..backends.masks import rows as mask_rows
 from . import threads as blas
 from .stack import in_order
@@ -128,6 +129,14 @@ def _keywords(fn):
     return frozenset(inspect.signature(fn).parameters)
 
 
+def _shared_panels(fn, slices):
+    """The keyword giving the slices of one call one packed copy of the weights (host_gemm.SharedPanels),
+    where there are several and the module takes it (modules generated before 2026-12-07 do not)."""
+    if slices > 1 and "shared_panels" in _keywords(fn):
+        return {"shared_panels": SharedPanels()}
+    return {}
+
+
 def _host_lengths(lengths):
     return lengths.host if isinstance(lengths, CheckedLengths) else lengths
 
@@ -142,9 +151,11 @@ def forward(gen, x, params, state0, lengths, reverse, need_grad=True, slices=1, 
     if masks is None and not checked:
         masks = getattr(gen, "drawn_masks", None)
     if checked and hasattr(gen, "forward_unchecked"):
+        kw = _shared_panels(gen.forward_unchecked, slices)
+
         def call(x, state0, lengths, masks):
             return gen.forward_unchecked(np.ascontiguousarray(x), params, state0, _host_lengths(lengths), reverse,
-                                         need_grad, masks)
+                                         need_grad, masks, **kw)
     else:
         takes = _keywords(getattr(gen.forward, "__func__", gen.forward))   # an older module has neither
         kw = {} if need_grad or "need_grad" not in takes else {"need_grad": False}
@@ -178,10 +189,12 @@ def backward(gen, dy, d_final, saved, checked=False):
     if not isinstance(saved, SlicedSaved):
         return gen.backward_unchecked(dy, d_final, saved) if unchecked else gen.backward(dy, d_final, saved)
 
+    kw = _shared_panels(gen.backward_unchecked, len(saved.parts)) if unchecked else {}
+
     def task(part, b0, b1):
         df = None if d_final is None else tuple(None if d is None else d[b0:b1] for d in d_final)
         if unchecked:
-            return gen.backward_unchecked(np.ascontiguousarray(dy[:, b0:b1]), df, part)
+            return gen.backward_unchecked(np.ascontiguousarray(dy[:, b0:b1]), df, part, **kw)
         return gen.backward(None if dy is None else dy[:, b0:b1], df, part)
 
     results = run_all([lambda p=p, b0=b0, b1=b1: task(p, b0, b1)

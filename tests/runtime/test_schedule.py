@@ -122,6 +122,26 @@ def test_blas_threads_restored_after_a_parallel_call(serial_then_default):
     assert threads.threads() == before
 
 
+def test_the_slices_of_a_call_share_one_packed_weight(serial_then_default, monkeypatch):
+    """Two batch slices: forward and backward each pack weight_hh (2 MB, past host_gemm.MIN_SHARED_BYTES)
+    once for both slices, and give the serial run's results."""
+    from rnngen.backends.cpu import host_gemm
+    rng = np.random.default_rng(3)
+    net = rnngen.RNN("lstm", 8, 256, dtype=np.float64)
+    x = rng.standard_normal((5, 16, 8))
+    lengths = np.array([5, 0, 3, 5, 1, 2, 5, 4] * 2)
+    _, serial = _run(net, x, lengths, None, 1)
+    shapes = []
+    real = host_gemm.packed
+    monkeypatch.setattr(host_gemm, "packed", lambda w: shapes.append(w.shape) or real(w))
+    monkeypatch.setattr(schedule, "plan", lambda *a, **k: schedule.Plan(False, 2, one_blas_thread=True))
+    plan, sliced = _run(net, x, lengths, None, 2)
+    assert plan.slices == 2
+    assert shapes.count((256, 1024)) == 1 and shapes.count((1024, 256)) == 1    # weight_hh.T forward, weight_hh backward
+    for a, b in zip(serial, sliced):
+        assert _close(a, b, 1e-12)
+
+
 # -- need_grad=False -------------------------------------------------------------------------------
 @pytest.mark.parametrize("cell", CELLS)
 def test_inference_forward_equals_training_forward(cell):

@@ -92,7 +92,7 @@ class _Printer:
         self.terms = {}        # a kernel's reductions' terms arrays -> their size
         self.scales = {}       # a kernel's reductions' 1/count -> the local holding it
         self.row_arrays = {}   # (name, size) -> a split block's one-row array (split.py)
-        self.packed = {}       # a kernel's packed weights -> the line making each
+        self.packed = {}       # a kernel's packed weights (panels buffers) -> the wrapper's line making each
 
     def value(self, v, views):
         if isinstance(v, ir.Ref):
@@ -223,39 +223,44 @@ class _Printer:
         block.loops = loops
         return block
 
-    def pack(self, weight, operand, suffix=""):
-        """The local of `operand` (weight or weight.T) packed once, before the loop (stepgemm.py)."""
+    def pack(self, weight, transposed, suffix=""):
+        """The kernel argument holding the weight (.T when `transposed`) packed once per call by the
+        wrapper (stepgemm.py; host_gemm.panels_of: shared by the batch slices of one call)."""
         name = self.lay.panel_name(weight, suffix)
-        self.packed[name] = f"{name} = _panels({operand})   # {operand} packed once per call for the per-step GEMMs"
+        operand = self.lay.call_name(weight) + (".T" if transposed else "")
+        buf = ir.Buffer(name, "panels", (), owner=weight.owner)
+        self.packed[buf] = f'{name} = _panels_of(shared_panels, "{name}", {operand})   # packed once per call'
+        self.used.add(buf)
         return name
 
     def gemm(self, op):
-        for b in (op.input.buffer, op.weight, op.output.buffer):
+        for b in (op.input.buffer, op.output.buffer):
             self.used.add(b)
         if op.heads:
+            self.used.add(op.weight)
             lines, scratch = self.lay.head_gemm(op)
             self.used.update(scratch)
             return [("gemm", line) for line in lines]
-        return [("gemm", f"_gemm_panels({self.lay.step_slice(op.input)}, {self.pack(op.weight, op.weight.name + '.T')}, "
+        return [("gemm", f"_gemm_panels({self.lay.step_slice(op.input)}, {self.pack(op.weight, True)}, "
                          f"{self.lay.step_slice(op.output)})")]
 
     def input_chunks(self):
         """The inference loop's first stage: its input GEMMs, every TC steps (infer.py)."""
         self.used |= {self.k.buffer("x"), self.lay.x_chunk}
-        for g in self.lay.chunked.values():
-            self.used |= {g.weight, g.out}
+        self.used |= {g.out for g in self.lay.chunked.values()}
         return Stage("stage 0: the input GEMMs of the next TC steps", [("gemm", line) for line in self.lay.chunk_gemms(self.pack)])
 
     def gemm_adjoint(self, op):
         out = self.lay.scratch.get(op.linear, op.out)
-        for b in (op.d.buffer, op.weight, out, op.out):
+        for b in (op.d.buffer, out, op.out):
             self.used.add(b)
         if op.heads:
+            self.used.add(op.weight)
             text, scratch = self.lay.head_gemm_adjoint(op, out)
             self.used.update(scratch)
             lines = [("gemm", line) for line in text]
         else:
-            lines = [("gemm", f"_gemm_panels({self.lay.step_slice(op.d)}, {self.pack(op.weight, op.weight.name, '_adj')}, "
+            lines = [("gemm", f"_gemm_panels({self.lay.step_slice(op.d)}, {self.pack(op.weight, False, '_adj')}, "
                               f"{out.name})")]
         if op.accumulate:
             lines.append(("add", f"{op.out.name} += {out.name}"))
@@ -294,23 +299,23 @@ class _Printer:
         return out
 
     def args(self, first):
-        """Kernel parameters and what the wrapper passes for them: the buffers the kernel uses; and
-        the kernel's lines reading its sizes from them."""
+        """Kernel parameters and what the wrapper passes for them: the buffers the kernel uses; the
+        kernel's lines reading its sizes from them; the wrapper's lines packing its weights."""
         order = [first] + [b for b in self.k.buffers if b is not first] + self.k.params \
             + list(dict.fromkeys(self.lay.bias_sums.values())) + list(self.lay.scratch.values()) \
             + [b for bufs in self.lay.head_scratch.values() for b in bufs] \
-            + ([self.lay.x_chunk] if self.lay.chunked else [])
+            + ([self.lay.x_chunk] if self.lay.chunked else []) + list(self.packed)
         used, self.used, n = [b for b in order if b in self.used], set(), self.k.loop
         terms = [f"{name} = np.empty({size}, {first.name}.dtype)   # a reduction's terms, one row at a time"
                  for name, size in self.terms.items()]
         terms += [f"{name} = np.empty({size}, {first.name}.dtype)   # one row's values, between "
                   + ("the blocks of a row loop" if ":" in key else "split loops")
                   for (key, size), name in self.row_arrays.items()]
-        packed, self.terms, self.row_arrays, self.packed = list(self.packed.values()), {}, {}, {}
+        packed, self.terms, self.row_arrays, self.packed = [self.packed[b] for b in used if b in self.packed], {}, {}, {}
         return ([n["lengths"], n["reverse"]] + [b.name for b in used],
                 ["lengths", "reverse"] + [self.lay.call_name(b) for b in used],
                 kernel_sizes(self.k, self.lay, used, first) + terms
-                + self.scale_lines(f"{first.name}.dtype.type") + packed)
+                + self.scale_lines(f"{first.name}.dtype.type"), packed)
 
 
 def emit(kernel, layout, header, equations, rate0=None):
@@ -318,9 +323,9 @@ def emit(kernel, layout, header, equations, rate0=None):
     (its kernels are printed into the same module; its `saved` says rate0=True)."""
     p = _Printer(kernel, layout)
     forward_stages = p.stages(kernel.forward)
-    fargs, fcall, fsizes = p.args(kernel.buffer("y"))
+    fargs, fcall, fsizes, fpanels = p.args(kernel.buffer("y"))
     backward_stages = p.stages(kernel.backward)
-    bargs, bcall, bsizes = p.args(kernel.buffer("dy"))
+    bargs, bcall, bsizes, bpanels = p.args(kernel.buffer("dy"))
     fsetup, hoisted = forward_setup(kernel, layout)
     states = [kernel.buffer("states", s).name for s in kernel.states]
     saved = [(saved_key(b), b.name) for b in kernel.saved()]
@@ -332,7 +337,7 @@ def emit(kernel, layout, header, equations, rate0=None):
     infer_stages = ip.stages(pruned_forward(kernel))
     if infer_layout.chunked:
         infer_stages.insert(0, ip.input_chunks())
-    iargs, icall, isizes = ip.args(kernel.buffer("y"))
+    iargs, icall, isizes, ipanels = ip.args(kernel.buffer("y"))
     isizes += infer_layout.chunk_sizes() if infer_layout.chunked else []
     return CpuModule(
         header=header, equations=equations,
@@ -345,14 +350,14 @@ def emit(kernel, layout, header, equations, rate0=None):
         constants=p.constants.lines(),
         helpers=helpers(kernel, p.constants.helpers, layout, infer_layout),
         n=kernel.loop,
-        forward_args=fargs, forward_call=fcall, forward_setup=layout.bias_sum_lines(fcall) + fsetup,
+        forward_args=fargs, forward_call=fcall, forward_setup=layout.bias_sum_lines(fcall) + fsetup + fpanels,
         forward_stages=forward_stages,
         forward_result=["final_states = (" + ", ".join(f"{s}[T].copy()" for s in states) + ",)"],
         saved=saved, saved_call=saved_call(saved, marks={"rate0": True} if header.get("variant") == "rate0" else {}),
         backward_args=bargs, backward_call=bcall,
-        backward_setup=layout.bias_sum_lines(bcall) + backward_setup(kernel, layout),
+        backward_setup=layout.bias_sum_lines(bcall) + backward_setup(kernel, layout) + bpanels,
         backward_stages=backward_stages, backward_result=after + [d_state0(kernel)], hoisted=hoisted, after=after,
         infer_args=iargs, infer_call=icall,
-        infer_setup=infer_layout.bias_sum_lines(icall) + forward_setup(kernel, infer_layout, saving=False)[0],
+        infer_setup=infer_layout.bias_sum_lines(icall) + forward_setup(kernel, infer_layout, saving=False)[0] + ipanels,
         infer_stages=infer_stages,
         infer_result=["final_states = (" + ", ".join(f"{s}[T % 2].copy()" for s in states) + ",)"], rate0=rate0)

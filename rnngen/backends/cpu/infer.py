@@ -69,14 +69,14 @@ class InferLayout(CpuLayout):
 
     def chunk_gemms(self, pack):
         """The loop's lines at the start of a step: every TC steps, the input GEMMs of the next TC
-        steps; `pack(weight, operand)` names a weight's packed panels."""
+        steps; `pack(weight, transposed)` names a weight's packed panels."""
         n, x_chunk, steps = self.n, self.x_chunk.name, self.steps
         # the row's modulo once per step: `step % TC` at each element costs a division there
         # (rnn_tanh T256 B32 H128 inference 3.0 -> 4.8 ms)
         lines = [f"{self.chunk_row} = {n['step']} % {self.TC}   # this step's row of the chunks",
                  f"if {self.chunk_row} == 0:",
                  f"    {steps} = _gather_steps(x, {n['lengths']}, {n['reverse']}, {n['step']}, {x_chunk})"]
-        lines += [f"    _gemm_panels(_steps_rows({x_chunk}, {steps}), {pack(g.weight, g.weight.name + '.T')}, "
+        lines += [f"    _gemm_panels(_steps_rows({x_chunk}, {steps}), {pack(g.weight, True)}, "
                   f"_steps_rows({name}, {steps}))" for name, g in self.chunked.items()]
         return lines
 

@@ -14,8 +14,9 @@ loops index them.
   LLVM's dependence analysis from vectorizing the j loop. So is the gradient of a vector of
   several gates (`dvec_bias_g1 = dvec_bias[H:2 * H]`).
 - A per-step GEMM (z = h @ W.T forward, dv = dz @ W backward) runs on the weight packed once per
-  call by the kernel, before its time loop (`panels_hh = _panels(weight_hh.T)`; stepgemm.py):
-  `_gemm_panels(s_h[step], panels_hh, z_hh)`.
+  call by the wrapper and passed to the kernel (`panels_hh = _panels_of(shared_panels, "panels_hh",
+  params["weight_hh"].T)`; stepgemm.py, host_gemm.panels_of): `_gemm_panels(s_h[step], panels_hh,
+  z_hh)`. The batch slices of one call share one packed copy (shared_panels, from the runtime).
 - A GEMM adjoint that adds into a state's gradient writes a (B, H) scratch first (the GEMM does
   not accumulate), then adds it.
 - A block-diagonal linear (heads) runs one np.dot per head on the head's DH inputs, into a
@@ -108,7 +109,7 @@ class CpuLayout:
         for weight.T (forward), panels_<linear>_adj for the weight (the adjoint)."""
         key = (weight.owner, suffix)
         if key not in self.packed:
-            self.packed[key] = self.namer.claim(f"panels_{weight.owner}{suffix}", ("kernel",))
+            self.packed[key] = self.namer.claim(f"panels_{weight.owner}{suffix}", ("kernel", "wrapper"))
         return self.packed[key]
 
     # -- sizes --------------------------------------------------------------------------------

@@ -62,7 +62,7 @@ def helpers(kernel, called, layout, infer_layout):
     """The mathlib functions (their local names) the module calls: `called` by the kernels' lines,
     and those of the layouts and the wrappers."""
     out = set(called) | ({"_at"} if layout.views or infer_layout.views else set())
-    out |= {"_gemm_panels", "_panels"} if layout.packed or infer_layout.packed else set()
+    out |= {"_gemm_panels", "_panels_of"} if layout.packed or infer_layout.packed else set()
     out |= {"_chunk_steps", "_gather_steps", "_steps_rows"} if infer_layout.chunked else set()
     out |= {"_matmul"} if kernel.hoisted or any(isinstance(op, ir.InputGrad) for op in kernel.after) else set()
     out |= {"_matmul_tn"} if any(isinstance(op, ir.WeightGrad) and not op.heads for op in kernel.after) else set()

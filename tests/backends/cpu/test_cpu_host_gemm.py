@@ -147,3 +147,25 @@ def test_gradients_through_the_panels_match_finite_differences(name, monkeypatch
     np.testing.assert_allclose(dx, numeric_gradient(loss, x), atol=1e-7, rtol=1e-6)
     for k, p in params.items():
         np.testing.assert_allclose(d_params[k], numeric_gradient(loss, p), atol=1e-7, rtol=1e-6, err_msg=k)
+
+
+def test_shared_panels_pack_each_weight_once_for_all_slices(monkeypatch):
+    import threading
+    calls = []
+    real = host_gemm.packed
+    monkeypatch.setattr(host_gemm, "packed", lambda w: calls.append(w.shape) or real(w))
+    shared = host_gemm.SharedPanels()
+    big = np.random.default_rng(0).standard_normal((600, 512))            # 2.4 MB: shared
+    small = np.random.default_rng(1).standard_normal((20, 30))              # each slice its own
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(
+        (host_gemm.panels_of(shared, "panels_hh", big.T), host_gemm.panels_of(shared, "panels_x", small)))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert calls.count((512, 600)) == 1 and calls.count((20, 30)) == 4
+    assert all(g[0] is got[0][0] for g in got)
+    np.testing.assert_array_equal(got[0][0], panels(big.T))
+    np.testing.assert_array_equal(got[0][1], panels(small))
+    assert host_gemm.panels_of(None, "panels_hh", big.T) is not got[0][0]      # no sharing without a SharedPanels

@@ -22,11 +22,15 @@ def test_biases_views_and_scratch(compile_builtin):
 def test_printed_module(compile_builtin):
     m = compile_builtin("gru_classic")["emit:cpu"]
     assert m.forward_args[:3] == ["lengths", "reverse", "y"]
-    assert m.forward_call[:3] == ["lengths", "reverse", "y"] and 'params["weight_hh"]' in m.forward_call
-    # the kernels pack the weight once, before the time loop, for the per-step GEMMs
-    assert any(line.startswith("panels_hh = _panels(weight_hh.T)") for line in m.kernel_sizes["forward"])
-    assert any(line.startswith("panels_hh_adj = _panels(weight_hh)") for line in m.kernel_sizes["backward"])
+    assert m.forward_call[:3] == ["lengths", "reverse", "y"] and "panels_hh" in m.forward_call
+    # the wrappers pack the weight once per call (shared by the batch slices) for the per-step GEMMs
+    assert 'panels_hh = _panels_of(shared_panels, "panels_hh", params["weight_hh"].T)   # packed once per call' \
+        in m.forward_setup
+    assert any(line.startswith('panels_hh_adj = _panels_of(shared_panels, "panels_hh_adj", params["weight_hh"])')
+               for line in m.backward_setup)
+    assert 'params["weight_hh"]' not in m.forward_call and "panels_hh" in m.forward_args
     kinds = [[kind for kind, _ in st.items] for st in m.backward_stages]
     assert kinds == [["rows"], ["gemm", "rows"], ["gemm", "add"]]
     assert m.saved == [("zx_ih", "zx_ih"), ("s_h", "s_h"), ("z_rh", "z_rh"), ("v_rh", "v_rh")]   # z_hh: backward reads u, r where zx_ih kept them
-    assert m.helpers == ["_at", "_column_sum", "_gemm_panels", "_matmul", "_matmul_tn", "_panels", "_sigmoid", "_tanh"]
+    assert m.helpers == ["_at", "_chunk_steps", "_column_sum", "_gather_steps", "_gemm_panels", "_matmul", "_matmul_tn",
+                         "_panels_of", "_sigmoid", "_steps_rows", "_tanh"]
