@@ -7,8 +7,9 @@ training forward, but it keeps only what the next step needs.
   the same unit j only (the step is pointwise between GEMMs), and the rows past a sequence's length
   copy their state across, so after T steps row T % 2 holds every final state.
 - Input GEMMs in chunks of steps (input_chunks.py): a hoisted product of x (zx_ih) becomes a
-  (TC, B, gates*H) chunk, row [chunk_row, b] (chunk_row = step % TC), that the loop fills every TC steps from x's rows
-  in loop order (`_gather_steps`) with the per-step GEMM's tile; the wrapper picks TC.
+  (TC, B, gates*H) chunk, row [chunk_row, b] (chunk_row = step % TC), that the loop fills every
+  TC steps from x's rows in loop order (`_gather_steps`) with the per-step GEMM's tile; the
+  wrapper picks TC.
 - No saving: the writes kept only for backward (the sums of tied linears, the values saved in
   place of their pre-activations: ir.Write.for_backward), and any other write into a buffer that
   nothing later in the step reads, are left out.

@@ -14,7 +14,7 @@ chunk_steps picks TC: chunks of about CHUNK_BYTES while the step's weights fit i
 (MAX_WEIGHT_BYTES), else TC = T (one GEMM of every step at step 0, today's hoisting inside the
 loop). Measured on a 2-core Zen 5 guest (2026-12-07, scratch runs timing a hand-written lstm
 inference loop against the generated one; two threads each on a half-batch slice, medians of
-15-21 alternated rounds; see BENCHMARKS.md): T256 B16 I=H=128 float32 10.9 -> 9.5 ms, B32 19.6 ->
+9-21 alternated rounds; see BENCHMARKS.md): T256 B16 I=H=128 float32 10.9 -> 9.5 ms, B32 19.6 ->
 15.0, H=192 21.3 -> 19.2, H=256 31.7 -> 26.1, float64 H=128 17.5 -> 16.1; at T100 B32 I=H=512 (8 MB
 of weights) chunks of 8-32 steps were 3-8% slower than hoisting (79-95 ms), TC = T on par.
 """
