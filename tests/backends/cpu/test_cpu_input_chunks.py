@@ -49,28 +49,33 @@ def test_gather_steps_puts_rows_in_loop_order(reverse, TC):
         np.testing.assert_array_equal(steps_rows(out, n), out[:n].reshape(n * 4, 5))
 
 
-def _masks(m, T, B, H, dtype, params):
+def _mask_choices(m, T, B, H, dtype, params):
+    """None (a masked cell then runs its kernels at rate 0), and for a masked cell masks at rate 0.3."""
     if not m.MASKS:
-        return None
-    return m.draw_masks(T, B, H, {k: 0.3 for k in m.RATES}, rng=3, dtype=dtype, params=params)
+        return [None]
+    return [None, m.draw_masks(T, B, H, {k: 0.3 for k in m.RATES}, rng=3, dtype=dtype, params=params)]
 
 
 @pytest.mark.parametrize("name", rnngen.available())
 def test_inference_forward_matches_the_training_forward_for_every_chunk(name, monkeypatch):
     """Chunks of 1, 3 (T = 7 leaves a partial last chunk) and all 7 steps, forward and reversed,
-    with lengths 0 to T: y and the final states as the training forward's (its input GEMM hoisted)."""
+    with lengths 0 to T, masked cells with and without masks: y and the final states as the
+    training forward's (its input GEMM hoisted)."""
     m = rnngen.load(name)
     T, B, I, H = 7, 5, 6, 8
     lengths = np.array([7, 0, 3, 7, 1])
+    calls = []
     for dtype, tol in ((np.float64, 1e-12), (np.float32, 2e-6)):
         x, params, state0 = random_problem(m, T=T, B=B, I=I, H=H, dtype=dtype, seed=5)
-        masks = _masks(m, T, B, H, dtype, params)
-        for reverse in (False, True):
+        for masks, reverse in [(mk, r) for mk in _mask_choices(m, T, B, H, dtype, params) for r in (False, True)]:
             y0, f0, _ = m.forward(x, params, state0, lengths, reverse, masks=masks)
-            for chunk_bytes, max_weights in ((1, 1 << 30), (3 * B * 4 * H * x.itemsize, 1 << 30), (1, 0)):
-                monkeypatch.setattr(input_chunks, "CHUNK_BYTES", chunk_bytes)
-                monkeypatch.setattr(input_chunks, "MAX_WEIGHT_BYTES", max_weights)
+            for TC in (1, 3, T, None):            # None: the module's own rule
+                if TC is None:
+                    monkeypatch.undo()
+                else:
+                    monkeypatch.setattr(m, "_chunk_steps", lambda T_, step_bytes, weights, TC=TC: calls.append(TC) or TC)
                 y1, f1, saved = m.forward(x, params, state0, lengths, reverse, need_grad=False, masks=masks)
+                assert TC is None or calls[-1] == TC       # the wrapper took the chunk given
                 assert saved is None
                 np.testing.assert_allclose(y1, y0, rtol=tol, atol=tol)
                 for a, b in zip(f1, f0):
