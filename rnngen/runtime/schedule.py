@@ -7,7 +7,9 @@ synchronisation until the end:
 - the two directions of a bidirectional layer run at the same time;
 - a layer-direction runs as batch slices, one per remaining core (batch rows are independent for
   the whole sequence): each slice's hoisted GEMM, time loop and weight-gradient GEMMs are its own,
-  and the weight gradients of the slices are added up;
+  and the weight gradients of the slices are added up; the one thing they share is the packed
+  copy of a large weight for the per-step GEMMs (host_gemm.SharedPanels: the first slice packs
+  it, the other waits for it once, before its loop);
 - the layers of a stack run one after another.
 Every BLAS call inside a call that is not tiny runs on one BLAS thread, serial or parallel
 (OpenBLAS's own threads fight over the per-step GEMMs of 16-64 rows; see BENCHMARKS.md), set and
