@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: e2b452e7ea94efc673b22fa673510b9115547342504554c2ffbb0a1c7a53ffd6
+sha256 of spec + templates + math libraries + versions: 5772445d174dd9d1a644f65183e292fa198a52fd2cba141cc76f41d4fc4bd036
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -42,7 +42,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "e2b452e7ea94efc673b22fa673510b9115547342504554c2ffbb0a1c7a53ffd6"
+SPEC_SHA256 = "5772445d174dd9d1a644f65183e292fa198a52fd2cba141cc76f41d4fc4bd036"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

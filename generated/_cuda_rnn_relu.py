@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 5a44ab800a9a1e614450a9e98a651c6a6b5191151f422d43a90e0b39da0a3a6a
+sha256 of spec + templates + math libraries + versions: 3a6b42e25f9303919a4dafa1f8d8983a299e5100c837befccf26aaa395476b80
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -37,7 +37,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "5a44ab800a9a1e614450a9e98a651c6a6b5191151f422d43a90e0b39da0a3a6a"
+SPEC_SHA256 = "3a6b42e25f9303919a4dafa1f8d8983a299e5100c837befccf26aaa395476b80"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -248,7 +248,8 @@ class _Printer:
         """The inference loop's first stage: its input GEMMs, every TC steps (infer.py)."""
         self.used |= {self.k.buffer("x"), self.lay.x_chunk}
         self.used |= {g.out for g in self.lay.chunked.values()}
-        return Stage("stage 0: the input GEMMs of the next TC steps", [("gemm", line) for line in self.lay.chunk_gemms(self.pack)])
+        lines = self.lay.chunk_gemms(self.pack)
+        return Stage("stage 0: the input GEMMs of the next TC steps", [("gemm", line) for line in lines])
 
     def gemm_adjoint(self, op):
         out = self.lay.scratch.get(op.linear, op.out)
@@ -311,7 +312,7 @@ class _Printer:
         terms += [f"{name} = np.empty({size}, {first.name}.dtype)   # one row's values, between "
                   + ("the blocks of a row loop" if ":" in key else "split loops")
                   for (key, size), name in self.row_arrays.items()]
-        packed, self.terms, self.row_arrays, self.packed = [self.packed[b] for b in used if b in self.packed], {}, {}, {}
+        packed, self.terms, self.row_arrays, self.packed = list(self.packed.values()), {}, {}, {}
         return ([n["lengths"], n["reverse"]] + [b.name for b in used],
                 ["lengths", "reverse"] + [self.lay.call_name(b) for b in used],
                 kernel_sizes(self.k, self.lay, used, first) + terms

@@ -11,7 +11,7 @@ which also puts a reversed run's rows in order) and runs the per-step GEMM's reg
 (batch slices) pay at once.
 
 chunk_steps picks TC: chunks of about CHUNK_BYTES while the step's weights fit in the L2 cache
-(MAX_WEIGHT_BYTES), else TC = T (one GEMM of every step at step 0, today's hoisting inside the
+(MAX_WEIGHT_BYTES), else TC = T (one GEMM of every step at step 0: the hoisted GEMM, inside the
 loop). Measured on a 2-core Zen 5 guest (2026-12-07, scratch runs timing a hand-written lstm
 inference loop against the generated one; two threads each on a half-batch slice, medians of
 9-21 alternated rounds; see BENCHMARKS.md): T256 B16 I=H=128 float32 10.9 -> 9.5 ms, B32 19.6 ->

@@ -24,7 +24,7 @@ from numba import float32, njit
 
 from .numba_cache import register
 from .pointers import at  # noqa: F401  (the kernels' _at)
-from .stepgemm import gemm_panels, panels  # noqa: F401  (the kernels' per-step GEMM)
+from .stepgemm import gemm_panels, panels  # noqa: F401  (the kernels' per-step GEMM; panels: older modules)
 from .host_gemm import matmul, matmul_tn, panels_of  # noqa: F401  (the wrappers' GEMMs, the loops' packed weights)
 from .input_chunks import chunk_steps, gather_steps, steps_rows  # noqa: F401  (the inference loop's input GEMMs)
 

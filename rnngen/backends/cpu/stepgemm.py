@@ -2,8 +2,8 @@
 
 A time loop multiplies the same weight by a new (B, H) state at every step. Through BLAS
 (np.dot) each of those small products packs the whole weight again and runs at 40-60% of the
-machine's GEMM rate (BENCHMARKS.md). Here the weight is packed once per call (`panels`, at the
-top of the time loop) and every step runs `gemm_panels` on it. The wrappers' large GEMMs use the
+machine's GEMM rate (BENCHMARKS.md). Here the weight is packed once per call (`pack`, by the
+module's wrapper through host_gemm.panels_of) and every step runs `gemm_panels` on it. The wrappers' large GEMMs use the
 same tile where it beats BLAS (host_gemm.py), with `gemm_panels_tn` for a weight gradient dZ.T @ v.
 
 - panels(w) / pack(w, out): w (K, N) as ceil(N / NR) panels of NR columns, each (K, NR)

@@ -15,13 +15,12 @@ def wrapper_sizes(kernel, backward):
 
 
 def forward_setup(k, lay, saving=True):
-    setup = []
+    hoisted = []
     for g in k.hoisted:
         product = OPS.gemm.format(a="x2d", b=f'params["{g.weight.param}"].T')
-        setup.append(f"{g.out.name} = {product}.reshape(T, B, {width(g.out)})")
-    hoisted = list(setup)
-    if lay.chunked:      # the inference loop computes them in chunks of steps (input_chunks.py)
-        setup = lay.chunk_setup()
+        hoisted.append(f"{g.out.name} = {product}.reshape(T, B, {width(g.out)})")
+    # the inference loop computes them itself, in chunks of steps (input_chunks.py)
+    setup = lay.chunk_setup() if lay.chunked else list(hoisted)
     for i, s in enumerate(k.states):
         buf = k.buffer("states", s)
         setup += [lay.allocate(buf), f"{buf.name}[0] = state0[{i}]"]
