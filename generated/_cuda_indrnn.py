@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 0524b379a74f98f74ff5b9074d399dfa3f0bb17e56801b88e379a11680e3baf6
+sha256 of spec + templates + math libraries + versions: e8e90482d8e861dfba514e9e73bbc458b89b8f61eb8de9d990a4664f56cd34b0
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "indrnn"
-SPEC_SHA256 = "0524b379a74f98f74ff5b9074d399dfa3f0bb17e56801b88e379a11680e3baf6"
+SPEC_SHA256 = "e8e90482d8e861dfba514e9e73bbc458b89b8f61eb8de9d990a4664f56cd34b0"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

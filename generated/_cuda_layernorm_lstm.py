@@ -2,7 +2,7 @@
 
 source spec: layernorm_lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 351f47d495bc4352f966e8b087184033c58f36ce3cd0e24eb2c968ec64c30a56
+sha256 of spec + templates + math libraries + versions: dc6b1298bf7806e0d180d9240f2fde51e92eb011cd258b377552edbfc69edd9c
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -47,7 +47,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "layernorm_lstm"
-SPEC_SHA256 = "351f47d495bc4352f966e8b087184033c58f36ce3cd0e24eb2c968ec64c30a56"
+SPEC_SHA256 = "dc6b1298bf7806e0d180d9240f2fde51e92eb011cd258b377552edbfc69edd9c"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

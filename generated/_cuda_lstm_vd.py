@@ -2,7 +2,7 @@
 
 source spec: lstm_vd.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: cb300399552f4e1b2d9f17b54e090278a1395baa779585a17a4d239e9eb0a735
+sha256 of spec + templates + math libraries + versions: 44b641f48c4ef1990f2fdca85f2f3f4723999e8175a60f5865be0b98520b7331
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -43,7 +43,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_vd"
-SPEC_SHA256 = "cb300399552f4e1b2d9f17b54e090278a1395baa779585a17a4d239e9eb0a735"
+SPEC_SHA256 = "44b641f48c4ef1990f2fdca85f2f3f4723999e8175a60f5865be0b98520b7331"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 8450c2df34f063e326c8d3f80e82685f533a117ba8fb937f9b16aebef113ffae
+sha256 of spec + templates + math libraries + versions: 5afc9350b51d6345f2a4c733091de6f332ba3c6e7da5035f13917eb3357196b5
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -36,7 +36,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "mingru"
-SPEC_SHA256 = "8450c2df34f063e326c8d3f80e82685f533a117ba8fb937f9b16aebef113ffae"
+SPEC_SHA256 = "5afc9350b51d6345f2a4c733091de6f332ba3c6e7da5035f13917eb3357196b5"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 3a6b42e25f9303919a4dafa1f8d8983a299e5100c837befccf26aaa395476b80
+sha256 of spec + templates + math libraries + versions: 8e9415d4335c37e57a5629236b251af782504ad6f0cebff2529d94b7c46b3dde
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -37,7 +37,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "3a6b42e25f9303919a4dafa1f8d8983a299e5100c837befccf26aaa395476b80"
+SPEC_SHA256 = "8e9415d4335c37e57a5629236b251af782504ad6f0cebff2529d94b7c46b3dde"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: be06f391dcbfc74664652bb9391dd74380a0402581d81f7b7087365f24f479ec
+sha256 of spec + templates + math libraries + versions: ce185db7e06aa018984e3e16cb925982097dba2ea5e689ffe57108ddb7f362f8
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -37,7 +37,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "be06f391dcbfc74664652bb9391dd74380a0402581d81f7b7087365f24f479ec"
+SPEC_SHA256 = "ce185db7e06aa018984e3e16cb925982097dba2ea5e689ffe57108ddb7f362f8"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

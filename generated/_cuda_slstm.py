@@ -2,7 +2,7 @@
 
 source spec: slstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: a2a4b833f1255b5dd0ba146d9abc125325b48374a4bd101d57a59d553edaaf7e
+sha256 of spec + templates + math libraries + versions: 08d4b016cf2eddf55b1ce046631c0251be724d9a49014ccf2e21bbebdcabdcc5
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -51,7 +51,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "slstm"
-SPEC_SHA256 = "a2a4b833f1255b5dd0ba146d9abc125325b48374a4bd101d57a59d553edaaf7e"
+SPEC_SHA256 = "08d4b016cf2eddf55b1ce046631c0251be724d9a49014ccf2e21bbebdcabdcc5"
 STATES = ('h', 'c', 'n', 'm')
 OUTPUT = "h"
 INITIAL = {'m': 'lowest'}     # the states that do not start at zero when state0 leaves them out

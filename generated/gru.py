@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 957a0b5791c57fe5e9b9141df8ea84ec98af33391ab75e474e3b624fd145ae6f
+sha256 of spec + templates + math libraries + versions: 09778dbf26175bb3264c59b44ba1b5fc0a86ba56dea883011ff165731db375f3
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -31,7 +31,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "gru"
-SPEC_SHA256 = "957a0b5791c57fe5e9b9141df8ea84ec98af33391ab75e474e3b624fd145ae6f"
+SPEC_SHA256 = "09778dbf26175bb3264c59b44ba1b5fc0a86ba56dea883011ff165731db375f3"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 372762cd020d54ebc4b9a6b15fc59305043571b05e159ae5b960618a4323b3ce
+sha256 of spec + templates + math libraries + versions: 6a1f11c0c94dd3d2050eac88eb25278869e0732c12fd1dac09ee3aee55f38634
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -31,7 +31,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "gru_classic"
-SPEC_SHA256 = "372762cd020d54ebc4b9a6b15fc59305043571b05e159ae5b960618a4323b3ce"
+SPEC_SHA256 = "6a1f11c0c94dd3d2050eac88eb25278869e0732c12fd1dac09ee3aee55f38634"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 0524b379a74f98f74ff5b9074d399dfa3f0bb17e56801b88e379a11680e3baf6
+sha256 of spec + templates + math libraries + versions: e8e90482d8e861dfba514e9e73bbc458b89b8f61eb8de9d990a4664f56cd34b0
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -26,7 +26,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels_of as _panels_of, relu as _relu, step as _step, steps_rows as _steps_rows  # noqa: F401
 
 NAME = "indrnn"
-SPEC_SHA256 = "0524b379a74f98f74ff5b9074d399dfa3f0bb17e56801b88e379a11680e3baf6"
+SPEC_SHA256 = "e8e90482d8e861dfba514e9e73bbc458b89b8f61eb8de9d990a4664f56cd34b0"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: layernorm_lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 351f47d495bc4352f966e8b087184033c58f36ce3cd0e24eb2c968ec64c30a56
+sha256 of spec + templates + math libraries + versions: dc6b1298bf7806e0d180d9240f2fde51e92eb011cd258b377552edbfc69edd9c
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -39,7 +39,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "layernorm_lstm"
-SPEC_SHA256 = "351f47d495bc4352f966e8b087184033c58f36ce3cd0e24eb2c968ec64c30a56"
+SPEC_SHA256 = "dc6b1298bf7806e0d180d9240f2fde51e92eb011cd258b377552edbfc69edd9c"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

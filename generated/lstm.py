@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 6238f722d6cf70b43dfe637cc99f012d3c79d49450389e504db3d35a09ee3413
+sha256 of spec + templates + math libraries + versions: fe03174a73e4b4f230f360bf6b4ae981b0604b9e8ce89c2efacebffa858b5e67
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -35,7 +35,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "lstm"
-SPEC_SHA256 = "6238f722d6cf70b43dfe637cc99f012d3c79d49450389e504db3d35a09ee3413"
+SPEC_SHA256 = "fe03174a73e4b4f230f360bf6b4ae981b0604b9e8ce89c2efacebffa858b5e67"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

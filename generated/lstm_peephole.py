@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 5772445d174dd9d1a644f65183e292fa198a52fd2cba141cc76f41d4fc4bd036
+sha256 of spec + templates + math libraries + versions: a4b3f7966c84c092bc53d2e5cd545ce9c9ca080a68ed945abd8571e1508684f5
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "5772445d174dd9d1a644f65183e292fa198a52fd2cba141cc76f41d4fc4bd036"
+SPEC_SHA256 = "a4b3f7966c84c092bc53d2e5cd545ce9c9ca080a68ed945abd8571e1508684f5"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

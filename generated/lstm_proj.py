@@ -2,7 +2,7 @@
 
 source spec: lstm_proj.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 95b0954d2e32494465921cf174e5337b6b6965ec554cec7fbbeb0794c1d2ab4f
+sha256 of spec + templates + math libraries + versions: 992de1b75537bc2a851182fa331e0c59328947d5a30d86e74900840571fef775
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -35,7 +35,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_proj"
-SPEC_SHA256 = "95b0954d2e32494465921cf174e5337b6b6965ec554cec7fbbeb0794c1d2ab4f"
+SPEC_SHA256 = "992de1b75537bc2a851182fa331e0c59328947d5a30d86e74900840571fef775"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

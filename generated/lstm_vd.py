@@ -2,7 +2,7 @@
 
 source spec: lstm_vd.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: cb300399552f4e1b2d9f17b54e090278a1395baa779585a17a4d239e9eb0a735
+sha256 of spec + templates + math libraries + versions: 44b641f48c4ef1990f2fdca85f2f3f4723999e8175a60f5865be0b98520b7331
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -35,7 +35,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_vd"
-SPEC_SHA256 = "cb300399552f4e1b2d9f17b54e090278a1395baa779585a17a4d239e9eb0a735"
+SPEC_SHA256 = "44b641f48c4ef1990f2fdca85f2f3f4723999e8175a60f5865be0b98520b7331"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_weightdrop.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 65b1c0dc14f18e18e14aa698d89b385475c90755528251bb438100f1a8a112f8
+sha256 of spec + templates + math libraries + versions: eb926eccae8d3910fde33c64d91fb4e476a2aa94d3379f4569070033f995e047
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -36,7 +36,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_weightdrop"
-SPEC_SHA256 = "65b1c0dc14f18e18e14aa698d89b385475c90755528251bb438100f1a8a112f8"
+SPEC_SHA256 = "eb926eccae8d3910fde33c64d91fb4e476a2aa94d3379f4569070033f995e047"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_zoneout.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: de8289c6656b85a4abdf8c38bf6b5b0a3ef32dc5e6297c6868d01dffa199a2b9
+sha256 of spec + templates + math libraries + versions: 690b9073f12805b24bc8fa82fbc41715cd017659baa2dcb2a3a996939b99ddae
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -38,7 +38,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_zoneout"
-SPEC_SHA256 = "de8289c6656b85a4abdf8c38bf6b5b0a3ef32dc5e6297c6868d01dffa199a2b9"
+SPEC_SHA256 = "690b9073f12805b24bc8fa82fbc41715cd017659baa2dcb2a3a996939b99ddae"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

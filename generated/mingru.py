@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 8450c2df34f063e326c8d3f80e82685f533a117ba8fb937f9b16aebef113ffae
+sha256 of spec + templates + math libraries + versions: 5afc9350b51d6345f2a4c733091de6f332ba3c6e7da5035f13917eb3357196b5
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,7 +28,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows  # noqa: F401
 
 NAME = "mingru"
-SPEC_SHA256 = "8450c2df34f063e326c8d3f80e82685f533a117ba8fb937f9b16aebef113ffae"
+SPEC_SHA256 = "5afc9350b51d6345f2a4c733091de6f332ba3c6e7da5035f13917eb3357196b5"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 3a6b42e25f9303919a4dafa1f8d8983a299e5100c837befccf26aaa395476b80
+sha256 of spec + templates + math libraries + versions: 8e9415d4335c37e57a5629236b251af782504ad6f0cebff2529d94b7c46b3dde
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,7 +29,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels_of as _panels_of, relu as _relu, step as _step, steps_rows as _steps_rows  # noqa: F401
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "3a6b42e25f9303919a4dafa1f8d8983a299e5100c837befccf26aaa395476b80"
+SPEC_SHA256 = "8e9415d4335c37e57a5629236b251af782504ad6f0cebff2529d94b7c46b3dde"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

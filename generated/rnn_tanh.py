@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: be06f391dcbfc74664652bb9391dd74380a0402581d81f7b7087365f24f479ec
+sha256 of spec + templates + math libraries + versions: ce185db7e06aa018984e3e16cb925982097dba2ea5e689ffe57108ddb7f362f8
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,7 +29,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels_of as _panels_of, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "be06f391dcbfc74664652bb9391dd74380a0402581d81f7b7087365f24f479ec"
+SPEC_SHA256 = "ce185db7e06aa018984e3e16cb925982097dba2ea5e689ffe57108ddb7f362f8"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

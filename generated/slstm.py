@@ -2,7 +2,7 @@
 
 source spec: slstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: a2a4b833f1255b5dd0ba146d9abc125325b48374a4bd101d57a59d553edaaf7e
+sha256 of spec + templates + math libraries + versions: 08d4b016cf2eddf55b1ce046631c0251be724d9a49014ccf2e21bbebdcabdcc5
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -43,7 +43,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, exp_nonpositive as _exp_nonpositive, gather_steps as _gather_steps, gemm_panels as _gemm_panels, head_weight_grad as _head_weight_grad, log_sigmoid as _log_sigmoid, matmul as _matmul, matmul_tn as _matmul_tn, maximum as _maximum, panels_of as _panels_of, sigmoid as _sigmoid, step as _step, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "slstm"
-SPEC_SHA256 = "a2a4b833f1255b5dd0ba146d9abc125325b48374a4bd101d57a59d553edaaf7e"
+SPEC_SHA256 = "08d4b016cf2eddf55b1ce046631c0251be724d9a49014ccf2e21bbebdcabdcc5"
 STATES = ('h', 'c', 'n', 'm')
 OUTPUT = "h"
 INITIAL = {'m': 'lowest'}     # the states that do not start at zero when state0 leaves them out

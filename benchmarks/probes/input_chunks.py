@@ -1,7 +1,7 @@
 """Issue 11 probe: rnngen.RNN's inference forward (need_grad=False, default threads) with the loop's
 input GEMMs in chunks of different sizes (rnngen/backends/cpu/input_chunks.py: CHUNK_BYTES of
-32 KB, 64 KB and the default 256 KB, and TC = T, one GEMM of every step as the hoisting did), in
-alternated blocks (rnngen.tools.bench_timing.time_blocks, as the bench); median ms.
+32 KB, 64 KB and the default 256 KB, whatever the weights' size, and TC = T, one GEMM of every
+step as the hoisting did), in alternated blocks (rnngen.tools.bench_timing.time_blocks, as the bench); median ms.
     python benchmarks/probes/input_chunks.py [--rounds 8]
 """
 import argparse
@@ -14,10 +14,11 @@ import rnngen
 from rnngen.backends.cpu import input_chunks
 from rnngen.tools.bench_timing import time_blocks
 
-CASES = [("lstm", (256, 32, 128, 128)), ("gru", (256, 32, 128, 128)), ("lstm", (256, 64, 256, 256))]
+CASES = [("lstm", (256, 32, 128, 128)), ("gru", (256, 32, 128, 128)), ("lstm", (256, 64, 256, 256)),
+         ("lstm", (100, 64, 512, 512))]
 
 
-def setting(chunk_bytes, max_weight_bytes=input_chunks.MAX_WEIGHT_BYTES):
+def setting(chunk_bytes, max_weight_bytes=1 << 40):
     @contextlib.contextmanager
     def context():
         old = input_chunks.CHUNK_BYTES, input_chunks.MAX_WEIGHT_BYTES

@@ -72,7 +72,8 @@ class SharedPanels:
     """The weights of one call packed once for all its batch slices (rnngen/runtime/schedule.py):
     the first slice to ask packs, the others wait for it and read the same copy. With a copy each,
     the two workers stream twice the panels through the shared L3 cache at every step (lstm
-    T100 B32 I=H=512 inference, two slices at once: 103 -> 92 ms median, a scratch run)."""
+    T100 B64 I=H=512 inference at default threads, a copy each -> shared: 86.1 -> 76.9 and 76.8 ->
+    71.8 ms in two runs of `python benchmarks/probes/shared_panels.py`, 2026-12-07)."""
 
     def __init__(self):
         self._lock = threading.Lock()
@@ -85,9 +86,10 @@ class SharedPanels:
             return self._packed[name]
 
 
-#: bytes of a weight below which each slice packs its own copy: it stays in the core's L2 cache,
-#: and a slice waiting for another's packing cost more than it saved (gru T256 B32 H128 inference,
-#: two slices: 5.6-5.9 -> 6.1-6.3 ms shared)
+#: bytes of a weight below which each slice packs its own copy: it stays in the core's L2 cache.
+#: Sharing such a weight read slower in two runs of `benchmarks/probes/network_before_after.py`
+#: (gru T256 B32 H128 inference 5.6-5.9 -> 6.1-6.3 ms) and faster in two of
+#: `benchmarks/probes/shared_panels.py` (9.36 -> 7.78, 6.23 -> 6.01): within this machine's noise
 MIN_SHARED_BYTES = 1 << 20
 
 

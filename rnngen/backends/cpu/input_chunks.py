@@ -12,11 +12,12 @@ which also puts a reversed run's rows in order) and runs the per-step GEMM's reg
 
 chunk_steps picks TC: chunks of about CHUNK_BYTES while the step's weights fit in the L2 cache
 (MAX_WEIGHT_BYTES), else TC = T (one GEMM of every step at step 0: the hoisted GEMM, inside the
-loop). Measured on a 2-core Zen 5 guest (2026-12-07, scratch runs timing a hand-written lstm
-inference loop against the generated one; two threads each on a half-batch slice, medians of
-9-21 alternated rounds; see BENCHMARKS.md): T256 B16 I=H=128 float32 10.9 -> 9.5 ms, B32 19.6 ->
-15.0, H=192 21.3 -> 19.2, H=256 31.7 -> 26.1, float64 H=128 17.5 -> 16.1; at T100 B32 I=H=512 (8 MB
-of weights) chunks of 8-32 steps were 3-8% slower than hoisting (79-95 ms), TC = T on par.
+loop). The rule came from scratch runs on a 2-core Zen 5 guest (2026-12-07, a hand-written lstm
+inference loop, each slice packing its own weights; BENCHMARKS.md): chunks won up to 2 MB of
+weights and lost 3-8% at 8 MB. Since the slices share their packed weights (host_gemm.SharedPanels),
+`python benchmarks/probes/input_chunks.py` finds chunks faster at 8 MB too (lstm T100 B64
+I=H=512 inference 81.9-92.2 -> 72.0-78.9 ms, two runs, 19:13-19:16 UTC): MAX_WEIGHT_BYTES is to be
+raised, not yet done.
 """
 from numba import njit
 
