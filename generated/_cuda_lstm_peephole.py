@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: a4b3f7966c84c092bc53d2e5cd545ce9c9ca080a68ed945abd8571e1508684f5
+sha256 of spec + templates + math libraries + versions: ec0cab52b37c445a5f489cad7145101d05078fa94fbadfb03bac1e788b885b6c
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -42,7 +42,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "a4b3f7966c84c092bc53d2e5cd545ce9c9ca080a68ed945abd8571e1508684f5"
+SPEC_SHA256 = "ec0cab52b37c445a5f489cad7145101d05078fa94fbadfb03bac1e788b885b6c"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

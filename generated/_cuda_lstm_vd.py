@@ -2,7 +2,7 @@
 
 source spec: lstm_vd.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 44b641f48c4ef1990f2fdca85f2f3f4723999e8175a60f5865be0b98520b7331
+sha256 of spec + templates + math libraries + versions: 78b883cb8710f98a4d8c7d4a6e267e63e3283c5081f0adf64429281ef686c5f8
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -43,7 +43,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_vd"
-SPEC_SHA256 = "44b641f48c4ef1990f2fdca85f2f3f4723999e8175a60f5865be0b98520b7331"
+SPEC_SHA256 = "78b883cb8710f98a4d8c7d4a6e267e63e3283c5081f0adf64429281ef686c5f8"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

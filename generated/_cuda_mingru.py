@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 5afc9350b51d6345f2a4c733091de6f332ba3c6e7da5035f13917eb3357196b5
+sha256 of spec + templates + math libraries + versions: 0c0a710a90e286f755a2e3f7d216a943ca3ad669040c0bd02da6d84932a49524
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -36,7 +36,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "mingru"
-SPEC_SHA256 = "5afc9350b51d6345f2a4c733091de6f332ba3c6e7da5035f13917eb3357196b5"
+SPEC_SHA256 = "0c0a710a90e286f755a2e3f7d216a943ca3ad669040c0bd02da6d84932a49524"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

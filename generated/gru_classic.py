@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 6a1f11c0c94dd3d2050eac88eb25278869e0732c12fd1dac09ee3aee55f38634
+sha256 of spec + templates + math libraries + versions: e9203d798a7e555b488071f616c1e24397cf1eb72863619306e618f5b1086350
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -31,7 +31,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "gru_classic"
-SPEC_SHA256 = "6a1f11c0c94dd3d2050eac88eb25278869e0732c12fd1dac09ee3aee55f38634"
+SPEC_SHA256 = "e9203d798a7e555b488071f616c1e24397cf1eb72863619306e618f5b1086350"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -260,7 +260,7 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     x2d = x.reshape(T * B, I)
     y = np.zeros((T, B, H), dtype)
     if not need_grad:
-        TC = _chunk_steps(T, B * (3 * H) * x.itemsize, [params["weight_ih"], params["weight_hh"], params["weight_rh"]])   # the loop's input GEMMs run every TC steps
+        TC = _chunk_steps(T, B * (3 * H) * x.itemsize, [params["weight_ih"], params["weight_hh"], params["weight_rh"]], shared_panels is not None)   # the loop's input GEMMs run every TC steps
         x_chunk = np.empty((TC, B, I), dtype)   # x's rows of TC steps, in loop order
         zx_ih = np.empty((TC, B, 3 * H), dtype)   # x_chunk @ weight_ih.T
         s_h = np.empty((2, B, H), dtype)

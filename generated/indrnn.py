@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: e8e90482d8e861dfba514e9e73bbc458b89b8f61eb8de9d990a4664f56cd34b0
+sha256 of spec + templates + math libraries + versions: fe69de24c8add05464fa7be7042d988f04faf34fdb46c5c81fb532ac9dcc114a
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -26,7 +26,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels_of as _panels_of, relu as _relu, step as _step, steps_rows as _steps_rows  # noqa: F401
 
 NAME = "indrnn"
-SPEC_SHA256 = "e8e90482d8e861dfba514e9e73bbc458b89b8f61eb8de9d990a4664f56cd34b0"
+SPEC_SHA256 = "fe69de24c8add05464fa7be7042d988f04faf34fdb46c5c81fb532ac9dcc114a"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -163,7 +163,7 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     x2d = x.reshape(T * B, I)
     y = np.zeros((T, B, H), dtype)
     if not need_grad:
-        TC = _chunk_steps(T, B * (H) * x.itemsize, [params["weight_ih"]])   # the loop's input GEMMs run every TC steps
+        TC = _chunk_steps(T, B * (H) * x.itemsize, [params["weight_ih"]], shared_panels is not None)   # the loop's input GEMMs run every TC steps
         x_chunk = np.empty((TC, B, I), dtype)   # x's rows of TC steps, in loop order
         zx_ih = np.empty((TC, B, H), dtype)   # x_chunk @ weight_ih.T
         s_h = np.empty((2, B, H), dtype)

@@ -2,7 +2,7 @@
 
 source spec: lstm_proj.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 992de1b75537bc2a851182fa331e0c59328947d5a30d86e74900840571fef775
+sha256 of spec + templates + math libraries + versions: 874055e90a38282644bcfb69929dd5ec3157d195f8bd3eeba835746ed9d952c5
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -35,7 +35,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_proj"
-SPEC_SHA256 = "992de1b75537bc2a851182fa331e0c59328947d5a30d86e74900840571fef775"
+SPEC_SHA256 = "874055e90a38282644bcfb69929dd5ec3157d195f8bd3eeba835746ed9d952c5"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -377,7 +377,7 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     x2d = x.reshape(T * B, I)
     y = np.zeros((T, B, proj_size), dtype)
     if not need_grad:
-        TC = _chunk_steps(T, B * (4 * H) * x.itemsize, [params["weight_ih"], params["weight_hh"], params["weight_hr"]])   # the loop's input GEMMs run every TC steps
+        TC = _chunk_steps(T, B * (4 * H) * x.itemsize, [params["weight_ih"], params["weight_hh"], params["weight_hr"]], shared_panels is not None)   # the loop's input GEMMs run every TC steps
         x_chunk = np.empty((TC, B, I), dtype)   # x's rows of TC steps, in loop order
         zx_ih = np.empty((TC, B, 4 * H), dtype)   # x_chunk @ weight_ih.T
         s_h = np.empty((2, B, proj_size), dtype)

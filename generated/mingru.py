@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 5afc9350b51d6345f2a4c733091de6f332ba3c6e7da5035f13917eb3357196b5
+sha256 of spec + templates + math libraries + versions: 0c0a710a90e286f755a2e3f7d216a943ca3ad669040c0bd02da6d84932a49524
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,7 +28,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows  # noqa: F401
 
 NAME = "mingru"
-SPEC_SHA256 = "5afc9350b51d6345f2a4c733091de6f332ba3c6e7da5035f13917eb3357196b5"
+SPEC_SHA256 = "0c0a710a90e286f755a2e3f7d216a943ca3ad669040c0bd02da6d84932a49524"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -179,7 +179,7 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     x2d = x.reshape(T * B, I)
     y = np.zeros((T, B, H), dtype)
     if not need_grad:
-        TC = _chunk_steps(T, B * (2 * H) * x.itemsize, [params["weight_ih"]])   # the loop's input GEMMs run every TC steps
+        TC = _chunk_steps(T, B * (2 * H) * x.itemsize, [params["weight_ih"]], shared_panels is not None)   # the loop's input GEMMs run every TC steps
         x_chunk = np.empty((TC, B, I), dtype)   # x's rows of TC steps, in loop order
         zx_ih = np.empty((TC, B, 2 * H), dtype)   # x_chunk @ weight_ih.T
         s_h = np.empty((2, B, H), dtype)

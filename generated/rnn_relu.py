@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 8e9415d4335c37e57a5629236b251af782504ad6f0cebff2529d94b7c46b3dde
+sha256 of spec + templates + math libraries + versions: 9b4150bb275b9926c67d542ad4ea95f51ebc080e2a0b09d06388165972c17bc9
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,7 +29,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels_of as _panels_of, relu as _relu, step as _step, steps_rows as _steps_rows  # noqa: F401
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "8e9415d4335c37e57a5629236b251af782504ad6f0cebff2529d94b7c46b3dde"
+SPEC_SHA256 = "9b4150bb275b9926c67d542ad4ea95f51ebc080e2a0b09d06388165972c17bc9"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -171,7 +171,7 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     y = np.zeros((T, B, H), dtype)
     if not need_grad:
         bias_ih_hh = params["bias_ih"] + params["bias_hh"]   # the loops add the two together
-        TC = _chunk_steps(T, B * (H) * x.itemsize, [params["weight_ih"], params["weight_hh"]])   # the loop's input GEMMs run every TC steps
+        TC = _chunk_steps(T, B * (H) * x.itemsize, [params["weight_ih"], params["weight_hh"]], shared_panels is not None)   # the loop's input GEMMs run every TC steps
         x_chunk = np.empty((TC, B, I), dtype)   # x's rows of TC steps, in loop order
         zx_ih = np.empty((TC, B, H), dtype)   # x_chunk @ weight_ih.T
         s_h = np.empty((2, B, H), dtype)

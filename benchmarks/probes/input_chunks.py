@@ -2,7 +2,8 @@
 input GEMMs in chunks of different sizes (rnngen/backends/cpu/input_chunks.py: CHUNK_BYTES of
 32 KB, 64 KB and the default 256 KB, whatever the weights' size, and TC = T, one GEMM of every
 step as the hoisting did), in alternated blocks (rnngen.tools.bench_timing.time_blocks, as the bench); median ms.
-    python benchmarks/probes/input_chunks.py [--rounds 8]
+    python benchmarks/probes/input_chunks.py [--rounds 8] [--threads N]
+(--threads N: rnngen.set_num_threads(N) first; N = 1 runs one batch slice, nothing shared)
 """
 import argparse
 import contextlib
@@ -33,10 +34,14 @@ def setting(chunk_bytes, max_weight_bytes=1 << 40):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=8)
-    rounds = ap.parse_args().rounds
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args()
+    rounds = args.rounds
+    if args.threads is not None:
+        rnngen.set_num_threads(args.threads)
     options = {"32 KB": setting(32 << 10), "64 KB": setting(64 << 10), "256 KB": setting(256 << 10),
                "TC = T": setting(1, 0)}
-    print(f"# inference forward, default threads; load {os.getloadavg()}")
+    print(f"# inference forward, threads {args.threads or 'default'}; load {os.getloadavg()}")
     print("| cell | (T, B, I, H) | " + " | ".join(f"{k} ms" for k in options) + " |")
     print("|---|---|" + "---|" * len(options))
     for cell, (T, B, I, H) in CASES:

@@ -142,6 +142,34 @@ def test_the_slices_of_a_call_share_one_packed_weight(serial_then_default, monke
         assert _close(a, b, 1e-12)
 
 
+def test_sliced_inference_tells_the_chunk_rule_its_weights_are_shared(serial_then_default, monkeypatch):
+    """need_grad=False in two slices: each slice's wrapper asks input_chunks.chunk_steps with
+    shared=True (so 8 MB of weights still run in chunks), a serial call with shared=False; the
+    results are the serial run's."""
+    from rnngen.backends.cpu import input_chunks
+    rng = np.random.default_rng(4)
+    net = rnngen.RNN("lstm", 512, 512, dtype=np.float32)
+    x = rng.standard_normal((6, 16, 512)).astype(np.float32)
+    lengths = np.array([6, 0, 2, 5, 1, 6, 3, 6] * 2)
+    asked = []
+    real = input_chunks.chunk_steps
+
+    def spy(T, step_bytes, weights, shared=False):
+        asked.append((shared, real(T, step_bytes, weights, shared)))
+        return asked[-1][1]
+    monkeypatch.setattr(net.cell, "_chunk_steps", spy)
+    rnngen.set_num_threads(1)
+    y0, f0 = net.forward(x, lengths=lengths, need_grad=False)
+    assert asked == [(False, 6)]                 # alone, 8 MB of weights: TC = T
+    monkeypatch.setattr(schedule, "plan", lambda *a, **k: schedule.Plan(False, 2, one_blas_thread=True))
+    rnngen.set_num_threads(2)
+    y1, f1 = net.forward(x, lengths=lengths, need_grad=False)
+    assert asked[1:] == [(True, 4), (True, 4)]   # two slices, chunks of 256 KB (8 rows of 8 KB a step)
+    assert _close(y0, y1, 1e-6)
+    for a, b in zip(f0, f1):
+        assert _close(a, b, 1e-6)
+
+
 # -- need_grad=False -------------------------------------------------------------------------------
 @pytest.mark.parametrize("cell", CELLS)
 def test_inference_forward_equals_training_forward(cell):

@@ -61,8 +61,8 @@ class InferLayout(CpuLayout):
         """The wrapper's lines choosing TC and allocating the chunks of x and of its products."""
         weights = ", ".join(f'params["{w.param}"]' for w in self.kernel.params if w.role == "weight")
         widths = " + ".join(f"{width(g.out)}" for g in self.chunked.values())
-        lines = [f"{self.TC} = _chunk_steps(T, B * ({widths}) * x.itemsize, [{weights}])   "
-                 "# the loop's input GEMMs run every TC steps",
+        lines = [f"{self.TC} = _chunk_steps(T, B * ({widths}) * x.itemsize, [{weights}], "
+                 "shared_panels is not None)   # the loop's input GEMMs run every TC steps",
                  f"{self.x_chunk.name} = np.empty(({self.TC}, B, I), dtype)   # x's rows of TC steps, in loop order"]
         lines += [f"{g.out.name} = np.empty(({self.TC}, B, {width(g.out)}), dtype)   # "
                   f"{self.x_chunk.name} @ {g.weight.param}.T" for g in self.chunked.values()]

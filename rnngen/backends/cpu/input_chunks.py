@@ -11,26 +11,34 @@ which also puts a reversed run's rows in order) and runs the per-step GEMM's reg
 (batch slices) pay at once.
 
 chunk_steps picks TC: chunks of about CHUNK_BYTES while the step's weights fit in the L2 cache
-(MAX_WEIGHT_BYTES), else TC = T (one GEMM of every step at step 0: the hoisted GEMM, inside the
-loop). The rule came from scratch runs on a 2-core Zen 5 guest (2026-12-07, a hand-written lstm
-inference loop, each slice packing its own weights; BENCHMARKS.md): chunks won up to 2 MB of
-weights and lost 3-8% at 8 MB. Since the slices share their packed weights (host_gemm.SharedPanels),
-`python benchmarks/probes/input_chunks.py` finds chunks faster at 8 MB too (lstm T100 B64
-I=H=512 inference 81.9-92.2 -> 72.0-78.9 ms, two runs, 19:13-19:16 UTC): MAX_WEIGHT_BYTES is to be
-raised, not yet done.
+(MAX_WEIGHT_BYTES) or the batch slices of the call share their packed weights (host_gemm.SharedPanels),
+else TC = T (one GEMM of every step at step 0: the hoisted GEMM, inside the loop). A chunk re-reads
+the input weights' panels, from the L3 cache once they are beyond the L2; a run alone or beside
+another run with weights of its own (the two directions of a bidirectional layer) pays that at
+every chunk, while two slices reading one shared copy pay it less than the hoisted output's round
+trip through memory. Measured on a 2-core Zen 5 guest (2026-12-07, rnngen.RNN inference, medians of
+alternated blocks, load 0-1.2): lstm T100 B64 I=H=512 at default threads (two slices sharing):
+chunks 81.3 / 70.8 / 83.3 ms, TC = T 96.0 / 73.1 / 88.1 (`python benchmarks/probes/input_chunks.py`
+and two scratch runs); on one thread (`--threads 1`): chunks 164.0 / 156.0, TC = T 151.1 / 147.5;
+bidirectional at default threads (one run per direction, each with its own weights): chunks 179.3,
+TC = T 157.5. With weights of <= 2 MB chunks win on one thread too (lstm T256 B64 H256: 89.3 vs
+106.5 ms). Scratch runs before the weights were shared are in BENCHMARKS.md.
 """
 from numba import njit
 
 #: the bytes of one chunk of the input products (the steps' rows, all hoisted linears)
 CHUNK_BYTES = 256 << 10
-#: the bytes of weights (every linear of the step) above which one chunk holds every step
+#: the bytes of weights (every linear of the step) above which one chunk holds every step, unless
+#: the call's slices share them
 MAX_WEIGHT_BYTES = 2 << 20
 
 
-def chunk_steps(T, step_bytes, weights):
+def chunk_steps(T, step_bytes, weights, shared=False):
     """TC, the steps per chunk of the input GEMMs: `step_bytes` are one step's input products
-    (B * their widths * itemsize), `weights` the arrays of the step's linears."""
-    if sum(w.nbytes for w in weights) > MAX_WEIGHT_BYTES:
+    (B * their widths * itemsize), `weights` the arrays of the step's linears, `shared` whether
+    the call's batch slices share one packed copy of them (modules generated before 2026-12-07
+    do not pass it)."""
+    if not shared and sum(w.nbytes for w in weights) > MAX_WEIGHT_BYTES:
         return max(T, 1)
     return max(1, min(T, CHUNK_BYTES // max(step_bytes, 1)))
 

@@ -18,7 +18,10 @@ def test_the_rule_that_picks_the_chunk(monkeypatch):
     assert chunk_steps(5, step, small) == 5                  # no more steps than the sequence has
     assert chunk_steps(256, 10 * input_chunks.CHUNK_BYTES, small) == 1     # one step over the budget
     assert chunk_steps(100, step, large) == 100              # weights beyond the L2 cache: one chunk of every step
+    assert chunk_steps(100, step, large, shared=True) == 8   # ... unless the call's slices share them
+    assert chunk_steps(256, step, small, shared=True) == 8
     assert chunk_steps(0, step, small) == 1 and chunk_steps(0, step, large) == 1
+    assert chunk_steps(0, step, large, shared=True) == 1
     monkeypatch.setattr(input_chunks, "MAX_WEIGHT_BYTES", 1 << 30)
     assert chunk_steps(100, step, large) == 8
 
@@ -73,9 +76,10 @@ def test_inference_forward_matches_the_training_forward_for_every_chunk(name, mo
                 if TC is None:
                     monkeypatch.undo()
                 else:
-                    monkeypatch.setattr(m, "_chunk_steps", lambda T_, step_bytes, weights, TC=TC: calls.append(TC) or TC)
+                    monkeypatch.setattr(m, "_chunk_steps", lambda T_, step_bytes, weights, shared=False, TC=TC:
+                                        calls.append((TC, shared)) or TC)
                 y1, f1, saved = m.forward(x, params, state0, lengths, reverse, need_grad=False, masks=masks)
-                assert TC is None or calls[-1] == TC       # the wrapper took the chunk given
+                assert TC is None or calls[-1] == (TC, False)   # the wrapper took the chunk given; nothing shared
                 assert saved is None
                 np.testing.assert_allclose(y1, y0, rtol=tol, atol=tol)
                 for a, b in zip(f1, f0):
