@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: e9203d798a7e555b488071f616c1e24397cf1eb72863619306e618f5b1086350
+sha256 of spec + templates + math libraries + versions: 1d424130f3a504a44df9b7b9eeca04dcd6914b8f570c248e7978f9641eceace3
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -39,7 +39,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru_classic"
-SPEC_SHA256 = "e9203d798a7e555b488071f616c1e24397cf1eb72863619306e618f5b1086350"
+SPEC_SHA256 = "1d424130f3a504a44df9b7b9eeca04dcd6914b8f570c248e7978f9641eceace3"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

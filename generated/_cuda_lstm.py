@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: e23e73cd1fb3953b6222b4da7c27dc42e12da8988d7396918bd974beb77e3fa8
+sha256 of spec + templates + math libraries + versions: c1881e38dcaebfe37f8ca0f8144fa40d15998717955cbd9590491ddcb79bb060
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -43,7 +43,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm"
-SPEC_SHA256 = "e23e73cd1fb3953b6222b4da7c27dc42e12da8988d7396918bd974beb77e3fa8"
+SPEC_SHA256 = "c1881e38dcaebfe37f8ca0f8144fa40d15998717955cbd9590491ddcb79bb060"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

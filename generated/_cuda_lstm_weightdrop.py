@@ -2,7 +2,7 @@
 
 source spec: lstm_weightdrop.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 389ccb6b0a9f1dc5a073eeb6572749d7e1f47fdf63979d4b13865101bdb49620
+sha256 of spec + templates + math libraries + versions: 488ff80a63b31d04d83a80a5f81602a9cbe001a8e8c14330757edb2c8a8d5bdd
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -44,7 +44,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_weightdrop"
-SPEC_SHA256 = "389ccb6b0a9f1dc5a073eeb6572749d7e1f47fdf63979d4b13865101bdb49620"
+SPEC_SHA256 = "488ff80a63b31d04d83a80a5f81602a9cbe001a8e8c14330757edb2c8a8d5bdd"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

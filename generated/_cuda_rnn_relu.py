@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 9b4150bb275b9926c67d542ad4ea95f51ebc080e2a0b09d06388165972c17bc9
+sha256 of spec + templates + math libraries + versions: 7105d9cf552d0d14baa232f2006b933cac4c58122598912b090046d20c4c895a
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -37,7 +37,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "9b4150bb275b9926c67d542ad4ea95f51ebc080e2a0b09d06388165972c17bc9"
+SPEC_SHA256 = "7105d9cf552d0d14baa232f2006b933cac4c58122598912b090046d20c4c895a"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

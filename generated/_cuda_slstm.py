@@ -2,7 +2,7 @@
 
 source spec: slstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 6c1d52a7a8f549a2114233aacb9a633494e8e5f9981cf3e144656cdc9e365346
+sha256 of spec + templates + math libraries + versions: 2ec15ec427cbbb9280df490642f13102bffdc9f916c6b55ce682daddf876919d
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -51,7 +51,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "slstm"
-SPEC_SHA256 = "6c1d52a7a8f549a2114233aacb9a633494e8e5f9981cf3e144656cdc9e365346"
+SPEC_SHA256 = "2ec15ec427cbbb9280df490642f13102bffdc9f916c6b55ce682daddf876919d"
 STATES = ('h', 'c', 'n', 'm')
 OUTPUT = "h"
 INITIAL = {'m': 'lowest'}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: ec0cab52b37c445a5f489cad7145101d05078fa94fbadfb03bac1e788b885b6c
+sha256 of spec + templates + math libraries + versions: ae040246521252a80164e0e9d9abbdf810ff97cc934cc2a30e40d0a787ce7dbc
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "ec0cab52b37c445a5f489cad7145101d05078fa94fbadfb03bac1e788b885b6c"
+SPEC_SHA256 = "ae040246521252a80164e0e9d9abbdf810ff97cc934cc2a30e40d0a787ce7dbc"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -225,11 +225,12 @@ def draw_masks(T, B, H, rates=None, training=True, rng=None, dtype=np.float32, p
     return checks.draw_masks(MASKS, RATES, T, B, H, rates, training, rng, dtype, params)
 
 
-def forward(x, params, state0=None, lengths=None, reverse=False, need_grad=True, params_checked=False, masks=None):
+def forward(x, params, state0=None, lengths=None, reverse=False, need_grad=True, params_checked=False, masks=None,
+            shared_panels=None):
     """Run the cell over x (T, B, I). Returns (y (T, B, H), final states, saved for backward).
     With need_grad=False nothing is kept for backward (saved is None): the loop keeps only the
     states of the current step. params_checked=True: the caller has checked the parameters for NaN
-    and inf; they are not checked again here.
+    and inf; they are not checked again here. shared_panels: as in forward_unchecked.
 
     Checks its inputs (ValueError naming the argument; NaN or inf in x, state0 or a parameter is
     refused). `saved` keeps references to x and params, not copies: do not modify them in place
@@ -239,7 +240,7 @@ def forward(x, params, state0=None, lengths=None, reverse=False, need_grad=True,
         return device.cuda_module(__name__, __file__, NAME).forward(x, params, state0, lengths, reverse, masks)
     x, params, state0, lengths, reverse = checks.forward_inputs(x, params, state0, lengths, reverse,
                                                                 PARAMS, STATES, params_checked)
-    return forward_unchecked(x, params, state0, lengths, reverse, need_grad, masks)
+    return forward_unchecked(x, params, state0, lengths, reverse, need_grad, masks, shared_panels)
 
 
 def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks=None, shared_panels=None):
@@ -290,16 +291,17 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     return y, final_states, saved
 
 
-def backward(dy, d_final, saved):
+def backward(dy, d_final, saved, shared_panels=None):
     """Gradients of a scalar loss: from dy (T, B, H) and d_final (per state, (B, its size) or None)
     to (dx, d_state0, d_params).
 
     Reads x and params through `saved`, by reference: they must be unchanged since forward()
-    (this is not checked; the PyTorch bridge, rnngen.torch, checks it). First-order gradients."""
+    (this is not checked; the PyTorch bridge, rnngen.torch, checks it). First-order gradients.
+    shared_panels: as in backward_unchecked."""
     if getattr(saved, "device", False):
         return device.cuda_module(__name__, __file__, NAME).backward(dy, d_final, saved)
     dy, d_final = checks.backward_inputs(dy, d_final, saved, NAME, STATES, OUTPUT, fill=False)
-    return backward_unchecked(dy, d_final, saved)
+    return backward_unchecked(dy, d_final, saved, shared_panels)
 
 
 def backward_unchecked(dy, d_final, saved, shared_panels=None):

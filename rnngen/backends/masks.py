@@ -15,6 +15,8 @@ mask is named as the weight parameter, has its shape, is drawn once per forward 
 inverted; at rate 0 or in eval mode it is None and the weight is used as it is (nothing drawn,
 nothing multiplied).
 """
+import functools
+import inspect
 import numbers
 
 import numpy as np
@@ -144,12 +146,24 @@ class WithMasks:
         self.NAME, self.STATES, self.PARAMS, self.MASKS = gen.NAME, gen.STATES, gen.PARAMS, gen.MASKS
 
     def forward(self, x, params, state0=None, lengths=None, reverse=False, need_grad=True, params_checked=False,
-                masks=None):
+                masks=None, shared_panels=None):
         return self.gen.forward(x, params, state0, lengths, reverse, need_grad=need_grad, params_checked=params_checked,
-                                masks=self.drawn_masks if masks is None else masks)
+                                masks=self.drawn_masks if masks is None else masks,
+                                **_shared(self.gen.forward, shared_panels))
 
-    def backward(self, dy, d_final, saved):
-        return self.gen.backward(dy, d_final, saved)
+    def backward(self, dy, d_final, saved, shared_panels=None):
+        return self.gen.backward(dy, d_final, saved, **_shared(self.gen.backward, shared_panels))
+
+
+def _shared(fn, shared_panels):
+    """The keyword passing the batch slices' shared packed weights on to the module's function fn,
+    where there are some and fn takes them (a module generated before 2026-12-07 does not)."""
+    return {"shared_panels": shared_panels} if shared_panels is not None and _takes_shared(fn) else {}
+
+
+@functools.lru_cache(maxsize=None)
+def _takes_shared(fn):
+    return "shared_panels" in inspect.signature(fn).parameters
 
 
 def with_masks(gen, T, B, H, rates, training, rng, params):

@@ -127,7 +127,8 @@ def _rows(lengths, b0, b1):
 
 @functools.lru_cache(maxsize=None)
 def _keywords(fn):
-    """The parameter names of a generated module's forward."""
+    """The parameter names of a generated module's forward or backward (a plain function: the
+    cache keeps every key)."""
     return frozenset(inspect.signature(fn).parameters)
 
 
@@ -163,6 +164,7 @@ def forward(gen, x, params, state0, lengths, reverse, need_grad=True, slices=1, 
         kw = {} if need_grad or "need_grad" not in takes else {"need_grad": False}
         if checked and "params_checked" in takes:
             kw["params_checked"] = True
+        kw |= _shared_panels(getattr(gen.forward, "__func__", gen.forward), slices)
 
         def call(x, state0, lengths, masks):
             return gen.forward(x, params, state0, lengths, reverse, **kw, **({} if masks is None else {"masks": masks}))
@@ -191,13 +193,14 @@ def backward(gen, dy, d_final, saved, checked=False):
     if not isinstance(saved, SlicedSaved):
         return gen.backward_unchecked(dy, d_final, saved) if unchecked else gen.backward(dy, d_final, saved)
 
-    kw = _shared_panels(gen.backward_unchecked, len(saved.parts)) if unchecked else {}
+    fn = gen.backward_unchecked if unchecked else gen.backward
+    kw = _shared_panels(getattr(fn, "__func__", fn), len(saved.parts))
 
     def task(part, b0, b1):
         df = None if d_final is None else tuple(None if d is None else d[b0:b1] for d in d_final)
         if unchecked:
             return gen.backward_unchecked(np.ascontiguousarray(dy[:, b0:b1]), df, part, **kw)
-        return gen.backward(None if dy is None else dy[:, b0:b1], df, part)
+        return gen.backward(None if dy is None else dy[:, b0:b1], df, part, **kw)
 
     results = run_all([lambda p=p, b0=b0, b1=b1: task(p, b0, b1)
                        for p, (b0, b1) in zip(saved.parts, saved.bounds)])

@@ -63,3 +63,38 @@ def test_sliced_cells_inside_autograd_match_serial(cell, default_threads):
         out[n] = [y.detach(), xr.grad] + [p.grad.clone() for p in rnn.parameters()]
     for a, b in zip(out[1], out[2]):
         np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("cell,rates", [("lstm", None), ("lstm_vd", {"dropout_h": 0.25})])
+@pytest.mark.parametrize("no_grad", [False, True])
+def test_the_bridges_slices_share_one_packed_weight(cell, rates, no_grad, default_threads, monkeypatch):
+    """Two batch slices through the bridge (a masked cell's through its WithMasks too): forward and
+    backward each pack weight_hh (2 MB, past host_gemm.MIN_SHARED_BYTES) once for both slices, as
+    rnngen.RNN does, and give the serial run's results."""
+    from rnngen.backends.cpu import host_gemm
+    torch.manual_seed(2)
+    rnn = rt.RNN(cell, 8, 256, dtype=torch.float64, rates=rates, seed=3)
+    x = torch.randn(5, 16, 8, dtype=torch.float64)
+    shapes = []
+    real = host_gemm.packed
+    monkeypatch.setattr(host_gemm, "packed", lambda w: shapes.append(w.shape) or real(w))
+    out = {}
+    for n in (1, 2):
+        rnngen.set_num_threads(n)
+        if n == 2:
+            monkeypatch.setattr(schedule, "plan", lambda *a, **k: schedule.Plan(False, 2, one_blas_thread=True))
+        shapes.clear()
+        rnn.zero_grad()
+        rnn.mask_rng = np.random.default_rng(7)        # the same masks in both runs
+        xr = x.clone().requires_grad_(not no_grad)
+        with torch.no_grad() if no_grad else torch.enable_grad():
+            y, _ = rnn(xr)
+        if not no_grad:
+            (y * torch.linspace(-1, 1, y.numel(), dtype=y.dtype).reshape(y.shape)).sum().backward()
+            out[n] = [y.detach(), xr.grad] + [p.grad.clone() for p in rnn.parameters()]
+        else:
+            out[n] = [y]
+        # weight_hh.T packed by forward, weight_hh by backward: once each, serial or in two slices
+        assert (shapes.count((256, 1024)), shapes.count((1024, 256))) == ((1, 0) if no_grad else (1, 1))
+    for a, b in zip(out[1], out[2]):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-12, atol=1e-13)
