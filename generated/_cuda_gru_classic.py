@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 1d424130f3a504a44df9b7b9eeca04dcd6914b8f570c248e7978f9641eceace3
+sha256 of spec + templates + math libraries + versions: ce34f7205024f6da6b003664080ad4b57ecd688c2722132ca5c0b52fe1fa246b
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -39,7 +39,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru_classic"
-SPEC_SHA256 = "1d424130f3a504a44df9b7b9eeca04dcd6914b8f570c248e7978f9641eceace3"
+SPEC_SHA256 = "ce34f7205024f6da6b003664080ad4b57ecd688c2722132ca5c0b52fe1fa246b"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_vd.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 45fcdbef0c7e9789d911b754177909c84a0ac90dd1c65dcc2a4cc31908764d1f
+sha256 of spec + templates + math libraries + versions: 30b0c93f27b9b54119382cab03d1bd29729ad3ca91fe51530dd7f3d2a24c2aee
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -43,7 +43,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_vd"
-SPEC_SHA256 = "45fcdbef0c7e9789d911b754177909c84a0ac90dd1c65dcc2a4cc31908764d1f"
+SPEC_SHA256 = "30b0c93f27b9b54119382cab03d1bd29729ad3ca91fe51530dd7f3d2a24c2aee"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 40c85adb6f604185623ea43d72139bf7ae901a13a524239a5c8d9e4e68045396
+sha256 of spec + templates + math libraries + versions: b3e223dcf4d985fdb77137041462ab66eec13059b810e3925c02fb1299387273
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -36,7 +36,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "mingru"
-SPEC_SHA256 = "40c85adb6f604185623ea43d72139bf7ae901a13a524239a5c8d9e4e68045396"
+SPEC_SHA256 = "b3e223dcf4d985fdb77137041462ab66eec13059b810e3925c02fb1299387273"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

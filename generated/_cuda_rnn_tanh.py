@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 0c2926ed5f186293cd03c37cce0e6e3d44955282f7064a7d0af77d4de98b00a5
+sha256 of spec + templates + math libraries + versions: df37f21cd49d179dce2ca0b2907f8f77df229bfef082b84be59900a0d66f306a
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -37,7 +37,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "0c2926ed5f186293cd03c37cce0e6e3d44955282f7064a7d0af77d4de98b00a5"
+SPEC_SHA256 = "df37f21cd49d179dce2ca0b2907f8f77df229bfef082b84be59900a0d66f306a"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

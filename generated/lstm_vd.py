@@ -2,7 +2,7 @@
 
 source spec: lstm_vd.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 45fcdbef0c7e9789d911b754177909c84a0ac90dd1c65dcc2a4cc31908764d1f
+sha256 of spec + templates + math libraries + versions: 30b0c93f27b9b54119382cab03d1bd29729ad3ca91fe51530dd7f3d2a24c2aee
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -35,7 +35,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_vd"
-SPEC_SHA256 = "45fcdbef0c7e9789d911b754177909c84a0ac90dd1c65dcc2a4cc31908764d1f"
+SPEC_SHA256 = "30b0c93f27b9b54119382cab03d1bd29729ad3ca91fe51530dd7f3d2a24c2aee"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

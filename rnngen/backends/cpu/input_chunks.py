@@ -18,10 +18,10 @@ another run with weights of its own (the two directions of a bidirectional layer
 every chunk, while two slices reading one shared copy pay it less than the hoisted output's round
 trip through memory. Measured on a 2-core Zen 5 guest (2026-12-07, rnngen.RNN inference, medians of
 alternated blocks, load 0-1.2): lstm T100 B64 I=H=512 at default threads (two slices sharing):
-chunks 81.3 / 70.8 / 83.3 ms, TC = T 96.0 / 73.1 / 88.1 (`python benchmarks/probes/input_chunks.py`
-and two scratch runs); on one thread (`--threads 1`): chunks 164.0 / 156.0, TC = T 151.1 / 147.5;
+chunks 82.0 / 70.8 / 83.3 ms, TC = T 96.0 / 73.1 / 88.1 (`python benchmarks/probes/input_chunks.py`
+and two scratch runs); on one thread (`--threads 1`): chunks 168.8 / 156.0, TC = T 151.1 / 147.5;
 bidirectional at default threads (one run per direction, each with its own weights): chunks 179.3,
-TC = T 157.5. With weights of <= 2 MB chunks win on one thread too (lstm T256 B64 H256: 89.3 vs
+TC = T 157.5. With weights of <= 2 MB chunks win on one thread too (lstm T256 B64 H256: 88.2 vs
 106.5 ms). Scratch runs before the weights were shared are in BENCHMARKS.md.
 """
 from numba import njit
