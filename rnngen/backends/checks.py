@@ -5,6 +5,7 @@ The backends convert arrays their own way (rnngen/backends/cpu/checks.py for num
 rnngen/backends/cuda/checks.py for device arrays) and pass that conversion in.
 """
 import functools
+import inspect
 
 import numpy as np
 
@@ -39,6 +40,14 @@ class CheckedLengths:
         part = object.__new__(CheckedLengths)
         part.host, part.B, part.T, part.device = self.host[b0:b1], b1 - b0, self.T, None
         return part
+
+
+@functools.lru_cache(maxsize=None)
+def keywords(fn):
+    """The parameter names of a generated module's function (forward, backward and their unchecked
+    entries: what a module generated earlier does not take is not passed). A plain function: the
+    cache keeps every key."""
+    return frozenset(inspect.signature(fn).parameters)
 
 
 @functools.lru_cache(maxsize=None)

@@ -15,11 +15,11 @@ mask is named as the weight parameter, has its shape, is drawn once per forward 
 inverted; at rate 0 or in eval mode it is None and the weight is used as it is (nothing drawn,
 nothing multiplied).
 """
-import functools
-import inspect
 import numbers
 
 import numpy as np
+
+from .checks import keywords
 
 
 def check_rates(rates, spec_rates, where="rates"):
@@ -158,12 +158,7 @@ class WithMasks:
 def _shared(fn, shared_panels):
     """The keyword passing the batch slices' shared packed weights on to the module's function fn,
     where there are some and fn takes them (a module generated before 2026-12-07 does not)."""
-    return {"shared_panels": shared_panels} if shared_panels is not None and _takes_shared(fn) else {}
-
-
-@functools.lru_cache(maxsize=None)
-def _takes_shared(fn):
-    return "shared_panels" in inspect.signature(fn).parameters
+    return {"shared_panels": shared_panels} if shared_panels is not None and "shared_panels" in keywords(fn) else {}
 
 
 def with_masks(gen, T, B, H, rates, training, rng, params):

@@ -27,12 +27,10 @@ rows with the same kernels (outputs and input gradients identical up to BLAS's b
 gradients summed in another order: equal to ~1e-7 relative (2-norm) in float32).
 """
 import contextlib
-import functools
-import inspect
 
 import numpy as np
 
-from ..backends.checks import CheckedLengths, hidden_size
+from ..backends.checks import CheckedLengths, hidden_size, keywords
 from ..backends.cpu.host_gemm import SharedPanels
 from ..backends.masks import rows as mask_rows
 from . import threads as blas
@@ -125,17 +123,10 @@ def _rows(lengths, b0, b1):
     return lengths.rows(b0, b1) if isinstance(lengths, CheckedLengths) else lengths[b0:b1]
 
 
-@functools.lru_cache(maxsize=None)
-def _keywords(fn):
-    """The parameter names of a generated module's forward or backward (a plain function: the
-    cache keeps every key)."""
-    return frozenset(inspect.signature(fn).parameters)
-
-
 def _shared_panels(fn, slices):
     """The keyword giving the slices of one call one packed copy of the weights (host_gemm.SharedPanels),
     where there are several and the module takes it (modules generated before 2026-12-07 do not)."""
-    if slices > 1 and "shared_panels" in _keywords(fn):
+    if slices > 1 and "shared_panels" in keywords(fn):
         return {"shared_panels": SharedPanels()}
     return {}
 
@@ -160,7 +151,7 @@ def forward(gen, x, params, state0, lengths, reverse, need_grad=True, slices=1, 
             return gen.forward_unchecked(np.ascontiguousarray(x), params, state0, _host_lengths(lengths), reverse,
                                          need_grad, masks, **kw)
     else:
-        takes = _keywords(getattr(gen.forward, "__func__", gen.forward))   # an older module has neither
+        takes = keywords(getattr(gen.forward, "__func__", gen.forward))   # an older module has neither
         kw = {} if need_grad or "need_grad" not in takes else {"need_grad": False}
         if checked and "params_checked" in takes:
             kw["params_checked"] = True
