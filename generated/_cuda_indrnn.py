@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 759f92756218d7d32697cfe64bdf8c609c3ddf8a0c51c16a2f1f9ea6bcd299c9
+sha256 of spec + templates + math libraries + versions: a43ff829d8ebcfa9d98ed0da37dad2a8c463df97996458f76ea2c54e124662cb
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "indrnn"
-SPEC_SHA256 = "759f92756218d7d32697cfe64bdf8c609c3ddf8a0c51c16a2f1f9ea6bcd299c9"
+SPEC_SHA256 = "a43ff829d8ebcfa9d98ed0da37dad2a8c463df97996458f76ea2c54e124662cb"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: layernorm_lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 512cab87533e261d126bda69aba1c7bc05e95502d3eeb1d1ce381646b8533ff7
+sha256 of spec + templates + math libraries + versions: 1da36eb13d99624bedd61529707cdcb19efdd214c4ea427a77502e41c875c050
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -47,7 +47,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "layernorm_lstm"
-SPEC_SHA256 = "512cab87533e261d126bda69aba1c7bc05e95502d3eeb1d1ce381646b8533ff7"
+SPEC_SHA256 = "1da36eb13d99624bedd61529707cdcb19efdd214c4ea427a77502e41c875c050"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_vd.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 30b0c93f27b9b54119382cab03d1bd29729ad3ca91fe51530dd7f3d2a24c2aee
+sha256 of spec + templates + math libraries + versions: e363fbb47e82646f43ff1e71796c06804d7a28982f216ad0a2b0163eeba44703
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -43,7 +43,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_vd"
-SPEC_SHA256 = "30b0c93f27b9b54119382cab03d1bd29729ad3ca91fe51530dd7f3d2a24c2aee"
+SPEC_SHA256 = "e363fbb47e82646f43ff1e71796c06804d7a28982f216ad0a2b0163eeba44703"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

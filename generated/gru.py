@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 811b473659b1138b31a131c6f8daa41d0111d0c83e16843d517229f66827a3f5
+sha256 of spec + templates + math libraries + versions: 474cd1bc5c6b42ab0f442129c23262b7f276ecfb7cba044ad07d41cc8bf4a9d3
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -31,7 +31,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "gru"
-SPEC_SHA256 = "811b473659b1138b31a131c6f8daa41d0111d0c83e16843d517229f66827a3f5"
+SPEC_SHA256 = "474cd1bc5c6b42ab0f442129c23262b7f276ecfb7cba044ad07d41cc8bf4a9d3"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

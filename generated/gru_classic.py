@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: ce34f7205024f6da6b003664080ad4b57ecd688c2722132ca5c0b52fe1fa246b
+sha256 of spec + templates + math libraries + versions: bede4d5099ec62b5c6c7f53bce531d39bf8edca4ba29427383aff1bdb94d5adc
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -31,7 +31,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "gru_classic"
-SPEC_SHA256 = "ce34f7205024f6da6b003664080ad4b57ecd688c2722132ca5c0b52fe1fa246b"
+SPEC_SHA256 = "bede4d5099ec62b5c6c7f53bce531d39bf8edca4ba29427383aff1bdb94d5adc"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

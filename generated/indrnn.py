@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 759f92756218d7d32697cfe64bdf8c609c3ddf8a0c51c16a2f1f9ea6bcd299c9
+sha256 of spec + templates + math libraries + versions: a43ff829d8ebcfa9d98ed0da37dad2a8c463df97996458f76ea2c54e124662cb
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -26,7 +26,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels_of as _panels_of, relu as _relu, step as _step, steps_rows as _steps_rows  # noqa: F401
 
 NAME = "indrnn"
-SPEC_SHA256 = "759f92756218d7d32697cfe64bdf8c609c3ddf8a0c51c16a2f1f9ea6bcd299c9"
+SPEC_SHA256 = "a43ff829d8ebcfa9d98ed0da37dad2a8c463df97996458f76ea2c54e124662cb"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: layernorm_lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 512cab87533e261d126bda69aba1c7bc05e95502d3eeb1d1ce381646b8533ff7
+sha256 of spec + templates + math libraries + versions: 1da36eb13d99624bedd61529707cdcb19efdd214c4ea427a77502e41c875c050
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -39,7 +39,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "layernorm_lstm"
-SPEC_SHA256 = "512cab87533e261d126bda69aba1c7bc05e95502d3eeb1d1ce381646b8533ff7"
+SPEC_SHA256 = "1da36eb13d99624bedd61529707cdcb19efdd214c4ea427a77502e41c875c050"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: ad4e1dd520101b2f04f981cc4402f5fe37d30dc250689c1a1983e53670c2160e
+sha256 of spec + templates + math libraries + versions: b1b856f0724f98b85ec06e66a3d5ad62b91612d481a3c4ac540917167d0de695
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -35,7 +35,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "lstm"
-SPEC_SHA256 = "ad4e1dd520101b2f04f981cc4402f5fe37d30dc250689c1a1983e53670c2160e"
+SPEC_SHA256 = "b1b856f0724f98b85ec06e66a3d5ad62b91612d481a3c4ac540917167d0de695"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 192e5dc2a8dc2dcd87dcf9a8c52696102557540564a49dc219b8a00281f7e71c
+sha256 of spec + templates + math libraries + versions: e34a73e1e8fff8ca08562166f10d1a608baf66f1d43782d8a305fdcad025955e
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "192e5dc2a8dc2dcd87dcf9a8c52696102557540564a49dc219b8a00281f7e71c"
+SPEC_SHA256 = "e34a73e1e8fff8ca08562166f10d1a608baf66f1d43782d8a305fdcad025955e"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_proj.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 840b7734a4a4a7bd76449b3adb4505725864afeff76a2517bf49658655e985fc
+sha256 of spec + templates + math libraries + versions: 372c6541b21f2aab84e850b7795e33d3a0d6fe14b6cf313c0bad4ed7963f1e4b
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -35,7 +35,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_proj"
-SPEC_SHA256 = "840b7734a4a4a7bd76449b3adb4505725864afeff76a2517bf49658655e985fc"
+SPEC_SHA256 = "372c6541b21f2aab84e850b7795e33d3a0d6fe14b6cf313c0bad4ed7963f1e4b"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

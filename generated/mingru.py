@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: b3e223dcf4d985fdb77137041462ab66eec13059b810e3925c02fb1299387273
+sha256 of spec + templates + math libraries + versions: dbfb0c9c814d7b89be4f2b4d33a623764b2eb9fe412c5eb70982fe4a24a58549
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,7 +28,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows  # noqa: F401
 
 NAME = "mingru"
-SPEC_SHA256 = "b3e223dcf4d985fdb77137041462ab66eec13059b810e3925c02fb1299387273"
+SPEC_SHA256 = "dbfb0c9c814d7b89be4f2b4d33a623764b2eb9fe412c5eb70982fe4a24a58549"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 68530e226caaac2ec6557ed502b9cf09b9f4559b50abfd9c358d6a1a3c4228f5
+sha256 of spec + templates + math libraries + versions: b70e236b152360298fa67ac71ae6055ca7d5fde9b2e6f3b5df23dff6145e7aa8
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,7 +29,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels_of as _panels_of, relu as _relu, step as _step, steps_rows as _steps_rows  # noqa: F401
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "68530e226caaac2ec6557ed502b9cf09b9f4559b50abfd9c358d6a1a3c4228f5"
+SPEC_SHA256 = "b70e236b152360298fa67ac71ae6055ca7d5fde9b2e6f3b5df23dff6145e7aa8"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: df37f21cd49d179dce2ca0b2907f8f77df229bfef082b84be59900a0d66f306a
+sha256 of spec + templates + math libraries + versions: f22513a6cdcbbfec3df5c6009f8155c5203a9e5155bc2bc4be7536575fd9c14d
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,7 +29,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels_of as _panels_of, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "df37f21cd49d179dce2ca0b2907f8f77df229bfef082b84be59900a0d66f306a"
+SPEC_SHA256 = "f22513a6cdcbbfec3df5c6009f8155c5203a9e5155bc2bc4be7536575fd9c14d"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: slstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: dac11fef74d8c0d33bc2b0366dd151b68220f3b3cfedd8e9597f503e8cc3e02e
+sha256 of spec + templates + math libraries + versions: 5291998c1311616f35dd99819080c6f9fcfd2e8cbac53a85322d8645e378701d
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -43,7 +43,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, exp_nonpositive as _exp_nonpositive, gather_steps as _gather_steps, gemm_panels as _gemm_panels, head_weight_grad as _head_weight_grad, log_sigmoid as _log_sigmoid, matmul as _matmul, matmul_tn as _matmul_tn, maximum as _maximum, panels_of as _panels_of, sigmoid as _sigmoid, step as _step, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "slstm"
-SPEC_SHA256 = "dac11fef74d8c0d33bc2b0366dd151b68220f3b3cfedd8e9597f503e8cc3e02e"
+SPEC_SHA256 = "5291998c1311616f35dd99819080c6f9fcfd2e8cbac53a85322d8645e378701d"
 STATES = ('h', 'c', 'n', 'm')
 OUTPUT = "h"
 INITIAL = {'m': 'lowest'}     # the states that do not start at zero when state0 leaves them out

@@ -201,6 +201,11 @@ def all_finite(value):
     return (_finite or _import_finite()).all_finite(value)
 
 
+def all_finite_arrays(values):
+    """all_finite of every array in `values`, in one call (finite.all_finite_arrays)."""
+    return (_finite or _import_finite()).all_finite_arrays(values)
+
+
 _finite = None
 
 
@@ -360,12 +365,18 @@ def check_input_size(x, params, spec_params, H, sizes=None):
         return
 
 
+@functools.lru_cache(maxsize=None)
+def _rows_factor(dim):
+    """k of a first dimension 'k*H' (1 for 'H')."""
+    mult, _, _ = dim.rpartition("*")
+    return int(mult) if mult else 1
+
+
 def hidden_size(params, spec_params):
     """H from the rows of the first parameter (k*H rows for a shape ('k*H', ...))."""
     first = next(iter(spec_params))
     rows = params[first].shape[0]
-    mult, _, _ = spec_params[first][0].rpartition("*")
-    mult = int(mult) if mult else 1
+    mult = _rows_factor(spec_params[first][0])
     if rows % mult or rows == 0:
         raise ValueError(f"params[{first!r}] must have {spec_params[first][0]} rows, got {rows}")
     return rows // mult

@@ -12,7 +12,7 @@ direction runs the generated CUDA module (generated/_cuda_<cell>.py); what passe
 """
 import numpy as np
 
-from ..backends.checks import all_finite, host_view, is_torch_tensor
+from ..backends.checks import all_finite, all_finite_arrays, host_view, is_torch_tensor
 from .device import is_device_array
 from .ops import ops_for, require_cuda, to_numpy  # noqa: F401  (require_cuda: rnngen.torch uses it)
 from . import schedule
@@ -262,15 +262,18 @@ class RNN:
         checked)."""
         out = {}
         for name, shape in self._param_shapes.items():
-            value = host_view(self.params.get(name))        # a CPU torch tensor: its numpy view
+            value = self.params.get(name)
+            if type(value) is not np.ndarray:
+                value = host_view(value)        # a CPU torch tensor: its numpy view
             if not isinstance(value, np.ndarray) or value.dtype != self.dtype or value.shape != shape:
                 got = "nothing" if value is None else \
                     f"{type(value).__name__} {getattr(value, 'dtype', '')} {tuple(getattr(value, 'shape', ()))}"
                 raise ValueError(f"parameter {name} must be a numpy array of dtype {self.dtype} and shape "
                                  f"{shape}, got {got}")
-            if not all_finite(value):
-                raise ValueError(f"parameter {name} contains NaN or inf")
             out[name] = value if value.flags.c_contiguous else np.ascontiguousarray(value)
+        if not all_finite_arrays(out.values()):
+            bad = next(name for name, value in out.items() if not all_finite(value))
+            raise ValueError(f"parameter {bad} contains NaN or inf")
         return out
 
     # -- forward and backward ---------------------------------------------------------------------
@@ -290,10 +293,11 @@ class RNN:
         finals = [ops.empty((self.num_layers * D, B, size)) for size in self.state_sizes]
         saved, masks = {}, [None] * self.num_layers     # masks[k]: dropout after layer k
 
+        given = any(s is not None for s in state0)
+
         def run(k, d, inp):
             idx = unit(k, d, D)
-            s0 = tuple(None if s is None else s[idx] for s in state0)
-            s0 = None if all(s is None for s in s0) else s0
+            s0 = tuple(None if s is None else s[idx] for s in state0) if given else None
             layer, masks = layer_masks(self, k, d, T, B, params)
             if self.device == "cpu":
                 y_d, fin, saved[k, d] = schedule.forward(self.cell, inp, layer, s0, lengths, bool(d), need_grad,
@@ -350,10 +354,11 @@ class RNN:
         d_final = self._states("d_final", d_final, B)
         d_state0 = [ops.empty((L, B, size)) for size in self.state_sizes]
 
+        given = any(s is not None for s in d_final)
+
         def run(k, d, grad):
             idx = unit(k, d, D)
-            df = tuple(None if s is None else s[idx] for s in d_final)
-            df = None if all(s is None for s in df) else df
+            df = tuple(None if s is None else s[idx] for s in d_final) if given else None
             if self.device == "cpu":
                 dx_d, ds0, dp = schedule.backward(self.cell, grad, df, saved[k, d], checked=True)
             else:

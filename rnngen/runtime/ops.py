@@ -1,6 +1,8 @@
 """The array operations between layers, on numpy arrays (HostOps) or numba device arrays
 (CudaOps), and the one place where what a user passes (numpy, a torch tensor, a device array)
 becomes an array on the network's device, checked."""
+import functools
+
 import numpy as np
 
 from ..backends.checks import CheckedLengths, check_finite, host_view, is_torch_tensor
@@ -42,6 +44,13 @@ def to_numpy(name, value):
         raise ValueError(f"{name} must be an array: {exc}") from None
 
 
+@functools.lru_cache(maxsize=8)
+def full_lengths(B, T):
+    """The CheckedLengths of B sequences of T steps (lengths=None), made once per (B, T) of the last
+    few calls' (the kernels only read lengths): np.full costs a course-size call ~0.7 us."""
+    return CheckedLengths(None, B, T)
+
+
 class HostOps:
     """numpy arrays: what passes between layers, and the conversion of inputs."""
     name = "cpu"
@@ -53,10 +62,11 @@ class HostOps:
         """`value` (numpy, a torch tensor) checked as an array of this device: `ndim` dimensions,
         this dtype, then `validate(array) -> array` (shapes, batch-first), then no NaN or inf.
         network_dtype: a wrong dtype is named as the network's (else as x's and the parameters')."""
-        if is_device_array(value):
-            raise ValueError(f"{name} is a device (GPU) array but this RNN runs on the CPU; create it "
-                             f"with device='cuda' or call .to('cuda'), or pass a host array")
-        value = host_view(value)
+        if type(value) is not np.ndarray:
+            if is_device_array(value):
+                raise ValueError(f"{name} is a device (GPU) array but this RNN runs on the CPU; create it "
+                                 f"with device='cuda' or call .to('cuda'), or pass a host array")
+            value = host_view(value)
         if network_dtype:
             arr = host_array(name, value, ndim)
             if arr.dtype != self.dtype:
@@ -73,11 +83,11 @@ class HostOps:
         if is_device_array(lengths):
             raise ValueError("lengths is a device (GPU) array but this RNN runs on the CPU; create it "
                              "with device='cuda' or call .to('cuda'), or pass a host array")
-        return CheckedLengths(lengths, B, T)
+        return full_lengths(B, T) if lengths is None else CheckedLengths(lengths, B, T)
 
     def step_lengths(self, B):
         """The lengths of one step() (1 for each of B rows)."""
-        return CheckedLengths(np.ones(B, np.int64), B, 1)
+        return full_lengths(B, 1)
 
     def empty(self, shape):
         return np.empty(shape, self.dtype)

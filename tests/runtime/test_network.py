@@ -241,3 +241,28 @@ def test_the_no_in_place_change_contract_is_documented(cell):
     assert "x and the parameters must not be modified in place" in text(RNN)
     assert "which must not be modified in place before backward()" in text(RNN.forward)
     assert "modify neither in place in between" in text(RNN.backward)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_calls_without_lengths_share_one_full_lengths_array_that_nothing_changes(bidirectional):
+    """lengths=None is one checked array of T per (B, T), made once (runtime/ops.full_lengths):
+    calls with other lengths in between, reverse directions and backward leave it all T, and
+    every call without lengths gives what lengths=[T]*B gives."""
+    from rnngen.runtime.ops import full_lengths
+    net = RNN("gru", 3, 4, bidirectional=bidirectional, dtype=np.float64)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5, 3, 3))
+    dy = rng.standard_normal((5, 3, net.output_size))
+    y_full, _ = net.forward(x, lengths=[5, 5, 5])
+    dx_full, _ = net.backward(dy)
+    for lengths in (None, [2, 5, 0], None, [1, 1, 1], None):
+        y, _ = net.forward(x, lengths=lengths)
+        dx, _ = net.backward(dy)
+        if lengths is None:
+            np.testing.assert_array_equal(y, y_full)
+            np.testing.assert_array_equal(dx, dx_full)
+        np.testing.assert_array_equal(full_lengths(3, 5).host, [5, 5, 5])
+    assert net._ops.lengths(None, 3, 5) is full_lengths(3, 5)
+    if not bidirectional:       # step() runs with the full lengths of one step
+        np.testing.assert_array_equal(net.step(x[0])[0], net.forward(x[:1], lengths=[1, 1, 1])[0][0])
+    np.testing.assert_array_equal(full_lengths(3, 1).host, [1, 1, 1])

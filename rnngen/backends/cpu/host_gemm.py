@@ -55,8 +55,8 @@ def _for_panels(a, b, k_axis):
     """Whether a product of a and b (contracted over a's axis k_axis and b's rows) goes to the
     panels: PANELS, 2-D arrays of one float dtype whose shapes agree (numpy raises for the rest),
     at least MIN_PANEL_WORK multiply-adds."""
-    return (PANELS and a.ndim == b.ndim == 2 and a.dtype == b.dtype and a.dtype in (np.float32, np.float64)
-            and a.shape[k_axis] == b.shape[0] and a.shape[0] * a.shape[1] * b.shape[1] >= MIN_PANEL_WORK)
+    return (PANELS and a.ndim == b.ndim == 2 and a.size * b.shape[1] >= MIN_PANEL_WORK and a.dtype == b.dtype
+            and a.dtype in (np.float32, np.float64) and a.shape[k_axis] == b.shape[0])
 
 
 def packed(w):

@@ -38,7 +38,7 @@ def chunk_steps(T, step_bytes, weights, shared=False):
     (B * their widths * itemsize), `weights` the arrays of the step's linears, `shared` whether
     the call's batch slices share one packed copy of them (modules generated before 2026-12-07
     do not pass it)."""
-    if not shared and sum(w.nbytes for w in weights) > MAX_WEIGHT_BYTES:
+    if not shared and sum([w.nbytes for w in weights]) > MAX_WEIGHT_BYTES:
         return max(T, 1)
     return max(1, min(T, CHUNK_BYTES // max(step_bytes, 1)))
 

@@ -58,7 +58,7 @@ MR = 8 if _has_avx512() else 4
 
 def lanes(dtype):
     """Values of `dtype` in one vector."""
-    return VECTOR_BYTES // np.dtype(dtype).itemsize
+    return VECTOR_BYTES // (dtype.itemsize if isinstance(dtype, np.dtype) else np.dtype(dtype).itemsize)
 
 
 @intrinsic

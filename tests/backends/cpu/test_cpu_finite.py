@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import rnngen
-from rnngen.backends.finite import all_finite
+from rnngen.backends.finite import all_finite, all_finite_arrays
 
 
 def _expected(a):
@@ -69,3 +69,25 @@ def test_a_network_call_names_the_non_finite_input():
     net.params["weight_hh_l0"][0, 0] = np.nan
     with pytest.raises(ValueError, match="parameter weight_hh_l0 contains NaN or inf"):
         net.forward(np.zeros((4, 2, 3), np.float32))
+
+
+def test_all_finite_arrays_is_all_finite_of_each():
+    good = [np.zeros((4, 3), np.float32), np.ones(5, np.float32), np.zeros((2, 6), np.float64)[:, ::2]]
+    assert all_finite_arrays(good) is True
+    assert all_finite_arrays([]) is True
+    for k in range(len(good)):
+        bad = [a.copy() for a in good]
+        bad[k].flat[-1] = np.nan
+        assert all_finite_arrays(bad) is False, k
+        assert all_finite_arrays(bad[:k]) is True
+
+
+def test_a_network_call_names_the_first_non_finite_parameter_of_a_stack():
+    net = rnngen.RNN("gru", 3, 5, num_layers=2, bidirectional=True)
+    x = np.zeros((4, 2, 3), np.float32)
+    net.params["bias_hh_l1_reverse"][-1] = -np.inf
+    with pytest.raises(ValueError, match="parameter bias_hh_l1_reverse contains NaN or inf"):
+        net.forward(x)
+    net.params["weight_ih_l1"][0, 0] = np.nan
+    with pytest.raises(ValueError, match="parameter weight_ih_l1 contains NaN or inf"):
+        net.forward(x, need_grad=False)
