@@ -20,8 +20,10 @@ def forward_layers(x, num_layers, num_directions, run, concat, between, each=in_
     each(callables) runs a layer's directions (in order, or at the same time) and returns theirs."""
     inp = x
     for layer in range(num_layers):
-        outs = each([lambda layer=layer, d=d, inp=inp: run(layer, d, inp) for d in range(num_directions)])
-        out = outs[0] if num_directions == 1 else concat(outs)
+        if num_directions == 1:
+            out = run(layer, 0, inp)
+        else:
+            out = concat(each([lambda layer=layer, d=d, inp=inp: run(layer, d, inp) for d in range(num_directions)]))
         inp = between(layer, out) if layer < num_layers - 1 else out
     return inp
 
@@ -35,7 +37,10 @@ def backward_layers(dy, num_layers, num_directions, run, take, add, between, eac
     for layer in range(num_layers - 1, -1, -1):
         if layer < num_layers - 1:
             grad = between(layer, grad)
-        inputs = [grad if num_directions == 1 else take(grad, d) for d in range(num_directions)]
+        if num_directions == 1:
+            grad = run(layer, 0, grad)
+            continue
+        inputs = [take(grad, d) for d in range(num_directions)]
         parts = each([lambda layer=layer, d=d, inputs=inputs: run(layer, d, inputs[d]) for d in range(num_directions)])
         grad = parts[0]
         for p in parts[1:]:

@@ -111,8 +111,9 @@ def backward_inputs(dy, d_final, saved, cell_name, states, output=None, fill=Tru
 def state_grads(d_final, saved, states):
     """What backward's loop adds the state gradients into: a copy of each (B, size) array of
     d_final (None, or a tuple with an array or None per state), zeros for those not given."""
-    if d_final is None:
-        d_final = (None,) * len(states)
-    B = saved.x.shape[1]
-    return tuple(np.zeros((B, getattr(saved, f"s_{s}").shape[2]), saved.x.dtype) if d is None else d.copy()
-                 for s, d in zip(states, d_final))
+    B, dtype = saved.x.shape[1], saved.x.dtype
+    out = []
+    for k, s in enumerate(states):
+        d = None if d_final is None else d_final[k]
+        out.append(np.zeros((B, getattr(saved, "s_" + s).shape[2]), dtype) if d is None else d.copy())
+    return tuple(out)
