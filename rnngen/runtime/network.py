@@ -228,10 +228,10 @@ class RNN:
     def _states(self, name, states, B):
         """state0 / d_final: one (L*D, B, size) array per state (None: zeros), on this device; a
         one-state cell's may be a single array. size is H, or the state's run-time size."""
+        if states is None:
+            return (None,) * len(self.cell.STATES)
         L = self.num_layers * self.num_directions
         n = len(self.states)
-        if states is None:
-            return (None,) * n
         shapes = ", ".join(f"{s} ({L}, {B}, {z})" for s, z in zip(self.states, self.state_sizes))
         if isinstance(states, np.ndarray) or is_torch_tensor(states) or is_device_array(states):
             if n != 1:
