@@ -14,7 +14,7 @@ block, and so on for each thread setting, for --reps rounds. The GEMM-rate probe
 followed by a pause (SETTLE_S) that outlasts OpenBLAS's idle threads, which spin for ~0.1-0.15 s
 after a call before they sleep (a warm-up that short did not: rnngen's two workers right after the
 probe lost a core to them). A sample of a tiny case is as many
-back-to-back calls as fill MIN_SAMPLE_S, each call timed on its own. Times are medians over the
+back-to-back calls as fill MIN_SAMPLE_S at the fastest of a few calls' time, each call timed on its own. Times are medians over the
 calls (the JSON also has means: under load a thread team that waits for a descheduled thread
 stalls single calls for milliseconds); compilation is excluded (it is reported separately, from
 an empty Numba cache in a subprocess).

@@ -177,3 +177,28 @@ def test_blocks_alternate_and_pause_after_an_entry_that_asks_for_it(monkeypatch)
     probe = bench_cases.gemm_entries(bench_timing.Threads(), np.float32)
     assert [e[0] for e in probe] == [("gemm", "all"), ("gemm", "one")]
     assert probe[0][3] == bench_timing.SETTLE_S > 0.15 and len(probe[1]) == 3
+
+
+def test_a_sample_is_sized_from_the_steady_calls_not_the_first_ones(monkeypatch):
+    """calls_per_sample: MIN_SAMPLE_S of back-to-back calls at the fastest call's time, timing up to
+    SIZING_CALLS calls after the untimed first (the calls after it still run slow), fewer once they
+    last SIZING_S, none after a slow first call."""
+    from rnngen.tools import bench_timing
+    clock = [0.0]
+    monkeypatch.setattr(bench_timing.time, "perf_counter", lambda: clock[0])
+
+    def fn_of(durations):
+        durations, calls = iter(durations), []
+
+        def fn():
+            calls.append(1)
+            clock[0] += next(durations)
+        return fn, calls
+    fn, calls = fn_of([0.05, 400e-6, 150e-6, 100e-6, 120e-6, 110e-6] + [100e-6] * 5)
+    assert bench_timing.calls_per_sample(fn) == 20 and len(calls) == 1 + bench_timing.SIZING_CALLS == 6
+    fn, calls = fn_of([0.2, 1e-6])                        # slow: no timed call after the first
+    assert bench_timing.calls_per_sample(fn) == 1 and len(calls) == 1
+    fn, calls = fn_of([0.03] * 6)                          # 30 ms calls: stop after SIZING_S of them
+    assert bench_timing.calls_per_sample(fn) == 1 and len(calls) == 3
+    fn, calls = fn_of([1e-6] * 6)
+    assert bench_timing.calls_per_sample(fn) == bench_timing.MAX_CALLS
