@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 474cd1bc5c6b42ab0f442129c23262b7f276ecfb7cba044ad07d41cc8bf4a9d3
+sha256 of spec + templates + math libraries + versions: ba6009e118038297d964152e47630fee9e06da2344aaf069893269b71122a087
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -39,7 +39,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru"
-SPEC_SHA256 = "474cd1bc5c6b42ab0f442129c23262b7f276ecfb7cba044ad07d41cc8bf4a9d3"
+SPEC_SHA256 = "ba6009e118038297d964152e47630fee9e06da2344aaf069893269b71122a087"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

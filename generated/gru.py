@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 474cd1bc5c6b42ab0f442129c23262b7f276ecfb7cba044ad07d41cc8bf4a9d3
+sha256 of spec + templates + math libraries + versions: ba6009e118038297d964152e47630fee9e06da2344aaf069893269b71122a087
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,10 +28,10 @@ from rnngen.backends.cpu.loop_pipeline import LoopPipeline   # how the loops com
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, one_call as _one_call, panels as _panels, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "gru"
-SPEC_SHA256 = "474cd1bc5c6b42ab0f442129c23262b7f276ecfb7cba044ad07d41cc8bf4a9d3"
+SPEC_SHA256 = "ba6009e118038297d964152e47630fee9e06da2344aaf069893269b71122a087"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -186,6 +186,26 @@ def _infer_loop(lengths, reverse, y, x, zx_ih, s_h, z_hh, bias_ih, bias_hh, x_ch
                     s_h[(step + 1) % 2, b, j] = s_h[step % 2, b, j]
 
 
+# -- the inference forward of a small call in one compiled call ------------------------------------
+@njit(cache=True, nogil=True)
+def _infer_entry(x, lengths, reverse, TC, H, state0, weight_ih, weight_hh, bias_ih, bias_hh):
+    """forward_unchecked(..., need_grad=False) of a small call (mathlib.one_call): the set-up, the
+    loop and the final states in one call (rnngen/backends/cpu/entry.py)."""
+    T, B, I = x.shape
+    dtype = x.dtype
+    y = np.zeros((T, B, H), dtype)
+    x_chunk = np.empty((TC, B, I), dtype)   # x's rows of TC steps, in loop order
+    zx_ih = np.empty((TC, B, 3 * H), dtype)   # x_chunk @ weight_ih.T
+    s_h = np.empty((2, B, H), dtype)
+    s_h[0] = state0[0]
+    z_hh = np.empty((2, B, 3 * H), dtype)
+    panels_hh = _panels(weight_hh.T)   # packed once per call
+    panels_ih = _panels(weight_ih.T)   # packed once per call
+    _infer_loop(lengths, reverse, y, x, zx_ih, s_h, z_hh, bias_ih, bias_hh, x_chunk, panels_hh, panels_ih)
+    final_states = (s_h[T % 2].copy(),)
+    return y, final_states
+
+
 def draw_masks(T, B, H, rates=None, training=True, rng=None, dtype=np.float32, params=None):
     """The random masks of one forward call ({name: host array}, for forward(masks=...)): each is
     1 with probability 1 - p for its rate p in `rates` ({name: p}, None: all 0), drawn from `rng`
@@ -227,6 +247,10 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
                                      x.dtype, params)
     T, B, I = x.shape
     H = state0[0].shape[1]
+    if not need_grad and shared_panels is None and _one_call(T, B, I, H):   # its Python costs more than the loop
+        TC = _chunk_steps(T, B * (3 * H) * x.itemsize, [params["weight_ih"], params["weight_hh"]], shared_panels is not None)   # the loop's input GEMMs run every TC steps
+        y, final_states = _infer_entry(x, lengths, reverse, TC, H, state0, params["weight_ih"], params["weight_hh"], params["bias_ih"], params["bias_hh"])
+        return y, final_states, None
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
     y = np.zeros((T, B, H), dtype)

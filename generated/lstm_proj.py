@@ -2,7 +2,7 @@
 
 source spec: lstm_proj.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 372c6541b21f2aab84e850b7795e33d3a0d6fe14b6cf313c0bad4ed7963f1e4b
+sha256 of spec + templates + math libraries + versions: 333d58d3d40527fd9d9383a18689378bbc8072efd7dffa82432544a1bc27401b
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -32,10 +32,10 @@ from rnngen.backends.cpu.loop_pipeline import LoopPipeline   # how the loops com
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, one_call as _one_call, panels as _panels, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_proj"
-SPEC_SHA256 = "372c6541b21f2aab84e850b7795e33d3a0d6fe14b6cf313c0bad4ed7963f1e4b"
+SPEC_SHA256 = "333d58d3d40527fd9d9383a18689378bbc8072efd7dffa82432544a1bc27401b"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -332,6 +332,31 @@ def _infer_loop(lengths, reverse, y, x, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, bias_
                     s_c[(step + 1) % 2, b, j] = s_c[step % 2, b, j]
 
 
+# -- the inference forward of a small call in one compiled call ------------------------------------
+@njit(cache=True, nogil=True)
+def _infer_entry(x, lengths, reverse, TC, H, proj_size, state0, weight_ih, weight_hh, weight_hr, bias_ih, bias_hh):
+    """forward_unchecked(..., need_grad=False) of a small call (mathlib.one_call): the set-up, the
+    loop and the final states in one call (rnngen/backends/cpu/entry.py)."""
+    T, B, I = x.shape
+    dtype = x.dtype
+    y = np.zeros((T, B, proj_size), dtype)
+    x_chunk = np.empty((TC, B, I), dtype)   # x's rows of TC steps, in loop order
+    zx_ih = np.empty((TC, B, 4 * H), dtype)   # x_chunk @ weight_ih.T
+    s_h = np.empty((2, B, proj_size), dtype)
+    s_h[0] = state0[0]
+    s_c = np.empty((2, B, H), dtype)
+    s_c[0] = state0[1]
+    z_hh = np.empty((B, 4 * H), dtype)
+    z_hr = np.empty((B, proj_size), dtype)
+    v_hr = np.empty((2, B, H), dtype)
+    panels_hh = _panels(weight_hh.T)   # packed once per call
+    panels_hr = _panels(weight_hr.T)   # packed once per call
+    panels_ih = _panels(weight_ih.T)   # packed once per call
+    _infer_loop(lengths, reverse, y, x, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, bias_ih, bias_hh, x_chunk, panels_hh, panels_hr, panels_ih)
+    final_states = (s_h[T % 2].copy(), s_c[T % 2].copy(),)
+    return y, final_states
+
+
 def draw_masks(T, B, H, rates=None, training=True, rng=None, dtype=np.float32, params=None):
     """The random masks of one forward call ({name: host array}, for forward(masks=...)): each is
     1 with probability 1 - p for its rate p in `rates` ({name: p}, None: all 0), drawn from `rng`
@@ -374,6 +399,10 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     T, B, I = x.shape
     H = checks.hidden_size(params, PARAMS)
     proj_size = checks.sizes_of(params, PARAMS)["proj_size"]
+    if not need_grad and shared_panels is None and _one_call(T, B, I, H):   # its Python costs more than the loop
+        TC = _chunk_steps(T, B * (4 * H) * x.itemsize, [params["weight_ih"], params["weight_hh"], params["weight_hr"]], shared_panels is not None)   # the loop's input GEMMs run every TC steps
+        y, final_states = _infer_entry(x, lengths, reverse, TC, H, proj_size, state0, params["weight_ih"], params["weight_hh"], params["weight_hr"], params["bias_ih"], params["bias_hh"])
+        return y, final_states, None
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
     y = np.zeros((T, B, proj_size), dtype)

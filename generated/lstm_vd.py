@@ -2,7 +2,7 @@
 
 source spec: lstm_vd.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: e363fbb47e82646f43ff1e71796c06804d7a28982f216ad0a2b0163eeba44703
+sha256 of spec + templates + math libraries + versions: bcd051201fd555e699a556105bb601c84ab6ec7c7612343a75057bb2e1300062
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -35,7 +35,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_vd"
-SPEC_SHA256 = "e363fbb47e82646f43ff1e71796c06804d7a28982f216ad0a2b0163eeba44703"
+SPEC_SHA256 = "bcd051201fd555e699a556105bb601c84ab6ec7c7612343a75057bb2e1300062"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

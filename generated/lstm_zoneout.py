@@ -2,7 +2,7 @@
 
 source spec: lstm_zoneout.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: e9acadf8c693704455427ca74072fa84fe441cbe508ba99392e70163c26cf720
+sha256 of spec + templates + math libraries + versions: a5a817f8f376e10a4517f67c92f63f31b7306710b693e19bdb19bd8397a625a9
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -38,7 +38,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_zoneout"
-SPEC_SHA256 = "e9acadf8c693704455427ca74072fa84fe441cbe508ba99392e70163c26cf720"
+SPEC_SHA256 = "a5a817f8f376e10a4517f67c92f63f31b7306710b693e19bdb19bd8397a625a9"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: slstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 5291998c1311616f35dd99819080c6f9fcfd2e8cbac53a85322d8645e378701d
+sha256 of spec + templates + math libraries + versions: f783c81fc5eb9758d5145641e62503a0ec8a46201a173cfaae18587ba7b6420f
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -40,10 +40,10 @@ from rnngen.backends.cpu.loop_pipeline import LoopPipeline   # how the loops com
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, exp_nonpositive as _exp_nonpositive, gather_steps as _gather_steps, gemm_panels as _gemm_panels, head_weight_grad as _head_weight_grad, log_sigmoid as _log_sigmoid, matmul as _matmul, matmul_tn as _matmul_tn, maximum as _maximum, panels_of as _panels_of, sigmoid as _sigmoid, step as _step, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, exp_nonpositive as _exp_nonpositive, gather_steps as _gather_steps, gemm_panels as _gemm_panels, head_weight_grad as _head_weight_grad, log_sigmoid as _log_sigmoid, matmul as _matmul, matmul_tn as _matmul_tn, maximum as _maximum, one_call as _one_call, panels as _panels, panels_of as _panels_of, sigmoid as _sigmoid, step as _step, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "slstm"
-SPEC_SHA256 = "5291998c1311616f35dd99819080c6f9fcfd2e8cbac53a85322d8645e378701d"
+SPEC_SHA256 = "f783c81fc5eb9758d5145641e62503a0ec8a46201a173cfaae18587ba7b6420f"
 STATES = ('h', 'c', 'n', 'm')
 OUTPUT = "h"
 INITIAL = {'m': 'lowest'}     # the states that do not start at zero when state0 leaves them out
@@ -314,6 +314,33 @@ def _infer_loop(lengths, reverse, y, x, zx_ih, s_h, s_c, s_n, s_m, z_hh, bias_ih
                     s_m[(step + 1) % 2, b, j] = s_m[step % 2, b, j]
 
 
+# -- the inference forward of a small call in one compiled call ------------------------------------
+@njit(cache=True, nogil=True)
+def _infer_entry(x, lengths, reverse, TC, H, state0, weight_ih, weight_hh, bias_ih):
+    """forward_unchecked(..., need_grad=False) of a small call (mathlib.one_call): the set-up, the
+    loop and the final states in one call (rnngen/backends/cpu/entry.py)."""
+    T, B, I = x.shape
+    dtype = x.dtype
+    y = np.zeros((T, B, H), dtype)
+    x_chunk = np.empty((TC, B, I), dtype)   # x's rows of TC steps, in loop order
+    zx_ih = np.empty((TC, B, 4 * H), dtype)   # x_chunk @ weight_ih.T
+    s_h = np.empty((2, B, H), dtype)
+    s_h[0] = state0[0]
+    s_c = np.empty((2, B, H), dtype)
+    s_c[0] = state0[1]
+    s_n = np.empty((2, B, H), dtype)
+    s_n[0] = state0[2]
+    s_m = np.empty((2, B, H), dtype)
+    s_m[0] = state0[3]
+    z_hh = np.empty((B, 4 * H), dtype)
+    DH = weight_hh.shape[2]   # units per head
+    zh_hh = np.empty((B, 4 * DH), dtype)   # one head's GEMM
+    panels_ih = _panels(weight_ih.T)   # packed once per call
+    _infer_loop(lengths, reverse, y, x, zx_ih, s_h, s_c, s_n, s_m, z_hh, bias_ih, weight_hh, zh_hh, x_chunk, panels_ih)
+    final_states = (s_h[T % 2].copy(), s_c[T % 2].copy(), s_n[T % 2].copy(), s_m[T % 2].copy(),)
+    return y, final_states
+
+
 def draw_masks(T, B, H, rates=None, training=True, rng=None, dtype=np.float32, params=None):
     """The random masks of one forward call ({name: host array}, for forward(masks=...)): each is
     1 with probability 1 - p for its rate p in `rates` ({name: p}, None: all 0), drawn from `rng`
@@ -356,6 +383,10 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
     T, B, I = x.shape
     H = checks.hidden_size(params, PARAMS)
     heads = checks.sizes_of(params, PARAMS)["heads"]
+    if not need_grad and shared_panels is None and _one_call(T, B, I, H):   # its Python costs more than the loop
+        TC = _chunk_steps(T, B * (4 * H) * x.itemsize, [params["weight_ih"], params["weight_hh"]], shared_panels is not None)   # the loop's input GEMMs run every TC steps
+        y, final_states = _infer_entry(x, lengths, reverse, TC, H, state0, params["weight_ih"], params["weight_hh"], params["bias_ih"])
+        return y, final_states, None
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
     y = np.zeros((T, B, H), dtype)

@@ -1,6 +1,7 @@
 """Issue 11 probe: the course-size call (T10 B10 I3 H5, float32) of rnngen.RNN with the whole package
 of an earlier commit (runtime, math library, generated modules: a `git worktree` of it in a
-temporary folder) against the working tree's, each side in its own processes (PYTHONPATH), the
+temporary folder) against the working tree's, each side in its own processes (PYTHONPATH, and its
+own generated folder as rnngen.generated, which an editable install maps to its checkout's), the
 sides alternated: per cell, the minimum over the rounds of each round's best block of 300 calls,
 in microseconds, of forward(need_grad=False) and of forward+backward. What a change of the
 runtime's Python bought at the course size (course_call.py --before swaps the generated module only).
@@ -17,10 +18,17 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 CHILD = r'''
-import json, sys, timeit
+import importlib.util, json, os, sys, timeit
 import numpy as np
 import rnngen
-out = {"file": rnngen.__file__}
+# the tree's own generated modules: an editable install maps rnngen.generated to its checkout's folder
+folder = os.path.join(os.getcwd(), "generated")
+spec = importlib.util.spec_from_file_location("rnngen.generated", os.path.join(folder, "__init__.py"),
+                                              submodule_search_locations=[folder])
+sys.modules["rnngen.generated"] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(sys.modules["rnngen.generated"])
+rnngen.generated = sys.modules["rnngen.generated"]
+out = {"file": rnngen.__file__, "generated": rnngen.load("lstm").__file__}
 for cell in sys.argv[1].split(","):
     net = rnngen.RNN(cell, 3, 5, dtype=np.float32)
     x = np.random.default_rng(0).standard_normal((10, 10, 3)).astype(np.float32)
@@ -37,11 +45,13 @@ print(json.dumps({"|".join(k) if isinstance(k, tuple) else k: v for k, v in out.
 
 def run_side(tree, cells):
     env = dict(os.environ, PYTHONPATH=tree)
-    done = subprocess.run([sys.executable, "-c", CHILD, cells], cwd=tree, env=env, check=True,
-                          capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", CHILD, cells], cwd=tree, env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"the run in {tree} failed:\n{done.stderr}")
     result = json.loads(done.stdout)
-    if not result.pop("file").startswith(os.path.realpath(tree)):
-        raise SystemExit(f"the child imported another rnngen than the one in {tree}")
+    for what in ("file", "generated"):
+        if not os.path.realpath(result.pop(what)).startswith(os.path.realpath(tree)):
+            raise SystemExit(f"the child imported another rnngen ({what}) than the one in {tree}")
     return result
 
 

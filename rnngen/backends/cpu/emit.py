@@ -8,6 +8,7 @@ from ...compiler import ir
 from ...compiler.printer import Constants, KernelPrinter
 from ..host import after_loop, d_state0, kernel_sizes, saved_call, saved_key, shape
 from . import rows, split
+from .entry import infer_entry
 from .infer import InferLayout, pruned_forward
 from .wrapper import OPS, backward_setup, forward_setup, helpers, wrapper_sizes
 
@@ -81,6 +82,7 @@ class CpuModule:
     infer_stages: list
     infer_result: list
     rate0: object = None     # the CpuModule of the cell with every mask 1 (compiler/masks.py), or None
+    infer_entry: object = None   # the inference forward of a small call in one compiled call (entry.py), or None
 
 
 class _Printer:
@@ -340,6 +342,10 @@ def emit(kernel, layout, header, equations, rate0=None):
         infer_stages.insert(0, ip.input_chunks())
     iargs, icall, isizes, ipanels = ip.args(kernel.buffer("y"))
     isizes += infer_layout.chunk_sizes() if infer_layout.chunked else []
+    isetup = infer_layout.bias_sum_lines(icall) + forward_setup(kernel, infer_layout, saving=False)[0] + ipanels
+    masked = rate0 is not None or header.get("variant") == "rate0"
+    ientry = None if masked else infer_entry(isetup, icall, infer_layout.TC if infer_layout.chunked else None,
+                                             kernel.sizes, str(kernel.output_size))
     return CpuModule(
         header=header, equations=equations,
         params=[(b.param, shape(b)) for b in kernel.params], sizes=tuple(kernel.sizes),
@@ -349,7 +355,8 @@ def emit(kernel, layout, header, equations, rate0=None):
         kernel_sizes={"forward": fsizes, "backward": bsizes, "infer": isizes},
         wrapper_sizes={"forward": wrapper_sizes(kernel, False), "backward": wrapper_sizes(kernel, True)},
         constants=p.constants.lines(),
-        helpers=helpers(kernel, p.constants.helpers, layout, infer_layout),
+        helpers=sorted(set(helpers(kernel, p.constants.helpers, layout, infer_layout))
+                       | ({"_one_call", "_panels"} if ientry else set())),
         n=kernel.loop,
         forward_args=fargs, forward_call=fcall, forward_setup=layout.bias_sum_lines(fcall) + fsetup + fpanels,
         forward_stages=forward_stages,
@@ -359,6 +366,6 @@ def emit(kernel, layout, header, equations, rate0=None):
         backward_setup=layout.bias_sum_lines(bcall) + backward_setup(kernel, layout) + bpanels,
         backward_stages=backward_stages, backward_result=after + [d_state0(kernel)], hoisted=hoisted, after=after,
         infer_args=iargs, infer_call=icall,
-        infer_setup=infer_layout.bias_sum_lines(icall) + forward_setup(kernel, infer_layout, saving=False)[0] + ipanels,
-        infer_stages=infer_stages,
-        infer_result=["final_states = (" + ", ".join(f"{s}[T % 2].copy()" for s in states) + ",)"], rate0=rate0)
+        infer_setup=isetup, infer_stages=infer_stages,
+        infer_result=["final_states = (" + ", ".join(f"{s}[T % 2].copy()" for s in states) + ",)"], rate0=rate0,
+        infer_entry=ientry)

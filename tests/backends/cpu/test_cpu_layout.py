@@ -33,4 +33,8 @@ def test_printed_module(compile_builtin):
     assert kinds == [["rows"], ["gemm", "rows"], ["gemm", "add"]]
     assert m.saved == [("zx_ih", "zx_ih"), ("s_h", "s_h"), ("z_rh", "z_rh"), ("v_rh", "v_rh")]   # z_hh: backward reads u, r where zx_ih kept them
     assert m.helpers == ["_at", "_chunk_steps", "_column_sum", "_gather_steps", "_gemm_panels", "_matmul", "_matmul_tn",
-                         "_panels_of", "_sigmoid", "_steps_rows", "_tanh"]
+                         "_one_call", "_panels", "_panels_of", "_sigmoid", "_steps_rows", "_tanh"]
+    # the inference entry: the same set-up with the parameters as arguments, the weights packed inside
+    assert m.infer_entry.args[:6] == ["x", "lengths", "reverse", "TC", "H", "state0"]
+    assert "panels_hh = _panels(weight_hh.T)   # packed once per call" in m.infer_entry.setup
+    assert not any("params" in line or "_panels_of" in line for line in m.infer_entry.setup)

@@ -11,6 +11,7 @@ import pytest
 from numba import njit
 
 import rnngen
+from rnngen.backends.cpu.host_gemm import SharedPanels
 from rnngen.backends.cpu.loop_pipeline import VECTOR_WIDTH, LoopPipeline
 
 LOOPS = ("_forward_loop", "_backward_loop", "_infer_loop")
@@ -96,7 +97,9 @@ def test_no_two_array_arguments_of_a_loop_share_memory(cell, monkeypatch):
         masks = m.draw_masks(T, B, H, {r: rate for r in m.RATES}, True, np.random.default_rng(1),
                              np.float64, params) if m.MASKS else None
         y, _, saved = m.forward(x, params, None, lengths, reverse, masks=masks)
-        m.forward(x, params, None, lengths, reverse, need_grad=False, masks=masks)
+        # the wrapper's own inference loop call (a small call's, without shared panels, is inside
+        # the compiled _infer_entry, whose arrays it allocates itself: test_cpu_infer_entry.py)
+        m.forward(x, params, None, lengths, reverse, need_grad=False, masks=masks, shared_panels=SharedPanels())
         m.backward(rng.standard_normal(y.shape), None, saved)
     assert {name.split("_loop")[0] + "_loop" for name in called} == set(LOOPS)
     assert overlaps == []
