@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 6926008a159a4425e6a1c9bccd7678afbfc25d36d7d3e5f691f7f456ab9b0fbf
+sha256 of spec + templates + math libraries + versions: 0e72d7d4e3a096a947bd649a7f266e70078efbf7c29e10c76a2f7bc42742ef9b
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -43,7 +43,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm"
-SPEC_SHA256 = "6926008a159a4425e6a1c9bccd7678afbfc25d36d7d3e5f691f7f456ab9b0fbf"
+SPEC_SHA256 = "0e72d7d4e3a096a947bd649a7f266e70078efbf7c29e10c76a2f7bc42742ef9b"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_vd.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: bcd051201fd555e699a556105bb601c84ab6ec7c7612343a75057bb2e1300062
+sha256 of spec + templates + math libraries + versions: 40c113cfa2b5e7bc493743a04ecf72955ed3799ec659e6cceb06db7e7a76e6fa
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -43,7 +43,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_vd"
-SPEC_SHA256 = "bcd051201fd555e699a556105bb601c84ab6ec7c7612343a75057bb2e1300062"
+SPEC_SHA256 = "40c113cfa2b5e7bc493743a04ecf72955ed3799ec659e6cceb06db7e7a76e6fa"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_weightdrop.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: dbc1e70e032cfae8c9d98a53ba6ebfbfa700b7238ee81733ec403e30222b6474
+sha256 of spec + templates + math libraries + versions: 7852377030bd5cf0b9d98e52658263ec743446f5c1a81a18201aa0ee4e92bd2e
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -44,7 +44,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_weightdrop"
-SPEC_SHA256 = "dbc1e70e032cfae8c9d98a53ba6ebfbfa700b7238ee81733ec403e30222b6474"
+SPEC_SHA256 = "7852377030bd5cf0b9d98e52658263ec743446f5c1a81a18201aa0ee4e92bd2e"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 4c812acca190c05582683ec4548582875da37f71da1e2034cf31f724afa6ae10
+sha256 of spec + templates + math libraries + versions: 91dfe029e29a69f8cfe5ac42221570c07abdd82412a27ddcecb6fdac57ca4679
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -36,7 +36,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "mingru"
-SPEC_SHA256 = "4c812acca190c05582683ec4548582875da37f71da1e2034cf31f724afa6ae10"
+SPEC_SHA256 = "91dfe029e29a69f8cfe5ac42221570c07abdd82412a27ddcecb6fdac57ca4679"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: a18de3391cd9f54a8c5981efd098694b1a80e50188642d6f2f5c66bd9bf8c01e
+sha256 of spec + templates + math libraries + versions: fb126c8a267db78ff3832888e68e4e449ecf3d8c555ad7b54b6ef796ed092d47
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -37,7 +37,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "a18de3391cd9f54a8c5981efd098694b1a80e50188642d6f2f5c66bd9bf8c01e"
+SPEC_SHA256 = "fb126c8a267db78ff3832888e68e4e449ecf3d8c555ad7b54b6ef796ed092d47"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 425e77ab7bca72c2da31917b717e9402543b53c69356f4f4fefe6cfb8b0e69af
+sha256 of spec + templates + math libraries + versions: 0a4ff9433a8fe785457efc6688529c993450d29bcca05f22685d10e7bd63f03a
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,10 +28,10 @@ from rnngen.backends.cpu.loop_pipeline import LoopPipeline   # how the loops com
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, one_call as _one_call, panels as _panels, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, entry_column_sum as _entry_column_sum, entry_matmul as _entry_matmul, entry_matmul_tn as _entry_matmul_tn, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, one_call as _one_call, panels as _panels, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "gru_classic"
-SPEC_SHA256 = "425e77ab7bca72c2da31917b717e9402543b53c69356f4f4fefe6cfb8b0e69af"
+SPEC_SHA256 = "0a4ff9433a8fe785457efc6688529c993450d29bcca05f22685d10e7bd63f03a"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -239,6 +239,54 @@ def _infer_entry(x, lengths, reverse, TC, H, state0, weight_ih, weight_hh, weigh
     return y, final_states
 
 
+# -- the training forward of a small call in one compiled call -------------------------------------
+@njit(cache=True, nogil=True)
+def _forward_entry(x, lengths, reverse, H, state0, weight_ih, weight_hh, weight_rh, bias_ih):
+    """forward_unchecked(..., need_grad=True) of a small call (mathlib.one_call): the set-up, the
+    loop and the final states in one call, and the arrays saved for backward (entry.py)."""
+    T, B, I = x.shape
+    dtype = x.dtype
+    x2d = x.reshape(T * B, I)
+    y = np.zeros((T, B, H), dtype)
+    zx_ih = _entry_matmul(x2d, weight_ih.T).reshape(T, B, 3 * H)
+    s_h = np.empty((T + 1, B, H), dtype)
+    s_h[0] = state0[0]
+    z_hh = np.empty((B, 2 * H), dtype)   # this step's product (backward does not read it)
+    z_rh = np.empty((T, B, H), dtype)
+    v_rh = np.empty((T, B, H), dtype)
+    panels_hh = _panels(weight_hh.T)   # packed once per call
+    panels_rh = _panels(weight_rh.T)   # packed once per call
+    _forward_loop(lengths, reverse, y, zx_ih, s_h, z_hh, z_rh, v_rh, bias_ih, panels_hh, panels_rh)
+    final_states = (s_h[T].copy(),)
+    return y, final_states, (zx_ih, s_h, z_rh, v_rh,)
+
+
+# -- the backward of a small call in one compiled call ---------------------------------------------
+@njit(cache=True, nogil=True)
+def _backward_entry(dy, d_final, x, lengths, reverse, H, zx_ih, s_h, z_rh, v_rh, weight_rh, weight_hh, weight_ih, bias_ih):
+    """backward_unchecked() of a small call (mathlib.one_call): the set-up, the loop and the
+    gradients after it in one call; the parameters' gradients in PARAMS' order (entry.py)."""
+    T, B, I = x.shape
+    dtype = x.dtype
+    x2d = x.reshape(T * B, I)
+    d_h = d_final[0]
+    dzx_ih = np.zeros((T, B, 3 * H), dtype)
+    dz_hh = np.zeros((T, B, 2 * H), dtype)
+    dz_rh = np.zeros((T, B, H), dtype)
+    dv_rh = np.empty((B, H), dtype)
+    dv_hh = np.empty((B, H), dtype)   # the product dv = dz @ W, added to the state's gradient
+    panels_rh_adj = _panels(weight_rh)   # packed once per call
+    panels_hh_adj = _panels(weight_hh)   # packed once per call
+    _backward_loop(lengths, reverse, dy, zx_ih, s_h, z_rh, d_h, dzx_ih, dz_hh, dz_rh, dv_rh, bias_ih, dv_hh, panels_rh_adj, panels_hh_adj)
+    grad_weight_ih = _entry_matmul_tn(dzx_ih.reshape(T * B, 3 * H), x2d)
+    dx = _entry_matmul(dzx_ih.reshape(T * B, 3 * H), weight_ih)
+    grad_bias_ih = _entry_column_sum(dzx_ih.reshape(T * B, 3 * H))
+    grad_weight_hh = _entry_matmul_tn(dz_hh.reshape(T * B, 2 * H), s_h[:T].reshape(T * B, H))
+    grad_weight_rh = _entry_matmul_tn(dz_rh.reshape(T * B, H), v_rh[:T].reshape(T * B, H))
+    d_state0 = (d_h,)
+    return dx.reshape(T, B, I), d_state0, (grad_weight_ih, grad_bias_ih, grad_weight_hh, grad_weight_rh,)
+
+
 def draw_masks(T, B, H, rates=None, training=True, rng=None, dtype=np.float32, params=None):
     """The random masks of one forward call ({name: host array}, for forward(masks=...)): each is
     1 with probability 1 - p for its rate p in `rates` ({name: p}, None: all 0), drawn from `rng`
@@ -284,6 +332,11 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
         TC = _chunk_steps(T, B * (3 * H) * x.itemsize, [params["weight_ih"], params["weight_hh"], params["weight_rh"]], shared_panels is not None)   # the loop's input GEMMs run every TC steps
         y, final_states = _infer_entry(x, lengths, reverse, TC, H, state0, params["weight_ih"], params["weight_hh"], params["weight_rh"], params["bias_ih"])
         return y, final_states, None
+    if need_grad and shared_panels is None and _one_call(T, B, I, H):   # its Python costs more than the loop
+        y, final_states, (zx_ih, s_h, z_rh, v_rh,) = _forward_entry(x, lengths, reverse, H, state0, params["weight_ih"], params["weight_hh"], params["weight_rh"], params["bias_ih"])
+        saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,
+                             s_h=s_h, z_rh=z_rh, v_rh=v_rh)
+        return y, final_states, saved
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
     y = np.zeros((T, B, H), dtype)
@@ -344,6 +397,9 @@ def backward_unchecked(dy, d_final, saved, shared_panels=None):
     v_rh = saved.v_rh
     T, B, I = x.shape
     H = dy.shape[2]
+    if shared_panels is None and _one_call(T, B, I, H):   # its Python costs more than the loop
+        dx, d_state0, grads = _backward_entry(dy, d_final, x, lengths, reverse, H, zx_ih, s_h, z_rh, v_rh, params["weight_rh"], params["weight_hh"], params["weight_ih"], params["bias_ih"])
+        return dx, d_state0, dict(zip(PARAMS, grads))
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
     d_h = d_final[0]

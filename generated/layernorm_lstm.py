@@ -2,7 +2,7 @@
 
 source spec: layernorm_lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 6512a1eef16c4e9cbcce7bcadf765e47b7340d24d9fdef5027dbfaad0c270273
+sha256 of spec + templates + math libraries + versions: 2c0b8e4f2be255457937aff6fdbd5315f3bcaa343e9db94df34e0f3a9e13b2a3
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -36,10 +36,10 @@ from rnngen.backends.cpu.loop_pipeline import LoopPipeline   # how the loops com
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, one_call as _one_call, panels as _panels, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, entry_matmul as _entry_matmul, entry_matmul_tn as _entry_matmul_tn, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, one_call as _one_call, panels as _panels, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "layernorm_lstm"
-SPEC_SHA256 = "6512a1eef16c4e9cbcce7bcadf765e47b7340d24d9fdef5027dbfaad0c270273"
+SPEC_SHA256 = "2c0b8e4f2be255457937aff6fdbd5315f3bcaa343e9db94df34e0f3a9e13b2a3"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -956,6 +956,71 @@ def _infer_entry(x, lengths, reverse, TC, H, state0, weight_ih, weight_hh, ln_ih
     return y, final_states
 
 
+# -- the training forward of a small call in one compiled call -------------------------------------
+@njit(cache=True, nogil=True)
+def _forward_entry(x, lengths, reverse, H, state0, weight_ih, weight_hh, ln_ih_gain, ln_hh_gain, bias, ln_c_gain, ln_c_bias):
+    """forward_unchecked(..., need_grad=True) of a small call (mathlib.one_call): the set-up, the
+    loop and the final states in one call, and the arrays saved for backward (entry.py)."""
+    T, B, I = x.shape
+    dtype = x.dtype
+    x2d = x.reshape(T * B, I)
+    y = np.zeros((T, B, H), dtype)
+    zx_ih = _entry_matmul(x2d, weight_ih.T).reshape(T, B, 4 * H)
+    s_h = np.empty((T + 1, B, H), dtype)
+    s_h[0] = state0[0]
+    s_c = np.empty((T + 1, B, H), dtype)
+    s_c[0] = state0[1]
+    z_hh = np.empty((T, B, 4 * H), dtype)
+    m_ln_ih_mean = np.empty((T, B), dtype)
+    m_ln_ih_sq = np.empty((T, B), dtype)
+    m_ln_hh_mean = np.empty((T, B), dtype)
+    m_ln_hh_sq = np.empty((T, B), dtype)
+    m_ln_c_mean = np.empty((T, B), dtype)
+    m_ln_c_sq = np.empty((T, B), dtype)
+    panels_hh = _panels(weight_hh.T)   # packed once per call
+    _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, ln_ih_gain, ln_hh_gain, bias, ln_c_gain, ln_c_bias, panels_hh)
+    final_states = (s_h[T].copy(), s_c[T].copy(),)
+    return y, final_states, (zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq,)
+
+
+# -- the backward of a small call in one compiled call ---------------------------------------------
+@njit(cache=True, nogil=True)
+def _backward_entry(dy, d_final, x, lengths, reverse, H, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, weight_hh, weight_ih, ln_ih_gain, ln_hh_gain, bias, ln_c_gain, ln_c_bias):
+    """backward_unchecked() of a small call (mathlib.one_call): the set-up, the loop and the
+    gradients after it in one call; the parameters' gradients in PARAMS' order (entry.py)."""
+    T, B, I = x.shape
+    dtype = x.dtype
+    x2d = x.reshape(T * B, I)
+    d_h = d_final[0]
+    d_c = d_final[1]
+    dzx_ih = np.zeros((T, B, 4 * H), dtype)
+    dz_hh = np.zeros((T, B, 4 * H), dtype)
+    dmean_ln_ih_mean = np.empty(B, dtype)
+    dmean_ln_ih_sq = np.empty(B, dtype)
+    dmean_ln_hh_mean = np.empty(B, dtype)
+    dmean_ln_hh_sq = np.empty(B, dtype)
+    dmean_ln_c_mean = np.empty(B, dtype)
+    dmean_ln_c_sq = np.empty(B, dtype)
+    dv_hh = np.empty((B, H), dtype)   # the product dv = dz @ W, added to the state's gradient
+    dvec_ln_ih_gain = np.zeros(4 * H, dtype)
+    dvec_ln_hh_gain = np.zeros(4 * H, dtype)
+    dvec_bias = np.zeros(4 * H, dtype)
+    dvec_ln_c_gain = np.zeros(H, dtype)
+    dvec_ln_c_bias = np.zeros(H, dtype)
+    panels_hh_adj = _panels(weight_hh)   # packed once per call
+    _backward_loop(lengths, reverse, dy, zx_ih, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, d_h, d_c, dzx_ih, dz_hh, dmean_ln_ih_mean, dmean_ln_ih_sq, dmean_ln_hh_mean, dmean_ln_hh_sq, dmean_ln_c_mean, dmean_ln_c_sq, dvec_ln_ih_gain, dvec_ln_hh_gain, dvec_bias, dvec_ln_c_gain, dvec_ln_c_bias, ln_ih_gain, ln_hh_gain, bias, ln_c_gain, ln_c_bias, dv_hh, panels_hh_adj)
+    grad_weight_ih = _entry_matmul_tn(dzx_ih.reshape(T * B, 4 * H), x2d)
+    dx = _entry_matmul(dzx_ih.reshape(T * B, 4 * H), weight_ih)
+    grad_weight_hh = _entry_matmul_tn(dz_hh.reshape(T * B, 4 * H), s_h[:T].reshape(T * B, H))
+    grad_ln_ih_gain = dvec_ln_ih_gain
+    grad_ln_hh_gain = dvec_ln_hh_gain
+    grad_bias = dvec_bias
+    grad_ln_c_gain = dvec_ln_c_gain
+    grad_ln_c_bias = dvec_ln_c_bias
+    d_state0 = (d_h, d_c,)
+    return dx.reshape(T, B, I), d_state0, (grad_weight_ih, grad_weight_hh, grad_ln_ih_gain, grad_ln_hh_gain, grad_bias, grad_ln_c_gain, grad_ln_c_bias,)
+
+
 def draw_masks(T, B, H, rates=None, training=True, rng=None, dtype=np.float32, params=None):
     """The random masks of one forward call ({name: host array}, for forward(masks=...)): each is
     1 with probability 1 - p for its rate p in `rates` ({name: p}, None: all 0), drawn from `rng`
@@ -1001,6 +1066,13 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
         TC = _chunk_steps(T, B * (4 * H) * x.itemsize, [params["weight_ih"], params["weight_hh"]], shared_panels is not None)   # the loop's input GEMMs run every TC steps
         y, final_states = _infer_entry(x, lengths, reverse, TC, H, state0, params["weight_ih"], params["weight_hh"], params["ln_ih_gain"], params["ln_hh_gain"], params["bias"], params["ln_c_gain"], params["ln_c_bias"])
         return y, final_states, None
+    if need_grad and shared_panels is None and _one_call(T, B, I, H):   # its Python costs more than the loop
+        y, final_states, (zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq,) = _forward_entry(x, lengths, reverse, H, state0, params["weight_ih"], params["weight_hh"], params["ln_ih_gain"], params["ln_hh_gain"], params["bias"], params["ln_c_gain"], params["ln_c_bias"])
+        saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,
+                             s_h=s_h, s_c=s_c, z_hh=z_hh, m_ln_ih_mean=m_ln_ih_mean,
+                             m_ln_ih_sq=m_ln_ih_sq, m_ln_hh_mean=m_ln_hh_mean, m_ln_hh_sq=m_ln_hh_sq,
+                             m_ln_c_mean=m_ln_c_mean, m_ln_c_sq=m_ln_c_sq)
+        return y, final_states, saved
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
     y = np.zeros((T, B, H), dtype)
@@ -1079,6 +1151,9 @@ def backward_unchecked(dy, d_final, saved, shared_panels=None):
     m_ln_c_sq = saved.m_ln_c_sq
     T, B, I = x.shape
     H = dy.shape[2]
+    if shared_panels is None and _one_call(T, B, I, H):   # its Python costs more than the loop
+        dx, d_state0, grads = _backward_entry(dy, d_final, x, lengths, reverse, H, zx_ih, s_h, s_c, z_hh, m_ln_ih_mean, m_ln_ih_sq, m_ln_hh_mean, m_ln_hh_sq, m_ln_c_mean, m_ln_c_sq, params["weight_hh"], params["weight_ih"], params["ln_ih_gain"], params["ln_hh_gain"], params["bias"], params["ln_c_gain"], params["ln_c_bias"])
+        return dx, d_state0, dict(zip(PARAMS, grads))
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
     d_h = d_final[0]

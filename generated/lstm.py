@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 6926008a159a4425e6a1c9bccd7678afbfc25d36d7d3e5f691f7f456ab9b0fbf
+sha256 of spec + templates + math libraries + versions: 0e72d7d4e3a096a947bd649a7f266e70078efbf7c29e10c76a2f7bc42742ef9b
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -32,10 +32,10 @@ from rnngen.backends.cpu.loop_pipeline import LoopPipeline   # how the loops com
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, one_call as _one_call, panels as _panels, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, entry_column_sum as _entry_column_sum, entry_loop_order as _entry_loop_order, entry_matmul as _entry_matmul, entry_matmul_tn as _entry_matmul_tn, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, one_call as _one_call, panels as _panels, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "lstm"
-SPEC_SHA256 = "6926008a159a4425e6a1c9bccd7678afbfc25d36d7d3e5f691f7f456ab9b0fbf"
+SPEC_SHA256 = "0e72d7d4e3a096a947bd649a7f266e70078efbf7c29e10c76a2f7bc42742ef9b"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -223,6 +223,55 @@ def _infer_entry(x, lengths, reverse, TC, H, state0, bias_ih, bias_hh, weight_ih
     return y, final_states
 
 
+# -- the training forward of a small call in one compiled call -------------------------------------
+@njit(cache=True, nogil=True)
+def _forward_entry(x, lengths, reverse, H, state0, bias_ih, bias_hh, weight_ih, weight_hh):
+    """forward_unchecked(..., need_grad=True) of a small call (mathlib.one_call): the set-up, the
+    loop and the final states in one call, and the arrays saved for backward (entry.py)."""
+    T, B, I = x.shape
+    dtype = x.dtype
+    x2d = x.reshape(T * B, I)
+    y = np.zeros((T, B, H), dtype)
+    bias_ih_hh = bias_ih + bias_hh   # the loops add the two together
+    zx_ih = _entry_matmul(x2d, weight_ih.T).reshape(T, B, 4 * H)
+    s_h = np.empty((T + 1, B, H), dtype)
+    s_h[0] = state0[0]
+    s_c = np.empty((T + 1, B, H), dtype)
+    s_c[0] = state0[1]
+    z_hh = np.empty((B, 4 * H), dtype)   # this step's product: the loop saves what backward needs in zx_ih
+    panels_hh = _panels(weight_hh.T)   # packed once per call
+    _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, bias_ih_hh, panels_hh)
+    final_states = (s_h[T].copy(), s_c[T].copy(),)
+    return y, final_states, (zx_ih, s_h, s_c,)
+
+
+# -- the backward of a small call in one compiled call ---------------------------------------------
+@njit(cache=True, nogil=True)
+def _backward_entry(dy, d_final, x, lengths, reverse, H, zx_ih, s_h, s_c, weight_hh, weight_ih):
+    """backward_unchecked() of a small call (mathlib.one_call): the set-up, the loop and the
+    gradients after it in one call; the parameters' gradients in PARAMS' order (entry.py)."""
+    T, B, I = x.shape
+    dtype = x.dtype
+    x2d = x.reshape(T * B, I)
+    d_h = d_final[0]
+    d_c = d_final[1]
+    dz_hh = np.zeros((T, B, 4 * H), dtype)
+    dv_hh = np.empty((B, H), dtype)   # the product dv = dz @ W, added to the state's gradient
+    panels_hh_adj = _panels(weight_hh)   # packed once per call
+    _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dz_hh, dv_hh, panels_hh_adj)
+    # dz_hh is the gradient of ih's pre-activation too (the two add up); it is in loop order,
+    # so a reversed run puts x and dx in loop order too
+    x_loop = x2d if not reverse else _entry_loop_order(x, lengths).reshape(T * B, I)
+    grad_weight_ih = _entry_matmul_tn(dz_hh.reshape(T * B, 4 * H), x_loop)
+    dx_ih = _entry_matmul(dz_hh.reshape(T * B, 4 * H), weight_ih)
+    dx = dx_ih if not reverse else _entry_loop_order(dx_ih.reshape(T, B, I), lengths).reshape(T * B, I)
+    grad_bias_ih = _entry_column_sum(dz_hh.reshape(T * B, 4 * H))
+    grad_weight_hh = _entry_matmul_tn(dz_hh.reshape(T * B, 4 * H), s_h[:T].reshape(T * B, H))
+    grad_bias_hh = grad_bias_ih.copy()
+    d_state0 = (d_h, d_c,)
+    return dx.reshape(T, B, I), d_state0, (grad_weight_ih, grad_bias_ih, grad_weight_hh, grad_bias_hh,)
+
+
 def draw_masks(T, B, H, rates=None, training=True, rng=None, dtype=np.float32, params=None):
     """The random masks of one forward call ({name: host array}, for forward(masks=...)): each is
     1 with probability 1 - p for its rate p in `rates` ({name: p}, None: all 0), drawn from `rng`
@@ -268,6 +317,11 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
         TC = _chunk_steps(T, B * (4 * H) * x.itemsize, [params["weight_ih"], params["weight_hh"]], shared_panels is not None)   # the loop's input GEMMs run every TC steps
         y, final_states = _infer_entry(x, lengths, reverse, TC, H, state0, params["bias_ih"], params["bias_hh"], params["weight_ih"], params["weight_hh"])
         return y, final_states, None
+    if need_grad and shared_panels is None and _one_call(T, B, I, H):   # its Python costs more than the loop
+        y, final_states, (zx_ih, s_h, s_c,) = _forward_entry(x, lengths, reverse, H, state0, params["bias_ih"], params["bias_hh"], params["weight_ih"], params["weight_hh"])
+        saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,
+                             s_h=s_h, s_c=s_c)
+        return y, final_states, saved
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
     y = np.zeros((T, B, H), dtype)
@@ -327,6 +381,9 @@ def backward_unchecked(dy, d_final, saved, shared_panels=None):
     s_c = saved.s_c
     T, B, I = x.shape
     H = dy.shape[2]
+    if shared_panels is None and _one_call(T, B, I, H):   # its Python costs more than the loop
+        dx, d_state0, grads = _backward_entry(dy, d_final, x, lengths, reverse, H, zx_ih, s_h, s_c, params["weight_hh"], params["weight_ih"])
+        return dx, d_state0, dict(zip(PARAMS, grads))
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
     d_h = d_final[0]

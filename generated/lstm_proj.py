@@ -2,7 +2,7 @@
 
 source spec: lstm_proj.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 333d58d3d40527fd9d9383a18689378bbc8072efd7dffa82432544a1bc27401b
+sha256 of spec + templates + math libraries + versions: 8e30fd5ec5549df98b9b632d5232c8d5a3096934a3f84f530dcac4f6a28ffdf8
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -32,10 +32,10 @@ from rnngen.backends.cpu.loop_pipeline import LoopPipeline   # how the loops com
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, one_call as _one_call, panels as _panels, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, entry_column_sum as _entry_column_sum, entry_matmul as _entry_matmul, entry_matmul_tn as _entry_matmul_tn, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, one_call as _one_call, panels as _panels, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_proj"
-SPEC_SHA256 = "333d58d3d40527fd9d9383a18689378bbc8072efd7dffa82432544a1bc27401b"
+SPEC_SHA256 = "8e30fd5ec5549df98b9b632d5232c8d5a3096934a3f84f530dcac4f6a28ffdf8"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -357,6 +357,58 @@ def _infer_entry(x, lengths, reverse, TC, H, proj_size, state0, weight_ih, weigh
     return y, final_states
 
 
+# -- the training forward of a small call in one compiled call -------------------------------------
+@njit(cache=True, nogil=True)
+def _forward_entry(x, lengths, reverse, H, proj_size, state0, weight_ih, weight_hh, weight_hr, bias_ih, bias_hh):
+    """forward_unchecked(..., need_grad=True) of a small call (mathlib.one_call): the set-up, the
+    loop and the final states in one call, and the arrays saved for backward (entry.py)."""
+    T, B, I = x.shape
+    dtype = x.dtype
+    x2d = x.reshape(T * B, I)
+    y = np.zeros((T, B, proj_size), dtype)
+    zx_ih = _entry_matmul(x2d, weight_ih.T).reshape(T, B, 4 * H)
+    s_h = np.empty((T + 1, B, proj_size), dtype)
+    s_h[0] = state0[0]
+    s_c = np.empty((T + 1, B, H), dtype)
+    s_c[0] = state0[1]
+    z_hh = np.empty((B, 4 * H), dtype)   # this step's product (backward does not read it)
+    z_hr = np.empty((B, proj_size), dtype)   # this step's product (backward does not read it)
+    v_hr = np.empty((T, B, H), dtype)
+    panels_hh = _panels(weight_hh.T)   # packed once per call
+    panels_hr = _panels(weight_hr.T)   # packed once per call
+    _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, z_hh, z_hr, v_hr, bias_ih, bias_hh, panels_hh, panels_hr)
+    final_states = (s_h[T].copy(), s_c[T].copy(),)
+    return y, final_states, (zx_ih, s_h, s_c, v_hr,)
+
+
+# -- the backward of a small call in one compiled call ---------------------------------------------
+@njit(cache=True, nogil=True)
+def _backward_entry(dy, d_final, x, lengths, reverse, H, proj_size, zx_ih, s_h, s_c, v_hr, weight_hr, weight_hh, weight_ih):
+    """backward_unchecked() of a small call (mathlib.one_call): the set-up, the loop and the
+    gradients after it in one call; the parameters' gradients in PARAMS' order (entry.py)."""
+    T, B, I = x.shape
+    dtype = x.dtype
+    x2d = x.reshape(T * B, I)
+    d_h = d_final[0]
+    d_c = d_final[1]
+    dzx_ih = np.zeros((T, B, 4 * H), dtype)
+    dz_hh = np.zeros((T, B, 4 * H), dtype)
+    dz_hr = np.zeros((T, B, proj_size), dtype)
+    dv_hr = np.empty((B, H), dtype)
+    dv_hh = np.empty((B, proj_size), dtype)   # the product dv = dz @ W, added to the state's gradient
+    panels_hr_adj = _panels(weight_hr)   # packed once per call
+    panels_hh_adj = _panels(weight_hh)   # packed once per call
+    _backward_loop(lengths, reverse, dy, zx_ih, s_c, d_h, d_c, dzx_ih, dz_hh, dz_hr, dv_hr, dv_hh, panels_hr_adj, panels_hh_adj)
+    grad_weight_ih = _entry_matmul_tn(dzx_ih.reshape(T * B, 4 * H), x2d)
+    dx = _entry_matmul(dzx_ih.reshape(T * B, 4 * H), weight_ih)
+    grad_bias_ih = _entry_column_sum(dzx_ih.reshape(T * B, 4 * H))
+    grad_weight_hh = _entry_matmul_tn(dz_hh.reshape(T * B, 4 * H), s_h[:T].reshape(T * B, proj_size))
+    grad_bias_hh = _entry_column_sum(dz_hh.reshape(T * B, 4 * H))
+    grad_weight_hr = _entry_matmul_tn(dz_hr.reshape(T * B, proj_size), v_hr[:T].reshape(T * B, H))
+    d_state0 = (d_h, d_c,)
+    return dx.reshape(T, B, I), d_state0, (grad_weight_ih, grad_bias_ih, grad_weight_hh, grad_bias_hh, grad_weight_hr,)
+
+
 def draw_masks(T, B, H, rates=None, training=True, rng=None, dtype=np.float32, params=None):
     """The random masks of one forward call ({name: host array}, for forward(masks=...)): each is
     1 with probability 1 - p for its rate p in `rates` ({name: p}, None: all 0), drawn from `rng`
@@ -403,6 +455,11 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
         TC = _chunk_steps(T, B * (4 * H) * x.itemsize, [params["weight_ih"], params["weight_hh"], params["weight_hr"]], shared_panels is not None)   # the loop's input GEMMs run every TC steps
         y, final_states = _infer_entry(x, lengths, reverse, TC, H, proj_size, state0, params["weight_ih"], params["weight_hh"], params["weight_hr"], params["bias_ih"], params["bias_hh"])
         return y, final_states, None
+    if need_grad and shared_panels is None and _one_call(T, B, I, H):   # its Python costs more than the loop
+        y, final_states, (zx_ih, s_h, s_c, v_hr,) = _forward_entry(x, lengths, reverse, H, proj_size, state0, params["weight_ih"], params["weight_hh"], params["weight_hr"], params["bias_ih"], params["bias_hh"])
+        saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,
+                             s_h=s_h, s_c=s_c, v_hr=v_hr)
+        return y, final_states, saved
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
     y = np.zeros((T, B, proj_size), dtype)
@@ -468,6 +525,9 @@ def backward_unchecked(dy, d_final, saved, shared_panels=None):
     T, B, I = x.shape
     H = checks.hidden_size(params, PARAMS)
     proj_size = checks.sizes_of(params, PARAMS)["proj_size"]
+    if shared_panels is None and _one_call(T, B, I, H):   # its Python costs more than the loop
+        dx, d_state0, grads = _backward_entry(dy, d_final, x, lengths, reverse, H, proj_size, zx_ih, s_h, s_c, v_hr, params["weight_hr"], params["weight_hh"], params["weight_ih"])
+        return dx, d_state0, dict(zip(PARAMS, grads))
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
     d_h = d_final[0]

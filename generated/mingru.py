@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 4c812acca190c05582683ec4548582875da37f71da1e2034cf31f724afa6ae10
+sha256 of spec + templates + math libraries + versions: 91dfe029e29a69f8cfe5ac42221570c07abdd82412a27ddcecb6fdac57ca4679
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -25,10 +25,10 @@ from rnngen.backends.cpu.loop_pipeline import LoopPipeline   # how the loops com
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, one_call as _one_call, panels as _panels, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, entry_column_sum as _entry_column_sum, entry_matmul as _entry_matmul, entry_matmul_tn as _entry_matmul_tn, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, one_call as _one_call, panels as _panels, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows  # noqa: F401
 
 NAME = "mingru"
-SPEC_SHA256 = "4c812acca190c05582683ec4548582875da37f71da1e2034cf31f724afa6ae10"
+SPEC_SHA256 = "91dfe029e29a69f8cfe5ac42221570c07abdd82412a27ddcecb6fdac57ca4679"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out
@@ -153,6 +153,41 @@ def _infer_entry(x, lengths, reverse, TC, H, state0, weight_ih, bias_ih):
     return y, final_states
 
 
+# -- the training forward of a small call in one compiled call -------------------------------------
+@njit(cache=True, nogil=True)
+def _forward_entry(x, lengths, reverse, H, state0, weight_ih, bias_ih):
+    """forward_unchecked(..., need_grad=True) of a small call (mathlib.one_call): the set-up, the
+    loop and the final states in one call, and the arrays saved for backward (entry.py)."""
+    T, B, I = x.shape
+    dtype = x.dtype
+    x2d = x.reshape(T * B, I)
+    y = np.zeros((T, B, H), dtype)
+    zx_ih = _entry_matmul(x2d, weight_ih.T).reshape(T, B, 2 * H)
+    s_h = np.empty((T + 1, B, H), dtype)
+    s_h[0] = state0[0]
+    _forward_loop(lengths, reverse, y, zx_ih, s_h, bias_ih)
+    final_states = (s_h[T].copy(),)
+    return y, final_states, (zx_ih, s_h,)
+
+
+# -- the backward of a small call in one compiled call ---------------------------------------------
+@njit(cache=True, nogil=True)
+def _backward_entry(dy, d_final, x, lengths, reverse, H, zx_ih, s_h, weight_ih, bias_ih):
+    """backward_unchecked() of a small call (mathlib.one_call): the set-up, the loop and the
+    gradients after it in one call; the parameters' gradients in PARAMS' order (entry.py)."""
+    T, B, I = x.shape
+    dtype = x.dtype
+    x2d = x.reshape(T * B, I)
+    d_h = d_final[0]
+    dzx_ih = np.zeros((T, B, 2 * H), dtype)
+    _backward_loop(lengths, reverse, dy, zx_ih, s_h, d_h, dzx_ih, bias_ih)
+    grad_weight_ih = _entry_matmul_tn(dzx_ih.reshape(T * B, 2 * H), x2d)
+    dx = _entry_matmul(dzx_ih.reshape(T * B, 2 * H), weight_ih)
+    grad_bias_ih = _entry_column_sum(dzx_ih.reshape(T * B, 2 * H))
+    d_state0 = (d_h,)
+    return dx.reshape(T, B, I), d_state0, (grad_weight_ih, grad_bias_ih,)
+
+
 def draw_masks(T, B, H, rates=None, training=True, rng=None, dtype=np.float32, params=None):
     """The random masks of one forward call ({name: host array}, for forward(masks=...)): each is
     1 with probability 1 - p for its rate p in `rates` ({name: p}, None: all 0), drawn from `rng`
@@ -198,6 +233,11 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
         TC = _chunk_steps(T, B * (2 * H) * x.itemsize, [params["weight_ih"]], shared_panels is not None)   # the loop's input GEMMs run every TC steps
         y, final_states = _infer_entry(x, lengths, reverse, TC, H, state0, params["weight_ih"], params["bias_ih"])
         return y, final_states, None
+    if need_grad and shared_panels is None and _one_call(T, B, I, H):   # its Python costs more than the loop
+        y, final_states, (zx_ih, s_h,) = _forward_entry(x, lengths, reverse, H, state0, params["weight_ih"], params["bias_ih"])
+        saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,
+                             s_h=s_h)
+        return y, final_states, saved
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
     y = np.zeros((T, B, H), dtype)
@@ -246,6 +286,9 @@ def backward_unchecked(dy, d_final, saved, shared_panels=None):
     s_h = saved.s_h
     T, B, I = x.shape
     H = dy.shape[2]
+    if shared_panels is None and _one_call(T, B, I, H):   # its Python costs more than the loop
+        dx, d_state0, grads = _backward_entry(dy, d_final, x, lengths, reverse, H, zx_ih, s_h, params["weight_ih"], params["bias_ih"])
+        return dx, d_state0, dict(zip(PARAMS, grads))
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
     d_h = d_final[0]

@@ -2,7 +2,7 @@
 
 source spec: slstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: f783c81fc5eb9758d5145641e62503a0ec8a46201a173cfaae18587ba7b6420f
+sha256 of spec + templates + math libraries + versions: a28005f808699b715f5046eb44d1f15b21c691e9f30e3d39782bd9d451c54b7f
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -40,10 +40,10 @@ from rnngen.backends.cpu.loop_pipeline import LoopPipeline   # how the loops com
 from rnngen.runtime import device
 # The kernels call these library functions. Numba caches a kernel against this file's timestamp
 # only; the library's bytes are in the sha256 above, so a changed library rewrites this file.
-from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, exp_nonpositive as _exp_nonpositive, gather_steps as _gather_steps, gemm_panels as _gemm_panels, head_weight_grad as _head_weight_grad, log_sigmoid as _log_sigmoid, matmul as _matmul, matmul_tn as _matmul_tn, maximum as _maximum, one_call as _one_call, panels as _panels, panels_of as _panels_of, sigmoid as _sigmoid, step as _step, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
+from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, entry_matmul as _entry_matmul, exp_nonpositive as _exp_nonpositive, gather_steps as _gather_steps, gemm_panels as _gemm_panels, head_weight_grad as _head_weight_grad, log_sigmoid as _log_sigmoid, matmul as _matmul, matmul_tn as _matmul_tn, maximum as _maximum, one_call as _one_call, panels as _panels, panels_of as _panels_of, sigmoid as _sigmoid, step as _step, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "slstm"
-SPEC_SHA256 = "f783c81fc5eb9758d5145641e62503a0ec8a46201a173cfaae18587ba7b6420f"
+SPEC_SHA256 = "a28005f808699b715f5046eb44d1f15b21c691e9f30e3d39782bd9d451c54b7f"
 STATES = ('h', 'c', 'n', 'm')
 OUTPUT = "h"
 INITIAL = {'m': 'lowest'}     # the states that do not start at zero when state0 leaves them out
@@ -341,6 +341,32 @@ def _infer_entry(x, lengths, reverse, TC, H, state0, weight_ih, weight_hh, bias_
     return y, final_states
 
 
+# -- the training forward of a small call in one compiled call -------------------------------------
+@njit(cache=True, nogil=True)
+def _forward_entry(x, lengths, reverse, H, state0, weight_ih, weight_hh, bias_ih):
+    """forward_unchecked(..., need_grad=True) of a small call (mathlib.one_call): the set-up, the
+    loop and the final states in one call, and the arrays saved for backward (entry.py)."""
+    T, B, I = x.shape
+    dtype = x.dtype
+    x2d = x.reshape(T * B, I)
+    y = np.zeros((T, B, H), dtype)
+    zx_ih = _entry_matmul(x2d, weight_ih.T).reshape(T, B, 4 * H)
+    s_h = np.empty((T + 1, B, H), dtype)
+    s_h[0] = state0[0]
+    s_c = np.empty((T + 1, B, H), dtype)
+    s_c[0] = state0[1]
+    s_n = np.empty((T + 1, B, H), dtype)
+    s_n[0] = state0[2]
+    s_m = np.empty((T + 1, B, H), dtype)
+    s_m[0] = state0[3]
+    z_hh = np.empty((B, 4 * H), dtype)   # this step's product: the loop saves what backward needs in zx_ih
+    DH = weight_hh.shape[2]   # units per head
+    zh_hh = np.empty((B, 4 * DH), dtype)   # one head's GEMM
+    _forward_loop(lengths, reverse, y, zx_ih, s_h, s_c, s_n, s_m, z_hh, bias_ih, weight_hh, zh_hh)
+    final_states = (s_h[T].copy(), s_c[T].copy(), s_n[T].copy(), s_m[T].copy(),)
+    return y, final_states, (zx_ih, s_h, s_c, s_n, s_m,)
+
+
 def draw_masks(T, B, H, rates=None, training=True, rng=None, dtype=np.float32, params=None):
     """The random masks of one forward call ({name: host array}, for forward(masks=...)): each is
     1 with probability 1 - p for its rate p in `rates` ({name: p}, None: all 0), drawn from `rng`
@@ -387,6 +413,11 @@ def forward_unchecked(x, params, state0, lengths, reverse, need_grad=True, masks
         TC = _chunk_steps(T, B * (4 * H) * x.itemsize, [params["weight_ih"], params["weight_hh"]], shared_panels is not None)   # the loop's input GEMMs run every TC steps
         y, final_states = _infer_entry(x, lengths, reverse, TC, H, state0, params["weight_ih"], params["weight_hh"], params["bias_ih"])
         return y, final_states, None
+    if need_grad and shared_panels is None and _one_call(T, B, I, H):   # its Python costs more than the loop
+        y, final_states, (zx_ih, s_h, s_c, s_n, s_m,) = _forward_entry(x, lengths, reverse, H, state0, params["weight_ih"], params["weight_hh"], params["bias_ih"])
+        saved = checks.Saved(NAME, x=x, params=params, lengths=lengths, reverse=reverse, zx_ih=zx_ih,
+                             s_h=s_h, s_c=s_c, s_n=s_n, s_m=s_m)
+        return y, final_states, saved
     dtype = x.dtype
     x2d = x.reshape(T * B, I)
     y = np.zeros((T, B, H), dtype)

@@ -19,6 +19,12 @@ def random_problem(module, T=5, B=3, I=4, H=3, dtype=np.float64, seed=0, scale=2
     return x, params, state0
 
 
+def without_entries(monkeypatch, module):
+    """Run a generated CPU module's wrappers on their Python lines at every size: none of its
+    compiled entries for small calls (rnngen/backends/cpu/entry.py)."""
+    monkeypatch.setattr(module, "_one_call", lambda *a: False, raising=False)
+
+
 def numeric_gradient(f, arr, eps=1e-6):
     """Central differences of scalar f() with respect to every element of arr (changed in place)."""
     grad = np.zeros_like(arr)

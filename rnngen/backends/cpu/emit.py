@@ -8,7 +8,7 @@ from ...compiler import ir
 from ...compiler.printer import Constants, KernelPrinter
 from ..host import after_loop, d_state0, kernel_sizes, saved_call, saved_key, shape
 from . import rows, split
-from .entry import infer_entry
+from .entry import backward_entry, entry_helpers, forward_entry, infer_entry
 from .infer import InferLayout, pruned_forward
 from .wrapper import OPS, backward_setup, forward_setup, helpers, wrapper_sizes
 
@@ -83,6 +83,8 @@ class CpuModule:
     infer_result: list
     rate0: object = None     # the CpuModule of the cell with every mask 1 (compiler/masks.py), or None
     infer_entry: object = None   # the inference forward of a small call in one compiled call (entry.py), or None
+    forward_entry: object = None     # its training forward, and its backward, the same way (entry.py), or None
+    backward_entry: object = None
 
 
 class _Printer:
@@ -343,9 +345,18 @@ def emit(kernel, layout, header, equations, rate0=None):
     iargs, icall, isizes, ipanels = ip.args(kernel.buffer("y"))
     isizes += infer_layout.chunk_sizes() if infer_layout.chunked else []
     isetup = infer_layout.bias_sum_lines(icall) + forward_setup(kernel, infer_layout, saving=False)[0] + ipanels
-    masked = rate0 is not None or header.get("variant") == "rate0"
+    masked = rate0 is not None          # its lines read the masks (the kernels at rate 0 read none, or a weight's)
     ientry = None if masked else infer_entry(isetup, icall, infer_layout.TC if infer_layout.chunked else None,
                                              kernel.sizes, str(kernel.output_size))
+    fsetup = layout.bias_sum_lines(fcall) + fsetup + fpanels
+    fresult = ["final_states = (" + ", ".join(f"{s}[T].copy()" for s in states) + ",)"]
+    bsetup = layout.bias_sum_lines(bcall) + backward_setup(kernel, layout) + bpanels
+    bresult = after + [d_state0(kernel)]
+    saved_names = [name for _, name in saved]
+    fentry = None if masked else forward_entry(fsetup, fcall, fresult, saved_names, kernel.sizes,
+                                               str(kernel.output_size))
+    bentry = None if masked else backward_entry(bsetup, bcall, bresult, saved_names, kernel.sizes,
+                                                [b.param for b in kernel.params])
     return CpuModule(
         header=header, equations=equations,
         params=[(b.param, shape(b)) for b in kernel.params], sizes=tuple(kernel.sizes),
@@ -356,16 +367,13 @@ def emit(kernel, layout, header, equations, rate0=None):
         wrapper_sizes={"forward": wrapper_sizes(kernel, False), "backward": wrapper_sizes(kernel, True)},
         constants=p.constants.lines(),
         helpers=sorted(set(helpers(kernel, p.constants.helpers, layout, infer_layout))
-                       | ({"_one_call", "_panels"} if ientry else set())),
+                       | entry_helpers(ientry, fentry, bentry) | set(rate0.helpers if rate0 else ())),
         n=kernel.loop,
-        forward_args=fargs, forward_call=fcall, forward_setup=layout.bias_sum_lines(fcall) + fsetup + fpanels,
-        forward_stages=forward_stages,
-        forward_result=["final_states = (" + ", ".join(f"{s}[T].copy()" for s in states) + ",)"],
+        forward_args=fargs, forward_call=fcall, forward_setup=fsetup, forward_stages=forward_stages, forward_result=fresult,
         saved=saved, saved_call=saved_call(saved, marks={"rate0": True} if header.get("variant") == "rate0" else {}),
         backward_args=bargs, backward_call=bcall,
-        backward_setup=layout.bias_sum_lines(bcall) + backward_setup(kernel, layout) + bpanels,
-        backward_stages=backward_stages, backward_result=after + [d_state0(kernel)], hoisted=hoisted, after=after,
+        backward_setup=bsetup, backward_stages=backward_stages, backward_result=bresult, hoisted=hoisted, after=after,
         infer_args=iargs, infer_call=icall,
         infer_setup=isetup, infer_stages=infer_stages,
         infer_result=["final_states = (" + ", ".join(f"{s}[T % 2].copy()" for s in states) + ",)"], rate0=rate0,
-        infer_entry=ientry)
+        infer_entry=ientry, forward_entry=fentry, backward_entry=bentry)

@@ -27,6 +27,8 @@ from .pointers import at  # noqa: F401  (the kernels' _at)
 from .stepgemm import gemm_panels, panels  # noqa: F401  (the kernels' per-step GEMM; panels: older modules)
 from .host_gemm import matmul, matmul_tn, panels_of  # noqa: F401  (the wrappers' GEMMs, the loops' packed weights)
 from .input_chunks import chunk_steps, gather_steps, steps_rows  # noqa: F401  (the inference loop's input GEMMs)
+from .entry_ops import column_sum as entry_column_sum, loop_order as entry_loop_order, matmul as entry_matmul  # noqa: F401
+from .entry_ops import matmul_tn as entry_matmul_tn, reorder  # noqa: F401  (the compiled entries' operations)
 
 register()      # before the decorators below: an installed rnngen caches them in a per-user folder
 
@@ -212,14 +214,8 @@ def head_weight_grad(d, v, heads):
 def loop_order(a, lengths):
     """(T, B, n) in time order -> the loop order of a reversed run: row i of sequence b is
     a[lengths[b] - 1 - i, b], zero past its length. The map is its own inverse. The result is
-    allocated by numpy (huge pages for a large one, see host_gemm.packed)."""
+    allocated by numpy (huge pages for a large one, see host_gemm.packed); entry_loop_order is the
+    compiled entries' (entry_ops.py)."""
     out = np.zeros_like(a)
-    _reorder(a, lengths, out)
+    reorder(a, lengths, out)
     return out
-
-
-@njit(cache=True, nogil=True)
-def _reorder(a, lengths, out):
-    for b in range(a.shape[1]):
-        for i in range(lengths[b]):
-            out[i, b] = a[lengths[b] - 1 - i, b]

@@ -13,7 +13,7 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 TEMPLATE = os.path.join(_HERE, "module.py.j2")
 LIBRARY = os.path.join(_HERE, "mathlib.py")
 PIPELINE = os.path.join(_HERE, "loop_pipeline.py")       # how Numba compiles the loops
-KERNEL_LIBRARIES = [os.path.join(_HERE, name) for name in ("pointers.py", "stepgemm.py", "host_gemm.py", "input_chunks.py")]   # mathlib imports them
+KERNEL_LIBRARIES = [os.path.join(_HERE, name) for name in ("pointers.py", "stepgemm.py", "host_gemm.py", "input_chunks.py", "entry_ops.py")]   # mathlib imports them
 
 
 def file_name(cell_name):

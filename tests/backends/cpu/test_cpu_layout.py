@@ -32,8 +32,9 @@ def test_printed_module(compile_builtin):
     kinds = [[kind for kind, _ in st.items] for st in m.backward_stages]
     assert kinds == [["rows"], ["gemm", "rows"], ["gemm", "add"]]
     assert m.saved == [("zx_ih", "zx_ih"), ("s_h", "s_h"), ("z_rh", "z_rh"), ("v_rh", "v_rh")]   # z_hh: backward reads u, r where zx_ih kept them
-    assert m.helpers == ["_at", "_chunk_steps", "_column_sum", "_gather_steps", "_gemm_panels", "_matmul", "_matmul_tn",
-                         "_one_call", "_panels", "_panels_of", "_sigmoid", "_steps_rows", "_tanh"]
+    assert m.helpers == ["_at", "_chunk_steps", "_column_sum", "_entry_column_sum", "_entry_matmul", "_entry_matmul_tn",
+                         "_gather_steps", "_gemm_panels", "_matmul", "_matmul_tn", "_one_call", "_panels", "_panels_of",
+                         "_sigmoid", "_steps_rows", "_tanh"]
     # the inference entry: the same set-up with the parameters as arguments, the weights packed inside
     assert m.infer_entry.args[:6] == ["x", "lengths", "reverse", "TC", "H", "state0"]
     assert "panels_hh = _panels(weight_hh.T)   # packed once per call" in m.infer_entry.setup

@@ -96,11 +96,12 @@ def test_no_two_array_arguments_of_a_loop_share_memory(cell, monkeypatch):
     for reverse, rate in itertools.product((False, True), (0.3, 0.0)):
         masks = m.draw_masks(T, B, H, {r: rate for r in m.RATES}, True, np.random.default_rng(1),
                              np.float64, params) if m.MASKS else None
-        y, _, saved = m.forward(x, params, None, lengths, reverse, masks=masks)
-        # the wrapper's own inference loop call (a small call's, without shared panels, is inside
-        # the compiled _infer_entry, whose arrays it allocates itself: test_cpu_infer_entry.py)
+        # the wrapper's own loop calls (a small call's, without shared panels, are inside the
+        # compiled entries, which allocate their loops' arrays themselves: test_cpu_infer_entry.py,
+        # test_cpu_train_entry.py)
+        y, _, saved = m.forward(x, params, None, lengths, reverse, masks=masks, shared_panels=SharedPanels())
         m.forward(x, params, None, lengths, reverse, need_grad=False, masks=masks, shared_panels=SharedPanels())
-        m.backward(rng.standard_normal(y.shape), None, saved)
+        m.backward(rng.standard_normal(y.shape), None, saved, shared_panels=SharedPanels())
     assert {name.split("_loop")[0] + "_loop" for name in called} == set(LOOPS)
     assert overlaps == []
     # rnngen.RNN's schedules at two threads: batch slices (one direction), directions at once (two)
