@@ -1,10 +1,12 @@
-"""Issue 11 probe: the compile-time price of the inference entry (the modules' _infer_entry,
-rnngen/backends/cpu/entry.py). In fresh processes with an empty Numba cache (NUMBA_CACHE_DIR),
-the first small inference call (T10 B10 I3 H5, float32) of a few cells in turn, through the entry
-and through the wrapper's Python set-up (shared_panels given, which the entry is not used with):
-seconds per cell. The first cell of a process also pays Numba's one-time work.
+"""Issue 11 probe: the compile-time price of the compiled entries (the modules' _infer_entry,
+_forward_entry and _backward_entry, rnngen/backends/cpu/entry.py). In fresh processes with an
+empty Numba cache (NUMBA_CACHE_DIR), the first small call (T10 B10 I3 H5, float32) of a few
+cells in turn, through the entries and through the wrapper's Python lines (shared_panels given,
+which the entries are not used with): seconds per cell. The first cell of a process also pays
+Numba's one-time work. --call inference: forward(need_grad=False); --call training: forward and
+backward.
 
-    python benchmarks/probes/entry_compile.py [--cells gru,lstm,rnn_tanh]
+    python benchmarks/probes/entry_compile.py [--cells gru,lstm,rnn_tanh] [--call inference|training]
 """
 import argparse
 import json
@@ -19,13 +21,16 @@ import numpy as np
 import rnngen
 from rnngen.backends.cpu.host_gemm import SharedPanels
 kw = {} if sys.argv[1] == "entry" else {"shared_panels": SharedPanels()}
+training = sys.argv[3] == "training"
 x = np.ones((10, 10, 3), np.float32)
 out = {}
 for cell in sys.argv[2].split(","):
     m = rnngen.load(cell)
     p = m.init_params(3, 5, np.float32)
     t0 = time.perf_counter()
-    m.forward(x, p, need_grad=False, **kw)
+    y, _, saved = m.forward(x, p, need_grad=training, **kw)
+    if training:
+        m.backward(np.ones_like(y), None, saved, **kw)
     out[cell] = time.perf_counter() - t0
 print(json.dumps(out))
 '''
@@ -34,13 +39,14 @@ print(json.dumps(out))
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cells", default="gru,lstm,rnn_tanh")
+    ap.add_argument("--call", choices=("inference", "training"), default="inference")
     a = ap.parse_args()
-    print(f"# first small inference call per cell, empty Numba cache, s; load {os.getloadavg()}")
+    print(f"# first small {a.call} call per cell, empty Numba cache, s; load {os.getloadavg()}")
     print("| path | " + " | ".join(a.cells.split(",")) + " |")
     print("|---|" + "---|" * len(a.cells.split(",")))
     for path in ("entry", "python"):
         with tempfile.TemporaryDirectory() as cache:
-            done = subprocess.run([sys.executable, "-c", CHILD, path, a.cells], env=dict(os.environ, NUMBA_CACHE_DIR=cache),
+            done = subprocess.run([sys.executable, "-c", CHILD, path, a.cells, a.call], env=dict(os.environ, NUMBA_CACHE_DIR=cache),
                                   capture_output=True, text=True)
             if done.returncode:
                 raise SystemExit(done.stderr)
