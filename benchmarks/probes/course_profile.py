@@ -1,7 +1,7 @@
 """Issue 11 probe: where a course-size call (T10 B10 I3 H5, float32) of rnngen.RNN spends its time:
 a cProfile of forward+backward calls, each function's self time put in one group (the network
 layer, the generated wrappers' Python, the GEMM routing and packing, numpy, the compiled loops
-with their dispatch, the NaN/inf kernels), as shares of the profiled time. The profiler inflates
+and entries with their dispatch, the NaN/inf kernels), as shares of the profiled time. The profiler inflates
 Python code more than compiled code: read the shares as an order, not as times.
     python benchmarks/probes/course_profile.py [--cell lstm] [--calls 2000]
 """
@@ -17,8 +17,8 @@ import rnngen
 
 def group(filename, name):
     """The group of the function `name` defined in `filename`."""
-    if name.startswith("_") and name.endswith("_loop"):
-        return "compiled loops (with their dispatch)"
+    if name.startswith("_") and (name.endswith("_loop") or "_entry" in name):
+        return "compiled loops and entries (with their dispatch)"
     if filename.endswith("backends/finite.py"):
         return "NaN/inf kernels"
     if "/generated/" in filename or filename.endswith(("cpu/checks.py", "cpu/mathlib.py")):
