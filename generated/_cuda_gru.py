@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: dad3c48ee0d825d123f4cb9d08dad8ae601de761ce071a96079d49e14f34a85b
+sha256 of spec + templates + math libraries + versions: b657f90908f5d44b93b0a684f1c5d32aafd7f53dc86092404850fe983448ccca
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -39,7 +39,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru"
-SPEC_SHA256 = "dad3c48ee0d825d123f4cb9d08dad8ae601de761ce071a96079d49e14f34a85b"
+SPEC_SHA256 = "b657f90908f5d44b93b0a684f1c5d32aafd7f53dc86092404850fe983448ccca"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_zoneout.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 818fbef2c34a14c1ade692620dfeacb15ed7c174ea7a6abdfb3814bcb04533b2
+sha256 of spec + templates + math libraries + versions: c0c9f5f68e027c1cef76e9ed8da8a63c1ab8e8217e8407db6c745762f8116976
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -46,7 +46,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_zoneout"
-SPEC_SHA256 = "818fbef2c34a14c1ade692620dfeacb15ed7c174ea7a6abdfb3814bcb04533b2"
+SPEC_SHA256 = "c0c9f5f68e027c1cef76e9ed8da8a63c1ab8e8217e8407db6c745762f8116976"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

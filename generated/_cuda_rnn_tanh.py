@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: e8dffe6935c14c654f1ad16db57f44d4f4dcf378e1ab6eaba1e76c1837c14913
+sha256 of spec + templates + math libraries + versions: 64853cbbfe12ee67a8b7dafa1532c3e7e9fea0a903c526eeb2ef676c654142a1
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -37,7 +37,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "e8dffe6935c14c654f1ad16db57f44d4f4dcf378e1ab6eaba1e76c1837c14913"
+SPEC_SHA256 = "64853cbbfe12ee67a8b7dafa1532c3e7e9fea0a903c526eeb2ef676c654142a1"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: slstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: a28005f808699b715f5046eb44d1f15b21c691e9f30e3d39782bd9d451c54b7f
+sha256 of spec + templates + math libraries + versions: 86d600bf0a88eaa6006558f1d4c5a21e086b641db58e39d442851dc18cda4635
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -51,7 +51,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "slstm"
-SPEC_SHA256 = "a28005f808699b715f5046eb44d1f15b21c691e9f30e3d39782bd9d451c54b7f"
+SPEC_SHA256 = "86d600bf0a88eaa6006558f1d4c5a21e086b641db58e39d442851dc18cda4635"
 STATES = ('h', 'c', 'n', 'm')
 OUTPUT = "h"
 INITIAL = {'m': 'lowest'}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: bb3bc48ac61d85f2ad0e976d29746fd6b854ba8e1aeb05c309f9725f33fd9914
+sha256 of spec + templates + math libraries + versions: ddd4b7daf26312eaf09a1b393700099e99cb64db0ad2b8dabecb837b2824e35f
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, entry_column_sum as _entry_column_sum, entry_loop_order as _entry_loop_order, entry_matmul as _entry_matmul, entry_matmul_tn as _entry_matmul_tn, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, one_call as _one_call, panels as _panels, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "bb3bc48ac61d85f2ad0e976d29746fd6b854ba8e1aeb05c309f9725f33fd9914"
+SPEC_SHA256 = "ddd4b7daf26312eaf09a1b393700099e99cb64db0ad2b8dabecb837b2824e35f"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -219,3 +219,15 @@ def test_inference_forward_keeps_no_sequence(cell):
     assert peaks[False] < peaks[True] - 0.9 * states
     with pytest.raises(ValueError, match="need_grad=False"):
         gen.backward(np.ones_like(y), None, None)
+
+
+def test_the_calls_that_run_as_one_compiled_call_are_serial_ones():
+    """A small call's passes run as one compiled call each (mathlib.one_call, the modules' entries)
+    only where the schedule runs the call serially anyway (below MIN_WORK), at any thread count."""
+    from rnngen.backends.cpu import mathlib
+    assert mathlib.ONE_CALL_WORK <= schedule.MIN_WORK
+    for T, B, I, H in [(10, 10, 3, 5), (8, 64, 8, 63), (1, 16, 3, 200), (64, 32, 8, 16), (300, 2, 1, 54)]:
+        for directions in (1, 2):
+            small = schedule.plan(T, B, H, directions, threads=2) is schedule.SERIAL
+            assert small or not mathlib.one_call(T, B, I, H)
+            assert small == (T * B * H < schedule.MIN_WORK)

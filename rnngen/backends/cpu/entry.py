@@ -18,12 +18,12 @@ pages (see host_gemm.packed), so the wrapper calls the entries for small calls o
 masks, a DropConnect weight) or call what entry_ops does not compile (the head GEMMs of a
 block-diagonal weight's gradient) gets no such entry, nor does one whose parameter names would
 clash with the lines' own names."""
+import ast
 import re
 from dataclasses import dataclass
 
-_PARAM = re.compile(r'params\["(\w+)"\]')
+_PARAM = re.compile(r'(?<![\w.])params\["(\w+)"\]')
 _PANELS = re.compile(r'_panels_of\(shared_panels, "\w+", ([^)]+)\)')
-_ASSIGNED = re.compile(r"^(\w+)(?:\[[^\]]*\])? = ")
 #: what a set-up line may not read for the entry to exist (Python objects, or the masks of the call)
 _PYTHON_ONLY = ("masks", "checks.", "shared_panels", "saved", "params")
 #: the entry's own locals and arguments besides the set-up's
@@ -37,7 +37,32 @@ _OPS = re.compile(r"\b(" + "|".join(sorted(_COMPILED, key=len, reverse=True)) + 
 _CALL = re.compile(r"(\w+(?:\.\w+)*)\(")
 #: the calls a training entry's lines may make: Numba compiles these
 _ENTRY_CALLS = {"np.empty", "np.zeros", "reshape", "copy", "_panels", *_COMPILED.values()}
-_GRAD = re.compile(r'd_params\["(\w+)"\]')
+_GRAD = re.compile(r'(?<![\w.])d_params\["(\w+)"\]')
+_GRAD_SET = re.compile(r'^d_params\["(\w+)"\] = ')
+#: names the module's lines use as globals: a parameter of such a name would shadow them
+_GLOBALS = {"np", "math", "checks", "device"}
+
+
+def _code(line):
+    return line.split("#")[0]
+
+
+def _bound(lines):
+    """Every name the lines bind (assignments, augmented ones, tuple targets, loops); None when a
+    line is not a whole Python statement."""
+    names = set()
+    for line in lines:
+        try:
+            tree = ast.parse(line.strip())
+        except SyntaxError:
+            return None
+        names |= {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    return names
+
+
+def _clash(params, bound, fixed):
+    """Whether a parameter's name would clash with the lines' own names, the entry's or a global."""
+    return bound is None or bool(set(params) & (bound | fixed | _GLOBALS)) or any(p.startswith("_") for p in params)
 
 
 @dataclass
@@ -61,13 +86,12 @@ def infer_entry(setup, loop_call, tc, sizes, output_size):
     chunk = [line for line in setup if tc and line.startswith(f"{tc} = _chunk_steps(")]
     body = [_entry_line(line) for line in setup if line not in chunk]
     call = [_entry_line(arg) for arg in loop_call]
-    if any(word in line.split("#")[0] for line in body + call for word in _PYTHON_ONLY):
+    if any(word in _code(line) for line in body + call for word in _PYTHON_ONLY):
         return None
-    params = list(dict.fromkeys(_PARAM.findall(" ".join(setup + loop_call))))
-    assigned = {m.group(1) for m in map(_ASSIGNED.match, body) if m}
-    if set(params) & (assigned | _FIXED | set(sizes) | {tc}):
+    params = list(dict.fromkeys(_PARAM.findall(" ".join(map(_code, setup + loop_call)))))
+    if _clash(params, _bound(body), _FIXED | set(sizes) | {tc}):
         return None
-    words = set(re.findall(r"\w+", " ".join(body + call + [output_size])))
+    words = set(re.findall(r"\w+", " ".join(map(_code, body + call + [output_size]))))
     head = ["x", "lengths", "reverse"] + ([tc] if chunk else []) + ["H"] + [s for s in sizes if s in words] + ["state0"]
     return InferEntry(args=head + params, call=head + [f'params["{p}"]' for p in params], chunk=chunk,
                       setup=body, loop_call=call)
@@ -93,16 +117,16 @@ def _train_entry(head, setup, loop_call, result, fixed):
     """The args, call, setup, loop call and result of a training entry whose arguments start with
     `head`; None when its lines read what a compiled function cannot take."""
     named = [_GRAD.sub(r"grad_\1", line) for line in setup + result]
+    named_call = [_GRAD.sub(r"grad_\1", arg) for arg in loop_call]
     lines = [_OPS.sub(lambda m: _COMPILED[m.group(1)] + "(", _entry_line(line)) for line in named]
     body, after = lines[:len(setup)], lines[len(setup):]
-    call = [_entry_line(arg) for arg in loop_call]
-    code = [line.split("#")[0] for line in lines + call]
+    call = [_entry_line(arg) for arg in named_call]
+    code = [_code(line) for line in lines + call]
     if any(word in line for line in code for word in _PYTHON_ONLY) or \
             any(_calls(line) - _ENTRY_CALLS for line in code):
         return None
-    params = list(dict.fromkeys(_PARAM.findall(" ".join(named + loop_call))))
-    assigned = {m.group(1) for m in map(_ASSIGNED.match, lines) if m}
-    if set(params) & (assigned | fixed | set(head)) or len(set(head)) < len(head):
+    params = list(dict.fromkeys(_PARAM.findall(" ".join(map(_code, named + named_call)))))
+    if _clash(params, _bound(lines), fixed | set(head)) or len(set(head)) < len(head):
         return None
     return head + params, head + [f'params["{p}"]' for p in params], body, call, after
 
@@ -111,7 +135,7 @@ def forward_entry(setup, loop_call, result, saved, sizes, output_size):
     """The TrainEntry of a training forward whose set-up lines are `setup`, loop arguments
     `loop_call`, lines after the loop `result` (the final states), saved arrays `saved` (their
     locals), run-time sizes `sizes` and output size `output_size`; None as for infer_entry."""
-    words = set(re.findall(r"\w+", " ".join(setup + loop_call + result + [output_size])))
+    words = set(re.findall(r"\w+", " ".join(map(_code, setup + loop_call + result + [output_size]))))
     head = ["x", "lengths", "reverse", "H"] + [s for s in sizes if s in words] + ["state0"]
     made = _train_entry(head, setup, loop_call, result, _TRAIN_FIXED | set(sizes))
     return None if made is None else TrainEntry(*made, returned=list(saved))
@@ -122,9 +146,9 @@ def backward_entry(setup, loop_call, result, saved, sizes, params):
     lines after the loop `result` (the gradients, d_params[name] = ..., and d_state0), saved arrays
     `saved` (their locals, read from `saved`), run-time sizes `sizes` and parameters `params` (in
     PARAMS' order); None as for infer_entry, or when a parameter gets no gradient there."""
-    words = set(re.findall(r"\w+", " ".join(setup + loop_call + result)))
+    words = set(re.findall(r"\w+", " ".join(map(_code, setup + loop_call + result))))
     head = ["dy", "d_final", "x", "lengths", "reverse", "H"] + [s for s in sizes if s in words] + list(saved)
-    grads = set(_GRAD.findall(" ".join(result)))
+    grads = {m.group(1) for m in map(_GRAD_SET.match, result) if m}     # the gradients the lines set
     taken = {f"grad_{p}" for p in params} & words      # the lines' own names would clash with the gradients'
     made = _train_entry(head, setup, loop_call, result, _TRAIN_FIXED | set(sizes))
     if made is None or grads != set(params) or taken:

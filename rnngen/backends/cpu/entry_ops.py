@@ -3,7 +3,8 @@ of a small call (entry.py: the modules' _forward_entry and _backward_entry): the
 product x @ W.T, the weight gradients dZ.T @ v, the input gradient dZ @ W, a bias gradient (the
 column sum) and the loop order of a reversed run. mathlib exports them as entry_matmul,
 entry_matmul_tn, entry_column_sum and entry_loop_order; the wrapper's Python lines for a large
-call use host_gemm.matmul, matmul_tn, mathlib.column_sum and loop_order in their place.
+call use host_gemm.matmul, matmul_tn, mathlib.column_sum and loop_order in their place
+(mathlib.loop_order with `reorder` from here, into an array numpy allocates).
 
 The products run on rnngen's own panels (stepgemm.py) at every size: called from compiled code
 they cost no Python (host_gemm.MIN_PANEL_WORK, below which the Python wrapper goes to BLAS,
@@ -24,7 +25,7 @@ register()
 def matmul(a, b):
     """a (M, K) @ b (K, N), any layouts (b may be a transposed view)."""
     M, K = a.shape
-    if K == 0:                      # the panels' blocks run over k: no block, nothing stored
+    if K == 0:      # (no module passes it) the panels' blocks run over k: no block, nothing stored
         return np.zeros((M, b.shape[1]), a.dtype)
     out = np.empty((M, b.shape[1]), a.dtype)
     gemm_panels(np.ascontiguousarray(a), panels(b), out)

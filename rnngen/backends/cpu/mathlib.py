@@ -178,16 +178,18 @@ def exp_nonpositive(v):
     return exp_neg(min(v, type(v)(0)))
 
 
-#: the calls an inference forward runs as one compiled call (entry.py, the modules' _infer_entry):
-#: T * B * H below ONE_CALL_WORK (where the set-up's Python costs about what the loop does; the
-#: runtime's MIN_WORK, below which a call is serial) and weights of (I + H) * H per gate matrix at
-#: most ONE_CALL_WEIGHTS (Numba's allocation of their packed copy gets no huge pages)
+#: the calls whose passes run as one compiled call each (entry.py, the modules' _infer_entry,
+#: _forward_entry and _backward_entry): T * B * H below ONE_CALL_WORK (where the wrapper's Python
+#: costs about what the loop does; the runtime's MIN_WORK, below which a call is serial, is the
+#: same, tests/runtime/test_schedule.py) and weights of (I + H) * H per gate matrix at most
+#: ONE_CALL_WEIGHTS (Numba's allocation of their packed copy gets no huge pages)
 ONE_CALL_WORK = 1 << 15
 ONE_CALL_WEIGHTS = 1 << 16
 
 
 def one_call(T, B, I, H):
-    """Whether an inference forward over (T, B, I) with H units runs as one compiled call."""
+    """Whether a forward (with or without need_grad) or backward over (T, B, I) with H units runs
+    as one compiled call."""
     return T * B * H < ONE_CALL_WORK and (I + H) * H <= ONE_CALL_WEIGHTS
 
 

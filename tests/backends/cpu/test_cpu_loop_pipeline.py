@@ -1,8 +1,9 @@
 """How the CPU time loops are compiled (rnngen/backends/cpu/loop_pipeline.py): with 512-bit vectors
 preferred, and under a promise: no two array arguments of a loop call share memory. Every loop of
-every built-in cell is wrapped and called through the module's entries (forward with and without
-need_grad, backward; masks at a rate and at rate 0, lengths, reverse) and through rnngen.RNN's
-schedules (batch slices on two workers, a bidirectional stack)."""
+every built-in cell is wrapped and called through the module's wrappers and its compiled entries
+for small calls (forward with and without need_grad, backward; masks at a rate and at rate 0,
+lengths, reverse) and through rnngen.RNN's schedules (batch slices on two workers, a
+bidirectional stack)."""
 import itertools
 
 import llvmlite.binding as llvm
@@ -15,6 +16,7 @@ from rnngen.backends.cpu.host_gemm import SharedPanels
 from rnngen.backends.cpu.loop_pipeline import VECTOR_WIDTH, LoopPipeline
 
 LOOPS = ("_forward_loop", "_backward_loop", "_infer_loop")
+ENTRIES = ("_infer_entry", "_forward_entry", "_backward_entry")     # a small call's (entry.py)
 
 
 def _watch(monkeypatch, m):
@@ -96,12 +98,17 @@ def test_no_two_array_arguments_of_a_loop_share_memory(cell, monkeypatch):
     for reverse, rate in itertools.product((False, True), (0.3, 0.0)):
         masks = m.draw_masks(T, B, H, {r: rate for r in m.RATES}, True, np.random.default_rng(1),
                              np.float64, params) if m.MASKS else None
-        # the wrapper's own loop calls (a small call's, without shared panels, are inside the
-        # compiled entries, which allocate their loops' arrays themselves: test_cpu_infer_entry.py,
-        # test_cpu_train_entry.py)
-        y, _, saved = m.forward(x, params, None, lengths, reverse, masks=masks, shared_panels=SharedPanels())
-        m.forward(x, params, None, lengths, reverse, need_grad=False, masks=masks, shared_panels=SharedPanels())
-        m.backward(rng.standard_normal(y.shape), None, saved, shared_panels=SharedPanels())
+        # the wrapper's own loop calls (shared panels), then a small call's through its compiled
+        # entries, each run as Python (its py_func) so that the watched loops see their arrays
+        for entries in (False, True):
+            kw = {} if entries else {"shared_panels": SharedPanels()}
+            with monkeypatch.context() as patch:
+                for name in dir(m) if entries else ():
+                    if name.startswith(ENTRIES):
+                        patch.setattr(m, name, getattr(m, name).py_func)
+                y, _, saved = m.forward(x, params, None, lengths, reverse, masks=masks, **kw)
+                m.forward(x, params, None, lengths, reverse, need_grad=False, masks=masks, **kw)
+                m.backward(rng.standard_normal(y.shape), None, saved, **kw)
     assert {name.split("_loop")[0] + "_loop" for name in called} == set(LOOPS)
     assert overlaps == []
     # rnngen.RNN's schedules at two threads: batch slices (one direction), directions at once (two)

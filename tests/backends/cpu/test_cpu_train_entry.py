@@ -3,8 +3,9 @@
 as the wrapper's own Python lines, bit for bit where those run the same products (the panels,
 rows added in order), for every built-in cell that has them; used exactly for the calls
 mathlib.one_call admits without shared panels; none for the cells whose lines read their masks
-(at rate 0 they run entries of the kernels without them), no backward entry for a block-diagonal weight's head GEMMs. The float64 finite-difference checks
-of every cell (test_cpu_gradients.py) run at sizes one_call admits, so through these entries."""
+(at rate 0 they run entries of the kernels without them), no backward entry for a
+block-diagonal weight's head GEMMs. The float64 finite-difference checks of every cell
+(test_cpu_gradients.py) run at sizes one_call admits, so through these entries."""
 import itertools
 
 import numpy as np
@@ -63,7 +64,8 @@ def test_the_entries_compute_what_the_python_lines_do(cell, python_path):
     if cell in MASKED:
         return
     sizes = {name: 2 for name in m.SIZES}
-    cases = itertools.product((np.float32, np.float64), (False, True), ("none", "first", "all"), ("none", "some"))
+    cases = itertools.product((np.float32, np.float64), (False, True), ("none", "first", "last", "all"),
+                              ("none", "first", "rest"))
     for dtype, reverse, given, d_given in cases:
         T, B, I, H = 6, 4, 3, 4
         params = m.init_params(I, H, dtype, 1, **sizes)
@@ -71,15 +73,16 @@ def test_the_entries_compute_what_the_python_lines_do(cell, python_path):
         x = rng.standard_normal((T, B, I)).astype(dtype)
         lengths = np.array([6, 2, 0, 5], np.int64)
         finals = m.forward(x, params, None, lengths, not reverse, need_grad=False)[1]
-        state0 = {"none": None, "first": (finals[0],) + (None,) * (len(finals) - 1), "all": finals}[given]
+        none = (None,) * (len(finals) - 1)
+        state0 = {"none": None, "first": (finals[0],) + none, "last": none + (finals[-1],), "all": finals}[given]
         kept = None if state0 is None else [None if s is None else s.copy() for s in state0]
         y, final, saved = m.forward(x, params, state0, lengths, reverse)
         py_y, py_final, py_saved = python_path(m, lambda: m.forward(x, params, state0, lengths, reverse))
         _same((y, final), (py_y, py_final))
         assert set(vars(saved)) == set(vars(py_saved))     # (their rows past a length are never written)
         dy = rng.standard_normal(y.shape).astype(dtype)
-        d_final = None if d_given == "none" else \
-            (None,) + tuple(rng.standard_normal(f.shape).astype(dtype) for f in final[1:])
+        d_final = [rng.standard_normal(f.shape).astype(dtype) for f in final]
+        d_final = {"none": None, "first": (d_final[0],) + none, "rest": (None,) + tuple(d_final[1:])}[d_given]
         d_kept = None if d_final is None else [None if d is None else d.copy() for d in d_final]
         grads = m.backward(dy, d_final, saved) if cell not in HEADS else \
             python_path(m, lambda: m.backward(dy, d_final, saved))     # from what the forward entry saved
@@ -87,6 +90,24 @@ def test_the_entries_compute_what_the_python_lines_do(cell, python_path):
         for given_arrays, copies in ((state0, kept), (d_final, d_kept)):   # only read
             for s, k in zip(given_arrays or (), copies or ()):
                 assert s is None or np.array_equal(s, k)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "lstm_proj"])
+def test_the_entries_products_across_the_panels_blocks(cell, python_path):
+    """Sizes whose products run over more than one block of the panels (KC, MC = 256 rows)."""
+    m = rnngen.load(cell)
+    sizes = {name: 3 for name in m.SIZES}
+    rng = np.random.default_rng(6)
+    for T, B, I, H in [(3, 100, 600, 5), (2, 2, 300, 4)]:
+        assert mathlib.one_call(T, B, I, H)
+        params = m.init_params(I, H, np.float32, 4, **sizes)
+        x = rng.standard_normal((T, B, I)).astype(np.float32)
+        lengths = rng.integers(0, T + 1, B)
+        y, final, saved = m.forward(x, params, None, lengths, True)
+        py = python_path(m, lambda: m.forward(x, params, None, lengths, True))
+        _same((y, final), py[:2])
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+        _same(m.backward(dy, None, saved), python_path(m, lambda: m.backward(dy, None, py[2])))
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh", "lstm_proj"])
@@ -217,8 +238,17 @@ def test_no_training_entry_for_lines_that_numba_cannot_take():
     assert backward_entry(_SETUP, *args) is not None
     for extra in ('mask_m_h = masks["m_h"]', 'w = checks.drop_weight(params["weight_hh"], m)',
                   'dv = _head_weight_grad(dz_hh, s_h, 2)', 'dv = np.einsum("ij->j", dz_hh)',
-                  'weight_hh = 1', 'grad_bias = 0', 'keep = saved.x'):
+                  'weight_hh = 1', 'grad_bias = 0', 'keep = saved.x',
+                  'weight_ih, d_h = d_final', 'weight_hh *= 2', 'for weight_ih in (1, 2): pass',   # rebinds a parameter
+                  'dv = my_params["weight_hh"]', 'w = params["np"]', 'w = params["_panels"]', 'if T:'):
         assert backward_entry(_SETUP + [extra], *args) is None, extra
+    commented = backward_entry(_SETUP + ['dv = dv_hh   # not params["bias_x"] nor heads'], _CALL, _RESULT,
+                               ["zx_ih", "s_h"], ("heads",), _PARAMS)
+    assert "bias_x" not in commented.args and "heads" not in commented.args
+    read_only = [line.replace('d_params["bias"] = ', "dbias = ") for line in _RESULT] + ['dx = d_params["bias"]']
+    assert backward_entry(_SETUP, _CALL, read_only, ["zx_ih", "s_h"], (), _PARAMS) is None   # bias only read
+    into_loop = backward_entry(_SETUP, _CALL + ['d_params["bias"]'], _RESULT, ["zx_ih", "s_h"], (), _PARAMS)
+    assert into_loop.loop_call[-1] == "grad_bias" and "bias" not in into_loop.args
     assert backward_entry(_SETUP, _CALL, _RESULT[1:], ["zx_ih", "s_h"], (), _PARAMS) is None   # no weight_ih grad
     assert backward_entry(_SETUP, _CALL + ["masks"], *args[1:]) is None
     fwd = ['zx_ih = _matmul(x2d, params["weight_ih"].T).reshape(T, B, 4 * H)', 's_h = np.empty((T + 1, B, H), dtype)',
