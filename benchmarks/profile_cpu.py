@@ -1,7 +1,7 @@
 """Where an LSTM forward+backward spends its time on the CPU, one thread: the generated module's
 pieces timed separately, in interleaved blocks (one untimed call, then timed ones; medians).
 
-Pieces (all with one BLAS thread, float32):
+Pieces (all with one BLAS thread, float32 unless --dtype float64):
 - hoisted input GEMM: x (T*B, I) @ W_ih.T and its bias add, as the module's forward does;
 - forward time loop (`_forward_loop`), and inside it the per-step GEMMs alone (the same T calls
   of gemm_panels(h_t, panels of W_hh.T) in a Numba loop): the difference is the fused gate math, also given in
@@ -17,6 +17,7 @@ Pieces (all with one BLAS thread, float32):
 
     python benchmarks/profile_cpu.py                       # lstm, small and fastrnns
     python benchmarks/profile_cpu.py --sizes small --reps 9
+    python benchmarks/profile_cpu.py --sizes small --dtype float64
 
 It calls the generated module's private loops with the arguments its forward/backward pass them
 (generated/lstm.py at the time of writing): if the module's layout changes, update `_loop_args`.
@@ -35,6 +36,7 @@ from rnngen.tools import bench
 from rnngen.generated import lstm
 from rnngen.backends.cpu import host_gemm
 from rnngen.backends.cpu.host_gemm import matmul, matmul_tn
+from rnngen.backends.cpu.mathlib import column_sum
 from rnngen.backends.cpu.stepgemm import gemm_panels, panels
 
 BLOCK = 3
@@ -53,23 +55,26 @@ def _step_gemms_backward(dz_hh, panels_hh_adj, d_h, dv_hh):
         d_h += dv_hh
 
 
-def _loop_args(size):
+def _loop_args(size, dtype=np.float32):
     """Inputs of the module's pieces, built the way generated/lstm.py's forward/backward build them."""
     T, B, I, H = bench.SIZES[size]
-    p = lstm.init_params(I, H, np.float32, seed=0)
-    x = np.random.default_rng(0).standard_normal((T, B, I)).astype(np.float32)
-    dy = np.random.default_rng(1).standard_normal((T, B, H)).astype(np.float32)
+    p = lstm.init_params(I, H, dtype, seed=0)
+    x = np.random.default_rng(0).standard_normal((T, B, I)).astype(dtype)
+    dy = np.random.default_rng(1).standard_normal((T, B, H)).astype(dtype)
     y, _, saved = lstm.forward(x, p)
     lengths = saved.lengths
-    a = dict(T=T, B=B, I=I, H=H, p=p, x=x, dy=dy, saved=saved, lengths=lengths,
-             x2d=x.reshape(T * B, I), z_hh=np.empty((B, 4 * H), np.float32), y=np.zeros((T, B, H), np.float32),
-             s_h=saved.s_h.copy(), s_c=saved.s_c.copy(), zx_pre=(x.reshape(T * B, I) @ p["weight_ih"].T)
-             .reshape(T, B, 4 * H) + p["bias_ih"], zx_sum=saved.zx_ih,
-             d_h=np.zeros((B, H), np.float32), d_c=np.zeros((B, H), np.float32),
-             dz_hh=np.zeros((T, B, 4 * H), np.float32), dv_hh=np.empty((B, H), np.float32))
+    a = dict(T=T, B=B, I=I, H=H, p=p, x=x, dy=dy, saved=saved, lengths=lengths, dtype=dtype,
+             x2d=x.reshape(T * B, I), z_hh=np.empty((B, 4 * H), dtype), y=np.zeros((T, B, H), dtype),
+             s_h=saved.s_h.copy(), s_c=saved.s_c.copy(),
+             zx_pre=(x.reshape(T * B, I) @ p["weight_ih"].T).reshape(T, B, 4 * H), zx_sum=saved.zx_ih,
+             d_h=np.zeros((B, H), dtype), d_c=np.zeros((B, H), dtype),
+             dz_hh=np.zeros((T, B, 4 * H), dtype), dv_hh=np.empty((B, H), dtype))
     a["zx_work"] = a["zx_pre"].copy()
     a["panels_hh"], a["panels_hh_adj"] = panels(p["weight_hh"].T), panels(p["weight_hh"])
+    a["panels_ih"] = panels(p["weight_ih"].T)
     a["bias_ih_hh"] = p["bias_ih"] + p["bias_hh"]
+    a["TC"] = lstm._chunk_steps(T, B * 4 * H * x.itemsize, [p["weight_ih"], p["weight_hh"]], False)
+    a["x_chunk"], a["zx_chunk"] = np.empty((a["TC"], B, I), dtype), np.empty((a["TC"], B, 4 * H), dtype)
     return a
 
 
@@ -77,28 +82,27 @@ def pieces(a):
     """name -> (fn, setup or None): the timed pieces of one size."""
     p, T, B, I, H = a["p"], a["T"], a["B"], a["I"], a["H"]
     lengths, x2d, dz2d = a["lengths"], a["x2d"], a["dz_hh"].reshape(T * B, 4 * H)
-    net = rnngen.RNN("lstm", I, H, dtype=np.float32, seed=0)
+    net = rnngen.RNN("lstm", I, H, dtype=a["dtype"], seed=0)
     n = bench.GEMM_N
-    g = np.random.default_rng(1).standard_normal((n, n)).astype(np.float32)
+    g = np.random.default_rng(1).standard_normal((n, n)).astype(a["dtype"])
     g_out = np.empty_like(g)
 
     def sgemm():
         np.matmul(g, g, out=g_out)
 
     def hoisted():
-        z = matmul(x2d, p["weight_ih"].T).reshape(T, B, 4 * H)
-        z += p["bias_ih"]
+        matmul(x2d, p["weight_ih"].T).reshape(T, B, 4 * H)      # the loop adds the biases
 
     def fwd_setup():           # the loop adds the recurrent part into zx in place: start afresh
         a["zx_work"][...] = a["zx_pre"]
 
     def fwd_loop():
         lstm._forward_loop(lengths, False, a["y"], a["zx_work"], a["s_h"], a["s_c"], a["z_hh"],
-                           a["p"]["weight_hh"], a["bias_ih_hh"])
+                           a["bias_ih_hh"], a["panels_hh"])
 
-    def infer_loop():          # need_grad=False: two rows of states, nothing saved
-        lstm._infer_loop(lengths, False, a["y"], a["zx_work"], a["s_h"][:2], a["s_c"][:2], a["z_hh"],
-                         a["p"]["weight_hh"], a["bias_ih_hh"])
+    def infer_loop():          # need_grad=False: two rows of states, nothing saved, its input GEMMs inside
+        lstm._infer_loop(lengths, False, a["y"], a["x"], a["zx_chunk"], a["s_h"][:2], a["s_c"][:2], a["z_hh"],
+                         a["bias_ih_hh"], a["x_chunk"], a["panels_hh"], a["panels_ih"])
 
     def step_fwd():
         _step_gemms_forward(a["s_h"], a["panels_hh"], a["z_hh"])
@@ -109,7 +113,7 @@ def pieces(a):
 
     def bwd_loop():
         lstm._backward_loop(lengths, False, a["dy"], a["zx_sum"], a["saved"].s_c, a["d_h"], a["d_c"],
-                            a["dz_hh"], a["p"]["weight_hh"], a["dv_hh"])
+                            a["dz_hh"], a["dv_hh"], a["panels_hh_adj"])
 
     def step_bwd():
         _step_gemms_backward(a["dz_hh"], a["panels_hh_adj"], a["d_h"], a["dv_hh"])
@@ -124,7 +128,7 @@ def pieces(a):
         matmul(dz2d, p["weight_ih"])
 
     def dbias():
-        dz2d.sum(axis=0)
+        column_sum(dz2d)
 
     def module_fwd():
         lstm.forward(a["x"], p)
@@ -176,7 +180,7 @@ def report(size, ms, a, gemm_one):
     over_b = ms["module backward"] - ms["backward loop"] - after
     over_rnn = ms["RNN forward+backward"] - ms["module forward"] - ms["module backward"]
     total = ms["RNN forward+backward"]
-    rows = [("hoisted input GEMM (x @ W_ih.T + bias)", ms["hoisted input GEMM"], "hoisted input GEMM"),
+    rows = [("hoisted input GEMM (x @ W_ih.T)", ms["hoisted input GEMM"], "hoisted input GEMM"),
             ("forward per-step GEMMs (h_t @ W_hh.T)", ms["forward per-step GEMMs"], "forward per-step GEMMs"),
             (f"forward gate math (loop - its GEMMs): {1e6 * gate_f / el:.1f} ns/element", gate_f, None),
             ("forward overhead (module forward - its pieces)", over_f, None),
@@ -190,7 +194,7 @@ def report(size, ms, a, gemm_one):
             ("bias sums", ms["bias sums"], None),
             ("backward overhead (module backward - its pieces)", over_b, None),
             ("rnngen.RNN overhead (RNN fwd+bwd - module fwd - module bwd)", over_rnn, None)]
-    print(f"\n### lstm {size} (T={T}, B={B}, I={I}, H={H}), one thread: RNN forward+backward {total:.2f} ms "
+    print(f"\n### lstm {size} (T={T}, B={B}, I={I}, H={H}) {np.dtype(a['dtype']).name}, one thread: RNN forward+backward {total:.2f} ms "
           f"(module forward {ms['module forward']:.2f} ms, backward {ms['module backward']:.2f} ms)\n")
     print("| piece | ms | share of RNN fwd+bwd | GFLOP/s | % of the one-core GEMM rate |")
     print("|---|---|---|---|---|")
@@ -210,6 +214,7 @@ def main(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="small,fastrnns", help=f"among {','.join(bench.SIZES)}")
     p.add_argument("--reps", type=int, default=5, help=f"rounds of blocks ({BLOCK} timed samples each)")
+    p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     args = p.parse_args(argv)
     sizes = [s for s in args.sizes.split(",") if s]
     bad = [s for s in sizes if s not in bench.SIZES]
@@ -223,10 +228,10 @@ def main(argv=None):
         print(f"# benchmarks/profile_cpu.py — {m['cpu']}, {m['cores']} cores; one BLAS thread; "
               f"wrapper GEMMs: {gemms}; load average at start {bench.loadavg()}")
         for size in sizes:
-            a = _loop_args(size)
+            a = _loop_args(size, np.dtype(args.dtype).type)
             ms = measure(pieces(a), args.reps)
             rate = 2 * bench.GEMM_N ** 3 / (ms["sgemm"] * 1e-3) / 1e9
-            print(f"\nnumpy sgemm {bench.GEMM_N}^3, one thread, interleaved with the pieces: {rate:.1f} GFLOP/s")
+            print(f"\nnumpy GEMM {bench.GEMM_N}^3 {args.dtype}, one thread, interleaved with the pieces: {rate:.1f} GFLOP/s")
             report(size, ms, a, rate)
         print(f"\nload average at end {bench.loadavg()}")
     return 0
