@@ -194,8 +194,8 @@ def report(size, ms, a, gemm_one):
             ("bias sums", ms["bias sums"], None),
             ("backward overhead (module backward - its pieces)", over_b, None),
             ("rnngen.RNN overhead (RNN fwd+bwd - module fwd - module bwd)", over_rnn, None)]
-    print(f"\n### lstm {size} (T={T}, B={B}, I={I}, H={H}) {np.dtype(a['dtype']).name}, one thread: RNN forward+backward {total:.2f} ms "
-          f"(module forward {ms['module forward']:.2f} ms, backward {ms['module backward']:.2f} ms)\n")
+    print(f"\n### lstm {size} (T={T}, B={B}, I={I}, H={H}) {np.dtype(a['dtype']).name}, one thread: "
+          f"RNN forward+backward {total:.2f} ms (module forward {ms['module forward']:.2f} ms, backward {ms['module backward']:.2f} ms)\n")
     print("| piece | ms | share of RNN fwd+bwd | GFLOP/s | % of the one-core GEMM rate |")
     print("|---|---|---|---|---|")
     for label, v, key in rows:
@@ -231,7 +231,8 @@ def main(argv=None):
             a = _loop_args(size, np.dtype(args.dtype).type)
             ms = measure(pieces(a), args.reps)
             rate = 2 * bench.GEMM_N ** 3 / (ms["sgemm"] * 1e-3) / 1e9
-            print(f"\nnumpy GEMM {bench.GEMM_N}^3 {args.dtype}, one thread, interleaved with the pieces: {rate:.1f} GFLOP/s")
+            print(f"\nnumpy GEMM {bench.GEMM_N}^3 {args.dtype}, one thread, interleaved with the pieces: "
+                  f"{rate:.1f} GFLOP/s")
             report(size, ms, a, rate)
         print(f"\nload average at end {bench.loadavg()}")
     return 0

@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: b657f90908f5d44b93b0a684f1c5d32aafd7f53dc86092404850fe983448ccca
+sha256 of spec + templates + math libraries + versions: 659b55a434b00bb10a71ed6c9d6a4dcd8cb8e71627698247cfaf6c67606feecc
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -39,7 +39,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru"
-SPEC_SHA256 = "b657f90908f5d44b93b0a684f1c5d32aafd7f53dc86092404850fe983448ccca"
+SPEC_SHA256 = "659b55a434b00bb10a71ed6c9d6a4dcd8cb8e71627698247cfaf6c67606feecc"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

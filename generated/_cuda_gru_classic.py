@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 6016b8a2fc160f08bfb4c61de7667e09357701cde04339bea15df2d4aa8fa3ee
+sha256 of spec + templates + math libraries + versions: ee2182b407ee4cf64dd70c12e47fb48a5f7408da7e5fabaebc31d2d03762a4a8
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -39,7 +39,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "gru_classic"
-SPEC_SHA256 = "6016b8a2fc160f08bfb4c61de7667e09357701cde04339bea15df2d4aa8fa3ee"
+SPEC_SHA256 = "ee2182b407ee4cf64dd70c12e47fb48a5f7408da7e5fabaebc31d2d03762a4a8"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: d0167b6dc52019d605984f4c20e0255c53fe914986faa0b3e79f46f43ecfa531
+sha256 of spec + templates + math libraries + versions: 414c6a0601b2832d2960401b170addeccad921165b11a399a976172be5e65b19
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "indrnn"
-SPEC_SHA256 = "d0167b6dc52019d605984f4c20e0255c53fe914986faa0b3e79f46f43ecfa531"
+SPEC_SHA256 = "414c6a0601b2832d2960401b170addeccad921165b11a399a976172be5e65b19"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: layernorm_lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 8cb0ba651184fedd346d966d4f77e71ca598810bc65ebf1951b9267c83dcdeab
+sha256 of spec + templates + math libraries + versions: af7d581cc6f7871c4bf3a47860bb42ed35c3e53f2176fbdd77e24990f9be554b
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -47,7 +47,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "layernorm_lstm"
-SPEC_SHA256 = "8cb0ba651184fedd346d966d4f77e71ca598810bc65ebf1951b9267c83dcdeab"
+SPEC_SHA256 = "af7d581cc6f7871c4bf3a47860bb42ed35c3e53f2176fbdd77e24990f9be554b"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 79f4d56a597c0f920ed67fa9989a8ba89c3e31f95794bc3f9ccc7443b6966bc8
+sha256 of spec + templates + math libraries + versions: fbdc8b7d15debb9b74d8c6f663a5ddd410a0d092347457e78d411877808368f4
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -43,7 +43,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm"
-SPEC_SHA256 = "79f4d56a597c0f920ed67fa9989a8ba89c3e31f95794bc3f9ccc7443b6966bc8"
+SPEC_SHA256 = "fbdc8b7d15debb9b74d8c6f663a5ddd410a0d092347457e78d411877808368f4"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: ddd4b7daf26312eaf09a1b393700099e99cb64db0ad2b8dabecb837b2824e35f
+sha256 of spec + templates + math libraries + versions: 76c7688ea38f0273ea7ca315b9ba339fe88d33b96bd0e9ca174b3fe1c5c47a94
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -42,7 +42,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "ddd4b7daf26312eaf09a1b393700099e99cb64db0ad2b8dabecb837b2824e35f"
+SPEC_SHA256 = "76c7688ea38f0273ea7ca315b9ba339fe88d33b96bd0e9ca174b3fe1c5c47a94"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

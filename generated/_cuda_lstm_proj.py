@@ -2,7 +2,7 @@
 
 source spec: lstm_proj.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: abb81deced4a1d029d3b2029040adc8092f3b1556f6f6f03ecf37408a8018e5b
+sha256 of spec + templates + math libraries + versions: 198ff747e3f816bb3101ceb5a47e36e0b1a105146eedc9285dc10b598d753764
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -43,7 +43,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_proj"
-SPEC_SHA256 = "abb81deced4a1d029d3b2029040adc8092f3b1556f6f6f03ecf37408a8018e5b"
+SPEC_SHA256 = "198ff747e3f816bb3101ceb5a47e36e0b1a105146eedc9285dc10b598d753764"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_vd.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: cfc21d53c2e49df465ccadf2a85f3f829260e8d61f3b0ef20556e61843538ae2
+sha256 of spec + templates + math libraries + versions: b4b3d7c0f016380a33cb7786ddc16ea31cee7f3aae42bcff940a6baa68965e9e
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -43,7 +43,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_vd"
-SPEC_SHA256 = "cfc21d53c2e49df465ccadf2a85f3f829260e8d61f3b0ef20556e61843538ae2"
+SPEC_SHA256 = "b4b3d7c0f016380a33cb7786ddc16ea31cee7f3aae42bcff940a6baa68965e9e"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

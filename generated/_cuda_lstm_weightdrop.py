@@ -2,7 +2,7 @@
 
 source spec: lstm_weightdrop.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 8ca2dd4189a855e99e9531e99dde379005aaeb3e59ca01a104f484a1bf0b1aaa
+sha256 of spec + templates + math libraries + versions: 0ea41127d700da6d9f992a6ca63d05d30ecc89e52415d58c60f4dd83d614daf7
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -44,7 +44,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_weightdrop"
-SPEC_SHA256 = "8ca2dd4189a855e99e9531e99dde379005aaeb3e59ca01a104f484a1bf0b1aaa"
+SPEC_SHA256 = "0ea41127d700da6d9f992a6ca63d05d30ecc89e52415d58c60f4dd83d614daf7"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_zoneout.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: c0c9f5f68e027c1cef76e9ed8da8a63c1ab8e8217e8407db6c745762f8116976
+sha256 of spec + templates + math libraries + versions: 5f9c16b032de5660ec0c9a641519d9027678618b72ecdc73fb94ed8c6bc93538
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -46,7 +46,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "lstm_zoneout"
-SPEC_SHA256 = "c0c9f5f68e027c1cef76e9ed8da8a63c1ab8e8217e8407db6c745762f8116976"
+SPEC_SHA256 = "5f9c16b032de5660ec0c9a641519d9027678618b72ecdc73fb94ed8c6bc93538"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 3e666b70451d8bd378a206991d3b52cb716df52c15d8d74aec89ca37e4df8f6b
+sha256 of spec + templates + math libraries + versions: 3c707b0066e73feedeb8c7a2e9a55c479255c2eb4ffacea4504323c58c97b809
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -36,7 +36,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "mingru"
-SPEC_SHA256 = "3e666b70451d8bd378a206991d3b52cb716df52c15d8d74aec89ca37e4df8f6b"
+SPEC_SHA256 = "3c707b0066e73feedeb8c7a2e9a55c479255c2eb4ffacea4504323c58c97b809"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

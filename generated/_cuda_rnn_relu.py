@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 7590116af3aeb0983116ebd8574464085a72a560155cee5c9ab0ad5e17935584
+sha256 of spec + templates + math libraries + versions: c5052a58122c1634f7bd130b0b457fa151a4c9aaed18458fc54750099db99ab5
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -37,7 +37,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "7590116af3aeb0983116ebd8574464085a72a560155cee5c9ab0ad5e17935584"
+SPEC_SHA256 = "c5052a58122c1634f7bd130b0b457fa151a4c9aaed18458fc54750099db99ab5"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

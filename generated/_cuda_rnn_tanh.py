@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 64853cbbfe12ee67a8b7dafa1532c3e7e9fea0a903c526eeb2ef676c654142a1
+sha256 of spec + templates + math libraries + versions: 7804723ccf93129f63af2f11dc6289a608665a083c45d4d2deac755eb8423cf4
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -37,7 +37,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "64853cbbfe12ee67a8b7dafa1532c3e7e9fea0a903c526eeb2ef676c654142a1"
+SPEC_SHA256 = "7804723ccf93129f63af2f11dc6289a608665a083c45d4d2deac755eb8423cf4"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

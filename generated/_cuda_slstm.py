@@ -2,7 +2,7 @@
 
 source spec: slstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 86d600bf0a88eaa6006558f1d4c5a21e086b641db58e39d442851dc18cda4635
+sha256 of spec + templates + math libraries + versions: 6bdf2c9018fc6df2188a114749eb103952ed0f459557165586ec5e9a0a3cbef9
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -51,7 +51,7 @@ from rnngen.backends.cuda.mathlib import lane_tile as _lane_tile, lane_sum8 as _
 cuda = import_cuda()                   # numba.cuda, after the numpy 2.5 shim numba-cuda 0.30.4 needs
 
 NAME = "slstm"
-SPEC_SHA256 = "86d600bf0a88eaa6006558f1d4c5a21e086b641db58e39d442851dc18cda4635"
+SPEC_SHA256 = "6bdf2c9018fc6df2188a114749eb103952ed0f459557165586ec5e9a0a3cbef9"
 STATES = ('h', 'c', 'n', 'm')
 OUTPUT = "h"
 INITIAL = {'m': 'lowest'}     # the states that do not start at zero when state0 leaves them out

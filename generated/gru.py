@@ -2,7 +2,7 @@
 
 source spec: gru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: b657f90908f5d44b93b0a684f1c5d32aafd7f53dc86092404850fe983448ccca
+sha256 of spec + templates + math libraries + versions: 659b55a434b00bb10a71ed6c9d6a4dcd8cb8e71627698247cfaf6c67606feecc
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -31,7 +31,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, entry_column_sum as _entry_column_sum, entry_matmul as _entry_matmul, entry_matmul_tn as _entry_matmul_tn, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, one_call as _one_call, panels as _panels, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "gru"
-SPEC_SHA256 = "b657f90908f5d44b93b0a684f1c5d32aafd7f53dc86092404850fe983448ccca"
+SPEC_SHA256 = "659b55a434b00bb10a71ed6c9d6a4dcd8cb8e71627698247cfaf6c67606feecc"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: gru_classic.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 6016b8a2fc160f08bfb4c61de7667e09357701cde04339bea15df2d4aa8fa3ee
+sha256 of spec + templates + math libraries + versions: ee2182b407ee4cf64dd70c12e47fb48a5f7408da7e5fabaebc31d2d03762a4a8
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -31,7 +31,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, entry_column_sum as _entry_column_sum, entry_matmul as _entry_matmul, entry_matmul_tn as _entry_matmul_tn, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, one_call as _one_call, panels as _panels, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "gru_classic"
-SPEC_SHA256 = "6016b8a2fc160f08bfb4c61de7667e09357701cde04339bea15df2d4aa8fa3ee"
+SPEC_SHA256 = "ee2182b407ee4cf64dd70c12e47fb48a5f7408da7e5fabaebc31d2d03762a4a8"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: indrnn.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: d0167b6dc52019d605984f4c20e0255c53fe914986faa0b3e79f46f43ecfa531
+sha256 of spec + templates + math libraries + versions: 414c6a0601b2832d2960401b170addeccad921165b11a399a976172be5e65b19
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -26,7 +26,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, chunk_steps as _chunk_steps, column_sum as _column_sum, entry_column_sum as _entry_column_sum, entry_matmul as _entry_matmul, entry_matmul_tn as _entry_matmul_tn, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, one_call as _one_call, panels as _panels, panels_of as _panels_of, relu as _relu, step as _step, steps_rows as _steps_rows  # noqa: F401
 
 NAME = "indrnn"
-SPEC_SHA256 = "d0167b6dc52019d605984f4c20e0255c53fe914986faa0b3e79f46f43ecfa531"
+SPEC_SHA256 = "414c6a0601b2832d2960401b170addeccad921165b11a399a976172be5e65b19"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

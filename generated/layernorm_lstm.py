@@ -2,7 +2,7 @@
 
 source spec: layernorm_lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 8cb0ba651184fedd346d966d4f77e71ca598810bc65ebf1951b9267c83dcdeab
+sha256 of spec + templates + math libraries + versions: af7d581cc6f7871c4bf3a47860bb42ed35c3e53f2176fbdd77e24990f9be554b
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -39,7 +39,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, entry_matmul as _entry_matmul, entry_matmul_tn as _entry_matmul_tn, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, one_call as _one_call, panels as _panels, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "layernorm_lstm"
-SPEC_SHA256 = "8cb0ba651184fedd346d966d4f77e71ca598810bc65ebf1951b9267c83dcdeab"
+SPEC_SHA256 = "af7d581cc6f7871c4bf3a47860bb42ed35c3e53f2176fbdd77e24990f9be554b"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 79f4d56a597c0f920ed67fa9989a8ba89c3e31f95794bc3f9ccc7443b6966bc8
+sha256 of spec + templates + math libraries + versions: fbdc8b7d15debb9b74d8c6f663a5ddd410a0d092347457e78d411877808368f4
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -35,7 +35,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, entry_column_sum as _entry_column_sum, entry_loop_order as _entry_loop_order, entry_matmul as _entry_matmul, entry_matmul_tn as _entry_matmul_tn, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, one_call as _one_call, panels as _panels, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "lstm"
-SPEC_SHA256 = "79f4d56a597c0f920ed67fa9989a8ba89c3e31f95794bc3f9ccc7443b6966bc8"
+SPEC_SHA256 = "fbdc8b7d15debb9b74d8c6f663a5ddd410a0d092347457e78d411877808368f4"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_peephole.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: ddd4b7daf26312eaf09a1b393700099e99cb64db0ad2b8dabecb837b2824e35f
+sha256 of spec + templates + math libraries + versions: 76c7688ea38f0273ea7ca315b9ba339fe88d33b96bd0e9ca174b3fe1c5c47a94
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -34,7 +34,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, entry_column_sum as _entry_column_sum, entry_loop_order as _entry_loop_order, entry_matmul as _entry_matmul, entry_matmul_tn as _entry_matmul_tn, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, one_call as _one_call, panels as _panels, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_peephole"
-SPEC_SHA256 = "ddd4b7daf26312eaf09a1b393700099e99cb64db0ad2b8dabecb837b2824e35f"
+SPEC_SHA256 = "76c7688ea38f0273ea7ca315b9ba339fe88d33b96bd0e9ca174b3fe1c5c47a94"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

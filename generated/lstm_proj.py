@@ -2,7 +2,7 @@
 
 source spec: lstm_proj.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: abb81deced4a1d029d3b2029040adc8092f3b1556f6f6f03ecf37408a8018e5b
+sha256 of spec + templates + math libraries + versions: 198ff747e3f816bb3101ceb5a47e36e0b1a105146eedc9285dc10b598d753764
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -35,7 +35,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, entry_column_sum as _entry_column_sum, entry_matmul as _entry_matmul, entry_matmul_tn as _entry_matmul_tn, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, one_call as _one_call, panels as _panels, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_proj"
-SPEC_SHA256 = "abb81deced4a1d029d3b2029040adc8092f3b1556f6f6f03ecf37408a8018e5b"
+SPEC_SHA256 = "198ff747e3f816bb3101ceb5a47e36e0b1a105146eedc9285dc10b598d753764"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: lstm_vd.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: cfc21d53c2e49df465ccadf2a85f3f829260e8d61f3b0ef20556e61843538ae2
+sha256 of spec + templates + math libraries + versions: b4b3d7c0f016380a33cb7786ddc16ea31cee7f3aae42bcff940a6baa68965e9e
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -35,7 +35,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, entry_column_sum as _entry_column_sum, entry_loop_order as _entry_loop_order, entry_matmul as _entry_matmul, entry_matmul_tn as _entry_matmul_tn, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, one_call as _one_call, panels as _panels, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_vd"
-SPEC_SHA256 = "cfc21d53c2e49df465ccadf2a85f3f829260e8d61f3b0ef20556e61843538ae2"
+SPEC_SHA256 = "b4b3d7c0f016380a33cb7786ddc16ea31cee7f3aae42bcff940a6baa68965e9e"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

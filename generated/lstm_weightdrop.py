@@ -2,7 +2,7 @@
 
 source spec: lstm_weightdrop.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 8ca2dd4189a855e99e9531e99dde379005aaeb3e59ca01a104f484a1bf0b1aaa
+sha256 of spec + templates + math libraries + versions: 0ea41127d700da6d9f992a6ca63d05d30ecc89e52415d58c60f4dd83d614daf7
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -36,7 +36,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_weightdrop"
-SPEC_SHA256 = "8ca2dd4189a855e99e9531e99dde379005aaeb3e59ca01a104f484a1bf0b1aaa"
+SPEC_SHA256 = "0ea41127d700da6d9f992a6ca63d05d30ecc89e52415d58c60f4dd83d614daf7"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

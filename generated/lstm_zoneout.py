@@ -2,7 +2,7 @@
 
 source spec: lstm_zoneout.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: c0c9f5f68e027c1cef76e9ed8da8a63c1ab8e8217e8407db6c745762f8116976
+sha256 of spec + templates + math libraries + versions: 5f9c16b032de5660ec0c9a641519d9027678618b72ecdc73fb94ed8c6bc93538
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -38,7 +38,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, entry_column_sum as _entry_column_sum, entry_loop_order as _entry_loop_order, entry_matmul as _entry_matmul, entry_matmul_tn as _entry_matmul_tn, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, one_call as _one_call, panels as _panels, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "lstm_zoneout"
-SPEC_SHA256 = "c0c9f5f68e027c1cef76e9ed8da8a63c1ab8e8217e8407db6c745762f8116976"
+SPEC_SHA256 = "5f9c16b032de5660ec0c9a641519d9027678618b72ecdc73fb94ed8c6bc93538"
 STATES = ('h', 'c')
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: mingru.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 3e666b70451d8bd378a206991d3b52cb716df52c15d8d74aec89ca37e4df8f6b
+sha256 of spec + templates + math libraries + versions: 3c707b0066e73feedeb8c7a2e9a55c479255c2eb4ffacea4504323c58c97b809
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -28,7 +28,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, entry_column_sum as _entry_column_sum, entry_matmul as _entry_matmul, entry_matmul_tn as _entry_matmul_tn, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, one_call as _one_call, panels as _panels, panels_of as _panels_of, sigmoid as _sigmoid, steps_rows as _steps_rows  # noqa: F401
 
 NAME = "mingru"
-SPEC_SHA256 = "3e666b70451d8bd378a206991d3b52cb716df52c15d8d74aec89ca37e4df8f6b"
+SPEC_SHA256 = "3c707b0066e73feedeb8c7a2e9a55c479255c2eb4ffacea4504323c58c97b809"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: rnn_relu.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 7590116af3aeb0983116ebd8574464085a72a560155cee5c9ab0ad5e17935584
+sha256 of spec + templates + math libraries + versions: c5052a58122c1634f7bd130b0b457fa151a4c9aaed18458fc54750099db99ab5
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,7 +29,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, chunk_steps as _chunk_steps, column_sum as _column_sum, entry_column_sum as _entry_column_sum, entry_loop_order as _entry_loop_order, entry_matmul as _entry_matmul, entry_matmul_tn as _entry_matmul_tn, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, one_call as _one_call, panels as _panels, panels_of as _panels_of, relu as _relu, step as _step, steps_rows as _steps_rows  # noqa: F401
 
 NAME = "rnn_relu"
-SPEC_SHA256 = "7590116af3aeb0983116ebd8574464085a72a560155cee5c9ab0ad5e17935584"
+SPEC_SHA256 = "c5052a58122c1634f7bd130b0b457fa151a4c9aaed18458fc54750099db99ab5"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

@@ -2,7 +2,7 @@
 
 source spec: rnn_tanh.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 64853cbbfe12ee67a8b7dafa1532c3e7e9fea0a903c526eeb2ef676c654142a1
+sha256 of spec + templates + math libraries + versions: 7804723ccf93129f63af2f11dc6289a608665a083c45d4d2deac755eb8423cf4
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -29,7 +29,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, chunk_steps as _chunk_steps, column_sum as _column_sum, entry_column_sum as _entry_column_sum, entry_loop_order as _entry_loop_order, entry_matmul as _entry_matmul, entry_matmul_tn as _entry_matmul_tn, gather_steps as _gather_steps, gemm_panels as _gemm_panels, matmul as _matmul, matmul_tn as _matmul_tn, one_call as _one_call, panels as _panels, panels_of as _panels_of, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "rnn_tanh"
-SPEC_SHA256 = "64853cbbfe12ee67a8b7dafa1532c3e7e9fea0a903c526eeb2ef676c654142a1"
+SPEC_SHA256 = "7804723ccf93129f63af2f11dc6289a608665a083c45d4d2deac755eb8423cf4"
 STATES = ('h',)
 OUTPUT = "h"
 INITIAL = {}     # the states that do not start at zero when state0 leaves them out

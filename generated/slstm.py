@@ -2,7 +2,7 @@
 
 source spec: slstm.py
 specs folder: rnngen.specs
-sha256 of spec + templates + math libraries + versions: 86d600bf0a88eaa6006558f1d4c5a21e086b641db58e39d442851dc18cda4635
+sha256 of spec + templates + math libraries + versions: 6bdf2c9018fc6df2188a114749eb103952ed0f459557165586ec5e9a0a3cbef9
 versions: rnngen 0.1.0, sympy 1.14
 
 The step, for one batch row b and hidden unit j:
@@ -43,7 +43,7 @@ from rnngen.runtime import device
 from rnngen.backends.cpu.mathlib import loop_order as _loop_order, at as _at, chunk_steps as _chunk_steps, column_sum as _column_sum, entry_matmul as _entry_matmul, exp_nonpositive as _exp_nonpositive, gather_steps as _gather_steps, gemm_panels as _gemm_panels, head_weight_grad as _head_weight_grad, log_sigmoid as _log_sigmoid, matmul as _matmul, matmul_tn as _matmul_tn, maximum as _maximum, one_call as _one_call, panels as _panels, panels_of as _panels_of, sigmoid as _sigmoid, step as _step, steps_rows as _steps_rows, tanh as _tanh  # noqa: F401
 
 NAME = "slstm"
-SPEC_SHA256 = "86d600bf0a88eaa6006558f1d4c5a21e086b641db58e39d442851dc18cda4635"
+SPEC_SHA256 = "6bdf2c9018fc6df2188a114749eb103952ed0f459557165586ec5e9a0a3cbef9"
 STATES = ('h', 'c', 'n', 'm')
 OUTPUT = "h"
 INITIAL = {'m': 'lowest'}     # the states that do not start at zero when state0 leaves them out

@@ -40,7 +40,8 @@ def main():
             row = [best_ms(lambda: np.empty((T * B, 4 * H), dtype).fill(0)),
                    best_ms(lambda: host_gemm.matmul(x, w.T)), best_ms(lambda: gemm_panels(x, pw, out)),
                    best_ms(lambda: host_gemm.matmul_tn(dz, x)), best_ms(lambda: gemm_panels_tn(dz, px, grad))]
-            print(f"| {np.dtype(dtype).name} | {out.nbytes / 2**20:.0f} | " + " | ".join(f"{v:.2f}" for v in row) + " |")
+            cells = " | ".join(f"{v:.2f}" for v in row)
+            print(f"| {np.dtype(dtype).name} | {out.nbytes / 2**20:.0f} | {cells} |")
     print(f"# load at end {os.getloadavg()}")
 
 

@@ -369,7 +369,8 @@ def emit(kernel, layout, header, equations, rate0=None):
         helpers=sorted(set(helpers(kernel, p.constants.helpers, layout, infer_layout))
                        | entry_helpers(ientry, fentry, bentry) | set(rate0.helpers if rate0 else ())),
         n=kernel.loop,
-        forward_args=fargs, forward_call=fcall, forward_setup=fsetup, forward_stages=forward_stages, forward_result=fresult,
+        forward_args=fargs, forward_call=fcall, forward_setup=fsetup, forward_stages=forward_stages,
+        forward_result=fresult,
         saved=saved, saved_call=saved_call(saved, marks={"rate0": True} if header.get("variant") == "rate0" else {}),
         backward_args=bargs, backward_call=bcall,
         backward_setup=bsetup, backward_stages=backward_stages, backward_result=bresult, hoisted=hoisted, after=after,

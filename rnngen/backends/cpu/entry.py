@@ -138,7 +138,7 @@ def forward_entry(setup, loop_call, result, saved, sizes, output_size):
     words = set(re.findall(r"\w+", " ".join(map(_code, setup + loop_call + result + [output_size]))))
     head = ["x", "lengths", "reverse", "H"] + [s for s in sizes if s in words] + ["state0"]
     made = _train_entry(head, setup, loop_call, result, _TRAIN_FIXED | set(sizes))
-    return None if made is None else TrainEntry(*made, returned=list(saved))
+    return None if made is None or not saved else TrainEntry(*made, returned=list(saved))
 
 
 def backward_entry(setup, loop_call, result, saved, sizes, params):

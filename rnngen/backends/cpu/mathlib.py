@@ -27,8 +27,8 @@ from .pointers import at  # noqa: F401  (the kernels' _at)
 from .stepgemm import gemm_panels, panels  # noqa: F401  (the kernels' per-step GEMM; panels: older modules)
 from .host_gemm import matmul, matmul_tn, panels_of  # noqa: F401  (the wrappers' GEMMs, the loops' packed weights)
 from .input_chunks import chunk_steps, gather_steps, steps_rows  # noqa: F401  (the inference loop's input GEMMs)
-from .entry_ops import column_sum as entry_column_sum, loop_order as entry_loop_order, matmul as entry_matmul  # noqa: F401
-from .entry_ops import matmul_tn as entry_matmul_tn, reorder  # noqa: F401  (the compiled entries' operations)
+from .entry_ops import column_sum as entry_column_sum, loop_order as entry_loop_order  # noqa: F401
+from .entry_ops import matmul as entry_matmul, matmul_tn as entry_matmul_tn, reorder  # noqa: F401  (the entries')
 
 register()      # before the decorators below: an installed rnngen caches them in a per-user folder
 
